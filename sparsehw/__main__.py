@@ -1,0 +1,3 @@
+from sparsehw.cli import main
+
+raise SystemExit(main())

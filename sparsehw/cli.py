@@ -1,0 +1,282 @@
+"""The ``sparsehw`` command line: list, gen, sim, synth, perf and regress.
+
+User mistakes (unknown block or parameter, illegal value) end with one line on stderr and exit
+status 2, never a traceback.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from sparsehw import registry
+from sparsehw.registry import UserError
+
+
+EXIT_FAILED = 1     # the design failed its test, or a tool failed
+EXIT_USAGE = 2      # the user asked for something illegal
+
+
+def _params_argument(parser):
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="generation parameter (repeatable); see 'sparsehw list'")
+
+
+def _block_and_params(args):
+    block = registry.get_block(args.block)
+    params = registry.resolve_params(block, registry.parse_assignments(args.param))
+    return block, params
+
+
+def _build(block, params, for_synth=False):
+    builder = (block.synth_build or block.build) if for_synth else block.build
+    try:
+        return builder(**params)
+    except (ValueError, TypeError) as error:
+        raise UserError(f"{block.name}: {error}") from None
+
+
+def _params_key(block, params):
+    text = json.dumps(params, sort_keys=True)
+    return f"{block.name}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def _write_json(data, path):
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    if path is None or path == "-":
+        sys.stdout.write(text)
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+
+
+# -- list -----------------------------------------------------------------------------------------
+
+def cmd_list(args):
+    blocks = registry.all_blocks()
+    if args.json:
+        _write_json([block.describe() for block in blocks.values()], None)
+        return 0
+    for block in blocks.values():
+        print(f"{block.name}: {block.summary}")
+        for param in block.params:
+            print(f"    -p {param.name}={param.default!s:<8} {param.allowed}")
+        for param in block.workload_params:
+            print(f"    -w {param.name}={param.default!s:<8} {param.allowed}  (perf workload)")
+    return 0
+
+
+# -- gen ------------------------------------------------------------------------------------------
+
+def generate(block, params, out_dir):
+    """Write ``out_dir/<block>.v`` and ``<block>.json``; return the two paths."""
+    from hw.export import ports_of, to_verilog, tool_versions
+    component = _build(block, params)
+    verilog = to_verilog(component, block.name)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    v_path, j_path = out_dir / f"{block.name}.v", out_dir / f"{block.name}.json"
+    v_path.write_text(verilog)
+    meta = {"block": block.name, "params": params,
+            "ports": [{"name": "clk", "direction": "input", "width": 1},
+                      {"name": "rst", "direction": "input", "width": 1}] + ports_of(component),
+            "tools": tool_versions(), "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest()}
+    j_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return v_path, j_path
+
+
+def cmd_gen(args):
+    block, params = _block_and_params(args)
+    v_path, j_path = generate(block, params, args.out)
+    print(v_path)
+    print(j_path)
+    return 0
+
+
+# -- sim ------------------------------------------------------------------------------------------
+
+def simulate(block, params, *, sim="icarus", seed=None, waves=False, build_dir=None):
+    from verif.runner import new_build_dir, run_cocotb
+    if block.testbench is None:
+        raise UserError(f"block {block.name!r} has no testbench")
+    component = _build(block, params)
+    build_dir = build_dir or new_build_dir(f"sim-{_params_key(block, params)}-{sim}")
+    return run_cocotb(component, block.name, block.testbench, build_dir=build_dir, sim=sim,
+                      seed=seed, waves=waves, params=params)
+
+
+def _print_run(block, result):
+    status = "PASS" if result.passed else "FAIL"
+    cycles = result.record.get("cycles")
+    cycles_text = f", {cycles} cycles" if cycles is not None else ""
+    print(f"{status} {block.name}: {result.tests - result.failures}/{result.tests} tests"
+          f"{cycles_text} ({result.build_dir})")
+    for error in result.errors:
+        print(f"    {error}")
+    if not result.passed:
+        print(f"    log: {result.log}")
+
+
+def cmd_sim(args):
+    block, params = _block_and_params(args)
+    result = simulate(block, params, sim=args.sim, seed=args.seed, waves=args.waves)
+    _print_run(block, result)
+    if args.waves:
+        print(f"waves: {result.waves}" if result.waves else "waves: none written")
+    return 0 if result.passed else EXIT_FAILED
+
+
+# -- synth ----------------------------------------------------------------------------------------
+
+def synthesize_block(block, params, target, build_dir=None):
+    from synth.yosys import synthesize
+    from verif.runner import new_build_dir
+    component = _build(block, params, for_synth=True)
+    build_dir = build_dir or new_build_dir(f"synth-{_params_key(block, params)}-{target}")
+    figures = synthesize(component, block.name, target=target, build_dir=build_dir)
+    return {"block": block.name, "params": params, **figures}
+
+
+def cmd_synth(args):
+    from synth.yosys import SynthError
+    block, params = _block_and_params(args)
+    try:
+        record = synthesize_block(block, params, args.target)
+    except SynthError as error:
+        print(f"sparsehw: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    _write_json(record, args.json)
+    if args.json and args.json != "-":
+        _summary_line(record)
+    return 0
+
+
+def _summary_line(record):
+    figures = {k: record[k] for k in ("cells", "transistors", "luts", "ffs", "dsps")
+               if k in record}
+    print(f"{record['block']} ({record['target']}): "
+          + ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+# -- perf -----------------------------------------------------------------------------------------
+
+def measure(block, params, workload, *, sim, seed, build_dir=None):
+    from verif.runner import new_build_dir
+    if block.perf is None:
+        raise UserError(f"block {block.name!r} has no perf workload")
+    _build(block, params)       # validate parameters before any simulation starts
+    build_dir = build_dir or new_build_dir(f"perf-{_params_key(block, params)}-{sim}")
+    record = block.perf(params, workload, sim=sim, seed=seed, build_dir=Path(build_dir))
+    return {"block": block.name, "params": params, "workload": workload, **record}
+
+
+def cmd_perf(args):
+    block, params = _block_and_params(args)
+    workload = registry.resolve_workload(block, registry.parse_assignments(args.workload,
+                                                                           "workload"))
+    try:
+        record = measure(block, params, workload, sim=args.sim, seed=args.seed)
+    except (ValueError, TypeError) as error:
+        raise UserError(f"{block.name}: {error}") from None
+    _write_json(record, args.json)
+    if args.json and args.json != "-":
+        keys = ("cycles", "ideal_cycles", "utilization", "input_bits_per_cycle")
+        print(f"{block.name}: " + ", ".join(f"{k}={record[k]}" for k in keys if k in record))
+    return 0 if record.get("passed", True) else EXIT_FAILED
+
+
+# -- regress (make sim) ---------------------------------------------------------------------------
+
+def cmd_regress(args):
+    """Generate every block at default parameters and run its cocotb regression."""
+    blocks = registry.all_blocks()
+    selected = args.blocks or list(blocks)
+    for name in selected:
+        registry.get_block(name)
+    out = Path(args.out)
+    results = []
+    for name in selected:
+        block = blocks[name]
+        params = block.defaults()
+        generate(block, params, out)
+        if block.testbench is None:
+            print(f"SKIP {name}: no testbench")
+            continue
+        result = simulate(block, params, sim=args.sim, seed=args.seed)
+        _print_run(block, result)
+        results.append((name, result))
+    passed = sum(result.passed for _, result in results)
+    print(f"\nsummary ({args.sim}, Verilog in {out}/):")
+    for name, result in results:
+        cycles = result.record.get("cycles", "-")
+        print(f"  {name:<16} {'PASS' if result.passed else 'FAIL'}  "
+              f"tests {result.tests - result.failures}/{result.tests}  cycles {cycles}")
+    print(f"{passed} passed, {len(results) - passed} failed")
+    return 0 if passed == len(results) else EXIT_FAILED
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+def make_parser():
+    parser = argparse.ArgumentParser(
+        prog="sparsehw",
+        description="RTL generators and verification for sparse and low-precision DNN blocks.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="blocks, their parameters, defaults and allowed ranges")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("gen", help="write BLOCK.v and BLOCK.json")
+    p.add_argument("block")
+    _params_argument(p)
+    p.add_argument("-o", "--out", default="build/gen", metavar="DIR")
+    p.set_defaults(func=cmd_gen)
+
+    p = sub.add_parser("sim", help="run the block's cocotb testbench")
+    p.add_argument("block")
+    _params_argument(p)
+    p.add_argument("--sim", choices=("icarus", "verilator"), default="icarus")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--waves", action="store_true", help="keep an FST trace and print its path")
+    p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("synth", help="Yosys synthesis: transistors (cmos) or FPGA resources")
+    p.add_argument("block")
+    _params_argument(p)
+    p.add_argument("--target", choices=("cmos", "ecp5", "ice40"), default="cmos")
+    p.add_argument("--json", metavar="FILE", help="write the record here (default: stdout)")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("perf", help="run a workload in simulation and report measured figures")
+    p.add_argument("block")
+    _params_argument(p)
+    p.add_argument("-w", "--workload", action="append", default=[], metavar="NAME=VALUE",
+                   help="workload knob (repeatable); see 'sparsehw list'")
+    p.add_argument("--sim", choices=("icarus", "verilator"), default="verilator")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", metavar="FILE", help="write the record here (default: stdout)")
+    p.set_defaults(func=cmd_perf)
+
+    p = sub.add_parser("regress", help="generate every block at default parameters and run "
+                                       "its cocotb regression (what 'make sim' runs)")
+    p.add_argument("blocks", nargs="*", help="only these blocks")
+    p.add_argument("--sim", choices=("icarus", "verilator"), default="icarus")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("-o", "--out", default="build/gen", metavar="DIR")
+    p.set_defaults(func=cmd_regress)
+    return parser
+
+
+def main(argv=None):
+    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as error:
+        print(f"sparsehw: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

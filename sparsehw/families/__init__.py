@@ -1,0 +1,1 @@
+"""Registry entries of the block families, one module per family (``BLOCKS = [...]``)."""

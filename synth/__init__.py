@@ -1,0 +1,1 @@
+"""Synthesis flows (Yosys through YoWASP) and measured reports."""

@@ -1,0 +1,123 @@
+"""The sparsehw command line: listing, generation, errors, synthesis and simulation."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sparsehw import registry
+from sparsehw.cli import main
+
+BLOCKS = registry.all_blocks()
+
+
+def run_cli(*args):
+    """Run the CLI in a subprocess, as a user does (exit status and streams)."""
+    return subprocess.run([sys.executable, "-m", "sparsehw", *args],
+                          capture_output=True, text=True)
+
+
+def test_list_json_has_every_block_with_ranges(capsys):
+    assert main(["list", "--json"]) == 0
+    listed = {entry["name"]: entry for entry in json.loads(capsys.readouterr().out)}
+    assert set(listed) == set(BLOCKS)
+    for entry in listed.values():
+        for param in entry["params"]:
+            assert {"name", "default", "allowed", "type"} <= set(param)
+
+
+def test_list_text(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in BLOCKS:
+        assert f"{name}:" in out
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_gen_is_byte_identical(name, tmp_path):
+    assert main(["gen", name, "-o", str(tmp_path / "a")]) == 0
+    assert main(["gen", name, "-o", str(tmp_path / "b")]) == 0
+    for suffix in (".v", ".json"):
+        a = (tmp_path / "a" / f"{name}{suffix}").read_bytes()
+        b = (tmp_path / "b" / f"{name}{suffix}").read_bytes()
+        assert a == b
+    meta = json.loads((tmp_path / "a" / f"{name}.json").read_text())
+    assert meta["block"] == name
+    assert meta["params"] == BLOCKS[name].defaults()
+    assert {"clk", "rst"} <= {port["name"] for port in meta["ports"]}
+    assert "amaranth" in meta["tools"]
+    verilog = (tmp_path / "a" / f"{name}.v").read_text()
+    for port in meta["ports"]:
+        assert port["name"] in verilog
+
+
+def test_unknown_block_is_one_line_error():
+    result = run_cli("gen", "no_such_block")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "unknown block 'no_such_block'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_parameter_is_one_line_error():
+    name = sorted(BLOCKS)[0]
+    result = run_cli("gen", name, "-p", "bogus=3")
+    assert result.returncode == 2
+    assert "unknown parameter 'bogus'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_malformed_assignment_is_an_error():
+    name = sorted(BLOCKS)[0]
+    result = run_cli("gen", name, "-p", "novalue")
+    assert result.returncode == 2
+    assert "NAME=VALUE" in result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_non_integer_value_is_an_error(name):
+    int_params = [p for p in BLOCKS[name].params if p.type is int]
+    if not int_params:
+        pytest.skip("block has no integer parameter")
+    result = run_cli("gen", name, "-p", f"{int_params[0].name}=abc")
+    assert result.returncode == 2
+    assert int_params[0].name in result.stderr and "'abc'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_illegal_value_is_rejected_before_writing(name, tmp_path):
+    # -1 is illegal for every integer generation parameter (sizes, widths, depths, counts).
+    int_params = [p for p in BLOCKS[name].params if p.type is int]
+    if not int_params:
+        pytest.skip("block has no integer parameter")
+    param = int_params[0]
+    result = run_cli("gen", name, "-p", f"{param.name}=-1", "-o", str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert param.name in result.stderr and "-1" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.iterdir()), "nothing may be written for illegal parameters"
+
+
+def test_unknown_workload_knob_is_an_error():
+    with_perf = [name for name, block in BLOCKS.items() if block.perf is not None]
+    if not with_perf:
+        pytest.skip("no block has a perf workload yet")
+    result = run_cli("perf", with_perf[0], "-w", "bogus=1")
+    assert result.returncode == 2
+    assert "unknown workload knob 'bogus'" in result.stderr
+
+
+@pytest.mark.synth
+def test_synth_cmos_and_ecp5_json(tmp_path):
+    # The smallest block at default parameters keeps this quick.
+    name = "spu" if "spu" in BLOCKS else sorted(BLOCKS)[0]
+    for target, keys in (("cmos", {"transistors"}), ("ecp5", {"luts", "ffs", "dsps"})):
+        out = tmp_path / f"{target}.json"
+        assert main(["synth", name, "--target", target, "--json", str(out)]) == 0
+        record = json.loads(out.read_text())
+        assert {"block", "params", "target", "cells"} | keys <= set(record)
+        assert record["target"] == target and record["cells"] > 0
+        for key in keys:
+            assert isinstance(record[key], int)

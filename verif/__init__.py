@@ -1,0 +1,1 @@
+"""Verification: the cocotb runner, stream drivers and the block testbenches."""

