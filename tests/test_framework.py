@@ -21,12 +21,39 @@ def test_pack_rejects_out_of_range():
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("stall", [0.0, 0.6])
-def test_stream_drivers_under_stalls(tmp_path, stall):
+@pytest.mark.parametrize("sim,stall", [("icarus", 0.0), ("icarus", 0.6), ("verilator", 0.6)])
+def test_stream_drivers_under_stalls(tmp_path, sim, stall):
     result = run_cocotb(StreamFifo(), "stream_fifo", "verif.selftest.tb_fifo",
-                        build_dir=tmp_path, seed=7, workload={"stall": stall})
+                        build_dir=tmp_path, sim=sim, seed=7, workload={"stall": stall})
     assert result.passed, result.errors or result.log.read_text()[-3000:]
     assert result.record["transfers"] == 300
     if stall == 0.0:
         # Full rate: one item per cycle after the FIFO's fill latency.
         assert result.record["cycles"] <= 300 + 4
+
+
+@pytest.mark.sim
+def test_runner_reports_a_failing_testbench(tmp_path):
+    # The FIFO testbench checks order; a design that drops items must fail, not pass silently.
+    from amaranth.hdl import Module
+    from amaranth.lib import stream, wiring
+    from amaranth.lib.wiring import In, Out
+
+    class Lossy(wiring.Component):
+        i: In(stream.Signature(StreamFifo.layout))
+        o: Out(stream.Signature(StreamFifo.layout))
+
+        def elaborate(self, platform):
+            m = Module()
+            odd = __import__("amaranth").hdl.Signal()
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += odd.eq(~odd)
+            # Every second item is dropped: accepted but never shown as valid.
+            m.d.comb += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid & ~odd),
+                         self.i.ready.eq(self.o.ready | odd)]
+            return m
+
+    result = run_cocotb(Lossy(), "lossy", "verif.selftest.tb_fifo", build_dir=tmp_path, seed=1,
+                        workload={"stall": 0.0})
+    assert not result.passed
+    assert result.failures == 1

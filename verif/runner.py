@@ -6,7 +6,6 @@ result collection are done once.
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -125,28 +124,34 @@ def run_cocotb(design, toplevel, test_module, *, build_dir, sim="icarus", seed=N
         env.update(verilator_env())
 
     log = build_dir / "sim.log"
+    results_xml = build_dir / "results.xml"
+    if results_xml.exists():
+        results_xml.unlink()
+    errors = []
     runner = get_runner(sim)
     try:
         runner.build(sources=[source, *map(Path, verilog_files)], hdl_toplevel=toplevel,
                      build_dir=build_dir, build_args=build_args, waves=waves,
                      timescale=("1ns", "1ps"), always=True, log_file=build_dir / "build.log")
-        results_xml = runner.test(test_module=test_module, hdl_toplevel=toplevel,
-                                  build_dir=build_dir, test_dir=build_dir,
-                                  results_xml=str(build_dir / "results.xml"), seed=seed,
-                                  waves=waves, extra_env=env, testcase=testcase,
-                                  timescale=("1ns", "1ps"), log_file=log)
-        tests, failures = get_results(Path(results_xml))
-        passed = tests > 0 and failures == 0
-        errors = []
-    except (SystemExit, Exception) as error:   # build failure, crashed simulator, no results
-        tests, failures, passed = 0, 0, False
-        errors = [f"{type(error).__name__}: {error}"]
+        runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
+                    test_dir=build_dir, results_xml=str(results_xml), seed=seed, waves=waves,
+                    extra_env=env, testcase=testcase, timescale=("1ns", "1ps"), log_file=log)
+    except (SystemExit, Exception) as error:
+        # A build failure or a crashed simulator; under pytest, cocotb's runner also exits
+        # when a test failed. The results file (if any) still tells what happened.
+        errors.append(f"{type(error).__name__}: {error}")
     finally:
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    try:
+        tests, failures = get_results(results_xml)
+    except RuntimeError:
+        tests, failures = 0, 0
+        errors.append(f"no results: the simulation did not complete; see {log}")
+    passed = tests > 0 and failures == 0 and not errors
 
     record = json.loads(result_file.read_text()) if result_file.exists() else {}
     wave_file = None
