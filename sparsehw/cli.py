@@ -130,20 +130,32 @@ def cmd_sim(args):
 
 # -- synth ----------------------------------------------------------------------------------------
 
-def synthesize_block(block, params, target, build_dir=None):
+def synthesize_block(block, params, target, build_dir=None, place_seeds=None):
+    """Synthesis record of one design point; with ``place_seeds`` (ECP5 only) also the
+    post-place-and-route Fmax (median over the seeds)."""
     from synth.yosys import synthesize
     from verif.runner import new_build_dir
     component = _build(block, params, for_synth=True)
     build_dir = build_dir or new_build_dir(f"synth-{_params_key(block, params)}-{target}")
     figures = synthesize(component, block.name, target=target, build_dir=build_dir)
-    return {"block": block.name, "params": params, **figures}
+    record = {"block": block.name, "params": params, **figures}
+    if place_seeds:
+        from synth.fmax import place_and_route
+        pnr = place_and_route(component, block.name, build_dir=Path(build_dir) / "pnr",
+                              seeds=place_seeds)
+        record.update(fmax_mhz=pnr["fmax_mhz"], fmax_by_seed=pnr["fmax_by_seed"],
+                      pnr_device=pnr["device"])
+    return record
 
 
 def cmd_synth(args):
     from synth.yosys import SynthError
     block, params = _block_and_params(args)
+    seeds = _parse_seeds(args.seeds) if args.place else None
+    if args.place and args.target != "ecp5":
+        raise UserError(f"--place needs --target ecp5, not --target {args.target}")
     try:
-        record = synthesize_block(block, params, args.target)
+        record = synthesize_block(block, params, args.target, place_seeds=seeds)
     except SynthError as error:
         print(f"sparsehw: {error}", file=sys.stderr)
         return EXIT_FAILED
@@ -153,8 +165,19 @@ def cmd_synth(args):
     return 0
 
 
+def _parse_seeds(text):
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UserError(f"--seeds must be a comma-separated list of integers, not {text!r}") \
+            from None
+    if not seeds:
+        raise UserError("--seeds must name at least one seed")
+    return seeds
+
+
 def _summary_line(record):
-    figures = {k: record[k] for k in ("cells", "transistors", "luts", "ffs", "dsps")
+    figures = {k: record[k] for k in ("cells", "transistors", "luts", "ffs", "dsps", "fmax_mhz")
                if k in record}
     print(f"{record['block']} ({record['target']}): "
           + ", ".join(f"{k}={v}" for k, v in figures.items()))
@@ -247,6 +270,9 @@ def make_parser():
     p.add_argument("block")
     _params_argument(p)
     p.add_argument("--target", choices=("cmos", "ecp5", "ice40"), default="cmos")
+    p.add_argument("--place", action="store_true",
+                   help="ECP5 only: also place and route (nextpnr) and report Fmax")
+    p.add_argument("--seeds", default="1,2,3", help="placement seeds for --place (median)")
     p.add_argument("--json", metavar="FILE", help="write the record here (default: stdout)")
     p.set_defaults(func=cmd_synth)
 
