@@ -240,6 +240,18 @@ def cmd_regress(args):
     return 0 if passed == len(results) else EXIT_FAILED
 
 
+# -- report -------------------------------------------------------------------------------------
+
+def cmd_report(args):
+    from synth.report import build_report
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, not {args.jobs}")
+    report = build_report(args.out, quick=args.quick, jobs=args.jobs, dask_address=args.dask,
+                          force=args.force, families=args.only or None)
+    print(report)
+    return 0
+
+
 # -- main -----------------------------------------------------------------------------------------
 
 def make_parser():
@@ -293,6 +305,18 @@ def make_parser():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("-o", "--out", default="build/gen", metavar="DIR")
     p.set_defaults(func=cmd_regress)
+    p = sub.add_parser("report", help="sweep every block and write report.md, results.json/"
+                                      "csv and plots (what 'make report' runs)")
+    p.add_argument("--out", default="report", metavar="DIR")
+    p.add_argument("--quick", action="store_true", help="small grid (minutes on 2 cores)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="local worker processes")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="send design points to this Dask scheduler (tcp://host:8786)")
+    p.add_argument("--force", action="store_true", help="recompute cached design points")
+    p.add_argument("--only", action="append", metavar="FAMILY",
+                   help="only this block family's section (repeatable)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
