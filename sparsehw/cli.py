@@ -31,11 +31,7 @@ def _block_and_params(args):
 
 
 def _build(block, params, for_synth=False):
-    builder = (block.synth_build or block.build) if for_synth else block.build
-    try:
-        return builder(**params)
-    except (ValueError, TypeError) as error:
-        raise UserError(f"{block.name}: {error}") from None
+    return registry.build(block, params, for_synth=for_synth)
 
 
 def _params_key(block, params):
@@ -189,7 +185,7 @@ def measure(block, params, workload, *, sim, seed, build_dir=None):
     from verif.runner import new_build_dir
     if block.perf is None:
         raise UserError(f"block {block.name!r} has no perf workload")
-    _build(block, params)       # validate parameters before any simulation starts
+    registry.check_params(block, params)    # validate before any simulation starts
     build_dir = build_dir or new_build_dir(f"perf-{_params_key(block, params)}-{sim}")
     record = block.perf(params, workload, sim=sim, seed=seed, build_dir=Path(build_dir))
     return {"block": block.name, "params": params, "workload": workload, **record}

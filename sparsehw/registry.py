@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 
 __all__ = ["FAMILIES", "Param", "Block", "UserError", "all_blocks", "get_block",
-           "parse_assignments", "resolve_params", "resolve_workload"]
+           "parse_assignments", "resolve_params", "resolve_workload", "build", "check_params"]
 
 
 #: Block families, in the order ``sparsehw list`` shows them.
@@ -172,9 +172,20 @@ def resolve_workload(block, given):
     return _resolve(block.workload_params, given, block.name, "workload knob")
 
 
-def build(block, params):
+def build(block, params, *, for_synth=False):
     """Build the block's component, turning parameter errors into :class:`UserError`."""
+    builder = (block.synth_build or block.build) if for_synth else block.build
     try:
-        return block.build(**params)
+        return builder(**params)
     except (ValueError, TypeError) as error:
         raise UserError(f"{block.name}: {error}") from None
+
+
+def check_params(block, params):
+    """Validate ``params`` by building the block (its constructor checks them), then discard it.
+
+    The discarded component is marked as deliberately unused, so Amaranth does not warn that an
+    elaboratable was never elaborated.
+    """
+    component = build(block, params)
+    component._MustUse__silence = True

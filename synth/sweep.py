@@ -62,10 +62,7 @@ def validate_point(point):
             raise UserError(f"target must be cmos, ecp5 or ice40, not {normalized['target']!r}")
     else:
         normalized["seeds"] = list(point.get("seeds", (1, 2, 3)))
-    try:
-        block.build(**params)
-    except (ValueError, TypeError) as error:
-        raise UserError(f"{block.name}: {error}") from None
+    registry.check_params(block, params)
     return normalized
 
 
