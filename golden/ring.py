@@ -1,0 +1,162 @@
+"""Golden model of the bidirectional ring interconnect (:mod:`hw.ring`).
+
+Numeric and ordering rules
+--------------------------
+Nodes are numbered ``0 .. k-1``. Clockwise (CW, direction ``+1``) goes from node ``x`` to
+``(x + 1) mod k``; counter-clockwise (CCW, ``-1``) from ``x`` to ``(x - 1) mod k``.
+
+Routing is minimal and deterministic: a flit from ``src`` to ``dst`` takes the shorter direction.
+**Tie-break** (``k`` even, ``dst = src + k/2``): CW when ``src`` is even, CCW when ``src`` is odd.
+The rule depends only on the pair, so one flow always uses one path (per-flow order), and it splits
+the tied traffic of uniform load evenly over both directions (the ``8/k`` bound needs that).
+A flit to its own node (``dst == src``) never enters the ring (``hops = 0``, direction ``0``).
+
+**Zero-load latency** (cycles from the injection handshake to the ejection handshake, ejection
+always ready, no other traffic): ``hops * CYCLES_PER_HOP + LATENCY_CONSTANT`` with
+``CYCLES_PER_HOP = 1`` and ``LATENCY_CONSTANT = 1``, for every pair including ``dst == src``.
+
+**Delivery**: the multiset of delivered ``(src, dst, payload)`` equals the injected one (nothing
+lost, duplicated or corrupted), and for every flow ``(src, dst)`` the delivery order equals the
+injection order.
+
+**Ideal throughput** (flits/cycle/node, injection and ejection capped at 1) as in Dally & Towles:
+uniform ``min(1, 8/k)``, neighbour ``1``, tornado ``1/(ceil(k/2) - 1)`` (``1`` when that
+denominator is 0 or 1), hotspot ``1/k``. :func:`channel_bound` recomputes the bound from the
+channel loads of this module's routing function; for even ``k`` it equals the formula.
+"""
+
+from collections import Counter, defaultdict
+
+
+__all__ = ["CYCLES_PER_HOP", "LATENCY_CONSTANT", "PATTERNS", "route", "zero_load_latency",
+           "pattern_destinations", "ideal_throughput", "channel_bound",
+           "mean_zero_load_latency", "check_delivery", "DeliveryError"]
+
+
+CYCLES_PER_HOP = 1
+LATENCY_CONSTANT = 1
+PATTERNS = ("uniform", "neighbour", "tornado", "hotspot")
+
+
+def _check_k(k):
+    if not isinstance(k, int) or isinstance(k, bool) or not 2 <= k <= 16:
+        raise ValueError(f"k must be an integer in 2..16, not {k!r}")
+
+
+def route(src, dst, k):
+    """Direction and hop count of the flit ``src -> dst`` on a ``k``-node ring.
+
+    Returns
+    -------
+    (int, int)
+        ``(direction, hops)``: direction ``+1`` (CW), ``-1`` (CCW) or ``0`` (``src == dst``).
+    """
+    _check_k(k)
+    for name, value in (("src", src), ("dst", dst)):
+        if not 0 <= value < k:
+            raise ValueError(f"{name} must be in 0..{k - 1}, not {value!r}")
+    cw = (dst - src) % k
+    ccw = (k - cw) % k
+    if cw == 0:
+        return 0, 0
+    if cw < ccw:
+        return +1, cw
+    if ccw < cw:
+        return -1, ccw
+    return (+1 if src % 2 == 0 else -1), cw
+
+
+def zero_load_latency(src, dst, k):
+    """Cycles from injection handshake to ejection handshake of a lone flit ``src -> dst``."""
+    return route(src, dst, k)[1] * CYCLES_PER_HOP + LATENCY_CONSTANT
+
+
+def pattern_destinations(pattern, src, k, hot=0):
+    """``{dst: probability}`` of node ``src``'s traffic under ``pattern``."""
+    _check_k(k)
+    if pattern == "uniform":
+        return {d: 1.0 / k for d in range(k)}
+    if pattern == "neighbour":
+        return {(src + 1) % k: 1.0}
+    if pattern == "tornado":
+        return {(src + (k + 1) // 2 - 1) % k: 1.0}
+    if pattern == "hotspot":
+        return {hot % k: 1.0}
+    raise ValueError(f"pattern must be one of {', '.join(PATTERNS)}, not {pattern!r}")
+
+
+def ideal_throughput(pattern, k):
+    """Ideal saturation throughput (flits/cycle/node) of ``pattern`` on a ``k``-node ring."""
+    _check_k(k)
+    if pattern == "uniform":
+        return min(1.0, 8.0 / k)
+    if pattern == "neighbour":
+        return 1.0
+    if pattern == "tornado":
+        hops = (k + 1) // 2 - 1
+        return 1.0 if hops <= 1 else 1.0 / hops
+    if pattern == "hotspot":
+        return 1.0 / k
+    raise ValueError(f"pattern must be one of {', '.join(PATTERNS)}, not {pattern!r}")
+
+
+def channel_bound(pattern, k, hot=0):
+    """Throughput bound from the loads that :func:`route` puts on every channel.
+
+    Each node injects ``r`` flits/cycle; a CW or CCW link, an injection port and an ejection
+    port each carry at most 1 flit/cycle. Returns the largest ``r`` that respects all of them.
+    """
+    load = Counter()
+    for src in range(k):
+        load[("inj", src)] += 1.0
+        for dst, p in pattern_destinations(pattern, src, k, hot).items():
+            load[("ej", dst)] += p
+            direction, hops = route(src, dst, k)
+            for h in range(hops):
+                load[(direction, (src + direction * h) % k)] += p
+    return min(1.0, 1.0 / max(load.values()))
+
+
+def mean_zero_load_latency(pattern, k, hot=0):
+    """Average of :func:`zero_load_latency` over ``pattern``'s traffic (all sources equally)."""
+    total = 0.0
+    for src in range(k):
+        for dst, p in pattern_destinations(pattern, src, k, hot).items():
+            total += p * zero_load_latency(src, dst, k)
+    return total / k
+
+
+class DeliveryError(AssertionError):
+    """Delivered traffic differs from injected traffic (loss, duplication, corruption, order)."""
+
+
+def check_delivery(injected, delivered):
+    """Scoreboard: raise :class:`DeliveryError` unless ``delivered`` is a correct delivery.
+
+    Parameters
+    ----------
+    injected, delivered : iterable of (src, dst, payload)
+        In injection order (per source) and in delivery order (per destination).
+
+    The multisets must be equal and, for every flow ``(src, dst)``, the payload sequence of
+    ``delivered`` must equal that of ``injected``.
+    """
+    sent = defaultdict(list)
+    got = defaultdict(list)
+    for src, dst, payload in injected:
+        sent[(src, dst)].append(payload)
+    for src, dst, payload in delivered:
+        got[(src, dst)].append(payload)
+    missing = Counter(x for f, seq in sent.items() for x in ((f, p) for p in seq))
+    extra = Counter(x for f, seq in got.items() for x in ((f, p) for p in seq))
+    if missing != extra:
+        lost = missing - extra
+        spurious = extra - missing
+        raise DeliveryError(f"delivered multiset differs: {sum(lost.values())} lost "
+                            f"(e.g. {list(lost)[:3]}), {sum(spurious.values())} unexpected "
+                            f"(e.g. {list(spurious)[:3]})")
+    for flow, seq in sent.items():
+        if got[flow] != seq:
+            first = next(i for i, (a, b) in enumerate(zip(seq, got[flow])) if a != b)
+            raise DeliveryError(f"flow {flow} out of order at packet {first}: expected "
+                                f"{seq[first]:#x}, got {got[flow][first]:#x}")
