@@ -1,0 +1,271 @@
+"""Golden models of the FiGS swap-register array and the broadcast N:M baseline.
+
+The numbers themselves come from :mod:`golden.nm` (:func:`golden.nm.compress`,
+:func:`golden.nm.gemm_int8`); this module models how the two engines *map* an N:M GEMM (which PE
+row holds which compressed weight, which activations a row receives), the FiGS routing rule, and
+the bandwidth and cycle formulas of ``docs/figs.md``.
+
+Numeric rules
+-------------
+Products are exact (int8 x int8 -> int16); a tile's column sum over ``rows`` products is exact in
+int32 (the generator rejects widths for which it would not fit). The array emits one int32
+partial sum per output channel, tile and activation column; the GEMM result is the sum over K
+tiles, exact (:func:`golden.nm.gemm_int8` checks it fits int32). No rounding, no saturation.
+
+Routing rule (FiGS)
+-------------------
+With ``q = M/N``, slot ``s`` of a group (PE row ``r = group*N + s``) receives the group's
+activations ``s*q .. s*q+q-1`` (its *sub-block*). A weight at group position ``index`` lives in
+sub-block ``index // q``; its displacement is ``d = index // q - s``. A nonzero weight is routable
+with ``alpha`` links iff ``|d| <= alpha``. Zero weights are never routed (their product is zero);
+:func:`assign_slots` rewrites their index to ``s*q`` (displacement 0).
+"""
+
+import numpy as np
+
+from golden import nm
+
+
+__all__ = ["ENGINES", "assign_slots", "displacements", "required_alpha", "routable_fraction",
+           "tile_shape", "weight_rows", "instance", "array_model", "input_bits_per_cycle",
+           "port_bits", "predicted_cycles", "predicted_utilization", "fine_mask"]
+
+
+ENGINES = ("figs", "nm_broadcast")
+
+
+def _check_engine(engine):
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    return engine
+
+
+# -- slot assignment and routing ------------------------------------------------------------------
+
+def _assign_group(vals, idxs, n, q):
+    """Best slot order of one group: minimal largest |displacement| over the nonzero weights.
+
+    Nonzero weights are intervals ``[sub - a, sub + a]`` of slots; for increasing ``a`` the
+    earliest-deadline greedy (slots in order, take the pending weight whose interval ends first)
+    finds a perfect assignment whenever one exists. Zero weights fill the free slots with index
+    ``slot*q``.
+    """
+    items = [(int(i) // q, int(v), int(i)) for v, i in zip(vals, idxs) if v != 0]
+    for a in range(n):
+        order = sorted(items, key=lambda t: t[0] - a)
+        slots = [None] * n
+        pending = []
+        pos = 0
+        ok = True
+        for s in range(n):
+            while pos < len(order) and order[pos][0] - a <= s:
+                pending.append(order[pos])
+                pos += 1
+            pending.sort(key=lambda t: t[0] + a)
+            if pending and pending[0][0] + a < s:
+                ok = False
+                break
+            if pending:
+                slots[s] = pending.pop(0)
+        if ok and not pending and pos == len(order):
+            out_v = [slots[s][1] if slots[s] else 0 for s in range(n)]
+            out_i = [slots[s][2] if slots[s] else s * q for s in range(n)]
+            return out_v, out_i, a
+    raise AssertionError("unreachable: alpha = n-1 always routes")
+
+
+def assign_slots(values, indices, n, m):
+    """Reorder the compressed weights of every group for the FiGS array.
+
+    Parameters
+    ----------
+    values, indices : numpy.ndarray, shape (O, G*n)
+        Output of :func:`golden.nm.compress` (any slot order).
+    n, m : int
+        The pattern.
+
+    Returns
+    -------
+    values, indices : numpy.ndarray
+        Same weights, slots permuted inside each group so that the largest displacement of a
+        nonzero weight is minimal; zero weights get index ``slot*M/N``. The dense matrix
+        (:func:`golden.nm.decompress` without the ascending-order check) is unchanged.
+    alpha : int
+        The largest ``|d|`` left: the smallest ``alpha`` that routes this matrix.
+    """
+    n, m = nm.check_nm(n, m)
+    q = m // n
+    values = np.asarray(values)
+    indices = np.asarray(indices)
+    out_v = values.copy()
+    out_i = indices.astype(np.int64).copy()
+    worst = 0
+    for o in range(values.shape[0]):
+        for g in range(values.shape[1] // n):
+            sl = slice(g * n, (g + 1) * n)
+            v, i, a = _assign_group(values[o, sl], indices[o, sl], n, q)
+            out_v[o, sl] = v
+            out_i[o, sl] = i
+            worst = max(worst, a)
+    return out_v, out_i, worst
+
+
+def displacements(values, indices, n, m):
+    """Displacement ``index // (M/N) - slot`` of every entry (0 for zero weights)."""
+    n, m = nm.check_nm(n, m)
+    q = m // n
+    indices = np.asarray(indices).astype(np.int64)
+    slot = np.arange(indices.shape[-1]) % n
+    d = indices // q - slot
+    return np.where(np.asarray(values) != 0, d, 0)
+
+
+def required_alpha(values, indices, n, m):
+    """Smallest ``alpha`` that routes these weights *in their given slot order*."""
+    d = displacements(values, indices, n, m)
+    return int(np.abs(d).max()) if d.size else 0
+
+
+def fine_mask(shape, n, m, rng):
+    """A random mask with exactly one kept element in every aligned sub-block of ``M/N``: a valid
+    N:M mask (and the shape of the finest FiGS nested mask, 1:4 inside 2:8 inside ...), routable
+    with ``alpha = 0``."""
+    n, m = nm.check_nm(n, m)
+    q = m // n
+    rows, k = shape
+    keep = np.zeros((rows, k // q, q), dtype=bool)
+    choice = rng.integers(0, q, size=(rows, k // q))
+    np.put_along_axis(keep, choice[..., None], True, axis=-1)
+    return keep.reshape(rows, k)
+
+
+def routable_fraction(n, m, alpha, *, groups=2000, seed=0):
+    """Fraction of uniformly random N:M groups (all ``C(M, N)`` index sets equally likely, all
+    weights nonzero) that route with ``alpha`` links after :func:`assign_slots`."""
+    n, m = nm.check_nm(n, m)
+    rng = np.random.default_rng(seed)
+    q = m // n
+    ok = 0
+    for _ in range(groups):
+        idx = np.sort(rng.choice(m, size=n, replace=False))
+        _, _, a = _assign_group(np.ones(n, dtype=np.int64), idx, n, q)
+        ok += a <= alpha
+    return ok / groups
+
+
+# -- mapping of a GEMM onto the array ----------------------------------------------------------
+
+def tile_shape(n, m, rows, cols, beta):
+    """``(k_tile, o_tile)``: K positions and output channels one weight tile covers (both
+    engines): ``rows*M/N`` and ``cols*beta``."""
+    return rows * m // n, cols * beta
+
+
+def weight_rows(values, indices, n, m, *, rows, cols, beta, o_tile, k_tile):
+    """The ``rows`` weight-stream rows of tile ``(o_tile, k_tile)``.
+
+    Row ``r`` holds compressed slot ``(k_tile*rows/N + r//N)*N + r%N`` ... i.e. group
+    ``k_tile*rows/N + r//N``, slot ``r % N`` ... of output channels ``o_tile*cols*beta + e``.
+    Output channels beyond ``O`` get zero weights.
+
+    Returns
+    -------
+    list of list of (value, index)
+    """
+    per_row = cols * beta
+    result = []
+    for r in range(rows):
+        col = k_tile * rows + r          # compressed position: (k_tile*rows/N + r//N)*N + r%N
+        row = []
+        for e in range(per_row):
+            o = o_tile * per_row + e
+            if o < values.shape[0] and col < values.shape[1]:
+                row.append((int(values[o, col]), int(indices[o, col])))
+            else:
+                row.append((0, 0))
+        result.append(row)
+    return result
+
+
+def instance(engine, x, n, m, *, rows, lanes, k_tile, b):
+    """The activations of one input transfer: ``x[rows][lanes]`` for column ``b`` of ``x``.
+
+    ``figs``: row ``r`` lane ``l < M/N`` is ``x[k0 + r*M/N + l]``; ``nm_broadcast``: row ``r``
+    lane ``l < M`` is ``x[k0 + (r//N)*M + l]``; ``k0 = k_tile*rows*M/N``; other lanes (and K
+    beyond ``x``) are 0.
+    """
+    _check_engine(engine)
+    q = m // n
+    k0 = k_tile * rows * q
+    col = x[:, b]
+    out = []
+    for r in range(rows):
+        if engine == "figs":
+            base, count = k0 + r * q, q
+        else:
+            base, count = k0 + (r // n) * m, m
+        lane = [int(col[base + l]) if l < count and base + l < len(col) else 0
+                for l in range(lanes)]
+        out.append(lane)
+    return out
+
+
+def array_model(engine, wrows, inst, n, m, *, alpha=None):
+    """What the array computes for one instance: the ``cols*beta`` partial sums (Python ints).
+
+    A dataflow model independent of the RTL: every MAC fetches its operand by the engine's rule
+    (FiGS: lane ``index % q`` of row ``r + index//q - r%N``, which must be within ``alpha``;
+    broadcast: lane ``index`` of its own row).
+    """
+    _check_engine(engine)
+    q = m // n
+    sums = [0] * len(wrows[0])
+    for r, row in enumerate(wrows):
+        for e, (value, index) in enumerate(row):
+            if engine == "figs":
+                d = index // q - r % n
+                if value != 0 and alpha is not None and abs(d) > alpha:
+                    raise ValueError(f"row {r} entry {e}: displacement {d} exceeds alpha={alpha}")
+                operand = inst[r + d][index % q] if 0 <= r + d < len(inst) else 0
+            else:
+                operand = inst[r][index]
+            sums[e] += value * operand
+    return sums
+
+
+# -- bandwidth and cycles --------------------------------------------------------------------------
+
+def input_bits_per_cycle(engine, n, m, *, rows, width=8):
+    """Activation bits per cycle into the array at one instance per cycle (full utilization).
+
+    ``figs``: ``rows * (M/N) * width``; ``nm_broadcast``: ``rows * M * width``. The ratio is
+    ``N``. Independent of ``cols``, ``beta`` and ``alpha``.
+    """
+    _check_engine(engine)
+    n, m = nm.check_nm(n, m)
+    per_row = m // n if engine == "figs" else m
+    return rows * per_row * width
+
+
+def port_bits(engine, *, rows, width=8, ratio=4, max_m=32):
+    """Width of the activation port in bits (what the wires must carry at the largest
+    supported pattern)."""
+    _check_engine(engine)
+    return rows * (ratio if engine == "figs" else max_m) * width
+
+
+def predicted_utilization(engine, n, m, *, rows, width=8, budget=0):
+    """MAC utilization in steady state: 1 when ``budget`` (bits/cycle, 0 = unlimited) covers
+    :func:`input_bits_per_cycle`, else ``budget / input_bits_per_cycle``."""
+    need = input_bits_per_cycle(engine, n, m, rows=rows, width=width)
+    return 1.0 if budget == 0 or budget >= need else budget / need
+
+
+def predicted_cycles(engine, n, m, *, k, o, b, rows, cols, beta, width=8, budget=0):
+    """Cycles of a K x O x B GEMM: ``tiles * B / utilization`` plus the first tile's weight load
+    (``rows`` cycles) and the pipeline latency (``cols + 1``). Weight loads of later tiles are
+    hidden by the double-buffered weights (they need ``rows <= B`` cycles)."""
+    k_tile, o_tile = tile_shape(n, m, rows, cols, beta)
+    tiles = -(-k // k_tile) * -(-o // o_tile)
+    util = predicted_utilization(engine, n, m, rows=rows, width=width, budget=budget)
+    return tiles * b / util + rows + cols + 1

@@ -1,0 +1,400 @@
+"""The FiGS swap-register MAC PE array (``figs``) and the broadcast N:M baseline (``nm_broadcast``).
+
+Both engines are weight-stationary arrays of ``rows x cols`` PEs with ``beta`` MAC units each, built
+from the same pieces (:class:`_SparseArray`): double-banked weight registers loaded one PE row per
+transfer, a west-flowing chain of input registers (one per PE), per-MAC operand multiplexers, a
+column reduction and an east-to-west pipeline that carries the column sums out. They differ only
+in what a PE row receives and how a MAC finds its operand (see ``docs/figs.md``):
+
+* ``nm_broadcast``: every PE row receives the whole ``M``-wide activation block of its group and
+  each MAC picks its operand with an ``M:1`` multiplexer (``max_m:1`` in hardware) by its index.
+* ``figs``: the ``N`` rows of a group share the group's ``M`` activations, ``M/N`` per row (the
+  row's *sub-block*), held in the row's swap registers. A MAC reads its own swap register or one of
+  the ``alpha`` swap registers above or below it (the vertical links), a
+  ``(2*alpha+1)*ratio : 1`` multiplexer. The route (link and lane) is computed once, when the
+  weight is loaded. A nonzero weight whose sub-block is more than ``alpha`` rows away cannot be
+  routed: the array flags it (``fault.route``).
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+
+__all__ = ["FigsArray", "NmBroadcastArray", "array_layouts", "PSUM_WIDTH", "SUPPORTED_RATIOS"]
+
+
+#: Width of the partial sums on the output stream (two's complement).
+PSUM_WIDTH = 32
+#: N:M ratios the issue asks for (dense is written 1:1); every one is selectable at run time.
+SUPPORTED_RATIOS = ((1, 1), (1, 2), (2, 4), (1, 4), (2, 8), (4, 8), (4, 16), (8, 32))
+#: Fields ``n_log2``/``m_log2`` of the weight stream are this wide.
+_LOG_BITS = 3
+
+
+def _is_pow2(value):
+    return value >= 1 and value & (value - 1) == 0
+
+
+def _check_int(name, value, low, high, *, pow2=False):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if pow2:
+        if not (low <= value <= high and _is_pow2(value)):
+            raise ValueError(f"{name} must be a power of two between {low} and {high}, "
+                             f"not {value!r}")
+    elif not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, not {value!r}")
+    return value
+
+
+def _check_common(rows, cols, beta, width, max_m):
+    rows = _check_int("rows", rows, 1, 64)
+    cols = _check_int("cols", cols, 1, 32)
+    beta = _check_int("beta", beta, 1, 8)
+    width = _check_int("width", width, 2, 12)
+    max_m = _check_int("max_m", max_m, 1, 32, pow2=True)
+    if 2 * width + rows.bit_length() > PSUM_WIDTH:
+        raise ValueError(f"width must keep a column sum of rows={rows} products inside "
+                         f"{PSUM_WIDTH} bits (2*width + {rows.bit_length()} <= {PSUM_WIDTH}), "
+                         f"not {width!r}")
+    return rows, cols, beta, width, max_m
+
+
+def array_layouts(*, rows, cols, beta, width, lanes, max_m):
+    """Payload layouts of the array's streams (also used by the testbenches).
+
+    Returns
+    -------
+    dict
+        ``"w"``: one PE row of weights, ``{"entries": [cols*beta] x {"value", "index"},
+        "n_log2", "m_log2"}``; ``"i"``: one activation instance, ``{"x": [rows] x [lanes] x
+        signed(width), "last"}``; ``"o"``: ``{"psum": [cols*beta] x signed(32), "last"}``;
+        ``"fault"``: ``{"index", "config", "route"}``.
+    """
+    index_bits = max(1, (max_m - 1).bit_length())
+    entry = data.StructLayout({"value": signed(width), "index": unsigned(index_bits)})
+    return {
+        "w": data.StructLayout({"entries": data.ArrayLayout(entry, cols * beta),
+                                "n_log2": unsigned(_LOG_BITS), "m_log2": unsigned(_LOG_BITS)}),
+        "i": data.StructLayout({"x": data.ArrayLayout(data.ArrayLayout(signed(width), lanes),
+                                                      rows),
+                                "last": unsigned(1)}),
+        "o": data.StructLayout({"psum": data.ArrayLayout(signed(PSUM_WIDTH), cols * beta),
+                                "last": unsigned(1)}),
+        "fault": data.StructLayout({"index": 1, "config": 1, "route": 1}),
+    }
+
+
+class _SparseArray(wiring.Component):
+    """Shared datapath and control of both engines (not a block of its own).
+
+    Parameters
+    ----------
+    rows, cols, beta, width, max_m : int
+        See :class:`FigsArray`.
+    figs : bool
+        ``True`` for swap registers with ``alpha`` vertical links, ``False`` for broadcast.
+    alpha, ratio : int
+        FiGS only.
+    """
+
+    def __init__(self, *, rows, cols, beta, width, max_m, figs, alpha=0, ratio=1):
+        self._rows, self._cols, self._beta, self._width, self._max_m = \
+            _check_common(rows, cols, beta, width, max_m)
+        self._figs = figs
+        self._alpha = alpha
+        self._ratio = ratio
+        self._lanes = ratio if figs else max_m
+        self._layouts = array_layouts(rows=rows, cols=cols, beta=beta, width=width,
+                                      lanes=self._lanes, max_m=max_m)
+        super().__init__({
+            "w": In(stream.Signature(self._layouts["w"])),
+            "i": In(stream.Signature(self._layouts["i"])),
+            "o": Out(stream.Signature(self._layouts["o"])),
+            "fault": Out(self._layouts["fault"]),
+        })
+
+    rows = property(lambda self: self._rows, doc="Number of PE rows.")
+    cols = property(lambda self: self._cols, doc="Number of PE columns.")
+    beta = property(lambda self: self._beta, doc="MAC units per PE.")
+    width = property(lambda self: self._width, doc="Operand width in bits (signed).")
+    max_m = property(lambda self: self._max_m, doc="Largest run-time group size M.")
+    lanes = property(lambda self: self._lanes, doc="Activations per PE row per instance.")
+    macs = property(lambda self: self._rows * self._cols * self._beta, doc="MAC units.")
+    layouts = property(lambda self: dict(self._layouts), doc="Stream payload layouts.")
+
+    @property
+    def sel_bits(self):
+        """Width of a MAC's stored operand select."""
+        choices = (2 * self._alpha + 1) * self._ratio if self._figs else self._max_m
+        return max(1, (choices - 1).bit_length())
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C, B, W = self._rows, self._cols, self._beta, self._width
+        lanes, alpha, ratio, figs = self._lanes, self._alpha, self._ratio, self._figs
+        E = C * B
+        sel_bits = self.sel_bits
+
+        # -- weight loading: one PE row per transfer into the bank `load_ptr` --------------------
+        full = Signal(2)            # bank holds a complete tile not yet released
+        load_ptr = Signal()         # bank the next weight rows go to
+        use_ptr = Signal()          # bank the next activation instance uses
+        row_cnt = Signal(range(max(R, 2)))
+
+        wval = [[[Signal(signed(W), name=f"wv{k}_r{r}_e{e}") for e in range(E)]
+                 for r in range(R)] for k in range(2)]
+        wsel = [[[Signal(sel_bits, name=f"ws{k}_r{r}_e{e}") for e in range(E)]
+                 for r in range(R)] for k in range(2)]
+
+        wp = self.w.payload
+        n_log2, m_log2 = wp.n_log2, wp.m_log2
+        q_log2 = Signal(_LOG_BITS)
+        m.d.comb += q_log2.eq(m_log2 - n_log2)
+        n_mask = Signal(8)          # N - 1
+        m.d.comb += n_mask.eq((Const(1, 9) << n_log2) - 1)
+        slot = Signal(range(max(R, 2)))
+        m.d.comb += slot.eq(row_cnt & n_mask)
+
+        bad_config = Signal()
+        checks = [n_log2 > m_log2, (Const(1, 40) << m_log2) > self._max_m,
+                  (Const(R, 8) & n_mask) != 0, n_log2 > 6]
+        if figs:
+            checks.append((Const(1, 40) << q_log2) > ratio)
+        m.d.comb += bad_config.eq(Cat(*checks).any())
+
+        bad_index = Signal()
+        bad_route = Signal()
+        new_sel = []
+        index_flags, route_flags = [], []
+        for e in range(E):
+            ent = wp.entries[e]
+            index_flags.append((ent.index >> m_log2) != 0)
+            sel = Signal(sel_bits, name=f"new_sel{e}")
+            if figs:
+                sub = Signal(range(64), name=f"sub{e}")
+                m.d.comb += sub.eq(ent.index >> q_log2)
+                disp = Signal(signed(8), name=f"disp{e}")
+                m.d.comb += disp.eq(sub - slot)
+                lane = Signal(range(max(ratio, 2)), name=f"lane{e}")
+                m.d.comb += lane.eq(ent.index & ((Const(1, 9) << q_log2) - 1))
+                m.d.comb += sel.eq((disp + alpha) * ratio + lane)
+                route_flags.append((ent.value != 0) & ((disp > alpha) | (disp < -alpha)))
+            else:
+                m.d.comb += sel.eq(ent.index)
+            new_sel.append(sel)
+        m.d.comb += bad_index.eq(Cat(*index_flags).any())
+        m.d.comb += bad_route.eq(Cat(*route_flags).any() if route_flags else 0)
+
+        m.d.comb += self.w.ready.eq(~(full >> load_ptr)[0])
+        w_fire = self.w.valid & self.w.ready
+        set_full = Signal(2)
+        clr_full = Signal(2)
+        with m.If(w_fire):
+            for k in range(2):
+                for r in range(R):
+                    with m.If((load_ptr == k) & (row_cnt == r)):
+                        for e in range(E):
+                            m.d.sync += [wval[k][r][e].eq(wp.entries[e].value),
+                                         wsel[k][r][e].eq(new_sel[e])]
+            m.d.sync += [self.fault.index.eq(self.fault.index | bad_index),
+                         self.fault.config.eq(self.fault.config | bad_config),
+                         self.fault.route.eq(self.fault.route | bad_route)]
+            with m.If(row_cnt == R - 1):
+                m.d.sync += [row_cnt.eq(0), load_ptr.eq(~load_ptr)]
+                m.d.comb += set_full.eq(Mux(load_ptr, 0b10, 0b01))
+            with m.Else():
+                m.d.sync += row_cnt.eq(row_cnt + 1)
+
+        # -- streaming pipeline: stage c holds the instance at PE column c ------------------------
+        x_layout = self._layouts["i"]["x"].shape
+        st_valid = [Signal(name=f"st{c}_valid") for c in range(C)]
+        st_bank = [Signal(name=f"st{c}_bank") for c in range(C)]
+        st_last = [Signal(name=f"st{c}_last") for c in range(C)]
+        st_x = [Signal(x_layout, name=f"st{c}_x") for c in range(C)]
+        # Sums of the columns east of c (c+1 .. C-1) travel with the instance.
+        st_acc = [[Signal(signed(PSUM_WIDTH), name=f"st{c}_acc{e}") for e in range((c + 1) * B, E)]
+                  for c in range(C)]
+        out_valid = Signal()
+        out_bank = Signal()
+        out_last = Signal()
+        out_psum = [Signal(signed(PSUM_WIDTH), name=f"out_psum{e}") for e in range(E)]
+
+        adv = Signal()
+        m.d.comb += adv.eq(~out_valid | self.o.ready)
+        m.d.comb += self.i.ready.eq(adv & (full >> use_ptr)[0])
+        i_fire = self.i.valid & self.i.ready
+        with m.If(i_fire & self.i.payload.last):
+            m.d.sync += use_ptr.eq(~use_ptr)
+
+        def column_sums(c):
+            sums = []
+            x = st_x[c]
+            for b in range(B):
+                e = c * B + b
+                products = []
+                for r in range(R):
+                    if figs:
+                        window = []
+                        for d in range(-alpha, alpha + 1):
+                            rr = r + d
+                            for l in range(lanes):
+                                window.append(x[rr][l] if 0 <= rr < R else Const(0, signed(W)))
+                        pad = (1 << sel_bits) - len(window)
+                        window += [Const(0, signed(W))] * pad
+                    else:
+                        window = [x[r][l] for l in range(lanes)]
+                    sel = Mux(st_bank[c], wsel[1][r][e], wsel[0][r][e])
+                    operand = Signal(signed(W), name=f"op_c{c}_r{r}_e{e}")
+                    m.d.comb += operand.eq(Array(window)[sel])
+                    weight = Mux(st_bank[c], wval[1][r][e], wval[0][r][e])
+                    product = Signal(signed(2 * W), name=f"prod_c{c}_r{r}_e{e}")
+                    m.d.comb += product.eq(operand * weight)
+                    products.append(product)
+                total = Signal(signed(PSUM_WIDTH), name=f"colsum_c{c}_e{e}")
+                m.d.comb += total.eq(_tree_sum(products))
+                sums.append(total)
+            return sums
+
+        with m.If(adv):
+            m.d.sync += [st_valid[C - 1].eq(i_fire), st_bank[C - 1].eq(use_ptr),
+                         st_last[C - 1].eq(self.i.payload.last),
+                         st_x[C - 1].eq(self.i.payload.x)]
+            for c in range(C - 1, 0, -1):
+                here = column_sums(c)
+                m.d.sync += [st_valid[c - 1].eq(st_valid[c]), st_bank[c - 1].eq(st_bank[c]),
+                             st_last[c - 1].eq(st_last[c]), st_x[c - 1].eq(st_x[c])]
+                carried = here + st_acc[c]
+                for dst, src in zip(st_acc[c - 1], carried):
+                    m.d.sync += dst.eq(src)
+            carried = column_sums(0) + st_acc[0]
+            m.d.sync += [out_valid.eq(st_valid[0]), out_bank.eq(st_bank[0]),
+                         out_last.eq(st_last[0])]
+            for dst, src in zip(out_psum, carried):
+                m.d.sync += dst.eq(src)
+
+        m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.last.eq(out_last)]
+        for e in range(E):
+            m.d.comb += self.o.payload.psum[e].eq(out_psum[e])
+        with m.If(self.o.valid & self.o.ready & out_last):
+            m.d.comb += clr_full.eq(Mux(out_bank, 0b10, 0b01))
+        m.d.sync += full.eq((full & ~clr_full) | set_full)
+        return m
+
+
+def _tree_sum(values):
+    values = list(values)
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
+_MEMBERS_DOC = """
+    Members
+    -------
+    w : In(stream.Signature(StructLayout))
+        One PE row of weights per transfer: ``entries[cols*beta]`` of ``{value: signed(width),
+        index: log2(max_m) bits}`` (entry ``c*beta + u`` is MAC ``u`` of PE column ``c``, i.e.
+        output channel ``c*beta + u`` of the tile), and the tile's pattern as ``n_log2``,
+        ``m_log2`` (3 bits each; repeat them on every row). Rows are written in order 0..rows-1
+        into the free weight bank; after row ``rows-1`` the bank is complete. ``ready`` is low
+        while both banks hold tiles that are still in use (back-pressure); a bank is released
+        when the output transfer marked ``last`` of its tile leaves the array.
+    i : In(stream.Signature(StructLayout))
+        One activation instance (one column of the activation matrix restricted to the tile's K
+        range) per transfer: ``x[rows][lanes]`` signed(width) and ``last`` (last instance of the
+        tile: the next instance uses the other bank). ``ready`` is low while the bank the next
+        instance needs is not complete, or while the output is stalled.
+    o : Out(stream.Signature(StructLayout))
+        Per instance, the tile's int32 partial sums ``psum[cols*beta]`` (sum over the tile's K
+        range; accumulation over K tiles is the consumer's) and ``last``. Latency ``cols + 1``
+        cycles from the input transfer; one instance per cycle; back-pressure stalls the whole
+        array (``i.ready`` falls combinationally with ``o.ready``).
+    fault : Out(StructLayout({"index": 1, "config": 1, "route": 1}))
+        Sticky run-time error flags, cleared by reset: ``index``, a loaded index is ``>= M``;
+        ``config``, the pattern is not supported (``N > M``, ``M > max_m``, ``N`` does not
+        divide ``rows``, or for FiGS ``M/N > ratio``); ``route`` (FiGS), a nonzero weight's
+        sub-block is more than ``alpha`` rows from its own. Results of a faulty tile are
+        undefined; the flags say so.
+"""
+
+
+class FigsArray(_SparseArray):
+    __doc__ = """FiGS swap-register MAC PE array.
+
+    Weight-stationary. PE row ``r`` holds slot ``s = r mod N`` of group ``r // N`` of the tile
+    for ``cols*beta`` output channels; its swap registers receive the row's sub-block: the
+    ``M/N`` activations at K offsets ``r*M/N .. r*M/N + M/N - 1`` of the tile (the tile covers
+    ``rows*M/N`` K positions). The instance moves one PE column west per cycle. Every MAC of PE
+    ``(r, c)`` reads its operand from the swap register of row ``r + d`` at column ``c``,
+    ``|d| <= alpha``, where ``d`` is the row distance between its weight's sub-block
+    (``index // (M/N)``) and its own slot, then multiplies; the ``rows`` products of a MAC
+    column are summed into one partial sum per output channel.
+
+    Parameters
+    ----------
+    rows : int
+        PE rows, 1..64. A run-time ``N`` must divide it.
+    cols : int
+        PE columns, 1..32.
+    alpha : int
+        Vertical links per swap register in each direction, 0..7.
+    beta : int
+        MAC units per PE (sharing the PE's swap register), 1..8.
+    width : int
+        Operand width (signed), 2..12; 8 for int8.
+    ratio : int
+        Largest run-time ``M/N`` (lanes of a swap register), power of two 1..32.
+    max_m : int
+        Largest run-time ``M``, power of two 1..32.
+""" + _MEMBERS_DOC + """
+    Raises
+    ------
+    TypeError, ValueError
+        Illegal parameters (the message names parameter, value and allowed range).
+    """
+
+    def __init__(self, *, rows=8, cols=4, alpha=1, beta=2, width=8, ratio=4, max_m=32):
+        alpha = _check_int("alpha", alpha, 0, 7)
+        ratio = _check_int("ratio", ratio, 1, 32, pow2=True)
+        max_m_checked = _check_int("max_m", max_m, 1, 32, pow2=True)
+        if ratio > max_m_checked:
+            raise ValueError(f"ratio must be at most max_m={max_m_checked}, not {ratio!r}")
+        super().__init__(rows=rows, cols=cols, beta=beta, width=width, max_m=max_m, figs=True,
+                         alpha=alpha, ratio=ratio)
+
+    alpha = property(lambda self: self._alpha, doc="Vertical links each way per swap register.")
+    ratio = property(lambda self: self._ratio, doc="Largest run-time M/N.")
+
+
+class NmBroadcastArray(_SparseArray):
+    __doc__ = """Broadcast N:M PE array (VEGETA / sparse-tensor-core style baseline).
+
+    Same array, weights, column reduction and control as :class:`FigsArray`; but every PE row
+    ``r`` receives the whole ``M``-wide activation block of its group ``r // N`` (K offsets
+    ``(r//N)*M .. (r//N)*M + M - 1`` of the tile), and each MAC selects its operand by its index
+    with a ``max_m:1`` multiplexer. No vertical links.
+
+    Parameters
+    ----------
+    rows : int
+        PE rows, 1..64. A run-time ``N`` must divide it.
+    cols : int
+        PE columns, 1..32.
+    beta : int
+        MAC units per PE, 1..8.
+    width : int
+        Operand width (signed), 2..12; 8 for int8.
+    max_m : int
+        Largest run-time ``M`` (lanes per row), power of two 1..32.
+""" + _MEMBERS_DOC + """
+    Raises
+    ------
+    TypeError, ValueError
+        Illegal parameters (the message names parameter, value and allowed range).
+    """
+
+    def __init__(self, *, rows=8, cols=4, beta=2, width=8, max_m=32):
+        super().__init__(rows=rows, cols=cols, beta=beta, width=width, max_m=max_m, figs=False)
