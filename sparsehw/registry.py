@@ -16,6 +16,7 @@ __all__ = ["FAMILIES", "Param", "Block", "UserError", "all_blocks", "get_block",
 #: Block families, in the order ``sparsehw list`` shows them.
 FAMILIES = (
     "spu",
+    "ring",
 )
 
 

@@ -1,0 +1,1 @@
+"""cocotb testbenches of the ring interconnect (:mod:`hw.ring`)."""
