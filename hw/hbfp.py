@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from hw.fp32 import QNAN, fp_add, round_pack
 
 
-__all__ = ["BfpConvert", "HbfpDot", "MODES"]
+__all__ = ["BfpConvert", "HbfpDot", "MODES", "bfp_out_layout", "dot_in_layout", "DOT_OUT_LAYOUT"]
 
 
 #: Run-time mode code of the mixed-mantissa ``hbfp_dot`` -> mantissa bits (HBFP4, HBFP6, HBFP8).
@@ -35,6 +35,25 @@ def _check_block_size(block_size):
     if block_size & (block_size - 1):
         raise ValueError(f"block_size must be a power of two in 1..64, not {block_size!r}")
     return block_size
+
+
+def bfp_out_layout(block_size, mant_bits):
+    """Payload layout of :class:`BfpConvert`'s output stream."""
+    return data.StructLayout({"mant": data.ArrayLayout(signed(mant_bits + 1), block_size),
+                              "exp": signed(9), "invalid": 1})
+
+
+def dot_in_layout(block_size, mant_bits, mixed=False):
+    """Payload layout of :class:`HbfpDot`'s input stream."""
+    mant = data.ArrayLayout(signed(mant_bits + 1), block_size)
+    fields = {"a": mant, "b": mant, "ea": signed(9), "eb": signed(9), "last": 1}
+    if mixed:
+        fields["mode"] = 2
+    return data.StructLayout(fields)
+
+
+#: Payload layout of :class:`HbfpDot`'s output stream.
+DOT_OUT_LAYOUT = data.StructLayout({"value": 32, "invalid": 1, "error": 1})
 
 
 def _tree_sum(values):
@@ -91,9 +110,7 @@ class BfpConvert(wiring.Component):
 
     @property
     def out_layout(self):
-        return data.StructLayout({
-            "mant": data.ArrayLayout(signed(self._mant_bits + 1), self._block_size),
-            "exp": signed(9), "invalid": 1})
+        return bfp_out_layout(self._block_size, self._mant_bits)
 
     def elaborate(self, platform):
         m = Module()
@@ -244,15 +261,11 @@ class HbfpDot(wiring.Component):
 
     @property
     def in_layout(self):
-        mant = data.ArrayLayout(signed(self._mant_bits + 1), self._block_size)
-        fields = {"a": mant, "b": mant, "ea": signed(9), "eb": signed(9), "last": 1}
-        if self._mixed:
-            fields["mode"] = 2
-        return data.StructLayout(fields)
+        return dot_in_layout(self._block_size, self._mant_bits, self._mixed)
 
     @property
     def out_layout(self):
-        return data.StructLayout({"value": 32, "invalid": 1, "error": 1})
+        return DOT_OUT_LAYOUT
 
     @property
     def sum_bits(self):

@@ -104,3 +104,72 @@ def corner_blocks(rng, block_size):
         put([1.75, 0.5 * lsb, -0.5 * lsb, 1.5 * lsb, -1.5 * lsb, 2.5 * lsb, -2.5 * lsb, 3.5 * lsb])
     put([-1.75, 1.0 + 2.0 ** -23, 2.0 ** -24])
     return blocks
+
+
+def dot_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, max_blocks=4, p_invalid=0.03,
+            p_malformed=0.0, lo=-40, hi=40, fixed_blocks=None):
+    """Random dot products for ``hbfp_dot`` and their expected results.
+
+    Operands are float32 vectors (log-uniform magnitudes in ``2**lo .. 2**hi``, some corner
+    blocks, some NaN/Inf making blocks invalid) quantized by :func:`golden.hbfp.quantize`.
+    With ``p_malformed``, some beats get an illegal mantissa, exponent or mode.
+
+    Returns ``(beats, expected)``: ``beats`` is a list of input dicts (the ``hbfp_dot`` input
+    layout), ``expected`` a list of ``(value_bits, invalid, error)`` per dot product, computed from
+    the golden model (and, for malformed beats, from the documented checking rule).
+    """
+    from golden.fp32 import QNAN, bits
+    from golden.hbfp import INVALID_EXP, MODES, dot, quantize
+    B = block_size
+    corners = corner_blocks(rng, B)
+    beats, expected = [], []
+    for _ in range(ops):
+        k_blocks = fixed_blocks or int(rng.integers(1, max_blocks + 1))
+        modes = [int(rng.integers(0, 3)) for _ in range(k_blocks)] if mixed else None
+        mbits = [MODES[x] for x in modes] if mixed else [mant_bits] * k_blocks
+        qa, qb, ea, eb, errors = [], [], [], [], []
+        for k in range(k_blocks):
+            xs = []
+            for _side in range(2):
+                r = rng.random()
+                if r < 0.1:
+                    x = corners[int(rng.integers(len(corners)))].copy()
+                else:
+                    x = wide_values(rng, B, lo, hi)
+                    if rng.random() < 0.3:      # a narrower spread within the block
+                        x = wide_values(rng, B, lo // 4, hi // 4)
+                    if rng.random() < p_invalid:
+                        x[int(rng.integers(B))] = rng.choice([np.inf, -np.inf, np.nan])
+                xs.append(x)
+            a, e1 = quantize(xs[0], mbits[k], B)
+            b, e2 = quantize(xs[1], mbits[k], B)
+            a, b, e1, e2 = a[0].copy(), b[0].copy(), int(e1[0]), int(e2[0])
+            err = False
+            if p_malformed and rng.random() < p_malformed:
+                kind = int(rng.integers(3 if mixed else 2))
+                limit = (1 << mbits[k]) - 1
+                if kind == 0:       # mantissa out of the symmetric range
+                    bad = -(1 << mant_bits) if not mixed else int(rng.choice([limit + 1, -limit - 1]))
+                    if mixed and mbits[k] == 7:
+                        bad = -128
+                    a[int(rng.integers(B))] = bad
+                elif kind == 1:     # exponent outside -26..128
+                    e1 = int(rng.choice([-27, 129, 255, -256]))
+                else:               # mode 3 does not exist
+                    modes[k] = 3
+                err = True
+            qa.append(a), qb.append(b), ea.append(e1), eb.append(e2), errors.append(err)
+        invalid = any(e == INVALID_EXP for e in ea + eb)
+        error = any(errors)
+        if error or invalid:
+            value = QNAN
+        else:
+            value = bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb), mbits))
+        expected.append((value, int(invalid), int(error)))
+        for k in range(k_blocks):
+            beat = {"a": [int(v) for v in qa[k]], "b": [int(v) for v in qb[k]],
+                    "ea": ea[k], "eb": eb[k], "last": int(k == k_blocks - 1)}
+            if mixed:
+                beat["mode"] = modes[k]
+            beats.append(beat)
+    return beats, expected
