@@ -1,0 +1,64 @@
+"""Golden model of the SPU block: one N:M sparse GEMM with fused post-ops, as the hardware sees it.
+
+Numeric rules
+-------------
+- ``acc[o, b] = sum_j values[o, j] * x[group(j)*m + indices[o, j], b]`` exactly in int32
+  (the bound ``|acc| <= K * 2**14 <= 2**30`` for ``K <= 65536`` means it never overflows).
+- Post-ops are :func:`golden.nm.spu_post`: ``y = sat8(round_half_up(((acc + bias) * mult) /
+  2**shift))``, then ReLU when enabled.
+- A row whose indices are malformed (an index ``>= m``, or indices not strictly ascending inside a
+  group of ``n``) produces ``y = 0`` and ``error = 1``; the other rows are unaffected.
+- A configuration the block does not accept (:func:`cfg_error`) produces one output beat with
+  ``cfg_error = 1`` and consumes no activations, weights or post-op parameters.
+"""
+
+import numpy as np
+
+from golden import nm
+
+
+__all__ = ["cfg_error", "spu_gemm", "beats_per_row"]
+
+
+def cfg_error(n_log2, m_log2, k, o, *, max_m, max_k, act_rows):
+    """True when the SPU rejects the run-time configuration (see the hardware docstring)."""
+    m_ok = (1 << m_log2) <= max_m if m_log2 < 8 else False
+    return not (m_ok and n_log2 <= m_log2 and 0 < k <= max_k and k % (1 << m_log2) == 0
+                and k % act_rows == 0 and o > 0)
+
+
+def beats_per_row(k, n, m, macs):
+    """Weight beats per output row: ``ceil(k/m*n / macs)`` (the last beat may be partial)."""
+    nonzeros = k // m * n
+    return -(-nonzeros // macs)
+
+
+def spu_gemm(values, indices, n, m, x, bias, mult, shift, relu):
+    """Expected SPU output of one GEMM.
+
+    Parameters
+    ----------
+    values : int array (O, K//m*n)
+        Kept weights (int8), as :func:`golden.nm.compress` gives them.
+    indices : int array (O, K//m*n)
+        Positions inside each group (may be malformed: such rows are flagged).
+    n, m : int
+    x : int array (K, B)
+        int8 activations.
+    bias, mult, shift : int arrays (O,)
+    relu : bool
+
+    Returns
+    -------
+    y : numpy.ndarray of int8, shape (O, B)
+    error : numpy.ndarray of bool, shape (O,)
+    """
+    values = np.asarray(values).astype(np.int64)
+    indices = np.asarray(indices).astype(np.int64)
+    good = nm.check_indices(indices, n, m).all(axis=-1)
+    safe_idx = np.where(good[:, None], indices, np.arange(indices.shape[1]) % n)
+    dense = nm.decompress(np.where(good[:, None], values, 0), safe_idx, n, m)
+    acc = nm.gemm_int8(dense, x)
+    y = nm.spu_post(acc, bias, mult, shift, relu)
+    y[~good] = 0
+    return y, ~good
