@@ -17,6 +17,7 @@ __all__ = ["FAMILIES", "Param", "Block", "UserError", "all_blocks", "get_block",
 FAMILIES = (
     "spu",
     "ring",
+    "hbfp",
 )
 
 
