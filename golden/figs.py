@@ -264,8 +264,11 @@ def predicted_utilization(engine, n, m, *, rows, width=8, budget=0):
 def predicted_cycles(engine, n, m, *, k, o, b, rows, cols, beta, width=8, budget=0):
     """Cycles of a K x O x B GEMM: ``tiles * B / utilization`` plus the first tile's weight load
     (``rows`` cycles) and the pipeline latency (``cols + 1``). Weight loads of later tiles are
-    hidden by the double-buffered weights (they need ``rows <= B`` cycles)."""
+    hidden by the double-buffered weights when ``B >= rows + cols + 2`` (a bank is released when
+    its tile's last output leaves, ``cols + 1`` cycles after its last input, and reloading takes
+    ``rows`` cycles); otherwise each tile costs ``rows + cols + 2`` cycles instead of ``B``."""
     k_tile, o_tile = tile_shape(n, m, rows, cols, beta)
     tiles = -(-k // k_tile) * -(-o // o_tile)
     util = predicted_utilization(engine, n, m, rows=rows, width=width, budget=budget)
-    return tiles * b / util + rows + cols + 1
+    per_tile = max(b / util, rows + cols + 2)
+    return tiles * per_tile + rows + cols + 1

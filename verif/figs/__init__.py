@@ -1,0 +1,246 @@
+"""Shared cocotb machinery of the FiGS and broadcast N:M testbenches.
+
+:func:`run_gemm` maps an N:M GEMM onto either engine (with :mod:`golden.figs`), streams weights and
+activations with random stalls (and, optionally, an activation bandwidth budget), collects the
+partial sums and checks the K-tile sums against :func:`golden.nm.gemm_int8` on the decompressed
+weights.
+"""
+
+from collections import deque
+
+import numpy as np
+
+from golden import figs as gf
+from golden import nm
+from hw.figs import FigsArray, NmBroadcastArray, SUPPORTED_RATIOS
+from verif.stream import StreamSink, StreamSource, pack
+
+
+__all__ = ["make_dut_model", "make_weights", "run_gemm", "BudgetSource", "MASK_KINDS",
+           "pack_instance", "unpack_psums", "reset_all"]
+
+
+MASK_KINDS = ("random", "fine", "nested", "low", "high", "alternating")
+
+
+def make_dut_model(engine, params):
+    """The Amaranth component with these generation parameters (only its layouts are used)."""
+    cls = FigsArray if engine == "figs" else NmBroadcastArray
+    model = cls(**params)
+    model._MustUse__silence = True
+    return model
+
+
+def make_weights(kind, o, k, n, m, rng):
+    """Random int8 weights (O x K) whose N:M compression has the mask ``kind``.
+
+    ``random``: uniform int8, :func:`golden.nm.compress` picks the mask (random positions);
+    ``fine``: one kept element per sub-block of M/N (:func:`golden.figs.fine_mask`);
+    ``nested``: FiGS nested mask 1:4 in 2:8 in 4:16 in 8:32 (:func:`golden.nm.nested_mask`), valid
+    for every pattern with M/N <= 4; ``low``/``high``: the N kept elements at the start/end of
+    every group; ``alternating``: kept at even positions (every other one), then the rest at the
+    odd positions from the end when N > M/2.
+    Kept elements are nonzero, so the mask is exactly the pattern.
+    """
+    w = rng.integers(-128, 128, size=(o, k))
+    nonzero = np.where(w == 0, 1, w)
+    if kind == "random":
+        return w
+    if kind == "fine":
+        keep = gf.fine_mask((o, k), n, m, rng)
+    elif kind == "nested":
+        keep = nm.nested_mask(w)
+    else:
+        group = np.zeros(m, dtype=bool)
+        if kind == "low":
+            group[:n] = True
+        elif kind == "high":
+            group[m - n:] = True
+        elif kind == "alternating":
+            order = list(range(0, m, 2)) + list(range(m - 1, 0, -2))
+            group[order[:n]] = True
+        else:
+            raise ValueError(f"mask kind must be one of {', '.join(MASK_KINDS)}, not {kind!r}")
+        keep = np.tile(group, (o, k // m))
+    return np.where(keep, nonzero, 0)
+
+
+def pack_instance(layout, inst, last, width):
+    """Fast :func:`verif.stream.pack` of an activation payload (``x`` is the first field)."""
+    flat = [v for row in inst for v in row]
+    mask = (1 << width) - 1
+    if width == 8:
+        bits = int.from_bytes(bytes(v & 0xFF for v in flat), "little")
+    else:
+        bits = 0
+        for i, v in enumerate(flat):
+            bits |= (v & mask) << (i * width)
+    return bits | (int(last) << layout["last"].offset)
+
+
+def unpack_psums(layout, bits, count):
+    """Partial sums (list of int) and ``last`` of an output payload."""
+    raw = int(bits).to_bytes((layout.size + 7) // 8, "little")
+    sums = np.frombuffer(raw[:count * 4], dtype="<i4").astype(np.int64).tolist()
+    return sums, (int(bits) >> layout["last"].offset) & 1
+
+
+class BudgetSource(StreamSource):
+    """:class:`StreamSource` that delivers at most ``budget`` payload bits per cycle on average.
+
+    A token bucket: ``budget`` credits arrive every cycle (capped at one item's cost or one
+    cycle's budget, whichever is larger, so no bursts build up); an item of cost ``c`` may be
+    offered only when the bucket holds ``c``. ``budget=0`` means unlimited. Random stalls
+    (``stall``) come on top.
+    """
+
+    def __init__(self, dut, prefix, clk=None, *, rng=None, stall=0.0, budget=0):
+        self.budget = budget
+        self.credit = 0.0
+        self.costs = deque()
+        self.bits_sent = 0
+        super().__init__(dut, prefix, clk, rng=rng, stall=stall)
+
+    def send_items(self, items):
+        """Queue ``(payload, cost_bits)`` pairs."""
+        for payload, cost in items:
+            self._queue.append(payload)
+            self.costs.append(cost)
+
+    async def _run(self):
+        from cocotb.triggers import ReadOnly, RisingEdge
+        edge = RisingEdge(self.clk)
+        read_only = ReadOnly()
+        asserted = False
+        while True:
+            if self.budget:
+                cap = max(self.budget, self.costs[0] if self.costs else 0)
+                self.credit = min(self.credit + self.budget, cap)
+            affordable = not self.budget or (self.costs and self.credit >= self.costs[0])
+            if self._queue and (asserted or (affordable and not self._stalled())):
+                if not asserted:
+                    self.payload.value = self._queue[0]
+                    self.valid.value = 1
+                    asserted = True
+                    if self.budget:
+                        self.credit -= self.costs[0]
+            elif not asserted:
+                self.valid.value = 0
+            await read_only
+            fire = asserted and self.ready.value == 1
+            await edge
+            if fire:
+                self._queue.popleft()
+                self.bits_sent += self.costs.popleft()
+                self._note_transfer()
+                asserted = False
+                if not self._queue:
+                    self.valid.value = 0
+            self._cycle += 1
+
+
+async def reset_all(dut):
+    from verif.stream import reset
+    dut.w__valid.value = 0
+    dut.i__valid.value = 0
+    dut.o__ready.value = 0
+    await reset(dut)
+
+
+def _log2(v):
+    return v.bit_length() - 1
+
+
+async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0,
+                   check=True, permute=True):
+    """Run ``w @ x`` (int8 O x K times K x B) as N:M on the DUT; return a figures dict.
+
+    Parameters
+    ----------
+    rngs : tuple of 3 random.Random
+        Stall generators of the weight source, activation source and output sink.
+    check : bool
+        Compare with the golden GEMM (assert).
+    permute : bool
+        FiGS: reorder slots with :func:`golden.figs.assign_slots` (the FiGS compiler step).
+
+    Returns
+    -------
+    dict
+        ``cycles`` (first cycle after start to the last output transfer, inclusive),
+        ``instances``, ``act_bits`` (activation bits delivered), ``required_alpha``, ``got``,
+        ``expected``.
+    """
+    from verif.stream import CycleCounter
+    model = make_dut_model(engine, params)
+    layouts = model.layouts
+    rows, cols, beta, width = params["rows"], params["cols"], params["beta"], params["width"]
+    o_count, k_count = w.shape
+    b_count = x.shape[1]
+    values, indices = nm.compress(w, n, m)
+    dense = nm.decompress(values, indices, n, m)
+    alpha_needed = 0
+    if engine == "figs":
+        if permute:
+            values, indices, alpha_needed = gf.assign_slots(values, indices, n, m)
+        else:
+            alpha_needed = gf.required_alpha(values, indices, n, m)
+    k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
+    k_tiles = -(-k_count // k_tile)
+    o_tiles = -(-o_count // o_tile)
+    tiles = [(ot, kt) for ot in range(o_tiles) for kt in range(k_tiles)]
+    per_inst_bits = gf.input_bits_per_cycle(engine, n, m, rows=rows, width=width)
+
+    w_items, i_items = [], []
+    for ot, kt in tiles:
+        for row in gf.weight_rows(values, indices, n, m, rows=rows, cols=cols, beta=beta,
+                                  o_tile=ot, k_tile=kt):
+            w_items.append(pack(layouts["w"], {
+                "entries": [{"value": v, "index": i} for v, i in row],
+                "n_log2": _log2(n), "m_log2": _log2(m)}))
+        for b in range(b_count):
+            inst = gf.instance(engine, x, n, m, rows=rows, lanes=model.lanes, k_tile=kt, b=b)
+            i_items.append((pack_instance(layouts["i"], inst, b == b_count - 1, width),
+                            per_inst_bits))
+
+    counter = CycleCounter(dut).start()
+    wsrc = StreamSource(dut, "w", rng=rngs[0], stall=stall)
+    isrc = BudgetSource(dut, "i", rng=rngs[1], stall=stall, budget=budget)
+    sink = StreamSink(dut, "o", rng=rngs[2], stall=stall)
+    start = counter.count
+    wsrc.send_nowait(w_items)
+    isrc.send_items(i_items)
+    total = len(tiles) * b_count
+    await sink.wait_for(total, timeout_cycles=200 + 40 * total * max(1, per_inst_bits // max(
+        budget, 1) if budget else 1))
+    cycles = counter.count - start
+    wsrc.stop()
+    isrc.stop()
+    sink.stop()
+    counter._task.cancel()
+    dut.w__valid.value = 0
+    dut.i__valid.value = 0
+
+    got = np.zeros((o_count, b_count), dtype=np.int64)
+    lasts = []
+    pos = 0
+    for ot, kt in tiles:
+        for b in range(b_count):
+            sums, last = unpack_psums(layouts["o"], sink.items[pos], cols * beta)
+            lasts.append(last)
+            pos += 1
+            for e in range(o_tile):
+                o = ot * o_tile + e
+                if o < o_count:
+                    got[o, b] += sums[e]
+    expected = nm.gemm_int8(dense, x).astype(np.int64)
+    if check:
+        assert lasts == [int(b == b_count - 1) for _ in tiles for b in range(b_count)], \
+            "last flags out of order"
+        bad = np.argwhere(got != expected)
+        assert bad.size == 0, (f"{engine} {n}:{m}: {len(bad)} wrong outputs, first at "
+                               f"{bad[0].tolist()}: got {got[tuple(bad[0])]}, expected "
+                               f"{expected[tuple(bad[0])]}")
+    return {"cycles": cycles, "instances": total, "act_bits": isrc.bits_sent,
+            "required_alpha": alpha_needed, "got": got, "expected": expected,
+            "tiles": len(tiles), "per_instance_bits": per_inst_bits}

@@ -1,0 +1,208 @@
+"""Test bodies shared by ``tb_figs`` and ``tb_nm_broadcast`` (each wraps them in ``@cocotb.test``)."""
+
+import numpy as np
+from cocotb.triggers import RisingEdge
+
+from golden import figs as gf
+from golden import nm
+from hw.figs import SUPPORTED_RATIOS
+from verif import common
+from verif.figs import make_dut_model, make_weights, reset_all, run_gemm
+from verif.stream import pack, start_clock
+
+
+__all__ = ["gemm_cases", "nested_levels", "malformed_index", "bad_config", "unroutable",
+           "full_rate"]
+
+
+def _params(engine):
+    model = make_dut_model(engine, {})
+    params = {"rows": model.rows, "cols": model.cols, "beta": model.beta, "width": model.width,
+              "max_m": model.max_m}
+    if engine == "figs":
+        params.update(alpha=model.alpha, ratio=model.ratio)
+    params.update(common.params())
+    return params
+
+
+def _supported(engine, params, n, m):
+    if params["rows"] % n or m > params["max_m"]:
+        return False
+    return engine != "figs" or m // n <= params["ratio"]
+
+
+def _rngs(salt):
+    return common.rng(salt + 1), common.rng(salt + 2), common.rng(salt + 3)
+
+
+def _fault(dut):
+    return int(dut.fault.value)
+
+
+async def _start(dut):
+    start_clock(dut)
+    await reset_all(dut)
+
+
+async def gemm_cases(dut, engine, kinds, stall):
+    """Every supported ratio with each mask kind in ``kinds``: bit-exact where routable; for
+    FiGS, masks that need more than ``alpha`` links are collected and one of them must raise
+    ``fault.route`` at the end."""
+    params = _params(engine)
+    await _start(dut)
+    rng = np.random.default_rng(common.rng(0).randrange(1 << 30))
+    unroutable = []
+    ran = 0
+    for kind in kinds:
+        for n, m in SUPPORTED_RATIOS:
+            if not _supported(engine, params, n, m):
+                continue
+            k_tile, o_tile = gf.tile_shape(n, m, params["rows"], params["cols"], params["beta"])
+            o, k, b = o_tile + 3, 2 * k_tile, 3
+            if kind == "nested":                # nested masks are defined on groups of 32
+                k = max(k, 32)
+            w = make_weights(kind, o, k, n, m, rng)
+            x = rng.integers(-128, 128, size=(k, b))
+            if kind in ("low", "high"):     # corner values on the extreme patterns
+                x[:, 0] = -128
+                w = np.where(w != 0, -128, 0)
+            if engine == "figs":
+                v, i = nm.compress(w, n, m)
+                _, _, need = gf.assign_slots(v, i, n, m)
+                if need > params["alpha"]:
+                    unroutable.append((kind, n, m, w, x))
+                    continue
+            await run_gemm(dut, engine, params, w, x, n, m, rngs=_rngs(ran * 10), stall=stall)
+            assert _fault(dut) == 0, f"spurious fault {_fault(dut):#x} for {kind} {n}:{m}"
+            ran += 1
+            dut._log.info(f"{engine} {kind} {n}:{m} ok")
+    assert ran > 0
+    if unroutable:
+        kind, n, m, w, x = unroutable[0]
+        dut._log.info(f"{len(unroutable)} unroutable cases; checking that {kind} {n}:{m} is "
+                      f"flagged")
+        await run_gemm(dut, engine, params, w, x, n, m, rngs=_rngs(999), stall=stall,
+                       check=False)
+        assert dut.fault.value.to_unsigned() & 0b100, "unroutable FiGS mask was not flagged"
+        assert dut.fault.value.to_unsigned() & 0b011 == 0
+    common.record(gemms=ran, unroutable=len(unroutable))
+
+
+async def nested_levels(dut, engine):
+    """FiGS nested masks: each level (8:32, 4:16, 2:8, 1:4) at its own ratio, then the final 1:4
+    weights run as 8:32, 4:16 and 2:8 (FiGS: with alpha 0)."""
+    params = _params(engine)
+    await _start(dut)
+    rng = np.random.default_rng(common.rng(5).randrange(1 << 30))
+    k = 2 * params["rows"] * 4
+    o, b = params["cols"] * params["beta"] + 1, 2
+    w = rng.integers(-128, 128, size=(o, k))
+    x = rng.integers(-128, 128, size=(k, b))
+    levels = nm.nested_masks(w)
+    cases = [(n, m, np.where(keep, w, 0)) for n, m, keep in levels]
+    finest = cases[-1][2]
+    cases += [(n, m, finest) for n, m in ((2, 8), (4, 16), (8, 32))]
+    done = 0
+    for n, m, wl in cases:
+        if not _supported(engine, params, n, m):
+            continue
+        if engine == "figs":
+            v, i = nm.compress(wl, n, m)
+            _, _, need = gf.assign_slots(v, i, n, m)
+            if wl is finest:
+                assert need == 0, f"1:4 nested weights need alpha {need} as {n}:{m}"
+            if need > params["alpha"]:
+                dut._log.info(f"nested {n}:{m} needs alpha {need}: skipped")
+                continue
+        await run_gemm(dut, engine, params, wl, x, n, m, rngs=_rngs(50 + done), stall=0.3)
+        assert _fault(dut) == 0
+        done += 1
+    assert done > 0
+
+
+async def _load_tile(dut, engine, params, entries_for_row, n_log2, m_log2):
+    from verif.stream import StreamSource
+    model = make_dut_model(engine, params)
+    src = StreamSource(dut, "w")
+    src.send_nowait(pack(model.layouts["w"], {"entries": entries_for_row(r), "n_log2": n_log2,
+                                              "m_log2": m_log2})
+                    for r in range(params["rows"]))
+    await src.wait_idle(timeout_cycles=50 + 4 * params["rows"])
+    await RisingEdge(dut.clk)
+    src.stop()
+    dut.w__valid.value = 0
+
+
+async def malformed_index(dut, engine):
+    """An index >= M is flagged (fault.index); a legal tile loaded first is not."""
+    params = _params(engine)
+    await _start(dut)
+    e = params["cols"] * params["beta"]
+    n, m = 1, 2 if params["max_m"] >= 2 else 1
+    legal = lambda r: [{"value": 5, "index": m - 1} for _ in range(e)]
+    await _load_tile(dut, engine, params, legal, 0, m.bit_length() - 1)
+    assert _fault(dut) == 0, "legal tile flagged"
+    if params["max_m"] < 4:
+        return
+    bad_row = params["rows"] - 1
+    illegal = lambda r: [{"value": 5, "index": m if (r == bad_row and j == e - 1) else 0}
+                         for j in range(e)]
+    await _load_tile(dut, engine, params, illegal, 0, m.bit_length() - 1)
+    assert dut.fault.value.to_unsigned() == 0b001, f"fault {_fault(dut):#05b}, expected index"
+
+
+async def bad_config(dut, engine):
+    """N > M, M > max_m and N not dividing rows are flagged (fault.config)."""
+    params = _params(engine)
+    e = params["cols"] * params["beta"]
+    zero = lambda r: [{"value": 0, "index": 0} for _ in range(e)]
+    bad = [(2, 1)]                                       # 4:2
+    if params["max_m"] < 32:
+        bad.append((0, params["max_m"].bit_length()))    # 1:(2*max_m)
+    if params["rows"] < 64:
+        nlog = params["rows"].bit_length()               # N = 2**nlog > rows: cannot divide
+        if nlog <= 5:
+            bad.append((nlog, 5))
+    for n_log2, m_log2 in bad:
+        await _start(dut)
+        await _load_tile(dut, engine, params, zero, n_log2, m_log2)
+        assert dut.fault.value.to_unsigned() & 0b010, f"{n_log2}:{m_log2} (log2) not flagged"
+
+
+async def unroutable(dut):
+    """FiGS: 8:32 with all kept weights at the low end of the group, slots in ascending order,
+    needs alpha 6; with fewer links the load is flagged (fault.route). Zero weights at
+    unroutable positions are not flagged."""
+    engine = "figs"
+    params = _params(engine)
+    await _start(dut)
+    e = params["cols"] * params["beta"]
+    if params["rows"] % 8 or params["ratio"] < 4 or params["max_m"] < 32:
+        return
+    # zero weights anywhere: no fault
+    zeros = lambda r: [{"value": 0, "index": r % 8} for _ in range(e)]
+    await _load_tile(dut, engine, params, zeros, 3, 5)
+    assert _fault(dut) == 0
+    low = lambda r: [{"value": 3, "index": r % 8} for _ in range(e)]
+    await _start(dut)
+    await _load_tile(dut, engine, params, low, 3, 5)
+    expect = 0b100 if params["alpha"] < 6 else 0
+    assert dut.fault.value.to_unsigned() == expect, f"fault {_fault(dut):#05b}"
+
+
+async def full_rate(dut, engine):
+    """Without stalls and with B >= rows + cols + 2 (the next-but-one tile's weights load while
+    the current tile streams), one instance per cycle: cycles <= instances + rows + cols + 4
+    (the first weight load and the pipeline latency)."""
+    params = _params(engine)
+    await _start(dut)
+    rng = np.random.default_rng(3)
+    n, m = (2, 8) if _supported(engine, params, 2, 8) else (1, 1)
+    k_tile, o_tile = gf.tile_shape(n, m, params["rows"], params["cols"], params["beta"])
+    b = params["rows"] + params["cols"] + 2
+    w = make_weights("fine", 2 * o_tile, 2 * k_tile, n, m, rng)
+    x = rng.integers(-128, 128, size=(2 * k_tile, b))
+    fig = await run_gemm(dut, engine, params, w, x, n, m, rngs=_rngs(70))
+    bound = fig["instances"] + params["rows"] + params["cols"] + 4
+    assert fig["cycles"] <= bound, f"{fig['cycles']} cycles for {fig['instances']} instances"
+    common.record(cycles=fig["cycles"], instances=fig["instances"])
