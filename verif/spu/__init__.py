@@ -40,7 +40,7 @@ def _pack_all(layout, items):
 
 
 def make_job(rng, params, *, n, m, k, o, relu, corner=False, corrupt_rows=(), post_mode="mix",
-             check=True):
+             w=None):
     """A random GEMM on an SPU with generation ``params``.
 
     ``rng`` is a numpy Generator. ``corner`` fills weights/activations mostly with -128/127.
@@ -48,12 +48,15 @@ def make_job(rng, params, *, n, m, k, o, relu, corner=False, corrupt_rows=(), po
     """
     L, P, R = params["lanes"], params["macs"], params["act_rows"]
     lay = layouts_of(params)
+    given_w = w
     if corner:
         w = rng.choice(np.array([-128, 127, -128, 0, 1, -1], dtype=np.int8), size=(o, k))
         x = rng.choice(np.array([-128, 127, -128, 127, 0], dtype=np.int8), size=(k, L))
     else:
         w = rng.integers(-128, 128, size=(o, k), dtype=np.int64).astype(np.int8)
         x = rng.integers(-128, 128, size=(k, L), dtype=np.int64).astype(np.int8)
+    if given_w is not None:         # the same weights for several column tiles of X
+        w = np.asarray(given_w, dtype=np.int8)
     values, indices = nm.compress(w, n, m)
     indices = indices.astype(np.int64)
     nz = k // m * n
