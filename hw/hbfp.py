@@ -91,8 +91,12 @@ class BfpConvert(wiring.Component):
     """
 
     def __init__(self, *, block_size=8, mant_bits=7):
-        self._block_size = _check_block_size(block_size)
-        self._mant_bits = _check_int("mant_bits", mant_bits, 2, 16)
+        try:
+            self._block_size = _check_block_size(block_size)
+            self._mant_bits = _check_int("mant_bits", mant_bits, 2, 16)
+        except (TypeError, ValueError):
+            self._MustUse__silence = True       # never built: no "unused elaboratable" warning
+            raise
         super().__init__({"i": In(stream.Signature(data.ArrayLayout(32, block_size))),
                           "o": Out(stream.Signature(self.out_layout))})
 
@@ -232,14 +236,18 @@ class HbfpDot(wiring.Component):
     """
 
     def __init__(self, *, block_size=8, mant_bits=7, mixed=False):
-        self._block_size = _check_block_size(block_size)
-        if not isinstance(mixed, bool):
-            raise TypeError(f"mixed must be a bool, not {mixed!r}")
-        self._mixed = mixed
-        self._mant_bits = _check_int("mant_bits", mant_bits, 2, 16)
-        if mixed and mant_bits != 7:
-            raise ValueError(f"mant_bits must be 7 when mixed=True (modes HBFP4/6/8 share an "
-                             f"8-bit datapath), not {mant_bits!r}")
+        try:
+            self._block_size = _check_block_size(block_size)
+            if not isinstance(mixed, bool):
+                raise TypeError(f"mixed must be a bool, not {mixed!r}")
+            self._mixed = mixed
+            self._mant_bits = _check_int("mant_bits", mant_bits, 2, 16)
+            if mixed and mant_bits != 7:
+                raise ValueError(f"mant_bits must be 7 when mixed=True (modes HBFP4/6/8 share "
+                                 f"an 8-bit datapath), not {mant_bits!r}")
+        except (TypeError, ValueError):
+            self._MustUse__silence = True       # never built: no "unused elaboratable" warning
+            raise
         super().__init__({"i": In(stream.Signature(self.in_layout)),
                           "o": Out(stream.Signature(self.out_layout))})
 

@@ -1,0 +1,263 @@
+"""HBFP family: golden model rules, parameter errors, Amaranth quick checks, cocotb regressions."""
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from golden.hbfp import (INVALID_EXP, block_dot, dequantize, dot, fp32_from_scaled_int,
+                         quantize, shared_exponents)
+from hw.hbfp import BfpConvert, HbfpDot
+from sparsehw.families.hbfp import BLOCKS
+
+
+f32 = np.float32
+
+
+# -- golden model: the rules of the issue, case by case ------------------------------------------
+
+def test_power_of_two_at_least_quarter_saturates():
+    for v, e in [(1.0, 0), (0.5, -1), (0.25, -2), (2.0 ** 20, 20), (-4.0, 2)]:
+        q, ex = quantize([v, 0, 0, 0], 7, 4)
+        assert ex[0] == e
+        assert q[0, 0] == math.copysign(127, v)
+    assert dequantize(*quantize([1.0], 7, 1), 7, 1)[0] == f32(127 / 128)
+
+
+def test_small_power_of_two_gets_exponent_bump():
+    q, e = quantize([0.125, 0, 0, 0], 7, 4)
+    assert e[0] == -2 and q[0, 0] == 64
+    q, e = quantize([2.0 ** -20], 3, 1)
+    assert e[0] == -19 and q[0, 0] == 4
+
+
+def test_all_zero_block_and_signed_zeros():
+    q, e = quantize([0.0, -0.0, 0.0], 5, 3)
+    assert e[0] == -26 and not q.any()
+
+
+def test_invalid_blocks():
+    x = np.array([1.0, np.nan, 2.0, 3.0, np.inf, 0, -np.inf, 0, 3.4e38, 1, 2.0 ** 127, 0],
+                 np.float32)
+    q, e = quantize(x, 7, 2)
+    assert list(e) == [INVALID_EXP, 2, INVALID_EXP, INVALID_EXP, INVALID_EXP, 127]
+    assert not q[0].any() and not q[2].any()
+    d = dequantize(q, e, 7, 2)
+    assert np.isnan(d[:2]).all() and not np.isnan(d[2:4]).any() and np.isnan(d[4:10]).all()
+    assert block_dot(q[0], e[0], q[1], e[1], 7) != block_dot(q[0], e[0], q[1], e[1], 7)
+
+
+def test_short_tail_is_zero_padded():
+    q, e = quantize([1.0, 2.0, 3.0, 0.5, 0.25], 7, 4)
+    assert q.shape == (2, 4) and list(q[1]) == [127, 0, 0, 0] and e[1] == -2
+
+
+def test_ties_round_half_even_both_signs():
+    lsb = 2.0 ** (1 - 7)                         # block max 1.75 -> e = 1
+    x = [1.75, 0.5 * lsb, -0.5 * lsb, 1.5 * lsb, -1.5 * lsb, 2.5 * lsb, -2.5 * lsb, 0]
+    q, e = quantize(x, 7, 8)
+    assert e[0] == 1
+    assert list(q[0]) == [112, 0, 0, 2, -2, 2, -2, 0]
+
+
+def test_exponent_definition_near_powers_of_two():
+    for k in range(-20, 120, 7):
+        for v, want in [(2.0 ** k, k if 2.0 ** k >= 0.25 else k + 1),
+                        (np.nextafter(f32(2.0 ** k), f32(np.inf)), k + 1)]:
+            e, inv = shared_exponents(np.array([[v]], np.float32))
+            assert e[0] == want and not inv[0], (k, v)
+
+
+def _exact_exponent(values):
+    s = f32(f32(np.max(np.abs(values))) + f32(1e-8))
+    frac = Fraction(float(s))
+    e = -200
+    while Fraction(2) ** e < frac:
+        e += 1
+    return e
+
+
+finite32 = st.floats(width=32, allow_nan=False, allow_infinity=False,
+                     min_value=-2.0 ** 100, max_value=2.0 ** 100)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(finite32, min_size=1, max_size=16), st.sampled_from([3, 5, 7, 10]))
+def test_round_trip_within_half_lsb_unless_saturated(values, m):
+    x = np.array(values, np.float32)
+    q, e = quantize(x, m, len(x))
+    assert e[0] == _exact_exponent(x)
+    back = dequantize(q, e, m, len(x)).astype(np.float64)
+    lsb = 2.0 ** (int(e[0]) - m)
+    limit = (1 << m) - 1
+    for xi, qi, bi in zip(x.astype(np.float64), q[0], back):
+        assert abs(qi) <= limit
+        if abs(xi) > (limit + 0.5) * lsb:            # saturated
+            assert abs(qi) == limit and math.copysign(1, qi) == math.copysign(1, xi)
+        else:
+            assert abs(xi - bi) <= 0.5 * lsb
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-(1 << 40), 1 << 40), st.integers(-190, 140))
+def test_fp32_from_scaled_int_is_nearest_even(s, exp):
+    r = fp32_from_scaled_int(s, exp)
+    exact = Fraction(s) * Fraction(2) ** exp
+    if np.isinf(r):
+        assert abs(exact) >= Fraction(2) ** 128 - Fraction(2) ** 103    # half an ulp above max
+        return
+    got = Fraction(float(r))
+    up = Fraction(float(np.nextafter(r, f32(np.inf))))
+    down = Fraction(float(np.nextafter(r, f32(-np.inf))))
+    assert abs(got - exact) <= abs(up - exact) and abs(got - exact) <= abs(down - exact)
+    if abs(got - exact) in (abs(up - exact), abs(down - exact)) and got != exact:
+        assert (r.view(np.uint32) & 1) == 0                            # ties to even
+
+
+def test_dot_accumulates_sequentially_in_float32():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=64).astype(np.float32), rng.normal(size=64).astype(np.float32)
+    qa, ea = quantize(x, 7, 16)
+    qb, eb = quantize(y, 7, 16)
+    acc = None
+    for k in range(4):
+        r = f32(float(Fraction(int(np.dot(qa[k], qb[k]))) * Fraction(2) ** int(ea[k] + eb[k] - 14)))
+        acc = r if acc is None else f32(acc + r)
+    assert dot(qa, ea, qb, eb, 7) == acc
+    assert abs(float(dot(qa, ea, qb, eb, 7)) - float(np.dot(x, y))) < 0.05 * np.abs(x * y).sum()
+
+
+def test_golden_parameter_errors():
+    with pytest.raises(ValueError, match=r"mant_bits must be in 2\.\.16, not 1"):
+        quantize([1.0], 1, 4)
+    with pytest.raises(ValueError, match=r"block_size must be in 1\.\.256, not 0"):
+        quantize([1.0], 7, 0)
+    with pytest.raises(TypeError, match=r"mant_bits must be an int in 2\.\.16, not 7\.0"):
+        quantize([1.0], 7.0, 4)
+
+
+# -- generation parameters --------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", [BfpConvert, HbfpDot])
+@pytest.mark.parametrize("kwargs, exc, message", [
+    ({"block_size": 3}, ValueError, r"block_size must be a power of two in 1\.\.64, not 3"),
+    ({"block_size": 128}, ValueError, r"block_size must be a power of two in 1\.\.64, not 128"),
+    ({"block_size": 0}, ValueError, r"block_size must be a power of two in 1\.\.64, not 0"),
+    ({"block_size": "8"}, TypeError, r"block_size must be an int in 1\.\.64, not '8'"),
+    ({"mant_bits": 1}, ValueError, r"mant_bits must be in 2\.\.16, not 1"),
+    ({"mant_bits": 17}, ValueError, r"mant_bits must be in 2\.\.16, not 17"),
+    ({"mant_bits": True}, TypeError, r"mant_bits must be an int in 2\.\.16, not True"),
+])
+def test_parameter_errors(cls, kwargs, exc, message):
+    with pytest.raises(exc, match=message):
+        cls(**kwargs)
+
+
+def test_mixed_parameter_errors():
+    with pytest.raises(ValueError, match=r"mant_bits must be 7 when mixed=True .*not 5"):
+        HbfpDot(mant_bits=5, mixed=True)
+    with pytest.raises(TypeError, match=r"mixed must be a bool, not 1"):
+        HbfpDot(mixed=1)
+
+
+def test_registry_entries_build_and_expose_properties():
+    names = [b.name for b in BLOCKS]
+    assert names == ["bfp_convert", "hbfp_dot", "fp32_mac"]
+    dot_unit = BLOCKS[1].build(block_size=16, mant_bits=3, mixed=False)
+    assert (dot_unit.block_size, dot_unit.mant_bits, dot_unit.mixed) == (16, 3, False)
+    assert dot_unit.sum_bits == 2 * 3 + 2 + 4
+    with pytest.raises(AttributeError):
+        dot_unit.block_size = 4
+    for unit in (dot_unit,):
+        unit._MustUse__silence = True
+
+
+# -- Amaranth simulator quick check ------------------------------------------------------------
+
+def test_bfp_convert_amaranth_sim_corners():
+    from amaranth.sim import Simulator
+    from verif.hbfp.vectors import corner_blocks
+    dut = BfpConvert(block_size=4, mant_bits=5)
+    blocks = corner_blocks(np.random.default_rng(1), 4)
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for i in range(len(blocks) + 3):
+            ctx.set(dut.i.valid, i < len(blocks))
+            if i < len(blocks):
+                ctx.set(dut.i.payload, [int(v) for v in blocks[i].view(np.uint32)])
+            await ctx.tick()
+            if ctx.get(dut.o.valid):
+                o = ctx.get(dut.o.payload)
+                got.append(([int(v) for v in o.mant], int(o.exp), int(o.invalid)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(got) == len(blocks)
+    for x, (q, e, inv) in zip(blocks, got):
+        gq, ge = quantize(x, 5, 4)
+        assert (q, e, inv) == ([int(v) for v in gq[0]], int(ge[0]), int(ge[0] == INVALID_EXP))
+
+
+# -- cocotb regressions (Icarus) ----------------------------------------------------------------
+
+def _run(block_name, params, tmp_path, testbench=None, workload=None, component=None):
+    from verif.runner import run_cocotb
+    block = {b.name: b for b in BLOCKS}[block_name]
+    full = block.defaults() | params
+    result = run_cocotb(component or block.build(**full), block_name,
+                        testbench or block.testbench, build_dir=tmp_path, seed=1234,
+                        params=full, workload=workload)
+    return result
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("params", [{"block_size": 8, "mant_bits": 7},
+                                    {"block_size": 4, "mant_bits": 3}])
+def test_bfp_convert_regression(params, tmp_path):
+    result = _run("bfp_convert", params, tmp_path, workload={"blocks": 200})
+    assert result.passed, (result.errors, result.log)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("params", [{"block_size": 4, "mant_bits": 5},
+                                    {"block_size": 8, "mant_bits": 7},
+                                    {"block_size": 4, "mant_bits": 7, "mixed": True}])
+def test_hbfp_dot_regression(params, tmp_path):
+    result = _run("hbfp_dot", params, tmp_path, workload={"ops": 80})
+    assert result.passed, (result.errors, result.log)
+    assert result.tests == 2
+
+
+@pytest.mark.sim
+def test_hbfp_dot_testbench_catches_a_wrong_unit(tmp_path):
+    # A unit whose result LSB is corrupted (see _BrokenDot) must fail the regression.
+    from verif.runner import run_cocotb
+    params = {"block_size": 4, "mant_bits": 5, "mixed": False}
+    result = run_cocotb(_BrokenDot(block_size=4, mant_bits=5), "hbfp_dot",
+                        "verif.hbfp.tb_hbfp_dot", build_dir=tmp_path, seed=7, params=params,
+                        workload={"ops": 30}, testcase="dot_products_match_golden_with_stalls")
+    assert not result.passed and result.failures == 1
+
+
+class _BrokenDot(HbfpDot):
+    """``hbfp_dot`` with its result's LSB flipped whenever fraction bit 22 is set."""
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Module
+        inner = HbfpDot(block_size=self.block_size, mant_bits=self.mant_bits)
+        m = Module()
+        m.submodules.inner = inner
+        m.d.comb += [
+            inner.i.payload.eq(self.i.payload), inner.i.valid.eq(self.i.valid),
+            self.i.ready.eq(inner.i.ready),
+            self.o.valid.eq(inner.o.valid), inner.o.ready.eq(self.o.ready),
+            self.o.payload.eq(inner.o.payload),
+            self.o.payload.value[0].eq(inner.o.payload.value[0] ^ inner.o.payload.value[22]),
+        ]
+        return m
