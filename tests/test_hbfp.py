@@ -261,3 +261,30 @@ class _BrokenDot(HbfpDot):
             self.o.payload.value[0].eq(inner.o.payload.value[0] ^ inner.o.payload.value[22]),
         ]
         return m
+
+
+# -- sparsity / quantization order study (golden level) -----------------------------------------
+
+def test_prune_then_quantize_keeps_nm_and_survivor_exponents():
+    from golden import nm
+    from synth.sparsity_quant import prune_then_quantize, quantize_then_prune
+    rng = np.random.default_rng(4)
+    w = (rng.standard_t(3, size=(8, 64)) * 0.02).astype(np.float32)
+    pq = prune_then_quantize(w, 2, 4, 7, 16)
+    qp = quantize_then_prune(w, 2, 4, 7, 16)
+    for out in (pq, qp):
+        assert ((out != 0).reshape(8, 16, 4).sum(-1) <= 2).all()
+    keep = nm.mask(w, 2, 4)
+    assert not pq[~keep].any()
+    # The survivors of row 0, first 16 of them, form one HBFP block of their own.
+    survivors = w[0][keep[0]][:16]
+    q, e = quantize(survivors, 7, 16)
+    assert np.array_equal(pq[0][keep[0]][:16], dequantize(q, e, 7, 16))
+
+
+def test_study_reports_both_orders():
+    from synth.sparsity_quant import run
+    result = run(rows=16, cols=64, patterns=((2, 4),), mant_bits=(3,))
+    row = result["results"][0]
+    assert row["better"] in ("prune_first", "quantize_first")
+    assert row["prune_first_err_vs_pruned"] > 0 and row["quantize_first_err_vs_pruned"] > 0
