@@ -32,9 +32,9 @@ def ports_of(component):
     ``clk`` and ``rst`` are not listed (every block has them, from the ``sync`` domain).
     """
     ports = []
-    for path, flow, value in component.signature.flatten(component):
+    for path, member, value in component.signature.flatten(component):
         name = "__".join(str(part) for part in path)
-        ports.append({"name": name, "direction": "input" if flow.value == "In" else "output",
+        ports.append({"name": name, "direction": "input" if member.flow.value == "in" else "output",
                       "width": len(Value.cast(value))})
     return ports
 

@@ -22,6 +22,17 @@ WAIVERS = (
      "('o__payload.a'), aliases of submodule ports in the parent ('r_data'), internal temporaries "
      "('$12') whose top bits are unused. They are not logic; Yosys removes them. Undriven, "
      "multi-driven and width problems stay errors."),
+    ("WIDTHEXPAND", None,
+     "Yosys' write_verilog relies on Verilog's context-determined expression widths (a 9-bit "
+     "compare of an 8-bit signal, a constant narrower than the other operand). Amaranth has "
+     "already fixed every operation's width and signedness, and the RTL is checked bit-exact "
+     "against the golden models in simulation."),
+    ("WIDTHTRUNC", None,
+     "Same origin: Amaranth's reductions/logical operators on multi-bit values are emitted as "
+     "'!x' and similar, which Verilator reports as truncation; the semantics are Amaranth's."),
+    ("CASEINCOMPLETE", None,
+     "Yosys emits a case without default where Amaranth assigned the default before the case; "
+     "unlisted values keep it, no latch is inferred (processes are fully assigned)."),
     ("PROCASSINIT", None,
      "Amaranth gives registers their reset value as an initializer and also assigns them in "
      "always blocks; the initializer is the power-up value, which is intended."),
