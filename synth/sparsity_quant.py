@@ -13,7 +13,9 @@ apply the same two operators (``golden.nm.mask`` N:M magnitude pruning, ties to 
 
 Errors (relative Frobenius norms) are measured against the ideally pruned weights ``S(W)`` (the
 error added by quantization, given the pruning the model was trained for), against the dense
-``W``, and on a matrix-vector product with Gaussian activations. The weights are Student-t
+``W``, and on a matrix-vector product with Gaussian activations. ``support_disagreement`` is the
+fraction of positions where exactly one of the two results is non-zero (a different mask, or a
+survivor rounded to zero). The weights are Student-t
 (heavy-tailed) rows. The report states which order wins for each setting; it is measured, not
 assumed.
 
@@ -98,14 +100,14 @@ def run(*, seed=3, rows=256, cols=512, dof=(3.0,), patterns=((2, 4), (1, 4), (2,
 
 def table(result):
     lines = ["| N:M | m | prune first: err vs S(W) | quantize first: err vs S(W) | "
-             "prune first: matvec err | quantize first: matvec err | mask disagreement | better |",
+             "prune first: matvec err | quantize first: matvec err | support disagreement | better |",
              "|---|---|---|---|---|---|---|---|"]
     for r in result["results"]:
         lines.append(f"| {r['n']}:{r['m']} | {r['mant_bits']} | "
                      f"{r['prune_first_err_vs_pruned']:.4f} | "
                      f"{r['quantize_first_err_vs_pruned']:.4f} | "
                      f"{r['prune_first_matvec_err']:.4f} | {r['quantize_first_matvec_err']:.4f} | "
-                     f"{r["support_disagreement"]:.4f} | {r['better']} |")
+                     f"{r['support_disagreement']:.4f} | {r['better']} |")
     s = result["summary"]
     lines.append("")
     lines.append(f"Prune-first has the lower error in {s['prune_first_wins']} of "
