@@ -54,10 +54,7 @@ def _check_common(rows, cols, beta, width, max_m):
     beta = _check_int("beta", beta, 1, 8)
     width = _check_int("width", width, 2, 12)
     max_m = _check_int("max_m", max_m, 1, 32, pow2=True)
-    if 2 * width + rows.bit_length() > PSUM_WIDTH:
-        raise ValueError(f"width must keep a column sum of rows={rows} products inside "
-                         f"{PSUM_WIDTH} bits (2*width + {rows.bit_length()} <= {PSUM_WIDTH}), "
-                         f"not {width!r}")
+    # 2*width + log2(rows) <= 2*12 + 7 < PSUM_WIDTH: a column sum always fits.
     return rows, cols, beta, width, max_m
 
 
@@ -142,6 +139,7 @@ class _SparseArray(wiring.Component):
         load_ptr = Signal()         # bank the next weight rows go to
         use_ptr = Signal()          # bank the next activation instance uses
         row_cnt = Signal(range(max(R, 2)))
+        row_hot = Signal(R, init=1)    # one-hot copy of row_cnt
 
         wval = [[[Signal(signed(W), name=f"wv{k}_r{r}_e{e}") for e in range(E)]
                  for r in range(R)] for k in range(2)]
@@ -150,18 +148,27 @@ class _SparseArray(wiring.Component):
 
         wp = self.w.payload
         n_log2, m_log2 = wp.n_log2, wp.m_log2
+        # Only constant shifts and Switch/Case below: the run-time N, M select among them, so
+        # no operator mixes widths (Verilator -Wall lint).
         q_log2 = Signal(_LOG_BITS)
         m.d.comb += q_log2.eq(m_log2 - n_log2)
-        n_mask = Signal(8)          # N - 1
-        m.d.comb += n_mask.eq((Const(1, 9) << n_log2) - 1)
-        slot = Signal(range(max(R, 2)))
-        m.d.comb += slot.eq(row_cnt & n_mask)
+        slot = Signal(range(max(R, 2)))     # row_cnt mod N
+        with m.Switch(n_log2):
+            for nl in range(1, max(R, 2).bit_length()):
+                with m.Case(nl):
+                    m.d.comb += slot.eq(row_cnt[:nl])
+            with m.Default():
+                m.d.comb += slot.eq(0)
 
+        def _log2(value):
+            return value.bit_length() - 1
+
+        r_twos = _log2(R & -R)              # N must divide rows: n_log2 <= trailing zeros of rows
         bad_config = Signal()
-        checks = [n_log2 > m_log2, (Const(1, 40) << m_log2) > self._max_m,
-                  (Const(R, 8) & n_mask) != 0, n_log2 > 6]
+        checks = [n_log2 > m_log2, ~_in_range(m, m_log2, _log2(self._max_m), "m_ok"),
+                  ~_in_range(m, n_log2, r_twos, "n_ok")]
         if figs:
-            checks.append((Const(1, 40) << q_log2) > ratio)
+            checks.append(~_in_range(m, q_log2, _log2(ratio), "q_ok"))
         m.d.comb += bad_config.eq(Cat(*checks).any())
 
         bad_index = Signal()
@@ -170,17 +177,37 @@ class _SparseArray(wiring.Component):
         index_flags, route_flags = [], []
         for e in range(E):
             ent = wp.entries[e]
-            index_flags.append((ent.index >> m_log2) != 0)
+            index_flags.append((ent.index >> m_log2).any())
             sel = Signal(sel_bits, name=f"new_sel{e}")
             if figs:
-                sub = Signal(range(64), name=f"sub{e}")
-                m.d.comb += sub.eq(ent.index >> q_log2)
-                disp = Signal(signed(8), name=f"disp{e}")
-                m.d.comb += disp.eq(sub - slot)
-                lane = Signal(range(max(ratio, 2)), name=f"lane{e}")
-                m.d.comb += lane.eq(ent.index & ((Const(1, 9) << q_log2) - 1))
-                m.d.comb += sel.eq((disp + alpha) * ratio + lane)
-                route_flags.append((ent.value != 0) & ((disp > alpha) | (disp < -alpha)))
+                ib = len(ent.index)
+                sub = Signal(ib, name=f"sub{e}")            # index // (M/N)
+                lane = Signal(max(1, _log2(ratio)), name=f"lane{e}")    # index % (M/N)
+                with m.Switch(q_log2):
+                    for ql in range(_log2(ratio) + 1):
+                        with m.Case(ql):
+                            m.d.comb += sub.eq(ent.index >> ql)
+                            if ql:
+                                m.d.comb += lane.eq(ent.index[:ql])
+                    with m.Default():
+                        m.d.comb += sub.eq(ent.index)
+                slot_w = Signal(ib, name=f"slot_w{e}")
+                disp = Signal(signed(ib + 1), name=f"disp{e}")
+                m.d.comb += [slot_w.eq(slot), disp.eq(sub - slot_w)]
+                routable = Signal(name=f"routable{e}")
+                with m.Switch(disp):
+                    lo, hi = -(1 << ib), (1 << ib) - 1     # representable in disp
+                    for d in range(max(-alpha, lo), min(alpha, hi) + 1):
+                        with m.Case(d):
+                            link = Const(d + alpha, max(1, (2 * alpha).bit_length()))
+                            if ratio > 1:
+                                m.d.comb += sel.eq(Cat(lane[:_log2(ratio)], link))
+                            else:
+                                m.d.comb += sel.eq(link)
+                            m.d.comb += routable.eq(1)
+                    with m.Default():
+                        m.d.comb += [sel.eq(0), routable.eq(0)]
+                route_flags.append((ent.value != 0) & ~routable)
             else:
                 m.d.comb += sel.eq(ent.index)
             new_sel.append(sel)
@@ -194,14 +221,15 @@ class _SparseArray(wiring.Component):
         with m.If(w_fire):
             for k in range(2):
                 for r in range(R):
-                    with m.If((load_ptr == k) & (row_cnt == r)):
+                    with m.If((load_ptr == k) & row_hot[r]):
                         for e in range(E):
                             m.d.sync += [wval[k][r][e].eq(wp.entries[e].value),
                                          wsel[k][r][e].eq(new_sel[e])]
             m.d.sync += [self.fault.index.eq(self.fault.index | bad_index),
                          self.fault.config.eq(self.fault.config | bad_config),
                          self.fault.route.eq(self.fault.route | bad_route)]
-            with m.If(row_cnt == R - 1):
+            m.d.sync += row_hot.eq(row_hot.rotate_left(1))
+            with m.If(row_hot[R - 1]):
                 m.d.sync += [row_cnt.eq(0), load_ptr.eq(~load_ptr)]
                 m.d.comb += set_full.eq(Mux(load_ptr, 0b10, 0b01))
             with m.Else():
@@ -281,6 +309,18 @@ class _SparseArray(wiring.Component):
             m.d.comb += clr_full.eq(Mux(out_bank, 0b10, 0b01))
         m.d.sync += full.eq((full & ~clr_full) | set_full)
         return m
+
+
+def _in_range(m, value, high, name):
+    """1 when ``0 <= value <= high``, built as a Switch (constant comparisons would be narrowed
+    by Yosys and trip Verilator's width lint)."""
+    result = Signal(name=name)
+    with m.Switch(value):
+        with m.Case(*range(min(high, (1 << len(value)) - 1) + 1)):
+            m.d.comb += result.eq(1)
+        with m.Default():
+            m.d.comb += result.eq(0)
+    return result
 
 
 def _tree_sum(values):

@@ -18,6 +18,7 @@ FAMILIES = (
     "spu",
     "ring",
     "hbfp",
+    "figs",
 )
 
 

@@ -1,0 +1,248 @@
+"""FiGS swap-register array and broadcast N:M baseline: golden mapping, parameters, regressions."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from golden import figs as gf
+from golden import nm
+from hw.figs import SUPPORTED_RATIOS, FigsArray, NmBroadcastArray, array_layouts
+from verif.runner import run_cocotb
+
+
+# -- golden: slot assignment and routing -----------------------------------------------------------
+
+def _brute_alpha(vals, idxs, n, q):
+    items = [int(i) // q for v, i in zip(vals, idxs) if v != 0]
+    best = n
+    for slots in itertools.permutations(range(n), len(items)):
+        best = min(best, max((abs(sub - s) for sub, s in zip(items, slots)), default=0))
+    return best
+
+
+@pytest.mark.parametrize("n,m", [(2, 4), (2, 8), (4, 8), (4, 16)])
+def test_assign_slots_is_optimal_and_keeps_the_matrix(n, m):
+    rng = np.random.default_rng(n * 100 + m)
+    w = rng.integers(-128, 128, size=(6, 4 * m))
+    w[rng.random(w.shape) < 0.3] = 0          # some groups with fewer than n nonzeros
+    values, indices = nm.compress(w, n, m)
+    new_v, new_i, alpha = gf.assign_slots(values, indices, n, m)
+    dense = nm.decompress(values, indices, n, m)
+    rebuilt = np.zeros_like(dense)
+    for o in range(w.shape[0]):
+        for pos in range(new_v.shape[1]):
+            g = pos // n
+            rebuilt[o, g * m + new_i[o, pos]] += new_v[o, pos]
+    assert (rebuilt == dense).all()
+    assert alpha == gf.required_alpha(new_v, new_i, n, m)
+    worst = max(_brute_alpha(values[o, g * n:(g + 1) * n], indices[o, g * n:(g + 1) * n], n,
+                             m // n)
+                for o in range(w.shape[0]) for g in range(values.shape[1] // n))
+    assert alpha == worst
+
+
+def test_extreme_patterns_need_known_alpha():
+    # 8:32 with everything at the low end: slot 7 must take an element of sub-block 1 (d = -6).
+    v, i = np.ones((1, 8), dtype=np.int64), np.arange(8)[None, :]
+    assert gf.assign_slots(v, i, 8, 32)[2] == 6
+    assert gf.required_alpha(v, i, 8, 32) == 6
+    # Alternating 4:8 (positions 0, 2, 4, 6): one per sub-block of 2 -> alpha 0.
+    assert gf.assign_slots(v[:, :4], np.array([[0, 2, 4, 6]]), 4, 8)[2] == 0
+    # Any 2:M pattern routes with one link.
+    for m in (4, 8):
+        for pair in itertools.combinations(range(m), 2):
+            assert gf.assign_slots(np.ones((1, 2)), np.array([pair]), 2, m)[2] <= 1
+
+
+def test_nested_finest_mask_routes_with_no_links_at_every_level():
+    rng = np.random.default_rng(1)
+    w = rng.integers(-128, 128, size=(8, 128))
+    fine = np.where(nm.nested_mask(w), w, 0)
+    for n, m in ((1, 4), (2, 8), (4, 16), (8, 32)):
+        values, indices = nm.compress(fine, n, m)
+        assert gf.assign_slots(values, indices, n, m)[2] == 0
+
+
+def test_routable_fraction_limits():
+    assert gf.routable_fraction(8, 32, 7, groups=50) == 1.0
+    assert gf.routable_fraction(2, 8, 1, groups=50) == 1.0
+    assert gf.routable_fraction(1, 4, 0, groups=50) == 1.0
+    assert gf.routable_fraction(8, 32, 0, groups=200) < 0.05
+
+
+# -- golden: mapping onto the array reproduces the GEMM (no RTL involved) --------------------------
+
+@pytest.mark.parametrize("engine", gf.ENGINES)
+@pytest.mark.parametrize("n,m", SUPPORTED_RATIOS)
+def test_array_mapping_reproduces_golden_gemm(engine, n, m):
+    rows, cols, beta = 8, 2, 2
+    rng = np.random.default_rng(7 * n + m)
+    k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
+    k, o, b = 2 * k_tile, o_tile + 1, 3
+    w = rng.integers(-128, 128, size=(o, k))
+    x = rng.integers(-128, 128, size=(k, b))
+    values, indices = nm.compress(w, n, m)
+    dense = nm.decompress(values, indices, n, m)
+    alpha = None
+    if engine == "figs":
+        values, indices, alpha = gf.assign_slots(values, indices, n, m)
+    lanes = 4 if engine == "figs" else 32
+    got = np.zeros((o, b), dtype=np.int64)
+    for ot in range(2):
+        for kt in range(2):
+            wrows = gf.weight_rows(values, indices, n, m, rows=rows, cols=cols, beta=beta,
+                                   o_tile=ot, k_tile=kt)
+            for col in range(b):
+                inst = gf.instance(engine, x, n, m, rows=rows, lanes=lanes, k_tile=kt, b=col)
+                sums = gf.array_model(engine, wrows, inst, n, m, alpha=alpha)
+                for e, value in enumerate(sums):
+                    if ot * o_tile + e < o:
+                        got[ot * o_tile + e, col] += value
+    assert (got == nm.gemm_int8(dense, x)).all()
+
+
+def test_array_model_rejects_unroutable_weights():
+    wrows = [[(1, 0)] for _ in range(8)]        # 8:32, every slot at index 0
+    inst = [[1, 2, 3, 4] for _ in range(8)]
+    with pytest.raises(ValueError, match="row 2 entry 0: displacement -2 exceeds alpha=1"):
+        gf.array_model("figs", wrows, inst, 8, 32, alpha=1)
+
+
+def test_bandwidth_formulas():
+    for n, m in SUPPORTED_RATIOS:
+        f = gf.input_bits_per_cycle("figs", n, m, rows=8)
+        b = gf.input_bits_per_cycle("nm_broadcast", n, m, rows=8)
+        assert b == n * f
+        assert f == 8 * 8 * m // n
+    # A 1:4 model run as 8:32: FiGS needs what 1:4 needs, broadcast 8x that.
+    assert gf.input_bits_per_cycle("figs", 8, 32, rows=8) == \
+        gf.input_bits_per_cycle("figs", 1, 4, rows=8)
+    assert gf.input_bits_per_cycle("nm_broadcast", 8, 32, rows=8) == \
+        8 * gf.input_bits_per_cycle("nm_broadcast", 1, 4, rows=8)
+    with pytest.raises(ValueError, match="engine must be one of figs, nm_broadcast, not 'x'"):
+        gf.input_bits_per_cycle("x", 1, 4, rows=8)
+
+
+def test_fast_instance_packing_matches_pack():
+    from verif.figs import pack_instance
+    from verif.stream import pack
+    layout = array_layouts(rows=3, cols=1, beta=1, width=8, lanes=4, max_m=32)["i"]
+    rng = np.random.default_rng(0)
+    inst = rng.integers(-128, 128, size=(3, 4)).tolist()
+    assert pack_instance(layout, inst, 1, 8) == pack(layout, {"x": inst, "last": 1})
+    layout6 = array_layouts(rows=2, cols=1, beta=1, width=6, lanes=2, max_m=32)["i"]
+    inst6 = [[-32, 31], [5, -1]]
+    assert pack_instance(layout6, inst6, 0, 6) == pack(layout6, {"x": inst6, "last": 0})
+
+
+# -- parameter errors -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls,kwargs,message", [
+    (FigsArray, {"rows": 0}, "rows must be between 1 and 64, not 0"),
+    (FigsArray, {"cols": 33}, "cols must be between 1 and 32, not 33"),
+    (FigsArray, {"alpha": 8}, "alpha must be between 0 and 7, not 8"),
+    (FigsArray, {"alpha": -1}, "alpha must be between 0 and 7, not -1"),
+    (FigsArray, {"beta": 0}, "beta must be between 1 and 8, not 0"),
+    (FigsArray, {"width": 13}, "width must be between 2 and 12, not 13"),
+    (FigsArray, {"ratio": 3}, "ratio must be a power of two between 1 and 32, not 3"),
+    (FigsArray, {"ratio": 8, "max_m": 4}, "ratio must be at most max_m=4, not 8"),
+    (FigsArray, {"max_m": 64}, "max_m must be a power of two between 1 and 32, not 64"),
+    (NmBroadcastArray, {"rows": 65}, "rows must be between 1 and 64, not 65"),
+    (NmBroadcastArray, {"max_m": 12}, "max_m must be a power of two between 1 and 32, not 12"),
+    (NmBroadcastArray, {"beta": 9}, "beta must be between 1 and 8, not 9"),
+])
+def test_illegal_parameters_raise(cls, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"rows": "8"}, "rows must be an integer, not '8'"),
+    ({"alpha": True}, "alpha must be an integer, not True"),
+    ({"ratio": 4.0}, "ratio must be an integer, not 4.0"),
+])
+def test_parameter_types_raise(kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        FigsArray(**kwargs)
+
+
+def test_broadcast_has_no_figs_parameters():
+    with pytest.raises(TypeError):
+        NmBroadcastArray(alpha=1)
+
+
+def test_properties_are_read_only():
+    dut = FigsArray(rows=8, cols=2, alpha=2, beta=3, ratio=2, max_m=16)
+    assert (dut.rows, dut.cols, dut.alpha, dut.beta, dut.ratio, dut.max_m, dut.macs) == \
+        (8, 2, 2, 3, 2, 16, 48)
+    with pytest.raises(AttributeError):
+        dut.alpha = 3
+    dut._MustUse__silence = True
+
+
+@pytest.mark.parametrize("workload,message", [
+    ({"n": 3, "m": 8}, "n must be a power of two between 1 and m=8, not 3"),
+    ({"n": 2, "m": 6}, "m must be a power of two between 1 and 32, not 6"),
+    ({"n": 2, "m": 8, "budget": -1}, "budget must be >= 0 bits per cycle"),
+    ({"n": 2, "m": 8, "k": 0}, "k must be at least 1, not 0"),
+])
+def test_perf_workload_errors_before_simulation(tmp_path, workload, message):
+    from verif.figs.perf_figs import run_perf
+    full = {"k": 64, "o": 8, "b": 4, "budget": 0, "mask": "nested", "stall": 0.0,
+            "sweep": False, **workload}
+    with pytest.raises(ValueError, match=message):
+        run_perf("figs", {}, full, sim="icarus", seed=1, build_dir=tmp_path)
+    assert not any(tmp_path.iterdir()), "a simulation was started"
+
+
+# -- cocotb regressions (Icarus, small arrays) ------------------------------------------------------
+
+SMALL = {"rows": 8, "cols": 2, "beta": 1}
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("engine,params", [
+    ("figs", {**SMALL, "alpha": 1, "ratio": 4}),
+    ("figs", {**SMALL, "alpha": 7, "ratio": 4}),       # every random mask routes
+    ("nm_broadcast", SMALL),
+])
+def test_regression(tmp_path, engine, params):
+    cls = FigsArray if engine == "figs" else NmBroadcastArray
+    result = run_cocotb(cls(**params), engine, f"verif.figs.tb_{engine}", build_dir=tmp_path,
+                        seed=3, params=params)
+    assert result.passed, result.errors or result.log.read_text()[-3000:]
+    assert result.tests == (7 if engine == "figs" else 6)
+
+
+@pytest.mark.sim
+def test_regression_catches_a_wrong_array(tmp_path):
+    # Hardware built with alpha=0 but tested as alpha=7: its operand routing differs from what
+    # the testbench expects, so the GEMM checks must fail.
+    result = run_cocotb(FigsArray(**SMALL, alpha=0), "figs", "verif.figs.tb_figs",
+                        build_dir=tmp_path, seed=3, params={**SMALL, "alpha": 7},
+                        testcase="random_masks_all_ratios_under_stalls")
+    assert not result.passed
+    assert result.failures == 1
+
+
+@pytest.mark.sim
+def test_perf_matches_prediction_small(tmp_path):
+    """Small Icarus perf runs: measured bandwidth equals the formula, utilization near 1 at full
+    bandwidth, and at the FiGS budget the broadcast engine is N times slower."""
+    from verif.figs.perf_figs import run_perf
+    params = {"rows": 8, "cols": 2, "beta": 1}
+    work = {"n": 2, "m": 8, "k": 64, "o": 4, "b": 48, "mask": "fine", "stall": 0.0,
+            "sweep": False}
+    need = gf.input_bits_per_cycle("figs", 2, 8, rows=8)
+    figs = run_perf("figs", params, {**work, "budget": 0}, sim="icarus", seed=1,
+                    build_dir=tmp_path / "f")
+    bcast = run_perf("nm_broadcast", params, {**work, "budget": need}, sim="icarus", seed=1,
+                     build_dir=tmp_path / "b")
+    assert figs["passed"] and bcast["passed"], (figs.get("errors"), bcast.get("errors"))
+    assert figs["utilization"] >= 0.9
+    assert abs(figs["input_bits_per_cycle"] / need - figs["utilization"]) < 0.01
+    assert abs(figs["cycles"] / figs["predicted_cycles"] - 1) < 0.05
+    assert abs(bcast["cycles"] / bcast["predicted_cycles"] - 1) < 0.05
+    assert bcast["input_bits_per_cycle"] <= need
+    assert 1.8 < bcast["cycles"] / figs["cycles"] < 2.1

