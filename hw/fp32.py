@@ -21,12 +21,10 @@ INF = 0x7F800000
 #: Shape of the internal binary exponents (value = mag * 2**exp): wide enough for any product.
 EXP_SHAPE = signed(12)
 
-_counter = [0]
-
-
 def _name(prefix):
-    _counter[0] += 1
-    return f"{prefix}{_counter[0]}"
+    # No global counter: the Verilog must not depend on what was built before in the same
+    # process (byte-identical output). Amaranth makes repeated names unique deterministically.
+    return prefix
 
 
 def unpack_fp32(m, x, prefix="f"):
