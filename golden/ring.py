@@ -22,7 +22,9 @@ injection order.
 **Ideal throughput** (flits/cycle/node, injection and ejection capped at 1) as in Dally & Towles:
 uniform ``min(1, 8/k)``, neighbour ``1``, tornado ``1/(ceil(k/2) - 1)`` (``1`` when that
 denominator is 0 or 1), hotspot ``1/k``. :func:`channel_bound` recomputes the bound from the
-channel loads of this module's routing function; for even ``k`` it equals the formula.
+channel loads of this module's routing function; it equals the formula when ``k`` is a multiple
+of 4 (and for every ``k`` except uniform traffic with ``k = 2 mod 4``, where an odd number of
+tied flows crosses each link and no per-flow tie rule splits them evenly).
 """
 
 from collections import Counter, defaultdict
