@@ -106,10 +106,12 @@ def _fit(points):
 
 
 def run(*, mant_bits=DEFAULT_MANT, block_sizes=DEFAULT_BLOCKS, targets=("cmos", "ecp5"),
-        breakdown=True, cache_path=None, log=print):
+        breakdown=True, mixed=False, cache_path=None, log=print):
     """Synthesize every design point and return ``{"points", "fp32", "ratios", "breakdown"}``.
 
-    ``ratios[target][f"m{m}_B{B}"]`` holds, per metric, FP32-per-lane / HBFP-per-lane.
+    ``ratios[target][f"m{m}_B{B}"]`` holds, per metric, FP32-per-lane / HBFP-per-lane. With
+    ``mixed``, the run-time HBFP4/6/8 unit (``mixed=True``, m=7 datapath) is added as
+    ``ratios[target][f"mixed_B{B}"]``.
     """
     cache_path = Path(cache_path or REPO_ROOT / "build" / "hbfp_area" / "cache.json")
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
@@ -133,6 +135,16 @@ def run(*, mant_bits=DEFAULT_MANT, block_sizes=DEFAULT_BLOCKS, targets=("cmos", 
                     ratio[f"{metric}_ratio"] = (fp32[metric] / per_lane) if per_lane else None
                 result["ratios"][target][f"m{m}_B{b}"] = ratio
                 per_m.setdefault(m, []).append((b, rec))
+        if mixed:
+            for b in block_sizes:
+                params = {"block_size": b, "mant_bits": 7, "mixed": True}
+                rec = _synth("hbfp_dot", params, target, cache, cache_path, log)
+                result["points"].append(rec)
+                result["ratios"][target][f"mixed_B{b}"] = {
+                    key: value for metric in _metrics(target) for key, value in (
+                        (f"hbfp_{metric}_per_lane", rec[metric] / b),
+                        (f"fp32_{metric}_per_lane", fp32[metric]),
+                        (f"{metric}_ratio", fp32[metric] * b / rec[metric] if rec[metric] else None))}
         if breakdown:
             parts = {}
             for m, recs in per_m.items():
@@ -146,7 +158,8 @@ def run(*, mant_bits=DEFAULT_MANT, block_sizes=DEFAULT_BLOCKS, targets=("cmos", 
 
 
 def table(result):
-    """Markdown table of the per-lane ratios (cmos transistors; ECP5 LUTs, FFs, DSPs)."""
+    """Markdown table of the per-lane ratios (cmos transistors; ECP5 LUTs, FFs, DSPs) and the
+    area breakdown."""
     lines = []
     if "cmos" in result["ratios"]:
         fp = result["fp32"]["cmos"]["transistors"]
@@ -154,7 +167,8 @@ def table(result):
                   "| format | B | HBFP transistors / lane | FP32 / HBFP |", "|---|---|---|---|"]
         for key, r in result["ratios"]["cmos"].items():
             m, b = key[1:].split("_B")
-            lines.append(f"| HBFP{int(m) + 1} (m={m}) | {b} | "
+            label = "mixed HBFP4/6/8" if key.startswith("mixed") else f"HBFP{int(m) + 1} (m={m})"
+            lines.append(f"| {label} | {b} | "
                          f"{r['hbfp_transistors_per_lane']:.0f} | {r['transistors_ratio']:.2f}x |")
         lines.append("")
     if "ecp5" in result["ratios"]:
@@ -165,12 +179,24 @@ def table(result):
                   "LUT4 ratio | FF ratio |", "|---|---|---|---|---|---|---|---|"]
         for key, r in result["ratios"]["ecp5"].items():
             m, b = key[1:].split("_B")
+            label = "mixed" if key.startswith("mixed") else f"HBFP{int(m) + 1}"
             lines.append(
-                f"| HBFP{int(m) + 1} | {b} | {r['hbfp_luts_per_lane']:.1f} | "
+                f"| {label} | {b} | {r['hbfp_luts_per_lane']:.1f} | "
                 f"{r['hbfp_carry_per_lane']:.1f} | {r['hbfp_ffs_per_lane']:.1f} | "
                 f"{r['hbfp_dsps_per_lane']:.2f} | "
                 + (f"{r['luts_ratio']:.2f}x" if r['luts_ratio'] else "-") + " | "
                 + (f"{r['ffs_ratio']:.2f}x" if r['ffs_ratio'] else "-") + " |")
+    for target, parts in result.get("breakdown", {}).items():
+        lines += ["", f"Where the area goes ({target}):", ""]
+        for name, figures in parts.items():
+            text = []
+            for metric, value in figures.items():
+                if isinstance(value, dict):
+                    text.append(f"{metric}: shared {value['shared']:.0f} + "
+                                f"{value['lane']:.1f} per lane")
+                elif value is not None:
+                    text.append(f"{metric}: {value}")
+            lines.append(f"- {name}: " + "; ".join(text))
     return "\n".join(lines)
 
 
@@ -182,12 +208,16 @@ def main(argv=None):
     parser.add_argument("--targets", default="cmos,ecp5")
     parser.add_argument("--mant-bits", default=",".join(map(str, DEFAULT_MANT)))
     parser.add_argument("--block-sizes", default=",".join(map(str, DEFAULT_BLOCKS)))
+    parser.add_argument("--mixed", action="store_true",
+                        help="also synthesize the run-time mixed HBFP4/6/8 unit")
+    parser.add_argument("--no-breakdown", action="store_true")
     parser.add_argument("--out", default=None, help="write the JSON result here")
     args = parser.parse_args(argv)
     mant = (7, 3) if args.quick else tuple(int(x) for x in args.mant_bits.split(","))
     blocks = (2, 4) if args.quick else tuple(int(x) for x in args.block_sizes.split(","))
     targets = tuple(t for t in args.targets.split(",") if t)
-    result = run(mant_bits=mant, block_sizes=blocks, targets=targets,
+    result = run(mant_bits=mant, block_sizes=blocks, targets=targets, mixed=args.mixed,
+                 breakdown=not args.no_breakdown,
                  log=lambda msg: print(msg, file=sys.stderr, flush=True))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
