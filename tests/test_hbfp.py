@@ -288,3 +288,15 @@ def test_study_reports_both_orders():
     row = result["results"][0]
     assert row["better"] in ("prune_first", "quantize_first")
     assert row["prune_first_err_vs_pruned"] > 0 and row["quantize_first_err_vs_pruned"] > 0
+
+
+@pytest.mark.synth
+def test_synth_smoke_per_lane_area_falls_with_block_size(tmp_path):
+    # The shared exponent/rounding/accumulator logic is amortized: twice the lanes cost more in
+    # total but less per lane.
+    from synth.yosys import synthesize
+    t1 = synthesize(HbfpDot(block_size=1, mant_bits=3), "hbfp_dot", target="cmos",
+                    build_dir=tmp_path / "b1")["transistors"]
+    t2 = synthesize(HbfpDot(block_size=2, mant_bits=3), "hbfp_dot", target="cmos",
+                    build_dir=tmp_path / "b2")["transistors"]
+    assert t1 < t2 < 2 * t1
