@@ -105,7 +105,7 @@ class RingRouter(wiring.Component):
         Sticky: a flit with ``dest >= nodes`` was injected here.
     """
 
-    def __init__(self, *, nodes=4, index=0, width=32, depth=4, starve=16):
+    def __init__(self, *, nodes=4, index=0, width=32, depth=16, starve=16):
         _check_common(nodes, width, depth, starve)
         _check_int("index", index, 0, nodes - 1)
         self._nodes, self._index, self._width = nodes, index, width
@@ -269,7 +269,7 @@ class Ring(wiring.Component):
     width : int
         Payload bits per flit, 1..1024 (default 32).
     depth : int
-        Entries of each router queue and ejection buffer, 2..64 (default 4).
+        Entries of each router queue and ejection buffer, 2..64 (default 16).
     starve : int
         Starvation threshold in cycles before a router reserves a slot, 1..255 (default 16).
 
@@ -291,7 +291,7 @@ class Ring(wiring.Component):
         A parameter is not an integer or out of its range.
     """
 
-    def __init__(self, *, nodes=4, width=32, depth=4, starve=16):
+    def __init__(self, *, nodes=4, width=32, depth=16, starve=16):
         _check_common(nodes, width, depth, starve)
         self._nodes, self._width, self._depth, self._starve = nodes, width, depth, starve
         super().__init__({
@@ -386,7 +386,7 @@ class RingHarness(wiring.Component):
 
     WIDTH = 48
 
-    def __init__(self, *, nodes=4, depth=4, starve=16, queue=16):
+    def __init__(self, *, nodes=4, depth=16, starve=16, queue=16):
         _check_common(nodes, self.WIDTH, depth, starve)
         _check_int("queue", queue, 2, 256)
         self._nodes, self._depth, self._starve, self._queue = nodes, depth, starve, queue

@@ -20,7 +20,7 @@ BLOCKS = [
         params=(
             Param("nodes", 4, "2..16"),
             Param("width", 32, "1..1024 (payload bits per flit)"),
-            Param("depth", 4, "2..64 (entries per injection queue / ejection buffer)"),
+            Param("depth", 16, "2..64 (entries per injection queue / ejection buffer)"),
             Param("starve", 16, "1..255 (cycles before a waiting router reserves a slot)"),
         ),
         build=_build,
