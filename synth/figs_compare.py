@@ -39,15 +39,16 @@ def _engine_params(engine, size):
 # -- area parts: the pieces of the array, each synthesized alone ------------------------------
 
 class _Mac(wiring.Component):
-    """One MAC's arithmetic: an int8 x int8 multiplier and its adder in the column tree."""
+    """One MAC's multiplier (int8 x int8 -> int16). Its share of the column adder tree is
+    counted under "rest" (reduction, partial-sum pipeline, control, load path)."""
     def __init__(self, width):
         self._w = width
         super().__init__({"a": In(signed(width)), "b": In(signed(width)),
-                          "c": In(signed(32)), "y": Out(signed(32))})
+                          "y": Out(signed(2 * width))})
 
     def elaborate(self, platform):
         m = Module()
-        m.d.comb += self.y.eq(self.c + self.a * self.b)
+        m.d.comb += self.y.eq(self.a * self.b)
         return m
 
 
@@ -108,18 +109,29 @@ def area(engine, size, out, target):
     record = {"block": engine, "params": params, "size": size,
               **synthesize(cls(**params), engine, target=target,
                            build_dir=out / f"synth-{engine}-{size}-{target}")}
-    if target == "cmos":
+    path.write_text(json.dumps(record, indent=1, sort_keys=True))
+    return record
+
+
+def breakdown(engine, size, out, total):
+    """cmos transistors per part (each part synthesized alone, times its count); "rest" is the
+    full design minus the parts."""
+    from synth.yosys import synthesize
+    params = _engine_params(engine, size)
+    path = out / f"parts-{engine}-{size}.json"
+    if path.exists():
+        parts = json.loads(path.read_text())
+    else:
         parts = {}
         for name, factory, count in _parts(engine, params):
             one = synthesize(factory(), f"part_{name}", target="cmos",
                              build_dir=out / f"part-{engine}-{size}-{name}")
             parts[name] = {"each": one["transistors"], "count": count,
                            "transistors": one["transistors"] * count}
-        parts["rest"] = {"transistors": record["transistors"]
-                         - sum(p["transistors"] for p in parts.values())}
-        record["breakdown"] = parts
-    path.write_text(json.dumps(record, indent=1, sort_keys=True))
-    return record
+        path.write_text(json.dumps(parts, indent=1, sort_keys=True))
+    parts = dict(parts)
+    parts["rest"] = {"transistors": total - sum(p["transistors"] for p in parts.values())}
+    return parts
 
 
 def perf(engine, size, out, sim):
@@ -135,6 +147,9 @@ def perf(engine, size, out, sim):
     return record
 
 
+_OUT = [Path("build/figs_compare")]
+
+
 def table(perfs, areas):
     """Markdown tables from the records."""
     lines = []
@@ -145,25 +160,29 @@ def table(perfs, areas):
                      f"({p['rows'] * p['cols'] * p['beta']} MACs), FiGS alpha={p['alpha']} "
                      f"ratio={p['ratio']}; GEMM K={WORKLOAD['k']} O={WORKLOAD['o']} "
                      f"B={WORKLOAD['b']}, mask={WORKLOAD['mask']}\n")
-        lines.append("| N:M | FiGS bits/cyc (pred / meas) | bcast bits/cyc (pred / meas) | "
-                     "ratio pred | ratio meas | FiGS util | bcast util | budget | "
-                     "FiGS cycles | bcast cycles | speedup |")
+        lines.append("| N:M | FiGS bits/cycle pred / meas | broadcast bits/cycle pred / meas | "
+                     "ratio pred | ratio meas | FiGS util | broadcast util | budget (bits/cycle) | "
+                     "FiGS cycles | broadcast cycles | speedup |")
         lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
-        for key in f.get("by_ratio", {}):
+        from hw.figs import SUPPORTED_RATIOS
+        for n, m in SUPPORTED_RATIOS:
+            key = f"{n}:{m}"
+            if key not in f.get("by_ratio", {}) or key not in b.get("by_ratio", {}):
+                continue
             ff, bf = f["by_ratio"][key]["full"], b["by_ratio"][key]["full"]
             fl, bl = f["by_ratio"][key]["at_figs_budget"], b["by_ratio"][key]["at_figs_budget"]
             if not ff.get("routable", True):
                 lines.append(f"| {key} | not routable (needs alpha {ff['required_alpha']}) |")
                 continue
-            # Bandwidth needed for full utilization = delivered bits/cycle / utilization.
-            fneed = ff["input_bits_per_cycle"] / ff["utilization"]
-            bneed = bf["input_bits_per_cycle"] / bf["utilization"]
+            # Measured: activation bits the testbench delivered per simulated cycle, unthrottled.
+            fmeas, bmeas = ff["input_bits_per_cycle"], bf["input_bits_per_cycle"]
             lines.append(
-                f"| {key} | {ff['predicted_bits_per_cycle']} / {fneed:.1f} | "
-                f"{bf['predicted_bits_per_cycle']} / {bneed:.1f} | "
-                f"{bf['predicted_bits_per_cycle'] / ff['predicted_bits_per_cycle']:.2f} | "
-                f"{bneed / fneed:.3f} | {ff['utilization']:.3f} | {bf['utilization']:.3f} | "
-                f"{fl['budget']} | {fl['cycles']} | {bl['cycles']} | "
+                f"| {key} | {ff['predicted_bits_per_cycle']} / {fmeas:.1f} | "
+                f"{bf['predicted_bits_per_cycle']} / {bmeas:.1f} | "
+                f"{bf['predicted_bits_per_cycle'] / ff['predicted_bits_per_cycle']:.0f} | "
+                f"{bmeas / fmeas:.3f} | {ff['utilization']:.3f} | {bf['utilization']:.3f} | "
+                f"{fl['budget']} | {fl['cycles']} (util {fl['utilization']:.3f}) | "
+                f"{bl['cycles']} (util {bl['utilization']:.3f}) | "
                 f"{bl['cycles'] / fl['cycles']:.2f} |")
     lines.append("\n### Area (Yosys; cmos transistors, ECP5 LUT4/FF)\n")
     lines.append("| size | engine | transistors | MACs | input/swap regs | operand muxes | "
@@ -175,7 +194,7 @@ def table(perfs, areas):
             e = areas.get((engine, size, "ecp5"))
             if c is None:
                 continue
-            br = c["breakdown"]
+            br = breakdown(engine, size, _OUT[0], c["transistors"])
             lines.append(
                 f"| {size} | {engine} | {c['transistors']} | {br['macs']['transistors']} | "
                 f"{br['input_regs']['transistors']} | {br['operand_muxes']['transistors']} | "
@@ -193,8 +212,10 @@ def main(argv=None):
     parser.add_argument("--sizes", default=",".join(SIZES))
     parser.add_argument("--skip-perf", action="store_true")
     parser.add_argument("--skip-area", action="store_true")
+    parser.add_argument("--targets", default="cmos,ecp5")
     args = parser.parse_args(argv)
     out = Path(args.out)
+    _OUT[0] = out
     out.mkdir(parents=True, exist_ok=True)
     sizes = args.sizes.split(",")
     engines = ("figs", "nm_broadcast")
@@ -213,7 +234,7 @@ def main(argv=None):
         if not args.skip_area:
             for size in sizes:
                 for engine in engines:
-                    for target in ("cmos", "ecp5"):
+                    for target in args.targets.split(","):
                         futures[("area", engine, size, target)] = pool.submit(
                             area, engine, size, out, target)
         for key, future in futures.items():

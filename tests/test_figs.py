@@ -47,6 +47,13 @@ def test_extreme_patterns_need_known_alpha():
     v, i = np.ones((1, 8), dtype=np.int64), np.arange(8)[None, :]
     assert gf.assign_slots(v, i, 8, 32)[2] == 6
     assert gf.required_alpha(v, i, 8, 32) == 6
+    # Worst case (all N at one end): N-1-floor((N-1)/q).
+    for n, m in ((4, 8), (4, 16), (8, 32), (2, 8)):
+        q = m // n
+        for low in (True, False):
+            idx = np.arange(n) if low else np.arange(m - n, m)
+            assert gf.assign_slots(np.ones((1, n)), idx[None, :], n, m)[2] == \
+                n - 1 - (n - 1) // q
     # Alternating 4:8 (positions 0, 2, 4, 6): one per sub-block of 2 -> alpha 0.
     assert gf.assign_slots(v[:, :4], np.array([[0, 2, 4, 6]]), 4, 8)[2] == 0
     # Any 2:M pattern routes with one link.
