@@ -111,12 +111,13 @@ def test_unknown_workload_knob_is_an_error():
 
 @pytest.mark.synth
 def test_synth_cmos_and_ecp5_json(tmp_path):
-    # The smallest block at default parameters keeps this quick.
-    name = "spu" if "spu" in BLOCKS else sorted(BLOCKS)[0]
+    # A small SPU keeps this quick (its defaults take minutes of CMOS synthesis).
+    small = ["-p", "lanes=1", "-p", "macs=1", "-p", "max_m=4", "-p", "max_k=8", "-p", "act_rows=1"]
     for target, keys in (("cmos", {"transistors"}), ("ecp5", {"luts", "ffs", "dsps"})):
         out = tmp_path / f"{target}.json"
-        assert main(["synth", name, "--target", target, "--json", str(out)]) == 0
+        assert main(["synth", "spu", *small, "--target", target, "--json", str(out)]) == 0
         record = json.loads(out.read_text())
+        assert record["params"]["max_k"] == 8
         assert {"block", "params", "target", "cells"} | keys <= set(record)
         assert record["target"] == target and record["cells"] > 0
         for key in keys:
