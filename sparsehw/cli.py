@@ -248,6 +248,23 @@ def cmd_report(args):
     return 0
 
 
+# -- study --------------------------------------------------------------------------------------
+
+#: The measured-claim studies behind the README tables (each module has ``main(argv)``).
+STUDIES = {
+    "hbfp-area": "synth.hbfp_area",         # FP32 vs HBFP area per lane, with breakdown
+    "prune-quant": "synth.sparsity_quant",  # error of prune-then-quantize vs the reverse
+    "figs-compare": "synth.figs_compare",   # FiGS vs broadcast side by side
+}
+
+
+def cmd_study(args):
+    import importlib
+    module = importlib.import_module(STUDIES[args.name])
+    module.main(args.args)
+    return 0
+
+
 # -- main -----------------------------------------------------------------------------------------
 
 def make_parser():
@@ -313,6 +330,13 @@ def make_parser():
     p.add_argument("--only", action="append", metavar="FAMILY",
                    help="only this block family's section (repeatable)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("study", help="a measured-claim study: " + ", ".join(STUDIES),
+                       description="Run a study; arguments after NAME go to the study "
+                                   "(sparsehw study NAME --help).")
+    p.add_argument("name", choices=sorted(STUDIES))
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_study)
     return parser
 
 

@@ -148,3 +148,329 @@ def _pareto_front(points):
         if not front or throughput > front[-1][1]:
             front.append((area, throughput))
     return front
+
+
+def _cmd(result):
+    return f"`{result['command']}`" if result else "-"
+
+
+def _synth_points(block, params_list, targets=("cmos", "ecp5")):
+    return [{"kind": "synth", "block": block, "params": params, "target": target}
+            for params in params_list for target in targets]
+
+
+def _synth_rows(results, blocks):
+    rows = []
+    for result in ok(results):
+        point = result["point"]
+        if point["kind"] != "synth" or point["block"] not in blocks:
+            continue
+        record = result["record"]
+        figures = (f"{record['transistors']:,} transistors" if point["target"] == "cmos" else
+                   f"{record['luts']} LUT4, {record['ffs']} FF, {record['dsps']} DSP, "
+                   f"{record['carry']} CCU2C, {record['brams']} BRAM")
+        params = ", ".join(f"{k}={v}" for k, v in sorted(point["params"].items()))
+        rows.append([point["block"], params, point["target"], figures, _cmd(result)])
+    return rows
+
+
+# -- SPU ------------------------------------------------------------------------------------------
+
+_SPU_RATIOS = ((1, 1), (1, 2), (1, 4), (1, 8), (1, 16), (1, 32))
+_SPU_REFERENCE = {"lanes": 16, "macs": 4, "max_m": 32, "max_k": 1024, "act_rows": 8}
+_SPU_QUICK = {"lanes": 4, "macs": 2, "max_m": 32, "max_k": 256, "act_rows": 4}
+
+
+def _spu_points(quick):
+    if quick:
+        params, load, sim = _SPU_QUICK, {"k": 256, "o": 16, "b": 4}, "icarus"
+        ratios = ((1, 1), (1, 4), (1, 32))
+        synth = [{"lanes": 1, "macs": 1, "max_m": 4, "max_k": 8, "act_rows": 1}]
+    else:
+        params, load, sim = _SPU_REFERENCE, {"k": 1024, "o": 256, "b": 16}, "verilator"
+        ratios = _SPU_RATIOS
+        synth = [{}, {"lanes": 8, "macs": 4, "max_m": 32, "max_k": 128, "act_rows": 4}]
+    perf = [{"kind": "perf", "block": "spu", "params": params, "sim": sim,
+             "workload": {"n": n, "m": m, **load}} for n, m in ratios]
+    return perf + _synth_points("spu", synth)
+
+
+def _spu_render(results, plot_dir, quick):
+    from synth.models import spu_cycles
+    perf = sorted((r for r in ok(results) if r["point"]["kind"] == "perf"),
+                  key=lambda r: r["point"]["workload"]["m"])
+    lines = ["Speedup of one GEMM versus N:M sparsity (the S4 paper's Figure 2, from our RTL). "
+             "Utilization = ideal cycles (nonzero MACs / (lanes x macs)) / measured cycles; the "
+             "model column is the closed form of `synth/models.py` (compute beats + the cycles "
+             "row 0 waits for X to load + pipeline latency).", ""]
+    rows, xs, speedups = [], [], []
+    dense = next((r for r in perf if r["point"]["workload"]["m"] == 1), None)
+    for result in perf:
+        record, point = result["record"], result["point"]
+        model, parts = spu_cycles(record["params"], point["workload"])
+        speedup = (dense["record"]["cycles"] / record["cycles"]) if dense else float("nan")
+        xs.append(point["workload"]["m"])
+        speedups.append(speedup)
+        rows.append([f"{point['workload']['n']}:{point['workload']['m']}", record["cycles"],
+                     record["ideal_cycles"], round(record["utilization"], 4), model,
+                     record["cycles"] - model, parts["x_load_stall"],
+                     round(record["input_bits_per_cycle"], 1), round(speedup, 2), _cmd(result)])
+    lines += table(["n:m", "cycles", "ideal", "utilization", "model", "measured - model",
+                    "X-load stall (model)", "input bits/cycle", "speedup vs 1:1", "command"],
+                   rows)
+    lines += ["", "Where the RTL loses cycles: only while `X` loads (row 0 of a GEMM needs every "
+              "row of X) and in the pipeline fill; both are fixed costs, so they weigh most at "
+              "1:32 where the GEMM itself is shortest. Double-buffering X would hide the load "
+              "across back-to-back GEMMs.", ""]
+    if len(xs) >= 2:
+        fig, ax = figure(figsize=(5, 3.6))
+        ax.plot(xs, xs, "k--", lw=1, label="linear (ideal)")
+        ax.plot(xs, speedups, "o-", label="measured (RTL)")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ax.set_xlabel("sparsity M (1:M)")
+        ax.set_ylabel("speedup over dense")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        lines += [save_plot(fig, plot_dir, "spu_speedup"), ""]
+    lines += ["Area:", ""]
+    lines += table(["block", "params", "target", "figures", "command"],
+                   _synth_rows(results, {"spu"}))
+    return lines
+
+
+SECTIONS.append(Section("spu", "SPU: N:M sparse GEMM", ("spu",), _spu_points, _spu_render))
+
+
+# -- ring -----------------------------------------------------------------------------------------
+
+_RING_PATTERNS = ("uniform", "neighbour", "tornado", "hotspot")
+
+
+def _ring_points(quick):
+    if quick:
+        grid = [(4, "uniform"), (4, "hotspot")]
+        load, sim = {"warmup": 200, "window": 1000}, "icarus"
+    else:
+        grid = [(k, p) for k in (4, 8, 16) for p in _RING_PATTERNS]
+        load, sim = {}, "verilator"
+    points = [{"kind": "perf", "block": "ring", "params": {"nodes": k}, "sim": sim,
+               "workload": {"pattern": p, **load}} for k, p in grid]
+    return points + _synth_points("ring", [{}] if not quick else [{"nodes": 2, "width": 8,
+                                                                     "depth": 2}])
+
+
+def _ring_render(results, plot_dir, quick):
+    perf = [r for r in ok(results) if r["point"]["kind"] == "perf"]
+    rows = []
+    for result in perf:
+        record, point = result["record"], result["point"]
+        sat, ideal = record["saturation_throughput"], record["ideal_throughput"]
+        fairness = record.get("min_node_vs_mean_at_full_load", float("nan"))
+        rows.append([point["params"]["nodes"], point["workload"]["pattern"], round(sat, 3),
+                     round(ideal, 3), round(sat / ideal, 3), record["zero_load_latency"],
+                     fairness, _cmd(result)])
+    lines = ["Accepted throughput (flits/cycle/node) and average latency versus offered load, "
+             "from the hardware traffic generators around the ring. Saturation throughput is "
+             "the highest offered load whose accepted throughput still tracks it "
+             "(docs/ring.md); the bound is the channel/ejection limit of the pattern.", ""]
+    lines += table(["k", "pattern", "saturation", "bound", "saturation / bound",
+                    "zero-load latency", "min node / mean at load 1.0", "command"], rows)
+    if perf:
+        fig, ax = figure(figsize=(6, 4))
+        for result in perf:
+            record, point = result["record"], result["point"]
+            curve = record.get("curve") or []
+            label = f"k={point['params']['nodes']} {point['workload']['pattern']}"
+            line, = ax.plot([c["offered"] for c in curve], [c["latency"] for c in curve],
+                            ".-", label=label)
+            ax.axvline(record["ideal_throughput"], color=line.get_color(), ls=":", lw=1)
+        ax.set_xlabel("offered load (flits/cycle/node); dotted: theoretical bound")
+        ax.set_ylabel("average latency (cycles)")
+        ax.set_yscale("log")
+        ax.legend(fontsize=6, ncol=2)
+        ax.grid(alpha=0.3)
+        lines += ["", save_plot(fig, plot_dir, "ring_latency"), ""]
+    lines += ["Area:", ""]
+    lines += table(["block", "params", "target", "figures", "command"],
+                   _synth_rows(results, {"ring"}))
+    return lines
+
+
+SECTIONS.append(Section("ring", "Ring interconnect", ("ring",), _ring_points, _ring_render))
+
+
+# -- HBFP -----------------------------------------------------------------------------------------
+
+def _hbfp_points(quick):
+    mants, blocks = ((7, 3), (16,)) if quick else ((7, 5, 3), (16, 32, 64))
+    targets = ("cmos",) if quick else ("cmos", "ecp5")
+    points = _synth_points("fp32_mac", [{}], targets)
+    points += _synth_points("hbfp_dot", [{"block_size": b, "mant_bits": m, "mixed": False}
+                                         for m in mants for b in blocks], targets)
+    points.append({"kind": "perf", "block": "hbfp_dot", "params": {},
+                   "sim": "icarus" if quick else "verilator",
+                   "workload": {"blocks": 500 if quick else 10000}})
+    return points
+
+
+def _hbfp_render(results, plot_dir, quick):
+    names = {7: "HBFP8", 5: "HBFP6", 3: "HBFP4"}
+    lines = ["Area per MAC lane, same Yosys flow and run: one `fp32_mac` (IEEE binary32 "
+             "multiply then add) per lane versus one `hbfp_dot` of B lanes / B (exponent logic, "
+             "block-to-FP32 conversion and FP32 accumulator included). Ratio = FP32 per lane / "
+             "HBFP per lane; targets: HBFP8 >= 8.5x, HBFP4 >= 17x. `python -m synth.hbfp_area` "
+             "adds the breakdown of where the area goes.", ""]
+    rows, series = [], {}
+    for target, metric in (("cmos", "transistors"), ("ecp5", "luts")):
+        fp32 = find(results, "synth", block="fp32_mac", target=target)
+        if fp32 is None:
+            continue
+        for result in ok(results):
+            point = result["point"]
+            if point["kind"] != "synth" or point["block"] != "hbfp_dot" or \
+                    point["target"] != target:
+                continue
+            m, b = point["params"]["mant_bits"], point["params"]["block_size"]
+            per_lane = result["record"][metric] / b
+            ratio = fp32["record"][metric] / per_lane if per_lane else float("nan")
+            rows.append([target, names.get(m, f"m={m}"), b, fp32["record"][metric],
+                         round(per_lane, 1), round(ratio, 2), _cmd(result)])
+            if target == "cmos":
+                series.setdefault(m, []).append((b, per_lane))
+    lines += table(["target", "format", "B", f"FP32 per lane", "HBFP per lane", "ratio",
+                    "command"], rows)
+    fp32 = find(results, "synth", block="fp32_mac", target="cmos")
+    if series and fp32:
+        fig, ax = figure(figsize=(5, 3.6))
+        for m, points in sorted(series.items(), reverse=True):
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], "o-",
+                    label=names.get(m, f"m={m}"))
+        ax.axhline(fp32["record"]["transistors"], color="k", ls="--", lw=1, label="FP32 MAC")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("block size B (lanes)")
+        ax.set_ylabel("transistors per MAC lane")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        lines += ["", save_plot(fig, plot_dir, "hbfp_area_per_lane"), ""]
+    from synth import sparsity_quant
+    study = sparsity_quant.run(seed=3, rows=64 if quick else 256, cols=128 if quick else 512,
+                               block_size=16)
+    lines += ["Sparsity and quantization order (golden models, heavy-tailed random weights; "
+              "`sparsehw study prune-quant`):", "", sparsity_quant.table(study), ""]
+    perf = find(results, "perf", block="hbfp_dot")
+    if perf:
+        record = perf["record"]
+        lines += [f"Throughput: `hbfp_dot` ran {record.get('blocks')} block pairs in "
+                  f"{record['cycles']} cycles (ideal {record['ideal_cycles']}, utilization "
+                  f"{record['utilization']:.4f}); {_cmd(perf)}.", ""]
+    return lines
+
+
+SECTIONS.append(Section("hbfp", "HBFP versus FP32", ("hbfp_dot", "fp32_mac"), _hbfp_points,
+                        _hbfp_render))
+
+
+# -- FiGS -----------------------------------------------------------------------------------------
+
+def _figs_points(quick):
+    load = {"k": 64, "o": 16, "b": 8} if quick else {"k": 512, "o": 64, "b": 32}
+    sim = "icarus" if quick else "verilator"
+    arrays = [{}] if quick else [{}, {"rows": 16, "cols": 4}]
+    points = []
+    for engine in ("figs", "nm_broadcast"):
+        for params in arrays:
+            points.append({"kind": "perf", "block": engine, "params": params, "sim": sim,
+                           "workload": {"n": 2, "m": 8, "sweep": True, **load}})
+    for engine in ("figs", "nm_broadcast"):
+        points += _synth_points(engine, arrays, ("cmos",) if quick else ("cmos", "ecp5"))
+        if not quick:
+            points += _synth_points(engine, [{"max_m": m} for m in (4, 8, 16)], ("cmos",))
+    return points
+
+
+def _figs_render(results, plot_dir, quick):
+    lines = ["Both engines at equal MAC count, every ratio in one simulation per engine: the "
+             "activation bits per cycle each needs at full utilization (measured, and predicted "
+             "by `golden/figs.py`), and cycles for the same GEMM when both get the FiGS array's "
+             "bandwidth budget. See docs/figs.md for the dataflow and formulas.", ""]
+    sweeps = {}
+    for result in ok(results):
+        point = result["point"]
+        if point["kind"] == "perf" and "by_ratio" in result["record"]:
+            sweeps[(point["block"], tuple(sorted(point["params"].items())))] = result
+    rows, bw = [], {}
+    for key in sorted({k[1] for k in sweeps}):
+        figs, bcast = sweeps.get(("figs", key)), sweeps.get(("nm_broadcast", key))
+        if not figs or not bcast:
+            continue
+        array = ", ".join(f"{k}={v}" for k, v in key) or "defaults"
+        for ratio, f in figs["record"]["by_ratio"].items():
+            b = bcast["record"]["by_ratio"].get(ratio)
+            if not b:
+                continue
+            ff, bf = f["full"], b["full"]
+            if not ff.get("routable", True):
+                rows.append([array, ratio, "not routable", "", "", "", "", "", ""])
+                continue
+            fl, bl = f["at_figs_budget"], b["at_figs_budget"]
+            measured = bf["input_bits_per_cycle"] / ff["input_bits_per_cycle"]
+            predicted = bf["predicted_bits_per_cycle"] / ff["predicted_bits_per_cycle"]
+            rows.append([array, ratio, round(ff["input_bits_per_cycle"], 1),
+                         round(bf["input_bits_per_cycle"], 1), round(measured, 2),
+                         round(predicted, 2), round(ff["utilization"], 3),
+                         f"{fl['cycles']} / {bl['cycles']}",
+                         f"{ff['cycles'] - ff['predicted_cycles']:+.0f} / "
+                         f"{bf['cycles'] - bf['predicted_cycles']:+.0f}"])
+            if not key:
+                n, m = map(int, ratio.split(":"))
+                bw.setdefault(n, []).append((m, ff["input_bits_per_cycle"],
+                                             bf["input_bits_per_cycle"]))
+    lines += table(["array", "n:m", "FiGS bits/cycle", "broadcast bits/cycle",
+                    "broadcast / FiGS (measured)", "(predicted)", "FiGS utilization",
+                    "cycles at FiGS budget (FiGS / broadcast)",
+                    "measured - model cycles (FiGS / broadcast)"], rows)
+    if bw:
+        fig, ax = figure(figsize=(5.5, 3.8))
+        for n, points in sorted(bw.items()):
+            points.sort()
+            line, = ax.plot([p[0] for p in points], [p[1] for p in points], "o-",
+                            label=f"FiGS N={n}")
+            ax.plot([p[0] for p in points], [p[2] for p in points], "s--",
+                    color=line.get_color(), label=f"broadcast N={n}")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ax.set_xlabel("M")
+        ax.set_ylabel("activation bits/cycle at full utilization")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        lines += ["", save_plot(fig, plot_dir, "figs_bandwidth"), ""]
+    area = {}
+    for result in ok(results):
+        point = result["point"]
+        if point["kind"] == "synth" and point["target"] == "cmos" and \
+                point["block"] in ("figs", "nm_broadcast"):
+            area.setdefault(point["block"], []).append(
+                (point["params"]["max_m"], result["record"]["transistors"], point["params"]))
+    if area:
+        fig, ax = figure(figsize=(5, 3.6))
+        for engine, points in sorted(area.items()):
+            points = sorted((p[0], p[1]) for p in points
+                            if p[2]["rows"] == 8 and p[2]["cols"] == 4)
+            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=engine)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("largest M supported (max_m)")
+        ax.set_ylabel("transistors (cmos)")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        lines += [save_plot(fig, plot_dir, "figs_area"), ""]
+    lines += ["Area:", ""]
+    lines += table(["block", "params", "target", "figures", "command"],
+                   _synth_rows(results, {"figs", "nm_broadcast"}))
+    return lines
+
+
+SECTIONS.append(Section("figs", "FiGS swap-register array versus broadcast N:M engine",
+                        ("figs", "nm_broadcast"), _figs_points, _figs_render))
