@@ -123,6 +123,9 @@ class SPU(wiring.Component):
     """
 
     def __init__(self, *, lanes=4, macs=2, max_m=32, max_k=128, act_rows=2):
+        # An instance whose parameters are rejected is never elaborated: keep Amaranth's
+        # "elaboratable created but never used" warning for constructed instances only.
+        self._MustUse__silence = True
         self._lanes = _check("lanes", lanes, lambda v: 1 <= v <= 64, "between 1 and 64")
         self._macs = _check("macs", macs, lambda v: 1 <= v <= 16, "between 1 and 16")
         self._max_m = _check("max_m", max_m, lambda v: _is_pow2(v) and v <= 32,
@@ -143,6 +146,7 @@ class SPU(wiring.Component):
             "post": In(stream.Signature(self._layouts["post"])),
             "out": Out(stream.Signature(self._layouts["out"])),
         })
+        self._MustUse__silence = False
 
     lanes = property(lambda self: self._lanes, doc="Batch columns computed in parallel.")
     macs = property(lambda self: self._macs, doc="Nonzero weights consumed per cycle.")
