@@ -145,14 +145,16 @@ def test_amaranth_sim_small_gemm():
 # -- cocotb regression and perf smoke -----------------------------------------------------------
 
 @pytest.mark.sim
-@pytest.mark.parametrize("params", [
-    {"lanes": 4, "macs": 2, "max_m": 32, "max_k": 128, "act_rows": 2},     # defaults
-    {"lanes": 2, "macs": 3, "max_m": 8, "max_k": 64, "act_rows": 4},
+@pytest.mark.parametrize("params, stall", [
+    ({"lanes": 4, "macs": 2, "max_m": 32, "max_k": 128, "act_rows": 2}, None),     # defaults
+    ({"lanes": 4, "macs": 2, "max_m": 32, "max_k": 128, "act_rows": 2}, 0.7),      # heavy stalls
+    ({"lanes": 2, "macs": 3, "max_m": 8, "max_k": 64, "act_rows": 4}, None),
 ])
-def test_cocotb_regression(params, tmp_path):
+def test_cocotb_regression(params, stall, tmp_path):
     from verif.runner import run_cocotb
     result = run_cocotb(SPU(**params), "spu", "verif.spu.tb_spu", build_dir=tmp_path,
-                        params=params, seed=11)
+                        params=params, seed=11,
+                        workload={} if stall is None else {"stall": stall})
     assert result.passed, (result.errors, result.log)
     assert result.tests == 3
     assert result.record["regression_jobs"] == 2 * params["max_m"].bit_length()

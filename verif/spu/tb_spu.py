@@ -21,6 +21,11 @@ def _params():
     return {**DEFAULTS, **common.params()}
 
 
+def _stall(default):
+    """Stall probability of every stream (workload knob ``stall`` overrides the default)."""
+    return float(common.workload().get("stall", default))
+
+
 def _ratios(max_m):
     m = 1
     while m <= max_m:
@@ -70,7 +75,7 @@ async def spu_every_ratio_random_stalls(dut):
         jobs.append(_random_job(gen, params, m))
         jobs.append(_random_job(gen, params, m, corner=True))
     await _start(dut)
-    got, ends = await run_jobs(dut, params, jobs, stall=0.3, rng=common.rng(2))
+    got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.3), rng=common.rng(2))
     _compare(got, jobs)
     common.record(regression_jobs=len(jobs))
 
@@ -103,7 +108,7 @@ async def spu_malformed_then_correct(dut):
     flagged = sum(e["error"] for job in jobs for e in job.expected)
     assert flagged >= 3, "the test must contain flagged rows"
     await _start(dut)
-    got, _ = await run_jobs(dut, params, jobs, stall=0.25, rng=common.rng(4))
+    got, _ = await run_jobs(dut, params, jobs, stall=_stall(0.25), rng=common.rng(4))
     _compare(got, jobs)
     assert sum(beat["error"] for beat in got) == flagged
 
