@@ -193,6 +193,8 @@ def measure(block, params, workload, *, sim, seed, build_dir=None):
 
 def cmd_perf(args):
     block, params = _block_and_params(args)
+    if not args.param and block.perf_defaults:
+        params = registry.resolve_params(block, block.perf_defaults)
     workload = registry.resolve_workload(block, registry.parse_assignments(args.workload,
                                                                            "workload"))
     try:

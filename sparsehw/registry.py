@@ -101,6 +101,9 @@ class Block:
         Knobs of ``sparsehw perf -w NAME=VALUE``.
     synth_build : callable or None
         Alternative top level for synthesis (default: ``build``).
+    perf_defaults : dict or None
+        Generation parameters ``sparsehw perf`` uses when no ``-p`` is given (when the
+        reference workload needs a bigger design than the quick-to-simulate defaults).
     """
     name: str
     summary: str
@@ -111,6 +114,7 @@ class Block:
     workload_params: tuple = ()
     synth_build: Callable = None
     workload_summary: str = ""
+    perf_defaults: dict = None
 
     def defaults(self):
         return {p.name: p.default for p in self.params}

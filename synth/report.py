@@ -78,6 +78,7 @@ def build_report(out_dir, *, quick=False, jobs=1, dask_address=None, force=False
         lines += [f"## {section.title}", ""]
         lines += section.render(mine, plots, quick=quick)
         lines.append("")
+    lines += _sections.render_timing(results)
     lines += _sections.render_pareto([r for _, rs in section_results for r in rs], plots)
     if failed:
         lines += ["## Failed design points", "",

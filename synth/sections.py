@@ -116,9 +116,9 @@ def render_pareto(results, plot_dir):
     for result in ok(results):
         point, record = result["point"], result["record"]
         key = (point["block"], _key(point["params"]))
-        if point["kind"] == "perf" and key in area and record.get("throughput") is not None:
-            points.append((area[key], record["throughput"], point["block"],
-                           record.get("throughput_unit", "ops/cycle")))
+        peak = _peak_macs(point["block"], point["params"])
+        if point["kind"] == "perf" and key in area and peak and record.get("utilization"):
+            points.append((area[key], record["utilization"] * peak, point["block"]))
     if len(points) < 2:
         return []
     fig, ax = figure(figsize=(6, 4))
@@ -129,13 +129,24 @@ def render_pareto(results, plot_dir):
     ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
     ax.set_xscale("log")
     ax.set_xlabel("area (transistors, Yosys cmos estimate)")
-    ax.set_ylabel("measured throughput (useful ops per cycle)")
+    ax.set_ylabel("measured useful MACs per cycle")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return ["## Area versus throughput", "",
             "Every design point with both a CMOS area and a measured throughput; the dashed "
             "line joins the points no other point beats on both axes.", "",
             save_plot(fig, plot_dir, "pareto"), ""]
+
+
+def _peak_macs(block, params):
+    """MAC units of a compute block (None for blocks that do not compute)."""
+    if block == "spu":
+        return params["lanes"] * params["macs"]
+    if block in ("figs", "nm_broadcast"):
+        return params["rows"] * params["cols"] * params["beta"]
+    if block == "hbfp_dot":
+        return params["block_size"]
+    return None
 
 
 def _key(params):
@@ -159,6 +170,32 @@ def _synth_points(block, params_list, targets=("cmos", "ecp5")):
             for params in params_list for target in targets]
 
 
+def _pnr_points(block, params_list, quick):
+    seeds = [1] if quick else [1, 2, 3]
+    return [{"kind": "pnr", "block": block, "params": params, "seeds": seeds}
+            for params in params_list]
+
+
+def render_timing(results):
+    """ECP5 post-place-and-route Fmax of every ``pnr`` design point."""
+    rows = []
+    for result in ok(results):
+        point, record = result["point"], result["record"]
+        if point["kind"] != "pnr":
+            continue
+        params = ", ".join(f"{k}={v}" for k, v in sorted(point["params"].items()))
+        seeds = ", ".join(f"{v:.1f}" for v in record["fmax_by_seed"].values())
+        rows.append([point["block"], params, record["fmax_mhz"], seeds, record["luts"],
+                     record["ffs"], record["dsps"], _cmd(result)])
+    if not rows:
+        return []
+    return ["## FPGA timing (ECP5, nextpnr)", "",
+            "Post-place-and-route Fmax, out of context on an LFE5U-85F (block ports stay "
+            "internal nets), median over placement seeds, next to the Yosys resource counts.",
+            ""] + table(["block", "params", "Fmax MHz (median)", "per seed", "LUT4", "FF",
+                         "DSP", "command"], rows) + [""]
+
+
 def _synth_rows(results, blocks):
     rows = []
     for result in ok(results):
@@ -178,6 +215,7 @@ def _synth_rows(results, blocks):
 
 _SPU_RATIOS = ((1, 1), (1, 2), (1, 4), (1, 8), (1, 16), (1, 32))
 _SPU_REFERENCE = {"lanes": 16, "macs": 4, "max_m": 32, "max_k": 1024, "act_rows": 8}
+# (the same design point as ``sparsehw perf spu`` without -p: perf_defaults in its registry)
 _SPU_QUICK = {"lanes": 4, "macs": 2, "max_m": 32, "max_k": 256, "act_rows": 4}
 
 
@@ -192,12 +230,21 @@ def _spu_points(quick):
         synth = [{}, {"lanes": 8, "macs": 4, "max_m": 32, "max_k": 128, "act_rows": 4}]
     perf = [{"kind": "perf", "block": "spu", "params": params, "sim": sim,
              "workload": {"n": n, "m": m, **load}} for n, m in ratios]
-    return perf + _synth_points("spu", synth)
+    if not quick:
+        # Small design points with both area and measured cycles, for the Pareto front.
+        for lanes, macs in ((2, 2), (4, 2), (4, 4), (8, 4)):
+            small = {"lanes": lanes, "macs": macs, "max_m": 32, "max_k": 64, "act_rows": 4}
+            perf.append({"kind": "perf", "block": "spu", "params": small, "sim": sim,
+                         "workload": {"n": 1, "m": 4, "k": 64, "o": 64, "b": lanes}})
+            synth.append(small)
+    return perf + _synth_points("spu", synth) + _pnr_points("spu", synth[:1], quick)
 
 
 def _spu_render(results, plot_dir, quick):
     from synth.models import spu_cycles
-    perf = sorted((r for r in ok(results) if r["point"]["kind"] == "perf"),
+    main_params = _SPU_QUICK if quick else _SPU_REFERENCE
+    perf = sorted((r for r in ok(results) if r["point"]["kind"] == "perf"
+                   and r["point"]["params"] == main_params),
                   key=lambda r: r["point"]["workload"]["m"])
     lines = ["Speedup of one GEMM versus N:M sparsity (the S4 paper's Figure 2, from our RTL). "
              "Utilization = ideal cycles (nonzero MACs / (lanes x macs)) / measured cycles; the "
@@ -256,8 +303,8 @@ def _ring_points(quick):
         load, sim = {}, "verilator"
     points = [{"kind": "perf", "block": "ring", "params": {"nodes": k}, "sim": sim,
                "workload": {"pattern": p, **load}} for k, p in grid]
-    return points + _synth_points("ring", [{}] if not quick else [{"nodes": 2, "width": 8,
-                                                                     "depth": 2}])
+    small = [{}] if not quick else [{"nodes": 2, "width": 8, "depth": 2}]
+    return points + _synth_points("ring", small) + _pnr_points("ring", small, quick)
 
 
 def _ring_render(results, plot_dir, quick):
@@ -308,6 +355,10 @@ def _hbfp_points(quick):
     points = _synth_points("fp32_mac", [{}], targets)
     points += _synth_points("hbfp_dot", [{"block_size": b, "mant_bits": m, "mixed": False}
                                          for m in mants for b in blocks], targets)
+    if not quick:
+        points += _pnr_points("fp32_mac", [{}], quick)
+        points += _pnr_points("hbfp_dot", [{"block_size": 16, "mant_bits": m, "mixed": False}
+                                           for m in mants], quick)
     points.append({"kind": "perf", "block": "hbfp_dot", "params": {},
                    "sim": "icarus" if quick else "verilator",
                    "workload": {"blocks": 500 if quick else 10000}})
@@ -388,6 +439,7 @@ def _figs_points(quick):
         points += _synth_points(engine, arrays, ("cmos",) if quick else ("cmos", "ecp5"))
         if not quick:
             points += _synth_points(engine, [{"max_m": m} for m in (4, 8, 16)], ("cmos",))
+            points += _pnr_points(engine, [{}], quick)
     return points
 
 

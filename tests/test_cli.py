@@ -122,3 +122,21 @@ def test_synth_cmos_and_ecp5_json(tmp_path):
         assert record["target"] == target and record["cells"] > 0
         for key in keys:
             assert isinstance(record[key], int)
+
+
+def test_perf_uses_perf_defaults_only_without_p(monkeypatch, capsys):
+    import dataclasses
+    seen = []
+
+    def fake_perf(params, workload, *, sim, seed, build_dir):
+        seen.append(dict(params))
+        return {"cycles": 1, "ideal_cycles": 1, "utilization": 1.0, "input_bits_per_cycle": 0}
+
+    spu = dataclasses.replace(BLOCKS["spu"], perf=fake_perf)
+    monkeypatch.setattr(registry, "all_blocks", lambda: {"spu": spu})
+    assert main(["perf", "spu"]) == 0
+    assert seen[-1] == spu.perf_defaults
+    assert main(["perf", "spu", "-p", "lanes=4"]) == 0
+    assert seen[-1] == {**spu.defaults(), "lanes": 4}
+    record = json.loads(capsys.readouterr().out.split("\n}\n")[-2] + "\n}")
+    assert record["params"]["lanes"] == 4

@@ -17,8 +17,8 @@ from verif.spu import PORTS, layouts_of, make_job, run_jobs
 from verif.stream import reset, start_clock
 
 
-#: The reference design point of ``sparsehw perf spu`` (used when no -p is given).
-REFERENCE_PARAMS = {"lanes": 16, "macs": 4, "max_m": 32, "max_k": 1024, "act_rows": 8}
+# The reference design point (used when no -p is given) is ``perf_defaults`` in
+# sparsehw/families/spu.py.
 #: The reference workload.
 REFERENCE_WORKLOAD = {"n": 1, "m": 1, "k": 1024, "o": 256, "b": 16}
 

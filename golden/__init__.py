@@ -1,0 +1,1 @@
+"""numpy golden models, bit-exact; each docstring states its numeric rules."""
