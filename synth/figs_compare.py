@@ -184,10 +184,19 @@ def table(perfs, areas):
                 f"{fl['budget']} | {fl['cycles']} (util {fl['utilization']:.3f}) | "
                 f"{bl['cycles']} (util {bl['utilization']:.3f}) | "
                 f"{bl['cycles'] / fl['cycles']:.2f} |")
+    deviations = []
+    for (engine, size), rec in perfs.items():
+        for runs in rec.get("by_ratio", {}).values():
+            for run in runs.values():
+                if run.get("routable", True):
+                    deviations.append(abs(run["cycles"] / run["predicted_cycles"] - 1))
+    if deviations:
+        lines.append(f"\nMeasured cycles versus `golden.figs.predicted_cycles`: largest deviation "
+                     f"{100 * max(deviations):.2f}% over {len(deviations)} runs.")
     lines.append("\n### Area (Yosys; cmos transistors, ECP5 LUT4/FF)\n")
     lines.append("| size | engine | transistors | MACs | input/swap regs | operand muxes | "
-                 "weight+index regs | rest | ECP5 LUT | ECP5 FF | ECP5 CCU2C |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+                 "weight+index regs | rest | ECP5 LUT4 | ECP5 FF | ECP5 CCU2C | ECP5 DSP |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size in SIZES:
         for engine in ("figs", "nm_broadcast"):
             c = areas.get((engine, size, "cmos"))
@@ -200,7 +209,7 @@ def table(perfs, areas):
                 f"{br['input_regs']['transistors']} | {br['operand_muxes']['transistors']} | "
                 f"{br['weight_index_storage']['transistors']} | {br['rest']['transistors']} | "
                 f"{e['luts'] if e else '-'} | {e['ffs'] if e else '-'} | "
-                f"{e.get('carry', '-') if e else '-'} |")
+                f"{e.get('carry', '-') if e else '-'} | {e['dsps'] if e else '-'} |")
     return "\n".join(lines) + "\n"
 
 
