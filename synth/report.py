@@ -44,6 +44,31 @@ def _write_csv(results, path):
         writer.writerows(rows)
 
 
+def _headline(record, kind):
+    if record is None:
+        return "-"
+    if kind == "perf":
+        return f"{record['cycles']} cycles, utilization {record['utilization']:.3f}"
+    if kind == "pnr":
+        return f"{record['fmax_mhz']} MHz"
+    if "transistors" in record:
+        return f"{record['transistors']:,} transistors"
+    return f"{record['luts']} LUT4, {record['ffs']} FF, {record['dsps']} DSP"
+
+
+def _index(results):
+    """Every design point, its headline figure and the command that recomputes it alone."""
+    lines = ["## Every design point", "",
+             "| # | kind | block | status | headline | cached | command |",
+             "|---|---|---|---|---|---|---|"]
+    for number, r in enumerate(results, 1):
+        point = r["point"]
+        lines.append(f"| {number} | {point['kind']} | {point['block']} | {r['status']} | "
+                     f"{_headline(r['record'], point['kind'])} | "
+                     f"{'yes' if r.get('cached') else 'no'} | `{r['command']}` |")
+    return lines + [""]
+
+
 def build_report(out_dir, *, quick=False, jobs=1, dask_address=None, force=False,
                  families=None, progress=True):
     """Run the sweeps and write the report; return the path of ``report.md``.
@@ -80,6 +105,7 @@ def build_report(out_dir, *, quick=False, jobs=1, dask_address=None, force=False
         lines.append("")
     lines += _sections.render_timing(results)
     lines += _sections.render_pareto([r for _, rs in section_results for r in rs], plots)
+    lines += _index(results)
     if failed:
         lines += ["## Failed design points", "",
                   "| command | error | log |", "|---|---|---|"]

@@ -230,7 +230,11 @@ def _spu_points(quick):
         synth = [{}, {"lanes": 8, "macs": 4, "max_m": 32, "max_k": 128, "act_rows": 4}]
     perf = [{"kind": "perf", "block": "spu", "params": params, "sim": sim,
              "workload": {"n": n, "m": m, **load}} for n, m in ratios]
-    if not quick:
+    if quick:
+        # The tiny synthesized point also gets cycles, for the Pareto front.
+        perf.append({"kind": "perf", "block": "spu", "params": synth[0], "sim": sim,
+                     "workload": {"n": 1, "m": 4, "k": 8, "o": 8, "b": 1}})
+    else:
         # Small design points with both area and measured cycles, for the Pareto front.
         for lanes, macs in ((2, 2), (4, 2), (4, 4), (8, 4)):
             small = {"lanes": lanes, "macs": macs, "max_m": 32, "max_k": 64, "act_rows": 4}
@@ -350,7 +354,8 @@ SECTIONS.append(Section("ring", "Ring interconnect", ("ring",), _ring_points, _r
 # -- HBFP -----------------------------------------------------------------------------------------
 
 def _hbfp_points(quick):
-    mants, blocks = ((7, 3), (16,)) if quick else ((7, 5, 3), (16, 32, 64))
+    # Quick: the default block size (8), so the perf point pairs with an area for the Pareto.
+    mants, blocks = ((7, 3), (8,)) if quick else ((7, 5, 3), (16, 32, 64))
     targets = ("cmos",) if quick else ("cmos", "ecp5")
     points = _synth_points("fp32_mac", [{}], targets)
     points += _synth_points("hbfp_dot", [{"block_size": b, "mant_bits": m, "mixed": False}
@@ -429,7 +434,8 @@ SECTIONS.append(Section("hbfp", "HBFP versus FP32", ("hbfp_dot", "fp32_mac"), _h
 def _figs_points(quick):
     load = {"k": 64, "o": 16, "b": 8} if quick else {"k": 512, "o": 64, "b": 32}
     sim = "icarus" if quick else "verilator"
-    arrays = [{}] if quick else [{}, {"rows": 16, "cols": 4}]
+    # Quick: a 4x2 array (its CMOS synthesis takes seconds, the default's minutes).
+    arrays = [{"rows": 4, "cols": 2}] if quick else [{}, {"rows": 16, "cols": 4}]
     points = []
     for engine in ("figs", "nm_broadcast"):
         for params in arrays:
@@ -454,7 +460,7 @@ def _figs_render(results, plot_dir, quick):
         if point["kind"] == "perf" and "by_ratio" in result["record"]:
             sweeps[(point["block"], tuple(sorted(point["params"].items())))] = result
     rows, bw = [], {}
-    for key in sorted({k[1] for k in sweeps}):
+    for index, key in enumerate(sorted({k[1] for k in sweeps})):
         figs, bcast = sweeps.get(("figs", key)), sweeps.get(("nm_broadcast", key))
         if not figs or not bcast:
             continue
@@ -476,7 +482,7 @@ def _figs_render(results, plot_dir, quick):
                          f"{fl['cycles']} / {bl['cycles']}",
                          f"{ff['cycles'] - ff['predicted_cycles']:+.0f} / "
                          f"{bf['cycles'] - bf['predicted_cycles']:+.0f}"])
-            if not key:
+            if index == 0:      # the plot shows the first array
                 n, m = map(int, ratio.split(":"))
                 bw.setdefault(n, []).append((m, ff["input_bits_per_cycle"],
                                              bf["input_bits_per_cycle"]))
@@ -506,11 +512,13 @@ def _figs_render(results, plot_dir, quick):
                 point["block"] in ("figs", "nm_broadcast"):
             area.setdefault(point["block"], []).append(
                 (point["params"]["max_m"], result["record"]["transistors"], point["params"]))
-    if area:
+    # Area versus the largest M, at the default array shape (8 x 4).
+    area = {engine: sorted((p[0], p[1]) for p in points
+                           if p[2]["rows"] == 8 and p[2]["cols"] == 4)
+            for engine, points in area.items()}
+    if any(len(points) >= 2 for points in area.values()):
         fig, ax = figure(figsize=(5, 3.6))
         for engine, points in sorted(area.items()):
-            points = sorted((p[0], p[1]) for p in points
-                            if p[2]["rows"] == 8 and p[2]["cols"] == 4)
             ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=engine)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("largest M supported (max_m)")
