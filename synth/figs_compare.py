@@ -22,8 +22,12 @@ from amaranth.lib.wiring import In, Out
 
 SIZES = {
     "default": {"rows": 8, "cols": 4, "beta": 2},
+    "medium": {"rows": 16, "cols": 4, "beta": 2},
     "large": {"rows": 16, "cols": 8, "beta": 2},
 }
+#: Sizes whose area is synthesized (the cmos flow of the 256-MAC arrays did not finish: the
+#: YoWASP Yosys ran out of its WebAssembly memory or time on the shared machine).
+AREA_SIZES = ("default", "medium")
 FIGS_EXTRA = {"alpha": 1, "ratio": 4}
 WORKLOAD = {"n": 2, "m": 8, "k": 512, "o": 64, "b": 32, "budget": 0, "mask": "nested",
             "stall": 0.0, "sweep": True}
