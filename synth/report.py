@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from synth import sections as _sections
-from synth.sweep import run_points
+from synth.sweep import run_points, validate_point
 
 
 __all__ = ["build_report"]
@@ -75,12 +75,14 @@ def build_report(out_dir, *, quick=False, jobs=1, dask_address=None, force=False
 
     Every section's design points are validated before any of them runs.
     """
-    out_dir = Path(out_dir)
-    plots = out_dir / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
     chosen = _sections.available(families)
     planned = [(section, section.points(quick)) for section in chosen]
     all_points = [point for _, points in planned for point in points]
+    for point in all_points:        # fail on a bad sweep spec before anything is written
+        validate_point(point)
+    out_dir = Path(out_dir)
+    plots = out_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
     results = run_points(all_points, cache_dir=out_dir / "cache", jobs=jobs,
                          dask_address=dask_address, force=force, progress=progress,
                          log_root=out_dir / "logs")

@@ -43,6 +43,7 @@ def test_quick_report_end_to_end(tmp_path, capsys):
     assert all(r["cached"] for r in again)
 
 
-def test_unknown_section_is_rejected(capsys):
-    assert main(["report", "--quick", "--only", "nope", "--out", "/nonexistent/x"]) == 2
+def test_unknown_section_is_rejected(tmp_path, capsys):
+    assert main(["report", "--quick", "--only", "nope", "--out", str(tmp_path / "r")]) == 2
     assert "unknown report section" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists(), "nothing may be written for a bad sweep"
