@@ -335,7 +335,7 @@ _MEMBERS_DOC = """
     Members
     -------
     w : In(stream.Signature(StructLayout))
-        One PE row of weights per transfer: ``entries[cols*beta]`` of ``{value: signed(width),
+        ``cols*beta*(width + log2(max_m)) + 6`` bits. One PE row of weights per transfer: ``entries[cols*beta]`` of ``{value: signed(width),
         index: log2(max_m) bits}`` (entry ``c*beta + u`` is MAC ``u`` of PE column ``c``, i.e.
         output channel ``c*beta + u`` of the tile), and the tile's pattern as ``n_log2``,
         ``m_log2`` (3 bits each; repeat them on every row). Rows are written in order 0..rows-1
@@ -343,12 +343,13 @@ _MEMBERS_DOC = """
         while both banks hold tiles that are still in use (back-pressure); a bank is released
         when the output transfer marked ``last`` of its tile leaves the array.
     i : In(stream.Signature(StructLayout))
+        ``rows*lanes*width + 1`` bits (``lanes`` = ``ratio`` for FiGS, ``max_m`` for broadcast).
         One activation instance (one column of the activation matrix restricted to the tile's K
         range) per transfer: ``x[rows][lanes]`` signed(width) and ``last`` (last instance of the
         tile: the next instance uses the other bank). ``ready`` is low while the bank the next
         instance needs is not complete, or while the output is stalled.
     o : Out(stream.Signature(StructLayout))
-        Per instance, the tile's int32 partial sums ``psum[cols*beta]`` (sum over the tile's K
+        ``cols*beta*32 + 1`` bits. Per instance, the tile's int32 partial sums ``psum[cols*beta]`` (sum over the tile's K
         range; accumulation over K tiles is the consumer's) and ``last``. Latency ``cols + 1``
         cycles from the input transfer; one instance per cycle; back-pressure stalls the whole
         array (``i.ready`` falls combinationally with ``o.ready``).
