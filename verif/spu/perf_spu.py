@@ -6,7 +6,6 @@ Ideal cycles = nonzero MACs / (lanes x macs) = O * (K/m*n) * B / (lanes * macs).
 The outputs are checked against the golden model as well.
 """
 
-import os
 
 import cocotb
 import numpy as np
