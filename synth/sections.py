@@ -458,14 +458,19 @@ def _figs_render(results, plot_dir, quick):
     for result in ok(results):
         point = result["point"]
         if point["kind"] == "perf" and "by_ratio" in result["record"]:
-            sweeps[(point["block"], tuple(sorted(point["params"].items())))] = result
+            # Pair the engines by what they share (figs has alpha and ratio on top).
+            shared = tuple((k, point["params"][k])
+                           for k in ("rows", "cols", "beta", "width", "max_m"))
+            sweeps[(point["block"], shared)] = result
     rows, bw = [], {}
     for index, key in enumerate(sorted({k[1] for k in sweeps})):
         figs, bcast = sweeps.get(("figs", key)), sweeps.get(("nm_broadcast", key))
         if not figs or not bcast:
             continue
         array = ", ".join(f"{k}={v}" for k, v in key) or "defaults"
-        for ratio, f in figs["record"]["by_ratio"].items():
+        by_ratio = figs["record"]["by_ratio"]
+        for ratio in sorted(by_ratio, key=lambda r: tuple(map(int, r.split(":")))):
+            f = by_ratio[ratio]
             b = bcast["record"]["by_ratio"].get(ratio)
             if not b:
                 continue
