@@ -120,7 +120,7 @@ class RingRouter(wiring.Component):
         Sticky: a flit with ``dest >= nodes`` was injected here.
     """
 
-    def __init__(self, *, nodes=4, index=0, width=32, depth=16, starve=16):
+    def __init__(self, *, nodes=4, index=0, width=32, depth=8, starve=32):
         _check_common(nodes, width, depth, starve)
         _check_int("index", index, 0, nodes - 1)
         self._nodes, self._index, self._width = nodes, index, width
@@ -304,10 +304,10 @@ class Ring(wiring.Component):
     width : int
         Payload bits per flit, 1..1024 (default 32).
     depth : int
-        Entries of each router queue and ejection buffer, 2..64 (default 16).
+        Entries of each router queue and ejection buffer, 2..64 (default 8).
     starve : int
         Cycles an injection candidate waits before its router is starving and the fairness
-        rounds start, 1..255 (default 1).
+        rounds start, 1..255 (default 32).
 
     Members
     -------
@@ -327,7 +327,7 @@ class Ring(wiring.Component):
         A parameter is not an integer or out of its range.
     """
 
-    def __init__(self, *, nodes=4, width=32, depth=16, starve=16):
+    def __init__(self, *, nodes=4, width=32, depth=8, starve=32):
         _check_common(nodes, width, depth, starve)
         self._nodes, self._width, self._depth, self._starve = nodes, width, depth, starve
         super().__init__({
@@ -441,7 +441,7 @@ class RingHarness(wiring.Component):
 
     WIDTH = 48
 
-    def __init__(self, *, nodes=4, depth=16, starve=16, queue=64):
+    def __init__(self, *, nodes=4, depth=8, starve=32, queue=64):
         _check_common(nodes, self.WIDTH, depth, starve)
         _check_int("queue", queue, 2, 256)
         self._nodes, self._depth, self._starve, self._queue = nodes, depth, starve, queue

@@ -20,8 +20,8 @@ BLOCKS = [
         params=(
             Param("nodes", 4, "2..16"),
             Param("width", 32, "1..1024 (payload bits per flit)"),
-            Param("depth", 16, "2..64 (entries per injection queue / ejection buffer)"),
-            Param("starve", 16, "1..255 (cycles before a waiting router reserves a slot)"),
+            Param("depth", 8, "2..64 (entries per injection queue / ejection buffer)"),
+            Param("starve", 32, "1..255 (cycles an injection waits before its router starves)"),
         ),
         build=_build,
         testbench="verif.ring.tb_ring",
