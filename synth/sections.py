@@ -196,6 +196,11 @@ def render_timing(results):
                          "DSP", "command"], rows) + [""]
 
 
+def _area_lines(results, blocks):
+    return ["Area:", ""] + table(["block", "params", "target", "figures", "command"],
+                                 _synth_rows(results, blocks))
+
+
 def _synth_rows(results, blocks):
     rows = []
     for result in ok(results):
@@ -284,9 +289,7 @@ def _spu_render(results, plot_dir, quick):
         ax.legend()
         ax.grid(alpha=0.3)
         lines += [save_plot(fig, plot_dir, "spu_speedup"), ""]
-    lines += ["Area:", ""]
-    lines += table(["block", "params", "target", "figures", "command"],
-                   _synth_rows(results, {"spu"}))
+    lines += _area_lines(results, {"spu"})
     return lines
 
 
@@ -342,9 +345,7 @@ def _ring_render(results, plot_dir, quick):
         ax.legend(fontsize=6, ncol=2)
         ax.grid(alpha=0.3)
         lines += ["", save_plot(fig, plot_dir, "ring_latency"), ""]
-    lines += ["Area:", ""]
-    lines += table(["block", "params", "target", "figures", "command"],
-                   _synth_rows(results, {"ring"}))
+    lines += _area_lines(results, {"ring"})
     return lines
 
 
@@ -531,9 +532,7 @@ def _figs_render(results, plot_dir, quick):
         ax.legend()
         ax.grid(alpha=0.3)
         lines += [save_plot(fig, plot_dir, "figs_area"), ""]
-    lines += ["Area:", ""]
-    lines += table(["block", "params", "target", "figures", "command"],
-                   _synth_rows(results, {"figs", "nm_broadcast"}))
+    lines += _area_lines(results, {"figs", "nm_broadcast"})
     return lines
 
 
