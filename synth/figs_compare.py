@@ -25,8 +25,8 @@ SIZES = {
     "medium": {"rows": 16, "cols": 4, "beta": 2},
     "large": {"rows": 16, "cols": 8, "beta": 2},
 }
-#: Sizes whose area is synthesized (the cmos flow of the 256-MAC arrays did not finish: the
-#: YoWASP Yosys ran out of its WebAssembly memory or time on the shared machine).
+#: Sizes whose area is synthesized (the cmos run of the 256-MAC FiGS array ended without a
+#: result after ~15 minutes, cause not confirmed; see docs/figs.md).
 AREA_SIZES = ("default", "medium")
 FIGS_EXTRA = {"alpha": 1, "ratio": 4}
 WORKLOAD = {"n": 2, "m": 8, "k": 512, "o": 64, "b": 32, "budget": 0, "mask": "nested",
