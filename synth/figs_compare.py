@@ -245,7 +245,7 @@ def main(argv=None):
                     futures[("perf", engine, size)] = pool.submit(perf, engine, size, out,
                                                                   args.sim)
         if not args.skip_area:
-            for size in sizes:
+            for size in (s for s in sizes if s in AREA_SIZES):
                 for engine in engines:
                     for target in args.targets.split(","):
                         futures[("area", engine, size, target)] = pool.submit(
