@@ -11,7 +11,6 @@ weight+index storage, rest). Records are cached as JSON in the output directory.
 import argparse
 import json
 import sys
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
