@@ -59,11 +59,12 @@ def _slot_layout(nodes, width):
     return data.StructLayout({"valid": 1, "flit": _flit_layout(nodes, width)})
 
 
-def _check_common(nodes, width, depth, starve):
+def _check_common(nodes, width, depth, starve, quota):
     _check_int("nodes", nodes, 2, 16)
     _check_int("width", width, 1, 1024)
     _check_int("depth", depth, 2, 64)
     _check_int("starve", starve, 1, 255)
+    _check_int("quota", quota, 1, 16)
 
 
 class RingRouter(wiring.Component):
@@ -83,6 +84,8 @@ class RingRouter(wiring.Component):
     starve : int
         Cycles an injection candidate may wait for a slot before the router is *starving* and
         claims a fair share (see :class:`Ring`), 1..255.
+    quota : int
+        Injections per router and direction in one fairness round, 1..16.
 
     Members
     -------
@@ -108,23 +111,23 @@ class RingRouter(wiring.Component):
         The downstream router does not take ``*_out`` this cycle: keep it, inject nothing.
         :class:`Ring` computes it from every router's ``*_block`` / ``*_pass``.
     cw_need, ccw_need : Out(1)
-        This router is starving (its candidate waited ``starve`` cycles) and not yet served in
-        the current fairness round (registered state).
+        This router is starving (its candidate waited ``starve`` cycles) and has injected fewer
+        than ``quota`` flits in the current fairness round (registered state).
     cw_any_need, ccw_any_need : In(1)
         OR of every router's ``*_need``; when low, the current round is over.
     cw_starving, ccw_starving : Out(1)
         This router is starving (registered state).
     cw_any_starving, ccw_any_starving : In(1)
-        OR of every router's ``*_starving``: only starving, unserved routers may inject.
+        OR of every router's ``*_starving``: only needing routers may inject.
     bad_dest : Out(1)
         Sticky: a flit with ``dest >= nodes`` was injected here.
     """
 
-    def __init__(self, *, nodes=4, index=0, width=32, depth=8, starve=32):
-        _check_common(nodes, width, depth, starve)
+    def __init__(self, *, nodes=4, index=0, width=32, depth=8, starve=32, quota=4):
+        _check_common(nodes, width, depth, starve, quota)
         _check_int("index", index, 0, nodes - 1)
         self._nodes, self._index, self._width = nodes, index, width
-        self._depth, self._starve = depth, starve
+        self._depth, self._starve, self._quota = depth, starve, quota
         slot = _slot_layout(nodes, width)
         super().__init__({
             "inject": In(stream.Signature(inject_layout(nodes, width))),
@@ -146,6 +149,7 @@ class RingRouter(wiring.Component):
     width = property(lambda self: self._width, doc="Payload bits per flit.")
     depth = property(lambda self: self._depth, doc="Entries per queue / ejection buffer.")
     starve = property(lambda self: self._starve, doc="Starvation threshold in cycles.")
+    quota = property(lambda self: self._quota, doc="Injections per router per fairness round.")
 
     def elaborate(self, platform):
         m = Module()
@@ -222,16 +226,18 @@ class RingRouter(wiring.Component):
 
             # Fairness rounds: a router whose candidate has waited ``starve`` cycles is
             # *starving* (sticky until it has nothing to send). While any router of this
-            # direction is starving, only starving routers not yet *served* in the current
-            # round may inject; an injection serves the router. When every starving router has
-            # been served (``~any_need``), a new round starts at once.
+            # direction is starving, only starving routers that have injected fewer than
+            # ``quota`` flits in the current round may inject. When every starving router has
+            # used its quota (``~any_need``), a new round starts at once.
             wait = Signal(range(self._starve + 1), name=f"{name}_wait")
             starving = getattr(self, f"{name}_starving")
-            served = Signal(name=f"{name}_served")
+            used = Signal(range(self._quota + 1), name=f"{name}_used")
             any_starving = getattr(self, f"{name}_any_starving")
-            m.d.comb += [starving.eq(wait == self._starve), need.eq(starving & ~served)]
+            m.d.comb += [starving.eq(wait == self._starve),
+                         need.eq(starving & (used != self._quota))]
             allowed = Signal(name=f"{name}_allowed")
-            m.d.comb += allowed.eq(~any_starving | (starving & (~served | ~any_need)))
+            m.d.comb += allowed.eq(~any_starving | (starving & ((used != self._quota)
+                                                                | ~any_need)))
             do_inj = Signal(name=f"{name}_inject")
             m.d.comb += do_inj.eq(~hold & usable & cand_valid & allowed)
             bypass = Signal(name=f"{name}_bypass")
@@ -247,7 +253,10 @@ class RingRouter(wiring.Component):
                 m.d.sync += wait.eq(0)
             with m.Elif(~starving):
                 m.d.sync += wait.eq(wait + 1)
-            m.d.sync += served.eq((any_need & served) | (do_inj & starving))
+            with m.If(~any_need):
+                m.d.sync += used.eq(do_inj & starving)
+            with m.Elif(do_inj & starving):
+                m.d.sync += used.eq(used + 1)
 
             # The outgoing slot: holds while the downstream router does not take it.
             with m.If(~hold):
@@ -308,6 +317,8 @@ class Ring(wiring.Component):
     starve : int
         Cycles an injection candidate waits before its router is starving and the fairness
         rounds start, 1..255 (default 32).
+    quota : int
+        Injections each starving router may make per fairness round, 1..16 (default 4).
 
     Members
     -------
@@ -327,9 +338,10 @@ class Ring(wiring.Component):
         A parameter is not an integer or out of its range.
     """
 
-    def __init__(self, *, nodes=4, width=32, depth=8, starve=32):
-        _check_common(nodes, width, depth, starve)
+    def __init__(self, *, nodes=4, width=32, depth=8, starve=32, quota=4):
+        _check_common(nodes, width, depth, starve, quota)
         self._nodes, self._width, self._depth, self._starve = nodes, width, depth, starve
+        self._quota = quota
         super().__init__({
             "inject": In(stream.Signature(inject_layout(nodes, width))).array(nodes),
             "eject": Out(stream.Signature(eject_layout(nodes, width))).array(nodes),
@@ -340,6 +352,7 @@ class Ring(wiring.Component):
     width = property(lambda self: self._width, doc="Payload bits per flit.")
     depth = property(lambda self: self._depth, doc="Entries per queue / ejection buffer.")
     starve = property(lambda self: self._starve, doc="Starvation threshold in cycles.")
+    quota = property(lambda self: self._quota, doc="Injections per router per fairness round.")
 
     def elaborate(self, platform):
         m = Module()
@@ -347,7 +360,7 @@ class Ring(wiring.Component):
         routers = []
         for i in range(k):
             router = RingRouter(nodes=k, index=i, width=self._width, depth=self._depth,
-                                starve=self._starve)
+                                starve=self._starve, quota=self._quota)
             m.submodules[f"router{i}"] = router
             routers.append(router)
             wiring.connect(m, wiring.flipped(self.inject[i]), router.inject)
@@ -406,7 +419,7 @@ class RingHarness(wiring.Component):
 
     Parameters
     ----------
-    nodes, depth, starve : int
+    nodes, depth, starve, quota : int
         As for :class:`Ring` (the ring's payload width is fixed at 48).
     queue : int
         Source queue entries per node, 2..256 (default 64; Dally & Towles measure with
@@ -441,10 +454,11 @@ class RingHarness(wiring.Component):
 
     WIDTH = 48
 
-    def __init__(self, *, nodes=4, depth=8, starve=32, queue=64):
-        _check_common(nodes, self.WIDTH, depth, starve)
+    def __init__(self, *, nodes=4, depth=8, starve=32, quota=4, queue=64):
+        _check_common(nodes, self.WIDTH, depth, starve, quota)
         _check_int("queue", queue, 2, 256)
         self._nodes, self._depth, self._starve, self._queue = nodes, depth, starve, queue
+        self._quota = quota
         bits = _node_bits(nodes)
         super().__init__({
             "pattern": In(2), "load": In(17), "hot": In(bits), "gen_en": In(1),
@@ -469,7 +483,7 @@ class RingHarness(wiring.Component):
         k = self._nodes
         bits = _node_bits(k)
         ring = m.submodules.ring = Ring(nodes=k, width=self.WIDTH, depth=self._depth,
-                                        starve=self._starve)
+                                        starve=self._starve, quota=self._quota)
         m.d.comb += self.bad_dest.eq(ring.bad_dest)
         pay_l = data.StructLayout({"seq": 8, "check": 8, "gen": 16, "inj": 16})
         src_l = data.StructLayout({"dest": bits, "gen": 16})

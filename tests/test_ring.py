@@ -94,6 +94,8 @@ def test_scoreboard_accepts_reordering_across_flows():
     (Ring, {"depth": 65}, ValueError, "depth must be an integer in 2..64, not 65"),
     (Ring, {"starve": 0}, ValueError, "starve must be an integer in 1..255, not 0"),
     (Ring, {"starve": True}, TypeError, "starve must be an integer in 1..255, not True"),
+    (Ring, {"quota": 0}, ValueError, "quota must be an integer in 1..16, not 0"),
+    (Ring, {"quota": 17}, ValueError, "quota must be an integer in 1..16, not 17"),
     (RingRouter, {"nodes": 4, "index": 4}, ValueError, "index must be an integer in 0..3, not 4"),
     (RingHarness, {"queue": 1}, ValueError, "queue must be an integer in 2..256, not 1"),
 ])
@@ -104,7 +106,7 @@ def test_illegal_parameters(cls, kwargs, error, message):
 
 def test_illegal_workload():
     from verif.ring.perf_ring import run_perf
-    params = {"nodes": 4, "width": 32, "depth": 4, "starve": 16}
+    params = {"nodes": 4, "width": 32, "depth": 4, "starve": 16, "quota": 4}
     with pytest.raises(ValueError, match="hot must be a node in 0..3, not 4"):
         run_perf(params, {"hot": 4}, sim="icarus", seed=1, build_dir="unused")
     with pytest.raises(ValueError, match="window must be in 100..10000000, not 10"):
@@ -112,8 +114,8 @@ def test_illegal_workload():
 
 
 def test_properties():
-    ring = Ring(nodes=5, width=8, depth=2, starve=3)
-    assert (ring.nodes, ring.width, ring.depth, ring.starve) == (5, 8, 2, 3)
+    ring = Ring(nodes=5, width=8, depth=2, starve=3, quota=2)
+    assert (ring.nodes, ring.width, ring.depth, ring.starve, ring.quota) == (5, 8, 2, 3, 2)
     with pytest.raises(AttributeError):
         ring.nodes = 4
     ring._MustUse__silence = True
@@ -197,7 +199,7 @@ def test_cocotb_harness_quick():
 @pytest.mark.parametrize("pattern", ["uniform", "hotspot"])
 def test_soak_verilator(pattern, tmp_path):
     from verif.ring.perf_ring import run_perf
-    params = {"nodes": 8, "width": 32, "depth": 8, "starve": 32}
+    params = {"nodes": 8, "width": 32, "depth": 8, "starve": 32, "quota": 4}
     record = run_perf(params, {"soak": True, "soak_cycles": 100_000, "pattern": pattern},
                       sim="verilator", seed=1, build_dir=tmp_path)
     assert record["passed"], record

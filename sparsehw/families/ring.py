@@ -22,6 +22,7 @@ BLOCKS = [
             Param("width", 32, "1..1024 (payload bits per flit)"),
             Param("depth", 8, "2..64 (entries per injection queue / ejection buffer)"),
             Param("starve", 32, "1..255 (cycles an injection waits before its router starves)"),
+            Param("quota", 4, "1..16 (injections per starving router per fairness round)"),
         ),
         build=_build,
         testbench="verif.ring.tb_ring",
