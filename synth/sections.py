@@ -55,7 +55,7 @@ def _fmt(value):
     if isinstance(value, float):
         if math.isnan(value):
             return "-"
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10000:
         return f"{value:,}"
     return str(value)
