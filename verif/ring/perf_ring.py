@@ -9,6 +9,10 @@ creation, network latency, smallest per-node accepted rate) and the common perf 
 ring accepted in one window at saturation, ``utilization`` = saturation / ideal,
 ``input_bits_per_cycle`` = payload bits accepted per cycle at saturation (all nodes, at the
 block's ``width``).
+
+``-w pattern=all`` sweeps the four patterns in one simulation (one Verilator build per k and
+parameters); the record then has ``patterns`` (one full record per pattern), ``utilization`` =
+the smallest of the four, and the uniform pattern's figures at the top level.
 """
 
 from hw.ring import RingHarness
