@@ -302,42 +302,47 @@ _RING_PATTERNS = ("uniform", "neighbour", "tornado", "hotspot")
 
 
 def _ring_points(quick):
+    # pattern=all sweeps the four patterns in one simulation (one build per k).
     if quick:
-        grid = [(4, "uniform"), (4, "hotspot")]
-        load, sim = {"warmup": 200, "window": 1000}, "icarus"
+        nodes, load, sim = (4,), {"warmup": 200, "window": 1000}, "icarus"
     else:
-        grid = [(k, p) for k in (4, 8, 16) for p in _RING_PATTERNS]
-        load, sim = {}, "verilator"
+        nodes, load, sim = (4, 8, 16), {}, "verilator"
     points = [{"kind": "perf", "block": "ring", "params": {"nodes": k}, "sim": sim,
-               "workload": {"pattern": p, **load}} for k, p in grid]
+               "workload": {"pattern": "all", **load}} for k in nodes]
     small = [{}] if not quick else [{"nodes": 2, "width": 8, "depth": 2}]
     return points + _synth_points("ring", small) + _pnr_points("ring", small, quick)
 
 
+def _ring_patterns(result):
+    """(k, per-pattern record) pairs of a ring perf result."""
+    record = result["record"]
+    k = result["point"]["params"]["nodes"]
+    return [(k, r) for r in record.get("patterns", [record])]
+
+
 def _ring_render(results, plot_dir, quick):
     perf = [r for r in ok(results) if r["point"]["kind"] == "perf"]
-    rows = []
+    rows, curves = [], []
     for result in perf:
-        record, point = result["record"], result["point"]
-        sat, ideal = record["saturation_throughput"], record["ideal_throughput"]
-        fairness = record.get("min_node_vs_mean_at_full_load", float("nan"))
-        rows.append([point["params"]["nodes"], point["workload"]["pattern"], round(sat, 3),
-                     round(ideal, 3), round(sat / ideal, 3), record["zero_load_latency"],
-                     fairness, _cmd(result)])
+        for k, record in _ring_patterns(result):
+            sat, ideal = record["saturation_throughput"], record["ideal_throughput"]
+            rows.append([k, record["pattern"], round(sat, 3), round(ideal, 3),
+                         round(sat / ideal, 3), record["zero_load_latency"],
+                         record.get("min_node_vs_mean_at_full_load", float("nan")),
+                         _cmd(result)])
+            curves.append((k, record))
     lines = ["Accepted throughput (flits/cycle/node) and average latency versus offered load, "
              "from the hardware traffic generators around the ring. Saturation throughput is "
              "the highest offered load whose accepted throughput still tracks it "
              "(docs/ring.md); the bound is the channel/ejection limit of the pattern.", ""]
     lines += table(["k", "pattern", "saturation", "bound", "saturation / bound",
                     "zero-load latency", "min node / mean at load 1.0", "command"], rows)
-    if perf:
-        fig, ax = figure(figsize=(6, 4))
-        for result in perf:
-            record, point = result["record"], result["point"]
+    if curves:
+        fig, ax = figure(figsize=(6.5, 4.2))
+        for k, record in curves:
             curve = record.get("curve") or []
-            label = f"k={point['params']['nodes']} {point['workload']['pattern']}"
             line, = ax.plot([c["offered"] for c in curve], [c["latency"] for c in curve],
-                            ".-", label=label)
+                            ".-", label=f"k={k} {record['pattern']}")
             ax.axvline(record["ideal_throughput"], color=line.get_color(), ls=":", lw=1)
         ax.set_xlabel("offered load (flits/cycle/node); dotted: theoretical bound")
         ax.set_ylabel("average latency (cycles)")
