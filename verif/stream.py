@@ -181,17 +181,33 @@ class StreamSource(_Endpoint):
                 raise TimeoutError(f"source still has {len(self._queue)} items after "
                                    f"{timeout_cycles} cycles")
 
+    # Hooks for rate-limited sources (e.g. a bandwidth budget): called once per cycle, before a
+    # new item is offered (False holds it back), when it is offered, and when it transferred.
+    def _tick(self):
+        pass
+
+    def _may_offer(self):
+        return True
+
+    def _on_offer(self):
+        pass
+
+    def _on_transfer(self):
+        pass
+
     async def _run(self):
         from cocotb.triggers import ReadOnly, RisingEdge
         edge = RisingEdge(self.clk)
         read_only = ReadOnly()
         asserted = False
         while True:
-            if self._queue and (asserted or not self._stalled()):
+            self._tick()
+            if self._queue and (asserted or (self._may_offer() and not self._stalled())):
                 if not asserted:
                     self.payload.value = self._queue[0]
                     self.valid.value = 1
                     asserted = True
+                    self._on_offer()
             elif not asserted:
                 self.valid.value = 0
             await read_only
@@ -199,6 +215,7 @@ class StreamSource(_Endpoint):
             await edge
             if fire:
                 self._queue.popleft()
+                self._on_transfer()
                 self._note_transfer()
                 asserted = False
                 if not self._queue:

@@ -107,36 +107,20 @@ class BudgetSource(StreamSource):
             self._queue.append(payload)
             self.costs.append(cost)
 
-    async def _run(self):
-        from cocotb.triggers import ReadOnly, RisingEdge
-        edge = RisingEdge(self.clk)
-        read_only = ReadOnly()
-        asserted = False
-        while True:
-            if self.budget:
-                cap = max(self.budget, self.costs[0] if self.costs else 0)
-                self.credit = min(self.credit + self.budget, cap)
-            affordable = not self.budget or (self.costs and self.credit >= self.costs[0])
-            if self._queue and (asserted or (affordable and not self._stalled())):
-                if not asserted:
-                    self.payload.value = self._queue[0]
-                    self.valid.value = 1
-                    asserted = True
-                    if self.budget:
-                        self.credit -= self.costs[0]
-            elif not asserted:
-                self.valid.value = 0
-            await read_only
-            fire = asserted and self.ready.value == 1
-            await edge
-            if fire:
-                self._queue.popleft()
-                self.bits_sent += self.costs.popleft()
-                self._note_transfer()
-                asserted = False
-                if not self._queue:
-                    self.valid.value = 0
-            self._cycle += 1
+    def _tick(self):
+        if self.budget:
+            cap = max(self.budget, self.costs[0] if self.costs else 0)
+            self.credit = min(self.credit + self.budget, cap)
+
+    def _may_offer(self):
+        return not self.budget or (self.costs and self.credit >= self.costs[0])
+
+    def _on_offer(self):
+        if self.budget:
+            self.credit -= self.costs[0]
+
+    def _on_transfer(self):
+        self.bits_sent += self.costs.popleft()
 
 
 async def reset_all(dut):
