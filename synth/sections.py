@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from sparsehw import registry
+from sparsehw.families.spu import REFERENCE_PARAMS as SPU_REFERENCE_PARAMS
 
 
 __all__ = ["Section", "SECTIONS", "available", "render_pareto", "save_plot", "table"]
@@ -219,8 +220,7 @@ def _synth_rows(results, blocks):
 # -- SPU ------------------------------------------------------------------------------------------
 
 _SPU_RATIOS = ((1, 1), (1, 2), (1, 4), (1, 8), (1, 16), (1, 32))
-_SPU_REFERENCE = {"lanes": 16, "macs": 4, "max_m": 32, "max_k": 1024, "act_rows": 8}
-# (the same design point as ``sparsehw perf spu`` without -p: perf_defaults in its registry)
+_SPU_REFERENCE = SPU_REFERENCE_PARAMS      # the design point of `sparsehw perf spu` without -p
 _SPU_QUICK = {"lanes": 4, "macs": 2, "max_m": 32, "max_k": 256, "act_rows": 4}
 
 

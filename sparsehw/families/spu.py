@@ -4,6 +4,9 @@ from sparsehw.registry import Block, Param
 
 
 DEFAULTS = {"lanes": 4, "macs": 2, "max_m": 32, "max_k": 128, "act_rows": 2}
+#: The reference design point of ``sparsehw perf spu`` without -p (and of the report): the
+#: defaults cannot hold the reference workload's K=1024.
+REFERENCE_PARAMS = {"lanes": 16, "macs": 4, "max_m": 32, "max_k": 1024, "act_rows": 8}
 
 
 def _build(**params):
@@ -33,8 +36,7 @@ BLOCKS = [
         build=_build,
         testbench="verif.spu.tb_spu",
         perf=_perf,
-        # The reference design point when no -p is given (the defaults cannot hold K=1024).
-        perf_defaults={"lanes": 16, "macs": 4, "max_m": 32, "max_k": 1024, "act_rows": 8},
+        perf_defaults=REFERENCE_PARAMS,
         workload_params=(
             Param("n", 1, "power of two 1..m (nonzeros per group)"),
             Param("m", 1, "power of two 1..max_m (group size; 1 = dense)"),
