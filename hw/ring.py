@@ -5,12 +5,13 @@ direction (the slot on its outgoing link), so a flit advances one hop per cycle.
 on the ring has priority over injection. A flit whose ejection buffer is full stays where it is,
 and so does the run of flits queued directly behind it (a local stall, computed from registered
 state); the rest of the ring moves on, and flits never overtake each other. Injection is fair by
-rounds: while a starving router waits, only starving routers that have not injected in the
-current round may inject. See ``docs/ring.md`` for the deadlock, starvation and ordering
+rounds: a starving router with quota left in the current round is *needy*, and no other router
+injects a flit that would pass a needy router, so the needy router gets the next free slot while
+slots it cannot use stay in use. See ``docs/ring.md`` for the deadlock, starvation and ordering
 arguments.
 """
 
-from amaranth.hdl import Array, Const, Module, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -26,6 +27,9 @@ __all__ = ["Ring", "RingRouter", "RingHarness", "inject_layout", "eject_layout",
 PATTERN_CODES = {"uniform": 0, "neighbour": 1, "tornado": 2, "hotspot": 3}
 
 _LOCAL, _CW, _CCW, _BAD = 0, 1, 2, 3
+
+#: Default injection queue entries, ejection buffer entries, starvation threshold and quota.
+DEPTH, EJECT_DEPTH, STARVE, QUOTA = 16, 16, 255, 4
 
 
 def _check_int(name, value, low, high):
@@ -59,11 +63,12 @@ def _slot_layout(nodes, width):
     return data.StructLayout({"valid": 1, "flit": _flit_layout(nodes, width)})
 
 
-def _check_common(nodes, width, depth, starve, quota):
+def _check_common(nodes, width, depth, eject_depth, starve, quota):
     _check_int("nodes", nodes, 2, 16)
     _check_int("width", width, 1, 1024)
     _check_int("depth", depth, 2, 64)
-    _check_int("starve", starve, 1, 255)
+    _check_int("eject_depth", eject_depth, 2, 64)
+    _check_int("starve", starve, 1, 1023)
     _check_int("quota", quota, 1, 16)
 
 
@@ -79,11 +84,12 @@ class RingRouter(wiring.Component):
     width : int
         Payload bits per flit, 1..1024.
     depth : int
-        Entries of each injection queue (CW, CCW) and of each ejection buffer (CW, CCW, local),
-        2..64.
+        Entries of each injection queue (CW, CCW), 2..64.
+    eject_depth : int
+        Entries of each ejection buffer (CW, CCW, local), 2..64.
     starve : int
         Cycles an injection candidate may wait for a slot before the router is *starving* and
-        claims a fair share (see :class:`Ring`), 1..255.
+        claims a fair share (see :class:`Ring`), 1..1023.
     quota : int
         Injections per router and direction in one fairness round, 1..16.
 
@@ -95,9 +101,9 @@ class RingRouter(wiring.Component):
         finds its queue empty and its slot free is put on the ring in the same cycle (bypass).
         An out-of-range ``dest`` is accepted, dropped, and sets :attr:`bad_dest`.
     eject : Out(stream.Signature(eject_layout(nodes, width)))
-        Ejection from the CW, CCW and local ejection buffers, fair per source (rounds in which
-        each source is served once, round-robin over the buffers); ``valid`` is registered
-        state. Back-pressure fills the buffers, then stops the flit that cannot be buffered and
+        Ejection from the CW, CCW and local ejection buffers: full buffers first, and among
+        the candidates fair per source (rounds in which each source is served once,
+        round-robin over the buffers); ``valid`` is registered state. Back-pressure fills the buffers, then stops the flit that cannot be buffered and
         the flits queued right behind it on the ring (never drops or reorders).
     cw_in, ccw_in : In(slot)
         Slot arriving from the CW upstream neighbour (``index-1``) / CCW upstream (``index+1``).
@@ -111,23 +117,30 @@ class RingRouter(wiring.Component):
         The downstream router does not take ``*_out`` this cycle: keep it, inject nothing.
         :class:`Ring` computes it from every router's ``*_block`` / ``*_pass``.
     cw_need, ccw_need : Out(1)
-        This router is starving (its candidate waited ``starve`` cycles) and has injected fewer
-        than ``quota`` flits in the current fairness round (registered state).
-    cw_any_need, ccw_any_need : In(1)
-        OR of every router's ``*_need``; when low, the current round is over.
+        This router is starving (its candidate waited ``starve`` cycles; sticky until it has
+        nothing to send) and has injected fewer than ``quota`` flits in the current fairness
+        round (registered state).
     cw_starving, ccw_starving : Out(1)
         This router is starving (registered state).
-    cw_any_starving, ccw_any_starving : In(1)
-        OR of every router's ``*_starving``: only needing routers may inject.
+    cw_round_over, ccw_round_over : In(1)
+        No router's ``*_need`` is set: every starving router has used its quota, and a new
+        round starts (its quota is given back this cycle).
+    cw_needs, ccw_needs : In(nodes)
+        Bit ``i``: router ``i`` is *needy*, i.e. ``need``, or ``starving`` while
+        ``round_over``. A router that is not needy injects a flit only if no needy router lies
+        strictly between it and the flit's destination, so it never takes a slot a needy
+        router could use.
     bad_dest : Out(1)
         Sticky: a flit with ``dest >= nodes`` was injected here.
     """
 
-    def __init__(self, *, nodes=4, index=0, width=32, depth=8, starve=32, quota=4):
-        _check_common(nodes, width, depth, starve, quota)
+    def __init__(self, *, nodes=4, index=0, width=32, depth=DEPTH, eject_depth=EJECT_DEPTH,
+                 starve=STARVE, quota=QUOTA):
+        _check_common(nodes, width, depth, eject_depth, starve, quota)
         _check_int("index", index, 0, nodes - 1)
         self._nodes, self._index, self._width = nodes, index, width
-        self._depth, self._starve, self._quota = depth, starve, quota
+        self._depth, self._eject_depth = depth, eject_depth
+        self._starve, self._quota = starve, quota
         slot = _slot_layout(nodes, width)
         super().__init__({
             "inject": In(stream.Signature(inject_layout(nodes, width))),
@@ -138,16 +151,17 @@ class RingRouter(wiring.Component):
             "cw_pass": Out(1), "ccw_pass": Out(1),
             "cw_hold": In(1), "ccw_hold": In(1),
             "cw_need": Out(1), "ccw_need": Out(1),
-            "cw_any_need": In(1), "ccw_any_need": In(1),
             "cw_starving": Out(1), "ccw_starving": Out(1),
-            "cw_any_starving": In(1), "ccw_any_starving": In(1),
+            "cw_round_over": In(1), "ccw_round_over": In(1),
+            "cw_needs": In(nodes), "ccw_needs": In(nodes),
             "bad_dest": Out(1),
         })
 
     nodes = property(lambda self: self._nodes, doc="Nodes on the ring.")
     index = property(lambda self: self._index, doc="This router's node number.")
     width = property(lambda self: self._width, doc="Payload bits per flit.")
-    depth = property(lambda self: self._depth, doc="Entries per queue / ejection buffer.")
+    depth = property(lambda self: self._depth, doc="Entries per injection queue.")
+    eject_depth = property(lambda self: self._eject_depth, doc="Entries per ejection buffer.")
     starve = property(lambda self: self._starve, doc="Starvation threshold in cycles.")
     quota = property(lambda self: self._quota, doc="Injections per router per fairness round.")
 
@@ -172,7 +186,7 @@ class RingRouter(wiring.Component):
                      new_flit.payload.eq(self.inject.p.payload)]
 
         # Local traffic goes straight into the local ejection buffer.
-        local = m.submodules.local = SyncFIFO(width=ej_l.size, depth=self._depth)
+        local = m.submodules.local = SyncFIFO(width=ej_l.size, depth=self._eject_depth)
         local_w = Signal(ej_l)
         m.d.comb += [local_w.src.eq(me), local_w.payload.eq(self.inject.p.payload),
                      local.w_data.eq(local_w),
@@ -195,9 +209,11 @@ class RingRouter(wiring.Component):
             block = getattr(self, f"{name}_block")
             passing = getattr(self, f"{name}_pass")
             need = getattr(self, f"{name}_need")
-            any_need = getattr(self, f"{name}_any_need")
+            needs = getattr(self, f"{name}_needs")
+            round_over = getattr(self, f"{name}_round_over")
 
-            efifo = m.submodules[f"{name}_eject"] = SyncFIFO(width=ej_l.size, depth=self._depth)
+            efifo = m.submodules[f"{name}_eject"] = SyncFIFO(width=ej_l.size,
+                                                             depth=self._eject_depth)
             queue = m.submodules[f"{name}_queue"] = SyncFIFO(width=flit_l.size, depth=self._depth)
             ejects[name] = efifo
 
@@ -225,19 +241,27 @@ class RingRouter(wiring.Component):
                 m.d.comb += cand.eq(new_flit)
 
             # Fairness rounds: a router whose candidate has waited ``starve`` cycles is
-            # *starving* (sticky until it has nothing to send). While any router of this
-            # direction is starving, only starving routers that have injected fewer than
-            # ``quota`` flits in the current round may inject. When every starving router has
-            # used its quota (``~any_need``), a new round starts at once.
+            # *starving*, sticky until it has nothing to send. A starving router that has
+            # injected fewer than ``quota`` flits in the current round is *needy* and may inject
+            # whenever a slot is usable. Every other router yields only to needy routers its
+            # flit would pass: it injects if no needy router lies strictly between it and the
+            # flit's destination (where the slot is freed again, so a needy destination loses
+            # nothing); slots no needy router can use stay in use. When every starving router
+            # has used its quota, the next round starts in the same cycle, so routers that wait
+            # behind a starving one get no slot in between and starve in turn (then share).
             wait = Signal(range(self._starve + 1), name=f"{name}_wait")
             starving = getattr(self, f"{name}_starving")
             used = Signal(range(self._quota + 1), name=f"{name}_used")
-            any_starving = getattr(self, f"{name}_any_starving")
             m.d.comb += [starving.eq(wait == self._starve),
                          need.eq(starving & (used != self._quota))]
+            in_path = Signal(name=f"{name}_path_needy")
+            with m.Switch(cand.dest):
+                for dest in range(k):
+                    with m.Case(dest):
+                        mask = _between_mask(me, dest, k, +1 if code == _CW else -1)
+                        m.d.comb += in_path.eq((needs & mask).any())
             allowed = Signal(name=f"{name}_allowed")
-            m.d.comb += allowed.eq(~any_starving | (starving & ((used != self._quota)
-                                                                | ~any_need)))
+            m.d.comb += allowed.eq(need | (starving & round_over) | ~in_path)
             do_inj = Signal(name=f"{name}_inject")
             m.d.comb += do_inj.eq(~hold & usable & cand_valid & allowed)
             bypass = Signal(name=f"{name}_bypass")
@@ -253,7 +277,7 @@ class RingRouter(wiring.Component):
                 m.d.sync += wait.eq(0)
             with m.Elif(~starving):
                 m.d.sync += wait.eq(wait + 1)
-            with m.If(~any_need):
+            with m.If(round_over):
                 m.d.sync += used.eq(do_inj & starving)
             with m.Elif(do_inj & starving):
                 m.d.sync += used.eq(used + 1)
@@ -269,15 +293,20 @@ class RingRouter(wiring.Component):
         # whose source has not been served in the current round goes first; when every waiting
         # head's source has been served, a new round starts. So the port is shared per source,
         # not per buffer (under hotspot traffic a direction carrying many sources gets more).
+        # Full buffers come first (a full ring buffer holds the ring behind it; a full local
+        # buffer holds the injection port), and the rounds apply among them.
         sources = [ejects["cw"], ejects["ccw"], local]
         heads = [Signal(ej_l, name=f"head{i}") for i in range(3)]
         m.d.comb += [h.eq(s.r_data) for h, s in zip(heads, sources)]
+        urgent = Signal(3)
+        m.d.comb += urgent.eq(Cat(s.r_rdy & ~s.w_rdy for s in sources))
+        eligible = Signal(3)
+        m.d.comb += eligible.eq(Mux(urgent.any(), urgent, Cat(s.r_rdy for s in sources)))
         mask = Signal(2 ** _node_bits(k), name="served_src")
-        fresh = [Signal(name=f"fresh{i}") for i in range(3)]
-        for f, h, s in zip(fresh, heads, sources):
-            m.d.comb += f.eq(s.r_rdy & ~mask.bit_select(h.src, 1))
-        any_fresh = Signal()
-        m.d.comb += any_fresh.eq(fresh[0] | fresh[1] | fresh[2])
+        fresh = Signal(3)
+        unserved = Signal(3)
+        m.d.comb += [unserved.eq(Cat(~mask.bit_select(h.src, 1) for h in heads)),
+                     fresh.eq(eligible & unserved)]
         rr = Signal(range(3))
         sel = Signal(range(3))
         any_valid = Signal()
@@ -285,7 +314,7 @@ class RingRouter(wiring.Component):
             with m.If(rr == start):
                 order = [(start + i) % 3 for i in range(3)]
                 for pick in reversed(order):
-                    with m.If(sources[pick].r_rdy & (fresh[pick] | ~any_fresh)):
+                    with m.If(eligible[pick] & (fresh[pick] | ~fresh.any())):
                         m.d.comb += [sel.eq(pick), any_valid.eq(1)]
         m.d.comb += [self.eject.valid.eq(any_valid),
                      self.eject.payload.eq(Array(heads)[sel]),
@@ -296,9 +325,12 @@ class RingRouter(wiring.Component):
             m.d.sync += rr.eq(Array(Const((i + 1) % 3, 2) for i in range(3))[sel])
             bit = Signal.like(mask, name="served_bit")
             m.d.comb += bit.eq(1 << self.eject.p.src)
-            with m.If(any_fresh):
+            waiting = Signal(3)
+            m.d.comb += waiting.eq(Cat(s.r_rdy for s in sources) & unserved)
+            with m.If(unserved.bit_select(sel, 1)):
                 m.d.sync += mask.eq(mask | bit)
-            with m.Else():
+            with m.Elif(~waiting.any()):
+                # Every waiting head's source was served: a new round.
                 m.d.sync += mask.eq(bit)
         return m
 
@@ -313,10 +345,13 @@ class Ring(wiring.Component):
     width : int
         Payload bits per flit, 1..1024 (default 32).
     depth : int
-        Entries of each router queue and ejection buffer, 2..64 (default 8).
+        Entries of each router injection queue, 2..64 (default 16).
+    eject_depth : int
+        Entries of each router ejection buffer (CW, CCW, local), 2..64 (default 16). Deeper
+        buffers block the ring less often when ejection is the bottleneck.
     starve : int
         Cycles an injection candidate waits before its router is starving and the fairness
-        rounds start, 1..255 (default 32).
+        rounds start, 1..1023 (default 255).
     quota : int
         Injections each starving router may make per fairness round, 1..16 (default 4).
 
@@ -338,10 +373,11 @@ class Ring(wiring.Component):
         A parameter is not an integer or out of its range.
     """
 
-    def __init__(self, *, nodes=4, width=32, depth=8, starve=32, quota=4):
-        _check_common(nodes, width, depth, starve, quota)
+    def __init__(self, *, nodes=4, width=32, depth=DEPTH, eject_depth=EJECT_DEPTH, starve=STARVE,
+                 quota=QUOTA):
+        _check_common(nodes, width, depth, eject_depth, starve, quota)
         self._nodes, self._width, self._depth, self._starve = nodes, width, depth, starve
-        self._quota = quota
+        self._eject_depth, self._quota = eject_depth, quota
         super().__init__({
             "inject": In(stream.Signature(inject_layout(nodes, width))).array(nodes),
             "eject": Out(stream.Signature(eject_layout(nodes, width))).array(nodes),
@@ -350,7 +386,8 @@ class Ring(wiring.Component):
 
     nodes = property(lambda self: self._nodes, doc="Nodes on the ring.")
     width = property(lambda self: self._width, doc="Payload bits per flit.")
-    depth = property(lambda self: self._depth, doc="Entries per queue / ejection buffer.")
+    depth = property(lambda self: self._depth, doc="Entries per injection queue.")
+    eject_depth = property(lambda self: self._eject_depth, doc="Entries per ejection buffer.")
     starve = property(lambda self: self._starve, doc="Starvation threshold in cycles.")
     quota = property(lambda self: self._quota, doc="Injections per router per fairness round.")
 
@@ -360,7 +397,8 @@ class Ring(wiring.Component):
         routers = []
         for i in range(k):
             router = RingRouter(nodes=k, index=i, width=self._width, depth=self._depth,
-                                starve=self._starve, quota=self._quota)
+                                eject_depth=self._eject_depth, starve=self._starve,
+                                quota=self._quota)
             m.submodules[f"router{i}"] = router
             routers.append(router)
             wiring.connect(m, wiring.flipped(self.inject[i]), router.inject)
@@ -369,11 +407,15 @@ class Ring(wiring.Component):
         for name, step in (("cw", +1), ("ccw", -1)):
             blocks = [getattr(r, f"{name}_block") for r in routers]
             passes = [getattr(r, f"{name}_pass") for r in routers]
-            needs = [getattr(r, f"{name}_need") for r in routers]
-            any_need = Signal(name=f"{name}_any_need")
-            m.d.comb += any_need.eq(_or(needs))
-            any_starving = Signal(name=f"{name}_any_starving")
-            m.d.comb += any_starving.eq(_or([getattr(r, f"{name}_starving") for r in routers]))
+            # Needy routers: need, or starving when no router has need (a round boundary).
+            raw = Signal(k, name=f"{name}_need_raw")
+            starving = Signal(k, name=f"{name}_starving")
+            round_over = Signal(name=f"{name}_round_over")
+            needs = Signal(k, name=f"{name}_needs")
+            m.d.comb += [raw.eq(Cat(getattr(r, f"{name}_need") for r in routers)),
+                         starving.eq(Cat(getattr(r, f"{name}_starving") for r in routers)),
+                         round_over.eq(~raw.any()),
+                         needs.eq(Mux(round_over, starving, raw))]
             # hold_in[x]: the slot arriving at router x is not consumed this cycle. It is, when
             # walking downstream from x, a run of passing flits ends in a blocked flit. Written
             # out as a sum of products of registered state (no combinational ring).
@@ -388,19 +430,21 @@ class Ring(wiring.Component):
                 hold_in.append(held)
             for i, router in enumerate(routers):
                 m.d.comb += [getattr(router, f"{name}_hold").eq(hold_in[(i + step) % k]),
-                             getattr(router, f"{name}_any_need").eq(any_need),
-                             getattr(router, f"{name}_any_starving").eq(any_starving)]
+                             getattr(router, f"{name}_needs").eq(needs),
+                             getattr(router, f"{name}_round_over").eq(round_over)]
             upstream = [routers[(i - step) % k] for i in range(k)]
             for i, router in enumerate(routers):
                 m.d.comb += getattr(router, f"{name}_in").eq(getattr(upstream[i], f"{name}_out"))
         return m
 
 
-def _or(values):
-    result = values[0]
-    for value in values[1:]:
-        result = result | value
-    return result
+def _between_mask(src, dest, k, step):
+    """Bit mask of the nodes strictly between ``src`` and ``dest`` walking in ``step``."""
+    mask, node = 0, (src + step) % k
+    while node != dest and node != src:
+        mask |= 1 << node
+        node = (node + step) % k
+    return mask
 
 
 class RingHarness(wiring.Component):
@@ -419,7 +463,7 @@ class RingHarness(wiring.Component):
 
     Parameters
     ----------
-    nodes, depth, starve, quota : int
+    nodes, depth, eject_depth, starve, quota : int
         As for :class:`Ring` (the ring's payload width is fixed at 48).
     queue : int
         Source queue entries per node, 2..256 (default 64; Dally & Towles measure with
@@ -454,11 +498,12 @@ class RingHarness(wiring.Component):
 
     WIDTH = 48
 
-    def __init__(self, *, nodes=4, depth=8, starve=32, quota=4, queue=64):
-        _check_common(nodes, self.WIDTH, depth, starve, quota)
+    def __init__(self, *, nodes=4, depth=DEPTH, eject_depth=EJECT_DEPTH, starve=STARVE,
+                 quota=QUOTA, queue=64):
+        _check_common(nodes, self.WIDTH, depth, eject_depth, starve, quota)
         _check_int("queue", queue, 2, 256)
         self._nodes, self._depth, self._starve, self._queue = nodes, depth, starve, queue
-        self._quota = quota
+        self._eject_depth, self._quota = eject_depth, quota
         bits = _node_bits(nodes)
         super().__init__({
             "pattern": In(2), "load": In(17), "hot": In(bits), "gen_en": In(1),
@@ -483,7 +528,8 @@ class RingHarness(wiring.Component):
         k = self._nodes
         bits = _node_bits(k)
         ring = m.submodules.ring = Ring(nodes=k, width=self.WIDTH, depth=self._depth,
-                                        starve=self._starve, quota=self._quota)
+                                        eject_depth=self._eject_depth, starve=self._starve,
+                                        quota=self._quota)
         m.d.comb += self.bad_dest.eq(ring.bad_dest)
         pay_l = data.StructLayout({"seq": 8, "check": 8, "gen": 16, "inj": 16})
         src_l = data.StructLayout({"dest": bits, "gen": 16})

@@ -8,13 +8,17 @@ A *design point* is a plain dict::
 
 :func:`run_point` turns one into a JSON-able record in a temporary directory of its own, with no
 other state, so it can run in a local process pool or on any Dask worker that has sparsehw
-installed. Records are cached on disk under a key made of the point and the tool versions, so a
-rerun computes only what changed.
+installed. Records are cached on disk under a key made of the point, the tool versions and a hash
+of the sparsehw sources the point depends on (:func:`source_fingerprint`), so a rerun computes only
+what changed, and editing a block's RTL, golden model or testbench recomputes that block's points.
 """
 
+import ast
+import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -26,7 +30,8 @@ from sparsehw import registry
 from sparsehw.registry import UserError
 
 
-__all__ = ["KINDS", "validate_point", "point_key", "point_command", "run_point", "run_points"]
+__all__ = ["KINDS", "validate_point", "point_key", "point_command", "run_point", "run_points",
+           "source_files", "source_fingerprint"]
 
 KINDS = ("perf", "synth", "pnr")
 
@@ -66,9 +71,73 @@ def validate_point(point):
     return normalized
 
 
+_REPO = Path(__file__).resolve().parent.parent
+_PACKAGES = ("hw", "golden", "verif", "synth", "sparsehw")
+_MODULE_NAME = re.compile(r"^(?:hw|golden|verif|synth)(?:\.\w+)+$")
+#: Modules that run each kind of point, besides the block's own family module.
+_KIND_MODULES = {"perf": ("verif.runner",), "synth": ("synth.yosys",),
+                 "pnr": ("synth.yosys", "synth.fmax")}
+
+
+def _module_file(name):
+    base = _REPO.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _dependencies(path):
+    """Repository modules a source file imports (anywhere in it) or names as a string (cocotb
+    test modules are passed by name)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if _MODULE_NAME.match(node.value):
+                names = [node.value]
+        found.update(n for n in names if n.split(".")[0] in _PACKAGES and _module_file(n))
+    return found
+
+
+def source_files(block_name, kind):
+    """The sparsehw source files a ``kind`` point of ``block_name`` depends on, sorted.
+
+    The closure starts at the block's family module and the module that runs the point kind,
+    and follows imports (and module names given as strings) inside the repository.
+    """
+    block = registry.get_block(block_name)
+    todo = {block.build.__module__, *_KIND_MODULES[kind]}
+    seen = {}
+    while todo:
+        name = todo.pop()
+        path = _module_file(name)
+        if path is None or path in seen.values():
+            continue
+        seen[name] = path
+        todo.update(_dependencies(path) - set(seen))
+    return sorted(set(seen.values()))
+
+
+@functools.lru_cache(maxsize=None)
+def source_fingerprint(block_name, kind):
+    """Hash of the paths (repository-relative) and contents of :func:`source_files`."""
+    digest = hashlib.sha256()
+    for path in source_files(block_name, kind):
+        digest.update(str(path.relative_to(_REPO)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
 def point_key(point, versions=None):
-    """Cache key: the normalized point and the versions of every tool that shapes the result."""
-    text = json.dumps({"point": point, "tools": versions or _tool_versions()}, sort_keys=True)
+    """Cache key: the normalized point, the versions of every tool that shapes the result and
+    the :func:`source_fingerprint` of the point's block and kind."""
+    text = json.dumps({"point": point, "tools": versions or _tool_versions(),
+                       "sources": source_fingerprint(point["block"], point["kind"])},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 

@@ -92,8 +92,11 @@ def test_scoreboard_accepts_reordering_across_flows():
     (Ring, {"width": 0}, ValueError, "width must be an integer in 1..1024, not 0"),
     (Ring, {"depth": 1}, ValueError, "depth must be an integer in 2..64, not 1"),
     (Ring, {"depth": 65}, ValueError, "depth must be an integer in 2..64, not 65"),
-    (Ring, {"starve": 0}, ValueError, "starve must be an integer in 1..255, not 0"),
-    (Ring, {"starve": True}, TypeError, "starve must be an integer in 1..255, not True"),
+    (Ring, {"eject_depth": 1}, ValueError, "eject_depth must be an integer in 2..64, not 1"),
+    (Ring, {"eject_depth": "16"}, TypeError, "eject_depth must be an integer in 2..64, not '16'"),
+    (Ring, {"starve": 0}, ValueError, "starve must be an integer in 1..1023, not 0"),
+    (Ring, {"starve": 1024}, ValueError, "starve must be an integer in 1..1023, not 1024"),
+    (Ring, {"starve": True}, TypeError, "starve must be an integer in 1..1023, not True"),
     (Ring, {"quota": 0}, ValueError, "quota must be an integer in 1..16, not 0"),
     (Ring, {"quota": 17}, ValueError, "quota must be an integer in 1..16, not 17"),
     (RingRouter, {"nodes": 4, "index": 4}, ValueError, "index must be an integer in 0..3, not 4"),
@@ -106,7 +109,7 @@ def test_illegal_parameters(cls, kwargs, error, message):
 
 def test_illegal_workload():
     from verif.ring.perf_ring import run_perf
-    params = {"nodes": 4, "width": 32, "depth": 4, "starve": 16, "quota": 4}
+    params = {"nodes": 4, "width": 32, "depth": 4, "eject_depth": 4, "starve": 16, "quota": 4}
     with pytest.raises(ValueError, match="hot must be a node in 0..3, not 4"):
         run_perf(params, {"hot": 4}, sim="icarus", seed=1, build_dir="unused")
     with pytest.raises(ValueError, match="window must be in 100..10000000, not 10"):
@@ -114,8 +117,9 @@ def test_illegal_workload():
 
 
 def test_properties():
-    ring = Ring(nodes=5, width=8, depth=2, starve=3, quota=2)
-    assert (ring.nodes, ring.width, ring.depth, ring.starve, ring.quota) == (5, 8, 2, 3, 2)
+    ring = Ring(nodes=5, width=8, depth=2, eject_depth=3, starve=3, quota=2)
+    assert ((ring.nodes, ring.width, ring.depth, ring.eject_depth, ring.starve, ring.quota)
+            == (5, 8, 2, 3, 3, 2))
     with pytest.raises(AttributeError):
         ring.nodes = 4
     ring._MustUse__silence = True
@@ -129,7 +133,7 @@ def test_harness_verilog_is_lint_clean(tmp_path):
 
 @pytest.mark.parametrize("k", [3, 4])
 def test_amaranth_sim_random_traffic(k):
-    dut = Ring(nodes=k, width=12, depth=2, starve=2)
+    dut = Ring(nodes=k, width=12, depth=2, eject_depth=2, starve=2)
     rng = random.Random(k)
     packets = 60
     todo = {s: [(rng.randrange(k), rng.getrandbits(12)) for _ in range(packets)]
@@ -199,9 +203,17 @@ def test_cocotb_harness_quick():
 @pytest.mark.parametrize("pattern", ["uniform", "hotspot"])
 def test_soak_verilator(pattern, tmp_path):
     from verif.ring.perf_ring import run_perf
-    params = {"nodes": 8, "width": 32, "depth": 8, "starve": 32, "quota": 4}
+    params = {"nodes": 8, "width": 32, "depth": 8, "eject_depth": 16, "starve": 255, "quota": 4}
     record = run_perf(params, {"soak": True, "soak_cycles": 100_000, "pattern": pattern},
                       sim="verilator", seed=1, build_dir=tmp_path)
     assert record["passed"], record
     assert record["max_idle"] < 1024 and record["errors"] == 0
     assert record["min_node_vs_mean"] >= 0.5
+
+
+def test_registry_defaults_are_the_constructor_defaults():
+    import inspect
+    from sparsehw.families.ring import BLOCKS
+    signature = inspect.signature(Ring.__init__).parameters
+    assert BLOCKS[0].defaults() == {name: signature[name].default
+                                    for name in BLOCKS[0].defaults()}

@@ -86,3 +86,22 @@ def test_dask_local_cluster(fifo_registry, tmp_path):
                                    progress=False)
     assert [r["status"] for r in results] == ["ok", "ok"]
     assert results[0]["record"]["cycles"] < results[1]["record"]["cycles"]
+
+
+def test_source_files_are_the_blocks_import_closure():
+    names = {str(p.relative_to(sweep._REPO)) for p in sweep.source_files("ring", "perf")}
+    # The RTL, its golden model, the testbenches (named by string) and the shared runner.
+    assert {"hw/ring.py", "golden/ring.py", "verif/ring/perf_ring.py",
+            "verif/ring/tb_harness.py", "verif/runner.py", "hw/export.py"} <= names
+    assert not names & {"hw/spu.py", "hw/figs.py", "golden/hbfp.py", "synth/yosys.py"}
+    synth_names = {str(p.relative_to(sweep._REPO)) for p in sweep.source_files("spu", "synth")}
+    assert {"hw/spu.py", "synth/yosys.py"} <= synth_names and "hw/ring.py" not in synth_names
+
+
+def test_cache_key_changes_with_the_sources(monkeypatch):
+    point = {"kind": "synth", "block": "ring", "params": {}, "target": "cmos"}
+    versions = {"tool": "1"}
+    before = sweep.point_key(point, versions)
+    assert sweep.point_key(point, versions) == before
+    monkeypatch.setattr(sweep, "source_fingerprint", lambda block, kind: "edited")
+    assert sweep.point_key(point, versions) != before

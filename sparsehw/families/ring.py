@@ -20,8 +20,10 @@ BLOCKS = [
         params=(
             Param("nodes", 4, "2..16"),
             Param("width", 32, "1..1024 (payload bits per flit)"),
-            Param("depth", 8, "2..64 (entries per injection queue / ejection buffer)"),
-            Param("starve", 32, "1..255 (cycles an injection waits before its router starves)"),
+            Param("depth", 16, "2..64 (entries per injection queue)"),
+            Param("eject_depth", 16, "2..64 (entries per ejection buffer)"),
+            Param("starve", 255, "1..1023 (cycles an injection waits before its router "
+                  "starves)"),
             Param("quota", 4, "1..16 (injections per starving router per fairness round)"),
         ),
         build=_build,

@@ -32,8 +32,9 @@ def _check_workload(params, workload):
 
 def run_perf(params, workload, *, sim, seed, build_dir):
     _check_workload(params, workload)
-    harness = RingHarness(nodes=params["nodes"], depth=params["depth"], starve=params["starve"],
-                          quota=params.get("quota", 4))
+    harness = RingHarness(nodes=params["nodes"], depth=params["depth"],
+                          eject_depth=params["eject_depth"], starve=params["starve"],
+                          quota=params["quota"])
     soak = bool(workload.get("soak", False))
     result = run_cocotb(harness, "ring_harness", "verif.ring.tb_harness", build_dir=build_dir,
                         sim=sim, seed=seed, params=params, workload=workload,
