@@ -217,3 +217,16 @@ def test_registry_defaults_are_the_constructor_defaults():
     signature = inspect.signature(Ring.__init__).parameters
     assert BLOCKS[0].defaults() == {name: signature[name].default
                                     for name in BLOCKS[0].defaults()}
+
+
+def test_between_mask_lists_the_routers_a_flit_passes():
+    from hw.ring import _between_mask
+    assert _between_mask(1, 4, 8, +1) == 0b0001100        # CW 1 -> 4 passes 2, 3
+    assert _between_mask(6, 1, 8, +1) == 0b10000001       # CW wraps: passes 7, 0
+    assert _between_mask(2, 7, 8, -1) == 0b00000011       # CCW 2 -> 7 passes 1, 0
+    assert _between_mask(3, 4, 8, +1) == 0                # neighbour: passes nobody
+    for src in range(5):
+        for dst in range(5):
+            direction, hops = golden.route(src, dst, 5)
+            if direction:
+                assert bin(_between_mask(src, dst, 5, direction)).count("1") == hops - 1
