@@ -183,12 +183,18 @@ def run_point(point, log_root=None):
         else:
             record = cli.synthesize_block(block, point["params"], "ecp5", build_dir=work,
                                           place_seeds=tuple(point["seeds"]))
-        result["record"] = record
+        result["record"] = _without_dangling_log(record)
         shutil.rmtree(work, ignore_errors=True)
     except Exception as error:  # a failing point is recorded; the sweep goes on
         result.update(status="failed", error=f"{type(error).__name__}: {error}", log=str(work))
         (work / "error.txt").write_text(traceback.format_exc())
     return result
+
+
+def _without_dangling_log(record):
+    """A good point's working directory is removed, so a log path in its record would dangle
+    (and name this machine's temporary directory)."""
+    return {key: value for key, value in record.items() if key != "log"}
 
 
 class _Progress:
@@ -247,7 +253,10 @@ def run_points(points, *, cache_dir, jobs=1, dask_address=None, force=False, pro
     for index, point in enumerate(normalized):
         cached = cache_dir / f"{point_key(point, versions)}.json"
         if cached.exists() and not force:
-            results[index] = {**json.loads(cached.read_text()), "cached": True}
+            record = json.loads(cached.read_text())
+            if record.get("record"):
+                record["record"] = _without_dangling_log(record["record"])
+            results[index] = {**record, "cached": True}
         else:
             todo.append(index)
     bar = _Progress(len(todo)) if progress else _Progress(0)
