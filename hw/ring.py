@@ -64,15 +64,30 @@ def _slot_layout(nodes, width):
 
 
 def _check_common(nodes, width, depth, eject_depth, starve, quota):
-    _check_int("nodes", nodes, 2, 16)
-    _check_int("width", width, 1, 1024)
-    _check_int("depth", depth, 2, 64)
-    _check_int("eject_depth", eject_depth, 2, 64)
-    _check_int("starve", starve, 1, 1023)
-    _check_int("quota", quota, 1, 16)
+    """Validate the parameters every ring component shares; return them as a dict."""
+    return {"nodes": _check_int("nodes", nodes, 2, 16),
+            "width": _check_int("width", width, 1, 1024),
+            "depth": _check_int("depth", depth, 2, 64),
+            "eject_depth": _check_int("eject_depth", eject_depth, 2, 64),
+            "starve": _check_int("starve", starve, 1, 1023),
+            "quota": _check_int("quota", quota, 1, 16)}
 
 
-class RingRouter(wiring.Component):
+class _RingParameters:
+    """Read-only views of the shared ring parameters kept in ``self._params``."""
+
+    nodes = property(lambda self: self._params["nodes"], doc="Nodes on the ring.")
+    width = property(lambda self: self._params["width"], doc="Payload bits per flit.")
+    depth = property(lambda self: self._params["depth"], doc="Entries per injection queue.")
+    eject_depth = property(lambda self: self._params["eject_depth"],
+                           doc="Entries per ejection buffer.")
+    starve = property(lambda self: self._params["starve"],
+                      doc="Starvation threshold in cycles.")
+    quota = property(lambda self: self._params["quota"],
+                     doc="Injections per router per fairness round.")
+
+
+class RingRouter(_RingParameters, wiring.Component):
     """One node of the bidirectional ring.
 
     Parameters
@@ -136,11 +151,8 @@ class RingRouter(wiring.Component):
 
     def __init__(self, *, nodes=4, index=0, width=32, depth=DEPTH, eject_depth=EJECT_DEPTH,
                  starve=STARVE, quota=QUOTA):
-        _check_common(nodes, width, depth, eject_depth, starve, quota)
-        _check_int("index", index, 0, nodes - 1)
-        self._nodes, self._index, self._width = nodes, index, width
-        self._depth, self._eject_depth = depth, eject_depth
-        self._starve, self._quota = starve, quota
+        self._params = _check_common(nodes, width, depth, eject_depth, starve, quota)
+        self._index = _check_int("index", index, 0, nodes - 1)
         slot = _slot_layout(nodes, width)
         super().__init__({
             "inject": In(stream.Signature(inject_layout(nodes, width))),
@@ -157,19 +169,13 @@ class RingRouter(wiring.Component):
             "bad_dest": Out(1),
         })
 
-    nodes = property(lambda self: self._nodes, doc="Nodes on the ring.")
     index = property(lambda self: self._index, doc="This router's node number.")
-    width = property(lambda self: self._width, doc="Payload bits per flit.")
-    depth = property(lambda self: self._depth, doc="Entries per injection queue.")
-    eject_depth = property(lambda self: self._eject_depth, doc="Entries per ejection buffer.")
-    starve = property(lambda self: self._starve, doc="Starvation threshold in cycles.")
-    quota = property(lambda self: self._quota, doc="Injections per router per fairness round.")
 
     def elaborate(self, platform):
         m = Module()
-        k, me = self._nodes, self._index
-        flit_l = _flit_layout(k, self._width)
-        ej_l = eject_layout(k, self._width)
+        k, me = self.nodes, self.index
+        flit_l = _flit_layout(k, self.width)
+        ej_l = eject_layout(k, self.width)
 
         # Direction of the injected flit, from the golden routing function.
         direction = Signal(2)
@@ -186,7 +192,7 @@ class RingRouter(wiring.Component):
                      new_flit.payload.eq(self.inject.p.payload)]
 
         # Local traffic goes straight into the local ejection buffer.
-        local = m.submodules.local = SyncFIFO(width=ej_l.size, depth=self._eject_depth)
+        local = m.submodules.local = SyncFIFO(width=ej_l.size, depth=self.eject_depth)
         local_w = Signal(ej_l)
         m.d.comb += [local_w.src.eq(me), local_w.payload.eq(self.inject.p.payload),
                      local.w_data.eq(local_w),
@@ -213,8 +219,8 @@ class RingRouter(wiring.Component):
             round_over = getattr(self, f"{name}_round_over")
 
             efifo = m.submodules[f"{name}_eject"] = SyncFIFO(width=ej_l.size,
-                                                             depth=self._eject_depth)
-            queue = m.submodules[f"{name}_queue"] = SyncFIFO(width=flit_l.size, depth=self._depth)
+                                                             depth=self.eject_depth)
+            queue = m.submodules[f"{name}_queue"] = SyncFIFO(width=flit_l.size, depth=self.depth)
             ejects[name] = efifo
 
             # The arriving flit either ejects here (if its buffer has room), passes on, or is
@@ -249,11 +255,11 @@ class RingRouter(wiring.Component):
             # nothing); slots no needy router can use stay in use. When every starving router
             # has used its quota, the next round starts in the same cycle, so routers that wait
             # behind a starving one get no slot in between and starve in turn (then share).
-            wait = Signal(range(self._starve + 1), name=f"{name}_wait")
+            wait = Signal(range(self.starve + 1), name=f"{name}_wait")
             starving = getattr(self, f"{name}_starving")
-            used = Signal(range(self._quota + 1), name=f"{name}_used")
-            m.d.comb += [starving.eq(wait == self._starve),
-                         need.eq(starving & (used != self._quota))]
+            used = Signal(range(self.quota + 1), name=f"{name}_used")
+            m.d.comb += [starving.eq(wait == self.starve),
+                         need.eq(starving & (used != self.quota))]
             in_path = Signal(name=f"{name}_path_needy")
             with m.Switch(cand.dest):
                 for dest in range(k):
@@ -335,7 +341,7 @@ class RingRouter(wiring.Component):
         return m
 
 
-class Ring(wiring.Component):
+class Ring(_RingParameters, wiring.Component):
     """Bidirectional ring of :class:`RingRouter` s with minimal routing.
 
     Parameters
@@ -375,30 +381,20 @@ class Ring(wiring.Component):
 
     def __init__(self, *, nodes=4, width=32, depth=DEPTH, eject_depth=EJECT_DEPTH, starve=STARVE,
                  quota=QUOTA):
-        _check_common(nodes, width, depth, eject_depth, starve, quota)
-        self._nodes, self._width, self._depth, self._starve = nodes, width, depth, starve
-        self._eject_depth, self._quota = eject_depth, quota
+        self._params = _check_common(nodes, width, depth, eject_depth, starve, quota)
         super().__init__({
             "inject": In(stream.Signature(inject_layout(nodes, width))).array(nodes),
             "eject": Out(stream.Signature(eject_layout(nodes, width))).array(nodes),
             "bad_dest": Out(nodes),
         })
 
-    nodes = property(lambda self: self._nodes, doc="Nodes on the ring.")
-    width = property(lambda self: self._width, doc="Payload bits per flit.")
-    depth = property(lambda self: self._depth, doc="Entries per injection queue.")
-    eject_depth = property(lambda self: self._eject_depth, doc="Entries per ejection buffer.")
-    starve = property(lambda self: self._starve, doc="Starvation threshold in cycles.")
-    quota = property(lambda self: self._quota, doc="Injections per router per fairness round.")
 
     def elaborate(self, platform):
         m = Module()
-        k = self._nodes
+        k = self.nodes
         routers = []
         for i in range(k):
-            router = RingRouter(nodes=k, index=i, width=self._width, depth=self._depth,
-                                eject_depth=self._eject_depth, starve=self._starve,
-                                quota=self._quota)
+            router = RingRouter(index=i, **self._params)
             m.submodules[f"router{i}"] = router
             routers.append(router)
             wiring.connect(m, wiring.flipped(self.inject[i]), router.inject)
@@ -447,7 +443,7 @@ def _between_mask(src, dest, k, step):
     return mask
 
 
-class RingHarness(wiring.Component):
+class RingHarness(_RingParameters, wiring.Component):
     """A :class:`Ring` with a traffic generator, a checker and counters at every node.
 
     Each node has a xorshift32 generator. Every cycle with ``gen_en`` set, it creates a packet
@@ -500,10 +496,8 @@ class RingHarness(wiring.Component):
 
     def __init__(self, *, nodes=4, depth=DEPTH, eject_depth=EJECT_DEPTH, starve=STARVE,
                  quota=QUOTA, queue=64):
-        _check_common(nodes, self.WIDTH, depth, eject_depth, starve, quota)
-        _check_int("queue", queue, 2, 256)
-        self._nodes, self._depth, self._starve, self._queue = nodes, depth, starve, queue
-        self._eject_depth, self._quota = eject_depth, quota
+        self._params = _check_common(nodes, self.WIDTH, depth, eject_depth, starve, quota)
+        self._queue = _check_int("queue", queue, 2, 256)
         bits = _node_bits(nodes)
         super().__init__({
             "pattern": In(2), "load": In(17), "hot": In(bits), "gen_en": In(1),
@@ -515,7 +509,6 @@ class RingHarness(wiring.Component):
             "bad_dest": Out(nodes), "cycle": Out(32),
         })
 
-    nodes = property(lambda self: self._nodes, doc="Nodes on the ring.")
     queue = property(lambda self: self._queue, doc="Source queue entries per node.")
 
     @staticmethod
@@ -525,11 +518,9 @@ class RingHarness(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        k = self._nodes
+        k = self.nodes
         bits = _node_bits(k)
-        ring = m.submodules.ring = Ring(nodes=k, width=self.WIDTH, depth=self._depth,
-                                        eject_depth=self._eject_depth, starve=self._starve,
-                                        quota=self._quota)
+        ring = m.submodules.ring = Ring(**self._params)
         m.d.comb += self.bad_dest.eq(ring.bad_dest)
         pay_l = data.StructLayout({"seq": 8, "check": 8, "gen": 16, "inj": 16})
         src_l = data.StructLayout({"dest": bits, "gen": 16})
@@ -562,7 +553,7 @@ class RingHarness(wiring.Component):
                     m.d.comb += dest.eq((i + (k + 1) // 2 - 1) % k)
                 with m.Case(3):
                     m.d.comb += dest.eq(self.hot)
-            srcq = m.submodules[f"srcq{i}"] = SyncFIFO(width=src_l.size, depth=self._queue)
+            srcq = m.submodules[f"srcq{i}"] = SyncFIFO(width=src_l.size, depth=self.queue)
             entry = Signal(src_l, name=f"entry{i}")
             m.d.comb += [entry.dest.eq(dest), entry.gen.eq(now),
                          srcq.w_data.eq(entry), srcq.w_en.eq(fire)]
