@@ -20,6 +20,8 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.arith import tree_sum
+
 
 __all__ = ["FigsArray", "NmBroadcastArray", "array_layouts", "PSUM_WIDTH", "SUPPORTED_RATIOS"]
 
@@ -281,7 +283,7 @@ class _SparseArray(wiring.Component):
                     m.d.comb += product.eq(operand * weight)
                     products.append(product)
                 total = Signal(signed(PSUM_WIDTH), name=f"colsum_c{c}_e{e}")
-                m.d.comb += total.eq(_tree_sum(products))
+                m.d.comb += total.eq(tree_sum(products))
                 sums.append(total)
             return sums
 
@@ -321,14 +323,6 @@ def _in_range(m, value, high, name):
         with m.Default():
             m.d.comb += result.eq(0)
     return result
-
-
-def _tree_sum(values):
-    values = list(values)
-    while len(values) > 1:
-        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
-                  for i in range(0, len(values), 2)]
-    return values[0]
 
 
 _MEMBERS_DOC = """

@@ -9,6 +9,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.arith import tree_sum
 from hw.fp32 import QNAN, fp_add, round_pack
 
 
@@ -54,14 +55,6 @@ def dot_in_layout(block_size, mant_bits, mixed=False):
 
 #: Payload layout of :class:`HbfpDot`'s output stream.
 DOT_OUT_LAYOUT = data.StructLayout({"value": 32, "invalid": 1, "error": 1})
-
-
-def _tree_sum(values):
-    values = list(values)
-    while len(values) > 1:
-        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
-                  for i in range(0, len(values), 2)]
-    return values[0]
 
 
 class BfpConvert(wiring.Component):
@@ -320,7 +313,7 @@ class HbfpDot(wiring.Component):
         s2 = Signal(signed(self.sum_bits))
         with m.If(adv):
             m.d.sync += [v2.eq(v1), last2.eq(last1), inv2.eq(inv1), err2.eq(err1), e2.eq(e1),
-                         s2.eq(_tree_sum(prods))]
+                         s2.eq(tree_sum(prods))]
 
         # Stage 3: round the block result to float32.
         mag = Signal(self.sum_bits)
