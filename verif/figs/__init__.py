@@ -12,11 +12,12 @@ import numpy as np
 
 from golden import figs as gf
 from golden import nm
-from hw.figs import FigsArray, NmBroadcastArray, SUPPORTED_RATIOS
+from hw.figs import FigsArray, NmBroadcastArray
+from verif import common
 from verif.stream import StreamSink, StreamSource, pack
 
 
-__all__ = ["make_dut_model", "make_weights", "run_gemm", "BudgetSource", "MASK_KINDS",
+__all__ = ["make_dut_model", "dut_params", "make_weights", "run_gemm", "BudgetSource", "MASK_KINDS",
            "pack_instance", "unpack_psums", "reset_all"]
 
 
@@ -29,6 +30,18 @@ def make_dut_model(engine, params):
     model = cls(**params)
     model._MustUse__silence = True
     return model
+
+
+def dut_params(engine):
+    """The generation parameters of the simulated DUT: the engine's defaults, overridden by
+    the parameters the runner passed in (:func:`verif.common.params`)."""
+    model = make_dut_model(engine, {})
+    params = {"rows": model.rows, "cols": model.cols, "beta": model.beta, "width": model.width,
+              "max_m": model.max_m}
+    if engine == "figs":
+        params.update(alpha=model.alpha, ratio=model.ratio)
+    params.update(common.params())
+    return params
 
 
 def make_weights(kind, o, k, n, m, rng):

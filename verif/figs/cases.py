@@ -7,22 +7,12 @@ from golden import figs as gf
 from golden import nm
 from hw.figs import SUPPORTED_RATIOS
 from verif import common
-from verif.figs import make_dut_model, make_weights, reset_all, run_gemm
+from verif.figs import dut_params, make_dut_model, make_weights, reset_all, run_gemm
 from verif.stream import pack, start_clock
 
 
 __all__ = ["gemm_cases", "nested_levels", "malformed_index", "bad_config", "unroutable",
            "full_rate"]
-
-
-def _params(engine):
-    model = make_dut_model(engine, {})
-    params = {"rows": model.rows, "cols": model.cols, "beta": model.beta, "width": model.width,
-              "max_m": model.max_m}
-    if engine == "figs":
-        params.update(alpha=model.alpha, ratio=model.ratio)
-    params.update(common.params())
-    return params
 
 
 def _supported(engine, params, n, m):
@@ -48,7 +38,7 @@ async def gemm_cases(dut, engine, kinds, stall):
     """Every supported ratio with each mask kind in ``kinds``: bit-exact where routable; for
     FiGS, masks that need more than ``alpha`` links are collected and one of them must raise
     ``fault.route`` at the end."""
-    params = _params(engine)
+    params = dut_params(engine)
     await _start(dut)
     rng = np.random.default_rng(common.rng(0).randrange(1 << 30))
     unroutable = []
@@ -91,7 +81,7 @@ async def gemm_cases(dut, engine, kinds, stall):
 async def nested_levels(dut, engine):
     """FiGS nested masks: each level (8:32, 4:16, 2:8, 1:4) at its own ratio, then the final 1:4
     weights run as 8:32, 4:16 and 2:8 (FiGS: with alpha 0)."""
-    params = _params(engine)
+    params = dut_params(engine)
     await _start(dut)
     rng = np.random.default_rng(common.rng(5).randrange(1 << 30))
     k = 2 * params["rows"] * 4
@@ -135,7 +125,7 @@ async def _load_tile(dut, engine, params, entries_for_row, n_log2, m_log2):
 
 async def malformed_index(dut, engine):
     """An index >= M is flagged (fault.index); a legal tile loaded first is not."""
-    params = _params(engine)
+    params = dut_params(engine)
     await _start(dut)
     e = params["cols"] * params["beta"]
     n, m = 1, 2 if params["max_m"] >= 2 else 1
@@ -153,7 +143,7 @@ async def malformed_index(dut, engine):
 
 async def bad_config(dut, engine):
     """N > M, M > max_m and N not dividing rows are flagged (fault.config)."""
-    params = _params(engine)
+    params = dut_params(engine)
     e = params["cols"] * params["beta"]
     zero = lambda r: [{"value": 0, "index": 0} for _ in range(e)]
     bad = [(2, 1)]                                       # 4:2
@@ -174,7 +164,7 @@ async def unroutable(dut):
     needs alpha 6; with fewer links the load is flagged (fault.route). Zero weights at
     unroutable positions are not flagged."""
     engine = "figs"
-    params = _params(engine)
+    params = dut_params(engine)
     await _start(dut)
     e = params["cols"] * params["beta"]
     if params["rows"] % 8 or params["ratio"] < 4 or params["max_m"] < 32:
@@ -194,7 +184,7 @@ async def full_rate(dut, engine):
     """Without stalls and with B >= rows + cols + 2 (the next-but-one tile's weights load while
     the current tile streams), one instance per cycle: cycles <= instances + rows + cols + 4
     (the first weight load and the pipeline latency)."""
-    params = _params(engine)
+    params = dut_params(engine)
     await _start(dut)
     rng = np.random.default_rng(3)
     n, m = (2, 8) if _supported(engine, params, 2, 8) else (1, 1)

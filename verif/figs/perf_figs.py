@@ -15,7 +15,7 @@ from golden import figs as gf
 from golden import nm
 from hw.figs import SUPPORTED_RATIOS
 from verif import common
-from verif.figs import make_dut_model, make_weights, reset_all, run_gemm
+from verif.figs import dut_params, make_weights, reset_all, run_gemm
 from verif.stream import start_clock
 
 
@@ -41,12 +41,7 @@ def _one(fig, engine, params, n, m, k, o, b, budget):
 async def perf_gemm(dut):
     wl = common.workload()
     engine = wl["engine"]
-    model = make_dut_model(engine, {})
-    params = {"rows": model.rows, "cols": model.cols, "beta": model.beta, "width": model.width,
-              "max_m": model.max_m}
-    if engine == "figs":
-        params.update(alpha=model.alpha, ratio=model.ratio)
-    params.update(common.params())
+    params = dut_params(engine)
     start_clock(dut)
     await reset_all(dut)
     rng = np.random.default_rng(common.rng(11).randrange(1 << 30))
