@@ -23,7 +23,7 @@ with ``alpha`` links iff ``|d| <= alpha``. Zero weights are never routed (their 
 
 import numpy as np
 
-from golden import nm
+from sparsehw.golden import nm
 
 
 __all__ = ["ENGINES", "assign_slots", "displacements", "required_alpha", "routable_fraction",

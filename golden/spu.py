@@ -12,12 +12,14 @@ Numeric rules
   ``cfg_error = 1`` and consumes no activations, weights or post-op parameters.
 """
 
+import math
+
 import numpy as np
 
-from golden import nm
+from sparsehw.golden import nm
 
 
-__all__ = ["cfg_error", "spu_gemm", "beats_per_row"]
+__all__ = ["cfg_error", "spu_gemm", "beats_per_row", "SPU_PIPELINE_LATENCY", "spu_cycles"]
 
 
 def cfg_error(n_log2, m_log2, k, o, *, max_m, max_k, act_rows):
@@ -62,3 +64,29 @@ def spu_gemm(values, indices, n, m, x, bias, mult, shift, relu):
     y = nm.spu_post(acc, bias, mult, shift, relu)
     y[~good] = 0
     return y, ~good
+
+
+# -- cycle model (closed form, set next to the measured cycles in the report) -------------------
+#: Cycles from the first input handshake to the first weight beat plus from the last weight beat
+#: to the last output beat: S0..S4 and the output FIFO (docs/spu.md), measured once at 1:1.
+SPU_PIPELINE_LATENCY = 8
+
+
+def spu_cycles(params, workload):
+    """Predicted cycles of one ``sparsehw perf spu`` run; returns ``(total, parts)``.
+
+    For each of the ``B / lanes`` column tiles the SPU issues ``O * ceil(nz / macs)`` weight
+    beats, ``nz = K * n / m`` nonzeros per row, one beat per cycle (the ideal). Row 0 of a tile
+    cannot finish before all of ``X`` has arrived (``K / act_rows`` activation beats), so a tile
+    loses ``max(0, K / act_rows - ceil(nz / macs))`` cycles when loading ``X`` is slower than
+    computing row 0. Add the pipeline latency once.
+    """
+    n, m, k, o, b = (workload[key] for key in ("n", "m", "k", "o", "b"))
+    lanes, macs, act_rows = params["lanes"], params["macs"], params["act_rows"]
+    tiles = b // lanes
+    beats_per_row = math.ceil(k * n // m / macs)
+    compute = tiles * o * beats_per_row
+    load_stall = tiles * max(0, k // act_rows - beats_per_row)
+    total = compute + load_stall + SPU_PIPELINE_LATENCY
+    return total, {"compute": compute, "x_load_stall": load_stall,
+                   "pipeline": SPU_PIPELINE_LATENCY}

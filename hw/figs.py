@@ -20,7 +20,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.arith import tree_sum
+from sparsehw.hw.arith import tree_sum
 
 
 __all__ = ["FigsArray", "NmBroadcastArray", "array_layouts", "PSUM_WIDTH", "SUPPORTED_RATIOS"]

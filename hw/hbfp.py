@@ -9,8 +9,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.arith import tree_sum
-from hw.fp32 import QNAN, fp_add, round_pack
+from sparsehw.hw.arith import tree_sum
+from sparsehw.hw.fp32 import QNAN, fp_add, round_pack
 
 
 __all__ = ["BfpConvert", "HbfpDot", "MODES", "bfp_out_layout", "dot_in_layout", "DOT_OUT_LAYOUT"]

@@ -16,7 +16,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-import golden.ring as golden
+import sparsehw.golden.ring as golden
 
 
 __all__ = ["Ring", "RingRouter", "RingHarness", "inject_layout", "eject_layout",

@@ -41,7 +41,7 @@ def _check(name, value, ok, allowed):
 def spu_layouts(*, lanes, macs, max_m, max_k, act_rows):
     """The payload layouts of an SPU with these generation parameters (no validation).
 
-    Returns a dict with keys ``cfg``, ``act``, ``w``, ``post``, ``out``.
+    Returns a dict with keys ``cfg``, ``act``, ``w``, ``post``, ``o``.
     """
     idx_bits = max(1, _log2(max_m))
     k_bits = _log2(max_k) + 1
@@ -54,7 +54,7 @@ def spu_layouts(*, lanes, macs, max_m, max_k, act_rows):
                                                  "index": unsigned(idx_bits)}), macs),
         "post": data.StructLayout({"bias": signed(32), "mult": unsigned(16),
                                    "shift": unsigned(5)}),
-        "out": data.StructLayout({"y": data.ArrayLayout(signed(8), lanes),
+        "o": data.StructLayout({"y": data.ArrayLayout(signed(8), lanes),
                                   "error": unsigned(1), "cfg_error": unsigned(1),
                                   "last": unsigned(1)}),
     }
@@ -144,7 +144,7 @@ class SPU(wiring.Component):
             "act": In(stream.Signature(self._layouts["act"])),
             "w": In(stream.Signature(self._layouts["w"])),
             "post": In(stream.Signature(self._layouts["post"])),
-            "out": Out(stream.Signature(self._layouts["out"])),
+            "o": Out(stream.Signature(self._layouts["o"])),
         })
         self._MustUse__silence = False
 
@@ -356,7 +356,7 @@ class SPU(wiring.Component):
             m.d.sync += s4_p[b].eq(t * s3_post.mult)
 
         # ---- stage 4: round, shift, saturate, ReLU -> output FIFO ------------------------------
-        out_layout = self._layouts["out"]
+        out_layout = self._layouts["o"]
         s4_out = Signal(out_layout)
         rnd = Signal(32)
         m.d.comb += rnd.eq((Const(1, 33) << s4_shift) >> 1)
@@ -380,14 +380,14 @@ class SPU(wiring.Component):
         m.d.comb += [
             out_fifo.w_en.eq(s4_valid | reject_fire),
             out_fifo.w_data.eq(Mux(s4_valid, s4_out.as_value(), reject_out.as_value())),
-            self.out.valid.eq(out_fifo.r_rdy),
-            self.out.payload.eq(out_fifo.r_data),
-            out_fifo.r_en.eq(self.out.ready),
+            self.o.valid.eq(out_fifo.r_rdy),
+            self.o.payload.eq(out_fifo.r_data),
+            out_fifo.r_en.eq(self.o.ready),
         ]
 
         # ---- credits: rows owed to the output FIFO ---------------------------------------------
         grant = (fire0 & last_beat) | reject_fire
-        done = self.out.valid & self.out.ready
+        done = self.o.valid & self.o.ready
         with m.If(grant & ~done):
             m.d.sync += inflight.eq(inflight + 1)
         with m.Elif(done & ~grant):

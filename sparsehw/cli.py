@@ -68,7 +68,7 @@ def cmd_list(args):
 
 def generate(block, params, out_dir):
     """Write ``out_dir/<block>.v`` and ``<block>.json``; return the two paths."""
-    from hw.export import ports_of, to_verilog, tool_versions
+    from sparsehw.hw.export import ports_of, to_verilog, tool_versions
     component = _build(block, params)
     verilog = to_verilog(component, block.name)
     out_dir = Path(out_dir)
@@ -94,7 +94,7 @@ def cmd_gen(args):
 # -- sim ------------------------------------------------------------------------------------------
 
 def simulate(block, params, *, sim="icarus", seed=None, waves=False, build_dir=None):
-    from verif.runner import new_build_dir, run_cocotb
+    from sparsehw.verif.runner import new_build_dir, run_cocotb
     if block.testbench is None:
         raise UserError(f"block {block.name!r} has no testbench")
     component = _build(block, params)
@@ -129,14 +129,14 @@ def cmd_sim(args):
 def synthesize_block(block, params, target, build_dir=None, place_seeds=None):
     """Synthesis record of one design point; with ``place_seeds`` (ECP5 only) also the
     post-place-and-route Fmax (median over the seeds)."""
-    from synth.yosys import synthesize
-    from verif.runner import new_build_dir
+    from sparsehw.synth.yosys import synthesize
+    from sparsehw.verif.runner import new_build_dir
     component = _build(block, params, for_synth=True)
     build_dir = build_dir or new_build_dir(f"synth-{_params_key(block, params)}-{target}")
     figures = synthesize(component, block.name, target=target, build_dir=build_dir)
     record = {"block": block.name, "params": params, **figures}
     if place_seeds:
-        from synth.fmax import place_and_route
+        from sparsehw.synth.fmax import place_and_route
         pnr = place_and_route(component, block.name, build_dir=Path(build_dir) / "pnr",
                               seeds=place_seeds)
         record.update(fmax_mhz=pnr["fmax_mhz"], fmax_by_seed=pnr["fmax_by_seed"],
@@ -145,7 +145,7 @@ def synthesize_block(block, params, target, build_dir=None, place_seeds=None):
 
 
 def cmd_synth(args):
-    from synth.yosys import SynthError
+    from sparsehw.synth.yosys import SynthError
     block, params = _block_and_params(args)
     seeds = _parse_seeds(args.seeds) if args.place else None
     if args.place and args.target != "ecp5":
@@ -182,7 +182,7 @@ def _summary_line(record):
 # -- perf -----------------------------------------------------------------------------------------
 
 def measure(block, params, workload, *, sim, seed, build_dir=None):
-    from verif.runner import new_build_dir
+    from sparsehw.verif.runner import new_build_dir
     if block.perf is None:
         raise UserError(f"block {block.name!r} has no perf workload")
     registry.check_params(block, params)    # validate before any simulation starts
@@ -241,7 +241,7 @@ def cmd_regress(args):
 # -- report -------------------------------------------------------------------------------------
 
 def cmd_report(args):
-    from synth.report import build_report
+    from sparsehw.experiments.report import build_report
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, not {args.jobs}")
     report = build_report(args.out, quick=args.quick, jobs=args.jobs, dask_address=args.dask,
@@ -254,9 +254,9 @@ def cmd_report(args):
 
 #: The measured-claim studies behind the README tables (each module has ``main(argv)``).
 STUDIES = {
-    "hbfp-area": "synth.hbfp_area",         # FP32 vs HBFP area per lane, with breakdown
-    "prune-quant": "synth.sparsity_quant",  # error of prune-then-quantize vs the reverse
-    "figs-compare": "synth.figs_compare",   # FiGS vs broadcast side by side
+    "hbfp-area": "sparsehw.experiments.hbfp_area",         # FP32 vs HBFP area per lane, with breakdown
+    "prune-quant": "sparsehw.experiments.sparsity_quant",  # error of prune-then-quantize vs the reverse
+    "figs-compare": "sparsehw.experiments.figs_compare",   # FiGS vs broadcast side by side
 }
 
 

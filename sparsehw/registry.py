@@ -19,6 +19,8 @@ FAMILIES = (
     "ring",
     "hbfp",
     "figs",
+    "act",
+    "chip",
 )
 
 

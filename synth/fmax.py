@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hw.export import to_verilog
-from synth.yosys import SynthError, yosys_command
+from sparsehw.hw.export import to_verilog
+from sparsehw.synth.yosys import SynthError, yosys_command
 
 
 __all__ = ["DEVICES", "place_and_route"]

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hw.export import to_verilog
+from sparsehw.hw.export import to_verilog
 
 
 __all__ = ["TARGETS", "SynthError", "synthesize", "yosys_version", "yosys_command"]

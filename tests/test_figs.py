@@ -5,10 +5,10 @@ import itertools
 import numpy as np
 import pytest
 
-from golden import figs as gf
-from golden import nm
-from hw.figs import SUPPORTED_RATIOS, FigsArray, NmBroadcastArray, array_layouts
-from verif.runner import run_cocotb
+from sparsehw.golden import figs as gf
+from sparsehw.golden import nm
+from sparsehw.hw.figs import SUPPORTED_RATIOS, FigsArray, NmBroadcastArray, array_layouts
+from sparsehw.verif.runner import run_cocotb
 
 
 # -- golden: slot assignment and routing -----------------------------------------------------------
@@ -132,8 +132,8 @@ def test_bandwidth_formulas():
 
 
 def test_fast_instance_packing_matches_pack():
-    from verif.figs import pack_instance
-    from verif.stream import pack
+    from sparsehw.verif.figs import pack_instance
+    from sparsehw.verif.stream import pack
     layout = array_layouts(rows=3, cols=1, beta=1, width=8, lanes=4, max_m=32)["i"]
     rng = np.random.default_rng(0)
     inst = rng.integers(-128, 128, size=(3, 4)).tolist()
@@ -195,7 +195,7 @@ def test_properties_are_read_only():
     ({"n": 2, "m": 8, "k": 0}, "k must be at least 1, not 0"),
 ])
 def test_perf_workload_errors_before_simulation(tmp_path, workload, message):
-    from verif.figs.perf_figs import run_perf
+    from sparsehw.verif.figs.perf_figs import run_perf
     full = {"k": 64, "o": 8, "b": 4, "budget": 0, "mask": "nested", "stall": 0.0,
             "sweep": False, **workload}
     with pytest.raises(ValueError, match=message):
@@ -216,7 +216,7 @@ SMALL = {"rows": 8, "cols": 2, "beta": 1}
 ])
 def test_regression(tmp_path, engine, params):
     cls = FigsArray if engine == "figs" else NmBroadcastArray
-    result = run_cocotb(cls(**params), engine, f"verif.figs.tb_{engine}", build_dir=tmp_path,
+    result = run_cocotb(cls(**params), engine, f"sparsehw.verif.figs.tb_{engine}", build_dir=tmp_path,
                         seed=3, params=params)
     assert result.passed, result.errors or result.log.read_text()[-3000:]
     assert result.tests == (7 if engine == "figs" else 6)
@@ -226,7 +226,7 @@ def test_regression(tmp_path, engine, params):
 def test_regression_catches_a_wrong_array(tmp_path):
     # Hardware built with alpha=0 but tested as alpha=7: its operand routing differs from what
     # the testbench expects, so the GEMM checks must fail.
-    result = run_cocotb(FigsArray(**SMALL, alpha=0), "figs", "verif.figs.tb_figs",
+    result = run_cocotb(FigsArray(**SMALL, alpha=0), "figs", "sparsehw.verif.figs.tb_figs",
                         build_dir=tmp_path, seed=3, params={**SMALL, "alpha": 7},
                         testcase="random_masks_all_ratios_under_stalls")
     assert not result.passed
@@ -237,7 +237,7 @@ def test_regression_catches_a_wrong_array(tmp_path):
 def test_perf_matches_prediction_small(tmp_path):
     """Small Icarus perf runs: measured bandwidth equals the formula, utilization near 1 at full
     bandwidth, and at the FiGS budget the broadcast engine is N times slower."""
-    from verif.figs.perf_figs import run_perf
+    from sparsehw.verif.figs.perf_figs import run_perf
     params = {"rows": 8, "cols": 2, "beta": 1}
     work = {"n": 2, "m": 8, "k": 64, "o": 4, "b": 48, "mask": "fine", "stall": 0.0,
             "sweep": False}

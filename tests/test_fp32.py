@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from golden.fp32 import QNAN, bits, fp32_mac, from_bits, same
-from hw.fp32 import Fp32Mac
+from sparsehw.golden.fp32 import QNAN, bits, fp32_mac, from_bits, same
+from sparsehw.hw.fp32 import Fp32Mac
 
 
 def test_golden_is_two_roundings():
@@ -30,7 +30,7 @@ def test_golden_keeps_subnormals():
 
 def test_amaranth_sim_quick_check():
     from amaranth.sim import Simulator
-    from verif.hbfp.vectors import fp32_mac_vectors
+    from sparsehw.verif.hbfp.vectors import fp32_mac_vectors
     a, b, c = fp32_mac_vectors(np.random.default_rng(9), 400)
     dut = Fp32Mac()
     got = []
@@ -57,8 +57,8 @@ def test_amaranth_sim_quick_check():
 
 @pytest.mark.sim
 def test_fp32_mac_regression(tmp_path):
-    from verif.runner import run_cocotb
-    result = run_cocotb(Fp32Mac(), "fp32_mac", "verif.hbfp.tb_fp32_mac", build_dir=tmp_path,
+    from sparsehw.verif.runner import run_cocotb
+    result = run_cocotb(Fp32Mac(), "fp32_mac", "sparsehw.verif.hbfp.tb_fp32_mac", build_dir=tmp_path,
                         seed=2024, params={}, workload={"vectors": 4000, "stall": 0.3})
     assert result.passed, (result.errors, result.log)
     assert result.tests == 2 and result.record["vectors"] == 4000
@@ -85,8 +85,8 @@ class _NoStickyMac(Fp32Mac):
 
 @pytest.mark.sim
 def test_fp32_mac_testbench_catches_a_rounding_bug(tmp_path):
-    from verif.runner import run_cocotb
-    result = run_cocotb(_NoStickyMac(), "fp32_mac", "verif.hbfp.tb_fp32_mac", build_dir=tmp_path,
+    from sparsehw.verif.runner import run_cocotb
+    result = run_cocotb(_NoStickyMac(), "fp32_mac", "sparsehw.verif.hbfp.tb_fp32_mac", build_dir=tmp_path,
                         seed=5, params={}, workload={"vectors": 300},
                         testcase="random_and_corner_vectors_with_stalls")
     assert not result.passed and result.failures == 1

@@ -3,9 +3,9 @@
 import pytest
 from amaranth.lib import data
 
-from verif.runner import run_cocotb
-from verif.selftest import StreamFifo
-from verif.stream import pack, unpack
+from sparsehw.verif.runner import run_cocotb
+from sparsehw.verif.selftest import StreamFifo
+from sparsehw.verif.stream import pack, unpack
 
 
 def test_pack_roundtrip_signed_nested():
@@ -23,7 +23,7 @@ def test_pack_rejects_out_of_range():
 @pytest.mark.sim
 @pytest.mark.parametrize("sim,stall", [("icarus", 0.0), ("icarus", 0.6), ("verilator", 0.6)])
 def test_stream_drivers_under_stalls(tmp_path, sim, stall):
-    result = run_cocotb(StreamFifo(), "stream_fifo", "verif.selftest.tb_fifo",
+    result = run_cocotb(StreamFifo(), "stream_fifo", "sparsehw.verif.selftest.tb_fifo",
                         build_dir=tmp_path, sim=sim, seed=7, workload={"stall": stall})
     assert result.passed, result.errors or result.log.read_text()[-3000:]
     assert result.record["transfers"] == 300
@@ -53,7 +53,7 @@ def test_runner_reports_a_failing_testbench(tmp_path):
                          self.i.ready.eq(self.o.ready | odd)]
             return m
 
-    result = run_cocotb(Lossy(), "lossy", "verif.selftest.tb_fifo", build_dir=tmp_path, seed=1,
+    result = run_cocotb(Lossy(), "lossy", "sparsehw.verif.selftest.tb_fifo", build_dir=tmp_path, seed=1,
                         workload={"stall": 0.0})
     assert not result.passed
     assert result.failures == 1

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from golden.hbfp import (INVALID_EXP, block_dot, dequantize, dot, fp32_from_scaled_int,
+from sparsehw.golden.hbfp import (INVALID_EXP, block_dot, dequantize, dot, fp32_from_scaled_int,
                          quantize, shared_exponents)
-from hw.hbfp import BfpConvert, HbfpDot
+from sparsehw.hw.hbfp import BfpConvert, HbfpDot
 from sparsehw.families.hbfp import BLOCKS
 
 
@@ -178,7 +178,7 @@ def test_registry_entries_build_and_expose_properties():
 
 def test_bfp_convert_amaranth_sim_corners():
     from amaranth.sim import Simulator
-    from verif.hbfp.vectors import corner_blocks
+    from sparsehw.verif.hbfp.vectors import corner_blocks
     dut = BfpConvert(block_size=4, mant_bits=5)
     blocks = corner_blocks(np.random.default_rng(1), 4)
     got = []
@@ -207,7 +207,7 @@ def test_bfp_convert_amaranth_sim_corners():
 # -- cocotb regressions (Icarus) ----------------------------------------------------------------
 
 def _run(block_name, params, tmp_path, testbench=None, workload=None, component=None):
-    from verif.runner import run_cocotb
+    from sparsehw.verif.runner import run_cocotb
     block = {b.name: b for b in BLOCKS}[block_name]
     full = block.defaults() | params
     result = run_cocotb(component or block.build(**full), block_name,
@@ -237,10 +237,10 @@ def test_hbfp_dot_regression(params, tmp_path):
 @pytest.mark.sim
 def test_hbfp_dot_testbench_catches_a_wrong_unit(tmp_path):
     # A unit whose result LSB is corrupted (see _BrokenDot) must fail the regression.
-    from verif.runner import run_cocotb
+    from sparsehw.verif.runner import run_cocotb
     params = {"block_size": 4, "mant_bits": 5, "mixed": False}
     result = run_cocotb(_BrokenDot(block_size=4, mant_bits=5), "hbfp_dot",
-                        "verif.hbfp.tb_hbfp_dot", build_dir=tmp_path, seed=7, params=params,
+                        "sparsehw.verif.hbfp.tb_hbfp_dot", build_dir=tmp_path, seed=7, params=params,
                         workload={"ops": 30}, testcase="dot_products_match_golden_with_stalls")
     assert not result.passed and result.failures == 1
 
@@ -266,8 +266,8 @@ class _BrokenDot(HbfpDot):
 # -- sparsity / quantization order study (golden level) -----------------------------------------
 
 def test_prune_then_quantize_keeps_nm_and_survivor_exponents():
-    from golden import nm
-    from synth.sparsity_quant import prune_then_quantize, quantize_then_prune
+    from sparsehw.golden import nm
+    from sparsehw.experiments.sparsity_quant import prune_then_quantize, quantize_then_prune
     rng = np.random.default_rng(4)
     w = (rng.standard_t(3, size=(8, 64)) * 0.02).astype(np.float32)
     pq = prune_then_quantize(w, 2, 4, 7, 16)
@@ -283,7 +283,7 @@ def test_prune_then_quantize_keeps_nm_and_survivor_exponents():
 
 
 def test_study_reports_both_orders():
-    from synth.sparsity_quant import run
+    from sparsehw.experiments.sparsity_quant import run
     result = run(rows=16, cols=64, patterns=((2, 4),), mant_bits=(3,))
     row = result["results"][0]
     assert row["better"] in ("prune_first", "quantize_first")
@@ -294,7 +294,7 @@ def test_study_reports_both_orders():
 def test_synth_smoke_per_lane_area_falls_with_block_size(tmp_path):
     # The shared exponent/rounding/accumulator logic is amortized: twice the lanes cost more in
     # total but less per lane.
-    from synth.yosys import synthesize
+    from sparsehw.synth.yosys import synthesize
     t1 = synthesize(HbfpDot(block_size=1, mant_bits=3), "hbfp_dot", target="cmos",
                     build_dir=tmp_path / "b1")["transistors"]
     t2 = synthesize(HbfpDot(block_size=2, mant_bits=3), "hbfp_dot", target="cmos",

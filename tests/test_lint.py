@@ -2,9 +2,9 @@
 
 import pytest
 
-from hw.export import to_verilog
+from sparsehw.hw.export import to_verilog
 from sparsehw import registry
-from verif.lint import WAIVERS, lint_verilog
+from sparsehw.verif.lint import WAIVERS, lint_verilog
 
 BLOCKS = registry.all_blocks()
 
@@ -32,7 +32,7 @@ def test_every_waiver_has_a_reason():
 
 def test_lint_catches_a_real_problem(tmp_path):
     # An undriven output must fail: the waivers hide no real errors.
-    from verif.lint import LintError
+    from sparsehw.verif.lint import LintError
     bad = ("module bad(input wire a, output wire y, output wire z);\n"
            "  assign y = a;\nendmodule\n")
     with pytest.raises(LintError):

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from golden import nm
+from sparsehw.golden import nm
 
 
 PATTERNS = [(n, m) for m in nm.ALLOWED_M for n in range(1, m + 1)]

@@ -5,11 +5,11 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-import golden.ring as golden
-from hw.export import to_verilog
-from hw.ring import Ring, RingHarness, RingRouter
-from verif.lint import lint_verilog
-from verif.runner import new_build_dir, run_cocotb
+import sparsehw.golden.ring as golden
+from sparsehw.hw.export import to_verilog
+from sparsehw.hw.ring import Ring, RingHarness, RingRouter
+from sparsehw.verif.lint import lint_verilog
+from sparsehw.verif.runner import new_build_dir, run_cocotb
 
 
 # -- golden model ---------------------------------------------------------------------------------
@@ -108,7 +108,7 @@ def test_illegal_parameters(cls, kwargs, error, message):
 
 
 def test_illegal_workload():
-    from verif.ring.perf_ring import run_perf
+    from sparsehw.verif.ring.perf_ring import run_perf
     params = {"nodes": 4, "width": 32, "depth": 4, "eject_depth": 4, "starve": 16, "quota": 4}
     with pytest.raises(ValueError, match="hot must be a node in 0..3, not 4"):
         run_perf(params, {"hot": 4}, sim="icarus", seed=1, build_dir="unused")
@@ -175,7 +175,7 @@ def test_amaranth_sim_random_traffic(k):
 @pytest.mark.sim
 @pytest.mark.parametrize("k", [2, 4, 5])
 def test_cocotb_ring_regression(k):
-    result = run_cocotb(Ring(nodes=k, width=16), "ring", "verif.ring.tb_ring",
+    result = run_cocotb(Ring(nodes=k, width=16), "ring", "sparsehw.verif.ring.tb_ring",
                         build_dir=new_build_dir(f"test-ring-{k}"), seed=k,
                         params={"nodes": k, "width": 16}, workload={"packets": 80})
     assert result.passed, f"{result.errors} see {result.log}"
@@ -189,7 +189,7 @@ def test_cocotb_harness_quick():
     # rate at offered load 1.0: hotspot with the hot node at either end, with and without
     # ejection back-pressure, tornado, neighbour, uniform). The design before the fairness
     # rounds failed it (hotspot, hot node 0: per-node injections [300, 300, 286, 14]).
-    result = run_cocotb(RingHarness(nodes=4), "ring_harness", "verif.ring.tb_harness",
+    result = run_cocotb(RingHarness(nodes=4), "ring_harness", "sparsehw.verif.ring.tb_harness",
                         build_dir=new_build_dir("test-ring-harness"), seed=3,
                         params={"nodes": 4}, workload={"cycles": 1200},
                         testcase="harness_quick")
@@ -202,7 +202,7 @@ def test_cocotb_harness_quick():
 @pytest.mark.slow
 @pytest.mark.parametrize("pattern", ["uniform", "hotspot"])
 def test_soak_verilator(pattern, tmp_path):
-    from verif.ring.perf_ring import run_perf
+    from sparsehw.verif.ring.perf_ring import run_perf
     params = {"nodes": 8, "width": 32, "depth": 8, "eject_depth": 16, "starve": 255, "quota": 4}
     record = run_perf(params, {"soak": True, "soak_cycles": 100_000, "pattern": pattern},
                       sim="verilator", seed=1, build_dir=tmp_path)
@@ -220,7 +220,7 @@ def test_registry_defaults_are_the_constructor_defaults():
 
 
 def test_between_mask_lists_the_routers_a_flit_passes():
-    from hw.ring import _between_mask
+    from sparsehw.hw.ring import _between_mask
     assert _between_mask(1, 4, 8, +1) == 0b0001100        # CW 1 -> 4 passes 2, 3
     assert _between_mask(6, 1, 8, +1) == 0b10000001       # CW wraps: passes 7, 0
     assert _between_mask(2, 7, 8, -1) == 0b00000011       # CCW 2 -> 7 passes 1, 0

@@ -4,10 +4,10 @@
 import numpy as np
 import pytest
 
-from golden import nm
-from golden import spu as golden_spu
-from hw.spu import SPU
-from verif.spu import make_job
+from sparsehw.golden import nm
+from sparsehw.golden import spu as golden_spu
+from sparsehw.hw.spu import SPU
+from sparsehw.verif.spu import make_job
 
 
 # -- generation parameters ----------------------------------------------------------------------
@@ -126,9 +126,9 @@ def test_amaranth_sim_small_gemm():
         return tb
 
     async def collect(ctx):
-        ctx.set(dut.out.ready, 1)
+        ctx.set(dut.o.ready, 1)
         while len(got) < len(job.expected):
-            payload, = await ctx.tick().sample(dut.out.payload).until(dut.out.valid)
+            payload, = await ctx.tick().sample(dut.o.payload).until(dut.o.valid)
             got.append({"y": [int(v) for v in payload.y], "error": int(payload.error),
                         "cfg_error": int(payload.cfg_error), "last": int(payload.last)})
 
@@ -151,8 +151,8 @@ def test_amaranth_sim_small_gemm():
     ({"lanes": 2, "macs": 3, "max_m": 8, "max_k": 64, "act_rows": 4}, None),
 ])
 def test_cocotb_regression(params, stall, tmp_path):
-    from verif.runner import run_cocotb
-    result = run_cocotb(SPU(**params), "spu", "verif.spu.tb_spu", build_dir=tmp_path,
+    from sparsehw.verif.runner import run_cocotb
+    result = run_cocotb(SPU(**params), "spu", "sparsehw.verif.spu.tb_spu", build_dir=tmp_path,
                         params=params, seed=11,
                         workload={} if stall is None else {"stall": stall})
     assert result.passed, (result.errors, result.log)
@@ -162,7 +162,7 @@ def test_cocotb_regression(params, stall, tmp_path):
 
 @pytest.mark.sim
 def test_perf_smoke_is_correct(tmp_path):
-    from verif.spu.perf_spu import run_perf
+    from sparsehw.verif.spu.perf_spu import run_perf
     params = {"lanes": 4, "macs": 2, "max_m": 32, "max_k": 128, "act_rows": 4}
     record = run_perf(params, {"n": 2, "m": 8, "k": 128, "o": 6, "b": 8}, sim="icarus",
                       seed=2, build_dir=tmp_path)
@@ -179,7 +179,7 @@ def test_perf_smoke_is_correct(tmp_path):
     ({"n": 1, "m": 4, "k": 128, "o": 1, "b": 6}, "b must be a positive multiple of lanes=4"),
 ])
 def test_perf_workload_errors(workload, message):
-    from verif.spu.perf_spu import check_workload
+    from sparsehw.verif.spu.perf_spu import check_workload
     params = {"lanes": 4, "macs": 2, "max_m": 32, "max_k": 128, "act_rows": 2}
     with pytest.raises(ValueError, match=message):
         check_workload(params, workload)

@@ -6,9 +6,9 @@ import pytest
 
 from sparsehw import registry
 from sparsehw.registry import Block, Param, UserError
-from synth import sweep
-from verif.runner import run_cocotb
-from verif.selftest import StreamFifo
+from sparsehw.experiments import sweep
+from sparsehw.verif.runner import run_cocotb
+from sparsehw.verif.selftest import StreamFifo
 
 
 def _fifo(depth=4):
@@ -20,7 +20,7 @@ def _fifo(depth=4):
 def _fifo_perf(params, workload, *, sim, seed, build_dir):
     if workload["stall"] >= 0.99:
         raise RuntimeError("deliberately broken design point")
-    result = run_cocotb(StreamFifo(), "fifo", "verif.selftest.tb_fifo", build_dir=build_dir,
+    result = run_cocotb(StreamFifo(), "fifo", "sparsehw.verif.selftest.tb_fifo", build_dir=build_dir,
                         sim=sim, seed=seed, workload=workload)
     cycles = result.record.get("cycles", 0)
     return {"passed": result.passed, "cycles": cycles, "ideal_cycles": 300,

@@ -7,7 +7,7 @@ below (tests/test_lint.py checks it). Each waiver says why it is safe.
 import subprocess
 from pathlib import Path
 
-from verif.runner import verilator_env
+from sparsehw.verif.runner import verilator_env
 
 
 __all__ = ["WAIVERS", "lint_verilog", "LintError"]

@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hw.export import to_verilog
+from sparsehw.hw.export import to_verilog
 
 
 __all__ = ["SIMULATORS", "RunResult", "run_cocotb", "verilator_env", "new_build_dir",

@@ -5,18 +5,18 @@ from sparsehw.registry import Block, Param
 
 
 def _figs(**params):
-    from hw.figs import FigsArray
+    from sparsehw.hw.figs import FigsArray
     return FigsArray(**params)
 
 
 def _broadcast(**params):
-    from hw.figs import NmBroadcastArray
+    from sparsehw.hw.figs import NmBroadcastArray
     return NmBroadcastArray(**params)
 
 
 def _perf(engine):
     def perf(params, workload, *, sim, seed, build_dir):
-        from verif.figs.perf_figs import run_perf
+        from sparsehw.verif.figs.perf_figs import run_perf
         return run_perf(engine, params, workload, sim=sim, seed=seed, build_dir=build_dir)
     return perf
 
@@ -59,7 +59,7 @@ BLOCKS = [
             Param("ratio", 4, "largest run-time M/N (swap-register lanes), power of two 1..32"),
         ) + _TAIL,
         build=_figs,
-        testbench="verif.figs.tb_figs",
+        testbench="sparsehw.verif.figs.tb_figs",
         perf=_perf("figs"),
         workload_params=_WORKLOAD,
         workload_summary=_SUMMARY,
@@ -72,7 +72,7 @@ BLOCKS = [
             Param("beta", 2, "MAC units per PE, 1..8"),
         ) + _TAIL,
         build=_broadcast,
-        testbench="verif.figs.tb_nm_broadcast",
+        testbench="sparsehw.verif.figs.tb_nm_broadcast",
         perf=_perf("nm_broadcast"),
         workload_params=_WORKLOAD,
         workload_summary=_SUMMARY,

@@ -4,22 +4,22 @@ from sparsehw.registry import Block, Param
 
 
 def _bfp_convert(**params):
-    from hw.hbfp import BfpConvert
+    from sparsehw.hw.hbfp import BfpConvert
     return BfpConvert(**params)
 
 
 def _hbfp_dot(**params):
-    from hw.hbfp import HbfpDot
+    from sparsehw.hw.hbfp import HbfpDot
     return HbfpDot(**params)
 
 
 def _fp32_mac(**params):
-    from hw.fp32 import Fp32Mac
+    from sparsehw.hw.fp32 import Fp32Mac
     return Fp32Mac(**params)
 
 
 def _dot_perf(params, workload, *, sim, seed, build_dir):
-    from verif.hbfp.perf_hbfp_dot import run_perf
+    from sparsehw.verif.hbfp.perf_hbfp_dot import run_perf
     return run_perf(params, workload, sim=sim, seed=seed, build_dir=build_dir)
 
 
@@ -33,7 +33,7 @@ BLOCKS = [
             Param("mant_bits", 7, "2..16 (HBFP8: 7, HBFP6: 5, HBFP4: 3)"),
         ),
         build=_bfp_convert,
-        testbench="verif.hbfp.tb_bfp_convert",
+        testbench="sparsehw.verif.hbfp.tb_bfp_convert",
     ),
     Block(
         name="hbfp_dot",
@@ -45,7 +45,7 @@ BLOCKS = [
             Param("mixed", False, "0/1: run-time mode HBFP4/6/8 (Accuracy Boosters)", type=bool),
         ),
         build=_hbfp_dot,
-        testbench="verif.hbfp.tb_hbfp_dot",
+        testbench="sparsehw.verif.hbfp.tb_hbfp_dot",
         perf=_dot_perf,
         workload_params=(
             Param("blocks", 10000, "block pairs streamed, 1..1000000"),
@@ -61,6 +61,6 @@ BLOCKS = [
                 "the FP32 reference of the HBFP area comparison",
         params=(),
         build=_fp32_mac,
-        testbench="verif.hbfp.tb_fp32_mac",
+        testbench="sparsehw.verif.hbfp.tb_fp32_mac",
     ),
 ]

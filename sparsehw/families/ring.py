@@ -4,12 +4,12 @@ from sparsehw.registry import Block, Param
 
 
 def _build(**params):
-    from hw.ring import Ring
+    from sparsehw.hw.ring import Ring
     return Ring(**params)
 
 
 def _perf(params, workload, *, sim, seed, build_dir):
-    from verif.ring.perf_ring import run_perf
+    from sparsehw.verif.ring.perf_ring import run_perf
     return run_perf(params, workload, sim=sim, seed=seed, build_dir=build_dir)
 
 
@@ -27,7 +27,7 @@ BLOCKS = [
             Param("quota", 4, "1..16 (injections per starving router per fairness round)"),
         ),
         build=_build,
-        testbench="verif.ring.tb_ring",
+        testbench="sparsehw.verif.ring.tb_ring",
         perf=_perf,
         workload_params=(
             Param("pattern", "uniform", "uniform, neighbour, tornado, hotspot, or all (the four "

@@ -10,12 +10,12 @@ REFERENCE_PARAMS = {"lanes": 16, "macs": 4, "max_m": 32, "max_k": 1024, "act_row
 
 
 def _build(**params):
-    from hw.spu import SPU
+    from sparsehw.hw.spu import SPU
     return SPU(**params)
 
 
 def _perf(params, workload, *, sim, seed, build_dir):
-    from verif.spu.perf_spu import run_perf
+    from sparsehw.verif.spu.perf_spu import run_perf
     return run_perf(dict(params), dict(workload), sim=sim, seed=seed, build_dir=build_dir)
 
 
@@ -34,7 +34,7 @@ BLOCKS = [
                   "power of two 1..16 (activation rows per beat)"),
         ),
         build=_build,
-        testbench="verif.spu.tb_spu",
+        testbench="sparsehw.verif.spu.tb_spu",
         perf=_perf,
         perf_defaults=REFERENCE_PARAMS,
         workload_params=(

@@ -10,11 +10,11 @@ from collections import deque
 
 import numpy as np
 
-from golden import figs as gf
-from golden import nm
-from hw.figs import FigsArray, NmBroadcastArray
-from verif import common
-from verif.stream import StreamSink, StreamSource, pack
+from sparsehw.golden import figs as gf
+from sparsehw.golden import nm
+from sparsehw.hw.figs import FigsArray, NmBroadcastArray
+from sparsehw.verif import common
+from sparsehw.verif.stream import StreamSink, StreamSource, pack
 
 
 __all__ = ["make_dut_model", "dut_params", "make_weights", "run_gemm", "BudgetSource", "MASK_KINDS",
@@ -137,7 +137,7 @@ class BudgetSource(StreamSource):
 
 
 async def reset_all(dut):
-    from verif.stream import reset
+    from sparsehw.verif.stream import reset
     dut.w__valid.value = 0
     dut.i__valid.value = 0
     dut.o__ready.value = 0
@@ -168,7 +168,7 @@ async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0
         ``instances``, ``act_bits`` (activation bits delivered), ``required_alpha``, ``got``,
         ``expected``.
     """
-    from verif.stream import CycleCounter
+    from sparsehw.verif.stream import CycleCounter
     model = make_dut_model(engine, params)
     layouts = model.layouts
     rows, cols, beta, width = params["rows"], params["cols"], params["beta"], params["width"]

@@ -3,12 +3,12 @@
 import numpy as np
 from cocotb.triggers import RisingEdge
 
-from golden import figs as gf
-from golden import nm
-from hw.figs import SUPPORTED_RATIOS
-from verif import common
-from verif.figs import dut_params, make_dut_model, make_weights, reset_all, run_gemm
-from verif.stream import pack, start_clock
+from sparsehw.golden import figs as gf
+from sparsehw.golden import nm
+from sparsehw.hw.figs import SUPPORTED_RATIOS
+from sparsehw.verif import common
+from sparsehw.verif.figs import dut_params, make_dut_model, make_weights, reset_all, run_gemm
+from sparsehw.verif.stream import pack, start_clock
 
 
 __all__ = ["gemm_cases", "nested_levels", "malformed_index", "bad_config", "unroutable",
@@ -111,7 +111,7 @@ async def nested_levels(dut, engine):
 
 
 async def _load_tile(dut, engine, params, entries_for_row, n_log2, m_log2):
-    from verif.stream import StreamSource
+    from sparsehw.verif.stream import StreamSource
     model = make_dut_model(engine, params)
     src = StreamSource(dut, "w")
     src.send_nowait(pack(model.layouts["w"], {"entries": entries_for_row(r), "n_log2": n_log2,

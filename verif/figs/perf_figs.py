@@ -11,12 +11,12 @@ the FiGS array needs at that ratio (``rows * M/N * width`` bits/cycle), and reco
 import cocotb
 import numpy as np
 
-from golden import figs as gf
-from golden import nm
-from hw.figs import SUPPORTED_RATIOS
-from verif import common
-from verif.figs import dut_params, make_weights, reset_all, run_gemm
-from verif.stream import start_clock
+from sparsehw.golden import figs as gf
+from sparsehw.golden import nm
+from sparsehw.hw.figs import SUPPORTED_RATIOS
+from sparsehw.verif import common
+from sparsehw.verif.figs import dut_params, make_weights, reset_all, run_gemm
+from sparsehw.verif.stream import start_clock
 
 
 def _one(fig, engine, params, n, m, k, o, b, budget):
@@ -90,8 +90,8 @@ async def perf_gemm(dut):
 
 def run_perf(engine, params, workload, *, sim, seed, build_dir):
     """Host side of ``sparsehw perf``: build, simulate, return the record (``passed`` added)."""
-    from hw.figs import FigsArray, NmBroadcastArray
-    from verif.runner import run_cocotb
+    from sparsehw.hw.figs import FigsArray, NmBroadcastArray
+    from sparsehw.verif.runner import run_cocotb
     n, m = nm.check_nm(workload["n"], workload["m"])
     if n & (n - 1):
         raise ValueError(f"n must be a power of two between 1 and m={m}, not {n!r}")
@@ -102,7 +102,7 @@ def run_perf(engine, params, workload, *, sim, seed, build_dir):
         raise ValueError(f"budget must be >= 0 bits per cycle (0: unlimited), "
                          f"not {workload['budget']!r}")
     cls = FigsArray if engine == "figs" else NmBroadcastArray
-    result = run_cocotb(cls(**params), engine, "verif.figs.perf_figs", build_dir=build_dir,
+    result = run_cocotb(cls(**params), engine, "sparsehw.verif.figs.perf_figs", build_dir=build_dir,
                         sim=sim, seed=seed, params=params, workload={**workload, "engine": engine})
     record = dict(result.record)
     record["passed"] = result.passed

@@ -2,7 +2,7 @@
 
 import cocotb
 
-from verif.figs import cases
+from sparsehw.verif.figs import cases
 
 ENGINE = "figs"
 

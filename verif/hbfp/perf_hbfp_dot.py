@@ -7,10 +7,10 @@ Every result is also checked against the golden model.
 import cocotb
 import numpy as np
 
-from hw.hbfp import DOT_OUT_LAYOUT, dot_in_layout
-from verif import common
-from verif.hbfp.vectors import dot_ops
-from verif.stream import StreamSink, StreamSource, pack, reset, start_clock, unpack
+from sparsehw.hw.hbfp import DOT_OUT_LAYOUT, dot_in_layout
+from sparsehw.verif import common
+from sparsehw.verif.hbfp.vectors import dot_ops
+from sparsehw.verif.stream import StreamSink, StreamSource, pack, reset, start_clock, unpack
 
 
 @cocotb.test()
@@ -33,7 +33,7 @@ async def throughput(dut):
     src.send_nowait(pack(layout, beat) for beat in beats)
     n_out = sum(beat["last"] for beat in beats)
     await sink.wait_for(n_out, timeout_cycles=10 * blocks + 100)
-    from golden.fp32 import same
+    from sparsehw.golden.fp32 import same
     mismatches = sum(not same(unpack(DOT_OUT_LAYOUT, item)["value"], want[0])
                      for item, want in zip(sink.items, expected))
     assert mismatches == 0, f"{mismatches} of {n_out} dot products differ from the golden model"
@@ -48,9 +48,9 @@ async def throughput(dut):
 
 def run_perf(params, workload, *, sim, seed, build_dir):
     """Build ``hbfp_dot`` with ``params``, run :func:`throughput`, return the perf figures."""
-    from hw.hbfp import HbfpDot
-    from verif.runner import run_cocotb
-    result = run_cocotb(HbfpDot(**params), "hbfp_dot", "verif.hbfp.perf_hbfp_dot",
+    from sparsehw.hw.hbfp import HbfpDot
+    from sparsehw.verif.runner import run_cocotb
+    result = run_cocotb(HbfpDot(**params), "hbfp_dot", "sparsehw.verif.hbfp.perf_hbfp_dot",
                         build_dir=build_dir, sim=sim, seed=seed, params=params,
                         workload=workload)
     if not result.passed:

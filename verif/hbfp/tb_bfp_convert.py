@@ -3,11 +3,11 @@
 import cocotb
 import numpy as np
 
-from golden.hbfp import INVALID_EXP, quantize
-from hw.hbfp import bfp_out_layout
-from verif import common
-from verif.hbfp.vectors import corner_blocks, wide_values
-from verif.stream import StreamSink, StreamSource, pack, reset, start_clock, unpack
+from sparsehw.golden.hbfp import INVALID_EXP, quantize
+from sparsehw.hw.hbfp import bfp_out_layout
+from sparsehw.verif import common
+from sparsehw.verif.hbfp.vectors import corner_blocks, wide_values
+from sparsehw.verif.stream import StreamSink, StreamSource, pack, reset, start_clock, unpack
 
 
 @cocotb.test()

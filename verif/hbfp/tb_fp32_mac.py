@@ -3,10 +3,10 @@
 import cocotb
 import numpy as np
 
-from golden.fp32 import from_bits, bits, fp32_mac, same
-from verif import common
-from verif.hbfp.vectors import fp32_mac_vectors
-from verif.stream import StreamSink, StreamSource, pack, reset, start_clock
+from sparsehw.golden.fp32 import from_bits, bits, fp32_mac, same
+from sparsehw.verif import common
+from sparsehw.verif.hbfp.vectors import fp32_mac_vectors
+from sparsehw.verif.stream import StreamSink, StreamSource, pack, reset, start_clock
 
 
 LAYOUT = None

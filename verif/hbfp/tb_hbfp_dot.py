@@ -3,10 +3,10 @@
 import cocotb
 import numpy as np
 
-from hw.hbfp import DOT_OUT_LAYOUT, dot_in_layout
-from verif import common
-from verif.hbfp.vectors import dot_ops
-from verif.stream import StreamSink, StreamSource, pack, reset, start_clock, unpack
+from sparsehw.hw.hbfp import DOT_OUT_LAYOUT, dot_in_layout
+from sparsehw.verif import common
+from sparsehw.verif.hbfp.vectors import dot_ops
+from sparsehw.verif.stream import StreamSink, StreamSource, pack, reset, start_clock, unpack
 
 
 async def _check(dut, beats, expected, stall, salt):
@@ -18,7 +18,7 @@ async def _check(dut, beats, expected, stall, salt):
     sink = StreamSink(dut, "o", rng=common.rng(salt + 1), stall=stall)
     src.send_nowait(pack(layout, beat) for beat in beats)
     await sink.wait_for(len(expected), timeout_cycles=40 * len(beats) + 100)
-    from golden.fp32 import same
+    from sparsehw.golden.fp32 import same
     bad = []
     for i, (item, (value, invalid, error)) in enumerate(zip(sink.items, expected)):
         got = unpack(DOT_OUT_LAYOUT, item)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from golden.fp32 import from_bits
+from sparsehw.golden.fp32 import from_bits
 
 
 __all__ = ["fp32_mac_vectors", "wide_values", "corner_blocks"]
@@ -118,8 +118,8 @@ def dot_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, max_blocks=4, p
     layout), ``expected`` a list of ``(value_bits, invalid, error)`` per dot product, computed from
     the golden model (and, for malformed beats, from the documented checking rule).
     """
-    from golden.fp32 import QNAN, bits
-    from golden.hbfp import INVALID_EXP, MODES, dot, quantize
+    from sparsehw.golden.fp32 import QNAN, bits
+    from sparsehw.golden.hbfp import INVALID_EXP, MODES, dot, quantize
     B = block_size
     corners = corner_blocks(rng, B)
     beats, expected = [], []

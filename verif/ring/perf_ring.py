@@ -15,8 +15,8 @@ parameters); the record then has ``patterns`` (one full record per pattern), ``u
 the smallest of the four, and the uniform pattern's figures at the top level.
 """
 
-from hw.ring import RingHarness
-from verif.runner import run_cocotb
+from sparsehw.hw.ring import RingHarness
+from sparsehw.verif.runner import run_cocotb
 
 
 def _check_workload(params, workload):
@@ -36,7 +36,7 @@ def run_perf(params, workload, *, sim, seed, build_dir):
                           eject_depth=params["eject_depth"], starve=params["starve"],
                           quota=params["quota"])
     soak = bool(workload.get("soak", False))
-    result = run_cocotb(harness, "ring_harness", "verif.ring.tb_harness", build_dir=build_dir,
+    result = run_cocotb(harness, "ring_harness", "sparsehw.verif.ring.tb_harness", build_dir=build_dir,
                         sim=sim, seed=seed, params=params, workload=workload,
                         testcase="soak" if soak else "sweep")
     record = dict(result.record)

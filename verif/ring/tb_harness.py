@@ -16,10 +16,10 @@ Tests
 import cocotb
 from cocotb.triggers import ClockCycles, RisingEdge
 
-import golden.ring as golden
-from hw.ring import PATTERN_CODES
-from verif import common
-from verif.stream import reset, start_clock
+import sparsehw.golden.ring as golden
+from sparsehw.hw.ring import PATTERN_CODES
+from sparsehw.verif import common
+from sparsehw.verif.stream import reset, start_clock
 
 #: A run fails when flits are in flight and no flit is ejected for this many cycles.
 WATCHDOG = 1024

@@ -13,10 +13,10 @@ import cocotb
 from amaranth.hdl import Shape
 from cocotb.triggers import ReadOnly, RisingEdge
 
-import golden.ring as golden
-from hw.ring import eject_layout, inject_layout
-from verif import common
-from verif.stream import StreamSink, StreamSource, pack, reset, start_clock, unpack
+import sparsehw.golden.ring as golden
+from sparsehw.hw.ring import eject_layout, inject_layout
+from sparsehw.verif import common
+from sparsehw.verif.stream import StreamSink, StreamSource, pack, reset, start_clock, unpack
 
 
 def _setup():

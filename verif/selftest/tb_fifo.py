@@ -2,9 +2,9 @@
 
 import cocotb
 
-from verif import common
-from verif.selftest import StreamFifo
-from verif.stream import StreamSink, StreamSource, pack, reset, start_clock, unpack
+from sparsehw.verif import common
+from sparsehw.verif.selftest import StreamFifo
+from sparsehw.verif.stream import StreamSink, StreamSource, pack, reset, start_clock, unpack
 
 
 @cocotb.test()

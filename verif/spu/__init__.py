@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from golden import nm
-from golden import spu as golden_spu
-from hw.spu import spu_layouts
+from sparsehw.golden import nm
+from sparsehw.golden import spu as golden_spu
+from sparsehw.hw.spu import spu_layouts
 
 
 __all__ = ["Job", "make_job", "reject_job", "layouts_of", "expected_beats", "run_jobs",
@@ -35,7 +35,7 @@ class Job:
 
 
 def _pack_all(layout, items):
-    from verif.stream import pack
+    from sparsehw.verif.stream import pack
     return [pack(layout, item) for item in items]
 
 
@@ -138,12 +138,12 @@ async def run_jobs(dut, params, jobs, *, stall=0.0, rng=None, timeout_cycles=Non
     sink applies random back-pressure with the same probability. All endpoints start in the same
     cycle, so their cycle stamps compare directly.
     """
-    from verif.stream import StreamSink, StreamSource, unpack
+    from sparsehw.verif.stream import StreamSink, StreamSource, unpack
     lay = layouts_of(params)
     sources = {}
     for i, port in enumerate(PORTS):
         sources[port] = StreamSource(dut, port, rng=rng and _child(rng, i), stall=stall)
-    sink = StreamSink(dut, "out", rng=rng and _child(rng, 9), stall=stall)
+    sink = StreamSink(dut, "o", rng=rng and _child(rng, 9), stall=stall)
     for port in PORTS:
         sources[port].send_nowait(b for job in jobs for b in job.beats[port])
     want = sum(len(job.expected) for job in jobs)
@@ -151,10 +151,10 @@ async def run_jobs(dut, params, jobs, *, stall=0.0, rng=None, timeout_cycles=Non
         work = sum(len(job.beats["w"]) + len(job.beats["act"]) + 20 for job in jobs)
         timeout_cycles = int(work / (1 - stall) ** 2 * 3) + 200
     await sink.wait_for(want, timeout_cycles)
-    outputs = [unpack(lay["out"], bits) for bits in sink.items]
+    outputs = [unpack(lay["o"], bits) for bits in sink.items]
     for source in sources.values():
         assert source.pending == 0, "a source still holds beats after the last output"
-    return outputs, {**sources, "out": sink}
+    return outputs, {**sources, "o": sink}
 
 
 def _child(rng, salt):

@@ -10,9 +10,9 @@ The outputs are checked against the golden model as well.
 import cocotb
 import numpy as np
 
-from verif import common
-from verif.spu import PORTS, layouts_of, make_job, run_jobs
-from verif.stream import reset, start_clock
+from sparsehw.verif import common
+from sparsehw.verif.spu import PORTS, layouts_of, make_job, run_jobs
+from sparsehw.verif.stream import reset, start_clock
 
 
 # The reference design point (used when no -p is given) is ``perf_defaults`` in
@@ -54,7 +54,7 @@ async def spu_perf(dut):
     start_clock(dut)
     for port in PORTS:
         getattr(dut, f"{port}__valid").value = 0
-    dut.out__ready.value = 0
+    dut.o__ready.value = 0
     await reset(dut)
     got, ends = await run_jobs(dut, params, jobs,
                                timeout_cycles=4 * sum(len(j.beats["w"]) for j in jobs) + 10000)
@@ -62,11 +62,11 @@ async def spu_perf(dut):
     mismatches = sum(g != e for g, e in zip(got, expected)) + abs(len(got) - len(expected))
 
     first = min(ends[p].first_cycle for p in PORTS)
-    cycles = ends["out"].last_cycle - first + 1
+    cycles = ends["o"].last_cycle - first + 1
     ideal = o * (k // m * n) * b / (L * P)
     lay = layouts_of(params)
     port_bits = {}
-    for port in PORTS + ("out",):
+    for port in PORTS + ("o",):
         width = lay[port].size
         port_bits[port] = {"beats": ends[port].transfers, "width": width,
                            "bits_per_cycle": round(ends[port].transfers * width / cycles, 3),
@@ -81,10 +81,10 @@ async def spu_perf(dut):
 
 def run_perf(params, workload, *, sim, seed, build_dir):
     """Entry point of ``sparsehw perf spu``: returns the perf record."""
-    from hw.spu import SPU
-    from verif.runner import run_cocotb
+    from sparsehw.hw.spu import SPU
+    from sparsehw.verif.runner import run_cocotb
     check_workload(params, workload)
-    result = run_cocotb(SPU(**params), "spu", "verif.spu.perf_spu", build_dir=build_dir,
+    result = run_cocotb(SPU(**params), "spu", "sparsehw.verif.spu.perf_spu", build_dir=build_dir,
                         sim=sim, seed=seed, params=params, workload=workload)
     record = dict(result.record)
     record["passed"] = bool(result.passed and record.get("passed", False))

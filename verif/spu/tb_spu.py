@@ -9,9 +9,9 @@ configurations. Generation parameters come from ``verif.common.params()`` (defau
 import cocotb
 import numpy as np
 
-from verif import common
-from verif.spu import expected_beats, make_job, reject_job, run_jobs
-from verif.stream import reset, start_clock
+from sparsehw.verif import common
+from sparsehw.verif.spu import expected_beats, make_job, reject_job, run_jobs
+from sparsehw.verif.stream import reset, start_clock
 
 
 DEFAULTS = {"lanes": 4, "macs": 2, "max_m": 32, "max_k": 128, "act_rows": 2}
@@ -61,7 +61,7 @@ async def _start(dut):
     start_clock(dut)
     for port in ("cfg", "act", "w", "post"):
         getattr(dut, f"{port}__valid").value = 0
-    dut.out__ready.value = 0
+    dut.o__ready.value = 0
     await reset(dut)
 
 
@@ -126,6 +126,6 @@ async def spu_back_to_back_no_stall(dut):
     got, ends = await run_jobs(dut, params, jobs)
     _compare(got, jobs)
     first = min(ends[p].first_cycle for p in ("cfg", "act", "w", "post"))
-    cycles = ends["out"].last_cycle - first + 1
+    cycles = ends["o"].last_cycle - first + 1
     ideal = sum(job.macs for job in jobs) / (params["lanes"] * params["macs"])
     common.record(cycles=cycles, ideal_cycles=ideal)

@@ -19,7 +19,7 @@ survivor rounded to zero). The weights are Student-t
 (heavy-tailed) rows. The report states which order wins for each setting; it is measured, not
 assumed.
 
-Usage: ``python -m synth.sparsity_quant [--seed S] [--rows R] [--cols C] [--out FILE.json]`` or
+Usage: ``python -m sparsehw.experiments.sparsity_quant [--seed S] [--rows R] [--cols C] [--out FILE.json]`` or
 :func:`run` (returns a dict).
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from golden import hbfp, nm
+from sparsehw.golden import hbfp, nm
 
 
 __all__ = ["prune_then_quantize", "quantize_then_prune", "run", "main"]
@@ -116,7 +116,7 @@ def table(result):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m synth.sparsity_quant", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m sparsehw.experiments.sparsity_quant", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--rows", type=int, default=256)

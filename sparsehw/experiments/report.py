@@ -10,8 +10,8 @@ import csv
 import json
 from pathlib import Path
 
-from synth import sections as _sections
-from synth.sweep import run_points, validate_point
+from sparsehw.experiments import sections as _sections
+from sparsehw.experiments.sweep import run_points, validate_point
 
 
 __all__ = ["build_report"]

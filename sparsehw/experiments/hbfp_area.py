@@ -12,7 +12,7 @@ accumulator, ``lane`` a multiplier, its product register and its share of the ad
 ``fp32_mac`` is split into its multiplier and adder halves (each synthesized alone, with the same
 registers).
 
-Usage: ``python -m synth.hbfp_area [--quick] [--targets cmos,ecp5] [--out FILE.json]``, or
+Usage: ``python -m sparsehw.experiments.hbfp_area [--quick] [--targets cmos,ecp5] [--out FILE.json]``, or
 :func:`run` from Python (returns a dict). Results are cached per design point in
 ``build/hbfp_area/cache.json``.
 """
@@ -22,40 +22,16 @@ import json
 import sys
 from pathlib import Path
 
-from amaranth.hdl import Module, Signal
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from sparsehw.hw.parts import Fp32Half
+from sparsehw.verif.runner import REPO_ROOT      # build/ lives at the repository root
 
 
 __all__ = ["run", "main", "table"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MANT = (7, 5, 3)
 DEFAULT_BLOCKS = (16, 32, 64)
 
 
-class _Fp32Half(wiring.Component):
-    """Only the multiplier (``op="mul"``) or only the adder (``op="add"``) of ``fp32_mac``,
-    registered like it (for the area breakdown; not a registered block)."""
-
-    def __init__(self, op):
-        self._op = op
-        super().__init__({"i": In(stream.Signature(data.StructLayout({"a": 32, "b": 32}))),
-                          "o": Out(stream.Signature(32))})
-
-    def elaborate(self, platform):
-        from hw.fp32 import fp_add, fp_mul
-        m = Module()
-        a, b = Signal(32), Signal(32)
-        adv = ~self.o.valid | self.o.ready
-        m.d.comb += self.i.ready.eq(adv)
-        v = Signal()
-        with m.If(adv):
-            m.d.sync += [v.eq(self.i.valid), a.eq(self.i.payload.a), b.eq(self.i.payload.b)]
-        result = (fp_mul if self._op == "mul" else fp_add)(m, a, b, self._op)
-        with m.If(adv):
-            m.d.sync += [self.o.valid.eq(v), self.o.payload.eq(result)]
-        return m
 
 
 def _key(name, params, target):
@@ -66,15 +42,15 @@ def _synth(name, params, target, cache, cache_path, log):
     key = _key(name, params, target)
     if key in cache:
         return cache[key]
-    from synth.yosys import synthesize
-    from hw.fp32 import Fp32Mac
-    from hw.hbfp import HbfpDot
+    from sparsehw.synth.yosys import synthesize
+    from sparsehw.hw.fp32 import Fp32Mac
+    from sparsehw.hw.hbfp import HbfpDot
     if name == "fp32_mac":
         component = Fp32Mac()
     elif name == "hbfp_dot":
         component = HbfpDot(**params)
     else:
-        component = _Fp32Half(params["op"])
+        component = Fp32Half(params["op"])
     build_dir = REPO_ROOT / "build" / "hbfp_area" / key.replace("|", "_").replace('"', "") \
         .replace(" ", "").replace("{", "").replace("}", "").replace(":", "").replace(",", "_")
     top = name if name != "fp32_half" else f"fp32_{params['op']}"
@@ -201,7 +177,7 @@ def table(result):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m synth.hbfp_area", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m sparsehw.experiments.hbfp_area", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="tiny sweep (m=3,7; B=2,4) for a smoke test")

@@ -16,6 +16,7 @@ what changed, and editing a block's RTL, golden model or testbench recomputes th
 import ast
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -71,20 +72,23 @@ def validate_point(point):
     return normalized
 
 
-_REPO = Path(__file__).resolve().parent.parent
-_PACKAGES = ("hw", "golden", "verif", "synth", "sparsehw")
-_MODULE_NAME = re.compile(r"^(?:hw|golden|verif|synth)(?:\.\w+)+$")
+_REPO = Path(__file__).resolve().parent.parent.parent
+_MODULE_NAME = re.compile(r"^sparsehw(?:\.\w+)+$")
 #: Modules that run each kind of point, besides the block's own family module.
-_KIND_MODULES = {"perf": ("verif.runner",), "synth": ("synth.yosys",),
-                 "pnr": ("synth.yosys", "synth.fmax")}
+_KIND_MODULES = {"perf": ("sparsehw.verif.runner",), "synth": ("sparsehw.synth.yosys",),
+                 "pnr": ("sparsehw.synth.yosys", "sparsehw.synth.fmax")}
 
 
 def _module_file(name):
-    base = _REPO.joinpath(*name.split("."))
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
+    """The source file of module ``name`` of the sparsehw namespace, or None (a name that is not a
+    module, e.g. ``sparsehw.hw.spu.SPU``)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    return Path(spec.origin).resolve()
 
 
 def _dependencies(path):
@@ -100,7 +104,7 @@ def _dependencies(path):
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             if _MODULE_NAME.match(node.value):
                 names = [node.value]
-        found.update(n for n in names if n.split(".")[0] in _PACKAGES and _module_file(n))
+        found.update(n for n in names if n.split(".")[0] == "sparsehw" and _module_file(n))
     return found
 
 

@@ -250,14 +250,14 @@ def _spu_points(quick):
 
 
 def _spu_render(results, plot_dir, quick):
-    from synth.models import spu_cycles
+    from sparsehw.golden.spu import spu_cycles
     main_params = _SPU_QUICK if quick else _SPU_REFERENCE
     perf = sorted((r for r in ok(results) if r["point"]["kind"] == "perf"
                    and r["point"]["params"] == main_params),
                   key=lambda r: r["point"]["workload"]["m"])
     lines = ["Speedup of one GEMM versus N:M sparsity (the S4 paper's Figure 2, from our RTL). "
              "Utilization = ideal cycles (nonzero MACs / (lanes x macs)) / measured cycles; the "
-             "model column is the closed form of `synth/models.py` (compute beats + the cycles "
+             "model column is the closed form of `golden/spu.py: spu_cycles` (compute beats + the cycles "
              "row 0 waits for X to load + pipeline latency).", ""]
     rows, xs, speedups = [], [], []
     dense = next((r for r in perf if r["point"]["workload"]["m"] == 1), None)
@@ -391,7 +391,7 @@ def _hbfp_render(results, plot_dir, quick):
     lines = ["Area per MAC lane, same Yosys flow and run: one `fp32_mac` (IEEE binary32 "
              "multiply then add) per lane versus one `hbfp_dot` of B lanes / B (exponent logic, "
              "block-to-FP32 conversion and FP32 accumulator included). Ratio = FP32 per lane / "
-             "HBFP per lane; targets: HBFP8 >= 8.5x, HBFP4 >= 17x. `python -m synth.hbfp_area` "
+             "HBFP per lane; targets: HBFP8 >= 8.5x, HBFP4 >= 17x. `python -m sparsehw.experiments.hbfp_area` "
              "adds the breakdown of where the area goes.", ""]
     rows, series = [], {}
     for target, metric in (("cmos", "transistors"), ("ecp5", "luts")):
@@ -427,7 +427,7 @@ def _hbfp_render(results, plot_dir, quick):
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         lines += ["", save_plot(fig, plot_dir, "hbfp_area_per_lane"), ""]
-    from synth import sparsity_quant
+    from sparsehw.experiments import sparsity_quant
     study = sparsity_quant.run(seed=3, rows=64 if quick else 256, cols=128 if quick else 512,
                                block_size=16)
     lines += ["Sparsity and quantization order (golden models, heavy-tailed random weights; "
@@ -561,3 +561,12 @@ def _figs_render(results, plot_dir, quick):
 
 SECTIONS.append(Section("figs", "FiGS swap-register array versus broadcast N:M engine",
                         ("figs", "nm_broadcast"), _figs_points, _figs_render))
+
+
+# Families whose section lives in a module of its own (``section_<family>.py`` exporting
+# ``SECTION``, or None while the family has no section yet).
+for _family in ("act", "chip"):
+    _section = __import__(f"sparsehw.experiments.section_{_family}",
+                          fromlist=["SECTION"]).SECTION
+    if _section is not None:
+        SECTIONS.append(_section)

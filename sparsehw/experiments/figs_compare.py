@@ -5,7 +5,7 @@ budget) and ``sparsehw synth`` (cmos, ecp5) for both engines at equal MAC count,
 array and a larger one, plus an area breakdown (MACs, input/swap registers, operand muxes,
 weight+index storage, rest). Records are cached as JSON in the output directory.
 
-    python -m synth.figs_compare [--out build/figs_compare] [--sim verilator] [--jobs 2]
+    python -m sparsehw.experiments.figs_compare [--out build/figs_compare] [--sim verilator] [--jobs 2]
 """
 
 import argparse
@@ -14,9 +14,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from amaranth.hdl import Array, Module, Signal, signed
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from sparsehw.hw.parts import EnabledRegs, Multiplier, OperandMux
 
 
 SIZES = {
@@ -41,45 +39,6 @@ def _engine_params(engine, size):
 
 # -- area parts: the pieces of the array, each synthesized alone ------------------------------
 
-class _Mac(wiring.Component):
-    """One MAC's multiplier (int8 x int8 -> int16). Its share of the column adder tree is
-    counted under "rest" (reduction, partial-sum pipeline, control, load path)."""
-    def __init__(self, width):
-        self._w = width
-        super().__init__({"a": In(signed(width)), "b": In(signed(width)),
-                          "y": Out(signed(2 * width))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.d.comb += self.y.eq(self.a * self.b)
-        return m
-
-
-class _Mux(wiring.Component):
-    """One MAC's operand multiplexer: ``inputs`` operands of ``width`` bits."""
-    def __init__(self, width, inputs):
-        self._n = inputs
-        bits = max(1, (inputs - 1).bit_length())
-        super().__init__({"x": In(width * inputs), "sel": In(bits), "y": Out(width)})
-        self._w = width
-
-    def elaborate(self, platform):
-        m = Module()
-        m.d.comb += self.y.eq(Array(self.x[i * self._w:(i + 1) * self._w]
-                                    for i in range(self._n))[self.sel])
-        return m
-
-
-class _Regs(wiring.Component):
-    """``bits`` flip-flops with a common enable (input registers, weight storage)."""
-    def __init__(self, bits):
-        super().__init__({"d": In(bits), "en": In(1), "q": Out(bits)})
-
-    def elaborate(self, platform):
-        m = Module()
-        with m.If(self.en):
-            m.d.sync += self.q.eq(self.d)
-        return m
 
 
 def _parts(engine, params):
@@ -94,16 +53,16 @@ def _parts(engine, params):
         lanes = params["max_m"]
     sel_bits = max(1, (inputs - 1).bit_length())
     return [
-        ("macs", lambda: _Mac(width), macs),
-        ("input_regs", lambda: _Regs(lanes * width), rows * cols),
-        ("operand_muxes", lambda: _Mux(width, inputs), macs),
-        ("weight_index_storage", lambda: _Regs(width + sel_bits), 2 * macs),
+        ("macs", lambda: Multiplier(width), macs),
+        ("input_regs", lambda: EnabledRegs(lanes * width), rows * cols),
+        ("operand_muxes", lambda: OperandMux(width, inputs), macs),
+        ("weight_index_storage", lambda: EnabledRegs(width + sel_bits), 2 * macs),
     ]
 
 
 def area(engine, size, out, target):
-    from synth.yosys import synthesize
-    from hw.figs import FigsArray, NmBroadcastArray
+    from sparsehw.synth.yosys import synthesize
+    from sparsehw.hw.figs import FigsArray, NmBroadcastArray
     params = _engine_params(engine, size)
     path = out / f"synth-{engine}-{size}-{target}.json"
     if path.exists():
@@ -119,7 +78,7 @@ def area(engine, size, out, target):
 def breakdown(engine, size, out, total):
     """cmos transistors per part (each part synthesized alone, times its count); "rest" is the
     full design minus the parts."""
-    from synth.yosys import synthesize
+    from sparsehw.synth.yosys import synthesize
     params = _engine_params(engine, size)
     path = out / f"parts-{engine}-{size}.json"
     if path.exists():
@@ -138,7 +97,7 @@ def breakdown(engine, size, out, total):
 
 
 def perf(engine, size, out, sim):
-    from verif.figs.perf_figs import run_perf
+    from sparsehw.verif.figs.perf_figs import run_perf
     params = _engine_params(engine, size)
     path = out / f"perf-{engine}-{size}.json"
     if path.exists():
@@ -167,7 +126,7 @@ def table(perfs, areas):
                      "ratio pred | ratio meas | FiGS util | broadcast util | budget (bits/cycle) | "
                      "FiGS cycles | broadcast cycles | speedup |")
         lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
-        from hw.figs import SUPPORTED_RATIOS
+        from sparsehw.hw.figs import SUPPORTED_RATIOS
         for n, m in SUPPORTED_RATIOS:
             key = f"{n}:{m}"
             if key not in f.get("by_ratio", {}) or key not in b.get("by_ratio", {}):

@@ -1,0 +1,3 @@
+"""Report section of the act family (design points and rendering); None until it has one."""
+
+SECTION = None

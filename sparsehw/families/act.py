@@ -1,0 +1,3 @@
+"""Registry entry of the activation engine (docs/act_engine.md)."""
+
+BLOCKS = []
