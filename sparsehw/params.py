@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
-__all__ = ["Rule", "Param", "ParamSpec", "int_in", "pow2_in", "one_of", "boolean", "check"]
+__all__ = ["Rule", "Param", "ParamSpec", "int_in", "pow2_in", "float_in", "one_of", "boolean",
+           "check"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,11 @@ def pow2_in(low, high):
     """A power of two in ``low..high``."""
     return Rule(f"a power of two in {low}..{high}",
                 lambda v: low <= v <= high and v > 0 and v & (v - 1) == 0)
+
+
+def float_in(low, high):
+    """A number (``float`` or ``int``) in ``low..high``."""
+    return Rule(f"a number in {low}..{high}", lambda v: low <= v <= high, (float, int))
 
 
 def one_of(*choices):
@@ -168,14 +174,25 @@ class ParamSpec:
     Parameters
     ----------
     *params : Param
+    kind : str
+        What one entry is called in messages (``"parameter"``, ``"workload knob"``).
     """
     params: tuple = field(default=())
+    kind: str = "parameter"
 
-    def __init__(self, *params):
+    def __init__(self, *params, kind="parameter"):
         names = [p.name for p in params]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate parameter names in {names}")
         object.__setattr__(self, "params", tuple(params))
+        object.__setattr__(self, "kind", kind)
+
+    def __len__(self):
+        return len(self.params)
+
+    def _unknown(self, name):
+        return TypeError(f"unknown {self.kind} {name!r}; allowed: "
+                         f"{', '.join(self.names) or 'none'}")
 
     def __iter__(self):
         return iter(self.params)
@@ -194,8 +211,11 @@ class ParamSpec:
         """The default values, as a new dict."""
         return {p.name: p.default for p in self.params}
 
-    def validate(self, **given):
+    def validate(self, context=None, /, **given):
         """Defaults overlaid with ``given``, each value checked; returns a new dict.
+
+        ``context`` (positional) holds values a rule function may also depend on without being
+        part of this spec: the generation parameters, for the workload knobs of a perf run.
 
         Raises
         ------
@@ -204,14 +224,14 @@ class ParamSpec:
         ValueError
             A value outside its range.
         """
-        unknown = [name for name in given if name not in self.names]
-        if unknown:
-            raise TypeError(f"unknown parameter {unknown[0]!r}; allowed: "
-                            f"{', '.join(self.names) or 'none'}")
+        for name in given:
+            if name not in self.names:
+                raise self._unknown(name)
         values = {}
         for param in self.params:
             value = given.get(param.name, param.default)
-            values[param.name] = param.rule_for(values).check(param.name, value)
+            seen = values if context is None else {**context, **values}
+            values[param.name] = param.rule_for(seen).check(param.name, value)
         return values
 
     def convert(self, given):
@@ -219,8 +239,7 @@ class ParamSpec:
         out = {}
         for name, text in given.items():
             if name not in self.names:
-                raise TypeError(f"unknown parameter {name!r}; allowed: "
-                                f"{', '.join(self.names) or 'none'}")
+                raise self._unknown(name)
             out[name] = self[name].convert(text)
         return out
 

@@ -5,11 +5,14 @@ A block family lives in ``sparsehw/families/<family>.py`` and exports ``BLOCKS``
 """
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
+from sparsehw import params
+from sparsehw.params import ParamSpec, Rule
 
-__all__ = ["FAMILIES", "Param", "Block", "UserError", "all_blocks", "get_block",
+
+__all__ = ["FAMILIES", "Block", "UserError", "all_blocks", "get_block",
            "parse_assignments", "resolve_params", "resolve_workload", "build", "check_params"]
 
 
@@ -30,21 +33,10 @@ class UserError(Exception):
 
 @dataclass(frozen=True)
 class Param:
-    """A generation parameter or workload knob.
+    """Compatibility only, until the ring family declares a :class:`~sparsehw.params.ParamSpec`:
+    a parameter whose range is checked by the builder, described by ``allowed`` in words.
 
-    Parameters
-    ----------
-    name : str
-        Name as used on the command line (``-p name=value``) and as keyword of the builder.
-    default
-        Default value.
-    allowed : str
-        What is allowed, in words (``"power of two in 1..32"``). The builder does the checking;
-        this text is shown by ``sparsehw list``.
-    type : type
-        ``int``, ``str``, ``bool`` or ``float``: how a command-line string is converted.
-    choices : tuple or None
-        For string parameters, the allowed values (checked by the CLI).
+    New code uses :class:`sparsehw.params.Param`.
     """
     name: str
     default: Any
@@ -52,33 +44,19 @@ class Param:
     type: type = int
     choices: tuple = None
 
-    def convert(self, text):
-        """Convert a command-line string to this parameter's type, or raise :class:`UserError`."""
-        if not isinstance(text, str):
-            value = text
-        elif self.type is bool:
-            lowered = text.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                value = True
-            elif lowered in ("0", "false", "no", "off"):
-                value = False
-            else:
-                raise UserError(f"{self.name} must be a boolean (0/1/true/false), not {text!r}")
-        else:
-            try:
-                value = self.type(text.strip(), 0) if self.type is int else self.type(text)
-            except ValueError:
-                raise UserError(f"{self.name} must be {self.type.__name__} ({self.allowed}), "
-                                f"not {text!r}") from None
-        if self.choices is not None and value not in self.choices:
-            raise UserError(f"{self.name} must be one of {', '.join(map(str, self.choices))}, "
-                            f"not {value!r}")
-        return value
+    def spec_param(self):
+        """The same parameter as a :class:`sparsehw.params.Param` checking only the type (and
+        the choices); the builder checks the range."""
+        types = (bool, int) if self.type is bool else (float, int) if self.type is float \
+            else (self.type,)
+        choices = self.choices
+        rule = Rule(self.allowed, (lambda v: v in choices) if choices else (lambda v: True),
+                    types)
+        return params.Param(self.name, self.default, rule)
 
-    def describe(self):
-        return {"name": self.name, "default": self.default, "type": self.type.__name__,
-                "allowed": self.allowed,
-                **({"choices": list(self.choices)} if self.choices is not None else {})}
+
+def _legacy_spec(declared, kind):
+    return ParamSpec(*(p.spec_param() for p in declared), kind=kind)
 
 
 @dataclass(frozen=True)
@@ -91,40 +69,54 @@ class Block:
         Block name (``sparsehw gen NAME``), also the Verilog module name.
     summary : str
         One line for ``sparsehw list``.
-    params : tuple of Param
-        Generation parameters.
+    params : ParamSpec
+        Generation parameters: the spec the component itself validates with.
     build : callable
         ``build(**params) -> wiring.Component``; raises ``ValueError``/``TypeError`` for illegal values.
     testbench : str or None
-        Dotted module of the cocotb regression (``verif.spu.tb_spu``).
+        Dotted module of the cocotb regression (``sparsehw.verif.spu.tb_spu``).
     perf : callable or None
-        ``perf(params, workload, *, sim, seed, build_dir) -> dict`` perf record.
-    workload_params : tuple of Param
-        Knobs of ``sparsehw perf -w NAME=VALUE``.
+        ``perf(params, workload, *, sim, seed, build_dir) -> dict`` perf record, with
+        ``passed`` (bool) and, when it is false, ``error`` (one line).
+    workload_params : ParamSpec
+        Knobs of ``sparsehw perf -w NAME=VALUE`` (``kind="workload knob"``); a rule may depend on
+        the generation parameters (see :meth:`ParamSpec.validate`'s ``context``).
     synth_build : callable or None
         Alternative top level for synthesis (default: ``build``).
+    workload_summary : str
+        One line on the perf workload for ``sparsehw list``.
     perf_defaults : dict or None
         Generation parameters ``sparsehw perf`` uses when no ``-p`` is given (when the
         reference workload needs a bigger design than the quick-to-simulate defaults).
     """
     name: str
     summary: str
-    params: tuple
+    params: ParamSpec
     build: Callable
     testbench: str = None
     perf: Callable = None
-    workload_params: tuple = ()
+    workload_params: ParamSpec = ParamSpec(kind="workload knob")
     synth_build: Callable = None
     workload_summary: str = ""
     perf_defaults: dict = None
 
+    def __post_init__(self):
+        # Compatibility: a tuple of registry.Param (ring family, until it declares a ParamSpec).
+        if not isinstance(self.params, ParamSpec):
+            object.__setattr__(self, "_legacy", True)
+            object.__setattr__(self, "params", _legacy_spec(self.params, "parameter"))
+        if not isinstance(self.workload_params, ParamSpec):
+            object.__setattr__(self, "workload_params",
+                               _legacy_spec(self.workload_params, "workload knob"))
+
     def defaults(self):
-        return {p.name: p.default for p in self.params}
+        """The default generation parameters, as a new dict."""
+        return self.params.defaults()
 
     def describe(self):
         return {"name": self.name, "summary": self.summary,
-                "params": [p.describe() for p in self.params],
-                "workload_params": [p.describe() for p in self.workload_params],
+                "params": self.params.describe(),
+                "workload_params": self.workload_params.describe(),
                 "workload": self.workload_summary,
                 "has_testbench": self.testbench is not None, "has_perf": self.perf is not None}
 
@@ -159,26 +151,37 @@ def parse_assignments(items, what="parameter"):
     return result
 
 
-def _resolve(declared, given, block_name, what):
-    by_name = {p.name: p for p in declared}
-    values = {p.name: p.default for p in declared}
-    for name, text in given.items():
-        if name not in by_name:
-            allowed = ", ".join(by_name) or "none"
-            raise UserError(f"unknown {what} {name!r} for block {block_name!r}; "
-                            f"allowed: {allowed}")
-        values[name] = by_name[name].convert(text)
-    return values
+def _validate(block, spec, given, context=None):
+    try:
+        return spec.validate(context, **spec.convert(given))
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{block.name}: {error}") from None
 
 
 def resolve_params(block, given):
-    """Defaults overlaid with ``given`` (strings or values), converted; unknown names are errors."""
-    return _resolve(block.params, given, block.name, "parameter")
+    """Defaults overlaid with ``given`` (strings or values), converted and validated by the
+    block's spec; :class:`UserError` ``"BLOCK: NAME must be ALLOWED, not VALUE"`` if not legal."""
+    return _validate(block, block.params, given)
 
 
-def resolve_workload(block, given):
-    """Like :func:`resolve_params`, for the workload knobs of ``sparsehw perf``."""
-    return _resolve(block.workload_params, given, block.name, "workload knob")
+def resolve_workload(block, given, params=None):
+    """Like :func:`resolve_params`, for the workload knobs of ``sparsehw perf``.
+
+    With ``params`` (the generation parameters, validated) every rule is checked, also those
+    that depend on them (``k`` up to ``max_k``); without, only the names, the types and the rules
+    that depend on nothing (the perf run validates the rest with the parameters it is given).
+    """
+    if params is not None:
+        return _validate(block, block.workload_params, given, params)
+    spec = block.workload_params
+    try:
+        values = {**spec.defaults(), **spec.convert(given)}
+        for param in spec:
+            if isinstance(param.rule, Rule):
+                param.rule.check(param.name, values[param.name])
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{block.name}: {error}") from None
+    return values
 
 
 def build(block, params, *, for_synth=False):
@@ -191,10 +194,10 @@ def build(block, params, *, for_synth=False):
 
 
 def check_params(block, params):
-    """Validate ``params`` by building the block (its constructor checks them), then discard it.
-
-    The discarded component is marked as deliberately unused, so Amaranth does not warn that an
-    elaboratable was never elaborated.
-    """
-    component = build(block, params)
-    component._MustUse__silence = True
+    """Validate ``params`` with the block's spec, without building anything; return them with
+    the defaults filled in, or raise :class:`UserError`."""
+    values = _validate(block, block.params, params)
+    if getattr(block, "_legacy", False):
+        # Compatibility (ring family, until it declares a ParamSpec): its builder checks ranges.
+        build(block, values)._MustUse__silence = True
+    return values
