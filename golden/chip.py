@@ -1,0 +1,457 @@
+"""The S4-style chip: instruction set, memory map, error codes and the instruction-level model.
+
+The chip is ``subsystems`` SPU subsystems on a ring (``docs/chip.md``). Each subsystem has an
+instruction memory, a weight memory, a post-op memory and two activation banks, and a sequencer
+that runs the program in its instruction memory from address 0. This module is the
+**specification** the RTL (``hw/chip``) is checked against; it does not depend on the RTL.
+
+Instruction set (one 128-bit word per instruction)
+--------------------------------------------------
+Bits ``[3:0]`` hold the opcode. Every field is an unsigned bit field at a fixed position (tables
+below and in ``docs/chip.md``); bits not named by the opcode's layout are **reserved and must be
+zero**.
+
+====== ===== ================================================================================
+opcode name  effect
+====== ===== ================================================================================
+0      --    illegal (an all-zero word: a program that runs off its end stops with an error)
+1      GEMM  ``Y = post(W X)`` on the SPU; ``Y`` rows written to every subsystem in ``mask``
+2      SEND  copy ``count`` rows of a bank to every subsystem in ``mask``
+3      WAIT  block until ``count`` rows have arrived in ``bank``, then subtract ``count``
+4      HALT  stop; the subsystem's state becomes HALTED
+5      ACT   reserved for the activation engine (not implemented yet: ``ERR_OPCODE``)
+6..15  --    illegal
+====== ===== ================================================================================
+
+GEMM fields: ``relu[4]``, ``n_log2[7:5]``, ``m_log2[10:8]``, ``x_bank[11]``, ``d_bank[12]``,
+``x_addr[27:13]``, ``d_addr[42:28]``, ``p_addr[57:43]``, ``k[73:58]``, ``o[89:74]``,
+``mask[105:90]``, ``w_addr[127:106]``.
+
+SEND fields: ``s_bank[4]``, ``r_bank[5]``, ``s_addr[20:6]``, ``r_addr[35:21]``,
+``count[51:36]``, ``mask[67:52]``; bits ``[127:68]`` reserved.
+
+WAIT fields: ``bank[4]``, ``count[20:5]``; bits ``[127:21]`` reserved.
+
+HALT: bits ``[127:4]`` reserved.
+
+Semantics (the order is the program order; an instruction's effects are complete before the
+next instruction's begin, as far as any program obeying the hazard rule can observe)
+------------------------------------------------------------------------------------------------
+GEMM
+    ``X = bank[x_bank][x_addr : x_addr + k]`` (``k`` rows, ``lanes`` int8 each). Output row ``r``
+    (``0 <= r < o``) uses the weight words ``w_addr + r*bpr .. w_addr + (r+1)*bpr - 1`` with
+    ``bpr = ceil((k / m * n) / macs)`` (the entries after the row's ``k/m*n`` nonzeros in its last
+    word are ignored, as in the SPU) and the post-op word ``p_addr + r``; ``n = 2**n_log2``,
+    ``m = 2**m_log2``. ``Y`` is exactly :func:`golden.spu.spu_gemm` (numeric rules in
+    :mod:`golden.nm`). Row ``r`` of ``Y`` is written to ``bank[d_bank][d_addr + r]`` of **every**
+    subsystem ``d`` whose bit ``d`` is set in ``mask`` (the own bit = a local write; other bits =
+    over the ring), and each such delivery adds 1 to that subsystem's arrival counter of
+    ``d_bank``. A row with malformed weight indices is written as zeros and sets the sticky
+    ``row_error`` status bit of the computing subsystem; it does not stop it.
+SEND
+    Rows ``bank[s_bank][s_addr : s_addr + count]`` are written to ``bank[r_bank][r_addr : r_addr
+    + count]`` of every subsystem in ``mask`` (own bit included: a local copy, whose source and
+    destination must not overlap), each row adding 1 to the receiver's counter of ``r_bank``.
+    ``count = 0`` does nothing.
+WAIT
+    Blocks until ``counter[bank] >= count``, then ``counter[bank] -= count``. Every delivered row
+    counts, local ones included (a subsystem that writes its own GEMM output with the own mask bit
+    waits for those rows like for remote ones). Counters are cleared at start; they cannot
+    overflow (:func:`counter_bits`).
+HALT
+    The subsystem stops with state HALTED once its earlier instructions have finished (in the
+    RTL: every row it produced has been written locally or handed to the ring). The chip is done
+    when every subsystem has halted or stopped on an error and the ring is empty.
+
+**Hazard rule** (a program obligation, which the compiler obeys): an instruction may read a bank
+row, or overwrite a row that another instruction may still read, only after a WAIT has accounted
+for every delivery to that row the instruction depends on. Programs that obey it give the same
+final memories whatever the relative timing of the subsystems; this model runs the subsystems
+round-robin, one instruction each per round, and delivers rows instantly.
+
+Errors
+------
+Before an instruction has any effect the sequencer checks it; a failing check stops the
+subsystem with state ERROR, ``error`` = the code and ``pc`` = the address of the instruction.
+When several checks fail, the **smallest code** is reported. ``reset`` (host) clears state,
+error, pc, counters and ``row_error`` (not the memories) and the next start runs normally.
+
+== ================ ==================================================================
+1  ERR_OPCODE       opcode 0, 5 (ACT, reserved) or 6..15
+2  ERR_RESERVED     a reserved bit is set
+3  ERR_NM           GEMM: ``m_log2 > log2(max_m)`` or ``n_log2 > m_log2``
+4  ERR_K            GEMM: ``k == 0``, ``k > max_k``, ``k % m != 0`` or ``k % act_rows != 0``
+5  ERR_O            GEMM: ``o == 0``
+6  ERR_ALIGN        GEMM: ``x_addr % act_rows != 0``
+7  ERR_SRC_RANGE    GEMM: ``x_addr + k > bank_rows``; SEND: ``s_addr + count > bank_rows``
+8  ERR_W_RANGE      GEMM: ``w_addr + o * bpr > wmem_depth``
+9  ERR_P_RANGE      GEMM: ``p_addr + o > pmem_depth``
+10 ERR_DST_RANGE    GEMM: ``d_addr + o > bank_rows``; SEND: ``r_addr + count > bank_rows``
+11 ERR_NODE         GEMM/SEND: a ``mask`` bit ``>= subsystems`` is set
+12 ERR_PC           the program counter reached ``imem_depth`` (no HALT)
+13 ERR_DEADLOCK     WAIT can never complete: every subsystem still running is blocked on a
+                    WAIT and no row is in flight (the chip detects it; the model too)
+== ================ ==================================================================
+
+Memory map and word formats (host port)
+---------------------------------------
+Per subsystem, memory ids (``MEM_*``), depth in words, and word format (bit 0 = LSB; the formats
+are the SPU's port layouts, :func:`hw.spu.spu_layouts`):
+
+- ``MEM_IMEM = 0``: ``imem_depth`` words of 128 bits (instructions).
+- ``MEM_WMEM = 1``: ``wmem_depth`` words of ``macs * (8 + idx_bits)`` bits, ``idx_bits =
+  max(1, log2(max_m))``; entry ``p`` at bits ``p*(8+idx_bits)``: int8 value (two's complement)
+  then the index.
+- ``MEM_PMEM = 2``: ``pmem_depth`` words of 53 bits: ``bias`` int32 ``[31:0]``, ``mult`` u16
+  ``[47:32]``, ``shift`` u5 ``[52:48]``.
+- ``MEM_BANK0 = 3``, ``MEM_BANK1 = 4``: ``bank_rows`` rows of ``lanes * 8`` bits, lane ``b`` at
+  ``[8b+7:8b]`` (int8). Addresses count rows (an RTL with wider bank words keeps row addressing
+  at the host port).
+- Status (read only): :func:`status_word`: ``state[1:0]`` (0 IDLE, 1 RUNNING, 2 HALTED,
+  3 ERROR), ``error[5:2]``, ``row_error[6]``, ``pc[31:16]``.
+"""
+
+import operator
+from dataclasses import dataclass
+
+from sparsehw.params import Param, ParamSpec, int_in, pow2_in
+
+
+__all__ = [
+    "INSTR_BITS", "OPCODES", "OP_GEMM", "OP_SEND", "OP_WAIT", "OP_HALT", "OP_ACT",
+    "Gemm", "Send", "Wait", "Halt", "LAYOUTS", "encode", "decode", "DecodeError",
+    "ERRORS", "ERR_NONE", "ERR_OPCODE", "ERR_RESERVED", "ERR_NM", "ERR_K", "ERR_O", "ERR_ALIGN",
+    "ERR_SRC_RANGE", "ERR_W_RANGE", "ERR_P_RANGE", "ERR_DST_RANGE", "ERR_NODE", "ERR_PC",
+    "ERR_DEADLOCK", "check", "check_word", "beats_per_row",
+    "MEM_IMEM", "MEM_WMEM", "MEM_PMEM", "MEM_BANK0", "MEM_BANK1", "MEMORIES",
+    "IDLE", "RUNNING", "HALTED", "ERROR", "STATES", "status_word", "counter_bits",
+    "CHIP_PARAMS", "ADDR_BITS", "W_ADDR_BITS", "MAX_ROWS", "idx_bits", "word_bits",
+    "pack_w", "unpack_w", "pack_post", "unpack_post", "pack_row", "unpack_row",
+]
+
+
+#: Width of one instruction word.
+INSTR_BITS = 128
+#: Width of the bank-row and post-op address fields (banks and the post-op memory hold at most
+#: ``2**ADDR_BITS`` words).
+ADDR_BITS = 15
+#: Width of the weight address field.
+W_ADDR_BITS = 22
+#: Largest bank / post-op memory depth and largest ``max_k`` the chip accepts.
+MAX_ROWS = 1 << ADDR_BITS
+
+OP_GEMM, OP_SEND, OP_WAIT, OP_HALT, OP_ACT = 1, 2, 3, 4, 5
+#: Opcode by mnemonic; only GEMM, SEND, WAIT and HALT execute (ACT is reserved).
+OPCODES = {"GEMM": OP_GEMM, "SEND": OP_SEND, "WAIT": OP_WAIT, "HALT": OP_HALT, "ACT": OP_ACT}
+
+(ERR_NONE, ERR_OPCODE, ERR_RESERVED, ERR_NM, ERR_K, ERR_O, ERR_ALIGN, ERR_SRC_RANGE,
+ ERR_W_RANGE, ERR_P_RANGE, ERR_DST_RANGE, ERR_NODE, ERR_PC, ERR_DEADLOCK) = range(14)
+#: Error names by code (``error`` field of the status, 4 bits).
+ERRORS = {0: "NONE", 1: "OPCODE", 2: "RESERVED", 3: "NM", 4: "K", 5: "O", 6: "ALIGN",
+          7: "SRC_RANGE", 8: "W_RANGE", 9: "P_RANGE", 10: "DST_RANGE", 11: "NODE", 12: "PC",
+          13: "DEADLOCK"}
+
+MEM_IMEM, MEM_WMEM, MEM_PMEM, MEM_BANK0, MEM_BANK1 = range(5)
+#: Memory names by id (host port).
+MEMORIES = {MEM_IMEM: "imem", MEM_WMEM: "wmem", MEM_PMEM: "pmem", MEM_BANK0: "bank0",
+            MEM_BANK1: "bank1"}
+
+IDLE, RUNNING, HALTED, ERROR = range(4)
+#: Subsystem states by code (``state`` field of the status, 2 bits).
+STATES = {IDLE: "IDLE", RUNNING: "RUNNING", HALTED: "HALTED", ERROR: "ERROR"}
+
+
+
+def counter_bits(params):
+    """Width of an arrival counter that cannot overflow in one run: a program has no branches,
+    so at most ``imem_depth`` instructions per subsystem each deliver at most ``bank_rows`` rows
+    to a bank: ``ceil_log2(subsystems * imem_depth * bank_rows + 1)``."""
+    total = params["subsystems"] * params["imem_depth"] * params["bank_rows"]
+    return total.bit_length()
+
+
+#: The chip model's generation parameters (the RTL adds its own, such as the flit width, by
+#: ``ParamSpec(*CHIP_PARAMS, ...)``). SPU parameters as in :class:`hw.spu.SPU`.
+CHIP_PARAMS = ParamSpec(
+    Param("subsystems", 4, int_in(1, 16), doc="SPU subsystems on the ring"),
+    Param("lanes", 4, int_in(1, 64), doc="SPU batch columns = int8 per bank row"),
+    Param("macs", 2, int_in(1, 16), doc="SPU nonzero weights per cycle = entries per weight word"),
+    Param("max_m", 32, pow2_in(1, 32), doc="largest N:M group size"),
+    Param("act_rows", 2, pow2_in(1, 16), doc="rows of X per SPU activation beat"),
+    Param("max_k", 128, lambda v: pow2_in(max(v["max_m"], v["act_rows"]), MAX_ROWS),
+          doc="largest K of one GEMM", allowed="a power of two in max(max_m, act_rows)..32768"),
+    Param("imem_depth", 64, pow2_in(2, 1 << 15), doc="instructions per subsystem"),
+    Param("wmem_depth", 1024, pow2_in(2, 1 << W_ADDR_BITS), doc="weight words per subsystem"),
+    Param("pmem_depth", 256, pow2_in(2, MAX_ROWS), doc="post-op words per subsystem"),
+    Param("bank_rows", 256, lambda v: pow2_in(v["max_k"], MAX_ROWS),
+          doc="rows per activation bank (two banks)", allowed="a power of two in max_k..32768"),
+)
+
+
+# -- instruction formats ------------------------------------------------------------------------
+def _layout(*items):
+    """``{field: (lsb, width)}`` from ``(name, width)`` pairs packed upwards from bit 4."""
+    out, lsb = {}, 4
+    for name, width in items:
+        out[name] = (lsb, width)
+        lsb += width
+    assert lsb <= INSTR_BITS
+    return out
+
+
+#: Field positions ``{field: (lsb, width)}`` per opcode (the opcode itself is bits [3:0]).
+LAYOUTS = {
+    OP_GEMM: _layout(("relu", 1), ("n_log2", 3), ("m_log2", 3), ("x_bank", 1), ("d_bank", 1),
+                     ("x_addr", ADDR_BITS), ("d_addr", ADDR_BITS), ("p_addr", ADDR_BITS),
+                     ("k", 16), ("o", 16), ("mask", 16), ("w_addr", W_ADDR_BITS)),
+    OP_SEND: _layout(("s_bank", 1), ("r_bank", 1), ("s_addr", ADDR_BITS), ("r_addr", ADDR_BITS),
+                     ("count", 16), ("mask", 16)),
+    OP_WAIT: _layout(("bank", 1), ("count", 16)),
+    OP_HALT: {},
+}
+
+
+class DecodeError(ValueError):
+    """A word that is not a valid instruction (illegal opcode or a reserved bit set)."""
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """GEMM: ``bank[d_bank][d_addr:+o]`` of every subsystem in ``mask`` = ``post(W X)``.
+
+    Fields (see the module docstring for the semantics): ``x_bank`` (0/1), ``x_addr`` (row),
+    ``w_addr`` (weight word), ``p_addr`` (post-op word), ``n_log2``, ``m_log2`` (0..7; the SPU
+    accepts ``n_log2 <= m_log2 <= log2(max_m)``), ``k`` (rows of X, 0..65535), ``o`` (output
+    rows, 0..65535), ``relu`` (0/1), ``d_bank``, ``d_addr``, ``mask`` (bit ``d`` = subsystem
+    ``d``).
+    """
+    x_bank: int = 0
+    x_addr: int = 0
+    w_addr: int = 0
+    p_addr: int = 0
+    n_log2: int = 0
+    m_log2: int = 0
+    k: int = 1
+    o: int = 1
+    relu: int = 0
+    d_bank: int = 1
+    d_addr: int = 0
+    mask: int = 1
+    opcode = OP_GEMM
+
+
+@dataclass(frozen=True)
+class Send:
+    """SEND: ``bank[s_bank][s_addr:+count]`` to ``bank[r_bank][r_addr:+count]`` of every
+    subsystem in ``mask``."""
+    s_bank: int = 0
+    s_addr: int = 0
+    count: int = 0
+    mask: int = 0
+    r_bank: int = 0
+    r_addr: int = 0
+    opcode = OP_SEND
+
+
+@dataclass(frozen=True)
+class Wait:
+    """WAIT: block until ``count`` rows have arrived in ``bank`` (then consume them)."""
+    bank: int = 0
+    count: int = 0
+    opcode = OP_WAIT
+
+
+@dataclass(frozen=True)
+class Halt:
+    """HALT: stop this subsystem."""
+    opcode = OP_HALT
+
+
+_CLASSES = {OP_GEMM: Gemm, OP_SEND: Send, OP_WAIT: Wait, OP_HALT: Halt}
+
+
+def encode(instr):
+    """The 128-bit word of ``instr`` (a :class:`Gemm`, :class:`Send`, :class:`Wait` or
+    :class:`Halt`).
+
+    Only the field widths are checked here (any value that fits is encodable, so that programs
+    the hardware must reject can be written); :func:`check` applies the chip's ranges.
+
+    Raises
+    ------
+    TypeError
+        ``instr`` is not an instruction, or a field is not an integer.
+    ValueError
+        A field does not fit its width.
+    """
+    if type(instr) not in _CLASSES.values():
+        raise TypeError(f"instr must be a Gemm, Send, Wait or Halt, not {instr!r}")
+    word = instr.opcode
+    for name, (lsb, width) in LAYOUTS[instr.opcode].items():
+        value = getattr(instr, name)
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an integer, not {value!r}") from None
+        if not 0 <= value < 1 << width:
+            raise ValueError(f"{name} must be an integer in 0..{(1 << width) - 1}, not {value!r}")
+        word |= value << lsb
+    return word
+
+
+def decode(word):
+    """The instruction of a 128-bit word.
+
+    Raises
+    ------
+    DecodeError
+        Illegal opcode (``code = ERR_OPCODE``) or a reserved bit set (``code = ERR_RESERVED``).
+    ValueError
+        ``word`` is negative or wider than 128 bits.
+    """
+    word = int(word)
+    if not 0 <= word < 1 << INSTR_BITS:
+        raise ValueError(f"word must be an integer in 0..2**128-1, not {word!r}")
+    opcode = word & 0xF
+    if opcode not in _CLASSES:
+        raise DecodeError(f"illegal opcode {opcode}", ERR_OPCODE)
+    used = 0xF
+    values = {}
+    for name, (lsb, width) in LAYOUTS[opcode].items():
+        values[name] = (word >> lsb) & ((1 << width) - 1)
+        used |= ((1 << width) - 1) << lsb
+    if word & ~used:
+        raise DecodeError(f"reserved bits set in {_CLASSES[opcode].__name__} word {word:#x}",
+                          ERR_RESERVED)
+    return _CLASSES[opcode](**values)
+
+
+def beats_per_row(k, n_log2, m_log2, macs):
+    """Weight words per output row: ``ceil((k >> m_log2 << n_log2) / macs)``."""
+    nonzeros = (k >> m_log2) << n_log2
+    return -(-nonzeros // macs)
+
+
+def check(instr, params):
+    """Error code of a decoded instruction on a chip with ``params`` (0 when legal).
+
+    ``params`` is a dict validated by :data:`CHIP_PARAMS` (missing keys take the defaults).
+    When several checks fail the smallest code is returned (the hardware's priority).
+    """
+    p = CHIP_PARAMS.validate(**params) if set(params) != set(CHIP_PARAMS.names) else params
+    rows = p["bank_rows"]
+    codes = []
+    if isinstance(instr, Gemm):
+        if (1 << instr.m_log2) > p["max_m"] or instr.n_log2 > instr.m_log2:
+            codes.append(ERR_NM)
+        m = 1 << instr.m_log2
+        if not (0 < instr.k <= p["max_k"] and instr.k % m == 0 and instr.k % p["act_rows"] == 0):
+            codes.append(ERR_K)
+        if instr.o == 0:
+            codes.append(ERR_O)
+        if instr.x_addr % p["act_rows"]:
+            codes.append(ERR_ALIGN)
+        if instr.x_addr + instr.k > rows:
+            codes.append(ERR_SRC_RANGE)
+        bpr = beats_per_row(instr.k, instr.n_log2, instr.m_log2, p["macs"])
+        if instr.w_addr + instr.o * bpr > p["wmem_depth"]:
+            codes.append(ERR_W_RANGE)
+        if instr.p_addr + instr.o > p["pmem_depth"]:
+            codes.append(ERR_P_RANGE)
+        if instr.d_addr + instr.o > rows:
+            codes.append(ERR_DST_RANGE)
+        if instr.mask >> p["subsystems"]:
+            codes.append(ERR_NODE)
+    elif isinstance(instr, Send):
+        if instr.s_addr + instr.count > rows:
+            codes.append(ERR_SRC_RANGE)
+        if instr.r_addr + instr.count > rows:
+            codes.append(ERR_DST_RANGE)
+        if instr.mask >> p["subsystems"]:
+            codes.append(ERR_NODE)
+    elif not isinstance(instr, (Wait, Halt)):
+        raise TypeError(f"instr must be a Gemm, Send, Wait or Halt, not {instr!r}")
+    return min(codes, default=ERR_NONE)
+
+
+def check_word(word, params):
+    """Error code of an instruction word (0 when it executes): :func:`decode` then
+    :func:`check`."""
+    try:
+        instr = decode(word)
+    except DecodeError as error:
+        return error.code
+    return check(instr, params)
+
+
+def status_word(state, error, row_error, pc):
+    """The 32-bit status the host reads: ``state[1:0] | error[5:2] | row_error[6] | pc[31:16]``."""
+    return (state & 3) | (error & 0xF) << 2 | (int(bool(row_error)) << 6) | (pc & 0xFFFF) << 16
+
+
+# -- memory word formats (host port) ------------------------------------------------------------
+def idx_bits(params):
+    """Bits of one weight index: ``max(1, log2(max_m))``."""
+    return max(1, params["max_m"].bit_length() - 1)
+
+
+def word_bits(mem, params):
+    """Width of one word of memory ``mem`` (a ``MEM_*`` id)."""
+    return {MEM_IMEM: INSTR_BITS, MEM_WMEM: params["macs"] * (8 + idx_bits(params)),
+            MEM_PMEM: 53, MEM_BANK0: 8 * params["lanes"],
+            MEM_BANK1: 8 * params["lanes"]}[mem]
+
+
+def pack_w(values, indices, params):
+    """One weight word from ``macs`` int8 values and their indices (entry ``p`` at bit
+    ``p * (8 + idx_bits)``: value, then index)."""
+    ib = idx_bits(params)
+    word = 0
+    for p, (value, index) in enumerate(zip(values, indices)):
+        word |= ((int(value) & 0xFF) | (int(index) & ((1 << ib) - 1)) << 8) << (p * (8 + ib))
+    return word
+
+
+def unpack_w(word, params):
+    """``(values, indices)`` lists of one weight word (inverse of :func:`pack_w`)."""
+    ib = idx_bits(params)
+    values, indices = [], []
+    for p in range(params["macs"]):
+        entry = word >> (p * (8 + ib))
+        value = entry & 0xFF
+        values.append(value - 256 if value & 0x80 else value)
+        indices.append((entry >> 8) & ((1 << ib) - 1))
+    return values, indices
+
+
+def pack_post(bias, mult, shift):
+    """One post-op word: ``bias`` int32 ``[31:0]``, ``mult`` u16 ``[47:32]``, ``shift`` u5
+    ``[52:48]``."""
+    return (int(bias) & 0xFFFFFFFF) | (int(mult) & 0xFFFF) << 32 | (int(shift) & 0x1F) << 48
+
+
+def unpack_post(word):
+    """``(bias, mult, shift)`` of one post-op word."""
+    bias = word & 0xFFFFFFFF
+    return (bias - (1 << 32) if bias >> 31 else bias), (word >> 32) & 0xFFFF, (word >> 48) & 0x1F
+
+
+def pack_row(row):
+    """One bank row from ``lanes`` int8 (lane ``b`` at ``[8b+7:8b]``)."""
+    word = 0
+    for b, value in enumerate(row):
+        word |= (int(value) & 0xFF) << (8 * b)
+    return word
+
+
+def unpack_row(word, lanes):
+    """The ``lanes`` int8 of one bank row word."""
+    out = []
+    for b in range(lanes):
+        value = (word >> (8 * b)) & 0xFF
+        out.append(value - 256 if value & 0x80 else value)
+    return out
