@@ -114,6 +114,9 @@ are the SPU's port layouts, :func:`hw.spu.spu_layouts`):
 import operator
 from dataclasses import dataclass
 
+import numpy as np
+
+from sparsehw.golden import spu
 from sparsehw.params import Param, ParamSpec, int_in, pow2_in
 
 
@@ -127,6 +130,7 @@ __all__ = [
     "IDLE", "RUNNING", "HALTED", "ERROR", "STATES", "status_word", "counter_bits",
     "CHIP_PARAMS", "ADDR_BITS", "W_ADDR_BITS", "MAX_ROWS", "idx_bits", "word_bits",
     "pack_w", "unpack_w", "pack_post", "unpack_post", "pack_row", "unpack_row",
+    "Status", "Subsystem", "ChipModel",
 ]
 
 
@@ -455,3 +459,261 @@ def unpack_row(word, lanes):
         value = (word >> (8 * b)) & 0xFF
         out.append(value - 256 if value & 0x80 else value)
     return out
+
+
+# -- instruction-level model --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Status:
+    """What the host reads of one subsystem: ``state`` (``IDLE``/``RUNNING``/``HALTED``/
+    ``ERROR``), ``error`` code, ``pc`` (address of the HALT or of the failing instruction),
+    ``row_error`` (sticky: a GEMM met a malformed weight row)."""
+    state: int
+    error: int
+    pc: int
+    row_error: bool
+
+    @property
+    def word(self):
+        """The 32-bit status word (:func:`status_word`)."""
+        return status_word(self.state, self.error, self.row_error, self.pc)
+
+    def __str__(self):
+        return (f"{STATES[self.state]} error={ERRORS[self.error]} pc={self.pc}"
+                f"{' row_error' if self.row_error else ''}")
+
+
+class Subsystem:
+    """The architectural state of one subsystem (numpy arrays the host may read and write).
+
+    Attributes
+    ----------
+    imem : numpy.ndarray of object, shape (imem_depth,)
+        Instruction words (Python ints).
+    w_value : numpy.ndarray of int8, shape (wmem_depth, macs)
+    w_index : numpy.ndarray of uint8, shape (wmem_depth, macs)
+        Weight words: entry ``p`` of word ``a`` is ``(w_value[a, p], w_index[a, p])``.
+    p_bias : numpy.ndarray of int32, shape (pmem_depth,)
+    p_mult : numpy.ndarray of uint16, shape (pmem_depth,)
+    p_shift : numpy.ndarray of uint8, shape (pmem_depth,)
+        Post-op words.
+    banks : numpy.ndarray of int8, shape (2, bank_rows, lanes)
+        The two activation banks, one row per entry.
+    state, error, pc, row_error, counters
+        Sequencer state (``counters[b]``: rows arrived in bank ``b`` not yet consumed by WAIT).
+    """
+
+    def __init__(self, index, params):
+        self.index = index
+        p = params
+        self.imem = np.zeros(p["imem_depth"], dtype=object)
+        self.w_value = np.zeros((p["wmem_depth"], p["macs"]), dtype=np.int8)
+        self.w_index = np.zeros((p["wmem_depth"], p["macs"]), dtype=np.uint8)
+        self.p_bias = np.zeros(p["pmem_depth"], dtype=np.int32)
+        self.p_mult = np.zeros(p["pmem_depth"], dtype=np.uint16)
+        self.p_shift = np.zeros(p["pmem_depth"], dtype=np.uint8)
+        self.banks = np.zeros((2, p["bank_rows"], p["lanes"]), dtype=np.int8)
+        self.reset()
+
+    def reset(self):
+        self.state, self.error, self.pc, self.row_error = IDLE, ERR_NONE, 0, False
+        self.counters = [0, 0]
+
+    @property
+    def status(self):
+        return Status(self.state, self.error, self.pc, self.row_error)
+
+
+class ChipModel:
+    """Instruction-level model of the chip: the final memories the RTL must produce, bit for bit.
+
+    Parameters
+    ----------
+    params : dict, optional
+        Generation parameters (:data:`CHIP_PARAMS`; missing ones take the defaults). Keyword
+        arguments are merged into it.
+
+    Attributes
+    ----------
+    params : dict
+        The validated parameters.
+    subs : list of Subsystem
+        One per subsystem: memories and sequencer state.
+    stats : dict
+        Counts of the last run: ``instructions`` (executed, per subsystem), ``ring_rows`` (rows
+        delivered to another subsystem, per sender), ``local_rows`` (rows delivered to the own
+        banks), ``macs`` (nonzero weight x ``lanes`` products of the GEMMs), ``rounds``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Illegal parameters (:data:`CHIP_PARAMS`).
+
+    Notes
+    -----
+    :meth:`run` starts every subsystem at pc 0 (clearing counters, state and ``row_error``) and
+    executes rounds: in each round every running subsystem executes one instruction, in
+    subsystem order; a WAIT whose count has not arrived is retried in the next round. Rows are
+    delivered instantly. When a round makes no progress while some subsystem still runs (all of
+    them blocked on WAIT), every blocked subsystem stops with ``ERR_DEADLOCK``. Programs have no
+    branches, so a run always ends. GEMM results are :func:`golden.spu.spu_gemm`; see the module
+    docstring for every instruction's rule and the error checks.
+    """
+
+    def __init__(self, params=None, **kwargs):
+        self.params = CHIP_PARAMS.validate(**{**(params or {}), **kwargs})
+        self.subs = [Subsystem(s, self.params) for s in range(self.params["subsystems"])]
+        self._clear_stats()
+
+    def _clear_stats(self):
+        n = self.params["subsystems"]
+        self.stats = {"instructions": [0] * n, "ring_rows": [0] * n, "local_rows": [0] * n,
+                      "macs": [0] * n, "rounds": 0}
+
+    # host side ---------------------------------------------------------------------------------
+    def reset(self):
+        """Hardware reset: every sequencer back to IDLE, error 0, pc 0, counters 0 (memories
+        keep their contents)."""
+        for sub in self.subs:
+            sub.reset()
+
+    def status(self, s):
+        """:class:`Status` of subsystem ``s``."""
+        return self.subs[s].status
+
+    def load_program(self, s, program, addr=0):
+        """Write instructions (objects or raw int words) into subsystem ``s``'s imem."""
+        words = [w if isinstance(w, int) else encode(w) for w in program]
+        self.write_words(s, MEM_IMEM, addr, words)
+
+    def write_words(self, s, mem, addr, words):
+        """Host write of packed words (formats in the module docstring) into memory ``mem`` of
+        subsystem ``s`` from word ``addr``.
+
+        Raises
+        ------
+        IndexError
+            The words do not fit in the memory.
+        """
+        sub = self.subs[s]
+        words = list(words)
+        depth = self.depth(mem)
+        if not 0 <= addr <= depth - len(words):
+            raise IndexError(f"{len(words)} words at {addr} do not fit {MEMORIES[mem]} "
+                             f"(depth {depth})")
+        for i, word in enumerate(words):
+            a = addr + i
+            word = int(word)
+            if not 0 <= word < 1 << word_bits(mem, self.params):
+                raise ValueError(f"word {word:#x} is wider than {MEMORIES[mem]}'s "
+                                 f"{word_bits(mem, self.params)} bits")
+            if mem == MEM_IMEM:
+                sub.imem[a] = word
+            elif mem == MEM_WMEM:
+                values, indices = unpack_w(word, self.params)
+                sub.w_value[a], sub.w_index[a] = values, indices
+            elif mem == MEM_PMEM:
+                sub.p_bias[a], sub.p_mult[a], sub.p_shift[a] = unpack_post(word)
+            else:
+                sub.banks[mem - MEM_BANK0, a] = unpack_row(word, self.params["lanes"])
+
+    def read_words(self, s, mem, addr=0, count=None):
+        """Host read of packed words from memory ``mem`` of subsystem ``s``."""
+        sub = self.subs[s]
+        depth = self.depth(mem)
+        count = depth - addr if count is None else count
+        if not 0 <= addr <= depth - count:
+            raise IndexError(f"{count} words at {addr} exceed {MEMORIES[mem]} (depth {depth})")
+        out = []
+        for a in range(addr, addr + count):
+            if mem == MEM_IMEM:
+                out.append(int(sub.imem[a]))
+            elif mem == MEM_WMEM:
+                out.append(pack_w(sub.w_value[a], sub.w_index[a], self.params))
+            elif mem == MEM_PMEM:
+                out.append(pack_post(sub.p_bias[a], sub.p_mult[a], sub.p_shift[a]))
+            else:
+                out.append(pack_row(sub.banks[mem - MEM_BANK0, a]))
+        return out
+
+    def depth(self, mem):
+        """Depth in words of memory ``mem``."""
+        p = self.params
+        return {MEM_IMEM: p["imem_depth"], MEM_WMEM: p["wmem_depth"],
+                MEM_PMEM: p["pmem_depth"]}.get(mem, p["bank_rows"])
+
+    # execution ---------------------------------------------------------------------------------
+    def start(self):
+        """Start every subsystem at pc 0 (clears counters, state, error and ``row_error``)."""
+        self.reset()
+        self._clear_stats()
+        for sub in self.subs:
+            sub.state = RUNNING
+
+    def run(self):
+        """:meth:`start`, then execute until every subsystem has halted or stopped; returns the
+        list of :class:`Status`."""
+        self.start()
+        while any(sub.state == RUNNING for sub in self.subs):
+            self.stats["rounds"] += 1
+            progress = False
+            for sub in self.subs:
+                if sub.state == RUNNING:
+                    progress |= self._step(sub)
+            if not progress:
+                for sub in self.subs:
+                    if sub.state == RUNNING:
+                        sub.state, sub.error = ERROR, ERR_DEADLOCK
+        return [sub.status for sub in self.subs]
+
+    def _step(self, sub):
+        """Execute one instruction of ``sub``; False when it is blocked on a WAIT."""
+        p = self.params
+        if sub.pc >= p["imem_depth"]:
+            sub.state, sub.error = ERROR, ERR_PC
+            return True
+        word = int(sub.imem[sub.pc])
+        code = check_word(word, p)
+        if code:
+            sub.state, sub.error = ERROR, code
+            return True
+        instr = decode(word)
+        if isinstance(instr, Wait):
+            if sub.counters[instr.bank] < instr.count:
+                return False
+            sub.counters[instr.bank] -= instr.count
+        elif isinstance(instr, Halt):
+            sub.state = HALTED
+            self.stats["instructions"][sub.index] += 1
+            return True
+        elif isinstance(instr, Gemm):
+            self._gemm(sub, instr)
+        elif isinstance(instr, Send):
+            rows = sub.banks[instr.s_bank, instr.s_addr:instr.s_addr + instr.count].copy()
+            self._deliver(sub, instr.mask, instr.r_bank, instr.r_addr, rows)
+        self.stats["instructions"][sub.index] += 1
+        sub.pc += 1
+        return True
+
+    def _gemm(self, sub, g):
+        p = self.params
+        n, m, macs = 1 << g.n_log2, 1 << g.m_log2, p["macs"]
+        nz = g.k // m * n
+        bpr = beats_per_row(g.k, g.n_log2, g.m_log2, macs)
+        words = slice(g.w_addr, g.w_addr + g.o * bpr)
+        values = sub.w_value[words].reshape(g.o, bpr * macs)[:, :nz]
+        indices = sub.w_index[words].reshape(g.o, bpr * macs)[:, :nz]
+        rows = slice(g.p_addr, g.p_addr + g.o)
+        x = sub.banks[g.x_bank, g.x_addr:g.x_addr + g.k]
+        y, error = spu.spu_gemm(values, indices, n, m, x, sub.p_bias[rows], sub.p_mult[rows],
+                                sub.p_shift[rows], bool(g.relu))
+        sub.row_error |= bool(error.any())
+        self.stats["macs"][sub.index] += g.o * nz * p["lanes"]
+        self._deliver(sub, g.mask, g.d_bank, g.d_addr, y)
+
+    def _deliver(self, sub, mask, bank, addr, rows):
+        for d, dest in enumerate(self.subs):
+            if mask >> d & 1:
+                dest.banks[bank, addr:addr + len(rows)] = rows
+                dest.counters[bank] += len(rows)
+                key = "local_rows" if d == sub.index else "ring_rows"
+                self.stats[key][sub.index] += len(rows)
