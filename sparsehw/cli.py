@@ -1,18 +1,22 @@
-"""The ``sparsehw`` command line: list, gen, sim, synth, perf and regress.
+"""The ``sparsehw`` command line: list, gen, sim, synth, perf, regress, report and study.
 
-User mistakes (unknown block or parameter, illegal value) end with one line on stderr and exit
-status 2, never a traceback.
+This module only parses arguments and prints; the work is done by :mod:`sparsehw.flow` (one
+design point) and :mod:`sparsehw.experiments` (sweeps, the report, the studies). User mistakes
+(unknown block or parameter, illegal value) end with one line on stderr and exit status 2, never
+a traceback; a failing tool or perf run ends with one line and exit status 1.
 """
 
 import argparse
-import hashlib
 import json
 import os
 import sys
 from pathlib import Path
 
-from sparsehw import registry
+from sparsehw import flow, registry
+from sparsehw.experiments import figs_compare, hbfp_area, sparsity_quant
+from sparsehw.experiments.report import build_report
 from sparsehw.registry import UserError
+from sparsehw.synth.yosys import SynthError
 
 
 EXIT_FAILED = 1     # the design failed its test, or a tool failed
@@ -28,15 +32,6 @@ def _block_and_params(args):
     block = registry.get_block(args.block)
     params = registry.resolve_params(block, registry.parse_assignments(args.param))
     return block, params
-
-
-def _build(block, params, for_synth=False):
-    return registry.build(block, params, for_synth=for_synth)
-
-
-def _params_key(block, params):
-    text = json.dumps(params, sort_keys=True)
-    return f"{block.name}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
 def _write_json(data, path):
@@ -68,42 +63,15 @@ def cmd_list(args):
 
 # -- gen ------------------------------------------------------------------------------------------
 
-def generate(block, params, out_dir):
-    """Write ``out_dir/<block>.v`` and ``<block>.json``; return the two paths."""
-    from sparsehw.hw.export import ports_of, to_verilog, tool_versions
-    component = _build(block, params)
-    verilog = to_verilog(component, block.name)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    v_path, j_path = out_dir / f"{block.name}.v", out_dir / f"{block.name}.json"
-    v_path.write_text(verilog)
-    meta = {"block": block.name, "params": params,
-            "ports": [{"name": "clk", "direction": "input", "width": 1},
-                      {"name": "rst", "direction": "input", "width": 1}] + ports_of(component),
-            "tools": tool_versions(), "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest()}
-    j_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return v_path, j_path
-
-
 def cmd_gen(args):
     block, params = _block_and_params(args)
-    v_path, j_path = generate(block, params, args.out)
+    v_path, j_path = flow.generate(block, params, args.out)
     print(v_path)
     print(j_path)
     return 0
 
 
 # -- sim ------------------------------------------------------------------------------------------
-
-def simulate(block, params, *, sim="icarus", seed=None, waves=False, build_dir=None):
-    from sparsehw.verif.runner import new_build_dir, run_cocotb
-    if block.testbench is None:
-        raise UserError(f"block {block.name!r} has no testbench")
-    component = _build(block, params)
-    build_dir = build_dir or new_build_dir(f"sim-{_params_key(block, params)}-{sim}")
-    return run_cocotb(component, block.name, block.testbench, build_dir=build_dir, sim=sim,
-                      seed=seed, waves=waves, params=params)
-
 
 def _print_run(block, result):
     status = "PASS" if result.passed else "FAIL"
@@ -119,7 +87,7 @@ def _print_run(block, result):
 
 def cmd_sim(args):
     block, params = _block_and_params(args)
-    result = simulate(block, params, sim=args.sim, seed=args.seed, waves=args.waves)
+    result = flow.simulate(block, params, sim=args.sim, seed=args.seed, waves=args.waves)
     _print_run(block, result)
     if args.waves:
         print(f"waves: {result.waves}" if result.waves else "waves: none written")
@@ -128,32 +96,13 @@ def cmd_sim(args):
 
 # -- synth ----------------------------------------------------------------------------------------
 
-def synthesize_block(block, params, target, build_dir=None, place_seeds=None):
-    """Synthesis record of one design point; with ``place_seeds`` (ECP5 only) also the
-    post-place-and-route Fmax (median over the seeds)."""
-    from sparsehw.synth.yosys import synthesize
-    from sparsehw.verif.runner import new_build_dir
-    component = _build(block, params, for_synth=True)
-    build_dir = build_dir or new_build_dir(f"synth-{_params_key(block, params)}-{target}")
-    figures = synthesize(component, block.name, target=target, build_dir=build_dir)
-    record = {"block": block.name, "params": params, **figures}
-    if place_seeds:
-        from sparsehw.synth.fmax import place_and_route
-        pnr = place_and_route(component, block.name, build_dir=Path(build_dir) / "pnr",
-                              seeds=place_seeds)
-        record.update(fmax_mhz=pnr["fmax_mhz"], fmax_by_seed=pnr["fmax_by_seed"],
-                      pnr_device=pnr["device"])
-    return record
-
-
 def cmd_synth(args):
-    from sparsehw.synth.yosys import SynthError
     block, params = _block_and_params(args)
     seeds = _parse_seeds(args.seeds) if args.place else None
     if args.place and args.target != "ecp5":
         raise UserError(f"--place needs --target ecp5, not --target {args.target}")
     try:
-        record = synthesize_block(block, params, args.target, place_seeds=seeds)
+        record = flow.synthesize_block(block, params, args.target, place_seeds=seeds)
     except SynthError as error:
         print(f"sparsehw: {error}", file=sys.stderr)
         return EXIT_FAILED
@@ -183,31 +132,26 @@ def _summary_line(record):
 
 # -- perf -----------------------------------------------------------------------------------------
 
-def measure(block, params, workload, *, sim, seed, build_dir=None):
-    from sparsehw.verif.runner import new_build_dir
-    if block.perf is None:
-        raise UserError(f"block {block.name!r} has no perf workload")
-    registry.check_params(block, params)    # validate before any simulation starts
-    build_dir = build_dir or new_build_dir(f"perf-{_params_key(block, params)}-{sim}")
-    record = block.perf(params, workload, sim=sim, seed=seed, build_dir=Path(build_dir))
-    return {"block": block.name, "params": params, "workload": workload, **record}
-
-
 def cmd_perf(args):
     block, params = _block_and_params(args)
     if not args.param and block.perf_defaults:
         params = registry.resolve_params(block, block.perf_defaults)
-    workload = registry.resolve_workload(block, registry.parse_assignments(args.workload,
-                                                                           "workload"))
+    workload = registry.resolve_workload(
+        block, registry.parse_assignments(args.workload, "workload"), params)
     try:
-        record = measure(block, params, workload, sim=args.sim, seed=args.seed)
-    except (ValueError, TypeError) as error:
-        raise UserError(f"{block.name}: {error}") from None
+        record = flow.measure(block, params, workload, sim=args.sim, seed=args.seed)
+    except (RuntimeError, AssertionError) as error:     # a tool or the run failed: one line
+        print(f"sparsehw: {block.name}: perf run failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
     _write_json(record, args.json)
     if args.json and args.json != "-":
         keys = ("cycles", "ideal_cycles", "utilization", "input_bits_per_cycle")
         print(f"{block.name}: " + ", ".join(f"{k}={record[k]}" for k in keys if k in record))
-    return 0 if record.get("passed", True) else EXIT_FAILED
+    if not record.get("passed", True):
+        print(f"sparsehw: {block.name}: perf run failed: "
+              f"{record.get('error') or 'outputs differ from the golden model'}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
 
 
 # -- regress (make sim) ---------------------------------------------------------------------------
@@ -223,11 +167,11 @@ def cmd_regress(args):
     for name in selected:
         block = blocks[name]
         params = block.defaults()
-        generate(block, params, out)
+        flow.generate(block, params, out)
         if block.testbench is None:
             print(f"SKIP {name}: no testbench")
             continue
-        result = simulate(block, params, sim=args.sim, seed=args.seed)
+        result = flow.simulate(block, params, sim=args.sim, seed=args.seed)
         _print_run(block, result)
         results.append((name, result))
     passed = sum(result.passed for _, result in results)
@@ -243,7 +187,6 @@ def cmd_regress(args):
 # -- report -------------------------------------------------------------------------------------
 
 def cmd_report(args):
-    from sparsehw.experiments.report import build_report
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, not {args.jobs}")
     report = build_report(args.out, quick=args.quick, jobs=args.jobs, dask_address=args.dask,
@@ -256,17 +199,15 @@ def cmd_report(args):
 
 #: The measured-claim studies behind the README tables (each module has ``main(argv)``).
 STUDIES = {
-    "hbfp-area": "sparsehw.experiments.hbfp_area",         # FP32 vs HBFP area per lane, with breakdown
-    "prune-quant": "sparsehw.experiments.sparsity_quant",  # error of prune-then-quantize vs the reverse
-    "figs-compare": "sparsehw.experiments.figs_compare",   # FiGS vs broadcast side by side
+    "hbfp-area": hbfp_area,         # FP32 vs HBFP area per lane, with breakdown
+    "prune-quant": sparsity_quant,  # error of prune-then-quantize vs the reverse
+    "figs-compare": figs_compare,   # FiGS vs broadcast side by side
 }
 
 
 def cmd_study(args):
-    import importlib
-    module = importlib.import_module(STUDIES[args.name])
-    module.main(args.args)
-    return 0
+    result = STUDIES[args.name].main(args.args)
+    return result if isinstance(result, int) else 0
 
 
 # -- main -----------------------------------------------------------------------------------------

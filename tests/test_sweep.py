@@ -5,15 +5,18 @@ import json
 import pytest
 
 from sparsehw import registry
-from sparsehw.registry import Block, Param, UserError
+from sparsehw.params import Param, ParamSpec, float_in, int_in
+from sparsehw.registry import Block, UserError
 from sparsehw.experiments import sweep
 from sparsehw.verif.runner import run_cocotb
 from sparsehw.verif.selftest import StreamFifo
 
 
-def _fifo(depth=4):
-    if not isinstance(depth, int) or not 1 <= depth <= 64:
-        raise ValueError(f"depth must be an integer in 1..64, not {depth!r}")
+FIFO_PARAMS = ParamSpec(Param("depth", 4, int_in(1, 64)))
+
+
+def _fifo(**params):
+    FIFO_PARAMS.validate(**params)
     return StreamFifo()
 
 
@@ -27,9 +30,9 @@ def _fifo_perf(params, workload, *, sim, seed, build_dir):
             "utilization": 300 / cycles if cycles else 0.0, "input_bits_per_cycle": 18.0}
 
 
-FIFO = Block(name="fifo", summary="test FIFO", params=(Param("depth", 4, "1..64"),),
-             build=_fifo, perf=_fifo_perf,
-             workload_params=(Param("stall", 0.0, "0..1", type=float),))
+FIFO = Block(name="fifo", summary="test FIFO", params=FIFO_PARAMS, build=_fifo, perf=_fifo_perf,
+             workload_params=ParamSpec(Param("stall", 0.0, float_in(0, 1)),
+                                       kind="workload knob"))
 
 
 @pytest.fixture
@@ -77,7 +80,7 @@ def test_failed_point_is_recorded_and_rest_completes_and_cache_works(fifo_regist
 
 @pytest.mark.sim
 def test_dask_local_cluster(fifo_registry, tmp_path):
-    from distributed import LocalCluster
+    from distributed import LocalCluster     # lazy: heavy, only this test needs it
     points = [{"kind": "perf", "block": "fifo", "workload": {"stall": s}, "sim": "icarus"}
               for s in (0.0, 0.3)]
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
@@ -92,7 +95,8 @@ def test_source_files_are_the_blocks_import_closure():
     names = {str(p.relative_to(sweep._REPO)) for p in sweep.source_files("ring", "perf")}
     # The RTL, its golden model, the testbenches (named by string) and the shared runner.
     assert {"hw/ring.py", "golden/ring.py", "verif/ring/perf_ring.py",
-            "verif/ring/tb_harness.py", "verif/runner.py", "hw/export.py"} <= names
+            "verif/ring/tb_harness.py", "verif/runner.py", "hw/export.py",
+            "sparsehw/flow.py"} <= names
     assert not names & {"hw/spu.py", "hw/figs.py", "golden/hbfp.py", "synth/yosys.py"}
     synth_names = {str(p.relative_to(sweep._REPO)) for p in sweep.source_files("spu", "synth")}
     assert {"hw/spu.py", "synth/yosys.py"} <= synth_names and "hw/ring.py" not in synth_names

@@ -3,9 +3,11 @@
 Runs ``sparsehw perf`` (sweep mode: every supported ratio, unlimited bandwidth and at the FiGS
 budget) and ``sparsehw synth`` (cmos, ecp5) for both engines at equal MAC count, at the default
 array and a larger one, plus an area breakdown (MACs, input/swap registers, operand muxes,
-weight+index storage, rest). Records are cached as JSON in the output directory.
+weight+index storage, rest). Records are cached as JSON in the output directory, each stamped
+with a hash of the sparsehw sources the study depends on and the tool versions
+(:func:`sparsehw.experiments.sweep.study_stamp`); a record with another stamp is recomputed.
 
-    python -m sparsehw.experiments.figs_compare [--out build/figs_compare] [--sim verilator] [--jobs 2]
+    python -m sparsehw.experiments.figs_compare [--out build/studies/figs_compare] [--sim verilator] [--jobs 2]
 """
 
 import argparse
@@ -14,7 +16,12 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from sparsehw.experiments.sweep import study_stamp
+from sparsehw.flow import BUILD_ROOT
+from sparsehw.hw.figs import SUPPORTED_RATIOS, FigsArray, NmBroadcastArray
 from sparsehw.hw.parts import EnabledRegs, Multiplier, OperandMux
+from sparsehw.synth.yosys import synthesize
+from sparsehw.verif.figs.perf_figs import run_perf
 
 
 SIZES = {
@@ -60,29 +67,47 @@ def _parts(engine, params):
     ]
 
 
+DEFAULT_OUT = BUILD_ROOT / "studies" / "figs_compare"
+
+
+def _stamp():
+    return study_stamp("sparsehw.experiments.figs_compare")
+
+
+def _cached(path):
+    """The record cached at ``path`` if it was computed from the current sources and tools."""
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("stamp") == _stamp() else None
+
+
+def _store(path, record):
+    path.write_text(json.dumps({**record, "stamp": _stamp()}, indent=1, sort_keys=True))
+    return record
+
+
 def area(engine, size, out, target):
-    from sparsehw.synth.yosys import synthesize
-    from sparsehw.hw.figs import FigsArray, NmBroadcastArray
     params = _engine_params(engine, size)
     path = out / f"synth-{engine}-{size}-{target}.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    cached = _cached(path)
+    if cached is not None:
+        return cached
     cls = FigsArray if engine == "figs" else NmBroadcastArray
     record = {"block": engine, "params": params, "size": size,
               **synthesize(cls(**params), engine, target=target,
                            build_dir=out / f"synth-{engine}-{size}-{target}")}
-    path.write_text(json.dumps(record, indent=1, sort_keys=True))
-    return record
+    return _store(path, record)
 
 
 def breakdown(engine, size, out, total):
     """cmos transistors per part (each part synthesized alone, times its count); "rest" is the
     full design minus the parts."""
-    from sparsehw.synth.yosys import synthesize
     params = _engine_params(engine, size)
     path = out / f"parts-{engine}-{size}.json"
-    if path.exists():
-        parts = json.loads(path.read_text())
+    parts = _cached(path)
+    if parts is not None:
+        parts.pop("stamp")
     else:
         parts = {}
         for name, factory, count in _parts(engine, params):
@@ -90,26 +115,25 @@ def breakdown(engine, size, out, total):
                              build_dir=out / f"part-{engine}-{size}-{name}")
             parts[name] = {"each": one["transistors"], "count": count,
                            "transistors": one["transistors"] * count}
-        path.write_text(json.dumps(parts, indent=1, sort_keys=True))
+        _store(path, parts)
     parts = dict(parts)
     parts["rest"] = {"transistors": total - sum(p["transistors"] for p in parts.values())}
     return parts
 
 
 def perf(engine, size, out, sim):
-    from sparsehw.verif.figs.perf_figs import run_perf
     params = _engine_params(engine, size)
     path = out / f"perf-{engine}-{size}.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    cached = _cached(path)
+    if cached is not None:
+        return cached
     record = run_perf(engine, params, WORKLOAD, sim=sim, seed=1,
                       build_dir=out / f"perf-{engine}-{size}")
     record = {"block": engine, "params": params, "workload": WORKLOAD, "size": size, **record}
-    path.write_text(json.dumps(record, indent=1, sort_keys=True))
-    return record
+    return _store(path, record)
 
 
-_OUT = [Path("build/figs_compare")]
+_OUT = [DEFAULT_OUT]
 
 
 def table(perfs, areas):
@@ -126,7 +150,6 @@ def table(perfs, areas):
                      "ratio pred | ratio meas | FiGS util | broadcast util | budget (bits/cycle) | "
                      "FiGS cycles | broadcast cycles | speedup |")
         lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
-        from sparsehw.hw.figs import SUPPORTED_RATIOS
         for n, m in SUPPORTED_RATIOS:
             key = f"{n}:{m}"
             if key not in f.get("by_ratio", {}) or key not in b.get("by_ratio", {}):
@@ -177,7 +200,7 @@ def table(perfs, areas):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="build/figs_compare")
+    parser.add_argument("--out", default=str(DEFAULT_OUT))
     parser.add_argument("--sim", default="verilator", choices=("icarus", "verilator"))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--sizes", default=",".join(SIZES))
@@ -212,13 +235,13 @@ def main(argv=None):
             print(f"done {key}", file=sys.stderr)
     for size in SIZES:
         for engine in engines:
-            path = out / f"perf-{engine}-{size}.json"
-            if (engine, size) not in perfs and path.exists():
-                perfs[(engine, size)] = json.loads(path.read_text())
+            cached = _cached(out / f"perf-{engine}-{size}.json")
+            if (engine, size) not in perfs and cached is not None:
+                perfs[(engine, size)] = cached
             for target in ("cmos", "ecp5"):
-                path = out / f"synth-{engine}-{size}-{target}.json"
-                if (engine, size, target) not in areas and path.exists():
-                    areas[(engine, size, target)] = json.loads(path.read_text())
+                cached = _cached(out / f"synth-{engine}-{size}-{target}.json")
+                if (engine, size, target) not in areas and cached is not None:
+                    areas[(engine, size, target)] = cached
     text = table({k: v for k, v in perfs.items()}, areas) if all(
         (e, s) in perfs for e in engines for s in SIZES) else _partial(perfs, areas)
     (out / "figs_compare.md").write_text(text)

