@@ -563,6 +563,8 @@ class ChipModel:
         self.params = CHIP_PARAMS.validate(**{**(params or {}), **kwargs})
         self.subs = [Subsystem(s, self.params) for s in range(self.params["subsystems"])]
         self._clear_stats()
+        self._rng, self._max_delay, self._flight, self._flow_last = None, 0, [], {}
+        self._round = self._seq = 0
 
     def _clear_stats(self):
         n = self.params["subsystems"]
@@ -649,21 +651,56 @@ class ChipModel:
         for sub in self.subs:
             sub.state = RUNNING
 
-    def run(self):
-        """:meth:`start`, then execute until every subsystem has halted or stopped; returns the
-        list of :class:`Status`."""
+    def run(self, seed=None, max_delay=0):
+        """:meth:`start`, then execute until every subsystem has halted or stopped and no row is
+        in flight; returns the list of :class:`Status`.
+
+        Parameters
+        ----------
+        seed : int, optional
+            ``None`` (default): the reference schedule, subsystems in order and every row
+            delivered at once. Otherwise a random schedule from this seed: each round visits
+            the subsystems in a random order, and every delivered row (local ones included)
+            lands ``0 .. max_delay`` rounds later, in order per (sender, receiver) pair as on
+            the ring. A program that obeys the hazard rule ends with the same memories under
+            every schedule; tests use this to check the compiler.
+        max_delay : int
+            Largest delivery delay in rounds (with ``seed``).
+        """
         self.start()
-        while any(sub.state == RUNNING for sub in self.subs):
+        self._rng = None if seed is None else np.random.default_rng(seed)
+        self._max_delay = max_delay if seed is not None else 0
+        self._flight = []          # (arrival round, sequence, receiver, bank, addr, row)
+        self._flow_last = {}       # (sender, receiver) -> last arrival round
+        self._round = self._seq = 0
+        order = list(range(len(self.subs)))
+        while any(sub.state == RUNNING for sub in self.subs) or self._flight:
+            self._round += 1
             self.stats["rounds"] += 1
-            progress = False
-            for sub in self.subs:
+            progress = self._land()
+            if self._rng is not None:
+                order = list(self._rng.permutation(len(self.subs)))
+            for s in order:
+                sub = self.subs[s]
                 if sub.state == RUNNING:
                     progress |= self._step(sub)
-            if not progress:
+            if not progress and not self._flight:
                 for sub in self.subs:
                     if sub.state == RUNNING:
                         sub.state, sub.error = ERROR, ERR_DEADLOCK
         return [sub.status for sub in self.subs]
+
+    def _land(self):
+        """Deliver the rows in flight whose round has come; True if any landed."""
+        due = [f for f in self._flight if f[0] <= self._round]
+        if not due:
+            return False
+        self._flight = [f for f in self._flight if f[0] > self._round]
+        for _, _, d, bank, addr, row in sorted(due, key=lambda f: (f[0], f[1])):
+            dest = self.subs[d]
+            dest.banks[bank, addr] = row
+            dest.counters[bank] += 1
+        return True
 
     def _step(self, sub):
         """Execute one instruction of ``sub``; False when it is blocked on a WAIT."""
@@ -712,8 +749,18 @@ class ChipModel:
 
     def _deliver(self, sub, mask, bank, addr, rows):
         for d, dest in enumerate(self.subs):
-            if mask >> d & 1:
+            if not mask >> d & 1:
+                continue
+            key = "local_rows" if d == sub.index else "ring_rows"
+            self.stats[key][sub.index] += len(rows)
+            if not self._max_delay:
                 dest.banks[bank, addr:addr + len(rows)] = rows
                 dest.counters[bank] += len(rows)
-                key = "local_rows" if d == sub.index else "ring_rows"
-                self.stats[key][sub.index] += len(rows)
+                continue
+            flow = (sub.index, d)
+            for i, row in enumerate(np.array(rows, copy=True)):
+                arrival = max(self._flow_last.get(flow, 0),
+                              self._round + int(self._rng.integers(0, self._max_delay + 1)))
+                self._flow_last[flow] = arrival
+                self._seq += 1
+                self._flight.append((arrival, self._seq, d, bank, addr + i, row))

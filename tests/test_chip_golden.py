@@ -1,0 +1,354 @@
+"""The chip's instruction set and instruction-level model (golden/chip.py): encoding, every error
+code provoked and recovered from, instruction semantics against golden.spu, schedules."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from sparsehw.golden import chip, nm, spu
+from sparsehw.golden.chip import (ChipModel, Gemm, Halt, Send, Wait, decode, encode,
+                                  ERR_ALIGN, ERR_DEADLOCK, ERR_DST_RANGE, ERR_K, ERR_NM,
+                                  ERR_NODE, ERR_O, ERR_OPCODE, ERR_P_RANGE, ERR_PC,
+                                  ERR_RESERVED, ERR_SRC_RANGE, ERR_W_RANGE, ERROR, HALTED)
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "chip.md"
+
+# -- encoding -----------------------------------------------------------------------------------
+
+
+def _field(width):
+    return st.integers(0, (1 << width) - 1)
+
+
+def _instr_strategy():
+    def build(cls, opcode):
+        return st.builds(cls, **{name: _field(width)
+                                 for name, (_, width) in chip.LAYOUTS[opcode].items()})
+    return st.one_of(build(Gemm, chip.OP_GEMM), build(Send, chip.OP_SEND),
+                     build(Wait, chip.OP_WAIT), st.just(Halt()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_instr_strategy())
+def test_encode_decode_round_trip(instr):
+    word = encode(instr)
+    assert 0 <= word < 1 << chip.INSTR_BITS
+    assert word & 0xF == instr.opcode
+    assert decode(word) == instr
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, (1 << 128) - 1))
+def test_decode_accepts_exactly_the_encodable_words(word):
+    try:
+        instr = decode(word)
+    except chip.DecodeError as error:
+        assert error.code in (ERR_OPCODE, ERR_RESERVED)
+        assert chip.check_word(word, {}) == error.code
+        return
+    assert encode(instr) == word
+
+
+def test_layouts_fit_and_do_not_overlap():
+    for opcode, layout in chip.LAYOUTS.items():
+        used = 0xF
+        for lsb, width in layout.values():
+            bits = ((1 << width) - 1) << lsb
+            assert not used & bits
+            used |= bits
+        assert used < 1 << chip.INSTR_BITS
+
+
+def test_single_fields_land_where_documented():
+    """One field at a time set to all ones: the word is exactly that bit range (as in the
+    docs/chip.md tables, which the next test parses)."""
+    for cls in (Gemm, Send, Wait):
+        for name, (lsb, width) in chip.LAYOUTS[cls.opcode].items():
+            zero = {f: 0 for f in chip.LAYOUTS[cls.opcode]}
+            word = encode(cls(**{**zero, name: (1 << width) - 1}))
+            assert word == cls.opcode | ((1 << width) - 1) << lsb
+
+
+def test_docs_tables_match_layouts():
+    """Every ``| OP | field | [msb:lsb] |`` row of docs/chip.md equals the encoder's layout."""
+    text = DOC.read_text()
+    found = {}
+    for op, name, msb, lsb in re.findall(r"^\|\s*(GEMM|SEND|WAIT)\s*\|\s*`(\w+)`\s*\|\s*"
+                                         r"\[(\d+):(\d+)\]", text, re.M):
+        found.setdefault(chip.OPCODES[op], {})[name] = (int(lsb), int(msb) - int(lsb) + 1)
+    for opcode in (chip.OP_GEMM, chip.OP_SEND, chip.OP_WAIT):
+        assert found[opcode] == chip.LAYOUTS[opcode]
+
+
+def test_illegal_opcodes_and_reserved_bits():
+    for opcode in (0, chip.OP_ACT) + tuple(range(6, 16)):
+        with pytest.raises(chip.DecodeError) as info:
+            decode(opcode)
+        assert info.value.code == ERR_OPCODE
+    for bit in range(4, 128):
+        with pytest.raises(chip.DecodeError) as info:
+            decode(encode(Halt()) | 1 << bit)
+        assert info.value.code == ERR_RESERVED
+    assert decode(encode(Wait(1, 5)) | 0) == Wait(1, 5)
+    with pytest.raises(chip.DecodeError):
+        decode(encode(Wait(1, 5)) | 1 << 21)
+    with pytest.raises(chip.DecodeError):
+        decode(encode(Send()) | 1 << 68)
+
+
+def test_encode_rejects_what_does_not_fit():
+    with pytest.raises(ValueError, match="w_addr must be an integer in 0..4194303"):
+        encode(Gemm(w_addr=1 << 22))
+    with pytest.raises(ValueError, match="count"):
+        encode(Wait(count=-1))
+    with pytest.raises(TypeError, match="mask must be an integer"):
+        encode(Send(mask=1.5))
+    with pytest.raises(TypeError, match="instr must be"):
+        encode(3)
+    with pytest.raises(ValueError, match="word must be"):
+        decode(1 << 128)
+
+
+def test_params_spec():
+    assert chip.CHIP_PARAMS.validate()["subsystems"] == 4
+    with pytest.raises(ValueError, match="subsystems must be an integer in 1..16, not 17"):
+        ChipModel(subsystems=17)
+    with pytest.raises(ValueError, match="bank_rows must be"):
+        ChipModel(max_k=256, bank_rows=128)
+    with pytest.raises(TypeError, match="unknown parameter"):
+        ChipModel(flits=3)
+
+
+# -- memory words -------------------------------------------------------------------------------
+def test_words_round_trip_through_the_host_formats():
+    model = ChipModel(macs=3, max_m=8, lanes=5)
+    rng = np.random.default_rng(1)
+    w = [chip.pack_w(rng.integers(-128, 128, 3), rng.integers(0, 8, 3), model.params)
+         for _ in range(7)]
+    rows = [chip.pack_row(rng.integers(-128, 128, 5)) for _ in range(6)]
+    posts = [chip.pack_post(-2**31, 65535, 31), chip.pack_post(2**31 - 1, 0, 0)]
+    model.write_words(2, chip.MEM_WMEM, 10, w)
+    model.write_words(2, chip.MEM_BANK1, 3, rows)
+    model.write_words(2, chip.MEM_PMEM, 0, posts)
+    assert model.read_words(2, chip.MEM_WMEM, 10, 7) == w
+    assert model.read_words(2, chip.MEM_BANK1, 3, 6) == rows
+    assert model.read_words(2, chip.MEM_PMEM, 0, 2) == posts
+    assert model.subs[2].p_bias[0] == -2**31 and model.subs[2].p_shift[0] == 31
+    assert chip.word_bits(chip.MEM_WMEM, model.params) == 3 * (8 + 3)
+    with pytest.raises(IndexError):
+        model.write_words(0, chip.MEM_BANK0, 255, rows)
+    with pytest.raises(ValueError, match="wider"):
+        model.write_words(0, chip.MEM_PMEM, 0, [1 << 53])
+
+
+def test_status_word():
+    assert chip.status_word(ERROR, ERR_NODE, True, 513) == 3 | 11 << 2 | 1 << 6 | 513 << 16
+    assert chip.Status(HALTED, 0, 7, False).word == 2 | 7 << 16
+
+
+# -- semantics ----------------------------------------------------------------------------------
+def _random_gemm_memories(model, s, rng, *, k, o, n, m, w_addr, p_addr, x_bank, x_addr):
+    """Place a random compressed W, post-ops and X in subsystem ``s`` through host words; return
+    the expected ``spu_gemm`` result."""
+    p = model.params
+    w = rng.integers(-128, 128, (o, k))
+    values, indices = nm.compress(w, n, m)
+    nz = values.shape[1]
+    bpr = -(-nz // p["macs"])
+    words = []
+    for r in range(o):
+        vals = list(values[r]) + [0] * (bpr * p["macs"] - nz)
+        idxs = list(indices[r]) + [0] * (bpr * p["macs"] - nz)
+        for b in range(bpr):
+            sl = slice(b * p["macs"], (b + 1) * p["macs"])
+            words.append(chip.pack_w(vals[sl], idxs[sl], p))
+    model.write_words(s, chip.MEM_WMEM, w_addr, words)
+    bias = rng.integers(-2**20, 2**20, o)
+    mult = rng.integers(0, 2**16, o)
+    shift = rng.integers(10, 24, o)
+    model.write_words(s, chip.MEM_PMEM, p_addr,
+                      [chip.pack_post(*t) for t in zip(bias, mult, shift)])
+    x = rng.integers(-128, 128, (k, p["lanes"]))
+    model.write_words(s, chip.MEM_BANK0 + x_bank, x_addr, [chip.pack_row(r) for r in x])
+    return {relu: spu.spu_gemm(values, indices, n, m, x, bias, mult, shift, relu)[0]
+            for relu in (False, True)}
+
+
+def test_gemm_writes_every_masked_subsystem_and_counts():
+    rng = np.random.default_rng(2)
+    model = ChipModel(subsystems=3)
+    expect = _random_gemm_memories(model, 1, rng, k=32, o=6, n=2, m=8, w_addr=5, p_addr=9,
+                                   x_bank=1, x_addr=8)
+    model.load_program(1, [Gemm(x_bank=1, x_addr=8, w_addr=5, p_addr=9, n_log2=1, m_log2=3,
+                                k=32, o=6, relu=1, d_bank=0, d_addr=100, mask=0b101),
+                           Halt()])
+    model.load_program(0, [Wait(0, 6), Halt()])
+    model.load_program(2, [Wait(0, 6), Wait(0, 1), Halt()])   # 7 rows never arrive
+    status = model.run()
+    assert [st.state for st in status] == [HALTED, HALTED, ERROR]
+    assert status[2].error == ERR_DEADLOCK and status[2].pc == 1
+    for s in (0, 2):
+        assert (model.subs[s].banks[0, 100:106] == expect[True]).all()
+    assert not model.subs[1].banks[0].any()
+    assert model.stats["ring_rows"] == [0, 12, 0]
+    assert model.stats["macs"][1] == 6 * 8 * 4
+
+
+def test_send_copies_rows_and_wait_consumes_them():
+    model = ChipModel(subsystems=4)
+    rng = np.random.default_rng(3)
+    rows = rng.integers(-128, 128, (10, 4)).astype(np.int8)
+    model.subs[3].banks[1, 20:30] = rows
+    model.load_program(3, [Send(s_bank=1, s_addr=20, count=10, mask=0b0111, r_bank=0,
+                                r_addr=200), Send(count=0, mask=0b1111), Halt()])
+    for s in range(3):
+        model.load_program(s, [Wait(0, 4), Wait(0, 6), Wait(1, 0), Halt()])
+    status = model.run()
+    assert all(st.state == HALTED for st in status)
+    for s in range(3):
+        assert (model.subs[s].banks[0, 200:210] == rows).all()
+        assert model.subs[s].counters == [0, 0]
+    assert model.stats["ring_rows"][3] == 30
+
+
+def test_send_to_self_is_a_local_copy_counted_like_ring_rows():
+    model = ChipModel(subsystems=1)
+    model.subs[0].banks[0, :3] = [[1, 2, 3, 4], [5, 6, 7, 8], [-1, -2, -3, -4]]
+    model.load_program(0, [Send(s_bank=0, s_addr=0, count=3, mask=1, r_bank=1, r_addr=7),
+                           Wait(1, 3), Halt()])
+    assert model.run()[0].state == HALTED
+    assert (model.subs[0].banks[1, 7:10] == model.subs[0].banks[0, :3]).all()
+    assert model.stats["local_rows"] == [3]
+
+
+def test_malformed_rows_are_zero_and_flagged_then_next_gemm_is_clean():
+    rng = np.random.default_rng(4)
+    model = ChipModel(subsystems=1)
+    expect = _random_gemm_memories(model, 0, rng, k=16, o=4, n=1, m=4, w_addr=0, p_addr=0,
+                                   x_bank=0, x_addr=0)
+    g = Gemm(x_bank=0, x_addr=0, w_addr=0, p_addr=0, n_log2=0, m_log2=2, k=16, o=4,
+             relu=0, d_bank=1, d_addr=0, mask=1)
+    model.load_program(0, [g, Halt()])
+    original = model.subs[0].w_index[2 * 2, 1]
+    model.subs[0].w_index[2 * 2, 1] = 4          # row 2 (2 words per row at macs=2): index >= m
+    status = model.run()[0]
+    assert status.state == HALTED and status.row_error
+    y = model.subs[0].banks[1, :4]
+    assert (y[2] == 0).all()
+    assert (y[[0, 1, 3]] == expect[False][[0, 1, 3]]).all()
+    model.subs[0].w_index[4, 1] = original
+    model.reset()
+    assert not model.status(0).row_error
+    status = model.run()[0]
+    assert status.state == HALTED and not status.row_error
+    assert (model.subs[0].banks[1, :4] == expect[False]).all()
+
+
+# -- every error code, then recovery -------------------------------------------------------------
+GOOD = Gemm(x_bank=0, x_addr=0, w_addr=0, p_addr=0, n_log2=1, m_log2=2, k=8, o=3, relu=1,
+            d_bank=1, d_addr=10, mask=0b11)
+
+
+def _bad(**fields):
+    return Gemm(**{**GOOD.__dict__, **fields})
+
+
+BAD_INSTRUCTIONS = [
+    (ERR_OPCODE, 0),
+    (ERR_OPCODE, chip.OP_ACT),
+    (ERR_OPCODE, 15),
+    (ERR_RESERVED, encode(Halt()) | 1 << 127),
+    (ERR_RESERVED, encode(Wait(0, 1)) | 1 << 21),
+    (ERR_NM, _bad(m_log2=6, k=64)),                 # m = 64 > max_m = 32
+    (ERR_NM, _bad(n_log2=3, m_log2=2)),             # n > m
+    (ERR_K, _bad(k=0)),
+    (ERR_K, _bad(k=256)),                           # > max_k = 128
+    (ERR_K, _bad(m_log2=3, k=12)),                  # k % m
+    (ERR_K, _bad(n_log2=0, m_log2=0, k=7)),         # k % act_rows
+    (ERR_O, _bad(o=0)),
+    (ERR_ALIGN, _bad(x_addr=3)),
+    (ERR_SRC_RANGE, _bad(x_addr=250)),              # 250 + 8 > 256 rows
+    (ERR_SRC_RANGE, Send(s_addr=250, count=7, mask=1, r_addr=0)),
+    (ERR_W_RANGE, _bad(w_addr=1022)),               # 3 rows x 2 words from 1022 > 1024
+    (ERR_P_RANGE, _bad(p_addr=254)),
+    (ERR_DST_RANGE, _bad(d_addr=254)),
+    (ERR_DST_RANGE, Send(s_addr=0, count=7, mask=1, r_addr=250)),
+    (ERR_NODE, _bad(mask=0b10000)),                 # subsystem 4 of 4
+    (ERR_NODE, Send(count=1, mask=1 << 15)),
+    (ERR_NM, _bad(m_log2=7, o=0, mask=1 << 15)),    # several: the smallest code wins
+    (ERR_K, _bad(k=6, o=0, x_addr=3, d_addr=300 - 256)),
+    (ERR_ALIGN, _bad(x_addr=255, p_addr=256, mask=1 << 9)),
+]
+
+
+def _expected_good(model, rng):
+    return _random_gemm_memories(model, 0, rng, k=8, o=3, n=2, m=4, w_addr=0, p_addr=0,
+                                 x_bank=0, x_addr=0)[True]
+
+
+@pytest.mark.parametrize("code, bad", BAD_INSTRUCTIONS)
+def test_error_stops_the_subsystem_and_reset_recovers(code, bad):
+    rng = np.random.default_rng(code)
+    model = ChipModel()
+    y = _expected_good(model, rng)
+    word = bad if isinstance(bad, int) else encode(bad)
+    assert chip.check_word(word, model.params) == code
+    # Subsystem 0: a good GEMM (to 0 and 1), the bad instruction, then a SEND that must not run.
+    model.load_program(0, [GOOD, word, Send(s_bank=1, s_addr=10, count=3, mask=0b100,
+                                           r_bank=1, r_addr=50), Halt()])
+    model.load_program(1, [Wait(1, 3), Halt()])
+    model.load_program(2, [Halt()])
+    model.load_program(3, [Halt()])
+    status = model.run()
+    assert (status[0].state, status[0].error, status[0].pc) == (ERROR, code, 1)
+    assert status[0].word == chip.status_word(ERROR, code, False, 1)
+    assert [s.state for s in status[1:]] == [HALTED] * 3
+    assert (model.subs[1].banks[1, 10:13] == y).all()
+    assert not model.subs[2].banks.any()                # the SEND after the fault never ran
+    # Reset, a corrected program, the same chip: runs to the end with the right result.
+    model.reset()
+    assert model.status(0) == chip.Status(chip.IDLE, 0, 0, False)
+    model.subs[1].banks[:] = 0
+    model.load_program(0, [GOOD, Wait(1, 3), Send(s_bank=1, s_addr=10, count=3, mask=0b100,
+                                                  r_bank=1, r_addr=50), Halt()])
+    status = model.run()
+    assert all(s.state == HALTED and s.error == 0 for s in status)
+    for s, addr in ((0, 10), (1, 10), (2, 50)):
+        assert (model.subs[s].banks[1, addr:addr + 3] == y).all()
+
+
+def test_running_off_the_end_is_err_pc():
+    model = ChipModel(subsystems=1, imem_depth=8)
+    model.load_program(0, [Wait(0, 0)] * 8)
+    status = model.run()[0]
+    assert (status.state, status.error, status.pc) == (ERROR, ERR_PC, 8)
+    model.load_program(0, [Halt()])
+    assert model.run()[0] == chip.Status(HALTED, 0, 0, False)
+
+
+def test_deadlock_is_reported_not_a_hang():
+    model = ChipModel(subsystems=2)
+    model.load_program(0, [Wait(0, 1), Halt()])
+    model.load_program(1, [Wait(1, 1), Halt()])
+    status = model.run()
+    assert [(s.state, s.error, s.pc) for s in status] == [(ERROR, ERR_DEADLOCK, 0)] * 2
+    # Waiting for a subsystem that sends late is not a deadlock, under any schedule.
+    model.load_program(1, [Wait(1, 0), Wait(1, 0), Send(count=1, mask=1), Halt()])
+    for seed in (None, 1, 2, 3):
+        status = model.run(seed=seed, max_delay=4)
+        assert [(s.state, s.error) for s in status] == [(HALTED, 0)] * 2
+
+
+def test_a_stopped_subsystem_makes_its_waiters_deadlock():
+    model = ChipModel(subsystems=3)
+    model.load_program(0, [0])
+    model.load_program(1, [Wait(1, 2), Halt()])
+    model.load_program(2, [Send(count=1, mask=0b010), Halt()])
+    status = model.run()
+    assert [(s.state, s.error) for s in status] == [(ERROR, ERR_OPCODE), (ERROR, ERR_DEADLOCK),
+                                                    (HALTED, 0)]
+    assert model.subs[1].counters == [1, 0]
