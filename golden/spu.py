@@ -17,9 +17,28 @@ import math
 import numpy as np
 
 from sparsehw.golden import nm
+from sparsehw.params import Param, ParamSpec, int_in, multiple_of, pow2_in
 
 
-__all__ = ["cfg_error", "spu_gemm", "beats_per_row", "SPU_PIPELINE_LATENCY", "spu_cycles"]
+__all__ = ["cfg_error", "spu_gemm", "beats_per_row", "SPU_PIPELINE_LATENCY", "spu_cycles",
+           "SPU_WORKLOAD"]
+
+
+#: The knobs of one ``sparsehw perf spu`` run (an n:m GEMM K x O x B); the defaults are the
+#: reference workload. The ranges depend on the generation parameters (the ``context`` of
+#: ``SPU_WORKLOAD.validate(params, **workload)``).
+SPU_WORKLOAD = ParamSpec(
+    Param("m", 1, lambda v: pow2_in(1, v["max_m"]), doc="group size; 1 = dense",
+          allowed="a power of two in 1..max_m"),
+    Param("n", 1, lambda v: pow2_in(1, v["m"]), doc="nonzeros per group",
+          allowed="a power of two in 1..m"),
+    Param("k", 1024, lambda v: multiple_of(max(v["m"], v["act_rows"]), v["max_k"]),
+          doc="reduction length", allowed="a multiple of max(m, act_rows) up to max_k"),
+    Param("o", 256, int_in(1, 65535), doc="output rows"),
+    Param("b", 16, lambda v: multiple_of(v["lanes"]), doc="batch columns",
+          allowed="a positive multiple of lanes"),
+    kind="workload knob",
+)
 
 
 def cfg_error(n_log2, m_log2, k, o, *, max_m, max_k, act_rows):

@@ -9,9 +9,12 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from sparsehw.params import Param, ParamSpec, int_in, pow2_in
 
 
-__all__ = ["SPU", "spu_layouts", "OUT_DEPTH", "MAX_K_LIMIT"]
+__all__ = ["SPU", "SPU_PARAMS", "spu_layouts", "OUT_DEPTH", "MAX_K_LIMIT"]
 
 
 #: Rows the output FIFO holds; the datapath only starts a row's last beat when a slot is free.
@@ -22,20 +25,15 @@ MAX_K_LIMIT = 1 << 16
 O_BITS = 16
 
 
-def _log2(value):
-    return value.bit_length() - 1
-
-
-def _is_pow2(value):
-    return value > 0 and value & (value - 1) == 0
-
-
-def _check(name, value, ok, allowed):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not ok(value):
-        raise ValueError(f"{name} must be {allowed}, not {value!r}")
-    return value
+#: The generation parameters (defaults, ranges; ``sparsehw list`` shows them).
+SPU_PARAMS = ParamSpec(
+    Param("lanes", 4, int_in(1, 64), doc="batch columns in parallel"),
+    Param("macs", 2, int_in(1, 16), doc="nonzero weights per cycle"),
+    Param("max_m", 32, pow2_in(1, 32), doc="largest group size"),
+    Param("act_rows", 2, pow2_in(1, 16), doc="activation rows per beat"),
+    Param("max_k", 128, lambda v: pow2_in(max(v["max_m"], v["act_rows"]), MAX_K_LIMIT),
+          doc="largest K", allowed=f"a power of two in max(max_m, act_rows)..{MAX_K_LIMIT}"),
+)
 
 
 def spu_layouts(*, lanes, macs, max_m, max_k, act_rows):
@@ -43,8 +41,8 @@ def spu_layouts(*, lanes, macs, max_m, max_k, act_rows):
 
     Returns a dict with keys ``cfg``, ``act``, ``w``, ``post``, ``o``.
     """
-    idx_bits = max(1, _log2(max_m))
-    k_bits = _log2(max_k) + 1
+    idx_bits = max(1, exact_log2(max_m))
+    k_bits = exact_log2(max_k) + 1
     return {
         "cfg": data.StructLayout({
             "n_log2": unsigned(3), "m_log2": unsigned(3), "k": unsigned(k_bits),
@@ -75,15 +73,17 @@ class SPU(wiring.Component):
     Parameters
     ----------
     lanes : int
-        Batch columns computed in parallel (``B`` of the GEMM), 1..64. Default 4.
+        Batch columns computed in parallel (``B`` of the GEMM), 1..64.
     macs : int
-        Nonzero weights consumed per cycle (MACs per lane), 1..16. Default 2.
+        Nonzero weights consumed per cycle (MACs per lane), 1..16.
     max_m : int
-        Largest group size ``m``, a power of two in 1..32. Default 32.
-    max_k : int
-        Largest ``K``, a power of two between ``max(max_m, act_rows)`` and 65536. Default 128.
+        Largest group size ``m``, a power of two in 1..32.
     act_rows : int
-        Rows of ``X`` per activation beat, a power of two in 1..16. Default 2.
+        Rows of ``X`` per activation beat, a power of two in 1..16.
+    max_k : int
+        Largest ``K``, a power of two between ``max(max_m, act_rows)`` and 65536.
+
+    The defaults and ranges are :data:`SPU_PARAMS` (``sparsehw list`` shows them).
 
     Attributes
     ----------
@@ -107,7 +107,7 @@ class SPU(wiring.Component):
     post : In(stream.Signature(StructLayout(bias: signed(32), mult: unsigned(16), shift: unsigned(5))))
         One beat per output row, in row order (see :func:`golden.nm.spu_post`). Held in a
         one-entry register; a new beat is accepted in the cycle the held one is used.
-    out : Out(stream.Signature(StructLayout(y: ArrayLayout(signed(8), lanes), error, cfg_error, last)))
+    o : Out(stream.Signature(StructLayout(y: ArrayLayout(signed(8), lanes), error, cfg_error, last)))
         One beat per output row (``last`` on the GEMM's last row), or one ``cfg_error`` beat for a
         rejected configuration. ``error`` marks a row with a malformed index (an index ``>= m``
         or indices not strictly ascending inside a group); its ``y`` is forced to 0. Latency from
@@ -117,28 +117,17 @@ class SPU(wiring.Component):
     Raises
     ------
     TypeError
-        A parameter is not an integer.
+        A parameter is not an integer, or is unknown
+        (``lanes must be an integer in 1..64, not 4.0``).
     ValueError
-        A parameter is outside its range.
+        A parameter is outside its range (``max_m must be a power of two in 1..32, not 3``).
     """
 
-    def __init__(self, *, lanes=4, macs=2, max_m=32, max_k=128, act_rows=2):
-        # An instance whose parameters are rejected is never elaborated: keep Amaranth's
-        # "elaboratable created but never used" warning for constructed instances only.
-        self._MustUse__silence = True
-        self._lanes = _check("lanes", lanes, lambda v: 1 <= v <= 64, "between 1 and 64")
-        self._macs = _check("macs", macs, lambda v: 1 <= v <= 16, "between 1 and 16")
-        self._max_m = _check("max_m", max_m, lambda v: _is_pow2(v) and v <= 32,
-                             "a power of two between 1 and 32")
-        self._act_rows = _check("act_rows", act_rows, lambda v: _is_pow2(v) and v <= 16,
-                                "a power of two between 1 and 16")
-        low = max(max_m, act_rows)
-        self._max_k = _check("max_k", max_k,
-                             lambda v: _is_pow2(v) and low <= v <= MAX_K_LIMIT,
-                             f"a power of two between {low} (max(max_m, act_rows)) and "
-                             f"{MAX_K_LIMIT}")
-        self._layouts = spu_layouts(lanes=lanes, macs=macs, max_m=max_m, max_k=max_k,
-                                    act_rows=act_rows)
+    def __init__(self, **params):
+        values = SPU_PARAMS.validate(**params)
+        self._lanes, self._macs, self._max_m, self._act_rows, self._max_k = (
+            values[name] for name in ("lanes", "macs", "max_m", "act_rows", "max_k"))
+        self._layouts = spu_layouts(**values)
         super().__init__({
             "cfg": In(stream.Signature(self._layouts["cfg"])),
             "act": In(stream.Signature(self._layouts["act"])),
@@ -146,7 +135,6 @@ class SPU(wiring.Component):
             "post": In(stream.Signature(self._layouts["post"])),
             "o": Out(stream.Signature(self._layouts["o"])),
         })
-        self._MustUse__silence = False
 
     lanes = property(lambda self: self._lanes, doc="Batch columns computed in parallel.")
     macs = property(lambda self: self._macs, doc="Nonzero weights consumed per cycle.")
@@ -158,10 +146,10 @@ class SPU(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         L, P, R = self._lanes, self._macs, self._act_rows
-        log_r = _log2(R)
-        log_max_m = _log2(self._max_m)
+        log_r = exact_log2(R)
+        log_max_m = exact_log2(self._max_m)
         idx_bits = max(1, log_max_m)
-        k_bits = _log2(self._max_k) + 1
+        k_bits = exact_log2(self._max_k) + 1
         e_bits = k_bits + 5            # entry counters: nz + macs fits
         word_bits = R * L * 8
 
@@ -375,6 +363,8 @@ class SPU(wiring.Component):
         with m.If(reject_fire):
             m.d.sync += cfg_reject.eq(0)
 
+        # Wired by hand: wiring.connect(m, out_fifo.r_stream, flipped(self.o)) is equivalent but
+        # orders the Verilog assigns differently (the generated Verilog is kept byte-identical).
         m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(width=out_layout.size,
                                                             depth=OUT_DEPTH)
         m.d.comb += [

@@ -22,12 +22,17 @@ A rule may depend on parameters declared before it: pass a function of the value
 far that returns the rule.
 """
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
-__all__ = ["Rule", "Param", "ParamSpec", "int_in", "pow2_in", "float_in", "one_of", "boolean",
-           "check"]
+__all__ = ["Rule", "Param", "ParamSpec", "int_in", "pow2_in", "multiple_of", "float_in", "one_of",
+           "boolean", "check", "INT"]
+
+
+#: The types an integer rule accepts: Python ints and numpy integers (never ``bool``).
+INT = (int, numbers.Integral)
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class Rule:
     """
     allowed: str
     ok: Callable
-    types: tuple = (int,)
+    types: tuple = INT
 
     def check(self, name, value):
         """Return ``value`` if it obeys the rule; raise ``TypeError``/``ValueError`` if not."""
@@ -69,6 +74,14 @@ def pow2_in(low, high):
     """A power of two in ``low..high``."""
     return Rule(f"a power of two in {low}..{high}",
                 lambda v: low <= v <= high and v > 0 and v & (v - 1) == 0)
+
+
+def multiple_of(step, high=None):
+    """A positive multiple of ``step`` (up to ``high`` when given)."""
+    if high is None:
+        return Rule(f"a positive multiple of {step}", lambda v: v >= step and v % step == 0)
+    return Rule(f"a multiple of {step} in {step}..{high}",
+                lambda v: step <= v <= high and v % step == 0)
 
 
 def float_in(low, high):

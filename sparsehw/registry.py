@@ -108,6 +108,9 @@ class Block:
         if not isinstance(self.workload_params, ParamSpec):
             object.__setattr__(self, "workload_params",
                                _legacy_spec(self.workload_params, "workload knob"))
+        elif self.workload_params.kind != "workload knob":
+            object.__setattr__(self, "workload_params",
+                               ParamSpec(*self.workload_params, kind="workload knob"))
 
     def defaults(self):
         """The default generation parameters, as a new dict."""
@@ -185,10 +188,12 @@ def resolve_workload(block, given, params=None):
 
 
 def build(block, params, *, for_synth=False):
-    """Build the block's component, turning parameter errors into :class:`UserError`."""
+    """Validate ``params`` with the block's spec, then build the block's component; errors are
+    :class:`UserError` (illegal parameters never reach the constructor)."""
+    values = _validate(block, block.params, params)
     builder = (block.synth_build or block.build) if for_synth else block.build
     try:
-        return builder(**params)
+        return builder(**values)
     except (ValueError, TypeError) as error:
         raise UserError(f"{block.name}: {error}") from None
 

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """SPU: parameter errors, golden GEMM model, an Amaranth-simulator check, the cocotb regression
 (two design points) and a perf smoke run."""
 
@@ -6,30 +7,32 @@ import pytest
 
 from sparsehw.golden import nm
 from sparsehw.golden import spu as golden_spu
-from sparsehw.hw.spu import SPU
+from sparsehw.hw.spu import SPU, SPU_PARAMS
 from sparsehw.verif.spu import make_job
 
 
 # -- generation parameters ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    ({"lanes": 0}, ValueError, "lanes must be between 1 and 64, not 0"),
-    ({"lanes": 65}, ValueError, "lanes must be between 1 and 64, not 65"),
-    ({"lanes": 4.0}, TypeError, "lanes must be an integer, not 4.0"),
-    ({"macs": 0}, ValueError, "macs must be between 1 and 16, not 0"),
-    ({"macs": 17}, ValueError, "macs must be between 1 and 16, not 17"),
-    ({"macs": "2"}, TypeError, "macs must be an integer, not '2'"),
-    ({"max_m": 3}, ValueError, "max_m must be a power of two between 1 and 32, not 3"),
-    ({"max_m": 64}, ValueError, "max_m must be a power of two between 1 and 32, not 64"),
-    ({"max_m": True}, TypeError, "max_m must be an integer, not True"),
-    ({"act_rows": 3}, ValueError, "act_rows must be a power of two between 1 and 16, not 3"),
-    ({"act_rows": 32}, ValueError, "act_rows must be a power of two between 1 and 16, not 32"),
-    ({"max_k": 100}, ValueError,
-     r"max_k must be a power of two between 32 \(max\(max_m, act_rows\)\) and 65536, not 100"),
-    ({"max_k": 16}, ValueError,
-     r"max_k must be a power of two between 32 \(max\(max_m, act_rows\)\) and 65536, not 16"),
-    ({"max_k": 1 << 17}, ValueError, "and 65536, not 131072"),
-    ({"max_k": None}, TypeError, "max_k must be an integer, not None"),
+    ({"lanes": 0}, ValueError, r"^lanes must be an integer in 1\.\.64, not 0$"),
+    ({"lanes": 65}, ValueError, r"^lanes must be an integer in 1\.\.64, not 65$"),
+    ({"lanes": 4.0}, TypeError, r"^lanes must be an integer in 1\.\.64, not 4\.0$"),
+    ({"macs": 0}, ValueError, r"^macs must be an integer in 1\.\.16, not 0$"),
+    ({"macs": 17}, ValueError, r"^macs must be an integer in 1\.\.16, not 17$"),
+    ({"macs": "2"}, TypeError, r"^macs must be an integer in 1\.\.16, not '2'$"),
+    ({"max_m": 3}, ValueError, r"^max_m must be a power of two in 1\.\.32, not 3$"),
+    ({"max_m": 64}, ValueError, r"^max_m must be a power of two in 1\.\.32, not 64$"),
+    ({"max_m": True}, TypeError, r"^max_m must be a power of two in 1\.\.32, not True$"),
+    ({"act_rows": 3}, ValueError, r"^act_rows must be a power of two in 1\.\.16, not 3$"),
+    ({"act_rows": 32}, ValueError, r"^act_rows must be a power of two in 1\.\.16, not 32$"),
+    ({"max_k": 100}, ValueError, r"^max_k must be a power of two in 32\.\.65536, not 100$"),
+    ({"max_k": 16}, ValueError, r"^max_k must be a power of two in 32\.\.65536, not 16$"),
+    ({"max_m": 4, "act_rows": 8, "max_k": 4}, ValueError,
+     r"^max_k must be a power of two in 8\.\.65536, not 4$"),
+    ({"max_k": 1 << 17}, ValueError, r"^max_k must be a power of two in 32\.\.65536, not 131072$"),
+    ({"max_k": None}, TypeError, r"^max_k must be a power of two in 32\.\.65536, not None$"),
+    ({"lane": 4}, TypeError, r"^unknown parameter 'lane'; allowed: lanes, macs, max_m, "
+                             r"act_rows, max_k$"),
 ])
 def test_parameter_errors(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -42,14 +45,19 @@ def test_parameters_are_read_only():
     with pytest.raises(AttributeError):
         spu.lanes = 4
     assert spu.layouts["w"].size == 3 * (8 + 3)
-    spu._MustUse__silence = True
 
 
 def test_registry_entry():
     from sparsehw import registry
     block = registry.get_block("spu")
-    with pytest.raises(registry.UserError, match="spu: max_m must be a power of two"):
+    assert block.params is SPU_PARAMS and block.build is SPU
+    assert block.defaults() == {"lanes": 4, "macs": 2, "max_m": 32, "act_rows": 2, "max_k": 128}
+    with pytest.raises(registry.UserError,
+                       match=r"^spu: max_m must be a power of two in 1\.\.32, not 5$"):
         registry.build(block, {**block.defaults(), "max_m": 5})
+    with pytest.raises(registry.UserError, match=r"^spu: max_k must be a power of two in "):
+        registry.check_params(block, {"max_k": "100"})
+    assert registry.resolve_params(block, {"lanes": "8"})["lanes"] == 8
 
 
 # -- golden model -------------------------------------------------------------------------------
@@ -171,15 +179,34 @@ def test_perf_smoke_is_correct(tmp_path):
     assert record["ideal_cycles"] == 6 * 32 * 8 / 8
 
 
-@pytest.mark.parametrize("workload, message", [
-    ({"n": 1, "m": 64, "k": 128, "o": 1, "b": 4}, "m must be a power of two between 1 and max_m"),
-    ({"n": 3, "m": 4, "k": 128, "o": 1, "b": 4}, "n must be a power of two between 1 and m=4"),
-    ({"n": 1, "m": 4, "k": 256, "o": 1, "b": 4}, "k must be a multiple of 4"),
-    ({"n": 1, "m": 4, "k": 128, "o": 0, "b": 4}, "o must be between 1 and 65535, not 0"),
-    ({"n": 1, "m": 4, "k": 128, "o": 1, "b": 6}, "b must be a positive multiple of lanes=4"),
+@pytest.mark.parametrize("workload, error, message", [
+    ({"n": 1, "m": 64, "k": 128, "o": 1, "b": 4}, ValueError,
+     r"^m must be a power of two in 1\.\.32, not 64$"),
+    ({"n": 3, "m": 4, "k": 128, "o": 1, "b": 4}, ValueError,
+     r"^n must be a power of two in 1\.\.4, not 3$"),
+    ({"n": 1, "m": 4, "k": 256, "o": 1, "b": 4}, ValueError,
+     r"^k must be a multiple of 4 in 4\.\.128, not 256$"),
+    ({"n": 1, "m": 4, "k": 130, "o": 1, "b": 4}, ValueError,
+     r"^k must be a multiple of 4 in 4\.\.128, not 130$"),
+    ({"n": 1, "m": 4, "k": 128, "o": 0, "b": 4}, ValueError,
+     r"^o must be an integer in 1\.\.65535, not 0$"),
+    ({"n": 1, "m": 4, "k": 128, "o": 1, "b": 6}, ValueError,
+     r"^b must be a positive multiple of 4, not 6$"),
+    ({"n": 1, "m": 4, "k": 128, "o": 1, "b": 0}, ValueError,
+     r"^b must be a positive multiple of 4, not 0$"),
+    ({"n": 1.0}, TypeError, r"^n must be a power of two in 1\.\.1, not 1\.0$"),
+    ({"q": 1}, TypeError, r"^unknown workload knob 'q'; allowed: m, n, k, o, b$"),
 ])
-def test_perf_workload_errors(workload, message):
+def test_perf_workload_errors(workload, error, message):
     from sparsehw.verif.spu.perf_spu import check_workload
     params = {"lanes": 4, "macs": 2, "max_m": 32, "max_k": 128, "act_rows": 2}
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         check_workload(params, workload)
+
+
+def test_perf_workload_defaults_are_the_reference_workload():
+    from sparsehw.families.spu import REFERENCE_PARAMS
+    from sparsehw.verif.spu.perf_spu import check_workload
+    assert check_workload(REFERENCE_PARAMS, {}) == {"n": 1, "m": 1, "k": 1024, "o": 256, "b": 16}
+    with pytest.raises(ValueError, match=r"^k must be a multiple of 2 in 2\.\.128, not 1024$"):
+        check_workload(SPU_PARAMS.defaults(), {})        # the defaults cannot hold K=1024

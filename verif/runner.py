@@ -14,8 +14,8 @@ from pathlib import Path
 from sparsehw.hw.export import to_verilog
 
 
-__all__ = ["SIMULATORS", "RunResult", "run_cocotb", "verilator_env", "new_build_dir",
-           "REPO_ROOT"]
+__all__ = ["SIMULATORS", "RunResult", "run_cocotb", "perf_record", "verilator_env",
+           "new_build_dir", "REPO_ROOT"]
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -166,3 +166,24 @@ def run_cocotb(design, toplevel, test_module, *, build_dir, sim="icarus", seed=N
         wave_file = candidates[0] if candidates else None
     return RunResult(passed=passed, tests=tests, failures=failures, record=record,
                      build_dir=build_dir, log=log, waves=wave_file, errors=errors)
+
+
+def perf_record(result, *, sim, keys=None):
+    """The record a block's ``perf`` entry returns for one run (see ``Block.perf``).
+
+    The testbench's figures (:func:`verif.common.record`; only ``keys`` when given), plus
+    ``passed`` (the run passed and, when the testbench recorded ``passed``, that too),
+    ``error`` (one line, only when not passed: what failed and where the log is), ``sim`` and
+    ``log``. A failed perf run is a record with ``passed = False``, never an exception, so the
+    CLI reports it as one line.
+    """
+    figures = dict(result.record)
+    if keys is not None:
+        figures = {key: figures[key] for key in keys if key in figures}
+    passed = bool(result.passed and result.record.get("passed", True))
+    record = {**figures, "passed": passed, "sim": sim, "log": str(result.log)}
+    if not passed:
+        what = "; ".join(result.errors) if result.errors else \
+            f"{result.failures} of {result.tests} cocotb tests failed"
+        record["error"] = " ".join(f"{what} (see {result.log})".split())
+    return record

@@ -1,4 +1,13 @@
-"""cocotb stream drivers and monitors with random stall injection, and payload packing.
+"""The testbench toolkit: clock and reset, stream drivers and monitors with random stall
+injection, payload packing, and wait-and-compare.
+
+A testbench typically does::
+
+    await start(dut, sources=("i",), sinks=("o",))        # clock, idle streams, reset
+    src, sink = endpoints(dut, "i", "o", stall=0.3, salt=2)  # random valid gaps / back-pressure
+    src.send_nowait(pack(layout, item) for item in items)
+    got = await collect(sink, len(expected), decode=lambda bits: unpack(out_layout, bits))
+    compare(got, expected)                                 # AssertionError listing mismatches
 
 Streams follow :class:`amaranth.lib.stream.Signature`: ``<prefix>__valid``, ``<prefix>__ready``
 and ``<prefix>__payload`` (one flat vector, however the payload layout is structured).
@@ -15,8 +24,8 @@ from amaranth.hdl import Shape
 from amaranth.lib import data
 
 
-__all__ = ["pack", "unpack", "StreamSource", "StreamSink", "start_clock", "reset",
-           "CycleCounter"]
+__all__ = ["pack", "unpack", "StreamSource", "StreamSink", "start_clock", "reset", "start",
+           "restart", "endpoints", "collect", "compare", "CycleCounter"]
 
 
 # -- payload packing -------------------------------------------------------------------------
@@ -84,6 +93,56 @@ async def reset(dut, cycles=2):
     for _ in range(cycles):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
+
+
+async def start(dut, *, sources=(), sinks=(), reset_cycles=2, period_ns=10):
+    """Start the clock, idle the listed streams (``valid`` low on the design's inputs
+    ``sources``, ``ready`` low on its outputs ``sinks``) and reset the design.
+
+    Once per cocotb test; :func:`restart` resets again later in the same test.
+    """
+    start_clock(dut, period_ns)
+    await restart(dut, sources=sources, sinks=sinks, reset_cycles=reset_cycles)
+
+
+async def restart(dut, *, sources=(), sinks=(), reset_cycles=2):
+    """Idle the listed streams and reset the design (the clock is already running)."""
+    for prefix in sources:
+        getattr(dut, f"{prefix}__valid").value = 0
+    for prefix in sinks:
+        getattr(dut, f"{prefix}__ready").value = 0
+    await reset(dut, reset_cycles)
+
+
+def endpoints(dut, source, sink, *, stall=0.0, salt=0):
+    """A :class:`StreamSource` on ``source`` and a :class:`StreamSink` on ``sink`` with the same
+    stall probability; their stall generators are ``verif.common.rng(salt)`` and
+    ``rng(salt + 1)``, so the stalls are independent of each other and of the data."""
+    from sparsehw.verif import common
+    return (StreamSource(dut, source, rng=common.rng(salt), stall=stall),
+            StreamSink(dut, sink, rng=common.rng(salt + 1), stall=stall))
+
+
+async def collect(sink, count, *, timeout_cycles=None, decode=None):
+    """Wait until ``sink`` holds ``count`` items (``TimeoutError`` after ``timeout_cycles``,
+    default ``100 + 40 * count``); return them, each passed through ``decode`` when given."""
+    await sink.wait_for(count, 100 + 40 * count if timeout_cycles is None else timeout_cycles)
+    items = sink.items[:count]
+    return [decode(item) for item in items] if decode is not None else list(items)
+
+
+def compare(got, expected, *, same=None, describe=None, what="item", show=8):
+    """Assert that ``got`` equals ``expected`` item by item (``same(g, e)``, default ``==``).
+
+    The ``AssertionError`` counts the mismatches and lists the first ``show``, each as
+    ``describe(index, got, expected)`` (default ``"item i: got G, expected E"``).
+    """
+    same = same or (lambda g, e: g == e)
+    describe = describe or (lambda i, g, e: f"{what} {i}: got {g}, expected {e}")
+    assert len(got) == len(expected), f"{len(got)} {what}s, expected {len(expected)}"
+    bad = [describe(i, g, e) for i, (g, e) in enumerate(zip(got, expected)) if not same(g, e)]
+    assert not bad, (f"{len(bad)} of {len(expected)} {what}s differ:\n" +
+                     "\n".join(bad[:show]))
 
 
 class CycleCounter:

@@ -10,40 +10,26 @@ The outputs are checked against the golden model as well.
 import cocotb
 import numpy as np
 
+from sparsehw.golden.spu import SPU_WORKLOAD
 from sparsehw.verif import common
 from sparsehw.verif.spu import PORTS, layouts_of, make_job, run_jobs
-from sparsehw.verif.stream import reset, start_clock
+from sparsehw.verif.stream import start
 
 
 # The reference design point (used when no -p is given) is ``perf_defaults`` in
-# sparsehw/families/spu.py.
-#: The reference workload.
-REFERENCE_WORKLOAD = {"n": 1, "m": 1, "k": 1024, "o": 256, "b": 16}
+# sparsehw/families/spu.py; the reference workload is the defaults of ``SPU_WORKLOAD``.
 
 
 def check_workload(params, workload):
-    """Validate workload knobs against the generation parameters (ValueError naming the knob)."""
-    n, m, k, o, b = (workload[key] for key in ("n", "m", "k", "o", "b"))
-    if m not in (1, 2, 4, 8, 16, 32) or m > params["max_m"]:
-        raise ValueError(f"m must be a power of two between 1 and max_m={params['max_m']}, "
-                         f"not {m!r}")
-    if n < 1 or n > m or n & (n - 1):
-        raise ValueError(f"n must be a power of two between 1 and m={m}, not {n!r}")
-    unit = max(m, params["act_rows"])
-    if k < 1 or k > params["max_k"] or k % unit:
-        raise ValueError(f"k must be a multiple of {unit} (max(m, act_rows)) between {unit} "
-                         f"and max_k={params['max_k']}, not {k!r}")
-    if not 1 <= o < 1 << 16:
-        raise ValueError(f"o must be between 1 and 65535, not {o!r}")
-    if b < 1 or b % params["lanes"]:
-        raise ValueError(f"b must be a positive multiple of lanes={params['lanes']}, not {b!r}")
+    """``workload`` validated against the generation parameters ``params`` (defaults filled in);
+    ``ValueError``/``TypeError`` ``NAME must be ALLOWED, not VALUE`` naming the knob."""
+    return SPU_WORKLOAD.validate(params, **workload)
 
 
 @cocotb.test()
 async def spu_perf(dut):
     params = common.params()
-    load = common.workload()
-    check_workload(params, load)
+    load = check_workload(params, common.workload())
     n, m, k, o, b = (load[key] for key in ("n", "m", "k", "o", "b"))
     L, P = params["lanes"], params["macs"]
     gen = np.random.default_rng(common.rng(7).getrandbits(32))
@@ -51,11 +37,7 @@ async def spu_perf(dut):
     jobs = [make_job(gen, params, n=n, m=m, k=k, o=o, relu=bool(t % 2), w=w)
             for t in range(b // L)]
 
-    start_clock(dut)
-    for port in PORTS:
-        getattr(dut, f"{port}__valid").value = 0
-    dut.o__ready.value = 0
-    await reset(dut)
+    await start(dut, sources=PORTS, sinks=("o",))
     got, ends = await run_jobs(dut, params, jobs,
                                timeout_cycles=4 * sum(len(j.beats["w"]) for j in jobs) + 10000)
     expected = [beat for job in jobs for beat in job.expected]
@@ -80,16 +62,10 @@ async def spu_perf(dut):
 
 
 def run_perf(params, workload, *, sim, seed, build_dir):
-    """Entry point of ``sparsehw perf spu``: returns the perf record."""
+    """Entry point of ``sparsehw perf spu``: the perf record (:func:`verif.runner.perf_record`)."""
     from sparsehw.hw.spu import SPU
-    from sparsehw.verif.runner import run_cocotb
-    check_workload(params, workload)
+    from sparsehw.verif.runner import perf_record, run_cocotb
+    workload = check_workload(params, workload)
     result = run_cocotb(SPU(**params), "spu", "sparsehw.verif.spu.perf_spu", build_dir=build_dir,
                         sim=sim, seed=seed, params=params, workload=workload)
-    record = dict(result.record)
-    record["passed"] = bool(result.passed and record.get("passed", False))
-    if result.errors:
-        record["errors"] = result.errors
-    record["sim"] = sim
-    record["log"] = str(result.log)
-    return record
+    return perf_record(result, sim=sim)

@@ -9,16 +9,14 @@ configurations. Generation parameters come from ``verif.common.params()`` (defau
 import cocotb
 import numpy as np
 
+from sparsehw.hw.spu import SPU_PARAMS
 from sparsehw.verif import common
-from sparsehw.verif.spu import expected_beats, make_job, reject_job, run_jobs
-from sparsehw.verif.stream import reset, start_clock
-
-
-DEFAULTS = {"lanes": 4, "macs": 2, "max_m": 32, "max_k": 128, "act_rows": 2}
+from sparsehw.verif.spu import PORTS, expected_beats, make_job, reject_job, run_jobs
+from sparsehw.verif.stream import compare, start
 
 
 def _params():
-    return {**DEFAULTS, **common.params()}
+    return SPU_PARAMS.validate(**common.params())
 
 
 def _stall(default):
@@ -47,22 +45,10 @@ def _random_job(gen, params, m, *, corner=False, corrupt=0):
 
 
 def _compare(got, jobs):
-    want = expected_beats(jobs)
-    assert len(got) == len(want), f"{len(got)} output beats, expected {len(want)}"
-    i = 0
-    for j, job in enumerate(jobs):
-        for r, expected in enumerate(job.expected):
-            assert got[i] == expected, (f"job {j} ({job.info}) row {r}: got {got[i]}, "
-                                        f"expected {expected}")
-            i += 1
-
-
-async def _start(dut):
-    start_clock(dut)
-    for port in ("cfg", "act", "w", "post"):
-        getattr(dut, f"{port}__valid").value = 0
-    dut.o__ready.value = 0
-    await reset(dut)
+    where = [(j, job, r) for j, job in enumerate(jobs) for r in range(len(job.expected))]
+    compare(got, expected_beats(jobs), what="output beat",
+            describe=lambda i, g, e: (f"job {where[i][0]} ({where[i][1].info}) row {where[i][2]}: "
+                                      f"got {g}, expected {e}"))
 
 
 @cocotb.test()
@@ -74,7 +60,7 @@ async def spu_every_ratio_random_stalls(dut):
     for m in _ratios(params["max_m"]):
         jobs.append(_random_job(gen, params, m))
         jobs.append(_random_job(gen, params, m, corner=True))
-    await _start(dut)
+    await start(dut, sources=PORTS, sinks=("o",))
     got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.3), rng=common.rng(2))
     _compare(got, jobs)
     common.record(regression_jobs=len(jobs))
@@ -107,7 +93,7 @@ async def spu_malformed_then_correct(dut):
                                   k=max_m // 2 * 3 if max_m >= 4 else max_m + 1, o=1))
     flagged = sum(e["error"] for job in jobs for e in job.expected)
     assert flagged >= 3, "the test must contain flagged rows"
-    await _start(dut)
+    await start(dut, sources=PORTS, sinks=("o",))
     got, _ = await run_jobs(dut, params, jobs, stall=_stall(0.25), rng=common.rng(4))
     _compare(got, jobs)
     assert sum(beat["error"] for beat in got) == flagged
@@ -122,10 +108,10 @@ async def spu_back_to_back_no_stall(dut):
     m = min(4, params["max_m"])
     jobs = [make_job(gen, params, n=1, m=m, k=k, o=4, relu=False),
             make_job(gen, params, n=m, m=m, k=k, o=2, relu=True)]
-    await _start(dut)
+    await start(dut, sources=PORTS, sinks=("o",))
     got, ends = await run_jobs(dut, params, jobs)
     _compare(got, jobs)
-    first = min(ends[p].first_cycle for p in ("cfg", "act", "w", "post"))
+    first = min(ends[p].first_cycle for p in PORTS)
     cycles = ends["o"].last_cycle - first + 1
     ideal = sum(job.macs for job in jobs) / (params["lanes"] * params["macs"])
     common.record(cycles=cycles, ideal_cycles=ideal)
