@@ -27,8 +27,8 @@ from pathlib import Path
 from sparsehw.verif.runner import verilator_env
 
 
-__all__ = ["Waiver", "RULE_REASONS", "WAIVERS", "EXTRA_DESIGNS", "LintError", "count_warnings",
-           "check_counts", "lint_verilog", "waiver_config"]
+__all__ = ["Waiver", "RULE_REASONS", "WAIVERS", "EXTRA_DESIGNS", "AXIS_SUFFIX", "LintError",
+           "count_warnings", "check_counts", "lint_verilog", "waiver_config"]
 
 
 #: Why each rule Amaranth's Verilog triggers is not a design problem. A waiver of a rule not
@@ -95,6 +95,33 @@ WAIVERS = {
     "ring_harness": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=1058, WIDTHEXPAND=50, WIDTHTRUNC=38,
                              CASEINCOMPLETE=85, PROCASSINIT=223),
 }
+
+# AXI4-Stream tops (hw/axis.py, ``AxisTop(block, "<block>_axis")``): the block's counts plus the
+# wrapper's: DECLFILENAME (the block becomes submodule 'core'), UNUSEDSIGNAL for the tlast inputs
+# that a block without a 'last' field ignores, the tdata byte padding and the wrapper's view
+# wires. tests/test_axis.py lints them.
+_AXIS_NOTE = {"UNUSEDSIGNAL": "AXIS top: also the ignored tlast inputs, the tdata byte padding "
+                              "and the wrapper's view wires.",
+              "DECLFILENAME": "AXIS top: the block is the submodule 'core'."}
+WAIVERS.update({
+    "spu_axis": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=174, WIDTHEXPAND=38, WIDTHTRUNC=4,
+                         PROCASSINIT=70, note=_AXIS_NOTE),
+    "ring_axis": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=694, WIDTHEXPAND=18, WIDTHTRUNC=30,
+                          CASEINCOMPLETE=12, PROCASSINIT=96, note=_AXIS_NOTE),
+    "bfp_convert_axis": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=215, WIDTHEXPAND=64,
+                                 WIDTHTRUNC=15, PROCASSINIT=8, note=_AXIS_NOTE),
+    "hbfp_dot_axis": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=89, WIDTHEXPAND=30, WIDTHTRUNC=11,
+                              PROCASSINIT=30, note=_AXIS_NOTE),
+    "fp32_mac_axis": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=51, WIDTHEXPAND=25, WIDTHTRUNC=21,
+                              PROCASSINIT=5, note=_AXIS_NOTE),
+    "figs_axis": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=352, WIDTHEXPAND=8, CASEINCOMPLETE=8,
+                          PROCASSINIT=301, note=_AXIS_NOTE),
+    "nm_broadcast_axis": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=1698, PROCASSINIT=301,
+                                  note=_AXIS_NOTE),
+})
+
+#: Module name suffix of a block's AXI4-Stream top (its waivers are ``WAIVERS[block + suffix]``).
+AXIS_SUFFIX = "_axis"
 
 #: Designs in :data:`WAIVERS` that are not registered blocks (test harnesses), with who lints them.
 EXTRA_DESIGNS = {"ring_harness": "tests/test_ring.py (RingHarness(nodes=5))"}
