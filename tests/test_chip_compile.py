@@ -1,0 +1,201 @@
+"""The chain compiler (golden/chip_compile.py) on the instruction-level chip model: random chains
+of 1..6 GEMMs, every N:M the SPU supports, 1/2/4 subsystems, both mappings, reference and random
+schedules; the output must equal the plain numpy chain of golden.spu GEMMs."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from sparsehw.golden import chip
+from sparsehw.golden.chip import ChipModel, Gemm, Halt, Wait
+from sparsehw.golden.chip_compile import (GemmLayer, compile_chain, reference_chain, run_chain)
+
+
+#: Every N:M pattern the SPU runs: n and m powers of two, n <= m <= 32.
+PATTERNS = [(1 << a, 1 << b) for b in range(6) for a in range(b + 1)]
+
+#: Model parameters big enough for every random chain below.
+BIG = dict(max_k=128, bank_rows=2048, wmem_depth=1 << 17, pmem_depth=1024, imem_depth=128)
+
+
+def random_layer(rng, o, k, n, m):
+    w = rng.integers(-128, 128, (o, k))
+    w[rng.random((o, k)) < 0.05] = rng.choice([-128, 127])        # corner values
+    # Scale the requantization to the accumulator's spread so outputs are neither all zero nor
+    # all saturated (some are, on purpose: shift is random around the right value).
+    spread = 128 * 60 * math.sqrt(max(1, k * n // m))
+    mult = rng.integers(1, 1 << 16, o)
+    shift = np.clip(np.round(np.log2(spread * mult / 64)).astype(int)
+                    + rng.integers(-2, 3, o), 0, 31)
+    bias = rng.integers(-int(spread), int(spread) + 1, o)
+    return GemmLayer(w, n, m, bias, mult, shift, relu=bool(rng.integers(2)))
+
+
+def random_chain(rng, layers, *, act_rows, subsystems, lanes):
+    patterns = [PATTERNS[i] for i in rng.integers(0, len(PATTERNS), layers)]
+    dims = []
+    for n, m in patterns:       # K of each layer: a multiple of m and act_rows, >= subsystems
+        unit = math.lcm(m, act_rows)
+        low = -(-subsystems // unit)
+        dims.append(unit * int(rng.integers(low, max(low, 128 // unit) + 1)))
+    dims.append(int(rng.integers(1, 40)))
+    gemms = [random_layer(rng, dims[l + 1], dims[l], n, m) for l, (n, m) in enumerate(patterns)]
+    batch = int(rng.integers(1, 3 * lanes + 1))
+    x = rng.integers(-128, 128, (dims[0], batch))
+    return gemms, x
+
+
+def expected_ring_rows(gemms, tiles, subsystems, mapping):
+    if mapping == "data":
+        return 0
+    return sum(tiles * g.o * (subsystems - 1) for g in gemms[:-1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), layers=st.integers(1, 6),
+       subsystems=st.sampled_from([1, 2, 4]), mapping=st.sampled_from(["model", "data"]),
+       lanes=st.integers(1, 6), macs=st.integers(1, 5), act_rows=st.sampled_from([1, 2, 4]))
+def test_random_chains_equal_the_numpy_chain(seed, layers, subsystems, mapping, lanes, macs,
+                                             act_rows):
+    rng = np.random.default_rng(seed)
+    params = dict(BIG, subsystems=4, lanes=lanes, macs=macs, act_rows=act_rows)
+    gemms, x = random_chain(rng, layers, act_rows=act_rows, subsystems=subsystems, lanes=lanes)
+    ref, errors = reference_chain(gemms, x)
+    assert not any(e.any() for e in errors)
+    y, model, compiled = run_chain(gemms, x, subsystems, mapping, params)
+    assert all(s.state == chip.HALTED and s.error == 0 and not s.row_error
+               for s in (model.status(i) for i in range(4)))
+    np.testing.assert_array_equal(y, ref)
+    assert sum(model.stats["ring_rows"]) == expected_ring_rows(gemms, compiled.tiles, subsystems,
+                                                                mapping)
+    # The same programs under a random schedule with delayed deliveries: same result.
+    model = ChipModel(compiled.params)
+    compiled.load(model)
+    compiled.load_input(model, x)
+    status = model.run(seed=seed, max_delay=3)
+    assert all(s.state == chip.HALTED for s in status)
+    np.testing.assert_array_equal(compiled.read_output(model), ref)
+
+
+@pytest.mark.parametrize("n, m", PATTERNS)
+def test_every_nm_pattern_both_mappings(n, m):
+    rng = np.random.default_rng(n * 100 + m)
+    k = max(m, 8)
+    gemms = [random_layer(rng, 2 * k, k, n, m), random_layer(rng, 16, 2 * k, n, m),
+             random_layer(rng, 5, 16, 1, 1)]
+    x = rng.integers(-128, 128, (k, 9))
+    ref, _ = reference_chain(gemms, x)
+    assert len(np.unique(ref)) > 3                   # a result that could not be guessed
+    for mapping in ("model", "data"):
+        for subsystems in (1, 2, 4):
+            y, model, _ = run_chain(gemms, x, subsystems, mapping, BIG)
+            np.testing.assert_array_equal(y, ref)
+
+
+def test_model_mapping_splits_rows_and_gathers_over_the_ring():
+    rng = np.random.default_rng(7)
+    gemms = [random_layer(rng, 10, 8, 1, 2), random_layer(rng, 7, 10, 1, 1)]
+    compiled = compile_chain(gemms, 4, "model", BIG, batch=4)
+    assert compiled.row_slices == [[(0, 3), (3, 3), (6, 2), (8, 2)],
+                                   [(0, 2), (2, 2), (4, 2), (6, 1)]]
+    prog = compiled.programs[2]
+    assert prog[0] == Gemm(x_bank=0, x_addr=0, w_addr=0, p_addr=0, n_log2=0, m_log2=1, k=8,
+                           o=2, relu=int(gemms[0].relu), d_bank=1, d_addr=6, mask=0b1111)
+    assert prog[1] == Wait(1, 10)
+    assert prog[2].mask == 0b0100 and prog[2].d_addr == 4 and prog[2].x_bank == 1
+    assert prog[-1] == Halt() and len(prog) == 4
+    y, model, _ = run_chain(gemms, rng.integers(-128, 128, (8, 4)), 4, "model", BIG)
+    assert model.stats["ring_rows"] == [9, 9, 6, 6]    # own rows x 3 others, first layer only
+
+
+def test_data_mapping_splits_tiles_without_ring_traffic():
+    rng = np.random.default_rng(8)
+    gemms = [random_layer(rng, 8, 8, 2, 4), random_layer(rng, 4, 8, 1, 8)]
+    x = rng.integers(-128, 128, (8, 4 * 3 + 1))       # 4 tiles of 4 lanes, the last 1 wide
+    ref, _ = reference_chain(gemms, x)
+    y, model, compiled = run_chain(gemms, x, 3, "data", BIG)
+    np.testing.assert_array_equal(y, ref)
+    assert compiled.tiles_of == [[0, 1], [2], [3]]
+    assert model.stats["ring_rows"] == [0, 0, 0, 0]
+    assert compiled.programs[3] == [Halt()]          # the unused subsystem
+    assert model.stats["macs"][0] == 2 * model.stats["macs"][1]
+
+
+def test_waits_are_what_makes_the_programs_schedule_independent():
+    """Without its WAITs a model-parallel program still passes the reference schedule (rows
+    land at once) but some delayed schedule reads rows that have not arrived: the random
+    schedules are a real check of the hazard rule."""
+    rng = np.random.default_rng(9)
+    gemms = [random_layer(rng, 16, 16, 1, 4), random_layer(rng, 16, 16, 2, 4),
+             random_layer(rng, 8, 16, 1, 2)]
+    x = rng.integers(-128, 128, (16, 4))
+    ref, _ = reference_chain(gemms, x)
+    compiled = compile_chain(gemms, 4, "model", BIG, x=x)
+    compiled.programs = [[i for i in p if not isinstance(i, Wait)] for p in compiled.programs]
+    outcomes = []
+    for seed in [None] + list(range(10)):
+        model = ChipModel(compiled.params)
+        compiled.load(model)
+        compiled.load_input(model, x)
+        model.run(seed=seed, max_delay=4)
+        outcomes.append(np.array_equal(compiled.read_output(model), ref))
+    assert outcomes[0] and not all(outcomes[1:])
+
+
+def test_host_word_images_reproduce_the_run():
+    """Loading the compiled images through the host word formats (as the RTL testbench does)
+    gives the same result as loading the numpy arrays."""
+    rng = np.random.default_rng(10)
+    gemms = [random_layer(rng, 8, 16, 1, 4), random_layer(rng, 6, 8, 2, 2)]
+    x = rng.integers(-128, 128, (16, 5))
+    ref, _ = reference_chain(gemms, x)
+    compiled = compile_chain(gemms, 2, "model", BIG, x=x)
+    staged = ChipModel(compiled.params)
+    compiled.load(staged)
+    compiled.load_input(staged, x)
+    model = ChipModel(compiled.params)
+    for s in range(4):
+        for mem in chip.MEMORIES:
+            model.write_words(s, mem, 0, staged.read_words(s, mem))
+    model.run()
+    np.testing.assert_array_equal(compiled.read_output(model), ref)
+
+
+def test_compiler_rejects_what_does_not_fit():
+    rng = np.random.default_rng(11)
+    a = random_layer(rng, 8, 16, 1, 4)
+    with pytest.raises(ValueError, match="layer 1 has K=16 but layer 0 has O=8"):
+        compile_chain([a, random_layer(rng, 4, 16, 1, 4)], batch=1)
+    with pytest.raises(ValueError, match="m=32 exceeds max_m=8"):
+        compile_chain([random_layer(rng, 8, 32, 1, 32)], params=dict(max_m=8, max_k=32),
+                      batch=1)
+    with pytest.raises(ValueError, match="K=256 must be <= max_k=128"):
+        compile_chain([random_layer(rng, 8, 256, 1, 4)], batch=1)
+    with pytest.raises(ValueError, match="multiple of m=4 and act_rows=8"):
+        compile_chain([random_layer(rng, 8, 12, 1, 4)], params=dict(act_rows=8), batch=1)
+    with pytest.raises(ValueError, match="O=2 < subsystems=4"):
+        compile_chain([random_layer(rng, 2, 16, 1, 4), random_layer(rng, 2, 2, 1, 1)],
+                      batch=1)
+    compile_chain([random_layer(rng, 2, 16, 1, 4), random_layer(rng, 2, 2, 1, 1)],
+                  mapping="data", batch=1)
+    with pytest.raises(ValueError, match="exceed wmem_depth=64"):
+        compile_chain([random_layer(rng, 64, 64, 1, 1)], 1, params=dict(wmem_depth=64),
+                      batch=1)
+    with pytest.raises(ValueError, match="17 tiles of 16 rows exceed bank_rows=256"):
+        compile_chain([a], 1, batch=17 * 4)
+    with pytest.raises(ValueError, match="exceed imem_depth=8"):
+        compile_chain([a], 1, params=dict(imem_depth=8), batch=8 * 4)
+    with pytest.raises(ValueError, match="mapping must be one of"):
+        compile_chain([a], mapping="pipeline", batch=1)
+    with pytest.raises(ValueError, match="subsystems must be an integer in 1..4"):
+        compile_chain([a], 5, batch=1)
+    with pytest.raises(ValueError, match="batch must be a positive integer"):
+        compile_chain([a])
+    with pytest.raises(TypeError, match="GemmLayer"):
+        compile_chain([np.zeros((4, 4))], batch=1)
+    with pytest.raises(ValueError, match="n must be a power of two"):
+        GemmLayer(np.zeros((4, 8)), 3, 4, 0, 1, 0)
+    with pytest.raises(ValueError, match="x must have shape"):
+        compile_chain([a], batch=2).input_images(np.zeros((16, 3), np.int8))
