@@ -128,7 +128,7 @@ __all__ = [
     "ERR_DEADLOCK", "check", "check_word", "beats_per_row",
     "MEM_IMEM", "MEM_WMEM", "MEM_PMEM", "MEM_BANK0", "MEM_BANK1", "MEMORIES",
     "IDLE", "RUNNING", "HALTED", "ERROR", "STATES", "status_word", "counter_bits",
-    "CHIP_PARAMS", "ADDR_BITS", "W_ADDR_BITS", "MAX_ROWS", "idx_bits", "word_bits",
+    "CHIP_PARAMS", "chip_params", "ADDR_BITS", "W_ADDR_BITS", "MAX_ROWS", "idx_bits", "word_bits",
     "pack_w", "unpack_w", "pack_post", "unpack_post", "pack_row", "unpack_row",
     "Status", "Subsystem", "ChipModel",
 ]
@@ -190,6 +190,20 @@ CHIP_PARAMS = ParamSpec(
     Param("bank_rows", 256, lambda v: pow2_in(v["max_k"], MAX_ROWS),
           doc="rows per activation bank (two banks)", allowed="a power of two in max_k..32768"),
 )
+
+
+def chip_params(params=None, **kwargs):
+    """:data:`CHIP_PARAMS`-validated values from a dict that may hold more keys (the RTL's
+    ``flit_width``, ``index``: ignored) plus keyword arguments (which must be chip parameters).
+
+    Raises
+    ------
+    TypeError, ValueError
+        An unknown keyword argument, or a value of the wrong type or out of range.
+    """
+    given = {name: value for name, value in (params or {}).items()
+             if name in CHIP_PARAMS.names}
+    return CHIP_PARAMS.validate(**{**given, **kwargs})
 
 
 # -- instruction formats ------------------------------------------------------------------------
@@ -343,10 +357,11 @@ def beats_per_row(k, n_log2, m_log2, macs):
 def check(instr, params):
     """Error code of a decoded instruction on a chip with ``params`` (0 when legal).
 
-    ``params`` is a dict validated by :data:`CHIP_PARAMS` (missing keys take the defaults).
+    ``params``: chip parameters (:func:`chip_params`: missing keys take the defaults, keys
+    outside :data:`CHIP_PARAMS` are ignored).
     When several checks fail the smallest code is returned (the hardware's priority).
     """
-    p = CHIP_PARAMS.validate(**params) if set(params) != set(CHIP_PARAMS.names) else params
+    p = params if all(name in params for name in CHIP_PARAMS.names) else chip_params(params)
     rows = p["bank_rows"]
     codes = []
     if isinstance(instr, Gemm):
@@ -529,8 +544,8 @@ class ChipModel:
     Parameters
     ----------
     params : dict, optional
-        Generation parameters (:data:`CHIP_PARAMS`; missing ones take the defaults). Keyword
-        arguments are merged into it.
+        Generation parameters (:data:`CHIP_PARAMS`; missing ones take the defaults; other keys,
+        such as the RTL's ``flit_width``, are ignored). Keyword arguments are merged into it.
 
     Attributes
     ----------
@@ -560,7 +575,7 @@ class ChipModel:
     """
 
     def __init__(self, params=None, **kwargs):
-        self.params = CHIP_PARAMS.validate(**{**(params or {}), **kwargs})
+        self.params = chip_params(params, **kwargs)
         self.subs = [Subsystem(s, self.params) for s in range(self.params["subsystems"])]
         self._clear_stats()
         self._rng, self._max_delay, self._flight, self._flow_last = None, 0, [], {}

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sparsehw.golden import nm, spu
-from sparsehw.golden.chip import (CHIP_PARAMS, MAX_ROWS, ChipModel, Gemm, Halt, Wait,
-                                  beats_per_row)
+from sparsehw.golden.chip import (MAX_ROWS, ChipModel, Gemm, Halt, Wait, beats_per_row,
+                                  chip_params)
 
 
 __all__ = ["GemmLayer", "Compiled", "compile_chain", "reference_chain", "run_chain",
@@ -224,7 +224,7 @@ def compile_chain(gemms, subsystems=None, mapping="model", params=None, *, batch
         Model-parallel (output rows split, all-gather over the ring) or data-parallel (batch
         tiles split, weights replicated, no ring traffic); see the module docstring.
     params : dict, optional
-        Chip parameters (:data:`golden.chip.CHIP_PARAMS`).
+        Chip parameters (:func:`golden.chip.chip_params`: other keys are ignored).
     batch : int, optional
         Columns of ``x`` (or give ``x``).
     x : int array (K_0, batch), optional
@@ -244,7 +244,7 @@ def compile_chain(gemms, subsystems=None, mapping="model", params=None, *, batch
         memories, ``O_l < subsystems`` for a layer but the last (model mapping), or a bad
         ``mapping``/``subsystems``/``batch``.
     """
-    p = CHIP_PARAMS.validate(**(params or {}))
+    p = chip_params(params)
     if mapping not in MAPPINGS:
         raise ValueError(f"mapping must be one of {MAPPINGS}, not {mapping!r}")
     used = p["subsystems"] if subsystems is None else subsystems

@@ -352,3 +352,14 @@ def test_a_stopped_subsystem_makes_its_waiters_deadlock():
     assert [(s.state, s.error) for s in status] == [(ERROR, ERR_OPCODE), (ERROR, ERR_DEADLOCK),
                                                     (HALTED, 0)]
     assert model.subs[1].counters == [1, 0]
+
+
+def test_rtl_parameter_dicts_are_accepted():
+    """The RTL's parameter dict (chip parameters plus flit_width, index) configures the model;
+    keyword arguments stay strict."""
+    model = ChipModel({"subsystems": 2, "flit_width": 64, "index": 1}, lanes=8)
+    assert model.params["subsystems"] == 2 and model.params["lanes"] == 8
+    assert "flit_width" not in model.params
+    assert chip.check(Send(count=1, mask=0b100), {"subsystems": 2, "flit_width": 64}) == ERR_NODE
+    with pytest.raises(TypeError, match="unknown parameter 'flit_width'"):
+        ChipModel(flit_width=64)
