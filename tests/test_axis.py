@@ -186,3 +186,16 @@ def test_spu_axis_cocotbext_regression(params):
                         params=params, workload={"interfaces": top.interfaces, "pause": 0.3})
     assert result.passed, f"{result.errors}; log: {result.log}"
     assert result.record["rows"] > result.record["jobs"] >= 8
+
+
+@pytest.mark.sim
+def test_hbfp_dot_axis_cocotbext_regression():
+    """Input tlast carries meaning here: one dot product per input frame."""
+    block = BLOCKS["hbfp_dot"]
+    params = block.defaults()
+    top = _top("hbfp_dot")
+    result = run_cocotb(top, "hbfp_dot_axis", "sparsehw.verif.axis.tb_hbfp_dot_axis",
+                        build_dir=new_build_dir("axis-hbfp_dot"), sim="icarus", seed=3,
+                        params=params, workload={"interfaces": top.interfaces, "pause": 0.3})
+    assert result.passed, f"{result.errors}; log: {result.log}"
+    assert result.record["blocks"] > result.record["dot_products"] >= 20
