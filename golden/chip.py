@@ -556,7 +556,10 @@ class ChipModel:
     stats : dict
         Counts of the last run: ``instructions`` (executed, per subsystem), ``ring_rows`` (rows
         delivered to another subsystem, per sender), ``local_rows`` (rows delivered to the own
-        banks), ``macs`` (nonzero weight x ``lanes`` products of the GEMMs), ``rounds``.
+        banks), ``macs`` (nonzero weight x ``lanes`` products of the GEMMs), ``rounds``,
+        ``hazards`` (GEMMs and SENDs that read a bank row with a delivery still in flight to it:
+        the hazard rule broken; only delayed schedules, :meth:`run` with ``max_delay``, can
+        see one).
 
     Raises
     ------
@@ -584,7 +587,7 @@ class ChipModel:
     def _clear_stats(self):
         n = self.params["subsystems"]
         self.stats = {"instructions": [0] * n, "ring_rows": [0] * n, "local_rows": [0] * n,
-                      "macs": [0] * n, "rounds": 0}
+                      "macs": [0] * n, "rounds": 0, "hazards": 0}
 
     # host side ---------------------------------------------------------------------------------
     def reset(self):
@@ -740,6 +743,7 @@ class ChipModel:
         elif isinstance(instr, Gemm):
             self._gemm(sub, instr)
         elif isinstance(instr, Send):
+            self._check_hazard(sub, instr.s_bank, instr.s_addr, instr.count)
             rows = sub.banks[instr.s_bank, instr.s_addr:instr.s_addr + instr.count].copy()
             self._deliver(sub, instr.mask, instr.r_bank, instr.r_addr, rows)
         self.stats["instructions"][sub.index] += 1
@@ -755,12 +759,21 @@ class ChipModel:
         values = sub.w_value[words].reshape(g.o, bpr * macs)[:, :nz]
         indices = sub.w_index[words].reshape(g.o, bpr * macs)[:, :nz]
         rows = slice(g.p_addr, g.p_addr + g.o)
+        self._check_hazard(sub, g.x_bank, g.x_addr, g.k)
         x = sub.banks[g.x_bank, g.x_addr:g.x_addr + g.k]
         y, error = spu.spu_gemm(values, indices, n, m, x, sub.p_bias[rows], sub.p_mult[rows],
                                 sub.p_shift[rows], bool(g.relu))
         sub.row_error |= bool(error.any())
         self.stats["macs"][sub.index] += g.o * nz * p["lanes"]
         self._deliver(sub, g.mask, g.d_bank, g.d_addr, y)
+
+    def _check_hazard(self, sub, bank, addr, count):
+        """Count a read of rows that still have a delivery in flight to them (the hazard rule
+        broken; only visible with delayed deliveries)."""
+        for flight in self._flight:
+            if flight[2] == sub.index and flight[3] == bank and addr <= flight[4] < addr + count:
+                self.stats["hazards"] += 1
+                return
 
     def _deliver(self, sub, mask, bank, addr, rows):
         for d, dest in enumerate(self.subs):

@@ -76,6 +76,7 @@ def test_random_chains_equal_the_numpy_chain(seed, layers, subsystems, mapping, 
     compiled.load_input(model, x)
     status = model.run(seed=seed, max_delay=3)
     assert all(s.state == chip.HALTED for s in status)
+    assert model.stats["hazards"] == 0
     np.testing.assert_array_equal(compiled.read_output(model), ref)
 
 
@@ -134,14 +135,18 @@ def test_waits_are_what_makes_the_programs_schedule_independent():
     ref, _ = reference_chain(gemms, x)
     compiled = compile_chain(gemms, 4, "model", BIG, x=x)
     compiled.programs = [[i for i in p if not isinstance(i, Wait)] for p in compiled.programs]
-    outcomes = []
+    outcomes, hazards = [], []
     for seed in [None] + list(range(10)):
         model = ChipModel(compiled.params)
         compiled.load(model)
         compiled.load_input(model, x)
         model.run(seed=seed, max_delay=4)
         outcomes.append(np.array_equal(compiled.read_output(model), ref))
-    assert outcomes[0] and not all(outcomes[1:])
+        hazards.append(model.stats["hazards"])
+    assert outcomes[0] and hazards[0] == 0
+    assert not all(outcomes[1:])
+    # Every wrong result was flagged as a hazard (a flagged run may still be right by luck).
+    assert all(h > 0 for ok, h in zip(outcomes[1:], hazards[1:]) if not ok)
 
 
 def test_host_word_images_reproduce_the_run():
@@ -151,7 +156,8 @@ def test_host_word_images_reproduce_the_run():
     gemms = [random_layer(rng, 8, 16, 1, 4), random_layer(rng, 6, 8, 2, 2)]
     x = rng.integers(-128, 128, (16, 5))
     ref, _ = reference_chain(gemms, x)
-    compiled = compile_chain(gemms, 2, "model", BIG, x=x)
+    small = dict(wmem_depth=128, pmem_depth=32, imem_depth=8, bank_rows=128)
+    compiled = compile_chain(gemms, 2, "model", small, x=x)
     staged = ChipModel(compiled.params)
     compiled.load(staged)
     compiled.load_input(staged, x)
