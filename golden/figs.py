@@ -24,20 +24,38 @@ with ``alpha`` links iff ``|d| <= alpha``. Zero weights are never routed (their 
 import numpy as np
 
 from sparsehw.golden import nm
+from sparsehw.params import Param, ParamSpec, boolean, check, float_in, int_in, one_of, pow2_in
 
 
-__all__ = ["ENGINES", "assign_slots", "displacements", "required_alpha", "routable_fraction",
+__all__ = ["ENGINES", "MASK_KINDS", "FIGS_WORKLOAD", "assign_slots", "displacements", "required_alpha", "routable_fraction",
            "tile_shape", "weight_rows", "instance", "array_model", "input_bits_per_cycle",
            "port_bits", "predicted_cycles", "predicted_utilization", "fine_mask"]
 
 
 ENGINES = ("figs", "nm_broadcast")
+#: Weight masks of the perf workload and the testbenches (``verif.figs.make_weights``).
+MASK_KINDS = ("random", "fine", "nested", "low", "high", "alternating")
+
+#: The knobs of one ``sparsehw perf figs`` / ``nm_broadcast`` run (an N:M GEMM K x O x B).
+FIGS_WORKLOAD = ParamSpec(
+    Param("m", 8, pow2_in(1, 32), doc="group size"),
+    Param("n", 2, lambda v: pow2_in(1, v["m"]), allowed="a power of two in 1..m",
+          doc="kept per group"),
+    Param("k", 512, int_in(1), doc="reduction length; a multiple of m, and of 32 for mask=nested"),
+    Param("o", 64, int_in(1), doc="output channels"),
+    Param("b", 32, int_in(1), doc="activation columns (batch)"),
+    Param("budget", 0, int_in(0),
+          doc="activation bits per cycle the testbench may deliver, 0 = unlimited"),
+    Param("mask", "nested", one_of(*MASK_KINDS), doc="weight mask"),
+    Param("stall", 0.0, float_in(0, 0.99), doc="random valid/ready stall probability"),
+    Param("sweep", False, boolean(), doc="also run every supported ratio, unlimited and at the "
+          "FiGS budget, recorded as by_ratio"),
+    kind="workload knob",
+)
 
 
 def _check_engine(engine):
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    return engine
+    return check("engine", engine, one_of(*ENGINES))
 
 
 # -- slot assignment and routing ------------------------------------------------------------------

@@ -19,11 +19,14 @@ in what a PE row receives and how a MAC finds its operand (see ``docs/figs.md``)
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from sparsehw.hw.arith import tree_sum
+from sparsehw.params import Param, ParamSpec, int_in, pow2_in
 
 
-__all__ = ["FigsArray", "NmBroadcastArray", "array_layouts", "PSUM_WIDTH", "SUPPORTED_RATIOS"]
+__all__ = ["FigsArray", "NmBroadcastArray", "FIGS_PARAMS", "NM_BROADCAST_PARAMS", "array_layouts",
+           "PSUM_WIDTH", "SUPPORTED_RATIOS"]
 
 
 #: Width of the partial sums on the output stream (two's complement).
@@ -34,30 +37,28 @@ SUPPORTED_RATIOS = ((1, 1), (1, 2), (2, 4), (1, 4), (2, 8), (4, 8), (4, 16), (8,
 _LOG_BITS = 3
 
 
-def _is_pow2(value):
-    return value >= 1 and value & (value - 1) == 0
+# 2*width + log2(rows) <= 2*12 + 7 < PSUM_WIDTH: a column sum always fits.
+_ROWS = Param("rows", 8, int_in(1, 64), doc="PE rows; a run-time N must divide it")
+_COLS = Param("cols", 4, int_in(1, 32), doc="PE columns")
+_WIDTH = Param("width", 8, int_in(2, 12), doc="operand width; int8: 8")
+_MAX_M = Param("max_m", 32, pow2_in(1, 32), doc="largest run-time M")
 
+#: Generation parameters of :class:`FigsArray` (block ``figs``).
+FIGS_PARAMS = ParamSpec(
+    _ROWS, _COLS,
+    Param("alpha", 1, int_in(0, 7), doc="vertical links each way per swap register"),
+    Param("beta", 2, int_in(1, 8), doc="MAC units per PE sharing its swap register"),
+    _WIDTH, _MAX_M,
+    Param("ratio", 4, lambda v: pow2_in(1, v["max_m"]), allowed="a power of two in 1..max_m",
+          doc="largest run-time M/N, the swap-register lanes"),
+)
 
-def _check_int(name, value, low, high, *, pow2=False):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if pow2:
-        if not (low <= value <= high and _is_pow2(value)):
-            raise ValueError(f"{name} must be a power of two between {low} and {high}, "
-                             f"not {value!r}")
-    elif not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, not {value!r}")
-    return value
-
-
-def _check_common(rows, cols, beta, width, max_m):
-    rows = _check_int("rows", rows, 1, 64)
-    cols = _check_int("cols", cols, 1, 32)
-    beta = _check_int("beta", beta, 1, 8)
-    width = _check_int("width", width, 2, 12)
-    max_m = _check_int("max_m", max_m, 1, 32, pow2=True)
-    # 2*width + log2(rows) <= 2*12 + 7 < PSUM_WIDTH: a column sum always fits.
-    return rows, cols, beta, width, max_m
+#: Generation parameters of :class:`NmBroadcastArray` (block ``nm_broadcast``).
+NM_BROADCAST_PARAMS = ParamSpec(
+    _ROWS, _COLS,
+    Param("beta", 2, int_in(1, 8), doc="MAC units per PE"),
+    _WIDTH, _MAX_M,
+)
 
 
 def array_layouts(*, rows, cols, beta, width, lanes, max_m):
@@ -91,7 +92,7 @@ class _SparseArray(wiring.Component):
     Parameters
     ----------
     rows, cols, beta, width, max_m : int
-        See :class:`FigsArray`.
+        See :class:`FigsArray`; validated by the subclass.
     figs : bool
         ``True`` for swap registers with ``alpha`` vertical links, ``False`` for broadcast.
     alpha, ratio : int
@@ -100,7 +101,7 @@ class _SparseArray(wiring.Component):
 
     def __init__(self, *, rows, cols, beta, width, max_m, figs, alpha=0, ratio=1):
         self._rows, self._cols, self._beta, self._width, self._max_m = \
-            _check_common(rows, cols, beta, width, max_m)
+            rows, cols, beta, width, max_m
         self._figs = figs
         self._alpha = alpha
         self._ratio = ratio
@@ -131,9 +132,10 @@ class _SparseArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        R, C, B, W = self._rows, self._cols, self._beta, self._width
-        lanes, alpha, ratio, figs = self._lanes, self._alpha, self._ratio, self._figs
-        E = C * B
+        R, C, W = self._rows, self._cols, self._width
+        beta, lanes, alpha, ratio, figs = self._beta, self._lanes, self._alpha, self._ratio, \
+            self._figs
+        E = C * beta
         sel_bits = self.sel_bits
 
         # -- weight loading: one PE row per transfer into the bank `load_ptr` --------------------
@@ -162,15 +164,12 @@ class _SparseArray(wiring.Component):
             with m.Default():
                 m.d.comb += slot.eq(0)
 
-        def _log2(value):
-            return value.bit_length() - 1
-
-        r_twos = _log2(R & -R)              # N must divide rows: n_log2 <= trailing zeros of rows
+        r_twos = exact_log2(R & -R)     # N must divide rows: n_log2 <= trailing zeros of rows
         bad_config = Signal()
-        checks = [n_log2 > m_log2, ~_in_range(m, m_log2, _log2(self._max_m), "m_ok"),
+        checks = [n_log2 > m_log2, ~_in_range(m, m_log2, exact_log2(self._max_m), "m_ok"),
                   ~_in_range(m, n_log2, r_twos, "n_ok")]
         if figs:
-            checks.append(~_in_range(m, q_log2, _log2(ratio), "q_ok"))
+            checks.append(~_in_range(m, q_log2, exact_log2(ratio), "q_ok"))
         m.d.comb += bad_config.eq(Cat(*checks).any())
 
         bad_index = Signal()
@@ -184,9 +183,9 @@ class _SparseArray(wiring.Component):
             if figs:
                 ib = len(ent.index)
                 sub = Signal(ib, name=f"sub{e}")            # index // (M/N)
-                lane = Signal(max(1, _log2(ratio)), name=f"lane{e}")    # index % (M/N)
+                lane = Signal(max(1, exact_log2(ratio)), name=f"lane{e}")    # index % (M/N)
                 with m.Switch(q_log2):
-                    for ql in range(_log2(ratio) + 1):
+                    for ql in range(exact_log2(ratio) + 1):
                         with m.Case(ql):
                             m.d.comb += sub.eq(ent.index >> ql)
                             if ql:
@@ -203,7 +202,7 @@ class _SparseArray(wiring.Component):
                         with m.Case(d):
                             link = Const(d + alpha, max(1, (2 * alpha).bit_length()))
                             if ratio > 1:
-                                m.d.comb += sel.eq(Cat(lane[:_log2(ratio)], link))
+                                m.d.comb += sel.eq(Cat(lane[:exact_log2(ratio)], link))
                             else:
                                 m.d.comb += sel.eq(link)
                             m.d.comb += routable.eq(1)
@@ -244,8 +243,8 @@ class _SparseArray(wiring.Component):
         st_last = [Signal(name=f"st{c}_last") for c in range(C)]
         st_x = [Signal(x_layout, name=f"st{c}_x") for c in range(C)]
         # Sums of the columns east of c (c+1 .. C-1) travel with the instance.
-        st_acc = [[Signal(signed(PSUM_WIDTH), name=f"st{c}_acc{e}") for e in range((c + 1) * B, E)]
-                  for c in range(C)]
+        st_acc = [[Signal(signed(PSUM_WIDTH), name=f"st{c}_acc{e}")
+                   for e in range((c + 1) * beta, E)] for c in range(C)]
         out_valid = Signal()
         out_bank = Signal()
         out_last = Signal()
@@ -261,8 +260,8 @@ class _SparseArray(wiring.Component):
         def column_sums(c):
             sums = []
             x = st_x[c]
-            for b in range(B):
-                e = c * B + b
+            for b in range(beta):
+                e = c * beta + b
                 products = []
                 for r in range(R):
                     if figs:
@@ -325,9 +324,9 @@ def _in_range(m, value, high, name):
     return result
 
 
-_MEMBERS_DOC = """
-    Members
-    -------
+_ATTRIBUTES_DOC = """
+    Attributes
+    ----------
     w : In(stream.Signature(StructLayout))
         ``cols*beta*(width + log2(max_m)) + 6`` bits. One PE row of weights per transfer: ``entries[cols*beta]`` of ``{value: signed(width),
         index: log2(max_m) bits}`` (entry ``c*beta + u`` is MAC ``u`` of PE column ``c``, i.e.
@@ -380,25 +379,24 @@ class FigsArray(_SparseArray):
         MAC units per PE (sharing the PE's swap register), 1..8.
     width : int
         Operand width (signed), 2..12; 8 for int8.
-    ratio : int
-        Largest run-time ``M/N`` (lanes of a swap register), power of two 1..32.
     max_m : int
         Largest run-time ``M``, power of two 1..32.
-""" + _MEMBERS_DOC + """
+    ratio : int
+        Largest run-time ``M/N`` (lanes of a swap register), power of two in 1..``max_m``.
+
+    The defaults and ranges are :data:`FIGS_PARAMS` (``sparsehw list`` shows them).
+""" + _ATTRIBUTES_DOC + """
     Raises
     ------
-    TypeError, ValueError
-        Illegal parameters (the message names parameter, value and allowed range).
+    TypeError
+        A parameter of the wrong type, or an unknown one (``rows must be an integer in 1..64,
+        not '8'``).
+    ValueError
+        A parameter out of its range (``ratio must be a power of two in 1..4, not 8``).
     """
 
-    def __init__(self, *, rows=8, cols=4, alpha=1, beta=2, width=8, ratio=4, max_m=32):
-        alpha = _check_int("alpha", alpha, 0, 7)
-        ratio = _check_int("ratio", ratio, 1, 32, pow2=True)
-        max_m_checked = _check_int("max_m", max_m, 1, 32, pow2=True)
-        if ratio > max_m_checked:
-            raise ValueError(f"ratio must be at most max_m={max_m_checked}, not {ratio!r}")
-        super().__init__(rows=rows, cols=cols, beta=beta, width=width, max_m=max_m, figs=True,
-                         alpha=alpha, ratio=ratio)
+    def __init__(self, **params):
+        super().__init__(**FIGS_PARAMS.validate(**params), figs=True)
 
     alpha = property(lambda self: self._alpha, doc="Vertical links each way per swap register.")
     ratio = property(lambda self: self._ratio, doc="Largest run-time M/N.")
@@ -424,12 +422,17 @@ class NmBroadcastArray(_SparseArray):
         Operand width (signed), 2..12; 8 for int8.
     max_m : int
         Largest run-time ``M`` (lanes per row), power of two 1..32.
-""" + _MEMBERS_DOC + """
+
+    The defaults and ranges are :data:`NM_BROADCAST_PARAMS` (``sparsehw list`` shows them).
+""" + _ATTRIBUTES_DOC + """
     Raises
     ------
-    TypeError, ValueError
-        Illegal parameters (the message names parameter, value and allowed range).
+    TypeError
+        A parameter of the wrong type, or an unknown one (``rows must be an integer in 1..64,
+        not '8'``).
+    ValueError
+        A parameter out of its range (``ratio must be a power of two in 1..4, not 8``).
     """
 
-    def __init__(self, *, rows=8, cols=4, beta=2, width=8, max_m=32):
-        super().__init__(rows=rows, cols=cols, beta=beta, width=width, max_m=max_m, figs=False)
+    def __init__(self, **params):
+        super().__init__(**NM_BROADCAST_PARAMS.validate(**params), figs=False)

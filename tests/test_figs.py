@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """FiGS swap-register array and broadcast N:M baseline: golden mapping, parameters, regressions."""
 
 import itertools
@@ -127,7 +128,8 @@ def test_bandwidth_formulas():
         gf.input_bits_per_cycle("figs", 1, 4, rows=8)
     assert gf.input_bits_per_cycle("nm_broadcast", 8, 32, rows=8) == \
         8 * gf.input_bits_per_cycle("nm_broadcast", 1, 4, rows=8)
-    with pytest.raises(ValueError, match="engine must be one of figs, nm_broadcast, not 'x'"):
+    with pytest.raises(ValueError,
+                       match=r"^engine must be one of 'figs', 'nm_broadcast', not 'x'$"):
         gf.input_bits_per_cycle("x", 1, 4, rows=8)
 
 
@@ -146,18 +148,18 @@ def test_fast_instance_packing_matches_pack():
 # -- parameter errors -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cls,kwargs,message", [
-    (FigsArray, {"rows": 0}, "rows must be between 1 and 64, not 0"),
-    (FigsArray, {"cols": 33}, "cols must be between 1 and 32, not 33"),
-    (FigsArray, {"alpha": 8}, "alpha must be between 0 and 7, not 8"),
-    (FigsArray, {"alpha": -1}, "alpha must be between 0 and 7, not -1"),
-    (FigsArray, {"beta": 0}, "beta must be between 1 and 8, not 0"),
-    (FigsArray, {"width": 13}, "width must be between 2 and 12, not 13"),
-    (FigsArray, {"ratio": 3}, "ratio must be a power of two between 1 and 32, not 3"),
-    (FigsArray, {"ratio": 8, "max_m": 4}, "ratio must be at most max_m=4, not 8"),
-    (FigsArray, {"max_m": 64}, "max_m must be a power of two between 1 and 32, not 64"),
-    (NmBroadcastArray, {"rows": 65}, "rows must be between 1 and 64, not 65"),
-    (NmBroadcastArray, {"max_m": 12}, "max_m must be a power of two between 1 and 32, not 12"),
-    (NmBroadcastArray, {"beta": 9}, "beta must be between 1 and 8, not 9"),
+    (FigsArray, {"rows": 0}, r"^rows must be an integer in 1\.\.64, not 0$"),
+    (FigsArray, {"cols": 33}, r"^cols must be an integer in 1\.\.32, not 33$"),
+    (FigsArray, {"alpha": 8}, r"^alpha must be an integer in 0\.\.7, not 8$"),
+    (FigsArray, {"alpha": -1}, r"^alpha must be an integer in 0\.\.7, not -1$"),
+    (FigsArray, {"beta": 0}, r"^beta must be an integer in 1\.\.8, not 0$"),
+    (FigsArray, {"width": 13}, r"^width must be an integer in 2\.\.12, not 13$"),
+    (FigsArray, {"ratio": 3}, r"^ratio must be a power of two in 1\.\.32, not 3$"),
+    (FigsArray, {"ratio": 8, "max_m": 4}, r"^ratio must be a power of two in 1\.\.4, not 8$"),
+    (FigsArray, {"max_m": 64}, r"^max_m must be a power of two in 1\.\.32, not 64$"),
+    (NmBroadcastArray, {"rows": 65}, r"^rows must be an integer in 1\.\.64, not 65$"),
+    (NmBroadcastArray, {"max_m": 12}, r"^max_m must be a power of two in 1\.\.32, not 12$"),
+    (NmBroadcastArray, {"beta": 9}, r"^beta must be an integer in 1\.\.8, not 9$"),
 ])
 def test_illegal_parameters_raise(cls, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -165,9 +167,9 @@ def test_illegal_parameters_raise(cls, kwargs, message):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"rows": "8"}, "rows must be an integer, not '8'"),
-    ({"alpha": True}, "alpha must be an integer, not True"),
-    ({"ratio": 4.0}, "ratio must be an integer, not 4.0"),
+    ({"rows": "8"}, r"^rows must be an integer in 1\.\.64, not '8'$"),
+    ({"alpha": True}, r"^alpha must be an integer in 0\.\.7, not True$"),
+    ({"ratio": 4.0}, r"^ratio must be a power of two in 1\.\.32, not 4\.0$"),
 ])
 def test_parameter_types_raise(kwargs, message):
     with pytest.raises(TypeError, match=message):
@@ -175,8 +177,21 @@ def test_parameter_types_raise(kwargs, message):
 
 
 def test_broadcast_has_no_figs_parameters():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"^unknown parameter 'alpha'; allowed: rows, cols, beta, "
+                                        r"width, max_m$"):
         NmBroadcastArray(alpha=1)
+
+
+def test_registry_entries_use_the_specs():
+    from sparsehw import registry
+    from sparsehw.hw.figs import FIGS_PARAMS, NM_BROADCAST_PARAMS
+    figs, broadcast = registry.get_block("figs"), registry.get_block("nm_broadcast")
+    assert figs.params is FIGS_PARAMS and broadcast.params is NM_BROADCAST_PARAMS
+    assert figs.defaults() == {"rows": 8, "cols": 4, "alpha": 1, "beta": 2, "width": 8,
+                               "max_m": 32, "ratio": 4}
+    with pytest.raises(registry.UserError,
+                       match=r"^figs: ratio must be a power of two in 1\.\.8, not 16$"):
+        registry.check_params(figs, {"max_m": "8", "ratio": "16"})
 
 
 def test_properties_are_read_only():
@@ -185,20 +200,26 @@ def test_properties_are_read_only():
         (8, 2, 2, 3, 2, 16, 48)
     with pytest.raises(AttributeError):
         dut.alpha = 3
-    dut._MustUse__silence = True
 
 
-@pytest.mark.parametrize("workload,message", [
-    ({"n": 3, "m": 8}, "n must be a power of two between 1 and m=8, not 3"),
-    ({"n": 2, "m": 6}, "m must be a power of two between 1 and 32, not 6"),
-    ({"n": 2, "m": 8, "budget": -1}, "budget must be >= 0 bits per cycle"),
-    ({"n": 2, "m": 8, "k": 0}, "k must be at least 1, not 0"),
+@pytest.mark.parametrize("workload,error,message", [
+    ({"n": 3, "m": 8}, ValueError, r"^n must be a power of two in 1\.\.8, not 3$"),
+    ({"n": 2, "m": 6}, ValueError, r"^m must be a power of two in 1\.\.32, not 6$"),
+    ({"n": 2, "m": 8, "budget": -1}, ValueError, r"^budget must be an integer >= 0, not -1$"),
+    ({"n": 2, "m": 8, "k": 0}, ValueError, r"^k must be an integer >= 1, not 0$"),
+    ({"n": 2, "m": 8, "mask": "odd"}, ValueError,
+     r"^mask must be one of 'random', 'fine', 'nested', 'low', 'high', 'alternating', "
+     r"not 'odd'$"),
+    ({"n": 2, "m": 8, "stall": 1.0}, ValueError, r"^stall must be a number in 0\.\.0\.99, not 1\.0$"),
+    ({"n": 2, "m": 8, "sweep": 2}, ValueError, r"^sweep must be a boolean, not 2$"),
+    ({"n": 2, "m": 8, "x": 1}, TypeError, r"^unknown workload knob 'x'; allowed: m, n, k, o, b, "
+                                          r"budget, mask, stall, sweep$"),
 ])
-def test_perf_workload_errors_before_simulation(tmp_path, workload, message):
+def test_perf_workload_errors_before_simulation(tmp_path, workload, error, message):
     from sparsehw.verif.figs.perf_figs import run_perf
     full = {"k": 64, "o": 8, "b": 4, "budget": 0, "mask": "nested", "stall": 0.0,
             "sweep": False, **workload}
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         run_perf("figs", {}, full, sim="icarus", seed=1, build_dir=tmp_path)
     assert not any(tmp_path.iterdir()), "a simulation was started"
 

@@ -9,39 +9,43 @@ weights.
 from collections import deque
 
 import numpy as np
+from amaranth.utils import exact_log2
 
 from sparsehw.golden import figs as gf
 from sparsehw.golden import nm
-from sparsehw.hw.figs import FigsArray, NmBroadcastArray
+from sparsehw.golden.figs import MASK_KINDS
+from sparsehw.hw.figs import FIGS_PARAMS, NM_BROADCAST_PARAMS, array_layouts
+from sparsehw.params import check, one_of
 from sparsehw.verif import common
 from sparsehw.verif.stream import StreamSink, StreamSource, pack
 
 
-__all__ = ["make_dut_model", "dut_params", "make_weights", "run_gemm", "BudgetSource", "MASK_KINDS",
-           "pack_instance", "unpack_psums", "reset_all"]
+__all__ = ["SPECS", "PORTS", "dut_params", "lanes_of", "layouts_of", "make_weights", "run_gemm",
+           "BudgetSource", "MASK_KINDS", "pack_instance", "unpack_psums"]
 
 
-MASK_KINDS = ("random", "fine", "nested", "low", "high", "alternating")
-
-
-def make_dut_model(engine, params):
-    """The Amaranth component with these generation parameters (only its layouts are used)."""
-    cls = FigsArray if engine == "figs" else NmBroadcastArray
-    model = cls(**params)
-    model._MustUse__silence = True
-    return model
+#: The generation parameter spec of each engine.
+SPECS = {"figs": FIGS_PARAMS, "nm_broadcast": NM_BROADCAST_PARAMS}
+#: Stream ports of both engines: the design's inputs and its output (for ``stream.start``).
+PORTS = {"sources": ("w", "i"), "sinks": ("o",)}
 
 
 def dut_params(engine):
     """The generation parameters of the simulated DUT: the engine's defaults, overridden by
     the parameters the runner passed in (:func:`verif.common.params`)."""
-    model = make_dut_model(engine, {})
-    params = {"rows": model.rows, "cols": model.cols, "beta": model.beta, "width": model.width,
-              "max_m": model.max_m}
-    if engine == "figs":
-        params.update(alpha=model.alpha, ratio=model.ratio)
-    params.update(common.params())
-    return params
+    return SPECS[engine].validate(**common.params())
+
+
+def lanes_of(engine, params):
+    """Activations per PE row per instance: ``ratio`` (FiGS) or ``max_m`` (broadcast)."""
+    return params["ratio"] if engine == "figs" else params["max_m"]
+
+
+def layouts_of(engine, params):
+    """The stream payload layouts of the engine with these (validated) parameters."""
+    return array_layouts(rows=params["rows"], cols=params["cols"], beta=params["beta"],
+                         width=params["width"], lanes=lanes_of(engine, params),
+                         max_m=params["max_m"])
 
 
 def make_weights(kind, o, k, n, m, rng):
@@ -55,6 +59,7 @@ def make_weights(kind, o, k, n, m, rng):
     odd positions from the end when N > M/2.
     Kept elements are nonzero, so the mask is exactly the pattern.
     """
+    check("mask", kind, one_of(*MASK_KINDS))
     w = rng.integers(-128, 128, size=(o, k))
     nonzero = np.where(w == 0, 1, w)
     if kind == "random":
@@ -72,8 +77,6 @@ def make_weights(kind, o, k, n, m, rng):
         elif kind == "alternating":
             order = list(range(0, m, 2)) + list(range(m - 1, 0, -2))
             group[order[:n]] = True
-        else:
-            raise ValueError(f"mask kind must be one of {', '.join(MASK_KINDS)}, not {kind!r}")
         keep = np.tile(group, (o, k // m))
     return np.where(keep, nonzero, 0)
 
@@ -136,18 +139,6 @@ class BudgetSource(StreamSource):
         self.bits_sent += self.costs.popleft()
 
 
-async def reset_all(dut):
-    from sparsehw.verif.stream import reset
-    dut.w__valid.value = 0
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    await reset(dut)
-
-
-def _log2(v):
-    return v.bit_length() - 1
-
-
 async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0,
                    check=True, permute=True):
     """Run ``w @ x`` (int8 O x K times K x B) as N:M on the DUT; return a figures dict.
@@ -169,8 +160,8 @@ async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0
         ``expected``.
     """
     from sparsehw.verif.stream import CycleCounter
-    model = make_dut_model(engine, params)
-    layouts = model.layouts
+    layouts = layouts_of(engine, params)
+    lanes = lanes_of(engine, params)
     rows, cols, beta, width = params["rows"], params["cols"], params["beta"], params["width"]
     o_count, k_count = w.shape
     b_count = x.shape[1]
@@ -194,9 +185,9 @@ async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0
                                   o_tile=ot, k_tile=kt):
             w_items.append(pack(layouts["w"], {
                 "entries": [{"value": v, "index": i} for v, i in row],
-                "n_log2": _log2(n), "m_log2": _log2(m)}))
+                "n_log2": exact_log2(n), "m_log2": exact_log2(m)}))
         for b in range(b_count):
-            inst = gf.instance(engine, x, n, m, rows=rows, lanes=model.lanes, k_tile=kt, b=b)
+            inst = gf.instance(engine, x, n, m, rows=rows, lanes=lanes, k_tile=kt, b=b)
             i_items.append((pack_instance(layouts["i"], inst, b == b_count - 1, width),
                             per_inst_bits))
 

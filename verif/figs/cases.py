@@ -7,8 +7,8 @@ from sparsehw.golden import figs as gf
 from sparsehw.golden import nm
 from sparsehw.hw.figs import SUPPORTED_RATIOS
 from sparsehw.verif import common
-from sparsehw.verif.figs import dut_params, make_dut_model, make_weights, reset_all, run_gemm
-from sparsehw.verif.stream import pack, start_clock
+from sparsehw.verif.figs import PORTS, dut_params, layouts_of, make_weights, run_gemm
+from sparsehw.verif.stream import pack, restart, start
 
 
 __all__ = ["gemm_cases", "nested_levels", "malformed_index", "bad_config", "unroutable",
@@ -29,17 +29,12 @@ def _fault(dut):
     return int(dut.fault.value)
 
 
-async def _start(dut):
-    start_clock(dut)
-    await reset_all(dut)
-
-
 async def gemm_cases(dut, engine, kinds, stall):
     """Every supported ratio with each mask kind in ``kinds``: bit-exact where routable; for
     FiGS, masks that need more than ``alpha`` links are collected and one of them must raise
     ``fault.route`` at the end."""
     params = dut_params(engine)
-    await _start(dut)
+    await start(dut, **PORTS)
     rng = np.random.default_rng(common.rng(0).randrange(1 << 30))
     unroutable = []
     ran = 0
@@ -82,7 +77,7 @@ async def nested_levels(dut, engine):
     """FiGS nested masks: each level (8:32, 4:16, 2:8, 1:4) at its own ratio, then the final 1:4
     weights run as 8:32, 4:16 and 2:8 (FiGS: with alpha 0)."""
     params = dut_params(engine)
-    await _start(dut)
+    await start(dut, **PORTS)
     rng = np.random.default_rng(common.rng(5).randrange(1 << 30))
     k = 2 * params["rows"] * 4
     o, b = params["cols"] * params["beta"] + 1, 2
@@ -112,9 +107,8 @@ async def nested_levels(dut, engine):
 
 async def _load_tile(dut, engine, params, entries_for_row, n_log2, m_log2):
     from sparsehw.verif.stream import StreamSource
-    model = make_dut_model(engine, params)
     src = StreamSource(dut, "w")
-    src.send_nowait(pack(model.layouts["w"], {"entries": entries_for_row(r), "n_log2": n_log2,
+    src.send_nowait(pack(layouts_of(engine, params)["w"], {"entries": entries_for_row(r), "n_log2": n_log2,
                                               "m_log2": m_log2})
                     for r in range(params["rows"]))
     await src.wait_idle(timeout_cycles=50 + 4 * params["rows"])
@@ -126,7 +120,7 @@ async def _load_tile(dut, engine, params, entries_for_row, n_log2, m_log2):
 async def malformed_index(dut, engine):
     """An index >= M is flagged (fault.index); a legal tile loaded first is not."""
     params = dut_params(engine)
-    await _start(dut)
+    await start(dut, **PORTS)
     e = params["cols"] * params["beta"]
     n, m = 1, 2 if params["max_m"] >= 2 else 1
     legal = lambda r: [{"value": 5, "index": m - 1} for _ in range(e)]
@@ -153,8 +147,8 @@ async def bad_config(dut, engine):
         nlog = params["rows"].bit_length()               # N = 2**nlog > rows: cannot divide
         if nlog <= 5:
             bad.append((nlog, 5))
-    for n_log2, m_log2 in bad:
-        await _start(dut)
+    for i, (n_log2, m_log2) in enumerate(bad):
+        await (restart if i else start)(dut, **PORTS)
         await _load_tile(dut, engine, params, zero, n_log2, m_log2)
         assert dut.fault.value.to_unsigned() & 0b010, f"{n_log2}:{m_log2} (log2) not flagged"
 
@@ -165,7 +159,7 @@ async def unroutable(dut):
     unroutable positions are not flagged."""
     engine = "figs"
     params = dut_params(engine)
-    await _start(dut)
+    await start(dut, **PORTS)
     e = params["cols"] * params["beta"]
     if params["rows"] % 8 or params["ratio"] < 4 or params["max_m"] < 32:
         return
@@ -174,7 +168,7 @@ async def unroutable(dut):
     await _load_tile(dut, engine, params, zeros, 3, 5)
     assert _fault(dut) == 0
     low = lambda r: [{"value": 3, "index": r % 8} for _ in range(e)]
-    await _start(dut)
+    await restart(dut, **PORTS)
     await _load_tile(dut, engine, params, low, 3, 5)
     expect = 0b100 if params["alpha"] < 6 else 0
     assert dut.fault.value.to_unsigned() == expect, f"fault {_fault(dut):#05b}"
@@ -185,7 +179,7 @@ async def full_rate(dut, engine):
     the current tile streams), one instance per cycle: cycles <= instances + rows + cols + 4
     (the first weight load and the pipeline latency)."""
     params = dut_params(engine)
-    await _start(dut)
+    await start(dut, **PORTS)
     rng = np.random.default_rng(3)
     n, m = (2, 8) if _supported(engine, params, 2, 8) else (1, 1)
     k_tile, o_tile = gf.tile_shape(n, m, params["rows"], params["cols"], params["beta"])

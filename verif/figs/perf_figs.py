@@ -13,10 +13,11 @@ import numpy as np
 
 from sparsehw.golden import figs as gf
 from sparsehw.golden import nm
+from sparsehw.golden.figs import FIGS_WORKLOAD
 from sparsehw.hw.figs import SUPPORTED_RATIOS
 from sparsehw.verif import common
-from sparsehw.verif.figs import dut_params, make_weights, reset_all, run_gemm
-from sparsehw.verif.stream import start_clock
+from sparsehw.verif.figs import PORTS, dut_params, make_weights, run_gemm
+from sparsehw.verif.stream import start
 
 
 def _one(fig, engine, params, n, m, k, o, b, budget):
@@ -42,8 +43,7 @@ async def perf_gemm(dut):
     wl = common.workload()
     engine = wl["engine"]
     params = dut_params(engine)
-    start_clock(dut)
-    await reset_all(dut)
+    await start(dut, **PORTS)
     rng = np.random.default_rng(common.rng(11).randrange(1 << 30))
     k, o, b = wl["k"], wl["o"], wl["b"]
     x = rng.integers(-128, 128, size=(k, b))
@@ -88,24 +88,17 @@ async def perf_gemm(dut):
     common.record(**await measure(n, m, wl["budget"], w))
 
 
+def check_workload(params, workload):
+    """``workload`` validated (defaults filled in); ``ValueError``/``TypeError`` naming the knob."""
+    return FIGS_WORKLOAD.validate(params, **workload)
+
+
 def run_perf(engine, params, workload, *, sim, seed, build_dir):
-    """Host side of ``sparsehw perf``: build, simulate, return the record (``passed`` added)."""
+    """Host side of ``sparsehw perf``: the perf record (:func:`verif.runner.perf_record`)."""
     from sparsehw.hw.figs import FigsArray, NmBroadcastArray
-    from sparsehw.verif.runner import run_cocotb
-    n, m = nm.check_nm(workload["n"], workload["m"])
-    if n & (n - 1):
-        raise ValueError(f"n must be a power of two between 1 and m={m}, not {n!r}")
-    for key in ("k", "o", "b"):
-        if workload[key] < 1:
-            raise ValueError(f"{key} must be at least 1, not {workload[key]!r}")
-    if workload["budget"] < 0:
-        raise ValueError(f"budget must be >= 0 bits per cycle (0: unlimited), "
-                         f"not {workload['budget']!r}")
+    from sparsehw.verif.runner import perf_record, run_cocotb
+    workload = check_workload(params, workload)
     cls = FigsArray if engine == "figs" else NmBroadcastArray
     result = run_cocotb(cls(**params), engine, "sparsehw.verif.figs.perf_figs", build_dir=build_dir,
                         sim=sim, seed=seed, params=params, workload={**workload, "engine": engine})
-    record = dict(result.record)
-    record["passed"] = result.passed
-    if not result.passed:
-        record["errors"] = result.errors or [f"see {result.log}"]
-    return record
+    return perf_record(result, sim=sim)
