@@ -65,9 +65,12 @@ HALT
 
 **Hazard rule** (a program obligation, which the compiler obeys): an instruction may read a bank
 row, or overwrite a row that another instruction may still read, only after a WAIT has accounted
-for every delivery to that row the instruction depends on. Programs that obey it give the same
-final memories whatever the relative timing of the subsystems; this model runs the subsystems
-round-robin, one instruction each per round, and delivers rows instantly.
+for every delivery to that row the instruction depends on. Rows from one sender to one receiver
+arrive in the order they were sent (the ring keeps per-flow order); rows of different senders
+interleave in any order. Programs that obey the rule give the same final memories whatever the
+relative timing of the subsystems. This model's reference schedule runs the subsystems
+round-robin, one instruction each per round, and delivers rows at once; ``ChipModel.run(seed,
+max_delay)`` runs random schedules with delayed deliveries and counts hazards.
 
 Errors
 ------
