@@ -144,6 +144,7 @@ class Compiled:
     row_slices : list of list of (start, size)
         Per layer, per subsystem, its output rows (model mapping; data mapping: all rows).
     shapes : list of (k, o)
+    patterns : list of (n, m)
     """
     params: dict
     mapping: str
@@ -156,10 +157,34 @@ class Compiled:
     tiles_of: list
     row_slices: list
     shapes: list = field(default_factory=list)
+    patterns: list = field(default_factory=list)
 
     @property
     def output_bank(self):
         return len(self.shapes) % 2
+
+    def work(self):
+        """What the compiled chain asks of the chip, computed from the shapes alone.
+
+        Returns
+        -------
+        dict
+            ``nonzero_macs``: int8 products the chain needs (``sum_l O_l * K_l * n_l / m_l *
+            batch``; padded tile columns not counted); ``dense_macs``: the same without
+            sparsity; ``ring_rows``: rows sent over the ring (model mapping: ``tiles * O_l *
+            (S - 1)`` for every layer but the last; data mapping: 0); ``ring_bytes``:
+            ``ring_rows * lanes``; ``gemms``: GEMM instructions per subsystem.
+        """
+        nonzero = sum(o * k // layer_m * layer_n * self.batch
+                      for (k, o), (layer_n, layer_m) in zip(self.shapes, self.patterns))
+        dense = sum(o * k * self.batch for k, o in self.shapes)
+        if self.mapping == "model":
+            ring = sum(self.tiles * o * (self.subsystems - 1) for _, o in self.shapes[:-1])
+        else:
+            ring = 0
+        gemms = [sum(isinstance(i, Gemm) for i in program) for program in self.programs]
+        return {"nonzero_macs": nonzero, "dense_macs": dense, "ring_rows": ring,
+                "ring_bytes": ring * self.params["lanes"], "gemms": gemms}
 
     def load(self, model):
         """Write the programs, weights and post-ops into ``model`` (a :class:`ChipModel`)."""
@@ -345,7 +370,8 @@ def compile_chain(gemms, subsystems=None, mapping="model", params=None, *, batch
     assert all(max(k, o) <= MAX_ROWS for k, o in shapes)
     return Compiled(params=p, mapping=mapping, subsystems=used, batch=batch, tiles=tiles,
                     programs=programs, weights=weights, posts=posts, tiles_of=tiles_of[:used],
-                    row_slices=row_slices, shapes=shapes)
+                    row_slices=row_slices, shapes=shapes,
+                    patterns=[(layer.n, layer.m) for layer in gemms])
 
 
 def run_chain(gemms, x, subsystems=None, mapping="model", params=None):

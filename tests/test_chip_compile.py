@@ -70,6 +70,10 @@ def test_random_chains_equal_the_numpy_chain(seed, layers, subsystems, mapping, 
     np.testing.assert_array_equal(y, ref)
     assert sum(model.stats["ring_rows"]) == expected_ring_rows(gemms, compiled.tiles, subsystems,
                                                                 mapping)
+    work = compiled.work()
+    assert work["ring_rows"] == sum(model.stats["ring_rows"])
+    # The GEMMs the model executed did exactly the chain's nonzero work, once per tile column.
+    assert sum(model.stats["macs"]) * x.shape[1] == work["nonzero_macs"] * compiled.tiles * lanes
     # The same programs under a random schedule with delayed deliveries: same result.
     model = ChipModel(compiled.params)
     compiled.load(model)
