@@ -13,14 +13,13 @@ Flow (``sparsehw mutate BLOCK``, :func:`run_mutation`):
    block's own cocotb regression (:func:`sparsehw.verif.runner.run_cocotb`, Icarus, fixed cocotb
    seed), in a subprocess of its own with a wall-clock limit, ``jobs`` at a time. A failing
    regression (or one that hangs past the limit) kills the mutant.
-4. Every survivor gets an automatic equivalence check against the original netlist: Yosys
-   ``miter -equiv -flatten -make_assert`` of the original (gold) and the mutant (gate), then
-   ``sat -verify -prove-asserts -tempinduct -maxsteps K -set-init-zero`` (registers start at
-   their ``init`` values, i.e. the reset state; memories and anything without ``init`` at 0).
-   The outcome is one of ``equivalent`` (the k-induction proof closed: no input sequence of any
-   length from the initial state makes an output differ), ``different`` (a counterexample
-   within K cycles), ``unknown`` (neither within K steps or the time limit). Only
-   ``equivalent`` mutants leave the denominator; ``unknown`` ones count as real survivors.
+4. Every survivor gets an automatic equivalence check against the original netlist
+   (:func:`check_equivalence`: Yosys ``equiv_make``, a base case from the reset state with
+   ``equiv_miter`` + ``sat -seq 5`` and the induction step with ``equiv_simple`` +
+   ``equiv_induct``, i.e. k-induction with k = 5). The outcome is ``equivalent`` (both proven:
+   no input sequence of any length makes the mutant differ), ``different`` (a counterexample
+   within 5 cycles of reset) or ``unknown`` (induction did not close, or the time limit).
+   Only ``equivalent`` mutants leave the denominator; ``unknown`` ones count as survivors.
 
 Score = killed / (mutants - equivalent). Results are cached per mutant (key: block, parameters,
 mutate line, seeds, tool versions, Verilog and source fingerprints) under ``cache_dir``.
@@ -50,11 +49,16 @@ __all__ = ["run_mutation", "mutate_design", "list_mutations", "check_equivalence
 
 _REPO = Path(__file__).resolve().parent.parent.parent
 DEFAULT_CACHE = _REPO / "build" / "mutate-cache"
-#: Induction depth of the equivalence check (steps of ``sat -tempinduct``).
-EQUIV_MAXSTEPS = 20
+#: Induction length (cycles) of the equivalence check.
+EQUIV_SEQ = 5
 #: Wall-clock limit (s) of one equivalence check.
-EQUIV_TIMEOUT = 300
-_SELF_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+EQUIV_TIMEOUT = 180
+EQUIV_METHOD = ("yosys equiv_make; base case equiv_miter + sat -seq {seq} -set-init-zero from the "
+                "initial state; induction equiv_simple -seq {seq} + equiv_induct -seq {seq}")
+#: Bump when the way mutants are built or simulated changes (part of every cache key); the
+#: equivalence check has its own.
+_SIM_VERSION = 1
+_EQUIV_VERSION = 1
 
 
 # -- Yosys ----------------------------------------------------------------------------------------
@@ -139,45 +143,43 @@ def _make_mutant(work, top, line, verilog_name="mutant.v"):
     return work / verilog_name
 
 
-def check_equivalence(work, top, maxsteps=EQUIV_MAXSTEPS, timeout=EQUIV_TIMEOUT):
+def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT):
     """Is ``work/mutant.il`` (module ``gate``) equivalent to ``../design.il`` (module ``top``)?
 
-    Yosys miter + ``sat -tempinduct`` (k-induction up to ``maxsteps``; the base case is a BMC
-    from the initial state). Returns ``{"verdict": "equivalent" | "different" | "unknown",
-    "method": ..., "steps": ...}``.
+    Yosys's equivalence flow, made a k-induction proof of length ``seq``:
+
+    * ``equiv_make gold gate`` pairs every signal of the same name (an ``$equiv`` point each;
+      the netlists differ only at the mutated port bit);
+    * base case: ``equiv_miter`` + ``sat -seq seq -prove-asserts -set-init-zero``: from the
+      initial state (registers at their ``init`` values, the reset state; anything without
+      ``init`` at 0) no input sequence of ``seq`` cycles makes any paired signal differ;
+    * induction step: ``equiv_simple -seq seq; equiv_induct -seq seq``: whenever every paired
+      signal has agreed for ``seq`` cycles, they agree in the next one.
+
+    Both proven: ``equivalent`` (for every input sequence of any length). A base-case
+    counterexample: ``different``. Otherwise (induction not closed, or past ``timeout``):
+    ``unknown``. Returns ``{"verdict", "method", "seconds"}``.
     """
     script = (f"read_rtlil ../design.il; rename {top} gold; read_rtlil mutant.il; "
-              f"memory_map; opt_clean; "
-              f"miter -equiv -flatten -make_assert gold gate miter; hierarchy -top miter; "
-              f"sat -verify -prove-asserts -tempinduct -maxsteps {maxsteps} -set-init-zero "
-              f"-show-ports miter")
-    method = (f"yosys miter -equiv -flatten -make_assert; sat -prove-asserts -tempinduct "
-              f"-maxsteps {maxsteps} -set-init-zero")
+              f"memory_map; opt_clean; async2sync; equiv_make gold gate equiv; "
+              f"equiv_miter -trigger -assert base equiv; opt_merge base; opt_clean base; "
+              f"tee -o base.txt sat -prove-asserts -seq {seq} -set-init-zero base; "
+              f"equiv_simple -seq {seq} equiv; equiv_induct -seq {seq} equiv; "
+              f"tee -o status.txt equiv_status equiv")
     started = time.monotonic()
     status, log = _yosys(script, work, "equiv.log", timeout=timeout)
     seconds = round(time.monotonic() - started, 1)
-    if status is None:
+    base = (work / "base.txt").read_text() if (work / "base.txt").exists() else ""
+    final = (work / "status.txt").read_text() if (work / "status.txt").exists() else ""
+    if status is None or status != 0:
         verdict = "unknown"
-        steps = None
-    elif status == 0 and "Induction step proven: SUCCESS!" in log:
-        verdict = "equivalent"
-        steps = _last_step(log)
-    elif "failed: base case" in log.lower() or "base case failed" in log.lower() \
-            or re.search(r"Temporal induction failed!|SAT temporal induction proof finished - "
-                         r"model found", log):
+    elif "model found: FAIL" in base:
         verdict = "different"
-        steps = _last_step(log)
+    elif "no model found: SUCCESS" in base and "Equivalence successfully proven!" in final:
+        verdict = "equivalent"
     else:
         verdict = "unknown"
-        steps = _last_step(log)
-    return {"verdict": verdict, "method": method, "steps": steps, "seconds": seconds}
-
-
-def _last_step(log):
-    steps = re.findall(r"induction step (\d+)|at step (\d+)|time step (\d+)", log,
-                       flags=re.I)
-    numbers = [int(x) for group in steps for x in group if x]
-    return max(numbers) if numbers else None
+    return {"verdict": verdict, "method": EQUIV_METHOD.format(seq=seq), "seconds": seconds}
 
 
 # -- one mutant -----------------------------------------------------------------------------------
@@ -328,7 +330,7 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
     tools = _tool_versions()
     verilog_hash = hashlib.sha256(verilog.encode()).hexdigest()[:20]
     base = dict(top=top, testbench=testbench, params=params, sim=sim, sim_seed=sim_seed,
-                tools=tools, verilog=verilog_hash, sources=fingerprint, tool=_SELF_HASH)
+                tools=tools, verilog=verilog_hash, sources=fingerprint, version=_SIM_VERSION)
     if work_dir is None:
         (_REPO / "build" / "mutate").mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"{top}-", dir=_REPO / "build" / "mutate"))
@@ -386,7 +388,7 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
                     _make_mutant(mwork, top, line)
                 return check_equivalence(mwork, top)
             record["equivalence"], _ = _cached(
-                cache_dir, _key(base, line, "equiv", EQUIV_MAXSTEPS), compute)
+                cache_dir, _key(base, line, "equiv", EQUIV_SEQ, _EQUIV_VERSION), compute)
         log(f"mutant {index + 1}/{len(mutations)}: "
             f"{'killed' if killed else 'SURVIVED'} ({outcome['status']}"
             f"{', cached' if cached else ''})"
@@ -412,9 +414,9 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
         "score": round(killed / counted, 4) if counted else None,
         "score_raw": round(killed / len(results), 4) if results else None,
         "sanity": sanity, "timeout_s": timeout,
-        "equivalence_method": (f"yosys miter -equiv + sat -tempinduct (k-induction, up to "
-                               f"{EQUIV_MAXSTEPS} steps, {EQUIV_TIMEOUT} s); 'unknown' and "
-                               f"'different' survivors count against the score"),
+        "equivalence_method": (EQUIV_METHOD.format(seq=EQUIV_SEQ)
+                               + f"; {EQUIV_TIMEOUT} s limit; 'unknown' and 'different' "
+                                 f"survivors count against the score"),
         "results": results, "tools": tools,
     }
     if not keep:
