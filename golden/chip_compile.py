@@ -79,11 +79,23 @@ class GemmLayer:
         if self.w.ndim != 2:
             raise ValueError(f"w must be a 2-D (O, K) array, not shape {self.w.shape}")
         o = self.w.shape[0]
+        self.w = nm._as_int8("w", self.w)
         self.n, self.m = nm.check_nm(self.n, self.m)
         if self.n & (self.n - 1):
             raise ValueError(f"n must be a power of two (the SPU codes n_log2), not {self.n}")
-        for name in ("bias", "mult", "shift"):
-            value = np.broadcast_to(np.asarray(getattr(self, name)), (o,)).astype(np.int64)
+        for name, low, high in (("bias", -2**31, 2**31 - 1), ("mult", 0, 2**nm.MULT_BITS - 1),
+                                ("shift", 0, nm.SHIFT_MAX)):
+            value = np.asarray(getattr(self, name))
+            if not np.issubdtype(value.dtype, np.integer):
+                raise TypeError(f"{name} must be an integer array, not dtype {value.dtype}")
+            try:
+                value = np.broadcast_to(value, (o,)).astype(np.int64)
+            except ValueError:
+                raise ValueError(f"{name} must have shape ({o},) (one per output row), not "
+                                 f"{value.shape}") from None
+            if value.size and (value.min() < low or value.max() > high):
+                raise ValueError(f"{name} must be in {low}..{high}, found "
+                                 f"{value.min()}..{value.max()}")
             setattr(self, name, value)
         self.relu = bool(self.relu)
 

@@ -206,6 +206,16 @@ def test_compiler_rejects_what_does_not_fit():
     with pytest.raises(TypeError, match="GemmLayer"):
         compile_chain([np.zeros((4, 4))], batch=1)
     with pytest.raises(ValueError, match="n must be a power of two"):
-        GemmLayer(np.zeros((4, 8)), 3, 4, 0, 1, 0)
+        GemmLayer(np.zeros((4, 8), int), 3, 4, 0, 1, 0)
+    with pytest.raises(ValueError, match="w values must be in -128..127"):
+        GemmLayer(np.full((4, 8), 128), 1, 4, 0, 1, 0)
+    with pytest.raises(ValueError, match="mult must be in 0..65535"):
+        GemmLayer(np.zeros((4, 8), int), 1, 4, 0, 65536, 0)
+    with pytest.raises(ValueError, match="shift must be in 0..31"):
+        GemmLayer(np.zeros((4, 8), int), 1, 4, 0, 1, [0, 1, 2, 32])
+    with pytest.raises(ValueError, match=r"bias must have shape \(4,\)"):
+        GemmLayer(np.zeros((4, 8), int), 1, 4, [1, 2], 1, 0)
+    with pytest.raises(TypeError, match="mult must be an integer array"):
+        GemmLayer(np.zeros((4, 8), int), 1, 4, 0, 1.5, 0)
     with pytest.raises(ValueError, match="x must have shape"):
         compile_chain([a], batch=2).input_images(np.zeros((16, 3), np.int8))
