@@ -74,10 +74,12 @@ Measured errors against float64 are in :data:`ERROR_BOUNDS` (checked by the test
 
 import math
 
+from sparsehw.params import Param, ParamSpec, int_in, one_of
+
 __all__ = ["OPS", "OP_CODES", "ROW_OPS", "GELU_TABLE", "LOG2_TABLE", "LOG2E_Q20",
            "rshift_round", "sat16", "pow2_frac", "exp_parts", "recip_core", "isqrt_core",
            "gelu", "exp", "log2", "recip", "softmax", "layernorm", "run", "reference",
-           "measure_errors", "ERROR_BOUNDS", "IBERT"]
+           "measure_errors", "ERROR_BOUNDS", "IBERT", "ACT_WORKLOAD"]
 
 
 OPS = ("gelu", "exp", "log2", "recip", "softmax", "layernorm")
@@ -122,6 +124,17 @@ ERROR_BOUNDS = {
     "softmax": {"max_abs": 5e-5, "sum": 4e-4},       # fout=15, rows of 64, fin=4
     "layernorm": {"max_abs": 6e-4},                  # fout=10, gamma=1, beta=0, rows of 64
 }
+
+
+#: Knobs of ``sparsehw perf act_engine`` (rules may depend on the generation parameters).
+ACT_WORKLOAD = ParamSpec(
+    Param("op", "gelu", one_of(*OPS), doc="operation measured"),
+    Param("n", 0, lambda v: int_in(0, v["max_row"] if v["op"] in ROW_OPS else 65535),
+          doc="elements per command; 0 = max_row (row-wise) or 1024 (element-wise)",
+          allowed="0..max_row (softmax, layernorm) or 0..65535"),
+    Param("rows", 8, int_in(1, 1024), doc="commands back to back"),
+    kind="workload knob",
+)
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -91,6 +91,10 @@ WAIVERS = {
     "fp32_mac": _waivers(UNUSEDSIGNAL=40, WIDTHEXPAND=25, WIDTHTRUNC=21, PROCASSINIT=5),
     "figs": _waivers(UNUSEDSIGNAL=256, WIDTHEXPAND=8, CASEINCOMPLETE=8, PROCASSINIT=301),
     "nm_broadcast": _waivers(UNUSEDSIGNAL=1378, PROCASSINIT=301),
+    "act_engine": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=459, WIDTHEXPAND=341, WIDTHTRUNC=11,
+                           CASEINCOMPLETE=26, PROCASSINIT=257,
+                           note={"CASEINCOMPLETE": "In act_engine: the command FSM's casez and "
+                                                   "the op select."}),
     # Not a registered block: the ring test harness at nodes=5 (tests/test_ring.py lints it).
     "ring_harness": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=1058, WIDTHEXPAND=50, WIDTHTRUNC=38,
                              CASEINCOMPLETE=85, PROCASSINIT=223),

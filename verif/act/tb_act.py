@@ -1,0 +1,92 @@
+"""cocotb regression of the activation engine against golden/act.py.
+
+Every operation built, random and corner inputs (saturated int8, all-equal softmax rows,
+zero-variance LayerNorm rows, every fin/fout so the largest and smallest exponents occur), row
+lengths 1..max_row (partial last beats), random valid gaps on every input and back-pressure on
+the output; rejected commands (unknown op, n = 0, n > max_row) each followed by a correct one.
+Generation parameters come from ``verif.common.params()`` (defaults if absent).
+"""
+
+import cocotb
+import numpy as np
+
+from sparsehw.hw.act_engine import ACT_PARAMS
+from sparsehw.golden import act as golden
+from sparsehw.verif import common
+from sparsehw.verif.act import compare, make_job, reject_job, run_jobs
+from sparsehw.verif.stream import reset, start_clock
+
+
+def _params():
+    values = ACT_PARAMS.validate(**common.params())
+    values["op_list"] = [op for op in golden.OPS if op in values["ops"].split(",")]
+    return values
+
+
+def _stall(default):
+    return float(common.workload().get("stall", default))
+
+
+async def _start(dut):
+    start_clock(dut)
+    for port in ("cmd", "i", "p"):
+        getattr(dut, f"{port}__valid").value = 0
+    dut.o__ready.value = 0
+    await reset(dut)
+
+
+def _length(gen, params, op):
+    limit = params["max_row"] if op in golden.ROW_OPS else 4 * params["max_row"]
+    choices = [1, params["lanes"], params["lanes"] + 1, params["max_row"],
+               int(gen.integers(1, min(limit, 3 * params["lanes"] + 2) + 1))]
+    return int(gen.choice([c for c in choices if c <= limit]))
+
+
+@cocotb.test()
+async def act_every_op_random_stalls(dut):
+    """Every op built: random, corner and all-equal data, every format, stalls on every port."""
+    params = _params()
+    gen = np.random.default_rng(common.rng(1).getrandbits(32))
+    jobs = []
+    rounds = int(common.workload().get("rounds", 2))
+    for _ in range(rounds):
+        for op in params["op_list"]:
+            for kind in ("random", "corner", "equal"):
+                jobs.append(make_job(gen, params, op, _length(gen, params, op), kind=kind))
+    for op in params["op_list"]:            # the extremes of the formats
+        jobs.append(make_job(gen, params, op, params["lanes"] + 1, fin=0, fout=15,
+                             kind="corner"))
+        jobs.append(make_job(gen, params, op, params["lanes"] + 1, fin=7, fout=0,
+                             kind="corner"))
+    await _start(dut)
+    got, _ = await run_jobs(dut, params, jobs, stall=_stall(0.3), rng=common.rng(2))
+    compare(got, jobs)
+    common.record(regression_jobs=len(jobs))
+
+
+@cocotb.test()
+async def act_rejects_then_correct(dut):
+    """Malformed commands answer one error beat, consume nothing, and the next command is exact."""
+    params = _params()
+    gen = np.random.default_rng(common.rng(3).getrandbits(32))
+    ops = params["op_list"]
+    missing = [golden.OP_CODES[op] for op in golden.OPS if op not in ops]
+    bad = [reject_job(params, op=6, n=4), reject_job(params, op=7, n=1),
+           reject_job(params, op=golden.OP_CODES[ops[0]], n=0)]
+    bad += [reject_job(params, op=code, n=3) for code in missing]
+    for op in golden.ROW_OPS:
+        if op in ops:
+            bad.append(reject_job(params, op=golden.OP_CODES[op], n=params["max_row"] + 1))
+            bad.append(reject_job(params, op=golden.OP_CODES[op], n=65535))
+    jobs = []
+    for k, job in enumerate(bad):
+        jobs.append(job)
+        jobs.append(make_job(gen, params, ops[k % len(ops)],
+                             _length(gen, params, ops[k % len(ops)])))
+    jobs.append(reject_job(params, op=7, n=0))
+    jobs.append(reject_job(params, op=6, n=0))
+    jobs.append(make_job(gen, params, ops[-1], min(params["max_row"], params["lanes"] * 2 + 1)))
+    await _start(dut)
+    got, _ = await run_jobs(dut, params, jobs, stall=_stall(0.25), rng=common.rng(4))
+    compare(got, jobs)
+    assert sum(beat["error"] for beat in got) == len(bad) + 2
