@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sparsehw.golden import nm, spu
-from sparsehw.golden.chip import (MAX_ROWS, ChipModel, Gemm, Halt, Wait, beats_per_row,
-                                  chip_params)
+from sparsehw.golden.chip import (MAX_ROWS, MEM_BANK0, MEM_IMEM, MEM_PMEM, MEM_WMEM, ChipModel,
+                                  Gemm, Halt, Wait, beats_per_row, chip_params, encode, pack_post,
+                                  pack_row, pack_w)
 
 
 __all__ = ["GemmLayer", "Compiled", "compile_chain", "reference_chain", "run_chain",
@@ -234,8 +235,33 @@ class Compiled:
         for s, rows in enumerate(self.input_images(x)):
             model.subs[s].banks[0, :len(rows)] = rows
 
+    def host_images(self, x):
+        """Per subsystem (all of the chip's), ``{mem: words}``: the packed host words
+        (:mod:`golden.chip` formats) of the program, weights, post-ops and bank 0 (with ``x``),
+        each to be written from address 0."""
+        p = self.params
+        inputs = self.input_images(x)
+        out = []
+        for s, program in enumerate(self.programs):
+            mems = {MEM_IMEM: [i if isinstance(i, int) else encode(i) for i in program]}
+            if s < self.subsystems:
+                values, indices = self.weights[s]
+                mems[MEM_WMEM] = [pack_w(v, i, p) for v, i in zip(values, indices)]
+                mems[MEM_PMEM] = [pack_post(*t) for t in zip(*self.posts[s])]
+                mems[MEM_BANK0] = [pack_row(r) for r in inputs[s]]
+            out.append(mems)
+        return out
+
     def read_output(self, model):
-        """The chain's output (O_last x batch int8) from the final memories of ``model``."""
+        """The chain's output (O_last x batch int8) from the final memories.
+
+        Parameters
+        ----------
+        model : ChipModel or sequence of arrays
+            A model after its run, or per subsystem its two banks as an int8 array of shape
+            ``(2, bank_rows, lanes)`` (for instance read back from the RTL).
+        """
+        banks = [sub.banks for sub in model.subs] if hasattr(model, "subs") else model
         k_last, o_last = self.shapes[-1]
         lanes = self.params["lanes"]
         bank = self.output_bank
@@ -243,7 +269,7 @@ class Compiled:
         for s in range(self.subsystems):
             start, size = self.row_slices[-1][s]
             for i, t in enumerate(self.tiles_of[s]):
-                rows = model.subs[s].banks[bank, i * o_last + start:i * o_last + start + size]
+                rows = np.asarray(banks[s])[bank, i * o_last + start:i * o_last + start + size]
                 out[start:start + size, t * lanes:(t + 1) * lanes] = rows
         return out[:, :self.batch]
 
