@@ -80,8 +80,9 @@ class GemmLayer:
         if self.w.ndim != 2:
             raise ValueError(f"w must be a 2-D (O, K) array, not shape {self.w.shape}")
         o = self.w.shape[0]
-        self.w = nm._as_int8("w", self.w)
-        self.n, self.m = nm.check_nm(self.n, self.m)
+        self.w = _int8("w", self.w)
+        self.n, self.m = nm.check_nm(*(_integer(name, getattr(self, name))
+                                       for name in ("n", "m")))
         if self.n & (self.n - 1):
             raise ValueError(f"n must be a power of two (the SPU codes n_log2), not {self.n}")
         for name, low, high in (("bias", -2**31, 2**31 - 1), ("mult", 0, 2**nm.MULT_BITS - 1),
@@ -107,6 +108,24 @@ class GemmLayer:
     @property
     def k(self):
         return self.w.shape[1]
+
+
+def _integer(name, value):
+    """A Python int from an int or numpy integer (``TypeError`` otherwise, bool included)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    return int(value)
+
+
+def _int8(name, array):
+    """An integer array with every value in -128..127, as int64."""
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name} must be an integer array, not dtype {array.dtype}")
+    if array.size and (array.min() < -128 or array.max() > 127):
+        raise ValueError(f"{name} values must be in -128..127, found "
+                         f"{array.min()}..{array.max()}")
+    return array.astype(np.int64)
 
 
 def reference_chain(gemms, x):
@@ -222,7 +241,7 @@ class Compiled:
         if x.shape != (k0, self.batch):
             raise ValueError(f"x must have shape {(k0, self.batch)}, not {x.shape}")
         padded = np.zeros((k0, self.tiles * lanes), dtype=np.int8)
-        padded[:, :self.batch] = nm._as_int8("x", x)
+        padded[:, :self.batch] = _int8("x", x)
         images = []
         for s in range(self.subsystems):
             rows = [padded[:, t * lanes:(t + 1) * lanes] for t in self.tiles_of[s]]
@@ -370,7 +389,7 @@ def compile_chain(gemms, subsystems=None, mapping="model", params=None, *, batch
             if size:
                 values, indices = nm.compress(layer.w[start:start + size], layer.n, layer.m)
                 pad = bpr * macs - values.shape[1]
-                values = np.pad(nm._as_int8("w", values), ((0, 0), (0, pad))).astype(np.int8)
+                values = np.pad(values, ((0, 0), (0, pad))).astype(np.int8)
                 indices = np.pad(indices, ((0, 0), (0, pad))).astype(np.uint8)
                 w_values.append(values.reshape(size * bpr, macs))
                 w_indices.append(indices.reshape(size * bpr, macs))

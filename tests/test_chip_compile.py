@@ -224,5 +224,8 @@ def test_compiler_rejects_what_does_not_fit():
         GemmLayer(np.zeros((4, 8), int), 1, 4, [1, 2], 1, 0)
     with pytest.raises(TypeError, match="mult must be an integer array"):
         GemmLayer(np.zeros((4, 8), int), 1, 4, 0, 1.5, 0)
+    assert GemmLayer(np.zeros((4, 8), int), np.int64(2), np.int32(4), 0, 1, 0).n == 2
+    with pytest.raises(TypeError, match="m must be an integer"):
+        GemmLayer(np.zeros((4, 8), int), 1, 4.0, 0, 1, 0)
     with pytest.raises(ValueError, match="x must have shape"):
         compile_chain([a], batch=2).input_images(np.zeros((16, 3), np.int8))
