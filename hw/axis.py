@@ -129,6 +129,8 @@ class AxisTop(wiring.Component):
         block's port (the wrapper adds no register and no buffering).
     m_axis_<p>_tdata : Out(tdata_width(payload bits)), m_axis_<p>_tvalid : Out(1), m_axis_<p>_tready : In(1), m_axis_<p>_tlast : Out(1)
         Master interface of output stream ``p`` (``tlast`` only when the payload has ``last``).
+    core : wiring.Component
+        The wrapped block.
     interfaces : list of dict
         One entry per AXIS interface: ``name`` (``s_axis_cfg``), ``port`` (block port path),
         ``role`` (``slave``/``master``), ``tdata_width``, ``payload_bits``, ``tlast`` (how it
@@ -198,6 +200,11 @@ class AxisTop(wiring.Component):
         if _last_field(layout):
             return data.StructLayout({k: v for k, v in layout.members.items() if k != "last"})
         return layout
+
+    @property
+    def core(self):
+        """The wrapped block."""
+        return self._core
 
     @property
     def interfaces(self):

@@ -65,9 +65,9 @@ def cmd_list(args):
 
 def cmd_gen(args):
     block, params = _block_and_params(args)
-    v_path, j_path = flow.generate(block, params, args.out)
-    print(v_path)
-    print(j_path)
+    v_path, j_path = flow.generate(block, params, args.out, axis=args.axis)
+    for name in json.loads(j_path.read_text())["files"]:
+        print(v_path.parent / name)
     return 0
 
 
@@ -222,9 +222,12 @@ def make_parser():
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("gen", help="write BLOCK.v and BLOCK.json")
+    p = sub.add_parser("gen", help="write BLOCK.v, BLOCK.json, the FuseSoC core BLOCK.core "
+                                   "and lint waivers BLOCK.vlt")
     p.add_argument("block")
     _params_argument(p)
+    p.add_argument("--axis", action="store_true",
+                   help="also write the AXI4-Stream top BLOCK_axis.v (docs/integration.md)")
     p.add_argument("-o", "--out", default="build/gen", metavar="DIR")
     p.set_defaults(func=cmd_gen)
 

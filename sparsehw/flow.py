@@ -16,10 +16,13 @@ import json
 from pathlib import Path
 
 from sparsehw import registry
+from sparsehw.hw.axis import AxisTop
 from sparsehw.hw.export import ports_of, to_verilog, tool_versions
 from sparsehw.registry import UserError
 from sparsehw.synth.fmax import place_and_route
+from sparsehw.synth.fusesoc import CoreTop, core_name, write_core
 from sparsehw.synth.yosys import synthesize
+from sparsehw.verif.lint import AXIS_SUFFIX, WAIVERS, waiver_config
 from sparsehw.verif.runner import REPO_ROOT, new_build_dir, run_cocotb
 
 
@@ -43,9 +46,13 @@ def params_key(block, params):
     return f"{block.name}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
-def generate(block, params, out_dir):
+def generate(block, params, out_dir, *, axis=False):
     """Write ``out_dir/<block>.v`` and ``<block>.json`` (ports, parameters, tool versions and
-    the Verilog's SHA-256); return the two paths."""
+    the Verilog's SHA-256), the FuseSoC core ``<block>.core`` and its lint waivers
+    ``<block>.vlt``; with ``axis`` also the AXI4-Stream top ``<block>_axis.v`` (module
+    ``<block>_axis``, :class:`~sparsehw.hw.axis.AxisTop`) with its waivers, and its bit table
+    under ``axis`` in the JSON (docs/integration.md). Return the paths of the Verilog and the
+    JSON; the JSON's ``files`` lists every file written."""
     component = registry.build(block, params)
     verilog = to_verilog(component, block.name)
     out_dir = Path(out_dir)
@@ -56,8 +63,37 @@ def generate(block, params, out_dir):
             "ports": [{"name": "clk", "direction": "input", "width": 1},
                       {"name": "rst", "direction": "input", "width": 1}] + ports_of(component),
             "tools": tool_versions(), "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest()}
+    files = [v_path.name]
+    tops = [CoreTop(block.name, v_path.name, _write_waivers(out_dir, block.name, files))]
+    if axis:
+        module = block.name + AXIS_SUFFIX
+        top = AxisTop(registry.build(block, params), module)
+        axis_verilog = to_verilog(top, module)
+        (out_dir / f"{module}.v").write_text(axis_verilog)
+        files.append(f"{module}.v")
+        tops.insert(0, CoreTop(module, f"{module}.v", _write_waivers(out_dir, module, files)))
+        meta["axis"] = {"module": module, "clock": "aclk", "reset": "aresetn (active low, "
+                        "synchronous)", "interfaces": top.interfaces,
+                        "plain_ports": top.plain_ports,
+                        "verilog_sha256": hashlib.sha256(axis_verilog.encode()).hexdigest()}
+    version = tool_versions()["sparsehw"]
+    core = write_core(out_dir, block.name, version, tops,
+                      description=f"sparsehw {block.name}: {block.summary}")
+    files += [core.name, j_path.name]
+    meta["core"] = core_name(block.name, version)
+    meta["files"] = files
     j_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return v_path, j_path
+
+
+def _write_waivers(out_dir, module, files):
+    """Write ``<module>.vlt`` with the module's lint waivers (verif/lint.py) if it has any
+    entry; return its name or None."""
+    if module not in WAIVERS:
+        return None
+    (out_dir / f"{module}.vlt").write_text(waiver_config(module))
+    files.append(f"{module}.vlt")
+    return f"{module}.vlt"
 
 
 def simulate(block, params, *, sim="icarus", seed=None, waves=False, build_dir=None):

@@ -68,7 +68,7 @@ def test_bit_table_matches_the_payload_layout(name):
     """Packing by the table equals packing by the block's layout (with 'last' moved to tlast),
     every payload bit is in exactly one field, tdata is whole bytes."""
     top = _top(name)
-    block = top._core
+    block = top.core
     rnd = random.Random(name)
     for interface in top.interfaces:
         port = block

@@ -1,9 +1,13 @@
 """FuseSoC cores of generated blocks (synth/fusesoc.py): FuseSoC accepts them and their Verilator
 lint target passes with the block's waivers, and fails without them (so it really lints)."""
 
+import json
+from importlib.metadata import version
+
 import pytest
 
 from sparsehw import registry
+from sparsehw.cli import main
 from sparsehw.hw.axis import AxisTop
 from sparsehw.hw.export import to_verilog
 from sparsehw.synth.fusesoc import (CoreTop, FuseSocError, core_name, core_text, fusesoc_lint,
@@ -31,6 +35,7 @@ def test_illegal_names_raise(block, version, match):
 
 
 def _spu_files(out_dir, waivers=True):
+    """The SPU and its AXIS top written by hand (not through ``sparsehw gen``)."""
     block = registry.get_block("spu")
     tops = []
     for module, component in (("spu_axis", AxisTop(block.build(**block.defaults()), "spu_axis")),
@@ -42,14 +47,25 @@ def _spu_files(out_dir, waivers=True):
     return write_core(out_dir, "spu", "0.1.0", tops)
 
 
-def test_fusesoc_accepts_and_lints_the_spu_core(tmp_path):
+def test_gen_axis_writes_the_core_files(tmp_path):
+    assert main(["gen", "spu", "--axis", "-o", str(tmp_path)]) == 0
+    meta = json.loads((tmp_path / "spu.json").read_text())
+    assert sorted(meta["files"]) == sorted(p.name for p in tmp_path.iterdir())
+    assert meta["core"] == "sparsehw:blocks:spu:" + version("sparsehw")
+    assert meta["axis"]["module"] == "spu_axis"
+    assert [i["name"] for i in meta["axis"]["interfaces"]] == \
+        ["s_axis_cfg", "s_axis_act", "s_axis_w", "s_axis_post", "m_axis_o"]
+    assert "module spu_axis(" in (tmp_path / "spu_axis.v").read_text()
+    assert (tmp_path / "spu.vlt").read_text() == waiver_config("spu")
+
+
+def test_fusesoc_accepts_and_lints_the_generated_spu_core(tmp_path):
     cores = tmp_path / "cores"
-    cores.mkdir()
-    _spu_files(cores)
+    assert main(["gen", "spu", "--axis", "-o", str(cores)]) == 0
     for target, top in (("lint", "spu_axis"), ("lint_spu", "spu")):
         work = tmp_path / target
-        output = fusesoc_lint(cores, "sparsehw:blocks:spu:0.1.0", work, target=target,
-                              env=verilator_env())
+        output = fusesoc_lint(cores, "sparsehw:blocks:spu:" + version("sparsehw"), work,
+                              target=target, env=verilator_env())
         assert "verilator -f" in output
         (vc,) = (work / "build").glob(f"*/{target}/*.vc")
         options = vc.read_text().split()
