@@ -1,0 +1,243 @@
+"""The model runner: import, attributes, propagation, quantization, the integer run, accuracy and
+the GEMM list.
+
+>>> from sparsehw.model import run
+>>> result = run.run_model("minilm", texts=["A short sentence."], nm=(2, 4))   # doctest: +SKIP
+
+The float reference is onnxruntime on the same ONNX file (what a user would compare with); the
+sentence embedding is the mean of the last hidden state over the real tokens (all-MiniLM-L6-v2's
+pooling); accuracy is the cosine similarity of our integer embedding with onnxruntime's.
+"""
+
+import functools
+import math
+
+import numpy as np
+
+from sparsehw.model import files
+from sparsehw.model.attrs import LayerSetting
+from sparsehw.model.execute import FloatEngine, execute, feeds_for
+from sparsehw.model.graph import import_onnx
+from sparsehw.model.propagate import initial_attrs, materialise, propagate
+from sparsehw.model.quantize import IntEngine, calibrate
+from sparsehw.model.sentences import CALIBRATION
+
+
+__all__ = ["load_graph", "load_tokenizer", "encode", "prepare", "inspect_rows", "inspect_text",
+           "reference_hidden", "mean_pool", "cosine", "gemm_list", "run_model", "Prepared"]
+
+
+@functools.lru_cache(maxsize=4)
+def load_graph(model="minilm"):
+    """Import (once per process) the ONNX model named by an alias or a path."""
+    return import_onnx(files.model_file(model))
+
+
+def load_tokenizer(model="minilm", tokenizer=None):
+    """The ``tokenizers`` tokenizer from ``tokenizer.json``, without padding."""
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(str(files.tokenizer_file(model, tokenizer)))
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+def encode(tok, text, seq_len=None):
+    """Feeds for one sentence: truncated to ``seq_len`` tokens, padded to it (mask 0) if given."""
+    ids = list(tok.encode(text).ids)
+    if seq_len is not None:
+        if seq_len < 2:
+            raise ValueError(f"seq_len must be at least 2, not {seq_len}")
+        if len(ids) > seq_len:
+            ids = ids[:seq_len - 1] + ids[-1:]
+        real = len(ids)
+        ids = ids + [0] * (seq_len - real)
+        feeds = feeds_for(ids)
+        feeds["attention_mask"][0, real:] = 0
+        return feeds
+    return feeds_for(ids)
+
+
+class Prepared:
+    """A model ready to run: graph, attributes before and after propagation, masks, calibration.
+
+    Attributes
+    ----------
+    graph, before, after, masks, amax, engine
+    """
+
+    def __init__(self, graph, settings, calib_feeds):
+        self.graph = graph
+        self.settings = list(settings)
+        self.before = initial_attrs(graph, self.settings)
+        self.after = propagate(graph, self.before)
+        self.masks = materialise(graph, self.after)
+        self.amax = calibrate(graph, calib_feeds, self.masks)
+        self.engine = IntEngine(graph, self.after, self.masks, self.amax)
+
+
+def settings_for(nm=None, config=None):
+    """Layer settings from ``--nm N:M`` (every weight GEMM) and/or a config file's list."""
+    settings = []
+    if nm is not None:
+        settings.append(LayerSetting(nm=tuple(nm)))
+    settings.extend(config or [])
+    return settings
+
+
+def prepare(model="minilm", settings=(), tok=None, calib_texts=CALIBRATION):
+    """Import, set and propagate attributes, prune, calibrate (on ``calib_texts``)."""
+    graph = load_graph(model)
+    tok = tok or load_tokenizer(model)
+    return Prepared(graph, settings, [encode(tok, t) for t in calib_texts])
+
+
+def _weight_shape(graph, w):
+    return graph.consts[w].shape
+
+
+def inspect_rows(graph, before, after):
+    """One row per attributed tensor: ``(op kind, op/label, tensor, before, after)``."""
+    rows = []
+    for op in graph.act_ops():
+        tensors = [op.inputs[1]] if op.kind == "linear" else []
+        tensors.append(op.outputs[0])
+        for t in tensors:
+            k, n = _weight_shape(graph, t) if t in graph.consts else (None, None)
+            b, a = before[t], after[t]
+            rows.append((op.kind, op.label, t,
+                         f"{b.sparsity.describe(n, k)}, {b.precision}",
+                         f"{a.sparsity.describe(n, k)}, {a.precision}"))
+    return rows
+
+
+def inspect_text(graph, before, after, changed_only=False):
+    """The ``sparsehw model inspect`` table."""
+    rows = inspect_rows(graph, before, after)
+    if changed_only:
+        rows = [r for r in rows if r[3] != r[4]]
+    header = ("kind", "layer", "tensor", "before propagation", "after propagation")
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(5)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+@functools.lru_cache(maxsize=2)
+def _session(path):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def reference_hidden(model, feeds):
+    """onnxruntime's float32 output (the graph's first output) on ``feeds``."""
+    return _session(str(files.model_file(model))).run(None, feeds)[0]
+
+
+def mean_pool(hidden, mask):
+    """Mean over the tokens whose mask is 1: ``(1, T, H)`` -> ``(H,)``."""
+    mask = np.asarray(mask, np.float64).reshape(-1)
+    hidden = np.asarray(hidden, np.float64).reshape(mask.size, -1)
+    return (hidden * mask[:, None]).sum(axis=0) / max(mask.sum(), 1.0)
+
+
+def cosine(a, b):
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    den = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / den) if den else 0.0
+
+
+def gemm_list(graph, after, masks, shapes):
+    """The ``gemms`` records (see docs/model.md) from the operand shapes of one or more runs.
+
+    Parameters
+    ----------
+    shapes : dict
+        op name -> list of ``(shape of input 0, shape of input 1)``, one per run (sentence).
+    """
+    out = []
+    for op in graph.act_ops():
+        if op.kind not in ("linear", "matmul") or op.name not in shapes:
+            continue
+        runs = shapes[op.name]
+        if op.kind == "linear":
+            w = op.inputs[1]
+            s = after[w].sparsity
+            k_all, n_all = graph.consts[w].shape
+            rows = sum(math.prod(a[:-1]) for a, _ in runs)
+            k, cols = k_all - len(s.dead_in), n_all - len(s.dead)
+            out.append({"name": op.name, "layer": op.label, "kind": "weight", "rows": rows,
+                        "k": k, "cols": cols, "n": s.n, "m": s.m,
+                        "dense_macs": rows * k_all * n_all,
+                        "nonzero_macs": rows * int(masks[w].sum()),
+                        "cycles": None, "utilization": None})
+        else:
+            rows = sum(math.prod(a[:-1]) for a, _ in runs)
+            k, cols = runs[0][0][-1], max(b[-1] for _, b in runs)
+            macs = sum(math.prod(a[:-1]) * a[-1] * b[-1] for a, b in runs)
+            out.append({"name": op.name, "layer": op.label, "kind": "activation", "rows": rows,
+                        "k": k, "cols": cols, "n": 1, "m": 1, "dense_macs": macs,
+                        "nonzero_macs": macs, "cycles": None, "utilization": None})
+    return out
+
+
+def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None, seq_len=None,
+              calib_texts=CALIBRATION, reference=True):
+    """Run the integer encoder on ``texts``; returns the JSON-ready result.
+
+    Returns
+    -------
+    dict
+        ``model``, ``settings``, ``texts``, ``embedding_cosine`` (mean over texts; None without
+        reference), ``cosines`` (per text), ``gemms`` (:func:`gemm_list`), totals
+        ``weight_macs``, ``nonzero_weight_macs``, ``activation_macs``, ``mac_speedup`` (dense
+        MACs / executed MACs: the FLOP-predicted speedup), and ``total_cycles``,
+        ``dense_cycles``, ``speedup`` (None until the chip compiler counts cycles), and
+        ``engine`` = ``"golden-numpy"``.
+    """
+    tok = load_tokenizer(model, tokenizer)
+    settings = settings_for(nm, config)
+    prep = prepare(model, settings, tok, calib_texts)
+    graph = prep.graph
+    shapes, cosines, embeddings = {}, [], []
+    for text in texts:
+        feeds = encode(tok, text, seq_len)
+
+        def observe(op, value, ins):
+            if op.kind in ("linear", "matmul"):
+                shapes.setdefault(op.name, []).append((tuple(np.shape(ins[0])),
+                                                       tuple(np.shape(ins[1]))))
+        hidden = execute(graph, feeds, prep.engine, observe)[graph.outputs[0]]
+        emb = mean_pool(hidden.real(), feeds["attention_mask"])
+        embeddings.append(emb)
+        if reference:
+            ref = mean_pool(reference_hidden(model, feeds), feeds["attention_mask"])
+            cosines.append(cosine(emb, ref))
+    gemms = gemm_list(graph, prep.after, prep.masks, shapes)
+    weight = [g for g in gemms if g["kind"] == "weight"]
+    acts = [g for g in gemms if g["kind"] == "activation"]
+    weight_macs = sum(g["dense_macs"] for g in weight)
+    nonzero = sum(g["nonzero_macs"] for g in weight)
+    act_macs = sum(g["nonzero_macs"] for g in acts)
+    return {
+        "model": str(model), "engine": "golden-numpy",
+        "settings": [s.__dict__ for s in settings],
+        "texts": list(texts), "seq_len": seq_len,
+        "embedding_cosine": float(np.mean(cosines)) if cosines else None,
+        "cosines": cosines, "embeddings": [e.tolist() for e in embeddings],
+        "gemms": gemms,
+        "weight_macs": weight_macs, "nonzero_weight_macs": nonzero, "activation_macs": act_macs,
+        "mac_speedup": (weight_macs + act_macs) / max(nonzero + act_macs, 1),
+        "total_cycles": None, "dense_cycles": None, "speedup": None,
+    }
+
+
+def float_hidden(model, feeds, masks=None):
+    """Our float engine's output (checks the import against onnxruntime)."""
+    from sparsehw.model.quantize import pruned_weights
+    graph = load_graph(model)
+    weights = pruned_weights(graph, masks) if masks else None
+    return execute(graph, feeds, FloatEngine(graph, weights))[graph.outputs[0]]
