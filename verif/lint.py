@@ -95,6 +95,16 @@ WAIVERS = {
                            CASEINCOMPLETE=26, PROCASSINIT=257,
                            note={"CASEINCOMPLETE": "In act_engine: the command FSM's casez and "
                                                    "the op select."}),
+    "subsystem": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=351, WIDTHEXPAND=85, WIDTHTRUNC=14,
+                          CASEINCOMPLETE=59, PROCASSINIT=138,
+                          note={"CASEINCOMPLETE": "In the subsystem: the sequencer FSM and the "
+                                                  "host port's casez on the 3-bit memory code, "
+                                                  "whose unmapped codes keep the default."}),
+    "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2264, WIDTHEXPAND=377, WIDTHTRUNC=94,
+                     CASEINCOMPLETE=254, PROCASSINIT=660,
+                     note={"CASEINCOMPLETE": "In the chip: the subsystems' (see subsystem), the "
+                                             "ring routers' (see ring) and the host port's "
+                                             "casez on the subsystem number."}),
     # Not a registered block: the ring test harness at nodes=5 (tests/test_ring.py lints it).
     "ring_harness": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=1058, WIDTHEXPAND=50, WIDTHTRUNC=38,
                              CASEINCOMPLETE=85, PROCASSINIT=223),

@@ -1,0 +1,92 @@
+"""The chip RTL (hw/chip): parameters, helpers, and the cocotb regression against the golden chip
+model at 1, 2 and 4 subsystems (quick cases on Icarus, long ones on Verilator, marked slow)."""
+
+import random
+
+import pytest
+
+from sparsehw.hw.chip import CHIP_RTL_PARAMS, Chip, Subsystem, flit_format
+from sparsehw.hw.chip.subsystem import div_const
+from sparsehw.verif.runner import new_build_dir, run_cocotb
+
+
+#: Small memories: quick to simulate, still every N:M up to 1:32 and chunked flits.
+SMALL = {"lanes": 4, "macs": 2, "max_m": 32, "act_rows": 2, "max_k": 64, "bank_rows": 128,
+         "imem_depth": 32, "wmem_depth": 1024, "pmem_depth": 256}
+
+
+@pytest.mark.parametrize("params, exc, words", [
+    ({"subsystems": 0}, ValueError, "subsystems must be an integer in 1..16, not 0"),
+    ({"subsystems": 17}, ValueError, "subsystems must be an integer in 1..16"),
+    ({"subsystems": "4"}, TypeError, "subsystems must be"),
+    ({"flit_width": 8}, ValueError, "flit_width must be"),
+    ({"flit_width": 1025}, ValueError, "flit_width must be"),
+    ({"bank_rows": 64, "max_k": 128}, ValueError, "bank_rows must be a power of two in 128"),
+    ({"lanes": 0}, ValueError, "lanes must be an integer in 1..64"),
+    ({"wmem_depth": 1000}, ValueError, "wmem_depth must be a power of two"),
+])
+def test_chip_parameter_errors(params, exc, words):
+    with pytest.raises(exc, match=words.replace("(", r"\(").replace(".", r"\.")):
+        Chip(**params)
+
+
+def test_subsystem_index_must_name_a_node():
+    with pytest.raises(ValueError, match="index must be an integer in 0..1, not 2"):
+        Subsystem(subsystems=2, index=2)
+    with pytest.raises(TypeError, match="unknown parameter"):
+        Subsystem(nodes=2)
+
+
+def test_spec_is_the_golden_spec_plus_flit_width():
+    from sparsehw.golden.chip import CHIP_PARAMS
+    assert CHIP_RTL_PARAMS.names == CHIP_PARAMS.names + ("flit_width",)
+
+
+def test_div_const_is_exact():
+    rng = random.Random(5)
+    for divisor in range(1, 17):
+        values = [0, 1, divisor - 1, divisor, (1 << 25) - 1] + \
+                 [rng.randrange(1 << 25) for _ in range(2000)]
+        for value in values:
+            assert div_const(value, divisor, 25) == value // divisor, (value, divisor)
+
+
+def test_flit_format():
+    # 16 lanes (128 bits per row), 1024 rows: 11 header bits; 256-bit flits carry a whole row.
+    assert flit_format(16, 1024, 256) == {"header": 11, "row_bits": 10, "chunk_bits": 0,
+                                          "bytes": 16, "chunks": 1}
+    # 64-bit flits: 6 data bytes after a 12-bit header (3 chunks, 2 chunk bits: 13 bits).
+    f = flit_format(16, 1024, 64)
+    assert f["chunks"] * f["bytes"] >= 16 and f["header"] + 8 * f["bytes"] <= 64
+    assert f["chunks"] == -(-16 // f["bytes"]) and f["chunk_bits"] == 2
+
+
+def _run(params, sim="icarus", testcase=None, workload=None, seed=1):
+    result = run_cocotb(Chip(**params), "chip", "sparsehw.verif.chip.tb_chip",
+                        build_dir=new_build_dir("chip"), sim=sim, seed=seed, params=params,
+                        testcase=testcase, workload=workload)
+    assert result.passed, f"{result.errors}; see {result.log}"
+    return result
+
+
+def test_chip_one_subsystem_chains():
+    _run({**SMALL, "subsystems": 1}, testcase="chip_random_chains",
+         workload={"chains": 3, "max_layers": 3})
+
+
+def test_chip_two_subsystems_chunked_flits_chains():
+    # 32-bit flits: a 4-byte row takes two flits
+    _run({**SMALL, "subsystems": 2, "flit_width": 32}, testcase="chip_random_chains",
+         workload={"chains": 3, "max_layers": 3})
+
+
+def test_chip_errors_then_reset():
+    _run({**SMALL, "subsystems": 2}, testcase="chip_every_error_then_reset")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("subsystems, flit_width, seed", [(4, 64, 1), (4, 32, 2), (2, 64, 3),
+                                                           (1, 64, 4)])
+def test_chip_long_regression_verilator(subsystems, flit_width, seed):
+    _run({**SMALL, "subsystems": subsystems, "flit_width": flit_width}, sim="verilator",
+         workload={"chains": 12, "max_layers": 6}, seed=seed)

@@ -1,0 +1,186 @@
+"""Chip verification helpers: a host that drives the chip's command/response port, workloads
+built with the golden compiler, and the comparison against the golden chip model.
+
+The regression (``tb_chip``) and the perf run (``perf_chip``) share them.
+"""
+
+import numpy as np
+
+from sparsehw.golden import chip as isa
+from sparsehw.golden.chip_compile import GemmLayer, compile_chain
+from sparsehw.hw.chip import CHIP_MEM, CHIP_REG_NAMES, HOST_OPS, REG_NAMES, REGS_MEM
+from sparsehw.hw.chip import chip_host_layouts
+
+
+__all__ = ["Host", "random_chain", "images", "load_compiled", "read_state", "compare_state",
+           "run_to_done"]
+
+
+class Host:
+    """The host side of the chip's ``cmd``/``rsp`` port, with random stalls on both streams."""
+
+    def __init__(self, dut, params, *, stall=0.0, salt=0):
+        from sparsehw.verif.stream import endpoints
+        self.params = params
+        self.lay = chip_host_layouts(params)
+        self.src, self.sink = endpoints(dut, "cmd", "rsp", stall=stall, salt=salt)
+        self.dut = dut
+
+    def _cmd(self, op, sub=0, mem=0, addr=0, data=0):
+        from sparsehw.verif.stream import pack
+        return pack(self.lay["cmd"], {"op": op, "sub": sub, "mem": mem, "addr": addr,
+                                      "data": data})
+
+    def write(self, sub, mem, addr, words):
+        """Queue writes of ``words`` from ``addr`` (no wait)."""
+        self.src.send_nowait(self._cmd(HOST_OPS["write"], sub, mem, addr + i, int(w))
+                             for i, w in enumerate(words))
+
+    def start(self):
+        self.src.send_nowait([self._cmd(HOST_OPS["start"])])
+
+    def reset(self):
+        self.src.send_nowait([self._cmd(HOST_OPS["reset"])])
+
+    async def read(self, sub, mem, addr, count=1, timeout=None):
+        """Read ``count`` words; returns a list of ``(data, bad)``."""
+        from sparsehw.verif.stream import unpack
+        first = len(self.sink.items)
+        self.src.send_nowait(self._cmd(HOST_OPS["read"], sub, mem, addr + i)
+                             for i in range(count))
+        await self.sink.wait_for(first + count, timeout or 20 * count + 2000)
+        out = [unpack(self.lay["rsp"], bits) for bits in self.sink.items[first:first + count]]
+        return [(r["data"], r["bad"]) for r in out]
+
+    async def idle(self, timeout=None):
+        await self.src.wait_idle(timeout)
+
+
+def random_layer(gen, k, o, max_m):
+    m = 1 << int(gen.integers(0, max_m.bit_length()))
+    while k % m:
+        m //= 2
+    n = 1 << int(gen.integers(0, m.bit_length()))
+    w = gen.integers(-128, 128, size=(o, k), dtype=np.int64).astype(np.int8)
+    bias = np.where(gen.random(o) < 0.8, gen.integers(-20000, 20000, size=o),
+                    gen.integers(-2**31, 2**31, size=o, dtype=np.int64))
+    mult = gen.integers(0, 65536, size=o, dtype=np.int64)
+    shift = gen.integers(8, 24, size=o, dtype=np.int64)
+    return GemmLayer(w=w, n=n, m=m, bias=bias, mult=mult, shift=shift,
+                     relu=bool(gen.integers(0, 2)))
+
+
+def random_chain(gen, params, *, layers, subsystems, batch):
+    """A random chain of ``layers`` GEMMs fitting ``params`` (shapes multiples of act_rows)."""
+    unit = max(params["act_rows"], 1)
+    tiles = -(-batch // params["lanes"])
+    top = min(params["max_k"], params["bank_rows"] // tiles)
+    sizes = [unit * int(gen.integers(max(1, -(-subsystems // unit)), top // unit + 1))
+             for _ in range(layers + 1)]
+    return [random_layer(gen, sizes[l], sizes[l + 1], params["max_m"]) for l in range(layers)]
+
+
+def images(compiled, x):
+    """Per subsystem, ``{mem: (addr, words)}`` host images (program, weights, post-ops, bank 0)."""
+    p = compiled.params
+    out = []
+    inputs = compiled.input_images(x)
+    for s, program in enumerate(compiled.programs):
+        mems = {isa.MEM_IMEM: [isa.encode(i) if not isinstance(i, int) else i
+                               for i in program]}
+        if s < compiled.subsystems:
+            values, indices = compiled.weights[s]
+            mems[isa.MEM_WMEM] = [isa.pack_w(v, i, p) for v, i in zip(values, indices)]
+            bias, mult, shift = compiled.posts[s]
+            mems[isa.MEM_PMEM] = [isa.pack_post(b, mu, sh) for b, mu, sh in zip(bias, mult, shift)]
+            mems[isa.MEM_BANK0] = [isa.pack_row(r) for r in inputs[s]]
+        out.append(mems)
+    return out
+
+
+def load_images(host, imgs):
+    for s, mems in enumerate(imgs):
+        for mem, words in mems.items():
+            host.write(s, mem, 0, words)
+
+
+def load_model(model, imgs):
+    for s, mems in enumerate(imgs):
+        for mem, words in mems.items():
+            if words:
+                model.write_words(s, mem, 0, words)
+
+
+async def run_to_done(dut, host, timeout):
+    """Start, then wait for ``done``; returns the cycles from start to done (chip counter)."""
+    from cocotb.triggers import RisingEdge
+    await host.idle(timeout)
+    host.start()
+    await host.idle(timeout)
+    waited = 0
+    while True:
+        await RisingEdge(dut.clk)
+        if int(dut.done.value) == 1:
+            break
+        waited += 1
+        if waited > timeout:
+            raise TimeoutError(f"chip not done after {timeout} cycles")
+    regs = await host.read(0, CHIP_MEM, 0, len(CHIP_REG_NAMES))
+    return {name: data for name, (data, _bad) in zip(CHIP_REG_NAMES, regs)}
+
+
+async def read_state(host, params, *, banks=True):
+    """Per subsystem: status word, counters, and (with ``banks``) both banks' rows."""
+    state = []
+    for s in range(params["subsystems"]):
+        regs = await host.read(s, REGS_MEM, 0, len(REG_NAMES))
+        entry = {"regs": {n: d for n, (d, _) in zip(REG_NAMES, regs)}}
+        if banks:
+            for mem in (isa.MEM_BANK0, isa.MEM_BANK1):
+                entry[mem] = [d for d, _ in await host.read(s, mem, 0, params["bank_rows"])]
+        state.append(entry)
+    return state
+
+
+def compare_state(state, model, params, *, banks=True):
+    """Mismatch messages between the RTL's read-back state and the golden model's."""
+    problems = []
+    for s, entry in enumerate(state):
+        want = model.status(s).word
+        if entry["regs"]["status"] != want:
+            problems.append(f"subsystem {s}: status {entry['regs']['status']:#x} "
+                            f"({_status_text(entry['regs']['status'])}), expected {want:#x} "
+                            f"({model.status(s)})")
+        if banks:
+            for mem in (isa.MEM_BANK0, isa.MEM_BANK1):
+                expected = model.read_words(s, mem)
+                bad = [a for a, (g, e) in enumerate(zip(entry[mem], expected)) if g != e]
+                if bad:
+                    a = bad[0]
+                    problems.append(f"subsystem {s} {isa.MEMORIES[mem]}: {len(bad)} rows differ, "
+                                    f"first row {a}: got {entry[mem][a]:#x}, expected "
+                                    f"{expected[a]:#x}")
+    return problems
+
+
+def _status_text(word):
+    return (f"{isa.STATES[word & 3]} error={isa.ERRORS.get((word >> 2) & 15, '?')} "
+            f"pc={word >> 16}{' row_error' if word >> 6 & 1 else ''}")
+
+
+def output_of(compiled, state, params):
+    """The chain's output from the RTL's read-back banks (``Compiled.read_output`` layout)."""
+    class _Banks:
+        pass
+    subs = []
+    for s in range(params["subsystems"]):
+        sub = _Banks()
+        sub.banks = np.array([[isa.unpack_row(w, params["lanes"]) for w in state[s][mem]]
+                              for mem in (isa.MEM_BANK0, isa.MEM_BANK1)], dtype=np.int8)
+        subs.append(sub)
+
+    class _Model:
+        pass
+    fake = _Model()
+    fake.subs = subs
+    return compiled.read_output(fake)
