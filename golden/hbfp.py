@@ -44,6 +44,8 @@ import math
 
 import numpy as np
 
+from sparsehw.params import check, int_in
+
 
 __all__ = ["INVALID_EXP", "EPSILON", "MIN_EXP", "MODES", "shared_exponents", "quantize",
            "dequantize", "block_dot", "dot", "fp32_from_scaled_int", "check_mant_bits",
@@ -61,19 +63,14 @@ MODES = {0: 3, 1: 5, 2: 7}
 
 
 def check_mant_bits(mant_bits, *, low=2, high=16):
-    if isinstance(mant_bits, bool) or not isinstance(mant_bits, (int, np.integer)):
-        raise TypeError(f"mant_bits must be an int in {low}..{high}, not {mant_bits!r}")
-    if not low <= mant_bits <= high:
-        raise ValueError(f"mant_bits must be in {low}..{high}, not {mant_bits!r}")
-    return int(mant_bits)
+    """``mant_bits`` as an int; ``TypeError``/``ValueError`` unless an integer in ``low..high``."""
+    return int(check("mant_bits", mant_bits, int_in(low, high)))
 
 
 def check_block_size(block_size, *, low=1, high=256):
-    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)):
-        raise TypeError(f"block_size must be an int in {low}..{high}, not {block_size!r}")
-    if not low <= block_size <= high:
-        raise ValueError(f"block_size must be in {low}..{high}, not {block_size!r}")
-    return int(block_size)
+    """``block_size`` as an int; ``TypeError``/``ValueError`` unless an integer in
+    ``low..high``."""
+    return int(check("block_size", block_size, int_in(low, high)))
 
 
 def _blocks(x, block_size):

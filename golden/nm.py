@@ -23,10 +23,12 @@ SPU post-ops (:func:`spu_post`)
 
 import numpy as np
 
+from sparsehw.params import Param, ParamSpec, check, int_in, pow2_in
+
 
 __all__ = ["check_nm", "mask", "compress", "decompress", "is_nested", "nested_chain",
            "nested_masks", "nested_mask", "gemm_int8", "spu_post",
-           "MULT_BITS", "SHIFT_MAX", "ALLOWED_M"]
+           "MULT_BITS", "SHIFT_MAX", "ALLOWED_M", "NM_PATTERN"]
 
 
 #: Group sizes the library (and the SPU) supports.
@@ -37,29 +39,27 @@ MULT_BITS = 16
 SHIFT_MAX = 31
 
 
-def _check_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    return int(value)
+#: An N:M pattern: ``m`` a power of two in 1..32, ``n`` kept per group of ``m``.
+NM_PATTERN = ParamSpec(
+    Param("m", 4, pow2_in(1, 32), doc="group size"),
+    Param("n", 1, lambda v: int_in(1, v["m"]), allowed="an integer in 1..m",
+          doc="kept per group"),
+)
 
 
 def check_nm(n, m):
-    """Validate an N:M pattern; return ``(n, m)`` as ints.
+    """Validate an N:M pattern (:data:`NM_PATTERN`); return ``(n, m)`` as ints.
 
     Raises
     ------
     TypeError
-        If ``n`` or ``m`` is not an integer.
+        If ``n`` or ``m`` is not an integer (``m must be a power of two in 1..32, not 4.0``).
     ValueError
-        If ``m`` is not a power of two in 1..32, or ``n`` is not in 1..m.
+        If ``m`` is not a power of two in 1..32, or ``n`` is not in 1..m
+        (``n must be an integer in 1..4, not 5``).
     """
-    n = _check_int("n", n)
-    m = _check_int("m", m)
-    if m not in ALLOWED_M:
-        raise ValueError(f"m must be a power of two between 1 and 32, not {m!r}")
-    if not 1 <= n <= m:
-        raise ValueError(f"n must be between 1 and m={m}, not {n!r}")
-    return n, m
+    values = NM_PATTERN.validate(n=n, m=m)
+    return int(values["n"]), int(values["m"])
 
 
 def _groups(array, m, what="last axis"):
@@ -190,10 +190,8 @@ def is_nested(mask_, n, m):
 
 def _chain(base_n, base_m, levels):
     base_n, base_m = check_nm(base_n, base_m)
-    levels = _check_int("levels", levels)
-    if levels < 1 or base_m << (levels - 1) > 32:
-        raise ValueError(f"levels must be between 1 and {(32 // base_m).bit_length()} "
-                         f"for base {base_n}:{base_m} (largest m is 32), not {levels!r}")
+    # The largest m is 32: base_m << (levels - 1) <= 32.
+    levels = int(check("levels", levels, int_in(1, (32 // base_m).bit_length())))
     return [(base_n << i, base_m << i) for i in range(levels)]
 
 

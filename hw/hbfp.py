@@ -11,9 +11,11 @@ from amaranth.lib.wiring import In, Out
 
 from sparsehw.hw.arith import tree_sum
 from sparsehw.hw.fp32 import QNAN, fp_add, round_pack
+from sparsehw.params import Param, ParamSpec, Rule, boolean, int_in, pow2_in
 
 
-__all__ = ["BfpConvert", "HbfpDot", "MODES", "bfp_out_layout", "dot_in_layout", "DOT_OUT_LAYOUT"]
+__all__ = ["BfpConvert", "HbfpDot", "BFP_CONVERT_PARAMS", "HBFP_DOT_PARAMS", "MODES",
+           "bfp_out_layout", "dot_in_layout", "DOT_OUT_LAYOUT"]
 
 
 #: Run-time mode code of the mixed-mantissa ``hbfp_dot`` -> mantissa bits (HBFP4, HBFP6, HBFP8).
@@ -23,19 +25,23 @@ INVALID_EXP = 128
 _EPS_BITS = 0x322BCC77          # float32(1e-8)
 
 
-def _check_int(name, value, low, high, what=None):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int in {low}..{high}, not {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be {what or f'in {low}..{high}'}, not {value!r}")
-    return value
+_BLOCK_SIZE = Param("block_size", 8, pow2_in(1, 64), doc="lanes: elements per block")
+_MIXED_MANT_BITS = Rule("7 with mixed=1 (HBFP4/6/8 share an 8-bit datapath)", lambda v: v == 7)
 
+#: Generation parameters of :class:`BfpConvert` (block ``bfp_convert``).
+BFP_CONVERT_PARAMS = ParamSpec(
+    _BLOCK_SIZE,
+    Param("mant_bits", 7, int_in(2, 16), doc="mantissa magnitude bits; HBFP8: 7, HBFP6: 5, "
+          "HBFP4: 3"),
+)
 
-def _check_block_size(block_size):
-    _check_int("block_size", block_size, 1, 64, "a power of two in 1..64")
-    if block_size & (block_size - 1):
-        raise ValueError(f"block_size must be a power of two in 1..64, not {block_size!r}")
-    return block_size
+#: Generation parameters of :class:`HbfpDot` (block ``hbfp_dot``).
+HBFP_DOT_PARAMS = ParamSpec(
+    _BLOCK_SIZE,
+    Param("mixed", False, boolean(), doc="run-time mode HBFP4/6/8 per beat (Accuracy Boosters)"),
+    Param("mant_bits", 7, lambda v: _MIXED_MANT_BITS if v["mixed"] else int_in(2, 16),
+          allowed="an integer in 2..16; 7 with mixed=1", doc="mantissa magnitude bits"),
+)
 
 
 def bfp_out_layout(block_size, mant_bits):
@@ -81,16 +87,20 @@ class BfpConvert(wiring.Component):
         exponent in -26..127, or 128 for an invalid block; ``invalid``: 1 when the block held a
         NaN or an infinity or its maximum exceeds 2**127 (then all mantissas are 0).
         Latency 2 cycles, one block per cycle; back-pressure stalls the whole pipeline.
+
+    Raises
+    ------
+    TypeError
+        A parameter of the wrong type, or an unknown one.
+    ValueError
+        A parameter out of range (``block_size must be a power of two in 1..64, not 3``); the
+        defaults and ranges are :data:`BFP_CONVERT_PARAMS`.
     """
 
-    def __init__(self, *, block_size=8, mant_bits=7):
-        try:
-            self._block_size = _check_block_size(block_size)
-            self._mant_bits = _check_int("mant_bits", mant_bits, 2, 16)
-        except (TypeError, ValueError):
-            self._MustUse__silence = True       # never built: no "unused elaboratable" warning
-            raise
-        super().__init__({"i": In(stream.Signature(data.ArrayLayout(32, block_size))),
+    def __init__(self, **params):
+        values = BFP_CONVERT_PARAMS.validate(**params)
+        self._block_size, self._mant_bits = values["block_size"], values["mant_bits"]
+        super().__init__({"i": In(stream.Signature(data.ArrayLayout(32, self._block_size))),
                           "o": Out(stream.Signature(self.out_layout))})
 
     @property
@@ -111,13 +121,13 @@ class BfpConvert(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        B, mb = self._block_size, self._mant_bits
+        block_size, mb = self._block_size, self._mant_bits
         adv = Signal()
         m.d.comb += [adv.eq(~self.o.valid | self.o.ready), self.i.ready.eq(adv)]
 
         # Stage 1: register the block.
         v1 = Signal()
-        x1 = Signal(data.ArrayLayout(32, B))
+        x1 = Signal(data.ArrayLayout(32, block_size))
         with m.If(adv):
             m.d.sync += [v1.eq(self.i.valid), x1.eq(self.i.payload)]
 
@@ -125,7 +135,7 @@ class BfpConvert(wiring.Component):
         # NaN/Inf detection.
         mags = []
         nonfinite = []
-        for k in range(B):
+        for k in range(block_size):
             lane = x1[k]
             fin = lane[23:31] != 255
             nonfinite.append(~fin)
@@ -146,7 +156,7 @@ class BfpConvert(wiring.Component):
 
         # Stage 2: register the block, its maximum and flags.
         v2 = Signal()
-        x2 = Signal(data.ArrayLayout(32, B))
+        x2 = Signal(data.ArrayLayout(32, block_size))
         amax2 = Signal(31)
         nf2 = Signal()
         with m.If(adv):
@@ -161,7 +171,7 @@ class BfpConvert(wiring.Component):
 
         out = Signal(self.out_layout)
         limit = (1 << mb) - 1
-        for k in range(B):
+        for k in range(block_size):
             lane = x2[k]
             biased = lane[23:31]
             mant = Cat(lane[0:23], biased != 0)
@@ -195,7 +205,7 @@ class BfpConvert(wiring.Component):
 class HbfpDot(wiring.Component):
     """HBFP block dot product with an FP32 accumulator, one block pair per cycle.
 
-    Each beat carries one block of each operand. The exact integer sum ``S`` of the ``B``
+    Each beat carries one block of each operand. The exact integer sum ``S`` of the ``block_size``
     mantissa products is scaled by ``2**(ea + eb - 2m)`` and rounded to float32 (nearest even);
     block results are accumulated sequentially in float32 (``acc = r_1``, then
     ``acc = fp32(acc + r_k)``, RNE) by a single-cycle FP32 adder in the accumulator loop, so the
@@ -205,7 +215,7 @@ class HbfpDot(wiring.Component):
     Parameters
     ----------
     block_size : int
-        Lanes ``B``, a power of two in 1..64.
+        Lanes (elements per block), a power of two in 1..64.
     mant_bits : int
         Mantissa magnitude bits ``m``, 2..16. With ``mixed``, must be 7.
     mixed : bool
@@ -216,7 +226,7 @@ class HbfpDot(wiring.Component):
     Attributes
     ----------
     i : In(stream.Signature(StructLayout(...)))
-        ``a``, ``b``: ``B`` x ``signed(m + 1)`` mantissas; ``ea``, ``eb``: ``signed(9)``
+        ``a``, ``b``: ``block_size`` x ``signed(m + 1)`` mantissas; ``ea``, ``eb``: ``signed(9)``
         exponents (128 marks an invalid block, as :class:`BfpConvert` emits it); ``last``: 1 on
         the last block pair of a dot product; ``mode``: 2 bits (only with ``mixed``).
         ``i.ready = ~o.valid | o.ready``.
@@ -226,21 +236,20 @@ class HbfpDot(wiring.Component):
         product (a mantissa outside ``+-(2**m - 1)`` for its mode, ``mode == 3``, or an exponent
         outside -26..128); ``value`` is then NaN too. Latency 4 cycles from the ``last`` beat;
         back-pressure stalls the whole pipeline.
+
+    Raises
+    ------
+    TypeError
+        A parameter of the wrong type, or an unknown one.
+    ValueError
+        A parameter out of range, or ``mant_bits`` other than 7 with ``mixed``; the defaults and
+        ranges are :data:`HBFP_DOT_PARAMS`.
     """
 
-    def __init__(self, *, block_size=8, mant_bits=7, mixed=False):
-        try:
-            self._block_size = _check_block_size(block_size)
-            if not isinstance(mixed, bool):
-                raise TypeError(f"mixed must be a bool, not {mixed!r}")
-            self._mixed = mixed
-            self._mant_bits = _check_int("mant_bits", mant_bits, 2, 16)
-            if mixed and mant_bits != 7:
-                raise ValueError(f"mant_bits must be 7 when mixed=True (modes HBFP4/6/8 share "
-                                 f"an 8-bit datapath), not {mant_bits!r}")
-        except (TypeError, ValueError):
-            self._MustUse__silence = True       # never built: no "unused elaboratable" warning
-            raise
+    def __init__(self, **params):
+        values = HBFP_DOT_PARAMS.validate(**params)
+        self._block_size, self._mant_bits = values["block_size"], values["mant_bits"]
+        self._mixed = bool(values["mixed"])
         super().__init__({"i": In(stream.Signature(self.in_layout)),
                           "o": Out(stream.Signature(self.out_layout))})
 
@@ -270,12 +279,12 @@ class HbfpDot(wiring.Component):
 
     @property
     def sum_bits(self):
-        """Width of the exact block sum: ``2m + 2 + ceil(log2 B)`` (signed)."""
+        """Width of the exact block sum: ``2m + 2 + ceil(log2 block_size)`` (signed)."""
         return 2 * self._mant_bits + 2 + (self._block_size - 1).bit_length()
 
     def elaborate(self, platform):
         m = Module()
-        B, mb = self._block_size, self._mant_bits
+        block_size, mb = self._block_size, self._mant_bits
         p = self.i.payload
         adv = Signal()
         m.d.comb += [adv.eq(~self.o.valid | self.o.ready), self.i.ready.eq(adv)]
@@ -289,7 +298,7 @@ class HbfpDot(wiring.Component):
         else:
             two_m, limit, bad_mode = 2 * mb, (1 << mb) - 1, Const(0)
         bad_mant = []
-        for k in range(B):
+        for k in range(block_size):
             for q in (p.a[k], p.b[k]):
                 bad_mant.append((q > limit) | (q < -limit))
         bad_exp = Cat(*[(e > INVALID_EXP) | (e < -26) for e in (p.ea, p.eb)]).any()
@@ -297,7 +306,7 @@ class HbfpDot(wiring.Component):
         # Stage 1: products, exponent, flags.
         v1, last1, inv1, err1 = Signal(), Signal(), Signal(), Signal()
         e1 = Signal(signed(12))
-        prods = [Signal(signed(2 * mb + 2), name=f"prod{k}") for k in range(B)]
+        prods = [Signal(signed(2 * mb + 2), name=f"prod{k}") for k in range(block_size)]
         with m.If(adv):
             m.d.sync += [
                 v1.eq(self.i.valid), last1.eq(p.last),
@@ -305,7 +314,7 @@ class HbfpDot(wiring.Component):
                 err1.eq(Cat(*bad_mant).any() | bad_exp | bad_mode),
                 e1.eq(p.ea + p.eb - two_m),
             ]
-            m.d.sync += [prods[k].eq(p.a[k] * p.b[k]) for k in range(B)]
+            m.d.sync += [prods[k].eq(p.a[k] * p.b[k]) for k in range(block_size)]
 
         # Stage 2: exact block sum.
         v2, last2, inv2, err2 = Signal(), Signal(), Signal(), Signal()

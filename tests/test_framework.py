@@ -3,7 +3,7 @@
 import pytest
 from amaranth.lib import data
 
-from sparsehw.verif.runner import run_cocotb
+from sparsehw.verif.runner import RunResult, perf_record, run_cocotb
 from sparsehw.verif.selftest import StreamFifo
 from sparsehw.verif.stream import pack, unpack
 
@@ -57,3 +57,42 @@ def test_runner_reports_a_failing_testbench(tmp_path):
                         workload={"stall": 0.0})
     assert not result.passed
     assert result.failures == 1
+    # As a perf record: passed False and one line naming the failure and the log.
+    record = perf_record(result, sim="icarus")
+    assert record["passed"] is False and record["sim"] == "icarus"
+    assert "\n" not in record["error"] and record["error"].endswith(f"(see {result.log})")
+    first = " ".join(result.errors[0].split()) if result.errors else "1 of 1 cocotb tests failed"
+    assert record["error"].startswith(first)
+
+
+def test_perf_record_shape(tmp_path):
+    log = tmp_path / "sim.log"
+    ok = RunResult(passed=True, tests=1, failures=0, record={"cycles": 10, "extra": 1},
+                   build_dir=tmp_path, log=log)
+    assert perf_record(ok, sim="verilator") == {"cycles": 10, "extra": 1, "passed": True,
+                                                 "sim": "verilator", "log": str(log)}
+    assert perf_record(ok, sim="icarus", keys=("cycles", "absent")) == {
+        "cycles": 10, "passed": True, "sim": "icarus", "log": str(log)}
+    # The testbench's own verdict counts too (a perf test that records passed=False).
+    mismatch = RunResult(passed=True, tests=1, failures=0, record={"passed": False},
+                         build_dir=tmp_path, log=log)
+    record = perf_record(mismatch, sim="icarus")
+    assert record["passed"] is False
+    assert record["error"] == f"0 of 1 cocotb tests failed (see {log})"
+    crashed = RunResult(passed=False, tests=0, failures=0, record={}, build_dir=tmp_path, log=log,
+                        errors=["SystemExit: 1", "no results: the simulation did not\ncomplete"])
+    assert perf_record(crashed, sim="icarus")["error"] == (
+        f"SystemExit: 1; no results: the simulation did not complete (see {log})")
+
+
+def test_compare_lists_mismatches():
+    from sparsehw.verif.stream import compare
+    compare([1, 2, 3], [1, 2, 3])
+    with pytest.raises(AssertionError, match=r"^2 items, expected 3$"):
+        compare([1, 2], [1, 2, 3])
+    with pytest.raises(AssertionError, match=r"^2 of 3 beats differ:\nbeat 0: got 5, expected 1\n"
+                                             r"beat 2: got 7, expected 3$"):
+        compare([5, 2, 7], [1, 2, 3], what="beat")
+    compare([0x7FC00001], [0x7FC00000], same=lambda g, e: (g >> 22) == (e >> 22))
+    with pytest.raises(AssertionError, match=r"^1 of 2 items differ:\n#1 4!=5$"):
+        compare([1, 4], [1, 5], describe=lambda i, g, e: f"#{i} {g}!={e}")

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """HBFP family: golden model rules, parameter errors, Amaranth quick checks, cocotb regressions."""
 
 import math
@@ -9,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from sparsehw.golden.hbfp import (INVALID_EXP, block_dot, dequantize, dot, fp32_from_scaled_int,
                          quantize, shared_exponents)
-from sparsehw.hw.hbfp import BfpConvert, HbfpDot
+from sparsehw.hw.hbfp import BFP_CONVERT_PARAMS, HBFP_DOT_PARAMS, BfpConvert, HbfpDot
 from sparsehw.families.hbfp import BLOCKS
 
 
@@ -130,25 +131,26 @@ def test_dot_accumulates_sequentially_in_float32():
 
 
 def test_golden_parameter_errors():
-    with pytest.raises(ValueError, match=r"mant_bits must be in 2\.\.16, not 1"):
+    with pytest.raises(ValueError, match=r"^mant_bits must be an integer in 2\.\.16, not 1$"):
         quantize([1.0], 1, 4)
-    with pytest.raises(ValueError, match=r"block_size must be in 1\.\.256, not 0"):
+    with pytest.raises(ValueError, match=r"^block_size must be an integer in 1\.\.256, not 0$"):
         quantize([1.0], 7, 0)
-    with pytest.raises(TypeError, match=r"mant_bits must be an int in 2\.\.16, not 7\.0"):
+    with pytest.raises(TypeError, match=r"^mant_bits must be an integer in 2\.\.16, not 7\.0$"):
         quantize([1.0], 7.0, 4)
+    assert quantize([1.0], np.int64(7), np.int32(4))[0].shape == (1, 4)   # numpy ints are ints
 
 
 # -- generation parameters --------------------------------------------------------------------
 
 @pytest.mark.parametrize("cls", [BfpConvert, HbfpDot])
 @pytest.mark.parametrize("kwargs, exc, message", [
-    ({"block_size": 3}, ValueError, r"block_size must be a power of two in 1\.\.64, not 3"),
-    ({"block_size": 128}, ValueError, r"block_size must be a power of two in 1\.\.64, not 128"),
-    ({"block_size": 0}, ValueError, r"block_size must be a power of two in 1\.\.64, not 0"),
-    ({"block_size": "8"}, TypeError, r"block_size must be an int in 1\.\.64, not '8'"),
-    ({"mant_bits": 1}, ValueError, r"mant_bits must be in 2\.\.16, not 1"),
-    ({"mant_bits": 17}, ValueError, r"mant_bits must be in 2\.\.16, not 17"),
-    ({"mant_bits": True}, TypeError, r"mant_bits must be an int in 2\.\.16, not True"),
+    ({"block_size": 3}, ValueError, r"^block_size must be a power of two in 1\.\.64, not 3$"),
+    ({"block_size": 128}, ValueError, r"^block_size must be a power of two in 1\.\.64, not 128$"),
+    ({"block_size": 0}, ValueError, r"^block_size must be a power of two in 1\.\.64, not 0$"),
+    ({"block_size": "8"}, TypeError, r"^block_size must be a power of two in 1\.\.64, not '8'$"),
+    ({"mant_bits": 1}, ValueError, r"^mant_bits must be an integer in 2\.\.16, not 1$"),
+    ({"mant_bits": 17}, ValueError, r"^mant_bits must be an integer in 2\.\.16, not 17$"),
+    ({"mant_bits": True}, TypeError, r"^mant_bits must be an integer in 2\.\.16, not True$"),
 ])
 def test_parameter_errors(cls, kwargs, exc, message):
     with pytest.raises(exc, match=message):
@@ -156,10 +158,17 @@ def test_parameter_errors(cls, kwargs, exc, message):
 
 
 def test_mixed_parameter_errors():
-    with pytest.raises(ValueError, match=r"mant_bits must be 7 when mixed=True .*not 5"):
+    with pytest.raises(ValueError, match=r"^mant_bits must be 7 with mixed=1 \(HBFP4/6/8 share an "
+                                         r"8-bit datapath\), not 5$"):
         HbfpDot(mant_bits=5, mixed=True)
-    with pytest.raises(TypeError, match=r"mixed must be a bool, not 1"):
-        HbfpDot(mixed=1)
+    with pytest.raises(TypeError, match=r"^mixed must be a boolean, not 'yes'$"):
+        HbfpDot(mixed="yes")
+    with pytest.raises(ValueError, match=r"^mixed must be a boolean, not 2$"):
+        HbfpDot(mixed=2)
+    with pytest.raises(TypeError, match=r"^unknown parameter 'mixed'; allowed: block_size, "
+                                        r"mant_bits$"):
+        BfpConvert(mixed=False)
+    assert HbfpDot(mixed=1).mixed is True          # 0/1 are booleans, as on the command line
 
 
 def test_registry_entries_build_and_expose_properties():
@@ -170,8 +179,44 @@ def test_registry_entries_build_and_expose_properties():
     assert dot_unit.sum_bits == 2 * 3 + 2 + 4
     with pytest.raises(AttributeError):
         dot_unit.block_size = 4
-    for unit in (dot_unit,):
-        unit._MustUse__silence = True
+    assert [b.params for b in BLOCKS[:2]] == [BFP_CONVERT_PARAMS, HBFP_DOT_PARAMS]
+    assert BLOCKS[1].defaults() == {"block_size": 8, "mixed": False, "mant_bits": 7}
+    assert BLOCKS[2].defaults() == {}
+
+
+@pytest.mark.parametrize("workload, exc, message", [
+    ({"blocks": 0}, ValueError, r"^blocks must be an integer in 1\.\.1000000, not 0$"),
+    ({"blocks_per_dot": 2.5}, TypeError,
+     r"^blocks_per_dot must be an integer in 1\.\.1000000, not 2\.5$"),
+    ({"stall": 0.995}, ValueError, r"^stall must be a number in 0\.\.0\.99, not 0\.995$"),
+    ({"ops": 3}, TypeError, r"^unknown workload knob 'ops'; allowed: blocks, blocks_per_dot, "
+                            r"stall$"),
+])
+def test_perf_workload_errors_before_simulation(tmp_path, workload, exc, message):
+    from sparsehw.verif.hbfp.perf_hbfp_dot import run_perf
+    with pytest.raises(exc, match=message):
+        run_perf({"block_size": 8, "mant_bits": 7, "mixed": False}, workload, sim="icarus",
+                 seed=1, build_dir=tmp_path)
+    assert not any(tmp_path.iterdir()), "a simulation was started"
+
+
+def test_perf_failure_is_a_record_not_an_exception(tmp_path, monkeypatch):
+    # A failed perf run (here: a simulation that reports a failing test) comes back as a record
+    # with passed=False and a one-line error, which the CLI prints; no RuntimeError.
+    from sparsehw.verif import runner
+    from sparsehw.verif.hbfp.perf_hbfp_dot import run_perf
+
+    def failing_run(*args, **kwargs):
+        return runner.RunResult(passed=False, tests=1, failures=1, record={"cycles": 5},
+                                build_dir=tmp_path, log=tmp_path / "sim.log",
+                                errors=["AssertionError: 3 of 9 dot products differ:\ndot 0"])
+
+    monkeypatch.setattr(runner, "run_cocotb", failing_run)
+    record = run_perf({"block_size": 4, "mant_bits": 7, "mixed": False}, {}, sim="icarus",
+                      seed=1, build_dir=tmp_path)
+    assert record["passed"] is False and record["cycles"] == 5
+    assert record["error"] == (f"AssertionError: 3 of 9 dot products differ: dot 0 "
+                               f"(see {tmp_path / 'sim.log'})")
 
 
 # -- Amaranth simulator quick check ------------------------------------------------------------

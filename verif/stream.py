@@ -23,6 +23,8 @@ from collections import deque
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
+from sparsehw.verif import common
+
 
 __all__ = ["pack", "unpack", "StreamSource", "StreamSink", "start_clock", "reset", "start",
            "restart", "endpoints", "collect", "compare", "CycleCounter"]
@@ -118,7 +120,6 @@ def endpoints(dut, source, sink, *, stall=0.0, salt=0):
     """A :class:`StreamSource` on ``source`` and a :class:`StreamSink` on ``sink`` with the same
     stall probability; their stall generators are ``verif.common.rng(salt)`` and
     ``rng(salt + 1)``, so the stalls are independent of each other and of the data."""
-    from sparsehw.verif import common
     return (StreamSource(dut, source, rng=common.rng(salt), stall=stall),
             StreamSink(dut, sink, rng=common.rng(salt + 1), stall=stall))
 

@@ -7,36 +7,32 @@ Every result is also checked against the golden model.
 import cocotb
 import numpy as np
 
-from sparsehw.hw.hbfp import DOT_OUT_LAYOUT, dot_in_layout
+from sparsehw.golden.fp32 import same
+from sparsehw.hw.hbfp import DOT_OUT_LAYOUT, HBFP_DOT_PARAMS, dot_in_layout
 from sparsehw.verif import common
+from sparsehw.verif.hbfp import HBFP_DOT_WORKLOAD
 from sparsehw.verif.hbfp.vectors import dot_ops
-from sparsehw.verif.stream import StreamSink, StreamSource, pack, reset, start_clock, unpack
+from sparsehw.verif.stream import collect, compare, endpoints, pack, start, unpack
 
 
 @cocotb.test()
 async def throughput(dut):
-    p = common.params()
-    wl = common.workload()
-    B, m, mixed = int(p["block_size"]), int(p["mant_bits"]), bool(p.get("mixed"))
-    blocks = int(wl.get("blocks", 10000))
-    per_dot = int(wl.get("blocks_per_dot", 16))
-    stall = float(wl.get("stall", 0.0))
+    p = HBFP_DOT_PARAMS.validate(**common.params())
+    wl = check_workload(p, common.workload())
+    block_size, m, mixed = p["block_size"], p["mant_bits"], bool(p["mixed"])
+    blocks, per_dot, stall = wl["blocks"], wl["blocks_per_dot"], wl["stall"]
     rng = np.random.default_rng(common.rng(1).getrandbits(32))
-    beats, expected = dot_ops(rng, B, m, mixed=mixed, ops=-(-blocks // per_dot),
+    beats, expected = dot_ops(rng, block_size, m, mixed=mixed, ops=-(-blocks // per_dot),
                               fixed_blocks=per_dot, lo=-20, hi=20, p_invalid=0.0)
     beats = beats[:blocks]
-    layout = dot_in_layout(B, m, mixed)
-    start_clock(dut)
-    await reset(dut)
-    src = StreamSource(dut, "i", rng=common.rng(2), stall=stall)
-    sink = StreamSink(dut, "o", rng=common.rng(3), stall=stall)
+    layout = dot_in_layout(block_size, m, mixed)
+    await start(dut, sources=("i",), sinks=("o",))
+    src, sink = endpoints(dut, "i", "o", stall=stall, salt=2)
     src.send_nowait(pack(layout, beat) for beat in beats)
     n_out = sum(beat["last"] for beat in beats)
-    await sink.wait_for(n_out, timeout_cycles=10 * blocks + 100)
-    from sparsehw.golden.fp32 import same
-    mismatches = sum(not same(unpack(DOT_OUT_LAYOUT, item)["value"], want[0])
-                     for item, want in zip(sink.items, expected))
-    assert mismatches == 0, f"{mismatches} of {n_out} dot products differ from the golden model"
+    got = await collect(sink, n_out, timeout_cycles=10 * blocks + 100,
+                        decode=lambda bits: unpack(DOT_OUT_LAYOUT, bits)["value"])
+    compare(got, [want[0] for want in expected[:n_out]], same=same, what="dot product")
     accept_cycles = src.last_cycle - src.first_cycle + 1
     cycles = sink.last_cycle - src.first_cycle + 1
     common.record(cycles=cycles, ideal_cycles=blocks + 4, blocks=blocks,
@@ -46,16 +42,21 @@ async def throughput(dut):
                   input_bits_per_block=layout.size)
 
 
+def check_workload(params, workload):
+    """``workload`` validated (defaults filled in); ``ValueError``/``TypeError`` naming the knob."""
+    return HBFP_DOT_WORKLOAD.validate(params, **workload)
+
+
 def run_perf(params, workload, *, sim, seed, build_dir):
-    """Build ``hbfp_dot`` with ``params``, run :func:`throughput`, return the perf figures."""
+    """Build ``hbfp_dot`` with ``params``, run :func:`throughput`, return the perf record
+    (:func:`verif.runner.perf_record`: a failed run is ``passed = False`` and a one-line
+    ``error``, not an exception)."""
     from sparsehw.hw.hbfp import HbfpDot
-    from sparsehw.verif.runner import run_cocotb
+    from sparsehw.verif.runner import perf_record, run_cocotb
+    workload = check_workload(params, workload)
     result = run_cocotb(HbfpDot(**params), "hbfp_dot", "sparsehw.verif.hbfp.perf_hbfp_dot",
                         build_dir=build_dir, sim=sim, seed=seed, params=params,
                         workload=workload)
-    if not result.passed:
-        raise RuntimeError(f"hbfp_dot perf run failed ({'; '.join(result.errors) or 'test'}); "
-                           f"see {result.log}")
     keys = ("cycles", "ideal_cycles", "utilization", "input_bits_per_cycle", "blocks",
             "dot_products", "input_cycles", "input_bits_per_block")
-    return {k: result.record[k] for k in keys if k in result.record} | {"sim": sim}
+    return perf_record(result, sim=sim, keys=keys)

@@ -4,35 +4,22 @@ import cocotb
 import numpy as np
 
 from sparsehw.golden.fp32 import from_bits, bits, fp32_mac, same
+from sparsehw.hw.fp32 import Fp32Mac
 from sparsehw.verif import common
 from sparsehw.verif.hbfp.vectors import fp32_mac_vectors
-from sparsehw.verif.stream import StreamSink, StreamSource, pack, reset, start_clock
-
-
-LAYOUT = None
-
-
-def _layout():
-    from amaranth.lib import data
-    return data.StructLayout({"a": 32, "b": 32, "c": 32})
+from sparsehw.verif.stream import collect, compare, endpoints, pack, start
 
 
 async def _run(dut, a, b, c, stall):
-    start_clock(dut)
-    await reset(dut)
-    layout = _layout()
-    src = StreamSource(dut, "i", rng=common.rng(11), stall=stall)
-    sink = StreamSink(dut, "o", rng=common.rng(12), stall=stall)
-    src.send_nowait(pack(layout, {"a": int(x), "b": int(y), "c": int(z)})
+    await start(dut, sources=("i",), sinks=("o",))
+    src, sink = endpoints(dut, "i", "o", stall=stall, salt=11)
+    src.send_nowait(pack(Fp32Mac.layout, {"a": int(x), "b": int(y), "c": int(z)})
                     for x, y, z in zip(a, b, c))
-    await sink.wait_for(len(a), timeout_cycles=40 * len(a) + 100)
-    bad = []
-    for i, got in enumerate(sink.items):
-        want = bits(fp32_mac(from_bits(a[i]), from_bits(b[i]), from_bits(c[i])))
-        if not same(got, want):
-            bad.append(f"a={int(a[i]):#010x} b={int(b[i]):#010x} c={int(c[i]):#010x}: "
-                       f"got {got:#010x}, want {want:#010x}")
-    assert not bad, f"{len(bad)} of {len(a)} mismatches, e.g.\n" + "\n".join(bad[:10])
+    got = await collect(sink, len(a))
+    want = [bits(fp32_mac(from_bits(x), from_bits(y), from_bits(z))) for x, y, z in zip(a, b, c)]
+    compare(got, want, same=same, what="result", show=10,
+            describe=lambda i, g, w: (f"a={int(a[i]):#010x} b={int(b[i]):#010x} "
+                                      f"c={int(c[i]):#010x}: got {g:#010x}, want {w:#010x}"))
     return sink
 
 

@@ -6,10 +6,17 @@ from amaranth.lib.wiring import In, Out
 
 
 class StreamFifo(wiring.Component):
-    """A 4-deep FIFO of ``{"a": signed(8), "b": unsigned(4)}`` items, stream in and out.
+    """A 4-deep FIFO of ``{"a": [signed(8)], "b": unsigned(4), "c": {"s": signed(6)}}`` items.
 
     Used only to test :mod:`verif.stream` and :mod:`verif.runner` (packing of signed struct
     fields, stalls on both sides, no loss, no duplication).
+
+    Attributes
+    ----------
+    i : In(stream.Signature(layout))
+        Items in; ready while the FIFO has room.
+    o : Out(stream.Signature(layout))
+        Items out, in order; latency 1 cycle (``SyncFIFOBuffered``); back-pressure fills the FIFO.
     """
 
     layout = data.StructLayout({"a": data.ArrayLayout(signed(8), 1), "b": 4,
@@ -22,8 +29,6 @@ class StreamFifo(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.fifo = buf = fifo.SyncFIFOBuffered(width=self.layout.size, depth=4)
-        m.d.comb += [
-            buf.w_data.eq(self.i.payload), buf.w_en.eq(self.i.valid), self.i.ready.eq(buf.w_rdy),
-            self.o.payload.eq(buf.r_data), self.o.valid.eq(buf.r_rdy), buf.r_en.eq(self.o.ready),
-        ]
+        wiring.connect(m, wiring.flipped(self.i), buf.w_stream)
+        wiring.connect(m, buf.r_stream, wiring.flipped(self.o))
         return m
