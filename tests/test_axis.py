@@ -199,3 +199,16 @@ def test_hbfp_dot_axis_cocotbext_regression():
                         params=params, workload={"interfaces": top.interfaces, "pause": 0.3})
     assert result.passed, f"{result.errors}; log: {result.log}"
     assert result.record["blocks"] > result.record["dot_products"] >= 20
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+def test_spu_axis_reference_point_verilator():
+    """The SPU's reference design point (sparsehw perf spu) through its AXIS top, on Verilator."""
+    from sparsehw.families.spu import REFERENCE_PARAMS
+    params = dict(REFERENCE_PARAMS)
+    top = AxisTop(SPU(**params), "spu_axis")
+    result = run_cocotb(top, "spu_axis", "sparsehw.verif.axis.tb_spu_axis",
+                        build_dir=new_build_dir("axis-spu-ref"), sim="verilator", seed=11,
+                        params=params, workload={"interfaces": top.interfaces, "pause": 0.5})
+    assert result.passed, f"{result.errors}; log: {result.log}"

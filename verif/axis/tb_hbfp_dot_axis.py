@@ -15,18 +15,16 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, with_timeout
 
 from sparsehw.golden.fp32 import same
+from sparsehw.hw.hbfp import HBFP_DOT_PARAMS
 from sparsehw.verif import common
 from sparsehw.verif.axis import AxisPorts, flatten
 from sparsehw.verif.hbfp.vectors import dot_ops
 
 
-DEFAULTS = {"block_size": 8, "mant_bits": 7, "mixed": False}
-
-
 @cocotb.test()
 async def hbfp_dot_axis_random_pauses(dut):
     """Multi-block dot products (invalid and malformed blocks included), pauses everywhere."""
-    params = {**DEFAULTS, **common.params()}
+    params = HBFP_DOT_PARAMS.validate(**common.params())
     knobs = common.workload()
     pause = float(knobs.get("pause", 0.3))
     rng = np.random.default_rng(common.rng(1).getrandbits(32))

@@ -16,13 +16,11 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, with_timeout
 
+from sparsehw.hw.spu import SPU_PARAMS
 from sparsehw.verif import common
 from sparsehw.verif.axis import AxisPorts, flatten
 from sparsehw.verif.spu import PORTS, layouts_of, make_job, reject_job
 from sparsehw.verif.stream import unpack
-
-
-DEFAULTS = {"lanes": 4, "macs": 2, "max_m": 32, "max_k": 128, "act_rows": 2}
 
 
 def _jobs(gen, params):
@@ -49,7 +47,7 @@ def _jobs(gen, params):
 @cocotb.test()
 async def spu_axis_random_pauses(dut):
     """GEMMs at every ratio and rejected configurations, pauses on every AXIS endpoint."""
-    params = {**DEFAULTS, **common.params()}
+    params = SPU_PARAMS.validate(**common.params())
     knobs = common.workload()
     pause = float(knobs.get("pause", 0.3))
     lay = layouts_of(params)
