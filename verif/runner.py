@@ -77,7 +77,8 @@ def run_cocotb(design, toplevel, test_module, *, build_dir, sim="icarus", seed=N
     toplevel : str
         Verilog module name of the top level.
     test_module : str
-        Dotted name of the cocotb test module (importable from the repository root).
+        Dotted name of the cocotb test module (``sparsehw.verif...``; the installed package,
+        editable or not, makes it importable: no PYTHONPATH entry is added).
     build_dir : path
         Directory for this run alone; created if missing.
     sim : {"icarus", "verilator"}
@@ -112,9 +113,6 @@ def run_cocotb(design, toplevel, test_module, *, build_dir, sim="icarus", seed=N
         "SPARSEHW_PARAMS": json.dumps(params or {}),
         "SPARSEHW_WORKLOAD": json.dumps(workload or {}),
         "SPARSEHW_RESULT": str(result_file),
-        "PYTHONPATH": os.pathsep.join(
-            [str(REPO_ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH")
-                                else [])),
         "COCOTB_ANSI_OUTPUT": "0",
         "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", "default"),
         **(extra_env or {}),
