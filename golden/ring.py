@@ -29,8 +29,10 @@ tied flows crosses each link and no per-flow tie rule splits them evenly).
 
 from collections import Counter, defaultdict
 
+from sparsehw.params import Param, ParamSpec, check, int_in
 
-__all__ = ["CYCLES_PER_HOP", "LATENCY_CONSTANT", "PATTERNS", "route", "zero_load_latency",
+
+__all__ = ["RING_PARAMS", "CYCLES_PER_HOP", "LATENCY_CONSTANT", "PATTERNS", "route", "zero_load_latency",
            "pattern_destinations", "ideal_throughput", "channel_bound",
            "mean_zero_load_latency", "check_delivery", "DeliveryError"]
 
@@ -39,10 +41,23 @@ CYCLES_PER_HOP = 1
 LATENCY_CONSTANT = 1
 PATTERNS = ("uniform", "neighbour", "tornado", "hotspot")
 
+#: Generation parameters of the ring (:class:`sparsehw.hw.ring.Ring`), declared once: the
+#: components validate with it, the registry lists it, and this model checks ``k`` (= ``nodes``)
+#: with the same rule.
+RING_PARAMS = ParamSpec(
+    Param("nodes", 4, int_in(2, 16), doc="nodes on the ring"),
+    Param("width", 32, int_in(1, 1024), doc="payload bits per flit"),
+    Param("depth", 16, int_in(2, 64), doc="entries per injection queue"),
+    Param("eject_depth", 16, int_in(2, 64), doc="entries per ejection buffer"),
+    Param("starve", 255, int_in(1, 1023),
+          doc="cycles an injection waits before its router starves"),
+    Param("quota", 4, int_in(1, 16), doc="injections per starving router per fairness round"),
+)
+
 
 def _check_k(k):
-    if not isinstance(k, int) or isinstance(k, bool) or not 2 <= k <= 16:
-        raise ValueError(f"k must be an integer in 2..16, not {k!r}")
+    """``TypeError`` for a ``k`` that is not an integer, ``ValueError`` outside 2..16."""
+    check("k", k, RING_PARAMS["nodes"].rule)
 
 
 def route(src, dst, k):
@@ -55,8 +70,7 @@ def route(src, dst, k):
     """
     _check_k(k)
     for name, value in (("src", src), ("dst", dst)):
-        if not 0 <= value < k:
-            raise ValueError(f"{name} must be in 0..{k - 1}, not {value!r}")
+        check(name, value, int_in(0, k - 1))
     cw = (dst - src) % k
     ccw = (k - cw) % k
     if cw == 0:

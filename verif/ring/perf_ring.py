@@ -1,4 +1,5 @@
-"""``sparsehw perf ring``: load sweep or soak on :class:`hw.ring.RingHarness` (Verilator).
+"""``sparsehw perf ring``: load sweep or soak on :class:`~sparsehw.verif.ring.harness.RingHarness`
+(Verilator).
 
 The record holds ``saturation_throughput`` (accepted flits/cycle/node at the highest offered load
 whose accepted throughput is still >= 0.97 x the offered load, refined by bisection),
@@ -15,23 +16,41 @@ parameters); the record then has ``patterns`` (one full record per pattern), ``u
 the smallest of the four, and the uniform pattern's figures at the top level.
 """
 
-from sparsehw.hw.ring import RingHarness
+from sparsehw.golden.ring import PATTERNS
+from sparsehw.params import Param, ParamSpec, boolean, int_in, one_of
+from sparsehw.verif.ring.harness import RingHarness
 from sparsehw.verif.runner import run_cocotb
 
 
-def _check_workload(params, workload):
-    k = params["nodes"]
-    if not 0 <= workload.get("hot", 0) < k:
-        raise ValueError(f"hot must be a node in 0..{k - 1}, not {workload['hot']!r}")
-    for name, low, high in (("warmup", 100, 1_000_000), ("window", 100, 10_000_000),
-                            ("soak_cycles", 1000, 100_000_000)):
-        value = workload.get(name)
-        if value is not None and not low <= value <= high:
-            raise ValueError(f"{name} must be in {low}..{high}, not {value!r}")
+__all__ = ["RING_WORKLOAD", "run_perf"]
+
+
+#: Workload knobs of ``sparsehw perf ring -w NAME=VALUE``; ``hot`` depends on ``nodes`` (pass the
+#: generation parameters as the context of :meth:`~sparsehw.params.ParamSpec.validate`).
+RING_WORKLOAD = ParamSpec(
+    Param("pattern", "uniform", one_of(*PATTERNS, "all"),
+          doc="traffic pattern; all: the four in one simulation"),
+    Param("hot", 0, lambda v: int_in(0, v["nodes"] - 1), allowed="an integer in 0..nodes-1",
+          doc="hotspot node"),
+    Param("warmup", 1000, int_in(100, 1_000_000), doc="cycles before each measurement window"),
+    Param("window", 4000, int_in(100, 10_000_000), doc="measured cycles per load point"),
+    Param("soak", False, boolean(), doc="saturate-then-drain soak instead of the load sweep"),
+    Param("soak_cycles", 100_000, int_in(1000, 100_000_000),
+          doc="saturation cycles of the soak"),
+    kind="workload knob",
+)
 
 
 def run_perf(params, workload, *, sim, seed, build_dir):
-    _check_workload(params, workload)
+    """Run the load sweep (or the soak) for the ring with generation parameters ``params``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An unknown workload knob, or a value of the wrong type or out of range
+        (:data:`RING_WORKLOAD`), before anything is built.
+    """
+    RING_WORKLOAD.validate(params, **workload)
     harness = RingHarness(nodes=params["nodes"], depth=params["depth"],
                           eject_depth=params["eject_depth"], starve=params["starve"],
                           quota=params["quota"])

@@ -1,4 +1,4 @@
-"""cocotb tests of :class:`hw.ring.RingHarness`: the hardware traffic generators, checkers and
+"""cocotb tests of :class:`sparsehw.verif.ring.harness.RingHarness`: the hardware traffic generators, checkers and
 counters around the ring. cocotb only programs the configuration inputs and reads counters, so
 long runs cost little Python time.
 
@@ -8,7 +8,7 @@ Tests
     Short run for ``make test``: random traffic under load and ejection back-pressure, then a
     drain; every created packet is delivered, checked, and the watchdog never fired.
 ``sweep``
-    Offered-load sweep for ``sparsehw perf`` (see :mod:`verif.ring.perf_ring`).
+    Offered-load sweep for ``sparsehw perf`` (see :mod:`sparsehw.verif.ring.perf_ring`).
 ``soak``
     Saturate-then-drain soak (>= 100,000 cycles with the default workload).
 """
@@ -17,7 +17,7 @@ import cocotb
 from cocotb.triggers import ClockCycles, RisingEdge
 
 import sparsehw.golden.ring as golden
-from sparsehw.hw.ring import PATTERN_CODES
+from sparsehw.verif.ring.harness import PATTERN_CODES
 from sparsehw.verif import common
 from sparsehw.verif.stream import reset, start_clock
 

@@ -1,4 +1,4 @@
-"""cocotb regression of :class:`hw.ring.Ring` against :mod:`golden.ring`.
+"""cocotb regression of :class:`sparsehw.hw.ring.Ring` against :mod:`sparsehw.golden.ring`.
 
 - every source/destination pair alone: latency equals :func:`golden.ring.zero_load_latency`;
 - random traffic with random injection gaps and random ejection back-pressure, checked by the
