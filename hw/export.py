@@ -4,6 +4,7 @@ import os
 
 from amaranth.back import verilog
 from amaranth.hdl import Value
+from amaranth.lib.wiring import In
 
 
 __all__ = ["to_verilog", "ports_of", "tool_versions"]
@@ -34,7 +35,7 @@ def ports_of(component):
     ports = []
     for path, member, value in component.signature.flatten(component):
         name = "__".join(str(part) for part in path)
-        ports.append({"name": name, "direction": "input" if member.flow.value == "in" else "output",
+        ports.append({"name": name, "direction": "input" if member.flow == In else "output",
                       "width": len(Value.cast(value))})
     return ports
 
