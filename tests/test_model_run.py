@@ -1,0 +1,62 @@
+"""End to end on MiniLM, small: the integer run, its accuracy record and the GEMM list."""
+
+import pytest
+
+pytest.importorskip("onnx")
+
+from sparsehw.model import run  # noqa: E402
+from sparsehw.model.sentences import CALIBRATION, EVALUATION  # noqa: E402
+
+TEXT = EVALUATION[1]
+
+
+@pytest.fixture(scope="module")
+def dense():
+    return run.run_model("minilm", [TEXT], seq_len=16, calib_texts=CALIBRATION[:4])
+
+
+@pytest.fixture(scope="module")
+def sparse():
+    return run.run_model("minilm", [TEXT], nm=(2, 4), calib_texts=CALIBRATION[:4])
+
+
+def test_sentences_are_fixed_and_disjoint():
+    assert len(EVALUATION) >= 32 and len(set(EVALUATION)) == len(EVALUATION)
+    assert not set(EVALUATION) & set(CALIBRATION)
+
+
+def test_dense_run_with_padding(dense):
+    tok = run.load_tokenizer()
+    assert len(tok.encode(TEXT).ids) < 16          # the run padded it
+    assert dense["embedding_cosine"] > 0.95
+    assert len(dense["embeddings"][0]) == 384
+    assert dense["engine"] == "golden-numpy"
+
+
+def test_gemm_list(dense):
+    gemms = dense["gemms"]
+    weight = [g for g in gemms if g["kind"] == "weight"]
+    act = [g for g in gemms if g["kind"] == "activation"]
+    assert len(weight) == 36 and len(act) == 12
+    keys = {"name", "kind", "rows", "k", "cols", "n", "m", "nonzero_macs", "cycles",
+            "utilization"}
+    assert all(keys <= set(g) for g in gemms)
+    ffn = next(g for g in weight if g["layer"].endswith("layer.0.intermediate.dense"))
+    assert (ffn["rows"], ffn["k"], ffn["cols"], ffn["n"], ffn["m"]) == (16, 384, 1536, 1, 1)
+    assert ffn["nonzero_macs"] == 16 * 384 * 1536
+    qk, pv = act[0], act[1]
+    assert (qk["rows"], qk["k"], qk["cols"]) == (12 * 16, 32, 16)     # 12 heads of QK^T
+    assert (pv["rows"], pv["k"], pv["cols"]) == (12 * 16, 16, 32)     # 12 heads of PV
+    assert dense["weight_macs"] == 16 * 6 * (4 * 384 * 384 + 2 * 384 * 1536)
+    assert dense["nonzero_weight_macs"] == dense["weight_macs"]
+    assert dense["mac_speedup"] == 1.0
+
+
+def test_two_four_halves_the_weight_macs(dense, sparse):
+    rows = len(run.load_tokenizer().encode(TEXT).ids)
+    assert sparse["weight_macs"] == rows * 6 * (4 * 384 * 384 + 2 * 384 * 1536)
+    assert 2 * sparse["nonzero_weight_macs"] == sparse["weight_macs"]
+    assert all((g["n"], g["m"]) == (2, 4) for g in sparse["gemms"] if g["kind"] == "weight")
+    assert 1.0 < sparse["mac_speedup"] < 2.0           # attention's products stay dense
+    # one-shot magnitude pruning of a model trained dense costs accuracy (docs/model.md)
+    assert sparse["embedding_cosine"] < dense["embedding_cosine"]
