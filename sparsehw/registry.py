@@ -6,9 +6,8 @@ A block family lives in ``sparsehw/families/<family>.py`` and exports ``BLOCKS``
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
-from sparsehw import params
 from sparsehw.params import ParamSpec, Rule
 
 
@@ -29,34 +28,6 @@ FAMILIES = (
 
 class UserError(Exception):
     """A mistake in what the user asked for: reported as one line, without a traceback."""
-
-
-@dataclass(frozen=True)
-class Param:
-    """Compatibility only, until the ring family declares a :class:`~sparsehw.params.ParamSpec`:
-    a parameter whose range is checked by the builder, described by ``allowed`` in words.
-
-    New code uses :class:`sparsehw.params.Param`.
-    """
-    name: str
-    default: Any
-    allowed: str
-    type: type = int
-    choices: tuple = None
-
-    def spec_param(self):
-        """The same parameter as a :class:`sparsehw.params.Param` checking only the type (and
-        the choices); the builder checks the range."""
-        types = (bool, int) if self.type is bool else (float, int) if self.type is float \
-            else (self.type,)
-        choices = self.choices
-        rule = Rule(self.allowed, (lambda v: v in choices) if choices else (lambda v: True),
-                    types)
-        return params.Param(self.name, self.default, rule)
-
-
-def _legacy_spec(declared, kind):
-    return ParamSpec(*(p.spec_param() for p in declared), kind=kind)
 
 
 @dataclass(frozen=True)
@@ -101,14 +72,11 @@ class Block:
     perf_defaults: dict = None
 
     def __post_init__(self):
-        # Compatibility: a tuple of registry.Param (ring family, until it declares a ParamSpec).
-        if not isinstance(self.params, ParamSpec):
-            object.__setattr__(self, "_legacy", True)
-            object.__setattr__(self, "params", _legacy_spec(self.params, "parameter"))
-        if not isinstance(self.workload_params, ParamSpec):
-            object.__setattr__(self, "workload_params",
-                               _legacy_spec(self.workload_params, "workload knob"))
-        elif self.workload_params.kind != "workload knob":
+        for attr in ("params", "workload_params"):
+            if not isinstance(getattr(self, attr), ParamSpec):
+                raise TypeError(f"block {self.name!r}: {attr} must be a "
+                                f"sparsehw.params.ParamSpec, not {getattr(self, attr)!r}")
+        if self.workload_params.kind != "workload knob":
             object.__setattr__(self, "workload_params",
                                ParamSpec(*self.workload_params, kind="workload knob"))
 
@@ -201,8 +169,4 @@ def build(block, params, *, for_synth=False):
 def check_params(block, params):
     """Validate ``params`` with the block's spec, without building anything; return them with
     the defaults filled in, or raise :class:`UserError`."""
-    values = _validate(block, block.params, params)
-    if getattr(block, "_legacy", False):
-        # Compatibility (ring family, until it declares a ParamSpec): its builder checks ranges.
-        build(block, values)._MustUse__silence = True
-    return values
+    return _validate(block, block.params, params)

@@ -86,3 +86,12 @@ def test_unknown_block_and_malformed_assignment():
     with pytest.raises(UserError, match="must look like NAME=VALUE, not 'lanes'"):
         registry.parse_assignments(["lanes"])
     assert registry.parse_assignments(["a=1", "a=2", " b = x "]) == {"a": "2", "b": "x"}
+
+
+def test_a_block_declares_its_parameters_as_a_spec():
+    with pytest.raises(TypeError, match=r"^block 'old': params must be a "
+                                        r"sparsehw\.params\.ParamSpec, not \(\)$"):
+        Block(name="old", summary="", params=(), build=_never_built)
+    plain = Block(name="p", summary="", params=ParamSpec(), build=_never_built,
+                  workload_params=ParamSpec(Param("n", 1, int_in(1))))
+    assert plain.workload_params.kind == "workload knob"     # named so in messages
