@@ -60,3 +60,19 @@ def test_two_four_halves_the_weight_macs(dense, sparse):
     assert 1.0 < sparse["mac_speedup"] < 2.0           # attention's products stay dense
     # one-shot magnitude pruning of a model trained dense costs accuracy (docs/model.md)
     assert sparse["embedding_cosine"] < dense["embedding_cosine"]
+
+
+def test_cycles_follow_the_spu_model(dense, sparse):
+    from sparsehw.golden.chip import chip_params
+    from sparsehw.golden.spu import spu_cycles
+    p = chip_params()
+    ffn = next(g for g in dense["gemms"] if g["layer"].endswith("layer.0.intermediate.dense"))
+    # 16 tokens = 4 tiles of 4 lanes; 1536 outputs over 4 subsystems = 384 rows each
+    assert ffn["cycles"] == spu_cycles(p, {"n": 1, "m": 1, "k": 384, "o": 384, "b": 16})[0]
+    assert 0 < ffn["utilization"] <= 1
+    assert dense["speedup"] == 1.0
+    assert dense["total_cycles"] == sum(g["cycles"] for g in dense["gemms"])
+    # 2:4 halves the SPU's weight beats: the GEMM-only speedup is between 1 and 2
+    assert 1.0 < sparse["speedup"] < 2.0
+    for g in sparse["gemms"]:
+        assert g["cycles"] <= g["dense_cycles"]

@@ -150,14 +150,40 @@ def cosine(a, b):
     return float(a @ b / den) if den else 0.0
 
 
-def gemm_list(graph, after, masks, shapes):
+def gemm_cycles(rows, k, cols, n, m, runs, subsystems, params):
+    """SPU cycles of one GEMM split by output columns over ``subsystems``.
+
+    Each run (sentence, or attention head) is one SPU job per subsystem: the weight (cols x k,
+    N:M along k) against ``rows`` tokens (padded to whole ``lanes`` tiles), with
+    ``ceil(cols / subsystems)`` output rows on the busiest subsystem, counted by the SPU's cycle
+    model :func:`sparsehw.golden.spu.spu_cycles` (calibrated against the SPU RTL). Ring
+    transfers, the activation engine and the sequencer are not in it.
+    """
+    from sparsehw.golden.spu import spu_cycles
+    lanes = params["lanes"]
+    per_sub = -(-cols // subsystems)
+    total = 0
+    for r in runs:
+        b = -(-r // lanes) * lanes
+        total += spu_cycles(params, {"n": n, "m": m, "k": k, "o": per_sub, "b": b})[0]
+    return total
+
+
+def gemm_list(graph, after, masks, shapes, subsystems=4, params=None):
     """The ``gemms`` records (see docs/model.md) from the operand shapes of one or more runs.
 
     Parameters
     ----------
     shapes : dict
         op name -> list of ``(shape of input 0, shape of input 1)``, one per run (sentence).
+    subsystems : int
+        Subsystems the output columns are split over (for ``cycles``).
+    params : dict, optional
+        Chip parameters (:func:`sparsehw.golden.chip.chip_params`; defaults).
     """
+    from sparsehw.golden.chip import chip_params
+    params = chip_params(params)
+    peak = subsystems * params["macs"] * params["lanes"]
     out = []
     for op in graph.act_ops():
         if op.kind not in ("linear", "matmul") or op.name not in shapes:
@@ -167,25 +193,35 @@ def gemm_list(graph, after, masks, shapes):
             w = op.inputs[1]
             s = after[w].sparsity
             k_all, n_all = graph.consts[w].shape
-            rows = sum(math.prod(a[:-1]) for a, _ in runs)
+            tokens = [math.prod(a[:-1]) for a, _ in runs]
+            rows = sum(tokens)
             k, cols = k_all - len(s.dead_in), n_all - len(s.dead)
-            out.append({"name": op.name, "layer": op.label, "kind": "weight", "rows": rows,
-                        "k": k, "cols": cols, "n": s.n, "m": s.m,
-                        "dense_macs": rows * k_all * n_all,
-                        "nonzero_macs": rows * int(masks[w].sum()),
-                        "cycles": None, "utilization": None})
+            rec = {"name": op.name, "layer": op.label, "kind": "weight", "rows": rows,
+                   "k": k, "cols": cols, "n": s.n, "m": s.m,
+                   "dense_macs": rows * k_all * n_all,
+                   "nonzero_macs": rows * int(masks[w].sum())}
+            jobs, dense_k, dense_cols = tokens, k_all, n_all
         else:
             rows = sum(math.prod(a[:-1]) for a, _ in runs)
             k, cols = runs[0][0][-1], max(b[-1] for _, b in runs)
             macs = sum(math.prod(a[:-1]) * a[-1] * b[-1] for a, b in runs)
-            out.append({"name": op.name, "layer": op.label, "kind": "activation", "rows": rows,
-                        "k": k, "cols": cols, "n": 1, "m": 1, "dense_macs": macs,
-                        "nonzero_macs": macs, "cycles": None, "utilization": None})
+            rec = {"name": op.name, "layer": op.label, "kind": "activation", "rows": rows,
+                   "k": k, "cols": cols, "n": 1, "m": 1, "dense_macs": macs,
+                   "nonzero_macs": macs}
+            # one SPU job per head: (b[-1] x k) "weights" against a[-2] rows
+            jobs = [a[-2] for a, b in runs for _ in range(math.prod(a[:-2]))]
+            dense_k, dense_cols = k, cols
+        rec["cycles"] = gemm_cycles(rows, k, cols, rec["n"], rec["m"], jobs, subsystems, params)
+        rec["dense_cycles"] = gemm_cycles(rows, dense_k, dense_cols, 1, 1, jobs, subsystems,
+                                          params)
+        rec["utilization"] = rec["nonzero_macs"] / (rec["cycles"] * peak) if rec["cycles"] \
+            else 0.0
+        out.append(rec)
     return out
 
 
 def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None, seq_len=None,
-              calib_texts=CALIBRATION, reference=True):
+              calib_texts=CALIBRATION, reference=True, subsystems=4):
     """Run the integer encoder on ``texts``; returns the JSON-ready result.
 
     Returns
@@ -194,9 +230,9 @@ def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None,
         ``model``, ``settings``, ``texts``, ``embedding_cosine`` (mean over texts; None without
         reference), ``cosines`` (per text), ``gemms`` (:func:`gemm_list`), totals
         ``weight_macs``, ``nonzero_weight_macs``, ``activation_macs``, ``mac_speedup`` (dense
-        MACs / executed MACs: the FLOP-predicted speedup), and ``total_cycles``,
-        ``dense_cycles``, ``speedup`` (None until the chip compiler counts cycles), and
-        ``engine`` = ``"golden-numpy"``.
+        MACs / executed MACs: the FLOP-predicted speedup), ``total_cycles``, ``dense_cycles``
+        (the same GEMMs at 1:1), ``speedup``: GEMM cycles of the SPU cycle model
+        (:func:`gemm_cycles`; ``cycles_source`` says so), and ``engine`` = ``"golden-numpy"``.
     """
     tok = load_tokenizer(model, tokenizer)
     settings = settings_for(nm, config)
@@ -216,12 +252,14 @@ def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None,
         if reference:
             ref = mean_pool(reference_hidden(model, feeds), feeds["attention_mask"])
             cosines.append(cosine(emb, ref))
-    gemms = gemm_list(graph, prep.after, prep.masks, shapes)
+    gemms = gemm_list(graph, prep.after, prep.masks, shapes, subsystems)
     weight = [g for g in gemms if g["kind"] == "weight"]
     acts = [g for g in gemms if g["kind"] == "activation"]
     weight_macs = sum(g["dense_macs"] for g in weight)
     nonzero = sum(g["nonzero_macs"] for g in weight)
     act_macs = sum(g["nonzero_macs"] for g in acts)
+    total = sum(g["cycles"] for g in gemms)
+    dense = sum(g["dense_cycles"] for g in gemms)
     return {
         "model": str(model), "engine": "golden-numpy",
         "settings": [s.__dict__ for s in settings],
@@ -231,7 +269,12 @@ def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None,
         "gemms": gemms,
         "weight_macs": weight_macs, "nonzero_weight_macs": nonzero, "activation_macs": act_macs,
         "mac_speedup": (weight_macs + act_macs) / max(nonzero + act_macs, 1),
-        "total_cycles": None, "dense_cycles": None, "speedup": None,
+        "subsystems": subsystems,
+        "cycles_source": "SPU cycle model (golden.spu.spu_cycles) per GEMM, output columns "
+                         "split over the subsystems; GEMMs only (no ring, activation engine, "
+                         "sequencer)",
+        "total_cycles": total, "dense_cycles": dense,
+        "speedup": dense / total if total else None,
     }
 
 
