@@ -19,7 +19,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 import sparsehw.golden.ring as golden
 from sparsehw.verif.ring.harness import PATTERN_CODES
 from sparsehw.verif import common
-from sparsehw.verif.stream import reset, start_clock
+from sparsehw.verif.stream import start
 
 #: A run fails when flits are in flight and no flit is ejected for this many cycles.
 WATCHDOG = 1024
@@ -34,11 +34,9 @@ class Harness:
         self.dut, self.k = dut, k
 
     async def start(self):
-        dut = self.dut
-        start_clock(dut)
         for name in ("pattern", "load", "hot", "gen_en", "measure", "clear", "eject_stall"):
-            getattr(dut, name).value = 0
-        await reset(dut)
+            getattr(self.dut, name).value = 0
+        await start(self.dut)         # clock and reset (the harness has no stream ports)
 
     def configure(self, *, pattern=None, load=None, hot=None, eject_stall=None):
         if pattern is not None:
