@@ -17,7 +17,8 @@ def dense():
 
 @pytest.fixture(scope="module")
 def sparse():
-    return run.run_model("minilm", [TEXT], nm=(2, 4), calib_texts=CALIBRATION[:4])
+    return run.run_model("minilm", [TEXT], nm=(2, 4), calib_texts=CALIBRATION[:4],
+                         engine="golden")
 
 
 def test_sentences_are_fixed_and_disjoint():
@@ -30,7 +31,7 @@ def test_dense_run_with_padding(dense):
     assert len(tok.encode(TEXT).ids) < 16          # the run padded it
     assert dense["embedding_cosine"] > 0.95
     assert len(dense["embeddings"][0]) == 384
-    assert dense["engine"] == "golden-numpy"
+    assert dense["engine"] == "numpy" and dense["chip_gemms"] is None
 
 
 def test_gemm_list(dense):
@@ -76,3 +77,32 @@ def test_cycles_follow_the_spu_model(dense, sparse):
     assert 1.0 < sparse["speedup"] < 2.0
     for g in sparse["gemms"]:
         assert g["cycles"] <= g["dense_cycles"]
+
+
+def test_weight_gemms_bit_exact_on_the_golden_chip(sparse):
+    """Every 2:4 weight GEMM, compiled by golden.chip_compile over 4 subsystems and run on the
+    golden chip model, gives the integer engine's int8 output bit for bit."""
+    chip = sparse["chip_gemms"]
+    assert chip["gemms"] == 36 and chip["bit_exact"]
+    assert chip["macs"] >= sparse["nonzero_weight_macs"]      # padded lane columns included
+
+
+def test_chip_check_can_fail():
+    """A small job with its expected output from golden.spu passes; one flipped bit fails."""
+    import numpy as np
+    from sparsehw.golden import nm as gnm
+    from sparsehw.golden.spu import spu_gemm
+    rng = np.random.default_rng(3)
+    w = rng.integers(-128, 128, (16, 64)).astype(np.int8)
+    w = np.where(gnm.mask(w, 1, 4), w, 0).astype(np.int8)
+    x = rng.integers(-128, 128, (64, 6)).astype(np.int8)
+    bias = rng.integers(-1000, 1000, 16)
+    mult = rng.integers(1, 60000, 16)
+    shift = rng.integers(10, 20, 16)
+    values, indices = gnm.compress(w, 1, 4)
+    y, _ = spu_gemm(values, indices, 1, 4, x, bias, mult, shift, False)
+    job = {"w": w, "n": 1, "m": 4, "bias": bias, "mult": mult, "shift": shift, "x": x, "y": y}
+    assert run.run_jobs_on_chip({"g": job})["g"]["bit_exact"] is True
+    job["y"] = y.copy()
+    job["y"][5, 0] ^= 1
+    assert run.run_jobs_on_chip({"g": job})["g"]["bit_exact"] is False

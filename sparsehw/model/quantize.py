@@ -2,39 +2,51 @@
 
 Numeric scheme
 --------------
-Activations
-    int8 codes ``q`` (``[-L, L]`` with ``L = 2**(bits-1) - 1``, 127 at 8 bits; the softmax output
-    and every saturation use the full ``[-128, 127]`` at 8 bits), real value ``q * s``. Every scale
-    an operator chooses is a power of two, ``s = 2**-f`` with ``f = floor(log2(L / amax))``,
-    ``amax`` the largest magnitude of the tensor over the calibration sentences (float run of the
-    same pruned model): the activation engine reads int8 at ``2**-fin`` (``fin`` in 0..7) and
-    writes int16 at ``2**-fout``. ``scale``, ``reshape``, ``transpose`` keep the codes and change
-    only the scale (so attention's ``1/sqrt(sqrt(d))`` factors fold into the next requantization).
+Scales
+    Every activation scale is a power of two, ``s = 2**-f``, ``f = floor(log2(L / amax))`` with
+    ``L = 2**(bits-1) - 1`` (127 at 8 bits) and ``amax`` the largest magnitude over the
+    calibration sentences (a float run of the same pruned model). ``scale``, ``reshape``,
+    ``transpose`` keep the codes and change only the scale (attention's ``1/sqrt(sqrt(d))``
+    factors fold into the next requantization).
+Per-channel scales
+    A tensor read only by residual adds and as a GEMM's input (the LayerNorm outputs, the GELU
+    outputs, the GEMM outputs before a residual add) gets one power-of-two scale per channel
+    (last axis), from the per-channel ``amax`` times :attr:`IntEngine.HEADROOM` (1.5: few
+    calibration values per channel). Its producer writes it so at no cost (SPU post-ops are per
+    channel; the activation engine's int16 -> int8 step is a shift), and a GEMM reading it folds
+    the channel scales into its weight rows, ``W'[k, n] = W[k, n] s_x[k]``, before quantizing
+    ``W'`` per output channel (SmoothQuant-style). BERT's outlier channels no longer flatten the
+    others.
 Weights
-    int8 per output channel: the ONNX file's own int8 values and per-channel scales when it ships
-    them (MiniLM does) and the precision is 8 bits; otherwise ``s_w[n] = max|W[:, n]| / L``,
-    ``q = round_half_even(W / s_w)``. Pruning (N:M magnitude, dead rows/columns) zeroes codes
-    through the mask of :func:`sparsehw.model.propagate.materialise`; a dead column also loses
-    its bias.
+    int8 per output channel: the ONNX file's own int8 codes and scales when the input scale is
+    per tensor and the precision is 8 bits; otherwise ``s_w[n] = max|W'[:, n]| / L``,
+    ``q = round_half_even(W' / s_w)`` (``L`` of the weight's precision). Pruning (N:M magnitude,
+    dead rows and columns) zeroes codes through the mask of
+    :func:`sparsehw.model.propagate.materialise`; a dead column also loses its bias.
 GEMMs (``linear`` and attention's ``matmul``) = the SPU
-    ``acc`` = exact int8 x int8 sums (golden.nm.gemm_int8), then the SPU post-ops
-    (golden.nm.spu_post): ``bias_q[n] = round_half_even(b[n] / (s_x s_w[n]))`` (int32),
-    ``M[n] = s_x s_w[n] / s_y`` as ``mult[n] / 2**shift[n]`` with ``shift`` the largest in 0..31
-    keeping ``mult = round_half_even(M 2**shift) <= 65535``; ``y = sat8(round_half_up(((acc +
-    bias_q) mult) / 2**shift))``.
-GELU, softmax, LayerNorm = the activation engine (golden.act kernels, bit-exact)
-    GELU: ``act.gelu(q, fin, fout)`` with ``fout = min(15, f_y + 8)``; softmax: ``act.softmax``
-    per row with ``fout = 15``, to int8 at ``2**-7`` (probability 1.0 saturates to 127); positions
-    the additive mask removes (mask < -1e4) enter as code -128. LayerNorm: ``act.layernorm`` (no
-    epsilon, scale-invariant in its input) with ``gamma`` in Q4.12 and ``beta`` in the output
-    format, ``fout = min(15, f_y + 8, floor(log2(32767 / max|beta|)))``. The int16 results go to
-    int8 by ``sat8(round_half_up(y16 / 2**(fout - f_y)))``.
-Residual add
-    ``y = sat8(round_half_up((q_a m_a + q_b m_b) / 2**16))``, ``m = round_half_even(s / s_y
-    2**16)`` (exact for power-of-two scales).
+    ``acc`` = exact int8 x int8 sums (golden.nm.gemm_int8), then golden.nm.spu_post:
+    ``bias_q[n] = round_half_even(b[n] / (s_x s_w[n]))`` (int32), ``M[n] = s_x s_w[n] / s_y[n]``
+    as ``mult[n] / 2**shift[n]`` (``shift`` the largest in 0..31 with ``mult =
+    round_half_even(M 2**shift) <= 65535``), ``y = sat8(round_half_up((acc + bias_q) mult /
+    2**shift))``.
+GELU, softmax, LayerNorm = the activation engine (golden.act, bit-exact)
+    Inputs of GELU and softmax are int8 at ``2**-fin``, ``fin`` clipped to 0..7. GELU:
+    ``act.gelu`` (a 256-entry table per ``(fin, fout)``); softmax: ``act.softmax`` per row,
+    ``fout = 15``, to int8 at ``2**-7`` (1.0 saturates to 127); positions the additive mask
+    removes (< -1e4) enter as code -128. LayerNorm: :func:`layernorm_row`, which is
+    ``act.layernorm``'s algorithm (bit-identical on int8 rows) on the int16 residual stream, with
+    ``gamma`` in Q4.12 and ``beta`` in the output format. Results are int16 at
+    ``fout = min(15, floor(log2(32767 / amax)))`` (and ``beta`` must fit); they go to int8 by
+    ``sat8(round_half_up(y16 / 2**(fout - f_y)))``, ``f_y <= fout`` per channel where allowed. A
+    graph output (the last LayerNorm) stays int16: the host reads it.
+Residual stream
+    ``add`` writes int16: ``y = sat16(round_half_up((q_a m_a + q_b m_b) / 2**16))`` with
+    ``m = round_half_even(s_in / s_y 2**16)`` per channel (exact: all scales are powers of two),
+    ``s_y = 2**-f`` for ``amax`` in int16.
 Embeddings
-    The tables are quantized to int8 at the lookup's output scale (round half even, saturate):
-    the memory image holds int8 rows.
+    The tables are quantized to int8 at the lookup's output scale (round half even, saturate).
+Graph inputs of floating-point type
+    Quantized on the host at their calibrated scales.
 """
 
 import math
@@ -98,6 +110,13 @@ def _rshift_round(v, s):
     up = np.left_shift(1, np.maximum(s - 1, 0))
     return np.where(s > 0, (v + np.where(s > 0, up, 0)) >> np.maximum(s, 0),
                     v << np.maximum(-s, 0))
+
+
+def gemm_layer(job):
+    """A recorded SPU job as the chip compiler's :class:`golden.chip_compile.GemmLayer`."""
+    from sparsehw.golden.chip_compile import GemmLayer
+    return GemmLayer(w=job["w"], n=job["n"], m=job["m"], bias=job["bias"], mult=job["mult"],
+                     shift=job["shift"], relu=False)
 
 
 def layernorm_row(row, gamma, beta, fout):
@@ -167,6 +186,11 @@ class IntEngine:
 
     def __init__(self, graph, attrs, masks, amax):
         self.graph, self.attrs, self.masks, self.amax = graph, attrs, masks, amax
+        #: Set ``keep_jobs`` to record each weight GEMM as the SPU sees it (``jobs[op name]``:
+        #: ``w`` (O, K) int8 after pruning, ``n``, ``m``, ``bias``, ``mult``, ``shift``, ``x``
+        #: (K, B) int8, ``y`` (O, B) int8): the chip compiler's input (:func:`gemm_layer`).
+        self.keep_jobs = False
+        self.jobs = {}
         self._weights = {}
         self._gelu_lut = {}
         users = graph.consumers()
@@ -278,6 +302,11 @@ class IntEngine:
         mult = np.array([p[0] for p in params], np.int64)
         shift = np.array([p[1] for p in params], np.int64)
         y = gnm.spu_post(acc, bias_q, mult, shift, relu=False).astype(np.int64).T
+        if self.keep_jobs:
+            s = self.attrs[op.inputs[1]].sparsity
+            self.jobs[op.name] = {"w": q.T.astype(np.int8), "n": s.n, "m": s.m, "bias": bias_q,
+                                  "mult": mult, "shift": shift, "x": xs.T.astype(np.int8),
+                                  "y": y.T.astype(np.int8)}
         return self._finish(op.outputs[0], y.reshape(x.q.shape[:-1] + (q.shape[1],)), f)
 
     def matmul(self, op, a, b):

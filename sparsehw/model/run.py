@@ -220,8 +220,51 @@ def gemm_list(graph, after, masks, shapes, subsystems=4, params=None):
     return out
 
 
+def _pow2(v, low):
+    return max(low, 1 << max(0, math.ceil(math.log2(max(v, 1)))))
+
+
+def chip_params_for(job, subsystems, lanes=4, macs=2):
+    """Chip parameters (golden.chip) big enough for one recorded SPU job, and the most batch
+    columns one compiled chain may take (``bank_rows`` is at most 32768)."""
+    from sparsehw.golden.chip import MAX_ROWS
+    o, k = job["w"].shape
+    rows = max(o, k)
+    max_k = _pow2(k, 32)
+    chunk = max(1, MAX_ROWS // rows) * lanes
+    tiles = -(-min(job["x"].shape[1], chunk) // lanes)
+    per_sub = -(-o // subsystems)
+    words = per_sub * -(-(k * job["n"] // job["m"]) // macs)
+    params = {"subsystems": subsystems, "lanes": lanes, "macs": macs, "max_m": 32,
+              "act_rows": 2, "max_k": max_k,
+              "bank_rows": _pow2(max(tiles * rows, max_k), max_k),
+              "wmem_depth": _pow2(words, 2), "pmem_depth": _pow2(per_sub, 2), "imem_depth": 64}
+    return params, chunk
+
+
+def run_jobs_on_chip(jobs, subsystems=4):
+    """Compile every recorded weight GEMM (golden.chip_compile, model-parallel) and run it on the
+    golden chip model; returns ``{op name: {"bit_exact": bool, "macs": chip MAC count}}``."""
+    from sparsehw.golden.chip_compile import run_chain
+    from sparsehw.model.quantize import gemm_layer
+    out = {}
+    for name, job in jobs.items():
+        params, chunk = chip_params_for(job, subsystems)
+        layer = gemm_layer(job)
+        x = job["x"]
+        ys, macs = [], 0
+        for start in range(0, x.shape[1], chunk):
+            y, chip, _ = run_chain([layer], x[:, start:start + chunk], subsystems, "model",
+                                   params)
+            ys.append(y)
+            macs += sum(chip.stats["macs"])
+        out[name] = {"bit_exact": bool(np.array_equal(np.concatenate(ys, axis=1), job["y"])),
+                     "macs": macs}
+    return out
+
+
 def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None, seq_len=None,
-              calib_texts=CALIBRATION, reference=True, subsystems=4):
+              calib_texts=CALIBRATION, reference=True, subsystems=4, engine="numpy"):
     """Run the integer encoder on ``texts``; returns the JSON-ready result.
 
     Returns
@@ -232,13 +275,17 @@ def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None,
         ``weight_macs``, ``nonzero_weight_macs``, ``activation_macs``, ``mac_speedup`` (dense
         MACs / executed MACs: the FLOP-predicted speedup), ``total_cycles``, ``dense_cycles``
         (the same GEMMs at 1:1), ``speedup``: GEMM cycles of the SPU cycle model
-        (:func:`gemm_cycles`; ``cycles_source`` says so), and ``engine`` = ``"golden-numpy"``.
+        (:func:`gemm_cycles`; ``cycles_source`` says so), ``engine``, and ``chip_gemms`` (engine
+        ``"golden"``: every weight GEMM also compiled by golden.chip_compile and run on the
+        golden chip model, :func:`run_jobs_on_chip`; whether all were bit-exact).
     """
     tok = load_tokenizer(model, tokenizer)
     settings = settings_for(nm, config)
     prep = prepare(model, settings, tok, calib_texts)
     graph = prep.graph
-    shapes, cosines, embeddings = {}, [], []
+    if engine not in ("numpy", "golden"):
+        raise ValueError(f"engine must be numpy or golden, not {engine!r}")
+    shapes, cosines, embeddings, chip = {}, [], [], {}
     for text in texts:
         feeds = encode(tok, text, seq_len)
 
@@ -246,7 +293,12 @@ def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None,
             if op.kind in ("linear", "matmul"):
                 shapes.setdefault(op.name, []).append((tuple(np.shape(ins[0])),
                                                        tuple(np.shape(ins[1]))))
+        prep.engine.keep_jobs = engine == "golden"
+        prep.engine.jobs = {}
         hidden = execute(graph, feeds, prep.engine, observe)[graph.outputs[0]]
+        if engine == "golden":
+            for name, res in run_jobs_on_chip(prep.engine.jobs, subsystems).items():
+                chip.setdefault(name, []).append(res)
         emb = mean_pool(hidden.real(), feeds["attention_mask"])
         embeddings.append(emb)
         if reference:
@@ -261,7 +313,14 @@ def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None,
     total = sum(g["cycles"] for g in gemms)
     dense = sum(g["dense_cycles"] for g in gemms)
     return {
-        "model": str(model), "engine": "golden-numpy",
+        "model": str(model), "engine": engine,
+        "chip_gemms": None if engine != "golden" else {
+            "gemms": len(chip),
+            "bit_exact": all(r["bit_exact"] for rs in chip.values() for r in rs),
+            "macs": sum(r["macs"] for rs in chip.values() for r in rs),
+            "note": "every weight GEMM compiled by golden.chip_compile and run on the golden "
+                    "chip model, compared with the numpy SPU result; attention products and "
+                    "the activation engine's work run in numpy (the ISA's ACT is reserved)"},
         "settings": [s.__dict__ for s in settings],
         "texts": list(texts), "seq_len": seq_len,
         "embedding_cosine": float(np.mean(cosines)) if cosines else None,
