@@ -1,5 +1,6 @@
 """The sparsehw command line: listing, generation, errors, synthesis and simulation."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -125,7 +126,6 @@ def test_synth_cmos_and_ecp5_json(tmp_path):
 
 
 def test_perf_uses_perf_defaults_only_without_p(monkeypatch, capsys):
-    import dataclasses
     seen = []
 
     def fake_perf(params, workload, *, sim, seed, build_dir):
@@ -136,7 +136,31 @@ def test_perf_uses_perf_defaults_only_without_p(monkeypatch, capsys):
     monkeypatch.setattr(registry, "all_blocks", lambda: {"spu": spu})
     assert main(["perf", "spu"]) == 0
     assert seen[-1] == spu.perf_defaults
-    assert main(["perf", "spu", "-p", "lanes=4"]) == 0
+    # the default workload (K=1024) needs max_k >= 1024: checked against -p before running
+    assert main(["perf", "spu", "-p", "lanes=4"]) == 2
+    assert "k must be" in capsys.readouterr().err
+    assert main(["perf", "spu", "-p", "lanes=4", "-w", "k=128"]) == 0
     assert seen[-1] == {**spu.defaults(), "lanes": 4}
     record = json.loads(capsys.readouterr().out.split("\n}\n")[-2] + "\n}")
     assert record["params"]["lanes"] == 4
+
+
+@pytest.mark.parametrize("outcome,message", [
+    (RuntimeError("the simulator crashed"), "sparsehw: spu: perf run failed: the simulator crashed"),
+    ({"passed": False, "error": "beat 3 differs"}, "sparsehw: spu: perf run failed: beat 3 differs"),
+    ({"passed": False}, "sparsehw: spu: perf run failed: outputs differ from the golden model"),
+    (ValueError("o must be an integer in 1..65535, not 0"),
+     "sparsehw: error: spu: o must be an integer in 1..65535, not 0"),
+])
+def test_every_perf_failure_is_one_line(monkeypatch, capsys, outcome, message):
+    def fake_perf(params, workload, *, sim, seed, build_dir):
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    spu = dataclasses.replace(BLOCKS["spu"], perf=fake_perf)
+    monkeypatch.setattr(registry, "all_blocks", lambda: {"spu": spu})
+    status = main(["perf", "spu", "--json", "-"])
+    err = capsys.readouterr().err
+    assert status == (2 if isinstance(outcome, ValueError) else 1)
+    assert err == message + "\n"
