@@ -194,3 +194,14 @@ def test_checker_reports_an_upward_import(tmp_path, path, text, culprit):
     problems = upward_imports(roots)
     assert len(problems) == 1, problems
     assert culprit in problems[0] and problems[0].startswith(str((tmp_path / path).resolve()))
+
+
+def test_every_package_is_installed():
+    """A package directory missing from pyproject's package list would be left out of a
+    non-editable install (``pip install .``)."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    listed = set(config["tool"]["setuptools"]["packages"])
+    found = {module for module, path in modules_of(installed_roots()).items()
+             if path.name == "__init__.py"}
+    assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
+    assert listed - found == set(), "these packages in pyproject.toml have no directory"
