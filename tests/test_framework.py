@@ -96,3 +96,26 @@ def test_compare_lists_mismatches():
     compare([0x7FC00001], [0x7FC00000], same=lambda g, e: (g >> 22) == (e >> 22))
     with pytest.raises(AssertionError, match=r"^1 of 2 items differ:\n#1 4!=5$"):
         compare([1, 4], [1, 5], describe=lambda i, g, e: f"#{i} {g}!={e}")
+
+
+def test_common_params_and_workload(monkeypatch):
+    from sparsehw.hw.spu import SPU_PARAMS
+    from sparsehw.verif import common
+    monkeypatch.setenv("SPARSEHW_PARAMS", '{"lanes": 8}')
+    monkeypatch.setenv("SPARSEHW_WORKLOAD", '{"stall": 0.5}')
+    assert common.params() == {"lanes": 8}
+    assert common.params(SPU_PARAMS) == {**SPU_PARAMS.defaults(), "lanes": 8}
+    assert common.workload() == {"stall": 0.5}
+    monkeypatch.setenv("SPARSEHW_PARAMS", '{"lanes": 99}')
+    with pytest.raises(ValueError, match=r"^lanes must be an integer in 1\.\.64, not 99$"):
+        common.params(SPU_PARAMS)
+
+
+def test_common_record_merges_into_the_result_file(tmp_path, monkeypatch):
+    import json
+    from sparsehw.verif import common
+    path = tmp_path / "record.json"
+    monkeypatch.setenv("SPARSEHW_RESULT", str(path))
+    common.record(cycles=3)
+    common.record(extra=[1, 2])
+    assert json.loads(path.read_text()) == {"cycles": 3, "extra": [1, 2]}

@@ -13,9 +13,14 @@ import random
 __all__ = ["params", "workload", "rng", "record"]
 
 
-def params():
-    """The generation parameters of the design under test (a dict)."""
-    return json.loads(os.environ.get("SPARSEHW_PARAMS", "{}"))
+def params(spec=None):
+    """The generation parameters of the design under test (a dict).
+
+    With ``spec`` (the block's :class:`sparsehw.params.ParamSpec`): validated, with the defaults
+    filled in for those the runner did not pass.
+    """
+    given = json.loads(os.environ.get("SPARSEHW_PARAMS", "{}"))
+    return given if spec is None else spec.validate(**given)
 
 
 def workload():

@@ -33,7 +33,7 @@ PORTS = {"sources": ("w", "i"), "sinks": ("o",)}
 def dut_params(engine):
     """The generation parameters of the simulated DUT: the engine's defaults, overridden by
     the parameters the runner passed in (:func:`verif.common.params`)."""
-    return SPECS[engine].validate(**common.params())
+    return common.params(SPECS[engine])
 
 
 def lanes_of(engine, params):

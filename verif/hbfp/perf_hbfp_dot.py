@@ -17,7 +17,7 @@ from sparsehw.verif.stream import collect, compare, endpoints, pack, start, unpa
 
 @cocotb.test()
 async def throughput(dut):
-    p = HBFP_DOT_PARAMS.validate(**common.params())
+    p = common.params(HBFP_DOT_PARAMS)
     wl = check_workload(p, common.workload())
     block_size, m, mixed = p["block_size"], p["mant_bits"], bool(p["mixed"])
     blocks, per_dot, stall = wl["blocks"], wl["blocks_per_dot"], wl["stall"]

@@ -13,7 +13,7 @@ from sparsehw.verif.stream import collect, compare, endpoints, start, unpack
 @cocotb.test()
 async def blocks_match_golden_with_stalls(dut):
     """Corner blocks, wide-range values (2**-40..2**40), huge+tiny, random bit patterns."""
-    p = BFP_CONVERT_PARAMS.validate(**common.params())
+    p = common.params(BFP_CONVERT_PARAMS)
     block_size, m = p["block_size"], p["mant_bits"]
     wl = common.workload()
     rng = np.random.default_rng(common.rng(1).getrandbits(32))

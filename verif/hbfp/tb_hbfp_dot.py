@@ -11,7 +11,7 @@ from sparsehw.verif.stream import collect, compare, endpoints, pack, start, unpa
 
 
 def _params():
-    return HBFP_DOT_PARAMS.validate(**common.params())
+    return common.params(HBFP_DOT_PARAMS)
 
 
 def _same(got, want):

@@ -11,6 +11,7 @@ import cocotb
 import numpy as np
 
 from sparsehw.golden.spu import SPU_WORKLOAD
+from sparsehw.hw.spu import SPU, SPU_PARAMS
 from sparsehw.verif import common
 from sparsehw.verif.spu import PORTS, layouts_of, make_job, run_jobs
 from sparsehw.verif.stream import start
@@ -28,7 +29,7 @@ def check_workload(params, workload):
 
 @cocotb.test()
 async def spu_perf(dut):
-    params = common.params()
+    params = common.params(SPU_PARAMS)
     load = check_workload(params, common.workload())
     n, m, k, o, b = (load[key] for key in ("n", "m", "k", "o", "b"))
     L, P = params["lanes"], params["macs"]
@@ -63,7 +64,6 @@ async def spu_perf(dut):
 
 def run_perf(params, workload, *, sim, seed, build_dir):
     """Entry point of ``sparsehw perf spu``: the perf record (:func:`verif.runner.perf_record`)."""
-    from sparsehw.hw.spu import SPU
     from sparsehw.verif.runner import perf_record, run_cocotb
     workload = check_workload(params, workload)
     result = run_cocotb(SPU(**params), "spu", "sparsehw.verif.spu.perf_spu", build_dir=build_dir,

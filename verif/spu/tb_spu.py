@@ -16,7 +16,7 @@ from sparsehw.verif.stream import compare, start
 
 
 def _params():
-    return SPU_PARAMS.validate(**common.params())
+    return common.params(SPU_PARAMS)
 
 
 def _stall(default):
