@@ -267,8 +267,9 @@ class ActEngine(wiring.Component):
                                  mx.eq(-128), sx.eq(0), sxx.eq(0), s_sum.eq(0)]
                     with m.If(~c_ok):
                         m.d.sync += reject.eq(1)
-                    with m.Elif(c_is_row):
-                        m.next = "LOAD"
+                    if rows:
+                        with m.Elif(c_is_row):
+                            m.next = "LOAD"
                     with m.Else():
                         m.next = "STREAM"
             with m.State("STREAM"):

@@ -36,6 +36,13 @@ def test_parameters_and_layouts():
                                      "ops": "gelu,exp,log2,recip,softmax,layernorm"}
 
 
+@pytest.mark.parametrize("op", golden.OPS)
+def test_every_single_op_engine_elaborates(op):
+    from sparsehw.hw.export import to_verilog
+    verilog = to_verilog(ActEngine(lanes=2, max_row=8, ops=op), "act_engine")
+    assert ("rowbuf" in verilog) == (op in golden.ROW_OPS)
+
+
 def test_registry_entry():
     from sparsehw import registry
     block = registry.get_block("act_engine")
@@ -54,6 +61,7 @@ def test_registry_entry():
     ({"lanes": 4, "max_row": 16, "ops": ",".join(golden.OPS)}, 0.7),        # heavy stalls
     ({"lanes": 1, "max_row": 8, "ops": "layernorm,recip,softmax"}, None),   # ops left out
     ({"lanes": 8, "max_row": 32, "ops": "gelu,log2,exp,softmax"}, None),
+    ({"lanes": 2, "max_row": 4, "ops": "recip,gelu"}, None),               # no row buffer
 ])
 def test_cocotb_regression(params, stall, tmp_path):
     from sparsehw.verif.runner import run_cocotb
@@ -86,3 +94,17 @@ def test_perf_rejects_an_op_not_built(tmp_path):
     with pytest.raises(ValueError, match="op must be one of the operations built"):
         run_perf({"lanes": 4, "max_row": 32, "ops": "gelu"}, {"op": "exp"}, sim="icarus",
                  seed=1, build_dir=tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+@pytest.mark.parametrize("stall", [0.3, 0.8])
+def test_long_regression_verilator(stall, tmp_path):
+    """The default design point (max_row=256), eight rounds of every op, Verilator."""
+    from sparsehw.verif.runner import run_cocotb
+    params = ACT_PARAMS.defaults()
+    result = run_cocotb(ActEngine(**params), "act_engine", "sparsehw.verif.act.tb_act",
+                        build_dir=tmp_path, params=params, seed=17, sim="verilator",
+                        workload={"stall": stall, "rounds": 8})
+    assert result.passed, (result.errors, result.log)
+    assert result.record["regression_jobs"] == 8 * 3 * 6 + 2 * 6
