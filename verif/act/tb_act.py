@@ -18,7 +18,7 @@ from sparsehw.verif.stream import reset, start_clock
 
 
 def _params():
-    values = ACT_PARAMS.validate(**common.params())
+    values = common.params(ACT_PARAMS)
     values["op_list"] = [op for op in golden.OPS if op in values["ops"].split(",")]
     return values
 
