@@ -24,7 +24,7 @@ from sparsehw.verif.hbfp.vectors import dot_ops
 @cocotb.test()
 async def hbfp_dot_axis_random_pauses(dut):
     """Multi-block dot products (invalid and malformed blocks included), pauses everywhere."""
-    params = HBFP_DOT_PARAMS.validate(**common.params())
+    params = common.params(HBFP_DOT_PARAMS)
     knobs = common.workload()
     pause = float(knobs.get("pause", 0.3))
     rng = np.random.default_rng(common.rng(1).getrandbits(32))

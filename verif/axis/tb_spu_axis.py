@@ -47,7 +47,7 @@ def _jobs(gen, params):
 @cocotb.test()
 async def spu_axis_random_pauses(dut):
     """GEMMs at every ratio and rejected configurations, pauses on every AXIS endpoint."""
-    params = SPU_PARAMS.validate(**common.params())
+    params = common.params(SPU_PARAMS)
     knobs = common.workload()
     pause = float(knobs.get("pause", 0.3))
     lay = layouts_of(params)
