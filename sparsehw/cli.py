@@ -1,4 +1,4 @@
-"""The ``sparsehw`` command line: list, gen, sim, synth, perf, regress, report and study.
+"""The ``sparsehw`` command line: list, gen, sim, synth, perf, regress, report, study and model.
 
 This module only parses arguments and prints; the work is done by :mod:`sparsehw.flow` (one
 design point) and :mod:`sparsehw.experiments` (sweeps, the report, the studies). User mistakes
@@ -15,6 +15,7 @@ from pathlib import Path
 from sparsehw import flow, registry
 from sparsehw.experiments import figs_compare, hbfp_area, sparsity_quant
 from sparsehw.experiments.report import build_report
+from sparsehw.model import commands as model_commands
 from sparsehw.registry import UserError
 from sparsehw.synth.yosys import SynthError
 
@@ -210,6 +211,28 @@ def cmd_study(args):
     return result if isinstance(result, int) else 0
 
 
+# -- model ----------------------------------------------------------------------------------------
+
+def cmd_model(args):
+    if args.model_command == "inspect":
+        print(model_commands.inspect(args.model, nm=args.nm, config=args.config,
+                                     changed_only=args.changed))
+        return 0
+    record = model_commands.run_command(
+        args.model, tokenizer=args.tokenizer, text=args.text, texts_file=args.texts, nm=args.nm,
+        config=args.config, seq_len=args.seq_len, subsystems=args.subsystems,
+        engine=args.engine, json_path=args.json)
+    print(model_commands.summary_text(record), file=sys.stderr if args.json == "-" else sys.stdout)
+    return 0
+
+
+def _model_attr_arguments(parser):
+    parser.add_argument("model", help="'minilm' (the installed all-MiniLM-L6-v2) or an ONNX file")
+    parser.add_argument("--nm", metavar="N:M", help="N:M for every weight GEMM")
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML [[layer]] attributes by node-name pattern (docs/model.md)")
+
+
 # -- main -----------------------------------------------------------------------------------------
 
 def make_parser():
@@ -285,6 +308,25 @@ def make_parser():
     p.add_argument("name", choices=sorted(STUDIES))
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("model", help="the model runner: ONNX import, sparsity/precision "
+                                     "attributes, integer run, accuracy (docs/model.md)")
+    msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    q = msub.add_parser("inspect", help="each tensor's attributes before and after propagation")
+    _model_attr_arguments(q)
+    q.add_argument("--changed", action="store_true", help="only what propagation changed")
+    q.set_defaults(func=cmd_model)
+    q = msub.add_parser("run", help="run the integer encoder, compare with onnxruntime")
+    _model_attr_arguments(q)
+    q.add_argument("--tokenizer", metavar="FILE", help="tokenizer.json (default: the model's)")
+    q.add_argument("--text", action="append", help="a sentence (repeatable; default: the 36 "
+                                                   "evaluation sentences)")
+    q.add_argument("--texts", metavar="FILE", help="sentences, one per line")
+    q.add_argument("--seq-len", type=int, metavar="T", help="pad/truncate every sentence to T")
+    q.add_argument("--subsystems", type=int, default=4, help="for the GEMM cycle counts")
+    q.add_argument("--engine", choices=model_commands.ENGINES, default="numpy")
+    q.add_argument("--json", metavar="FILE", help="write the record (gemms, totals, cosines)")
+    q.set_defaults(func=cmd_model)
     return parser
 
 

@@ -29,7 +29,7 @@ def _op(graph, kind, after_op):
 def test_parse_nm():
     assert parse_nm("2:4") == (2, 4)
     assert parse_nm("1:1") == (1, 1)
-    for bad in ("2-4", "3:3", "5:4", "x:y", "1:64"):
+    for bad in ("2-4", "3:3", "5:4", "x:y", "1:64", "3:4"):
         with pytest.raises(ConfigError):
             parse_nm(bad)
 

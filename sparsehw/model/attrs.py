@@ -108,15 +108,19 @@ class TensorAttr:
 
 
 def parse_nm(text):
-    """``"2:4"`` -> ``(2, 4)``, checked with golden.nm's rules (``m`` in 1..32 a power of two)."""
+    """``"2:4"`` -> ``(2, 4)``, checked with golden.nm's rules (``m`` in 1..32 a power of two,
+    ``1 <= n <= m``) and the SPU's (``n`` a power of two)."""
     try:
         n, m = (int(v) for v in str(text).split(":"))
     except ValueError:
         raise ConfigError(f"nm must be N:M (e.g. 2:4), not {text!r}") from None
     try:
-        return gnm.check_nm(n, m)
+        n, m = gnm.check_nm(n, m)
     except ValueError as exc:
         raise ConfigError(f"nm {text}: {exc}") from None
+    if n & (n - 1):
+        raise ConfigError(f"nm {text}: n must be a power of two (the SPU codes log2 n), not {n}")
+    return n, m
 
 
 @dataclass(frozen=True)

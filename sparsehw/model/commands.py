@@ -17,8 +17,10 @@ from sparsehw.registry import UserError
 
 __all__ = ["inspect", "run_command", "ENGINES", "summary_text"]
 
-#: Engines ``--engine`` accepts; only the golden numpy engine runs from here today.
-ENGINES = ("golden", "rtl")
+#: Engines ``--engine`` accepts: ``numpy`` (the integer encoder), ``golden`` (the same, plus
+#: every weight GEMM compiled and run on the golden chip model, checked bit-exact), ``rtl``
+#: (refused until the chip RTL is wired to the runner).
+ENGINES = ("numpy", "golden", "rtl")
 
 
 def _user_errors(fn):
@@ -27,6 +29,9 @@ def _user_errors(fn):
             return fn(*args, **kwargs)
         except (ConfigError, files.ModelFileError, UnsupportedOperator) as error:
             raise UserError(str(error)) from None
+        except ImportError as error:
+            raise UserError(f"the model runner needs the 'model' dependencies ({error.name} is "
+                            "missing): run `make venv`") from None
     wrapped.__doc__ = fn.__doc__
     wrapped.__name__ = fn.__name__
     return wrapped
@@ -64,7 +69,7 @@ def _texts(text, texts_file):
 
 @_user_errors
 def run_command(model, *, tokenizer=None, text=None, texts_file=None, nm=None, config=None,
-                seq_len=None, subsystems=4, engine="golden", json_path=None):
+                seq_len=None, subsystems=4, engine="numpy", json_path=None):
     """Run the integer encoder; returns the record (also written to ``json_path``)."""
     if engine not in ENGINES:
         raise UserError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
@@ -80,7 +85,7 @@ def run_command(model, *, tokenizer=None, text=None, texts_file=None, nm=None, c
     config_ = load_config(config) if config else None
     files.tokenizer_file(model, tokenizer)      # a missing tokenizer fails before the run
     record = run.run_model(model, texts, nm=nm_, config=config_, tokenizer=tokenizer,
-                           seq_len=seq_len, subsystems=subsystems)
+                           seq_len=seq_len, subsystems=subsystems, engine=engine)
     if json_path:
         text_out = json.dumps(record, indent=1, sort_keys=True) + "\n"
         if json_path == "-":
@@ -103,4 +108,8 @@ def summary_text(record):
                  f"{record['mac_speedup']:.3f}")
     lines.append(f"GEMM cycles {record['total_cycles']} (dense {record['dense_cycles']}), "
                  f"speedup {record['speedup']:.3f} [{record['cycles_source']}]")
+    if record.get("chip_gemms"):
+        chip = record["chip_gemms"]
+        lines.append(f"golden chip model: {chip['gemms']} weight GEMMs compiled and run, "
+                     f"bit-exact: {'yes' if chip['bit_exact'] else 'NO'}")
     return "\n".join(lines)

@@ -100,6 +100,7 @@ class FloatEngine:
         self.graph = graph
         #: Optional replacement weights (name -> float array), e.g. pruned ones.
         self.weights = weights or {}
+        self._f64 = {}
 
     def host_view(self, value):
         return value
@@ -108,11 +109,13 @@ class FloatEngine:
         return np.asarray(value, np.float64)
 
     def embed(self, op, ids, table):
-        return np.take(np.asarray(table, np.float64), ids, axis=0)
+        return np.take(table, ids, axis=0).astype(np.float64)
 
     def linear(self, op, x, w, b):
-        w = self.weights.get(op.inputs[1], w)
-        y = np.asarray(x, np.float64) @ np.asarray(w, np.float64)
+        name = op.inputs[1]
+        if name not in self._f64:
+            self._f64[name] = np.asarray(self.weights.get(name, w), np.float64)
+        y = np.asarray(x, np.float64) @ self._f64[name]
         return y if b is None else y + b
 
     def matmul(self, op, a, b):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sparsehw.model import host
+from sparsehw.model.files import ModelFileError
 
 
 __all__ = ["Op", "Graph", "UnsupportedOperator", "import_onnx", "ACT_KINDS"]
@@ -168,8 +169,14 @@ def import_onnx(path_or_model):
     import onnx
     from onnx import TensorProto, numpy_helper
 
-    model = path_or_model if isinstance(path_or_model, onnx.ModelProto) \
-        else onnx.load(str(path_or_model))
+    if isinstance(path_or_model, onnx.ModelProto):
+        model = path_or_model
+    else:
+        try:
+            model = onnx.load(str(path_or_model))
+        except Exception as exc:       # protobuf's DecodeError, OSError: one line for the user
+            raise ModelFileError(f"{path_or_model} is not a readable ONNX file "
+                                 f"({type(exc).__name__})") from None
     g = model.graph
     consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
     qweights = {}

@@ -282,8 +282,11 @@ class IntEngine:
 
     def embed(self, op, ids, table):
         f = self.out_exponent(op.outputs[0])
-        codes = _sat(np.round(np.asarray(table, np.float64) * 2.0 ** f)).astype(np.int64)
-        return self._finish(op.outputs[0], np.take(codes, ids, axis=0), f)
+        key = ("embed", op.inputs[1], f)
+        if key not in self._weights:         # the int8 table of the memory image
+            self._weights[key] = _sat(np.round(np.asarray(table, np.float64) * 2.0 ** f)
+                                      ).astype(np.int64)
+        return self._finish(op.outputs[0], np.take(self._weights[key], ids, axis=0), f)
 
     def linear(self, op, x, w, b):
         q, sw = self.weight_codes(op.inputs[1], x.scale)
@@ -296,11 +299,14 @@ class IntEngine:
         dead = self.attrs[op.inputs[1]].sparsity.dead
         bias = np.zeros(q.shape[1]) if b is None else np.asarray(b, np.float64).copy()
         bias[list(dead)] = 0.0
-        bias_q = np.round(bias / (sx * sw)).astype(np.int64)
-        params = [requant_params(sx * s / y) for s, y in
-                  zip(sw, np.broadcast_to(sy, sw.shape))]
-        mult = np.array([p[0] for p in params], np.int64)
-        shift = np.array([p[1] for p in params], np.int64)
+        key = ("post", op.name, sx, np.asarray(f).tobytes())
+        if key not in self._weights:
+            bias_q = np.round(bias / (sx * sw)).astype(np.int64)
+            params = [requant_params(sx * s / y) for s, y in
+                      zip(sw, np.broadcast_to(sy, sw.shape))]
+            self._weights[key] = (bias_q, np.array([p[0] for p in params], np.int64),
+                                  np.array([p[1] for p in params], np.int64))
+        bias_q, mult, shift = self._weights[key]
         y = gnm.spu_post(acc, bias_q, mult, shift, relu=False).astype(np.int64).T
         if self.keep_jobs:
             s = self.attrs[op.inputs[1]].sparsity

@@ -343,3 +343,35 @@ def float_hidden(model, feeds, masks=None):
     graph = load_graph(model)
     weights = pruned_weights(graph, masks) if masks else None
     return execute(graph, feeds, FloatEngine(graph, weights))[graph.outputs[0]]
+
+
+def gemm_plan(model="minilm", seq_len=128, nm=None, config=None, subsystems=4, text=None):
+    """The ``gemms`` records and totals for one sentence padded to ``seq_len``, without the
+    integer run (shapes from one float run; masks from the propagated attributes): what the
+    speedup-versus-sparsity table needs."""
+    graph = load_graph(model)
+    tok = load_tokenizer(model)
+    feeds = encode(tok, text or CALIBRATION[0], seq_len)
+    after = propagate(graph, initial_attrs(graph, settings_for(nm, config)))
+    masks = materialise(graph, after)
+    shapes = {}
+
+    def observe(op, value, ins):
+        if op.kind in ("linear", "matmul"):
+            shapes.setdefault(op.name, []).append((tuple(np.shape(ins[0])),
+                                                   tuple(np.shape(ins[1]))))
+    from sparsehw.model.quantize import pruned_weights
+    execute(graph, feeds, FloatEngine(graph, pruned_weights(graph, masks)), observe)
+    gemms = gemm_list(graph, after, masks, shapes, subsystems)
+    weight = [g for g in gemms if g["kind"] == "weight"]
+    act_macs = sum(g["nonzero_macs"] for g in gemms if g["kind"] == "activation")
+    weight_macs = sum(g["dense_macs"] for g in weight)
+    nonzero = sum(g["nonzero_macs"] for g in weight)
+    total = sum(g["cycles"] for g in gemms)
+    dense = sum(g["dense_cycles"] for g in gemms)
+    return {"gemms": gemms, "weight_macs": weight_macs, "nonzero_weight_macs": nonzero,
+            "activation_macs": act_macs,
+            "mac_speedup": (weight_macs + act_macs) / max(nonzero + act_macs, 1),
+            "total_cycles": total, "dense_cycles": dense, "speedup": dense / total,
+            "attention_cycle_share": sum(g["cycles"] for g in gemms
+                                         if g["kind"] == "activation") / total}
