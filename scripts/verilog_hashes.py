@@ -4,6 +4,16 @@ Used to prove that a refactoring leaves the RTL byte-identical: run it before an
 compare the outputs (``python scripts/verilog_hashes.py > before.txt``). Covers the quick and the
 full grid of ``sparsehw report``, every block's defaults and its ``perf`` reference point, with
 both the simulation top (``build``) and the synthesis top (``synth_build``) where they differ.
+A design point that fails to build prints an ``ERROR`` line (and the exit status is 1) instead of
+hiding the points after it.
+
+Known differences from ``verilog_hashes.before.txt`` (taken before issue 10's refactoring):
+
+- ``spu``: the output port was renamed ``out`` -> ``o`` (``out__*`` -> ``o__*`` in the Verilog);
+- ``ring``: the router's sideband ports became ``wiring.Signature`` interfaces and the hold and
+  fairness logic a ``RingArbiter`` per direction, which renames the router module's ports and
+  adds two modules; ``scripts/ring_equivalence.py`` proves the new ring equivalent to the old
+  one with Yosys. Every other block is byte-identical.
 """
 
 import hashlib
@@ -15,7 +25,7 @@ def _imports():
     try:                                    # the layered layout
         from sparsehw.experiments import sections
         from sparsehw.hw.export import to_verilog
-    except ImportError:                     # the layout before it
+    except ImportError:                     # the layout before it (to hash an old checkout)
         from synth import sections
         from hw.export import to_verilog
     from sparsehw import registry
@@ -42,16 +52,23 @@ def design_points(sections, registry):
 
 def main():
     sections, to_verilog, registry = _imports()
+    failed = 0
     for block, params in design_points(sections, registry):
         tops = [("build", block.build)]
         if block.synth_build is not None:
             tops.append(("synth_build", block.synth_build))
         for what, builder in tops:
-            verilog = to_verilog(builder(**params), block.name)
-            digest = hashlib.sha256(verilog.encode()).hexdigest()
-            print(f"{block.name} {what} {json.dumps(params, sort_keys=True)} {digest}")
+            point = f"{block.name} {what} {json.dumps(params, sort_keys=True)}"
+            try:
+                verilog = to_verilog(builder(**params), block.name)
+            except Exception as error:     # report it and go on with the other points
+                failed += 1
+                print(f"ERROR {point} {type(error).__name__}: {error}")
+                continue
+            print(f"{point} {hashlib.sha256(verilog.encode()).hexdigest()}")
             sys.stdout.flush()
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
