@@ -5,6 +5,7 @@
 #   make test     the whole pytest suite (golden models, lint, CLI, cocotb regressions)
 #   make report   design-space sweep and report (see README)
 #   make lint     verilator --lint-only -Wall on every block
+#   make formal   SymbiYosys proofs of every block (docs/verification.md)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -15,7 +16,7 @@ JOBS   ?= 2
 export AMARANTH_USE_YOSYS := builtin
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all sim test lint report venv simulator clean
+.PHONY: all sim test lint report formal venv simulator clean
 
 all: sim
 
@@ -48,6 +49,9 @@ test: venv simulator
 
 lint: venv
 	$(BIN)/python -m pytest -q tests/test_lint.py
+
+formal: venv
+	$(BIN)/python -m sparsehw.verif.formal.suite
 
 report: venv simulator
 	$(BIN)/sparsehw report --out report

@@ -1,0 +1,199 @@
+"""The formal proofs of every block: ``make formal`` runs them all (``python -m
+sparsehw.verif.formal.suite``), ``tests/test_formal.py`` the quick ones.
+
+Each :class:`Proof` names a wrapper, the SymbiYosys mode (``prove``: k-induction of length
+``depth``, an unbounded proof; ``bmc``: every input sequence of ``depth`` cycles from reset;
+``cover``: every ``Cover`` reached within ``depth`` cycles) and what it shows. ``expect`` is
+``"PASS"`` except for a property the design is known to violate (then ``"FAIL"``, with the
+reason in ``note``): the suite reports it and does not hide it.
+"""
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+__all__ = ["Proof", "PROOFS", "run_proof", "main"]
+
+
+_REPO = Path(__file__).resolve().parent.parent.parent
+
+
+@dataclass(frozen=True)
+class Proof:
+    name: str
+    build: callable          # () -> wrapper component
+    mode: str
+    depth: int
+    shows: str
+    quick: bool = False
+    expect: str = "PASS"
+    note: str = ""
+    timeout: float = 900
+
+
+def _protocol(factory):
+    def build():
+        from sparsehw.verif.formal.protocol import StreamProtocolCheck
+        return StreamProtocolCheck(factory())
+    return build
+
+
+def _fp32():
+    from sparsehw.hw.fp32 import Fp32Mac
+    return Fp32Mac()
+
+
+def _bfp(**params):
+    def build():
+        from sparsehw.hw.hbfp import BfpConvert
+        return BfpConvert(**params)
+    return build
+
+
+def _dot(**params):
+    def build():
+        from sparsehw.hw.hbfp import HbfpDot
+        return HbfpDot(**params)
+    return build
+
+
+def _spu(**params):
+    def build():
+        from sparsehw.hw.spu import SPU
+        return SPU(**params)
+    return build
+
+
+def _figs(**params):
+    def build():
+        from sparsehw.hw.figs import FigsArray
+        return FigsArray(**params)
+    return build
+
+
+def _broadcast(**params):
+    def build():
+        from sparsehw.hw.figs import NmBroadcastArray
+        return NmBroadcastArray(**params)
+    return build
+
+
+def _ring(**params):
+    def build():
+        from sparsehw.hw.ring import Ring
+        return Ring(**params)
+    return build
+
+
+def _ring_flow(**params):
+    def build():
+        from sparsehw.verif.formal.ring import RingFlowCheck
+        return RingFlowCheck(**params)
+    return build
+
+
+def _spu_acc(**params):
+    def build():
+        from sparsehw.verif.formal.spu import SpuAccumulatorCheck
+        return SpuAccumulatorCheck(**params)
+    return build
+
+
+_STREAM = "stream rules: every output valid held and payload stable while stalled (inputs assumed so)"
+_SMALL_SPU = dict(lanes=1, macs=1, max_m=4, max_k=8, act_rows=1)
+_SMALL_RING = dict(nodes=2, width=3, depth=2, eject_depth=2, starve=2, quota=1)
+_RING3 = dict(nodes=3, width=4, depth=2, eject_depth=2, starve=2, quota=1)
+
+PROOFS = [
+    Proof("fp32_mac_stream", _protocol(_fp32), "prove", 4, _STREAM + "; fp32_mac", quick=True),
+    Proof("bfp_convert_stream", _protocol(_bfp(block_size=2, mant_bits=3)), "prove", 6,
+          _STREAM + "; bfp_convert block_size=2 mant_bits=3", quick=True),
+    Proof("bfp_convert_stream_default", _protocol(_bfp()), "prove", 6,
+          _STREAM + "; bfp_convert at default parameters"),
+    Proof("hbfp_dot_stream", _protocol(_dot(block_size=2, mant_bits=3)), "prove", 6,
+          _STREAM + "; hbfp_dot block_size=2 mant_bits=3", quick=True),
+    Proof("hbfp_dot_stream_default", _protocol(_dot()), "prove", 6,
+          _STREAM + "; hbfp_dot at default parameters"),
+    Proof("spu_stream", _protocol(_spu(**_SMALL_SPU)), "prove", 6,
+          _STREAM + "; spu lanes=1 macs=1 max_m=4 max_k=8 act_rows=1", quick=True),
+    Proof("spu_stream_default", _protocol(_spu()), "prove", 6,
+          _STREAM + "; spu at default parameters"),
+    Proof("figs_stream", _protocol(_figs(rows=2, cols=1, alpha=1, beta=1, ratio=2, width=2,
+                                         max_m=4)), "prove", 6,
+          _STREAM + "; figs rows=2 cols=1 alpha=1 beta=1 ratio=2 width=2 max_m=4", quick=True),
+    Proof("nm_broadcast_stream", _protocol(_broadcast(rows=2, cols=1, beta=1, width=2, max_m=4)),
+          "prove", 6, _STREAM + "; nm_broadcast rows=2 cols=1 beta=1 width=2 max_m=4",
+          quick=True),
+    Proof("ring_stream", _protocol(_ring(**_SMALL_RING)), "bmc", 6,
+          _STREAM + "; ring nodes=2 width=3 depth=2 eject_depth=2 starve=2 quota=1",
+          expect="FAIL",
+          note="eject[i].payload changes while valid & ~ready: the ejection arbiter re-picks "
+               "its buffer (full buffers first) while the sink stalls (counterexample at "
+               "step 2 for nodes=3)"),
+    Proof("ring_flow", _ring_flow(**_SMALL_RING), "bmc", 12,
+          "ring k=2: no flit of a flow lost, duplicated or reordered (any flow, any other "
+          "traffic, any back-pressure)"),
+    Proof("ring3_flow", _ring_flow(**_RING3), "bmc", 8,
+          "ring k=3: the same, shallower", timeout=1800),
+    Proof("ring_live", _ring_flow(live=True, wait_bound=8, delivery_bound=8, **_SMALL_RING),
+          "bmc", 14,
+          "ring k=2, ejection always ready: no injection port waits 8 cycles, an outstanding "
+          "flit of a flow is delivered within 8 cycles of the previous one"),
+    Proof("spu_accumulator", _spu_acc(lanes=1, macs=1, max_m=4, max_k=4, act_rows=1), "bmc",
+          12,
+          "spu max_k=4: |acc| <= max_k * 2**14 in every lane for 12 cycles from reset (a full "
+          "row at K = max_k is reached at step 8, see the cover); no int32 overflow for larger "
+          "max_k by the bound argument"),
+    Proof("spu_accumulator_cover", _spu_acc(lanes=1, macs=1, max_m=4, max_k=4, act_rows=1),
+          "cover", 20,
+          "spu max_k=4: the bound is approached (a row of K = max_k products reaches "
+          "> (max_k - 1) * 2**14) and every stream completes a stalled transfer", quick=True),
+]
+
+
+def run_proof(proof, workdir=None):
+    """Run one :class:`Proof`; returns a JSON-able record."""
+    from sparsehw.verif.formal.sby import run_sby
+    workdir = Path(workdir) if workdir else _REPO / "build" / "formal" / proof.name
+    result = run_sby(proof.build(), proof.name, mode=proof.mode, depth=proof.depth,
+                     workdir=workdir, timeout=proof.timeout)
+    return {"name": proof.name, "mode": proof.mode, "depth": proof.depth,
+            "status": result.status, "expect": proof.expect, "ok": result.status == proof.expect,
+            "seconds": result.seconds, "shows": proof.shows, "note": proof.note,
+            "workdir": str(result.workdir), "log_tail": result.log_tail}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m sparsehw.verif.formal.suite",
+                                     description="run the formal proofs (SymbiYosys)")
+    parser.add_argument("names", nargs="*", help="only these proofs (default: all)")
+    parser.add_argument("--quick", action="store_true", help="only the quick subset")
+    parser.add_argument("--json", metavar="FILE", help="write the records here")
+    args = parser.parse_args(argv)
+    known = {proof.name: proof for proof in PROOFS}
+    unknown = [name for name in args.names if name not in known]
+    if unknown:
+        parser.error(f"unknown proof(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    selected = [known[n] for n in args.names] if args.names else \
+        [p for p in PROOFS if p.quick or not args.quick]
+    records = []
+    for proof in selected:
+        record = run_proof(proof)
+        records.append(record)
+        flag = "ok" if record["ok"] else "UNEXPECTED"
+        print(f"{proof.name:<28} {proof.mode:<6} depth {proof.depth:<3} {record['status']:<8} "
+              f"(expected {proof.expect}, {flag}, {record['seconds']} s)", flush=True)
+        if not record["ok"]:
+            print("    " + record["log_tail"].replace("\n", "\n    "))
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=2) + "\n")
+    bad = sum(not r["ok"] for r in records)
+    print(f"{len(records) - bad} passed, {bad} failed")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
