@@ -4,6 +4,7 @@ A block family lives in ``sparsehw/families/<family>.py`` and exports ``BLOCKS``
 :class:`Block`. Its name goes into :data:`FAMILIES`. See ``docs/framework.md``.
 """
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from typing import Callable
@@ -59,6 +60,9 @@ class Block:
     perf_defaults : dict or None
         Generation parameters ``sparsehw perf`` uses when no ``-p`` is given (when the
         reference workload needs a bigger design than the quick-to-simulate defaults).
+    family : str or None
+        Dotted name of the family module that registers the block (set by :func:`all_blocks`);
+        where the block's source closure starts (its RTL, testbench and perf modules).
     """
     name: str
     summary: str
@@ -70,6 +74,7 @@ class Block:
     synth_build: Callable = None
     workload_summary: str = ""
     perf_defaults: dict = None
+    family: str = None
 
     def __post_init__(self):
         for attr in ("params", "workload_params"):
@@ -99,6 +104,8 @@ def all_blocks():
         module = importlib.import_module(f"sparsehw.families.{family}")
         for block in module.BLOCKS:
             assert block.name not in blocks, f"duplicate block name {block.name}"
+            if block.family is None:
+                block = dataclasses.replace(block, family=module.__name__)
             blocks[block.name] = block
     return blocks
 

@@ -95,3 +95,10 @@ def test_a_block_declares_its_parameters_as_a_spec():
     plain = Block(name="p", summary="", params=ParamSpec(), build=_never_built,
                   workload_params=ParamSpec(Param("n", 1, int_in(1))))
     assert plain.workload_params.kind == "workload knob"     # named so in messages
+
+
+def test_blocks_know_their_family_module():
+    blocks = registry.all_blocks()
+    assert blocks["spu"].family == "sparsehw.families.spu"
+    assert blocks["nm_broadcast"].family == "sparsehw.families.figs"
+    assert all(block.family.startswith("sparsehw.families.") for block in blocks.values())

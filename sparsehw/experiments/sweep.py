@@ -143,7 +143,7 @@ def source_files(block_name, kind):
     are the tools of every kind, and a perf point does not depend on Yosys.
     """
     block = registry.get_block(block_name)
-    closure = module_closure(block.build.__module__, *_KIND_MODULES[kind])
+    closure = module_closure(block.family or block.build.__module__, *_KIND_MODULES[kind])
     return sorted(set(closure) | {Path(flow.__file__).resolve()})
 
 
