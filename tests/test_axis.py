@@ -223,3 +223,15 @@ def test_spu_axis_reference_point_verilator():
                         build_dir=new_build_dir("axis-spu-ref"), sim="verilator", seed=11,
                         params=params, workload={"interfaces": top.interfaces, "pause": 0.5})
     assert result.passed, f"{result.errors}; log: {result.log}"
+
+
+@pytest.mark.sim
+def test_act_engine_axis_cocotbext_regression():
+    """Output tlast is the end of a row of the activation engine."""
+    params = BLOCKS["act_engine"].defaults()
+    top = _top("act_engine")
+    result = run_cocotb(top, "act_engine_axis", "sparsehw.verif.axis.tb_act_axis",
+                        build_dir=new_build_dir("axis-act"), sim="icarus", seed=5,
+                        params=params, workload={"interfaces": top.interfaces, "pause": 0.3})
+    assert result.passed, f"{result.errors}; log: {result.log}"
+    assert result.record["beats"] > result.record["jobs"] >= 10

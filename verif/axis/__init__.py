@@ -12,7 +12,8 @@ import random
 from sparsehw.hw.axis import expand_table
 
 
-__all__ = ["flatten", "to_tdata", "from_tdata", "pause_generator", "AxisPorts", "SIM_TOP"]
+__all__ = ["flatten", "to_tdata", "from_tdata", "pause_generator", "AxisPorts", "SIM_TOP",
+           "start", "run_job_frames"]
 
 
 #: Verilog module name suffix of an AXIS top: ``spu`` -> ``spu_axis``.
@@ -111,3 +112,70 @@ class AxisPorts:
         interface = self.interfaces[name]
         return [from_tdata(interface["fields"], word, interface["tdata_width"])
                 for word in frame.tdata]
+
+
+async def run_job_frames(dut, axis, jobs, layouts, inputs, output, *, cycles_per_job=40,
+                         pause=0.0):
+    """Drive job-structured work (``job.beats[port]``: packed beats in the block's payload
+    layout, ``job.expected``: output beat dicts whose ``last`` marks the job's end, as
+    :mod:`verif.spu` and :mod:`verif.act` make them) through the AXIS top.
+
+    Each job's beats of each input port go as one frame (``tlast`` on its last beat; empty
+    ports send nothing); each job's output must arrive as one frame on ``m_axis_<output>``:
+    exactly the expected beats, ``tlast`` on the last (the payload's ``last``). Then every
+    input monitor must have seen exactly the frames sent, and no output may follow. Returns
+    the number of output beats checked.
+    """
+    from cocotb.triggers import RisingEdge, with_timeout
+
+    from sparsehw.verif.stream import unpack
+    sent = {port: [] for port in inputs}
+    for job in jobs:
+        for port in inputs:
+            if job.beats[port]:
+                beats = [flatten(unpack(layouts[port], word)) for word in job.beats[port]]
+                frame = axis.frame(f"s_axis_{port}", beats)
+                sent[port].append(list(frame.tdata))
+                axis.sources[f"s_axis_{port}"].send_nowait(frame)
+    budget = int((200 + cycles_per_job * len(jobs)
+                  + 3 * sum(len(b) for job in jobs for b in job.beats.values()))
+                 / (1 - pause) ** 2)
+    sink = axis.sinks[f"m_axis_{output}"]
+    rows = 0
+    for j, job in enumerate(jobs):
+        frame = await with_timeout(sink.recv(), budget * 10, "ns")
+        got = axis.beats(f"m_axis_{output}", frame)
+        want = [flatten({k: v for k, v in beat.items() if k != "last"}) for beat in job.expected]
+        assert [beat["last"] for beat in job.expected][-1:] == [1]
+        assert len(got) == len(want), (f"job {j} ({job.info}): frame of {len(got)} beats (tlast "
+                                       f"on the last), expected {len(want)}")
+        for r, (g, w) in enumerate(zip(got, want)):
+            assert g == w, f"job {j} ({job.info}) beat {r}: got {g}, expected {w}"
+        rows += len(got)
+    for port in inputs:
+        name = f"s_axis_{port}"
+        assert axis.sources[name].empty() and not axis.sources[name].active, \
+            f"{name}: the source still holds beats after the last output"
+        accepted = []
+        while not axis.monitors[name].empty():
+            accepted.append(list(axis.monitors[name].recv_nowait().tdata))
+        assert accepted == sent[port], f"{name}: the beats the top accepted differ from those sent"
+    for _ in range(20):
+        await RisingEdge(dut.aclk)
+    assert sink.empty(), f"m_axis_{output}: beats after the last expected one"
+    return rows
+
+
+async def start(dut, interfaces, *, rng, pause, reset_cycles=4):
+    """Start ``aclk`` (10 ns), create the :class:`AxisPorts` and hold ``aresetn`` low for
+    ``reset_cycles`` rising edges; return the ports."""
+    from cocotb.clock import Clock
+    from cocotb.triggers import RisingEdge
+    Clock(dut.aclk, 10, unit="ns").start()
+    dut.aresetn.value = 0
+    axis = AxisPorts(dut, interfaces, rng=rng, pause=pause)
+    for _ in range(reset_cycles):
+        await RisingEdge(dut.aclk)
+    dut.aresetn.value = 1
+    await RisingEdge(dut.aclk)
+    return axis
