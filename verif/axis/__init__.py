@@ -12,12 +12,8 @@ import random
 from sparsehw.hw.axis import expand_table
 
 
-__all__ = ["flatten", "to_tdata", "from_tdata", "pause_generator", "AxisPorts", "SIM_TOP",
-           "start", "run_job_frames"]
-
-
-#: Verilog module name suffix of an AXIS top: ``spu`` -> ``spu_axis``.
-SIM_TOP = "{block}_axis"
+__all__ = ["flatten", "to_tdata", "from_tdata", "pause_generator", "AxisPorts", "start",
+           "run_job_frames"]
 
 
 def flatten(value, name=""):
