@@ -11,13 +11,12 @@ their expected results come from the HBFP regression's generator
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, with_timeout
 
 from sparsehw.golden.fp32 import same
 from sparsehw.hw.hbfp import HBFP_DOT_PARAMS
 from sparsehw.verif import common
-from sparsehw.verif.axis import AxisPorts, flatten
+from sparsehw.verif.axis import flatten, start
 from sparsehw.verif.hbfp.vectors import dot_ops
 
 
@@ -33,13 +32,7 @@ async def hbfp_dot_axis_random_pauses(dut):
                               p_malformed=0.1)
     assert any(e[2] for e in expected) and not all(e[2] for e in expected)
 
-    Clock(dut.aclk, 10, unit="ns").start()
-    dut.aresetn.value = 0
-    axis = AxisPorts(dut, knobs["interfaces"], rng=common.rng(2), pause=pause)
-    for _ in range(4):
-        await RisingEdge(dut.aclk)
-    dut.aresetn.value = 1
-    await RisingEdge(dut.aclk)
+    axis = await start(dut, knobs["interfaces"], rng=common.rng(2), pause=pause)
 
     frames, current = [], []
     for beat in beats:
