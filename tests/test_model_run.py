@@ -17,7 +17,7 @@ def dense():
 
 @pytest.fixture(scope="module")
 def sparse():
-    return run.run_model("minilm", [TEXT], nm=(2, 4), calib_texts=CALIBRATION[:4],
+    return run.run_model("minilm", [TEXT], nm=(2, 4), calib_texts=CALIBRATION[:2],
                          engine="golden")
 
 
