@@ -90,3 +90,21 @@ def test_chip_errors_then_reset():
 def test_chip_long_regression_verilator(subsystems, flit_width, seed):
     _run({**SMALL, "subsystems": subsystems, "flit_width": flit_width}, sim="verilator",
          workload={"chains": 12, "max_layers": 6}, seed=seed)
+
+
+def test_chip_perf_record_small():
+    """The perf entry at a small point (Icarus): the keys the report reads, outputs checked,
+    speedup against the one-subsystem run of the same chain."""
+    from sparsehw.verif.chip.perf_chip import run_perf
+    params = CHIP_RTL_PARAMS.validate(**{**SMALL, "subsystems": 2, "wmem_depth": 2048})
+    record = run_perf(params, {"k": 64, "b": 4, "layers": 2, "n": 1, "m": 4}, sim="icarus",
+                      seed=3, build_dir=new_build_dir("perf-chip-test"))
+    assert record["passed"], record.get("error")
+    for key in ("cycles", "ideal_cycles", "utilization", "subsystems", "speedup_vs_1",
+                "scaling_efficiency", "ring_flits", "ring_wait_cycles",
+                "sim_cycles_per_second"):
+        assert key in record, key
+    # two layers, the first gathered: each subsystem sends its 32 rows to the other one
+    assert record["ring_flits"] == 2 * 32
+    assert record["ideal_cycles"] == 2 * 64 * (64 // 4) / (2 * 2)
+    assert 0 < record["utilization"] <= 1 and record["speedup_vs_1"] > 1

@@ -10,10 +10,30 @@ from sparsehw.golden import chip as isa
 from sparsehw.golden.chip_compile import GemmLayer, compile_chain
 from sparsehw.hw.chip import CHIP_MEM, CHIP_REG_NAMES, HOST_OPS, REG_NAMES, REGS_MEM
 from sparsehw.hw.chip import chip_host_layouts
+from sparsehw.params import Param, ParamSpec, boolean, int_in, one_of, pow2_in
 
 
-__all__ = ["Host", "random_chain", "images", "load_compiled", "read_state", "compare_state",
+__all__ = ["CHIP_WORKLOAD", "Host", "random_chain", "images", "load_compiled", "read_state", "compare_state",
            "run_to_done"]
+
+
+#: Knobs of ``sparsehw perf chip`` (the defaults are the reference workload).
+CHIP_WORKLOAD = ParamSpec(
+    Param("m", 1, lambda v: pow2_in(1, v["max_m"]), doc="group size of every layer",
+          allowed="a power of two in 1..max_m"),
+    Param("n", 1, lambda v: pow2_in(1, v["m"]), doc="nonzeros per group",
+          allowed="a power of two in 1..m"),
+    Param("layers", 4, int_in(1, 16), doc="GEMMs in the chain"),
+    Param("k", 1024, lambda v: int_in(max(v["m"], v["act_rows"], v["subsystems"]), v["max_k"]),
+          doc="K = O of every layer (a multiple of m and act_rows)",
+          allowed="an integer in max(m, act_rows, subsystems)..max_k"),
+    Param("b", 16, lambda v: int_in(1, v["lanes"]), doc="batch columns (one tile)",
+          allowed="an integer in 1..lanes"),
+    Param("mapping", "model", one_of("model", "data"), doc="model- or data-parallel mapping"),
+    Param("baseline", True, boolean(),
+          doc="also run one subsystem (cached) for speedup_vs_1 and scaling_efficiency"),
+    kind="workload knob",
+)
 
 
 class Host:
@@ -112,19 +132,22 @@ def load_model(model, imgs):
 
 
 async def run_to_done(dut, host, timeout):
-    """Start, then wait for ``done``; returns the cycles from start to done (chip counter)."""
-    from cocotb.triggers import RisingEdge
+    """Start, then wait for ``done``; returns the chip's registers (cycles from start to done...).
+
+    While the chip runs, the host's stream drivers are paused, so that no Python code runs per
+    cycle and the simulator runs at full speed."""
+    from cocotb.triggers import ClockCycles, First, RisingEdge
     await host.idle(timeout)
     host.start()
     await host.idle(timeout)
-    waited = 0
-    while True:
-        await RisingEdge(dut.clk)
-        if int(dut.done.value) == 1:
-            break
-        waited += 1
-        if waited > timeout:
-            raise TimeoutError(f"chip not done after {timeout} cycles")
+    host.src.stop()
+    host.sink.stop()
+    if int(dut.done.value) != 1:
+        await First(RisingEdge(dut.done), ClockCycles(dut.clk, timeout))
+    host.src.start()
+    host.sink.start()
+    if int(dut.done.value) != 1:
+        raise TimeoutError(f"chip not done after {timeout} cycles")
     regs = await host.read(0, CHIP_MEM, 0, len(CHIP_REG_NAMES))
     return {name: data for name, (data, _bad) in zip(CHIP_REG_NAMES, regs)}
 
