@@ -168,3 +168,36 @@ def test_feeds_for_defaults():
     assert feeds["input_ids"].shape == (1, 3)
     assert feeds["attention_mask"].tolist() == [[1, 1, 1]]
     assert feeds["token_type_ids"].tolist() == [[0, 0, 0]]
+
+
+def test_decomposed_layernorm_is_recognised():
+    rng = np.random.default_rng(4)
+    inits = {"axes": np.array([-1], np.int64), "two": np.array(2.0, np.float32),
+             "eps": np.array(1e-5, np.float32),
+             "gamma": (rng.random(8) + 0.5).astype(np.float32),
+             "beta": rng.standard_normal(8).astype(np.float32)}
+    nodes = [  # opset 17: ReduceMean takes axes as an attribute
+        helper.make_node("ReduceMean", ["x"], ["mu"], name="ln_mean", axes=[-1]),
+        helper.make_node("Sub", ["x", "mu"], ["d"], name="ln_sub"),
+        helper.make_node("Pow", ["d", "two"], ["d2"], name="ln_pow"),
+        helper.make_node("ReduceMean", ["d2"], ["var"], name="ln_var", axes=[-1]),
+        helper.make_node("Add", ["var", "eps"], ["ve"], name="ln_eps"),
+        helper.make_node("Sqrt", ["ve"], ["sd"], name="ln_sqrt"),
+        helper.make_node("Div", ["d", "sd"], ["n"], name="ln_div"),
+        helper.make_node("Mul", ["n", "gamma"], ["ng"], name="ln_gamma"),
+        helper.make_node("Add", ["ng", "beta"], ["y"], name="ln_beta"),
+    ]
+    model = _model(nodes, inits)
+    graph = import_onnx(model)
+    [op] = graph.act_ops()
+    assert op.kind == "layernorm" and op.inputs == ["x", "gamma", "beta"]
+    assert op.attrs["epsilon"] == pytest.approx(1e-5)
+    x = rng.standard_normal((1, 3, 8)).astype(np.float32)
+    ours = execute(graph, {"x": x}, FloatEngine(graph))["y"]
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert np.max(np.abs(ours - sess.run(None, {"x": x})[0])) < 1e-4
+    # a ReduceMean that is not a LayerNorm is refused by name
+    broken = _model(nodes[:1] + [helper.make_node("Sub", ["x", "mu"], ["y"], name="centre")],
+                    inits)
+    with pytest.raises(UnsupportedOperator, match="'ln_mean' \\(op type ReduceMean\\)"):
+        import_onnx(broken)

@@ -37,7 +37,8 @@ ACT_KINDS = {
     "matmul": "MatMul(x, y) of two activations (attention's QK^T and PV)",
     "add": "Add(x, y) of two activations (residual, embedding sums)",
     "scale": "Mul or Div of an activation by a positive constant scalar",
-    "layernorm": "LayerNormalization over the last axis",
+    "layernorm": "LayerNormalization over the last axis, or its decomposition ReduceMean, Sub, "
+                 "Pow 2 (or Mul), ReduceMean, Add eps, Sqrt, Div [, Mul gamma] [, Add beta]",
     "gelu": "the Erf pattern x * 0.5 * (1 + erf(x / sqrt(2))) (any operand order)",
     "softmax": "Softmax over the last axis, with an optional additive mask Add before it and the "
                "IsNaN/Where guard after it",
@@ -190,6 +191,9 @@ def import_onnx(path_or_model):
     for name in inputs:
         cls[name] = "act" if name in act_inputs else "ctrl"
     nodes = list(g.node)
+    for node in nodes:
+        if not node.name:
+            node.name = node.output[0]
     users = {}
     for node in nodes:
         for t in node.input:
@@ -245,11 +249,72 @@ def import_onnx(path_or_model):
             t = mul.output[0]
         return x, chain, t
 
+    def match_layernorm(first):
+        """``first`` is ReduceMean(x) of the decomposed LayerNorm ``(x - mean) / sqrt(var +
+        eps) [* gamma] [+ beta]`` with ``var = ReduceMean((x - mean)**2)``, over the last axis."""
+        def last_axis(n):
+            axes = attr(n, "axes")
+            if axes is None and len(n.input) > 1:
+                axes = consts.get(n.input[1])
+            return axes is not None and [int(a) for a in np.ravel(axes)] == [-1] and \
+                attr(n, "keepdims", 1) == 1
+        x = first.input[0]
+        if not last_axis(first):
+            return None
+        sub = only_user(first.output[0])
+        if sub is None or sub.op_type != "Sub" or list(sub.input) != [x, first.output[0]]:
+            return None
+        d = sub.output[0]
+        sq = [u for u in users.get(d, []) if u.op_type == "Pow" or
+              (u.op_type == "Mul" and list(u.input) == [d, d])]
+        div = [u for u in users.get(d, []) if u.op_type == "Div" and u.input[0] == d]
+        if len(sq) != 1 or len(div) != 1 or len(users[d]) != 2:
+            return None
+        sq, div = sq[0], div[0]
+        if sq.op_type == "Pow" and _scalar(consts.get(sq.input[1])) != 2.0:
+            return None
+        mean2 = only_user(sq.output[0])
+        if mean2 is None or mean2.op_type != "ReduceMean" or not last_axis(mean2):
+            return None
+        add = only_user(mean2.output[0])
+        eps = _scalar(consts.get(other(add, mean2.output[0]))) if add is not None and \
+            add.op_type == "Add" else None
+        if eps is None:
+            return None
+        sqrt = only_user(add.output[0])
+        if sqrt is None or sqrt.op_type != "Sqrt" or only_user(sqrt.output[0]) is not div or \
+                div.input[1] != sqrt.output[0]:
+            return None
+        chain = [first, sub, sq, mean2, add, sqrt, div]
+        out, gamma, beta = div.output[0], None, None
+        nxt = only_user(out)
+        if nxt is not None and nxt.op_type == "Mul" and other(nxt, out) in consts and \
+                np.ndim(consts[other(nxt, out)]) == 1:
+            gamma, out = other(nxt, out), nxt.output[0]
+            chain.append(nxt)
+            nxt = only_user(out)
+        if nxt is not None and nxt.op_type == "Add" and other(nxt, out) in consts and \
+                np.ndim(consts[other(nxt, out)]) == 1:
+            beta, out = other(nxt, out), nxt.output[0]
+            chain.append(nxt)
+        return x, chain, out, gamma, beta, eps
+
     for node in nodes:
-        if node.name in consumed:
+        if id(node) in consumed:
             continue
         op_type = node.op_type
         kinds = [cls.get(t, "const") if t else "none" for t in node.input]
+        if op_type == "ReduceMean" and kinds[:1] == ["act"]:
+            ln = match_layernorm(node)
+            if ln is None:
+                raise _unsupported(node, "ReduceMean on activations outside the decomposed "
+                                         "LayerNorm pattern")
+            x, chain, out, gamma, beta, eps = ln
+            consumed.update(id(n) for n in chain)
+            ops.append(Op(node.name, "layernorm", [x, gamma, beta], [out],
+                          {"epsilon": eps, "fused": [n.name for n in chain]}))
+            cls[out] = "act"
+            continue
         for t in node.input:
             if t and t not in cls:
                 raise _unsupported(node, f"input {t!r} is produced by no node")
@@ -313,7 +378,7 @@ def import_onnx(path_or_model):
                         if b in consts and consts[b].shape == (weight.shape[1],):
                             bias = b
                             fused.append(nxt.name)
-                            consumed.add(nxt.name)
+                            consumed.add(id(nxt))
                             out = nxt.output[0]
                 if bias is not None and bias.endswith(".bias"):
                     label = bias[:-len(".bias")]
@@ -331,7 +396,7 @@ def import_onnx(path_or_model):
                 x = node.input[kinds.index("act")]
                 mask = node.input[kinds.index("ctrl")]
                 sm = only_user(out)
-                consumed.add(sm.name)
+                consumed.add(id(sm))
                 out = sm.output[0]
                 if attr(sm, "axis", -1) not in (-1,):
                     raise _unsupported(sm, "Softmax over an axis other than the last")
@@ -349,7 +414,7 @@ def import_onnx(path_or_model):
                 gelu = match_gelu(node)
             if gelu is not None:
                 x, chain, gout = gelu
-                consumed.update(n.name for n in chain)
+                consumed.update(id(n) for n in chain)
                 ops.append(Op(node.name, "gelu", [x], [gout],
                               {"fused": [n.name for n in chain]}))
                 cls[gout] = "act"
