@@ -201,3 +201,21 @@ def test_decomposed_layernorm_is_recognised():
                     inits)
     with pytest.raises(UnsupportedOperator, match="'ln_mean' \\(op type ReduceMean\\)"):
         import_onnx(broken)
+
+
+def test_small_ffn_in_integers():
+    """The hand-built FFN (float graph input, Gemm with transB, GELU, int8 weight pattern,
+    residual, LayerNorm) runs in integers close to its float run."""
+    from sparsehw.model.propagate import initial_attrs, materialise, propagate
+    from sparsehw.model.quantize import IntEngine, calibrate
+    rng = np.random.default_rng(5)
+    graph = import_onnx(_ffn(GELU_DIV, rng))
+    attrs = propagate(graph, initial_attrs(graph))
+    masks = materialise(graph, attrs)
+    xs = [rng.standard_normal((1, 3, 8)).astype(np.float32) for _ in range(8)]
+    amax = calibrate(graph, [{"x": x} for x in xs], masks)
+    engine = IntEngine(graph, attrs, masks, amax)
+    for x in xs[:3]:
+        ours = execute(graph, {"x": x}, engine)["y"]
+        ref = execute(graph, {"x": x}, FloatEngine(graph))["y"]
+        assert run.cosine(ours.real(), ref) > 0.99

@@ -33,7 +33,7 @@ from sparsehw.golden import nm as gnm
 from sparsehw.model.attrs import ConfigError, Precision, Sparsity, TensorAttr
 
 
-__all__ = ["initial_attrs", "propagate", "materialise", "tensor_shapes"]
+__all__ = ["initial_attrs", "propagate", "materialise"]
 
 _PASS = ("gelu", "scale", "nan_guard")
 _SAME_DATA = ("reshape", "transpose", "scale", "nan_guard")
@@ -168,12 +168,3 @@ def materialise(graph, attrs):
             mask[np.ix_(rows, cols)] = keep
         masks[w] = mask
     return masks
-
-
-def tensor_shapes(graph, feeds):
-    """Shapes of every activation tensor for one input (runs the float engine once)."""
-    from sparsehw.model.execute import FloatEngine, execute
-    shapes = {}
-    execute(graph, feeds, FloatEngine(graph),
-            observe=lambda op, v, ins: shapes.__setitem__(op.outputs[0], np.shape(v)))
-    return shapes

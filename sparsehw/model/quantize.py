@@ -297,7 +297,8 @@ class IntEngine:
         xs = x.q.reshape(-1, k)
         acc = gnm.gemm_int8(q.T, xs.T)                       # (N, B)
         dead = self.attrs[op.inputs[1]].sparsity.dead
-        bias = np.zeros(q.shape[1]) if b is None else np.asarray(b, np.float64).copy()
+        bias = np.zeros(q.shape[1]) if b is None else \
+            np.broadcast_to(np.asarray(b, np.float64).reshape(-1), (q.shape[1],)).copy()
         bias[list(dead)] = 0.0
         key = ("post", op.name, sx, np.asarray(f).tobytes())
         if key not in self._weights:
