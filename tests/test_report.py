@@ -7,6 +7,7 @@ import pytest
 
 from sparsehw.cli import main
 from sparsehw.experiments import sections
+from sparsehw.golden.spu import spu_cycles
 
 
 @pytest.mark.sim
@@ -33,7 +34,6 @@ def test_quick_report_end_to_end(tmp_path, capsys):
         assert f"`{result['command']}`" in report
     # The SPU's closed-form model matches the RTL exactly at the quick design point.
     spu = [r for r in results if r["point"]["block"] == "spu" and r["point"]["kind"] == "perf"]
-    from sparsehw.golden.spu import spu_cycles
     for result in spu:
         assert result["record"]["cycles"] == spu_cycles(result["record"]["params"],
                                                          result["point"]["workload"])[0]
