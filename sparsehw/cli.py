@@ -1,4 +1,5 @@
-"""The ``sparsehw`` command line: list, gen, sim, synth, perf, regress, report, study and model.
+"""The ``sparsehw`` command line: list, gen, sim, synth, perf, regress, report, study, model and
+mutate.
 
 This module only parses arguments and prints; the work is done by :mod:`sparsehw.flow` (one
 design point) and :mod:`sparsehw.experiments` (sweeps, the report, the studies). User mistakes
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 from sparsehw import flow, registry
-from sparsehw.experiments import figs_compare, hbfp_area, sparsity_quant
+from sparsehw.experiments import figs_compare, hbfp_area, mutate, sparsity_quant
 from sparsehw.experiments.report import build_report
 from sparsehw.model import commands as model_commands
 from sparsehw.registry import UserError
@@ -196,6 +197,12 @@ def cmd_report(args):
     return 0
 
 
+# -- mutate -------------------------------------------------------------------------------------
+
+def cmd_mutate(args):
+    return mutate.run_from_args(args)
+
+
 # -- study --------------------------------------------------------------------------------------
 
 #: The measured-claim studies behind the README tables (each module has ``main(argv)``).
@@ -308,6 +315,11 @@ def make_parser():
     p.add_argument("name", choices=sorted(STUDIES))
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("mutate", help="mutation score of the block's regression: Yosys mutants "
+                                      "through the cocotb testbench (docs/verification.md)")
+    mutate.add_arguments(p)
+    p.set_defaults(func=cmd_mutate)
 
     p = sub.add_parser("model", help="the model runner: ONNX import, sparsity/precision "
                                      "attributes, integer run, accuracy (docs/model.md)")

@@ -75,3 +75,11 @@ def test_bad_arguments_raise_before_running():
         mutate.run_mutation("no_such_block")
     with pytest.raises(UserError, match="-n must be at least 1"):
         mutate.run_mutation("fp32_mac", n=0)
+
+
+def test_cli_mutate_user_errors_exit_2(capsys):
+    from sparsehw import cli
+    assert cli.main(["mutate", "no_such_block"]) == 2
+    assert "unknown block" in capsys.readouterr().err
+    assert cli.main(["mutate", "fp32_mac", "--jobs", "0"]) == 2
+    assert "--jobs must be at least 1" in capsys.readouterr().err

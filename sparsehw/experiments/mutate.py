@@ -503,7 +503,8 @@ def add_arguments(parser):
 
 
 def run_from_args(args):
-    """Run ``sparsehw mutate`` for parsed ``args``; returns the exit status (0: ran)."""
+    """Run ``sparsehw mutate`` for parsed ``args`` (:func:`add_arguments`); returns the exit
+    status (0: ran). Progress goes to stderr, the summary to stdout (unless ``--json -``)."""
     from sparsehw import registry
     given = registry.parse_assignments(args.param)
     result = run_mutation(args.block, given, n=args.n, seed=args.seed, jobs=args.jobs,

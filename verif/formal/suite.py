@@ -105,7 +105,9 @@ def _spu_acc(**params):
 _STREAM = "stream rules: every output valid held and payload stable while stalled (inputs assumed so)"
 _SMALL_SPU = dict(lanes=1, macs=1, max_m=4, max_k=8, act_rows=1)
 _SMALL_RING = dict(nodes=2, width=3, depth=2, eject_depth=2, starve=2, quota=1)
-_RING3 = dict(nodes=3, width=4, depth=2, eject_depth=2, starve=2, quota=1)
+#: k = 4 is the smallest ring with 2-hop paths (at k <= 3 every flow is one hop: no flit passes
+#: through a router, ordering and fairness are trivial).
+_RING4 = dict(nodes=4, width=3, depth=2, eject_depth=2, starve=2, quota=1)
 
 PROOFS = [
     Proof("fp32_mac_stream", _protocol(_fp32), "prove", 4, _STREAM + "; fp32_mac", quick=True),
@@ -133,15 +135,14 @@ PROOFS = [
           note="eject[i].payload changes while valid & ~ready: the ejection arbiter re-picks "
                "its buffer (full buffers first) while the sink stalls (counterexample at "
                "step 2 for nodes=3)"),
-    Proof("ring_flow", _ring_flow(**_SMALL_RING), "bmc", 12,
-          "ring k=2: no flit of a flow lost, duplicated or reordered (any flow, any other "
-          "traffic, any back-pressure)"),
-    Proof("ring3_flow", _ring_flow(**_RING3), "bmc", 8,
-          "ring k=3: the same, shallower", timeout=1800),
-    Proof("ring_live", _ring_flow(live=True, wait_bound=8, delivery_bound=8, **_SMALL_RING),
-          "bmc", 14,
-          "ring k=2, ejection always ready: no injection port waits 8 cycles, an outstanding "
-          "flit of a flow is delivered within 8 cycles of the previous one"),
+    Proof("ring_flow", _ring_flow(**_RING4), "bmc", 10,
+          "ring k=4 (2-hop flows): no flit of a flow lost, duplicated or reordered, at most 7 "
+          "in flight (any flow, any other traffic and dest, any back-pressure), 10 cycles "
+          "from reset", timeout=1800),
+    Proof("ring_live", _ring_flow(live=True, wait_bound=8, **_RING4), "bmc", 12,
+          "ring k=4, ejection always ready: no injection port waits 8 cycles in a row (and "
+          "the flow properties), 12 cycles from reset; wait_bound=5 fails at step 8, so long "
+          "waits do occur within the depth", timeout=1800),
     Proof("spu_accumulator", _spu_acc(lanes=1, macs=1, max_m=4, max_k=4, act_rows=1), "bmc",
           12,
           "spu max_k=4: |acc| <= max_k * 2**14 in every lane for 12 cycles from reset (a full "
