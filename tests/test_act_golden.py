@@ -98,11 +98,13 @@ def test_layernorm_mean_and_variance(row, fout):
         return
     if np.abs(ys).max() >= 32767 * lsb:     # saturated outputs (|xhat| <= sqrt(n - 1))
         return
-    # each output is within half an LSB plus 4e-5 relative of the exact normalised value
+    # y_i = xhat_i (1 + d) + r_i with one d per row, |d| <= 7e-5 (isqrt_core 3.7e-5, V
+    # truncated to 16 bits 3.1e-5) and |r_i| <= lsb/2: sum(D_i) = 0 makes the mean the mean of
+    # the r_i; the variance is (1 + d)**2 plus 2 cov(xhat, r) (<= lsb by Cauchy-Schwarz) + var(r)
     assert abs(ys.mean()) <= lsb / 2 + 1e-9
-    assert abs(ys.var() - 1) <= lsb * 2 * np.abs(ys).max() / n ** 0.5 * 2 + lsb ** 2 + 1e-4
+    assert abs(ys.var() - 1) <= 2 * 7e-5 + lsb + lsb ** 2 / 4 + 1e-9
     ref = act.reference("layernorm", row, gamma=[1.0] * n, beta_real=[0.0] * n)
-    assert np.abs(ys - ref).max() <= lsb / 2 + 4e-5 * np.abs(ref).max() + 1e-12
+    assert np.abs(ys - ref).max() <= lsb / 2 + 7e-5 * np.abs(ref).max() + 1e-9
 
 
 @settings(max_examples=100, deadline=None)
@@ -135,11 +137,13 @@ def test_elementwise_within_half_lsb_plus_kernel_error(x, fin, fout):
     y = act.gelu(x, fin, fout)[0] * lsb
     want = act.reference("gelu", [x], fin=fin)[0]
     if abs(want) < 32767 * lsb:
+        # interpolation h**2/8 max|g''| = 3.9e-4, table 2**-17, interpolation floor 2**-16
         assert abs(y - want) <= lsb / 2 + 4.2e-4
     y = act.exp(x, fin, fout)[0] * lsb
     want = math.exp(real)
     if want < 32767 * lsb:
-        assert abs(y - want) <= lsb / 2 + 1.3e-4 * want
+        # pow2_frac 1.04e-4, f truncated 1.1e-5, log2 e in Q20 1.5e-5 (relative)
+        assert abs(y - want) <= lsb / 2 + 1.5e-4 * want
     if x > 0:
         y = act.log2(x, fin, fout)[0] * lsb
         want = math.log2(real)
