@@ -154,6 +154,14 @@ PROOFS = [
           "> (max_k - 1) * 2**14) and every stream completes a stalled transfer", quick=True),
 ]
 
+# Non-vacuity: in each small stream proof, every stream can stall and then complete a transfer
+# (the Cover of verif/formal/protocol.py), so the k-induction above is not passing because a
+# stream can never move.
+PROOFS += [Proof(f"{proof.name}_cover", proof.build, "cover", 16,
+                 "cover: every stream of the wrapper above stalls and then completes a transfer")
+           for proof in list(PROOFS)
+           if proof.name.endswith("_stream") and proof.name != "ring_stream"]
+
 
 def run_proof(proof, workdir=None):
     """Run one :class:`Proof`; returns a JSON-able record."""
