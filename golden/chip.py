@@ -19,7 +19,7 @@ opcode name  effect
 2      SEND  copy ``count`` rows of a bank to every subsystem in ``mask``
 3      WAIT  block until ``count`` rows have arrived in ``bank``, then subtract ``count``
 4      HALT  stop; the subsystem's state becomes HALTED
-5      ACT   reserved for the activation engine (not implemented yet: ``ERR_OPCODE``)
+5      ACT   activation engine on a bank slice (only with ``act_engine``; else ``ERR_OPCODE``)
 6..15  --    illegal
 ====== ===== ================================================================================
 
@@ -33,6 +33,11 @@ SEND fields: ``s_bank[4]``, ``r_bank[5]``, ``s_addr[20:6]``, ``r_addr[35:21]``,
 WAIT fields: ``bank[4]``, ``count[20:5]``; bits ``[127:21]`` reserved.
 
 HALT: bits ``[127:4]`` reserved.
+
+ACT fields: ``op[6:4]``, ``fin[9:7]``, ``fout[13:10]``, ``oshift[17:14]``, ``s_bank[18]``,
+``b_bank[19]``, ``d_bank[20]``, ``s_addr[35:21]``, ``b_addr[50:36]``, ``d_addr[65:51]``,
+``p_addr[80:66]``, ``count[96:81]``; bits ``[127:97]`` reserved, and so are ``b_bank``/``b_addr``
+unless ``op`` is add and ``p_addr`` unless ``op`` is layernorm (``ERR_RESERVED``).
 
 Semantics (the order is the program order; an instruction's effects are complete before the
 next instruction's begin, as far as any program obeying the hazard rule can observe)
@@ -58,6 +63,22 @@ WAIT
     counts, local ones included (a subsystem that writes its own GEMM output with the own mask bit
     waits for those rows like for remote ones). Counters are cleared at start; they cannot
     overflow (:func:`counter_bits`).
+ACT (chip parameter ``act_engine``; :func:`act_slice` is the rule)
+    Reads ``S = bank[s_bank][s_addr : s_addr + count]`` (``count`` rows of ``lanes`` int8) and
+    writes ``count`` rows to ``bank[d_bank][d_addr :]`` of this subsystem only (no arrival is
+    counted: ACT is blocking, its writes are complete before the next instruction starts).
+    ``op`` 0..3 (gelu, exp, log2, recip) apply :func:`golden.act.run` to every element with
+    ``fin``/``fout``. ``op`` 4, 5 (softmax, layernorm) normalise along the **hidden dimension**,
+    which is the bank's row index (a bank row = one channel x ``lanes`` batch columns): each of
+    the ``lanes`` columns of ``S`` is one engine row of ``count`` elements (``count <=
+    act_max_row``). LayerNorm's ``gamma_i`` (Q4.12) and ``beta_i`` (output format) are the low
+    and high halves (int16 each) of the ``bias`` field of post-op word ``p_addr + i``. Every int16
+    result goes to int8 as ``sat8(rshift_round(y, oshift))`` (round half up, saturate to
+    -128..127). ``op`` 6 (add): ``y = sat8(rshift_round((s << fin) + (b << fout), oshift))`` with
+    ``b = bank[b_bank][b_addr + i]`` (the residual add of power-of-two scaled codes). An
+    element-wise op that meets log2 of ``x <= 0`` or recip of 0 writes the engine's saturated
+    code and sets the sticky ``row_error`` bit; the subsystem goes on. Source (and ``b``) and
+    destination slices must coincide (in place) or be disjoint (``ERR_OVERLAP``).
 HALT
     The subsystem stops with state HALTED once its earlier instructions have finished (in the
     RTL: every row it produced has been written locally or handed to the ring). The chip is done
@@ -80,20 +101,27 @@ When several checks fail, the **smallest code** is reported. ``reset`` (host) cl
 error, pc, counters and ``row_error`` (not the memories) and the next start runs normally.
 
 == ================ ==================================================================
-1  ERR_OPCODE       opcode 0, 5 (ACT, reserved) or 6..15
+1  ERR_OPCODE       opcode 0, 6..15, or 5 (ACT) on a chip without ``act_engine``
 2  ERR_RESERVED     a reserved bit is set
 3  ERR_NM           GEMM: ``m_log2 > log2(max_m)`` or ``n_log2 > m_log2``
-4  ERR_K            GEMM: ``k == 0``, ``k > max_k``, ``k % m != 0`` or ``k % act_rows != 0``
+4  ERR_K            GEMM: ``k == 0``, ``k > max_k``, ``k % m != 0`` or ``k % act_rows != 0``;
+                    ACT: ``count == 0``, or ``count > act_max_row`` for softmax/layernorm
 5  ERR_O            GEMM: ``o == 0``
 6  ERR_ALIGN        GEMM: ``x_addr % act_rows != 0``
-7  ERR_SRC_RANGE    GEMM: ``x_addr + k > bank_rows``; SEND: ``s_addr + count > bank_rows``
+7  ERR_SRC_RANGE    GEMM: ``x_addr + k > bank_rows``; SEND, ACT: ``s_addr + count >
+                    bank_rows``; ACT add: ``b_addr + count > bank_rows``
 8  ERR_W_RANGE      GEMM: ``w_addr + o * bpr > wmem_depth``
-9  ERR_P_RANGE      GEMM: ``p_addr + o > pmem_depth``
-10 ERR_DST_RANGE    GEMM: ``d_addr + o > bank_rows``; SEND: ``r_addr + count > bank_rows``
+9  ERR_P_RANGE      GEMM: ``p_addr + o > pmem_depth``; ACT layernorm: ``p_addr + count >
+                    pmem_depth``
+10 ERR_DST_RANGE    GEMM: ``d_addr + o > bank_rows``; SEND: ``r_addr + count > bank_rows``;
+                    ACT: ``d_addr + count > bank_rows``
 11 ERR_NODE         GEMM/SEND: a ``mask`` bit ``>= subsystems`` is set
 12 ERR_PC           the program counter reached ``imem_depth`` (no HALT)
 13 ERR_DEADLOCK     WAIT can never complete: every subsystem still running is blocked on a
                     WAIT and no row is in flight (the chip detects it; the model too)
+14 ERR_ACT_OP       ACT: ``op == 7`` (the op-dependent ACT checks are then skipped)
+15 ERR_OVERLAP      ACT: the destination slice shares rows with the source (or add's ``b``)
+                    slice in the same bank without coinciding with it
 == ================ ==================================================================
 
 Memory map and word formats (host port)
@@ -119,21 +147,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sparsehw.golden import spu
-from sparsehw.params import Param, ParamSpec, int_in, pow2_in
+from sparsehw.golden import act, spu
+from sparsehw.params import Param, ParamSpec, boolean, int_in, pow2_in
 
 
 __all__ = [
     "INSTR_BITS", "OPCODES", "OP_GEMM", "OP_SEND", "OP_WAIT", "OP_HALT", "OP_ACT",
-    "Gemm", "Send", "Wait", "Halt", "LAYOUTS", "encode", "decode", "DecodeError",
+    "Gemm", "Send", "Wait", "Halt", "Act", "ACT_OPS", "ACT_ADD", "LAYOUTS", "encode", "decode", "DecodeError",
     "ERRORS", "ERR_NONE", "ERR_OPCODE", "ERR_RESERVED", "ERR_NM", "ERR_K", "ERR_O", "ERR_ALIGN",
     "ERR_SRC_RANGE", "ERR_W_RANGE", "ERR_P_RANGE", "ERR_DST_RANGE", "ERR_NODE", "ERR_PC",
-    "ERR_DEADLOCK", "check", "check_word", "beats_per_row",
+    "ERR_DEADLOCK", "ERR_ACT_OP", "ERR_OVERLAP", "check", "check_word", "beats_per_row",
     "MEM_IMEM", "MEM_WMEM", "MEM_PMEM", "MEM_BANK0", "MEM_BANK1", "MEMORIES",
     "IDLE", "RUNNING", "HALTED", "ERROR", "STATES", "status_word", "counter_bits",
-    "CHIP_PARAMS", "chip_params", "ADDR_BITS", "W_ADDR_BITS", "MAX_ROWS", "idx_bits", "word_bits",
+    "CHIP_PARAMS", "MODEL_PARAMS", "chip_params", "ADDR_BITS", "W_ADDR_BITS", "MAX_ROWS", "idx_bits", "word_bits",
     "pack_w", "unpack_w", "pack_post", "unpack_post", "pack_row", "unpack_row",
-    "Status", "Subsystem", "ChipModel",
+    "Status", "Subsystem", "ChipModel", "sat8", "act_slice",
 ]
 
 
@@ -148,15 +176,16 @@ W_ADDR_BITS = 22
 MAX_ROWS = 1 << ADDR_BITS
 
 OP_GEMM, OP_SEND, OP_WAIT, OP_HALT, OP_ACT = 1, 2, 3, 4, 5
-#: Opcode by mnemonic; only GEMM, SEND, WAIT and HALT execute (ACT is reserved).
+#: Opcode by mnemonic; ACT executes only on a chip with ``act_engine`` (else ``ERR_OPCODE``).
 OPCODES = {"GEMM": OP_GEMM, "SEND": OP_SEND, "WAIT": OP_WAIT, "HALT": OP_HALT, "ACT": OP_ACT}
 
 (ERR_NONE, ERR_OPCODE, ERR_RESERVED, ERR_NM, ERR_K, ERR_O, ERR_ALIGN, ERR_SRC_RANGE,
- ERR_W_RANGE, ERR_P_RANGE, ERR_DST_RANGE, ERR_NODE, ERR_PC, ERR_DEADLOCK) = range(14)
+ ERR_W_RANGE, ERR_P_RANGE, ERR_DST_RANGE, ERR_NODE, ERR_PC, ERR_DEADLOCK, ERR_ACT_OP,
+ ERR_OVERLAP) = range(16)
 #: Error names by code (``error`` field of the status, 4 bits).
 ERRORS = {0: "NONE", 1: "OPCODE", 2: "RESERVED", 3: "NM", 4: "K", 5: "O", 6: "ALIGN",
           7: "SRC_RANGE", 8: "W_RANGE", 9: "P_RANGE", 10: "DST_RANGE", 11: "NODE", 12: "PC",
-          13: "DEADLOCK"}
+          13: "DEADLOCK", 14: "ACT_OP", 15: "OVERLAP"}
 
 MEM_IMEM, MEM_WMEM, MEM_PMEM, MEM_BANK0, MEM_BANK1 = range(5)
 #: Memory names by id (host port).
@@ -195,9 +224,22 @@ CHIP_PARAMS = ParamSpec(
 )
 
 
+#: The model's parameters: :data:`CHIP_PARAMS` plus the activation engine, which the RTL does
+#: not build yet (``hw/chip`` spreads ``CHIP_PARAMS`` only; with ``act_engine=False``, the
+#: default, the model is exactly the chip the RTL builds).
+MODEL_PARAMS = ParamSpec(
+    *CHIP_PARAMS,
+    Param("act_engine", False, boolean(),
+          doc="an activation engine per subsystem: opcode 5 (ACT) executes (else ERR_OPCODE)"),
+    Param("act_max_row", 256, lambda v: pow2_in(2 * v["lanes"], 4096),
+          doc="longest softmax/layernorm row of ACT (the engine's max_row)",
+          allowed="a power of two in 2*lanes..4096"),
+)
+
+
 def chip_params(params=None, **kwargs):
-    """:data:`CHIP_PARAMS`-validated values from a dict that may hold more keys (the RTL's
-    ``flit_width``, ``index``: ignored) plus keyword arguments (which must be chip parameters).
+    """:data:`MODEL_PARAMS`-validated values from a dict that may hold more keys (the RTL's
+    ``flit_width``, ``index``: ignored) plus keyword arguments (which must be model parameters).
 
     Raises
     ------
@@ -205,8 +247,8 @@ def chip_params(params=None, **kwargs):
         An unknown keyword argument, or a value of the wrong type or out of range.
     """
     given = {name: value for name, value in (params or {}).items()
-             if name in CHIP_PARAMS.names}
-    return CHIP_PARAMS.validate(**{**given, **kwargs})
+             if name in MODEL_PARAMS.names}
+    return MODEL_PARAMS.validate(**{**given, **kwargs})
 
 
 # -- instruction formats ------------------------------------------------------------------------
@@ -229,7 +271,15 @@ LAYOUTS = {
                      ("count", 16), ("mask", 16)),
     OP_WAIT: _layout(("bank", 1), ("count", 16)),
     OP_HALT: {},
+    OP_ACT: _layout(("op", 3), ("fin", 3), ("fout", 4), ("oshift", 4), ("s_bank", 1),
+                    ("b_bank", 1), ("d_bank", 1), ("s_addr", ADDR_BITS), ("b_addr", ADDR_BITS),
+                    ("d_addr", ADDR_BITS), ("p_addr", ADDR_BITS), ("count", 16)),
 }
+
+#: ACT ``op`` codes: :data:`golden.act.OP_CODES` (0 gelu, 1 exp, 2 log2, 3 recip, 4 softmax,
+#: 5 layernorm) plus 6 add (saturating residual add of two bank slices); 7 is ``ERR_ACT_OP``.
+ACT_ADD = 6
+ACT_OPS = {**act.OP_CODES, "add": ACT_ADD}
 
 
 class DecodeError(ValueError):
@@ -292,12 +342,37 @@ class Halt:
     opcode = OP_HALT
 
 
-_CLASSES = {OP_GEMM: Gemm, OP_SEND: Send, OP_WAIT: Wait, OP_HALT: Halt}
+@dataclass(frozen=True)
+class Act:
+    """ACT: one activation-engine operation on ``count`` rows of a bank (module docstring).
+
+    ``op`` (:data:`ACT_OPS`), ``fin``/``fout`` (the engine's input/output fraction bits; for
+    ``add``: left shifts of the two operands), ``oshift`` (int16 -> int8 right shift),
+    ``s_bank``/``s_addr`` (source rows), ``b_bank``/``b_addr`` (second operand of ``add``),
+    ``d_bank``/``d_addr`` (destination rows), ``p_addr`` (layernorm's gamma/beta words),
+    ``count`` (rows).
+    """
+    op: int = 0
+    fin: int = 0
+    fout: int = 0
+    oshift: int = 0
+    s_bank: int = 0
+    s_addr: int = 0
+    b_bank: int = 0
+    b_addr: int = 0
+    d_bank: int = 0
+    d_addr: int = 0
+    p_addr: int = 0
+    count: int = 1
+    opcode = OP_ACT
+
+
+_CLASSES = {OP_GEMM: Gemm, OP_SEND: Send, OP_WAIT: Wait, OP_HALT: Halt, OP_ACT: Act}
 
 
 def encode(instr):
-    """The 128-bit word of ``instr`` (a :class:`Gemm`, :class:`Send`, :class:`Wait` or
-    :class:`Halt`).
+    """The 128-bit word of ``instr`` (a :class:`Gemm`, :class:`Send`, :class:`Wait`,
+    :class:`Halt` or :class:`Act`).
 
     Only the field widths are checked here (any value that fits is encodable, so that programs
     the hardware must reject can be written); :func:`check` applies the chip's ranges.
@@ -310,7 +385,7 @@ def encode(instr):
         A field does not fit its width.
     """
     if type(instr) not in _CLASSES.values():
-        raise TypeError(f"instr must be a Gemm, Send, Wait or Halt, not {instr!r}")
+        raise TypeError(f"instr must be a Gemm, Send, Wait, Halt or Act, not {instr!r}")
     word = instr.opcode
     for name, (lsb, width) in LAYOUTS[instr.opcode].items():
         value = getattr(instr, name)
@@ -324,13 +399,14 @@ def encode(instr):
     return word
 
 
-def decode(word):
-    """The instruction of a 128-bit word.
+def decode(word, act_engine=False):
+    """The instruction of a 128-bit word (opcode 5, ACT, only with ``act_engine``).
 
     Raises
     ------
     DecodeError
-        Illegal opcode (``code = ERR_OPCODE``) or a reserved bit set (``code = ERR_RESERVED``).
+        Illegal opcode (``code = ERR_OPCODE``; ACT without ``act_engine`` included) or a
+        reserved bit set (``code = ERR_RESERVED``).
     ValueError
         ``word`` is negative or wider than 128 bits.
     """
@@ -338,7 +414,7 @@ def decode(word):
     if not 0 <= word < 1 << INSTR_BITS:
         raise ValueError(f"word must be an integer in 0..2**128-1, not {word!r}")
     opcode = word & 0xF
-    if opcode not in _CLASSES:
+    if opcode not in _CLASSES or (opcode == OP_ACT and not act_engine):
         raise DecodeError(f"illegal opcode {opcode}", ERR_OPCODE)
     used = 0xF
     values = {}
@@ -364,7 +440,7 @@ def check(instr, params):
     outside :data:`CHIP_PARAMS` are ignored).
     When several checks fail the smallest code is returned (the hardware's priority).
     """
-    p = params if all(name in params for name in CHIP_PARAMS.names) else chip_params(params)
+    p = params if all(name in params for name in MODEL_PARAMS.names) else chip_params(params)
     rows = p["bank_rows"]
     codes = []
     if isinstance(instr, Gemm):
@@ -395,19 +471,51 @@ def check(instr, params):
             codes.append(ERR_DST_RANGE)
         if instr.mask >> p["subsystems"]:
             codes.append(ERR_NODE)
+    elif isinstance(instr, Act):
+        codes += _check_act(instr, p)
     elif not isinstance(instr, (Wait, Halt)):
-        raise TypeError(f"instr must be a Gemm, Send, Wait or Halt, not {instr!r}")
+        raise TypeError(f"instr must be a Gemm, Send, Wait, Halt or Act, not {instr!r}")
     return min(codes, default=ERR_NONE)
+
+
+def _overlap(bank_a, addr_a, bank_b, addr_b, count):
+    """Two slices of ``count`` rows share a row but do not coincide."""
+    return bank_a == bank_b and addr_a != addr_b and abs(addr_a - addr_b) < count
+
+
+def _check_act(a, p):
+    if not p["act_engine"]:
+        return [ERR_OPCODE]
+    codes = []
+    if a.op not in ACT_OPS.values():
+        return [ERR_ACT_OP]
+    rows = p["bank_rows"]
+    name = {code: n for n, code in ACT_OPS.items()}[a.op]
+    if (name != "add" and (a.b_bank or a.b_addr)) or (name != "layernorm" and a.p_addr):
+        codes.append(ERR_RESERVED)
+    if a.count == 0 or (name in act.ROW_OPS and a.count > p["act_max_row"]):
+        codes.append(ERR_K)
+    if a.s_addr + a.count > rows or (name == "add" and a.b_addr + a.count > rows):
+        codes.append(ERR_SRC_RANGE)
+    if name == "layernorm" and a.p_addr + a.count > p["pmem_depth"]:
+        codes.append(ERR_P_RANGE)
+    if a.d_addr + a.count > rows:
+        codes.append(ERR_DST_RANGE)
+    if _overlap(a.s_bank, a.s_addr, a.d_bank, a.d_addr, a.count) or (
+            name == "add" and _overlap(a.b_bank, a.b_addr, a.d_bank, a.d_addr, a.count)):
+        codes.append(ERR_OVERLAP)
+    return codes
 
 
 def check_word(word, params):
     """Error code of an instruction word (0 when it executes): :func:`decode` then
     :func:`check`."""
+    p = params if all(name in params for name in MODEL_PARAMS.names) else chip_params(params)
     try:
-        instr = decode(word)
+        instr = decode(word, act_engine=p["act_engine"])
     except DecodeError as error:
         return error.code
-    return check(instr, params)
+    return check(instr, p)
 
 
 def status_word(state, error, row_error, pc):
@@ -477,6 +585,52 @@ def unpack_row(word, lanes):
         value = (word >> (8 * b)) & 0xFF
         out.append(value - 256 if value & 0x80 else value)
     return out
+
+
+# -- the ACT instruction's arithmetic ----------------------------------------------------------
+def sat8(v):
+    """Clamp to the int8 range."""
+    return max(-128, min(127, v))
+
+
+def act_slice(sub, a):
+    """What an :class:`Act` writes: ``(rows, domain)``, ``rows`` an int8 array
+    ``(count, lanes)`` from the banks (and post-op memory) of ``sub``, ``domain`` True if an
+    element-wise op met an input outside its domain (log2 of x <= 0, recip of 0).
+
+    Rules (module docstring): element-wise ops apply :func:`golden.act.run` to every element;
+    softmax and layernorm apply it to each **column** (lane) of the slice, the ``count`` rows
+    being the row the operation normalises; every int16 result ``y`` becomes
+    ``sat8(rshift_round(y, oshift))``. ``add``: ``sat8(rshift_round((a << fin) + (b << fout),
+    oshift))``. LayerNorm's ``gamma_i`` / ``beta_i`` are the low / high 16 bits (two's
+    complement) of the ``bias`` field of post-op word ``p_addr + i``.
+    """
+    lanes = sub.banks.shape[2]
+    x = sub.banks[a.s_bank, a.s_addr:a.s_addr + a.count].astype(np.int64)
+    out = np.zeros((a.count, lanes), dtype=np.int8)
+    domain = False
+    if a.op == ACT_ADD:
+        b = sub.banks[a.b_bank, a.b_addr:a.b_addr + a.count].astype(np.int64)
+        for i in range(a.count):
+            for j in range(lanes):
+                out[i, j] = sat8(act.rshift_round((int(x[i, j]) << a.fin)
+                                                  + (int(b[i, j]) << a.fout), a.oshift))
+        return out, False
+    name = act.OPS[a.op]
+    if name in act.ROW_OPS:
+        gamma = beta = None
+        if name == "layernorm":
+            bias = sub.p_bias[a.p_addr:a.p_addr + a.count].astype(np.int64) & 0xFFFFFFFF
+            gamma = [int(v) - ((v & 0x8000) << 1) for v in bias & 0xFFFF]
+            beta = [int(v) - ((v & 0x8000) << 1) for v in bias >> 16]
+        for j in range(lanes):
+            ys, _ = act.run(name, [int(v) for v in x[:, j]], fin=a.fin, fout=a.fout,
+                            gamma=gamma, beta=beta)
+            out[:, j] = [sat8(act.rshift_round(y, a.oshift)) for y in ys]
+        return out, False
+    ys, flags = act.run(name, [int(v) for v in x.reshape(-1)], fin=a.fin, fout=a.fout)
+    out[:] = np.array([sat8(act.rshift_round(y, a.oshift)) for y in ys]).reshape(a.count, lanes)
+    return out, any(flags)
 
 
 # -- instruction-level model --------------------------------------------------------------------
@@ -590,7 +744,7 @@ class ChipModel:
     def _clear_stats(self):
         n = self.params["subsystems"]
         self.stats = {"instructions": [0] * n, "ring_rows": [0] * n, "local_rows": [0] * n,
-                      "macs": [0] * n, "rounds": 0, "hazards": 0}
+                      "macs": [0] * n, "act_elements": [0] * n, "rounds": 0, "hazards": 0}
 
     # host side ---------------------------------------------------------------------------------
     def reset(self):
@@ -734,7 +888,7 @@ class ChipModel:
         if code:
             sub.state, sub.error = ERROR, code
             return True
-        instr = decode(word)
+        instr = decode(word, act_engine=p["act_engine"])
         if isinstance(instr, Wait):
             if sub.counters[instr.bank] < instr.count:
                 return False
@@ -745,6 +899,8 @@ class ChipModel:
             return True
         elif isinstance(instr, Gemm):
             self._gemm(sub, instr)
+        elif isinstance(instr, Act):
+            self._act(sub, instr)
         elif isinstance(instr, Send):
             self._check_hazard(sub, instr.s_bank, instr.s_addr, instr.count)
             rows = sub.banks[instr.s_bank, instr.s_addr:instr.s_addr + instr.count].copy()
@@ -769,6 +925,15 @@ class ChipModel:
         sub.row_error |= bool(error.any())
         self.stats["macs"][sub.index] += g.o * nz * p["lanes"]
         self._deliver(sub, g.mask, g.d_bank, g.d_addr, y)
+
+    def _act(self, sub, a):
+        self._check_hazard(sub, a.s_bank, a.s_addr, a.count)
+        if a.op == ACT_ADD:
+            self._check_hazard(sub, a.b_bank, a.b_addr, a.count)
+        y, domain = act_slice(sub, a)
+        sub.row_error |= bool(domain)
+        sub.banks[a.d_bank, a.d_addr:a.d_addr + a.count] = y
+        self.stats["act_elements"][sub.index] += a.count * self.params["lanes"]
 
     def _check_hazard(self, sub, bank, addr, count):
         """Count a read of rows that still have a delivery in flight to them (the hazard rule

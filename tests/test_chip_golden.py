@@ -77,10 +77,10 @@ def test_docs_tables_match_layouts():
     """Every ``| OP | field | [msb:lsb] |`` row of docs/chip.md equals the encoder's layout."""
     text = DOC.read_text()
     found = {}
-    for op, name, msb, lsb in re.findall(r"^\|\s*(GEMM|SEND|WAIT)\s*\|\s*`(\w+)`\s*\|\s*"
+    for op, name, msb, lsb in re.findall(r"^\|\s*(GEMM|SEND|WAIT|ACT)\s*\|\s*`(\w+)`\s*\|\s*"
                                          r"\[(\d+):(\d+)\]", text, re.M):
         found.setdefault(chip.OPCODES[op], {})[name] = (int(lsb), int(msb) - int(lsb) + 1)
-    for opcode in (chip.OP_GEMM, chip.OP_SEND, chip.OP_WAIT):
+    for opcode in (chip.OP_GEMM, chip.OP_SEND, chip.OP_WAIT, chip.OP_ACT):
         assert found[opcode] == chip.LAYOUTS[opcode]
 
 
@@ -363,3 +363,157 @@ def test_rtl_parameter_dicts_are_accepted():
     assert chip.check(Send(count=1, mask=0b100), {"subsystems": 2, "flit_width": 64}) == ERR_NODE
     with pytest.raises(TypeError, match="unknown parameter 'flit_width'"):
         ChipModel(flit_width=64)
+
+
+# -- ACT: the activation engine on bank slices (chip parameter act_engine) -----------------------
+from sparsehw.golden import act as gact                                   # noqa: E402
+from sparsehw.golden.chip import Act, ERR_ACT_OP, ERR_OVERLAP, ACT_OPS    # noqa: E402
+
+ACT_CHIP = dict(subsystems=1, lanes=4, act_engine=True, act_max_row=16)
+
+
+def _act_model(rng, **params):
+    model = ChipModel(**{**ACT_CHIP, **params})
+    model.subs[0].banks[:] = rng.integers(-128, 128, model.subs[0].banks.shape)
+    return model
+
+
+def _to8(y, oshift):
+    """int16 engine code -> bank int8, the documented rule with golden.act's rounding."""
+    return max(-128, min(127, gact.rshift_round(int(y), oshift)))
+
+
+def test_act_encodes_and_decodes_only_with_the_engine():
+    a = Act(op=5, fin=3, fout=9, oshift=2, s_bank=1, d_bank=0, s_addr=7, d_addr=100,
+            p_addr=33, count=12)
+    word = encode(a)
+    assert decode(word, act_engine=True) == a
+    with pytest.raises(chip.DecodeError) as info:
+        decode(word)
+    assert info.value.code == ERR_OPCODE
+    assert chip.check_word(word, {}) == ERR_OPCODE                # the RTL's chip today
+    assert chip.check_word(word, {"act_engine": True}) == 0
+    for name, (lsb, width) in chip.LAYOUTS[chip.OP_ACT].items():
+        zero = {f: 0 for f in chip.LAYOUTS[chip.OP_ACT]}
+        assert encode(Act(**{**zero, name: (1 << width) - 1})) == \
+            chip.OP_ACT | ((1 << width) - 1) << lsb
+    assert chip.check_word(word | 1 << 97, {"act_engine": True}) == ERR_RESERVED
+
+
+@pytest.mark.parametrize("op", ["gelu", "exp", "log2", "recip"])
+def test_act_elementwise_ops_equal_golden_act_per_element(op):
+    rng = np.random.default_rng(ACT_OPS[op])
+    model = _act_model(rng)
+    fin, fout, oshift = 5, 6, 1
+    x = model.subs[0].banks[0, 8:20].copy()
+    x[0, :] = [-128, 127, 0, 1]                                   # corners
+    model.subs[0].banks[0, 8:20] = x
+    keep = model.subs[0].banks[1].copy()
+    model.load_program(0, [Act(op=ACT_OPS[op], fin=fin, fout=fout, oshift=oshift, s_bank=0,
+                               s_addr=8, d_bank=1, d_addr=40, count=12), Halt()])
+    status = model.run()[0]
+    expect = np.array([[_to8(getattr(gact, op)(int(v), fin, fout)[0], oshift) for v in row]
+                       for row in x])
+    assert (model.subs[0].banks[1, 40:52] == expect).all()
+    assert (model.subs[0].banks[1, :40] == keep[:40]).all()
+    assert (model.subs[0].banks[1, 52:] == keep[52:]).all()
+    assert status.state == HALTED
+    # x = 0 is outside log2's and recip's domain: flagged, sticky, the subsystem goes on
+    assert status.row_error == (op in ("log2", "recip"))
+
+
+def test_act_softmax_runs_down_each_column():
+    rng = np.random.default_rng(4)
+    model = _act_model(rng)
+    x = model.subs[0].banks[1, 32:48].copy()
+    x[:, 2] = 5                                                   # an all-equal column
+    model.subs[0].banks[1, 32:48] = x
+    model.load_program(0, [Act(op=ACT_OPS["softmax"], fin=4, fout=15, oshift=8, s_bank=1,
+                               s_addr=32, d_bank=1, d_addr=32, count=16), Halt()])   # in place
+    assert model.run()[0] == chip.Status(HALTED, 0, 1, False)
+    for j in range(4):
+        expect = [_to8(y, 8) for y in gact.softmax([int(v) for v in x[:, j]], 4, 15)]
+        assert list(model.subs[0].banks[1, 32:48, j]) == expect
+    assert (model.subs[0].banks[1, 32:48, 2] == 8).all()          # 1/16 at 2**-7
+
+
+def test_act_layernorm_takes_gamma_beta_from_post_op_words():
+    rng = np.random.default_rng(5)
+    model = _act_model(rng)
+    n = 12
+    x = model.subs[0].banks[0, 0:n].copy()
+    x[:, 3] = -7                                                  # zero variance: y = beta
+    model.subs[0].banks[0, 0:n] = x
+    gamma = rng.integers(-8192, 8192, n)
+    beta = rng.integers(-2000, 2000, n)
+    model.subs[0].p_bias[20:20 + n] = [chip.unpack_post(chip.pack_post(
+        (int(g) & 0xFFFF) | (int(b) & 0xFFFF) << 16, 0, 0))[0] for g, b in zip(gamma, beta)]
+    model.load_program(0, [Act(op=ACT_OPS["layernorm"], fout=8, oshift=3, s_bank=0, s_addr=0,
+                               d_bank=1, d_addr=100, p_addr=20, count=n), Halt()])
+    assert model.run()[0].state == HALTED
+    for j in range(4):
+        ys = gact.layernorm([int(v) for v in x[:, j]], gamma.tolist(), beta.tolist(), 8)
+        assert list(model.subs[0].banks[1, 100:100 + n, j]) == [_to8(y, 3) for y in ys]
+    assert list(model.subs[0].banks[1, 100:100 + n, 3]) == [_to8(b, 3) for b in beta]
+
+
+def test_act_add_is_a_saturating_shifted_sum():
+    rng = np.random.default_rng(6)
+    model = _act_model(rng)
+    a = model.subs[0].banks[0, 10:30].astype(int)
+    b = model.subs[0].banks[1, 50:70].astype(int)
+    model.load_program(0, [Act(op=ACT_OPS["add"], fin=1, fout=0, oshift=1, s_bank=0, s_addr=10,
+                               b_bank=1, b_addr=50, d_bank=1, d_addr=50, count=20), Halt()])
+    assert model.run()[0].state == HALTED
+    # (2a + b) / 2 rounded half up, saturated: written out without golden helpers
+    expect = np.clip(np.floor((2 * a + b + 1) / 2), -128, 127)
+    assert (model.subs[0].banks[1, 50:70] == expect).all()
+    assert (expect == 127).any() or (expect == -128).any()       # saturation exercised
+
+
+ACT_GOOD = Act(op=0, fin=4, fout=7, s_bank=0, s_addr=0, d_bank=1, d_addr=0, count=8)
+
+
+def _act_bad(**fields):
+    return Act(**{**ACT_GOOD.__dict__, **fields})
+
+
+ACT_BAD = [
+    (ERR_RESERVED, _act_bad(b_addr=3)),                           # b only for add
+    (ERR_RESERVED, _act_bad(p_addr=1)),                           # p only for layernorm
+    (ERR_K, _act_bad(count=0)),
+    (ERR_K, _act_bad(op=ACT_OPS["softmax"], count=17)),           # > act_max_row = 16
+    (ERR_SRC_RANGE, _act_bad(s_addr=250)),
+    (ERR_SRC_RANGE, _act_bad(op=ACT_OPS["add"], b_bank=1, b_addr=251, d_addr=20)),
+    (ERR_P_RANGE, _act_bad(op=ACT_OPS["layernorm"], p_addr=250)),
+    (ERR_DST_RANGE, _act_bad(d_addr=249)),
+    (ERR_ACT_OP, _act_bad(op=7)),
+    (ERR_OVERLAP, _act_bad(d_bank=0, d_addr=4)),
+    (ERR_OVERLAP, _act_bad(op=ACT_OPS["add"], s_addr=100, b_bank=1, b_addr=0, d_addr=7)),
+    (ERR_K, _act_bad(count=0, s_addr=300, d_addr=300)),           # several: smallest wins
+    (ERR_RESERVED, _act_bad(count=0, p_addr=9, d_addr=300)),      # reserved before K
+]
+
+
+@pytest.mark.parametrize("code, bad", ACT_BAD)
+def test_act_errors_stop_the_subsystem_and_reset_recovers(code, bad):
+    rng = np.random.default_rng(code)
+    model = _act_model(rng)
+    assert chip.check(bad, model.params) == code
+    before = model.subs[0].banks.copy()
+    model.load_program(0, [encode(bad), ACT_GOOD, Halt()])
+    status = model.run()[0]
+    assert (status.state, status.error, status.pc) == (ERROR, code, 0)
+    assert (model.subs[0].banks == before).all()                  # nothing written
+    model.reset()
+    model.load_program(0, [ACT_GOOD, Halt()])
+    assert model.run()[0] == chip.Status(HALTED, 0, 1, False)
+    expect = [[_to8(gact.gelu(int(v), 4, 7)[0], 0) for v in row] for row in before[0, :8]]
+    assert (model.subs[0].banks[1, :8] == expect).all()
+
+
+def test_act_params():
+    with pytest.raises(ValueError, match="act_max_row must be a power of two in 16..4096, not 8"):
+        ChipModel(lanes=8, act_max_row=8)
+    with pytest.raises(TypeError, match="act_engine must be a boolean"):
+        ChipModel(act_engine="yes")
