@@ -135,13 +135,13 @@ PROOFS = [
           note="eject[i].payload changes while valid & ~ready: the ejection arbiter re-picks "
                "its buffer (full buffers first) while the sink stalls (counterexample at "
                "step 2 for nodes=3)"),
-    Proof("ring_flow", _ring_flow(**_RING4), "bmc", 10,
+    Proof("ring_flow", _ring_flow(**_RING4), "bmc", 9,
           "ring k=4 (2-hop flows): no flit of a flow lost, duplicated or reordered, at most 7 "
-          "in flight (any flow, any other traffic and dest, any back-pressure), 10 cycles "
+          "in flight (any flow, any other traffic and dest, any back-pressure), 9 cycles "
           "from reset", timeout=1800),
-    Proof("ring_live", _ring_flow(live=True, wait_bound=8, **_RING4), "bmc", 12,
-          "ring k=4, ejection always ready: no injection port waits 8 cycles in a row (and "
-          "the flow properties), 12 cycles from reset; wait_bound=5 fails at step 8, so long "
+    Proof("ring_live", _ring_flow(live=True, wait_bound=7, **_RING4), "bmc", 9,
+          "ring k=4, ejection always ready: no injection port waits 7 cycles in a row (and "
+          "the flow properties), 9 cycles from reset; wait_bound=5 fails at step 8, so long "
           "waits do occur within the depth", timeout=1800),
     Proof("spu_accumulator", _spu_acc(lanes=1, macs=1, max_m=4, max_k=4, act_rows=1), "bmc",
           12,
