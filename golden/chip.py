@@ -161,7 +161,8 @@ __all__ = [
     "IDLE", "RUNNING", "HALTED", "ERROR", "STATES", "status_word", "counter_bits",
     "CHIP_PARAMS", "MODEL_PARAMS", "chip_params", "ADDR_BITS", "W_ADDR_BITS", "MAX_ROWS", "idx_bits", "word_bits",
     "pack_w", "unpack_w", "pack_post", "unpack_post", "pack_row", "unpack_row",
-    "Status", "Subsystem", "ChipModel", "sat8", "act_slice",
+    "Status", "Subsystem", "ChipModel", "sat8", "act_slice", "CYCLE_COSTS", "act_cycles",
+    "gemm_cycles",
 ]
 
 
@@ -633,6 +634,47 @@ def act_slice(sub, a):
     return out, any(flags)
 
 
+# -- cycle model ----------------------------------------------------------------------------------
+#: Per-instruction cycle costs of the chip model (docs/chip.md, "Cycle model"; sources there).
+CYCLE_COSTS = {
+    "spu_latency": spu.SPU_PIPELINE_LATENCY,   # golden.spu: weight beat to output row
+    "hop": 1,                  # docs/ring.md: a slot advances one hop per cycle
+    "ring_extra": 1,           # docs/ring.md: zero-load latency = hops + 1
+    "flits_per_row": 1,        # a bank row in one flit (flit_width >= header + 8 * lanes)
+    "act_cmd": 7,              # docs/act_engine.md: (2106 - 8*256) / 8 cycles per command
+    "act_row": {"softmax": 17, "layernorm": 10},   # same table: per-row drain + scalar step
+    "act_passes": {"softmax": 3, "layernorm": 2},  # row passes of the engine
+}
+
+
+def gemm_cycles(g, params, costs=CYCLE_COSTS):
+    """``(issue, finish_of_row)`` of one GEMM instruction (one tile): the SPU issues
+    ``bpr = beats_per_row`` weight beats per output row, one per cycle, after a stall of
+    ``max(0, k / act_rows - bpr)`` while X loads (golden.spu.spu_cycles' rule); row ``r`` is out
+    ``(r + 1) * bpr + stall + spu_latency`` cycles after the start; the sequencer issues the next
+    instruction ``stall + o * bpr`` cycles after the start (the latency overlaps it)."""
+    bpr = beats_per_row(g.k, g.n_log2, g.m_log2, params["macs"])
+    stall = max(0, g.k // params["act_rows"] - bpr)
+    return stall + g.o * bpr, lambda r: stall + (r + 1) * bpr + costs["spu_latency"]
+
+
+def act_cycles(a, params, costs=CYCLE_COSTS):
+    """Cycles of one ACT instruction under the wiring contract of docs/chip.md: element-wise,
+    ``count`` beats plus ``act_cmd`` per command of at most ``65535 // lanes`` rows; row-wise,
+    per lane: a gathered load pass of ``count`` cycles, ``passes - 1`` passes of
+    ``ceil(count / lanes)`` beats and ``act_row``; add: ``count`` (``2 * count`` when both
+    operands are in one bank)."""
+    lanes, count = params["lanes"], a.count
+    if a.op == ACT_ADD:
+        return count * (2 if a.b_bank == a.s_bank else 1)
+    name = act.OPS[a.op]
+    if name in act.ROW_OPS:
+        beats = -(-count // lanes)
+        return lanes * (count + (costs["act_passes"][name] - 1) * beats + costs["act_row"][name])
+    commands = -(-count // (65535 // lanes))
+    return count + commands * costs["act_cmd"]
+
+
 # -- instruction-level model --------------------------------------------------------------------
 @dataclass(frozen=True)
 class Status:
@@ -744,7 +786,18 @@ class ChipModel:
     def _clear_stats(self):
         n = self.params["subsystems"]
         self.stats = {"instructions": [0] * n, "ring_rows": [0] * n, "local_rows": [0] * n,
-                      "macs": [0] * n, "act_elements": [0] * n, "rounds": 0, "hazards": 0}
+                      "macs": [0] * n, "act_elements": [0] * n, "rounds": 0, "hazards": 0,
+                      "cycles": [0] * n, "total_cycles": 0,
+                      "cycle_parts": [{"gemm": 0, "act": 0, "send": 0, "wait": 0, "halt": 0}
+                                      for _ in range(n)]}
+        self._t = [0] * n                          # per subsystem: its sequencer's clock
+        self._port_free = [0] * n                  # per subsystem: ring injection port free at
+        self._last_row = [0] * n                   # per subsystem: its last row delivered at
+        self._arrivals = {}                        # (receiver, bank) -> arrival times pending
+
+    def _spend(self, s, part, cycles):
+        self._t[s] += cycles
+        self.stats["cycle_parts"][s][part] += cycles
 
     # host side ---------------------------------------------------------------------------------
     def reset(self):
@@ -893,9 +946,18 @@ class ChipModel:
             if sub.counters[instr.bank] < instr.count:
                 return False
             sub.counters[instr.bank] -= instr.count
+            pending = sorted(self._arrivals.get((sub.index, instr.bank), []))
+            if instr.count:
+                self._spend(sub.index, "wait", max(0, pending[instr.count - 1]
+                                                   - self._t[sub.index]))
+            self._arrivals[(sub.index, instr.bank)] = pending[instr.count:]
         elif isinstance(instr, Halt):
             sub.state = HALTED
             self.stats["instructions"][sub.index] += 1
+            self._spend(sub.index, "halt", max(0, self._last_row[sub.index]
+                                               - self._t[sub.index]))
+            self.stats["cycles"][sub.index] = self._t[sub.index]
+            self.stats["total_cycles"] = max(self.stats["cycles"])
             return True
         elif isinstance(instr, Gemm):
             self._gemm(sub, instr)
@@ -904,7 +966,13 @@ class ChipModel:
         elif isinstance(instr, Send):
             self._check_hazard(sub, instr.s_bank, instr.s_addr, instr.count)
             rows = sub.banks[instr.s_bank, instr.s_addr:instr.s_addr + instr.count].copy()
-            self._deliver(sub, instr.mask, instr.r_bank, instr.r_addr, rows)
+            start = self._t[sub.index]
+            self._deliver(sub, instr.mask, instr.r_bank, instr.r_addr, rows,
+                          [start + i + 1 for i in range(instr.count)])
+            remote = bin(instr.mask & ~(1 << sub.index)).count("1")
+            flits = CYCLE_COSTS["flits_per_row"] * instr.count * remote
+            self._spend(sub.index, "send", max(instr.count, flits,
+                                               self._port_free[sub.index] - start))
         self.stats["instructions"][sub.index] += 1
         sub.pc += 1
         return True
@@ -924,7 +992,11 @@ class ChipModel:
                                 sub.p_shift[rows], bool(g.relu))
         sub.row_error |= bool(error.any())
         self.stats["macs"][sub.index] += g.o * nz * p["lanes"]
-        self._deliver(sub, g.mask, g.d_bank, g.d_addr, y)
+        issue, finish = gemm_cycles(g, p)
+        start = self._t[sub.index]
+        self._deliver(sub, g.mask, g.d_bank, g.d_addr, y,
+                      [start + finish(r) for r in range(g.o)])
+        self._spend(sub.index, "gemm", issue)
 
     def _act(self, sub, a):
         self._check_hazard(sub, a.s_bank, a.s_addr, a.count)
@@ -934,6 +1006,7 @@ class ChipModel:
         sub.row_error |= bool(domain)
         sub.banks[a.d_bank, a.d_addr:a.d_addr + a.count] = y
         self.stats["act_elements"][sub.index] += a.count * self.params["lanes"]
+        self._spend(sub.index, "act", act_cycles(a, self.params))
 
     def _check_hazard(self, sub, bank, addr, count):
         """Count a read of rows that still have a delivery in flight to them (the hazard rule
@@ -943,7 +1016,23 @@ class ChipModel:
                 self.stats["hazards"] += 1
                 return
 
-    def _deliver(self, sub, mask, bank, addr, rows):
+    def _deliver(self, sub, mask, bank, addr, rows, ready):
+        """Deliver ``rows`` to every subsystem of ``mask``; ``ready[i]``: the cycle row ``i``
+        leaves the sender (cycle model: a local write lands 1 cycle later; a remote row is
+        injected when the sender's ring port is free, ``flits_per_row`` cycles per row, and
+        lands ``hops * hop + ring_extra`` cycles after injection)."""
+        s, nodes, c = sub.index, len(self.subs), CYCLE_COSTS
+        dests = [d for d in range(nodes) if mask >> d & 1]
+        for t in ready:                    # row by row, each to every destination in turn
+            for d in dests:
+                if d == s:
+                    arrive = t + 1
+                else:
+                    inject = max(t, self._port_free[s])
+                    self._port_free[s] = inject + c["flits_per_row"]
+                    arrive = inject + ((d - s) % nodes) * c["hop"] + c["ring_extra"]
+                self._arrivals.setdefault((d, bank), []).append(arrive)
+                self._last_row[s] = max(self._last_row[s], arrive)
         for d, dest in enumerate(self.subs):
             if not mask >> d & 1:
                 continue
