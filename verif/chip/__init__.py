@@ -136,14 +136,15 @@ async def run_to_done(dut, host, timeout):
 
     While the chip runs, the host's stream drivers are paused, so that no Python code runs per
     cycle and the simulator runs at full speed."""
-    from cocotb.triggers import ClockCycles, First, RisingEdge
+    from cocotb.triggers import First, RisingEdge, Timer
     await host.idle(timeout)
     host.start()
     await host.idle(timeout)
     host.src.stop()
     host.sink.stop()
     if int(dut.done.value) != 1:
-        await First(RisingEdge(dut.done), ClockCycles(dut.clk, timeout))
+        # a single timer, not a per-cycle trigger: no Python runs until done rises
+        await First(RisingEdge(dut.done), Timer(timeout * 10, unit="ns"))
     host.src.start()
     host.sink.start()
     if int(dut.done.value) != 1:
