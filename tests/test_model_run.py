@@ -85,6 +85,12 @@ def test_weight_gemms_bit_exact_on_the_golden_chip(sparse):
     chip = sparse["chip_gemms"]
     assert chip["gemms"] == 36 and chip["bit_exact"]
     assert chip["macs"] >= sparse["nonzero_weight_macs"]      # padded lane columns included
+    # the chip model's cycles: never below the ideal (nonzero MACs over the 4 x 2 x 4 MACs per
+    # cycle of the chip), and the gather/pipeline cost something on top of it
+    for g in sparse["gemms"]:
+        if g["kind"] == "weight":
+            assert chip["cycles"][g["name"]] > g["nonzero_macs"] / (4 * 2 * 4)
+    assert chip["total_cycles"] == sum(chip["cycles"].values())
 
 
 def test_chip_check_can_fail():

@@ -244,7 +244,9 @@ def chip_params_for(job, subsystems, lanes=4, macs=2):
 
 def run_jobs_on_chip(jobs, subsystems=4):
     """Compile every recorded weight GEMM (golden.chip_compile, model-parallel) and run it on the
-    golden chip model; returns ``{op name: {"bit_exact": bool, "macs": chip MAC count}}``."""
+    golden chip model; returns ``{op name: {"bit_exact": bool, "macs": chip MAC count,
+    "cycles": the chip model's cycles (golden.chip cycle model, summed over batch chunks),
+    "cycle_parts": summed per part over the subsystems}}``."""
     from sparsehw.golden.chip_compile import run_chain
     from sparsehw.model.quantize import gemm_layer
     out = {}
@@ -252,14 +254,18 @@ def run_jobs_on_chip(jobs, subsystems=4):
         params, chunk = chip_params_for(job, subsystems)
         layer = gemm_layer(job)
         x = job["x"]
-        ys, macs = [], 0
+        ys, macs, cycles, parts = [], 0, 0, {}
         for start in range(0, x.shape[1], chunk):
             y, chip, _ = run_chain([layer], x[:, start:start + chunk], subsystems, "model",
                                    params)
             ys.append(y)
             macs += sum(chip.stats["macs"])
+            cycles += chip.stats["total_cycles"]
+            for sub_parts in chip.stats["cycle_parts"][:subsystems]:
+                for key, value in sub_parts.items():
+                    parts[key] = parts.get(key, 0) + value
         out[name] = {"bit_exact": bool(np.array_equal(np.concatenate(ys, axis=1), job["y"])),
-                     "macs": macs}
+                     "macs": macs, "cycles": cycles, "cycle_parts": parts}
     return out
 
 
@@ -318,9 +324,15 @@ def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None,
             "gemms": len(chip),
             "bit_exact": all(r["bit_exact"] for rs in chip.values() for r in rs),
             "macs": sum(r["macs"] for rs in chip.values() for r in rs),
+            "cycles": {name: sum(r["cycles"] for r in rs) for name, rs in chip.items()},
+            "total_cycles": sum(r["cycles"] for rs in chip.values() for r in rs),
+            "cycles_source": "golden.chip cycle model (docs/chip.md, Cycle model) of each "
+                             "weight GEMM compiled alone (one chain per GEMM and sentence, "
+                             "run back to back): weight GEMMs only",
             "note": "every weight GEMM compiled by golden.chip_compile and run on the golden "
                     "chip model, compared with the numpy SPU result; attention products and "
-                    "the activation engine's work run in numpy (the ISA's ACT is reserved)"},
+                    "the activation engine's work run in numpy (the golden chip has ACT, "
+                    "act_engine=True, but the whole-layer compilation is not written yet)"},
         "settings": [s.__dict__ for s in settings],
         "texts": list(texts), "seq_len": seq_len,
         "embedding_cosine": float(np.mean(cosines)) if cosines else None,
