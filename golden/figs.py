@@ -19,6 +19,20 @@ activations ``s*q .. s*q+q-1`` (its *sub-block*). A weight at group position ``i
 sub-block ``index // q``; its displacement is ``d = index // q - s``. A nonzero weight is routable
 with ``alpha`` links iff ``|d| <= alpha``. Zero weights are never routed (their product is zero);
 :func:`assign_slots` rewrites their index to ``s*q`` (displacement 0).
+
+Swap exchange (FiGS)
+--------------------
+A nonzero weight with ``|d| > alpha`` is not lost: every instance is processed in one or more
+*phases*. Phase 0 is the one-step route above. In a phase of *rotation* ``t`` (``1 <= t < N``)
+the swap registers of every group are rotated cyclically before the instance enters the array:
+slot ``s`` holds the sub-block of slot ``(s + t) mod N`` of its own group, and a MAC reads its own
+swap register (link 0). A weight is routed by :func:`route`: ``(0, d)`` if ``|d| <= alpha``, else
+``(d mod N, 0)``; it contributes in exactly one phase (products of the other phases are
+dropped). The *schedule* of a weight tile (:func:`tile_schedule`) is the ascending list of the
+rotations its nonzero weights need, always starting with 0; its length ``P`` is the number of
+cycles every instance of the tile occupies the array input. ``P = 1`` whenever the tile routes
+in one step; ``P <= N`` always, so every accepted N:M pattern is computed. The partial sums of
+the ``P`` phases of an instance are added (exactly, int32) before the instance's result leaves.
 """
 
 import numpy as np
@@ -28,6 +42,7 @@ from sparsehw.params import Param, ParamSpec, boolean, check, float_in, int_in, 
 
 
 __all__ = ["ENGINES", "MASK_KINDS", "FIGS_WORKLOAD", "assign_slots", "displacements", "required_alpha", "routable_fraction",
+           "route", "tile_schedule", "gemm_schedule", "exchange_deliveries",
            "tile_shape", "weight_rows", "instance", "array_model", "input_bits_per_cycle",
            "port_bits", "predicted_cycles", "predicted_utilization", "fine_mask"]
 
@@ -229,26 +244,100 @@ def instance(engine, x, n, m, *, rows, lanes, k_tile, b):
     return out
 
 
+def route(sub, slot, n, alpha):
+    """``(rotation, link)`` of a nonzero weight of sub-block ``sub`` held in slot ``slot``.
+
+    ``(0, sub - slot)`` when ``|sub - slot| <= alpha`` (the one-step route over the vertical
+    links), else ``((sub - slot) mod n, 0)``: the weight is served in the exchange phase that
+    rotates its group's swap registers by that many slots, from its own register.
+    """
+    d = int(sub) - int(slot)
+    return (0, d) if abs(d) <= alpha else (d % n, 0)
+
+
+def tile_schedule(wrows, n, m, alpha):
+    """The exchange schedule of one FiGS weight tile: ascending rotations, starting with 0.
+
+    Parameters
+    ----------
+    wrows : list of list of (value, index)
+        The tile as :func:`weight_rows` returns it (row ``r`` is slot ``r % n``).
+    n, m, alpha : int
+
+    Returns
+    -------
+    list of int
+        ``[0] + sorted({rotation of every nonzero weight} - {0})``; its length is the number of
+        cycles each instance of the tile takes.
+    """
+    q = m // n
+    rots = {0}
+    for r, row in enumerate(wrows):
+        for value, index in row:
+            if value != 0:
+                rots.add(route(index // q, r % n, n, alpha)[0])
+    return sorted(rots)
+
+
+def gemm_schedule(values, indices, n, m, *, k, o, rows, cols, beta, alpha):
+    """Phases (schedule lengths) of every tile of a GEMM, in the order ``(o_tile, k_tile)``
+    (the order :mod:`verif.figs` streams them), for :func:`predicted_cycles`."""
+    k_tile, o_tile = tile_shape(n, m, rows, cols, beta)
+    out = []
+    for ot in range(-(-o // o_tile)):
+        for kt in range(-(-k // k_tile)):
+            wrows = weight_rows(values, indices, n, m, rows=rows, cols=cols, beta=beta,
+                                o_tile=ot, k_tile=kt)
+            out.append(len(tile_schedule(wrows, n, m, alpha)))
+    return out
+
+
+def exchange_deliveries(wrows, inst, n, m, alpha):
+    """Simulate the FiGS exchange of one instance: which operand each MAC multiplies, when.
+
+    A dataflow model of the swap registers, independent of :func:`route`'s derivation: for every
+    phase of :func:`tile_schedule`, the registers of row ``r`` (slot ``s``, group ``g``) hold
+    ``inst[g*n + (s + rotation) % n]``; a MAC whose weight's route has this rotation reads lane
+    ``index % (m/n)`` of row ``r + link``.
+
+    Returns
+    -------
+    list of (phase, row, entry, operand)
+        One tuple per nonzero weight.
+    """
+    q = m // n
+    out = []
+    for phase, rot in enumerate(tile_schedule(wrows, n, m, alpha)):
+        regs = [inst[(r // n) * n + (r % n + rot) % n] for r in range(len(inst))]
+        for r, row in enumerate(wrows):
+            for e, (value, index) in enumerate(row):
+                if value == 0:
+                    continue
+                wrot, link = route(index // q, r % n, n, alpha)
+                if wrot == rot:
+                    out.append((phase, r, e, regs[r + link][index % q]))
+    return out
+
+
 def array_model(engine, wrows, inst, n, m, *, alpha=None):
     """What the array computes for one instance: the ``cols*beta`` partial sums (Python ints).
 
-    A dataflow model independent of the RTL: every MAC fetches its operand by the engine's rule
-    (FiGS: lane ``index % q`` of row ``r + index//q - r%N``, which must be within ``alpha``;
-    broadcast: lane ``index`` of its own row).
+    A dataflow model independent of the RTL: broadcast, every MAC reads lane ``index`` of its
+    own row; FiGS, every MAC gets its operand from the swap exchange
+    (:func:`exchange_deliveries`; ``alpha=None`` means unlimited links, one phase) and the
+    products of all phases are summed.
     """
     _check_engine(engine)
-    q = m // n
     sums = [0] * len(wrows[0])
+    if engine == "figs":
+        values = {(r, e): v for r, row in enumerate(wrows) for e, (v, _) in enumerate(row)}
+        for _, r, e, operand in exchange_deliveries(wrows, inst, n, m,
+                                                    n - 1 if alpha is None else alpha):
+            sums[e] += values[r, e] * operand
+        return sums
     for r, row in enumerate(wrows):
         for e, (value, index) in enumerate(row):
-            if engine == "figs":
-                d = index // q - r % n
-                if value != 0 and alpha is not None and abs(d) > alpha:
-                    raise ValueError(f"row {r} entry {e}: displacement {d} exceeds alpha={alpha}")
-                operand = inst[r + d][index % q] if 0 <= r + d < len(inst) else 0
-            else:
-                operand = inst[r][index]
-            sums[e] += value * operand
+            sums[e] += value * inst[r][index]
     return sums
 
 
@@ -280,14 +369,23 @@ def predicted_utilization(engine, n, m, *, rows, width=8, budget=0):
     return 1.0 if budget == 0 or budget >= need else budget / need
 
 
-def predicted_cycles(engine, n, m, *, k, o, b, rows, cols, beta, width=8, budget=0):
-    """Cycles of a K x O x B GEMM: ``tiles * B / utilization`` plus the first tile's weight load
-    (``rows`` cycles) and the pipeline latency (``cols + 1``). Weight loads of later tiles are
-    hidden by the double-buffered weights when ``B >= rows + cols + 2`` (a bank is released when
-    its tile's last output leaves, ``cols + 1`` cycles after its last input, and reloading takes
-    ``rows`` cycles); otherwise each tile costs ``rows + cols + 2`` cycles instead of ``B``."""
+def predicted_cycles(engine, n, m, *, k, o, b, rows, cols, beta, width=8, budget=0,
+                     phases=1):
+    """Cycles of a K x O x B GEMM.
+
+    Every tile costs ``B * max(P, 1/utilization)`` cycles, ``P`` its exchange phases (FiGS
+    :func:`gemm_schedule`; 1 for broadcast and for tiles that route in one step), but at least
+    ``rows + cols + 2``: weight loads of later tiles are hidden by the double-buffered weights
+    when a tile streams that long (a bank is released when its tile's last output leaves,
+    ``cols + 1`` cycles after its last input, and reloading takes ``rows`` cycles). Plus the first
+    tile's weight load (``rows`` cycles) and the pipeline latency (``cols + 1``).
+
+    ``phases``: an int (every tile) or one int per tile in streaming order.
+    """
     k_tile, o_tile = tile_shape(n, m, rows, cols, beta)
     tiles = -(-k // k_tile) * -(-o // o_tile)
+    per = [phases] * tiles if isinstance(phases, int) else list(phases)
+    if len(per) != tiles:
+        raise ValueError(f"phases must have one entry per tile ({tiles}), not {len(per)}")
     util = predicted_utilization(engine, n, m, rows=rows, width=width, budget=budget)
-    per_tile = max(b / util, rows + cols + 2)
-    return tiles * per_tile + rows + cols + 1
+    return sum(max(b * max(p, 1 / util), rows + cols + 2) for p in per) + rows + cols + 1

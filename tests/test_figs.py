@@ -110,11 +110,74 @@ def test_array_mapping_reproduces_golden_gemm(engine, n, m):
     assert (got == nm.gemm_int8(dense, x)).all()
 
 
-def test_array_model_rejects_unroutable_weights():
-    wrows = [[(1, 0)] for _ in range(8)]        # 8:32, every slot at index 0
-    inst = [[1, 2, 3, 4] for _ in range(8)]
-    with pytest.raises(ValueError, match="row 2 entry 0: displacement -2 exceeds alpha=1"):
-        gf.array_model("figs", wrows, inst, 8, 32, alpha=1)
+def test_exchange_schedule_hand_cases():
+    # 8:32 (q = 4), every slot holds index r % 8: sub-blocks 0,0,0,0,1,1,1,1 in slots 0..7,
+    # displacements 0,-1,-2,-3,-3,-4,-5,-6. alpha=1: 0 and -1 route in one step; the others
+    # need the rotations (mod 8) 6, 5, 5, 4, 3, 2.
+    wrows = [[(1, r % 8)] for r in range(8)]
+    assert gf.tile_schedule(wrows, 8, 32, 1) == [0, 2, 3, 4, 5, 6]
+    assert gf.tile_schedule(wrows, 8, 32, 6) == [0]
+    assert gf.tile_schedule(wrows, 8, 32, 0) == [0, 2, 3, 4, 5, 6, 7]
+    # Zero weights need nothing.
+    assert gf.tile_schedule([[(0, 7)] for _ in range(8)], 8, 32, 0) == [0]
+    # 4:8 (q = 2), two groups; group 0 slots hold 7,6,0,1 (sub 3,3,0,0: d = 3,2,-2,-3),
+    # group 1 fine. alpha=1 -> rotations 3, 2, 2, 1 -> [0, 1, 2, 3].
+    wrows = [[(5, 7)], [(5, 6)], [(5, 0)], [(5, 1)], [(1, 0)], [(1, 2)], [(1, 4)], [(1, 6)]]
+    assert gf.tile_schedule(wrows, 4, 8, 1) == [0, 1, 2, 3]
+    assert gf.tile_schedule(wrows, 4, 8, 2) == [0, 1, 3]
+    # The operands: row 0 (slot 0) needs x of group 0 position 7 = sub-block 3 lane 1.
+    inst = [[10 * r + l for l in range(4)] for r in range(8)]
+    got = {(r, e): (ph, v) for ph, r, e, v in gf.exchange_deliveries(wrows, inst, 4, 8, 1)}
+    assert got[0, 0] == (3, 31) and got[1, 0] == (2, 30) and got[2, 0] == (2, 0)
+    assert got[3, 0] == (1, 1) and got[4, 0] == (0, 40) and got[7, 0] == (0, 70)
+    assert gf.array_model("figs", wrows, inst, 4, 8, alpha=1) == \
+        [5 * (31 + 30 + 0 + 1) + 40 + 50 + 60 + 70]
+
+
+def test_predicted_cycles_hand_cases():
+    kw = dict(rows=8, cols=4, beta=2)
+    # One 8:32 tile (k_tile 32, o_tile 8) of 20 instances with 6 phases: 120 + load 8 + 5.
+    assert gf.predicted_cycles("figs", 8, 32, k=32, o=8, b=20, phases=6, **kw) == 133
+    assert gf.predicted_cycles("figs", 8, 32, k=32, o=8, b=20, phases=[6], **kw) == 133
+    # Short tiles are bounded below by the weight reload (rows + cols + 2 = 14).
+    assert gf.predicted_cycles("figs", 8, 32, k=32, o=8, b=2, **kw) == 27
+    assert gf.predicted_cycles("figs", 8, 32, k=64, o=8, b=5, phases=[1, 3], **kw) == 42
+    # Budget half the need (256 bits/cycle at 8:32): 2 cycles per instance, unless P > 2.
+    assert gf.predicted_cycles("figs", 8, 32, k=32, o=8, b=20, budget=128, **kw) == 53
+    assert gf.predicted_cycles("figs", 8, 32, k=32, o=8, b=20, budget=128, phases=3,
+                               **kw) == 73
+    with pytest.raises(ValueError, match="one entry per tile"):
+        gf.predicted_cycles("figs", 8, 32, k=64, o=8, b=5, phases=[1], **kw)
+
+
+@pytest.mark.parametrize("alpha", [0, 1, 2])
+@pytest.mark.parametrize("n,m", [nm_ for nm_ in SUPPORTED_RATIOS if nm_[0] > 1])
+def test_exchange_delivers_every_operand(n, m, alpha):
+    """Random masks, slots in compress order and after assign_slots: every nonzero weight
+    multiplies the activation at its own K position exactly once, in a phase of its tile's
+    schedule, and the schedule never exceeds N phases."""
+    rows, cols, beta = 8, 2, 1
+    rng = np.random.default_rng(n * 1000 + m * 10 + alpha)
+    k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
+    w = rng.integers(-128, 128, size=(2 * o_tile, 2 * k_tile))
+    w[w == 0] = 1
+    x = rng.integers(-128, 128, size=(2 * k_tile, 1))
+    values, indices = nm.compress(w, n, m)
+    for v, i in ((values, indices), gf.assign_slots(values, indices, n, m)[:2]):
+        for ot in range(2):
+            for kt in range(2):
+                wrows = gf.weight_rows(v, i, n, m, rows=rows, cols=cols, beta=beta,
+                                       o_tile=ot, k_tile=kt)
+                inst = gf.instance("figs", x, n, m, rows=rows, lanes=m // n, k_tile=kt, b=0)
+                sched = gf.tile_schedule(wrows, n, m, alpha)
+                assert 1 <= len(sched) <= n
+                got = gf.exchange_deliveries(wrows, inst, n, m, alpha)
+                assert len(got) == rows * cols * beta
+                assert len({(r, e) for _, r, e, _ in got}) == len(got)
+                for phase, r, e, operand in got:
+                    assert phase < len(sched)
+                    k_pos = kt * k_tile + (r // n) * m + wrows[r][e][1]
+                    assert operand == x[k_pos, 0]
 
 
 def test_bandwidth_formulas():
