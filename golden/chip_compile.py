@@ -447,3 +447,375 @@ def run_chain(gemms, x, subsystems=None, mapping="model", params=None):
     compiled.load_input(model, x)
     model.run()
     return compiled.read_output(model), model, compiled
+
+
+# -- a whole transformer encoder layer ----------------------------------------------------------
+@dataclass
+class EncoderLayer:
+    """One BERT encoder layer in the chip's integer formats (int8 activations between steps).
+
+    ``x`` is ``(H, T)`` int8 (hidden x tokens). Steps, each exactly one chip operation:
+
+    1. ``q, k, v = post(Wq x), post(Wk x), post(Wv x)`` (``qkv``: three :class:`GemmLayer`,
+       ``H x H``, their own N:M).
+    2. Per head ``h`` (rows ``h*d .. h*d + d - 1``, ``d = H / heads``): ``s = post(k_h^T q_h)``
+       (a dense GEMM, ``T`` key rows x ``T`` query columns, post-op ``score_post = (mult,
+       shift)`` for every row, bias 0); ``p = softmax`` down each column (over the keys) with
+       ``softmax = (fin, fout, oshift)``; ``c_h = post(v_h p)`` (``ctx_post``).
+    3. ``a = post(Wo c)``; ``r1 = add(a, x)`` (``add1 = (fin, fout, oshift)``: ACT add);
+       ``h1 = layernorm(r1)`` per token (``ln1 = (gamma, beta, fout, oshift)``).
+    4. ``f = post(W1 h1)``; ``g = gelu(f)`` (``gelu = (fin, fout, oshift)``); ``f2 =
+       post(W2 g)``; ``r2 = add(f2, h1)`` (``add2``); ``y = layernorm(r2)`` (``ln2``).
+
+    Numeric rules: :func:`golden.spu.spu_gemm` and :func:`golden.chip.act_slice`.
+    """
+    qkv: list
+    wo: GemmLayer
+    w1: GemmLayer
+    w2: GemmLayer
+    heads: int
+    score_post: tuple
+    ctx_post: tuple
+    softmax: tuple
+    add1: tuple
+    ln1: tuple
+    gelu: tuple
+    add2: tuple
+    ln2: tuple
+
+    @property
+    def hidden(self):
+        return self.wo.o
+
+
+def _sat8(v):
+    return np.clip(v, -128, 127).astype(np.int8)
+
+
+def _round_shift(v, s):
+    v = np.asarray(v, np.int64)
+    return (v + (1 << (s - 1))) >> s if s > 0 else v
+
+
+def _columns(op, x, fin, fout, oshift, gamma=None, beta=None):
+    from sparsehw.golden import act
+    out = np.zeros(x.shape, np.int64)
+    for j in range(x.shape[1]):
+        ys, _ = act.run(op, [int(v) for v in x[:, j]], fin=fin, fout=fout, gamma=gamma,
+                        beta=beta)
+        out[:, j] = ys
+    return _sat8(_round_shift(out, oshift))
+
+
+def reference_encoder_layer(layer, x):
+    """The layer in plain numpy on the whole ``(H, T)`` input (golden.spu / golden.act), the
+    result the chip must give bit for bit: ``(H, T)`` int8."""
+    from sparsehw.golden import act
+    x = np.asarray(x, np.int64)
+    h_dim, tokens = x.shape
+    d = h_dim // layer.heads
+
+    def gemm(g, inp):
+        values, indices = nm.compress(g.w, g.n, g.m)
+        return spu.spu_gemm(values, indices, g.n, g.m, inp, g.bias, g.mult, g.shift,
+                            g.relu)[0].astype(np.int64)
+
+    def dense(w, inp, post):
+        o = w.shape[0]
+        return spu.spu_gemm(w, np.zeros(w.shape, np.int64), 1, 1, inp, np.zeros(o, np.int64),
+                            np.full(o, post[0]), np.full(o, post[1]), False)[0].astype(np.int64)
+
+    def add(a, b, rule):
+        fin, fout, oshift = rule
+        return _sat8(_round_shift((a << fin) + (b << fout), oshift)).astype(np.int64)
+
+    q, k, v = (gemm(g, x) for g in layer.qkv)
+    c = np.zeros_like(q)
+    for h in range(layer.heads):
+        rows = slice(h * d, (h + 1) * d)
+        s = dense(k[rows].T, q[rows], layer.score_post)
+        p = _columns("softmax", s, *layer.softmax).astype(np.int64)
+        c[rows] = dense(v[rows], p, layer.ctx_post)
+    r1 = add(gemm(layer.wo, c), x, layer.add1)
+    g1, b1, fo1, os1 = layer.ln1
+    h1 = _columns("layernorm", r1, 0, fo1, os1, list(g1), list(b1)).astype(np.int64)
+    f = gemm(layer.w1, h1)
+    g = np.array([[_sat8(_round_shift(act.gelu(int(e), layer.gelu[0], layer.gelu[1])[0],
+                                      layer.gelu[2])) for e in row] for row in f], np.int64)
+    r2 = add(gemm(layer.w2, g), h1, layer.add2)
+    g2, b2, fo2, os2 = layer.ln2
+    return _columns("layernorm", r2, 0, fo2, os2, list(g2), list(b2))
+
+
+@dataclass
+class CompiledLayer:
+    """Two programs per subsystem (phase 1: q, k, v; phase 2: the rest) with the host step
+    between them (:meth:`host_step`), and the images. See :func:`compile_encoder_layer`."""
+    params: dict
+    subsystems: int
+    tiles: int
+    tokens: int
+    phase1: list
+    phase2: list
+    weights: list
+    posts: list
+    addr: dict
+    att_w: dict
+    heads_of: list
+
+    def load(self, model, phase):
+        for s, program in enumerate(self.phase1 if phase == 1 else self.phase2):
+            model.load_program(s, program)
+        if phase == 1:
+            for s in range(self.subsystems):
+                values, indices = self.weights[s]
+                sub = model.subs[s]
+                sub.w_value[:len(values)], sub.w_index[:len(values)] = values, indices
+                bias, mult, shift = self.posts[s]
+                sub.p_bias[:len(bias)], sub.p_mult[:len(bias)] = bias, mult
+                sub.p_shift[:len(bias)] = shift
+
+    def load_input(self, model, x):
+        """``x`` (H, T) into bank 0 of every subsystem used, tile-major."""
+        lanes = self.params["lanes"]
+        h_dim = x.shape[0]
+        padded = np.zeros((h_dim, self.tiles * lanes), np.int8)
+        padded[:, :x.shape[1]] = x
+        for s in range(self.subsystems):
+            for t in range(self.tiles):
+                base = self.addr["x"][1] + t * h_dim
+                model.subs[s].banks[0, base:base + h_dim] = padded[:, t * lanes:(t + 1) * lanes]
+
+    def _tensor(self, banks, name, rows):
+        bank, base = self.addr[name]
+        lanes = self.params["lanes"]
+        out = np.zeros((rows, self.tiles * lanes), np.int8)
+        for t in range(self.tiles):
+            out[:, t * lanes:(t + 1) * lanes] = banks[bank, base + t * rows:base + (t + 1) * rows]
+        return out[:, :self.tokens]
+
+    def host_step(self, model):
+        """Between the phases, the host (or a future sequencer step) reads ``k`` and ``v`` of
+        every head from the banks of the head's subsystem and writes them into its weight
+        memory as dense 1:1 rows: ``k_h^T`` (``T`` rows of ``d``) and ``v_h`` (``d`` rows of
+        ``T``), each row ``ceil(len / macs)`` words, index 0 (the chip reads activations as
+        weights only through its weight memory)."""
+        h_dim = self.addr["h"]
+        macs = self.params["macs"]
+        for s, heads in enumerate(self.heads_of):
+            sub = model.subs[s]
+            k = self._tensor(sub.banks, "k", h_dim)
+            v = self._tensor(sub.banks, "v", h_dim)
+            for h in heads:
+                d = self.addr["d"]
+                for mat, key in ((k[h * d:(h + 1) * d].T, "score"), (v[h * d:(h + 1) * d], "ctx")):
+                    rows, cols = mat.shape
+                    bpr = -(-cols // macs)
+                    words = np.zeros((rows, bpr * macs), np.int8)
+                    words[:, :cols] = mat
+                    base = self.att_w[(s, h, key)]
+                    sub.w_value[base:base + rows * bpr] = words.reshape(rows * bpr, macs)
+                    sub.w_index[base:base + rows * bpr] = 0
+
+    def read_output(self, model, s=0):
+        return self._tensor(model.subs[s].banks, "y", self.addr["h"])
+
+
+def compile_encoder_layer(layer, tokens, subsystems=None, params=None):
+    """Compile an :class:`EncoderLayer` for ``tokens`` tokens onto ``subsystems`` subsystems.
+
+    Mapping: every subsystem holds every token tile. The weight GEMMs are split by output rows
+    over the subsystems and all-gathered as they are produced (:func:`compile_chain`'s model
+    mapping); the heads are dealt round-robin (head ``h`` on subsystem ``h % S``), whose
+    context rows are gathered the same way; the activation-engine steps (softmax of its own
+    heads aside) run on every subsystem on its full copy (no ring traffic; they do not scale
+    with ``S``). Counted arrivals alternate between the banks (c: bank 0; scores, a: bank 1;
+    f: bank 0; f2: bank 1) so that no WAIT can count a later tensor's rows. Phase 1 computes
+    ``q, k, v``; :meth:`CompiledLayer.host_step` writes ``k_h^T`` and ``v_h`` into the weight
+    memory of the head's subsystem; phase 2 runs the rest.
+
+    Raises
+    ------
+    ValueError
+        A GEMM does not fit (``K > max_k`` or not a multiple of ``m``/``act_rows``), the
+        tensors do not fit the banks or memories, ``T > act_max_row`` or ``H > act_max_row``,
+        or the chip has no ``act_engine``.
+    """
+    from sparsehw.golden.chip import Act, ACT_OPS
+    p = chip_params(params)
+    if not p["act_engine"]:
+        raise ValueError("compile_encoder_layer needs a chip with act_engine=True")
+    used = p["subsystems"] if subsystems is None else subsystems
+    lanes, macs, ar = p["lanes"], p["macs"], p["act_rows"]
+    h_dim, f_dim = layer.hidden, layer.w1.o
+    d = h_dim // layer.heads
+    tiles = -(-tokens // lanes)
+    tp = tiles * lanes                       # keys incl. padded columns: the padded tokens are
+    if tp != tokens:                         # keys too, which would change the softmax
+        raise ValueError(f"tokens={tokens} must be a multiple of lanes={lanes}")
+    for g, k in ((layer.qkv[0], h_dim), (layer.qkv[1], h_dim), (layer.qkv[2], h_dim),
+                 (layer.wo, h_dim), (layer.w1, h_dim), (layer.w2, f_dim)):
+        if g.k != k or k > p["max_k"] or k % g.m or k % ar:
+            raise ValueError(f"GEMM K={g.k} does not fit (max_k={p['max_k']}, m={g.m})")
+    if max(tokens, h_dim) > p["act_max_row"] or tokens % ar or d % ar or tokens > p["max_k"]:
+        raise ValueError("tokens and hidden must be <= act_max_row, tokens <= max_k, and "
+                         "tokens and the head size multiples of act_rows")
+    # bank allocation: (bank, base) per tensor, tile-major
+    top = [0, 0]
+    addr = {"h": h_dim, "d": d}
+
+    def alloc(name, bank, rows):
+        addr[name] = (bank, top[bank])
+        top[bank] += tiles * rows
+    for name, bank, rows in (("x", 0, h_dim), ("q", 1, h_dim), ("k", 1, h_dim), ("v", 1, h_dim),
+                             ("c", 0, h_dim), ("a", 1, h_dim), ("r1", 0, h_dim),
+                             ("h1", 0, h_dim), ("f", 0, f_dim), ("f2", 1, h_dim),
+                             ("r2", 1, h_dim), ("y", 1, h_dim)):
+        alloc(name, bank, rows)
+    heads_of = [[h for h in range(layer.heads) if h % used == s] for s in range(used)]
+    addr["s"] = (1, top[1])
+    top[1] += max(len(hs) for hs in heads_of) * tiles * tokens
+    if max(top) > p["bank_rows"]:
+        raise ValueError(f"the layer needs {max(top)} bank rows, bank_rows={p['bank_rows']}")
+    all_mask = (1 << used) - 1
+    phase1, phase2, weights, posts, att_w = [], [], [], [], {}
+    for s in range(used):
+        w_vals, w_idx, post_rows = [], [], []
+        w_addr = p_addr = 0
+        prog1, prog2 = [], []
+
+        def weight_gemm(g, src, dst, k, o, prog):
+            nonlocal w_addr, p_addr
+            start, size = _split(o, used)[s]
+            n_log2, m_log2 = g.n.bit_length() - 1, g.m.bit_length() - 1
+            bpr = beats_per_row(k, n_log2, m_log2, macs)
+            values, indices = nm.compress(g.w[start:start + size], g.n, g.m)
+            pad = bpr * macs - values.shape[1]
+            w_vals.append(np.pad(values, ((0, 0), (0, pad))).astype(np.int8)
+                          .reshape(size * bpr, macs))
+            w_idx.append(np.pad(indices, ((0, 0), (0, pad))).astype(np.uint8)
+                         .reshape(size * bpr, macs))
+            post_rows.append((g.bias[start:start + size], g.mult[start:start + size],
+                              g.shift[start:start + size]))
+            for t in range(tiles):
+                prog.append(Gemm(x_bank=addr[src][0], x_addr=addr[src][1] + t * k,
+                                 w_addr=w_addr, p_addr=p_addr, n_log2=n_log2, m_log2=m_log2,
+                                 k=k, o=size, relu=int(g.relu), d_bank=addr[dst][0],
+                                 d_addr=addr[dst][1] + t * o + start, mask=all_mask))
+            w_addr += size * bpr
+            p_addr += size
+
+        def post_words(rows, mult, shift):
+            nonlocal p_addr
+            post_rows.append((np.zeros(rows, np.int64), np.full(rows, mult),
+                              np.full(rows, shift)))
+            p_addr += rows
+            return p_addr - rows
+
+        for g, name in zip(layer.qkv, "qkv"):
+            weight_gemm(g, "x", name, h_dim, h_dim, prog1)
+        prog1 += [Wait(bank=1, count=3 * tiles * h_dim), Halt()]
+        # phase 2: attention of the own heads
+        score_p = post_words(tokens, *layer.score_post)
+        ctx_p = post_words(d, *layer.ctx_post)
+        bpr_s, bpr_c = -(-d // macs), -(-tokens // macs)
+        sfin, sfout, sosh = layer.softmax
+        for i, h in enumerate(heads_of[s]):
+            att_w[(s, h, "score")] = w_addr
+            att_w[(s, h, "ctx")] = w_addr + tokens * bpr_s
+            w_vals.append(np.zeros((tokens * bpr_s + d * bpr_c, macs), np.int8))
+            w_idx.append(np.zeros((tokens * bpr_s + d * bpr_c, macs), np.uint8))
+            for t in range(tiles):
+                sc = addr["s"][1] + (i * tiles + t) * tokens
+                prog2 += [
+                    Gemm(x_bank=addr["q"][0], x_addr=addr["q"][1] + t * h_dim + h * d,
+                         w_addr=w_addr, p_addr=score_p, k=d, o=tokens, d_bank=1, d_addr=sc,
+                         mask=1 << s),
+                    Wait(bank=1, count=tokens),
+                    Act(op=ACT_OPS["softmax"], fin=sfin, fout=sfout, oshift=sosh, s_bank=1,
+                        s_addr=sc, d_bank=1, d_addr=sc, count=tokens),
+                    Gemm(x_bank=1, x_addr=sc, w_addr=w_addr + tokens * bpr_s, p_addr=ctx_p,
+                         k=tokens, o=d, d_bank=addr["c"][0],
+                         d_addr=addr["c"][1] + t * h_dim + h * d, mask=all_mask)]
+            w_addr += tokens * bpr_s + d * bpr_c
+        prog2.append(Wait(bank=addr["c"][0], count=tiles * h_dim))
+        n_h = tiles * h_dim
+
+        def add(dst, a, b, rule):
+            fin, fout, oshift = rule
+            prog2.append(Act(op=ACT_OPS["add"], fin=fin, fout=fout, oshift=oshift,
+                             s_bank=addr[a][0], s_addr=addr[a][1], b_bank=addr[b][0],
+                             b_addr=addr[b][1], d_bank=addr[dst][0], d_addr=addr[dst][1],
+                             count=n_h))
+
+        def layernorm(dst, src, ln):
+            nonlocal p_addr
+            gamma, beta, fout, oshift = ln
+            post_rows.append(((np.asarray(gamma, np.int64) & 0xFFFF)
+                              | (np.asarray(beta, np.int64) & 0xFFFF) << 16,
+                              np.zeros(h_dim, np.int64), np.zeros(h_dim, np.int64)))
+            post_rows[-1] = (post_rows[-1][0] - ((post_rows[-1][0] >> 31 & 1) << 32),
+                             *post_rows[-1][1:])
+            ln_p = p_addr
+            p_addr += h_dim
+            for t in range(tiles):
+                prog2.append(Act(op=ACT_OPS["layernorm"], fout=fout, oshift=oshift,
+                                 s_bank=addr[src][0], s_addr=addr[src][1] + t * h_dim,
+                                 d_bank=addr[dst][0], d_addr=addr[dst][1] + t * h_dim,
+                                 p_addr=ln_p, count=h_dim))
+
+        weight_gemm(layer.wo, "c", "a", h_dim, h_dim, prog2)
+        prog2.append(Wait(bank=addr["a"][0], count=n_h))
+        add("r1", "a", "x", layer.add1)
+        layernorm("h1", "r1", layer.ln1)
+        weight_gemm(layer.w1, "h1", "f", h_dim, f_dim, prog2)
+        prog2.append(Wait(bank=addr["f"][0], count=tiles * f_dim))
+        gfin, gfout, gosh = layer.gelu
+        prog2.append(Act(op=ACT_OPS["gelu"], fin=gfin, fout=gfout, oshift=gosh,
+                         s_bank=addr["f"][0], s_addr=addr["f"][1], d_bank=addr["f"][0],
+                         d_addr=addr["f"][1], count=tiles * f_dim))
+        weight_gemm(layer.w2, "f", "f2", f_dim, h_dim, prog2)
+        prog2.append(Wait(bank=addr["f2"][0], count=n_h))
+        add("r2", "f2", "h1", layer.add2)
+        layernorm("y", "r2", layer.ln2)
+        prog2.append(Halt())
+        for name, value, depth in (("weight words", w_addr, p["wmem_depth"]),
+                                   ("post-op words", p_addr, p["pmem_depth"]),
+                                   ("instructions", max(len(prog1), len(prog2)),
+                                    p["imem_depth"])):
+            if value > depth:
+                raise ValueError(f"subsystem {s}: {value} {name} exceed {depth}")
+        phase1.append(prog1)
+        phase2.append(prog2)
+        weights.append((np.concatenate(w_vals), np.concatenate(w_idx)))
+        posts.append(tuple(np.concatenate([r[i] for r in post_rows]) for i in range(3)))
+    for s in range(used, p["subsystems"]):
+        phase1.append([Halt()])
+        phase2.append([Halt()])
+    return CompiledLayer(params=p, subsystems=used, tiles=tiles, tokens=tokens, phase1=phase1,
+                         phase2=phase2, weights=weights, posts=posts, addr=addr, att_w=att_w,
+                         heads_of=heads_of)
+
+
+def run_encoder_layer(layer, x, subsystems=None, params=None, seed=None, max_delay=0):
+    """Compile, load, run phase 1, the host step, phase 2 on a fresh ChipModel.
+
+    Returns ``(y (H, T) int8 as read from subsystem 0, model, compiled, cycles)``, ``cycles``
+    the two phases' ``total_cycles`` (cycle model; the host step not counted)."""
+    compiled = compile_encoder_layer(layer, np.asarray(x).shape[1], subsystems, params)
+    model = ChipModel(compiled.params)
+    compiled.load(model, 1)
+    compiled.load_input(model, np.asarray(x))
+    status = model.run(seed, max_delay)
+    cycles = [model.stats["total_cycles"]]
+    hazards = model.stats["hazards"]
+    if any(st.error for st in status):
+        raise RuntimeError(f"phase 1 stopped: {[str(st) for st in status]}")
+    compiled.host_step(model)
+    compiled.load(model, 2)
+    status = model.run(seed, max_delay)
+    if any(st.error for st in status):
+        raise RuntimeError(f"phase 2 stopped: {[str(st) for st in status]}")
+    cycles.append(model.stats["total_cycles"])
+    model.stats["hazards"] += hazards
+    return compiled.read_output(model), model, compiled, cycles

@@ -229,3 +229,83 @@ def test_compiler_rejects_what_does_not_fit():
         GemmLayer(np.zeros((4, 8), int), 1, 4.0, 0, 1, 0)
     with pytest.raises(ValueError, match="x must have shape"):
         compile_chain([a], batch=2).input_images(np.zeros((16, 3), np.int8))
+
+
+# -- a whole encoder layer --------------------------------------------------------------------------
+def _random_layer(rng, hidden, heads, ffn, nm=(1, 1)):
+    import math
+    from sparsehw.golden.chip_compile import EncoderLayer
+
+    def g(o, k):
+        shift = max(1, round(math.log2(74 * 74 * math.sqrt(k * nm[0] / nm[1]) / 40)))
+        return GemmLayer(rng.integers(-128, 128, (o, k)).astype(np.int8), nm[0], nm[1],
+                         rng.integers(-2000, 2000, o), np.ones(o, int), np.full(o, shift), False)
+
+    def ln():
+        return rng.integers(2048, 6144, hidden), rng.integers(-200, 200, hidden), 8, 3
+    d = hidden // heads
+    return EncoderLayer(qkv=[g(hidden, hidden) for _ in range(3)], wo=g(hidden, hidden),
+                        w1=g(ffn, hidden), w2=g(hidden, ffn), heads=heads,
+                        score_post=(1, max(1, round(math.log2(74 * 74 * math.sqrt(d) / 40)))),
+                        ctx_post=(1, 7), softmax=(3, 15, 8), add1=(0, 0, 1), ln1=ln(),
+                        gelu=(5, 8, 3), add2=(0, 0, 1), ln2=ln())
+
+
+LAYER_CHIP = dict(subsystems=4, lanes=4, macs=2, max_k=128, bank_rows=2048, wmem_depth=1 << 14,
+                  pmem_depth=1024, imem_depth=256, act_engine=True, act_max_row=64)
+
+
+@pytest.mark.parametrize("subsystems", [1, 2, 4])
+def test_encoder_layer_on_the_chip_equals_the_numpy_layer(subsystems):
+    """A small encoder layer (H=32, 2 heads, FFN 64, 8 tokens, 2:4 weights) compiled onto 1, 2
+    and 4 subsystems: every subsystem ends with the numpy layer's output, under the reference
+    schedule and random delayed schedules, without a hazard."""
+    from sparsehw.golden.chip_compile import reference_encoder_layer, run_encoder_layer
+    rng = np.random.default_rng(subsystems)
+    layer = _random_layer(rng, 32, 2, 64, (2, 4))
+    x = rng.integers(-128, 128, (32, 8)).astype(np.int8)
+    ref = reference_encoder_layer(layer, x)
+    assert np.unique(ref).size > 50                    # not a saturated or constant output
+    for seed in (None, 1, 2):
+        y, model, compiled, cycles = run_encoder_layer(layer, x, subsystems, LAYER_CHIP,
+                                                       seed=seed, max_delay=4)
+        for s in range(subsystems):
+            assert (compiled.read_output(model, s) == ref).all()
+        assert model.stats["hazards"] == 0
+        assert all(sub.state == chip.HALTED for sub in model.subs)
+    assert cycles[0] > 0 and cycles[1] > 0
+
+
+def test_encoder_layer_check_can_fail_and_refuses_what_does_not_fit():
+    from sparsehw.golden.chip_compile import (compile_encoder_layer, reference_encoder_layer,
+                                              run_encoder_layer)
+    rng = np.random.default_rng(7)
+    layer = _random_layer(rng, 32, 2, 64)
+    x = rng.integers(-128, 128, (32, 8)).astype(np.int8)
+    ref = reference_encoder_layer(layer, x)
+    layer.ln2[1][0] += 40                               # another beta: another output row 0
+    y, _, _, _ = run_encoder_layer(layer, x, 2, LAYER_CHIP)
+    assert not (y == ref).all() and (y[1:] == ref[1:]).all()
+    with pytest.raises(ValueError, match="act_engine"):
+        compile_encoder_layer(layer, 8, 2, {**LAYER_CHIP, "act_engine": False})
+    with pytest.raises(ValueError, match="multiple of lanes"):
+        compile_encoder_layer(layer, 6, 2, LAYER_CHIP)
+    with pytest.raises(ValueError, match="bank rows"):
+        compile_encoder_layer(layer, 64, 2, {**LAYER_CHIP, "bank_rows": 256})
+
+
+@pytest.mark.slow
+def test_minilm_sized_encoder_layer_on_1_2_4_subsystems():
+    """All-MiniLM-L6 shapes (H=384, 12 heads, FFN 1536), 8 tokens, dense and 1:4 weights."""
+    from sparsehw.golden.chip_compile import reference_encoder_layer, run_encoder_layer
+    rng = np.random.default_rng(11)
+    params = dict(subsystems=4, lanes=4, macs=2, max_k=2048, bank_rows=32768,
+                  wmem_depth=1 << 20, pmem_depth=8192, imem_depth=1024, act_engine=True,
+                  act_max_row=512)
+    for nm_ in ((1, 1), (1, 4)):
+        layer = _random_layer(rng, 384, 12, 1536, nm_)
+        x = rng.integers(-128, 128, (384, 8)).astype(np.int8)
+        ref = reference_encoder_layer(layer, x)
+        for s in (1, 2, 4):
+            y, model, _, _ = run_encoder_layer(layer, x, s, params)
+            assert (y == ref).all()
