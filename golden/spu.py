@@ -94,18 +94,32 @@ SPU_PIPELINE_LATENCY = 8
 def spu_cycles(params, workload):
     """Predicted cycles of one ``sparsehw perf spu`` run; returns ``(total, parts)``.
 
-    For each of the ``B / lanes`` column tiles the SPU issues ``O * ceil(nz / macs)`` weight
+    For each of the ``T = B / lanes`` column tiles the SPU issues ``O * ceil(nz / macs)`` weight
     beats, ``nz = K * n / m`` nonzeros per row, one beat per cycle (the ideal). Row 0 of a tile
-    cannot finish before all of ``X`` has arrived (``K / act_rows`` activation beats), so a tile
-    loses ``max(0, K / act_rows - ceil(nz / macs))`` cycles when loading ``X`` is slower than
-    computing row 0. Add the pipeline latency once.
+    cannot finish before all of its ``X`` has arrived (``K / act_rows`` activation beats):
+
+    - ``x_buffers = 1``: every tile loads its ``X`` after the previous one has finished, so each
+      tile loses ``max(0, K / act_rows - ceil(nz / macs))`` cycles when loading ``X`` is slower
+      than computing row 0;
+    - ``x_buffers = 2``: a tile's ``X`` loads into the other bank while the previous tile
+      computes, so only the first tile loses ``max(0, K / act_rows - ceil(nz / macs))``; a later
+      tile loses ``max(0, K / act_rows + 1 - O * ceil(nz / macs))`` (its load, plus the cycle the
+      loader takes to see it complete, against the whole previous tile's compute: zero once
+      ``O * ceil(nz / macs) > K / act_rows``).
+
+    Add the pipeline latency once.
     """
     n, m, k, o, b = (workload[key] for key in ("n", "m", "k", "o", "b"))
     lanes, macs, act_rows = params["lanes"], params["macs"], params["act_rows"]
+    x_buffers = params.get("x_buffers", 1)
     tiles = b // lanes
     beats_per_row = math.ceil(k * n // m / macs)
     compute = tiles * o * beats_per_row
-    load_stall = tiles * max(0, k // act_rows - beats_per_row)
+    first_stall = max(0, k // act_rows - beats_per_row)
+    if x_buffers == 1:
+        load_stall = tiles * first_stall
+    else:
+        load_stall = first_stall + (tiles - 1) * max(0, k // act_rows + 1 - o * beats_per_row)
     total = compute + load_stall + SPU_PIPELINE_LATENCY
     return total, {"compute": compute, "x_load_stall": load_stall,
                    "pipeline": SPU_PIPELINE_LATENCY}

@@ -11,7 +11,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from sparsehw.params import Param, ParamSpec, int_in, pow2_in
+from sparsehw.params import Param, ParamSpec, int_in, one_of, pow2_in
 
 
 __all__ = ["SPU", "SPU_PARAMS", "spu_layouts", "OUT_DEPTH", "MAX_K_LIMIT"]
@@ -33,6 +33,8 @@ SPU_PARAMS = ParamSpec(
     Param("act_rows", 2, pow2_in(1, 16), doc="activation rows per beat"),
     Param("max_k", 128, lambda v: pow2_in(max(v["max_m"], v["act_rows"]), MAX_K_LIMIT),
           doc="largest K", allowed=f"a power of two in max(max_m, act_rows)..{MAX_K_LIMIT}"),
+    Param("x_buffers", 1, one_of(1, 2),
+          doc="activation buffers: 2 loads the next GEMM's X while the current one computes"),
 )
 
 
@@ -82,6 +84,10 @@ class SPU(wiring.Component):
         Rows of ``X`` per activation beat, a power of two in 1..16.
     max_k : int
         Largest ``K``, a power of two between ``max(max_m, act_rows)`` and 65536.
+    x_buffers : int
+        Activation buffers, 1 or 2 (default 1). With 2 the ``X`` buffer is double-buffered: the
+        next configuration is accepted, and its activations loaded into the other bank, while
+        the current GEMM computes, so back-to-back GEMMs lose no cycles to loading ``X``.
 
     The defaults and ranges are :data:`SPU_PARAMS` (``sparsehw list`` shows them).
 
@@ -89,14 +95,19 @@ class SPU(wiring.Component):
     ----------
     cfg : In(stream.Signature(cfg layout))
         One beat per GEMM: ``n_log2`` (3 bits, ``n = 2**n_log2``), ``m_log2`` (3 bits), ``k``
-        (``log2(max_k)+1`` bits), ``o`` (16 bits, output rows), ``relu`` (1 bit). Accepted only
-        between GEMMs (``ready`` is low while a GEMM is taking weights). Rejected (one output beat
+        (``log2(max_k)+1`` bits), ``o`` (16 bits, output rows), ``relu`` (1 bit). With
+        ``x_buffers=1`` accepted only between GEMMs (``ready`` is low while a GEMM is taking
+        weights); with ``x_buffers=2`` accepted as soon as the previous configuration's ``X`` has
+        fully arrived and that GEMM has started (it may still be computing), so its activations
+        load into the free bank meanwhile. Rejected (one output beat
         with ``cfg_error = 1``, nothing else consumed) unless ``m <= max_m``, ``n <= m``,
         ``0 < k <= max_k``, ``k % m == 0``, ``k % act_rows == 0`` and ``o > 0``.
     act : In(stream.Signature(ArrayLayout(ArrayLayout(signed(8), lanes), act_rows)))
         ``k / act_rows`` beats per GEMM; beat ``i`` holds rows ``i*act_rows ..`` of ``X`` (element
         ``[r][b]`` is ``X[i*act_rows + r, b]``). Ready whenever the GEMM still needs rows, so the
-        whole of ``X`` loads at ``act_rows`` rows per cycle while computation proceeds.
+        whole of ``X`` loads at ``act_rows`` rows per cycle while computation proceeds. The beats
+        belong to the oldest accepted configuration whose ``X`` is incomplete (with
+        ``x_buffers=2`` that may be the next GEMM's while the current one computes).
     w : In(stream.Signature(ArrayLayout(StructLayout(value: signed(8), index: unsigned(max(1, log2(max_m))), macs)))
         Per output row ``ceil(nz / macs)`` beats, ``nz = k / m * n``; entry ``p`` of beat ``t``
         is nonzero ``j = t*macs + p`` of the row, which belongs to group ``j // n`` and column
@@ -111,7 +122,8 @@ class SPU(wiring.Component):
         One beat per output row (``last`` on the GEMM's last row), or one ``cfg_error`` beat for a
         rejected configuration. ``error`` marks a row with a malformed index (an index ``>= m``
         or indices not strictly ascending inside a group); its ``y`` is forced to 0. Latency from
-        a row's last weight beat: 6 cycles. Back-pressure: an ``OUT_DEPTH``-row FIFO; when it is
+        a row's last weight beat: 6 cycles. A rejected configuration's beat follows every output
+        row of the GEMMs accepted before it. Back-pressure: an ``OUT_DEPTH``-row FIFO; when it is
         full of owed rows the datapath stops taking last beats.
 
     Raises
@@ -125,9 +137,10 @@ class SPU(wiring.Component):
 
     def __init__(self, **params):
         values = SPU_PARAMS.validate(**params)
-        self._lanes, self._macs, self._max_m, self._act_rows, self._max_k = (
-            values[name] for name in ("lanes", "macs", "max_m", "act_rows", "max_k"))
-        self._layouts = spu_layouts(**values)
+        self._lanes, self._macs, self._max_m, self._act_rows, self._max_k, self._x_buffers = (
+            values[name] for name in ("lanes", "macs", "max_m", "act_rows", "max_k", "x_buffers"))
+        self._layouts = spu_layouts(lanes=self._lanes, macs=self._macs, max_m=self._max_m,
+                                    max_k=self._max_k, act_rows=self._act_rows)
         super().__init__({
             "cfg": In(stream.Signature(self._layouts["cfg"])),
             "act": In(stream.Signature(self._layouts["act"])),
@@ -141,6 +154,7 @@ class SPU(wiring.Component):
     max_m = property(lambda self: self._max_m, doc="Largest group size m.")
     max_k = property(lambda self: self._max_k, doc="Largest K.")
     act_rows = property(lambda self: self._act_rows, doc="Rows of X per activation beat.")
+    x_buffers = property(lambda self: self._x_buffers, doc="Activation buffers (1 or 2).")
     layouts = property(lambda self: dict(self._layouts), doc="Payload layouts by port name.")
 
     def elaborate(self, platform):
@@ -152,9 +166,11 @@ class SPU(wiring.Component):
         k_bits = exact_log2(self._max_k) + 1
         e_bits = k_bits + 5            # entry counters: nz + macs fits
         word_bits = R * L * 8
+        X2 = self._x_buffers == 2
+        a_bits = exact_log2(self._max_k // R)     # word address inside one bank
 
         # ---- activation buffer: max_k/R words of R rows, one read port per MAC ----------------
-        m.submodules.xbuf = xbuf = Memory(shape=unsigned(word_bits), depth=self._max_k // R,
+        m.submodules.xbuf = xbuf = Memory(shape=unsigned(word_bits), depth=self._max_k // R * self._x_buffers,
                                           init=[])
         wport = xbuf.write_port()
         rports = [xbuf.read_port() for _ in range(P)]
@@ -182,24 +198,54 @@ class SPU(wiring.Component):
         c_k_m_ok = ((c.k >> c.m_log2) << c.m_log2) == c.k
         c_ok = (c_m_ok & (c.n_log2 <= c.m_log2) & (c.k != 0) & (c.k <= self._max_k) & c_k_m_ok
                 & (c.k[:log_r] == 0 if log_r else Const(1)) & (c.o != 0))
-        m.d.comb += self.cfg.ready.eq(~running & ~cfg_reject)
-        with m.If(self.cfg.valid & self.cfg.ready):
-            with m.If(c_ok):
-                m.d.sync += [
-                    running.eq(1), n_log2.eq(c.n_log2), m_log2.eq(c.m_log2),
-                    mask_m.eq((Const(1, idx_bits + 1) << c.m_log2) - 1),
-                    mask_n.eq((Const(1, 7) << c.n_log2) - 1),
-                    k_rows.eq(c.k), o_rows.eq(c.o), relu.eq(c.relu),
-                    nz.eq((c.k >> c.m_log2) << c.n_log2),
-                    loaded.eq(0), row.eq(0), e_base.eq(0), row_err.eq(0),
-                ]
-            with m.Else():
-                m.d.sync += cfg_reject.eq(1)
+        if X2:
+            # The loader holds the newest accepted configuration (``pend``) while its X arrives in
+            # bank ``lbank``; it hands it to the datapath (``handoff``, bank ``cbank``) when the
+            # datapath is idle or in the cycle it takes the current GEMM's last beat, and is
+            # released for the next configuration once that X is complete and handed over.
+            pend = Signal(self._layouts["cfg"])
+            held = Signal()            # pend is a valid configuration whose X is loading
+            handed = Signal()          # pend has been handed to the datapath
+            lbank = Signal()
+            cbank = Signal()
+            handoff = Signal()
+            release = Signal()
+            m.d.comb += release.eq(held & handed & (loaded == pend.k))
+            with m.If(release):
+                m.d.sync += [held.eq(0), handed.eq(0), lbank.eq(~lbank)]
+            m.d.comb += self.cfg.ready.eq((~held | release) & ~cfg_reject)
+            with m.If(self.cfg.valid & self.cfg.ready):     # after release: overrides it
+                with m.If(c_ok):
+                    m.d.sync += [pend.eq(c), held.eq(1), handed.eq(0), loaded.eq(0)]
+                with m.Else():
+                    m.d.sync += cfg_reject.eq(1)
+        else:
+            m.d.comb += self.cfg.ready.eq(~running & ~cfg_reject)
+            with m.If(self.cfg.valid & self.cfg.ready):
+                with m.If(c_ok):
+                    m.d.sync += [
+                        running.eq(1), n_log2.eq(c.n_log2), m_log2.eq(c.m_log2),
+                        mask_m.eq((Const(1, idx_bits + 1) << c.m_log2) - 1),
+                        mask_n.eq((Const(1, 7) << c.n_log2) - 1),
+                        k_rows.eq(c.k), o_rows.eq(c.o), relu.eq(c.relu),
+                        nz.eq((c.k >> c.m_log2) << c.n_log2),
+                        loaded.eq(0), row.eq(0), e_base.eq(0), row_err.eq(0),
+                    ]
+                with m.Else():
+                    m.d.sync += cfg_reject.eq(1)
 
         # ---- activation loading ----------------------------------------------------------------
+        if X2:
+            m.d.comb += [
+                self.act.ready.eq(held & (loaded < pend.k)),
+                wport.addr.eq(Cat((loaded >> log_r)[:a_bits], lbank)),
+            ]
+        else:
+            m.d.comb += [
+                self.act.ready.eq(running & (loaded < k_rows)),
+                wport.addr.eq(loaded >> log_r),
+            ]
         m.d.comb += [
-            self.act.ready.eq(running & (loaded < k_rows)),
-            wport.addr.eq(loaded >> log_r),
             wport.data.eq(self.act.payload.as_value()),
             wport.en.eq(self.act.valid & self.act.ready),
         ]
@@ -227,7 +273,9 @@ class SPU(wiring.Component):
         last_row = Signal()
         m.d.comb += last_row.eq(row == o_rows - 1)
         can = Signal()
-        m.d.comb += can.eq(running & (need <= loaded)
+        # With two buffers the datapath's X is complete unless the loader still holds it.
+        x_ready = ((need <= loaded) | ~(held & handed)) if X2 else (need <= loaded)
+        m.d.comb += can.eq(running & x_ready
                            & (~last_beat | (post_full & (inflight < OUT_DEPTH))))
         m.d.comb += self.w.ready.eq(can)
         fire0 = Signal()
@@ -248,7 +296,7 @@ class SPU(wiring.Component):
                 valid_p.eq(e_p < nz),
                 g_p.eq(e_p >> n_log2),
                 k_p.eq((g_p << m_log2) | (idx_p & mask_m)),
-                rports[p].addr.eq(k_p >> log_r),
+                rports[p].addr.eq(Cat((k_p >> log_r)[:a_bits], cbank) if X2 else k_p >> log_r),
             ]
             prev = prev_idx if p == 0 else entries[p - 1].index
             group_start = (e_p & mask_n) == 0
@@ -286,6 +334,18 @@ class SPU(wiring.Component):
                     m.d.sync += running.eq(0)
             with m.Else():
                 m.d.sync += [e_base.eq(e_base + P), row_err.eq(row_err | beat_err)]
+
+        if X2:      # after the fire0 block: a hand-off in a GEMM's last cycle overrides it
+            m.d.comb += handoff.eq(held & ~handed & (~running | (fire0 & last_beat & last_row)))
+            with m.If(handoff):
+                m.d.sync += [
+                    running.eq(1), n_log2.eq(pend.n_log2), m_log2.eq(pend.m_log2),
+                    mask_m.eq((Const(1, idx_bits + 1) << pend.m_log2) - 1),
+                    mask_n.eq((Const(1, 7) << pend.n_log2) - 1),
+                    k_rows.eq(pend.k), o_rows.eq(pend.o), relu.eq(pend.relu),
+                    nz.eq((pend.k >> pend.m_log2) << pend.n_log2),
+                    row.eq(0), e_base.eq(0), row_err.eq(0), cbank.eq(lbank), handed.eq(1),
+                ]
 
         # ---- stage 1: activation rows from the buffer, products --------------------------------
         s2_valid = Signal()
@@ -359,7 +419,10 @@ class SPU(wiring.Component):
         reject_out = Signal(out_layout)
         m.d.comb += [reject_out.cfg_error.eq(1), reject_out.last.eq(1)]
         reject_fire = Signal()
-        m.d.comb += reject_fire.eq(cfg_reject & (inflight == 0))
+        if X2:      # every row of the GEMMs before it granted (not running) and delivered
+            m.d.comb += reject_fire.eq(cfg_reject & ~running & (inflight == 0))
+        else:
+            m.d.comb += reject_fire.eq(cfg_reject & (inflight == 0))
         with m.If(reject_fire):
             m.d.sync += cfg_reject.eq(0)
 

@@ -31,8 +31,11 @@ from sparsehw.verif.spu import make_job
      r"^max_k must be a power of two in 8\.\.65536, not 4$"),
     ({"max_k": 1 << 17}, ValueError, r"^max_k must be a power of two in 32\.\.65536, not 131072$"),
     ({"max_k": None}, TypeError, r"^max_k must be a power of two in 32\.\.65536, not None$"),
+    ({"x_buffers": 3}, ValueError, r"^x_buffers must be one of 1, 2, not 3$"),
+    ({"x_buffers": 0}, ValueError, r"^x_buffers must be one of 1, 2, not 0$"),
+    ({"x_buffers": "2"}, TypeError, r"^x_buffers must be one of 1, 2, not '2'$"),
     ({"lane": 4}, TypeError, r"^unknown parameter 'lane'; allowed: lanes, macs, max_m, "
-                             r"act_rows, max_k$"),
+                             r"act_rows, max_k, x_buffers$"),
 ])
 def test_parameter_errors(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -51,7 +54,8 @@ def test_registry_entry():
     from sparsehw import registry
     block = registry.get_block("spu")
     assert block.params is SPU_PARAMS and block.build is SPU
-    assert block.defaults() == {"lanes": 4, "macs": 2, "max_m": 32, "act_rows": 2, "max_k": 128}
+    assert block.defaults() == {"lanes": 4, "macs": 2, "max_m": 32, "act_rows": 2, "max_k": 128,
+                                "x_buffers": 1}
     with pytest.raises(registry.UserError,
                        match=r"^spu: max_m must be a power of two in 1\.\.32, not 5$"):
         registry.build(block, {**block.defaults(), "max_m": 5})
@@ -112,9 +116,11 @@ def test_golden_cfg_error():
 
 # -- Amaranth simulator: one small GEMM, quick check of the RTL ------------------------------------
 
-def test_amaranth_sim_small_gemm():
+@pytest.mark.parametrize("x_buffers", [1, 2])
+def test_amaranth_sim_small_gemm(x_buffers):
     from amaranth.sim import Simulator
-    params = {"lanes": 2, "macs": 2, "max_m": 8, "max_k": 32, "act_rows": 2}
+    params = {"lanes": 2, "macs": 2, "max_m": 8, "max_k": 32, "act_rows": 2,
+              "x_buffers": x_buffers}
     dut = SPU(**params)
     job = make_job(np.random.default_rng(3), params, n=2, m=8, k=32, o=3, relu=True,
                    corrupt_rows=(1,))
@@ -157,6 +163,11 @@ def test_amaranth_sim_small_gemm():
     ({"lanes": 4, "macs": 2, "max_m": 32, "max_k": 128, "act_rows": 2}, None),     # defaults
     ({"lanes": 4, "macs": 2, "max_m": 32, "max_k": 128, "act_rows": 2}, 0.7),      # heavy stalls
     ({"lanes": 2, "macs": 3, "max_m": 8, "max_k": 64, "act_rows": 4}, None),
+    ({"lanes": 4, "macs": 2, "max_m": 32, "max_k": 128, "act_rows": 2, "x_buffers": 2}, None),
+    ({"lanes": 4, "macs": 2, "max_m": 32, "max_k": 128, "act_rows": 2, "x_buffers": 2}, 0.6),
+    ({"lanes": 2, "macs": 3, "max_m": 8, "max_k": 64, "act_rows": 4, "x_buffers": 2}, 0.3),
+    # one activation word per bank: the bank bit is the whole buffer address
+    ({"lanes": 1, "macs": 1, "max_m": 16, "max_k": 16, "act_rows": 16, "x_buffers": 2}, 0.3),
 ])
 def test_cocotb_regression(params, stall, tmp_path):
     from sparsehw.verif.runner import run_cocotb
@@ -164,7 +175,7 @@ def test_cocotb_regression(params, stall, tmp_path):
                         params=params, seed=11,
                         workload={} if stall is None else {"stall": stall})
     assert result.passed, (result.errors, result.log)
-    assert result.tests == 3
+    assert result.tests == 4
     assert result.record["regression_jobs"] == 2 * params["max_m"].bit_length()
 
 
@@ -177,6 +188,22 @@ def test_perf_smoke_is_correct(tmp_path):
     assert record["passed"], record
     assert record["mismatches"] == 0 and record["outputs_checked"] == 12
     assert record["ideal_cycles"] == 6 * 32 * 8 / 8
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("o", [6, 40])          # loading X slower / faster than a tile computes
+def test_perf_double_buffer_cycles(o, tmp_path):
+    """With two X buffers only the first column tile waits for its X (golden.spu.spu_cycles):
+    four tiles of a 1:32 GEMM take the model's cycles, fewer than with one buffer."""
+    from sparsehw.verif.spu.perf_spu import run_perf
+    params = {"lanes": 4, "macs": 2, "max_m": 32, "max_k": 128, "act_rows": 4, "x_buffers": 2}
+    load = {"n": 1, "m": 32, "k": 128, "o": o, "b": 16}
+    record = run_perf(params, load, sim="icarus", seed=3, build_dir=tmp_path)
+    assert record["passed"] and record["outputs_checked"] == 4 * o, record
+    model, parts = golden_spu.spu_cycles(params, load)
+    assert record["cycles"] == model, (record["cycles"], parts)
+    single, _ = golden_spu.spu_cycles({**params, "x_buffers": 1}, load)
+    assert record["cycles"] < single
 
 
 @pytest.mark.parametrize("workload, error, message", [

@@ -3,7 +3,10 @@
 Covers every m in {1, ..., max_m} with several n, random masks, corner values (-128/127 and
 saturating post-ops), ReLU on and off, random valid gaps on every input stream and random
 back-pressure on the output, malformed indices followed by correct GEMMs, rejected
-configurations. Generation parameters come from ``verif.common.params()`` (defaults if absent).
+configurations, and GEMMs of different n:m/k/o back to back at full rate with rejected
+configurations between them (with ``x_buffers=2`` the next GEMM's X then loads while the
+current one computes). Generation parameters come from ``verif.common.params()`` (defaults if
+absent).
 """
 
 import cocotb
@@ -115,3 +118,24 @@ async def spu_back_to_back_no_stall(dut):
     cycles = ends["o"].last_cycle - first + 1
     ideal = sum(job.macs for job in jobs) / (params["lanes"] * params["macs"])
     common.record(cycles=cycles, ideal_cycles=ideal)
+
+
+@cocotb.test()
+async def spu_back_to_back_mixed_with_rejects(dut):
+    """GEMMs of different n:m, k and o back to back at full rate, each pair separated by a
+    rejected configuration: with two X buffers the next GEMM's activations load while the
+    current one computes, and a rejection between them must not disturb them."""
+    params = _params()
+    gen = np.random.default_rng(common.rng(6).getrandbits(32))
+    max_m, max_k = params["max_m"], params["max_k"]
+    jobs = []
+    for i, m in enumerate(list(_ratios(max_m)) * 2):
+        job = _random_job(gen, params, m, corner=bool(i % 3 == 2))
+        jobs.append(job)
+        if i % 2:
+            jobs.append(reject_job(params, n_log2=0, m_log2=0, k=max_k, o=0))     # o == 0
+        elif i % 4 == 2:
+            jobs.append(reject_job(params, n_log2=0, m_log2=0, k=max_k + 1, o=1))    # k > max_k
+    await start(dut, sources=PORTS, sinks=("o",))
+    got, _ = await run_jobs(dut, params, jobs, stall=_stall(0.0), rng=common.rng(7))
+    _compare(got, jobs)
