@@ -42,7 +42,8 @@ from sparsehw.golden.chip import (MAX_ROWS, MEM_BANK0, MEM_IMEM, MEM_PMEM, MEM_W
 
 
 __all__ = ["GemmLayer", "Compiled", "compile_chain", "reference_chain", "run_chain",
-           "MAPPINGS"]
+           "MAPPINGS", "EncoderLayer", "CompiledLayer", "compile_encoder_layer",
+           "reference_encoder_layer", "run_encoder_layer"]
 
 
 MAPPINGS = ("model", "data")
@@ -562,6 +563,23 @@ class CompiledLayer:
     addr: dict
     att_w: dict
     heads_of: list
+    #: :meth:`breakdown` of subsystem 0 after each phase of :func:`run_encoder_layer`.
+    breakdowns: list = field(default_factory=list)
+
+    def breakdown(self, model, s=0, phase=2):
+        """Cycles of subsystem ``s`` in the last run (``phase`` 1 or 2) by kind: ``weight_gemm``,
+        ``attention_gemm`` (the scores and context GEMMs: issue cycles by
+        :func:`golden.chip.gemm_cycles`), ``act`` (activation engine), ``wait`` (stalls on
+        arrivals: the ring), ``halt`` (draining the last rows)."""
+        from sparsehw.golden.chip import gemm_cycles
+        parts = dict(model.stats["cycle_parts"][s])
+        program = self.phase1[s] if phase == 1 else self.phase2[s]
+        att = {a for (t, _, _), a in self.att_w.items() if t == s}
+        attention = sum(gemm_cycles(i, self.params)[0] for i in program
+                        if isinstance(i, Gemm) and i.w_addr in att)
+        return {"weight_gemm": parts["gemm"] - attention, "attention_gemm": attention,
+                "act": parts["act"], "wait": parts["wait"], "halt": parts["halt"],
+                "send": parts["send"]}
 
     def load(self, model, phase):
         for s, program in enumerate(self.phase1 if phase == 1 else self.phase2):
@@ -801,13 +819,15 @@ def run_encoder_layer(layer, x, subsystems=None, params=None, seed=None, max_del
     """Compile, load, run phase 1, the host step, phase 2 on a fresh ChipModel.
 
     Returns ``(y (H, T) int8 as read from subsystem 0, model, compiled, cycles)``, ``cycles``
-    the two phases' ``total_cycles`` (cycle model; the host step not counted)."""
+    the two phases' ``total_cycles`` (cycle model; the host step not counted);
+    ``compiled.breakdowns`` has subsystem 0's cycles by kind per phase."""
     compiled = compile_encoder_layer(layer, np.asarray(x).shape[1], subsystems, params)
     model = ChipModel(compiled.params)
     compiled.load(model, 1)
     compiled.load_input(model, np.asarray(x))
     status = model.run(seed, max_delay)
     cycles = [model.stats["total_cycles"]]
+    compiled.breakdowns = [compiled.breakdown(model, 0, 1)]
     hazards = model.stats["hazards"]
     if any(st.error for st in status):
         raise RuntimeError(f"phase 1 stopped: {[str(st) for st in status]}")
@@ -817,5 +837,6 @@ def run_encoder_layer(layer, x, subsystems=None, params=None, seed=None, max_del
     if any(st.error for st in status):
         raise RuntimeError(f"phase 2 stopped: {[str(st) for st in status]}")
     cycles.append(model.stats["total_cycles"])
+    compiled.breakdowns.append(compiled.breakdown(model, 0, 2))
     model.stats["hazards"] += hazards
     return compiled.read_output(model), model, compiled, cycles
