@@ -640,10 +640,11 @@ CYCLE_COSTS = {
     "spu_latency": spu.SPU_PIPELINE_LATENCY,   # golden.spu: weight beat to output row
     "hop": 1,                  # docs/ring.md: a slot advances one hop per cycle
     "ring_extra": 1,           # docs/ring.md: zero-load latency = hops + 1
-    "flits_per_row": 1,        # a bank row in one flit (flit_width >= header + 8 * lanes)
+    "flits_per_row": 2,        # sender port cycles per row and destination (fit, docs/chip.md)
     "act_cmd": 7,              # docs/act_engine.md: (2106 - 8*256) / 8 cycles per command
     "act_row": {"softmax": 17, "layernorm": 10},   # same table: per-row drain + scalar step
     "act_passes": {"softmax": 3, "layernorm": 2},  # row passes of the engine
+    "issue": 3,                # sequencer cycles per instruction (fit to sparsehw perf chip)
 }
 
 
@@ -788,8 +789,8 @@ class ChipModel:
         self.stats = {"instructions": [0] * n, "ring_rows": [0] * n, "local_rows": [0] * n,
                       "macs": [0] * n, "act_elements": [0] * n, "rounds": 0, "hazards": 0,
                       "cycles": [0] * n, "total_cycles": 0,
-                      "cycle_parts": [{"gemm": 0, "act": 0, "send": 0, "wait": 0, "halt": 0}
-                                      for _ in range(n)]}
+                      "cycle_parts": [{"gemm": 0, "act": 0, "send": 0, "wait": 0, "halt": 0,
+                                       "issue": 0} for _ in range(n)]}
         self._t = [0] * n                          # per subsystem: its sequencer's clock
         self._port_free = [0] * n                  # per subsystem: ring injection port free at
         self._last_row = [0] * n                   # per subsystem: its last row delivered at
@@ -951,7 +952,10 @@ class ChipModel:
                 self._spend(sub.index, "wait", max(0, pending[instr.count - 1]
                                                    - self._t[sub.index]))
             self._arrivals[(sub.index, instr.bank)] = pending[instr.count:]
-        elif isinstance(instr, Halt):
+            self._spend(sub.index, "issue", CYCLE_COSTS["issue"])    # after the rows are in
+        else:
+            self._spend(sub.index, "issue", CYCLE_COSTS["issue"])
+        if isinstance(instr, Halt):
             sub.state = HALTED
             self.stats["instructions"][sub.index] += 1
             self._spend(sub.index, "halt", max(0, self._last_row[sub.index]

@@ -570,7 +570,8 @@ class CompiledLayer:
         """Cycles of subsystem ``s`` in the last run (``phase`` 1 or 2) by kind: ``weight_gemm``,
         ``attention_gemm`` (the scores and context GEMMs: issue cycles by
         :func:`golden.chip.gemm_cycles`), ``act`` (activation engine), ``wait`` (stalls on
-        arrivals: the ring), ``halt`` (draining the last rows)."""
+        arrivals: the ring), ``halt`` (draining the last rows), ``send``, ``issue`` (the
+        sequencer's per-instruction cycles)."""
         from sparsehw.golden.chip import gemm_cycles
         parts = dict(model.stats["cycle_parts"][s])
         program = self.phase1[s] if phase == 1 else self.phase2[s]
@@ -579,7 +580,7 @@ class CompiledLayer:
                         if isinstance(i, Gemm) and i.w_addr in att)
         return {"weight_gemm": parts["gemm"] - attention, "attention_gemm": attention,
                 "act": parts["act"], "wait": parts["wait"], "halt": parts["halt"],
-                "send": parts["send"]}
+                "send": parts["send"], "issue": parts["issue"]}
 
     def load(self, model, phase):
         for s, program in enumerate(self.phase1 if phase == 1 else self.phase2):

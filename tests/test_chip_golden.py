@@ -529,7 +529,8 @@ def test_cycle_model_of_one_gemm_is_the_spu_rule_plus_the_local_write():
         model.run()
         expect, _ = spu.spu_cycles(model.params, {"n": 1 << n_log2, "m": 1 << m_log2, "k": k,
                                                   "o": o, "b": model.params["lanes"]})
-        assert model.stats["total_cycles"] == expect + 1
+        # + the local write, + the sequencer's issue cycles of GEMM, WAIT and HALT
+        assert model.stats["total_cycles"] == expect + 1 + 3 * chip.CYCLE_COSTS["issue"]
 
 
 def test_cycle_model_act_costs_match_the_engines_measured_rtl_within_2_percent():
@@ -559,3 +560,32 @@ def test_cycle_model_sees_the_gather_wait_when_sparsity_shrinks_compute():
         parts = model.stats["cycle_parts"][0]
         waits[m] = parts["wait"] / model.stats["total_cycles"]
     assert waits[32] > 5 * waits[1] and waits[32] > 0.1
+
+
+#: ``sparsehw perf chip`` records (chip RTL, Icarus; build/cache/chip_perf, produced by
+#: tests/test_chip.py::test_chip_perf_record_small's sweep and its baseline): the SMALL point of
+#: tests/test_chip.py (lanes 4, macs 2, act_rows 2, flit_width 64), K = O = 64, B = 4, tied
+#: weights. ``(subsystems, layers): {m: cycles}`` at 1:m.
+RTL_CHIP_CYCLES = {
+    (1, 2): {1: 4126, 2: 2110, 4: 1102, 8: 598, 16: 346, 32: 220},
+    (1, 3): {2: 3165, 4: 1653, 8: 897, 16: 519, 32: 330},
+    (2, 2): {1: 2078, 2: 1086, 4: 590, 8: 342, 16: 218, 32: 185},
+    (2, 3): {1: 3117, 2: 1629, 4: 885, 8: 513, 16: 327, 32: 292},
+}
+
+
+def test_cycle_model_within_2_percent_of_the_chip_rtl():
+    from sparsehw.golden.chip_compile import GemmLayer, run_chain
+    rng = np.random.default_rng(0)
+    params = dict(lanes=4, macs=2, max_m=32, act_rows=2, max_k=64, bank_rows=128,
+                  imem_depth=32, wmem_depth=1 << 14, pmem_depth=256)
+    worst = 0.0
+    for (subsystems, layers), points in RTL_CHIP_CYCLES.items():
+        for m, measured in points.items():
+            chain = [GemmLayer(rng.integers(-128, 128, (64, 64)).astype(np.int8), 1, m,
+                               np.zeros(64, int), np.ones(64, int), np.full(64, 12), False)
+                     for _ in range(layers)]
+            _, model, _ = run_chain(chain, rng.integers(-128, 128, (64, 4)), subsystems,
+                                    "model", {**params, "subsystems": subsystems})
+            worst = max(worst, abs(model.stats["total_cycles"] - measured) / measured)
+    assert worst < 0.02
