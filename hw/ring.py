@@ -12,9 +12,10 @@ arguments; the hardware traffic harness around the ring (verification IP) is
 :class:`sparsehw.verif.ring.harness.RingHarness`.
 
 Interfaces between the parts, per direction (CW, CCW): a router's outgoing slot joins the next
-router's incoming slot (:class:`SlotSignature`, joined with ``wiring.connect``), and every router
-joins the direction's :class:`RingArbiter` (:class:`ArbitrationSignature`), the combinational
-logic that computes the hold and fairness inputs of every router from the state of all of them.
+router's incoming slot (:class:`SlotSignature`), and every router's arbitration port
+(:class:`ArbitrationSignature`) joins the ring's arbitration logic for that direction (the
+combinational logic that computes the hold and fairness inputs of every router from the state of
+all of them); both with ``wiring.connect``.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
@@ -24,10 +25,10 @@ from amaranth.lib.wiring import In, Out
 
 import sparsehw.golden.ring as golden
 from sparsehw.golden.ring import RING_PARAMS
-from sparsehw.params import check, int_in, one_of
+from sparsehw.params import check, int_in
 
 
-__all__ = ["RING_PARAMS", "Ring", "RingRouter", "RingArbiter", "SlotSignature",
+__all__ = ["RING_PARAMS", "Ring", "RingRouter", "SlotSignature",
            "ArbitrationSignature", "RingParameters", "inject_layout", "eject_layout",
            "flit_layout", "node_bits"]
 
@@ -72,7 +73,7 @@ class SlotSignature(wiring.Signature):
 
     A router's outgoing slot (``Out``) joins the next router's incoming slot (``In``, the
     flipped signature) with ``wiring.connect``. There is no ``ready``: whether the receiver
-    takes the slot is decided ring-wide (:class:`RingArbiter`, ``hold``).
+    takes the slot is decided ring-wide (``hold`` of :class:`ArbitrationSignature`).
     """
 
     def __init__(self, nodes, width):
@@ -83,7 +84,8 @@ class SlotSignature(wiring.Signature):
 
 
 class ArbitrationSignature(wiring.Signature):
-    """What one router tells its direction's :class:`RingArbiter` and hears back (router side).
+    """What one router tells the ring's arbitration logic of one direction and hears back
+    (router side).
 
     Attributes
     ----------
@@ -176,7 +178,7 @@ class RingRouter(RingParameters, wiring.Component):
     cw_out, ccw_out : Out(SlotSignature(nodes, width))
         Registered slot leaving towards ``index+1`` / ``index-1``; it holds while ``hold``.
     cw_arb, ccw_arb : Out(ArbitrationSignature(nodes))
-        To and from the direction's :class:`RingArbiter`: ``block``/``passing`` (what the
+        To and from the ring's arbitration logic of that direction: ``block``/``passing`` (what the
         arriving flit does), ``need``/``starving`` (fairness state), and back ``hold``,
         ``round_over`` and ``needs``. A router that is not needy injects a flit only if no needy
         router lies strictly between it and the flit's destination, so it never takes a slot a
@@ -439,80 +441,55 @@ class Ring(RingParameters, wiring.Component):
         directions = (("cw", +1, [(r.cw_in, r.cw_out, r.cw_arb) for r in routers]),
                       ("ccw", -1, [(r.ccw_in, r.ccw_out, r.ccw_arb) for r in routers]))
         for name, step, ports in directions:
-            arbiter = m.submodules[f"{name}_arbiter"] = RingArbiter(nodes=k, step=step)
+            arbitration = [ArbitrationSignature(k).flip().create(path=(f"{name}_arb{i}",))
+                           for i in range(k)]
             for i, (arrive, _depart, arb) in enumerate(ports):
-                wiring.connect(m, arb, arbiter.routers[i])
+                wiring.connect(m, arb, arbitration[i])
                 upstream_depart = ports[(i - step) % k][1]
                 wiring.connect(m, upstream_depart, arrive)
+            _arbitrate(m, arbitration, step, name)
         return m
 
 
-class RingArbiter(wiring.Component):
-    """Ring-wide flow control and fairness of one direction (combinational).
+def _arbitrate(m, ports, step, name):
+    """Ring-wide flow control and fairness of one direction (combinational, added to ``m``).
 
-    From every router's registered ``block``/``passing``/``need``/``starving`` it computes each
+    ``ports`` are the arbiter's side of every router's :class:`ArbitrationSignature` (flipped),
+    router ``i`` first; ``step`` is ``+1`` (CW: router ``i`` sends to ``i+1``) or ``-1`` (CCW).
+    From every router's registered ``block``/``passing``/``need``/``starving`` it drives each
     router's ``hold`` (the slot it sends downstream is not taken this cycle), ``round_over`` and
-    ``needs`` (see :class:`RingRouter`).
-
-    Parameters
-    ----------
-    nodes : int
-        Routers on the ring, 2..16.
-    step : int
-        Direction: ``+1`` (CW, router ``i`` sends to ``i+1``) or ``-1`` (CCW).
-
-    Attributes
-    ----------
-    routers : In(ArbitrationSignature(nodes)).array(nodes)
-        One port per router, joined to its ``cw_arb``/``ccw_arb`` with ``wiring.connect``.
-        No registers: latency 0; no back-pressure of its own.
-
-    Raises
-    ------
-    TypeError, ValueError
-        ``nodes`` is not an integer in 2..16, or ``step`` is not +1 or -1.
+    ``needs``. It is logic of :class:`Ring` rather than a submodule of its own: a module boundary
+    here leaves the logic the same but changes what Yosys' technology mapping makes of it (ECP5
+    LUT counts), and the measured figures must not move with a refactoring.
     """
-
-    def __init__(self, *, nodes, step):
-        self._nodes = check("nodes", nodes, RING_PARAMS["nodes"].rule)
-        self._step = check("step", step, one_of(+1, -1))
-        super().__init__({"routers": In(ArbitrationSignature(nodes)).array(nodes)})
-
-    nodes = property(lambda self: self._nodes, doc="Routers on the ring.")
-    step = property(lambda self: self._step, doc="Direction: +1 (CW) or -1 (CCW).")
-
-    def elaborate(self, platform):
-        m = Module()
-        k, step, ports = self.nodes, self.step, self.routers
-        name = "cw" if step == +1 else "ccw"
-        blocks = [port.block for port in ports]
-        passes = [port.passing for port in ports]
-        # Needy routers: need, or starving when no router has need (a round boundary).
-        raw = Signal(k, name=f"{name}_need_raw")
-        starving = Signal(k, name=f"{name}_starving")
-        round_over = Signal(name=f"{name}_round_over")
-        needs = Signal(k, name=f"{name}_needs")
-        m.d.comb += [raw.eq(Cat(port.need for port in ports)),
-                     starving.eq(Cat(port.starving for port in ports)),
-                     round_over.eq(~raw.any()),
-                     needs.eq(Mux(round_over, starving, raw))]
-        # hold_in[x]: the slot arriving at router x is not consumed this cycle. It is, when
-        # walking downstream from x, a run of passing flits ends in a blocked flit. Written
-        # out as a sum of products of registered state (no combinational ring).
-        hold_in = []
-        for x in range(k):
-            term = blocks[(x + step * (k - 1)) % k]
-            for dist in range(k - 2, -1, -1):
-                node = (x + step * dist) % k
-                term = blocks[node] | (passes[node] & term)
-            held = Signal(name=f"{name}_hold_in{x}")
-            m.d.comb += held.eq(term)
-            hold_in.append(held)
-        for i, port in enumerate(ports):
-            m.d.comb += [port.hold.eq(hold_in[(i + step) % k]),
-                         port.needs.eq(needs),
-                         port.round_over.eq(round_over)]
-        return m
+    k = len(ports)
+    blocks = [port.block for port in ports]
+    passes = [port.passing for port in ports]
+    # Needy routers: need, or starving when no router has need (a round boundary).
+    raw = Signal(k, name=f"{name}_need_raw")
+    starving = Signal(k, name=f"{name}_starving")
+    round_over = Signal(name=f"{name}_round_over")
+    needs = Signal(k, name=f"{name}_needs")
+    m.d.comb += [raw.eq(Cat(port.need for port in ports)),
+                 starving.eq(Cat(port.starving for port in ports)),
+                 round_over.eq(~raw.any()),
+                 needs.eq(Mux(round_over, starving, raw))]
+    # hold_in[x]: the slot arriving at router x is not consumed this cycle. It is, when walking
+    # downstream from x, a run of passing flits ends in a blocked flit. Written out as a sum of
+    # products of registered state (no combinational ring).
+    hold_in = []
+    for x in range(k):
+        term = blocks[(x + step * (k - 1)) % k]
+        for dist in range(k - 2, -1, -1):
+            node = (x + step * dist) % k
+            term = blocks[node] | (passes[node] & term)
+        held = Signal(name=f"{name}_hold_in{x}")
+        m.d.comb += held.eq(term)
+        hold_in.append(held)
+    for i, port in enumerate(ports):
+        m.d.comb += [port.hold.eq(hold_in[(i + step) % k]),
+                     port.needs.eq(needs),
+                     port.round_over.eq(round_over)]
 
 
 def _between_mask(src, dest, k, step):
