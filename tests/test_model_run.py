@@ -112,3 +112,14 @@ def test_chip_check_can_fail():
     job["y"] = y.copy()
     job["y"][5, 0] ^= 1
     assert run.run_jobs_on_chip({"g": job})["g"]["bit_exact"] is False
+
+
+def test_layer_0_compiled_whole_on_the_golden_chip(sparse):
+    """Encoder layer 0 with MiniLM's own 2:4 int8 weights and its real input, compiled whole
+    onto 4 subsystems: q, k, v bit-exact with the integer engine, the layer bit-exact with the
+    chip's numpy layer, and cycles from the chip cycle model."""
+    layer = sparse["chip_layer"]
+    assert layer["qkv_bit_exact_vs_integer_engine"] and layer["bit_exact_vs_chip_reference"]
+    assert layer["tokens"] % 4 == 0 and layer["subsystems"] == 4
+    parts = layer["cycle_parts"]
+    assert layer["cycles"] >= max(parts["weight_gemm"], parts["act"]) > 0

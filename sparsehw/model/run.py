@@ -269,6 +269,72 @@ def run_jobs_on_chip(jobs, subsystems=4):
     return out
 
 
+#: The six weight GEMMs of one BERT layer by the end of their labels, in EncoderLayer order.
+LAYER_GEMMS = ("attention.self.query", "attention.self.key", "attention.self.value",
+               "attention.output.dense", "intermediate.dense", "output.dense")
+#: Chip parameters that hold one MiniLM layer of up to 32 tokens.
+LAYER_CHIP = dict(subsystems=4, lanes=4, macs=2, max_k=2048, bank_rows=32768,
+                  wmem_depth=1 << 20, pmem_depth=8192, imem_depth=1024, act_engine=True,
+                  act_max_row=512)
+
+
+def run_layer_on_chip(graph, jobs, subsystems=4, layer=0, heads=12):
+    """Encoder layer ``layer`` compiled whole (golden.chip_compile.compile_encoder_layer) and
+    run on the golden chip model with the model's own int8 weights and post-ops (the integer
+    engine's recorded jobs) and the layer's real input (the query GEMM's int8 ``x``, tokens
+    padded with zero columns to a multiple of ``lanes``).
+
+    What is checked: q, k and v (the first chip GEMMs) equal the integer engine's outputs bit
+    for bit; the layer's output equals :func:`golden.chip_compile.reference_encoder_layer` (the
+    same layer in numpy). The rest of the layer is **not** the integer engine's: that engine
+    keeps an int16 residual stream, per-channel activation scales and scale-folded attention,
+    while the chip's banks hold int8; the attention and activation-engine steps here use fixed
+    chip-native formats (softmax 2**-7, LayerNorm gamma 1 beta 0, GELU in 2**-5 -> 2**-5).
+
+    Returns a dict (JSON-ready) or ``None`` when the layer's GEMMs were not recorded.
+    """
+    from sparsehw.golden.chip_compile import EncoderLayer, reference_encoder_layer, \
+        run_encoder_layer
+    from sparsehw.model.quantize import gemm_layer
+    labels = {op.label: op.name for op in graph.act_ops() if op.kind == "linear"}
+    names = []
+    for end in LAYER_GEMMS:
+        found = [name for label, name in labels.items()
+                 if label.endswith(f"layer.{layer}.{end}") and name in jobs]
+        if not found:
+            return None
+        names.append(found[0])
+    gemms = [gemm_layer(jobs[name]) for name in names]
+    x = jobs[names[0]]["x"]
+    lanes = LAYER_CHIP["lanes"]
+    tokens = -(-x.shape[1] // lanes) * lanes
+    if tokens > 32:
+        return {"layer": layer, "skipped": f"{x.shape[1]} tokens: one layer holds at most 32"}
+    xp = np.zeros((x.shape[0], tokens), np.int8)
+    xp[:, :x.shape[1]] = x
+    hidden = gemms[3].o
+    ln = (np.full(hidden, 4096), np.zeros(hidden, np.int64), 5, 0)
+    enc = EncoderLayer(qkv=gemms[:3], wo=gemms[3], w1=gemms[4], w2=gemms[5], heads=heads,
+                       score_post=(1, 10), ctx_post=(1, 7), softmax=(3, 15, 8),
+                       add1=(0, 0, 1), ln1=ln, gelu=(5, 5, 0), add2=(0, 0, 1), ln2=ln)
+    y, model, compiled, cycles = run_encoder_layer(enc, xp, subsystems, LAYER_CHIP)
+    qkv_exact = True
+    for name, tensor in zip(names[:3], "qkv"):
+        got = compiled._tensor(model.subs[0].banks, tensor, hidden)[:, :x.shape[1]]
+        qkv_exact &= bool(np.array_equal(got, jobs[name]["y"]))
+    parts = {}
+    for phase in compiled.breakdowns:
+        for key, value in phase.items():
+            parts[key] = parts.get(key, 0) + value
+    return {"layer": layer, "tokens": tokens, "subsystems": subsystems,
+            "qkv_bit_exact_vs_integer_engine": qkv_exact,
+            "bit_exact_vs_chip_reference": bool(np.array_equal(
+                y, reference_encoder_layer(enc, xp))),
+            "cycles": int(sum(cycles)), "cycle_parts": parts,
+            "cycles_source": "golden.chip cycle model (docs/chip.md), both phases; the host "
+                             "step between them not counted"}
+
+
 def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None, seq_len=None,
               calib_texts=CALIBRATION, reference=True, subsystems=4, engine="numpy"):
     """Run the integer encoder on ``texts``; returns the JSON-ready result.
@@ -283,7 +349,9 @@ def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None,
         (the same GEMMs at 1:1), ``speedup``: GEMM cycles of the SPU cycle model
         (:func:`gemm_cycles`; ``cycles_source`` says so), ``engine``, and ``chip_gemms`` (engine
         ``"golden"``: every weight GEMM also compiled by golden.chip_compile and run on the
-        golden chip model, :func:`run_jobs_on_chip`; whether all were bit-exact).
+        golden chip model, :func:`run_jobs_on_chip`; whether all were bit-exact), and
+        ``chip_layer`` (engine ``"golden"``: encoder layer 0 of the first text compiled whole
+        and run on the golden chip model, :func:`run_layer_on_chip`).
     """
     tok = load_tokenizer(model, tokenizer)
     settings = settings_for(nm, config)
@@ -292,6 +360,7 @@ def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None,
     if engine not in ("numpy", "golden"):
         raise ValueError(f"engine must be numpy or golden, not {engine!r}")
     shapes, cosines, embeddings, chip = {}, [], [], {}
+    chip_layer = None
     for text in texts:
         feeds = encode(tok, text, seq_len)
 
@@ -305,6 +374,8 @@ def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None,
         if engine == "golden":
             for name, res in run_jobs_on_chip(prep.engine.jobs, subsystems).items():
                 chip.setdefault(name, []).append(res)
+            if chip_layer is None:
+                chip_layer = run_layer_on_chip(graph, prep.engine.jobs, subsystems)
         emb = mean_pool(hidden.real(), feeds["attention_mask"])
         embeddings.append(emb)
         if reference:
@@ -333,6 +404,7 @@ def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None,
                     "chip model, compared with the numpy SPU result; attention products and "
                     "the activation engine's work run in numpy (the golden chip has ACT, "
                     "act_engine=True, but the whole-layer compilation is not written yet)"},
+        "chip_layer": chip_layer,
         "settings": [s.__dict__ for s in settings],
         "texts": list(texts), "seq_len": seq_len,
         "embedding_cosine": float(np.mean(cosines)) if cosines else None,
