@@ -79,6 +79,7 @@ def minilm_sweep(ms=MS, tokens=32, layers=6, hidden=384, heads=12, ffn=1536, sub
 def figure(out="docs/img/s4_fig2", ms=MS):
     import matplotlib
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "sparsehw"     # deterministic SVG ids
     import matplotlib.pyplot as plt
     mini = minilm_sweep(ms)
     res = resnet.speedup_table(ms)
