@@ -12,8 +12,10 @@ in what a PE row receives and how a MAC finds its operand (see ``docs/figs.md``)
   row's *sub-block*), held in the row's swap registers. A MAC reads its own swap register or one of
   the ``alpha`` swap registers above or below it (the vertical links), a
   ``(2*alpha+1)*ratio : 1`` multiplexer. The route (link and lane) is computed once, when the
-  weight is loaded. A nonzero weight whose sub-block is more than ``alpha`` rows away cannot be
-  routed: the array flags it (``fault.route``).
+  weight is loaded. A nonzero weight whose sub-block is more than ``alpha`` rows away is served
+  by the *swap exchange*: the instance is held at the array input for extra cycles in which the
+  swap registers of every group are rotated cyclically (the tile's schedule, computed while the
+  weights load), and the partial sums of those phases are added before the result leaves.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -149,6 +151,16 @@ class _SparseArray(wiring.Component):
                  for r in range(R)] for k in range(2)]
         wsel = [[[Signal(sel_bits, name=f"ws{k}_r{r}_e{e}") for e in range(E)]
                  for r in range(R)] for k in range(2)]
+        if figs:
+            # Swap exchange: the largest run-time N, each MAC's rotation, each bank's schedule
+            # (bit t: rotation t is needed; bit 0 always set) and N.
+            max_n = min(R & -R, self._max_m)
+            n_bits = exact_log2(max_n)
+            rot_bits = max(1, n_bits)
+            wrot = [[[Signal(rot_bits, name=f"wr{k}_r{r}_e{e}") for e in range(E)]
+                     for r in range(R)] for k in range(2)]
+            sched = [Signal(max_n, name=f"sched{k}", init=1) for k in range(2)]
+            bank_nlog = [Signal(_LOG_BITS, name=f"nlog{k}") for k in range(2)]
 
         wp = self.w.payload
         n_log2, m_log2 = wp.n_log2, wp.m_log2
@@ -175,6 +187,9 @@ class _SparseArray(wiring.Component):
         bad_index = Signal()
         bad_route = Signal()
         new_sel = []
+        new_rot = []
+        if figs:
+            load_nmask = _low_mask(m, n_log2, n_bits, rot_bits, "load_nmask")     # N - 1
         index_flags, route_flags = [], []
         for e in range(E):
             ent = wp.entries[e]
@@ -195,7 +210,8 @@ class _SparseArray(wiring.Component):
                 slot_w = Signal(ib, name=f"slot_w{e}")
                 disp = Signal(signed(ib + 1), name=f"disp{e}")
                 m.d.comb += [slot_w.eq(slot), disp.eq(sub - slot_w)]
-                routable = Signal(name=f"routable{e}")
+                near = Signal(name=f"near{e}")
+                rot = Signal(rot_bits, name=f"new_rot{e}")
                 with m.Switch(disp):
                     lo, hi = -(1 << ib), (1 << ib) - 1     # representable in disp
                     for d in range(max(-alpha, lo), min(alpha, hi) + 1):
@@ -205,15 +221,29 @@ class _SparseArray(wiring.Component):
                                 m.d.comb += sel.eq(Cat(lane[:exact_log2(ratio)], link))
                             else:
                                 m.d.comb += sel.eq(link)
-                            m.d.comb += routable.eq(1)
+                            m.d.comb += near.eq(1)
                     with m.Default():
-                        m.d.comb += [sel.eq(0), routable.eq(0)]
-                route_flags.append((ent.value != 0) & ~routable)
+                        # exchange phase: own register (link alpha), rotation (sub-slot) mod N
+                        link = Const(alpha, max(1, (2 * alpha).bit_length()))
+                        if ratio > 1:
+                            m.d.comb += sel.eq(Cat(lane[:exact_log2(ratio)], link))
+                        else:
+                            m.d.comb += sel.eq(link)
+                        m.d.comb += near.eq(0)
+                # (sub - slot) mod N, 0 when the one-step route reaches
+                m.d.comb += rot.eq(disp[:rot_bits] & load_nmask & (~near).replicate(rot_bits))
+                new_rot.append(rot)
             else:
                 m.d.comb += sel.eq(ent.index)
             new_sel.append(sel)
         m.d.comb += bad_index.eq(Cat(*index_flags).any())
         m.d.comb += bad_route.eq(Cat(*route_flags).any() if route_flags else 0)
+        if figs:
+            # rotations this row needs (zero weights need none)
+            row_rots = Signal(max_n, name="row_rots")
+            m.d.comb += row_rots.eq(Cat(*[
+                Cat(*[_is(new_rot[e], t) & wp.entries[e].value.any() for e in range(E)]).any()
+                for t in range(max_n)]) | 1)
 
         m.d.comb += self.w.ready.eq(~(full >> load_ptr)[0])
         w_fire = self.w.valid & self.w.ready
@@ -226,6 +256,13 @@ class _SparseArray(wiring.Component):
                         for e in range(E):
                             m.d.sync += [wval[k][r][e].eq(wp.entries[e].value),
                                          wsel[k][r][e].eq(new_sel[e])]
+                            if figs:
+                                m.d.sync += wrot[k][r][e].eq(new_rot[e])
+                if figs:
+                    with m.If(load_ptr == k):
+                        m.d.sync += [sched[k].eq(Mux(row_hot[0], row_rots,
+                                                     sched[k] | row_rots)),
+                                     bank_nlog[k].eq(n_log2)]
             m.d.sync += [self.fault.index.eq(self.fault.index | bad_index),
                          self.fault.config.eq(self.fault.config | bad_config),
                          self.fault.route.eq(self.fault.route | bad_route)]
@@ -252,7 +289,50 @@ class _SparseArray(wiring.Component):
 
         adv = Signal()
         m.d.comb += adv.eq(~out_valid | self.o.ready)
-        m.d.comb += self.i.ready.eq(adv & (full >> use_ptr)[0])
+        if figs:
+            # Swap exchange: the instance stays at the input for one phase per rotation of the
+            # bank's schedule; cur_oh is the current rotation (one-hot), i.ready rises in the
+            # final phase.
+            st_oh = [Signal(max_n, name=f"st{c}_rot") for c in range(C)]
+            st_first = [Signal(name=f"st{c}_first") for c in range(C)]
+            st_final = [Signal(name=f"st{c}_final") for c in range(C)]
+            cur_oh = Signal(max_n, init=1)
+            sched_u = Signal(max_n)
+            use_nlog = Signal(_LOG_BITS)
+            m.d.comb += [sched_u.eq(Mux(use_ptr, sched[1], sched[0])),
+                         use_nlog.eq(Mux(use_ptr, bank_nlog[1], bank_nlog[0]))]
+            upto = [cur_oh[t:].any() for t in range(max_n)]     # t <= current rotation
+            remaining = Signal(max_n)
+            m.d.comb += remaining.eq(sched_u & ~Cat(*upto))
+            next_oh = Signal(max_n)
+            m.d.comb += next_oh.eq(Cat(*[
+                (remaining[t] & ~remaining[:t].any()) if t else remaining[0]
+                for t in range(max_n)]))
+            final = Signal()
+            m.d.comb += final.eq(~remaining.any())
+            cur_rot = Signal(rot_bits)
+            m.d.comb += cur_rot.eq(Cat(*[Cat(*[cur_oh[t] for t in range(max_n) if t >> b & 1])
+                                         .any() if max_n > 1 else Const(0, 1)
+                                         for b in range(rot_bits)]))
+            issue = Signal()
+            m.d.comb += [issue.eq(adv & (full >> use_ptr)[0] & self.i.valid),
+                         self.i.ready.eq(adv & (full >> use_ptr)[0] & final)]
+            with m.If(issue):
+                m.d.sync += cur_oh.eq(Mux(final, 1, next_oh))
+            # rotated instance: row r of group g takes row g*N + (r%N + rot) % N
+            use_nmask = _low_mask(m, use_nlog, n_bits, rot_bits, "use_nmask")
+            x_in = []
+            for r in range(R):
+                base = (r // max_n) * max_n
+                off = Const(r - base, rot_bits)
+                moved = Signal(rot_bits, name=f"xmoved{r}")
+                src = Signal(rot_bits, name=f"xsrc{r}")
+                m.d.comb += [moved.eq(off + cur_rot),
+                             src.eq((off & ~use_nmask) | (moved & use_nmask))]
+                block = [self.i.payload.x[base + j].as_value() for j in range(max_n)]
+                x_in.append(Array(block)[src] if max_n > 1 else block[0])
+        else:
+            m.d.comb += self.i.ready.eq(adv & (full >> use_ptr)[0])
         i_fire = self.i.valid & self.i.ready
         with m.If(i_fire & self.i.payload.last):
             m.d.sync += use_ptr.eq(~use_ptr)
@@ -278,6 +358,9 @@ class _SparseArray(wiring.Component):
                     operand = Signal(signed(W), name=f"op_c{c}_r{r}_e{e}")
                     m.d.comb += operand.eq(Array(window)[sel])
                     weight = Mux(st_bank[c], wval[1][r][e], wval[0][r][e])
+                    if figs:       # only in the phase of the weight's rotation
+                        rot_w = Mux(st_bank[c], wrot[1][r][e], wrot[0][r][e])
+                        weight = Mux(Array(list(st_oh[c]))[rot_w], weight, 0)
                     product = Signal(signed(2 * W), name=f"prod_c{c}_r{r}_e{e}")
                     m.d.comb += product.eq(operand * weight)
                     products.append(product)
@@ -287,21 +370,39 @@ class _SparseArray(wiring.Component):
             return sums
 
         with m.If(adv):
-            m.d.sync += [st_valid[C - 1].eq(i_fire), st_bank[C - 1].eq(use_ptr),
-                         st_last[C - 1].eq(self.i.payload.last),
-                         st_x[C - 1].eq(self.i.payload.x)]
+            if figs:
+                m.d.sync += [st_valid[C - 1].eq(issue), st_bank[C - 1].eq(use_ptr),
+                             st_last[C - 1].eq(self.i.payload.last),
+                             st_oh[C - 1].eq(cur_oh), st_first[C - 1].eq(cur_oh[0]),
+                             st_final[C - 1].eq(final)]
+                for r in range(R):
+                    m.d.sync += st_x[C - 1][r].eq(x_in[r])
+            else:
+                m.d.sync += [st_valid[C - 1].eq(i_fire), st_bank[C - 1].eq(use_ptr),
+                             st_last[C - 1].eq(self.i.payload.last),
+                             st_x[C - 1].eq(self.i.payload.x)]
             for c in range(C - 1, 0, -1):
                 here = column_sums(c)
                 m.d.sync += [st_valid[c - 1].eq(st_valid[c]), st_bank[c - 1].eq(st_bank[c]),
                              st_last[c - 1].eq(st_last[c]), st_x[c - 1].eq(st_x[c])]
+                if figs:
+                    m.d.sync += [st_oh[c - 1].eq(st_oh[c]), st_first[c - 1].eq(st_first[c]),
+                                 st_final[c - 1].eq(st_final[c])]
                 carried = here + st_acc[c]
                 for dst, src in zip(st_acc[c - 1], carried):
                     m.d.sync += dst.eq(src)
             carried = column_sums(0) + st_acc[0]
-            m.d.sync += [out_valid.eq(st_valid[0]), out_bank.eq(st_bank[0]),
-                         out_last.eq(st_last[0])]
-            for dst, src in zip(out_psum, carried):
-                m.d.sync += dst.eq(src)
+            if figs:       # the phases of an instance are added; the final one is emitted
+                m.d.sync += [out_valid.eq(st_valid[0] & st_final[0]), out_bank.eq(st_bank[0]),
+                             out_last.eq(st_last[0])]
+                with m.If(st_valid[0]):
+                    for dst, src in zip(out_psum, carried):
+                        m.d.sync += dst.eq(Mux(st_first[0], src, src + dst))
+            else:
+                m.d.sync += [out_valid.eq(st_valid[0]), out_bank.eq(st_bank[0]),
+                             out_last.eq(st_last[0])]
+                for dst, src in zip(out_psum, carried):
+                    m.d.sync += dst.eq(src)
 
         m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.last.eq(out_last)]
         for e in range(E):
@@ -310,6 +411,22 @@ class _SparseArray(wiring.Component):
             m.d.comb += clr_full.eq(Mux(out_bank, 0b10, 0b01))
         m.d.sync += full.eq((full & ~clr_full) | set_full)
         return m
+
+
+def _is(value, const):
+    """1 when ``value == const``, as an AND of bits (no width-mismatched comparison)."""
+    return Cat(*[value[b] if const >> b & 1 else ~value[b] for b in range(len(value))]).all()
+
+
+def _low_mask(m, log2, top, bits, name):
+    """``2**log2 - 1`` (``bits`` wide) for ``log2`` in 0..top, 0 otherwise. Plain gates: bit
+    ``b`` is set when ``b < log2 <= top`` (a combinational Switch on a register that never
+    changes would stay X in Icarus)."""
+    result = Signal(bits, name=name)
+    m.d.comb += result.eq(Cat(*[
+        Cat(*[_is(log2, nl) for nl in range(b + 1, top + 1)]).any() if b < top else Const(0, 1)
+        for b in range(bits)]))
+    return result
 
 
 def _in_range(m, value, high, name):
@@ -344,14 +461,15 @@ _ATTRIBUTES_DOC = """
     o : Out(stream.Signature(StructLayout))
         ``cols*beta*32 + 1`` bits. Per instance, the tile's int32 partial sums ``psum[cols*beta]`` (sum over the tile's K
         range; accumulation over K tiles is the consumer's) and ``last``. Latency ``cols + 1``
-        cycles from the input transfer; one instance per cycle; back-pressure stalls the whole
-        array (``i.ready`` falls combinationally with ``o.ready``).
+        cycles from the input transfer; one instance per cycle (FiGS: per ``P`` cycles, ``P``
+        the tile's exchange phases); back-pressure stalls the whole array (``i.ready`` falls
+        combinationally with ``o.ready``).
     fault : Out(StructLayout({"index": 1, "config": 1, "route": 1}))
         Sticky run-time error flags, cleared by reset: ``index``, a loaded index is ``>= M``;
         ``config``, the pattern is not supported (``N > M``, ``M > max_m``, ``N`` does not
-        divide ``rows``, or for FiGS ``M/N > ratio``); ``route`` (FiGS), a nonzero weight's
-        sub-block is more than ``alpha`` rows from its own. Results of a faulty tile are
-        undefined; the flags say so.
+        divide ``rows``, or for FiGS ``M/N > ratio``); ``route`` is never set any more (kept so
+        both engines share one layout): FiGS serves weights beyond its ``alpha`` links with the
+        swap exchange. Results of a faulty tile are undefined; the flags say so.
 """
 
 
@@ -366,6 +484,14 @@ class FigsArray(_SparseArray):
     ``|d| <= alpha``, where ``d`` is the row distance between its weight's sub-block
     (``index // (M/N)``) and its own slot, then multiplies; the ``rows`` products of a MAC
     column are summed into one partial sum per output channel.
+
+    Swap exchange: while a tile's weights load, every nonzero weight with ``|d| > alpha`` gets
+    the rotation ``d mod N`` and the tile's schedule collects the rotations it needs
+    (:func:`golden.figs.tile_schedule`). Each instance then occupies the input for ``P`` cycles,
+    one per scheduled rotation (``i.ready`` rises in the last): in the phase of rotation ``t`` the
+    instance enters with the sub-blocks of every group rotated by ``t`` slots, only the MACs of
+    that rotation multiply (reading their own swap register), and the ``P`` partial sums are
+    added before the result leaves. ``P = 1`` when the tile routes in one step.
 
     Parameters
     ----------

@@ -295,7 +295,7 @@ SMALL = {"rows": 8, "cols": 2, "beta": 1}
 @pytest.mark.sim
 @pytest.mark.parametrize("engine,params", [
     ("figs", {**SMALL, "alpha": 1, "ratio": 4}),
-    ("figs", {**SMALL, "alpha": 7, "ratio": 4}),       # every random mask routes
+    ("figs", {**SMALL, "alpha": 0, "ratio": 4}),       # every non-fine mask is exchanged
     ("nm_broadcast", SMALL),
 ])
 def test_regression(tmp_path, engine, params):
@@ -308,13 +308,15 @@ def test_regression(tmp_path, engine, params):
 
 @pytest.mark.sim
 def test_regression_catches_a_wrong_array(tmp_path):
-    # Hardware built with alpha=0 but tested as alpha=7: its operand routing differs from what
-    # the testbench expects, so the GEMM checks must fail.
-    result = run_cocotb(FigsArray(**SMALL, alpha=0), "figs", "sparsehw.verif.figs.tb_figs",
+    # Hardware built with alpha=1 but tested as alpha=7: it computes the same numbers (the swap
+    # exchange serves what the links do not reach) but takes the exchange's extra cycles, which
+    # the testbench (predicting one phase per instance) must catch.
+    result = run_cocotb(FigsArray(**SMALL, alpha=1), "figs", "sparsehw.verif.figs.tb_figs",
                         build_dir=tmp_path, seed=3, params={**SMALL, "alpha": 7},
-                        testcase="random_masks_all_ratios_under_stalls")
+                        testcase="swap_exchange_routes_every_pattern")
     assert not result.passed
     assert result.failures == 1
+    assert "cycles, predicted" in result.log.read_text()
 
 
 @pytest.mark.sim

@@ -156,7 +156,9 @@ async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0
     -------
     dict
         ``cycles`` (first cycle after start to the last output transfer, inclusive),
-        ``instances``, ``act_bits`` (activation bits delivered), ``required_alpha``, ``got``,
+        ``instances``, ``act_bits`` (activation bits delivered), ``required_alpha`` (the largest
+        one-step displacement; larger ones go through the swap exchange), ``phases`` (exchange
+        phases per tile, :func:`golden.figs.gemm_schedule`; 1 for broadcast), ``got``,
         ``expected``.
     """
     from sparsehw.verif.stream import CycleCounter
@@ -174,6 +176,9 @@ async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0
         else:
             alpha_needed = gf.required_alpha(values, indices, n, m)
     k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
+    phases = (gf.gemm_schedule(values, indices, n, m, k=k_count, o=o_count, rows=rows,
+                               cols=cols, beta=beta, alpha=params["alpha"])
+              if engine == "figs" else [1] * (-(-k_count // k_tile) * -(-o_count // o_tile)))
     k_tiles = -(-k_count // k_tile)
     o_tiles = -(-o_count // o_tile)
     tiles = [(ot, kt) for ot in range(o_tiles) for kt in range(k_tiles)]
@@ -199,8 +204,8 @@ async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0
     wsrc.send_nowait(w_items)
     isrc.send_items(i_items)
     total = len(tiles) * b_count
-    await sink.wait_for(total, timeout_cycles=200 + 40 * total * max(1, per_inst_bits // max(
-        budget, 1) if budget else 1))
+    await sink.wait_for(total, timeout_cycles=200 + 40 * total * max(phases) * max(
+        1, per_inst_bits // max(budget, 1) if budget else 1))
     cycles = counter.count - start
     wsrc.stop()
     isrc.stop()
@@ -231,4 +236,4 @@ async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0
                                f"{expected[tuple(bad[0])]}")
     return {"cycles": cycles, "instances": total, "act_bits": isrc.bits_sent,
             "required_alpha": alpha_needed, "got": got, "expected": expected,
-            "tiles": len(tiles), "per_instance_bits": per_inst_bits}
+            "tiles": len(tiles), "per_instance_bits": per_inst_bits, "phases": phases}

@@ -11,7 +11,7 @@ from sparsehw.verif.figs import PORTS, dut_params, layouts_of, make_weights, run
 from sparsehw.verif.stream import pack, restart, start
 
 
-__all__ = ["gemm_cases", "nested_levels", "malformed_index", "bad_config", "unroutable",
+__all__ = ["gemm_cases", "nested_levels", "malformed_index", "bad_config", "exchange",
            "full_rate"]
 
 
@@ -30,13 +30,13 @@ def _fault(dut):
 
 
 async def gemm_cases(dut, engine, kinds, stall):
-    """Every supported ratio with each mask kind in ``kinds``: bit-exact where routable; for
-    FiGS, masks that need more than ``alpha`` links are collected and one of them must raise
-    ``fault.route`` at the end."""
+    """Every supported ratio with each mask kind in ``kinds``, bit-exact. FiGS: masks that need
+    more than ``alpha`` links go through the swap exchange (recorded as ``exchanged``); at least
+    one case must when the parameters allow it."""
     params = dut_params(engine)
     await start(dut, **PORTS)
     rng = np.random.default_rng(common.rng(0).randrange(1 << 30))
-    unroutable = []
+    exchanged = 0
     ran = 0
     for kind in kinds:
         for n, m in SUPPORTED_RATIOS:
@@ -51,26 +51,17 @@ async def gemm_cases(dut, engine, kinds, stall):
             if kind in ("low", "high"):     # corner values on the extreme patterns
                 x[:, 0] = -128
                 w = np.where(w != 0, -128, 0)
-            if engine == "figs":
-                v, i = nm.compress(w, n, m)
-                _, _, need = gf.assign_slots(v, i, n, m)
-                if need > params["alpha"]:
-                    unroutable.append((kind, n, m, w, x))
-                    continue
-            await run_gemm(dut, engine, params, w, x, n, m, rngs=_rngs(ran * 10), stall=stall)
+            fig = await run_gemm(dut, engine, params, w, x, n, m, rngs=_rngs(ran * 10),
+                                 stall=stall)
             assert _fault(dut) == 0, f"spurious fault {_fault(dut):#x} for {kind} {n}:{m}"
             ran += 1
-            dut._log.info(f"{engine} {kind} {n}:{m} ok")
+            exchanged += max(fig["phases"]) > 1
+            dut._log.info(f"{engine} {kind} {n}:{m} ok, phases {fig['phases']}")
     assert ran > 0
-    if unroutable:
-        kind, n, m, w, x = unroutable[0]
-        dut._log.info(f"{len(unroutable)} unroutable cases; checking that {kind} {n}:{m} is "
-                      f"flagged")
-        await run_gemm(dut, engine, params, w, x, n, m, rngs=_rngs(999), stall=stall,
-                       check=False)
-        assert dut.fault.value.to_unsigned() & 0b100, "unroutable FiGS mask was not flagged"
-        assert dut.fault.value.to_unsigned() & 0b011 == 0
-    common.record(gemms=ran, unroutable=len(unroutable))
+    if engine == "figs" and "low" in kinds and params["alpha"] < 2 and params["rows"] % 4 == 0 \
+            and params["ratio"] >= 2 and params["max_m"] >= 8:
+        assert exchanged, "no case used the swap exchange"
+    common.record(gemms=ran, exchanged=exchanged)
 
 
 async def nested_levels(dut, engine):
@@ -96,9 +87,6 @@ async def nested_levels(dut, engine):
             _, _, need = gf.assign_slots(v, i, n, m)
             if wl is finest:
                 assert need == 0, f"1:4 nested weights need alpha {need} as {n}:{m}"
-            if need > params["alpha"]:
-                dut._log.info(f"nested {n}:{m} needs alpha {need}: skipped")
-                continue
         await run_gemm(dut, engine, params, wl, x, n, m, rngs=_rngs(50 + done), stall=0.3)
         assert _fault(dut) == 0
         done += 1
@@ -153,25 +141,40 @@ async def bad_config(dut, engine):
         assert dut.fault.value.to_unsigned() & 0b010, f"{n_log2}:{m_log2} (log2) not flagged"
 
 
-async def unroutable(dut):
-    """FiGS: 8:32 with all kept weights at the low end of the group, slots in ascending order,
-    needs alpha 6; with fewer links the load is flagged (fault.route). Zero weights at
-    unroutable positions are not flagged."""
+async def exchange(dut):
+    """FiGS swap exchange: 8:32 with every kept weight at the low end of its group (slots in
+    ascending order, displacements 0..-6), random 8:32 and 4:16 masks and a 4:8 mask at the
+    high end, without slot assignment,
+    no stalls: bit-exact, no fault, and the cycles equal :func:`golden.figs.predicted_cycles`
+    with the schedule's phases (``B >= rows + cols + 2``: one instance per phase)."""
     engine = "figs"
     params = dut_params(engine)
+    rows, cols, beta = params["rows"], params["cols"], params["beta"]
     await start(dut, **PORTS)
-    e = params["cols"] * params["beta"]
-    if params["rows"] % 8 or params["ratio"] < 4 or params["max_m"] < 32:
-        return
-    # zero weights anywhere: no fault
-    zeros = lambda r: [{"value": 0, "index": r % 8} for _ in range(e)]
-    await _load_tile(dut, engine, params, zeros, 3, 5)
-    assert _fault(dut) == 0
-    low = lambda r: [{"value": 3, "index": r % 8} for _ in range(e)]
-    await restart(dut, **PORTS)
-    await _load_tile(dut, engine, params, low, 3, 5)
-    expect = 0b100 if params["alpha"] < 6 else 0
-    assert dut.fault.value.to_unsigned() == expect, f"fault {_fault(dut):#05b}"
+    rng = np.random.default_rng(common.rng(21).randrange(1 << 30))
+    results = []
+    exchanged = 0
+    for n, m, kind in ((8, 32, "low"), (8, 32, "random"), (4, 16, "random"), (4, 8, "high")):
+        if not _supported(engine, params, n, m):
+            continue
+        k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
+        b = rows + cols + 2
+        w = make_weights(kind, o_tile, 2 * k_tile, n, m, rng)
+        x = rng.integers(-128, 128, size=(2 * k_tile, b))
+        await restart(dut, **PORTS)
+        fig = await run_gemm(dut, engine, params, w, x, n, m, rngs=_rngs(80 + n), permute=False)
+        assert _fault(dut) == 0
+        pred = gf.predicted_cycles(engine, n, m, k=2 * k_tile, o=o_tile, b=b, rows=rows,
+                                   cols=cols, beta=beta, width=params["width"],
+                                   phases=fig["phases"])
+        dut._log.info(f"{n}:{m} {kind}: phases {fig['phases']}, cycles {fig['cycles']}, "
+                      f"predicted {pred}")
+        assert fig["cycles"] == pred, f"{n}:{m}: {fig['cycles']} cycles, predicted {pred}"
+        results.append((n, m, fig["phases"], fig["cycles"]))
+        exchanged += max(fig["phases"]) > 1
+    if params["alpha"] < 2 and _supported(engine, params, 8, 32):
+        assert exchanged, "no case used the swap exchange"
+    common.record(exchange=results)
 
 
 async def full_rate(dut, engine):

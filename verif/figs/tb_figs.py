@@ -34,8 +34,8 @@ async def unsupported_pattern_is_flagged(dut):
 
 
 @cocotb.test()
-async def unroutable_mask_is_flagged(dut):
-    await cases.unroutable(dut)
+async def swap_exchange_routes_every_pattern(dut):
+    await cases.exchange(dut)
 
 
 @cocotb.test()
