@@ -28,6 +28,7 @@ BLOCKS = [
         workload_params=SPU_WORKLOAD,
         workload_summary="one n:m GEMM, K=1024 O=256 B=16 by default, streams at full rate; "
                          "without -p runs the reference point lanes=16 macs=4 max_k=1024 "
-                         "act_rows=8",
+                         "act_rows=8 (x_buffers=1); -p x_buffers=2 with b >= 2*lanes overlaps "
+                         "each column tile's X load with the previous tile's compute",
     ),
 ]
