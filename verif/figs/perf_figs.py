@@ -12,7 +12,6 @@ import cocotb
 import numpy as np
 
 from sparsehw.golden import figs as gf
-from sparsehw.golden import nm
 from sparsehw.golden.figs import FIGS_WORKLOAD
 from sparsehw.hw.figs import SUPPORTED_RATIOS
 from sparsehw.verif import common
@@ -32,8 +31,9 @@ def _one(fig, engine, params, n, m, k, o, b, budget):
         "predicted_bits_per_cycle": need,
         "predicted_cycles": gf.predicted_cycles(engine, n, m, k=k, o=o, b=b, rows=rows,
                                                 cols=cols, beta=beta, width=width,
-                                                budget=budget),
+                                                budget=budget, phases=fig["phases"]),
         "required_alpha": fig["required_alpha"], "routable": True,
+        "phases_max": max(fig["phases"]), "phases_mean": sum(fig["phases"]) / len(fig["phases"]),
         "instances": fig["instances"], "tiles": fig["tiles"],
     }
 
@@ -55,12 +55,6 @@ async def perf_gemm(dut):
         return engine != "figs" or m // n <= params["ratio"]
 
     async def measure(n, m, budget, w):
-        values, indices = nm.compress(w, n, m)
-        if engine == "figs":
-            _, _, need = gf.assign_slots(values, indices, n, m)
-            if need > params["alpha"]:
-                return {"n": n, "m": m, "budget": budget, "routable": False,
-                        "required_alpha": need}
         salt = 100 * n + m
         fig = await run_gemm(dut, engine, params, w, x, n, m, stall=stall, budget=budget,
                              rngs=(common.rng(salt), common.rng(salt + 1),
