@@ -67,12 +67,15 @@ async def _measure(dut, host, p, load, gen):
     cp = _model_params(p)
     chain = _chain(gen, load)
     x = gen.integers(-128, 128, size=(load["k"], load["b"]), dtype=np.int64).astype(np.int8)
-    # compiled against an unbounded weight memory, then tied (the tied image is checked below)
+    # compiled against unbounded weight and post-op memories, then tied (the tied images are
+    # checked against the real depths below)
     compiled = tie_weights(compile_chain(chain, p["subsystems"], load["mapping"],
-                                         {**cp, "wmem_depth": 1 << isa.W_ADDR_BITS}, x=x))
+                                         {**cp, "wmem_depth": 1 << isa.W_ADDR_BITS,
+                                          "pmem_depth": isa.MAX_ROWS}, x=x))
     compiled.params = cp
-    for values, _ in compiled.weights:
+    for (values, _), (bias, _, _) in zip(compiled.weights, compiled.posts):
         assert len(values) <= p["wmem_depth"], "tied weight image exceeds wmem_depth"
+        assert len(bias) <= p["pmem_depth"], "tied post-op image exceeds pmem_depth"
     imgs = images(compiled, x)
     t0 = time.time()
     load_images(host, imgs)
