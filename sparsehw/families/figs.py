@@ -21,7 +21,8 @@ BLOCKS = [
     Block(
         name="figs",
         summary="FiGS swap-register MAC PE array: N:M at run time, a group's activations shared "
-                "by its N rows through alpha vertical links (rows*M/N*8 bits/cycle)",
+                "by its N rows through alpha vertical links, farther operands by the swap "
+                "exchange (extra cycles) (rows*M/N*8 bits/cycle)",
         params=FIGS_PARAMS,
         build=FigsArray,
         testbench="sparsehw.verif.figs.tb_figs",
