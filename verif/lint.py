@@ -82,7 +82,7 @@ def _waivers(note=None, **counts):
 WAIVERS = {
     "spu": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=120, WIDTHEXPAND=38, WIDTHTRUNC=4,
                     PROCASSINIT=70),
-    "ring": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=748, WIDTHEXPAND=18, WIDTHTRUNC=30,
+    "ring": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=736, WIDTHEXPAND=18, WIDTHTRUNC=30,
                      CASEINCOMPLETE=12, PROCASSINIT=96,
                      note={"CASEINCOMPLETE": "In the ring: the routers' casez on the 2-bit "
                                              "direction/select codes, whose unused code 3 keeps "
@@ -101,7 +101,7 @@ WAIVERS = {
                           note={"CASEINCOMPLETE": "In the subsystem: the sequencer FSM and the "
                                                   "host port's casez on the 3-bit memory code, "
                                                   "whose unmapped codes keep the default."}),
-    "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2264, WIDTHEXPAND=377, WIDTHTRUNC=94,
+    "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2252, WIDTHEXPAND=377, WIDTHTRUNC=94,
                      CASEINCOMPLETE=254, PROCASSINIT=660,
                      note={"CASEINCOMPLETE": "In the chip: the subsystems' (see subsystem), the "
                                              "ring routers' (see ring) and the host port's "
