@@ -135,9 +135,11 @@ def _summary_line(record):
 # -- perf -----------------------------------------------------------------------------------------
 
 def cmd_perf(args):
-    block, params = _block_and_params(args)
-    if not args.param and block.perf_defaults:
-        params = registry.resolve_params(block, block.perf_defaults)
+    # The reference design point of the block's perf workload, overlaid with -p: the block
+    # defaults are sized for quick tests and often cannot hold the reference workload.
+    block = registry.get_block(args.block)
+    given = registry.parse_assignments(args.param)
+    params = registry.resolve_params(block, {**(block.perf_defaults or {}), **given})
     workload = registry.resolve_workload(
         block, registry.parse_assignments(args.workload, "workload"), params)
     try:

@@ -58,7 +58,7 @@ class Block:
     workload_summary : str
         One line on the perf workload for ``sparsehw list``.
     perf_defaults : dict or None
-        Generation parameters ``sparsehw perf`` uses when no ``-p`` is given (when the
+        Generation parameters ``sparsehw perf`` starts from, overlaid with ``-p`` (when the
         reference workload needs a bigger design than the quick-to-simulate defaults).
     family : str or None
         Dotted name of the family module that registers the block (set by :func:`all_blocks`);

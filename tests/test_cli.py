@@ -125,7 +125,7 @@ def test_synth_cmos_and_ecp5_json(tmp_path):
             assert isinstance(record[key], int)
 
 
-def test_perf_uses_perf_defaults_only_without_p(monkeypatch, capsys):
+def test_perf_overlays_p_on_perf_defaults(monkeypatch, capsys):
     seen = []
 
     def fake_perf(params, workload, *, sim, seed, build_dir):
@@ -135,14 +135,18 @@ def test_perf_uses_perf_defaults_only_without_p(monkeypatch, capsys):
     spu = dataclasses.replace(BLOCKS["spu"], perf=fake_perf)
     monkeypatch.setattr(registry, "all_blocks", lambda: {"spu": spu})
     assert main(["perf", "spu"]) == 0
-    assert seen[-1] == spu.perf_defaults
+    assert seen[-1] == {**spu.defaults(), **spu.perf_defaults}
+    assert main(["perf", "spu", "-p", "lanes=4"]) == 0
+    assert seen[-1] == {**spu.defaults(), **spu.perf_defaults, "lanes": 4}
     # the default workload (K=1024) needs max_k >= 1024: checked against -p before running
-    assert main(["perf", "spu", "-p", "lanes=4"]) == 2
+    calls = len(seen)
+    assert main(["perf", "spu", "-p", "max_k=128"]) == 2
     assert "k must be" in capsys.readouterr().err
-    assert main(["perf", "spu", "-p", "lanes=4", "-w", "k=128"]) == 0
-    assert seen[-1] == {**spu.defaults(), "lanes": 4}
+    assert len(seen) == calls
+    assert main(["perf", "spu", "-p", "max_k=128", "-w", "k=128"]) == 0
+    assert seen[-1] == {**spu.defaults(), **spu.perf_defaults, "max_k": 128}
     record = json.loads(capsys.readouterr().out.split("\n}\n")[-2] + "\n}")
-    assert record["params"]["lanes"] == 4
+    assert record["params"]["max_k"] == 128
 
 
 @pytest.mark.parametrize("outcome,message", [

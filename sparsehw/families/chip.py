@@ -5,7 +5,7 @@ from sparsehw.verif.chip import CHIP_WORKLOAD
 from sparsehw.registry import Block
 
 
-#: The reference design point of ``sparsehw perf chip`` without -p: big enough for the reference
+#: The reference design point of ``sparsehw perf chip`` (-p overlays it): big enough for the reference
 #: workload (4 GEMMs K=O=1024, B=16) on one subsystem at 1:1 (2**20 weight words).
 REFERENCE_PARAMS = CHIP_RTL_PARAMS.validate(
     subsystems=4, lanes=16, macs=4, max_m=32, act_rows=16, max_k=1024, bank_rows=1024,
@@ -35,7 +35,7 @@ BLOCKS = [
         perf_defaults=REFERENCE_PARAMS,
         workload_params=CHIP_WORKLOAD,
         workload_summary="chain of 4 GEMMs K=O=1024 B=16, same n:m per layer, weights and x "
-                         "preloaded, cycles from start to done; without -p the reference point "
+                         "preloaded, cycles from start to done; -p overlays the reference point "
                          "lanes=16 macs=4 act_rows=16 max_k=bank_rows=1024 flit_width=256",
     ),
 ]

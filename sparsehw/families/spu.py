@@ -5,7 +5,7 @@ from sparsehw.hw.spu import SPU, SPU_PARAMS
 from sparsehw.registry import Block
 
 
-#: The reference design point of ``sparsehw perf spu`` without -p (and of the report): the
+#: The reference design point of ``sparsehw perf spu`` (-p overlays it; also the report's): the
 #: defaults cannot hold the reference workload's K=1024.
 REFERENCE_PARAMS = SPU_PARAMS.validate(lanes=16, macs=4, max_k=1024, act_rows=8)
 
@@ -27,7 +27,7 @@ BLOCKS = [
         perf_defaults=REFERENCE_PARAMS,
         workload_params=SPU_WORKLOAD,
         workload_summary="one n:m GEMM, K=1024 O=256 B=16 by default, streams at full rate; "
-                         "without -p runs the reference point lanes=16 macs=4 max_k=1024 "
+                         "-p overlays the reference point lanes=16 macs=4 max_k=1024 "
                          "act_rows=8 (x_buffers=1); -p x_buffers=2 with b >= 2*lanes overlaps "
                          "each column tile's X load with the previous tile's compute",
     ),
