@@ -13,6 +13,7 @@ from sparsehw import registry
 from sparsehw.experiments import sparsity_quant
 from sparsehw.families.spu import REFERENCE_PARAMS as SPU_REFERENCE_PARAMS
 from sparsehw.golden.spu import spu_cycles
+from sparsehw.hw.spu import SPU_PARAMS
 
 
 __all__ = ["Section", "SECTIONS", "available", "render_pareto", "save_plot", "table"]
@@ -222,8 +223,9 @@ def _synth_rows(results, blocks):
 # -- SPU ------------------------------------------------------------------------------------------
 
 _SPU_RATIOS = ((1, 1), (1, 2), (1, 4), (1, 8), (1, 16), (1, 32))
-_SPU_REFERENCE = SPU_REFERENCE_PARAMS      # the design point of `sparsehw perf spu` without -p
-_SPU_QUICK = {"lanes": 4, "macs": 2, "max_m": 32, "max_k": 256, "act_rows": 4}
+_SPU_REFERENCE = SPU_REFERENCE_PARAMS      # the reference point of `sparsehw perf spu`
+# Validated (defaults filled in), so it equals the params the sweep records for its points.
+_SPU_QUICK = SPU_PARAMS.validate(lanes=4, macs=2, max_m=32, max_k=256, act_rows=4)
 
 
 def _spu_points(quick):
