@@ -194,6 +194,17 @@ class SPU(wiring.Component):
         inflight = Signal(range(OUT_DEPTH + 1))
 
         c = self.cfg.payload
+
+        def start_gemm(cfg):
+            """The datapath's registers for a GEMM of configuration ``cfg`` (both X modes)."""
+            return [
+                running.eq(1), n_log2.eq(cfg.n_log2), m_log2.eq(cfg.m_log2),
+                mask_m.eq((Const(1, idx_bits + 1) << cfg.m_log2) - 1),
+                mask_n.eq((Const(1, 7) << cfg.n_log2) - 1),
+                k_rows.eq(cfg.k), o_rows.eq(cfg.o), relu.eq(cfg.relu),
+                nz.eq((cfg.k >> cfg.m_log2) << cfg.n_log2),
+            ]
+
         c_m_ok = c.m_log2 <= log_max_m
         c_k_m_ok = ((c.k >> c.m_log2) << c.m_log2) == c.k
         c_ok = (c_m_ok & (c.n_log2 <= c.m_log2) & (c.k != 0) & (c.k <= self._max_k) & c_k_m_ok
@@ -223,14 +234,8 @@ class SPU(wiring.Component):
             m.d.comb += self.cfg.ready.eq(~running & ~cfg_reject)
             with m.If(self.cfg.valid & self.cfg.ready):
                 with m.If(c_ok):
-                    m.d.sync += [
-                        running.eq(1), n_log2.eq(c.n_log2), m_log2.eq(c.m_log2),
-                        mask_m.eq((Const(1, idx_bits + 1) << c.m_log2) - 1),
-                        mask_n.eq((Const(1, 7) << c.n_log2) - 1),
-                        k_rows.eq(c.k), o_rows.eq(c.o), relu.eq(c.relu),
-                        nz.eq((c.k >> c.m_log2) << c.n_log2),
-                        loaded.eq(0), row.eq(0), e_base.eq(0), row_err.eq(0),
-                    ]
+                    m.d.sync += start_gemm(c) + [
+                        loaded.eq(0), row.eq(0), e_base.eq(0), row_err.eq(0)]
                 with m.Else():
                     m.d.sync += cfg_reject.eq(1)
 
@@ -338,14 +343,8 @@ class SPU(wiring.Component):
         if X2:      # after the fire0 block: a hand-off in a GEMM's last cycle overrides it
             m.d.comb += handoff.eq(held & ~handed & (~running | (fire0 & last_beat & last_row)))
             with m.If(handoff):
-                m.d.sync += [
-                    running.eq(1), n_log2.eq(pend.n_log2), m_log2.eq(pend.m_log2),
-                    mask_m.eq((Const(1, idx_bits + 1) << pend.m_log2) - 1),
-                    mask_n.eq((Const(1, 7) << pend.n_log2) - 1),
-                    k_rows.eq(pend.k), o_rows.eq(pend.o), relu.eq(pend.relu),
-                    nz.eq((pend.k >> pend.m_log2) << pend.n_log2),
-                    row.eq(0), e_base.eq(0), row_err.eq(0), cbank.eq(lbank), handed.eq(1),
-                ]
+                m.d.sync += start_gemm(pend) + [
+                    row.eq(0), e_base.eq(0), row_err.eq(0), cbank.eq(lbank), handed.eq(1)]
 
         # ---- stage 1: activation rows from the buffer, products --------------------------------
         s2_valid = Signal()
