@@ -81,7 +81,7 @@ class GemmLayer:
         if self.w.ndim != 2:
             raise ValueError(f"w must be a 2-D (O, K) array, not shape {self.w.shape}")
         o = self.w.shape[0]
-        self.w = _int8("w", self.w)
+        self.w = nm.as_int8("w", self.w)
         self.n, self.m = nm.check_nm(*(_integer(name, getattr(self, name))
                                        for name in ("n", "m")))
         if self.n & (self.n - 1):
@@ -116,17 +116,6 @@ def _integer(name, value):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, not {value!r}")
     return int(value)
-
-
-def _int8(name, array):
-    """An integer array with every value in -128..127, as int64."""
-    array = np.asarray(array)
-    if not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"{name} must be an integer array, not dtype {array.dtype}")
-    if array.size and (array.min() < -128 or array.max() > 127):
-        raise ValueError(f"{name} values must be in -128..127, found "
-                         f"{array.min()}..{array.max()}")
-    return array.astype(np.int64)
 
 
 def reference_chain(gemms, x):
@@ -242,7 +231,7 @@ class Compiled:
         if x.shape != (k0, self.batch):
             raise ValueError(f"x must have shape {(k0, self.batch)}, not {x.shape}")
         padded = np.zeros((k0, self.tiles * lanes), dtype=np.int8)
-        padded[:, :self.batch] = _int8("x", x)
+        padded[:, :self.batch] = nm.as_int8("x", x)
         images = []
         for s in range(self.subsystems):
             rows = [padded[:, t * lanes:(t + 1) * lanes] for t in self.tiles_of[s]]

@@ -27,7 +27,7 @@ from sparsehw.params import Param, ParamSpec, check, int_in, pow2_in
 
 
 __all__ = ["check_nm", "mask", "compress", "decompress", "is_nested", "nested_chain",
-           "nested_masks", "nested_mask", "gemm_int8", "spu_post",
+           "nested_masks", "nested_mask", "as_int8", "gemm_int8", "spu_post",
            "MULT_BITS", "SHIFT_MAX", "ALLOWED_M", "NM_PATTERN"]
 
 
@@ -243,7 +243,9 @@ def nested_mask(w, base_n=1, base_m=4, levels=4):
     return nested_masks(w, base_n, base_m, levels)[-1][2]
 
 
-def _as_int8(name, array):
+def as_int8(name, array):
+    """``array`` as int64 after checking it is an integer array with every value in -128..127
+    (``TypeError`` for a non-integer dtype, ``ValueError`` naming the values found)."""
     array = np.asarray(array)
     if not np.issubdtype(array.dtype, np.integer):
         raise TypeError(f"{name} must be an integer array, not dtype {array.dtype}")
@@ -259,8 +261,8 @@ def gemm_int8(w, x):
     Products and sums are computed in int64 and checked to fit int32 (|w*x| <= 2**14, so any
     K <= 131071 fits).
     """
-    w64 = _as_int8("w", w)
-    x64 = _as_int8("x", x)
+    w64 = as_int8("w", w)
+    x64 = as_int8("x", x)
     acc = w64 @ x64
     assert acc.size == 0 or (acc.min() >= -2**31 and acc.max() < 2**31), "int32 overflow"
     return acc.astype(np.int32)
