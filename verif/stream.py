@@ -186,6 +186,30 @@ class _Endpoint:
         self.last_cycle = None      # ... and of the last one
         self._cycle = 0
         self._task = None
+        # Handshake statistics for stall coverage (verif.coverage): cycles per state of the
+        # port ("transfer": valid and ready, "held": valid and not ready, "empty": not valid),
+        # transfers on consecutive cycles, and the longest run of held cycles.
+        self.states = {"transfer": 0, "held": 0, "empty": 0}
+        self.back_to_back = 0
+        self.longest_hold = 0
+        self._hold_run = 0
+        self._last_transfer_cycle = None
+
+    def _observe(self, valid, ready):
+        """Account one cycle of the port's handshake (called once per cycle, after ReadOnly)."""
+        if valid and ready:
+            self.states["transfer"] += 1
+            if self._last_transfer_cycle == self._cycle - 1:
+                self.back_to_back += 1
+            self._last_transfer_cycle = self._cycle
+            self._hold_run = 0
+        elif valid:
+            self.states["held"] += 1
+            self._hold_run += 1
+            self.longest_hold = max(self.longest_hold, self._hold_run)
+        else:
+            self.states["empty"] += 1
+            self._hold_run = 0
 
     def _stalled(self):
         return self.stall and self.rng.random() < self.stall
@@ -272,6 +296,7 @@ class StreamSource(_Endpoint):
                 self.valid.value = 0
             await read_only
             fire = asserted and self.ready.value == 1
+            self._observe(asserted, self.ready.value == 1)
             await edge
             if fire:
                 self._queue.popleft()
@@ -317,6 +342,7 @@ class StreamSink(_Endpoint):
             self.ready.value = int(ready)
             await read_only
             fire = ready and self.valid.value == 1
+            self._observe(self.valid.value == 1, ready)
             item = int(self.payload.value) if fire and self.payload is not None else None
             await edge
             if fire:
