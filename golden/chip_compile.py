@@ -628,6 +628,60 @@ class CompiledLayer:
     def read_output(self, model, s=0):
         return self._tensor(model.subs[s].banks, "y", self.addr["h"])
 
+    def phase_images(self, phase, x=None):
+        """Host images of one phase, per subsystem (all of the chip's) a list of ``(mem, addr,
+        packed words)``: phase 1 the programs, weights, post-ops and ``x`` (H, T) in bank 0
+        (as :meth:`load` and :meth:`load_input`); phase 2 the programs only (its weight words
+        come from :meth:`host_images`)."""
+        lanes = self.params["lanes"]
+        out = []
+        for s, program in enumerate(self.phase1 if phase == 1 else self.phase2):
+            entries = [(MEM_IMEM, 0, [i if isinstance(i, int) else encode(i) for i in program])]
+            if phase == 1 and s < self.subsystems:
+                values, indices = self.weights[s]
+                entries.append((MEM_WMEM, 0, [pack_w(v, i, self.params)
+                                              for v, i in zip(values, indices)]))
+                entries.append((MEM_PMEM, 0, [pack_post(*t) for t in zip(*self.posts[s])]))
+                h_dim = x.shape[0]
+                padded = np.zeros((h_dim, self.tiles * lanes), np.int8)
+                padded[:, :x.shape[1]] = x
+                rows = [padded[:, t * lanes:(t + 1) * lanes] for t in range(self.tiles)]
+                entries.append((MEM_BANK0, self.addr["x"][1],
+                                [pack_row(r) for r in np.concatenate(rows, axis=0)]))
+            out.append(entries)
+        return out
+
+    def host_images(self, banks):
+        """The host step (:meth:`host_step`) as host images: from per subsystem its two banks
+        (an int8 array ``(2, rows, lanes)``, e.g. read back from the RTL after phase 1), per
+        subsystem a list of ``(MEM_WMEM, addr, packed words)``."""
+        class _Sub:
+            pass
+
+        class _Model:
+            pass
+        wmem, macs = self.params["wmem_depth"], self.params["macs"]
+        model = _Model()
+        model.subs = []
+        for b in banks:
+            sub = _Sub()
+            sub.banks = np.asarray(b)
+            sub.w_value = np.zeros((wmem, macs), np.int8)
+            sub.w_index = np.full((wmem, macs), -1, np.int64)
+            model.subs.append(sub)
+        self.host_step(model)
+        out = []
+        for sub in model.subs:
+            entries = []
+            written = np.flatnonzero((sub.w_index >= 0).all(axis=1))
+            for run in np.split(written, np.flatnonzero(np.diff(written) > 1) + 1):
+                if len(run):
+                    entries.append((MEM_WMEM, int(run[0]),
+                                    [pack_w(sub.w_value[i], sub.w_index[i], self.params)
+                                     for i in run]))
+            out.append(entries)
+        return out
+
 
 def compile_encoder_layer(layer, tokens, subsystems=None, params=None):
     """Compile an :class:`EncoderLayer` for ``tokens`` tokens onto ``subsystems`` subsystems.

@@ -1,0 +1,148 @@
+"""Compiled chip programs on the chip RTL (``--engine rtl``), checked against the golden chip model.
+
+:func:`run_phases` runs a list of phases (host images, an optional host step computed from the
+banks read back after the previous phase, start, wait for ``done``) in ONE simulation of
+:class:`sparsehw.hw.chip.Chip` (cocotb test :mod:`sparsehw.verif.chip.tb_program`), and the same
+phases on a fresh :class:`sparsehw.golden.chip.ChipModel`; after every phase, the status word
+of every subsystem and the first ``read_rows`` rows of both banks of every subsystem must be
+equal (bit-exact), and the RTL's cycle counter (start to ``done``) is reported next to the
+model's ``total_cycles``.
+
+The host step of phase ``i`` is computed on each side from that side's own banks (the RTL's
+read-back rows for the RTL, the model's for the model), so a wrong RTL result cannot be masked
+by the model's.
+"""
+
+import pickle
+
+import numpy as np
+
+from sparsehw.golden import chip as isa
+
+
+__all__ = ["rtl_available", "chain_phase", "run_phases", "rtl_params"]
+
+
+def rtl_params(params, flit_width=64):
+    """The RTL's parameter dict for chip model ``params`` (ValueError when the RTL cannot build
+    them: ``act_engine`` before the RTL's activation engine exists)."""
+    from sparsehw.hw.chip import CHIP_RTL_PARAMS
+    p = isa.chip_params(params)
+    out = {k: v for k, v in p.items() if k in CHIP_RTL_PARAMS.names}
+    if p.get("act_engine"):
+        if "act_engine" not in CHIP_RTL_PARAMS.names:
+            raise ValueError("act_engine: the chip RTL has no activation engine yet "
+                             "(hw/chip builds CHIP_PARAMS only)")
+        out["act_engine"] = True
+    if "act_max_row" in CHIP_RTL_PARAMS.names and "act_max_row" in p:
+        out["act_max_row"] = p["act_max_row"]
+    out["flit_width"] = flit_width
+    return CHIP_RTL_PARAMS.validate(**out)
+
+
+def rtl_available(params):
+    """Whether the chip RTL can build ``params`` (see :func:`rtl_params`)."""
+    try:
+        rtl_params(params)
+    except ValueError:
+        return False
+    return True
+
+
+def chain_phase(compiled, x):
+    """One phase from a :class:`golden.chip_compile.Compiled` chain: its host images (programs,
+    weights, post-ops, ``x`` into bank 0) as ``(mem, addr, words)`` entries."""
+    return {"images": [[(mem, 0, words) for mem, words in mems.items()]
+                       for mems in compiled.host_images(x)], "host": None}
+
+
+def _model_phase(model, phase, banks):
+    for s, entries in enumerate(phase["images"]):
+        for mem, addr, words in entries:
+            if len(words):
+                model.write_words(s, mem, addr, [int(w) for w in words])
+    if phase.get("host") is not None:
+        for s, entries in enumerate(phase["host"](banks)):
+            for mem, addr, words in entries:
+                model.write_words(s, mem, addr, [int(w) for w in words])
+    model.run()
+
+
+def run_phases(params, phases, read_rows, *, sim="verilator", seed=1, build_dir=None,
+               flit_width=64, stall=0.0):
+    """Run ``phases`` on the RTL and on the golden chip model; compare after every phase.
+
+    Parameters
+    ----------
+    params : dict
+        Chip model parameters (:data:`golden.chip.MODEL_PARAMS`).
+    phases : list of dict
+        ``{"images": per subsystem [(mem, addr, words)], "host": None or callable(banks) ->
+        images}`` (``banks``: per subsystem an int8 array ``(2, read_rows, lanes)``).
+    read_rows : int
+        Rows of each bank read back and compared (the rows the programs use).
+    sim : {"verilator", "icarus"}
+
+    Returns
+    -------
+    dict
+        ``bit_exact`` (every compared row and status equal in every phase), ``mismatches``
+        (messages), ``rtl_cycles`` and ``model_cycles`` per phase, ``model`` (the golden
+        :class:`ChipModel` after the last phase), ``rtl_banks`` (per subsystem the read-back
+        int8 banks after the last phase), ``passed`` and ``error`` of the simulation.
+    """
+    from sparsehw.hw.chip import Chip
+    from sparsehw.hw.export import to_verilog
+    from sparsehw.verif.chip.perf_chip import _strip_memory_init
+    from sparsehw.verif.runner import new_build_dir, run_cocotb
+    p = isa.chip_params(params)
+    rp = rtl_params(p, flit_width)
+    lanes = p["lanes"]
+    build_dir = build_dir or new_build_dir("chip-program")
+    job_file = build_dir / "job.pkl"
+    out_file = build_dir / "out.pkl"
+    job_file.write_bytes(pickle.dumps({"phases": phases, "read_rows": read_rows}))
+    verilog = to_verilog(Chip(**rp), "chip")
+    if sim == "verilator":
+        verilog = _strip_memory_init(verilog)
+    result = run_cocotb(verilog, "chip", "sparsehw.verif.chip.tb_program", build_dir=build_dir,
+                        sim=sim, seed=seed, params=rp,
+                        workload={"job": str(job_file), "out": str(out_file), "stall": stall})
+    if not result.passed or not out_file.exists():
+        return {"passed": False, "bit_exact": False,
+                "error": "; ".join(result.errors) or f"simulation failed (see {result.log})"}
+    rtl = pickle.loads(out_file.read_bytes())
+    model = isa.ChipModel(p)
+    mismatches, model_cycles, model_banks = [], [], None
+    for i, (phase, got) in enumerate(zip(phases, rtl)):
+        _model_phase(model, phase, model_banks)
+        model_cycles.append(int(model.stats["total_cycles"]))
+        model_banks = [sub.banks[:, :read_rows].copy() for sub in model.subs]
+        rtl_banks = _banks(got["banks"], lanes, read_rows)
+        for s in range(p["subsystems"]):
+            want = model.status(s).word
+            if got["regs"][s]["status"] != want:
+                mismatches.append(f"phase {i + 1} subsystem {s}: status {got['regs'][s]['status']:#x}, "
+                                  f"model {want:#x} ({model.status(s)})")
+            diff = np.argwhere(rtl_banks[s] != model_banks[s])
+            if len(diff):
+                b, r, _ = diff[0]
+                mismatches.append(f"phase {i + 1} subsystem {s}: {len(diff)} bytes differ, first "
+                                  f"bank {b} row {r}")
+        # the next host step reads the model's own banks on the model side (see module docstring)
+    return {"passed": True, "bit_exact": not mismatches, "mismatches": mismatches,
+            "rtl_cycles": [int(r["chip"]["cycles"]) for r in rtl], "model_cycles": model_cycles,
+            "rtl_chip": [r["chip"] for r in rtl], "rtl_regs": [r["regs"] for r in rtl],
+            "model": model, "rtl_banks": _banks(rtl[-1]["banks"], lanes, read_rows),
+            "sim": sim, "build_dir": str(build_dir)}
+
+
+def _banks(words, lanes, rows):
+    out = []
+    for sub in words:
+        arr = np.zeros((2, rows, lanes), np.int8)
+        for b, bank in enumerate(sub):
+            if bank:
+                arr[b] = np.array([isa.unpack_row(w, lanes) for w in bank], np.int8)
+        out.append(arr)
+    return out
