@@ -1,4 +1,4 @@
-"""Golden models of the FiGS swap-register array and the broadcast N:M baseline.
+"""Golden models of the FiGS swap-register array and its baselines (broadcast, fan-out, fixed 2:4).
 
 The numbers themselves come from :mod:`golden.nm` (:func:`golden.nm.compress`,
 :func:`golden.nm.gemm_int8`); this module models how the two engines *map* an N:M GEMM (which PE
@@ -33,6 +33,17 @@ rotations its nonzero weights need, always starting with 0; its length ``P`` is 
 cycles every instance of the tile occupies the array input. ``P = 1`` whenever the tile routes
 in one step; ``P <= N`` always, so every accepted N:M pattern is computed. The partial sums of
 the ``P`` phases of an instance are added (exactly, int32) before the instance's result leaves.
+
+Fan-out and fixed 2:4 (baselines)
+---------------------------------
+``nm_fanout`` receives the instance laid out as FiGS's (row ``r`` lane ``l``: group position
+``(r % N)*M/N + l``); a MAC of row ``r`` with weight index ``i`` multiplies group position ``i``,
+i.e. port row ``(r//N)*N + i // (M/N)`` lane ``i % (M/N)``: one phase, no routing rule.
+``nm_fixed24`` is the fan-out engine at the one pattern 2:4. A model of any pattern is compiled by
+:func:`fixed24_passes`: the dense weights are split into at most two 2:4 matrices (pass 0 keeps
+the first two nonzeros of every aligned 4-block, in K order; pass 1 the rest, at most two); a
+weight tile whose pass-1 part is all zero runs once, else twice over the same activations
+(:func:`fixed24_tile_passes`). Every pass is a weight tile of its own (``2*rows`` K positions).
 """
 
 import numpy as np
@@ -44,10 +55,13 @@ from sparsehw.params import Param, ParamSpec, boolean, check, float_in, int_in, 
 __all__ = ["ENGINES", "MASK_KINDS", "FIGS_WORKLOAD", "assign_slots", "displacements", "required_alpha", "routable_fraction",
            "route", "tile_schedule", "gemm_schedule", "exchange_deliveries",
            "tile_shape", "weight_rows", "instance", "array_model", "input_bits_per_cycle",
-           "port_bits", "predicted_cycles", "predicted_utilization", "fine_mask"]
+           "port_bits", "predicted_cycles", "predicted_utilization", "fine_mask",
+           "fixed24_passes", "fixed24_tile_passes", "SUB_BLOCK_PORT"]
 
 
-ENGINES = ("figs", "nm_broadcast")
+ENGINES = ("figs", "nm_broadcast", "nm_fanout", "nm_fixed24")
+#: Engines whose port carries each group's M activations once (``M/N`` per row).
+SUB_BLOCK_PORT = ("figs", "nm_fanout", "nm_fixed24")
 #: Weight masks of the perf workload and the testbenches (``verif.figs.make_weights``).
 MASK_KINDS = ("random", "fine", "nested", "low", "high", "alternating")
 
@@ -200,7 +214,8 @@ def weight_rows(values, indices, n, m, *, rows, cols, beta, o_tile, k_tile):
 
     Row ``r`` holds compressed slot ``(k_tile*rows/N + r//N)*N + r%N`` ... i.e. group
     ``k_tile*rows/N + r//N``, slot ``r % N`` ... of output channels ``o_tile*cols*beta + e``.
-    Output channels beyond ``O`` get zero weights.
+    Output channels (and K) beyond the matrix get zero weights with index ``(r % N) * M/N`` (the
+    slot's own sub-block, so the indices of a group ascend, as 2:4 metadata must).
 
     Returns
     -------
@@ -216,7 +231,7 @@ def weight_rows(values, indices, n, m, *, rows, cols, beta, o_tile, k_tile):
             if o < values.shape[0] and col < values.shape[1]:
                 row.append((int(values[o, col]), int(indices[o, col])))
             else:
-                row.append((0, 0))
+                row.append((0, (r % n) * (m // n)))
         result.append(row)
     return result
 
@@ -224,17 +239,20 @@ def weight_rows(values, indices, n, m, *, rows, cols, beta, o_tile, k_tile):
 def instance(engine, x, n, m, *, rows, lanes, k_tile, b):
     """The activations of one input transfer: ``x[rows][lanes]`` for column ``b`` of ``x``.
 
-    ``figs``: row ``r`` lane ``l < M/N`` is ``x[k0 + r*M/N + l]``; ``nm_broadcast``: row ``r``
-    lane ``l < M`` is ``x[k0 + (r//N)*M + l]``; ``k0 = k_tile*rows*M/N``; other lanes (and K
-    beyond ``x``) are 0.
+    ``figs``, ``nm_fanout``: row ``r`` lane ``l < M/N`` is ``x[k0 + r*M/N + l]``;
+    ``nm_broadcast``: row ``r`` lane ``l < M`` is ``x[k0 + (r//N)*M + l]``; ``k0 =
+    k_tile*rows*M/N``; other lanes (and K beyond ``x``) are 0. ``nm_fixed24`` always runs 2:4
+    tiles: ``n``, ``m`` are taken as 2, 4.
     """
     _check_engine(engine)
+    if engine == "nm_fixed24":
+        n, m = 2, 4
     q = m // n
     k0 = k_tile * rows * q
     col = x[:, b]
     out = []
     for r in range(rows):
-        if engine == "figs":
+        if engine in SUB_BLOCK_PORT:
             base, count = k0 + r * q, q
         else:
             base, count = k0 + (r // n) * m, m
@@ -335,9 +353,17 @@ def array_model(engine, wrows, inst, n, m, *, alpha=None):
                                                     n - 1 if alpha is None else alpha):
             sums[e] += values[r, e] * operand
         return sums
-    for r, row in enumerate(wrows):
+    if engine == "nm_broadcast":
+        for r, row in enumerate(wrows):
+            for e, (value, index) in enumerate(row):
+                sums[e] += value * inst[r][index]
+        return sums
+    if engine == "nm_fixed24":
+        n, m = 2, 4
+    q = m // n
+    for r, row in enumerate(wrows):      # fan-out: the group's block, read at the index
         for e, (value, index) in enumerate(row):
-            sums[e] += value * inst[r][index]
+            sums[e] += value * inst[(r // n) * n + index // q][index % q]
     return sums
 
 
@@ -346,12 +372,15 @@ def array_model(engine, wrows, inst, n, m, *, alpha=None):
 def input_bits_per_cycle(engine, n, m, *, rows, width=8):
     """Activation bits per cycle into the array at one instance per cycle (full utilization).
 
-    ``figs``: ``rows * (M/N) * width``; ``nm_broadcast``: ``rows * M * width``. The ratio is
-    ``N``. Independent of ``cols``, ``beta`` and ``alpha``.
+    ``figs``, ``nm_fanout``: ``rows * (M/N) * width``; ``nm_broadcast``: ``rows * M * width``;
+    ``nm_fixed24``: ``rows * 2 * width`` whatever the pattern (it runs 2:4 tiles). Independent
+    of ``cols``, ``beta`` and ``alpha``.
     """
     _check_engine(engine)
     n, m = nm.check_nm(n, m)
-    per_row = m // n if engine == "figs" else m
+    if engine == "nm_fixed24":
+        n, m = 2, 4
+    per_row = m // n if engine in SUB_BLOCK_PORT else m
     return rows * per_row * width
 
 
@@ -359,7 +388,8 @@ def port_bits(engine, *, rows, width=8, ratio=4, max_m=32):
     """Width of the activation port in bits (what the wires must carry at the largest
     supported pattern)."""
     _check_engine(engine)
-    return rows * (ratio if engine == "figs" else max_m) * width
+    lanes = {"figs": ratio, "nm_fanout": ratio, "nm_fixed24": 2}.get(engine, max_m)
+    return rows * lanes * width
 
 
 def predicted_utilization(engine, n, m, *, rows, width=8, budget=0):
@@ -367,6 +397,42 @@ def predicted_utilization(engine, n, m, *, rows, width=8, budget=0):
     :func:`input_bits_per_cycle`, else ``budget / input_bits_per_cycle``."""
     need = input_bits_per_cycle(engine, n, m, rows=rows, width=width)
     return 1.0 if budget == 0 or budget >= need else budget / need
+
+
+def fixed24_passes(w):
+    """Split dense weights (O x K, K a multiple of 4) into the 2:4 matrices the fixed engine runs.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One or two int64 arrays of the shape of ``w`` that sum to ``w``, each with at most two
+        nonzeros in every aligned 4-block: the first keeps the first two nonzeros of each block
+        (in K order), the second the others. The second is left out when it is all zero.
+    """
+    w = np.asarray(w).astype(np.int64)
+    o, k = w.shape
+    if k % 4:
+        raise ValueError(f"K must be a multiple of 4, not {k}")
+    blocks = w.reshape(o, k // 4, 4)
+    rank = np.cumsum(blocks != 0, axis=-1)      # 1-based rank of each nonzero in its block
+    first = np.where((blocks != 0) & (rank <= 2), blocks, 0).reshape(o, k)
+    rest = w - first
+    return [first, rest] if rest.any() else [first]
+
+
+def fixed24_tile_passes(w, *, rows, cols, beta):
+    """Passes (1 or 2) of every 2:4 weight tile of ``w``, in the order ``(o_tile, k_tile)``: 2
+    when the tile's part of the second :func:`fixed24_passes` matrix has a nonzero."""
+    parts = fixed24_passes(w)
+    k_tile, o_tile = tile_shape(2, 4, rows, cols, beta)
+    o, k = np.asarray(w).shape
+    out = []
+    for ot in range(-(-o // o_tile)):
+        for kt in range(-(-k // k_tile)):
+            second = len(parts) > 1 and parts[1][ot * o_tile:(ot + 1) * o_tile,
+                                                 kt * k_tile:(kt + 1) * k_tile].any()
+            out.append(2 if second else 1)
+    return out
 
 
 def predicted_cycles(engine, n, m, *, k, o, b, rows, cols, beta, width=8, budget=0,
@@ -380,8 +446,19 @@ def predicted_cycles(engine, n, m, *, k, o, b, rows, cols, beta, width=8, budget
     ``cols + 1`` cycles after its last input, and reloading takes ``rows`` cycles). Plus the first
     tile's weight load (``rows`` cycles) and the pipeline latency (``cols + 1``).
 
-    ``phases``: an int (every tile) or one int per tile in streaming order.
+    ``phases``: an int (every tile) or one int per tile in streaming order. ``nm_fixed24``: the
+    tiles are 2:4 tiles whatever ``n``, ``m`` (``2*rows`` K positions) and ``phases`` are their
+    passes (:func:`fixed24_tile_passes`); every pass is a tile of its own (``B`` instances, at
+    least ``rows + cols + 2`` cycles).
     """
+    if engine == "nm_fixed24":
+        k_tile, o_tile = tile_shape(2, 4, rows, cols, beta)
+        tiles = -(-k // k_tile) * -(-o // o_tile)
+        per = [phases] * tiles if isinstance(phases, int) else list(phases)
+        if len(per) != tiles:
+            raise ValueError(f"phases must have one entry per tile ({tiles}), not {len(per)}")
+        util = predicted_utilization(engine, n, m, rows=rows, width=width, budget=budget)
+        return sum(p * max(b / util, rows + cols + 2) for p in per) + rows + cols + 1
     k_tile, o_tile = tile_shape(n, m, rows, cols, beta)
     tiles = -(-k // k_tile) * -(-o // o_tile)
     per = [phases] * tiles if isinstance(phases, int) else list(phases)

@@ -1,4 +1,5 @@
-"""The FiGS swap-register MAC PE array (``figs``) and the broadcast N:M baseline (``nm_broadcast``).
+"""The FiGS swap-register MAC PE array (``figs``) and its baselines: broadcast (``nm_broadcast``),
+fan-out (``nm_fanout``) and fixed 2:4 (``nm_fixed24``).
 
 Both engines are weight-stationary arrays of ``rows x cols`` PEs with ``beta`` MAC units each, built
 from the same pieces (:class:`_SparseArray`): double-banked weight registers loaded one PE row per
@@ -24,10 +25,11 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from sparsehw.hw.arith import tree_sum
-from sparsehw.params import Param, ParamSpec, int_in, pow2_in
+from sparsehw.params import Param, ParamSpec, int_in, multiple_of, pow2_in
 
 
-__all__ = ["FigsArray", "NmBroadcastArray", "FIGS_PARAMS", "NM_BROADCAST_PARAMS", "array_layouts",
+__all__ = ["FigsArray", "NmBroadcastArray", "NmFanoutArray", "NmFixed24Array", "FIGS_PARAMS",
+           "NM_BROADCAST_PARAMS", "NM_FANOUT_PARAMS", "NM_FIXED24_PARAMS", "array_layouts",
            "PSUM_WIDTH", "SUPPORTED_RATIOS"]
 
 
@@ -60,6 +62,25 @@ NM_BROADCAST_PARAMS = ParamSpec(
     _ROWS, _COLS,
     Param("beta", 2, int_in(1, 8), doc="MAC units per PE"),
     _WIDTH, _MAX_M,
+)
+
+
+#: Generation parameters of :class:`NmFanoutArray` (block ``nm_fanout``): those of FiGS without
+#: ``alpha``.
+NM_FANOUT_PARAMS = ParamSpec(
+    _ROWS, _COLS,
+    Param("beta", 2, int_in(1, 8), doc="MAC units per PE"),
+    _WIDTH, _MAX_M,
+    Param("ratio", 4, lambda v: pow2_in(1, v["max_m"]), allowed="a power of two in 1..max_m",
+          doc="largest run-time M/N, the port lanes per row"),
+)
+
+#: Generation parameters of :class:`NmFixed24Array` (block ``nm_fixed24``): the pattern is 2:4.
+NM_FIXED24_PARAMS = ParamSpec(
+    Param("rows", 8, multiple_of(2, 64), doc="PE rows (pairs of slots of a 2:4 group)"),
+    _COLS,
+    Param("beta", 2, int_in(1, 8), doc="MAC units per PE"),
+    _WIDTH,
 )
 
 
@@ -97,17 +118,26 @@ class _SparseArray(wiring.Component):
         See :class:`FigsArray`; validated by the subclass.
     figs : bool
         ``True`` for swap registers with ``alpha`` vertical links, ``False`` for broadcast.
+    fanout : bool
+        The port carries ``ratio`` lanes per row (FiGS's port); each group's ``M``-block is
+        fanned out to its ``N`` rows at the array's west edge (broadcast datapath inside).
+    fixed : bool
+        Fan-out engine for the one pattern 2:4 (``max_m = 4``, ``ratio = 2``): any other
+        ``n_log2``/``m_log2`` is a config fault; the two indices of a group must ascend.
     alpha, ratio : int
-        FiGS only.
+        FiGS and fan-out only.
     """
 
-    def __init__(self, *, rows, cols, beta, width, max_m, figs, alpha=0, ratio=1):
+    def __init__(self, *, rows, cols, beta, width, max_m, figs, alpha=0, ratio=1,
+                 fanout=False, fixed=False):
         self._rows, self._cols, self._beta, self._width, self._max_m = \
             rows, cols, beta, width, max_m
         self._figs = figs
+        self._fanout = fanout or fixed
+        self._fixed = fixed
         self._alpha = alpha
         self._ratio = ratio
-        self._lanes = ratio if figs else max_m
+        self._lanes = ratio if (figs or self._fanout) else max_m
         self._layouts = array_layouts(rows=rows, cols=cols, beta=beta, width=width,
                                       lanes=self._lanes, max_m=max_m)
         super().__init__({
@@ -137,6 +167,7 @@ class _SparseArray(wiring.Component):
         R, C, W = self._rows, self._cols, self._width
         beta, lanes, alpha, ratio, figs = self._beta, self._lanes, self._alpha, self._ratio, \
             self._figs
+        fan, fixed = self._fanout, self._fixed
         E = C * beta
         sel_bits = self.sel_bits
 
@@ -161,6 +192,10 @@ class _SparseArray(wiring.Component):
                      for r in range(R)] for k in range(2)]
             sched = [Signal(max_n, name=f"sched{k}", init=1) for k in range(2)]
             bank_nlog = [Signal(_LOG_BITS, name=f"nlog{k}") for k in range(2)]
+        if fan and not fixed:
+            # each bank's pattern, for the fan-out network
+            bank_nlog = [Signal(_LOG_BITS, name=f"nlog{k}") for k in range(2)]
+            bank_qlog = [Signal(_LOG_BITS, name=f"qlog{k}") for k in range(2)]
 
         wp = self.w.payload
         n_log2, m_log2 = wp.n_log2, wp.m_log2
@@ -180,8 +215,10 @@ class _SparseArray(wiring.Component):
         bad_config = Signal()
         checks = [n_log2 > m_log2, ~_in_range(m, m_log2, exact_log2(self._max_m), "m_ok"),
                   ~_in_range(m, n_log2, r_twos, "n_ok")]
-        if figs:
+        if figs or fan:
             checks.append(~_in_range(m, q_log2, exact_log2(ratio), "q_ok"))
+        if fixed:
+            checks = [~(_is(n_log2, 1) & _is(m_log2, 2))]
         m.d.comb += bad_config.eq(Cat(*checks).any())
 
         bad_index = Signal()
@@ -236,6 +273,14 @@ class _SparseArray(wiring.Component):
             else:
                 m.d.comb += sel.eq(ent.index)
             new_sel.append(sel)
+        if fixed:
+            # 2:4 metadata: slot 1's index must exceed slot 0's (the row loaded just before)
+            index_flags = []
+            for k in range(2):
+                for r in range(1, R, 2):
+                    for e in range(E):
+                        index_flags.append((load_ptr == k) & row_hot[r] &
+                                           (wp.entries[e].index <= wsel[k][r - 1][e]))
         m.d.comb += bad_index.eq(Cat(*index_flags).any())
         m.d.comb += bad_route.eq(Cat(*route_flags).any() if route_flags else 0)
         if figs:
@@ -263,6 +308,9 @@ class _SparseArray(wiring.Component):
                         m.d.sync += [sched[k].eq(Mux(row_hot[0], row_rots,
                                                      sched[k] | row_rots)),
                                      bank_nlog[k].eq(n_log2)]
+                if fan and not fixed:
+                    with m.If(load_ptr == k):
+                        m.d.sync += [bank_nlog[k].eq(n_log2), bank_qlog[k].eq(q_log2)]
             m.d.sync += [self.fault.index.eq(self.fault.index | bad_index),
                          self.fault.config.eq(self.fault.config | bad_config),
                          self.fault.route.eq(self.fault.route | bad_route)]
@@ -275,6 +323,8 @@ class _SparseArray(wiring.Component):
 
         # -- streaming pipeline: stage c holds the instance at PE column c ------------------------
         x_layout = self._layouts["i"]["x"].shape
+        if fan:     # inside the array every row holds its group's whole M-block
+            x_layout = data.ArrayLayout(data.ArrayLayout(signed(W), self._max_m), R)
         st_valid = [Signal(name=f"st{c}_valid") for c in range(C)]
         st_bank = [Signal(name=f"st{c}_bank") for c in range(C)]
         st_last = [Signal(name=f"st{c}_last") for c in range(C)]
@@ -333,6 +383,9 @@ class _SparseArray(wiring.Component):
                 x_in.append(Array(block)[src] if max_n > 1 else block[0])
         else:
             m.d.comb += self.i.ready.eq(adv & (full >> use_ptr)[0])
+        if fan:
+            fanned = self._fan_out(m, use_ptr, bank_nlog if not fixed else None,
+                                   bank_qlog if not fixed else None)
         i_fire = self.i.valid & self.i.ready
         with m.If(i_fire & self.i.payload.last):
             m.d.sync += use_ptr.eq(~use_ptr)
@@ -353,7 +406,7 @@ class _SparseArray(wiring.Component):
                         pad = (1 << sel_bits) - len(window)
                         window += [Const(0, signed(W))] * pad
                     else:
-                        window = [x[r][l] for l in range(lanes)]
+                        window = [x[r][l] for l in range(self._max_m)]
                     sel = Mux(st_bank[c], wsel[1][r][e], wsel[0][r][e])
                     operand = Signal(signed(W), name=f"op_c{c}_r{r}_e{e}")
                     m.d.comb += operand.eq(Array(window)[sel])
@@ -379,8 +432,13 @@ class _SparseArray(wiring.Component):
                     m.d.sync += st_x[C - 1][r].eq(x_in[r])
             else:
                 m.d.sync += [st_valid[C - 1].eq(i_fire), st_bank[C - 1].eq(use_ptr),
-                             st_last[C - 1].eq(self.i.payload.last),
-                             st_x[C - 1].eq(self.i.payload.x)]
+                             st_last[C - 1].eq(self.i.payload.last)]
+                if fan:
+                    for r in range(R):
+                        for j in range(self._max_m):
+                            m.d.sync += st_x[C - 1][r][j].eq(fanned[r][j])
+                else:
+                    m.d.sync += st_x[C - 1].eq(self.i.payload.x)
             for c in range(C - 1, 0, -1):
                 here = column_sums(c)
                 m.d.sync += [st_valid[c - 1].eq(st_valid[c]), st_bank[c - 1].eq(st_bank[c]),
@@ -411,6 +469,52 @@ class _SparseArray(wiring.Component):
             m.d.comb += clr_full.eq(Mux(out_bank, 0b10, 0b01))
         m.d.sync += full.eq((full & ~clr_full) | set_full)
         return m
+
+    def _fan_out(self, m, use_ptr, bank_nlog, bank_qlog):
+        """The fan-out network: ``fanned[r][j]`` (``j < max_m``) is activation ``j`` of row
+        ``r``'s group, i.e. port row ``g*N + j // q`` lane ``j % q`` (``g = r // N``, ``q =
+        M/N``) when ``j < M``, else 0, for the pattern of the bank in use. Plain AND-OR gates
+        over the supported ``(N, q)`` cases (no process on a register that may never change)."""
+        R, W, max_m, ratio = self._rows, self._width, self._max_m, self._ratio
+        x = self.i.payload.x
+        if self._fixed:
+            cases = [((1, 1), Const(1, 1))]
+        else:
+            use_nlog = Signal(_LOG_BITS)
+            use_qlog = Signal(_LOG_BITS)
+            m.d.comb += [use_nlog.eq(Mux(use_ptr, bank_nlog[1], bank_nlog[0])),
+                         use_qlog.eq(Mux(use_ptr, bank_qlog[1], bank_qlog[0]))]
+            top_n = min(exact_log2(R & -R), exact_log2(max_m))
+            cases = []
+            for nl in range(top_n + 1):
+                for ql in range(exact_log2(ratio) + 1):
+                    if nl + ql <= exact_log2(max_m):
+                        hit = Signal(name=f"fan_n{nl}_q{ql}")
+                        m.d.comb += hit.eq(_is(use_nlog, nl) & _is(use_qlog, ql))
+                        cases.append(((nl, ql), hit))
+        fanned = []
+        for r in range(R):
+            row = []
+            for j in range(max_m):
+                terms = []
+                for (nl, ql), hit in cases:
+                    n_, q_ = 1 << nl, 1 << ql
+                    if j < n_ * q_:
+                        src = x[(r // n_) * n_ + j // q_][j % q_].as_unsigned()
+                        terms.append(src & hit.replicate(W))
+                value = Signal(signed(W), name=f"fan_r{r}_j{j}")
+                m.d.comb += value.eq(_or_all(terms, W) if terms else 0)
+                row.append(value)
+            fanned.append(row)
+        return fanned
+
+
+def _or_all(terms, width):
+    """Bitwise OR of ``width``-bit values."""
+    result = terms[0]
+    for t in terms[1:]:
+        result = result | t
+    return result[:width]
 
 
 def _is(value, const):
@@ -562,3 +666,106 @@ class NmBroadcastArray(_SparseArray):
 
     def __init__(self, **params):
         super().__init__(**NM_BROADCAST_PARAMS.validate(**params), figs=False)
+
+
+class NmFanoutArray(_SparseArray):
+    __doc__ = """Fan-out N:M PE array: FiGS's port bandwidth, the broadcast engine's datapath.
+
+    The activation port is FiGS's: row ``r`` carries the ``M/N`` activations at K offsets
+    ``r*M/N .. r*M/N + M/N - 1`` of the tile (``lanes = ratio``), so each group's ``M``-block
+    enters the array once. At the array's west edge a fan-out network (wires and one AND-OR
+    multiplexer per row and lane over the supported ``(N, M/N)`` cases, selected by the tile's
+    pattern) gives every PE row of group ``g`` the whole block ``x[g*N .. g*N+N-1][0..M/N-1]``
+    (``max_m`` lanes per row, zero beyond ``M``); from there on the array is
+    :class:`NmBroadcastArray`: ``max_m``-lane input registers per PE, a ``max_m:1`` operand
+    multiplexer per MAC selected by the weight's index. One instance per cycle for every
+    pattern: no exchange, no links.
+
+    Parameters
+    ----------
+    rows : int
+        PE rows, 1..64. A run-time ``N`` must divide it.
+    cols : int
+        PE columns, 1..32.
+    beta : int
+        MAC units per PE, 1..8.
+    width : int
+        Operand width (signed), 2..12; 8 for int8.
+    max_m : int
+        Largest run-time ``M``, power of two 1..32.
+    ratio : int
+        Largest run-time ``M/N`` (port lanes per row), power of two in 1..``max_m``.
+
+    The defaults and ranges are :data:`NM_FANOUT_PARAMS` (``sparsehw list`` shows them).
+""" + _ATTRIBUTES_DOC.replace("(``lanes`` = ``ratio`` for FiGS, ``max_m`` for broadcast)",
+                              "(``lanes`` = ``ratio``)").replace(
+    "or for FiGS ``M/N > ratio``", "or ``M/N > ratio``") + """
+    Raises
+    ------
+    TypeError
+        A parameter of the wrong type, or an unknown one (``alpha``).
+    ValueError
+        A parameter out of its range (``ratio must be a power of two in 1..4, not 8``).
+    """
+
+    def __init__(self, **params):
+        super().__init__(**NM_FANOUT_PARAMS.validate(**params), figs=False, fanout=True)
+
+    ratio = property(lambda self: self._ratio, doc="Largest run-time M/N.")
+
+
+class NmFixed24Array(_SparseArray):
+    __doc__ = """Fixed-ratio 2:4 PE array (2:4 sparse-tensor-core style baseline).
+
+    The fan-out engine (:class:`NmFanoutArray`) built for one pattern: ``max_m = 4``,
+    ``ratio = 2``. PE rows ``2g`` and ``2g+1`` are the two slots of 2:4 group ``g``; the port
+    carries each group's 4 activations once (row ``r``: K offsets ``2r, 2r+1``), the fan-out
+    gives both rows of the group all 4, and each MAC picks one with a ``4:1`` multiplexer by its
+    2-bit index. A tile covers ``2*rows`` K positions. The engine never exploits more than 2:4:
+    a sparser model (1:4, 1:8, 2:8, ...) runs as 2:4 with zero weights, and a denser or
+    unevenly distributed one (a 4-block with more than two nonzeros, dense 1:1) as two 2:4
+    passes over the same activations (:func:`golden.figs.fixed24_passes`; the choice is the
+    compiler's, the hardware sees 2:4 tiles only).
+
+    Parameters
+    ----------
+    rows : int
+        PE rows, an even number 2..64.
+    cols : int
+        PE columns, 1..32.
+    beta : int
+        MAC units per PE, 1..8.
+    width : int
+        Operand width (signed), 2..12; 8 for int8.
+
+    The defaults and ranges are :data:`NM_FIXED24_PARAMS` (``sparsehw list`` shows them).
+
+    Attributes
+    ----------
+    w : In(stream.Signature(StructLayout))
+        ``cols*beta*(width + 2) + 6`` bits. One PE row of weights per transfer, as for
+        :class:`FigsArray` with 2-bit indices; ``n_log2``, ``m_log2`` must be 1, 2 (2:4).
+        Back-pressure as for :class:`FigsArray`.
+    i : In(stream.Signature(StructLayout))
+        ``rows*2*width + 1`` bits: ``x[rows][2]`` and ``last``; row ``r`` carries K offsets
+        ``2r, 2r+1`` of the tile. Back-pressure as for :class:`FigsArray`.
+    o : Out(stream.Signature(StructLayout))
+        ``cols*beta*32 + 1`` bits, as for :class:`FigsArray`: latency ``cols + 1`` cycles, one
+        instance per cycle, back-pressure stalls the whole array.
+    fault : Out(StructLayout({"index": 1, "config": 1, "route": 1}))
+        Sticky run-time error flags, cleared by reset: ``index``, a group's two indices (slot 0
+        in row ``2g``, slot 1 in row ``2g+1``, per MAC) do not ascend (2:4 metadata names two
+        distinct positions in order); ``config``, ``n_log2``/``m_log2`` are not 1/2; ``route``
+        is never set. Results of a faulty tile are undefined; later tiles are unaffected.
+
+    Raises
+    ------
+    TypeError
+        A parameter of the wrong type, or an unknown one (``max_m``: the pattern is fixed).
+    ValueError
+        A parameter out of its range (``rows must be a multiple of 2 in 2..64, not 7``).
+    """
+
+    def __init__(self, **params):
+        super().__init__(**NM_FIXED24_PARAMS.validate(**params), max_m=4, ratio=2, figs=False,
+                         fixed=True)

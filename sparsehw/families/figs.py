@@ -1,8 +1,10 @@
-"""Registry entries of the FiGS family (issue 6): the swap-register array and the broadcast
-N:M baseline."""
+"""Registry entries of the FiGS family (issues 6, 16): the swap-register array and its three
+baselines (broadcast, fan-out, fixed 2:4)."""
 
 from sparsehw.golden.figs import FIGS_WORKLOAD
-from sparsehw.hw.figs import FIGS_PARAMS, NM_BROADCAST_PARAMS, FigsArray, NmBroadcastArray
+from sparsehw.hw.figs import (FIGS_PARAMS, NM_BROADCAST_PARAMS, NM_FANOUT_PARAMS,
+                              NM_FIXED24_PARAMS, FigsArray, NmBroadcastArray, NmFanoutArray,
+                              NmFixed24Array)
 from sparsehw.registry import Block
 
 
@@ -38,6 +40,30 @@ BLOCKS = [
         build=NmBroadcastArray,
         testbench="sparsehw.verif.figs.tb_nm_broadcast",
         perf=_perf("nm_broadcast"),
+        workload_params=FIGS_WORKLOAD,
+        workload_summary=_SUMMARY,
+    ),
+    Block(
+        name="nm_fanout",
+        summary="Fan-out N:M PE array (baseline): FiGS's port (each group's M-block once), "
+                "fanned out to the group's N rows inside, M:1 operand mux per MAC "
+                "(rows*M/N*8 bits/cycle)",
+        params=NM_FANOUT_PARAMS,
+        build=NmFanoutArray,
+        testbench="sparsehw.verif.figs.tb_nm_fanout",
+        perf=_perf("nm_fanout"),
+        workload_params=FIGS_WORKLOAD,
+        workload_summary=_SUMMARY,
+    ),
+    Block(
+        name="nm_fixed24",
+        summary="Fixed 2:4 PE array (2:4 sparse-tensor-core-style baseline): 4:1 mux per MAC; "
+                "sparser models run as 2:4 with zeros, denser ones as two 2:4 passes "
+                "(rows*2*8 bits/cycle)",
+        params=NM_FIXED24_PARAMS,
+        build=NmFixed24Array,
+        testbench="sparsehw.verif.figs.tb_nm_fixed24",
+        perf=_perf("nm_fixed24"),
         workload_params=FIGS_WORKLOAD,
         workload_summary=_SUMMARY,
     ),

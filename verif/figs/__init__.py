@@ -1,6 +1,6 @@
-"""Shared cocotb machinery of the FiGS and broadcast N:M testbenches.
+"""Shared cocotb machinery of the FiGS, broadcast, fan-out and fixed 2:4 N:M testbenches.
 
-:func:`run_gemm` maps an N:M GEMM onto either engine (with :mod:`golden.figs`), streams weights and
+:func:`run_gemm` maps an N:M GEMM onto any of the engines (with :mod:`golden.figs`), streams weights and
 activations with random stalls (and, optionally, an activation bandwidth budget), collects the
 partial sums and checks the K-tile sums against :func:`golden.nm.gemm_int8` on the decompressed
 weights.
@@ -14,7 +14,8 @@ from amaranth.utils import exact_log2
 from sparsehw.golden import figs as gf
 from sparsehw.golden import nm
 from sparsehw.golden.figs import MASK_KINDS
-from sparsehw.hw.figs import FIGS_PARAMS, NM_BROADCAST_PARAMS, array_layouts
+from sparsehw.hw.figs import (FIGS_PARAMS, NM_BROADCAST_PARAMS, NM_FANOUT_PARAMS,
+                              NM_FIXED24_PARAMS, array_layouts)
 from sparsehw.params import check, one_of
 from sparsehw.verif import common
 from sparsehw.verif.stream import StreamSink, StreamSource, pack
@@ -25,7 +26,8 @@ __all__ = ["SPECS", "PORTS", "dut_params", "lanes_of", "layouts_of", "make_weigh
 
 
 #: The generation parameter spec of each engine.
-SPECS = {"figs": FIGS_PARAMS, "nm_broadcast": NM_BROADCAST_PARAMS}
+SPECS = {"figs": FIGS_PARAMS, "nm_broadcast": NM_BROADCAST_PARAMS,
+         "nm_fanout": NM_FANOUT_PARAMS, "nm_fixed24": NM_FIXED24_PARAMS}
 #: Stream ports of both engines: the design's inputs and its output (for ``stream.start``).
 PORTS = {"sources": ("w", "i"), "sinks": ("o",)}
 
@@ -37,15 +39,17 @@ def dut_params(engine):
 
 
 def lanes_of(engine, params):
-    """Activations per PE row per instance: ``ratio`` (FiGS) or ``max_m`` (broadcast)."""
-    return params["ratio"] if engine == "figs" else params["max_m"]
+    """Activations per PE row per instance on the port: ``ratio`` (FiGS, fan-out), 2 (fixed
+    2:4) or ``max_m`` (broadcast)."""
+    return {"figs": params.get("ratio"), "nm_fanout": params.get("ratio"),
+            "nm_fixed24": 2}.get(engine, params.get("max_m"))
 
 
 def layouts_of(engine, params):
     """The stream payload layouts of the engine with these (validated) parameters."""
     return array_layouts(rows=params["rows"], cols=params["cols"], beta=params["beta"],
                          width=params["width"], lanes=lanes_of(engine, params),
-                         max_m=params["max_m"])
+                         max_m=4 if engine == "nm_fixed24" else params["max_m"])
 
 
 def make_weights(kind, o, k, n, m, rng):
@@ -139,8 +143,18 @@ class BudgetSource(StreamSource):
         self.bits_sent += self.costs.popleft()
 
 
+def _bad_index(engine, params, entries, m):
+    """``entries`` (one weight row, list of (value, index)) with its last entry made malformed:
+    index ``m`` (>= M) for the engines with an index range check, for the fixed 2:4 engine (a
+    slot-1 row) the index of slot 0's entry, i.e. not ascending."""
+    entries = list(entries)
+    value, _ = entries[-1]
+    entries[-1] = (value or 1, m)
+    return entries
+
+
 async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0,
-                   check=True, permute=True):
+                   check=True, permute=True, corrupt=None):
     """Run ``w @ x`` (int8 O x K times K x B) as N:M on the DUT; return a figures dict.
 
     Parameters
@@ -151,12 +165,18 @@ async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0
         Compare with the golden GEMM (assert).
     permute : bool
         FiGS: reorder slots with :func:`golden.figs.assign_slots` (the FiGS compiler step).
+    corrupt : (int, int) or None
+        ``(tile, row)``: make the last entry of that weight row malformed (index ``M``; fixed
+        2:4: on an odd row, the index of the row above, so the pair does not ascend). Use
+        with ``check=False``: the results of that tile are undefined.
 
     Returns
     -------
     dict
         ``cycles`` (first cycle after start to the last output transfer, inclusive),
-        ``instances``, ``act_bits`` (activation bits delivered), ``required_alpha`` (the largest
+        ``instances``, ``act_bits`` (activation bits delivered), ``act_values`` (nonzero
+        activation values in the delivered payloads, counted from the payloads themselves),
+        ``required_alpha`` (the largest
         one-step displacement; larger ones go through the swap exchange), ``phases`` (exchange
         phases per tile, :func:`golden.figs.gemm_schedule`; 1 for broadcast), ``got``,
         ``expected``.
@@ -170,6 +190,9 @@ async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0
     values, indices = nm.compress(w, n, m)
     dense = nm.decompress(values, indices, n, m)
     alpha_needed = 0
+    if engine == "nm_fixed24":
+        return await _run_fixed24(dut, params, dense, x, rngs=rngs, stall=stall, budget=budget,
+                                  check=check, corrupt=corrupt)
     if engine == "figs":
         if permute:
             values, indices, alpha_needed = gf.assign_slots(values, indices, n, m)
@@ -185,17 +208,84 @@ async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0
     per_inst_bits = gf.input_bits_per_cycle(engine, n, m, rows=rows, width=width)
 
     w_items, i_items = [], []
-    for ot, kt in tiles:
-        for row in gf.weight_rows(values, indices, n, m, rows=rows, cols=cols, beta=beta,
-                                  o_tile=ot, k_tile=kt):
+    act_values = 0
+    for t, (ot, kt) in enumerate(tiles):
+        for r, row in enumerate(gf.weight_rows(values, indices, n, m, rows=rows, cols=cols,
+                                               beta=beta, o_tile=ot, k_tile=kt)):
+            if corrupt == (t, r):
+                row = _bad_index(engine, params, row, m)
             w_items.append(pack(layouts["w"], {
                 "entries": [{"value": v, "index": i} for v, i in row],
                 "n_log2": exact_log2(n), "m_log2": exact_log2(m)}))
         for b in range(b_count):
             inst = gf.instance(engine, x, n, m, rows=rows, lanes=lanes, k_tile=kt, b=b)
+            act_values += sum(v != 0 for row in inst for v in row)
             i_items.append((pack_instance(layouts["i"], inst, b == b_count - 1, width),
                             per_inst_bits))
 
+    return await _stream(dut, engine, params, w_items, i_items, tiles, b_count, o_count,
+                         o_tile, dense, x, rngs=rngs, stall=stall, budget=budget, check=check,
+                         per_inst_bits=per_inst_bits, phases=phases, act_values=act_values,
+                         n=n, m=m, alpha_needed=alpha_needed)
+
+
+async def _run_fixed24(dut, params, dense, x, *, rngs, stall, budget, check, corrupt):
+    """The fixed 2:4 engine: ``dense`` compiled to 2:4 tiles of one or two passes
+    (:func:`golden.figs.fixed24_passes`), each pass a weight tile over the same instances."""
+    engine, n, m = "nm_fixed24", 2, 4
+    layouts = layouts_of(engine, params)
+    rows, cols, beta, width = params["rows"], params["cols"], params["beta"], params["width"]
+    o_count, k_count = dense.shape
+    b_count = x.shape[1]
+    if k_count % 4:      # zero-pad K to whole 4-blocks
+        pad = 4 - k_count % 4
+        dense = np.pad(dense, ((0, 0), (0, pad)))
+        x = np.pad(x, ((0, pad), (0, 0)))
+    parts = gf.fixed24_passes(dense)
+    passes = gf.fixed24_tile_passes(dense, rows=rows, cols=cols, beta=beta)
+    compressed = [nm.compress(p, 2, 4) for p in parts]
+    k_tile, o_tile = gf.tile_shape(2, 4, rows, cols, beta)
+    k_tiles = -(-dense.shape[1] // k_tile)
+    o_tiles = -(-o_count // o_tile)
+    tiles = [(ot, kt) for ot in range(o_tiles) for kt in range(k_tiles)
+             for _ in range(passes[ot * k_tiles + kt])]
+    pass_of = []
+    for ot in range(o_tiles):
+        for kt in range(k_tiles):
+            pass_of += list(range(passes[ot * k_tiles + kt]))
+    per_inst_bits = gf.input_bits_per_cycle(engine, 2, 4, rows=rows, width=width)
+    w_items, i_items = [], []
+    act_values = 0
+    for t, ((ot, kt), p) in enumerate(zip(tiles, pass_of)):
+        values, indices = compressed[p]
+        for r, row in enumerate(gf.weight_rows(values, indices, 2, 4, rows=rows, cols=cols,
+                                               beta=beta, o_tile=ot, k_tile=kt)):
+            if corrupt == (t, r):       # slot 1 repeats slot 0's index: not ascending
+                row = list(row)
+                prev = gf.weight_rows(values, indices, 2, 4, rows=rows, cols=cols, beta=beta,
+                                      o_tile=ot, k_tile=kt)[r - 1]
+                row[-1] = (row[-1][0] or 1, prev[-1][1])
+            w_items.append(pack(layouts["w"], {
+                "entries": [{"value": v, "index": i} for v, i in row],
+                "n_log2": 1, "m_log2": 2}))
+        for b in range(b_count):
+            inst = gf.instance(engine, x, 2, 4, rows=rows, lanes=2, k_tile=kt, b=b)
+            act_values += sum(v != 0 for row in inst for v in row)
+            i_items.append((pack_instance(layouts["i"], inst, b == b_count - 1, width),
+                            per_inst_bits))
+    return await _stream(dut, engine, params, w_items, i_items, tiles, b_count, o_count,
+                         o_tile, dense, x, rngs=rngs, stall=stall, budget=budget, check=check,
+                         per_inst_bits=per_inst_bits, phases=passes, act_values=act_values,
+                         n=n, m=m, alpha_needed=0)
+
+
+async def _stream(dut, engine, params, w_items, i_items, tiles, b_count, o_count, o_tile, dense,
+                  x, *, rngs, stall, budget, check, per_inst_bits, phases, act_values, n, m,
+                  alpha_needed):
+    """Stream the packed weights and instances, collect and (``check``) verify the sums."""
+    from sparsehw.verif.stream import CycleCounter
+    cols, beta = params["cols"], params["beta"]
+    layouts = layouts_of(engine, params)
     counter = CycleCounter(dut).start()
     wsrc = StreamSource(dut, "w", rng=rngs[0], stall=stall)
     isrc = BudgetSource(dut, "i", rng=rngs[1], stall=stall, budget=budget)
@@ -235,5 +325,5 @@ async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0
                                f"{bad[0].tolist()}: got {got[tuple(bad[0])]}, expected "
                                f"{expected[tuple(bad[0])]}")
     return {"cycles": cycles, "instances": total, "act_bits": isrc.bits_sent,
-            "required_alpha": alpha_needed, "got": got, "expected": expected,
+            "act_values": act_values, "required_alpha": alpha_needed, "got": got, "expected": expected,
             "tiles": len(tiles), "per_instance_bits": per_inst_bits, "phases": phases}

@@ -1,4 +1,5 @@
-"""Test bodies shared by ``tb_figs`` and ``tb_nm_broadcast`` (each wraps them in ``@cocotb.test``)."""
+"""Test bodies shared by ``tb_figs``, ``tb_nm_broadcast``, ``tb_nm_fanout`` and ``tb_nm_fixed24``
+(each wraps them in ``@cocotb.test``)."""
 
 import numpy as np
 from cocotb.triggers import RisingEdge
@@ -12,13 +13,19 @@ from sparsehw.verif.stream import pack, restart, start
 
 
 __all__ = ["gemm_cases", "nested_levels", "malformed_index", "bad_config", "exchange",
-           "full_rate"]
+           "full_rate", "malformed_then_correct"]
+
+
+def _max_m(engine, params):
+    return 4 if engine == "nm_fixed24" else params["max_m"]
 
 
 def _supported(engine, params, n, m):
+    if engine == "nm_fixed24":      # every pattern, compiled to 2:4 tiles
+        return True
     if params["rows"] % n or m > params["max_m"]:
         return False
-    return engine != "figs" or m // n <= params["ratio"]
+    return engine not in ("figs", "nm_fanout") or m // n <= params["ratio"]
 
 
 def _rngs(salt):
@@ -106,10 +113,24 @@ async def _load_tile(dut, engine, params, entries_for_row, n_log2, m_log2):
 
 
 async def malformed_index(dut, engine):
-    """An index >= M is flagged (fault.index); a legal tile loaded first is not."""
+    """An index >= M is flagged (fault.index); a legal tile loaded first is not. Fixed 2:4: a
+    group whose slot-1 index does not exceed slot 0's is flagged, an ascending one is not."""
     params = dut_params(engine)
     await start(dut, **PORTS)
     e = params["cols"] * params["beta"]
+    if engine == "nm_fixed24":
+        # ascending pairs 0/3, and 0/2 at the last MAC of the last group: legal
+        legal = lambda r: [{"value": 5, "index": 2 if (r == params["rows"] - 1 and j == e - 1)
+                            else 3 * (r % 2)} for j in range(e)]
+        await _load_tile(dut, engine, params, legal, 1, 2)
+        assert _fault(dut) == 0, "legal tile flagged"
+        bad_row = params["rows"] - 1
+        equal = lambda r: [{"value": 5, "index": 1 if (r >= bad_row - 1 and j == e - 1) else
+                            3 * (r % 2)} for j in range(e)]
+        # ... then both slots of the last group's last MAC hold index 1
+        await _load_tile(dut, engine, params, equal, 1, 2)
+        assert dut.fault.value.to_unsigned() == 0b001, f"fault {_fault(dut):#05b}, expected index"
+        return
     n, m = 1, 2 if params["max_m"] >= 2 else 1
     legal = lambda r: [{"value": 5, "index": m - 1} for _ in range(e)]
     await _load_tile(dut, engine, params, legal, 0, m.bit_length() - 1)
@@ -129,9 +150,11 @@ async def bad_config(dut, engine):
     e = params["cols"] * params["beta"]
     zero = lambda r: [{"value": 0, "index": 0} for _ in range(e)]
     bad = [(2, 1)]                                       # 4:2
-    if params["max_m"] < 32:
+    if engine == "nm_fixed24":                           # anything but 2:4
+        bad += [(0, 0), (1, 3), (0, 2), (2, 2)]
+    elif params["max_m"] < 32:
         bad.append((0, params["max_m"].bit_length()))    # 1:(2*max_m)
-    if params["rows"] < 64:
+    if params["rows"] < 64 and engine != "nm_fixed24":
         nlog = params["rows"].bit_length()               # N = 2**nlog > rows: cannot divide
         if nlog <= 5:
             bad.append((nlog, 5))
@@ -193,3 +216,35 @@ async def full_rate(dut, engine):
     bound = fig["instances"] + params["rows"] + params["cols"] + 4
     assert fig["cycles"] <= bound, f"{fig['cycles']} cycles for {fig['instances']} instances"
     common.record(cycles=fig["cycles"], instances=fig["instances"])
+
+
+async def malformed_then_correct(dut, engine):
+    """A GEMM whose first tile carries a malformed index (FiGS: a tile that uses the swap
+    exchange, 4:16 with every kept weight at the low end and slots in compress order) is
+    flagged (fault.index); the next GEMM on the same hardware, without a reset, is bit-exact
+    (and FiGS's uses the exchange again)."""
+    params = dut_params(engine)
+    rows, cols, beta = params["rows"], params["cols"], params["beta"]
+    await start(dut, **PORTS)
+    rng = np.random.default_rng(common.rng(31).randrange(1 << 30))
+    if engine == "nm_fixed24":
+        n, m, kind, row = 2, 4, "random", 1             # row 1: slot 1 of group 0
+    else:
+        n, m, kind, row = (4, 16, "low", rows - 1) if engine == "figs" else (2, 8, "random", 0)
+        if not _supported(engine, params, n, m) or m >= _max_m(engine, params):
+            dut._log.info(f"{n}:{m} with an index >= M not representable here: skipped")
+            return
+    k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
+    b = 4
+    w = make_weights(kind, o_tile, 2 * k_tile, n, m, rng)
+    x = rng.integers(-128, 128, size=(2 * k_tile, b))
+    bad = await run_gemm(dut, engine, params, w, x, n, m, rngs=_rngs(90), stall=0.2,
+                         check=False, permute=False, corrupt=(0, row))
+    assert dut.fault.value.to_unsigned() == 0b001, f"fault {_fault(dut):#05b}, expected index"
+    w2 = make_weights(kind, o_tile + 1, 2 * k_tile, n, m, rng)
+    x2 = rng.integers(-128, 128, size=(2 * k_tile, b))
+    good = await run_gemm(dut, engine, params, w2, x2, n, m, rngs=_rngs(95), stall=0.2,
+                          permute=False)
+    if engine == "figs" and params["alpha"] < 2:
+        assert max(bad["phases"]) > 1 and max(good["phases"]) > 1, "no exchange used"
+    common.record(bad_phases=bad["phases"], good_phases=good["phases"])

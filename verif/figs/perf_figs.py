@@ -1,4 +1,5 @@
-"""Perf workload of both engines (``sparsehw perf figs`` / ``sparsehw perf nm_broadcast``).
+"""Perf workload of the four engines (``sparsehw perf figs`` / ``nm_broadcast`` / ``nm_fanout`` /
+``nm_fixed24``).
 
 The cocotb test :func:`perf_gemm` runs one K x O x B GEMM (workload knobs ``n``, ``m``, ``k``,
 ``o``, ``b``, ``budget``, ``mask``, ``stall``), checks it against the golden GEMM and records
@@ -35,6 +36,7 @@ def _one(fig, engine, params, n, m, k, o, b, budget):
         "required_alpha": fig["required_alpha"], "routable": True,
         "phases_max": max(fig["phases"]), "phases_mean": sum(fig["phases"]) / len(fig["phases"]),
         "instances": fig["instances"], "tiles": fig["tiles"],
+        "act_values": fig["act_values"],
     }
 
 
@@ -50,9 +52,13 @@ async def perf_gemm(dut):
     stall = wl.get("stall", 0.0)
 
     def supported(n, m):
-        if params["rows"] % n or m > params["max_m"] or k % m:
+        if k % m:
             return False
-        return engine != "figs" or m // n <= params["ratio"]
+        if engine == "nm_fixed24":       # every pattern, as 2:4 tiles
+            return True
+        if params["rows"] % n or m > params["max_m"]:
+            return False
+        return engine not in ("figs", "nm_fanout") or m // n <= params["ratio"]
 
     async def measure(n, m, budget, w):
         salt = 100 * n + m
@@ -89,10 +95,11 @@ def check_workload(params, workload):
 
 def run_perf(engine, params, workload, *, sim, seed, build_dir):
     """Host side of ``sparsehw perf``: the perf record (:func:`verif.runner.perf_record`)."""
-    from sparsehw.hw.figs import FigsArray, NmBroadcastArray
+    from sparsehw.hw.figs import FigsArray, NmBroadcastArray, NmFanoutArray, NmFixed24Array
     from sparsehw.verif.runner import perf_record, run_cocotb
     workload = check_workload(params, workload)
-    cls = FigsArray if engine == "figs" else NmBroadcastArray
+    cls = {"figs": FigsArray, "nm_broadcast": NmBroadcastArray, "nm_fanout": NmFanoutArray,
+           "nm_fixed24": NmFixed24Array}[engine]
     result = run_cocotb(cls(**params), engine, "sparsehw.verif.figs.perf_figs", build_dir=build_dir,
                         sim=sim, seed=seed, params=params, workload={**workload, "engine": engine})
     return perf_record(result, sim=sim)

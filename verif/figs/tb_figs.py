@@ -41,3 +41,8 @@ async def swap_exchange_routes_every_pattern(dut):
 @cocotb.test()
 async def one_instance_per_cycle(dut):
     await cases.full_rate(dut, ENGINE)
+
+
+@cocotb.test()
+async def malformed_index_then_next_gemm_correct(dut):
+    await cases.malformed_then_correct(dut, ENGINE)
