@@ -92,6 +92,8 @@ WAIVERS = {
     "fp32_mac": _waivers(UNUSEDSIGNAL=40, WIDTHEXPAND=25, WIDTHTRUNC=21, PROCASSINIT=5),
     "figs": _waivers(UNUSEDSIGNAL=295, WIDTHEXPAND=10, CASEINCOMPLETE=8, PROCASSINIT=446),
     "nm_broadcast": _waivers(UNUSEDSIGNAL=1378, PROCASSINIT=301),
+    "nm_fanout": _waivers(UNUSEDSIGNAL=1154, PROCASSINIT=305),
+    "nm_fixed24": _waivers(UNUSEDSIGNAL=245, PROCASSINIT=301),
     "act_engine": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=459, WIDTHEXPAND=341, WIDTHTRUNC=11,
                            CASEINCOMPLETE=26, PROCASSINIT=257,
                            note={"CASEINCOMPLETE": "In act_engine: the command FSM's casez and "
@@ -119,7 +121,7 @@ AXIS_SUFFIX = "_axis"
 #: block's waivers, with DECLFILENAME 1 (the block is the submodule 'core').
 AXIS_UNUSED = {
     "spu": 54, "ring": 46, "bfp_convert": 26, "hbfp_dot": 30, "fp32_mac": 11, "figs": 96,
-    "nm_broadcast": 320, "act_engine": 43, "subsystem": 38, "chip": 16,
+    "nm_broadcast": 320, "nm_fanout": 96, "nm_fixed24": 80, "act_engine": 43, "subsystem": 38, "chip": 16,
 }
 
 _AXIS_NOTE = {"UNUSEDSIGNAL": "AXIS top: plus the ignored tlast inputs, the tdata byte padding "
