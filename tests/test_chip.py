@@ -38,8 +38,8 @@ def test_subsystem_index_must_name_a_node():
 
 
 def test_spec_is_the_golden_spec_plus_flit_width():
-    from sparsehw.golden.chip import CHIP_PARAMS
-    assert CHIP_RTL_PARAMS.names == CHIP_PARAMS.names + ("flit_width",)
+    from sparsehw.golden.chip import MODEL_PARAMS
+    assert CHIP_RTL_PARAMS.names == MODEL_PARAMS.names + ("flit_width",)
 
 
 def test_div_const_is_exact():
@@ -108,3 +108,28 @@ def test_chip_perf_record_small():
     assert record["ring_flits"] == 2 * 32
     assert record["ideal_cycles"] == 2 * 64 * (64 // 4) / (2 * 2)
     assert 0 < record["utilization"] <= 1 and record["speedup_vs_1"] > 1
+
+
+#: The small point with an activation engine per subsystem (ACT rows up to 64).
+ACT = {**SMALL, "act_engine": True, "act_max_row": 64}
+
+
+def test_act_engine_parameters():
+    from sparsehw.golden.chip import MODEL_PARAMS
+    assert CHIP_RTL_PARAMS.names == MODEL_PARAMS.names + ("flit_width",)
+    assert CHIP_RTL_PARAMS.defaults()["act_engine"] is False
+    with pytest.raises(ValueError, match="act_engine must be False unless lanes is a power of "
+                                         "two <= 16"):
+        Chip(lanes=32, act_engine=True)
+    with pytest.raises(ValueError, match="act_engine must be False unless lanes"):
+        Subsystem(lanes=6, act_engine=True)
+    with pytest.raises(ValueError, match="act_max_row must be a power of two in 8..4096"):
+        Chip(act_engine=True, act_max_row=4)
+    with pytest.raises(TypeError, match="act_engine must be a boolean"):
+        Chip(act_engine="yes")
+
+
+def test_chip_act_programs():
+    """Random ACT programs mixed with GEMM/SEND/WAIT on two subsystems (Icarus)."""
+    _run({**ACT, "subsystems": 2}, testcase="chip_act_programs",
+         workload={"programs": 2, "acts": 3})

@@ -8,16 +8,17 @@ from amaranth.utils import ceil_log2
 from sparsehw.params import ParamSpec
 from sparsehw.golden import chip as isa
 from sparsehw.hw.ring import Ring
-from sparsehw.hw.chip.subsystem import (FLIT_PARAM, REGS_MEM, Subsystem, host_layouts,
-                                        _ring_nodes)
+from sparsehw.hw.chip.subsystem import (ACT_PARAMS_RTL, FLIT_PARAM, REGS_MEM, Subsystem,
+                                        host_layouts, _ring_nodes)
 
 
 __all__ = ["Chip", "CHIP_RTL_PARAMS", "HOST_OPS", "CHIP_MEM", "CHIP_REG_NAMES",
            "chip_host_layouts"]
 
 
-#: The chip RTL's generation parameters: the chip model's plus the ring flit width.
-CHIP_RTL_PARAMS = ParamSpec(*isa.CHIP_PARAMS, FLIT_PARAM)
+#: The chip RTL's generation parameters: the chip model's (:data:`sparsehw.golden.chip.MODEL_PARAMS`,
+#: the activation engine included) plus the ring flit width.
+CHIP_RTL_PARAMS = ParamSpec(*isa.CHIP_PARAMS, *ACT_PARAMS_RTL, FLIT_PARAM)
 
 #: Host command ``op`` codes.
 HOST_OPS = {"write": 0, "read": 1, "start": 2, "reset": 3}
@@ -68,6 +69,13 @@ class Chip(wiring.Component):
         1..16 (default 4).
     lanes, macs, max_m, act_rows, max_k, imem_depth, wmem_depth, pmem_depth, bank_rows
         Per subsystem, as :data:`sparsehw.golden.chip.CHIP_PARAMS`.
+    act_engine : bool
+        An :class:`sparsehw.hw.act_engine.ActEngine` per subsystem, so that ACT (opcode 5)
+        executes (default False: ``ERR_OPCODE``, and the Verilog of the chip without it).
+        True needs ``lanes`` a power of two <= 16.
+    act_max_row : int
+        The engines' ``max_row`` (longest softmax/layernorm ACT), a power of two in
+        ``2*lanes..4096``; default 256.
     flit_width : int
         Ring payload bits per flit (:func:`sparsehw.hw.chip.subsystem.flit_format`).
 

@@ -12,14 +12,15 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-from sparsehw.params import Param, ParamSpec, int_in
+from sparsehw.params import Param, ParamSpec, Rule, boolean, int_in
 from sparsehw.golden import chip as isa
+from sparsehw.hw.act_engine import ActEngine
 from sparsehw.hw.spu import SPU, spu_layouts
 from sparsehw.hw.ring import inject_layout, eject_layout
 
 
-__all__ = ["Subsystem", "SUBSYSTEM_PARAMS", "REG_NAMES", "REGS_MEM", "host_layouts",
-           "flit_format", "flit_min", "mem_depths", "div_const"]
+__all__ = ["Subsystem", "SUBSYSTEM_PARAMS", "ACT_PARAMS_RTL", "REG_NAMES", "REGS_MEM",
+           "host_layouts", "flit_format", "flit_min", "mem_depths", "div_const"]
 
 
 #: Host ``mem`` code of the read-only registers (status and counters) of a subsystem.
@@ -58,8 +59,26 @@ def flit_min(values):
 FLIT_PARAM = Param("flit_width", 64, lambda v: int_in(flit_min(v), 1024),
                    doc="ring flit payload bits (bank, row, chunk header + activation bytes)",
                    allowed="an integer in 1+log2(bank_rows)+ceil(log2(lanes))+8..1024")
+def _act_engine_rule(values):
+    lanes = values["lanes"]
+    if lanes <= 16 and lanes & (lanes - 1) == 0:
+        return boolean()
+    return Rule("False unless lanes is a power of two <= 16 (the engine's lanes)",
+                lambda v: v in (0,), (bool, int))
+
+
+#: The activation engine's generation parameters, named as in
+#: :data:`sparsehw.golden.chip.MODEL_PARAMS` (``act_engine`` needs ``lanes`` a power of two
+#: <= 16, the engine's own limit).
+ACT_PARAMS_RTL = (
+    Param("act_engine", False, _act_engine_rule,
+          doc=isa.MODEL_PARAMS["act_engine"].doc + "; builds an ActEngine per subsystem",
+          allowed="a boolean (True needs lanes a power of two <= 16)"),
+    isa.MODEL_PARAMS["act_max_row"],
+)
 SUBSYSTEM_PARAMS = ParamSpec(
     *isa.CHIP_PARAMS,
+    *ACT_PARAMS_RTL,
     Param("index", 0, lambda v: int_in(0, v["subsystems"] - 1),
           doc="this subsystem's ring node", allowed="an integer in 0..subsystems-1"),
     FLIT_PARAM,
@@ -120,6 +139,12 @@ class Subsystem(wiring.Component):
     ----------
     subsystems, lanes, macs, max_m, act_rows, max_k, imem_depth, wmem_depth, pmem_depth, bank_rows
         As :data:`sparsehw.golden.chip.CHIP_PARAMS` (``subsystems`` = nodes on the ring).
+    act_engine : bool
+        Build an :class:`sparsehw.hw.act_engine.ActEngine` (``lanes``, ``max_row =
+        act_max_row``) and execute ACT (opcode 5; without it ACT is ``ERR_OPCODE``). True needs
+        ``lanes`` a power of two <= 16. Default False.
+    act_max_row : int
+        Longest softmax/layernorm ACT (``count``), a power of two in ``2*lanes..4096``.
     index : int
         This subsystem's node number, ``0..subsystems-1``.
     flit_width : int
@@ -234,6 +259,16 @@ class Subsystem(wiring.Component):
         cbits = isa.counter_bits(p)
         arrived = [Signal(cbits, name=f"arrived{b}") for b in range(2)]
 
+        # Read ports the ACT unit shares (act_engine): their drivers are muxed with the ACT
+        # unit's below, as whole expressions (no process that Icarus might not run at time 0).
+        shared = {} if p["act_engine"] else None
+
+        def drive(port, addr, en):
+            if shared is None:
+                m.d.comb += [port.addr.eq(addr), port.en.eq(en)]
+            else:
+                shared[id(port)] = (port, addr, en)
+
         # ---- memory stream readers ---------------------------------------------------------
         def reader(name, rports, width, cnt_bits):
             """Streams ``count`` words from ``base`` of a read port (``sel`` picks one of
@@ -251,7 +286,7 @@ class Subsystem(wiring.Component):
             issue = Signal(name=f"{name}_issue")
             m.d.comb += issue.eq((left != 0) & (fifo.level + inflight < 4))
             for rport in rports:
-                m.d.comb += [rport.addr.eq(addr), rport.en.eq(issue)]
+                drive(rport, addr, issue)
             data_q = rports[0].data if len(rports) == 1 else Mux(sel_q, rports[1].data,
                                                                  rports[0].data)
             m.d.comb += [fifo.w_en.eq(inflight), fifo.w_data.eq(data_q)]
@@ -384,7 +419,12 @@ class Subsystem(wiring.Component):
 
         rx = Signal(flit_l)
         m.d.comb += rx.eq(self.eject.payload.payload)
-        m.d.comb += self.eject.ready.eq(~(out_write & (g_dbank == rx.bank)))
+        if p["act_engine"]:
+            act_wr = [Signal(name=f"act_wr{b}") for b in range(2)]
+            m.d.comb += self.eject.ready.eq(~(out_write & (g_dbank == rx.bank))
+                                            & ~Mux(rx.bank, act_wr[1], act_wr[0]))
+        else:
+            m.d.comb += self.eject.ready.eq(~(out_write & (g_dbank == rx.bank)))
         rx_fire = Signal()
         m.d.comb += rx_fire.eq(self.eject.valid & self.eject.ready)
         rx_row_val = Signal(row_w)
@@ -422,7 +462,7 @@ class Subsystem(wiring.Component):
         s_issue = Signal()
         m.d.comb += s_issue.eq(s_busy & (s_left != 0) & (inj_fifo.level + s_pending < 3))
         for b in range(2):
-            m.d.comb += [x_send[b].addr.eq(s_addr >> log_r), x_send[b].en.eq(s_issue)]
+            drive(x_send[b], s_addr >> log_r, s_issue)
         with m.If(s_issue):
             m.d.sync += [s_addr.eq(s_addr + 1), s_left.eq(s_left - 1), s_drow.eq(s_drow + 1),
                          s_pend_row.eq(s_drow),
@@ -449,6 +489,16 @@ class Subsystem(wiring.Component):
         # A GEMM and a SEND never run at once (the sequencer runs one instruction at a time).
         m.d.comb += [inj_fifo.w_en.eq(send_from_out | s_pending), inj_fifo.w_data.eq(inj_in)]
 
+        # ---- ACT unit (act_engine): bank slices through the activation engine ----------------
+        # (docs/chip.md, "ACT"): element-wise ops stream whole rows; softmax/layernorm run one
+        # engine command per lane, gathering lane j of `count` rows and scattering the results
+        # back into lane j (byte-lane writes); add runs in this datapath without the engine.
+        act = None
+        if p["act_engine"]:
+            act = self._act_unit(m, row_write, x_send, x_act, p_rd, act_wr, row_error, shared)
+            for port, addr, en in shared.values():        # ports the ACT unit does not use
+                m.d.comb += [port.addr.eq(addr), port.en.eq(en)]
+
         # ---- host access ---------------------------------------------------------------------
         cmd = self.host.payload
         good = Signal()
@@ -470,6 +520,8 @@ class Subsystem(wiring.Component):
         host_is_bank = (cmd.mem == isa.MEM_BANK0) | (cmd.mem == isa.MEM_BANK1)
         bank_taken = Signal()
         seq_writes = [(out_write & (g_dbank == b)) | (rx_fire & (rx.bank == b)) for b in range(2)]
+        if act is not None:
+            seq_writes = [seq_writes[b] | act_wr[b] for b in range(2)]
         m.d.comb += bank_taken.eq(host_is_bank & Mux(host_bank, seq_writes[1], seq_writes[0]))
         m.d.comb += self.host.ready.eq(~rd_pending & ~rsp_valid & ~(cmd.write & bank_taken))
         host_fire = Signal()
@@ -566,6 +618,26 @@ class Subsystem(wiring.Component):
             (isa.ERR_DST_RANGE, s["r_addr"] + s["count"] > rows),
             (isa.ERR_NODE, (s["mask"] >> p["subsystems"]) != 0),
         ]
+        if act is not None:
+            av = {name: field(isa.OP_ACT, name) for name in isa.LAYOUTS[isa.OP_ACT]}
+            a_add = av["op"] == isa.ACT_ADD
+            a_ln = av["op"] == isa.ACT_OPS["layernorm"]
+            a_row = (av["op"] == isa.ACT_OPS["softmax"]) | a_ln
+
+            def overlap(bank, addr):
+                dist = Mux(addr > av["d_addr"], addr - av["d_addr"], av["d_addr"] - addr)
+                return (bank == av["d_bank"]) & (addr != av["d_addr"]) & (dist < av["count"])
+            err_act = [
+                (isa.ERR_RESERVED, (~a_add & (av["b_bank"] | (av["b_addr"] != 0)))
+                 | (~a_ln & (av["p_addr"] != 0))),
+                (isa.ERR_K, (av["count"] == 0) | (a_row & (av["count"] > p["act_max_row"]))),
+                (isa.ERR_SRC_RANGE, (av["s_addr"] + av["count"] > rows)
+                 | (a_add & (av["b_addr"] + av["count"] > rows))),
+                (isa.ERR_P_RANGE, a_ln & (av["p_addr"] + av["count"] > p["pmem_depth"])),
+                (isa.ERR_DST_RANGE, av["d_addr"] + av["count"] > rows),
+                (isa.ERR_OVERLAP, overlap(av["s_bank"], av["s_addr"])
+                 | (a_add & overlap(av["b_bank"], av["b_addr"]))),
+            ]
         dec_err = Signal(4)
 
         def first_error(items):
@@ -583,6 +655,11 @@ class Subsystem(wiring.Component):
                 m.d.comb += dec_err.eq(Mux(reserved(W), isa.ERR_RESERVED, 0))
             with m.Case(isa.OP_HALT):
                 m.d.comb += dec_err.eq(Mux(reserved(isa.OP_HALT), isa.ERR_RESERVED, 0))
+            if act is not None:
+                with m.Case(isa.OP_ACT):
+                    m.d.comb += dec_err.eq(Mux(reserved(isa.OP_ACT), isa.ERR_RESERVED,
+                                               Mux(av["op"] == 7, isa.ERR_ACT_OP,
+                                                   first_error(err_act))))
             with m.Default():
                 m.d.comb += dec_err.eq(isa.ERR_OPCODE)
 
@@ -646,6 +723,12 @@ class Subsystem(wiring.Component):
                                  s_drow.eq(s["r_addr"]), s_dbank.eq(s["r_bank"]),
                                  s_mask.eq(s["mask"])]
                     m.next = "SEND"
+                if act is not None:
+                    with m.Elif(opcode == isa.OP_ACT):
+                        fields, act_busy = act
+                        m.d.sync += [act_busy.eq(1)] + [reg.eq(av[name])
+                                                        for name, reg in fields.items()]
+                        m.next = "ACT"
                 with m.Else():          # WAIT
                     m.d.sync += [wait_bank.eq(wt["bank"]), wait_count.eq(wt["count"])]
                     m.next = "WAIT"
@@ -657,6 +740,11 @@ class Subsystem(wiring.Component):
                 with m.If(~s_busy):
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "FETCH"
+            if act is not None:
+                with m.State("ACT"):
+                    with m.If(~act[1]):
+                        m.d.sync += pc.eq(pc + 1)
+                        m.next = "FETCH"
             with m.State("WAIT"):
                 with m.If(wait_ok):
                     m.d.comb += sub[0].eq(Mux(wait_bank, 0, wait_count))
@@ -677,3 +765,224 @@ class Subsystem(wiring.Component):
         m.d.comb += [self.waiting.eq(fsm.ongoing("WAIT") & ~wait_ok),
                      self.blocked.eq(fsm.ongoing("WAIT") & ~wait_ok & inj_idle)]
         return m
+
+    def _act_unit(self, m, row_write, x_send, x_act, p_rd, act_wr, row_error, shared):
+        """The ACT instruction's datapath (only with ``act_engine``; docs/chip.md, "ACT").
+
+        Returns ``(fields, busy)``: the ACT field registers the sequencer loads with ``busy``,
+        which stays high until the last row is written. The source rows are read through the
+        SEND unit's bank ports, add's ``b`` rows through the GEMM activation ports and
+        layernorm's gamma/beta through the post-op port (the sequencer runs one instruction at
+        a time, so those units are idle); writes take the banks' write ports before the ring.
+        """
+        p = self._p
+        L, R = p["lanes"], p["act_rows"]
+        log_l, log_r = exact_log2(L), exact_log2(R)
+        row_w = 8 * L
+        rb = exact_log2(p["bank_rows"])
+        chunk_rows = 65535 // L          # rows of one element-wise engine command
+        m.submodules.act = eng = ActEngine(lanes=L, max_row=p["act_max_row"])
+        fields = {name: Signal(width, name=f"act_{name}")
+                  for name, (_, width) in isa.LAYOUTS[isa.OP_ACT].items()}
+        busy = Signal(name="act_busy")
+        is_ln = fields["op"] == isa.ACT_OPS["layernorm"]
+
+        def reader(name, ports, bank, width, pick):
+            """Streams ``count`` words (rows of a bank, or post-op words) from ``start`` into a
+            4-word FIFO; ``go`` loads start and count."""
+            go = Signal(name=f"{name}_go")
+            start = Signal(len(ports[0].addr) + (log_r if bank is not None else 0),
+                           name=f"{name}_start")
+            count = Signal(17, name=f"{name}_count")
+            addr = Signal(len(start), name=f"{name}_addr")
+            left = Signal(17, name=f"{name}_left")
+            inflight = Signal(name=f"{name}_inflight")
+            fifo = SyncFIFO(width=width, depth=4)
+            m.submodules[f"{name}_fifo"] = fifo
+            issue = Signal(name=f"{name}_issue")
+            m.d.comb += issue.eq((left != 0) & (fifo.level + inflight < 4))
+            for port in ports:
+                _, old_addr, old_en = shared.pop(id(port))
+                m.d.comb += [port.addr.eq(Mux(busy, addr >> log_r if bank is not None else addr,
+                                              old_addr)),
+                             port.en.eq(Mux(busy, issue, old_en))]
+            if bank is not None:
+                bank_q = Signal(name=f"{name}_bank_q")
+                sel_q = Signal(max(1, log_r), name=f"{name}_sel_q")
+                m.d.sync += bank_q.eq(bank)
+                if R > 1:
+                    m.d.sync += sel_q.eq(addr[:log_r])
+                word = Mux(bank_q, ports[1].data, ports[0].data)
+                value = word.word_select(sel_q, row_w) if R > 1 else word
+            else:
+                value = pick(ports[0].data)
+            m.d.comb += [fifo.w_en.eq(inflight), fifo.w_data.eq(value)]
+            m.d.sync += inflight.eq(issue)
+            with m.If(go):
+                m.d.sync += [addr.eq(start), left.eq(count)]
+            with m.Elif(issue):
+                m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
+            return go, start, count, fifo
+
+        s_go, s_start, s_count, s_fifo = reader("act_s", x_send, fields["s_bank"], row_w, None)
+        b_go, b_start, b_count, b_fifo = reader("act_b", x_act, fields["b_bank"], row_w, None)
+        q_go, q_start, q_count, q_fifo = reader("act_p", [p_rd], None, 32, lambda d: d[:32])
+
+        # ---- writes ----------------------------------------------------------------------------
+        wr = Signal(name="act_wr")
+        wr_row = Signal(rb, name="act_wr_row")
+        wr_val = Signal(row_w, name="act_wr_val")
+        wr_en = Signal(L, name="act_wr_en")
+        for b in range(2):
+            m.d.comb += act_wr[b].eq(wr & (fields["d_bank"] == b))
+            with m.If(act_wr[b]):
+                m.d.comb += row_write(b, wr_row, wr_val, wr_en)
+
+        def to8(value, shift):
+            """``sat8(rshift_round(value, shift))`` (round half up, saturate)."""
+            rnd = (Const(1, 2) << shift) >> 1
+            t = (value + rnd) >> shift
+            return Mux(t > 127, 127, Mux(t < -128, -128, t))[:8]
+
+        y8 = Signal(row_w, name="act_y8")
+        m.d.comb += y8.eq(Cat(*[to8(eng.o.payload.y[e], fields["oshift"]) for e in range(L)]))
+
+        # ---- row-wise gather (lane `lane` of consecutive rows -> engine beats) ---------------
+        lane = Signal(max(1, log_l), name="act_lane")
+        i_fire = Signal(name="act_i_fire")
+        p_fire = Signal(name="act_p_fire")
+        m.d.comb += [i_fire.eq(eng.i.valid & eng.i.ready), p_fire.eq(eng.p.valid & eng.p.ready)]
+        gathering = Signal(name="act_gathering")
+
+        def gather(name, fifo, bits, extract, fire):
+            buf = Signal(bits * L, name=f"{name}_buf")
+            valid = Signal(name=f"{name}_valid")
+            pos = Signal(max(1, log_l), name=f"{name}_pos")
+            left = Signal(17, name=f"{name}_left")
+            pop = Signal(name=f"{name}_pop")
+            m.d.comb += pop.eq(gathering & fifo.r_rdy & (left != 0) & (~valid | fire))
+            with m.If(fire):
+                m.d.sync += [valid.eq(0), buf.eq(0)]
+            with m.If(pop):
+                for e in range(L):
+                    with m.If(pos == e):
+                        m.d.sync += buf[e * bits:(e + 1) * bits].eq(extract(fifo.r_data))
+                m.d.sync += [pos.eq(pos + 1), left.eq(left - 1)]
+                with m.If((pos == L - 1) | (left == 1)):
+                    m.d.sync += [valid.eq(1), pos.eq(0)]
+            init = [buf.eq(0), valid.eq(0), pos.eq(0), left.eq(fields["count"])]
+            return buf, valid, pop, init
+
+        gx, gx_valid, gx_pop, gx_init = gather(
+            "act_gx", s_fifo, 8, lambda row: row.word_select(lane, 8) if L > 1 else row, i_fire)
+        gp, gp_valid, gp_pop, gp_init = gather("act_gp", q_fifo, 32, lambda w: w, p_fire)
+        m.d.comb += [
+            eng.p.valid.eq(gp_valid),
+            eng.p.payload.gamma.eq(Cat(*[gp[32 * e:32 * e + 16] for e in range(L)])),
+            eng.p.payload.beta.eq(Cat(*[gp[32 * e + 16:32 * e + 32] for e in range(L)])),
+            q_fifo.r_en.eq(gp_pop),
+        ]
+
+        # ---- row-wise scatter (an output beat -> lane `lane` of `lanes` rows) ----------------
+        sc_valid = Signal(name="act_sc_valid")
+        sc_y = Signal(row_w, name="act_sc_y")
+        sc_pos = Signal(max(1, log_l), name="act_sc_pos")
+        out_left = Signal(17, name="act_out_left")
+        sc_end = Signal(name="act_sc_end")     # the scatter's last write of this beat
+        m.d.comb += sc_end.eq(sc_valid & ((sc_pos == L - 1) | (out_left == 1)))
+
+        left = Signal(17, name="act_left")      # element-wise: rows not yet commanded; add: rows
+        src = Signal(rb, name="act_src")
+        wrow = Signal(rb, name="act_wrow")
+        chunk = Signal(17, name="act_chunk")
+        both = Signal(name="act_add_both")
+        m.d.comb += chunk.eq(Mux(left > chunk_rows, chunk_rows, left))
+        is_add = fields["op"] == isa.ACT_ADD
+        is_row = (fields["op"] == isa.ACT_OPS["softmax"]) | is_ln
+        # The FSM holds only registers; every comb output is one expression of the state below.
+        with m.FSM(name="act") as fsm:
+            with m.State("IDLE"):
+                with m.If(busy):
+                    m.d.sync += [wrow.eq(fields["d_addr"]), src.eq(fields["s_addr"]),
+                                 left.eq(fields["count"]), lane.eq(0)]
+                    with m.If(is_add):
+                        m.next = "ADD"
+                    with m.Elif(is_row):
+                        m.next = "CMD_ROW"
+                    with m.Else():
+                        m.next = "CMD_ELEM"
+            with m.State("CMD_ELEM"):
+                with m.If(eng.cmd.ready):
+                    m.d.sync += [src.eq(src + chunk), left.eq(left - chunk)]
+                    m.next = "ELEM"
+            with m.State("ELEM"):
+                with m.If(eng.o.valid):
+                    m.d.sync += wrow.eq(wrow + 1)
+                    with m.If(eng.o.payload.domain != 0):
+                        m.d.sync += row_error.eq(1)
+                    with m.If(eng.o.payload.last):
+                        with m.If(left == 0):
+                            m.d.sync += busy.eq(0)
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.next = "CMD_ELEM"
+            with m.State("CMD_ROW"):
+                with m.If(eng.cmd.ready):
+                    m.d.sync += gx_init + gp_init + [out_left.eq(fields["count"]),
+                                                     wrow.eq(fields["d_addr"]), sc_valid.eq(0)]
+                    m.next = "ROW"
+            with m.State("ROW"):
+                with m.If(sc_valid):
+                    m.d.sync += [wrow.eq(wrow + 1), sc_pos.eq(sc_pos + 1),
+                                 out_left.eq(out_left - 1)]
+                    with m.If(sc_end):
+                        m.d.sync += sc_valid.eq(0)
+                        with m.If(out_left == 1):
+                            with m.If(lane == L - 1):
+                                m.d.sync += busy.eq(0)
+                                m.next = "IDLE"
+                            with m.Else():
+                                m.d.sync += lane.eq(lane + 1)
+                                m.next = "CMD_ROW"
+                with m.If(eng.o.valid & eng.o.ready):      # after the above: takes priority
+                    m.d.sync += [sc_valid.eq(1), sc_y.eq(y8), sc_pos.eq(0)]
+            with m.State("ADD"):
+                with m.If(both):
+                    m.d.sync += [wrow.eq(wrow + 1), left.eq(left - 1)]
+                    with m.If(left == 1):
+                        m.d.sync += busy.eq(0)
+                        m.next = "IDLE"
+        st = {name: fsm.ongoing(name) for name in ("IDLE", "CMD_ELEM", "ELEM", "CMD_ROW", "ROW",
+                                                    "ADD")}
+        cmd_fire = (st["CMD_ELEM"] | st["CMD_ROW"]) & eng.cmd.ready
+        s_row, b_row = s_fifo.r_data, b_fifo.r_data
+        total = [(s_row.word_select(e, 8).as_signed() << fields["fin"])
+                 + (b_row.word_select(e, 8).as_signed() << fields["fout"]) for e in range(L)]
+        scatter = Cat(*[sc_y.word_select(sc_pos, 8) if L > 1 else sc_y] * L)
+        m.d.comb += [
+            both.eq(s_fifo.r_rdy & b_fifo.r_rdy),
+            s_go.eq((st["IDLE"] & busy & is_add) | cmd_fire),
+            s_start.eq(Mux(st["CMD_ELEM"], src, fields["s_addr"])),
+            s_count.eq(Mux(st["CMD_ELEM"], chunk, fields["count"])),
+            b_go.eq(st["IDLE"] & busy & is_add),
+            b_start.eq(fields["b_addr"]), b_count.eq(fields["count"]),
+            q_go.eq(st["CMD_ROW"] & eng.cmd.ready & is_ln),
+            q_start.eq(fields["p_addr"]), q_count.eq(fields["count"]),
+            eng.cmd.valid.eq(st["CMD_ELEM"] | st["CMD_ROW"]),
+            eng.cmd.payload.op.eq(fields["op"]),
+            eng.cmd.payload.n.eq(Mux(st["CMD_ELEM"], chunk << log_l, fields["count"])),
+            eng.cmd.payload.fin.eq(fields["fin"]),
+            eng.cmd.payload.fout.eq(fields["fout"]),
+            gathering.eq(st["ROW"]),
+            eng.i.valid.eq(Mux(st["ELEM"], s_fifo.r_rdy, st["ROW"] & gx_valid)),
+            eng.i.payload.x.eq(Mux(st["ELEM"], s_fifo.r_data, gx)),
+            s_fifo.r_en.eq((st["ELEM"] & eng.i.ready) | gx_pop | (st["ADD"] & both)),
+            b_fifo.r_en.eq(st["ADD"] & both),
+            eng.o.ready.eq(st["ELEM"] | (st["ROW"] & (~sc_valid | (sc_end & (out_left != 1))))),
+            wr.eq((st["ELEM"] & eng.o.valid) | (st["ROW"] & sc_valid) | (st["ADD"] & both)),
+            wr_row.eq(wrow),
+            wr_val.eq(Mux(st["ELEM"], y8, Mux(st["ROW"], scatter,
+                                               Cat(*[to8(t, fields["oshift"]) for t in total])))),
+            wr_en.eq(Mux(st["ROW"], Const(1, L) << lane, (1 << L) - 1)),
+        ]
+        return fields, busy

@@ -8,15 +8,21 @@ through the host port and compared with the golden model's; the chain's output i
 :func:`sparsehw.golden.chip_compile.reference_chain`. Every error code is provoked, each followed
 by a host reset and a correct run.
 
+With ``act_engine``, ``chip_act_programs`` runs random programs of ACT instructions (every op,
+random counts, addresses, formats, in place and into the other bank, layernorm with random
+gamma/beta, softmax on all-equal and saturated columns) mixed with GEMM, SEND and WAIT, and the
+error test also provokes every ACT error code.
+
 Workload knobs: ``chains`` (random chains in the first test, default 3), ``max_layers``
-(default 4), ``stall`` (host stream stall probability, default 0.3).
+(default 4), ``stall`` (host stream stall probability, default 0.3), ``programs`` (random ACT
+programs, default 3), ``acts`` (ACT instructions per program phase, default 4).
 """
 
 import cocotb
 import numpy as np
 
 from sparsehw.golden import chip as isa
-from sparsehw.golden.chip import ChipModel, Gemm, Halt, Send, Wait
+from sparsehw.golden.chip import Act, ChipModel, Gemm, Halt, Send, Wait
 from sparsehw.golden.chip_compile import compile_chain, reference_chain
 from sparsehw.hw.chip import CHIP_RTL_PARAMS
 from sparsehw.verif import common
@@ -30,7 +36,7 @@ def _params():
 
 
 def _model_params(p):
-    return {k: v for k, v in p.items() if k in isa.CHIP_PARAMS.names}
+    return {k: v for k, v in p.items() if k in isa.MODEL_PARAMS.names}
 
 
 def _clear_banks(host, p):
@@ -115,8 +121,8 @@ async def chip_random_chains(dut):
                            corrupt=(c == 1))
 
 
-def _error_programs(p):
-    """(name, per-subsystem programs, expected code) for every error the hardware detects."""
+def _gemm_error_programs(p):
+    """(name, program) for every error of the chip without the activation engine."""
     S = p["subsystems"]
     rows = p["bank_rows"]
     R = p["act_rows"]
@@ -161,6 +167,7 @@ async def chip_every_error_then_reset(dut):
     model = ChipModel(_model_params(p))
     _clear_banks(host, p)
     seen = set()
+    want = {name: code for name, _, code in _act_errors(p)} if p["act_engine"] else {}
     for name, prog in _error_programs(p):
         bad = int(gen.integers(0, p["subsystems"]))
         words = [w if isinstance(w, int) else isa.encode(w) for w in prog]
@@ -174,6 +181,8 @@ async def chip_every_error_then_reset(dut):
                              banks=False)
         code = model.status(bad).error
         assert code != 0, f"case {name!r} provokes no error in the golden model"
+        assert code == want.get(name, code), \
+            f"case {name!r}: the golden model reports {code}, the case is for {want[name]}"
         seen.add(code)
         host.reset()
         model.reset()
@@ -182,9 +191,171 @@ async def chip_every_error_then_reset(dut):
         for s, entry in enumerate(state):
             assert entry["regs"]["status"] == 0, f"after reset: subsystem {s} status " \
                 f"{entry['regs']['status']:#x}"
-        if name in ("opcode", "deadlock"):
+        if name in ("opcode", "deadlock", "act overlap"):
             await _check_chain(dut, host, model, p, gen, layers=2, used=p["subsystems"],
                                mapping="model", batch=p["lanes"])
     expected = set(range(1, 14)) - ({isa.ERR_NODE} if p["subsystems"] == 16 else set()) \
         - ({isa.ERR_ALIGN} if p["act_rows"] == 1 else set())
+    if p["act_engine"]:
+        expected |= {isa.ERR_ACT_OP, isa.ERR_OVERLAP}
     assert seen >= expected, f"codes not provoked: {sorted(expected - seen)}"
+
+
+def _act_errors(p):
+    """(name, program, expected code) of every ACT check (a chip with ``act_engine``)."""
+    rows, top = p["bank_rows"], p["act_max_row"]
+    cases = [
+        ("act op 7", [Act(op=7, count=1)], isa.ERR_ACT_OP),
+        ("act op 7 with bad fields", [Act(op=7, count=0, b_addr=3)], isa.ERR_ACT_OP),
+        ("act b field on gelu", [Act(op=0, b_addr=1)], isa.ERR_RESERVED),
+        ("act b_bank on softmax", [Act(op=4, b_bank=1, d_bank=1)], isa.ERR_RESERVED),
+        ("act p field on add", [Act(op=6, p_addr=1, d_bank=1)], isa.ERR_RESERVED),
+        ("act count 0", [Act(op=1, count=0)], isa.ERR_K),
+        ("act softmax count > act_max_row", [Act(op=4, count=top + 1, d_bank=1)]
+         if top < rows else None, isa.ERR_K),
+        ("act source range", [Act(op=2, s_addr=rows - 1, count=2, d_bank=1)], isa.ERR_SRC_RANGE),
+        ("act add b range", [Act(op=6, b_addr=rows - 1, count=2, d_bank=1)], isa.ERR_SRC_RANGE),
+        ("act layernorm post range", [Act(op=5, p_addr=p["pmem_depth"] - 1, count=2,
+                                          d_bank=1)], isa.ERR_P_RANGE),
+        ("act destination range", [Act(op=3, d_addr=rows - 1, count=2, d_bank=1)],
+         isa.ERR_DST_RANGE),
+        ("act overlap", [Act(op=0, s_addr=0, d_addr=1, count=2)], isa.ERR_OVERLAP),
+        ("act add overlap with b", [Act(op=6, s_bank=1, b_addr=2, d_addr=3, count=2)],
+         isa.ERR_OVERLAP),
+    ]
+    return [(name, prog, code) for name, prog, code in cases if prog is not None]
+
+
+def _error_programs(p):
+    """(name, per-subsystem programs, expected code) for every error the hardware detects."""
+    cases = _gemm_error_programs(p)
+    if p["act_engine"]:
+        cases += [(name, prog) for name, prog, _ in _act_errors(p)]
+    return cases
+
+
+def _random_act(gen, p, *, lo, hi, banks=(0, 1), p_lo=0, op=None):
+    """A random legal ACT on rows ``lo..hi-1`` of ``banks``: every op, in place, into the other
+    bank, or to a disjoint slice of the same bank; random formats."""
+    cp = _model_params(p)
+    for _ in range(200):
+        code = int(gen.integers(0, 7)) if op is None else op
+        rowwise = code in (isa.ACT_OPS["softmax"], isa.ACT_OPS["layernorm"])
+        top = min(hi - lo, p["act_max_row"] if rowwise else hi - lo)
+        count = int(gen.integers(1, top + 1))
+        s_bank = int(gen.choice(banks))
+        s_addr = lo + int(gen.integers(0, hi - lo - count + 1))
+        mode = gen.integers(0, 3)
+        if mode == 0:                       # in place
+            d_bank, d_addr = s_bank, s_addr
+        else:
+            d_bank = int(gen.choice(banks)) if mode == 1 else s_bank
+            d_addr = lo + int(gen.integers(0, hi - lo - count + 1))
+        fout = int(gen.integers(0, 16))
+        kw = dict(op=code, fin=int(gen.integers(0, 8)), fout=fout,
+                  oshift=int(np.clip(fout + gen.integers(-4, 5), 0, 15)),
+                  s_bank=s_bank, s_addr=s_addr, d_bank=d_bank, d_addr=d_addr, count=count)
+        if code == isa.ACT_ADD:
+            kw.update(b_bank=int(gen.choice(banks)),
+                      b_addr=lo + int(gen.integers(0, hi - lo - count + 1)),
+                      fout=int(gen.integers(0, 4)), fin=int(gen.integers(0, 4)),
+                      oshift=int(gen.integers(0, 6)))
+        if code == isa.ACT_OPS["layernorm"]:
+            kw["p_addr"] = p_lo + int(gen.integers(0, p["pmem_depth"] - p_lo - count + 1))
+        instr = Act(**kw)
+        if isa.check(instr, cp) == 0:
+            return instr
+    raise AssertionError("no legal random ACT found")
+
+
+def _act_program_images(gen, p, *, acts):
+    """Per-subsystem images of one random program: ACTs on the lower half of both banks, a GEMM
+    (own bank and/or the others over the ring) and a SEND into the upper half, a WAIT for every
+    row delivered there, ACTs on the whole banks, HALT. Bank contents random with all-equal
+    and saturated (127/-128) columns; post-op words random (layernorm gamma/beta)."""
+    S, L, R = p["subsystems"], p["lanes"], p["act_rows"]
+    rows, half = p["bank_rows"], p["bank_rows"] // 2
+    window = (rows - half) // S                 # rows of the upper half each sender fills
+    cp = _model_params(p)
+    d_bank = int(gen.integers(0, 2))
+    plans = []
+    for s in range(S):
+        m_log2 = int(gen.integers(0, min(3, isa.idx_bits(p) if p["max_m"] > 1 else 0) + 1))
+        unit = max(1 << m_log2, R)
+        k = unit * int(gen.integers(1, max(1, min(p["max_k"], half) // unit) + 1))
+        o = int(gen.integers(1, window // 2 + 1))
+        c = int(gen.integers(0, window - o + 1))
+        plans.append(dict(k=k, m_log2=m_log2, o=o, c=c,
+                          gmask=int(gen.integers(0, 1 << S)) | (1 << s) * int(gen.integers(0, 2)),
+                          smask=int(gen.integers(0, 1 << S)) if c else 0))
+    imgs = []
+    for s in range(S):
+        pl = plans[s]
+        prog = []
+        if s == 0:          # softmax down all-equal and saturated columns (rows 0..15, bank 1)
+            prog += [Act(op=isa.ACT_OPS["softmax"], fin=int(gen.integers(0, 8)), fout=14,
+                         oshift=7, s_bank=1, s_addr=0, d_bank=1, d_addr=0, count=8),
+                     Act(op=isa.ACT_OPS["softmax"], fin=0, fout=15, oshift=8, s_bank=1,
+                         s_addr=8, d_bank=0, d_addr=8, count=8)]
+        prog += [_random_act(gen, p, lo=0, hi=half) for _ in range(acts)]
+        bpr = isa.beats_per_row(pl["k"], 0, pl["m_log2"], p["macs"])
+        x_addr = R * int(gen.integers(0, (half - pl["k"]) // R + 1))
+        prog.append(Gemm(relu=int(gen.integers(0, 2)), n_log2=0, m_log2=pl["m_log2"],
+                         x_bank=int(gen.integers(0, 2)), d_bank=d_bank, x_addr=x_addr,
+                         d_addr=half + window * s, p_addr=0, k=pl["k"], o=pl["o"],
+                         mask=pl["gmask"], w_addr=0))
+        if pl["c"]:
+            src = int(gen.integers(0, half - pl["c"] + 1))
+            prog.append(Send(s_bank=int(gen.integers(0, 2)), r_bank=d_bank, s_addr=src,
+                             r_addr=half + window * s + pl["o"], count=pl["c"],
+                             mask=pl["smask"]))
+        arriving = sum(q["o"] * (q["gmask"] >> s & 1) + q["c"] * (q["smask"] >> s & 1)
+                       for q in plans)
+        prog.append(Wait(bank=d_bank, count=arriving))
+        prog += [_random_act(gen, p, lo=0, hi=rows) for _ in range(acts)]
+        prog.append(_random_act(gen, p, lo=half, hi=rows, banks=(d_bank,),
+                                op=isa.ACT_OPS["layernorm"]))
+        prog.append(Halt())
+        assert len(prog) <= p["imem_depth"], "program longer than imem"
+        for instr in prog:
+            assert isa.check(instr, cp) == 0, instr
+        m = 1 << pl["m_log2"]
+        words = []
+        for _ in range(pl["o"] * bpr):
+            values = gen.integers(-128, 128, size=p["macs"])
+            indices = gen.integers(0, m, size=p["macs"])
+            words.append(isa.pack_w(values, indices, cp))
+        posts = [isa.pack_post(int(gen.integers(-2**31, 2**31)), int(gen.integers(0, 65536)),
+                               int(gen.integers(0, 32))) for _ in range(p["pmem_depth"])]
+        bank_imgs = []
+        for b in range(2):
+            data = gen.integers(-128, 128, size=(rows, L))
+            sat = gen.random((rows, L)) < 0.1
+            data[sat] = gen.choice([-128, 127], size=int(sat.sum()))
+            if b == 1:
+                data[0:8] = gen.integers(-128, 128, size=L)          # all-equal columns
+                data[8:16] = gen.choice([-128, 127], size=(8, L))    # saturated columns
+                data[8:16, 0] = 127
+            bank_imgs.append([isa.pack_row(r) for r in data])
+        imgs.append({isa.MEM_IMEM: [isa.encode(i) for i in prog], isa.MEM_WMEM: words,
+                     isa.MEM_PMEM: posts, isa.MEM_BANK0: bank_imgs[0],
+                     isa.MEM_BANK1: bank_imgs[1]})
+    return imgs
+
+
+@cocotb.test()
+async def chip_act_programs(dut):
+    """Random programs of ACT instructions mixed with GEMM/SEND/WAIT on every subsystem, under
+    host stalls: final banks and statuses (row_error included) equal the golden model's."""
+    p = _params()
+    if not p["act_engine"]:
+        dut._log.info("no act_engine: nothing to test")
+        return
+    await start(dut, sources=("cmd",), sinks=("rsp",))
+    gen = np.random.default_rng(common.rng(3).getrandbits(32))
+    host = Host(dut, p, stall=_knob("stall", 0.3), salt=30)
+    model = ChipModel(_model_params(p))
+    for n in range(_knob("programs", 3)):
+        imgs = _act_program_images(gen, p, acts=_knob("acts", 4))
+        _, figures = await _run_and_check(dut, host, model, p, imgs, f"ACT program {n}")
+        dut._log.info(f"ACT program {n}: ok in {figures['cycles']} cycles")
