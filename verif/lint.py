@@ -103,6 +103,12 @@ WAIVERS = {
                           note={"CASEINCOMPLETE": "In the subsystem: the sequencer FSM and the "
                                                   "host port's casez on the 3-bit memory code, "
                                                   "whose unmapped codes keep the default."}),
+    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=951, WIDTHEXPAND=541, WIDTHTRUNC=40,
+                              CASEINCOMPLETE=117, PROCASSINIT=538,
+                              note={"CASEINCOMPLETE": "The subsystem with act_engine=True: the "
+                                                      "subsystem's (see subsystem), the act "
+                                                      "engine's (see act_engine) and the ACT "
+                                                      "unit's FSM."}),
     "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2252, WIDTHEXPAND=377, WIDTHTRUNC=94,
                      CASEINCOMPLETE=254, PROCASSINIT=660,
                      note={"CASEINCOMPLETE": "In the chip: the subsystems' (see subsystem), the "
@@ -146,7 +152,10 @@ def waivers_for(design):
 
 
 #: Designs in :data:`WAIVERS` that are not registered blocks (test harnesses), with who lints them.
-EXTRA_DESIGNS = {}
+EXTRA_DESIGNS = {
+    "subsystem_act": "tests/test_chip.py: the subsystem at its defaults with act_engine=True "
+                     "(the registry lints the default point, without the engine)",
+}
 
 
 class LintError(RuntimeError):
