@@ -34,10 +34,20 @@ For block ``k`` of the two operands, ``S_k = sum_i qa_i * qb_i`` is an exact int
 (``2m + ceil(log2 B) + 1`` bits, signed) with exponent ``ea_k + eb_k - 2m``. Each block result
 ``r_k = fp32_rne(S_k * 2**(ea_k + eb_k - 2m))`` is converted to float32 with round-half-even
 (overflow gives a signed infinity; there is no underflow in range since the smallest exponent
-is ``-52 - 2m``). ``S_k = 0`` gives ``+0.0``. The accumulation order is the hardware's:
-sequential, ``acc = r_1``, then ``acc = float32(acc + r_k)`` for ``k = 2..K`` (float32 addition,
-round-half-even, IEEE signed-zero rules, ``inf + -inf = NaN``). Any invalid block makes the
-result NaN.
+is ``-52 - 2m``). ``S_k = 0`` gives ``+0.0``. Any invalid block makes the result NaN.
+
+**Summation order** (the hardware's, set by its ``add_stages``: ``P = add_stages + 1``
+partial sums, :data:`DEFAULT_PARTIALS` at the default parameters). Block ``k`` (``k = 0..K-1``)
+goes to partial ``k mod P``. Each partial starts at ``-0.0`` (the exact identity of float32
+addition: ``x + -0 = x`` for every ``x``, so an untouched partial changes nothing) and adds its
+blocks in order, ``p_j = float32(p_j + r_k)``. The partials are then combined by a pairwise
+tree in a fixed order: level by level, neighbours ``(p_0 + p_1), (p_2 + p_3), ...``, an odd
+last one carried up unchanged (``P = 5``: ``((p0 + p1) + (p2 + p3)) + p4``). Every addition is
+float32, round-half-even, IEEE signed-zero rules, ``inf + -inf = NaN``. ``P = 1`` is the plain
+sequential order ``acc = r_1``, ``acc = float32(acc + r_k)``. The order matters because float32
+addition is not associative; the ``P`` partial sums exist so that an adder pipelined to latency
+``P`` still takes one block pair per cycle (a sequential sum needs each sum before the next
+addition can start).
 """
 
 import math
@@ -49,7 +59,7 @@ from sparsehw.params import check, int_in
 
 __all__ = ["INVALID_EXP", "EPSILON", "MIN_EXP", "MODES", "shared_exponents", "quantize",
            "dequantize", "block_dot", "dot", "fp32_from_scaled_int", "check_mant_bits",
-           "check_block_size"]
+           "check_block_size", "DEFAULT_PARTIALS"]
 
 
 #: Exponent reported for an invalid block (NaN/Inf inside, or a maximum above 2**127).
@@ -60,6 +70,8 @@ EPSILON = np.float32(1e-8)
 MIN_EXP = -26
 #: Run-time mantissa modes of the mixed-mantissa dot product: mode code -> mant_bits.
 MODES = {0: 3, 1: 5, 2: 7}
+#: Partial sums of ``hbfp_dot`` at its default parameters (``add_stages = 4``).
+DEFAULT_PARTIALS = 5
 
 
 def check_mant_bits(mant_bits, *, low=2, high=16):
@@ -197,20 +209,30 @@ def block_dot(qa, ea, qb, eb, mant_bits):
     return fp32_from_scaled_int(s, int(ea) + int(eb) - 2 * mant_bits)
 
 
-def dot(qa, ea, qb, eb, mant_bits):
+def _f32_add(x, y):
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.float32(np.float32(x) + np.float32(y))
+
+
+def dot(qa, ea, qb, eb, mant_bits, partials=DEFAULT_PARTIALS):
     """HBFP dot product of two quantized vectors (blocks along the first axis of ``ea``).
 
     ``qa``, ``qb``: shape ``(K, B)``; ``ea``, ``eb``: shape ``(K,)``. ``mant_bits`` is an int,
-    or a sequence of K ints (mixed-mantissa: per-block mode). Accumulation: ``acc = r_1``, then
-    ``acc = float32(acc + r_k)`` in order (the hardware's order). Returns a float32.
+    or a sequence of K ints (mixed-mantissa: per-block mode). ``partials``: ``P``, the number of
+    interleaved partial sums (the hardware's ``add_stages + 1``; ``1`` is the sequential order).
+    Accumulation: block ``k`` into partial ``k mod P`` (each starting at ``-0.0``), then the
+    partials combined by the pairwise tree of the module docstring. Returns a float32.
     """
+    partials = int(check("partials", partials, int_in(1, 64)))
     qa, qb = np.asarray(qa), np.asarray(qb)
     ea, eb = np.atleast_1d(ea), np.atleast_1d(eb)
     k = len(ea)
     mbits = [mant_bits] * k if np.ndim(mant_bits) == 0 else list(mant_bits)
-    acc = None
+    parts = [np.float32(-0.0)] * partials
     for i in range(k):
         r = block_dot(qa[i], ea[i], qb[i], eb[i], int(mbits[i]))
-        with np.errstate(invalid="ignore", over="ignore"):
-            acc = r if acc is None else np.float32(acc + r)
-    return np.float32(acc)
+        parts[i % partials] = _f32_add(parts[i % partials], r)
+    while len(parts) > 1:
+        parts = [_f32_add(parts[j], parts[j + 1]) if j + 1 < len(parts) else parts[j]
+                 for j in range(0, len(parts), 2)]
+    return np.float32(parts[0])

@@ -1,30 +1,96 @@
 """IEEE-754 binary32 arithmetic in Amaranth, and the ``fp32_mac`` block.
 
-The helpers build combinational logic inside a :class:`~amaranth.hdl.Module` and are shared by
-the HBFP blocks (:mod:`hw.hbfp`): :func:`round_pack` turns an exact ``sign * mag * 2**exp`` into
-the nearest float32 (ties to even) and is the single rounding point of every unit;
-:func:`fp_mul` and :func:`fp_add` are complete IEEE binary32 operations (subnormals, signed
-zeros, infinities, NaN; results that are NaN are the canonical quiet NaN ``0x7FC00000``).
+The helpers build logic inside a :class:`~amaranth.hdl.Module` and are shared by the HBFP blocks
+(:mod:`hw.hbfp`): :func:`round_pack` turns an exact ``sign * mag * 2**exp`` into the nearest
+float32 (ties to even) and is the single rounding point of every unit; :func:`fp_mul` and
+:func:`fp_add` are complete IEEE binary32 operations (subnormals, signed zeros, infinities, NaN;
+results that are NaN are the canonical quiet NaN ``0x7FC00000``).
+
+Every helper takes an optional :class:`Pipeline`: named cut points inside the logic where
+pipeline registers may go (:data:`ADD_CUTS`, :data:`MUL_CUTS`). Without one, or with no cut
+selected, the logic is combinational, as before. The numeric result never depends on the cuts:
+only the latency does.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 
-__all__ = ["QNAN", "INF", "EXP_SHAPE", "unpack_fp32", "round_pack", "fp_mul", "fp_add",
-           "Fp32Mac"]
+__all__ = ["QNAN", "INF", "NEG_ZERO", "EXP_SHAPE", "ROUND_CUTS", "ADD_CUTS", "MUL_CUTS",
+           "ADD_CUT_ORDER", "add_cuts", "Pipeline", "unpack_fp32", "round_pack", "fp_mul",
+           "fp_add", "Fp32Mac"]
 
 
 QNAN = 0x7FC00000
 INF = 0x7F800000
+#: ``-0.0``: the exact identity of the float32 addition (``x + -0 = x`` for every ``x``).
+NEG_ZERO = 0x80000000
 #: Shape of the internal binary exponents (value = mag * 2**exp): wide enough for any product.
 EXP_SHAPE = signed(12)
+
+#: Cut points of :func:`round_pack`: after the leading-one search, after the shift to the kept
+#: bits, after the rounding increment.
+ROUND_CUTS = ("lzc", "shift", "round")
+#: Cut points of :func:`fp_add`, in the order the logic meets them: after the operand swap,
+#: after the alignment shift, after the mantissa addition, then :data:`ROUND_CUTS`.
+ADD_CUTS = ("swap", "align", "add") + ROUND_CUTS
+#: Cut points of :func:`fp_mul`: after the mantissa product, then :data:`ROUND_CUTS`.
+MUL_CUTS = ("prod",) + ROUND_CUTS
+#: The order in which :func:`add_cuts` spends an adder's pipeline registers (longest
+#: remaining combinational stretch first).
+ADD_CUT_ORDER = ("add", "lzc", "swap", "shift", "align", "round")
+
+
+def add_cuts(stages):
+    """The ``stages`` cut points of :data:`ADD_CUTS` an adder with that many pipeline registers
+    uses (the first ``stages`` of :data:`ADD_CUT_ORDER`)."""
+    return ADD_CUT_ORDER[:stages]
+
 
 def _name(prefix):
     # No global counter: the Verilog must not depend on what was built before in the same
     # process (byte-identical output). Amaranth makes repeated names unique deterministically.
     return prefix
+
+
+class Pipeline:
+    """Pipeline registers at named cut points of combinational logic.
+
+    ``cut(name, **values)`` returns ``values`` unchanged when ``name`` is not in ``cuts``;
+    otherwise registered copies (loaded when ``en`` is high), and then the :attr:`riders` (side
+    signals such as a valid bit or a tag, which must stay aligned with the data) are registered
+    too. :attr:`latency` counts the registers inserted so far.
+    """
+
+    def __init__(self, m, en=None, cuts=(), prefix="p", riders=None):
+        self.m, self.en, self.cuts, self.prefix = m, en, frozenset(cuts), prefix
+        self.riders = dict(riders or {})
+        self.latency = 0
+
+    def _reg(self, name, key, value):
+        shape = value.shape() if isinstance(value, data.View) else Value.cast(value).shape()
+        reg = Signal(shape, name=_name(f"{self.prefix}_{name}_{key}"))
+        if self.en is None:
+            self.m.d.sync += reg.eq(value)
+        else:
+            with self.m.If(self.en):
+                self.m.d.sync += reg.eq(value)
+        return reg
+
+    def cut(self, name, **values):
+        if name not in self.cuts:
+            return values
+        self.latency += 1
+        self.riders = {k: self._reg(name, k, v) for k, v in self.riders.items()}
+        return {k: self._reg(name, k, v) for k, v in values.items()}
+
+    def delay(self, value, cycles, name="dly"):
+        """``value`` delayed by ``cycles`` enabled clock edges."""
+        for i in range(cycles):
+            value = self._reg(f"{name}{i}", "d", value)
+        return value
 
 
 def unpack_fp32(m, x, prefix="f"):
@@ -47,23 +113,38 @@ def unpack_fp32(m, x, prefix="f"):
     }
 
 
-def round_pack(m, sign, mag, exp, prefix="rp"):
+def _leading_one(x):
+    """``(any, pos)``: whether ``x`` has a one bit, and the index of the highest one (0 if
+    none), as a balanced tree of depth ``ceil(log2(len(x)))`` (not a priority chain)."""
+    width = 1 << ceil_log2(max(len(x), 2))
+    x = Cat(x, Const(0, width - len(x)))
+    nodes = [(x[2 * i] | x[2 * i + 1], x[2 * i + 1]) for i in range(width // 2)]
+    while len(nodes) > 1:
+        nodes = [(hi_any | lo_any, Cat(Mux(hi_any, hi_pos, lo_pos), hi_any))
+                 for (lo_any, lo_pos), (hi_any, hi_pos) in zip(nodes[0::2], nodes[1::2])]
+    return nodes[0]
+
+
+def round_pack(m, sign, mag, exp, prefix="rp", pipe=None):
     """float32 bits nearest to ``(-1)**sign * mag * 2**exp``, ties to even.
 
     ``mag`` is an unsigned Value of any width, ``exp`` a signed Value (:data:`EXP_SHAPE`).
     Handles subnormal results, rounding up into the next binade, overflow to a signed infinity
-    and ``mag == 0`` (a zero of sign ``sign``). Returns a 32-bit Signal.
+    and ``mag == 0`` (a zero of sign ``sign``). Returns a 32-bit Signal, ``pipe.latency`` more
+    cycles late when ``pipe`` selects some of :data:`ROUND_CUTS`.
     """
+    pipe = pipe if pipe is not None else Pipeline(m)
     width = len(mag)
+    _, pos_v = _leading_one(mag)
     pos = Signal(range(max(width, 2)), name=_name(prefix + "_pos"))     # leading one of mag
-    for i in range(width):
-        with m.If(mag[i]):
-            m.d.comb += pos.eq(i)
+    m.d.comb += pos.eq(pos_v)
     # The kept LSB position: 24 significant bits, but no lower than weight 2**-149.
     lsb = Signal(EXP_SHAPE, name=_name(prefix + "_lsb"))
     normal_lsb = pos - 23
     sub_lsb = -149 - exp
     m.d.comb += lsb.eq(Mux(normal_lsb > sub_lsb, normal_lsb, sub_lsb))
+    v = pipe.cut("lzc", sign=sign, mag=mag, exp=exp, lsb=lsb, zero=(mag == 0))
+    mag, lsb = v["mag"], v["lsb"]
     kept = Signal(width + 24, name=_name(prefix + "_kept"))
     guard = Signal(name=_name(prefix + "_guard"))
     sticky = Signal(name=_name(prefix + "_sticky"))
@@ -79,94 +160,132 @@ def round_pack(m, sign, mag, exp, prefix="rp"):
             guard.eq((mag >> below)[0]),
             sticky.eq((mag & ((Const(1, width + 2) << below) - 1)[:width]) != 0),
         ]
-    rounded = Signal(26, name=_name(prefix + "_rnd"))
-    m.d.comb += rounded.eq(kept[:25] + (guard & (sticky | kept[0])))
     base = Signal(signed(14), name=_name(prefix + "_base"))            # biased exponent - 1
-    m.d.comb += base.eq(lsb + exp + 149)
+    m.d.comb += base.eq(lsb + v["exp"] + 149)
+    v = pipe.cut("shift", sign=v["sign"], zero=v["zero"], kept=kept[:25],
+                 inc=guard & (sticky | kept[0]), base=base)
+    rounded = Signal(26, name=_name(prefix + "_rnd"))
+    m.d.comb += rounded.eq(v["kept"] + v["inc"])
     total = Signal(signed(40), name=_name(prefix + "_total"))
-    m.d.comb += total.eq((base << 23) + rounded)
+    m.d.comb += total.eq((v["base"] << 23) + rounded)
+    v = pipe.cut("round", sign=v["sign"], zero=v["zero"], total=total)
     out = Signal(32, name=_name(prefix + "_out"))
-    with m.If(mag == 0):
-        m.d.comb += out.eq(Cat(Const(0, 31), sign))
-    with m.Elif(total >= INF):
-        m.d.comb += out.eq(Cat(Const(INF, 31), sign))
+    with m.If(v["zero"]):
+        m.d.comb += out.eq(Cat(Const(0, 31), v["sign"]))
+    with m.Elif(v["total"] >= INF):
+        m.d.comb += out.eq(Cat(Const(INF, 31), v["sign"]))
     with m.Else():
-        m.d.comb += out.eq(Cat(total[:31], sign))
+        m.d.comb += out.eq(Cat(v["total"][:31], v["sign"]))
     return out
 
 
-def fp_mul(m, a, b, prefix="mul"):
-    """IEEE binary32 product of bit patterns ``a`` and ``b``, rounded to nearest even."""
+def _ride(pipe, prefix, **values):
+    keys = {k: f"{prefix}.{k}" for k in values}
+    pipe.riders.update({keys[k]: v for k, v in values.items()})
+    return keys
+
+
+def _unride(pipe, keys):
+    return {k: pipe.riders.pop(key) for k, key in keys.items()}
+
+
+def fp_mul(m, a, b, prefix="mul", pipe=None):
+    """IEEE binary32 product of bit patterns ``a`` and ``b``, rounded to nearest even.
+
+    ``pipe`` may select cuts of :data:`MUL_CUTS`; the result is then ``pipe.latency`` cycles
+    late.
+    """
+    pipe = pipe if pipe is not None else Pipeline(m)
     fa, fb = unpack_fp32(m, a, prefix + "a"), unpack_fp32(m, b, prefix + "b")
     sign = fa["sign"] ^ fb["sign"]
     prod = Signal(48, name=_name(prefix + "_prod"))
     m.d.comb += prod.eq(fa["mant"] * fb["mant"])
     exp = Signal(EXP_SHAPE, name=_name(prefix + "_e"))
     m.d.comb += exp.eq(fa["exp"] + fb["exp"])
-    packed = round_pack(m, sign, prod, exp, prefix + "_rp")
-    out = Signal(32, name=_name(prefix + "_out"))
     nan = fa["nan"] | fb["nan"] | (fa["inf"] & fb["zero"]) | (fb["inf"] & fa["zero"])
-    with m.If(nan):
+    v = pipe.cut("prod", prod=prod, exp=exp, sign=sign, nan=nan, inf=fa["inf"] | fb["inf"])
+    keys = _ride(pipe, prefix, nan=v["nan"], inf=v["inf"], sign=v["sign"])
+    packed = round_pack(m, v["sign"], v["prod"], v["exp"], prefix + "_rp", pipe)
+    r = _unride(pipe, keys)
+    out = Signal(32, name=_name(prefix + "_out"))
+    with m.If(r["nan"]):
         m.d.comb += out.eq(QNAN)
-    with m.Elif(fa["inf"] | fb["inf"]):
-        m.d.comb += out.eq(Cat(Const(INF, 31), sign))
+    with m.Elif(r["inf"]):
+        m.d.comb += out.eq(Cat(Const(INF, 31), r["sign"]))
     with m.Else():
         m.d.comb += out.eq(packed)
     return out
 
 
-def fp_add(m, a, b, prefix="add"):
+def fp_add(m, a, b, prefix="add", pipe=None):
     """IEEE binary32 sum of bit patterns ``a`` and ``b``, rounded to nearest even.
 
     Alignment keeps guard, round and sticky bits (the sticky OR-ed into the LSB of the shifted
     operand), which gives the correctly rounded sum; an exact zero sum is ``+0`` unless both
-    operands are ``-0``.
+    operands are ``-0``. ``pipe`` may select cuts of :data:`ADD_CUTS`; the result is then
+    ``pipe.latency`` cycles late.
     """
+    pipe = pipe if pipe is not None else Pipeline(m)
+    fa, fb = unpack_fp32(m, a, prefix + "a"), unpack_fp32(m, b, prefix + "b")
     a_big = Signal(name=_name(prefix + "_abig"))
     m.d.comb += a_big.eq(a[:31] >= b[:31])
-    big = Signal(32, name=_name(prefix + "_big"))
-    small = Signal(32, name=_name(prefix + "_small"))
-    m.d.comb += [big.eq(Mux(a_big, a, b)), small.eq(Mux(a_big, b, a))]
-    fa, fb = unpack_fp32(m, a, prefix + "a"), unpack_fp32(m, b, prefix + "b")
-    fx, fy = unpack_fp32(m, big, prefix + "x"), unpack_fp32(m, small, prefix + "y")
+    # Exponent distance both ways in parallel with the comparison (not after the swap).
+    d_ab = Signal(8, name=_name(prefix + "_dab"))
+    d_ba = Signal(8, name=_name(prefix + "_dba"))
+    m.d.comb += [d_ab.eq(fa["bexp"] - fb["bexp"]), d_ba.eq(fb["bexp"] - fa["bexp"])]
     dist = Signal(8, name=_name(prefix + "_d"))
-    m.d.comb += dist.eq(fx["bexp"] - fy["bexp"])
+    m.d.comb += dist.eq(Mux(a_big, d_ab, d_ba))
     dist_c = Signal(5, name=_name(prefix + "_dc"))
     m.d.comb += dist_c.eq(Mux(dist > 31, 31, dist))
     x_ext = Signal(27, name=_name(prefix + "_xe"))
     y_ext = Signal(27, name=_name(prefix + "_ye"))
-    m.d.comb += [x_ext.eq(fx["mant"] << 3), y_ext.eq(fy["mant"] << 3)]
+    m.d.comb += [x_ext.eq(Mux(a_big, fa["mant"], fb["mant"]) << 3),
+                 y_ext.eq(Mux(a_big, fb["mant"], fa["mant"]) << 3)]
+    sign_x = Mux(a_big, fa["sign"], fb["sign"])
+    exp_x = Signal(EXP_SHAPE, name=_name(prefix + "_ex"))
+    m.d.comb += exp_x.eq(Mux(a_big, fa["exp"], fb["exp"]) - 3)
+    nan = fa["nan"] | fb["nan"] | (fa["inf"] & fb["inf"] & (fa["sign"] != fb["sign"]))
+    special = Signal(32, name=_name(prefix + "_spv"))
+    m.d.comb += special.eq(Mux(nan, QNAN, Mux(fa["inf"], a, b)))
+    v = pipe.cut("swap", x=x_ext, y=y_ext, dist=dist_c, sub=fa["sign"] ^ fb["sign"],
+                 sign=sign_x, exp=exp_x, spec=nan | fa["inf"] | fb["inf"], spv=special,
+                 zsign=fa["sign"] & fb["sign"])
+    y_ext, dist_c = v["y"], v["dist"]
     y_sh = Signal(27, name=_name(prefix + "_ys"))
     m.d.comb += y_sh.eq((y_ext >> dist_c) | ((y_ext & ((Const(1, 33) << dist_c) - 1)) != 0))
+    v = pipe.cut("align", x=v["x"], y=y_sh, sub=v["sub"], sign=v["sign"], exp=v["exp"],
+                 spec=v["spec"], spv=v["spv"], zsign=v["zsign"])
     total = Signal(28, name=_name(prefix + "_sum"))
-    with m.If(fx["sign"] ^ fy["sign"]):
-        m.d.comb += total.eq(x_ext - y_sh)
+    with m.If(v["sub"]):
+        m.d.comb += total.eq(v["x"] - v["y"])
     with m.Else():
-        m.d.comb += total.eq(x_ext + y_sh)
-    exp = Signal(EXP_SHAPE, name=_name(prefix + "_e"))
-    m.d.comb += exp.eq(fx["exp"] - 3)
-    packed = round_pack(m, fx["sign"], total, exp, prefix + "_rp")
+        m.d.comb += total.eq(v["x"] + v["y"])
+    v = pipe.cut("add", total=total, sign=v["sign"], exp=v["exp"], spec=v["spec"],
+                 spv=v["spv"], zsign=v["zsign"])
+    keys = _ride(pipe, prefix, spec=v["spec"], spv=v["spv"], zsign=v["zsign"],
+                 zero=v["total"] == 0)
+    packed = round_pack(m, v["sign"], v["total"], v["exp"], prefix + "_rp", pipe)
+    r = _unride(pipe, keys)
     out = Signal(32, name=_name(prefix + "_out"))
-    with m.If(fa["nan"] | fb["nan"] | (fa["inf"] & fb["inf"] & (fa["sign"] != fb["sign"]))):
-        m.d.comb += out.eq(QNAN)
-    with m.Elif(fa["inf"]):
-        m.d.comb += out.eq(a)
-    with m.Elif(fb["inf"]):
-        m.d.comb += out.eq(b)
-    with m.Elif(total == 0):
-        m.d.comb += out.eq(Cat(Const(0, 31), fa["sign"] & fb["sign"]))
+    with m.If(r["spec"]):
+        m.d.comb += out.eq(r["spv"])
+    with m.Elif(r["zero"]):
+        m.d.comb += out.eq(Cat(Const(0, 31), r["zsign"]))
     with m.Else():
         m.d.comb += out.eq(packed)
     return out
 
 
 class Fp32Mac(wiring.Component):
-    """IEEE-754 binary32 multiply then add: ``o = float32(float32(a*b) + c)``.
+    """IEEE-754 binary32 multiply then add: ``o = float32(float32(a*b) + c)``, pipelined.
 
     Both operations round to nearest even; subnormals (inputs and results), signed zeros,
-    infinities and NaN are handled as IEEE-754 specifies; NaN results are the canonical quiet NaN
-    ``0x7FC00000``. Bit-exact with numpy ``np.float32(a) * np.float32(b) + np.float32(c)``
-    (see :mod:`golden.fp32`). This is the FP32 reference of the HBFP area comparison.
+    infinities and NaN are handled as IEEE-754 specifies; every NaN result is the canonical
+    quiet NaN ``0x7FC00000`` (sign 0, quiet bit only, whatever the operands' payloads). This is
+    :func:`golden.fp32.fp32_mac` bit for bit, and the FP32 reference of the HBFP area
+    comparison. Pipeline registers sit at every cut of :data:`MUL_CUTS` and :data:`ADD_CUTS`
+    (after the mantissa product, the leading-one search, the rounding shift and increment of
+    each rounding, the adder's swap, alignment and addition), for timing closure on FPGAs.
 
     Attributes
     ----------
@@ -174,8 +293,8 @@ class Fp32Mac(wiring.Component):
         Operands (float32 bit patterns), one triple per cycle. ``i.ready`` is high when the
         pipeline can advance (``~o.valid | o.ready``).
     o : Out(stream.Signature(32))
-        Result bits. Latency 2 cycles (product register, sum register); a stalled output holds
-        the whole pipeline (back-pressure reaches ``i.ready`` combinationally).
+        Result bits. Latency :attr:`latency` (11) cycles, one result per cycle; a stalled output
+        holds the whole pipeline (back-pressure reaches ``i.ready`` combinationally).
     """
 
     layout = data.StructLayout({"a": 32, "b": 32, "c": 32})
@@ -186,18 +305,20 @@ class Fp32Mac(wiring.Component):
 
     @property
     def latency(self):
-        return 2
+        """Cycles from an accepted operand triple to its result: one per cut, plus the
+        output register."""
+        return len(MUL_CUTS) + len(ADD_CUTS) + 1
 
     def elaborate(self, platform):
         m = Module()
         adv = Signal()
         m.d.comb += [adv.eq(~self.o.valid | self.o.ready), self.i.ready.eq(adv)]
-        prod = fp_mul(m, self.i.payload.a, self.i.payload.b, "mul")
-        v1 = Signal()
-        p1 = Signal(32)
-        c1 = Signal(32)
-        total = fp_add(m, p1, c1, "add")
+        pipe = Pipeline(m, adv, MUL_CUTS + ADD_CUTS, "mac",
+                        riders={"v": self.i.valid, "c": self.i.payload.c})
+        prod = fp_mul(m, self.i.payload.a, self.i.payload.b, "mul", pipe)
+        c = pipe.riders.pop("c")
+        total = fp_add(m, prod, c, "add", pipe)
+        assert pipe.latency + 1 == self.latency
         with m.If(adv):
-            m.d.sync += [v1.eq(self.i.valid), p1.eq(prod), c1.eq(self.i.payload.c),
-                         self.o.valid.eq(v1), self.o.payload.eq(total)]
+            m.d.sync += [self.o.valid.eq(pipe.riders["v"]), self.o.payload.eq(total)]
         return m

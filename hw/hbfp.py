@@ -5,12 +5,13 @@ Numeric rules are those of :mod:`golden.hbfp`; the FP32 rounding and addition lo
 :mod:`hw.fp32`.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sparsehw.hw.arith import tree_sum
-from sparsehw.hw.fp32 import QNAN, fp_add, round_pack
+from sparsehw.hw.fp32 import (ADD_CUTS, NEG_ZERO, QNAN, ROUND_CUTS, Pipeline, add_cuts,
+                               fp_add, round_pack)
 from sparsehw.params import Param, ParamSpec, Rule, boolean, int_in, pow2_in
 
 
@@ -41,6 +42,10 @@ HBFP_DOT_PARAMS = ParamSpec(
     Param("mixed", False, boolean(), doc="run-time mode HBFP4/6/8 per beat (Accuracy Boosters)"),
     Param("mant_bits", 7, lambda v: _MIXED_MANT_BITS if v["mixed"] else int_in(2, 16),
           allowed="an integer in 2..16; 7 with mixed=1", doc="mantissa magnitude bits"),
+    Param("add_stages", 4, int_in(0, len(ADD_CUTS)),
+          doc="pipeline registers in the FP32 accumulation adder; the dot product then keeps "
+              "add_stages + 1 interleaved partial sums (0: one sequential accumulator, "
+              "a single-cycle adder in the loop)"),
 )
 
 
@@ -111,9 +116,19 @@ class BfpConvert(wiring.Component):
     def mant_bits(self):
         return self._mant_bits
 
+    #: Pipeline registers in the epsilon adder (see :func:`hw.fp32.add_cuts`).
+    EPS_ADD_STAGES = 4
+
     @property
     def latency(self):
-        return 2
+        """Cycles from an accepted block to its result: input register, a register after
+        every second level of the maximum tree and after the maximum, the epsilon adder's
+        registers, the exponent register, the lanes' rounding register, the output register."""
+        tree = (self._block_size - 1).bit_length()
+        return 5 + tree // 2 + self.EPS_ADD_STAGES
+
+    def _check_latency(self, inserted):
+        assert inserted + 2 == self.latency, (inserted, self.latency)
 
     @property
     def out_layout(self):
@@ -132,7 +147,7 @@ class BfpConvert(wiring.Component):
             m.d.sync += [v1.eq(self.i.valid), x1.eq(self.i.payload)]
 
         # Maximum magnitude (as unsigned bit patterns, order-preserving for non-negative floats),
-        # NaN/Inf detection.
+        # NaN/Inf detection; a pipeline register after every second level of the maximum tree.
         mags = []
         nonfinite = []
         for k in range(block_size):
@@ -142,6 +157,8 @@ class BfpConvert(wiring.Component):
             mag = Signal(31, name=f"mag{k}")
             m.d.comb += mag.eq(Mux(fin, lane[:31], 0))
             mags.append(mag)
+        pipe = Pipeline(m, adv, [f"max{lvl}" for lvl in range(1, 7, 2)], "cvt",
+                        riders={"v": v1, "x": x1, "nf": Cat(*nonfinite).any()})
         level = 0
         while len(mags) > 1:
             nxt = []
@@ -153,24 +170,27 @@ class BfpConvert(wiring.Component):
                 m.d.comb += mx.eq(Mux(mags[j] >= mags[j + 1], mags[j], mags[j + 1]))
                 nxt.append(mx)
             mags, level = nxt, level + 1
+            if len(mags) > 1:
+                regs = pipe.cut(f"max{level}", **{f"m{j}": x for j, x in enumerate(mags)})
+                mags = [regs[f"m{j}"] for j in range(len(mags))]
 
-        # Stage 2: register the block, its maximum and flags.
-        v2 = Signal()
-        x2 = Signal(data.ArrayLayout(32, block_size))
-        amax2 = Signal(31)
-        nf2 = Signal()
-        with m.If(adv):
-            m.d.sync += [v2.eq(v1), x2.eq(x1), amax2.eq(mags[0]),
-                         nf2.eq(Cat(*nonfinite).any())]
-
-        s = fp_add(m, Cat(amax2, Const(0, 1)), Const(_EPS_BITS, 32), "eps")
+        # Register the maximum, then the float32 addition of the epsilon (pipelined adder).
+        pipe.cuts = pipe.cuts | {"amax"}
+        amax = pipe.cut("amax", amax=mags[0])["amax"]
+        pipe.cuts = pipe.cuts | set(add_cuts(self.EPS_ADD_STAGES))
+        s = fp_add(m, Cat(amax, Const(0, 1)), Const(_EPS_BITS, 32), "eps", pipe)
         exp = Signal(signed(10))
         m.d.comb += exp.eq(s[23:31] - 127 + (s[0:23] != 0))
         invalid = Signal()
-        m.d.comb += invalid.eq(nf2 | (exp >= INVALID_EXP))
+        m.d.comb += invalid.eq(pipe.riders["nf"] | (exp >= INVALID_EXP))
+        pipe.cuts = pipe.cuts | {"exp", "lane"}
+        v = pipe.cut("exp", exp=exp, invalid=invalid)
+        exp, invalid = v["exp"], v["invalid"]
+        x2 = pipe.riders["x"]
 
         out = Signal(self.out_layout)
         limit = (1 << mb) - 1
+        lanes = {}
         for k in range(block_size):
             lane = x2[k]
             biased = lane[23:31]
@@ -190,15 +210,24 @@ class BfpConvert(wiring.Component):
                 guard.eq((mant >> below)[0]),
                 sticky.eq((mant & ((Const(1, 27) << below) - 1)[:24]) != 0),
             ]
-            q = Signal(range(1 << 24), name=f"q{k}")
-            m.d.comb += q.eq(kept + (guard & (sticky | kept[0])))
+            # Only the low mb + 1 kept bits matter once any higher one saturates the result.
+            lanes[f"k{k}"] = kept[:mb + 1]
+            lanes[f"h{k}"] = kept[mb + 1:] != 0
+            lanes[f"r{k}"] = guard & (sticky | kept[0])
+            lanes[f"s{k}"] = lane[31]
+        v = pipe.cut("lane", invalid=invalid, exp=exp, **lanes)
+        for k in range(block_size):
+            q = Signal(mb + 2, name=f"q{k}")
+            m.d.comb += q.eq(v[f"k{k}"] + v[f"r{k}"])
             qc = Signal(mb, name=f"qc{k}")
-            m.d.comb += qc.eq(Mux(q > limit, limit, q))
-            m.d.comb += out.mant[k].eq(Mux(invalid, 0, Mux(lane[31], -qc, qc)))
-        m.d.comb += [out.exp.eq(Mux(invalid, INVALID_EXP, exp)), out.invalid.eq(invalid)]
+            m.d.comb += qc.eq(Mux(v[f"h{k}"] | (q > limit), limit, q))
+            m.d.comb += out.mant[k].eq(Mux(v["invalid"], 0, Mux(v[f"s{k}"], -qc, qc)))
+        m.d.comb += [out.exp.eq(Mux(v["invalid"], INVALID_EXP, v["exp"])),
+                     out.invalid.eq(v["invalid"])]
+        self._check_latency(pipe.latency)
 
         with m.If(adv):
-            m.d.sync += [self.o.valid.eq(v2), self.o.payload.eq(out)]
+            m.d.sync += [self.o.valid.eq(pipe.riders["v"]), self.o.payload.eq(out)]
         return m
 
 
@@ -250,6 +279,7 @@ class HbfpDot(wiring.Component):
         values = HBFP_DOT_PARAMS.validate(**params)
         self._block_size, self._mant_bits = values["block_size"], values["mant_bits"]
         self._mixed = bool(values["mixed"])
+        self._add_stages = values["add_stages"]
         super().__init__({"i": In(stream.Signature(self.in_layout)),
                           "o": Out(stream.Signature(self.out_layout))})
 
@@ -266,8 +296,21 @@ class HbfpDot(wiring.Component):
         return self._mixed
 
     @property
+    def add_stages(self):
+        return self._add_stages
+
+    @property
+    def partials(self):
+        """Interleaved partial sums of the accumulation: ``add_stages + 1``."""
+        return self._add_stages + 1
+
+    @property
     def latency(self):
-        return 4
+        """Cycles from the ``last`` beat to its result: products, block sum, rounding (plus
+        its pipeline registers), the accumulation adder and the combining tree (each level an
+        adder of ``add_stages`` registers plus one)."""
+        levels = (self.partials - 1).bit_length()
+        return 4 + len(ROUND_CUTS) + self._add_stages + levels * (self._add_stages + 1)
 
     @property
     def in_layout(self):
@@ -324,36 +367,87 @@ class HbfpDot(wiring.Component):
             m.d.sync += [v2.eq(v1), last2.eq(last1), inv2.eq(inv1), err2.eq(err1), e2.eq(e1),
                          s2.eq(tree_sum(prods))]
 
-        # Stage 3: round the block result to float32.
+        # Stage 3: round the block result to float32 (pipelined rounding), register it.
         mag = Signal(self.sum_bits)
         m.d.comb += mag.eq(Mux(s2 < 0, -s2, s2))
-        r = round_pack(m, s2 < 0, mag, e2, "blk")
+        rpipe = Pipeline(m, adv, ROUND_CUTS, "blk",
+                         riders={"v": v2, "last": last2, "inv": inv2, "err": err2})
+        r = round_pack(m, s2 < 0, mag, e2, "blk", rpipe)
         v3, last3, inv3, err3 = Signal(), Signal(), Signal(), Signal()
         r3 = Signal(32)
         with m.If(adv):
-            m.d.sync += [v3.eq(v2), last3.eq(last2), inv3.eq(inv2), err3.eq(err2), r3.eq(r)]
+            m.d.sync += [v3.eq(rpipe.riders["v"]), last3.eq(rpipe.riders["last"]),
+                         inv3.eq(rpipe.riders["inv"]), err3.eq(rpipe.riders["err"]), r3.eq(r)]
 
-        # Stage 4: sequential FP32 accumulation (single-cycle adder in the loop).
-        acc = Signal(32)
-        first = Signal(init=1)
-        acc_inv, acc_err = Signal(), Signal()
-        total = fp_add(m, acc, r3, "acc")
-        acc_next = Signal(32)
+        # Stage 4: P = add_stages + 1 interleaved FP32 partial sums. Block k of a dot product
+        # goes to partial k mod P; the adder has add_stages pipeline registers and the partial
+        # register closes the loop, so partial j is ready again exactly P cycles later.
+        n_part = self.partials
+        cuts = add_cuts(self._add_stages)
+        accs = [Signal(32, name=f"part{j}") for j in range(n_part)]
+        slot = Signal(range(max(n_part, 2)))             # partial of the next block
+        filled = Signal(range(n_part + 1))               # blocks so far in this dot, up to P
+        dot_inv, dot_err = Signal(), Signal()
+        first_block = filled == 0
         inv_next, err_next = Signal(), Signal()
-        m.d.comb += [
-            acc_next.eq(Mux(first, r3, total)),
-            inv_next.eq(inv3 | (acc_inv & ~first)),
-            err_next.eq(err3 | (acc_err & ~first)),
-        ]
+        m.d.comb += [inv_next.eq(inv3 | (dot_inv & ~first_block)),
+                     err_next.eq(err3 | (dot_err & ~first_block))]
+        # The first block of a partial adds -0.0, the exact identity (x + -0 = x for every x).
+        operand = Signal(32)
+        m.d.comb += operand.eq(Mux(filled == n_part, Array(accs)[slot], NEG_ZERO))
+        used = Signal(range(n_part + 1))
+        m.d.comb += used.eq(Mux(filled == n_part, n_part, filled + 1))
+        apipe = Pipeline(m, adv, cuts, "acc",
+                         riders={"wr": v3, "slot": slot, "end": v3 & last3, "used": used,
+                                 "inv": inv_next, "err": err_next})
+        total = fp_add(m, operand, r3, "acc", apipe)
+        ride = apipe.riders
+        with m.If(adv & v3):
+            with m.If(last3):
+                m.d.sync += [slot.eq(0), filled.eq(0), dot_inv.eq(0), dot_err.eq(0)]
+            with m.Else():
+                m.d.sync += [slot.eq(Mux(slot == n_part - 1, 0, slot + 1)),
+                             filled.eq(Mux(filled == n_part, n_part, filled + 1)),
+                             dot_inv.eq(inv_next), dot_err.eq(err_next)]
+        for j in range(n_part):
+            with m.If(adv & ride["wr"] & (ride["slot"] == j)):
+                m.d.sync += accs[j].eq(total)
+
+        # When the last block's sum leaves the adder, every partial of the dot product is final
+        # (the next dot product's sums come out later): unused partials read as -0.0.
+        parts = []
+        for j in range(n_part):
+            pj = Signal(32, name=f"fin{j}")
+            m.d.comb += pj.eq(Mux(ride["slot"] == j, total, accs[j]))
+            parts.append(Mux(j < ride["used"], pj, NEG_ZERO))
+        flags = {"end": ride["end"], "inv": ride["inv"], "err": ride["err"]}
+
+        # Stage 5: the partials combined by a pairwise tree ((p0+p1)+(p2+p3))..., an odd last
+        # one carried up unchanged; each level is the same pipelined adder plus a register.
+        level = 0
+        while len(parts) > 1:
+            nxt = []
+            for j in range(0, len(parts), 2):
+                cp = Pipeline(m, adv, cuts, f"cmb{level}_{j}", riders=flags if j == 0 else {})
+                if j + 1 < len(parts):
+                    nxt.append(fp_add(m, parts[j], parts[j + 1], f"cmb{level}_{j}", cp))
+                else:
+                    nxt.append(cp.delay(parts[j], len(cuts), f"cmb{level}_{j}"))
+                if j == 0:
+                    flags = cp.riders
+            parts, level = nxt, level + 1
+            if len(parts) > 1:
+                lp = Pipeline(m, adv, ("lvl",), f"lvl{level}", riders=flags)
+                regs = lp.cut("lvl", **{f"x{j}": x for j, x in enumerate(parts)})
+                parts = [regs[f"x{j}"] for j in range(len(parts))]
+                flags = lp.riders
+
         with m.If(adv):
-            m.d.sync += self.o.valid.eq(v3 & last3)
-            with m.If(v3):
-                m.d.sync += [acc.eq(acc_next), acc_inv.eq(inv_next), acc_err.eq(err_next),
-                             first.eq(last3)]
-                with m.If(last3):
-                    m.d.sync += [
-                        self.o.payload.value.eq(Mux(inv_next | err_next, QNAN, acc_next)),
-                        self.o.payload.invalid.eq(inv_next),
-                        self.o.payload.error.eq(err_next),
-                    ]
+            m.d.sync += self.o.valid.eq(flags["end"])
+            with m.If(flags["end"]):
+                m.d.sync += [
+                    self.o.payload.value.eq(Mux(flags["inv"] | flags["err"], QNAN, parts[0])),
+                    self.o.payload.invalid.eq(flags["inv"]),
+                    self.o.payload.error.eq(flags["err"]),
+                ]
         return m

@@ -37,7 +37,7 @@ def test_amaranth_sim_quick_check():
 
     async def bench(ctx):
         ctx.set(dut.o.ready, 1)
-        for i in range(len(a) + 3):
+        for i in range(len(a) + dut.latency + 2):
             ctx.set(dut.i.valid, i < len(a))
             if i < len(a):
                 ctx.set(dut.i.payload, {"a": int(a[i]), "b": int(b[i]), "c": int(c[i])})

@@ -230,7 +230,7 @@ def test_bfp_convert_amaranth_sim_corners():
 
     async def bench(ctx):
         ctx.set(dut.o.ready, 1)
-        for i in range(len(blocks) + 3):
+        for i in range(len(blocks) + dut.latency + 1):
             ctx.set(dut.i.valid, i < len(blocks))
             if i < len(blocks):
                 ctx.set(dut.i.payload, [int(v) for v in blocks[i].view(np.uint32)])

@@ -22,7 +22,8 @@ async def throughput(dut):
     block_size, m, mixed = p["block_size"], p["mant_bits"], bool(p["mixed"])
     blocks, per_dot, stall = wl["blocks"], wl["blocks_per_dot"], wl["stall"]
     rng = np.random.default_rng(common.rng(1).getrandbits(32))
-    beats, expected = dot_ops(rng, block_size, m, mixed=mixed, ops=-(-blocks // per_dot),
+    beats, expected = dot_ops(rng, block_size, m, mixed=mixed, partials=p["add_stages"] + 1,
+                              ops=-(-blocks // per_dot),
                               fixed_blocks=per_dot, lo=-20, hi=20, p_invalid=0.0)
     beats = beats[:blocks]
     layout = dot_in_layout(block_size, m, mixed)

@@ -41,7 +41,7 @@ async def dot_products_match_golden_with_stalls(dut):
     wl = common.workload()
     rng = np.random.default_rng(common.rng(1).getrandbits(32))
     beats, expected = dot_ops(rng, p["block_size"], p["mant_bits"], mixed=bool(p["mixed"]),
-                              ops=int(wl.get("ops", 120)))
+                              partials=p["add_stages"] + 1, ops=int(wl.get("ops", 120)))
     sink = await _check(dut, beats, expected, float(wl.get("stall", 0.3)), 2)
     common.record(blocks=len(beats), dot_products=len(expected), cycles=sink.last_cycle + 1)
 
@@ -52,6 +52,6 @@ async def malformed_data_is_flagged(dut):
     p = _params()
     rng = np.random.default_rng(common.rng(5).getrandbits(32))
     beats, expected = dot_ops(rng, p["block_size"], p["mant_bits"], mixed=bool(p["mixed"]),
-                              ops=60, p_malformed=0.3)
+                              partials=p["add_stages"] + 1, ops=60, p_malformed=0.3)
     assert any(e[2] for e in expected) and not all(e[2] for e in expected)
     await _check(dut, beats, expected, 0.2, 6)

@@ -107,19 +107,22 @@ def corner_blocks(rng, block_size):
 
 
 def dot_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, max_blocks=4, p_invalid=0.03,
-            p_malformed=0.0, lo=-40, hi=40, fixed_blocks=None):
+            p_malformed=0.0, lo=-40, hi=40, fixed_blocks=None, partials=None):
     """Random dot products for ``hbfp_dot`` and their expected results.
 
     Operands are float32 vectors (log-uniform magnitudes in ``2**lo .. 2**hi``, some corner
     blocks, some NaN/Inf making blocks invalid) quantized by :func:`golden.hbfp.quantize`.
     With ``p_malformed``, some beats get an illegal mantissa, exponent or mode.
+    ``partials`` is the summation order of :func:`golden.hbfp.dot` (the hardware's
+    ``add_stages + 1``; ``None``: the default parameters').
 
     Returns ``(beats, expected)``: ``beats`` is a list of input dicts (the ``hbfp_dot`` input
     layout), ``expected`` a list of ``(value_bits, invalid, error)`` per dot product, computed from
     the golden model (and, for malformed beats, from the documented checking rule).
     """
     from sparsehw.golden.fp32 import QNAN, bits
-    from sparsehw.golden.hbfp import INVALID_EXP, MODES, dot, quantize
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, INVALID_EXP, MODES, dot, quantize
+    partials = DEFAULT_PARTIALS if partials is None else partials
     B = block_size
     corners = corner_blocks(rng, B)
     beats, expected = [], []
@@ -164,7 +167,8 @@ def dot_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, max_blocks=4, p
         if error or invalid:
             value = QNAN
         else:
-            value = bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb), mbits))
+            value = bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb), mbits,
+                             partials))
         expected.append((value, int(invalid), int(error)))
         for k in range(k_blocks):
             beat = {"a": [int(v) for v in qa[k]], "b": [int(v) for v in qb[k]],
