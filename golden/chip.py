@@ -641,6 +641,8 @@ CYCLE_COSTS = {
     "hop": 1,                  # docs/ring.md: a slot advances one hop per cycle
     "ring_extra": 1,           # docs/ring.md: zero-load latency = hops + 1
     "flits_per_row": 2,        # sender port cycles per row and destination (fit, docs/chip.md)
+    "send_per_row": 1,         # SEND: port cycles per row and destination (measured on the
+                               # RTL: sparsehw.model.calibrate, docs/model.md)
     "act_cmd": 7,              # docs/act_engine.md: (2106 - 8*256) / 8 cycles per command
     "act_row": {"softmax": 17, "layernorm": 10},   # same table: per-row drain + scalar step
     "act_passes": {"softmax": 3, "layernorm": 2},  # row passes of the engine
@@ -974,7 +976,7 @@ class ChipModel:
             self._deliver(sub, instr.mask, instr.r_bank, instr.r_addr, rows,
                           [start + i + 1 for i in range(instr.count)])
             remote = bin(instr.mask & ~(1 << sub.index)).count("1")
-            flits = CYCLE_COSTS["flits_per_row"] * instr.count * remote
+            flits = CYCLE_COSTS["send_per_row"] * instr.count * remote
             self._spend(sub.index, "send", max(instr.count, flits,
                                                self._port_free[sub.index] - start))
         self.stats["instructions"][sub.index] += 1
