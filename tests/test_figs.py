@@ -1,5 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""FiGS swap-register array and broadcast N:M baseline: golden mapping, parameters, regressions."""
+"""FiGS swap-register array and its baselines (broadcast, fan-out, fixed 2:4): golden mapping,
+parameters, regressions."""
 
 import itertools
 
@@ -8,7 +9,8 @@ import pytest
 
 from sparsehw.golden import figs as gf
 from sparsehw.golden import nm
-from sparsehw.hw.figs import SUPPORTED_RATIOS, FigsArray, NmBroadcastArray, array_layouts
+from sparsehw.hw.figs import (SUPPORTED_RATIOS, FigsArray, NmBroadcastArray, NmFanoutArray,
+                              NmFixed24Array, array_layouts)
 from sparsehw.verif.runner import run_cocotb
 
 
@@ -81,7 +83,7 @@ def test_routable_fraction_limits():
 
 # -- golden: mapping onto the array reproduces the GEMM (no RTL involved) --------------------------
 
-@pytest.mark.parametrize("engine", gf.ENGINES)
+@pytest.mark.parametrize("engine", ("figs", "nm_broadcast", "nm_fanout"))
 @pytest.mark.parametrize("n,m", SUPPORTED_RATIOS)
 def test_array_mapping_reproduces_golden_gemm(engine, n, m):
     rows, cols, beta = 8, 2, 2
@@ -95,7 +97,7 @@ def test_array_mapping_reproduces_golden_gemm(engine, n, m):
     alpha = None
     if engine == "figs":
         values, indices, alpha = gf.assign_slots(values, indices, n, m)
-    lanes = 4 if engine == "figs" else 32
+    lanes = 32 if engine == "nm_broadcast" else 4
     got = np.zeros((o, b), dtype=np.int64)
     for ot in range(2):
         for kt in range(2):
@@ -180,20 +182,78 @@ def test_exchange_delivers_every_operand(n, m, alpha):
                     assert operand == x[k_pos, 0]
 
 
-def test_bandwidth_formulas():
+@pytest.mark.parametrize("engine", gf.ENGINES)
+def test_port_bits_count_what_the_instances_carry(engine):
+    """input_bits_per_cycle against a count, not the formula: K positions get distinct nonzero
+    activations, one K tile's instance is built by the engine's mapping (which the GEMM tests
+    above prove correct) and the occupied port lanes and the copies of each K position are
+    counted. FiGS, fan-out and fixed 2:4 carry every K position of the tile once, broadcast N
+    times (fixed 2:4: its own 2:4 tile, whatever the model's pattern)."""
+    rows = 8
     for n, m in SUPPORTED_RATIOS:
-        f = gf.input_bits_per_cycle("figs", n, m, rows=8)
-        b = gf.input_bits_per_cycle("nm_broadcast", n, m, rows=8)
-        assert b == n * f
-        assert f == 8 * 8 * m // n
-    # A 1:4 model run as 8:32: FiGS needs what 1:4 needs, broadcast 8x that.
-    assert gf.input_bits_per_cycle("figs", 8, 32, rows=8) == \
-        gf.input_bits_per_cycle("figs", 1, 4, rows=8)
-    assert gf.input_bits_per_cycle("nm_broadcast", 8, 32, rows=8) == \
-        8 * gf.input_bits_per_cycle("nm_broadcast", 1, 4, rows=8)
+        tn, tm = (2, 4) if engine == "nm_fixed24" else (n, m)
+        k_tile = gf.tile_shape(tn, tm, rows, 1, 1)[0]
+        x = np.arange(1, 3 * k_tile + 1)[:, None]            # K position p holds p + 1
+        lanes = {"figs": 4, "nm_fanout": 4, "nm_fixed24": 2}.get(engine, 32)
+        inst = gf.instance(engine, x, n, m, rows=rows, lanes=lanes, k_tile=1, b=0)
+        carried = [v for row in inst for v in row if v != 0]
+        copies = {v: carried.count(v) for v in carried}
+        assert sorted(copies) == list(range(k_tile + 1, 2 * k_tile + 1)), f"{n}:{m}"
+        assert set(copies.values()) == {tn if engine == "nm_broadcast" else 1}
+        assert gf.input_bits_per_cycle(engine, n, m, rows=rows) == 8 * len(carried)
+        assert gf.port_bits(engine, rows=rows) == 8 * rows * lanes
     with pytest.raises(ValueError,
-                       match=r"^engine must be one of 'figs', 'nm_broadcast', not 'x'$"):
+                       match=r"^engine must be one of 'figs', 'nm_broadcast', 'nm_fanout', "
+                             r"'nm_fixed24', not 'x'$"):
         gf.input_bits_per_cycle("x", 1, 4, rows=8)
+
+
+def test_fixed24_passes_hand_cases():
+    # one 4-block per row: 0, 1, 2, 3, 4 nonzeros
+    w = np.array([[0, 0, 0, 0], [0, 5, 0, 0], [3, 0, 0, -2], [1, 2, 3, 0], [1, -1, 2, -2]])
+    first, rest = gf.fixed24_passes(w)
+    assert first.tolist() == [[0, 0, 0, 0], [0, 5, 0, 0], [3, 0, 0, -2], [1, 2, 0, 0],
+                               [1, -1, 0, 0]]
+    assert rest.tolist() == [[0] * 4, [0] * 4, [0] * 4, [0, 0, 3, 0], [0, 0, 2, -2]]
+    # at most 2:4: one pass
+    assert len(gf.fixed24_passes(w[:3])) == 1
+    with pytest.raises(ValueError, match="multiple of 4"):
+        gf.fixed24_passes(np.ones((1, 6)))
+    # tiles (rows=2: K tile 4, cols*beta=2 outputs): rows 0-1 need one pass, rows 2-3 (3
+    # nonzeros in row 3) and 4-5 (4 in row 4) two
+    wt = np.concatenate([w, np.zeros((1, 4), dtype=int)])          # 6 outputs, 3 tiles
+    assert gf.fixed24_tile_passes(wt, rows=2, cols=2, beta=1) == [1, 2, 2]
+    assert gf.fixed24_tile_passes(wt[:2], rows=2, cols=2, beta=1) == [1]
+
+
+@pytest.mark.parametrize("n,m", SUPPORTED_RATIOS)
+def test_fixed24_mapping_reproduces_golden_gemm(n, m):
+    rows, cols, beta = 4, 2, 1
+    rng = np.random.default_rng(3 * n + m)
+    k, o, b = 64, 5, 2
+    w = rng.integers(-128, 128, size=(o, k))
+    x = rng.integers(-128, 128, size=(k, b))
+    dense = nm.decompress(*nm.compress(w, n, m), n, m)
+    parts = gf.fixed24_passes(dense)
+    # N <= 2 (not dense) never puts more than two nonzeros in a 4-block; 1:1 always does, the random
+    # 4:8, 4:16, 8:32 matrices here do somewhere
+    assert len(parts) == (1 if n <= 2 and 2 * n <= m else 2)
+    k_tile, o_tile = gf.tile_shape(2, 4, rows, cols, beta)
+    got = np.zeros((o, b), dtype=np.int64)
+    for part in parts:
+        values, indices = nm.compress(part, 2, 4)
+        assert nm.check_indices(values * 0 + indices, 2, 4).all()
+        for ot in range(-(-o // o_tile)):
+            for kt in range(k // k_tile):
+                wrows = gf.weight_rows(values, indices, 2, 4, rows=rows, cols=cols, beta=beta,
+                                       o_tile=ot, k_tile=kt)
+                for col in range(b):
+                    inst = gf.instance("nm_fixed24", x, n, m, rows=rows, lanes=2, k_tile=kt,
+                                       b=col)
+                    for e, value in enumerate(gf.array_model("nm_fixed24", wrows, inst, n, m)):
+                        if ot * o_tile + e < o:
+                            got[ot * o_tile + e, col] += value
+    assert (got == nm.gemm_int8(dense, x)).all()
 
 
 def test_fast_instance_packing_matches_pack():
@@ -239,6 +299,31 @@ def test_parameter_types_raise(kwargs, message):
         FigsArray(**kwargs)
 
 
+@pytest.mark.parametrize("cls,kwargs,error,message", [
+    (NmFanoutArray, {"ratio": 8, "max_m": 4}, ValueError,
+     r"^ratio must be a power of two in 1\.\.4, not 8$"),
+    (NmFanoutArray, {"alpha": 1}, TypeError,
+     r"^unknown parameter 'alpha'; allowed: rows, cols, beta, width, max_m, ratio$"),
+    (NmFixed24Array, {"rows": 7}, ValueError, r"^rows must be a multiple of 2 in 2\.\.64, not 7$"),
+    (NmFixed24Array, {"rows": 66}, ValueError, r"^rows must be a multiple of 2 in 2\.\.64, not 66$"),
+    (NmFixed24Array, {"max_m": 8}, TypeError,
+     r"^unknown parameter 'max_m'; allowed: rows, cols, beta, width$"),
+])
+def test_baseline_parameters_raise(cls, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        cls(**kwargs)
+
+
+def test_baselines_have_the_same_macs_and_the_expected_ports():
+    from amaranth.hdl import Shape
+    kw = {"rows": 8, "cols": 4, "beta": 2}
+    engines = [FigsArray(**kw), NmBroadcastArray(**kw), NmFanoutArray(**kw), NmFixed24Array(**kw)]
+    assert {e.macs for e in engines} == {64}
+    # activation port payload (x plus last): 8 rows x lanes x 8 bits + 1
+    assert [Shape.cast(e.i.payload.shape()).width for e in engines] == \
+        [8 * 4 * 8 + 1, 8 * 32 * 8 + 1, 8 * 4 * 8 + 1, 8 * 2 * 8 + 1]
+
+
 def test_broadcast_has_no_figs_parameters():
     with pytest.raises(TypeError, match=r"^unknown parameter 'alpha'; allowed: rows, cols, beta, "
                                         r"width, max_m$"):
@@ -247,9 +332,13 @@ def test_broadcast_has_no_figs_parameters():
 
 def test_registry_entries_use_the_specs():
     from sparsehw import registry
-    from sparsehw.hw.figs import FIGS_PARAMS, NM_BROADCAST_PARAMS
+    from sparsehw.hw.figs import (FIGS_PARAMS, NM_BROADCAST_PARAMS, NM_FANOUT_PARAMS,
+                                  NM_FIXED24_PARAMS)
     figs, broadcast = registry.get_block("figs"), registry.get_block("nm_broadcast")
     assert figs.params is FIGS_PARAMS and broadcast.params is NM_BROADCAST_PARAMS
+    assert registry.get_block("nm_fanout").params is NM_FANOUT_PARAMS
+    assert registry.get_block("nm_fixed24").params is NM_FIXED24_PARAMS
+    assert registry.get_block("nm_fixed24").build is NmFixed24Array
     assert figs.defaults() == {"rows": 8, "cols": 4, "alpha": 1, "beta": 2, "width": 8,
                                "max_m": 32, "ratio": 4}
     with pytest.raises(registry.UserError,
@@ -292,18 +381,50 @@ def test_perf_workload_errors_before_simulation(tmp_path, workload, error, messa
 SMALL = {"rows": 8, "cols": 2, "beta": 1}
 
 
+CLASSES = {"figs": FigsArray, "nm_broadcast": NmBroadcastArray, "nm_fanout": NmFanoutArray,
+           "nm_fixed24": NmFixed24Array}
+
+
 @pytest.mark.sim
 @pytest.mark.parametrize("engine,params", [
     ("figs", {**SMALL, "alpha": 1, "ratio": 4}),
     ("figs", {**SMALL, "alpha": 0, "ratio": 4}),       # every non-fine mask is exchanged
     ("nm_broadcast", SMALL),
+    ("nm_fanout", SMALL),
+    ("nm_fixed24", SMALL),
 ])
 def test_regression(tmp_path, engine, params):
-    cls = FigsArray if engine == "figs" else NmBroadcastArray
-    result = run_cocotb(cls(**params), engine, f"sparsehw.verif.figs.tb_{engine}", build_dir=tmp_path,
-                        seed=3, params=params)
+    result = run_cocotb(CLASSES[engine](**params), engine, f"sparsehw.verif.figs.tb_{engine}",
+                        build_dir=tmp_path, seed=3, params=params)
     assert result.passed, result.errors or result.log.read_text()[-3000:]
-    assert result.tests == (7 if engine == "figs" else 6)
+    assert result.tests == (8 if engine == "figs" else 7)
+
+
+@pytest.mark.sim
+def test_regression_catches_a_fanout_wired_as_broadcast(tmp_path):
+    # A fan-out array whose network is skipped (each row sees only its own port lanes, as if
+    # the port were the broadcast one) must fail the bit-exact check at N > 1.
+    from sparsehw.hw import figs as hw_figs
+
+    class Unfanned(NmFanoutArray):
+        def _fan_out(self, m, use_ptr, bank_nlog, bank_qlog):
+            from amaranth.hdl import Signal, signed
+            rows = []
+            for r in range(self.rows):
+                row = []
+                for j in range(self.max_m):
+                    v = Signal(signed(self.width), name=f"bad_r{r}_j{j}")
+                    if j < self.ratio:
+                        m.d.comb += v.eq(self.i.payload.x[r][j])
+                    row.append(v)
+                rows.append(row)
+            return rows
+
+    assert hw_figs.NmFanoutArray is NmFanoutArray
+    result = run_cocotb(Unfanned(**SMALL), "nm_fanout", "sparsehw.verif.figs.tb_nm_fanout",
+                        build_dir=tmp_path, seed=3, params=SMALL,
+                        testcase="random_masks_all_ratios_under_stalls")
+    assert not result.passed and "wrong outputs" in result.log.read_text()
 
 
 @pytest.mark.sim
@@ -321,21 +442,31 @@ def test_regression_catches_a_wrong_array(tmp_path):
 
 @pytest.mark.sim
 def test_perf_matches_prediction_small(tmp_path):
-    """Small Icarus perf runs: measured bandwidth equals the formula, utilization near 1 at full
-    bandwidth, and at the FiGS budget the broadcast engine is N times slower."""
+    """Small Icarus perf runs of all four engines on one 2:8 GEMM (K=64, O=4, B=48 on 8x2x1
+    arrays; a 'fine' mask, so the fixed engine needs one 2:4 pass) at the FiGS budget (8 rows x
+    4 lanes x 8 bits = 256 bits/cycle), checked against hand-counted values: activations that
+    crossed the port (counted from the payloads) and cycles.
+
+    FiGS and fan-out: 2 K tiles x 2 output tiles x 48 = 192 instances of 32 activations each,
+    one per cycle, plus the first weight load (8) and the latency (3): 203 cycles. Broadcast:
+    each instance carries 64 activations, 512 bits, two cycles of budget: about 395. Fixed 2:4:
+    16 K positions per tile, 4 x 2 x 48 = 384 instances of 16 activations, one per cycle: 395.
+    """
     from sparsehw.verif.figs.perf_figs import run_perf
     params = {"rows": 8, "cols": 2, "beta": 1}
     work = {"n": 2, "m": 8, "k": 64, "o": 4, "b": 48, "mask": "fine", "stall": 0.0,
-            "sweep": False}
-    need = gf.input_bits_per_cycle("figs", 2, 8, rows=8)
-    figs = run_perf("figs", params, {**work, "budget": 0}, sim="icarus", seed=1,
-                    build_dir=tmp_path / "f")
-    bcast = run_perf("nm_broadcast", params, {**work, "budget": need}, sim="icarus", seed=1,
-                     build_dir=tmp_path / "b")
-    assert figs["passed"] and bcast["passed"], (figs.get("errors"), bcast.get("errors"))
-    assert figs["utilization"] >= 0.9
-    assert abs(figs["input_bits_per_cycle"] / need - figs["utilization"]) < 0.01
-    assert abs(figs["cycles"] / figs["predicted_cycles"] - 1) < 0.05
-    assert abs(bcast["cycles"] / bcast["predicted_cycles"] - 1) < 0.05
-    assert bcast["input_bits_per_cycle"] <= need
-    assert 1.8 < bcast["cycles"] / figs["cycles"] < 2.1
+            "sweep": False, "budget": 256}
+    runs = {engine: run_perf(engine, params, work, sim="icarus", seed=1,
+                             build_dir=tmp_path / engine)
+            for engine in ("figs", "nm_fanout", "nm_broadcast", "nm_fixed24")}
+    for engine, run in runs.items():
+        assert run["passed"], (engine, run.get("errors"))
+    delivered = 2 * 48 * 64       # each K position once per output tile and column
+    assert runs["figs"]["act_values"] == delivered
+    assert runs["nm_fanout"]["act_values"] == delivered
+    assert runs["nm_fixed24"]["act_values"] == delivered
+    assert runs["nm_broadcast"]["act_values"] == 2 * delivered
+    assert runs["figs"]["cycles"] == 203
+    assert runs["nm_fanout"]["cycles"] == 203
+    assert runs["nm_fixed24"]["cycles"] == 395
+    assert abs(runs["nm_broadcast"]["cycles"] - 395) <= 4

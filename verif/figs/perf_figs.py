@@ -6,7 +6,8 @@ The cocotb test :func:`perf_gemm` runs one K x O x B GEMM (workload knobs ``n``,
 cycles, utilization and the activation bits per cycle actually delivered. With ``sweep=1`` it
 runs every supported ratio twice in one simulation: with unlimited bandwidth and with the budget
 the FiGS array needs at that ratio (``rows * M/N * width`` bits/cycle), and records them under
-``by_ratio``.
+``by_ratio``. Activations are random int8 without zeros, so ``act_values`` (the nonzero values in
+the delivered payloads) is the number of activations that crossed the port.
 """
 
 import cocotb
@@ -49,6 +50,7 @@ async def perf_gemm(dut):
     rng = np.random.default_rng(common.rng(11).randrange(1 << 30))
     k, o, b = wl["k"], wl["o"], wl["b"]
     x = rng.integers(-128, 128, size=(k, b))
+    x[x == 0] = 1       # no zero activations: act_values counts every activation delivered
     stall = wl.get("stall", 0.0)
 
     def supported(n, m):
