@@ -225,9 +225,10 @@ CHIP_PARAMS = ParamSpec(
 )
 
 
-#: The model's parameters: :data:`CHIP_PARAMS` plus the activation engine, which the RTL does
-#: not build yet (``hw/chip`` spreads ``CHIP_PARAMS`` only; with ``act_engine=False``, the
-#: default, the model is exactly the chip the RTL builds).
+#: The model's parameters: :data:`CHIP_PARAMS` plus the activation engine (the RTL's
+#: ``act_engine``/``act_max_row`` generation parameters, same names; ``hw/chip`` builds an
+#: ``ActEngine`` per subsystem when ``act_engine`` is True and then needs ``lanes`` a power of
+#: two <= 16).
 MODEL_PARAMS = ParamSpec(
     *CHIP_PARAMS,
     Param("act_engine", False, boolean(),
@@ -643,9 +644,13 @@ CYCLE_COSTS = {
     "flits_per_row": 2,        # sender port cycles per row and destination (fit, docs/chip.md)
     "send_per_row": 1,         # SEND: port cycles per row and destination (measured on the
                                # RTL: sparsehw.model.calibrate, docs/model.md)
-    "act_cmd": 7,              # docs/act_engine.md: (2106 - 8*256) / 8 cycles per command
-    "act_row": {"softmax": 17, "layernorm": 10},   # same table: per-row drain + scalar step
+    # ACT, fitted to the chip RTL (tests/test_chip.py::test_chip_act_cycles_match_the_model,
+    # lanes 4; docs/chip.md "Cycle model"): exact at every measured point
+    "act_start": 1,            # the ACT unit's dispatch cycle
+    "act_cmd": 11,             # per element-wise engine command: command, read, engine, write
+    "act_row": {"softmax": 23, "layernorm": 16},   # per lane (engine command): fill and drain
     "act_passes": {"softmax": 3, "layernorm": 2},  # row passes of the engine
+    "act_add": 2,              # add: the two operand reads' latency
     "issue": 3,                # sequencer cycles per instruction (fit to sparsehw perf chip)
 }
 
@@ -662,20 +667,23 @@ def gemm_cycles(g, params, costs=CYCLE_COSTS):
 
 
 def act_cycles(a, params, costs=CYCLE_COSTS):
-    """Cycles of one ACT instruction under the wiring contract of docs/chip.md: element-wise,
-    ``count`` beats plus ``act_cmd`` per command of at most ``65535 // lanes`` rows; row-wise,
-    per lane: a gathered load pass of ``count`` cycles, ``passes - 1`` passes of
-    ``ceil(count / lanes)`` beats and ``act_row``; add: ``count`` (``2 * count`` when both
-    operands are in one bank)."""
+    """Cycles of one ACT instruction in the chip RTL (its issue cycles not included), after
+    ``act_start``: element-wise, ``count`` rows at one per cycle plus ``act_cmd`` per engine
+    command of at most ``65535 // lanes`` rows; row-wise, per lane (one engine command each):
+    the gathered load pass (``count`` cycles, one bank row per cycle), ``passes - 2`` engine
+    passes of ``ceil(count / lanes)`` beats (softmax's sum pass), the scattered output pass
+    (``count`` cycles, one byte-lane row write per cycle) and ``act_row``; add: ``count`` rows
+    at one per cycle (both operands read at once, even from one bank) plus ``act_add``."""
     lanes, count = params["lanes"], a.count
     if a.op == ACT_ADD:
-        return count * (2 if a.b_bank == a.s_bank else 1)
+        return costs["act_start"] + count + costs["act_add"]
     name = act.OPS[a.op]
     if name in act.ROW_OPS:
         beats = -(-count // lanes)
-        return lanes * (count + (costs["act_passes"][name] - 1) * beats + costs["act_row"][name])
+        return costs["act_start"] + lanes * (2 * count + (costs["act_passes"][name] - 2) * beats
+                                             + costs["act_row"][name])
     commands = -(-count // (65535 // lanes))
-    return count + commands * costs["act_cmd"]
+    return costs["act_start"] + count + commands * costs["act_cmd"]
 
 
 # -- instruction-level model --------------------------------------------------------------------

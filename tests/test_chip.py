@@ -133,3 +133,25 @@ def test_chip_act_programs():
     """Random ACT programs mixed with GEMM/SEND/WAIT on two subsystems (Icarus)."""
     _run({**ACT, "subsystems": 2}, testcase="chip_act_programs",
          workload={"programs": 2, "acts": 3})
+
+
+def test_chip_act_errors_then_reset():
+    """Every error code, the ACT ones included, each followed by a reset and a correct run."""
+    _run({**ACT, "subsystems": 2}, testcase="chip_every_error_then_reset")
+
+
+def test_subsystem_with_act_engine_lints(tmp_path):
+    """The act_engine point lints with exactly its waived warnings (verif/lint.py,
+    ``subsystem_act``; the registry's lint test covers the default point only)."""
+    from sparsehw.hw.export import to_verilog
+    from sparsehw.verif.lint import lint_verilog
+    lint_verilog(to_verilog(Subsystem(act_engine=True), "subsystem_act"), "subsystem_act",
+                 tmp_path)
+
+
+def test_chip_act_cycles_match_the_model():
+    """Single ACT instructions (every op) on one subsystem: cycles within 5% of the golden
+    cycle model (the figures are in the log: ACT_CYCLES lines)."""
+    result = _run({**ACT, "subsystems": 1}, testcase="chip_act_cycles",
+                  workload={"tolerance": 0.05})
+    print(result.log)

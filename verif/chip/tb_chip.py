@@ -191,9 +191,12 @@ async def chip_every_error_then_reset(dut):
         for s, entry in enumerate(state):
             assert entry["regs"]["status"] == 0, f"after reset: subsystem {s} status " \
                 f"{entry['regs']['status']:#x}"
-        if name in ("opcode", "deadlock", "act overlap"):
+        if name in ("opcode", "deadlock"):
             await _check_chain(dut, host, model, p, gen, layers=2, used=p["subsystems"],
                                mapping="model", batch=p["lanes"])
+        if name in ("act op 7", "act overlap"):
+            await _run_and_check(dut, host, model, p, _act_program_images(gen, p, acts=2),
+                                 f"ACT program after {name!r} and a reset")
     expected = set(range(1, 14)) - ({isa.ERR_NODE} if p["subsystems"] == 16 else set()) \
         - ({isa.ERR_ALIGN} if p["act_rows"] == 1 else set())
     if p["act_engine"]:
@@ -359,3 +362,58 @@ async def chip_act_programs(dut):
         imgs = _act_program_images(gen, p, acts=_knob("acts", 4))
         _, figures = await _run_and_check(dut, host, model, p, imgs, f"ACT program {n}")
         dut._log.info(f"ACT program {n}: ok in {figures['cycles']} cycles")
+
+
+def act_cycle_cases(p):
+    """Single-ACT programs (every op; short and long slices; in place and into the other bank)
+    whose cycles ``chip_act_cycles`` measures against the golden cycle model."""
+    rows, top = p["bank_rows"], min(p["act_max_row"], p["bank_rows"])
+    cases = []
+    for name, code in isa.ACT_OPS.items():
+        rowwise = name in ("softmax", "layernorm")
+        for count in sorted({top // 4, top} if rowwise else {rows // 8, rows // 2}):
+            for d_bank in (0, 1):
+                kw = dict(op=code, fin=2, fout=8, oshift=6, s_bank=0, s_addr=0, d_bank=d_bank,
+                          d_addr=0, count=count)
+                if name == "add":
+                    kw.update(b_bank=1, b_addr=rows - count, fin=0, fout=0, oshift=1)
+                if name == "layernorm":
+                    kw.update(fin=0)
+                cases.append(Act(**kw))
+    return cases
+
+
+@cocotb.test()
+async def chip_act_cycles(dut):
+    """Cycles of single ACT instructions (subsystem 0's ``cycles`` register, start to HALT)
+    against the golden cycle model (``ChipModel.stats["cycles"]``): within ``tolerance``
+    (workload knob, default 0.05) of the model; every figure logged."""
+    p = _params()
+    if not p["act_engine"]:
+        dut._log.info("no act_engine: nothing to measure")
+        return
+    await start(dut, sources=("cmd",), sinks=("rsp",))
+    gen = np.random.default_rng(common.rng(4).getrandbits(32))
+    host = Host(dut, p, stall=0.0, salt=40)
+    model = ChipModel(_model_params(p))
+    rows = p["bank_rows"]
+    for s in range(p["subsystems"]):
+        for mem in (isa.MEM_BANK0, isa.MEM_BANK1):
+            host.write(s, mem, 0, [isa.pack_row(r) for r in gen.integers(-128, 128, (rows, p["lanes"]))])
+        host.write(s, isa.MEM_PMEM, 0, [isa.pack_post(int(b), 0, 0) for b in
+                                         gen.integers(-2**31, 2**31, p["pmem_depth"])])
+    tolerance = float(common.workload().get("tolerance", 0.05))
+    worst = 0.0
+    for instr in act_cycle_cases(p):
+        imgs = [{isa.MEM_IMEM: [isa.encode(instr), isa.encode(Halt())]}] + \
+            [{isa.MEM_IMEM: [isa.encode(Halt())]}] * (p["subsystems"] - 1)
+        await _run_and_check(dut, host, model, p, imgs, f"{instr}", banks=False)
+        regs = (await read_state(host, p, banks=False))[0]["regs"]
+        measured, predicted = regs["cycles"], model.stats["cycles"][0]
+        error = (predicted - measured) / measured
+        worst = max(worst, abs(error))
+        dut._log.info(f"ACT_CYCLES op={instr.op} count={instr.count} d_bank={instr.d_bank} "
+                      f"rtl={measured} model={predicted} error={error:+.4f}")
+        assert abs(error) <= tolerance, \
+            f"{instr}: {measured} cycles measured, the model says {predicted}"
+    dut._log.info(f"ACT_CYCLES worst relative error {worst:.4f}")
