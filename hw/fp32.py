@@ -143,39 +143,35 @@ def round_pack(m, sign, mag, exp, prefix="rp", pipe=None):
     normal_lsb = pos - 23
     sub_lsb = -149 - exp
     m.d.comb += lsb.eq(Mux(normal_lsb > sub_lsb, normal_lsb, sub_lsb))
-    v = pipe.cut("lzc", sign=sign, mag=mag, exp=exp, lsb=lsb, zero=(mag == 0))
-    mag, lsb = v["mag"], v["lsb"]
-    kept = Signal(width + 24, name=_name(prefix + "_kept"))
-    guard = Signal(name=_name(prefix + "_guard"))
-    sticky = Signal(name=_name(prefix + "_sticky"))
-    with m.If(lsb <= 0):
-        m.d.comb += kept.eq(mag << (-lsb)[:5])
-    with m.Else():
-        shift = Signal(range(width + 2), name=_name(prefix + "_sh"))
-        m.d.comb += shift.eq(Mux(lsb > width + 1, width + 1, lsb))
-        below = Signal(range(width + 2), name=_name(prefix + "_below"))
-        m.d.comb += below.eq(shift - 1)
-        m.d.comb += [
-            kept.eq(mag >> shift),
-            guard.eq((mag >> below)[0]),
-            sticky.eq((mag & ((Const(1, width + 2) << below) - 1)[:width]) != 0),
-        ]
+    # One right shift does both cases (lsb <= 0: a left shift; lsb > 0: a right shift keeping
+    # the bits below the LSB): y = mag * 2**(width - lsb), kept = y >> width, then the guard
+    # bit and the sticky bits below it. lsb >= -23 always, so the shift amount lsb + 24 >= 1;
+    # lsb above width + 1 leaves kept = guard = 0 (the result rounds to zero whatever the
+    # sticky bits are), so it is clamped there.
+    amt = Signal(range(width + 26), name=_name(prefix + "_amt"))
+    m.d.comb += amt.eq(Mux(lsb > width + 1, width + 25, lsb + 24))
     base = Signal(signed(14), name=_name(prefix + "_base"))            # biased exponent - 1
-    m.d.comb += base.eq(lsb + v["exp"] + 149)
-    v = pipe.cut("shift", sign=v["sign"], zero=v["zero"], kept=kept[:25],
-                 inc=guard & (sticky | kept[0]), base=base)
+    m.d.comb += base.eq(lsb + exp + 149)
+    v = pipe.cut("lzc", sign=sign, mag=mag, amt=amt, base=base, zero=(mag == 0))
+    wide = Signal(2 * width + 24, name=_name(prefix + "_wide"))
+    m.d.comb += wide.eq(v["mag"] << (width + 24))
+    y = Signal(width + 25, name=_name(prefix + "_y"))
+    m.d.comb += y.eq(wide >> v["amt"])
+    v = pipe.cut("shift", sign=v["sign"], zero=v["zero"], base=v["base"],
+                 kept=y[width:width + 25], guard=y[width - 1], low=y[:width - 1])
     rounded = Signal(26, name=_name(prefix + "_rnd"))
-    m.d.comb += rounded.eq(v["kept"] + v["inc"])
-    total = Signal(signed(40), name=_name(prefix + "_total"))
-    m.d.comb += total.eq((v["base"] << 23) + rounded)
-    v = pipe.cut("round", sign=v["sign"], zero=v["zero"], total=total)
+    m.d.comb += rounded.eq(v["kept"] + (v["guard"] & ((v["low"] != 0) | v["kept"][0])))
+    # rounded < 2**25: its bits from 23 up carry into the biased exponent field.
+    high = Signal(signed(16), name=_name(prefix + "_high"))
+    m.d.comb += high.eq(v["base"] + rounded[23:])
+    v = pipe.cut("round", sign=v["sign"], zero=v["zero"], frac=rounded[:23], high=high)
     out = Signal(32, name=_name(prefix + "_out"))
     with m.If(v["zero"]):
         m.d.comb += out.eq(Cat(Const(0, 31), v["sign"]))
-    with m.Elif(v["total"] >= INF):
+    with m.Elif(v["high"] >= 255):
         m.d.comb += out.eq(Cat(Const(INF, 31), v["sign"]))
     with m.Else():
-        m.d.comb += out.eq(Cat(v["total"][:31], v["sign"]))
+        m.d.comb += out.eq(Cat(v["frac"], v["high"][:8], v["sign"]))
     return out
 
 

@@ -1,31 +1,144 @@
-"""fp32_mac: golden-model sanity, and the cocotb regression against numpy float32."""
+"""fp32_mac: the golden model against an independent exact reference, and the RTL against the
+golden model (Amaranth quick check, cocotb regression)."""
+
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
-from sparsehw.golden.fp32 import QNAN, bits, fp32_mac, from_bits, same
+from sparsehw.golden.fp32 import QNAN, bits, canonical, fp32_mac, fp32_mac_bits, from_bits, same
 from sparsehw.hw.fp32 import Fp32Mac
 
 
-def test_golden_is_two_roundings():
-    # (1 + 2**-12)**2 = 1 + 2**-11 + 2**-24: the product rounds (tie -> even) to 1 + 2**-11,
-    # so subtracting 1 + 2**-11 gives exactly 0, whereas a fused multiply-add would give 2**-24.
-    a = np.float32(1 + 2.0 ** -12)
-    assert fp32_mac(a, a, np.float32(-(1 + 2.0 ** -11))) == 0.0
+# -- an exact reference: rational arithmetic, explicit round-half-even to float32 -----------------
+
+_INF = 0x7F800000
 
 
-def test_golden_signed_zero_and_nan_rules():
-    assert bits(fp32_mac(np.float32(-0.0), np.float32(1.0), np.float32(-0.0))) == 0x80000000
-    assert bits(fp32_mac(np.float32(1.0), np.float32(1.0), np.float32(-1.0))) == 0x00000000
-    assert np.isnan(fp32_mac(np.float32(np.inf), np.float32(0.0), np.float32(1.0)))
-    assert same(QNAN, 0xFFC00001) and not same(QNAN, 0x7F800000)
-    assert not same(0x00000000, 0x80000000)
+def _decode(x):
+    """float32 bits -> ("nan"|"inf"|"fin", sign, Fraction magnitude); no numpy involved."""
+    sign, biased, frac = x >> 31, (x >> 23) & 0xFF, x & 0x7FFFFF
+    if biased == 0xFF:
+        return ("nan" if frac else "inf"), sign, None
+    if biased == 0:
+        return "fin", sign, Fraction(frac, 1 << 149)
+    return "fin", sign, Fraction(frac | (1 << 23)) * Fraction(2) ** (biased - 150)
 
 
-def test_golden_keeps_subnormals():
-    tiny = from_bits(0x00000001)
-    assert bits(fp32_mac(tiny, np.float32(3.0), np.float32(0.0))) == 0x00000003
-    assert bits(fp32_mac(tiny, np.float32(0.5), np.float32(0.0))) == 0x00000000   # tie to even
+def _round(sign, mag):
+    """float32 bits nearest to ``(-1)**sign * mag`` (mag a non-negative Fraction), ties to
+    even, overflow to infinity, subnormals kept."""
+    if mag == 0:
+        return sign << 31
+    e = mag.numerator.bit_length() - mag.denominator.bit_length()
+    if Fraction(2) ** e > mag:
+        e -= 1                                            # 2**e <= mag < 2**(e+1)
+    quantum = Fraction(2) ** max(e - 23, -149)
+    n, rem = divmod(mag, quantum)
+    n = int(n)
+    if rem > quantum / 2 or (rem == quantum / 2 and n % 2 == 1):
+        n += 1
+    if n * quantum >= Fraction(2) ** 128:
+        return (sign << 31) | _INF
+    if quantum == Fraction(2) ** -149 and n < (1 << 23):
+        return (sign << 31) | n                           # subnormal (or rounded to zero)
+    while n >= (1 << 24):                                 # rounded up into the next binade
+        n, quantum = n >> 1, quantum * 2
+    q_exp = quantum.numerator.bit_length() - quantum.denominator.bit_length()   # quantum = 2**q
+    biased = 150 + q_exp                                  # value = n * 2**q, 2**23 <= n < 2**24
+    return (sign << 31) | (biased << 23) | (n & 0x7FFFFF)
+
+
+def _ref_mul(a, b):
+    (ka, sa, ma), (kb, sb, mb) = _decode(a), _decode(b)
+    sign = sa ^ sb
+    if "nan" in (ka, kb) or (ka == "inf" and kb == "fin" and mb == 0) or \
+            (kb == "inf" and ka == "fin" and ma == 0):
+        return QNAN
+    if "inf" in (ka, kb):
+        return (sign << 31) | _INF
+    return _round(sign, ma * mb)
+
+
+def _ref_add(a, b):
+    (ka, sa, ma), (kb, sb, mb) = _decode(a), _decode(b)
+    if "nan" in (ka, kb) or (ka == kb == "inf" and sa != sb):
+        return QNAN
+    if ka == "inf":
+        return a
+    if kb == "inf":
+        return b
+    total = (-ma if sa else ma) + (-mb if sb else mb)
+    if total == 0:
+        return (sa & sb) << 31                            # x + -x = +0; -0 + -0 = -0
+    return _round(int(total < 0), abs(total))
+
+
+def _ref_mac(a, b, c):
+    return _ref_add(_ref_mul(a, b), c)
+
+
+def test_reference_rounding_on_hand_checked_values():
+    # The reference itself, on values checked by hand.
+    assert _round(0, Fraction(1)) == 0x3F800000
+    assert _round(1, Fraction(3, 2)) == 0xBFC00000
+    assert _round(0, Fraction(1) + Fraction(1, 1 << 24)) == 0x3F800000       # tie -> even
+    assert _round(0, Fraction(1) + Fraction(3, 1 << 24)) == 0x3F800002       # tie -> even (up)
+    assert _round(0, Fraction(1, 1 << 150)) == 0x00000000                    # half min sub
+    assert _round(0, Fraction(3, 1 << 150)) == 0x00000002                    # 1.5 min sub
+    assert _round(0, Fraction(2) ** 128 - Fraction(2) ** 103) == _INF        # half ulp over max
+    assert _round(0, Fraction(2) ** 128 - Fraction(2) ** 103 - Fraction(1)) == 0x7F7FFFFF
+    assert _round(0, Fraction(2) ** -126 - Fraction(1, 1 << 150)) == 0x00800000  # into normal
+
+
+# (a, b, c, expected) checked by hand: value, rounding and the IEEE special-value rules.
+HAND_CHECKED = [
+    (0x3FC00000, 0x40000000, 0xC0400000, 0x00000000),     # 1.5 * 2 - 3 = +0
+    (0x3F800800, 0x3F800800, 0xBF801000, 0x00000000),     # (1+2^-12)^2 rounds to 1+2^-11 first
+    (0x00000001, 0x3F000000, 0x00000000, 0x00000000),     # min subnormal / 2: tie -> even 0
+    (0x00000003, 0x3F000000, 0x00000000, 0x00000002),     # 1.5 min subnormal: tie -> even 2
+    (0x00000001, 0x3F400000, 0x00000000, 0x00000001),     # 0.75 min subnormal: rounds up
+    (0x00800000, 0x3F000000, 0x00000000, 0x00400000),     # exact subnormal product
+    (0x7F7FFFFF, 0x40000000, 0x00000000, 0x7F800000),     # overflow -> +inf
+    (0x7F7FFFFF, 0x3F800000, 0x7F7FFFFF, 0x7F800000),     # max + max -> +inf
+    (0x7F7FFFFF, 0xBF800000, 0x7F7FFFFF, 0x00000000),     # -max + max = +0
+    (0x7F800000, 0x00000000, 0x3F800000, QNAN),           # inf * 0 -> canonical NaN
+    (0x7F800000, 0x3F800000, 0xFF800000, QNAN),           # inf - inf -> canonical NaN
+    (0xFFC00001, 0x3F800000, 0x00000000, QNAN),           # NaN payload not propagated
+    (0x80000000, 0x3F800000, 0x80000000, 0x80000000),     # -0 + -0 = -0
+    (0x80000000, 0x3F800000, 0x00000000, 0x00000000),     # -0 + +0 = +0
+    (0x3F800000, 0x3F800000, 0xBF800000, 0x00000000),     # 1 - 1 = +0
+    (0xFF800000, 0x3F800000, 0x7F7FFFFF, 0xFF800000),     # -inf + max = -inf
+    (0x40400000, 0x3EAAAAAB, 0x00000000, 0x3F800000),     # 3 * float32(1/3) rounds to 1
+]
+
+
+@pytest.mark.parametrize("a, b, c, want", HAND_CHECKED)
+def test_golden_and_reference_on_hand_checked_vectors(a, b, c, want):
+    assert _ref_mac(a, b, c) == want
+    assert fp32_mac_bits(a, b, c) == want
+
+
+def test_golden_matches_exact_reference_on_random_and_corner_vectors():
+    from sparsehw.verif.hbfp.vectors import fp32_mac_vectors
+    a, b, c = fp32_mac_vectors(np.random.default_rng(21), 4000)
+    bad = [(hex(x), hex(y), hex(z)) for x, y, z in zip(a.tolist(), b.tolist(), c.tolist())
+           if fp32_mac_bits(x, y, z) != _ref_mac(x, y, z)]
+    assert not bad, bad[:5]
+
+
+def test_golden_is_two_roundings_not_fused():
+    # (1 + 2**-12)**2 = 1 + 2**-11 + 2**-24: a fused multiply-add would keep the 2**-24.
+    a = 0x3F800800
+    assert _round(0, Fraction(2 ** 12 + 1, 2 ** 12) ** 2 - Fraction(2 ** 11 + 1, 2 ** 11)) \
+        == 0x33800000
+    assert fp32_mac_bits(a, a, 0xBF801000) == 0x00000000
+
+
+def test_canonical_nan():
+    assert canonical(0xFFC00000) == QNAN and canonical(0x7F800001) == QNAN
+    assert canonical(0x7F800000) == 0x7F800000 and canonical(0x80000000) == 0x80000000
+    assert same(QNAN, 0xFFC00001) and not same(0x00000000, 0x80000000)
 
 
 def test_amaranth_sim_quick_check():
@@ -50,8 +163,7 @@ def test_amaranth_sim_quick_check():
     sim.add_testbench(bench)
     sim.run()
     assert len(got) == len(a)
-    bad = [i for i in range(len(a))
-           if not same(got[i], bits(fp32_mac(from_bits(a[i]), from_bits(b[i]), from_bits(c[i]))))]
+    bad = [i for i in range(len(a)) if got[i] != fp32_mac_bits(a[i], b[i], c[i])]
     assert not bad
 
 

@@ -120,7 +120,7 @@ def dot_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, max_blocks=4, p
     layout), ``expected`` a list of ``(value_bits, invalid, error)`` per dot product, computed from
     the golden model (and, for malformed beats, from the documented checking rule).
     """
-    from sparsehw.golden.fp32 import QNAN, bits
+    from sparsehw.golden.fp32 import QNAN, bits, canonical
     from sparsehw.golden.hbfp import DEFAULT_PARTIALS, INVALID_EXP, MODES, dot, quantize
     partials = DEFAULT_PARTIALS if partials is None else partials
     B = block_size
@@ -167,8 +167,8 @@ def dot_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, max_blocks=4, p
         if error or invalid:
             value = QNAN
         else:
-            value = bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb), mbits,
-                             partials))
+            value = canonical(bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb),
+                                       mbits, partials)))
         expected.append((value, int(invalid), int(error)))
         for k in range(k_blocks):
             beat = {"a": [int(v) for v in qa[k]], "b": [int(v) for v in qb[k]],
