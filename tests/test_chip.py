@@ -135,9 +135,21 @@ def test_chip_act_programs():
          workload={"programs": 2, "acts": 3})
 
 
+@pytest.mark.slow
 def test_chip_act_errors_then_reset():
-    """Every error code, the ACT ones included, each followed by a reset and a correct run."""
+    """Every error code, the ACT ones included, each followed by a reset and a correct run
+    (Icarus, about 40 s; also in the Verilator regression below)."""
     _run({**ACT, "subsystems": 2}, testcase="chip_every_error_then_reset")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("subsystems, flit_width, seed", [(1, 64, 5), (2, 32, 6), (4, 64, 7)])
+def test_chip_act_long_regression_verilator(subsystems, flit_width, seed):
+    """Every test of tb_chip with act_engine: random chains, every error code then reset, many
+    random ACT programs, ACT cycles against the model."""
+    _run({**ACT, "subsystems": subsystems, "flit_width": flit_width}, sim="verilator",
+         workload={"chains": 4, "max_layers": 4, "programs": 10, "acts": 6, "tolerance": 0.05},
+         seed=seed)
 
 
 def test_subsystem_with_act_engine_lints(tmp_path):
@@ -149,6 +161,7 @@ def test_subsystem_with_act_engine_lints(tmp_path):
                  tmp_path)
 
 
+@pytest.mark.slow
 def test_chip_act_cycles_match_the_model():
     """Single ACT instructions (every op) on one subsystem: cycles within 5% of the golden
     cycle model (the figures are in the log: ACT_CYCLES lines)."""

@@ -20,14 +20,15 @@ BLOCKS = [
     Block(
         name="subsystem",
         summary="one SPU subsystem: SPU, weight/post-op/instruction memories, two activation "
-                "banks, sequencer, ring port, host memory port",
+                "banks, sequencer, ring port, host memory port; act_engine adds an activation "
+                "engine (ACT instruction)",
         params=SUBSYSTEM_PARAMS,
         build=Subsystem,
     ),
     Block(
         name="chip",
         summary="S4-style chip: 1..16 SPU subsystems on the ring, host port; runs chained N:M "
-                "GEMMs from local programs",
+                "GEMMs and (act_engine) activation-engine ops from local programs",
         params=CHIP_RTL_PARAMS,
         build=Chip,
         testbench="sparsehw.verif.chip.tb_chip",
