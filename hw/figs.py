@@ -120,7 +120,7 @@ class _SparseArray(wiring.Component):
         ``True`` for swap registers with ``alpha`` vertical links, ``False`` for broadcast.
     fanout : bool
         The port carries ``ratio`` lanes per row (FiGS's port); each group's ``M``-block is
-        fanned out to its ``N`` rows at the array's west edge (broadcast datapath inside).
+        fanned out to its ``N`` rows at the array's east edge (broadcast datapath inside).
     fixed : bool
         Fan-out engine for the one pattern 2:4 (``max_m = 4``, ``ratio = 2``): any other
         ``n_log2``/``m_log2`` is a config fault; the two indices of a group must ascend.
@@ -673,9 +673,9 @@ class NmFanoutArray(_SparseArray):
 
     The activation port is FiGS's: row ``r`` carries the ``M/N`` activations at K offsets
     ``r*M/N .. r*M/N + M/N - 1`` of the tile (``lanes = ratio``), so each group's ``M``-block
-    enters the array once. At the array's west edge a fan-out network (wires and one AND-OR
-    multiplexer per row and lane over the supported ``(N, M/N)`` cases, selected by the tile's
-    pattern) gives every PE row of group ``g`` the whole block ``x[g*N .. g*N+N-1][0..M/N-1]``
+    enters the array once. At the array's east edge (where instances enter) a fan-out network
+    (wires and one AND-OR multiplexer per row and lane over the supported ``(N, M/N)`` cases,
+    selected by the tile's pattern) gives every PE row of group ``g`` the whole block ``x[g*N .. g*N+N-1][0..M/N-1]``
     (``max_m`` lanes per row, zero beyond ``M``); from there on the array is
     :class:`NmBroadcastArray`: ``max_m``-lane input registers per PE, a ``max_m:1`` operand
     multiplexer per MAC selected by the weight's index. One instance per cycle for every
