@@ -15,6 +15,24 @@ A flit to its own node (``dst == src``) never enters the ring (``hops = 0``, dir
 always ready, no other traffic): ``hops * CYCLES_PER_HOP + LATENCY_CONSTANT`` with
 ``CYCLES_PER_HOP = 1`` and ``LATENCY_CONSTANT = 1``, for every pair including ``dst == src``.
 
+**Starvation onset** (ejection always ready): a router whose injection candidate (queue head,
+or the flit at its injection port when the queue is empty) has not entered the ring for
+``starve`` consecutive cycles, counted from the first cycle it was offered, is *starving* from
+cycle ``t0 + starve`` on (``t0`` = that first cycle). From that cycle, no router that is not
+needy injects a flit that would pass it, so the last such flit, injected ``h`` hops upstream in
+cycle ``t0 + starve - 1``, passes it in cycle ``t0 + starve - 1 + h`` and the candidate enters
+the ring in cycle ``t0 + starve + h`` when the slots it sees were taken only by the flits of a
+router ``h`` hops upstream (``h = 0``: its own arriving slot is free and it was only yielding to
+a needy router; it enters in the cycle it starves): :func:`starvation_delay`. Its latency is
+then ``starvation_delay + zero_load_latency``.
+
+**Injection wait bound** (ejection always ready): a candidate enters the ring at most
+:func:`injection_wait_bound` ``= starve + 1 + (k - 1) * quota + k // 2`` cycles after it became
+the candidate: ``starve`` cycles until its router starves, one for the routers upstream to yield,
+at most ``quota`` injections of each of the ``k - 1`` other (needy) routers in the round, and
+``k // 2`` cycles for the flits already on the ring to pass (a flit travels at most ``k // 2``
+hops). See ``docs/ring.md`` (*No starvation*).
+
 **Delivery**: the multiset of delivered ``(src, dst, payload)`` equals the injected one (nothing
 lost, duplicated or corrupted), and for every flow ``(src, dst)`` the delivery order equals the
 injection order.
@@ -33,6 +51,7 @@ from sparsehw.params import Param, ParamSpec, check, int_in
 
 
 __all__ = ["RING_PARAMS", "CYCLES_PER_HOP", "LATENCY_CONSTANT", "PATTERNS", "route", "zero_load_latency",
+           "starvation_delay", "injection_wait_bound",
            "pattern_destinations", "ideal_throughput", "channel_bound",
            "mean_zero_load_latency", "check_delivery", "DeliveryError"]
 
@@ -85,6 +104,24 @@ def route(src, dst, k):
 def zero_load_latency(src, dst, k):
     """Cycles from injection handshake to ejection handshake of a lone flit ``src -> dst``."""
     return route(src, dst, k)[1] * CYCLES_PER_HOP + LATENCY_CONSTANT
+
+
+def starvation_delay(starve, upstream_hops):
+    """Cycles from a candidate's first offer to its entering the ring when it starves (see the
+    module docstring, *Starvation onset*): ``starve + upstream_hops``, where ``upstream_hops`` is
+    the distance of the router whose passing flits took every slot it saw (0: none did)."""
+    check("starve", starve, RING_PARAMS["starve"].rule)
+    check("upstream_hops", upstream_hops, int_in(0, 15))
+    return starve + upstream_hops
+
+
+def injection_wait_bound(k, starve, quota):
+    """Most cycles an injection candidate waits for the ring with ejection always ready (module
+    docstring, *Injection wait bound*): ``starve + 1 + (k - 1) * quota + k // 2``."""
+    _check_k(k)
+    check("starve", starve, RING_PARAMS["starve"].rule)
+    check("quota", quota, RING_PARAMS["quota"].rule)
+    return starve + 1 + (k - 1) * quota + k // 2
 
 
 def pattern_destinations(pattern, src, k, hot=0):

@@ -170,7 +170,9 @@ class RingRouter(RingParameters, wiring.Component):
     eject : Out(stream.Signature(eject_layout(nodes, width)))
         Ejection from the CW, CCW and local ejection buffers: full buffers first, and among
         the candidates fair per source (rounds in which each source is served once,
-        round-robin over the buffers); ``valid`` is registered state. Back-pressure fills the
+        round-robin over the buffers); ``valid`` is registered state. A beat offered and not
+        taken is held (``valid`` and ``payload`` stable until ``ready``: the choice is locked
+        while the sink stalls). Back-pressure fills the
         buffers, then stops the flit that cannot be buffered and the flits queued right behind
         it on the ring (never drops or reorders).
     cw_in, ccw_in : In(SlotSignature(nodes, width))
@@ -355,12 +357,22 @@ class RingRouter(RingParameters, wiring.Component):
         rr = Signal(range(3))
         sel = Signal(range(3))
         any_valid = Signal()
-        for start in range(3):
-            with m.If(rr == start):
-                order = [(start + i) % 3 for i in range(3)]
-                for pick in reversed(order):
-                    with m.If(eligible[pick] & (fresh[pick] | ~fresh.any())):
-                        m.d.comb += [sel.eq(pick), any_valid.eq(1)]
+        # A beat offered and not taken stays offered: the choice is locked (``held`` and
+        # ``held_sel``, registered) until the handshake, so ``valid`` and ``payload`` do not
+        # change while the sink stalls, even when another buffer fills up meanwhile (the stream
+        # rule; the buffer's head cannot change without a read).
+        held = Signal()
+        held_sel = Signal(range(3))
+        m.d.sync += [held.eq(self.eject.valid & ~self.eject.ready), held_sel.eq(sel)]
+        with m.If(held):
+            m.d.comb += [sel.eq(held_sel), any_valid.eq(1)]
+        with m.Else():
+            for start in range(3):
+                with m.If(rr == start):
+                    order = [(start + i) % 3 for i in range(3)]
+                    for pick in reversed(order):
+                        with m.If(eligible[pick] & (fresh[pick] | ~fresh.any())):
+                            m.d.comb += [sel.eq(pick), any_valid.eq(1)]
         m.d.comb += [self.eject.valid.eq(any_valid),
                      self.eject.payload.eq(Array(heads)[sel]),
                      self.inject.ready.eq(ready)]
