@@ -276,7 +276,7 @@ def test_bfp_convert_regression(params, tmp_path):
 def test_hbfp_dot_regression(params, tmp_path):
     result = _run("hbfp_dot", params, tmp_path, workload={"ops": 80})
     assert result.passed, (result.errors, result.log)
-    assert result.tests == 2
+    assert result.tests == 3
 
 
 @pytest.mark.sim

@@ -6,19 +6,20 @@ import numpy as np
 from sparsehw.golden.hbfp import INVALID_EXP, quantize
 from sparsehw.hw.hbfp import BFP_CONVERT_PARAMS, bfp_out_layout
 from sparsehw.verif import common
-from sparsehw.verif.hbfp.vectors import corner_blocks, wide_values
+from sparsehw.verif.hbfp.vectors import corner_blocks, lane_tie_blocks, wide_values
 from sparsehw.verif.stream import collect, compare, endpoints, start, unpack
 
 
 @cocotb.test()
 async def blocks_match_golden_with_stalls(dut):
-    """Corner blocks, wide-range values (2**-40..2**40), huge+tiny, random bit patterns."""
+    """Corner blocks, ties in every lane, wide-range values (2**-40..2**40), huge+tiny, random
+    bit patterns."""
     p = common.params(BFP_CONVERT_PARAMS)
     block_size, m = p["block_size"], p["mant_bits"]
     wl = common.workload()
     rng = np.random.default_rng(common.rng(1).getrandbits(32))
     n = int(wl.get("blocks", 300))
-    blocks = corner_blocks(rng, block_size)
+    blocks = corner_blocks(rng, block_size) + lane_tie_blocks(block_size, m)
     blocks += list(wide_values(rng, (n, block_size)))
     huge_tiny = wide_values(rng, (n // 4, block_size), -40, -30)
     huge_tiny[:, 0] = wide_values(rng, n // 4, 30, 40)

@@ -5,7 +5,7 @@ import numpy as np
 
 from sparsehw.hw.hbfp import DOT_OUT_LAYOUT, HBFP_DOT_PARAMS, dot_in_layout
 from sparsehw.verif import common
-from sparsehw.verif.hbfp.vectors import dot_ops
+from sparsehw.verif.hbfp.vectors import dot_ops, malformed_every_lane
 from sparsehw.verif.stream import collect, compare, endpoints, pack, start, unpack
 
 
@@ -55,3 +55,14 @@ async def malformed_data_is_flagged(dut):
                               partials=p["add_stages"] + 1, ops=60, p_malformed=0.3)
     assert any(e[2] for e in expected) and not all(e[2] for e in expected)
     await _check(dut, beats, expected, 0.2, 6)
+
+
+@cocotb.test()
+async def malformed_mantissa_in_every_lane_of_both_operands(dut):
+    """The out-of-range mantissa (-2**m; mixed: +-(limit+1) of each mode) in every lane of ``a``
+    and of ``b``, each dot product followed by a well-formed one that must be exact."""
+    p = _params()
+    rng = np.random.default_rng(common.rng(7).getrandbits(32))
+    beats, expected = malformed_every_lane(rng, p["block_size"], p["mant_bits"],
+                                           mixed=bool(p["mixed"]), partials=p["add_stages"] + 1)
+    await _check(dut, beats, expected, 0.2, 8)

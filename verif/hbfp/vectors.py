@@ -5,7 +5,8 @@ import numpy as np
 from sparsehw.golden.fp32 import from_bits
 
 
-__all__ = ["fp32_mac_vectors", "wide_values", "corner_blocks"]
+__all__ = ["fp32_mac_vectors", "subnormal_tie_products", "wide_values", "corner_blocks",
+           "lane_tie_blocks", "malformed_every_lane", "dot_ops"]
 
 
 _SPECIALS = [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001,
@@ -26,7 +27,7 @@ def fp32_mac_vectors(rng, count):
     """``count`` (a, b, c) uint32 triples: random bits, near-cancellation, subnormal-producing,
     overflowing, tie-making and special-value cases, in shuffled order."""
     parts = []
-    k = max(1, count // 8)
+    k = max(1, count // 9)
     # 1. fully random bit patterns (all exponents, NaN/Inf rare)
     parts.append([rng.integers(0, 1 << 32, k, dtype=np.uint64).astype(np.uint32) for _ in range(3)])
     # 2. moderate exponents: c near a*b for massive cancellation
@@ -54,8 +55,12 @@ def fp32_mac_vectors(rng, count):
           + (from_bits(b).view(np.uint32) >> 23 & 255).astype(np.int64) - 127)
     parts.append([a, b, _rand_bits(rng, k, 0, 0) | (np.clip(pe + rng.integers(-3, 4, k), 1, 254)
                                                        .astype(np.uint32) << 23)])
-    # 8. specials crossed with random values
-    rest = count - 7 * k
+    # 8. subnormal products exactly on a tie (and one unit above / below it), where only the
+    # sticky bit decides: a = M * 2**(ea-150) normal, b = 2**t, product = M * 2**-s * 2**-149
+    # with the low s bits of M = 100..0 (tie), 100..01 (above) or 011..1 (below).
+    parts.append(subnormal_tie_products(rng, k))
+    # 9. specials crossed with random values
+    rest = count - 8 * k
     sp = np.array(_SPECIALS, dtype=np.uint32)
     trip = [rng.choice(sp, rest) for _ in range(3)]
     for i in range(3):
@@ -67,6 +72,29 @@ def fp32_mac_vectors(rng, count):
     c = np.concatenate([p[2] for p in parts])
     order = rng.permutation(len(a))
     return a[order], b[order], c[order]
+
+
+def subnormal_tie_products(rng, n):
+    """``n`` (a, b, c) triples whose product ``a*b`` is subnormal and lies exactly on a rounding
+    tie, one unit of the product above it, or one below (``c``: +-0, a subnormal or a tiny
+    normal). ``a`` is normal, ``b`` a power of two (normal or subnormal)."""
+    s = rng.integers(2, 25, n)                            # bits below the subnormal LSB
+    ea = np.array([int(rng.integers(1, 151 - x)) for x in s], dtype=np.int64)
+    t = 1 - s - ea                                        # b = 2**t, -149 <= t <= -2
+    frac = rng.integers(0, 1 << 23, n, dtype=np.int64)
+    kind = rng.integers(0, 3, n)                          # 0 tie, 1 above, 2 below
+    half = np.left_shift(np.int64(1), s - 1)
+    low = np.where(kind == 0, half, np.where(kind == 1, half + 1, half - 1))
+    mant = ((frac | (1 << 23)) & ~((half << 1) - 1)) | low
+    a = ((rng.integers(0, 2, n) << 31) | (ea << 23) | (mant & 0x7FFFFF)).astype(np.uint32)
+    b = np.where(t >= -126, (t + 127) << 23, np.left_shift(np.int64(1), np.maximum(t + 149, 0)))
+    b = (b | (rng.integers(0, 2, n) << 31)).astype(np.uint32)
+    c_choice = rng.integers(0, 4, n)
+    c = np.select([c_choice == 0, c_choice == 1, c_choice == 2],
+                  [np.zeros(n, np.int64), np.full(n, 0x80000000, np.int64),
+                   rng.integers(1, 1 << 23, n) | (rng.integers(0, 2, n) << 31)],
+                  _rand_bits(rng, n, 1, 3).astype(np.int64)).astype(np.uint32)
+    return [a, b, c]
 
 
 def wide_values(rng, shape, lo=-40, hi=40):
@@ -104,6 +132,62 @@ def corner_blocks(rng, block_size):
         put([1.75, 0.5 * lsb, -0.5 * lsb, 1.5 * lsb, -1.5 * lsb, 2.5 * lsb, -2.5 * lsb, 3.5 * lsb])
     put([-1.75, 1.0 + 2.0 ** -23, 2.0 ** -24])
     return blocks
+
+
+def lane_tie_blocks(block_size, mant_bits):
+    """Blocks with a rounding tie (or a value just above one) in every lane, ``block_size``
+    rotations so that each lane meets every case: exact ties that round down to even
+    (0.5, -2.5 LSB), up to even (1.5, 3.5, -1.5 LSB), and 2.5 LSB + a little (the sticky bit
+    decides). The block maximum 1.75 (shared exponent 1, LSB ``2**(1-m)``) moves with them."""
+    m = mant_bits
+    lsb = 2.0 ** (1 - m)
+    pattern = [0.5, -2.5, 1.5, -0.5, 2.5 + 2.0 ** -12, 3.5, -1.5, 2.5]
+    if block_size == 1:
+        return [np.array([(2 ** (m - 1) + j + 0.5) * lsb], np.float32) for j in range(4)]
+    blocks = []
+    for r in range(block_size):
+        blk = np.array([pattern[(j + r) % len(pattern)] * lsb for j in range(block_size)])
+        blk[r] = 1.75
+        blocks.append(blk.astype(np.float32))
+    return blocks
+
+
+def malformed_every_lane(rng, block_size, mant_bits, *, mixed=False, partials=None):
+    """Dot products with one malformed mantissa, in every lane of ``a`` and of ``b`` in turn,
+    each followed by a well-formed dot product (which must come out right).
+
+    Malformed values: ``-2**m`` (e.g. -128 at m = 7, the one out-of-range value of a fixed
+    unit); mixed: ``+-(limit + 1)`` of each mode (-128 only in HBFP8). Returns ``(beats,
+    expected)`` like :func:`dot_ops`.
+    """
+    from sparsehw.golden.fp32 import QNAN
+    from sparsehw.golden.hbfp import MODES
+    cases = []
+    if mixed:
+        for mode, mb in MODES.items():
+            limit = (1 << mb) - 1
+            cases += [(mode, mb, v) for v in ((limit + 1, -limit - 1) if mb < 7 else (-128,))]
+    else:
+        cases = [(None, mant_bits, -(1 << mant_bits))]
+    beats, expected = [], []
+    for side in ("a", "b"):
+        for lane in range(block_size):
+            for mode, mb, bad in cases:
+                limit = (1 << mb) - 1
+                beat = {"a": [int(v) for v in rng.integers(-limit, limit + 1, block_size)],
+                        "b": [int(v) for v in rng.integers(-limit, limit + 1, block_size)],
+                        "ea": int(rng.integers(-26, 40)), "eb": int(rng.integers(-26, 40)),
+                        "last": 1}
+                beat[side][lane] = bad
+                if mixed:
+                    beat["mode"] = mode
+                beats.append(beat)
+                expected.append((QNAN, 0, 1))
+                good_beats, good = dot_ops(rng, block_size, mant_bits, mixed=mixed, ops=1,
+                                           p_invalid=0.0, partials=partials)
+                beats += good_beats
+                expected += good
+    return beats, expected
 
 
 def dot_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, max_blocks=4, p_invalid=0.03,
