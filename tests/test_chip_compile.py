@@ -276,6 +276,36 @@ def test_encoder_layer_on_the_chip_equals_the_numpy_layer(subsystems):
     assert cycles[0] > 0 and cycles[1] > 0
 
 
+def test_encoder_layer_through_host_word_images_equals_the_numpy_layer():
+    """The path the chip RTL takes (sparsehw.model.rtl): phase 1's packed host images, the host
+    step as packed weight words computed from the banks alone, phase 2's images, all written
+    with ChipModel.write_words into a fresh model: the numpy layer's output, and the host step's
+    words equal CompiledLayer.host_step's."""
+    from sparsehw.golden.chip_compile import compile_encoder_layer, reference_encoder_layer
+    rng = np.random.default_rng(11)
+    layer = _random_layer(rng, 32, 2, 64, (1, 2))
+    x = rng.integers(-128, 128, (32, 8)).astype(np.int8)
+    compiled = compile_encoder_layer(layer, 8, 2, LAYER_CHIP)
+    model = chip.ChipModel(compiled.params)
+
+    def write(images):
+        for s, entries in enumerate(images):
+            for mem, addr, words in entries:
+                model.write_words(s, mem, addr, words)
+    write(compiled.phase_images(1, x))
+    model.run()
+    banks = [sub.banks.copy() for sub in model.subs]
+    host = compiled.host_images(banks)
+    assert sum(len(w) for entries in host for _, _, w in entries) > 0
+    write(host)
+    after_images = [sub.w_value.copy() for sub in model.subs]
+    compiled.host_step(model)                        # the in-model host step: nothing changes
+    assert all((a == sub.w_value).all() for a, sub in zip(after_images, model.subs))
+    write(compiled.phase_images(2))
+    model.run()
+    assert (compiled.read_output(model) == reference_encoder_layer(layer, x)).all()
+
+
 def test_encoder_layer_check_can_fail_and_refuses_what_does_not_fit():
     from sparsehw.golden.chip_compile import (compile_encoder_layer, reference_encoder_layer,
                                               run_encoder_layer)

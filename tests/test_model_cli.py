@@ -27,7 +27,6 @@ def test_inspect_changed_only(tmp_path, capsys):
     (["model", "inspect", "minilm", "--nm", "3:4"], "n must be a power of two"),
     (["model", "inspect", "minilm", "--nm", "2:3"], "nm 2:3"),
     (["model", "inspect", "no_such.onnx"], "no ONNX file at no_such.onnx"),
-    (["model", "run", "minilm", "--engine", "rtl"], "--engine rtl"),
     (["model", "run", "minilm", "--seq-len", "1"], "--seq-len must be at least 2"),
     (["model", "run", "minilm", "--text", "a", "--texts", "f.txt"], "not both"),
 ])

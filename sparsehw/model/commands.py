@@ -19,7 +19,9 @@ __all__ = ["inspect", "run_command", "ENGINES", "summary_text"]
 
 #: Engines ``--engine`` accepts: ``numpy`` (the integer encoder), ``golden`` (the same, plus
 #: every weight GEMM compiled and run on the golden chip model, checked bit-exact), ``rtl``
-#: (refused until the chip RTL is wired to the runner).
+#: (the same as ``golden``, plus encoder layer 0 of the first text on the chip RTL in Verilator:
+#: the whole layer once the RTL has the activation engine, else its six weight GEMMs; see
+#: :func:`sparsehw.model.run.run_layer_on_rtl`).
 ENGINES = ("numpy", "golden", "rtl")
 
 
@@ -73,9 +75,6 @@ def run_command(model, *, tokenizer=None, text=None, texts_file=None, nm=None, c
     """Run the integer encoder; returns the record (also written to ``json_path``)."""
     if engine not in ENGINES:
         raise UserError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    if engine == "rtl":
-        raise UserError("--engine rtl needs the chip RTL integration, which is not wired to the "
-                        "model runner yet; use --engine golden")
     if seq_len is not None and seq_len < 2:
         raise UserError(f"--seq-len must be at least 2, not {seq_len}")
     if not 1 <= subsystems <= 16:
@@ -112,4 +111,18 @@ def summary_text(record):
         chip = record["chip_gemms"]
         lines.append(f"golden chip model: {chip['gemms']} weight GEMMs compiled and run, "
                      f"bit-exact: {'yes' if chip['bit_exact'] else 'NO'}")
+    rtl = record.get("rtl_layer")
+    if rtl and "weight_gemms" in rtl:
+        g = rtl["weight_gemms"]
+        lines.append(f"chip RTL ({rtl['sim']}): layer {rtl['layer']}'s {len(g['gemms'])} weight "
+                     f"GEMMs bit-exact vs golden chip: "
+                     f"{'yes' if g['bit_exact_vs_golden_chip'] else 'NO'}, vs integer engine: "
+                     f"{'yes' if g['bit_exact_vs_integer_engine'] else 'NO'}; RTL cycles "
+                     f"{sum(v['rtl_cycles'] for v in g['gemms'].values())}, model "
+                     f"{sum(v['model_cycles'] for v in g['gemms'].values())}")
+        whole = rtl.get("whole_layer", {})
+        lines.append("  whole layer: " + (whole["skipped"] if "skipped" in whole else
+                     f"bit-exact vs golden chip: "
+                     f"{'yes' if whole['bit_exact_vs_golden_chip'] else 'NO'}, RTL cycles "
+                     f"{whole['rtl_cycles']}, model {whole['model_cycles']}"))
     return "\n".join(lines)

@@ -20,7 +20,8 @@ import numpy as np
 from sparsehw.golden import chip as isa
 
 
-__all__ = ["rtl_available", "chain_phase", "run_phases", "rtl_params"]
+__all__ = ["rtl_available", "chain_phase", "run_phases", "rtl_params", "run_jobs_on_rtl",
+           "run_encoder_layer_on_rtl"]
 
 
 def rtl_params(params, flit_width=64):
@@ -57,6 +58,8 @@ def chain_phase(compiled, x):
 
 
 def _model_phase(model, phase, banks):
+    if phase.get("reset"):
+        model.reset()
     for s, entries in enumerate(phase["images"]):
         for mem, addr, words in entries:
             if len(words):
@@ -78,7 +81,8 @@ def run_phases(params, phases, read_rows, *, sim="verilator", seed=1, build_dir=
         Chip model parameters (:data:`golden.chip.MODEL_PARAMS`).
     phases : list of dict
         ``{"images": per subsystem [(mem, addr, words)], "host": None or callable(banks) ->
-        images}`` (``banks``: per subsystem an int8 array ``(2, read_rows, lanes)``).
+        images, "reset": bool, "read_rows": int}`` (``reset``: a host reset before the phase;
+        ``read_rows``: this phase's rows to compare, default ``read_rows``) (``banks``: per subsystem an int8 array ``(2, read_rows, lanes)``).
     read_rows : int
         Rows of each bank read back and compared (the rows the programs use).
     sim : {"verilator", "icarus"}
@@ -88,8 +92,8 @@ def run_phases(params, phases, read_rows, *, sim="verilator", seed=1, build_dir=
     dict
         ``bit_exact`` (every compared row and status equal in every phase), ``mismatches``
         (messages), ``rtl_cycles`` and ``model_cycles`` per phase, ``model`` (the golden
-        :class:`ChipModel` after the last phase), ``rtl_banks`` (per subsystem the read-back
-        int8 banks after the last phase), ``passed`` and ``error`` of the simulation.
+        :class:`ChipModel` after the last phase), ``rtl_banks`` (per phase, per subsystem the
+        read-back int8 banks ``(2, rows, lanes)``), ``passed`` and ``error`` of the simulation.
     """
     from sparsehw.hw.chip import Chip
     from sparsehw.hw.export import to_verilog
@@ -117,8 +121,9 @@ def run_phases(params, phases, read_rows, *, sim="verilator", seed=1, build_dir=
     for i, (phase, got) in enumerate(zip(phases, rtl)):
         _model_phase(model, phase, model_banks)
         model_cycles.append(int(model.stats["total_cycles"]))
-        model_banks = [sub.banks[:, :read_rows].copy() for sub in model.subs]
-        rtl_banks = _banks(got["banks"], lanes, read_rows)
+        rows = phase.get("read_rows", read_rows)
+        model_banks = [sub.banks[:, :rows].copy() for sub in model.subs]
+        rtl_banks = _banks(got["banks"], lanes, rows)
         for s in range(p["subsystems"]):
             want = model.status(s).word
             if got["regs"][s]["status"] != want:
@@ -133,7 +138,8 @@ def run_phases(params, phases, read_rows, *, sim="verilator", seed=1, build_dir=
     return {"passed": True, "bit_exact": not mismatches, "mismatches": mismatches,
             "rtl_cycles": [int(r["chip"]["cycles"]) for r in rtl], "model_cycles": model_cycles,
             "rtl_chip": [r["chip"] for r in rtl], "rtl_regs": [r["regs"] for r in rtl],
-            "model": model, "rtl_banks": _banks(rtl[-1]["banks"], lanes, read_rows),
+            "model": model, "rtl_banks": [_banks(r["banks"], lanes, phase.get("read_rows", read_rows))
+                                          for r, phase in zip(rtl, phases)],
             "sim": sim, "build_dir": str(build_dir)}
 
 
@@ -146,3 +152,65 @@ def _banks(words, lanes, rows):
                 arr[b] = np.array([isa.unpack_row(w, lanes) for w in bank], np.int8)
         out.append(arr)
     return out
+
+
+def run_jobs_on_rtl(jobs, subsystems=4, *, sim="verilator", build_dir=None):
+    """Recorded weight GEMMs (the integer engine's jobs: int8 ``w``, ``x``, post-ops, ``y``),
+    each compiled alone (golden.chip_compile, model-parallel over ``subsystems``) and run as one
+    phase (after a host reset) of ONE RTL simulation of a chip big enough for all of them.
+
+    Returns ``{"bit_exact_vs_golden_chip", "bit_exact_vs_integer_engine", "gemms": {name:
+    {"rtl_cycles", "model_cycles", "bit_exact"}}, "params", "sim"}``; raises ValueError when a
+    job has more tokens than one compiled chain holds.
+    """
+    from sparsehw.golden.chip_compile import compile_chain
+    from sparsehw.model.quantize import gemm_layer
+    from sparsehw.model.run import chip_params_for
+    params = {}
+    for job in jobs.values():
+        p, chunk = chip_params_for(job, subsystems)
+        if job["x"].shape[1] > chunk:
+            raise ValueError(f"{job['x'].shape[1]} tokens: one chain holds at most {chunk}")
+        params = {k: max(v, params.get(k, v)) for k, v in p.items()}
+    phases, compiled_of = [], {}
+    for name, job in jobs.items():
+        compiled = compile_chain([gemm_layer(job)], subsystems, "model", params, x=job["x"])
+        o, k = job["w"].shape
+        phase = chain_phase(compiled, job["x"])
+        phase.update(reset=True, read_rows=compiled.tiles * max(o, k))
+        phases.append(phase)
+        compiled_of[name] = compiled
+    result = run_phases(params, phases, 0, sim=sim, build_dir=build_dir)
+    if not result.get("passed"):
+        raise RuntimeError(f"RTL run failed: {result.get('error')}")
+    gemms = {}
+    for i, (name, compiled) in enumerate(compiled_of.items()):
+        y = compiled.read_output(result["rtl_banks"][i])
+        gemms[name] = {"rtl_cycles": result["rtl_cycles"][i],
+                       "model_cycles": result["model_cycles"][i],
+                       "bit_exact": bool(np.array_equal(y, jobs[name]["y"]))}
+    return {"bit_exact_vs_golden_chip": result["bit_exact"],
+            "mismatches": result["mismatches"][:6],
+            "bit_exact_vs_integer_engine": all(g["bit_exact"] for g in gemms.values()),
+            "gemms": gemms, "params": params, "sim": sim}
+
+
+def run_encoder_layer_on_rtl(enc, x, subsystems=4, params=None, *, sim="verilator",
+                             build_dir=None):
+    """An :class:`golden.chip_compile.EncoderLayer` compiled whole and run on the chip RTL in two
+    phases (the host step between them computed from the RTL's own read-back banks), each
+    compared bit-exactly with the golden chip model; needs the RTL's activation engine
+    (:func:`rtl_available`). Returns ``{"bit_exact", "y", "rtl_cycles", "model_cycles",
+    "mismatches"}`` (``y``: the layer's output as read back from subsystem 0 of the RTL)."""
+    from sparsehw.golden.chip_compile import compile_encoder_layer
+    x = np.asarray(x)
+    compiled = compile_encoder_layer(enc, x.shape[1], subsystems, params)
+    rows = compiled.params["bank_rows"]
+    phases = [{"images": compiled.phase_images(1, x), "host": None},
+              {"images": compiled.phase_images(2), "host": compiled.host_images}]
+    result = run_phases(compiled.params, phases, rows, sim=sim, build_dir=build_dir)
+    if not result.get("passed"):
+        raise RuntimeError(f"RTL run failed: {result.get('error')}")
+    y = compiled._tensor(result["rtl_banks"][-1][0], "y", compiled.addr["h"])
+    return {"bit_exact": result["bit_exact"], "y": y, "rtl_cycles": result["rtl_cycles"],
+            "model_cycles": result["model_cycles"], "mismatches": result["mismatches"][:6]}

@@ -278,23 +278,13 @@ LAYER_CHIP = dict(subsystems=4, lanes=4, macs=2, max_k=2048, bank_rows=32768,
                   act_max_row=512)
 
 
-def run_layer_on_chip(graph, jobs, subsystems=4, layer=0, heads=12):
-    """Encoder layer ``layer`` compiled whole (golden.chip_compile.compile_encoder_layer) and
-    run on the golden chip model with the model's own int8 weights and post-ops (the integer
-    engine's recorded jobs) and the layer's real input (the query GEMM's int8 ``x``, tokens
-    padded with zero columns to a multiple of ``lanes``).
-
-    What is checked: q, k and v (the first chip GEMMs) equal the integer engine's outputs bit
-    for bit; the layer's output equals :func:`golden.chip_compile.reference_encoder_layer` (the
-    same layer in numpy). The rest of the layer is **not** the integer engine's: that engine
-    keeps an int16 residual stream, per-channel activation scales and scale-folded attention,
-    while the chip's banks hold int8; the attention and activation-engine steps here use fixed
-    chip-native formats (softmax 2**-7, LayerNorm gamma 1 beta 0, GELU in 2**-5 -> 2**-5).
-
-    Returns a dict (JSON-ready) or ``None`` when the layer's GEMMs were not recorded.
-    """
-    from sparsehw.golden.chip_compile import EncoderLayer, reference_encoder_layer, \
-        run_encoder_layer
+def layer_setup(graph, jobs, layer=0, heads=12):
+    """Encoder layer ``layer`` as a chip :class:`golden.chip_compile.EncoderLayer` from the
+    integer engine's recorded jobs: ``{"names": the six weight GEMMs' node names, "enc", "xp":
+    the layer's int8 input padded to a multiple of ``lanes`` tokens, "x": unpadded}``; ``None``
+    when the layer's GEMMs were not recorded, ``{"skipped": why}`` beyond 32 tokens (see
+    :func:`run_layer_on_chip` for the formats)."""
+    from sparsehw.golden.chip_compile import EncoderLayer
     from sparsehw.model.quantize import gemm_layer
     labels = {op.label: op.name for op in graph.act_ops() if op.kind == "linear"}
     names = []
@@ -317,6 +307,57 @@ def run_layer_on_chip(graph, jobs, subsystems=4, layer=0, heads=12):
     enc = EncoderLayer(qkv=gemms[:3], wo=gemms[3], w1=gemms[4], w2=gemms[5], heads=heads,
                        score_post=(1, 10), ctx_post=(1, 7), softmax=(3, 15, 8),
                        add1=(0, 0, 1), ln1=ln, gelu=(5, 5, 0), add2=(0, 0, 1), ln2=ln)
+    return {"names": names, "enc": enc, "xp": xp, "x": x}
+
+
+def run_layer_on_rtl(graph, jobs, subsystems=4, layer=0, heads=12, sim="verilator"):
+    """Encoder layer ``layer`` on the chip RTL (:mod:`sparsehw.model.rtl`): the whole layer
+    (two phases and the host step) when the RTL has the activation engine, else its six weight
+    GEMMs, each compiled alone; every phase compared bit-exactly with the golden chip model,
+    the weight GEMMs' outputs also with the integer engine's. JSON-ready dict."""
+    from sparsehw.model import rtl
+    setup = layer_setup(graph, jobs, layer, heads)
+    if setup is None or "skipped" in setup:
+        return setup
+    out = {"layer": layer, "subsystems": subsystems, "sim": sim}
+    if rtl.rtl_available(LAYER_CHIP):
+        from sparsehw.golden.chip_compile import reference_encoder_layer
+        res = rtl.run_encoder_layer_on_rtl(setup["enc"], setup["xp"], subsystems, LAYER_CHIP,
+                                           sim=sim)
+        out["whole_layer"] = {
+            "bit_exact_vs_golden_chip": res["bit_exact"], "mismatches": res["mismatches"],
+            "bit_exact_vs_chip_reference": bool(np.array_equal(
+                res["y"], reference_encoder_layer(setup["enc"], setup["xp"]))),
+            "rtl_cycles": res["rtl_cycles"], "model_cycles": res["model_cycles"]}
+    else:
+        out["whole_layer"] = {"skipped": "the chip RTL has no activation engine yet"}
+    res = rtl.run_jobs_on_rtl({n: jobs[n] for n in setup["names"]}, subsystems, sim=sim)
+    res.pop("params")
+    out["weight_gemms"] = res
+    return out
+
+
+def run_layer_on_chip(graph, jobs, subsystems=4, layer=0, heads=12):
+    """Encoder layer ``layer`` compiled whole (golden.chip_compile.compile_encoder_layer) and
+    run on the golden chip model with the model's own int8 weights and post-ops (the integer
+    engine's recorded jobs) and the layer's real input (the query GEMM's int8 ``x``, tokens
+    padded with zero columns to a multiple of ``lanes``).
+
+    What is checked: q, k and v (the first chip GEMMs) equal the integer engine's outputs bit
+    for bit; the layer's output equals :func:`golden.chip_compile.reference_encoder_layer` (the
+    same layer in numpy). The rest of the layer is **not** the integer engine's: that engine
+    keeps an int16 residual stream, per-channel activation scales and scale-folded attention,
+    while the chip's banks hold int8; the attention and activation-engine steps here use fixed
+    chip-native formats (softmax 2**-7, LayerNorm gamma 1 beta 0, GELU in 2**-5 -> 2**-5).
+
+    Returns a dict (JSON-ready) or ``None`` when the layer's GEMMs were not recorded.
+    """
+    from sparsehw.golden.chip_compile import reference_encoder_layer, run_encoder_layer
+    setup = layer_setup(graph, jobs, layer, heads)
+    if setup is None or "skipped" in setup:
+        return setup
+    names, enc, xp, x = setup["names"], setup["enc"], setup["xp"], setup["x"]
+    tokens, hidden = xp.shape[1], enc.wo.o
     y, model, compiled, cycles = run_encoder_layer(enc, xp, subsystems, LAYER_CHIP)
     qkv_exact = True
     for name, tensor in zip(names[:3], "qkv"):
@@ -351,16 +392,17 @@ def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None,
         ``"golden"``: every weight GEMM also compiled by golden.chip_compile and run on the
         golden chip model, :func:`run_jobs_on_chip`; whether all were bit-exact), and
         ``chip_layer`` (engine ``"golden"``: encoder layer 0 of the first text compiled whole
-        and run on the golden chip model, :func:`run_layer_on_chip`).
+        and run on the golden chip model, :func:`run_layer_on_chip`), and ``rtl_layer``
+        (engine ``"rtl"``: :func:`run_layer_on_rtl` on the first text, Verilator).
     """
     tok = load_tokenizer(model, tokenizer)
     settings = settings_for(nm, config)
     prep = prepare(model, settings, tok, calib_texts)
     graph = prep.graph
-    if engine not in ("numpy", "golden"):
-        raise ValueError(f"engine must be numpy or golden, not {engine!r}")
+    if engine not in ("numpy", "golden", "rtl"):
+        raise ValueError(f"engine must be numpy, golden or rtl, not {engine!r}")
     shapes, cosines, embeddings, chip = {}, [], [], {}
-    chip_layer = None
+    chip_layer = rtl_layer = None
     for text in texts:
         feeds = encode(tok, text, seq_len)
 
@@ -368,7 +410,7 @@ def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None,
             if op.kind in ("linear", "matmul"):
                 shapes.setdefault(op.name, []).append((tuple(np.shape(ins[0])),
                                                        tuple(np.shape(ins[1]))))
-        prep.engine.keep_jobs = engine == "golden"
+        prep.engine.keep_jobs = engine in ("golden", "rtl")
         prep.engine.jobs = {}
         hidden = execute(graph, feeds, prep.engine, observe)[graph.outputs[0]]
         if engine == "golden":
@@ -376,6 +418,8 @@ def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None,
                 chip.setdefault(name, []).append(res)
             if chip_layer is None:
                 chip_layer = run_layer_on_chip(graph, prep.engine.jobs, subsystems)
+        if engine == "rtl" and rtl_layer is None:
+            rtl_layer = run_layer_on_rtl(graph, prep.engine.jobs, subsystems)
         emb = mean_pool(hidden.real(), feeds["attention_mask"])
         embeddings.append(emb)
         if reference:
@@ -404,7 +448,7 @@ def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None,
                     "chip model, compared with the numpy SPU result; attention products and "
                     "the activation engine's work run in numpy (the golden chip has ACT, "
                     "act_engine=True, but the whole-layer compilation is not written yet)"},
-        "chip_layer": chip_layer,
+        "chip_layer": chip_layer, "rtl_layer": rtl_layer,
         "settings": [s.__dict__ for s in settings],
         "texts": list(texts), "seq_len": seq_len,
         "embedding_cosine": float(np.mean(cosines)) if cosines else None,

@@ -6,9 +6,11 @@ The job is a pickle named by the workload knob ``job`` (written by the caller, f
 
     {"phases": [phase, ...], "read_rows": rows read back from each bank}
     phase = {"images": [per subsystem: [(mem, addr, words), ...]],
-             "host": None or a callable(banks) -> images}
+             "host": None or a callable(banks) -> images, "reset": bool (default False),
+             "read_rows": rows read back after this phase (default: the job's)}
 
-Before a phase starts, its ``images`` are written, then, when ``host`` is given, the words it
+Before a phase starts, with ``reset`` the host resets the chip (sequencers, counters, ring;
+memories keep their contents), then its ``images`` are written, then, when ``host`` is given, the words it
 returns from the banks read back after the previous phase (per subsystem an int8 array
 ``(2, rows, lanes)``: the RTL's own results, not the golden model's) are written too: the
 host step between the two phases of a compiled encoder layer. After each phase the read-back
@@ -61,13 +63,15 @@ async def chip_program(dut):
     timeout = int(knobs.get("timeout", 10_000_000))
     results, banks = [], None
     for phase in job["phases"]:
+        if phase.get("reset"):
+            host.reset()
         _write(host, phase["images"])
         if phase.get("host") is not None:
             rows = [np.array([[isa.unpack_row(w, p["lanes"]) for w in bank] for bank in sub],
                              dtype=np.int8).reshape(2, -1, p["lanes"]) for sub in banks]
             _write(host, phase["host"](rows))
         chip = await run_to_done(dut, host, timeout)
-        regs, banks = await _read_back(host, p, job["read_rows"])
+        regs, banks = await _read_back(host, p, phase.get("read_rows", job["read_rows"]))
         results.append({"chip": chip, "regs": regs, "banks": banks})
         dut._log.info(f"phase {len(results)}: {chip['cycles']} cycles")
     with open(knobs["out"], "wb") as f:

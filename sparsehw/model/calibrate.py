@@ -1,0 +1,100 @@
+"""Per-operator calibration of the golden chip cycle model against the chip RTL.
+
+Each operator kind runs as its own phase of ONE RTL simulation (:func:`sparsehw.model.rtl.
+run_phases`; every phase is also checked bit-exact against the golden chip model): the RTL's
+cycle counter (start command to ``done``) next to the model's ``total_cycles``
+(:data:`sparsehw.golden.chip.CYCLE_COSTS`).
+
+Kinds
+    ``weight_gemm``: one subsystem, one N:M GEMM per tile of ``lanes`` tokens, local write
+    (the weight GEMMs of a layer); ``activation_gemm``: the same instruction dense (1:1) at the
+    attention's small shapes (K = head dimension; the scores and context products read their
+    "weights" from the weight memory); ``ring``: a two-GEMM chain on every subsystem,
+    model-parallel (every output row all-gathered over the ring, WAIT between the layers);
+    ``send``: one subsystem SENDs rows to the three others, which WAIT for them.
+    ``act`` (the activation engine's ACT instruction) needs the chip RTL's activation engine.
+
+>>> rows = calibrate()          # doctest: +SKIP
+"""
+
+import numpy as np
+
+from sparsehw.golden import chip as isa
+from sparsehw.golden.chip_compile import GemmLayer, compile_chain
+
+
+__all__ = ["CALIB_PARAMS", "calibration_cases", "calibrate"]
+
+
+#: A small chip (Icarus-friendly) with the reference SPU shape (lanes 4, macs 2, act_rows 2).
+CALIB_PARAMS = dict(subsystems=4, lanes=4, macs=2, max_m=32, act_rows=2, max_k=256,
+                    bank_rows=1024, imem_depth=64, wmem_depth=4096, pmem_depth=512)
+
+
+def _layer(gen, k, o, n, m):
+    w = gen.integers(-128, 128, size=(o, k)).astype(np.int8)
+    return GemmLayer(w=w, n=n, m=m, bias=gen.integers(-2000, 2000, size=o),
+                     mult=np.full(o, 1 << 10), shift=np.full(o, 16), relu=False)
+
+
+def _chain_case(gen, p, kind, layers, batch, used, mapping="model"):
+    x = gen.integers(-128, 128, size=(layers[0].k, batch)).astype(np.int8)
+    compiled = compile_chain(layers, used, mapping, p, x=x)
+    what = " -> ".join(f"{l.k}x{l.o} {l.n}:{l.m}" for l in layers)
+    return {"kind": kind, "shape": f"{what}, {batch} tokens, {used} subsystem(s)",
+            "images": [[(mem, 0, words) for mem, words in mems.items()]
+                       for mems in compiled.host_images(x)]}
+
+
+def _send_case(gen, p, count):
+    S = p["subsystems"]
+    rows = gen.integers(-128, 128, size=(count, p["lanes"])).astype(np.int8)
+    images = [[(isa.MEM_IMEM, 0, [isa.encode(isa.Send(s_bank=0, s_addr=0, count=count,
+                                                      mask=((1 << S) - 1) & ~1, r_bank=1,
+                                                      r_addr=0)), isa.encode(isa.Halt())]),
+               (isa.MEM_BANK0, 0, [isa.pack_row(r) for r in rows])]]
+    for _ in range(1, S):
+        images.append([(isa.MEM_IMEM, 0, [isa.encode(isa.Wait(bank=1, count=count)),
+                                          isa.encode(isa.Halt())])])
+    return {"kind": "send", "shape": f"{count} rows from subsystem 0 to {S - 1} others",
+            "images": images}
+
+
+def calibration_cases(params=CALIB_PARAMS, seed=13):
+    """The operator cases: ``[{"kind", "shape", "images"}]`` (see the module docstring)."""
+    gen = np.random.default_rng(seed)
+    p = isa.chip_params(params)
+    cases = []
+    for n, m in ((1, 1), (1, 4), (1, 16)):
+        cases.append(_chain_case(gen, p, "weight_gemm", [_layer(gen, 128, 64, n, m)], 16, 1))
+    for k, o in ((32, 32), (32, 64), (64, 32)):
+        cases.append(_chain_case(gen, p, "activation_gemm", [_layer(gen, k, o, 1, 1)], 16, 1))
+    for n, m in ((1, 1), (1, 8)):
+        cases.append(_chain_case(gen, p, "ring", [_layer(gen, 128, 128, n, m),
+                                                  _layer(gen, 128, 64, n, m)], 16, 4))
+    for count in (64, 256):
+        cases.append(_send_case(gen, p, count))
+    return cases
+
+
+def calibrate(params=CALIB_PARAMS, *, sim="icarus", seed=13, build_dir=None):
+    """Run :func:`calibration_cases` on the RTL and the golden model.
+
+    Returns
+    -------
+    dict
+        ``rows``: per case ``kind``, ``shape``, ``rtl_cycles``, ``model_cycles``, ``error``
+        (model / RTL - 1); ``bit_exact`` (every phase); ``mismatches``; ``passed``.
+    """
+    from sparsehw.model.rtl import run_phases
+    cases = calibration_cases(params, seed)
+    result = run_phases(params, [{"images": c["images"], "host": None, "reset": True}
+                                  for c in cases],
+                        512, sim=sim, build_dir=build_dir)
+    if not result.get("passed"):
+        return {"passed": False, "error": result.get("error"), "rows": []}
+    rows = [{"kind": c["kind"], "shape": c["shape"], "rtl_cycles": r, "model_cycles": mo,
+             "error": round(mo / r - 1, 4)}
+            for c, r, mo in zip(cases, result["rtl_cycles"], result["model_cycles"])]
+    return {"passed": True, "bit_exact": result["bit_exact"],
+            "mismatches": result["mismatches"], "rows": rows}

@@ -1,0 +1,91 @@
+"""Compiled chip programs on the chip RTL (sparsehw.model.rtl, verif/chip/tb_program.py) and the
+per-operator cycle calibration (sparsehw.model.calibrate)."""
+
+import numpy as np
+import pytest
+
+from sparsehw.golden.chip_compile import GemmLayer, compile_chain, reference_chain
+from sparsehw.model.rtl import chain_phase, rtl_available, rtl_params, run_phases
+from sparsehw.verif.runner import new_build_dir
+
+
+SMALL = {"subsystems": 2, "lanes": 4, "macs": 2, "max_m": 32, "act_rows": 2, "max_k": 64,
+         "bank_rows": 128, "imem_depth": 32, "wmem_depth": 1024, "pmem_depth": 256}
+
+
+def _layer(rng, o, k, n, m):
+    return GemmLayer(rng.integers(-128, 128, (o, k)).astype(np.int8), n, m,
+                     rng.integers(-3000, 3000, o), rng.integers(8, 64, o),
+                     np.full(o, 12), bool(rng.integers(0, 2)))
+
+
+def test_chains_in_phases_on_the_rtl_equal_the_golden_model_and_numpy():
+    """Three phases in one Icarus simulation (model- and data-parallel chains, N:M and dense, a
+    host reset before the last): status and banks bit-exact with the golden chip model after
+    every phase, each phase's output (read back from the RTL) equal to the numpy chain, RTL
+    cycles close to the model's (the fixed start-to-done overhead measured in docs/model.md)."""
+    rng = np.random.default_rng(5)
+    cases = [([_layer(rng, 48, 32, 1, 4), _layer(rng, 16, 48, 2, 4)], "model", 6),
+             ([_layer(rng, 32, 64, 1, 1)], "data", 8),
+             ([_layer(rng, 64, 32, 1, 8), _layer(rng, 32, 64, 1, 2)], "model", 4)]
+    phases, chains = [], []
+    for i, (layers, mapping, batch) in enumerate(cases):
+        x = rng.integers(-128, 128, (layers[0].k, batch)).astype(np.int8)
+        compiled = compile_chain(layers, 2, mapping, SMALL, x=x)
+        phase = chain_phase(compiled, x)
+        phase["reset"] = i == 2
+        phases.append(phase)
+        chains.append((compiled, layers, x))
+    result = run_phases(SMALL, phases, SMALL["bank_rows"], sim="icarus",
+                        build_dir=new_build_dir("test-model-rtl"))
+    assert result["passed"], result.get("error")
+    assert result["bit_exact"], result["mismatches"]
+    for (compiled, layers, x), banks in zip(chains, result["rtl_banks"]):
+        y, _ = reference_chain(layers, x)
+        assert np.unique(y).size > 8                   # neither constant nor saturated
+        assert (compiled.read_output(banks) == y).all()
+    for rtl, model in zip(result["rtl_cycles"], result["model_cycles"]):
+        assert model > 0 and 0 <= rtl - model <= 64, (rtl, model)
+
+
+def test_rtl_params_refuse_what_the_rtl_cannot_build():
+    p = rtl_params(SMALL, flit_width=32)
+    assert p["flit_width"] == 32 and p["subsystems"] == 2
+    from sparsehw.hw.chip import CHIP_RTL_PARAMS
+    if "act_engine" not in CHIP_RTL_PARAMS.names:
+        assert not rtl_available({**SMALL, "act_engine": True})
+        with pytest.raises(ValueError, match="activation engine"):
+            rtl_params({**SMALL, "act_engine": True})
+    with pytest.raises(ValueError):
+        rtl_params({**SMALL, "lanes": 0})
+
+
+@pytest.mark.slow
+def test_per_operator_calibration_on_the_rtl():
+    """docs/model.md's calibration table: every operator kind bit-exact, the model within 2% of
+    the RTL or within the fixed start-to-done overhead (<= 60 cycles) on short runs."""
+    from sparsehw.model.calibrate import calibrate
+    result = calibrate(build_dir=new_build_dir("test-calibrate"))
+    assert result["passed"] and result["bit_exact"], result
+    kinds = {row["kind"] for row in result["rows"]}
+    assert kinds >= {"weight_gemm", "activation_gemm", "ring", "send"}
+    for row in result["rows"]:
+        diff = abs(row["model_cycles"] - row["rtl_cycles"])
+        assert diff <= max(0.02 * row["rtl_cycles"], 60), row
+
+
+@pytest.mark.slow
+def test_model_run_engine_rtl_layer0_weight_gemms():
+    """``--engine rtl`` on one short sentence: encoder layer 0 on the chip RTL (Verilator):
+    the weight GEMMs bit-exact vs the golden chip model and the integer engine (and the whole
+    layer once the RTL has the activation engine)."""
+    from sparsehw.model.run import run_model
+    record = run_model("minilm", texts=["A short sentence."], nm=(1, 4), engine="rtl",
+                       reference=False)
+    rtl = record["rtl_layer"]
+    gemms = rtl["weight_gemms"]
+    assert len(gemms["gemms"]) == 6
+    assert gemms["bit_exact_vs_golden_chip"] and gemms["bit_exact_vs_integer_engine"], gemms
+    whole = rtl["whole_layer"]
+    if "skipped" not in whole:
+        assert whole["bit_exact_vs_golden_chip"] and whole["bit_exact_vs_chip_reference"]
