@@ -138,20 +138,30 @@ def round_pack(m, sign, mag, exp, prefix="rp", pipe=None):
     _, pos_v = _leading_one(mag)
     pos = Signal(range(max(width, 2)), name=_name(prefix + "_pos"))     # leading one of mag
     m.d.comb += pos.eq(pos_v)
-    # The kept LSB position: 24 significant bits, but no lower than weight 2**-149.
-    lsb = Signal(EXP_SHAPE, name=_name(prefix + "_lsb"))
-    normal_lsb = pos - 23
-    sub_lsb = -149 - exp
-    m.d.comb += lsb.eq(Mux(normal_lsb > sub_lsb, normal_lsb, sub_lsb))
-    # One right shift does both cases (lsb <= 0: a left shift; lsb > 0: a right shift keeping
-    # the bits below the LSB): y = mag * 2**(width - lsb), kept = y >> width, then the guard
-    # bit and the sticky bits below it. lsb >= -23 always, so the shift amount lsb + 24 >= 1;
-    # lsb above width + 1 leaves kept = guard = 0 (the result rounds to zero whatever the
-    # sticky bits are), so it is clamped there.
+    # The kept LSB position lsb = max(pos - 23, -149 - exp): 24 significant bits, but no lower
+    # than weight 2**-149. Normal result iff t = pos + exp + 126 > 0; then lsb = pos - 23 and
+    # the biased exponent - 1 is t; else lsb = -149 - exp and it is 0. Everything that needs
+    # only exp is computed beside the leading-one search.
+    #
+    # One right shift does both cases of the rounding (lsb <= 0: a left shift; lsb > 0: a
+    # right shift keeping the bits below the LSB): y = mag * 2**(width - lsb), kept =
+    # y >> width, then the guard bit and the sticky bits below it. lsb >= -23 always, so the
+    # shift amount lsb + 24 >= 1; lsb above width + 1 (subnormal case only) leaves kept = guard
+    # = 0 (the result rounds to zero whatever the sticky bits are), so it is clamped there.
+    sub_lsb = Signal(EXP_SHAPE, name=_name(prefix + "_sublsb"))
+    m.d.comb += sub_lsb.eq(-149 - exp)
+    sub_amt = Signal(range(width + 26), name=_name(prefix + "_subamt"))
+    m.d.comb += sub_amt.eq(Mux(sub_lsb > width + 1, width + 25, sub_lsb + 24))
+    e126 = Signal(EXP_SHAPE, name=_name(prefix + "_e126"))
+    m.d.comb += e126.eq(exp + 126)
+    t = Signal(signed(14), name=_name(prefix + "_t"))
+    m.d.comb += t.eq(pos + e126)
+    normal = Signal(name=_name(prefix + "_normal"))
+    m.d.comb += normal.eq(t > 0)
     amt = Signal(range(width + 26), name=_name(prefix + "_amt"))
-    m.d.comb += amt.eq(Mux(lsb > width + 1, width + 25, lsb + 24))
+    m.d.comb += amt.eq(Mux(normal, pos + 1, sub_amt))
     base = Signal(signed(14), name=_name(prefix + "_base"))            # biased exponent - 1
-    m.d.comb += base.eq(lsb + exp + 149)
+    m.d.comb += base.eq(Mux(normal, t, 0))
     v = pipe.cut("lzc", sign=sign, mag=mag, amt=amt, base=base, zero=(mag == 0))
     wide = Signal(2 * width + 24, name=_name(prefix + "_wide"))
     m.d.comb += wide.eq(v["mag"] << (width + 24))

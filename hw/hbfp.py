@@ -307,10 +307,12 @@ class HbfpDot(wiring.Component):
     @property
     def latency(self):
         """Cycles from the ``last`` beat to its result: products, block sum, rounding (plus
-        its pipeline registers), the accumulation adder and the combining tree (each level an
-        adder of ``add_stages`` registers plus one)."""
+        its pipeline registers), the accumulation adder and the combining tree (each of its
+        ``ceil(log2(partials))`` levels an adder of ``add_stages`` registers, a register between
+        levels), the output register."""
         levels = (self.partials - 1).bit_length()
-        return 4 + len(ROUND_CUTS) + self._add_stages + levels * (self._add_stages + 1)
+        return (4 + len(ROUND_CUTS) + self._add_stages + levels * self._add_stages
+                + max(levels - 1, 0))
 
     @property
     def in_layout(self):

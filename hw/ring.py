@@ -70,6 +70,10 @@ class SlotSignature(wiring.Signature):
         The slot holds a flit.
     flit : Out(flit_layout(nodes, width))
         The flit (``dest``, ``src``, ``payload``); meaningful while ``valid``.
+    home : Out(1)
+        The flit is for the receiving router (``dest`` is the sender's neighbour in this
+        direction), decoded when the slot is loaded so that the receiver's ``block`` and
+        ``passing`` come straight from registers (timing); meaningful while ``valid``.
 
     A router's outgoing slot (``Out``) joins the next router's incoming slot (``In``, the
     flipped signature) with ``wiring.connect``. There is no ``ready``: whether the receiver
@@ -77,7 +81,8 @@ class SlotSignature(wiring.Signature):
     """
 
     def __init__(self, nodes, width):
-        super().__init__({"valid": Out(1), "flit": Out(flit_layout(nodes, width))})
+        super().__init__({"valid": Out(1), "flit": Out(flit_layout(nodes, width)),
+                          "home": Out(1)})
 
     def __eq__(self, other):
         return type(other) is type(self) and self.members == other.members
@@ -257,7 +262,10 @@ class RingRouter(RingParameters, wiring.Component):
             need, needs, round_over = arb.need, arb.needs, arb.round_over
             # The outgoing slot register (named as before the interfaces were signatures).
             out = Signal(slot_l, name=f"{name}_out")
-            m.d.comb += [depart.valid.eq(out.valid), depart.flit.eq(out.flit)]
+            out_home = Signal(name=f"{name}_out_home")
+            m.d.comb += [depart.valid.eq(out.valid), depart.flit.eq(out.flit),
+                         depart.home.eq(out_home)]
+            downstream = (me + (1 if code == _CW else -1)) % k
 
             efifo = m.submodules[f"{name}_eject"] = SyncFIFO(width=ej_l.size,
                                                              depth=self.eject_depth)
@@ -266,15 +274,26 @@ class RingRouter(RingParameters, wiring.Component):
 
             # The arriving flit either ejects here (if its buffer has room), passes on, or is
             # blocked (for this node, buffer full). Ejection does not depend on ``hold``.
+            # ``arrive.home`` (decoded by the sender) and ``full`` (the buffer's ``~w_rdy``, kept
+            # as a register of its own) make ``block`` and ``passing`` plain registers, so the
+            # ring-wide hold terms start at flip-flops (timing; the same values as before).
             here = Signal(name=f"{name}_here")
-            m.d.comb += [here.eq(arrive.valid & (arrive.flit.dest == me)),
-                         block.eq(here & ~efifo.w_rdy),
-                         passing.eq(arrive.valid & ~here)]
+            full = Signal(name=f"{name}_eject_full")
+            m.d.comb += [here.eq(arrive.valid & arrive.home),
+                         block.eq(here & full),
+                         passing.eq(arrive.valid & ~arrive.home)]
             e_w = Signal(ej_l, name=f"{name}_eject_w")
+            e_write = Signal(name=f"{name}_eject_write")
+            e_read = Signal(name=f"{name}_eject_read")
             m.d.comb += [e_w.src.eq(arrive.flit.src), e_w.payload.eq(arrive.flit.payload),
-                         efifo.w_data.eq(e_w), efifo.w_en.eq(here & efifo.w_rdy)]
+                         e_write.eq(here & ~full), e_read.eq(efifo.r_en & efifo.r_rdy),
+                         efifo.w_data.eq(e_w), efifo.w_en.eq(e_write)]
+            with m.If(e_read & ~e_write):
+                m.d.sync += full.eq(0)
+            with m.Elif(e_write & ~e_read & (efifo.level == self.eject_depth - 1)):
+                m.d.sync += full.eq(1)
             usable = Signal(name=f"{name}_usable")
-            m.d.comb += usable.eq(~arrive.valid | (here & efifo.w_rdy))
+            m.d.comb += usable.eq(~arrive.valid | (arrive.home & ~full))
 
             # Candidate for injection: queue head, else the injection port itself (bypass).
             wants = Signal(name=f"{name}_wants")
@@ -296,11 +315,13 @@ class RingRouter(RingParameters, wiring.Component):
             # nothing); slots no needy router can use stay in use. When every starving router
             # has used its quota, the next round starts in the same cycle, so routers that wait
             # behind a starving one get no slot in between and starve in turn (then share).
+            # ``starving`` (``wait == starve``) and ``spent`` (``used == quota``) are registers
+            # of their own, loaded with the value the comparison will have next cycle (timing).
             wait = Signal(range(self.starve + 1), name=f"{name}_wait")
-            starving = arb.starving
+            starving = Signal(name=f"{name}_starving")
             used = Signal(range(self.quota + 1), name=f"{name}_used")
-            m.d.comb += [starving.eq(wait == self.starve),
-                         need.eq(starving & (used != self.quota))]
+            spent = Signal(name=f"{name}_spent")
+            m.d.comb += [arb.starving.eq(starving), need.eq(starving & ~spent)]
             in_path = Signal(name=f"{name}_path_needy")
             with m.Switch(cand.dest):
                 for dest in range(k):
@@ -321,20 +342,23 @@ class RingRouter(RingParameters, wiring.Component):
             # Starving is sticky: it ends only when the router has nothing more to send, or
             # when it injected without being starving.
             with m.If(~cand_valid | (do_inj & ~starving)):
-                m.d.sync += wait.eq(0)
+                m.d.sync += [wait.eq(0), starving.eq(0)]
             with m.Elif(~starving):
-                m.d.sync += wait.eq(wait + 1)
+                m.d.sync += [wait.eq(wait + 1), starving.eq(wait == self.starve - 1)]
             with m.If(round_over):
-                m.d.sync += used.eq(do_inj & starving)
+                m.d.sync += [used.eq(do_inj & starving),
+                             spent.eq(do_inj & starving & (self.quota == 1))]
             with m.Elif(do_inj & starving):
-                m.d.sync += used.eq(used + 1)
+                m.d.sync += [used.eq(used + 1), spent.eq(used == self.quota - 1)]
 
             # The outgoing slot: holds while the downstream router does not take it.
             with m.If(~hold):
                 with m.If(do_inj):
-                    m.d.sync += [out.valid.eq(1), out.flit.eq(cand)]
+                    m.d.sync += [out.valid.eq(1), out.flit.eq(cand),
+                                 out_home.eq(cand.dest == downstream)]
                 with m.Else():
-                    m.d.sync += [out.valid.eq(passing), out.flit.eq(arrive.flit)]
+                    m.d.sync += [out.valid.eq(passing), out.flit.eq(arrive.flit),
+                                 out_home.eq(arrive.flit.dest == downstream)]
 
         # Ejection: per-source rounds, round-robin over the CW, CCW and local buffers. A head
         # whose source has not been served in the current round goes first; when every waiting

@@ -18,7 +18,8 @@ __all__ = ["SPU", "SPU_PARAMS", "spu_layouts", "OUT_DEPTH", "MAX_K_LIMIT"]
 
 
 #: Rows the output FIFO holds; the datapath only starts a row's last beat when a slot is free.
-OUT_DEPTH = 8
+#: Larger than the pipeline latency, so rows of one weight beat stream at one per cycle.
+OUT_DEPTH = 16
 #: Largest ``max_k``: ``K * 2**14 <= 2**30 < 2**31`` keeps the int32 accumulator exact.
 MAX_K_LIMIT = 1 << 16
 #: Width of the ``o`` (output rows) field of the configuration.
@@ -122,9 +123,10 @@ class SPU(wiring.Component):
         One beat per output row (``last`` on the GEMM's last row), or one ``cfg_error`` beat for a
         rejected configuration. ``error`` marks a row with a malformed index (an index ``>= m``
         or indices not strictly ascending inside a group); its ``y`` is forced to 0. Latency from
-        a row's last weight beat: 6 cycles. A rejected configuration's beat follows every output
-        row of the GEMMs accepted before it. Back-pressure: an ``OUT_DEPTH``-row FIFO; when it is
-        full of owed rows the datapath stops taking last beats.
+        a row's last weight beat: 13 cycles (pipeline stages S0..S9, then the FIFO). A rejected
+        configuration's beat follows every output row of the GEMMs accepted before it.
+        Back-pressure: an ``OUT_DEPTH``-row (16) FIFO; when it is full of owed rows the datapath
+        stops taking last beats.
 
     Raises
     ------
@@ -183,26 +185,31 @@ class SPU(wiring.Component):
         mask_m = Signal(idx_bits)      # m - 1
         mask_n = Signal(6)             # n - 1
         k_rows = Signal(k_bits)
-        o_rows = Signal(O_BITS)
+        o_last = Signal(O_BITS)        # o - 1: index of the GEMM's last output row
         relu = Signal()
         nz = Signal(e_bits)            # nonzeros per row
         loaded = Signal(k_bits + 1)    # rows of X written
+        # Nonzeros whose groups are entirely in X: ((loaded >> m_log2) << n_log2), registered
+        # with ``loaded`` (a beat may go when its last entry is below it: docs/spu.md).
+        avail = Signal(e_bits)
         row = Signal(O_BITS)
         e_base = Signal(e_bits)        # row nonzero index of entry 0 of the current beat
+        e_end = Signal(e_bits)         # e_base + macs
+        rem = Signal(e_bits)           # nz - e_base: entries of the row not yet taken
         prev_idx = Signal(idx_bits)
-        row_err = Signal()
         inflight = Signal(range(OUT_DEPTH + 1))
 
         c = self.cfg.payload
 
         def start_gemm(cfg):
             """The datapath's registers for a GEMM of configuration ``cfg`` (both X modes)."""
+            cfg_nz = (cfg.k >> cfg.m_log2) << cfg.n_log2
             return [
                 running.eq(1), n_log2.eq(cfg.n_log2), m_log2.eq(cfg.m_log2),
                 mask_m.eq((Const(1, idx_bits + 1) << cfg.m_log2) - 1),
                 mask_n.eq((Const(1, 7) << cfg.n_log2) - 1),
-                k_rows.eq(cfg.k), o_rows.eq(cfg.o), relu.eq(cfg.relu),
-                nz.eq((cfg.k >> cfg.m_log2) << cfg.n_log2),
+                k_rows.eq(cfg.k), o_last.eq(cfg.o - 1), relu.eq(cfg.relu),
+                nz.eq(cfg_nz), rem.eq(cfg_nz), row.eq(0), e_base.eq(0), e_end.eq(P),
             ]
 
         c_m_ok = c.m_log2 <= log_max_m
@@ -227,15 +234,15 @@ class SPU(wiring.Component):
             m.d.comb += self.cfg.ready.eq((~held | release) & ~cfg_reject)
             with m.If(self.cfg.valid & self.cfg.ready):     # after release: overrides it
                 with m.If(c_ok):
-                    m.d.sync += [pend.eq(c), held.eq(1), handed.eq(0), loaded.eq(0)]
+                    m.d.sync += [pend.eq(c), held.eq(1), handed.eq(0), loaded.eq(0),
+                                 avail.eq(0)]
                 with m.Else():
                     m.d.sync += cfg_reject.eq(1)
         else:
             m.d.comb += self.cfg.ready.eq(~running & ~cfg_reject)
             with m.If(self.cfg.valid & self.cfg.ready):
                 with m.If(c_ok):
-                    m.d.sync += start_gemm(c) + [
-                        loaded.eq(0), row.eq(0), e_base.eq(0), row_err.eq(0)]
+                    m.d.sync += start_gemm(c) + [loaded.eq(0), avail.eq(0)]
                 with m.Else():
                     m.d.sync += cfg_reject.eq(1)
 
@@ -245,17 +252,20 @@ class SPU(wiring.Component):
                 self.act.ready.eq(held & (loaded < pend.k)),
                 wport.addr.eq(Cat((loaded >> log_r)[:a_bits], lbank)),
             ]
+            load_m_log2, load_n_log2 = pend.m_log2, pend.n_log2
         else:
             m.d.comb += [
                 self.act.ready.eq(running & (loaded < k_rows)),
                 wport.addr.eq(loaded >> log_r),
             ]
+            load_m_log2, load_n_log2 = m_log2, n_log2
         m.d.comb += [
             wport.data.eq(self.act.payload.as_value()),
             wport.en.eq(self.act.valid & self.act.ready),
         ]
         with m.If(self.act.valid & self.act.ready):
-            m.d.sync += loaded.eq(loaded + R)
+            m.d.sync += [loaded.eq(loaded + R),
+                         avail.eq(((loaded + R) >> load_m_log2) << load_n_log2)]
 
         # ---- post-op parameter holding register ------------------------------------------------
         post_full = Signal()
@@ -267,52 +277,91 @@ class SPU(wiring.Component):
         with m.Elif(post_take):
             m.d.sync += post_full.eq(0)
 
-        # ---- stage 0: weight beat -> addresses, validity, index checks -------------------------
+        # ---- S0: weight beat handshake (registered counters only: rem, e_end, avail) ------------
         entries = self.w.payload
-        last_e = Signal(e_bits)
-        m.d.comb += last_e.eq(Mux(e_base + (P - 1) < nz, e_base + (P - 1), nz - 1))
-        need = Signal(k_bits + 8)
-        m.d.comb += need.eq(((last_e >> n_log2) + 1) << m_log2)
         last_beat = Signal()
-        m.d.comb += last_beat.eq(e_base + P >= nz)
+        m.d.comb += last_beat.eq(rem <= P)
         last_row = Signal()
-        m.d.comb += last_row.eq(row == o_rows - 1)
-        can = Signal()
+        m.d.comb += last_row.eq(row == o_last)
+        # The beat's last entry min(e_base + P, nz) - 1 has its group in X (``need <= loaded``).
+        x_in = (e_end <= avail) | (nz <= avail)
         # With two buffers the datapath's X is complete unless the loader still holds it.
-        x_ready = ((need <= loaded) | ~(held & handed)) if X2 else (need <= loaded)
+        x_ready = (x_in | ~(held & handed)) if X2 else x_in
+        can = Signal()
         m.d.comb += can.eq(running & x_ready
                            & (~last_beat | (post_full & (inflight < OUT_DEPTH))))
         m.d.comb += self.w.ready.eq(can)
         fire0 = Signal()
         m.d.comb += fire0.eq(self.w.valid & can)
 
+        # S0 -> SA registers: the beat and what the address/check stage needs, frozen with it
+        sa_valid = Signal()
+        sa_first = Signal()
+        sa_last = Signal()
+        sa_glast = Signal()
+        sa_relu = Signal()
+        sa_post = Signal(self._layouts["post"])
+        sa_prev = Signal(idx_bits)
+        sa_n_log2 = Signal(3)
+        sa_m_log2 = Signal(3)
+        sa_mask_m = Signal(idx_bits)
+        sa_mask_n = Signal(6)
+        sa_bank = Signal()
+        sa_e = [Signal(e_bits, name=f"sa_e{p}") for p in range(P)]
+        sa_ev = [Signal(name=f"sa_ev{p}") for p in range(P)]
+        sa_idx = [Signal(idx_bits, name=f"sa_idx{p}") for p in range(P)]
+        sa_val = [Signal(signed(8), name=f"sa_val{p}") for p in range(P)]
+        m.d.sync += sa_valid.eq(fire0)
+        m.d.comb += post_take.eq(fire0 & last_beat)
+        with m.If(fire0):
+            m.d.sync += [
+                sa_first.eq(e_base == 0), sa_last.eq(last_beat), sa_glast.eq(last_row),
+                sa_relu.eq(relu), sa_post.eq(post_reg), sa_prev.eq(prev_idx),
+                sa_n_log2.eq(n_log2), sa_m_log2.eq(m_log2), sa_mask_m.eq(mask_m),
+                sa_mask_n.eq(mask_n), prev_idx.eq(entries[P - 1].index),
+            ]
+            if X2:
+                m.d.sync += sa_bank.eq(cbank)
+            for p in range(P):
+                ev = rem > p
+                m.d.sync += [sa_e[p].eq(e_base + p), sa_ev[p].eq(ev),
+                             sa_idx[p].eq(entries[p].index),
+                             sa_val[p].eq(Mux(ev, entries[p].value, 0))]
+            with m.If(last_beat):
+                m.d.sync += [e_base.eq(0), e_end.eq(P), rem.eq(nz), row.eq(row + 1)]
+                with m.If(last_row):
+                    m.d.sync += running.eq(0)
+            with m.Else():
+                m.d.sync += [e_base.eq(e_base + P), e_end.eq(e_end + P), rem.eq(rem - P)]
+
+        if X2:      # after the fire0 block: a hand-off in a GEMM's last cycle overrides it
+            m.d.comb += handoff.eq(held & ~handed & (~running | (fire0 & last_beat & last_row)))
+            with m.If(handoff):
+                m.d.sync += start_gemm(pend) + [cbank.eq(lbank), handed.eq(1)]
+
+        # ---- SA: entry j = e, group j >> n_log2, column (group << m_log2) | index, checks --------
         beat_err = Signal()
         errs = []
-        values0 = []
-        sels0 = []
+        sels = []
         for p in range(P):
-            e_p = Signal(e_bits, name=f"e{p}")
-            valid_p = Signal(name=f"ev{p}")
-            idx_p = entries[p].index
-            g_p = Signal(k_bits, name=f"g{p}")
+            idx_p = sa_idx[p]
             k_p = Signal(k_bits + 6, name=f"k{p}")
             m.d.comb += [
-                e_p.eq(e_base + p),
-                valid_p.eq(e_p < nz),
-                g_p.eq(e_p >> n_log2),
-                k_p.eq((g_p << m_log2) | (idx_p & mask_m)),
-                rports[p].addr.eq(Cat((k_p >> log_r)[:a_bits], cbank) if X2 else k_p >> log_r),
+                k_p.eq(((sa_e[p] >> sa_n_log2) << sa_m_log2) | (idx_p & sa_mask_m)),
+                rports[p].addr.eq(Cat((k_p >> log_r)[:a_bits], sa_bank) if X2
+                                  else k_p >> log_r),
             ]
-            prev = prev_idx if p == 0 else entries[p - 1].index
-            group_start = (e_p & mask_n) == 0
-            out_of_range = (idx_p & ~mask_m) != 0
+            prev = sa_prev if p == 0 else sa_idx[p - 1]
+            group_start = (sa_e[p] & sa_mask_n) == 0
+            out_of_range = (idx_p & ~sa_mask_m) != 0
             not_ascending = ~group_start & (idx_p <= prev)
-            errs.append(valid_p & (out_of_range | not_ascending))
-            values0.append(Mux(valid_p, entries[p].value, 0))
-            sels0.append(k_p[:log_r] if log_r else Const(0, 1))
+            errs.append(sa_ev[p] & (out_of_range | not_ascending))
+            sels.append(k_p[:log_r] if log_r else Const(0, 1))
         m.d.comb += beat_err.eq(Cat(errs).any())
+        row_err = Signal()             # a malformed index in an earlier beat of this row
+        err_so_far = Mux(sa_first, 0, row_err) | beat_err
 
-        # stage-1 registers
+        # SA -> S1 registers (the X rows are read meanwhile)
         s1_valid = Signal()
         s1_first = Signal()
         s1_last = Signal()
@@ -322,98 +371,131 @@ class SPU(wiring.Component):
         s1_post = Signal(self._layouts["post"])
         s1_relu = Signal()
         s1_glast = Signal()
-        m.d.sync += s1_valid.eq(fire0)
-        m.d.comb += post_take.eq(fire0 & last_beat)
-        with m.If(fire0):
+        m.d.sync += s1_valid.eq(sa_valid)
+        with m.If(sa_valid):
             m.d.sync += [
-                s1_first.eq(e_base == 0), s1_last.eq(last_beat),
-                s1_err.eq(row_err | beat_err), s1_post.eq(post_reg), s1_relu.eq(relu),
-                s1_glast.eq(last_row),
-                prev_idx.eq(entries[P - 1].index),
+                row_err.eq(err_so_far),
+                s1_first.eq(sa_first), s1_last.eq(sa_last), s1_err.eq(err_so_far),
+                s1_post.eq(sa_post), s1_relu.eq(sa_relu), s1_glast.eq(sa_glast),
             ]
-            m.d.sync += [s1_val[p].eq(values0[p]) for p in range(P)]
-            m.d.sync += [s1_sel[p].eq(sels0[p]) for p in range(P)]
-            with m.If(last_beat):
-                m.d.sync += [e_base.eq(0), row_err.eq(0), row.eq(row + 1)]
-                with m.If(last_row):
-                    m.d.sync += running.eq(0)
-            with m.Else():
-                m.d.sync += [e_base.eq(e_base + P), row_err.eq(row_err | beat_err)]
+            m.d.sync += [s1_val[p].eq(sa_val[p]) for p in range(P)]
+            m.d.sync += [s1_sel[p].eq(sels[p]) for p in range(P)]
 
-        if X2:      # after the fire0 block: a hand-off in a GEMM's last cycle overrides it
-            m.d.comb += handoff.eq(held & ~handed & (~running | (fire0 & last_beat & last_row)))
-            with m.If(handoff):
-                m.d.sync += start_gemm(pend) + [
-                    row.eq(0), e_base.eq(0), row_err.eq(0), cbank.eq(lbank), handed.eq(1)]
+        def carry(prefix, fields, cond=None):
+            """Registers ``prefix_<field>`` following ``src`` fields (on ``cond`` if given)."""
+            out = {}
+            stmts = []
+            for name, sig in fields.items():
+                reg = Signal.like(sig, name=f"{prefix}_{name}")
+                out[name] = reg
+                stmts.append(reg.eq(sig))
+            if cond is None:
+                m.d.sync += stmts
+            else:
+                with m.If(cond):
+                    m.d.sync += stmts
+            return out
 
-        # ---- stage 1: activation rows from the buffer, products --------------------------------
-        s2_valid = Signal()
-        s2_first = Signal()
-        s2_last = Signal()
-        s2_err = Signal()
-        s2_post = Signal(self._layouts["post"])
-        s2_relu = Signal()
-        s2_glast = Signal()
-        s2_prod = [[Signal(signed(16), name=f"s2_prod{p}_{b}") for b in range(L)]
-                   for p in range(P)]
-        m.d.sync += [s2_valid.eq(s1_valid), s2_first.eq(s1_first), s2_last.eq(s1_last),
-                     s2_err.eq(s1_err), s2_post.eq(s1_post), s2_relu.eq(s1_relu),
-                     s2_glast.eq(s1_glast)]
+        # ---- S1: the X row each MAC selects, out of the buffer word -----------------------------
+        ctl1 = {"valid": s1_valid, "first": s1_first, "last": s1_last, "err": s1_err,
+                "post": s1_post, "relu": s1_relu, "glast": s1_glast}
+        ctl1b = carry("s1b", ctl1)
+        s1b_val = [Signal(signed(8), name=f"s1b_val{p}") for p in range(P)]
+        s1b_x = [Signal(L * 8, name=f"s1b_x{p}") for p in range(P)]
         for p in range(P):
             rows = Array(rports[p].data.word_select(r, L * 8) for r in range(R))
-            row_bits = Signal(L * 8, name=f"x_row{p}")
-            m.d.comb += row_bits.eq(rows[s1_sel[p]] if R > 1 else rports[p].data)
-            for b in range(L):
-                x = row_bits.word_select(b, 8).as_signed()
-                m.d.sync += s2_prod[p][b].eq(s1_val[p] * x)
+            m.d.sync += [s1b_val[p].eq(s1_val[p]),
+                         s1b_x[p].eq(rows[s1_sel[p]] if R > 1 else rports[p].data)]
 
-        # ---- stage 2: accumulate ---------------------------------------------------------------
+        # ---- S2: lanes*macs products (8x8) ------------------------------------------------------
+        ctl2 = carry("s2", ctl1b)
+        s2_prod = [[Signal(signed(16), name=f"s2_prod{p}_{b}") for b in range(L)]
+                   for p in range(P)]
+        for p in range(P):
+            for b in range(L):
+                x = s1b_x[p].word_select(b, 8).as_signed()
+                m.d.sync += s2_prod[p][b].eq(s1b_val[p] * x)
+
+        # ---- S2b: adder tree over the macs ------------------------------------------------------
+        ctl2b = carry("s2b", ctl2)
+        sum_bits = 16 + max(1, (P - 1).bit_length())
+        s2b_sum = [Signal(signed(sum_bits), name=f"s2b_sum{b}") for b in range(L)]
+        for b in range(L):
+            m.d.sync += s2b_sum[b].eq(sum(s2_prod[p][b] for p in range(P)))
+
+        # ---- S3: int32 accumulators (reset on a row's first beat) -------------------------------
         acc = [Signal(signed(32), name=f"acc{b}") for b in range(L)]
         s3_valid = Signal()
         s3_acc = [Signal(signed(32), name=f"s3_acc{b}") for b in range(L)]
-        s3_err = Signal()
-        s3_post = Signal(self._layouts["post"])
-        s3_relu = Signal()
-        s3_glast = Signal()
-        m.d.sync += s3_valid.eq(s2_valid & s2_last)
+        row_done = ctl2b["valid"] & ctl2b["last"]
+        m.d.sync += s3_valid.eq(row_done)
         for b in range(L):
-            total = sum(s2_prod[p][b] for p in range(P))
             acc_next = Signal(signed(32), name=f"acc_next{b}")
-            m.d.comb += acc_next.eq(Mux(s2_first, 0, acc[b]) + total)
-            with m.If(s2_valid):
+            m.d.comb += acc_next.eq(Mux(ctl2b["first"], 0, acc[b]) + s2b_sum[b])
+            with m.If(ctl2b["valid"]):
                 m.d.sync += acc[b].eq(acc_next)
-                with m.If(s2_last):
+                with m.If(ctl2b["last"]):
                     m.d.sync += s3_acc[b].eq(acc_next)
-        with m.If(s2_valid & s2_last):
-            m.d.sync += [s3_err.eq(s2_err), s3_post.eq(s2_post), s3_relu.eq(s2_relu),
-                         s3_glast.eq(s2_glast)]
+        ctl3 = carry("s3", {k: ctl2b[k] for k in ("err", "post", "relu", "glast")},
+                     cond=row_done)
 
-        # ---- stage 3: bias and multiplier ------------------------------------------------------
+        # ---- S4: + bias -------------------------------------------------------------------------
         s4_valid = Signal()
-        s4_p = [Signal(signed(50), name=f"s4_p{b}") for b in range(L)]
-        s4_err = Signal()
-        s4_shift = Signal(5)
-        s4_relu = Signal()
-        s4_glast = Signal()
-        m.d.sync += [s4_valid.eq(s3_valid), s4_err.eq(s3_err), s4_shift.eq(s3_post.shift),
-                     s4_relu.eq(s3_relu), s4_glast.eq(s3_glast)]
+        m.d.sync += s4_valid.eq(s3_valid)
+        ctl4 = carry("s4", {"err": ctl3["err"], "mult": ctl3["post"].mult,
+                                  "shift": ctl3["post"].shift, "relu": ctl3["relu"],
+                                  "glast": ctl3["glast"]})
+        s4_t = [Signal(signed(33), name=f"s4_t{b}") for b in range(L)]
         for b in range(L):
-            t = Signal(signed(33), name=f"t{b}")
-            m.d.comb += t.eq(s3_acc[b] + s3_post.bias)
-            m.d.sync += s4_p[b].eq(t * s3_post.mult)
+            m.d.sync += s4_t[b].eq(s3_acc[b] + ctl3["post"].bias)
 
-        # ---- stage 4: round, shift, saturate, ReLU -> output FIFO ------------------------------
-        out_layout = self._layouts["o"]
-        s4_out = Signal(out_layout)
-        rnd = Signal(32)
-        m.d.comb += rnd.eq((Const(1, 33) << s4_shift) >> 1)
+        # ---- S5: * mult as two 17x16 products (t = t_hi * 2**16 + t_lo) --------------------------
+        s5_valid = Signal()
+        m.d.sync += s5_valid.eq(s4_valid)
+        ctl5 = carry("s5", ctl4)
+        s5_lo = [Signal(unsigned(32), name=f"s5_lo{b}") for b in range(L)]
+        s5_hi = [Signal(signed(34), name=f"s5_hi{b}") for b in range(L)]
         for b in range(L):
-            shifted = Signal(signed(51), name=f"shifted{b}")
-            m.d.comb += shifted.eq((s4_p[b] + rnd) >> s4_shift)
+            m.d.sync += [s5_lo[b].eq(s4_t[b][:16] * ctl4["mult"]),
+                         s5_hi[b].eq(s4_t[b][16:].as_signed() * ctl4["mult"])]
+
+        # ---- S6: + rounding constant on the low product ------------------------------------------
+        s6_valid = Signal()
+        m.d.sync += s6_valid.eq(s5_valid)
+        ctl6 = carry("s6", ctl5)
+        rnd = Signal(32)
+        m.d.comb += rnd.eq((Const(1, 33) << ctl5["shift"]) >> 1)
+        s6_lo = [Signal(unsigned(33), name=f"s6_lo{b}") for b in range(L)]
+        s6_hi = [Signal(signed(34), name=f"s6_hi{b}") for b in range(L)]
+        for b in range(L):
+            m.d.sync += [s6_lo[b].eq(s5_lo[b] + rnd), s6_hi[b].eq(s5_hi[b])]
+
+        # ---- S7: (acc + bias) * mult + rnd ------------------------------------------------------
+        s7_valid = Signal()
+        m.d.sync += s7_valid.eq(s6_valid)
+        ctl7 = carry("s7", ctl6)
+        s7_p = [Signal(signed(51), name=f"s7_p{b}") for b in range(L)]
+        for b in range(L):
+            m.d.sync += s7_p[b].eq((s6_hi[b] << 16) + s6_lo[b])
+
+        # ---- S8: >> shift -----------------------------------------------------------------------
+        s8_valid = Signal()
+        m.d.sync += s8_valid.eq(s7_valid)
+        ctl8 = carry("s8", {k: ctl7[k] for k in ("err", "relu", "glast")})
+        s8_sh = [Signal(signed(51), name=f"s8_sh{b}") for b in range(L)]
+        for b in range(L):
+            m.d.sync += s8_sh[b].eq(s7_p[b] >> ctl7["shift"])
+
+        # ---- S9: saturate, ReLU, error -> 0 -> output FIFO --------------------------------------
+        out_layout = self._layouts["o"]
+        s9_out = Signal(out_layout)
+        for b in range(L):
+            shifted = s8_sh[b]
             sat = Mux(shifted > 127, 127, Mux(shifted < -128, -128, shifted))
-            y = Mux(s4_err | (s4_relu & (shifted < 0)), 0, sat)
-            m.d.comb += s4_out.y[b].eq(y)
-        m.d.comb += [s4_out.error.eq(s4_err), s4_out.last.eq(s4_glast)]
+            y = Mux(ctl8["err"] | (ctl8["relu"] & (shifted < 0)), 0, sat)
+            m.d.comb += s9_out.y[b].eq(y)
+        m.d.comb += [s9_out.error.eq(ctl8["err"]), s9_out.last.eq(ctl8["glast"])]
+        s9_valid = s8_valid
 
         reject_out = Signal(out_layout)
         m.d.comb += [reject_out.cfg_error.eq(1), reject_out.last.eq(1)]
@@ -430,8 +512,8 @@ class SPU(wiring.Component):
         m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(width=out_layout.size,
                                                             depth=OUT_DEPTH)
         m.d.comb += [
-            out_fifo.w_en.eq(s4_valid | reject_fire),
-            out_fifo.w_data.eq(Mux(s4_valid, s4_out.as_value(), reject_out.as_value())),
+            out_fifo.w_en.eq(s9_valid | reject_fire),
+            out_fifo.w_data.eq(Mux(s9_valid, s9_out.as_value(), reject_out.as_value())),
             self.o.valid.eq(out_fifo.r_rdy),
             self.o.payload.eq(out_fifo.r_data),
             out_fifo.r_en.eq(self.o.ready),

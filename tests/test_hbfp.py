@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from sparsehw.golden.hbfp import (INVALID_EXP, block_dot, dequantize, dot, fp32_from_scaled_int,
+from sparsehw.golden.fp32 import bits
+from sparsehw.golden.hbfp import (DEFAULT_PARTIALS, INVALID_EXP, block_dot, dequantize, dot, fp32_from_scaled_int,
                          quantize, shared_exponents)
 from sparsehw.hw.hbfp import BFP_CONVERT_PARAMS, HBFP_DOT_PARAMS, BfpConvert, HbfpDot
 from sparsehw.families.hbfp import BLOCKS
@@ -126,8 +127,41 @@ def test_dot_accumulates_sequentially_in_float32():
     for k in range(4):
         r = f32(float(Fraction(int(np.dot(qa[k], qb[k]))) * Fraction(2) ** int(ea[k] + eb[k] - 14)))
         acc = r if acc is None else f32(acc + r)
-    assert dot(qa, ea, qb, eb, 7) == acc
+    assert dot(qa, ea, qb, eb, 7, partials=1) == acc
     assert abs(float(dot(qa, ea, qb, eb, 7)) - float(np.dot(x, y))) < 0.05 * np.abs(x * y).sum()
+
+
+def _block_results(qa, ea, qb, eb, m):
+    return [f32(float(Fraction(int(np.dot(qa[k], qb[k]))) * Fraction(2) ** int(ea[k] + eb[k] - 2 * m)))
+            for k in range(len(ea))]
+
+
+def test_dot_interleaved_partials_then_pairwise_tree():
+    # Block results chosen so that the order shows: 1e8 and -1e8 cancel only when added before
+    # the small terms meet them. r = [2**27, 1, -2**27, 1, 1, 1, 1] (P = 3):
+    # p0 = (2**27 + 1) + 1 = 2**27 (both ones lost to rounding), p1 = 1 + 1 = 2, p2 = -2**27 + 1
+    # = -2**27 (lost); tree: (p0 + p1) + p2 = (2**27 + 2) + -2**27 = 0 (2**27 + 2 rounds to
+    # 2**27 at 24 bits: ulp 16); sequential: 2**27 + 1 + ... = 2**27 ... -2**27 ... = 4.
+    vals = [2 ** 27, 1, -(2 ** 27), 1, 1, 1, 1]
+    qa = np.array([[v] for v in vals])
+    qb = np.ones((7, 1), np.int64)
+    e = np.full(7, 7)                                   # scale 2**(7 + 7 - 14) = 1
+    r = _block_results(qa, e, qb, e, 7)
+    assert [float(v) for v in r] == vals
+    p = [f32(-0.0)] * 3
+    for k, v in enumerate(r):
+        p[k % 3] = f32(p[k % 3] + v)
+    assert [float(v) for v in p] == [2 ** 27, 2.0, -(2 ** 27)]
+    assert float(dot(qa, e, qb, e, 7, partials=3)) == float(f32(f32(p[0] + p[1]) + p[2])) == 0.0
+    assert float(dot(qa, e, qb, e, 7, partials=1)) == 4.0
+    # P = 5 (the default): p = [2**27 + 1 -> 2**27, 2, -2**27, 1, 1]; ((p0 + p1) + (p2 + p3)) + p4
+    # = (2**27 + -2**27) + 1 = 1.
+    assert float(dot(qa, e, qb, e, 7)) == 1.0
+    # Fewer blocks than partials: untouched partials are -0.0, the exact identity; a single
+    # zero block stays +0.0 and a single block is returned unchanged.
+    zero = np.zeros((1, 1), np.int64)
+    assert bits(dot(zero, e[:1], zero, e[:1], 7)) == 0x00000000
+    assert float(dot(qa[:1], e[:1], qb[:1], e[:1], 7, partials=4)) == 2.0 ** 27
 
 
 def test_golden_parameter_errors():
@@ -180,7 +214,9 @@ def test_registry_entries_build_and_expose_properties():
     with pytest.raises(AttributeError):
         dot_unit.block_size = 4
     assert [b.params for b in BLOCKS[:2]] == [BFP_CONVERT_PARAMS, HBFP_DOT_PARAMS]
-    assert BLOCKS[1].defaults() == {"block_size": 8, "mixed": False, "mant_bits": 7}
+    assert BLOCKS[1].defaults() == {"block_size": 8, "mixed": False, "mant_bits": 7,
+                                    "add_stages": 4}
+    assert dot_unit.partials == DEFAULT_PARTIALS == HBFP_DOT_PARAMS.defaults()["add_stages"] + 1
     assert BLOCKS[2].defaults() == {}
 
 
@@ -345,3 +381,60 @@ def test_synth_smoke_per_lane_area_falls_with_block_size(tmp_path):
     t2 = synthesize(HbfpDot(block_size=2, mant_bits=3), "hbfp_dot", target="cmos",
                     build_dir=tmp_path / "b2")["transistors"]
     assert t1 < t2 < 2 * t1
+
+
+# -- accumulation pipeline: every add_stages value, Amaranth simulation -----------------------------
+
+def _sim_dot(dut, beats, stall, seed):
+    from amaranth.sim import Simulator
+    rng = np.random.default_rng(seed)
+    got, latency = [], []
+
+    async def bench(ctx):
+        i, last_taken = 0, None
+        for cycle in range(40 * len(beats) + 200):
+            valid = i < len(beats) and rng.random() >= stall
+            ready = rng.random() >= stall
+            ctx.set(dut.i.valid, valid)
+            if i < len(beats):
+                ctx.set(dut.i.payload, beats[i])
+            ctx.set(dut.o.ready, ready)
+            await ctx.delay(1e-8)
+            took = valid and ctx.get(dut.i.ready)
+            if ctx.get(dut.o.valid) and ready:
+                o = ctx.get(dut.o.payload)
+                got.append((int(o.value), int(o.invalid), int(o.error)))
+                if last_taken is not None:
+                    latency.append(cycle - last_taken)
+            await ctx.tick()
+            if took:
+                if beats[i]["last"]:
+                    last_taken = cycle
+                i += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return got, latency
+
+
+@pytest.mark.parametrize("add_stages", [0, 1, 2, 3, 5, 6])
+def test_hbfp_dot_every_add_stages_matches_golden_order(add_stages):
+    # Dot products of 1..12 blocks (fewer and more than the partial sums), random stalls; the
+    # golden model with partials = add_stages + 1 must match bit for bit.
+    from sparsehw.verif.hbfp.vectors import dot_ops
+    dut = HbfpDot(block_size=2, mant_bits=5, add_stages=add_stages)
+    beats, expected = dot_ops(np.random.default_rng(add_stages), 2, 5, ops=14, max_blocks=12,
+                              partials=add_stages + 1)
+    got, _ = _sim_dot(dut, beats, 0.3, add_stages)
+    assert got == expected
+
+
+def test_hbfp_dot_latency_property():
+    from sparsehw.verif.hbfp.vectors import dot_ops
+    for add_stages in (0, 4):
+        dut = HbfpDot(block_size=2, mant_bits=5, add_stages=add_stages)
+        beats, _ = dot_ops(np.random.default_rng(1), 2, 5, ops=1, fixed_blocks=3, p_invalid=0)
+        _, latency = _sim_dot(dut, beats, 0.0, 1)
+        assert latency == [dut.latency]
