@@ -438,3 +438,16 @@ def test_hbfp_dot_latency_property():
         beats, _ = dot_ops(np.random.default_rng(1), 2, 5, ops=1, fixed_blocks=3, p_invalid=0)
         _, latency = _sim_dot(dut, beats, 0.0, 1)
         assert latency == [dut.latency]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(-7, 7), min_size=4, max_size=4), min_size=1, max_size=20),
+       st.integers(1, 8))
+def test_dot_every_order_is_exact_when_the_sums_are(rows, partials):
+    # What holds whatever the order (and so also against HBFPEmulator's float32 matmul): when
+    # every block result and every partial sum is exactly representable, the result is the
+    # exact dot product. Small integer mantissas with exponents 3 and 3 (scale 2**(6 - 6) = 1).
+    qa = np.array(rows, np.int64)
+    qb = np.ones_like(qa)
+    e = np.full(len(rows), 3)
+    assert float(dot(qa, e, qb, e, 3, partials=partials)) == float(qa.sum())
