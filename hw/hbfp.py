@@ -91,7 +91,8 @@ class BfpConvert(wiring.Component):
         ``mant``: ``block_size`` x ``signed(mant_bits + 1)``; ``exp``: ``signed(9)``, the shared
         exponent in -26..127, or 128 for an invalid block; ``invalid``: 1 when the block held a
         NaN or an infinity or its maximum exceeds 2**127 (then all mantissas are 0).
-        Latency 2 cycles, one block per cycle; back-pressure stalls the whole pipeline.
+        Latency :attr:`latency` cycles (``9 + floor(log2(block_size) / 2)``: 10 at
+        ``block_size=8``), one block per cycle; back-pressure stalls the whole pipeline.
 
     Raises
     ------
@@ -236,10 +237,14 @@ class HbfpDot(wiring.Component):
 
     Each beat carries one block of each operand. The exact integer sum ``S`` of the ``block_size``
     mantissa products is scaled by ``2**(ea + eb - 2m)`` and rounded to float32 (nearest even);
-    block results are accumulated sequentially in float32 (``acc = r_1``, then
-    ``acc = fp32(acc + r_k)``, RNE) by a single-cycle FP32 adder in the accumulator loop, so the
-    unit takes a new block pair every cycle. A beat with ``last`` closes the dot product and
-    produces one result. This is exactly :func:`golden.hbfp.dot`.
+    block results are accumulated in float32 (RNE) in ``P = add_stages + 1`` interleaved partial
+    sums: block ``k`` of a dot product into partial ``k mod P`` (each starting at ``-0.0``, the
+    exact identity), by an FP32 adder with ``add_stages`` pipeline registers, whose sum is back
+    exactly when the partial's next block arrives; so the unit takes a new block pair every
+    cycle. A beat with ``last`` closes the dot product: its partials are combined by a pairwise
+    tree (``(p0 + p1), (p2 + p3), ...`` level by level, an odd last one carried up) of
+    ``add_stages`` pipelined adders while the next dot product streams in. This is exactly
+    :func:`golden.hbfp.dot` with ``partials = add_stages + 1``.
 
     Parameters
     ----------
@@ -251,6 +256,11 @@ class HbfpDot(wiring.Component):
         Mixed-mantissa unit (Accuracy Boosters): each beat has a ``mode`` (0: HBFP4 m=3,
         1: HBFP6 m=5, 2: HBFP8 m=7) that sets the scaling and the legal mantissa range of that
         block pair; the 8-bit datapath is shared by the three modes.
+    add_stages : int
+        Pipeline registers in the FP32 accumulation adder, 0..6 (default 4, which closes timing
+        at 125 MHz on ECP5): ``add_stages + 1`` partial sums and ``add_stages`` combining
+        adders. 0 is one sequential accumulator (a single-cycle adder in the loop, no tree):
+        the smallest unit, the slowest clock.
 
     Attributes
     ----------
@@ -263,8 +273,9 @@ class HbfpDot(wiring.Component):
         One float32 result per dot product. ``invalid``: a block of the dot product was invalid
         (``value`` is the quiet NaN ``0x7FC00000``). ``error``: malformed run-time data in the dot
         product (a mantissa outside ``+-(2**m - 1)`` for its mode, ``mode == 3``, or an exponent
-        outside -26..128); ``value`` is then NaN too. Latency 4 cycles from the ``last`` beat;
-        back-pressure stalls the whole pipeline.
+        outside -26..128); ``value`` is then NaN too. Latency :attr:`latency` cycles from the
+        ``last`` beat (25 at ``add_stages=4``, 7 at 0); one block pair per cycle for any number
+        of blocks per dot product; back-pressure stalls the whole pipeline.
 
     Raises
     ------

@@ -16,15 +16,17 @@ BLOCKS = [
     Block(
         name="bfp_convert",
         summary="FP32 block -> HBFP (shared exponent, sign-magnitude mantissas, invalid flag), "
-                "bit-exact with HBFPEmulator's _float_to_bfp",
+                "bit-exact with HBFPEmulator's _float_to_bfp except a block maximum just above "
+                "a power of two (exact exponent)",
         params=BFP_CONVERT_PARAMS,
         build=BfpConvert,
         testbench="sparsehw.verif.hbfp.tb_bfp_convert",
     ),
     Block(
         name="hbfp_dot",
-        summary="HBFP block dot product, one block pair per cycle, FP32 accumulator; "
-                "mixed=1 selects HBFP4/6/8 per beat at run time",
+        summary="HBFP block dot product, one block pair per cycle, FP32 accumulation in "
+                "add_stages+1 interleaved partial sums (pipelined adder) combined by a "
+                "pairwise tree; mixed=1 selects HBFP4/6/8 per beat at run time",
         params=HBFP_DOT_PARAMS,
         build=HbfpDot,
         testbench="sparsehw.verif.hbfp.tb_hbfp_dot",
@@ -35,8 +37,9 @@ BLOCKS = [
     ),
     Block(
         name="fp32_mac",
-        summary="IEEE-754 binary32 multiply then add (two RNE roundings, subnormals, Inf/NaN); "
-                "the FP32 reference of the HBFP area comparison",
+        summary="IEEE-754 binary32 multiply then add (two RNE roundings, subnormals, Inf/NaN, "
+                "canonical NaN), pipelined (11 cycles); the FP32 reference of the HBFP area "
+                "comparison",
         params=ParamSpec(),
         build=Fp32Mac,
         testbench="sparsehw.verif.hbfp.tb_fp32_mac",
