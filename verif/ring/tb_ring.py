@@ -248,17 +248,86 @@ async def heavy_back_pressure_holds_eject_beats_and_fills_queues(dut):
                   refused_cycles=refused)
 
 
+def _starvation_cases(k):
+    """``(upstream, victim, dest, direction)``: every router as the victim in both directions,
+    where the upstream neighbour's flits to ``dest`` take 2 hops through the victim."""
+    cases = []
+    for step in (+1, -1):
+        for victim in range(k):
+            up, dest = (victim - step) % k, (victim + step) % k
+            if golden.route(up, dest, k) == (step, 2) and golden.route(victim, dest, k) == \
+                    (step, 1):
+                cases.append((up, victim, dest, step))
+    return cases
+
+
+async def _starvation_case(dut, mon, k, width, inj_l, case, starve, quota, rng):
+    """One starvation scenario (see :func:`starvation_onset_and_injection_wait_bound`); returns
+    the victim's onset and the upstream node's longest wait."""
+    up, victim, dest, _ = case
+    inj = {n: len(mon.injected[n]) for n in range(k)}
+    ej = len(mon.ejected[dest])
+    run = starve + 24 * quota                       # the victim stays backlogged past the
+    flood = 2 * starve + 48 * quota + 4 * k         # upstream node's own onset
+    upstream = StreamSource(dut, f"inject__{up}")
+    upstream.send_nowait(pack(inj_l, {"dest": dest, "payload": rng.getrandbits(width)})
+                         for _ in range(flood))
+    for _ in range(3 * k):                          # the link into the victim is full
+        await RisingEdge(dut.clk)
+    node = StreamSource(dut, f"inject__{victim}")
+    node.send_nowait(pack(inj_l, {"dest": dest, "payload": rng.getrandbits(width)})
+                     for _ in range(run))
+    total = flood + run
+    for _ in range(20 * total):
+        if len(mon.ejected[dest]) - ej >= total:
+            break
+        await RisingEdge(dut.clk)
+    for _ in range(4 * k):
+        await RisingEdge(dut.clk)
+    upstream.stop()
+    node.stop()
+    assert len(mon.ejected[dest]) - ej == total, \
+        f"case {case}: {len(mon.ejected[dest]) - ej} of {total} flits delivered"
+    # Entry cycle of each flit into the ring: ejection cycle - zero-load latency (the
+    # destination takes at most one flit per cycle from one link and is always ready, so
+    # nothing queues there).
+    entries = {s: [c - golden.zero_load_latency(s, dest, k)
+                   for c, s2, _ in mon.ejected[dest][ej:] if s2 == s] for s in (up, victim)}
+    t0 = mon.injected[victim][inj[victim]][0]       # the victim's first offer (queued at once)
+    onset = entries[victim][0] - t0
+    assert onset == golden.starvation_delay(starve, 1), \
+        f"case {case}: the victim's first flit entered {onset} cycles after its offer, model " \
+        f"{golden.starvation_delay(starve, 1)} (starve={starve})"
+    bound = golden.injection_wait_bound(k, starve, quota)
+    waits = {}
+    for s in (up, victim):
+        waits[s] = [b - a - 1 for a, b in zip(entries[s], entries[s][1:])]
+        assert max(waits[s]) <= bound, \
+            f"case {case}: node {s} waited {max(waits[s])} cycles, bound {bound}"
+    assert max(waits[up]) == golden.starvation_delay(starve, 0), \
+        f"case {case}: upstream node's longest wait {max(waits[up])}, model " \
+        f"{golden.starvation_delay(starve, 0)}"
+    # Both share the link after the upstream node's onset: the victim still gets slots.
+    first_up_after = next(e for e in entries[up] if e > entries[victim][0])
+    assert any(e > first_up_after for e in entries[victim]), \
+        f"case {case}: the victim got no slot after the upstream node starved"
+    return onset, max(waits[up])
+
+
 @cocotb.test()
 async def starvation_onset_and_injection_wait_bound(dut):
-    """Node 0 floods node 2 clockwise (its flits pass node 1); node 1 then offers a long run of
-    flits to node 2. Node 1 sees only node 0's flits, so it starves: its first flit must arrive
-    exactly :func:`golden.starvation_delay` (``starve``, plus 1 hop to node 0) + zero-load latency
-    after it was offered. Node 0 then yields to node 1 until it starves in turn (its arriving slot
-    is free: delay ``starve + 0``); from then on they share by rounds. Every wait between two
-    consecutive flits of either node stays within :func:`golden.injection_wait_bound`. Ejection
-    is always ready. Needs 2-hop routes (``nodes >= 4``)."""
+    """For every router and direction (where a 2-hop route passes it, ``nodes >= 4``): its
+    upstream neighbour floods the node after it, through it; then the victim offers a long run
+    of flits to the same destination. The victim sees only the upstream flits, so it starves:
+    its first flit must enter the ring exactly :func:`golden.starvation_delay` (``starve``, plus 1
+    hop to the upstream node) after it was offered. The upstream node then yields until it
+    starves in turn (its arriving slot is free: delay ``starve + 0``, its longest wait); from
+    then on they share by rounds. Every wait between two consecutive flits of either node stays
+    within :func:`golden.injection_wait_bound`. Ejection always ready; cases one after the
+    other, the ring drained in between; every flit checked by the scoreboard."""
     k, width, inj_l, ej_l = _setup()
-    if k < 4:
+    cases = _starvation_cases(k)
+    if not cases:
         common.record(starvation="skipped (no 2-hop route below 4 nodes)")
         return
     p = common.params()
@@ -267,44 +336,14 @@ async def starvation_onset_and_injection_wait_bound(dut):
     await _start(dut, k)
     mon = _Monitor(dut, k, inj_l, ej_l)
     rng = common.rng(50)
-    src_up, src, dst = 0, 1, 2
-    assert golden.route(src_up, dst, k) == (+1, 2) and golden.route(src, dst, k) == (+1, 1)
-    run = starve + 24 * quota                       # node 1 stays backlogged past node 0's onset
-    flood = 3 * starve + 60 * quota + 4 * k
-    upstream = StreamSource(dut, f"inject__{src_up}")
-    upstream.send_nowait(pack(inj_l, {"dest": dst, "payload": rng.getrandbits(width)})
-                         for _ in range(flood))
-    for _ in range(3 * k):                          # the CW link into node 1 is full
-        await RisingEdge(dut.clk)
-    node = StreamSource(dut, f"inject__{src}")
-    node.send_nowait(pack(inj_l, {"dest": dst, "payload": rng.getrandbits(width)})
-                     for _ in range(run))
-    total = flood + run
-    for _ in range(20 * total):
-        if len(mon.ejected[dst]) >= total:
-            break
-        await RisingEdge(dut.clk)
-    for _ in range(4 * k):
-        await RisingEdge(dut.clk)
+    onsets, longest = set(), set()
+    for case in cases:
+        onset, wait = await _starvation_case(dut, mon, k, width, inj_l, case, starve, quota, rng)
+        onsets.add(onset)
+        longest.add(wait)
     golden.check_delivery(mon.sent(), mon.delivered())
-    # Entry cycle of each flit into the ring: ejection cycle - zero-load latency (node 2 takes
-    # at most one flit per cycle from its CW link and is always ready, so nothing queues there).
-    entries = {s: [c - golden.zero_load_latency(s, dst, k)
-                   for c, s2, _ in mon.ejected[dst] if s2 == s] for s in (src_up, src)}
-    t0 = mon.injected[src][0][0]                    # node 1's first offer (taken by its queue)
-    onset = entries[src][0] - t0
-    assert onset == golden.starvation_delay(starve, 1), \
-        f"node 1's first flit entered {onset} cycles after its offer, model " \
-        f"{golden.starvation_delay(starve, 1)} (starve={starve})"
-    bound = golden.injection_wait_bound(k, starve, quota)
-    for s in (src_up, src):
-        waits = [b - a - 1 for a, b in zip(entries[s], entries[s][1:])]
-        assert max(waits) <= bound, f"node {s} waited {max(waits)} cycles, bound {bound}"
-    waits_up = [b - a - 1 for a, b in zip(entries[src_up], entries[src_up][1:])]
-    assert max(waits_up) == golden.starvation_delay(starve, 0), \
-        f"node 0's longest wait {max(waits_up)}, model {golden.starvation_delay(starve, 0)}"
-    # Both nodes share the link after node 0's onset: node 1 still gets flits in afterwards.
-    first_up_after = next(e for e in entries[src_up] if e > entries[src][0])
-    assert any(e > first_up_after for e in entries[src]), "node 1 got no slot after node 0 starved"
-    common.record(starvation_onset=onset, longest_wait=max(waits_up), wait_bound=bound,
+    assert int(dut.bad_dest.value) == 0
+    common.record(starvation_cases=len(cases), starvation_onset=sorted(onsets),
+                  longest_wait=sorted(longest),
+                  wait_bound=golden.injection_wait_bound(k, starve, quota),
                   starvation_cycles=mon.cycle)
