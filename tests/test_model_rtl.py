@@ -48,6 +48,52 @@ def test_chains_in_phases_on_the_rtl_equal_the_golden_model_and_numpy():
         assert model > 0 and 0 <= rtl - model <= 64, (rtl, model)
 
 
+def _encoder_layer(rng, hidden, heads, ffn, nm):
+    import math
+    from sparsehw.golden.chip_compile import EncoderLayer
+
+    def g(o, k):
+        shift = max(1, round(math.log2(74 * 74 * math.sqrt(k * nm[0] / nm[1]) / 40)))
+        return GemmLayer(rng.integers(-128, 128, (o, k)).astype(np.int8), nm[0], nm[1],
+                         rng.integers(-2000, 2000, o), np.ones(o, int), np.full(o, shift), False)
+
+    def ln():
+        return rng.integers(2048, 6144, hidden), rng.integers(-200, 200, hidden), 8, 3
+    d = hidden // heads
+    return EncoderLayer(qkv=[g(hidden, hidden) for _ in range(3)], wo=g(hidden, hidden),
+                        w1=g(ffn, hidden), w2=g(hidden, ffn), heads=heads,
+                        score_post=(1, max(1, round(math.log2(74 * 74 * math.sqrt(d) / 40)))),
+                        ctx_post=(1, 7), softmax=(3, 15, 8), add1=(0, 0, 1), ln1=ln(),
+                        gelu=(5, 8, 3), add2=(0, 0, 1), ln2=ln())
+
+
+#: A chip for a small encoder layer (H 32, 2 heads, FFN 64) with the activation engine.
+LAYER_SMALL = dict(subsystems=2, lanes=4, macs=2, max_k=128, bank_rows=2048, wmem_depth=1 << 12,
+                   pmem_depth=1024, imem_depth=256, act_engine=True, act_max_row=64)
+
+
+def test_small_encoder_layer_on_the_rtl_equals_the_golden_chip_and_numpy():
+    """A whole encoder layer (q/k/v, attention through the host step, softmax, LayerNorms, GELU
+    FFN; H 32, 2 heads, 2:4 weights, 4 tokens) on 2 subsystems of the chip RTL (Icarus): both
+    phases bit-exact with the golden chip model, the output read back from the RTL equal to
+    the numpy layer, RTL cycles close to the cycle model's."""
+    from sparsehw.golden.chip_compile import reference_encoder_layer
+    from sparsehw.model.rtl import run_encoder_layer_on_rtl
+    if not rtl_available(LAYER_SMALL):
+        pytest.skip("the chip RTL has no activation engine")
+    rng = np.random.default_rng(3)
+    layer = _encoder_layer(rng, 32, 2, 64, (2, 4))
+    x = rng.integers(-128, 128, (32, 4)).astype(np.int8)
+    ref = reference_encoder_layer(layer, x)
+    assert np.unique(ref).size > 30
+    result = run_encoder_layer_on_rtl(layer, x, 2, LAYER_SMALL, sim="icarus",
+                                      build_dir=new_build_dir("test-model-rtl-layer"))
+    assert result["bit_exact"], result["mismatches"]
+    assert (result["y"] == ref).all()
+    for rtl, model in zip(result["rtl_cycles"], result["model_cycles"]):
+        assert abs(rtl - model) <= max(0.1 * rtl, 100), (rtl, model)
+
+
 def test_rtl_params_refuse_what_the_rtl_cannot_build():
     p = rtl_params(SMALL, flit_width=32)
     assert p["flit_width"] == 32 and p["subsystems"] == 2

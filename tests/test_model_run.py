@@ -42,6 +42,9 @@ def test_gemm_list(dense):
     keys = {"name", "kind", "rows", "k", "cols", "n", "m", "nonzero_macs", "cycles",
             "utilization"}
     assert all(keys <= set(g) for g in gemms)
+    assert {"gemms", "weight_macs", "nonzero_weight_macs", "total_cycles", "dense_cycles",
+            "speedup", "embedding_cosine"} <= set(dense)              # issue 13's JSON totals
+    assert dense["total_cycles"] == sum(g["cycles"] for g in gemms) > 0
     ffn = next(g for g in weight if g["layer"].endswith("layer.0.intermediate.dense"))
     assert (ffn["rows"], ffn["k"], ffn["cols"], ffn["n"], ffn["m"]) == (16, 384, 1536, 1, 1)
     assert ffn["nonzero_macs"] == 16 * 384 * 1536

@@ -195,6 +195,21 @@ def run_jobs_on_rtl(jobs, subsystems=4, *, sim="verilator", build_dir=None):
             "gemms": gemms, "params": params, "sim": sim}
 
 
+def used_rows(programs):
+    """One past the highest bank row any instruction of ``programs`` (lists of instructions)
+    reads or writes: the rows worth reading back."""
+    top = 0
+    for program in programs:
+        for i in program:
+            if isinstance(i, isa.Gemm):
+                top = max(top, i.x_addr + i.k, i.d_addr + i.o)
+            elif isinstance(i, isa.Act):
+                top = max(top, i.s_addr + i.count, i.d_addr + i.count, i.b_addr + i.count)
+            elif isinstance(i, isa.Send):
+                top = max(top, i.s_addr + i.count, i.r_addr + i.count)
+    return top
+
+
 def run_encoder_layer_on_rtl(enc, x, subsystems=4, params=None, *, sim="verilator",
                              build_dir=None):
     """An :class:`golden.chip_compile.EncoderLayer` compiled whole and run on the chip RTL in two
@@ -205,7 +220,7 @@ def run_encoder_layer_on_rtl(enc, x, subsystems=4, params=None, *, sim="verilato
     from sparsehw.golden.chip_compile import compile_encoder_layer
     x = np.asarray(x)
     compiled = compile_encoder_layer(enc, x.shape[1], subsystems, params)
-    rows = compiled.params["bank_rows"]
+    rows = min(compiled.params["bank_rows"], used_rows(compiled.phase1 + compiled.phase2))
     phases = [{"images": compiled.phase_images(1, x), "host": None},
               {"images": compiled.phase_images(2), "host": compiled.host_images}]
     result = run_phases(compiled.params, phases, rows, sim=sim, build_dir=build_dir)
