@@ -12,7 +12,8 @@ Kinds
     "weights" from the weight memory); ``ring``: a two-GEMM chain on every subsystem,
     model-parallel (every output row all-gathered over the ring, WAIT between the layers);
     ``send``: one subsystem SENDs rows to the three others, which WAIT for them.
-    ``act`` (the activation engine's ACT instruction) needs the chip RTL's activation engine.
+    ``act_*``: one ACT instruction (gelu, exp, softmax, layernorm, the residual add) on one
+    subsystem (chips with ``act_engine``).
 
 >>> rows = calibrate()          # doctest: +SKIP
 """
@@ -28,7 +29,8 @@ __all__ = ["CALIB_PARAMS", "calibration_cases", "calibrate"]
 
 #: A small chip (Icarus-friendly) with the reference SPU shape (lanes 4, macs 2, act_rows 2).
 CALIB_PARAMS = dict(subsystems=4, lanes=4, macs=2, max_m=32, act_rows=2, max_k=256,
-                    bank_rows=1024, imem_depth=64, wmem_depth=4096, pmem_depth=512)
+                    bank_rows=1024, imem_depth=64, wmem_depth=4096, pmem_depth=512,
+                    act_engine=True, act_max_row=64)
 
 
 def _layer(gen, k, o, n, m):
@@ -60,6 +62,31 @@ def _send_case(gen, p, count):
             "images": images}
 
 
+def _act_case(gen, p, name, count, *, same_bank=False, **fields):
+    """One ACT on subsystem 0 (the others halt): source rows in bank 0 from row 0, the result
+    in bank 1 from row 0; ``add``'s second operand from row 512 of bank 1 (bank 0 with
+    ``same_bank``); layernorm's gamma/beta from post-op word 0."""
+    S, lanes = p["subsystems"], p["lanes"]
+    a = gen.integers(-128, 128, size=(count, lanes)).astype(np.int8)
+    b = gen.integers(-128, 128, size=(count, lanes)).astype(np.int8)
+    b_bank, b_addr = ((0, 512) if same_bank else (1, 512)) if name == "add" else (0, 0)
+    instr = isa.Act(op=isa.ACT_OPS[name], s_bank=0, s_addr=0, d_bank=1, d_addr=0, count=count,
+                    b_bank=b_bank, b_addr=b_addr, **fields)
+    mems = [(isa.MEM_IMEM, 0, [isa.encode(instr), isa.encode(isa.Halt())]),
+            (isa.MEM_BANK0, 0, [isa.pack_row(r) for r in a])]
+    if name == "add":
+        mems.append((isa.MEM_BANK0 if same_bank else isa.MEM_BANK1, b_addr,
+                     [isa.pack_row(r) for r in b]))
+    if name == "layernorm":
+        gamma = gen.integers(2048, 6144, size=count)
+        beta = gen.integers(-200, 200, size=count)
+        mems.append((isa.MEM_PMEM, 0, [isa.pack_post(int(g) & 0xFFFF | (int(be) & 0xFFFF) << 16,
+                                                     0, 0) for g, be in zip(gamma, beta)]))
+    images = [mems] + [[(isa.MEM_IMEM, 0, [isa.encode(isa.Halt())])] for _ in range(1, S)]
+    return {"kind": f"act_{name}", "shape": f"{count} rows{' (both operands in one bank)' if same_bank else ''}",
+            "images": images}
+
+
 def calibration_cases(params=CALIB_PARAMS, seed=13):
     """The operator cases: ``[{"kind", "shape", "images"}]`` (see the module docstring)."""
     gen = np.random.default_rng(seed)
@@ -74,6 +101,15 @@ def calibration_cases(params=CALIB_PARAMS, seed=13):
                                                   _layer(gen, 128, 64, n, m)], 16, 4))
     for count in (64, 256):
         cases.append(_send_case(gen, p, count))
+    if p["act_engine"]:
+        for count in (64, 256):
+            cases.append(_act_case(gen, p, "gelu", count, fin=5, fout=8, oshift=3))
+        cases.append(_act_case(gen, p, "exp", 256, fin=5, fout=8, oshift=3))
+        for count in (32, 64):
+            cases.append(_act_case(gen, p, "softmax", count, fin=3, fout=15, oshift=8))
+            cases.append(_act_case(gen, p, "layernorm", count, fout=8, oshift=3))
+        cases.append(_act_case(gen, p, "add", 256, oshift=1))
+        cases.append(_act_case(gen, p, "add", 256, oshift=1, same_bank=True))
     return cases
 
 
