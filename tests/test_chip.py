@@ -168,3 +168,12 @@ def test_chip_act_cycles_match_the_model():
     result = _run({**ACT, "subsystems": 1}, testcase="chip_act_cycles",
                   workload={"tolerance": 0.05})
     print(result.log)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lanes, act_rows", [(1, 4), (2, 1)])
+def test_chip_act_programs_other_lanes(lanes, act_rows):
+    """The ACT unit at one lane (one engine command per ACT row op, no gather), two lanes with
+    one row per bank word (Icarus, one subsystem)."""
+    _run({**ACT, "subsystems": 1, "lanes": lanes, "act_rows": act_rows, "act_max_row": 32},
+         testcase="chip_act_programs", workload={"programs": 2, "acts": 4}, seed=3)
