@@ -248,25 +248,27 @@ def fp_add(m, a, b, prefix="add", pipe=None):
     m.d.comb += [x_ext.eq(Mux(a_big, fa["mant"], fb["mant"]) << 3),
                  y_ext.eq(Mux(a_big, fb["mant"], fa["mant"]) << 3)]
     sign_x = Mux(a_big, fa["sign"], fb["sign"])
-    exp_x = Signal(EXP_SHAPE, name=_name(prefix + "_ex"))
-    m.d.comb += exp_x.eq(Mux(a_big, fa["exp"], fb["exp"]) - 3)
+    bexp_x = Signal(8, name=_name(prefix + "_bx"))           # the exponent is bexp_x - 153
+    m.d.comb += bexp_x.eq(Mux(a_big, fa["bexp"], fb["bexp"]))
     nan = fa["nan"] | fb["nan"] | (fa["inf"] & fb["inf"] & (fa["sign"] != fb["sign"]))
     special = Signal(32, name=_name(prefix + "_spv"))
     m.d.comb += special.eq(Mux(nan, QNAN, Mux(fa["inf"], a, b)))
     v = pipe.cut("swap", x=x_ext, y=y_ext, dist=dist_c, sub=fa["sign"] ^ fb["sign"],
-                 sign=sign_x, exp=exp_x, spec=nan | fa["inf"] | fb["inf"], spv=special,
+                 sign=sign_x, bexp=bexp_x, spec=nan | fa["inf"] | fb["inf"], spv=special,
                  zsign=fa["sign"] & fb["sign"])
     y_ext, dist_c = v["y"], v["dist"]
     y_sh = Signal(27, name=_name(prefix + "_ys"))
     m.d.comb += y_sh.eq((y_ext >> dist_c) | ((y_ext & ((Const(1, 33) << dist_c) - 1)) != 0))
-    v = pipe.cut("align", x=v["x"], y=y_sh, sub=v["sub"], sign=v["sign"], exp=v["exp"],
+    v = pipe.cut("align", x=v["x"], y=y_sh, sub=v["sub"], sign=v["sign"], bexp=v["bexp"],
                  spec=v["spec"], spv=v["spv"], zsign=v["zsign"])
     total = Signal(28, name=_name(prefix + "_sum"))
     with m.If(v["sub"]):
         m.d.comb += total.eq(v["x"] - v["y"])
     with m.Else():
         m.d.comb += total.eq(v["x"] + v["y"])
-    v = pipe.cut("add", total=total, sign=v["sign"], exp=v["exp"], spec=v["spec"],
+    exp_x = Signal(EXP_SHAPE, name=_name(prefix + "_ex"))
+    m.d.comb += exp_x.eq(v["bexp"] - 153)
+    v = pipe.cut("add", total=total, sign=v["sign"], exp=exp_x, spec=v["spec"],
                  spv=v["spv"], zsign=v["zsign"])
     keys = _ride(pipe, prefix, spec=v["spec"], spv=v["spv"], zsign=v["zsign"],
                  zero=v["total"] == 0)
@@ -291,7 +293,8 @@ class Fp32Mac(wiring.Component):
     :func:`golden.fp32.fp32_mac` bit for bit, and the FP32 reference of the HBFP area
     comparison. Pipeline registers sit at every cut of :data:`MUL_CUTS` and :data:`ADD_CUTS`
     (after the mantissa product, the leading-one search, the rounding shift and increment of
-    each rounding, the adder's swap, alignment and addition), for timing closure on FPGAs.
+    each rounding, the adder's swap, alignment and addition) and between the product and the
+    adder, for timing closure on FPGAs.
 
     Attributes
     ----------
@@ -299,7 +302,7 @@ class Fp32Mac(wiring.Component):
         Operands (float32 bit patterns), one triple per cycle. ``i.ready`` is high when the
         pipeline can advance (``~o.valid | o.ready``).
     o : Out(stream.Signature(32))
-        Result bits. Latency :attr:`latency` (11) cycles, one result per cycle; a stalled output
+        Result bits. Latency :attr:`latency` (12) cycles, one result per cycle; a stalled output
         holds the whole pipeline (back-pressure reaches ``i.ready`` combinationally).
     """
 
@@ -313,15 +316,16 @@ class Fp32Mac(wiring.Component):
     def latency(self):
         """Cycles from an accepted operand triple to its result: one per cut, plus the
         output register."""
-        return len(MUL_CUTS) + len(ADD_CUTS) + 1
+        return len(MUL_CUTS) + 1 + len(ADD_CUTS) + 1
 
     def elaborate(self, platform):
         m = Module()
         adv = Signal()
         m.d.comb += [adv.eq(~self.o.valid | self.o.ready), self.i.ready.eq(adv)]
-        pipe = Pipeline(m, adv, MUL_CUTS + ADD_CUTS, "mac",
+        pipe = Pipeline(m, adv, MUL_CUTS + ("mid",) + ADD_CUTS, "mac",
                         riders={"v": self.i.valid, "c": self.i.payload.c})
         prod = fp_mul(m, self.i.payload.a, self.i.payload.b, "mul", pipe)
+        prod = pipe.cut("mid", prod=prod)["prod"]
         c = pipe.riders.pop("c")
         total = fp_add(m, prod, c, "add", pipe)
         assert pipe.latency + 1 == self.latency

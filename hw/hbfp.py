@@ -274,7 +274,7 @@ class HbfpDot(wiring.Component):
         (``value`` is the quiet NaN ``0x7FC00000``). ``error``: malformed run-time data in the dot
         product (a mantissa outside ``+-(2**m - 1)`` for its mode, ``mode == 3``, or an exponent
         outside -26..128); ``value`` is then NaN too. Latency :attr:`latency` cycles from the
-        ``last`` beat (25 at ``add_stages=4``, 7 at 0); one block pair per cycle for any number
+        ``last`` beat (26 at ``add_stages=4``, 8 at 0); one block pair per cycle for any number
         of blocks per dot product; back-pressure stalls the whole pipeline.
 
     Raises
@@ -318,11 +318,12 @@ class HbfpDot(wiring.Component):
     @property
     def latency(self):
         """Cycles from the ``last`` beat to its result: products, block sum, rounding (plus
-        its pipeline registers), the accumulation adder and the combining tree (each of its
+        its pipeline registers), the accumulation adder, a register before the combining tree
+        (which reads the finished partial sums from their registers), the tree (each of its
         ``ceil(log2(partials))`` levels an adder of ``add_stages`` registers, a register between
         levels), the output register."""
         levels = (self.partials - 1).bit_length()
-        return (4 + len(ROUND_CUTS) + self._add_stages + levels * self._add_stages
+        return (5 + len(ROUND_CUTS) + self._add_stages + levels * self._add_stages
                 + max(levels - 1, 0))
 
     @property
@@ -426,14 +427,15 @@ class HbfpDot(wiring.Component):
             with m.If(adv & ride["wr"] & (ride["slot"] == j)):
                 m.d.sync += accs[j].eq(total)
 
-        # When the last block's sum leaves the adder, every partial of the dot product is final
-        # (the next dot product's sums come out later): unused partials read as -0.0.
-        parts = []
-        for j in range(n_part):
-            pj = Signal(32, name=f"fin{j}")
-            m.d.comb += pj.eq(Mux(ride["slot"] == j, total, accs[j]))
-            parts.append(Mux(j < ride["used"], pj, NEG_ZERO))
-        flags = {"end": ride["end"], "inv": ride["inv"], "err": ride["err"]}
+        # One cycle after the last block's sum left the adder, every partial of the dot product
+        # is final and written (the next dot product's first sum is written a cycle later at the
+        # earliest): the tree reads them from the registers; unused partials read as -0.0.
+        fp = Pipeline(m, adv, ("fin",), "fin", riders={"end": ride["end"], "used": ride["used"],
+                                                     "inv": ride["inv"], "err": ride["err"]})
+        fp.cut("fin")
+        used_fin = fp.riders.pop("used")
+        flags = fp.riders
+        parts = [Mux(j < used_fin, accs[j], NEG_ZERO) for j in range(n_part)]
 
         # Stage 5: the partials combined by a pairwise tree ((p0+p1)+(p2+p3))..., an odd last
         # one carried up unchanged; each level is the same pipelined adder plus a register.

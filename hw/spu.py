@@ -6,7 +6,7 @@ The golden model is :mod:`golden.spu` (numeric rules in :mod:`golden.nm`); the d
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -117,8 +117,8 @@ class SPU(wiring.Component):
         for a row's last beat, when that row's post-op parameters are held and the output FIFO
         has room. One beat per cycle at best.
     post : In(stream.Signature(StructLayout(bias: signed(32), mult: unsigned(16), shift: unsigned(5))))
-        One beat per output row, in row order (see :func:`golden.nm.spu_post`). Held in a
-        one-entry register; a new beat is accepted in the cycle the held one is used.
+        One beat per output row, in row order (see :func:`golden.nm.spu_post`). Queued in a
+        two-entry FIFO (``ready`` whenever it has room; a row takes its head).
     o : Out(stream.Signature(StructLayout(y: ArrayLayout(signed(8), lanes), error, cfg_error, last)))
         One beat per output row (``last`` on the GEMM's last row), or one ``cfg_error`` beat for a
         rejected configuration. ``error`` marks a row with a malformed index (an index ``>= m``
@@ -267,15 +267,21 @@ class SPU(wiring.Component):
             m.d.sync += [loaded.eq(loaded + R),
                          avail.eq(((loaded + R) >> load_m_log2) << load_n_log2)]
 
-        # ---- post-op parameter holding register ------------------------------------------------
-        post_full = Signal()
+        # ---- post-op parameters: a two-row queue ------------------------------------------------
+        # Its ready is the queue's own level (registered), not the datapath's take: the handshake
+        # is off the S0 timing path, and two entries keep one row per cycle at full rate.
+        m.submodules.post_fifo = post_fifo = SyncFIFO(width=self._layouts["post"].size, depth=2)
+        post_full = Signal()           # the next row's parameters are held
         post_reg = Signal(self._layouts["post"])
         post_take = Signal()           # the held parameters go down the pipeline this cycle
-        m.d.comb += self.post.ready.eq(~post_full | post_take)
-        with m.If(self.post.valid & self.post.ready):
-            m.d.sync += [post_reg.eq(self.post.payload), post_full.eq(1)]
-        with m.Elif(post_take):
-            m.d.sync += post_full.eq(0)
+        m.d.comb += [
+            post_fifo.w_data.eq(self.post.payload.as_value()),
+            post_fifo.w_en.eq(self.post.valid),
+            self.post.ready.eq(post_fifo.w_rdy),
+            post_full.eq(post_fifo.r_rdy),
+            post_reg.eq(post_fifo.r_data),
+            post_fifo.r_en.eq(post_take),
+        ]
 
         # ---- S0: weight beat handshake (registered counters only: rem, e_end, avail) ------------
         entries = self.w.payload
@@ -396,24 +402,27 @@ class SPU(wiring.Component):
                     m.d.sync += stmts
             return out
 
-        # ---- S1: the X row each MAC selects, out of the buffer word -----------------------------
+        # ---- S1: the buffer words, registered straight out of the memory ------------------------
         ctl1 = {"valid": s1_valid, "first": s1_first, "last": s1_last, "err": s1_err,
                 "post": s1_post, "relu": s1_relu, "glast": s1_glast}
         ctl1b = carry("s1b", ctl1)
         s1b_val = [Signal(signed(8), name=f"s1b_val{p}") for p in range(P)]
-        s1b_x = [Signal(L * 8, name=f"s1b_x{p}") for p in range(P)]
+        s1b_sel = [Signal(max(1, log_r), name=f"s1b_sel{p}") for p in range(P)]
+        s1b_word = [Signal(word_bits, name=f"s1b_word{p}") for p in range(P)]
         for p in range(P):
-            rows = Array(rports[p].data.word_select(r, L * 8) for r in range(R))
-            m.d.sync += [s1b_val[p].eq(s1_val[p]),
-                         s1b_x[p].eq(rows[s1_sel[p]] if R > 1 else rports[p].data)]
+            m.d.sync += [s1b_val[p].eq(s1_val[p]), s1b_sel[p].eq(s1_sel[p]),
+                         s1b_word[p].eq(rports[p].data)]
 
-        # ---- S2: lanes*macs products (8x8) ------------------------------------------------------
+        # ---- S2: the X row each MAC selects, lanes*macs products (8x8) --------------------------
         ctl2 = carry("s2", ctl1b)
         s2_prod = [[Signal(signed(16), name=f"s2_prod{p}_{b}") for b in range(L)]
                    for p in range(P)]
         for p in range(P):
+            rows = Array(s1b_word[p].word_select(r, L * 8) for r in range(R))
+            row_bits = Signal(L * 8, name=f"x_row{p}")
+            m.d.comb += row_bits.eq(rows[s1b_sel[p]] if R > 1 else s1b_word[p])
             for b in range(L):
-                x = s1b_x[p].word_select(b, 8).as_signed()
+                x = row_bits.word_select(b, 8).as_signed()
                 m.d.sync += s2_prod[p][b].eq(s1b_val[p] * x)
 
         # ---- S2b: adder tree over the macs ------------------------------------------------------
