@@ -7,9 +7,9 @@ The four engines (``figs``, ``nm_broadcast``, ``nm_fanout``, ``nm_fixed24``) at 
 :mod:`sparsehw.verif.figs.budget_figs`, every run bit-exact against the golden GEMM), and are
 synthesized (Yosys cmos and ECP5) and placed and routed (nextpnr-ecp5, one seed, out of context)
 at the same size. Records are cached as JSON in the output directory: perf records stamped with
-a hash of the sources of this study, area and Fmax records with a hash of the RTL and synthesis
-sources only (:func:`sparsehw.experiments.sweep.study_stamp`); a record with another stamp is
-recomputed.
+a hash of the RTL, testbench and runner sources, area and Fmax records with a hash of the RTL and synthesis
+sources only (:func:`sparsehw.experiments.sweep.module_fingerprint`); a record with another
+stamp is recomputed.
 
     sparsehw study figs-compare [--out build/studies/figs_compare] [--sim verilator] [--jobs 2]
         [--skip-perf] [--skip-area] [--skip-fmax]
@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from sparsehw.experiments.sweep import module_fingerprint, study_stamp, tool_versions
+from sparsehw.experiments.sweep import module_fingerprint, tool_versions
 from sparsehw.flow import BUILD_ROOT
 from sparsehw.golden import figs as gf
 from sparsehw.hw.figs import FigsArray, NmBroadcastArray, NmFanoutArray, NmFixed24Array
@@ -57,16 +57,23 @@ def engine_params(engine):
 
 # -- caches ----------------------------------------------------------------------------------
 
+def _sources_stamp(*modules):
+    text = json.dumps({"sources": module_fingerprint(*modules), "tools": tool_versions()},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
 def _stamp():
-    return study_stamp("sparsehw.experiments.figs_compare")
+    """Stamp of the perf records: the RTL, the testbench and its drivers, the simulator runner
+    (editing the tables of this module does not recompute the simulations)."""
+    return _sources_stamp("sparsehw.hw.figs", "sparsehw.verif.figs.budget_figs",
+                          "sparsehw.verif.runner")
 
 
 def _hw_stamp():
-    text = json.dumps({"sources": module_fingerprint("sparsehw.hw.figs", "sparsehw.hw.parts",
-                                                     "sparsehw.synth.yosys",
-                                                     "sparsehw.synth.fmax"),
-                       "tools": tool_versions()}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+    """Stamp of the area and Fmax records: the RTL and the synthesis wrappers."""
+    return _sources_stamp("sparsehw.hw.figs", "sparsehw.hw.parts", "sparsehw.synth.yosys",
+                          "sparsehw.synth.fmax")
 
 
 def _cached(path, stamp=None):
@@ -216,6 +223,7 @@ def tables(perfs, areas, fmaxes):
                          f"{full['cycles'] / f_full['cycles']:.2f}" if f_full else "-",
                          f"{lim['cycles'] / f_need['cycles']:.2f}" if lim and f_need else "-"]
                 lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines += headline(runs)
     deviations = [abs(r["cycles"] / r["predicted_cycles"] - 1) for r in runs.values()]
     if deviations:
         lines.append(f"\nMeasured cycles versus `golden.figs.predicted_cycles`: largest deviation "
@@ -239,6 +247,37 @@ def tables(perfs, areas, fmaxes):
             e["luts"] if e else "-", e["ffs"] if e else "-",
             f"{f['fmax_mhz']:.1f}" if f else "-", f["seconds"] if f else "-"]) + " |")
     return "\n".join(lines) + "\n"
+
+
+#: The seed's headline: a model trained to 1:2 (1:4), FiGS running it natively; the patterns of
+#: the same density a baseline may run it as instead.
+HEADLINE = {(1, 2): ((1, 2), (2, 4), (4, 8)), (1, 4): ((1, 4), (2, 8), (4, 16), (8, 32))}
+
+
+def headline(runs):
+    """Lines of the seed-headline table: FiGS at 1:2 (1:4) against every baseline running the
+    same model as each pattern of that density, per budget (random masks: a 1:2 (1:4) mask is a
+    valid 2:4, 4:8 (2:8, 4:16, 8:32) mask; the baselines' cycles do not depend on the mask
+    content except fixed 2:4's passes, which are 1 for any density <= 1/2 spread this way).
+    Speedup = baseline cycles / FiGS cycles, both measured with the same K, O, B and budget."""
+    lines = ["\n#### The seed's headline: FiGS at 1:2 and 1:4 against each baseline running the "
+             "same model as a pattern of the same density (random masks; speedup per input "
+             "budget in bits/cycle, 0 = unlimited)\n",
+             "| model | baseline runs it as | " + " | ".join(str(b) for b in BUDGETS) + " |",
+             "|---|---|" + "---|" * len(BUDGETS)]
+    for (n, m), as_patterns in HEADLINE.items():
+        for engine in ENGINES[1:]:
+            # fixed 2:4 compiles the model itself (one 2:4 pass at these densities)
+            for an, am in (as_patterns if engine != "nm_fixed24" else ((n, m),)):
+                cells = []
+                for budget in BUDGETS:
+                    f = runs.get(("figs", "random", n, m, budget))
+                    b = runs.get((engine, "random", an, am, budget))
+                    cells.append(f"{b['cycles'] / f['cycles']:.2f}" if f and b else "-")
+                how = "2:4 (compiled)" if engine == "nm_fixed24" else f"{an}:{am}"
+                lines.append(f"| {n}:{m} | {LABELS[engine]} as {how} | " + " | ".join(cells)
+                             + " |")
+    return lines
 
 
 def plots(perfs, plot_dir):
