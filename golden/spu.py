@@ -87,8 +87,10 @@ def spu_gemm(values, indices, n, m, x, bias, mult, shift, relu):
 
 # -- cycle model (closed form, set next to the measured cycles in the report) -------------------
 #: Cycles from the first input handshake to the first weight beat plus from the last weight beat
-#: to the last output beat: S0..S4 and the output FIFO (docs/spu.md), measured once at 1:1.
-SPU_PIPELINE_LATENCY = 8
+#: to the last output beat: S0..S9 and the output FIFO (docs/spu.md). Was 8 before the pipeline
+#: registers of issue #14 (seven more stages: 125 MHz on ECP5), re-measured at 1:32 with two
+#: X buffers (tests/test_spu.py::test_perf_double_buffer_cycles).
+SPU_PIPELINE_LATENCY = 15
 
 
 def spu_cycles(params, workload):
