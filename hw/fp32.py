@@ -36,8 +36,9 @@ ROUND_CUTS = ("lzc", "shift", "round")
 #: Cut points of :func:`fp_add`, in the order the logic meets them: after the operand swap,
 #: after the alignment shift, after the mantissa addition, then :data:`ROUND_CUTS`.
 ADD_CUTS = ("swap", "align", "add") + ROUND_CUTS
-#: Cut points of :func:`fp_mul`: after the mantissa product, then :data:`ROUND_CUTS`.
-MUL_CUTS = ("prod",) + ROUND_CUTS
+#: Cut points of :func:`fp_mul`: after the four partial products of the mantissas, after their
+#: sum, then :data:`ROUND_CUTS`.
+MUL_CUTS = ("pp", "prod") + ROUND_CUTS
 #: The order in which :func:`add_cuts` spends an adder's pipeline registers (longest
 #: remaining combinational stretch first).
 ADD_CUT_ORDER = ("add", "lzc", "swap", "shift", "align", "round")
@@ -204,12 +205,18 @@ def fp_mul(m, a, b, prefix="mul", pipe=None):
     pipe = pipe if pipe is not None else Pipeline(m)
     fa, fb = unpack_fp32(m, a, prefix + "a"), unpack_fp32(m, b, prefix + "b")
     sign = fa["sign"] ^ fb["sign"]
-    prod = Signal(48, name=_name(prefix + "_prod"))
-    m.d.comb += prod.eq(fa["mant"] * fb["mant"])
+    # Four partial products of 17-bit and 7-bit halves (each fits one 18x18 DSP multiplier),
+    # so that a register can sit between the multipliers and their sum.
+    ma, mb = fa["mant"], fb["mant"]
+    pps = {"ll": ma[:17] * mb[:17], "lh": ma[:17] * mb[17:], "hl": ma[17:] * mb[:17],
+           "hh": ma[17:] * mb[17:]}
     exp = Signal(EXP_SHAPE, name=_name(prefix + "_e"))
     m.d.comb += exp.eq(fa["exp"] + fb["exp"])
     nan = fa["nan"] | fb["nan"] | (fa["inf"] & fb["zero"]) | (fb["inf"] & fa["zero"])
-    v = pipe.cut("prod", prod=prod, exp=exp, sign=sign, nan=nan, inf=fa["inf"] | fb["inf"])
+    v = pipe.cut("pp", exp=exp, sign=sign, nan=nan, inf=fa["inf"] | fb["inf"], **pps)
+    prod = Signal(48, name=_name(prefix + "_prod"))
+    m.d.comb += prod.eq(v["ll"] + ((v["lh"] + v["hl"]) << 17) + (v["hh"] << 34))
+    v = pipe.cut("prod", prod=prod, exp=v["exp"], sign=v["sign"], nan=v["nan"], inf=v["inf"])
     keys = _ride(pipe, prefix, nan=v["nan"], inf=v["inf"], sign=v["sign"])
     packed = round_pack(m, v["sign"], v["prod"], v["exp"], prefix + "_rp", pipe)
     r = _unride(pipe, keys)
@@ -292,9 +299,9 @@ class Fp32Mac(wiring.Component):
     quiet NaN ``0x7FC00000`` (sign 0, quiet bit only, whatever the operands' payloads). This is
     :func:`golden.fp32.fp32_mac` bit for bit, and the FP32 reference of the HBFP area
     comparison. Pipeline registers sit at every cut of :data:`MUL_CUTS` and :data:`ADD_CUTS`
-    (after the mantissa product, the leading-one search, the rounding shift and increment of
-    each rounding, the adder's swap, alignment and addition) and between the product and the
-    adder, for timing closure on FPGAs.
+    (after the partial products and their sum, the leading-one search, the rounding shift and
+    increment of each rounding, the adder's swap, alignment and addition) and between the
+    product and the adder, for timing closure on FPGAs.
 
     Attributes
     ----------
@@ -302,7 +309,7 @@ class Fp32Mac(wiring.Component):
         Operands (float32 bit patterns), one triple per cycle. ``i.ready`` is high when the
         pipeline can advance (``~o.valid | o.ready``).
     o : Out(stream.Signature(32))
-        Result bits. Latency :attr:`latency` (12) cycles, one result per cycle; a stalled output
+        Result bits. Latency :attr:`latency` (13) cycles, one result per cycle; a stalled output
         holds the whole pipeline (back-pressure reaches ``i.ready`` combinationally).
     """
 
