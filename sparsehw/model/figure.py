@@ -1,4 +1,7 @@
-"""S4's Figure 2 from our models: end-to-end speedup versus sparsity for MiniLM and ResNet-50.
+"""S4's Figure 2 from our cycle models: end-to-end speedup versus sparsity for MiniLM and ResNet-50.
+
+The chip cycle model's per-instruction costs are checked against the chip RTL per operator kind
+(:mod:`sparsehw.model.calibrate`, docs/model.md); the figure's cycles themselves are the model's.
 
 ``python -m sparsehw.model.figure [--out docs/img/s4_fig2]`` writes the PNG and SVG and prints
 the table (JSON) that ``docs/model.md`` shows.
@@ -98,7 +101,7 @@ def figure(out="docs/img/s4_fig2", ms=MS):
     ax.set_xticks(ms, [f"1:{m}" for m in ms])
     ax.set_xlabel("sparsity (N:M, every weight GEMM)")
     ax.set_ylabel("end-to-end speedup over dense, 4 subsystems")
-    ax.set_title("S4 Figure 2 from our models (not RTL)")
+    ax.set_title("S4 Figure 2: cycle models, MiniLM's costs checked on the chip RTL")
     ax.grid(True, which="both", lw=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
