@@ -210,6 +210,30 @@ def used_rows(programs):
     return top
 
 
+def _pow2(v, low=2):
+    return max(low, 1 << max(0, (int(v) - 1).bit_length()))
+
+
+def fitted_params(params, programs):
+    """``params`` with the memories cut to what ``programs`` touch (powers of two): the RTL's
+    Verilog and simulation shrink (MiniLM's layer compiles against 2**20-word weight memories
+    but touches far fewer); the golden model runs with the same parameters."""
+    p = isa.chip_params(params)
+    wtop = ptop = 0
+    for program in programs:
+        for i in program:
+            if isinstance(i, isa.Gemm):
+                bpr = isa.beats_per_row(i.k, i.n_log2, i.m_log2, p["macs"])
+                wtop = max(wtop, i.w_addr + i.o * bpr)
+                ptop = max(ptop, i.p_addr + i.o)
+            elif isinstance(i, isa.Act) and i.op == isa.ACT_OPS["layernorm"]:
+                ptop = max(ptop, i.p_addr + i.count)
+    return {**p, "wmem_depth": min(p["wmem_depth"], _pow2(wtop)),
+            "pmem_depth": min(p["pmem_depth"], _pow2(ptop)),
+            "imem_depth": min(p["imem_depth"], _pow2(max(len(prog) for prog in programs))),
+            "bank_rows": min(p["bank_rows"], _pow2(used_rows(programs), p["max_k"]))}
+
+
 def run_encoder_layer_on_rtl(enc, x, subsystems=4, params=None, *, sim="verilator",
                              build_dir=None):
     """An :class:`golden.chip_compile.EncoderLayer` compiled whole and run on the chip RTL in two
@@ -223,7 +247,8 @@ def run_encoder_layer_on_rtl(enc, x, subsystems=4, params=None, *, sim="verilato
     rows = min(compiled.params["bank_rows"], used_rows(compiled.phase1 + compiled.phase2))
     phases = [{"images": compiled.phase_images(1, x), "host": None},
               {"images": compiled.phase_images(2), "host": compiled.host_images}]
-    result = run_phases(compiled.params, phases, rows, sim=sim, build_dir=build_dir)
+    fitted = fitted_params(compiled.params, compiled.phase1 + compiled.phase2)
+    result = run_phases(fitted, phases, rows, sim=sim, build_dir=build_dir)
     if not result.get("passed"):
         raise RuntimeError(f"RTL run failed: {result.get('error')}")
     y = compiled._tensor(result["rtl_banks"][-1][0], "y", compiled.addr["h"])
