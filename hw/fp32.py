@@ -168,10 +168,16 @@ def round_pack(m, sign, mag, exp, prefix="rp", pipe=None):
     m.d.comb += wide.eq(v["mag"] << (width + 24))
     y = Signal(width + 25, name=_name(prefix + "_y"))
     m.d.comb += y.eq(wide >> v["amt"])
+    # The sticky bit straight from mag, beside the shifter: the bits below the guard are mag's
+    # bits i < lsb - 1 = amt - 25 (a thermometer mask of amt). Bits the shifter drops at the
+    # clamp only matter when kept = guard = 0, where the result is zero anyway.
+    below_guard = Cat(*[v["amt"] > i + 25 for i in range(width)])
+    sticky = Signal(name=_name(prefix + "_sticky"))
+    m.d.comb += sticky.eq((v["mag"] & below_guard) != 0)
     v = pipe.cut("shift", sign=v["sign"], zero=v["zero"], base=v["base"],
-                 kept=y[width:width + 25], guard=y[width - 1], low=y[:width - 1])
+                 kept=y[width:width + 25], guard=y[width - 1], sticky=sticky)
     rounded = Signal(26, name=_name(prefix + "_rnd"))
-    m.d.comb += rounded.eq(v["kept"] + (v["guard"] & ((v["low"] != 0) | v["kept"][0])))
+    m.d.comb += rounded.eq(v["kept"] + (v["guard"] & (v["sticky"] | v["kept"][0])))
     # rounded < 2**25: its bits from 23 up carry into the biased exponent field.
     high = Signal(signed(16), name=_name(prefix + "_high"))
     m.d.comb += high.eq(v["base"] + rounded[23:])
