@@ -5,7 +5,10 @@ Numeric rules are those of :mod:`golden.hbfp`; the FP32 rounding and addition lo
 :mod:`hw.fp32`.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+import functools
+import operator
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -408,7 +411,10 @@ class HbfpDot(wiring.Component):
                      err_next.eq(err3 | (dot_err & ~first_block))]
         # The first block of a partial adds -0.0, the exact identity (x + -0 = x for every x).
         operand = Signal(32)
-        m.d.comb += operand.eq(Mux(filled == n_part, Array(accs)[slot], NEG_ZERO))
+        current = Signal(32)                             # partial `slot`, as an AND-OR mux
+        terms = [Mux(slot == j, accs[j], 0) for j in range(n_part)]
+        m.d.comb += current.eq(functools.reduce(operator.or_, terms))
+        m.d.comb += operand.eq(Mux(filled == n_part, current, NEG_ZERO))
         used = Signal(range(n_part + 1))
         m.d.comb += used.eq(Mux(filled == n_part, n_part, filled + 1))
         apipe = Pipeline(m, adv, cuts, "acc",
