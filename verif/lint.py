@@ -82,7 +82,7 @@ def _waivers(note=None, **counts):
 WAIVERS = {
     "spu": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=149, WIDTHEXPAND=42, WIDTHTRUNC=4,
                     PROCASSINIT=164),
-    "ring": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=736, WIDTHEXPAND=18, WIDTHTRUNC=30,
+    "ring": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=776, WIDTHEXPAND=36, WIDTHTRUNC=32,
                      CASEINCOMPLETE=12, PROCASSINIT=136,
                      note={"CASEINCOMPLETE": "In the ring: the routers' casez on the 2-bit "
                                              "direction/select codes, whose unused code 3 keeps "
