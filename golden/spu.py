@@ -88,9 +88,9 @@ def spu_gemm(values, indices, n, m, x, bias, mult, shift, relu):
 # -- cycle model (closed form, set next to the measured cycles in the report) -------------------
 #: Cycles from the first input handshake to the first weight beat plus from the last weight beat
 #: to the last output beat: S0..S9 and the output FIFO (docs/spu.md). Was 8 before the pipeline
-#: registers of issue #14 (seven more stages: 125 MHz on ECP5), re-measured at 1:32 with two
+#: registers of issue #14 (eight more stages, for ECP5 timing), re-measured at 1:32 with two
 #: X buffers (tests/test_spu.py::test_perf_double_buffer_cycles).
-SPU_PIPELINE_LATENCY = 15
+SPU_PIPELINE_LATENCY = 16
 
 
 def spu_cycles(params, workload):

@@ -123,7 +123,7 @@ class SPU(wiring.Component):
         One beat per output row (``last`` on the GEMM's last row), or one ``cfg_error`` beat for a
         rejected configuration. ``error`` marks a row with a malformed index (an index ``>= m``
         or indices not strictly ascending inside a group); its ``y`` is forced to 0. Latency from
-        a row's last weight beat: 13 cycles (pipeline stages S0..S9, then the FIFO). A rejected
+        a row's last weight beat: 14 cycles (pipeline stages S0..S9, then the FIFO). A rejected
         configuration's beat follows every output row of the GEMMs accepted before it.
         Back-pressure: an ``OUT_DEPTH``-row (16) FIFO; when it is full of owed rows the datapath
         stops taking last beats.
@@ -413,17 +413,23 @@ class SPU(wiring.Component):
             m.d.sync += [s1b_val[p].eq(s1_val[p]), s1b_sel[p].eq(s1_sel[p]),
                          s1b_word[p].eq(rports[p].data)]
 
-        # ---- S2: the X row each MAC selects, lanes*macs products (8x8) --------------------------
-        ctl2 = carry("s2", ctl1b)
+        # ---- S1c: the X row each MAC selects ----------------------------------------------------
+        ctl1c = carry("s1c", ctl1b)
+        s1c_val = [Signal(signed(8), name=f"s1c_val{p}") for p in range(P)]
+        s1c_x = [Signal(L * 8, name=f"s1c_x{p}") for p in range(P)]
+        for p in range(P):
+            rows = Array(s1b_word[p].word_select(r, L * 8) for r in range(R))
+            m.d.sync += [s1c_val[p].eq(s1b_val[p]),
+                         s1c_x[p].eq(rows[s1b_sel[p]] if R > 1 else s1b_word[p])]
+
+        # ---- S2: lanes*macs products (8x8), straight from registers into the multipliers -------
+        ctl2 = carry("s2", ctl1c)
         s2_prod = [[Signal(signed(16), name=f"s2_prod{p}_{b}") for b in range(L)]
                    for p in range(P)]
         for p in range(P):
-            rows = Array(s1b_word[p].word_select(r, L * 8) for r in range(R))
-            row_bits = Signal(L * 8, name=f"x_row{p}")
-            m.d.comb += row_bits.eq(rows[s1b_sel[p]] if R > 1 else s1b_word[p])
             for b in range(L):
-                x = row_bits.word_select(b, 8).as_signed()
-                m.d.sync += s2_prod[p][b].eq(s1b_val[p] * x)
+                x = s1c_x[p].word_select(b, 8).as_signed()
+                m.d.sync += s2_prod[p][b].eq(s1c_val[p] * x)
 
         # ---- S2b: adder tree over the macs ------------------------------------------------------
         ctl2b = carry("s2b", ctl2)
