@@ -87,9 +87,9 @@ WAIVERS = {
                      note={"CASEINCOMPLETE": "In the ring: the routers' casez on the 2-bit "
                                              "direction/select codes, whose unused code 3 keeps "
                                              "the default."}),
-    "bfp_convert": _waivers(UNUSEDSIGNAL=189, WIDTHEXPAND=64, WIDTHTRUNC=15, PROCASSINIT=8),
-    "hbfp_dot": _waivers(UNUSEDSIGNAL=59, WIDTHEXPAND=30, WIDTHTRUNC=11, PROCASSINIT=30),
-    "fp32_mac": _waivers(UNUSEDSIGNAL=40, WIDTHEXPAND=25, WIDTHTRUNC=21, PROCASSINIT=5),
+    "bfp_convert": _waivers(UNUSEDSIGNAL=264, WIDTHEXPAND=68, WIDTHTRUNC=15, PROCASSINIT=103),
+    "hbfp_dot": _waivers(UNUSEDSIGNAL=402, WIDTHEXPAND=204, WIDTHTRUNC=60, PROCASSINIT=315),
+    "fp32_mac": _waivers(UNUSEDSIGNAL=169, WIDTHEXPAND=67, WIDTHTRUNC=22, PROCASSINIT=108),
     "figs": _waivers(UNUSEDSIGNAL=295, WIDTHEXPAND=10, CASEINCOMPLETE=8, PROCASSINIT=446),
     "nm_broadcast": _waivers(UNUSEDSIGNAL=1378, PROCASSINIT=301),
     "nm_fanout": _waivers(UNUSEDSIGNAL=1154, PROCASSINIT=305),
