@@ -26,6 +26,7 @@ from pathlib import Path
 from sparsehw.experiments.sweep import module_fingerprint, tool_versions
 from sparsehw.flow import BUILD_ROOT
 from sparsehw.golden import figs as gf
+from sparsehw.hw.export import to_verilog
 from sparsehw.hw.figs import FigsArray, NmBroadcastArray, NmFanoutArray, NmFixed24Array
 from sparsehw.hw.parts import EnabledRegs, Multiplier, OperandMux
 from sparsehw.synth.fmax import place_and_route
@@ -70,10 +71,20 @@ def _stamp():
                           "sparsehw.verif.runner")
 
 
-def _hw_stamp():
-    """Stamp of the area and Fmax records: the RTL and the synthesis wrappers."""
-    return _sources_stamp("sparsehw.hw.figs", "sparsehw.hw.parts", "sparsehw.synth.yosys",
-                          "sparsehw.synth.fmax")
+_VERILOG_HASH = {}
+
+
+def _hw_stamp(engine, kind="area"):
+    """Stamp of an area (``kind="area"``) or Fmax (``"fmax"``) record: the engine's generated
+    Verilog at the study's parameters, the synthesis wrapper and the tool versions (so an edit
+    elsewhere in hw/ does not resynthesize an unchanged design)."""
+    if engine not in _VERILOG_HASH:
+        verilog = to_verilog(CLASSES[engine](**engine_params(engine)), engine)
+        _VERILOG_HASH[engine] = hashlib.sha256(verilog.encode()).hexdigest()
+    module = "sparsehw.synth.yosys" if kind == "area" else "sparsehw.synth.fmax"
+    text = json.dumps({"verilog": _VERILOG_HASH[engine], "sources": module_fingerprint(module),
+                       "tools": tool_versions()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def _cached(path, stamp=None):
@@ -115,7 +126,7 @@ def perf(engine, out, sim):
 
 def area(engine, out, target):
     path = out / f"synth-{engine}-{target}.json"
-    cached = _cached(path, _hw_stamp())
+    cached = _cached(path, _hw_stamp(engine))
     if cached is not None:
         return cached
     params = engine_params(engine)
@@ -124,13 +135,13 @@ def area(engine, out, target):
               **synthesize(CLASSES[engine](**params), engine, target=target,
                            build_dir=out / f"synth-{engine}-{target}"),
               "seconds": round(time.monotonic() - start, 1)}
-    return _store(path, record, _hw_stamp())
+    return _store(path, record, _hw_stamp(engine))
 
 
 def fmax(engine, out):
     """Post-place-and-route Fmax on ECP5 85k, seed 1 (out of context)."""
     path = out / f"fmax-{engine}.json"
-    cached = _cached(path, _hw_stamp())
+    cached = _cached(path, _hw_stamp(engine, "fmax"))
     if cached is not None:
         return cached
     params = engine_params(engine)
@@ -139,7 +150,7 @@ def fmax(engine, out):
               **place_and_route(CLASSES[engine](**params), engine,
                                 build_dir=out / f"fmax-{engine}", seeds=(1,)),
               "seconds": round(time.monotonic() - start, 1)}
-    return _store(path, record, _hw_stamp())
+    return _store(path, record, _hw_stamp(engine, "fmax"))
 
 
 def _parts(engine, params):
@@ -160,12 +171,16 @@ def _parts(engine, params):
     ]
 
 
-def breakdown(engine, out, total):
+def breakdown(engine, out, total, compute=True):
     """cmos transistors per part (each part synthesized alone, times its count); "rest" is the
-    full design minus the parts (control, fan-out network, column adders, output pipeline)."""
+    full design minus the parts (control, fan-out network, column adders, output pipeline).
+    None when not cached and ``compute`` is false."""
     params = engine_params(engine)
     path = out / f"parts-{engine}.json"
-    parts = _cached(path, _hw_stamp())
+    stamp = _sources_stamp("sparsehw.hw.parts", "sparsehw.synth.yosys")
+    parts = _cached(path, stamp)
+    if parts is None and not compute:
+        return None
     if parts is not None:
         parts.pop("stamp")
     else:
@@ -175,7 +190,7 @@ def breakdown(engine, out, total):
                              build_dir=out / f"part-{engine}-{name}")
             parts[name] = {"each": one["transistors"], "count": count,
                            "transistors": one["transistors"] * count}
-        _store(path, parts, _hw_stamp())
+        _store(path, parts, stamp)
     parts = dict(parts)
     parts["rest"] = {"transistors": total - sum(p["transistors"] for p in parts.values())}
     return parts
@@ -239,7 +254,7 @@ def tables(perfs, areas, fmaxes):
                    fmaxes.get(engine))
         if c is None and e is None and f is None:
             continue
-        br = breakdown(engine, out, c["transistors"]) if c else None
+        br = breakdown(engine, out, c["transistors"], compute=_BREAKDOWN[0]) if c else None
         part = (lambda k: br[k]["transistors"]) if br else (lambda k: "-")
         lines.append("| " + " | ".join(str(x) for x in [
             LABELS[engine], c["transistors"] if c else "-", part("macs"), part("input_regs"),
@@ -319,6 +334,7 @@ def plots(perfs, plot_dir):
 
 
 _OUT = [DEFAULT_OUT]
+_BREAKDOWN = [False]
 
 
 def main(argv=None):
@@ -331,9 +347,12 @@ def main(argv=None):
     parser.add_argument("--skip-area", action="store_true")
     parser.add_argument("--skip-fmax", action="store_true")
     parser.add_argument("--targets", default="cmos,ecp5")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="synthesize the area parts (MACs, registers, muxes) alone too")
     args = parser.parse_args(argv)
     out = Path(args.out)
     _OUT[0] = out
+    _BREAKDOWN[0] = args.breakdown
     out.mkdir(parents=True, exist_ok=True)
     engines = args.engines.split(",")
     perfs, areas, fmaxes = {}, {}, {}
@@ -361,9 +380,10 @@ def main(argv=None):
             perfs[engine] = rec
         for target in ("cmos", "ecp5"):
             if (engine, target) not in areas and (
-                    rec := _cached(out / f"synth-{engine}-{target}.json", _hw_stamp())):
+                    rec := _cached(out / f"synth-{engine}-{target}.json", _hw_stamp(engine))):
                 areas[(engine, target)] = rec
-        if engine not in fmaxes and (rec := _cached(out / f"fmax-{engine}.json", _hw_stamp())):
+        if engine not in fmaxes and (rec := _cached(out / f"fmax-{engine}.json",
+                                                    _hw_stamp(engine, "fmax"))):
             fmaxes[engine] = rec
     text = tables(perfs, areas, fmaxes)
     if "figs" in perfs:
