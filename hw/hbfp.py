@@ -18,8 +18,8 @@ from sparsehw.hw.fp32 import (ADD_CUTS, NEG_ZERO, QNAN, ROUND_CUTS, Pipeline, ad
 from sparsehw.params import Param, ParamSpec, Rule, boolean, int_in, pow2_in
 
 
-__all__ = ["BfpConvert", "HbfpDot", "BFP_CONVERT_PARAMS", "HBFP_DOT_PARAMS", "MODES",
-           "bfp_out_layout", "dot_in_layout", "DOT_OUT_LAYOUT"]
+__all__ = ["BfpConvert", "HbfpDot", "dot_latency", "BFP_CONVERT_PARAMS", "HBFP_DOT_PARAMS",
+           "MODES", "bfp_out_layout", "dot_in_layout", "DOT_OUT_LAYOUT"]
 
 
 #: Run-time mode code of the mixed-mantissa ``hbfp_dot`` -> mantissa bits (HBFP4, HBFP6, HBFP8).
@@ -235,6 +235,12 @@ class BfpConvert(wiring.Component):
         return m
 
 
+def dot_latency(add_stages):
+    """:attr:`HbfpDot.latency` for ``add_stages`` (it depends on nothing else)."""
+    levels = add_stages.bit_length()                     # ceil(log2(add_stages + 1))
+    return 5 + len(ROUND_CUTS) + add_stages + levels * add_stages + max(levels - 1, 0)
+
+
 class HbfpDot(wiring.Component):
     """HBFP block dot product with an FP32 accumulator, one block pair per cycle.
 
@@ -325,9 +331,7 @@ class HbfpDot(wiring.Component):
         (which reads the finished partial sums from their registers), the tree (each of its
         ``ceil(log2(partials))`` levels an adder of ``add_stages`` registers, a register between
         levels), the output register."""
-        levels = (self.partials - 1).bit_length()
-        return (5 + len(ROUND_CUTS) + self._add_stages + levels * self._add_stages
-                + max(levels - 1, 0))
+        return dot_latency(self._add_stages)
 
     @property
     def in_layout(self):

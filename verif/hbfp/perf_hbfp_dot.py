@@ -7,7 +7,7 @@ Every result is also checked against the golden model.
 import cocotb
 import numpy as np
 
-from sparsehw.hw.hbfp import DOT_OUT_LAYOUT, HBFP_DOT_PARAMS, dot_in_layout
+from sparsehw.hw.hbfp import DOT_OUT_LAYOUT, HBFP_DOT_PARAMS, dot_in_layout, dot_latency
 from sparsehw.verif import common
 from sparsehw.verif.hbfp import HBFP_DOT_WORKLOAD
 from sparsehw.verif.hbfp.vectors import dot_ops
@@ -39,7 +39,8 @@ async def throughput(dut):
     assert src.transfers == blocks
     accept_cycles = src.last_cycle - src.first_cycle + 1
     cycles = max(sink.last_cycle, src.last_cycle) - src.first_cycle + 1
-    common.record(cycles=cycles, ideal_cycles=blocks + 4, blocks=blocks,
+    latency = dot_latency(p["add_stages"])
+    common.record(cycles=cycles, ideal_cycles=blocks + latency, blocks=blocks,
                   dot_products=n_out, input_cycles=accept_cycles,
                   utilization=blocks / accept_cycles,
                   input_bits_per_cycle=blocks * layout.size / cycles,
