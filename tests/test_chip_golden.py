@@ -587,11 +587,13 @@ def test_cycle_model_sees_the_gather_wait_when_sparsity_shrinks_compute():
 #: tests/test_chip.py::test_chip_perf_record_small's sweep and its baseline): the SMALL point of
 #: tests/test_chip.py (lanes 4, macs 2, act_rows 2, flit_width 64), K = O = 64, B = 4, tied
 #: weights. ``(subsystems, layers): {m: cycles}`` at 1:m.
+#: Re-measured (Icarus, seed 3, ``verif.chip.perf_chip.sweep``) after the SPU's pipeline
+#: registers (SPU_PIPELINE_LATENCY 8 -> 16, commits 754ec9c and 733f3fb).
 RTL_CHIP_CYCLES = {
-    (1, 2): {1: 4126, 2: 2110, 4: 1102, 8: 598, 16: 346, 32: 220},
-    (1, 3): {2: 3165, 4: 1653, 8: 897, 16: 519, 32: 330},
-    (2, 2): {1: 2078, 2: 1086, 4: 590, 8: 342, 16: 218, 32: 185},
-    (2, 3): {1: 3117, 2: 1629, 4: 885, 8: 513, 16: 327, 32: 292},
+    (1, 2): {1: 4142, 2: 2126, 4: 1118, 8: 614, 16: 362, 32: 236},
+    (1, 3): {1: 6213, 2: 3189, 4: 1677, 8: 921, 16: 543, 32: 354},
+    (2, 2): {1: 2094, 2: 1102, 4: 606, 8: 358, 16: 234, 32: 201},
+    (2, 3): {1: 3141, 2: 1653, 4: 909, 8: 537, 16: 351, 32: 316},
 }
 
 
