@@ -266,8 +266,8 @@ class HbfpDot(wiring.Component):
         1: HBFP6 m=5, 2: HBFP8 m=7) that sets the scaling and the legal mantissa range of that
         block pair; the 8-bit datapath is shared by the three modes.
     add_stages : int
-        Pipeline registers in the FP32 accumulation adder, 0..6 (default 4, which closes timing
-        at 125 MHz on ECP5): ``add_stages + 1`` partial sums and ``add_stages`` combining
+        Pipeline registers in the FP32 accumulation adder, 0..6 (default 4; the measured Fmax
+        is in ``docs/hbfp.md``): ``add_stages + 1`` partial sums and ``add_stages`` combining
         adders. 0 is one sequential accumulator (a single-cycle adder in the loop, no tree):
         the smallest unit, the slowest clock.
 
