@@ -404,8 +404,6 @@ def test_regression(tmp_path, engine, params):
 def test_regression_catches_a_fanout_wired_as_broadcast(tmp_path):
     # A fan-out array whose network is skipped (each row sees only its own port lanes, as if
     # the port were the broadcast one) must fail the bit-exact check at N > 1.
-    from sparsehw.hw import figs as hw_figs
-
     class Unfanned(NmFanoutArray):
         def _fan_out(self, m, use_ptr, bank_nlog, bank_qlog):
             from amaranth.hdl import Signal, signed
@@ -420,7 +418,6 @@ def test_regression_catches_a_fanout_wired_as_broadcast(tmp_path):
                 rows.append(row)
             return rows
 
-    assert hw_figs.NmFanoutArray is NmFanoutArray
     result = run_cocotb(Unfanned(**SMALL), "nm_fanout", "sparsehw.verif.figs.tb_nm_fanout",
                         build_dir=tmp_path, seed=3, params=SMALL,
                         testcase="random_masks_all_ratios_under_stalls")
