@@ -152,13 +152,11 @@ def test_chip_act_long_regression_verilator(subsystems, flit_width, seed):
          seed=seed)
 
 
-@pytest.mark.slow
 def test_subsystem_with_act_engine_lints(tmp_path):
     """The act_engine point lints with exactly its waived warnings (verif/lint.py,
-    ``subsystem_act``; the registry's lint test covers the default point only). Slow: its
-    counts follow hw/spu.py and hw/act_engine.py, so they are re-measured with those blocks'
-    own waivers (``.venv/bin/python -m pytest -m slow tests/test_chip.py -k lints`` prints
-    the counts of a mismatch)."""
+    ``subsystem_act``; the registry's lint test covers the default point only). Its counts
+    follow hw/spu.py and hw/act_engine.py: a change there updates them too (a mismatch prints
+    the counts)."""
     from sparsehw.hw.export import to_verilog
     from sparsehw.verif.lint import lint_verilog
     lint_verilog(to_verilog(Subsystem(act_engine=True), "subsystem_act"), "subsystem_act",

@@ -98,19 +98,19 @@ WAIVERS = {
                            CASEINCOMPLETE=26, PROCASSINIT=257,
                            note={"CASEINCOMPLETE": "In act_engine: the command FSM's casez and "
                                                    "the op select."}),
-    "subsystem": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=351, WIDTHEXPAND=85, WIDTHTRUNC=14,
-                          CASEINCOMPLETE=59, PROCASSINIT=138,
+    "subsystem": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=383, WIDTHEXPAND=89, WIDTHTRUNC=14,
+                          CASEINCOMPLETE=59, PROCASSINIT=243,
                           note={"CASEINCOMPLETE": "In the subsystem: the sequencer FSM and the "
                                                   "host port's casez on the 3-bit memory code, "
                                                   "whose unmapped codes keep the default."}),
-    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=951, WIDTHEXPAND=541, WIDTHTRUNC=40,
-                              CASEINCOMPLETE=117, PROCASSINIT=538,
+    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=970, WIDTHEXPAND=541, WIDTHTRUNC=40,
+                              CASEINCOMPLETE=117, PROCASSINIT=552,
                               note={"CASEINCOMPLETE": "The subsystem with act_engine=True: the "
                                                       "subsystem's (see subsystem), the act "
                                                       "engine's (see act_engine) and the ACT "
                                                       "unit's FSM."}),
-    "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2252, WIDTHEXPAND=377, WIDTHTRUNC=94,
-                     CASEINCOMPLETE=254, PROCASSINIT=660,
+    "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2420, WIDTHEXPAND=411, WIDTHTRUNC=96,
+                     CASEINCOMPLETE=254, PROCASSINIT=1120,
                      note={"CASEINCOMPLETE": "In the chip: the subsystems' (see subsystem), the "
                                              "ring routers' (see ring) and the host port's "
                                              "casez on the subsystem number."}),
