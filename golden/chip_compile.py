@@ -537,6 +537,29 @@ def reference_encoder_layer(layer, x):
     return _columns("layernorm", r2, 0, fo2, os2, list(g2), list(b2))
 
 
+def random_encoder_layer(rng, hidden, heads, ffn, nm=(1, 1)):
+    """A random :class:`EncoderLayer` (``hidden`` x ``hidden`` attention weights, ``ffn``
+    hidden FFN, one N:M ``nm`` for every weight GEMM) whose post-op shifts keep int8
+    activations of random int8 inputs in range (a GEMM's output spread grows as
+    ``sqrt(nonzero K)``): the stimulus of the chip's layer tests. ``rng`` is a
+    ``numpy.random.Generator``."""
+    import math
+
+    def gemm(o, k):
+        shift = max(1, round(math.log2(74 * 74 * math.sqrt(k * nm[0] / nm[1]) / 40)))
+        return GemmLayer(rng.integers(-128, 128, (o, k)).astype(np.int8), nm[0], nm[1],
+                         rng.integers(-2000, 2000, o), np.ones(o, int), np.full(o, shift), False)
+
+    def layernorm():
+        return rng.integers(2048, 6144, hidden), rng.integers(-200, 200, hidden), 8, 3
+    d = hidden // heads
+    return EncoderLayer(qkv=[gemm(hidden, hidden) for _ in range(3)], wo=gemm(hidden, hidden),
+                        w1=gemm(ffn, hidden), w2=gemm(hidden, ffn), heads=heads,
+                        score_post=(1, max(1, round(math.log2(74 * 74 * math.sqrt(d) / 40)))),
+                        ctx_post=(1, 7), softmax=(3, 15, 8), add1=(0, 0, 1), ln1=layernorm(),
+                        gelu=(5, 8, 3), add2=(0, 0, 1), ln2=layernorm())
+
+
 @dataclass
 class CompiledLayer:
     """Two programs per subsystem (phase 1: q, k, v; phase 2: the rest) with the host step

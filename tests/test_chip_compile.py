@@ -10,7 +10,8 @@ from hypothesis import given, settings, strategies as st
 
 from sparsehw.golden import chip
 from sparsehw.golden.chip import ChipModel, Gemm, Halt, Wait
-from sparsehw.golden.chip_compile import (GemmLayer, compile_chain, reference_chain, run_chain)
+from sparsehw.golden.chip_compile import (GemmLayer, compile_chain, random_encoder_layer,
+                                         reference_chain, run_chain)
 
 
 #: Every N:M pattern the SPU runs: n and m powers of two, n <= m <= 32.
@@ -232,23 +233,6 @@ def test_compiler_rejects_what_does_not_fit():
 
 
 # -- a whole encoder layer --------------------------------------------------------------------------
-def _random_layer(rng, hidden, heads, ffn, nm=(1, 1)):
-    import math
-    from sparsehw.golden.chip_compile import EncoderLayer
-
-    def g(o, k):
-        shift = max(1, round(math.log2(74 * 74 * math.sqrt(k * nm[0] / nm[1]) / 40)))
-        return GemmLayer(rng.integers(-128, 128, (o, k)).astype(np.int8), nm[0], nm[1],
-                         rng.integers(-2000, 2000, o), np.ones(o, int), np.full(o, shift), False)
-
-    def ln():
-        return rng.integers(2048, 6144, hidden), rng.integers(-200, 200, hidden), 8, 3
-    d = hidden // heads
-    return EncoderLayer(qkv=[g(hidden, hidden) for _ in range(3)], wo=g(hidden, hidden),
-                        w1=g(ffn, hidden), w2=g(hidden, ffn), heads=heads,
-                        score_post=(1, max(1, round(math.log2(74 * 74 * math.sqrt(d) / 40)))),
-                        ctx_post=(1, 7), softmax=(3, 15, 8), add1=(0, 0, 1), ln1=ln(),
-                        gelu=(5, 8, 3), add2=(0, 0, 1), ln2=ln())
 
 
 LAYER_CHIP = dict(subsystems=4, lanes=4, macs=2, max_k=128, bank_rows=2048, wmem_depth=1 << 14,
@@ -262,7 +246,7 @@ def test_encoder_layer_on_the_chip_equals_the_numpy_layer(subsystems):
     schedule and random delayed schedules, without a hazard."""
     from sparsehw.golden.chip_compile import reference_encoder_layer, run_encoder_layer
     rng = np.random.default_rng(subsystems)
-    layer = _random_layer(rng, 32, 2, 64, (2, 4))
+    layer = random_encoder_layer(rng, 32, 2, 64, (2, 4))
     x = rng.integers(-128, 128, (32, 8)).astype(np.int8)
     ref = reference_encoder_layer(layer, x)
     assert np.unique(ref).size > 50                    # not a saturated or constant output
@@ -283,7 +267,7 @@ def test_encoder_layer_through_host_word_images_equals_the_numpy_layer():
     words equal CompiledLayer.host_step's."""
     from sparsehw.golden.chip_compile import compile_encoder_layer, reference_encoder_layer
     rng = np.random.default_rng(11)
-    layer = _random_layer(rng, 32, 2, 64, (1, 2))
+    layer = random_encoder_layer(rng, 32, 2, 64, (1, 2))
     x = rng.integers(-128, 128, (32, 8)).astype(np.int8)
     compiled = compile_encoder_layer(layer, 8, 2, LAYER_CHIP)
     model = chip.ChipModel(compiled.params)
@@ -310,7 +294,7 @@ def test_encoder_layer_check_can_fail_and_refuses_what_does_not_fit():
     from sparsehw.golden.chip_compile import (compile_encoder_layer, reference_encoder_layer,
                                               run_encoder_layer)
     rng = np.random.default_rng(7)
-    layer = _random_layer(rng, 32, 2, 64)
+    layer = random_encoder_layer(rng, 32, 2, 64)
     x = rng.integers(-128, 128, (32, 8)).astype(np.int8)
     ref = reference_encoder_layer(layer, x)
     layer.ln2[1][0] += 40                               # another beta: another output row 0
@@ -333,7 +317,7 @@ def test_minilm_sized_encoder_layer_on_1_2_4_subsystems():
                   wmem_depth=1 << 20, pmem_depth=8192, imem_depth=1024, act_engine=True,
                   act_max_row=512)
     for nm_ in ((1, 1), (1, 4)):
-        layer = _random_layer(rng, 384, 12, 1536, nm_)
+        layer = random_encoder_layer(rng, 384, 12, 1536, nm_)
         x = rng.integers(-128, 128, (384, 8)).astype(np.int8)
         ref = reference_encoder_layer(layer, x)
         for s in (1, 2, 4):

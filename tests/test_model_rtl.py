@@ -4,7 +4,8 @@ per-operator cycle calibration (sparsehw.model.calibrate)."""
 import numpy as np
 import pytest
 
-from sparsehw.golden.chip_compile import GemmLayer, compile_chain, reference_chain
+from sparsehw.golden.chip_compile import (GemmLayer, compile_chain, random_encoder_layer,
+                                         reference_chain)
 from sparsehw.model.rtl import chain_phase, rtl_available, rtl_params, run_phases
 from sparsehw.verif.runner import new_build_dir
 
@@ -48,23 +49,6 @@ def test_chains_in_phases_on_the_rtl_equal_the_golden_model_and_numpy():
         assert model > 0 and 0 <= rtl - model <= 64, (rtl, model)
 
 
-def _encoder_layer(rng, hidden, heads, ffn, nm):
-    import math
-    from sparsehw.golden.chip_compile import EncoderLayer
-
-    def g(o, k):
-        shift = max(1, round(math.log2(74 * 74 * math.sqrt(k * nm[0] / nm[1]) / 40)))
-        return GemmLayer(rng.integers(-128, 128, (o, k)).astype(np.int8), nm[0], nm[1],
-                         rng.integers(-2000, 2000, o), np.ones(o, int), np.full(o, shift), False)
-
-    def ln():
-        return rng.integers(2048, 6144, hidden), rng.integers(-200, 200, hidden), 8, 3
-    d = hidden // heads
-    return EncoderLayer(qkv=[g(hidden, hidden) for _ in range(3)], wo=g(hidden, hidden),
-                        w1=g(ffn, hidden), w2=g(hidden, ffn), heads=heads,
-                        score_post=(1, max(1, round(math.log2(74 * 74 * math.sqrt(d) / 40)))),
-                        ctx_post=(1, 7), softmax=(3, 15, 8), add1=(0, 0, 1), ln1=ln(),
-                        gelu=(5, 8, 3), add2=(0, 0, 1), ln2=ln())
 
 
 #: A chip for a small encoder layer (H 32, 2 heads, FFN 64) with the activation engine.
@@ -82,7 +66,7 @@ def test_small_encoder_layer_on_the_rtl_equals_the_golden_chip_and_numpy():
     if not rtl_available(LAYER_SMALL):
         pytest.skip("the chip RTL has no activation engine")
     rng = np.random.default_rng(3)
-    layer = _encoder_layer(rng, 32, 2, 64, (2, 4))
+    layer = random_encoder_layer(rng, 32, 2, 64, (2, 4))
     x = rng.integers(-128, 128, (32, 4)).astype(np.int8)
     ref = reference_encoder_layer(layer, x)
     assert np.unique(ref).size > 30
