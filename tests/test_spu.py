@@ -5,6 +5,8 @@
 import numpy as np
 import pytest
 
+from sparsehw.verif.coverage import holes
+
 from sparsehw.golden import nm
 from sparsehw.golden import spu as golden_spu
 from sparsehw.hw.spu import SPU, SPU_PARAMS
@@ -176,7 +178,14 @@ def test_cocotb_regression(params, stall, tmp_path):
                         workload={} if stall is None else {"stall": stall})
     assert result.passed, (result.errors, result.log)
     assert result.tests == 4
-    assert result.record["regression_jobs"] == 2 * params["max_m"].bit_length()
+    bits = params["max_m"].bit_length()
+    assert result.record["regression_jobs"] == bits * (bits + 1) // 2     # every n:m pattern
+    # Functional coverage: every run-time mode reached (n:m, malformed kinds, rejected
+    # configurations, ReLU, corner data); the ports' handshake holes are listed, not required.
+    found = holes(result.record, "spu")
+    modes = {point: bins for point, bins in found.items() if not point.endswith(".handshake")}
+    assert modes == {}, f"coverage holes: {modes}"
+    print("spu port coverage holes:", {p: b for p, b in found.items() if p not in modes})
 
 
 @pytest.mark.sim

@@ -61,6 +61,7 @@ def make_job(rng, params, *, n, m, k, o, relu, corner=False, corrupt_rows=(), po
     indices = indices.astype(np.int64)
     nz = k // m * n
     idx_bits = max(1, params["max_m"].bit_length() - 1)
+    corrupt_kinds = []
     for r in corrupt_rows:
         j = int(rng.integers(0, nz))
         kinds = []
@@ -69,6 +70,7 @@ def make_job(rng, params, *, n, m, k, o, relu, corner=False, corrupt_rows=(), po
         if n > 1:
             kinds.append("order")
         kind = kinds[int(rng.integers(0, len(kinds)))] if kinds else None
+        corrupt_kinds.append(kind)
         at_end = rng.random() < 0.5          # half the time: the row's very last entry
         if kind == "range":
             j = nz - 1 if at_end else j
@@ -113,7 +115,7 @@ def make_job(rng, params, *, n, m, k, o, relu, corner=False, corrupt_rows=(), po
              "w": _pack_all(lay["w"], w_beats), "post": _pack_all(lay["post"], post)}
     return Job(beats=beats, expected=expected, macs=o * nz * L,
                info={"n": n, "m": m, "k": k, "o": o, "relu": relu, "corner": corner,
-                     "corrupt_rows": list(corrupt_rows)})
+                     "corrupt_rows": list(corrupt_rows), "corrupt_kinds": corrupt_kinds})
 
 
 def reject_job(params, *, n_log2, m_log2, k, o, relu=0):

@@ -7,6 +7,11 @@ configurations, and GEMMs of different n:m/k/o back to back at full rate with re
 configurations between them (with ``x_buffers=2`` the next GEMM's X then loads while the
 current one computes). Generation parameters come from ``verif.common.params()`` (defaults if
 absent).
+
+Functional coverage (``verif.coverage``, reported after every test, cumulative): ``nm`` (every
+supported n:m pattern), ``malformed`` (out-of-range and out-of-order indices), ``reject`` (each
+kind of rejected configuration), ``relu``, ``data`` (random and corner values) and the handshake
+bins of every port.
 """
 
 import cocotb
@@ -14,6 +19,7 @@ import numpy as np
 
 from sparsehw.hw.spu import SPU_PARAMS
 from sparsehw.verif import common
+from sparsehw.verif.coverage import Coverage
 from sparsehw.verif.spu import PORTS, expected_beats, make_job, reject_job, run_jobs
 from sparsehw.verif.stream import compare, start
 
@@ -34,8 +40,60 @@ def _ratios(max_m):
         m *= 2
 
 
-def _random_job(gen, params, m, *, corner=False, corrupt=0):
-    n = 1 << int(gen.integers(0, m.bit_length()))          # n in {1, 2, ..., m}
+_COVERAGE = {}
+REJECT_KINDS = ("m>max_m", "n>m", "k>max_k", "o==0", "k%m")
+
+
+def _coverage(params):
+    """The coverpoints of this simulation (one set per process, shared by its tests)."""
+    if "spu" not in _COVERAGE:
+        cov = Coverage("spu")
+        patterns = [(n, m) for m in _ratios(params["max_m"]) for n in _ratios(m)]
+        cov.samplers = {
+            "nm": cov.point("nm", patterns, labels=[f"{n}:{m}" for n, m in patterns]),
+            "malformed": cov.point("malformed", ["range", "order"]),
+            "reject": cov.point("reject", REJECT_KINDS),
+            "relu": cov.point("relu", [False, True]),
+            "data": cov.point("data", ["random", "corner"]),
+        }
+        _COVERAGE["spu"] = cov
+    return _COVERAGE["spu"]
+
+
+def _reject_kind(cfg, params):
+    """Which rule a rejected configuration breaks (the first that applies, in this order)."""
+    n, m = 1 << cfg["n_log2"], 1 << cfg["m_log2"]
+    if m > params["max_m"]:
+        return "m>max_m"
+    if n > m:
+        return "n>m"
+    if cfg["k"] > params["max_k"]:
+        return "k>max_k"
+    if cfg["o"] == 0:
+        return "o==0"
+    return "k%m"
+
+
+def _cover(dut, params, jobs, ends):
+    """Sample the jobs and the ports of one test, and report the coverage so far."""
+    cov = _coverage(params)
+    sample = cov.samplers
+    for job in jobs:
+        if "reject" in job.info:
+            sample["reject"](_reject_kind(job.info["reject"], params))
+            continue
+        sample["nm"]((job.info["n"], job.info["m"]))
+        sample["relu"](bool(job.info["relu"]))
+        sample["data"]("corner" if job.info["corner"] else "random")
+        for kind in job.info["corrupt_kinds"]:
+            sample["malformed"](kind)
+    cov.ports(**ends)
+    cov.report(dut._log)
+
+
+def _random_job(gen, params, m, *, corner=False, corrupt=0, n=None):
+    if n is None:
+        n = 1 << int(gen.integers(0, m.bit_length()))      # n in {1, 2, ..., m}
     if corrupt and m == 1 << max(1, params["max_m"].bit_length() - 1):
         n = max(n, 2)       # every index is in range: only an ordering error is possible
     unit = max(m, params["act_rows"])
@@ -56,17 +114,19 @@ def _compare(got, jobs):
 
 @cocotb.test()
 async def spu_every_ratio_random_stalls(dut):
-    """Every m (several n each), random and corner data, ReLU on/off, stalls on every stream."""
+    """Every n:m pattern (random and corner data alternating), ReLU on/off, stalls on every
+    stream."""
     params = _params()
     gen = np.random.default_rng(common.rng(1).getrandbits(32))
     jobs = []
     for m in _ratios(params["max_m"]):
-        jobs.append(_random_job(gen, params, m))
-        jobs.append(_random_job(gen, params, m, corner=True))
+        for i, n in enumerate(_ratios(m)):
+            jobs.append(_random_job(gen, params, m, n=n, corner=bool((i + m) % 2)))
     await start(dut, sources=PORTS, sinks=("o",))
     got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.3), rng=common.rng(2))
     _compare(got, jobs)
     common.record(regression_jobs=len(jobs))
+    _cover(dut, params, jobs, ends)
 
 
 @cocotb.test()
@@ -93,13 +153,14 @@ async def spu_malformed_then_correct(dut):
         jobs.append(_random_job(gen, params, m))
     if max_m > 1:
         jobs.insert(5, reject_job(params, n_log2=0, m_log2=max_m.bit_length() - 1,
-                                  k=max_m // 2 * 3 if max_m >= 4 else max_m + 1, o=1))
+                                  k=max_m // 2, o=1))      # k % m != 0, k <= max_k
     flagged = sum(e["error"] for job in jobs for e in job.expected)
     assert flagged >= 3, "the test must contain flagged rows"
     await start(dut, sources=PORTS, sinks=("o",))
-    got, _ = await run_jobs(dut, params, jobs, stall=_stall(0.25), rng=common.rng(4))
+    got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.25), rng=common.rng(4))
     _compare(got, jobs)
     assert sum(beat["error"] for beat in got) == flagged
+    _cover(dut, params, jobs, ends)
 
 
 @cocotb.test()
@@ -114,6 +175,7 @@ async def spu_back_to_back_no_stall(dut):
     await start(dut, sources=PORTS, sinks=("o",))
     got, ends = await run_jobs(dut, params, jobs)
     _compare(got, jobs)
+    _cover(dut, params, jobs, ends)
     first = min(ends[p].first_cycle for p in PORTS)
     cycles = ends["o"].last_cycle - first + 1
     ideal = sum(job.macs for job in jobs) / (params["lanes"] * params["macs"])
@@ -137,5 +199,6 @@ async def spu_back_to_back_mixed_with_rejects(dut):
         elif i % 4 == 2:
             jobs.append(reject_job(params, n_log2=0, m_log2=0, k=max_k + 1, o=1))    # k > max_k
     await start(dut, sources=PORTS, sinks=("o",))
-    got, _ = await run_jobs(dut, params, jobs, stall=_stall(0.0), rng=common.rng(7))
+    got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.0), rng=common.rng(7))
     _compare(got, jobs)
+    _cover(dut, params, jobs, ends)
