@@ -146,5 +146,6 @@ def synthesize_block(block, params, target, build_dir=None, place_seeds=None):
         pnr = place_and_route(component, block.name, build_dir=Path(build_dir) / "pnr",
                               seeds=place_seeds)
         record.update(fmax_mhz=pnr["fmax_mhz"], fmax_by_seed=pnr["fmax_by_seed"],
+                      critical_path_by_seed=pnr.get("critical_path_by_seed", {}),
                       pnr_device=pnr["device"])
     return record

@@ -85,3 +85,17 @@ def test_synthesize_block_adds_the_point_to_the_figures(tmp_path):
     assert record["block"] == "fifo" and record["params"] == {"depth": 4}
     assert record["target"] == "ecp5" and record["luts"] > 0
 
+
+
+def test_synthesize_block_carries_the_critical_path_of_each_seed(monkeypatch, tmp_path):
+    # Yosys and nextpnr stubbed: this checks what the record keeps of their results.
+    paths = {1: {"from": "a", "to": "b", "delay_ns": 9.5}, 2: {"from": "c", "to": "d",
+                                                               "delay_ns": 9.9}}
+    monkeypatch.setattr(flow, "synthesize", lambda *a, **k: {"lut4": 10})
+    monkeypatch.setattr(flow, "place_and_route", lambda *a, **k: {
+        "fmax_mhz": 101.0, "fmax_by_seed": {1: 105.3, 2: 101.0}, "device": "85k",
+        "critical_path_by_seed": paths})
+    record = flow.synthesize_block(flow.registry.get_block("fp32_mac"), {}, "ecp5",
+                                   build_dir=tmp_path, place_seeds=(1, 2))
+    assert record["fmax_mhz"] == 101.0 and record["lut4"] == 10
+    assert record["critical_path_by_seed"] == paths
