@@ -76,13 +76,12 @@ class Coverage:
         :meth:`report` from the endpoints' own statistics)."""
         for name, endpoint in endpoints.items():
             self._ports[name] = endpoint
-            if name not in self._points:
+            if f"{name}.handshake" not in self._points:
                 self.point(f"{name}.handshake", PORT_BINS)
-                self._points[name] = f"{self.block}.{name}.handshake"
 
     def _sample_ports(self):
         for name, endpoint in self._ports.items():
-            full = self._points[name]
+            full = self._points[f"{name}.handshake"]
             seen = {"transfer": endpoint.states["transfer"], "held": endpoint.states["held"],
                     "empty": endpoint.states["empty"], "back_to_back": endpoint.back_to_back,
                     "long_hold": int(endpoint.longest_hold >= LONG_HOLD)}
@@ -95,7 +94,7 @@ class Coverage:
         """``{point: {"bins": {label: hits}, "holes": [labels with no hit]}}``."""
         self._sample_ports()
         out = {}
-        for full in sorted(set(self._points.values())):
+        for full in sorted(self._points.values()):
             detail = dict(coverage_db[full].detailed_coverage)
             out[full[len(self.block) + 1:]] = {
                 "bins": {str(k): int(v) for k, v in detail.items()},

@@ -40,24 +40,25 @@ def _ratios(max_m):
         m *= 2
 
 
-_COVERAGE = {}
+_SAMPLERS = {}
 REJECT_KINDS = ("m>max_m", "n>m", "k>max_k", "o==0", "k%m")
 
 
 def _coverage(params):
-    """The coverpoints of this simulation (one set per process, shared by its tests)."""
-    if "spu" not in _COVERAGE:
+    """``(coverage, samplers by point)`` of this simulation (one set per process, shared by
+    its tests)."""
+    if not _SAMPLERS:
         cov = Coverage("spu")
         patterns = [(n, m) for m in _ratios(params["max_m"]) for n in _ratios(m)]
-        cov.samplers = {
+        _SAMPLERS["cov"] = cov
+        _SAMPLERS["points"] = {
             "nm": cov.point("nm", patterns, labels=[f"{n}:{m}" for n, m in patterns]),
             "malformed": cov.point("malformed", ["range", "order"]),
             "reject": cov.point("reject", REJECT_KINDS),
             "relu": cov.point("relu", [False, True]),
             "data": cov.point("data", ["random", "corner"]),
         }
-        _COVERAGE["spu"] = cov
-    return _COVERAGE["spu"]
+    return _SAMPLERS["cov"], _SAMPLERS["points"]
 
 
 def _reject_kind(cfg, params):
@@ -76,8 +77,7 @@ def _reject_kind(cfg, params):
 
 def _cover(dut, params, jobs, ends):
     """Sample the jobs and the ports of one test, and report the coverage so far."""
-    cov = _coverage(params)
-    sample = cov.samplers
+    cov, sample = _coverage(params)
     for job in jobs:
         if "reject" in job.info:
             sample["reject"](_reject_kind(job.info["reject"], params))
