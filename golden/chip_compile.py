@@ -577,6 +577,8 @@ class CompiledLayer:
     heads_of: list
     #: :meth:`breakdown` of subsystem 0 after each phase of :func:`run_encoder_layer`.
     breakdowns: list = field(default_factory=list)
+    #: :meth:`cycle_categories` (critical path) after each phase of :func:`run_encoder_layer`.
+    categories: list = field(default_factory=list)
 
     def breakdown(self, model, s=0, phase=2):
         """Cycles of subsystem ``s`` in the last run (``phase`` 1 or 2) by kind: ``weight_gemm``,
@@ -593,6 +595,54 @@ class CompiledLayer:
         return {"weight_gemm": parts["gemm"] - attention, "attention_gemm": attention,
                 "act": parts["act"], "wait": parts["wait"], "halt": parts["halt"],
                 "send": parts["send"], "issue": parts["issue"]}
+
+    def cycle_categories(self, model, phase, s=None):
+        """Cycles of one subsystem in the last run (``phase`` 1 or 2) by category, summing to
+        exactly its cycle count (``model.stats["cycles"][s]``; ``s`` None: the **critical
+        path**, the subsystem that finished last, whose count is ``total_cycles``).
+
+        Returns ``(s, parts)``; ``parts`` (cycles of the chip cycle model, docs/chip.md):
+
+        - ``weight_beats``: the weight GEMMs' weight beats (``o * bpr`` per tile: what N:M
+          shrinks); ``weight_xload``: their SPU X-load stalls (``max(0, k / act_rows - bpr)``
+          per tile: X arrives slower than row 0 computes; 0 when dense);
+        - ``attention_gemm``: the scores and context GEMMs (dense; beats and stalls);
+        - ``act_softmax``, ``act_layernorm``, ``act_gelu``, ``act_add``: the activation
+          engine, by op (:func:`golden.chip.act_cycles`);
+        - ``ring_wait``: WAIT stalls (rows still on the ring or in the SPU pipeline);
+          ``drain``: HALT waiting for the last rows; ``send``: SEND port cycles;
+          ``issue``: the sequencer's cycles per instruction.
+        """
+        from sparsehw.golden.chip import ACT_ADD, Act, act_cycles, gemm_cycles
+        from sparsehw.golden import act as act_rules
+        cyc = model.stats["cycles"]
+        s = max(range(self.subsystems), key=lambda i: cyc[i]) if s is None else s
+        raw = model.stats["cycle_parts"][s]
+        program = self.phase1[s] if phase == 1 else self.phase2[s]
+        att = {a for (t, _, _), a in self.att_w.items() if t == s}
+        out = {"weight_beats": 0, "weight_xload": 0, "attention_gemm": 0, "act_softmax": 0,
+               "act_layernorm": 0, "act_gelu": 0, "act_add": 0, "act_other": 0,
+               "ring_wait": raw["wait"], "drain": raw["halt"], "send": raw["send"],
+               "issue": raw["issue"]}
+        for i in program:
+            if isinstance(i, Gemm):
+                issue = gemm_cycles(i, self.params)[0]
+                if i.w_addr in att:
+                    out["attention_gemm"] += issue
+                else:
+                    beats = i.o * beats_per_row(i.k, i.n_log2, i.m_log2, self.params["macs"])
+                    out["weight_beats"] += beats
+                    out["weight_xload"] += issue - beats
+            elif isinstance(i, Act):
+                name = "add" if i.op == ACT_ADD else act_rules.OPS[i.op]
+                key = f"act_{name}" if f"act_{name}" in out else "act_other"
+                out[key] += act_cycles(i, self.params)
+        gemms = out["weight_beats"] + out["weight_xload"] + out["attention_gemm"]
+        acts = sum(v for k, v in out.items() if k.startswith("act_"))
+        if gemms != raw["gemm"] or acts != raw["act"] or sum(out.values()) != cyc[s]:
+            raise AssertionError(f"subsystem {s}: categories {out} do not add up to the cycle "
+                                 f"model's parts {raw} / {cyc[s]} cycles")
+        return s, out
 
     def load(self, model, phase):
         for s, program in enumerate(self.phase1 if phase == 1 else self.phase2):
@@ -887,7 +937,8 @@ def run_encoder_layer(layer, x, subsystems=None, params=None, seed=None, max_del
 
     Returns ``(y (H, T) int8 as read from subsystem 0, model, compiled, cycles)``, ``cycles``
     the two phases' ``total_cycles`` (cycle model; the host step not counted);
-    ``compiled.breakdowns`` has subsystem 0's cycles by kind per phase."""
+    ``compiled.breakdowns`` has subsystem 0's cycles by kind per phase, ``compiled.categories``
+    the critical path's :meth:`CompiledLayer.cycle_categories` per phase."""
     compiled = compile_encoder_layer(layer, np.asarray(x).shape[1], subsystems, params)
     model = ChipModel(compiled.params)
     compiled.load(model, 1)
@@ -895,6 +946,7 @@ def run_encoder_layer(layer, x, subsystems=None, params=None, seed=None, max_del
     status = model.run(seed, max_delay)
     cycles = [model.stats["total_cycles"]]
     compiled.breakdowns = [compiled.breakdown(model, 0, 1)]
+    compiled.categories = [compiled.cycle_categories(model, 1)]
     hazards = model.stats["hazards"]
     if any(st.error for st in status):
         raise RuntimeError(f"phase 1 stopped: {[str(st) for st in status]}")
@@ -905,5 +957,6 @@ def run_encoder_layer(layer, x, subsystems=None, params=None, seed=None, max_del
         raise RuntimeError(f"phase 2 stopped: {[str(st) for st in status]}")
     cycles.append(model.stats["total_cycles"])
     compiled.breakdowns.append(compiled.breakdown(model, 0, 2))
+    compiled.categories.append(compiled.cycle_categories(model, 2))
     model.stats["hazards"] += hazards
     return compiled.read_output(model), model, compiled, cycles

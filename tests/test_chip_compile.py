@@ -323,3 +323,42 @@ def test_minilm_sized_encoder_layer_on_1_2_4_subsystems():
         for s in (1, 2, 4):
             y, model, _, _ = run_encoder_layer(layer, x, s, params)
             assert (y == ref).all()
+
+
+def test_encoder_layer_cycle_categories_from_the_shapes():
+    """The critical path's cycle categories of a small layer (H=32, 2 heads, FFN 64, 8 tokens,
+    4 subsystems): phase 1 is three weight GEMMs of H/S rows per tile with no attention and no
+    activation engine; the weight beats are O/S rows x ceil(K n/m / macs) beats per tile; at 1:8
+    the X-load stall is K/act_rows - bpr per tile and GEMM; dense there is none; the ACT ops of
+    phase 2: 2 LayerNorms, 2 adds and a GELU per run; the categories add up to the cycles."""
+    from sparsehw.golden.chip_compile import run_encoder_layer
+    h, f, tokens, s_count, macs, ar = 32, 64, 8, 4, 2, 2
+    tiles = tokens // LAYER_CHIP["lanes"]
+    for m in (1, 8):
+        rng = np.random.default_rng(m)
+        layer = random_encoder_layer(rng, h, 2, f, (1, m))
+        x = rng.integers(-128, 128, (h, tokens)).astype(np.int8)
+        _, model, compiled, cycles = run_encoder_layer(layer, x, s_count, LAYER_CHIP)
+        (s1, one), (s2, two) = compiled.categories
+        assert sum(one.values()) == cycles[0] and sum(two.values()) == cycles[1]
+        bpr_h, bpr_f = -(-h // m // macs), -(-f // m // macs)
+        rows = h // s_count
+        assert one["weight_beats"] == tiles * 3 * rows * bpr_h
+        assert one["attention_gemm"] == 0
+        assert all(v == 0 for k, v in one.items() if k.startswith("act_"))
+        # phase 2: Wo (K=h) and W2 (K=f) give h/S rows each, W1 (K=h) gives f/S rows
+        assert two["weight_beats"] == tiles * (rows * bpr_h + f // s_count * bpr_h
+                                               + rows * bpr_f)
+        stall_h, stall_f = max(0, h // ar - bpr_h), max(0, f // ar - bpr_f)
+        assert one["weight_xload"] == tiles * 3 * stall_h
+        assert two["weight_xload"] == tiles * (2 * stall_h + stall_f)
+        assert (one["weight_xload"] == 0) == (m == 1)
+        assert two["act_layernorm"] == 2 * tiles * chip.act_cycles(
+            chip.Act(op=chip.ACT_OPS["layernorm"], count=h), compiled.params)
+        assert two["act_gelu"] > 0 and two["act_add"] > 0
+        # heads 0 and 1 sit on subsystems 0 and 1: a subsystem with a head has attention work
+        if s2 in (0, 1):
+            assert two["attention_gemm"] > 0 and two["act_softmax"] > 0
+        else:
+            assert two["attention_gemm"] == 0 and two["act_softmax"] == 0
+        assert cycles[1] == max(model.stats["cycles"])

@@ -1,4 +1,4 @@
-"""The S4 Figure 2 sweep (sparsehw/model/figure.py) on a small encoder layer."""
+"""The S4 Figure 2 sweep (sparsehw/model/figure.py) on a small encoder layer and ResNet-50."""
 
 from sparsehw.model import figure
 
@@ -7,14 +7,42 @@ SMALL = dict(subsystems=4, lanes=4, macs=2, max_k=128, bank_rows=2048, wmem_dept
 
 
 def test_sweep_speedup_stays_under_flops_and_amdahl():
-    rows = figure.minilm_sweep(ms=(1, 4, 32), tokens=8, layers=2, hidden=64, heads=2, ffn=128,
+    rows = figure.minilm_sweep(ms=(1, 4, 32), tokens=8, layers=2, hidden=64, heads=4, ffn=128,
                                params=SMALL)
     assert rows[0]["speedup"] == 1.0 and rows[0]["flop_speedup"] == 1.0
+    assert all(row["bit_exact"] for row in rows)           # the chip's layer = numpy's
     for row in rows[1:]:
         assert 1.0 < row["speedup"] < row["flop_speedup"] < row["m"]
         assert row["speedup"] < row["amdahl_bound"]
-    # sparsity shrinks only the weight GEMMs: the other parts are the same at every pattern
-    for key in ("attention_gemm", "act"):
-        assert len({row["parts"][key] for row in rows}) == 1
-    weight = [row["parts"]["weight_gemm"] for row in rows]
+        assert row["speedup"] < row["xload_bound"] <= row["amdahl_bound"]
+    # sparsity shrinks only the weight GEMMs: attention and the activation engine are the same
+    # at every pattern (every subsystem holds one head: the critical path has attention work)
+    for key in ("attention_gemm", "act_softmax", "act_layernorm", "act_gelu", "act_add"):
+        assert len({row["parts"][key] for row in rows}) == 1 and rows[0]["parts"][key] > 0
+    weight = [row["parts"]["weight_beats"] for row in rows]
     assert weight[2] < weight[1] < weight[0] / 3
+    assert rows[0]["parts"]["weight_xload"] == 0 < rows[2]["parts"]["weight_xload"]
+    # the categories are the whole critical path: they add up to the layers' cycles
+    for row in rows:
+        assert sum(row["parts"].values()) == row["cycles"]
+
+
+def test_the_figure_chip_holds_a_minilm_layer_of_128_tokens():
+    """At lanes 16 the 128-token layer compiles (the banks' 15-bit rows suffice); at the
+    default lanes 4 it does not (49,152 rows for the FFN alone)."""
+    import numpy as np
+    import pytest
+    from sparsehw.golden.chip_compile import compile_encoder_layer, random_encoder_layer
+    layer = random_encoder_layer(np.random.default_rng(0), 384, 12, 1536, (1, 4))
+    compiled = compile_encoder_layer(layer, figure.TOKENS, 4, figure.MINILM_CHIP)
+    assert compiled.tiles == 8
+    with pytest.raises(ValueError, match="bank rows"):
+        compile_encoder_layer(layer, figure.TOKENS, 4, {**figure.MINILM_CHIP, "lanes": 4})
+
+
+def test_resnet_sweep_bounds():
+    rows = figure.resnet_sweep(ms=(1, 8, 32))
+    assert rows[0]["parts"]["weight_xload"] == 0
+    for row in rows[1:]:
+        assert row["speedup"] < row["xload_bound"] < row["amdahl_bound"]
+        assert row["speedup"] < row["m"]

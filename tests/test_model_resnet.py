@@ -23,3 +23,14 @@ def test_speedup_is_below_the_flop_prediction_and_grows():
     assert table[0]["speedup"] == 1.0
     assert 1.0 < table[1]["speedup"] <= 2.0
     assert table[1]["speedup"] < table[2]["speedup"] <= 8.0
+
+
+def test_speedup_table_parts_add_up_and_the_stall_grows():
+    table = resnet.speedup_table(ms=(1, 4, 32))
+    for row in table:
+        assert sum(row["parts"].values()) == row["cycles"]
+    beats = [row["parts"]["weight_beats"] for row in table]
+    # the beats shrink about like m (ceil of nonzeros per row over macs), the stall grows
+    assert 3.5 * beats[1] < beats[0] < 4.1 * beats[1]
+    stall = [row["parts"]["weight_xload"] for row in table]
+    assert stall[0] == 0 < stall[1] < stall[2]

@@ -39,23 +39,35 @@ def resnet50_gemms(image=224):
 
 
 def speedup_table(ms=(1, 2, 4, 8, 16, 32), subsystems=4, params=None):
-    """Per sparsity ``1:m``: SPU-model cycles of every GEMM (:func:`sparsehw.model.run.
-    gemm_cycles`, output channels over ``subsystems``; ``k`` zero-padded to a multiple of
-    ``m`` and ``act_rows``, as im2col pads), the cycle speedup over 1:1 and the FLOP-predicted
-    speedup ``m``. GEMM cycles only (the SPU rule): pooling, ReLU (a post-op) and the ring are
-    not in them."""
+    """Per sparsity ``1:m``: SPU-model cycles of every GEMM (:func:`golden.spu.spu_cycles` per
+    GEMM as :func:`sparsehw.model.run.gemm_cycles` counts it: output channels over
+    ``subsystems``, the busiest subsystem's ``ceil(cols / subsystems)`` rows, pixels padded to
+    ``lanes`` tiles; ``k`` zero-padded to a multiple of ``m`` and ``act_rows``, as im2col pads),
+    the cycle speedup over 1:1, the FLOP-predicted speedup ``m`` and ``parts``: ``weight_beats``
+    (the SPU's weight beats, what N:M shrinks), ``weight_xload`` (its X-load stalls: X arrives
+    at ``act_rows`` rows per cycle, slower than a sparse row computes) and ``pipeline`` (its
+    latency, once per GEMM). GEMM cycles only (the SPU rule): pooling, the residual adds, im2col
+    itself and the ring are not in them (ReLU and BatchNorm fold into the post-ops)."""
     from sparsehw.golden.chip import chip_params
-    from sparsehw.model.run import gemm_cycles
+    from sparsehw.golden.spu import spu_cycles
     p = chip_params(params)
+    lanes = p["lanes"]
     gemms = resnet50_gemms()
     rows_out = []
     base = None
     for m in ms:
-        total = 0
+        total, parts = 0, {"weight_beats": 0, "weight_xload": 0, "pipeline": 0}
         for g in gemms:
             step = max(m, p["act_rows"])
             k = -(-g["k"] // step) * step
-            total += gemm_cycles(g["rows"], k, g["cols"], 1, m, [g["rows"]], subsystems, p)
+            b = -(-g["rows"] // lanes) * lanes
+            cycles, part = spu_cycles(p, {"n": 1, "m": m, "k": k, "o": -(-g["cols"] // subsystems),
+                                          "b": b})
+            total += cycles
+            for key, name in (("weight_beats", "compute"), ("weight_xload", "x_load_stall"),
+                              ("pipeline", "pipeline")):
+                parts[key] += part[name]
         base = total if base is None else base
-        rows_out.append({"m": m, "cycles": total, "speedup": base / total, "flop_speedup": m})
+        rows_out.append({"m": m, "cycles": total, "speedup": base / total, "flop_speedup": m,
+                         "parts": parts})
     return rows_out
