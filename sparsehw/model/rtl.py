@@ -97,7 +97,6 @@ def run_phases(params, phases, read_rows, *, sim="verilator", seed=1, build_dir=
     """
     from sparsehw.hw.chip import Chip
     from sparsehw.hw.export import to_verilog
-    from sparsehw.verif.chip.perf_chip import _strip_memory_init
     from sparsehw.verif.runner import new_build_dir, run_cocotb
     p = isa.chip_params(params)
     rp = rtl_params(p, flit_width)
@@ -106,9 +105,9 @@ def run_phases(params, phases, read_rows, *, sim="verilator", seed=1, build_dir=
     job_file = build_dir / "job.pkl"
     out_file = build_dir / "out.pkl"
     job_file.write_bytes(pickle.dumps({"phases": phases, "read_rows": read_rows}))
-    verilog = to_verilog(Chip(**rp), "chip")
-    if sim == "verilator":
-        verilog = _strip_memory_init(verilog)
+    # Verilator starts the memories at zero: leave out their all-zero initialisation (the
+    # 2**20-word weight memories' would take minutes to export); Icarus would start them at X
+    verilog = to_verilog(Chip(**rp), "chip", zero_init=sim != "verilator")
     result = run_cocotb(verilog, "chip", "sparsehw.verif.chip.tb_program", build_dir=build_dir,
                         sim=sim, seed=seed, params=rp,
                         workload={"job": str(job_file), "out": str(out_file), "stall": stall})

@@ -129,25 +129,6 @@ async def chip_perf(dut):
     assert bad == 0, f"{bad} output values differ from the numpy chain"
 
 
-def _strip_memory_init(verilog):
-    """Drop the all-zero ``initial`` blocks of the memories (simulation only): the reference
-    point's memories have 2**20 words, whose zero initializers would make the Verilog huge;
-    Verilator starts arrays at zero anyway, and the host port loads every word the run reads."""
-    out, skip = [], False
-    for line in verilog.splitlines(keepends=True):
-        stripped = line.strip()
-        if skip:
-            if stripped == "end":
-                skip = False
-            continue
-        if stripped == "initial begin" and out and "[" in out[-1] and out[-1].strip().startswith(
-                "reg ") and out[-1].rstrip().endswith("];"):
-            skip = True
-            continue
-        out.append(line)
-    return "".join(out)
-
-
 def _cache_path(params, workload):
     from sparsehw.verif.runner import REPO_ROOT
     key = hashlib.sha256(json.dumps([params, workload], sort_keys=True).encode()).hexdigest()
@@ -163,9 +144,9 @@ def _run_one(params, workload, *, sim, seed, build_dir):
     cache = _cache_path(params, {**workload, "seed": seed, "sim": sim})
     if cache.exists():
         return json.loads(cache.read_text())
-    verilog = to_verilog(Chip(**params), "chip")
-    if sim == "verilator":           # Icarus would start the arrays at X
-        verilog = _strip_memory_init(verilog)
+    # Verilator starts the memories at zero: leave out their all-zero initialisation (fast
+    # export of the 2**16-word weight memories); Icarus would start them at X
+    verilog = to_verilog(Chip(**params), "chip", zero_init=sim != "verilator")
     result = run_cocotb(verilog, "chip", "sparsehw.verif.chip.perf_chip", build_dir=build_dir,
                         sim=sim, seed=seed, params=params, workload=workload)
     record = perf_record(result, sim=sim)
