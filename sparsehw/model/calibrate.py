@@ -24,13 +24,17 @@ from sparsehw.golden import chip as isa
 from sparsehw.golden.chip_compile import GemmLayer, compile_chain
 
 
-__all__ = ["CALIB_PARAMS", "calibration_cases", "calibrate"]
+__all__ = ["CALIB_PARAMS", "CALIB_PARAMS_L16", "calibration_cases", "calibrate"]
 
 
 #: A small chip (Icarus-friendly) with the reference SPU shape (lanes 4, macs 2, act_rows 2).
 CALIB_PARAMS = dict(subsystems=4, lanes=4, macs=2, max_m=32, act_rows=2, max_k=256,
                     bank_rows=1024, imem_depth=64, wmem_depth=4096, pmem_depth=512,
                     act_engine=True, act_max_row=64)
+#: The same small chip at the S4 figure's ``lanes`` 16 (:data:`sparsehw.model.figure.
+#: MINILM_CHIP`): 16 tokens per bank row, the activation engine's row ops one engine command per
+#: lane (16 per ACT).
+CALIB_PARAMS_L16 = dict(CALIB_PARAMS, lanes=16)
 
 
 def _layer(gen, k, o, n, m):
@@ -134,3 +138,26 @@ def calibrate(params=CALIB_PARAMS, *, sim="icarus", seed=13, build_dir=None):
             for c, r, mo in zip(cases, result["rtl_cycles"], result["model_cycles"])]
     return {"passed": True, "bit_exact": result["bit_exact"],
             "mismatches": result["mismatches"], "rows": rows}
+
+
+def main(argv=None):
+    """``python -m sparsehw.model.calibrate [--lanes 4|16] [--json FILE]``: one Icarus
+    simulation, the table rows as JSON."""
+    import argparse
+    import json
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lanes", type=int, choices=(4, 16), default=4)
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    result = calibrate(CALIB_PARAMS if args.lanes == 4 else CALIB_PARAMS_L16)
+    result = {k: v for k, v in result.items() if k != "model"}
+    text = json.dumps(result, indent=1, default=str)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text)
+    print(text)
+    return 0 if result.get("passed") else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
