@@ -174,6 +174,13 @@ def test_fp32_mac_regression(tmp_path):
                         seed=2024, params={}, workload={"vectors": 4000, "stall": 0.3})
     assert result.passed, (result.errors, result.log)
     assert result.tests == 2 and result.record["vectors"] == 4000
+    # Functional coverage: operand/result classes, product and sum rounding cases (ties in the
+    # normal and subnormal range), overflow, cancellation, invalid operations.
+    from sparsehw.verif.coverage import holes
+    found = holes(result.record, "fp32_mac")
+    modes = {point: bins for point, bins in found.items() if not point.endswith(".handshake")}
+    assert modes == {}, f"coverage holes: {modes}"
+    print("fp32_mac port coverage holes:", {p: b for p, b in found.items() if p not in modes})
 
 
 class _NoStickyMac(Fp32Mac):

@@ -285,6 +285,16 @@ def test_bfp_convert_amaranth_sim_corners():
         assert (q, e, inv) == ([int(v) for v in gq[0]], int(ge[0]), int(ge[0] == INVALID_EXP))
 
 
+def _mode_holes(record, block):
+    """The coverage holes of ``block``'s run-time modes (handshake holes are printed, not
+    required: a port may be unable to reach a bin)."""
+    from sparsehw.verif.coverage import holes
+    found = holes(record, block)
+    modes = {point: bins for point, bins in found.items() if not point.endswith(".handshake")}
+    print(f"{block} port coverage holes:", {p: b for p, b in found.items() if p not in modes})
+    return modes
+
+
 # -- cocotb regressions (Icarus) ----------------------------------------------------------------
 
 def _run(block_name, params, tmp_path, testbench=None, workload=None, component=None):
@@ -303,6 +313,8 @@ def _run(block_name, params, tmp_path, testbench=None, workload=None, component=
 def test_bfp_convert_regression(params, tmp_path):
     result = _run("bfp_convert", params, tmp_path, workload={"blocks": 200})
     assert result.passed, (result.errors, result.log)
+    # Functional coverage: ties, specials and saturation in every lane, every block case.
+    assert _mode_holes(result.record, "bfp_convert") == {}
 
 
 @pytest.mark.sim
@@ -313,6 +325,9 @@ def test_hbfp_dot_regression(params, tmp_path):
     result = _run("hbfp_dot", params, tmp_path, workload={"ops": 80})
     assert result.passed, (result.errors, result.log)
     assert result.tests == 3
+    # Functional coverage: every error kind, a malformed mantissa in every lane of a and b,
+    # dot products longer than the partial sums, every result class (and mode, when mixed).
+    assert _mode_holes(result.record, "hbfp_dot") == {}
 
 
 @pytest.mark.sim

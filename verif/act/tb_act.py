@@ -5,6 +5,10 @@ zero-variance LayerNorm rows, every fin/fout so the largest and smallest exponen
 lengths 1..max_row (partial last beats), random valid gaps on every input and back-pressure on
 the output; rejected commands (unknown op, n = 0, n > max_row) each followed by a correct one.
 Generation parameters come from ``verif.common.params()`` (defaults if absent).
+
+Functional coverage (:class:`verif.act.cover.ActCoverage`, reported after every test,
+cumulative): every op built, every rejection kind, domain flags, saturation, data kinds, row
+shapes, format extremes and the handshake bins of every port.
 """
 
 import cocotb
@@ -13,7 +17,8 @@ import numpy as np
 from sparsehw.hw.act_engine import ACT_PARAMS
 from sparsehw.golden import act as golden
 from sparsehw.verif import common
-from sparsehw.verif.act import compare, make_job, reject_job, run_jobs
+from sparsehw.verif.act import CORNERS, compare, make_job, reject_job, run_jobs
+from sparsehw.verif.act.cover import ActCoverage
 from sparsehw.verif.stream import reset, start_clock
 
 
@@ -42,6 +47,12 @@ def _length(gen, params, op):
     return int(gen.choice([c for c in choices if c <= limit]))
 
 
+def _cover(dut, params, jobs, ends):
+    cov = ActCoverage.get(params)
+    cov.sample(jobs)
+    cov.report(dut._log, ends)
+
+
 @cocotb.test()
 async def act_every_op_random_stalls(dut):
     """Every op built: random, corner and all-equal data, every format, stalls on every port."""
@@ -58,9 +69,17 @@ async def act_every_op_random_stalls(dut):
                              kind="corner"))
         jobs.append(make_job(gen, params, op, params["lanes"] + 1, fin=7, fout=0,
                              kind="corner"))
+        # Every corner code at the formats' extremes: the domain cases (log2 of x <= 0,
+        # recip of 0) and saturation at both ends (log2 of 1 and recip of -1 at fin 7, fout 15).
+        limit = params["max_row"] if op in golden.ROW_OPS else 4 * params["max_row"]
+        corners = CORNERS[:min(len(CORNERS), limit)]
+        for fin, fout in ((7, 15), (0, 0)):
+            jobs.append(make_job(gen, params, op, len(corners), fin=fin, fout=fout,
+                                 kind="corner", xs=corners))
     await _start(dut)
-    got, _ = await run_jobs(dut, params, jobs, stall=_stall(0.3), rng=common.rng(2))
+    got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.3), rng=common.rng(2))
     compare(got, jobs)
+    _cover(dut, params, jobs, ends)
     common.record(regression_jobs=len(jobs))
 
 
@@ -87,6 +106,7 @@ async def act_rejects_then_correct(dut):
     jobs.append(reject_job(params, op=6, n=0))
     jobs.append(make_job(gen, params, ops[-1], min(params["max_row"], params["lanes"] * 2 + 1)))
     await _start(dut)
-    got, _ = await run_jobs(dut, params, jobs, stall=_stall(0.25), rng=common.rng(4))
+    got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.25), rng=common.rng(4))
     compare(got, jobs)
+    _cover(dut, params, jobs, ends)
     assert sum(beat["error"] for beat in got) == len(bad) + 2

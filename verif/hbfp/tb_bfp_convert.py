@@ -6,13 +6,16 @@ import numpy as np
 from sparsehw.golden.hbfp import INVALID_EXP, quantize
 from sparsehw.hw.hbfp import BFP_CONVERT_PARAMS, bfp_out_layout
 from sparsehw.verif import common
-from sparsehw.verif.hbfp.vectors import corner_blocks, lane_tie_blocks, wide_values
+from sparsehw.verif.hbfp.cover import BfpConvertCoverage
+from sparsehw.verif.hbfp.vectors import (corner_blocks, lane_special_blocks, lane_tie_blocks,
+                                         wide_values)
 from sparsehw.verif.stream import collect, compare, endpoints, start, unpack
 
 
 @cocotb.test()
 async def blocks_match_golden_with_stalls(dut):
-    """Corner blocks, ties in every lane, wide-range values (2**-40..2**40), huge+tiny, random
+    """Corner blocks, ties and specials (NaN, Inf, subnormal, saturation, a maximum just above
+    a power of two) in every lane, wide-range values (2**-40..2**40), huge+tiny, random
     bit patterns."""
     p = common.params(BFP_CONVERT_PARAMS)
     block_size, m = p["block_size"], p["mant_bits"]
@@ -20,6 +23,7 @@ async def blocks_match_golden_with_stalls(dut):
     rng = np.random.default_rng(common.rng(1).getrandbits(32))
     n = int(wl.get("blocks", 300))
     blocks = corner_blocks(rng, block_size) + lane_tie_blocks(block_size, m)
+    blocks += lane_special_blocks(rng, block_size, m)
     blocks += list(wide_values(rng, (n, block_size)))
     huge_tiny = wide_values(rng, (n // 4, block_size), -40, -30)
     huge_tiny[:, 0] = wide_values(rng, n // 4, 30, 40)
@@ -44,4 +48,8 @@ async def blocks_match_golden_with_stalls(dut):
                      "invalid": int(e[0] == INVALID_EXP)})
     compare(got, want, what="block", show=5,
             describe=lambda i, g, w: f"{blocks[i].view(np.uint32)}: got {g}, want {w}")
+    cov = BfpConvertCoverage.get(block_size, m)
+    for x, w in zip(blocks, want):
+        cov.sample([int(v) for v in x.view(np.uint32)], w["exp"])
+    cov.report(dut._log, i=src, o=sink)
     common.record(blocks=len(blocks), cycles=sink.last_cycle + 1)

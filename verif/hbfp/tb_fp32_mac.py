@@ -1,5 +1,9 @@
 """cocotb regression of ``fp32_mac`` against :func:`golden.fp32.fp32_mac_bits`, bit for bit: a NaN
-result must be the canonical ``0x7FC00000``."""
+result must be the canonical ``0x7FC00000``.
+
+Functional coverage (:class:`verif.hbfp.cover.Fp32MacCoverage`, reported after every test,
+cumulative): operand and result classes, product and sum rounding (exact, below/at/above a tie,
+normal and subnormal), special cases, and the handshake bins of ``i`` and ``o``."""
 
 import cocotb
 import numpy as np
@@ -7,6 +11,7 @@ import numpy as np
 from sparsehw.golden.fp32 import fp32_mac_bits
 from sparsehw.hw.fp32 import Fp32Mac
 from sparsehw.verif import common
+from sparsehw.verif.hbfp.cover import Fp32MacCoverage
 from sparsehw.verif.hbfp.vectors import fp32_mac_vectors
 from sparsehw.verif.stream import collect, compare, endpoints, pack, start
 
@@ -21,6 +26,10 @@ async def _run(dut, a, b, c, stall):
     compare(got, want, what="result", show=10,
             describe=lambda i, g, w: (f"a={int(a[i]):#010x} b={int(b[i]):#010x} "
                                       f"c={int(c[i]):#010x}: got {g:#010x}, want {w:#010x}"))
+    cov = Fp32MacCoverage.get()
+    for x, y, z, r in zip(a, b, c, want):
+        cov.sample(x, y, z, r)
+    cov.report(dut._log, i=src, o=sink)
     return sink
 
 

@@ -5,6 +5,7 @@ import numpy as np
 
 from sparsehw.hw.hbfp import DOT_OUT_LAYOUT, HBFP_DOT_PARAMS, dot_in_layout
 from sparsehw.verif import common
+from sparsehw.verif.hbfp.cover import HbfpDotCoverage
 from sparsehw.verif.hbfp.vectors import dot_ops, malformed_every_lane
 from sparsehw.verif.stream import collect, compare, endpoints, pack, start, unpack
 
@@ -31,17 +32,27 @@ async def _check(dut, beats, expected, stall, salt):
             describe=lambda i, g, w: (f"dot {i}: got {g}, want value={w[0]:#010x} "
                                       f"invalid={w[1]} error={w[2]}"))
     assert len(sink.items) == len(expected)
+    cov = HbfpDotCoverage.get(p["block_size"], p["mant_bits"], bool(p["mixed"]),
+                              p["add_stages"] + 1)
+    cov.sample(beats, expected)
+    cov.report(dut._log, i=src, o=sink)
     return sink
 
 
 @cocotb.test()
 async def dot_products_match_golden_with_stalls(dut):
-    """Random multi-block dot products, wide exponent range, invalid blocks, random stalls."""
+    """Random multi-block dot products (some longer than the partial sums), wide exponent range,
+    invalid blocks, random stalls."""
     p = _params()
     wl = common.workload()
     rng = np.random.default_rng(common.rng(1).getrandbits(32))
     beats, expected = dot_ops(rng, p["block_size"], p["mant_bits"], mixed=bool(p["mixed"]),
                               partials=p["add_stages"] + 1, ops=int(wl.get("ops", 120)))
+    # Longer dot products: every partial sum accumulates several blocks before the tree.
+    more, more_expected = dot_ops(rng, p["block_size"], p["mant_bits"], mixed=bool(p["mixed"]),
+                                  partials=p["add_stages"] + 1, ops=int(wl.get("ops", 120)) // 4,
+                                  max_blocks=2 * (p["add_stages"] + 1) + 2)
+    beats, expected = beats + more, expected + more_expected
     sink = await _check(dut, beats, expected, float(wl.get("stall", 0.3)), 2)
     common.record(blocks=len(beats), dot_products=len(expected), cycles=sink.last_cycle + 1)
 

@@ -6,7 +6,7 @@ from sparsehw.golden.fp32 import from_bits
 
 
 __all__ = ["fp32_mac_vectors", "subnormal_tie_products", "wide_values", "corner_blocks",
-           "lane_tie_blocks", "malformed_every_lane", "dot_ops"]
+           "lane_tie_blocks", "lane_special_blocks", "malformed_every_lane", "dot_ops"]
 
 
 _SPECIALS = [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001,
@@ -145,10 +145,39 @@ def lane_tie_blocks(block_size, mant_bits):
     if block_size == 1:
         return [np.array([(2 ** (m - 1) + j + 0.5) * lsb], np.float32) for j in range(4)]
     blocks = []
-    for r in range(block_size):
-        blk = np.array([pattern[(j + r) % len(pattern)] * lsb for j in range(block_size)])
-        blk[r] = 1.75
-        blocks.append(blk.astype(np.float32))
+    for shift in (0, 1):          # two offsets: no pattern value is always hidden by the maximum
+        for r in range(block_size):
+            blk = np.array([pattern[(j + r + shift) % len(pattern)] * lsb
+                            for j in range(block_size)])
+            blk[r] = 1.75
+            blocks.append(blk.astype(np.float32))
+    return blocks
+
+
+def lane_special_blocks(rng, block_size, mant_bits):
+    """Per lane ``r`` of the block: a NaN, a +-infinity, a subnormal beside a small normal
+    maximum, a saturating power-of-two maximum, and maxima just above a power of two (the
+    ``max + 1e-8`` rounding of the shared exponent: ``2**k * (1 + j * 2**-23)`` for small ``j``
+    and ``k`` across the range, the issue's ``0x43800001`` among them). The other lanes hold
+    random smaller values."""
+    B = block_size
+    blocks = []
+
+    def block(r, top, others=1.0):
+        blk = (wide_values(rng, B, -6, -1) * others).astype(np.float32)
+        blk[r] = top
+        return blk
+
+    ks = [-26, -24, -20, -10, -3, -2, -1, 0, 1, 8, 9, 20, 60, 126]
+    for r in range(B):
+        blocks.append(block(r, np.nan))
+        blocks.append(block(r, np.inf if r % 2 else -np.inf))
+        blocks.append(block(r, np.float32(1e-40) * (-1) ** r, others=2.0 ** -100))
+        blocks.append(block(r, (-1) ** r * 0.5))                       # saturates to 2**m - 1
+        for k in ks[r % 3::3] + [8]:
+            j = int(rng.integers(1, 4))
+            top = np.array([((k + 127) << 23) | j], np.uint32).view(np.float32)[0]
+            blocks.append(block(r, top * (-1) ** (r + j), others=2.0 ** k))
     return blocks
 
 
@@ -240,8 +269,12 @@ def dot_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, max_blocks=4, p
                     if mixed and mbits[k] == 7:
                         bad = -128
                     a[int(rng.integers(B))] = bad
-                elif kind == 1:     # exponent outside -26..128
-                    e1 = int(rng.choice([-27, 129, 255, -256]))
+                elif kind == 1:     # exponent outside -26..128, of either operand
+                    bad = int(rng.choice([-27, 129, 255, -256]))
+                    if rng.random() < 0.5:
+                        e1 = bad
+                    else:
+                        e2 = bad
                 else:               # mode 3 does not exist
                     modes[k] = 3
                 err = True
