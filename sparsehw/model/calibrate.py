@@ -66,12 +66,14 @@ def _send_case(gen, p, count):
             "images": images}
 
 
-def _act_case(gen, p, name, count, *, same_bank=False, **fields):
-    """One ACT on subsystem 0 (the others halt): source rows in bank 0 from row 0, the result
-    in bank 1 from row 0; ``add``'s second operand from row 512 of bank 1 (bank 0 with
-    ``same_bank``); layernorm's gamma/beta from post-op word 0."""
+def _act_case(gen, p, name, count, *, same_bank=False, low=-128, **fields):
+    """One ACT on subsystem 0 (the others halt): source rows in bank 0 from row 0 (int8 codes
+    from ``low``), the result in bank 1 from row 0; ``add``'s second operand from row 512 of
+    bank 1 (bank 0 with ``same_bank``); layernorm's gamma/beta from post-op word 0."""
     S, lanes = p["subsystems"], p["lanes"]
-    a = gen.integers(-128, 128, size=(count, lanes)).astype(np.int8)
+    a = gen.integers(low, 128, size=(count, lanes)).astype(np.int8)
+    if low == -127:                  # recip: no zero code (its domain error)
+        a[a == 0] = 1
     b = gen.integers(-128, 128, size=(count, lanes)).astype(np.int8)
     b_bank, b_addr = ((0, 512) if same_bank else (1, 512)) if name == "add" else (0, 0)
     instr = isa.Act(op=isa.ACT_OPS[name], s_bank=0, s_addr=0, d_bank=1, d_addr=0, count=count,
@@ -114,11 +116,16 @@ def calibration_cases(params=CALIB_PARAMS, seed=13):
             cases.append(_act_case(gen, p, "layernorm", count, fout=8, oshift=3))
         cases.append(_act_case(gen, p, "add", 256, oshift=1))
         cases.append(_act_case(gen, p, "add", 256, oshift=1, same_bank=True))
+        # after the others (the seed's earlier cases unchanged): log2 of positive codes, recip
+        # of nonzero codes (no domain errors)
+        cases.append(_act_case(gen, p, "log2", 256, low=1, fin=5, fout=8, oshift=3))
+        cases.append(_act_case(gen, p, "recip", 256, low=-127, fin=5, fout=8, oshift=3))
     return cases
 
 
-def calibrate(params=CALIB_PARAMS, *, sim="icarus", seed=13, build_dir=None):
-    """Run :func:`calibration_cases` on the RTL and the golden model.
+def calibrate(params=CALIB_PARAMS, *, sim="icarus", seed=13, build_dir=None, kinds=None):
+    """Run :func:`calibration_cases` (only those whose kind is in ``kinds``, if given) on the
+    RTL and the golden model.
 
     Returns
     -------
@@ -127,7 +134,7 @@ def calibrate(params=CALIB_PARAMS, *, sim="icarus", seed=13, build_dir=None):
         (model / RTL - 1); ``bit_exact`` (every phase); ``mismatches``; ``passed``.
     """
     from sparsehw.model.rtl import run_phases
-    cases = calibration_cases(params, seed)
+    cases = [c for c in calibration_cases(params, seed) if kinds is None or c["kind"] in kinds]
     result = run_phases(params, [{"images": c["images"], "host": None, "reset": True}
                                   for c in cases],
                         512, sim=sim, build_dir=build_dir)
@@ -148,8 +155,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lanes", type=int, choices=(4, 16), default=4)
     parser.add_argument("--json")
+    parser.add_argument("--kinds", nargs="*", help="only these kinds (e.g. act_log2 act_recip)")
     args = parser.parse_args(argv)
-    result = calibrate(CALIB_PARAMS if args.lanes == 4 else CALIB_PARAMS_L16)
+    result = calibrate(CALIB_PARAMS if args.lanes == 4 else CALIB_PARAMS_L16, kinds=args.kinds)
     result = {k: v for k, v in result.items() if k != "model"}
     text = json.dumps(result, indent=1, default=str)
     if args.json:
