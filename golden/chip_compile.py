@@ -43,7 +43,8 @@ from sparsehw.golden.chip import (MAX_ROWS, MEM_BANK0, MEM_IMEM, MEM_PMEM, MEM_W
 
 __all__ = ["GemmLayer", "Compiled", "compile_chain", "reference_chain", "run_chain",
            "MAPPINGS", "EncoderLayer", "CompiledLayer", "compile_encoder_layer",
-           "reference_encoder_layer", "run_encoder_layer"]
+           "reference_encoder_layer", "run_encoder_layer", "StreamedLayer",
+           "compile_encoder_layer_streamed", "run_encoder_layer_streamed"]
 
 
 MAPPINGS = ("model", "data")
@@ -618,7 +619,7 @@ class CompiledLayer:
         cyc = model.stats["cycles"]
         s = max(range(self.subsystems), key=lambda i: cyc[i]) if s is None else s
         raw = model.stats["cycle_parts"][s]
-        program = self.phase1[s] if phase == 1 else self.phase2[s]
+        program = self.program(phase, s)
         att = {a for (t, _, _), a in self.att_w.items() if t == s}
         out = {"weight_beats": 0, "weight_xload": 0, "attention_gemm": 0, "act_softmax": 0,
                "act_layernorm": 0, "act_gelu": 0, "act_add": 0, "act_other": 0,
@@ -643,6 +644,10 @@ class CompiledLayer:
             raise AssertionError(f"subsystem {s}: categories {out} do not add up to the cycle "
                                  f"model's parts {raw} / {cyc[s]} cycles")
         return s, out
+
+    def program(self, phase, s):
+        """Subsystem ``s``'s program of ``phase`` (1 or 2)."""
+        return self.phase1[s] if phase == 1 else self.phase2[s]
 
     def load(self, model, phase):
         for s, program in enumerate(self.phase1 if phase == 1 else self.phase2):
@@ -959,4 +964,256 @@ def run_encoder_layer(layer, x, subsystems=None, params=None, seed=None, max_del
     compiled.breakdowns.append(compiled.breakdown(model, 0, 2))
     compiled.categories.append(compiled.cycle_categories(model, 2))
     model.stats["hazards"] += hazards
+    return compiled.read_output(model), model, compiled, cycles
+
+
+# -- an encoder layer streamed by token chunks ---------------------------------------------------
+@dataclass
+class StreamedLayer(CompiledLayer):
+    """An encoder layer too big for the banks when every tensor is resident, compiled as one
+    ``kv`` phase (``phase1``: k and v of every token) and one phase per chunk of
+    ``chunk_tiles`` token tiles (``chunks``; ``phase2`` is the first). See
+    :func:`compile_encoder_layer_streamed`. Phase numbers: 1 is ``kv``, ``2 + c`` chunk ``c``."""
+    chunks: list = field(default_factory=list)
+    chunk_tiles: int = 0
+
+    def program(self, phase, s):
+        return self.phase1[s] if phase == 1 else self.chunks[phase - 2][s]
+
+    def load_chunk(self, model, c):
+        for s, program in enumerate(self.chunks[c]):
+            model.load_program(s, program)
+
+
+def compile_encoder_layer_streamed(layer, tokens, chunk_tiles, subsystems=None, params=None):
+    """Compile an :class:`EncoderLayer` for ``tokens`` tokens processed in chunks of
+    ``chunk_tiles`` tiles of ``lanes`` tokens (same numerics as :func:`compile_encoder_layer`,
+    whose mapping it follows: weight GEMMs split by output rows and all-gathered, heads
+    round-robin, the activation-engine steps on every subsystem's full copy).
+
+    Phase ``kv``: ``k, v = post(Wk x), post(Wv x)`` for every token (x of all tokens stays in
+    bank 0 for the whole layer). The host step (:meth:`CompiledLayer.host_step`) writes
+    ``k_h^T`` and ``v_h`` of all tokens into the weight memory. Then per chunk: ``q`` of the
+    chunk's tokens, the scores against all ``tokens`` keys, softmax over them, context, output
+    projection, residual adds, LayerNorms and the GELU FFN of the chunk's tokens; ``y`` of every
+    chunk ends in bank 1 where k and v were (dead after the host step), tile-major as in
+    :func:`compile_encoder_layer`. Counted arrivals alternate banks as there (q, scores, a, f2:
+    bank 1; c, f: bank 0). The chunk's tensors live at the same rows in every chunk.
+
+    Raises
+    ------
+    ValueError
+        As :func:`compile_encoder_layer`, and ``chunk_tiles`` not dividing the tiles.
+    """
+    from sparsehw.golden.chip import Act, ACT_OPS
+    p = chip_params(params)
+    if not p["act_engine"]:
+        raise ValueError("compile_encoder_layer_streamed needs a chip with act_engine=True")
+    used = p["subsystems"] if subsystems is None else subsystems
+    lanes, macs, ar = p["lanes"], p["macs"], p["act_rows"]
+    h_dim, f_dim = layer.hidden, layer.w1.o
+    d = h_dim // layer.heads
+    tiles = -(-tokens // lanes)
+    if tiles * lanes != tokens:
+        raise ValueError(f"tokens={tokens} must be a multiple of lanes={lanes}")
+    if chunk_tiles < 1 or tiles % chunk_tiles:
+        raise ValueError(f"chunk_tiles={chunk_tiles} must divide the {tiles} tiles")
+    for g, k in ((layer.qkv[0], h_dim), (layer.qkv[1], h_dim), (layer.qkv[2], h_dim),
+                 (layer.wo, h_dim), (layer.w1, h_dim), (layer.w2, f_dim)):
+        if g.k != k or k > p["max_k"] or k % g.m or k % ar:
+            raise ValueError(f"GEMM K={g.k} does not fit (max_k={p['max_k']}, m={g.m})")
+    if max(tokens, h_dim) > p["act_max_row"] or tokens % ar or d % ar or tokens > p["max_k"]:
+        raise ValueError("tokens and hidden must be <= act_max_row, tokens <= max_k, and "
+                         "tokens and the head size multiples of act_rows")
+    ct, n_chunks = chunk_tiles, tiles // chunk_tiles
+    heads_of = [[h for h in range(layer.heads) if h % used == s] for s in range(used)]
+    top = [0, 0]
+    addr = {"h": h_dim, "d": d}
+
+    def alloc(name, bank, rows):
+        addr[name] = (bank, top[bank])
+        top[bank] += rows
+    # whole layer: x (bank 0), k, v then y (bank 1: y overlays k and v, dead after the host
+    # step); per chunk: the rest
+    alloc("x", 0, tiles * h_dim)
+    alloc("k", 1, tiles * h_dim)
+    alloc("v", 1, tiles * h_dim)
+    addr["y"] = (1, 0)
+    top[1] = max(top[1], tiles * h_dim)
+    for name, bank, rows in (("q", 1, h_dim), ("c", 0, h_dim), ("a", 1, h_dim),
+                             ("r1", 0, h_dim), ("h1", 0, h_dim), ("f", 0, f_dim),
+                             ("f2", 1, h_dim), ("r2", 1, h_dim)):
+        alloc(name, bank, ct * rows)
+    addr["s"] = (1, top[1])
+    top[1] += max(len(hs) for hs in heads_of) * ct * tokens
+    if max(top) > p["bank_rows"]:
+        raise ValueError(f"the layer needs {max(top)} bank rows, bank_rows={p['bank_rows']}")
+    all_mask = (1 << used) - 1
+    kv_progs, chunk_progs = [], [[] for _ in range(n_chunks)]
+    weights, posts, att_w = [], [], {}
+    for s in range(used):
+        w_vals, w_idx, post_rows = [], [], []
+        w_addr = p_addr = 0
+
+        def place(g, k, o):
+            """The subsystem's slice of ``g`` into the images: its GEMM fields."""
+            nonlocal w_addr, p_addr
+            start, size = _split(o, used)[s]
+            n_log2, m_log2 = g.n.bit_length() - 1, g.m.bit_length() - 1
+            bpr = beats_per_row(k, n_log2, m_log2, macs)
+            values, indices = nm.compress(g.w[start:start + size], g.n, g.m)
+            pad = bpr * macs - values.shape[1]
+            w_vals.append(np.pad(values, ((0, 0), (0, pad))).astype(np.int8)
+                          .reshape(size * bpr, macs))
+            w_idx.append(np.pad(indices, ((0, 0), (0, pad))).astype(np.uint8)
+                         .reshape(size * bpr, macs))
+            post_rows.append((g.bias[start:start + size], g.mult[start:start + size],
+                              g.shift[start:start + size]))
+            fields = dict(w_addr=w_addr, p_addr=p_addr, n_log2=n_log2, m_log2=m_log2, k=k,
+                          o=size, relu=int(g.relu), mask=all_mask)
+            w_addr += size * bpr
+            p_addr += size
+            return fields, start
+
+        def gemms(placed, src, dst, k, o, tile_list, src_tile0, dst_tile0, prog):
+            fields, start = placed
+            for t in tile_list:
+                prog.append(Gemm(x_bank=addr[src][0], x_addr=addr[src][1] + (t - src_tile0) * k,
+                                 d_bank=addr[dst][0],
+                                 d_addr=addr[dst][1] + (t - dst_tile0) * o + start, **fields))
+
+        def post_words(rows, mult, shift):
+            nonlocal p_addr
+            post_rows.append((np.zeros(rows, np.int64), np.full(rows, mult),
+                              np.full(rows, shift)))
+            p_addr += rows
+            return p_addr - rows
+
+        def ln_words(ln):
+            nonlocal p_addr
+            gamma, beta = ln[0], ln[1]
+            packed = ((np.asarray(gamma, np.int64) & 0xFFFF)
+                      | (np.asarray(beta, np.int64) & 0xFFFF) << 16)
+            packed = packed - ((packed >> 31 & 1) << 32)
+            post_rows.append((packed, np.zeros(h_dim, np.int64), np.zeros(h_dim, np.int64)))
+            p_addr += h_dim
+            return p_addr - h_dim
+
+        wq, wk, wv = (place(g, h_dim, h_dim) for g in layer.qkv)
+        wo, w1, w2 = place(layer.wo, h_dim, h_dim), place(layer.w1, h_dim, f_dim), \
+            place(layer.w2, f_dim, h_dim)
+        score_p = post_words(tokens, *layer.score_post)
+        ctx_p = post_words(d, *layer.ctx_post)
+        ln1_p, ln2_p = ln_words(layer.ln1), ln_words(layer.ln2)
+        bpr_s, bpr_c = -(-d // macs), -(-tokens // macs)
+        for h in heads_of[s]:
+            att_w[(s, h, "score")] = w_addr
+            att_w[(s, h, "ctx")] = w_addr + tokens * bpr_s
+            w_vals.append(np.zeros((tokens * bpr_s + d * bpr_c, macs), np.int8))
+            w_idx.append(np.zeros((tokens * bpr_s + d * bpr_c, macs), np.uint8))
+            w_addr += tokens * bpr_s + d * bpr_c
+        # phase kv
+        prog = []
+        gemms(wk, "x", "k", h_dim, h_dim, range(tiles), 0, 0, prog)
+        gemms(wv, "x", "v", h_dim, h_dim, range(tiles), 0, 0, prog)
+        prog += [Wait(bank=1, count=2 * tiles * h_dim), Halt()]
+        kv_progs.append(prog)
+        sfin, sfout, sosh = layer.softmax
+        n_h = ct * h_dim
+        for c in range(n_chunks):
+            t0 = c * ct
+            mine = range(t0, t0 + ct)
+            prog = []
+            gemms(wq, "x", "q", h_dim, h_dim, mine, 0, t0, prog)
+            prog.append(Wait(bank=addr["q"][0], count=n_h))
+            for i, h in enumerate(heads_of[s]):
+                for t in range(ct):
+                    sc = addr["s"][1] + (i * ct + t) * tokens
+                    prog += [
+                        Gemm(x_bank=addr["q"][0], x_addr=addr["q"][1] + t * h_dim + h * d,
+                             w_addr=att_w[(s, h, "score")], p_addr=score_p, k=d, o=tokens,
+                             d_bank=1, d_addr=sc, mask=1 << s),
+                        Wait(bank=1, count=tokens),
+                        Act(op=ACT_OPS["softmax"], fin=sfin, fout=sfout, oshift=sosh,
+                            s_bank=1, s_addr=sc, d_bank=1, d_addr=sc, count=tokens),
+                        Gemm(x_bank=1, x_addr=sc, w_addr=att_w[(s, h, "ctx")], p_addr=ctx_p,
+                             k=tokens, o=d, d_bank=addr["c"][0],
+                             d_addr=addr["c"][1] + t * h_dim + h * d, mask=all_mask)]
+            prog.append(Wait(bank=addr["c"][0], count=n_h))
+
+            def act(op, dst, a_, b=None, rule=(0, 0, 0), p_=0, dst_off=0, a_off=0, b_off=0):
+                fin, fout, oshift = rule
+                extra = {}
+                if b is not None:
+                    extra = dict(b_bank=addr[b][0], b_addr=addr[b][1] + b_off)
+                prog.append(Act(op=ACT_OPS[op], fin=fin, fout=fout, oshift=oshift,
+                                s_bank=addr[a_][0], s_addr=addr[a_][1] + a_off,
+                                d_bank=addr[dst][0], d_addr=addr[dst][1] + dst_off,
+                                p_addr=p_, count=n_h if op in ("add", "gelu") else h_dim,
+                                **extra))
+            gemms(wo, "c", "a", h_dim, h_dim, range(ct), 0, 0, prog)
+            prog.append(Wait(bank=addr["a"][0], count=n_h))
+            act("add", "r1", "a", "x", layer.add1, b_off=t0 * h_dim)
+            for t in range(ct):
+                act("layernorm", "h1", "r1", rule=(0, layer.ln1[2], layer.ln1[3]), p_=ln1_p,
+                    dst_off=t * h_dim, a_off=t * h_dim)
+            gemms(w1, "h1", "f", h_dim, f_dim, range(ct), 0, 0, prog)
+            prog.append(Wait(bank=addr["f"][0], count=ct * f_dim))
+            gfin, gfout, gosh = layer.gelu
+            prog.append(Act(op=ACT_OPS["gelu"], fin=gfin, fout=gfout, oshift=gosh,
+                            s_bank=addr["f"][0], s_addr=addr["f"][1], d_bank=addr["f"][0],
+                            d_addr=addr["f"][1], count=ct * f_dim))
+            gemms(w2, "f", "f2", f_dim, h_dim, range(ct), 0, 0, prog)
+            prog.append(Wait(bank=addr["f2"][0], count=n_h))
+            act("add", "r2", "f2", "h1", layer.add2)
+            for t in range(ct):
+                act("layernorm", "y", "r2", rule=(0, layer.ln2[2], layer.ln2[3]), p_=ln2_p,
+                    dst_off=(t0 + t) * h_dim, a_off=t * h_dim)
+            prog.append(Halt())
+            chunk_progs[c].append(prog)
+        for name, value, depth in (("weight words", w_addr, p["wmem_depth"]),
+                                   ("post-op words", p_addr, p["pmem_depth"]),
+                                   ("instructions", max(len(kv_progs[-1]),
+                                                        *(len(cp[-1]) for cp in chunk_progs)),
+                                    p["imem_depth"])):
+            if value > depth:
+                raise ValueError(f"subsystem {s}: {value} {name} exceed {depth}")
+        weights.append((np.concatenate(w_vals), np.concatenate(w_idx)))
+        posts.append(tuple(np.concatenate([r[i] for r in post_rows]) for i in range(3)))
+    for s in range(used, p["subsystems"]):
+        kv_progs.append([Halt()])
+        for cp in chunk_progs:
+            cp.append([Halt()])
+    return StreamedLayer(params=p, subsystems=used, tiles=tiles, tokens=tokens,
+                         phase1=kv_progs, phase2=chunk_progs[0], weights=weights, posts=posts,
+                         addr=addr, att_w=att_w, heads_of=heads_of, chunks=chunk_progs,
+                         chunk_tiles=ct)
+
+
+def run_encoder_layer_streamed(layer, x, chunk_tiles, subsystems=None, params=None, seed=None,
+                               max_delay=0):
+    """:func:`compile_encoder_layer_streamed`, then on a fresh ChipModel: phase kv, the host
+    step, every chunk's phase. Returns ``(y (H, T) int8 from subsystem 0, model, compiled,
+    cycles)``, ``cycles`` per phase (cycle model; the host step not counted);
+    ``compiled.categories`` the critical path's :meth:`CompiledLayer.cycle_categories` per
+    phase."""
+    x = np.asarray(x)
+    compiled = compile_encoder_layer_streamed(layer, x.shape[1], chunk_tiles, subsystems,
+                                              params)
+    model = ChipModel(compiled.params)
+    compiled.load(model, 1)
+    compiled.load_input(model, x)
+    cycles, hazards = [], 0
+    for phase in range(1, 2 + len(compiled.chunks)):
+        if phase == 2:
+            compiled.host_step(model)
+        if phase >= 2:
+            compiled.load_chunk(model, phase - 2)
+        status = model.run(seed, max_delay)
+        if any(st.error for st in status):
+            raise RuntimeError(f"phase {phase} stopped: {[str(st) for st in status]}")
+        cycles.append(model.stats["total_cycles"])
+        compiled.categories.append(compiled.cycle_categories(model, phase))
+        hazards += model.stats["hazards"]
+    model.stats["hazards"] = hazards
     return compiled.read_output(model), model, compiled, cycles

@@ -362,3 +362,31 @@ def test_encoder_layer_cycle_categories_from_the_shapes():
         else:
             assert two["attention_gemm"] == 0 and two["act_softmax"] == 0
         assert cycles[1] == max(model.stats["cycles"])
+
+
+def test_streamed_encoder_layer_equals_the_numpy_layer():
+    """The layer streamed by token chunks (a k/v phase, the host step, one phase per chunk of 1
+    or 2 tiles) on 1, 2 and 4 subsystems, under the reference schedule and random delayed
+    schedules: every subsystem ends with the numpy layer's output, no hazard; its bank needs
+    shrink with the chunk; a chunk that does not divide the tiles is refused."""
+    from sparsehw.golden.chip_compile import (compile_encoder_layer_streamed,
+                                             reference_encoder_layer, run_encoder_layer_streamed)
+    rng = np.random.default_rng(7)
+    layer = random_encoder_layer(rng, 32, 2, 64, (2, 4))
+    x = rng.integers(-128, 128, (32, 16)).astype(np.int8)
+    ref = reference_encoder_layer(layer, x)
+    assert np.unique(ref).size > 50
+    for chunk, subsystems, seed in ((1, 4, None), (1, 2, 3), (2, 4, 5), (2, 1, None)):
+        y, model, compiled, cycles = run_encoder_layer_streamed(layer, x, chunk, subsystems,
+                                                                LAYER_CHIP, seed=seed,
+                                                                max_delay=4)
+        assert len(cycles) == 1 + 4 // chunk and len(compiled.categories) == len(cycles)
+        for s in range(subsystems):
+            assert (compiled.read_output(model, s) == ref).all()
+        assert model.stats["hazards"] == 0
+    with pytest.raises(ValueError, match="must divide"):
+        compile_encoder_layer_streamed(layer, 16, 3, 2, LAYER_CHIP)
+    # chunks of 1 tile hold the FFN's intermediate of 4 tokens, not of all 16
+    with pytest.raises(ValueError, match="bank rows"):
+        compile_encoder_layer_streamed(layer, 16, 4, 2, {**LAYER_CHIP, "bank_rows": 512})
+    compile_encoder_layer_streamed(layer, 16, 1, 2, {**LAYER_CHIP, "bank_rows": 512})
