@@ -7,14 +7,15 @@ from sparsehw.golden.hbfp import INVALID_EXP, quantize
 from sparsehw.hw.hbfp import BFP_CONVERT_PARAMS, bfp_out_layout
 from sparsehw.verif import common
 from sparsehw.verif.hbfp.cover import BfpConvertCoverage
-from sparsehw.verif.hbfp.vectors import (corner_blocks, lane_special_blocks, lane_tie_blocks,
-                                         wide_values)
+from sparsehw.verif.hbfp.vectors import (binade_tie_blocks, corner_blocks, lane_special_blocks,
+                                         lane_tie_blocks, wide_values)
 from sparsehw.verif.stream import collect, compare, endpoints, start, unpack
 
 
 @cocotb.test()
 async def blocks_match_golden_with_stalls(dut):
-    """Corner blocks, ties and specials (NaN, Inf, subnormal, saturation, a maximum just above
+    """Corner blocks, ties at every alignment shift in every lane (exact, one sticky bit, random
+    sticky bits), specials (NaN, Inf, subnormal, saturation, a maximum just above
     a power of two) in every lane, wide-range values (2**-40..2**40), huge+tiny, random
     bit patterns."""
     p = common.params(BFP_CONVERT_PARAMS)
@@ -23,7 +24,7 @@ async def blocks_match_golden_with_stalls(dut):
     rng = np.random.default_rng(common.rng(1).getrandbits(32))
     n = int(wl.get("blocks", 300))
     blocks = corner_blocks(rng, block_size) + lane_tie_blocks(block_size, m)
-    blocks += lane_special_blocks(rng, block_size, m)
+    blocks += binade_tie_blocks(rng, block_size, m) + lane_special_blocks(rng, block_size, m)
     blocks += list(wide_values(rng, (n, block_size)))
     huge_tiny = wide_values(rng, (n // 4, block_size), -40, -30)
     huge_tiny[:, 0] = wide_values(rng, n // 4, 30, 40)

@@ -6,7 +6,7 @@ from sparsehw.golden.fp32 import from_bits
 
 
 __all__ = ["fp32_mac_vectors", "subnormal_tie_products", "wide_values", "corner_blocks",
-           "lane_tie_blocks", "lane_special_blocks", "malformed_every_lane", "dot_ops"]
+           "lane_tie_blocks", "binade_tie_blocks", "lane_special_blocks", "malformed_every_lane", "dot_ops"]
 
 
 _SPECIALS = [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001,
@@ -151,6 +151,37 @@ def lane_tie_blocks(block_size, mant_bits):
                             for j in range(block_size)])
             blk[r] = 1.75
             blocks.append(blk.astype(np.float32))
+    return blocks
+
+
+def binade_tie_blocks(rng, block_size, mant_bits):
+    """Rounding ties at every shift: block maximum 1.75 (shared exponent 1, LSB ``2**(1-m)``)
+    in lane ``r``, and in every other lane ``j`` a value ``(k + 1/2) LSB`` in binade ``d`` below
+    the maximum's (``k`` random in ``2**(m-1-d) .. 2**(m-d) - 1``, either parity: rounds down or
+    up to even), ``d = (j + v) mod (m + 1)``, so each lane meets a tie at every alignment shift.
+    A second set adds one sticky bit at a random position below the guard (the tie is then
+    broken upwards by that single bit); a third mixes, lane by lane, exact ties and ties plus
+    random bits below the guard (so the low bits of the other lanes vary around exact ties)."""
+    m, B = mant_bits, block_size
+    lsb = 2.0 ** (1 - m)
+    blocks = []
+    for sticky in ("none", "single", "mixed"):
+        for v in range(m + 1):
+            for r in range(B):
+                blk = np.zeros(B)
+                for j in range(B):
+                    d = (j + v) % (m + 1)
+                    lo, hi = (1 << (m - 1 - d), 1 << (m - d)) if d < m else (0, 1)
+                    k = int(rng.integers(lo, hi))
+                    val = (k + 0.5) * lsb
+                    room = 23 - max(m - 1 - d, 0)     # float32 bits below the guard
+                    if sticky == "single" and room >= 2:
+                        val += lsb * 2.0 ** -int(rng.integers(2, room + 1))
+                    elif sticky == "mixed" and room >= 2 and rng.random() < 0.5:
+                        val += lsb * int(rng.integers(1, 1 << (room - 1))) * 2.0 ** -room
+                    blk[j] = val * (-1) ** int(rng.integers(0, 2))
+                blk[r] = 1.75 * (-1) ** int(rng.integers(0, 2))
+                blocks.append(blk.astype(np.float32))
     return blocks
 
 
