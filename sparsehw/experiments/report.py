@@ -14,7 +14,7 @@ from sparsehw.experiments import sections as _sections
 from sparsehw.experiments.sweep import run_points, validate_point
 
 
-__all__ = ["build_report"]
+__all__ = ["build_report", "run_fpga_records", "render_fpga_records"]
 
 
 def _flatten(prefix, value, row):
@@ -115,3 +115,73 @@ def build_report(out_dir, *, quick=False, jobs=1, dask_address=None, force=False
     report = out_dir / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
+
+
+# -- the FPGA table from a records directory -------------------------------------------------------
+
+def run_fpga_records(records_dir, blocks, *, seeds=None, kinds=("pnr", "perf"), progress=True):
+    """Compute the FPGA table's design points of ``blocks`` (:func:`sections.fpga_points`) one
+    at a time, cached under ``records_dir/cache`` (the sweep's cache: ``sparsehw report`` with
+    that cache serves them), and write each result as ``records_dir/<block>-<kind>.json``.
+    ``seeds`` overrides the placement seeds; ``kinds`` chooses the point kinds. Returns the
+    results."""
+    records_dir = Path(records_dir)
+    points = [p for p in _sections.fpga_points(False, blocks=tuple(blocks)) if p["kind"] in kinds]
+    if seeds:
+        points = [{**p, "seeds": list(seeds)} if p["kind"] == "pnr" else p for p in points]
+    results = []
+    for point in points:     # one at a time, each result written as soon as it exists
+        result = run_points([point], cache_dir=records_dir / "cache", jobs=1,
+                            progress=progress, log_root=records_dir / "logs")[0]
+        name = f"{point['block']}-{point['kind']}.json"
+        (records_dir / name).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+        results.append(result)
+    return results
+
+
+def render_fpga_records(records_dir, out=None):
+    """Write the FPGA table from every ``*.json`` result in ``records_dir`` (written by
+    :func:`run_fpga_records`, or the same result format from ``sparsehw report``'s
+    ``results.json``) to ``out`` (default ``records_dir/fpga.md``); return its path. Blocks
+    without a record show as "not run"."""
+    records_dir = Path(records_dir)
+    results = []
+    for path in sorted(records_dir.glob("*.json")):
+        loaded = json.loads(path.read_text())
+        results += loaded if isinstance(loaded, list) else [loaded]
+    lines = ["# FPGA timing (ECP5, nextpnr): every block, before and after issue 14", "",
+             f"Rendered by `python -m sparsehw.experiments.report render {records_dir}` "
+             f"from the records in this directory (one JSON per design point); "
+             f"`python -m sparsehw.experiments.report run {records_dir} BLOCK...` recomputes "
+             f"a block's records (cached in `cache/`, the cache of `sparsehw report`).", ""]
+    lines += _sections.render_fpga(results)
+    out = Path(out) if out else records_dir / "fpga.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def _main(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m sparsehw.experiments.report",
+                                     description="The FPGA table's records: run, render.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="compute the FPGA points of BLOCKs into DIR")
+    run.add_argument("dir")
+    run.add_argument("blocks", nargs="+")
+    run.add_argument("--seeds", help="placement seeds, comma-separated (default: the table's)")
+    run.add_argument("--kind", action="append", choices=("pnr", "perf"),
+                     help="only these point kinds (repeatable; default both)")
+    render = sub.add_parser("render", help="write DIR/fpga.md from the records in DIR")
+    render.add_argument("dir")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+        kinds = tuple(args.kind) if args.kind else ("pnr", "perf")
+        for result in run_fpga_records(args.dir, args.blocks, seeds=seeds, kinds=kinds):
+            print(result["status"], result["command"], result.get("error") or "", flush=True)
+    print(render_fpga_records(args.dir))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

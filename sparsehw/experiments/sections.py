@@ -181,11 +181,12 @@ def _pnr_points(block, params_list, quick, seeds=(1, 2, 3)):
 
 
 def render_timing(results):
-    """ECP5 post-place-and-route Fmax of every ``pnr`` design point."""
+    """ECP5 post-place-and-route Fmax of every ``pnr`` design point the FPGA section's table
+    does not show (:func:`is_fpga_point`)."""
     rows = []
     for result in ok(results):
         point, record = result["point"], result["record"]
-        if point["kind"] != "pnr":
+        if point["kind"] != "pnr" or is_fpga_point(point):
             continue
         params = ", ".join(f"{k}={v}" for k, v in sorted(point["params"].items()))
         seeds = ", ".join(f"{v:.1f}" for v in record["fmax_by_seed"].values())
@@ -193,11 +194,209 @@ def render_timing(results):
                      record["ffs"], record["dsps"], _cmd(result)])
     if not rows:
         return []
-    return ["## FPGA timing (ECP5, nextpnr)", "",
+    return ["## FPGA timing at other design points (ECP5, nextpnr)", "",
             "Post-place-and-route Fmax, out of context on an LFE5U-85F (block ports stay "
             "internal nets), median over placement seeds, next to the Yosys resource counts.",
             ""] + table(["block", "params", "Fmax MHz (median)", "per seed", "LUT4", "FF",
                          "DSP", "command"], rows) + [""]
+
+
+# -- FPGA table: every block at its defaults, Fmax before and after -------------------------------
+
+#: Blocks of the FPGA table, in table order (each at its default parameters).
+FPGA_BLOCKS = ("spu", "ring", "fp32_mac", "hbfp_dot", "bfp_convert", "figs", "nm_broadcast",
+               "nm_fanout", "nm_fixed24", "act_engine", "subsystem", "chip")
+#: Placement seeds of the FPGA table (median of three); blocks listed in FPGA_SEEDS_OVERRIDE use
+#: fewer because one nextpnr run takes most of the budget (flow.PNR_BUDGET_S) on 2 shared cores.
+FPGA_SEEDS = (1, 2, 3)
+FPGA_SEEDS_OVERRIDE = {name: (1,) for name in ("figs", "nm_broadcast", "nm_fanout", "nm_fixed24",
+                                               "subsystem", "chip")}
+#: The perf workload whose measured cycles give each block's useful operations per cycle
+#: (registry defaults plus these knobs; blocks without a perf workload have no ops/s figure).
+FPGA_WORKLOADS = {"spu": {"k": 128}, "ring": {}, "hbfp_dot": {}, "figs": {}, "nm_broadcast": {},
+                  "nm_fanout": {}, "nm_fixed24": {}}
+
+#: The FPGA figures before issue 14's pipelining, by block: Fmax (MHz, None: no figure), how it
+#: was measured, LUT4/FF/DSP of the same Yosys run (None: not recorded) and its critical path
+#: (None: the old flow did not record it). Sources: the report of commit d60bae4
+#: (docs/report/report.md, median of 3 seeds unless said), docs/figs.md (issue 16) and
+#: docs/chip.md.
+FPGA_BEFORE = {
+    "spu": {"fmax": 50.24, "how": "median of 3", "area": (2947, 1123, 16), "path": None},
+    "ring": {"fmax": 87.2, "how": "median of 3", "area": (2069, 672, 0), "path": None},
+    "fp32_mac": {"fmax": 21.86, "how": "median of 3", "area": (1592, 98, 4), "path": None},
+    "hbfp_dot": {"fmax": 21.23, "how": "median of 3, block_size=16", "area": (1897, 412, 16),
+                 "path": None},
+    "bfp_convert": {"fmax": None, "how": "not placed", "area": None, "path": None},
+    "figs": {"fmax": 35.87, "how": "1 seed", "area": (7608, 2973, 64), "path": None},
+    "nm_broadcast": {"fmax": None, "how": "place and route not finished in 31 min",
+                     "area": (19137, 10265, 64), "path": None},
+    "nm_fanout": {"fmax": None, "how": "not placed (issue 16)", "area": None, "path": None},
+    "nm_fixed24": {"fmax": 44.4, "how": "1 seed (issue 16)", "area": (6829, 2201, 64),
+                   "path": None},
+    "act_engine": {"fmax": None, "how": "not placed", "area": None, "path": None},
+    "subsystem": {"fmax": 25.45, "how": "1 seed (docs/chip.md)", "area": None,
+                  "path": "imem DP16KD DOB -> decode/range checks -> post_addr CE, 53 levels, "
+                          "39.3 ns"},
+    "chip": {"fmax": None, "how": "stopped while routing (> 43 min)", "area": None,
+             "path": None},
+}
+
+
+def fpga_points(quick, blocks=None):
+    """Design points of the FPGA table: per block (default parameters) one ``pnr`` point and,
+    where the block has a perf workload, one ``perf`` point for its useful operations per
+    cycle. Quick: fp32_mac alone, one seed (the flow end to end in a few minutes)."""
+    registered = registry.all_blocks()
+    chosen = ("fp32_mac",) if quick else (blocks or FPGA_BLOCKS)
+    points = []
+    for name in chosen:
+        if name not in registered:
+            continue
+        seeds = (1,) if quick else FPGA_SEEDS_OVERRIDE.get(name, FPGA_SEEDS)
+        points.append({"kind": "pnr", "block": name, "params": {}, "seeds": list(seeds)})
+        if name in FPGA_WORKLOADS and not quick:
+            points.append({"kind": "perf", "block": name, "params": {}, "sim": "verilator",
+                           "workload": dict(FPGA_WORKLOADS[name])})
+    return points
+
+
+def is_fpga_point(point):
+    """Whether a (normalized) design point is one the FPGA table shows: a block of
+    :data:`FPGA_BLOCKS` at its default parameters (pnr), or its ops/cycle perf point."""
+    name = point["block"]
+    if name not in FPGA_BLOCKS or name not in registry.all_blocks():
+        return False
+    if point["params"] != registry.resolve_params(registry.get_block(name), {}):
+        return False
+    if point["kind"] == "perf":
+        wanted = FPGA_WORKLOADS.get(name)
+        return wanted is not None and all(point["workload"].get(k) == v
+                                          for k, v in wanted.items())
+    return point["kind"] == "pnr"
+
+
+def ops_per_cycle(block, params, workload, record):
+    """Useful operations per cycle measured by a perf run, and their unit; None when the block
+    has no such figure. GEMM engines: useful (nonzero-weight) MACs, o*k*b*n/m over the measured
+    cycles; hbfp_dot: block_size MACs per block; ring: delivered flits per cycle at saturation
+    (saturation throughput per node times nodes)."""
+    cycles = record.get("cycles")
+    if block in ("spu", "figs", "nm_broadcast", "nm_fanout", "nm_fixed24") and cycles:
+        w = workload
+        return w["o"] * w["k"] * w["b"] * w["n"] / w["m"] / cycles, "MAC"
+    if block == "hbfp_dot" and cycles:
+        return record["blocks"] * params["block_size"] / cycles, "MAC"
+    if block == "ring" and "saturation_throughput" in record:
+        return record["saturation_throughput"] * params["nodes"], "flit"
+    return None
+
+
+def _short_cell(name, limit=48):
+    return name if len(name) <= limit else "..." + name[-(limit - 3):]
+
+
+def _path_text(path):
+    if not path:
+        return "-"
+    return (f"{_short_cell(path['from_cell'])} -> {_short_cell(path['to_cell'])}, "
+            f"{path['logic_levels']} levels, {path['delay_ns']:.1f} ns "
+            f"({path['routing_ns']:.1f} routing)")
+
+
+def _median_seed(record):
+    """The seed whose Fmax is the median (its critical path is the one shown)."""
+    by_seed = record["fmax_by_seed"]
+    ordered = sorted(by_seed, key=lambda seed: by_seed[seed])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def fpga_rows(pnr, perf):
+    """Rows of the FPGA table. ``pnr``: block -> a pnr result (``point``, ``status``,
+    ``record``, ``error``, ``command``) or None; ``perf``: block -> a perf result or None."""
+    rows = []
+    for name in FPGA_BLOCKS:
+        before = FPGA_BEFORE.get(name, {})
+        result = pnr.get(name)
+        old = "-" if not before else (f"{before['fmax']} ({before['how']})"
+                                      if before.get("fmax") else before["how"])
+        old_area = before.get("area")
+        if result is None:
+            rows.append([name, old, "not run", "-", _fmt_area(None, old_area), "-",
+                         before.get("path") or "-", "-", "-", "-"])
+            continue
+        if result["status"] != "ok":
+            rows.append([name, old, "failed: " + (result.get("error") or "")[:160], "-",
+                         _fmt_area(None, old_area), "-", before.get("path") or "-", "-",
+                         "-", f"`{result['command']}`"])
+            continue
+        record = result["record"]
+        seeds = ", ".join(f"{v:.1f}" for v in record["fmax_by_seed"].values())
+        path = (record.get("critical_path_by_seed") or {}).get(_median_seed(record))
+        ops = "-"
+        measured = perf.get(name)
+        if measured is not None and measured["status"] == "ok":
+            found = ops_per_cycle(name, measured["record"].get("params", record["params"]),
+                                  measured["point"]["workload"], measured["record"])
+            if found:
+                per_cycle, unit = found
+                ops = (f"{per_cycle:.3g} {unit}/cycle = "
+                       f"{per_cycle * record['fmax_mhz'] / 1000:.3g} G{unit}/s")
+        times = (record.get("pnr_seconds") or {}).get("by_seed", {})
+        run = ", ".join(f"{t['wall_s'] / 60:.1f}" for t in times.values()) or "-"
+        rows.append([name, old, f"**{record['fmax_mhz']}**", seeds,
+                     _fmt_area((record["luts"], record["ffs"], record["dsps"]), old_area),
+                     _path_text(path), before.get("path") or "not recorded", ops, run,
+                     f"`{result['command']}`"])
+    return rows
+
+
+def _fmt_area(now, old):
+    text = lambda area: "/".join(f"{value:,}" for value in area)
+    if now is None:
+        return f"- (before {text(old)})" if old else "-"
+    return f"{text(now)} (before {text(old)})" if old else text(now)
+
+
+FPGA_HEADER = ["block", "Fmax before (MHz)", "Fmax after, median (MHz)", "per seed",
+               "LUT4/FF/DSP after (before)", "critical path after (median seed)",
+               "critical path before", "useful ops/s (Fmax x measured ops/cycle)",
+               "P&R wall min per seed", "command"]
+
+FPGA_NOTE = ("ECP5 LFE5U-85F, out of context (block ports stay internal nets), nextpnr "
+             "(YoWASP build) with router2, `--freq 100 --timing-allow-fail`, default "
+             "parameters of every block; Fmax is nextpnr's timing report of the placed and "
+             "routed design, median over the seeds listed. LUT4/FF/DSP: the Yosys "
+             "`synth_ecp5` run that was placed. Critical path: nextpnr's worst "
+             "clock-to-clock path of the median seed (launching cell -> capturing cell, "
+             "logic levels, total and routing delay). Ops/s: Fmax times the operations per "
+             "cycle that `sparsehw perf` measured in simulation at the workload of the "
+             "command below the table. Run time: wall minutes per nextpnr run on 2 cores "
+             "shared with other jobs (a budget of "
+             "flow.PNR_BUDGET_S per run; a run over it is stopped and reported).")
+
+
+def render_fpga(results):
+    """The FPGA table from sweep results (``pnr`` and ``perf`` points of
+    :func:`fpga_points`)."""
+    pnr, perf = {}, {}
+    for result in results:
+        point = result["point"]
+        if not is_fpga_point(point):
+            continue
+        if point["kind"] == "pnr":
+            pnr[point["block"]] = result
+        elif point["kind"] == "perf":
+            perf[point["block"]] = result
+    lines = [FPGA_NOTE, ""] + table(FPGA_HEADER, fpga_rows(pnr, perf)) + [""]
+    commands = [f"`{r['command']}`" for r in perf.values()]
+    if commands:
+        lines += ["Perf commands (ops/cycle): " + "; ".join(commands), ""]
+    return lines
+
+
+def _fpga_render(results, plot_dir, quick):
+    return render_fpga(results)
 
 
 def _area_lines(results, blocks):
@@ -250,7 +449,7 @@ def _spu_points(quick):
             perf.append({"kind": "perf", "block": "spu", "params": small, "sim": sim,
                          "workload": {"n": 1, "m": 4, "k": 64, "o": 64, "b": lanes}})
             synth.append(small)
-    return perf + _synth_points("spu", synth) + _pnr_points("spu", synth[:1], quick)
+    return perf + _synth_points("spu", synth)
 
 
 def _spu_render(results, plot_dir, quick):
@@ -313,7 +512,7 @@ def _ring_points(quick):
     points = [{"kind": "perf", "block": "ring", "params": {"nodes": k}, "sim": sim,
                "workload": {"pattern": "all", **load}} for k in nodes]
     small = [{}] if not quick else [{"nodes": 2, "width": 8, "depth": 2}]
-    return points + _synth_points("ring", small) + _pnr_points("ring", small, quick)
+    return points + _synth_points("ring", small)
 
 
 def _ring_patterns(result):
@@ -380,7 +579,6 @@ def _hbfp_points(quick):
     points += _synth_points("hbfp_dot", [{"block_size": b, "mant_bits": m, "mixed": False}
                                          for m in mants for b in blocks], targets)
     if not quick:
-        points += _pnr_points("fp32_mac", [{}], quick)
         points += _pnr_points("hbfp_dot", [{"block_size": 16, "mant_bits": m, "mixed": False}
                                            for m in mants], quick)
     points.append({"kind": "perf", "block": "hbfp_dot", "params": {},
@@ -463,10 +661,7 @@ def _figs_points(quick):
         points += _synth_points(engine, arrays, ("cmos",) if quick else ("cmos", "ecp5"))
         if not quick:
             points += _synth_points(engine, [{"max_m": m} for m in (4, 8, 16)], ("cmos",))
-    if not quick:
-        # One seed: nextpnr needs several minutes per seed for the 128-MAC FiGS array, and did
-        # not finish the broadcast engine's (854k transistors) in 30 minutes, so it is left out.
-        points += _pnr_points("figs", [{}], quick, seeds=(1,))
+    # Fmax of every engine at its defaults: the FPGA section (fpga_points).
     return points
 
 
@@ -572,3 +767,7 @@ from sparsehw.experiments import section_act, section_chip     # noqa: E402
 
 SECTIONS.extend(module.SECTION for module in (section_act, section_chip)
                 if module.SECTION is not None)
+
+# The FPGA table comes last: it covers every block (blocks=(): always available).
+SECTIONS.append(Section("fpga", "FPGA timing (ECP5, nextpnr): every block, before and after "
+                        "issue 14", (), fpga_points, _fpga_render))
