@@ -1191,12 +1191,13 @@ def compile_encoder_layer_streamed(layer, tokens, chunk_tiles, subsystems=None, 
 
 
 def run_encoder_layer_streamed(layer, x, chunk_tiles, subsystems=None, params=None, seed=None,
-                               max_delay=0):
+                               max_delay=0, on_phase=None):
     """:func:`compile_encoder_layer_streamed`, then on a fresh ChipModel: phase kv, the host
     step, every chunk's phase. Returns ``(y (H, T) int8 from subsystem 0, model, compiled,
     cycles)``, ``cycles`` per phase (cycle model; the host step not counted);
     ``compiled.categories`` the critical path's :meth:`CompiledLayer.cycle_categories` per
-    phase."""
+    phase. ``on_phase(phase, model, compiled)``, if given, is called after every phase (1: kv,
+    ``2 + c``: chunk ``c``), e.g. to read tensors that later phases overwrite."""
     x = np.asarray(x)
     compiled = compile_encoder_layer_streamed(layer, x.shape[1], chunk_tiles, subsystems,
                                               params)
@@ -1215,5 +1216,7 @@ def run_encoder_layer_streamed(layer, x, chunk_tiles, subsystems=None, params=No
         cycles.append(model.stats["total_cycles"])
         compiled.categories.append(compiled.cycle_categories(model, phase))
         hazards += model.stats["hazards"]
+        if on_phase is not None:
+            on_phase(phase, model, compiled)
     model.stats["hazards"] = hazards
     return compiled.read_output(model), model, compiled, cycles

@@ -278,12 +278,13 @@ LAYER_CHIP = dict(subsystems=4, lanes=4, macs=2, max_k=2048, bank_rows=32768,
                   act_max_row=512)
 
 
-def layer_setup(graph, jobs, layer=0, heads=12):
+def layer_setup(graph, jobs, layer=0, heads=12, max_tokens=32):
     """Encoder layer ``layer`` as a chip :class:`golden.chip_compile.EncoderLayer` from the
     integer engine's recorded jobs: ``{"names": the six weight GEMMs' node names, "enc", "xp":
     the layer's int8 input padded to a multiple of ``lanes`` tokens, "x": unpadded}``; ``None``
-    when the layer's GEMMs were not recorded, ``{"skipped": why}`` beyond 32 tokens (see
-    :func:`run_layer_on_chip` for the formats)."""
+    when the layer's GEMMs were not recorded, ``{"skipped": why}`` beyond ``max_tokens`` tokens
+    (32: the most one layer holds resident in the banks; see :func:`run_layer_on_chip` for the
+    formats)."""
     from sparsehw.golden.chip_compile import EncoderLayer
     from sparsehw.model.quantize import gemm_layer
     labels = {op.label: op.name for op in graph.act_ops() if op.kind == "linear"}
@@ -298,8 +299,9 @@ def layer_setup(graph, jobs, layer=0, heads=12):
     x = jobs[names[0]]["x"]
     lanes = LAYER_CHIP["lanes"]
     tokens = -(-x.shape[1] // lanes) * lanes
-    if tokens > 32:
-        return {"layer": layer, "skipped": f"{x.shape[1]} tokens: one layer holds at most 32"}
+    if tokens > max_tokens:
+        return {"layer": layer, "skipped": f"{x.shape[1]} tokens: one layer holds at most "
+                                           f"{max_tokens}"}
     xp = np.zeros((x.shape[0], tokens), np.int8)
     xp[:, :x.shape[1]] = x
     hidden = gemms[3].o
@@ -338,10 +340,13 @@ def run_layer_on_rtl(graph, jobs, subsystems=4, layer=0, heads=12, sim="verilato
 
 
 def run_layer_on_chip(graph, jobs, subsystems=4, layer=0, heads=12):
-    """Encoder layer ``layer`` compiled whole (golden.chip_compile.compile_encoder_layer) and
-    run on the golden chip model with the model's own int8 weights and post-ops (the integer
-    engine's recorded jobs) and the layer's real input (the query GEMM's int8 ``x``, tokens
-    padded with zero columns to a multiple of ``lanes``).
+    """Encoder layer ``layer`` compiled whole and run on the golden chip model with the model's
+    own int8 weights and post-ops (the integer engine's recorded jobs) and the layer's real
+    input (the query GEMM's int8 ``x``, tokens padded with zero columns to a multiple of
+    ``lanes``): up to 32 tokens every tensor resident (golden.chip_compile.
+    compile_encoder_layer), beyond that streamed by chunks of up to 4 tiles
+    (golden.chip_compile.compile_encoder_layer_streamed; ``chunk_tiles`` in the result), up to
+    ``act_max_row`` (512) tokens.
 
     What is checked: q, k and v (the first chip GEMMs) equal the integer engine's outputs bit
     for bit; the layer's output equals :func:`golden.chip_compile.reference_encoder_layer` (the
@@ -352,28 +357,53 @@ def run_layer_on_chip(graph, jobs, subsystems=4, layer=0, heads=12):
 
     Returns a dict (JSON-ready) or ``None`` when the layer's GEMMs were not recorded.
     """
-    from sparsehw.golden.chip_compile import reference_encoder_layer, run_encoder_layer
-    setup = layer_setup(graph, jobs, layer, heads)
+    from sparsehw.golden.chip_compile import (reference_encoder_layer, run_encoder_layer,
+                                             run_encoder_layer_streamed)
+    setup = layer_setup(graph, jobs, layer, heads, max_tokens=LAYER_CHIP["act_max_row"])
     if setup is None or "skipped" in setup:
         return setup
     names, enc, xp, x = setup["names"], setup["enc"], setup["xp"], setup["x"]
     tokens, hidden = xp.shape[1], enc.wo.o
-    y, model, compiled, cycles = run_encoder_layer(enc, xp, subsystems, LAYER_CHIP)
+    lanes = LAYER_CHIP["lanes"]
+    got = {}
+    if tokens <= 32:
+        chunk = None
+        y, model, compiled, cycles = run_encoder_layer(enc, xp, subsystems, LAYER_CHIP)
+        for tensor in "qkv":
+            got[tensor] = compiled._tensor(model.subs[0].banks, tensor, hidden)
+    else:
+        tiles = tokens // lanes
+        chunk = max(c for c in range(1, 5) if tiles % c == 0)
+        got["q"] = np.zeros((hidden, tokens), np.int8)
+
+        def keep(phase, model, compiled):
+            banks = model.subs[0].banks
+            if phase == 1:                       # k and v, overwritten by y later
+                got["k"] = compiled._tensor(banks, "k", hidden)
+                got["v"] = compiled._tensor(banks, "v", hidden)
+            else:                                # this chunk's q (tile-major, chunk-local)
+                bank, base = compiled.addr["q"]
+                for i in range(chunk):
+                    t = (phase - 2) * chunk + i
+                    rows = banks[bank, base + i * hidden:base + (i + 1) * hidden]
+                    got["q"][:, t * lanes:(t + 1) * lanes] = rows
+        y, model, compiled, cycles = run_encoder_layer_streamed(enc, xp, chunk, subsystems,
+                                                                LAYER_CHIP, on_phase=keep)
     qkv_exact = True
     for name, tensor in zip(names[:3], "qkv"):
-        got = compiled._tensor(model.subs[0].banks, tensor, hidden)[:, :x.shape[1]]
-        qkv_exact &= bool(np.array_equal(got, jobs[name]["y"]))
+        qkv_exact &= bool(np.array_equal(got[tensor][:, :x.shape[1]], jobs[name]["y"]))
     parts = {}
-    for phase in compiled.breakdowns:
+    for _, phase in compiled.categories:
         for key, value in phase.items():
             parts[key] = parts.get(key, 0) + value
-    return {"layer": layer, "tokens": tokens, "subsystems": subsystems,
+    return {"layer": layer, "tokens": tokens, "subsystems": subsystems, "chunk_tiles": chunk,
             "qkv_bit_exact_vs_integer_engine": qkv_exact,
             "bit_exact_vs_chip_reference": bool(np.array_equal(
                 y, reference_encoder_layer(enc, xp))),
-            "cycles": int(sum(cycles)), "cycle_parts": parts,
-            "cycles_source": "golden.chip cycle model (docs/chip.md), both phases; the host "
-                             "step between them not counted"}
+            "cycles": int(sum(cycles)), "phases": len(cycles), "cycle_parts": parts,
+            "cycles_source": "golden.chip cycle model (docs/chip.md), every phase, the "
+                             "critical path's categories (CompiledLayer.cycle_categories); "
+                             "the host steps between phases not counted"}
 
 
 def run_model(model="minilm", texts=(), *, nm=None, config=None, tokenizer=None, seq_len=None,
