@@ -6,7 +6,7 @@ import numpy as np
 from sparsehw.hw.hbfp import DOT_OUT_LAYOUT, HBFP_DOT_PARAMS, dot_in_layout
 from sparsehw.verif import common
 from sparsehw.verif.hbfp.cover import HbfpDotCoverage
-from sparsehw.verif.hbfp.vectors import dot_ops, malformed_every_lane
+from sparsehw.verif.hbfp.vectors import accumulation_ops, dot_ops, malformed_every_lane
 from sparsehw.verif.stream import collect, compare, endpoints, pack, start, unpack
 
 
@@ -52,6 +52,12 @@ async def dot_products_match_golden_with_stalls(dut):
     more, more_expected = dot_ops(rng, p["block_size"], p["mant_bits"], mixed=bool(p["mixed"]),
                                   partials=p["add_stages"] + 1, ops=int(wl.get("ops", 120)) // 4,
                                   max_blocks=2 * (p["add_stages"] + 1) + 2)
+    beats, expected = beats + more, expected + more_expected
+    # The accumulation itself: every alignment distance, rounding ties in the partials and the
+    # tree, exact and near cancellation (within a partial and across the tree), overflow.
+    more, more_expected = accumulation_ops(rng, p["block_size"], p["mant_bits"],
+                                           mixed=bool(p["mixed"]), partials=p["add_stages"] + 1,
+                                           ops=int(wl.get("ops", 120)) // 2)
     beats, expected = beats + more, expected + more_expected
     sink = await _check(dut, beats, expected, float(wl.get("stall", 0.3)), 2)
     common.record(blocks=len(beats), dot_products=len(expected), cycles=sink.last_cycle + 1)

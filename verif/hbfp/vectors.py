@@ -6,7 +6,7 @@ from sparsehw.golden.fp32 import from_bits
 
 
 __all__ = ["fp32_mac_vectors", "subnormal_tie_products", "wide_values", "corner_blocks",
-           "lane_tie_blocks", "binade_tie_blocks", "lane_special_blocks", "malformed_every_lane", "dot_ops"]
+           "lane_tie_blocks", "binade_tie_blocks", "lane_special_blocks", "malformed_every_lane", "dot_ops", "accumulation_ops"]
 
 
 _SPECIALS = [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001,
@@ -325,3 +325,172 @@ def dot_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, max_blocks=4, p
                 beat["mode"] = modes[k]
             beats.append(beat)
     return beats, expected
+
+
+def accumulation_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, partials=None):
+    """Dot products that stress the FP32 accumulation (partial sums and their tree) rather than
+    the block products. Block ``k`` goes to partial ``k mod P`` (:func:`golden.hbfp.dot`); its
+    integer sum ``S`` and exponent ``ea + eb`` are chosen by kind:
+
+    - ``+-1``, a power of two, a few significant bits, or a full random block, at a random
+      offset (-40..40) from a per-dot base (every alignment distance; with the base near the top
+      of the range, overflow to infinities of either sign, ``inf - inf`` = NaN in the tree);
+    - a rounding tie: ``S = 1`` or ``3`` at half a unit in the last place of the partial it is
+      added to (or, for the only block of an odd partial, of its left neighbour in the tree);
+    - a cancellation: the negation of the partial's previous block, exact or with one lane
+      changed by one (the swap of equal exponents, a large normalization shift).
+
+    1 .. ``3 * P`` blocks per dot product. Returns ``(beats, expected)`` like :func:`dot_ops`.
+    """
+    from sparsehw.golden.fp32 import bits, canonical
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MIN_EXP, MODES, block_dot, dot
+    P = DEFAULT_PARTIALS if partials is None else partials
+    B = block_size
+    beats, expected = [], []
+
+    def split(e):
+        """``(ea, eb)`` with ``ea + eb = e``, both in range; None if impossible."""
+        if not 2 * MIN_EXP <= e <= 2 * 127:
+            return None
+        e1 = int(rng.integers(max(MIN_EXP, e - 127), min(127, e - MIN_EXP) + 1))
+        return e1, e - e1
+
+    for op in range(ops):
+        if op % 4 == 3:
+            b_, e_ = _cancel_dot(rng, B, mant_bits if not mixed else 7, P, mixed)
+            beats += b_
+            expected.append(e_)
+            continue
+        K = int(rng.integers(1, 3 * P + 1))
+        modes = [int(rng.integers(0, 3)) for _ in range(K)] if mixed else None
+        mbits = [MODES[x] for x in modes] if mixed else [mant_bits] * K
+        base = int(rng.integers(200, 250)) if rng.random() < 0.2 else int(rng.integers(-40, 160))
+        parts = [np.float32(-0.0)] * P
+        qa, qb, ea, eb = [], [], [], []
+        for k in range(K):
+            j = k % P
+            limit = (1 << mbits[k]) - 1
+            a = np.zeros(B, np.int64)
+            b = np.zeros(B, np.int64)
+            e = None
+            kind = int(rng.integers(0, 7))
+            ref = parts[j]
+            if kind == 5 and k < P and k + P >= K and j % 2 == 1:
+                ref = parts[j - 1]                  # the only block of j: tie in the tree
+            if kind == 5 and np.isfinite(ref) and ref != 0:
+                biased = (bits(ref) >> 23) & 0xFF
+                a[0], b[0] = int(rng.choice([1, 3])), 1
+                a[0] *= 1 if rng.random() < 0.5 else -1
+                e = biased - 151 + 2 * mbits[k] if biased else None
+            elif kind == 6 and k >= P:
+                a, b = -qa[k - P].copy(), qb[k - P].copy()
+                if mbits[k] == mbits[k - P]:
+                    if rng.random() < 0.5:
+                        lane = int(rng.integers(0, B))
+                        a[lane] = a[lane] + (1 if a[lane] < limit else -1)
+                    e = ea[k - P] + eb[k - P]
+                    split_e = (ea[k - P], eb[k - P])
+            if e is None or kind == 6 and mbits[k] != mbits[k - P]:
+                kind = int(rng.integers(0, 4))
+                a = np.zeros(B, np.int64)
+                b = np.zeros(B, np.int64)
+                if kind == 0:
+                    a[0], b[0] = 1, 1
+                elif kind == 1:
+                    a[0] = 1 << int(rng.integers(0, mbits[k]))
+                    b[0] = 1 << int(rng.integers(0, mbits[k]))
+                elif kind == 2:
+                    a[0] = int(rng.integers(1, limit + 1))
+                    b[0] = int(rng.integers(1, limit + 1))
+                else:
+                    a = rng.integers(-limit, limit + 1, B)
+                    b = rng.integers(-limit, limit + 1, B)
+                if rng.random() < 0.5:
+                    a = -a
+                e = base + int(rng.integers(-40, 41))
+            if kind != 6:
+                lane = int(rng.integers(0, B))              # move the lanes around
+                a, b = np.roll(a, lane), np.roll(b, lane)
+                e = min(max(e, 2 * MIN_EXP), 2 * 127)
+                split_e = split(e)
+            e1, e2 = split_e
+            qa.append(a), qb.append(b), ea.append(e1), eb.append(e2)
+            r = block_dot(a, e1, b, e2, mbits[k])
+            with np.errstate(invalid="ignore", over="ignore"):
+                parts[j] = np.float32(parts[j] + r)
+        value = canonical(bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb),
+                                   mbits, P)))
+        expected.append((value, 0, 0))
+        for k in range(K):
+            beat = {"a": [int(v) for v in qa[k]], "b": [int(v) for v in qb[k]],
+                    "ea": ea[k], "eb": eb[k], "last": int(k == K - 1)}
+            if mixed:
+                beat["mode"] = modes[k]
+            beats.append(beat)
+    return beats, expected
+
+
+def _cancel_dot(rng, B, m, P, mixed):
+    """One dot product whose sums cancel: either every partial ``j`` is ``A_j + R_j - A_j``
+    (``A_j`` a full random block, ``R_j`` a small residue in ``A_j``'s last few bits, so the
+    third addition subtracts nearly equal operands with identical high bits), or the partials
+    mirror each other (``p_2 = -p_0``, ``p_3 = -p_1``, one lane off by one) so the tree adders
+    cancel down to a few low bits. Returns ``(beats, (value, 0, 0))``."""
+    from sparsehw.golden.fp32 import bits, canonical
+    from sparsehw.golden.hbfp import MIN_EXP, block_dot, dot
+    limit = (1 << m) - 1
+    qa, qb, ea, eb = [], [], [], []
+
+    def add(a, b, e1, e2):
+        qa.append(np.asarray(a, np.int64)), qb.append(np.asarray(b, np.int64))
+        ea.append(int(e1)), eb.append(int(e2))
+
+    def rand_block():
+        a = rng.integers(-limit, limit + 1, B)
+        b = rng.integers(-limit, limit + 1, B)
+        a[0], b[0] = limit, limit                   # a nonzero, nearly full-width sum
+        e1, e2 = int(rng.integers(-20, 60)), int(rng.integers(-20, 60))
+        return a, b, e1, e2
+
+    if rng.random() < 0.5:                          # A + R - A in every partial
+        firsts = [rand_block() for _ in range(P)]
+        for blk in firsts:
+            add(*blk)
+        for a, b, e1, e2 in firsts:
+            r = block_dot(a, e1, b, e2, m)
+            ulp = ((bits(r) >> 23) & 0xFF) - 150    # exponent of r's last place
+            e = ulp + int(rng.integers(-2, 6)) + 2 * m
+            ra = np.zeros(B, np.int64)
+            rb = np.zeros(B, np.int64)
+            ra[int(rng.integers(0, B))] = int(rng.integers(1, 4)) * (-1) ** int(rng.integers(0, 2))
+            rb[:] = 1
+            e1r = min(max(e - 20, MIN_EXP), 127)
+            add(ra, rb, e1r, e - e1r)
+        for a, b, e1, e2 in firsts:
+            add(-a, b, e1, e2)
+    else:                                           # mirrored partials, cancelled by the tree
+        n = min(P, 4)
+        firsts = [rand_block() for _ in range(min(n, 2))]
+        for blk in firsts:
+            add(*blk)
+        for j in range(2, n):
+            a, b, e1, e2 = firsts[j - 2]
+            a = -a.copy()
+            nz = np.flatnonzero(b)                  # residue b[lane]: random, or the smallest
+            lane = int(rng.choice(nz) if rng.random() < 0.5 else nz[np.argmin(np.abs(b[nz]))])
+            a[lane] += 1 if a[lane] < limit else -1
+            add(a, b, e1, e2)
+        for _ in range(n, P):
+            add(*rand_block())
+    mbits = [m] * len(ea)
+    if mixed:
+        modes = [2] * len(ea)
+    value = canonical(bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb), mbits, P)))
+    beats = []
+    for k in range(len(ea)):
+        beat = {"a": [int(v) for v in qa[k]], "b": [int(v) for v in qb[k]],
+                "ea": ea[k], "eb": eb[k], "last": int(k == len(ea) - 1)}
+        if mixed:
+            beat["mode"] = modes[k]
+        beats.append(beat)
+    return beats, (value, 0, 0)
