@@ -173,6 +173,10 @@ class _SparseArray(wiring.Component):
 
         # -- weight loading: one PE row per transfer into the bank `load_ptr` --------------------
         full = Signal(2)            # bank holds a complete tile not yet released
+        # ... whose instances are not all issued: the next instance may use it (a bank stays
+        # full until its last output is accepted, but is stale for the instances after its
+        # last one: those of the tile two ahead wait for the reload)
+        fresh = Signal(2)
         load_ptr = Signal()         # bank the next weight rows go to
         use_ptr = Signal()          # bank the next activation instance uses
         row_cnt = Signal(range(max(R, 2)))
@@ -365,8 +369,8 @@ class _SparseArray(wiring.Component):
                                          .any() if max_n > 1 else Const(0, 1)
                                          for b in range(rot_bits)]))
             issue = Signal()
-            m.d.comb += [issue.eq(adv & (full >> use_ptr)[0] & self.i.valid),
-                         self.i.ready.eq(adv & (full >> use_ptr)[0] & final)]
+            m.d.comb += [issue.eq(adv & (fresh >> use_ptr)[0] & self.i.valid),
+                         self.i.ready.eq(adv & (fresh >> use_ptr)[0] & final)]
             with m.If(issue):
                 m.d.sync += cur_oh.eq(Mux(final, 1, next_oh))
             # rotated instance: row r of group g takes row g*N + (r%N + rot) % N
@@ -382,13 +386,15 @@ class _SparseArray(wiring.Component):
                 block = [self.i.payload.x[base + j].as_value() for j in range(max_n)]
                 x_in.append(Array(block)[src] if max_n > 1 else block[0])
         else:
-            m.d.comb += self.i.ready.eq(adv & (full >> use_ptr)[0])
+            m.d.comb += self.i.ready.eq(adv & (fresh >> use_ptr)[0])
         if fan:
             fanned = self._fan_out(m, use_ptr, bank_nlog if not fixed else None,
                                    bank_qlog if not fixed else None)
         i_fire = self.i.valid & self.i.ready
+        clr_fresh = Signal(2)
         with m.If(i_fire & self.i.payload.last):
             m.d.sync += use_ptr.eq(~use_ptr)
+            m.d.comb += clr_fresh.eq(Mux(use_ptr, 0b10, 0b01))
 
         def column_sums(c):
             sums = []
@@ -467,7 +473,8 @@ class _SparseArray(wiring.Component):
             m.d.comb += self.o.payload.psum[e].eq(out_psum[e])
         with m.If(self.o.valid & self.o.ready & out_last):
             m.d.comb += clr_full.eq(Mux(out_bank, 0b10, 0b01))
-        m.d.sync += full.eq((full & ~clr_full) | set_full)
+        m.d.sync += [full.eq((full & ~clr_full) | set_full),
+                     fresh.eq((fresh & ~clr_fresh) | set_full)]
         return m
 
     def _fan_out(self, m, use_ptr, bank_nlog, bank_qlog):

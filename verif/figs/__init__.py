@@ -161,10 +161,16 @@ async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0
     ----------
     rngs : tuple of 3 random.Random
         Stall generators of the weight source, activation source and output sink.
+    stall : float or tuple of 3 float
+        Stall probability of every stream, or of (weights, activations, output).
     check : bool
         Compare with the golden GEMM (assert).
-    permute : bool
+    permute : bool, "reverse" or callable
         FiGS: reorder slots with :func:`golden.figs.assign_slots` (the FiGS compiler step).
+        Not for the fixed 2:4 engine (its slots must ascend): ``"reverse"``: the slots of every
+        group in descending index order; a callable ``f(values, indices) -> (values,
+        indices)`` reorders the compressed weights itself (slots stay within their group). Any
+        slot order is a legal stream for the range-checked engines (FiGS: far rotations).
     corrupt : (int, int) or None
         ``(tile, row)``: make the last entry of that weight row malformed (index ``M``; fixed
         2:4: on an odd row, the index of the row above, so the pair does not ascend). Use
@@ -179,9 +185,9 @@ async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0
         ``required_alpha`` (the largest
         one-step displacement; larger ones go through the swap exchange), ``phases`` (exchange
         phases per tile, :func:`golden.figs.gemm_schedule`; 1 for broadcast), ``got``,
-        ``expected``.
+        ``expected``, ``entries`` (the set of ``(row, entry, index)`` of the nonzero weights
+        loaded with a legal index, for coverage), ``ends`` (the stream endpoints by port).
     """
-    from sparsehw.verif.stream import CycleCounter
     layouts = layouts_of(engine, params)
     lanes = lanes_of(engine, params)
     rows, cols, beta, width = params["rows"], params["cols"], params["beta"], params["width"]
@@ -193,8 +199,13 @@ async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0
     if engine == "nm_fixed24":
         return await _run_fixed24(dut, params, dense, x, rngs=rngs, stall=stall, budget=budget,
                                   check=check, corrupt=corrupt)
+    if permute == "reverse":        # slots of each group in descending index order
+        order = np.arange(values.shape[1]).reshape(-1, n)[:, ::-1].reshape(-1)
+        values, indices = values[:, order], indices[:, order]
+    elif callable(permute):
+        values, indices = permute(values, indices)
     if engine == "figs":
-        if permute:
+        if permute is True:
             values, indices, alpha_needed = gf.assign_slots(values, indices, n, m)
         else:
             alpha_needed = gf.required_alpha(values, indices, n, m)
@@ -209,11 +220,13 @@ async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0
 
     w_items, i_items = [], []
     act_values = 0
+    entries = set()
     for t, (ot, kt) in enumerate(tiles):
         for r, row in enumerate(gf.weight_rows(values, indices, n, m, rows=rows, cols=cols,
                                                beta=beta, o_tile=ot, k_tile=kt)):
             if corrupt == (t, r):
                 row = _bad_index(engine, params, row, m)
+            entries.update((r, e, i) for e, (v, i) in enumerate(row) if v and i < m)
             w_items.append(pack(layouts["w"], {
                 "entries": [{"value": v, "index": i} for v, i in row],
                 "n_log2": exact_log2(n), "m_log2": exact_log2(m)}))
@@ -226,7 +239,7 @@ async def run_gemm(dut, engine, params, w, x, n, m, *, rngs, stall=0.0, budget=0
     return await _stream(dut, engine, params, w_items, i_items, tiles, b_count, o_count,
                          o_tile, dense, x, rngs=rngs, stall=stall, budget=budget, check=check,
                          per_inst_bits=per_inst_bits, phases=phases, act_values=act_values,
-                         n=n, m=m, alpha_needed=alpha_needed)
+                         n=n, m=m, alpha_needed=alpha_needed, entries=entries)
 
 
 async def _run_fixed24(dut, params, dense, x, *, rngs, stall, budget, check, corrupt):
@@ -256,6 +269,7 @@ async def _run_fixed24(dut, params, dense, x, *, rngs, stall, budget, check, cor
     per_inst_bits = gf.input_bits_per_cycle(engine, 2, 4, rows=rows, width=width)
     w_items, i_items = [], []
     act_values = 0
+    entries = set()
     for t, ((ot, kt), p) in enumerate(zip(tiles, pass_of)):
         values, indices = compressed[p]
         for r, row in enumerate(gf.weight_rows(values, indices, 2, 4, rows=rows, cols=cols,
@@ -265,6 +279,8 @@ async def _run_fixed24(dut, params, dense, x, *, rngs, stall, budget, check, cor
                 prev = gf.weight_rows(values, indices, 2, 4, rows=rows, cols=cols, beta=beta,
                                       o_tile=ot, k_tile=kt)[r - 1]
                 row[-1] = (row[-1][0] or 1, prev[-1][1])
+            else:
+                entries.update((r, e, i) for e, (v, i) in enumerate(row) if v)
             w_items.append(pack(layouts["w"], {
                 "entries": [{"value": v, "index": i} for v, i in row],
                 "n_log2": 1, "m_log2": 2}))
@@ -276,20 +292,21 @@ async def _run_fixed24(dut, params, dense, x, *, rngs, stall, budget, check, cor
     return await _stream(dut, engine, params, w_items, i_items, tiles, b_count, o_count,
                          o_tile, dense, x, rngs=rngs, stall=stall, budget=budget, check=check,
                          per_inst_bits=per_inst_bits, phases=passes, act_values=act_values,
-                         n=n, m=m, alpha_needed=0)
+                         n=n, m=m, alpha_needed=0, entries=entries)
 
 
 async def _stream(dut, engine, params, w_items, i_items, tiles, b_count, o_count, o_tile, dense,
                   x, *, rngs, stall, budget, check, per_inst_bits, phases, act_values, n, m,
-                  alpha_needed):
+                  alpha_needed, entries):
     """Stream the packed weights and instances, collect and (``check``) verify the sums."""
     from sparsehw.verif.stream import CycleCounter
     cols, beta = params["cols"], params["beta"]
     layouts = layouts_of(engine, params)
     counter = CycleCounter(dut).start()
-    wsrc = StreamSource(dut, "w", rng=rngs[0], stall=stall)
-    isrc = BudgetSource(dut, "i", rng=rngs[1], stall=stall, budget=budget)
-    sink = StreamSink(dut, "o", rng=rngs[2], stall=stall)
+    stalls = stall if isinstance(stall, tuple) else (stall,) * 3
+    wsrc = StreamSource(dut, "w", rng=rngs[0], stall=stalls[0])
+    isrc = BudgetSource(dut, "i", rng=rngs[1], stall=stalls[1], budget=budget)
+    sink = StreamSink(dut, "o", rng=rngs[2], stall=stalls[2])
     start = counter.count
     wsrc.send_nowait(w_items)
     isrc.send_items(i_items)
@@ -326,4 +343,5 @@ async def _stream(dut, engine, params, w_items, i_items, tiles, b_count, o_count
                                f"{expected[tuple(bad[0])]}")
     return {"cycles": cycles, "instances": total, "act_bits": isrc.bits_sent,
             "act_values": act_values, "required_alpha": alpha_needed, "got": got, "expected": expected,
-            "tiles": len(tiles), "per_instance_bits": per_inst_bits, "phases": phases}
+            "tiles": len(tiles), "per_instance_bits": per_inst_bits, "phases": phases,
+            "entries": entries, "ends": {"w": wsrc, "i": isrc, "o": sink}}

@@ -1,19 +1,43 @@
-"""Test bodies shared by ``tb_figs``, ``tb_nm_broadcast``, ``tb_nm_fanout`` and ``tb_nm_fixed24``
-(each wraps them in ``@cocotb.test``)."""
+"""Test bodies of the regression ``tb_figs`` of the four engines (``figs``, ``nm_broadcast``,
+``nm_fanout``, ``nm_fixed24``), and their functional coverage.
+
+Coverage (``verif.coverage``, block = the engine, cumulative over the tests of one simulation,
+reported after every test):
+
+* ``nm``: every N:M pattern the engine supports at these parameters, run bit-exact;
+* ``window``: ``m:r:j``: PE row ``r`` multiplied a nonzero weight of index ``j`` under M = ``m``,
+  for every supported M and every ``j < M`` (fixed 2:4: ``j`` from ``s`` to ``s + 2``, ``s = r %
+  2``, the indices an ascending pair allows); every position of every row's M-window,
+  including M = 32's positions 16..31;
+* ``malformed``: ``m:index``: an index ``2**b >= M`` (one bit set, every bit position the field
+  has) flagged at M = ``m``; fixed 2:4: ``equal``/``lower`` (slot 1's index equal to / below
+  slot 0's) in each weight bank; and ``recovered`` (the next GEMM bit-exact after a fault);
+* ``config``: each rejected pattern kind (``n>m``, ``m>max_m``, ``n>rows`` (N not dividing the
+  rows), ``q>ratio`` (M/N above the lanes), fixed: ``not2:4`` kinds);
+* ``data``: corner operands (``w=-128``, ``w=127``, ``x=-128``, ``x=127``, ``x=0``, a
+  ``(-128)*(-128)`` product) in a bit-exact GEMM;
+* ``phases`` (FiGS: exchange phases of a tile, 1..N) / ``passes`` (fixed 2:4: 1 or 2);
+* the handshake bins of ``w``, ``i`` and ``o``.
+"""
 
 import numpy as np
+from amaranth.utils import exact_log2
 from cocotb.triggers import RisingEdge
 
 from sparsehw.golden import figs as gf
 from sparsehw.golden import nm
 from sparsehw.hw.figs import SUPPORTED_RATIOS
 from sparsehw.verif import common
+from sparsehw.verif.coverage import Coverage
 from sparsehw.verif.figs import PORTS, dut_params, layouts_of, make_weights, run_gemm
 from sparsehw.verif.stream import pack, restart, start
 
 
 __all__ = ["gemm_cases", "nested_levels", "malformed_index", "bad_config", "exchange",
-           "full_rate", "malformed_then_correct"]
+           "full_rate", "malformed_then_correct", "window_sweep", "short_tiles",
+           "report", "ENGINES"]
+
+ENGINES = ("figs", "nm_broadcast", "nm_fanout", "nm_fixed24")
 
 
 def _max_m(engine, params):
@@ -26,6 +50,138 @@ def _supported(engine, params, n, m):
     if params["rows"] % n or m > params["max_m"]:
         return False
     return engine not in ("figs", "nm_fanout") or m // n <= params["ratio"]
+
+
+def _min_n(engine, params, m):
+    """The smallest N the engine supports with M = ``m`` (None: no pattern with this M)."""
+    for n in (1, 2, 4, 8, 16, 32):
+        if n <= m and (n, m) in SUPPORTED_RATIOS and _supported(engine, params, n, m):
+            return n
+    return None
+
+
+def _window_ms(engine, params):
+    """``[(m, smallest n)]``: the M of the run-time patterns (fixed 2:4: the hardware's 4)."""
+    if engine == "nm_fixed24":
+        return [(4, 2)]
+    out = []
+    m = 1
+    while m <= params["max_m"]:
+        n = _min_n(engine, params, m)
+        if n is not None:
+            out.append((m, n))
+        m *= 2
+    return out
+
+
+_COVER = {}
+DATA_BINS = ("w=-128", "w=127", "x=-128", "x=127", "x=0", "(-128)*(-128)")
+
+
+def _coverage(engine, params):
+    """``(coverage, samplers)`` of this simulation (one set per process)."""
+    if _COVER:
+        return _COVER["cov"], _COVER["points"]
+    cov = Coverage(engine)
+    if engine == "nm_fixed24":
+        patterns = [(2, 4)]         # the hardware's only run-time pattern
+    else:
+        patterns = [nm_ for nm_ in SUPPORTED_RATIOS if _supported(engine, params, *nm_)]
+    if engine == "nm_fixed24":      # slot s of a 2:4 group: index s..s+2 (ascending pairs)
+        window = [(4, r, j) for r in range(params["rows"]) for j in range(r % 2, r % 2 + 3)]
+    else:
+        window = [(m, r, j) for m, _ in _window_ms(engine, params)
+                  for r in range(params["rows"]) for j in range(m)]
+    points = {
+        "nm": cov.point("nm", patterns, labels=[f"{n}:{m}" for n, m in patterns]),
+        "window": cov.point("window", window, labels=[f"{m}:{r}:{j}" for m, r, j in window]),
+        "malformed": cov.point("malformed", _malformed_bins(engine, params)),
+        "config": cov.point("config", [kind for kind, _ in _bad_configs(engine, params)]),
+        "data": cov.point("data", DATA_BINS),
+    }
+    if engine == "figs":
+        max_n = min(params["rows"] & -params["rows"], params["max_m"])
+        points["phases"] = cov.point("phases", list(range(1, max_n + 1)))
+    if engine == "nm_fixed24":
+        points["passes"] = cov.point("passes", [1, 2])
+    _COVER.update(cov=cov, points=points)
+    return cov, points
+
+
+def _index_bits(params):
+    return max(1, (params["max_m"] - 1).bit_length())
+
+
+def _malformed_bins(engine, params):
+    if engine == "nm_fixed24":
+        return ["equal0", "lower0", "equal1", "lower1", "recovered"]
+    bins = []
+    for m, _ in _window_ms(engine, params):
+        for b in range(_index_bits(params)):
+            if 1 << b >= m:
+                bins.append(f"{m}:{1 << b}")
+    return bins + ["recovered"]
+
+
+def _bad_configs(engine, params):
+    """``[(kind, (n_log2, m_log2))]``: patterns the engine must reject, one broken rule each
+    where the rules allow it (fields are 3 bits wide)."""
+    if engine == "nm_fixed24":     # anything but 2:4
+        return [("not2:4 0:0", (0, 0)), ("not2:4 2:8", (1, 3)), ("not2:4 1:4", (0, 2)),
+                ("not2:4 4:4", (2, 2)), ("not2:4 4:16", (2, 4))]
+    rows, max_m = params["rows"], params["max_m"]
+    mlog = exact_log2(max_m)
+    out = [("n>m", (2, 1))]                                   # 4:2
+    twos = exact_log2(rows & -rows)                            # N must divide rows
+    if mlog + 1 <= 7:
+        # M = 2*max_m, with M/N within the lanes as far as N may grow
+        qlog = exact_log2(params["ratio"]) if "ratio" in params else mlog + 1
+        out.append(("m>max_m", (min(twos, max(0, mlog + 1 - qlog)), mlog + 1)))
+    if twos + 1 <= min(mlog, 7):
+        out.append(("n>rows", (twos + 1, mlog)))
+    if engine in ("figs", "nm_fanout") and exact_log2(params["ratio"]) < mlog:
+        out.append(("q>ratio", (0, exact_log2(params["ratio"]) + 1)))
+    return out
+
+
+def _sample_gemm(dut, engine, params, fig, n, m, w, x):
+    """Sample a bit-exact GEMM of pattern n:m on weights ``w`` (dense) and activations ``x``."""
+    cov, sample = _coverage(engine, params)
+    sample["nm"]((2, 4) if engine == "nm_fixed24" else (n, m))
+    hw_m = 4 if engine == "nm_fixed24" else m
+    for r, _, j in fig["entries"]:
+        sample["window"]((hw_m, r, j))
+    w = np.asarray(w) if engine == "nm_fixed24" else nm.decompress(*nm.compress(w, n, m), n, m)
+    x = np.asarray(x)
+    corner = {"w=-128": (w == -128).any(), "w=127": (w == 127).any(),
+              "x=-128": (x == -128).any(), "x=127": (x == 127).any(), "x=0": (x == 0).any(),
+              "(-128)*(-128)": ((w == -128).astype(np.int64) @ (x == -128).astype(np.int64)
+                                ).any()}
+    for name, hit in corner.items():
+        if hit:
+            sample["data"](name)
+    if engine == "figs":
+        for p in fig["phases"]:
+            sample["phases"](p)
+    if engine == "nm_fixed24":
+        for p in fig["phases"]:
+            sample["passes"](p)
+    cov.ports(**fig["ends"])
+    cov.summary()          # samples the ports' statistics before the endpoints are replaced
+
+
+def report(dut, engine):
+    """Log the coverage so far and merge it into the run record."""
+    cov, _ = _coverage(engine, dut_params(engine))
+    cov.report(dut._log)
+
+
+async def _gemm(dut, engine, params, w, x, n, m, **kwargs):
+    """:func:`run_gemm`, sampled for coverage when it was checked."""
+    fig = await run_gemm(dut, engine, params, w, x, n, m, **kwargs)
+    if kwargs.get("check", True):
+        _sample_gemm(dut, engine, params, fig, n, m, w, x)
+    return fig
 
 
 def _rngs(salt):
@@ -58,7 +214,7 @@ async def gemm_cases(dut, engine, kinds, stall):
             if kind in ("low", "high"):     # corner values on the extreme patterns
                 x[:, 0] = -128
                 w = np.where(w != 0, -128, 0)
-            fig = await run_gemm(dut, engine, params, w, x, n, m, rngs=_rngs(ran * 10),
+            fig = await _gemm(dut, engine, params, w, x, n, m, rngs=_rngs(ran * 10),
                                  stall=stall)
             assert _fault(dut) == 0, f"spurious fault {_fault(dut):#x} for {kind} {n}:{m}"
             ran += 1
@@ -94,7 +250,7 @@ async def nested_levels(dut, engine):
             _, _, need = gf.assign_slots(v, i, n, m)
             if wl is finest:
                 assert need == 0, f"1:4 nested weights need alpha {need} as {n}:{m}"
-        await run_gemm(dut, engine, params, wl, x, n, m, rngs=_rngs(50 + done), stall=0.3)
+        await _gemm(dut, engine, params, wl, x, n, m, rngs=_rngs(50 + done), stall=0.3)
         assert _fault(dut) == 0
         done += 1
     assert done > 0
@@ -113,55 +269,203 @@ async def _load_tile(dut, engine, params, entries_for_row, n_log2, m_log2):
 
 
 async def malformed_index(dut, engine):
-    """An index >= M is flagged (fault.index); a legal tile loaded first is not. Fixed 2:4: a
-    group whose slot-1 index does not exceed slot 0's is flagged, an ascending one is not."""
+    """Every malformed-index kind is flagged (fault.index, nothing else), at every entry of the
+    weight row; a legal tile is not flagged.
+
+    Range-checked engines: for every supported M (with its smallest N) and every bit of the
+    index field with ``2**b >= M``, one entry (each entry in turn) holds index ``2**b``, the
+    others index 0; legal tiles hold ``M - 1`` (every bit below M set). Fixed 2:4: in each
+    weight bank, each slot-1 row and each entry in turn holds an index equal to or below (in
+    turn) its slot-0 index; legal tiles hold every ascending pair."""
     params = dut_params(engine)
+    _, sample = _coverage(engine, params)
     await start(dut, **PORTS)
-    e = params["cols"] * params["beta"]
+    rows = params["rows"]
+    e_count = params["cols"] * params["beta"]
     if engine == "nm_fixed24":
-        # ascending pairs 0/3, and 0/2 at the last MAC of the last group: legal
-        legal = lambda r: [{"value": 5, "index": 2 if (r == params["rows"] - 1 and j == e - 1)
-                            else 3 * (r % 2)} for j in range(e)]
-        await _load_tile(dut, engine, params, legal, 1, 2)
-        assert _fault(dut) == 0, "legal tile flagged"
-        bad_row = params["rows"] - 1
-        equal = lambda r: [{"value": 5, "index": 1 if (r >= bad_row - 1 and j == e - 1) else
-                            3 * (r % 2)} for j in range(e)]
-        # ... then both slots of the last group's last MAC hold index 1
-        await _load_tile(dut, engine, params, equal, 1, 2)
-        assert dut.fault.value.to_unsigned() == 0b001, f"fault {_fault(dut):#05b}, expected index"
+        pairs = [(a, b) for a in range(4) for b in range(a + 1, 4)]
+        legal = lambda r: [{"value": 5 + r, "index": pairs[(r // 2 + j) % 6][r % 2]}
+                           for j in range(e_count)]
+        for bank in (0, 1):
+            for r in range(1, rows, 2):
+                for j in range(e_count):
+                    kind = "equal" if (r // 2 + j) % 2 else "lower"
+                    # slot 0 at 2, slot 1 at 2 (equal) or 1 (lower)
+                    bad = lambda rr, r=r, j=j, kind=kind: [
+                        {"value": 3, "index": (2 if rr == r - 1 else (2 if kind == "equal"
+                                                                        else 1))}
+                        if (rr in (r - 1, r) and jj == j) else legal(rr)[jj]
+                        for jj in range(e_count)]
+                    await restart(dut, **PORTS)
+                    if bank:
+                        await _load_tile(dut, engine, params, legal, 1, 2)
+                        assert _fault(dut) == 0, "legal tile flagged"
+                    await _load_tile(dut, engine, params, bad, 1, 2)
+                    assert dut.fault.value.to_unsigned() == 0b001, \
+                        f"fault {_fault(dut):#05b} for {kind} at row {r} entry {j} bank {bank}"
+                    sample["malformed"](f"{kind}{bank}")
         return
-    n, m = 1, 2 if params["max_m"] >= 2 else 1
-    legal = lambda r: [{"value": 5, "index": m - 1} for _ in range(e)]
-    await _load_tile(dut, engine, params, legal, 0, m.bit_length() - 1)
-    assert _fault(dut) == 0, "legal tile flagged"
-    if params["max_m"] < 4:
-        return
-    bad_row = params["rows"] - 1
-    illegal = lambda r: [{"value": 5, "index": m if (r == bad_row and j == e - 1) else 0}
-                         for j in range(e)]
-    await _load_tile(dut, engine, params, illegal, 0, m.bit_length() - 1)
-    assert dut.fault.value.to_unsigned() == 0b001, f"fault {_fault(dut):#05b}, expected index"
+    count = 0
+    for m, n in _window_ms(engine, params):
+        nlog, mlog = exact_log2(n), exact_log2(m)
+        await restart(dut, **PORTS)
+        legal = lambda r: [{"value": 5, "index": m - 1} for _ in range(e_count)]
+        await _load_tile(dut, engine, params, legal, nlog, mlog)
+        assert _fault(dut) == 0, f"legal {n}:{m} tile flagged"
+        for b in range(_index_bits(params)):
+            if 1 << b < m:
+                continue
+            for j in range(e_count):
+                row = (count * 3) % rows
+                count += 1
+                bad = lambda r, row=row, j=j: [
+                    {"value": 5, "index": (1 << b) if (r == row and jj == j) else 0}
+                    for jj in range(e_count)]
+                await restart(dut, **PORTS)
+                await _load_tile(dut, engine, params, bad, nlog, mlog)
+                assert dut.fault.value.to_unsigned() == 0b001, \
+                    f"fault {_fault(dut):#05b} for index {1 << b} at {n}:{m} entry {j}"
+            sample["malformed"](f"{m}:{1 << b}")
 
 
 async def bad_config(dut, engine):
-    """N > M, M > max_m and N not dividing rows are flagged (fault.config)."""
+    """Each rejected pattern kind is flagged (fault.config): N > M, M > max_m, N not dividing
+    rows, M/N above the lanes (FiGS, fan-out); fixed 2:4: anything but 2:4."""
     params = dut_params(engine)
+    _, sample = _coverage(engine, params)
     e = params["cols"] * params["beta"]
-    zero = lambda r: [{"value": 0, "index": 0} for _ in range(e)]
-    bad = [(2, 1)]                                       # 4:2
-    if engine == "nm_fixed24":                           # anything but 2:4
-        bad += [(0, 0), (1, 3), (0, 2), (2, 2)]
-    elif params["max_m"] < 32:
-        bad.append((0, params["max_m"].bit_length()))    # 1:(2*max_m)
-    if params["rows"] < 64 and engine != "nm_fixed24":
-        nlog = params["rows"].bit_length()               # N = 2**nlog > rows: cannot divide
-        if nlog <= 5:
-            bad.append((nlog, 5))
-    for i, (n_log2, m_log2) in enumerate(bad):
+    # indices legal for the fixed 2:4 metadata (ascending pairs): only the pattern is wrong
+    zero = lambda r: [{"value": 0, "index": 3 * (r % 2) if engine == "nm_fixed24" else 0}
+                      for _ in range(e)]
+    for i, (kind, (n_log2, m_log2)) in enumerate(_bad_configs(engine, params)):
         await (restart if i else start)(dut, **PORTS)
         await _load_tile(dut, engine, params, zero, n_log2, m_log2)
-        assert dut.fault.value.to_unsigned() & 0b010, f"{n_log2}:{m_log2} (log2) not flagged"
+        assert dut.fault.value.to_unsigned() == 0b010, \
+            f"{kind} ({n_log2}:{m_log2} log2): fault {_fault(dut):#05b}, expected config"
+        sample["config"](kind)
+
+
+def _window_masks(n, m):
+    """The kept position sets of a group the window sweep cycles through: every ascending run
+    of N (shifts 0..M-N), or for 2:4 every pair."""
+    if (n, m) == (2, 4):
+        return [(a, b) for a in range(4) for b in range(a + 1, 4)]
+    return [tuple(range(d, d + n)) for d in range(m - n + 1)]
+
+
+def _rotation(n, o_tile, sets, groups_per_tile):
+    """Slot permutation of the window sweep: in output ``o``'s group ``G`` (tile ``t = G //
+    groups_per_tile``), slot ``s`` takes the kept weight of ascending rank ``(s + rot) % n``,
+    ``rot = (o % o_tile + o_tile * (t // sets)) % n``: over ``sets * ceil(n / o_tile)`` tiles
+    every (shift, rotation) pair occurs in every row."""
+    def permute(values, indices):
+        o_count, width = values.shape
+        groups = width // n
+        o = np.arange(o_count)[:, None]
+        t = np.arange(groups)[None, :] // groups_per_tile
+        rot = (o % o_tile + o_tile * (t // sets)) % n                    # (O, groups)
+        s = np.arange(n)
+        order = (np.arange(groups)[None, :, None] * n +
+                 (s[None, None, :] + rot[:, :, None]) % n).reshape(o_count, width)
+        return (np.take_along_axis(values, order, axis=1),
+                np.take_along_axis(indices, order, axis=1))
+    return permute
+
+
+async def window_sweep(dut, engine):
+    """Every row multiplies every position of its M-window (coverpoint ``window``): for each
+    supported M with its smallest N, K tiles whose groups keep a shifted set of positions
+    (:func:`_window_masks`; group g, output e, tile t: set ``(t + e + g) % sets``), the slots
+    of each group rotated (:func:`_rotation`; not for fixed 2:4, whose slots must ascend), so
+    that every slot row holds every index; nonzero random weights, and two instances per tile,
+    the second the bitwise complement of the first (every activation bit 0 and 1 in every
+    lane). FiGS: rotated slots go through the exchange. Bit-exact under stalls."""
+    params = dut_params(engine)
+    rows, cols, beta = params["rows"], params["cols"], params["beta"]
+    await start(dut, **PORTS)
+    rng = np.random.default_rng(common.rng(41).randrange(1 << 30))
+    for m, n in _window_ms(engine, params):
+        sets = _window_masks(n, m)
+        k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
+        fixed = engine == "nm_fixed24"
+        reps = 1 if fixed or n == 1 else -(-n // o_tile)
+        tiles = len(sets) * reps
+        keep = np.zeros((o_tile, tiles * k_tile), dtype=bool)
+        for t in range(tiles):
+            for g in range(k_tile // m):
+                for e in range(o_tile):
+                    for p in sets[(t + e + g) % len(sets)]:
+                        keep[e, t * k_tile + g * m + p] = True
+        w = rng.integers(-128, 128, size=keep.shape)
+        w = np.where(keep, np.where(w == 0, -128, w), 0)
+        x0 = rng.integers(-128, 128, size=(tiles * k_tile, 1))
+        x = np.concatenate([x0, -x0 - 1], axis=1)       # ~x0: every bit both ways
+        run_n, run_m = (2, 4) if fixed else (n, m)
+        permute = False if fixed else _rotation(n, o_tile, len(sets), k_tile // m)
+        await _gemm(dut, engine, params, w, x, run_n, run_m, rngs=_rngs(40 + m), stall=0.3,
+                    permute=permute)
+        assert _fault(dut) == 0, f"spurious fault {_fault(dut):#x} in the {n}:{m} sweep"
+        dut._log.info(f"{engine} window sweep {n}:{m}: {tiles} tiles ok")
+    if engine == "figs":
+        await _exchange_phase_sweep(dut, params, rng)
+
+
+def _reversed_tile_phases(w, n, m, params):
+    """Exchange phases of the one-tile weights ``w`` with slots in descending index order."""
+    values, indices = nm.compress(w, n, m)
+    order = np.arange(values.shape[1]).reshape(-1, n)[:, ::-1].reshape(-1)
+    wrows = gf.weight_rows(values[:, order], indices[:, order], n, m, rows=params["rows"],
+                           cols=params["cols"], beta=params["beta"], o_tile=0, k_tile=0)
+    return len(gf.tile_schedule(wrows, n, m, params["alpha"]))
+
+
+async def _exchange_phase_sweep(dut, params, rng):
+    """FiGS at the largest M, slots in descending index order (slot 0 takes the group's far
+    end, so every rotation can occur; ascending slots reach displacements -6..6 only at 8:32):
+    one tile per phase count 1..N, found among tiles whose outputs mix low/high/random/fine
+    masks with some kept weights zeroed (golden :func:`golden.figs.tile_schedule` counts the
+    phases), run as one GEMM, bit-exact under stalls."""
+    rows, cols, beta = params["rows"], params["cols"], params["beta"]
+    m, n = _window_ms("figs", params)[-1]
+    k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
+    kinds = ("low", "high", "random", "fine", "alternating")
+    found = {}
+    for _ in range(300):
+        w = np.concatenate([make_weights(kinds[int(rng.integers(len(kinds)))], 1, k_tile, n,
+                                         m, rng) for _ in range(o_tile)])
+        w[rng.random(w.shape) < rng.random()] = 0
+        found.setdefault(_reversed_tile_phases(w, n, m, params), w)
+    tiles = [found[p] for p in sorted(found)]
+    w = np.concatenate(tiles, axis=1)
+    x = rng.integers(-128, 128, size=(w.shape[1], 2))
+    fig = await _gemm(dut, "figs", params, w, x, n, m, rngs=_rngs(49), stall=0.3,
+                      permute="reverse")
+    assert _fault(dut) == 0
+    dut._log.info(f"figs descending slots {n}:{m}: phases {fig['phases']}")
+
+
+async def short_tiles(dut, engine):
+    """``cols - 1`` and ``cols`` instances per weight tile (about what the pipeline holds),
+    random stalls on the activations (30%) and the output (80%), weights without stalls: the
+    next tile's weights are loaded early, and tile t+2's first instance can arrive while tile
+    t's outputs are still in the pipeline; it must wait until bank ``t % 2`` holds tile t+2 (the
+    RTL let it in on the stale bank until the fix). Every N:M pattern, bit-exact."""
+    params = dut_params(engine)
+    await start(dut, **PORTS)
+    rng = np.random.default_rng(common.rng(61).randrange(1 << 30))
+    done = 0
+    for b in sorted({max(1, params["cols"] - 1), params["cols"]}):
+        for n, m in SUPPORTED_RATIOS:
+            if not _supported(engine, params, n, m):
+                continue
+            k_tile, o_tile = gf.tile_shape(n, m, params["rows"], params["cols"], params["beta"])
+            w = make_weights("random", o_tile, 4 * k_tile, n, m, rng)
+            x = rng.integers(-128, 128, size=(4 * k_tile, b))
+            await _gemm(dut, engine, params, w, x, n, m, stall=(0.0, 0.3, 0.8),
+                        rngs=_rngs(60 + done))
+            assert _fault(dut) == 0
+            done += 1
+    assert done > 0
 
 
 async def exchange(dut):
@@ -185,7 +489,7 @@ async def exchange(dut):
         w = make_weights(kind, o_tile, 2 * k_tile, n, m, rng)
         x = rng.integers(-128, 128, size=(2 * k_tile, b))
         await restart(dut, **PORTS)
-        fig = await run_gemm(dut, engine, params, w, x, n, m, rngs=_rngs(80 + n), permute=False)
+        fig = await _gemm(dut, engine, params, w, x, n, m, rngs=_rngs(80 + n), permute=False)
         assert _fault(dut) == 0
         pred = gf.predicted_cycles(engine, n, m, k=2 * k_tile, o=o_tile, b=b, rows=rows,
                                    cols=cols, beta=beta, width=params["width"],
@@ -212,7 +516,7 @@ async def full_rate(dut, engine):
     b = params["rows"] + params["cols"] + 2
     w = make_weights("fine", 2 * o_tile, 2 * k_tile, n, m, rng)
     x = rng.integers(-128, 128, size=(2 * k_tile, b))
-    fig = await run_gemm(dut, engine, params, w, x, n, m, rngs=_rngs(70))
+    fig = await _gemm(dut, engine, params, w, x, n, m, rngs=_rngs(70))
     bound = fig["instances"] + params["rows"] + params["cols"] + 4
     assert fig["cycles"] <= bound, f"{fig['cycles']} cycles for {fig['instances']} instances"
     common.record(cycles=fig["cycles"], instances=fig["instances"])
@@ -238,13 +542,14 @@ async def malformed_then_correct(dut, engine):
     b = 4
     w = make_weights(kind, o_tile, 2 * k_tile, n, m, rng)
     x = rng.integers(-128, 128, size=(2 * k_tile, b))
-    bad = await run_gemm(dut, engine, params, w, x, n, m, rngs=_rngs(90), stall=0.2,
-                         check=False, permute=False, corrupt=(0, row))
+    bad = await _gemm(dut, engine, params, w, x, n, m, rngs=_rngs(90), stall=0.2,
+                      check=False, permute=False, corrupt=(0, row))
     assert dut.fault.value.to_unsigned() == 0b001, f"fault {_fault(dut):#05b}, expected index"
     w2 = make_weights(kind, o_tile + 1, 2 * k_tile, n, m, rng)
     x2 = rng.integers(-128, 128, size=(2 * k_tile, b))
-    good = await run_gemm(dut, engine, params, w2, x2, n, m, rngs=_rngs(95), stall=0.2,
-                          permute=False)
+    good = await _gemm(dut, engine, params, w2, x2, n, m, rngs=_rngs(95), stall=0.2,
+                       permute=False)
+    _coverage(engine, params)[1]["malformed"]("recovered")
     if engine == "figs" and params["alpha"] < 2:
         assert max(bad["phases"]) > 1 and max(good["phases"]) > 1, "no exchange used"
     common.record(bad_phases=bad["phases"], good_phases=good["phases"])
