@@ -159,13 +159,13 @@ def binade_tie_blocks(rng, block_size, mant_bits):
     in lane ``r``, and in every other lane ``j`` a value ``(k + 1/2) LSB`` in binade ``d`` below
     the maximum's (``k`` random in ``2**(m-1-d) .. 2**(m-d) - 1``, either parity: rounds down or
     up to even), ``d = (j + v) mod (m + 1)``, so each lane meets a tie at every alignment shift.
-    A second set adds one sticky bit at a random position below the guard (the tie is then
-    broken upwards by that single bit); a third mixes, lane by lane, exact ties and ties plus
+    Three more sets add one sticky bit below the guard, at every position in turn (the tie is
+    then broken upwards by that single bit); a third mixes, lane by lane, exact ties and ties plus
     random bits below the guard (so the low bits of the other lanes vary around exact ties)."""
     m, B = mant_bits, block_size
     lsb = 2.0 ** (1 - m)
     blocks = []
-    for sticky in ("none", "single", "mixed"):
+    for sticky in ("none", "single", "single", "single", "mixed", "mixed"):
         for v in range(m + 1):
             for r in range(B):
                 blk = np.zeros(B)
@@ -175,8 +175,8 @@ def binade_tie_blocks(rng, block_size, mant_bits):
                     k = int(rng.integers(lo, hi))
                     val = (k + 0.5) * lsb
                     room = 23 - max(m - 1 - d, 0)     # float32 bits below the guard
-                    if sticky == "single" and room >= 2:
-                        val += lsb * 2.0 ** -int(rng.integers(2, room + 1))
+                    if sticky == "single" and room >= 2:     # every position in turn
+                        val += lsb * 2.0 ** -(2 + (len(blocks) + j) % (room - 1))
                     elif sticky == "mixed" and room >= 2 and rng.random() < 0.5:
                         val += lsb * int(rng.integers(1, 1 << (room - 1))) * 2.0 ** -room
                     blk[j] = val * (-1) ** int(rng.integers(0, 2))
@@ -187,7 +187,8 @@ def binade_tie_blocks(rng, block_size, mant_bits):
 
 def lane_special_blocks(rng, block_size, mant_bits):
     """Per lane ``r`` of the block: a NaN, a +-infinity, a subnormal beside a small normal
-    maximum, a saturating power-of-two maximum, and maxima just above a power of two (the
+    maximum, exact power-of-two maxima across the range (saturated or bumped exponent), and
+    maxima just above a power of two (the
     ``max + 1e-8`` rounding of the shared exponent: ``2**k * (1 + j * 2**-23)`` for small ``j``
     and ``k`` across the range, the issue's ``0x43800001`` among them). The other lanes hold
     random smaller values."""
@@ -205,6 +206,8 @@ def lane_special_blocks(rng, block_size, mant_bits):
         blocks.append(block(r, np.inf if r % 2 else -np.inf))
         blocks.append(block(r, np.float32(1e-40) * (-1) ** r, others=2.0 ** -100))
         blocks.append(block(r, (-1) ** r * 0.5))                       # saturates to 2**m - 1
+        for k in (-30, -20, -5, -3, -2, -1, 0, 1, 2, 7, 40, 64, 100, 127):  # exact powers of two
+            blocks.append(block(r, (-1) ** (r + k) * 2.0 ** k, others=2.0 ** k))
         for k in ks[r % 3::3] + [8]:
             j = int(rng.integers(1, 4))
             top = np.array([((k + 127) << 23) | j], np.uint32).view(np.float32)[0]
