@@ -15,6 +15,7 @@ from sparsehw.hw.export import to_verilog
 from sparsehw.families.ring import BLOCKS
 from sparsehw.hw.ring import (RING_PARAMS, ArbitrationSignature, Ring, RingRouter, SlotSignature,
                               _between_mask)
+from sparsehw.verif.coverage import holes
 from sparsehw.verif.runner import new_build_dir, run_cocotb
 
 
@@ -207,6 +208,17 @@ def test_cocotb_ring_regression(k):
     assert result.passed, f"{result.errors} see {result.log}"
     assert result.tests == 5
     assert result.record["pairs"] == k * k
+    # Functional coverage: every flow delivered, every router starved in each direction a
+    # 2-hop route passes it (k >= 4), every injection queue full, every ejection port held,
+    # an out-of-range destination flagged (k = 5), and every handshake bin of every port.
+    found = holes(result.record, "ring")
+    assert found == {}, f"coverage holes: {found}"
+    summary = result.record["coverage"]["ring"]
+    assert len(summary["pair"]["bins"]) == k * k
+    assert ("starvation" in summary) == (k >= 4)
+    assert ("bad_dest" in summary) == (k == 5)
+    assert {f"{side}{i}.handshake" for side in ("inject", "eject") for i in range(k)} <= \
+        set(summary)
 
 
 def test_between_mask_lists_the_routers_a_flit_passes():

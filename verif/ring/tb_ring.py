@@ -7,6 +7,15 @@
 
 Workload knobs (``verif.common.workload()``): ``packets`` per node (default 120), ``stall``
 probability on every stream (default 0.3).
+
+Functional coverage (``verif.coverage``, block ``ring``, reported after every test,
+cumulative): ``pair`` (every source/destination flow delivered, local ones included),
+``starvation`` (every router starved in each direction a 2-hop route passes it, with the exact
+onset checked; ``nodes >= 4``), ``queue_full`` (every injection port refused while its source
+offered: the injection queue full), ``back_pressure`` (every ejection port held a flit while
+stalled), ``bad_dest`` (an out-of-range destination flagged; only when ``nodes`` is not a power
+of two) and the five handshake bins of every ``inject<i>`` and ``eject<i>`` port. None of them
+depends on the ring's latency.
 """
 
 import cocotb
@@ -16,6 +25,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 import sparsehw.golden.ring as golden
 from sparsehw.hw.ring import eject_layout, inject_layout
 from sparsehw.verif import common
+from sparsehw.verif.coverage import Coverage
 from sparsehw.verif.stream import StreamSource, collect, endpoints, pack, start, unpack
 
 
@@ -23,6 +33,53 @@ def _setup():
     p = common.params()
     k, width = p.get("nodes", 4), p.get("width", 32)
     return k, width, inject_layout(k, width), eject_layout(k, width)
+
+
+_COVER = {}
+
+
+def _coverage(k):
+    """``(coverage, samplers)`` of this simulation (one set per process)."""
+    if not _COVER:
+        cov = Coverage("ring")
+        pairs = [(s, d) for s in range(k) for d in range(k)]
+        cases = [(victim, step) for _, victim, _, step in _starvation_cases(k)]
+        bits = Shape.cast(inject_layout(k, 8)["dest"].shape).width
+        points = {
+            "pair": cov.point("pair", pairs, labels=[f"{s}->{d}" for s, d in pairs]),
+            "queue_full": cov.point("queue_full", list(range(k))),
+            "back_pressure": cov.point("back_pressure", list(range(k))),
+        }
+        if cases:
+            points["starvation"] = cov.point(
+                "starvation", cases, labels=[f"{v}{'cw' if d > 0 else 'ccw'}" for v, d in cases])
+        if k != 2 ** bits:
+            points["bad_dest"] = cov.point("bad_dest", ["flagged"])
+        _COVER.update(cov=cov, points=points)
+    return _COVER["cov"], _COVER["points"]
+
+
+def _cover_delivered(k, delivered):
+    """Sample ``(src, dst, payload)`` deliveries (after the scoreboard accepted them)."""
+    _, sample = _coverage(k)
+    for src, dst, _ in delivered:
+        sample["pair"]((src, dst))
+
+
+def _cover_ports(dut, k, **ends):
+    """Sample refused injections and held ejections of these endpoints (``inject<i>`` /
+    ``eject<i>``), register their handshake bins, report the coverage so far."""
+    cov, sample = _coverage(k)
+    for name, end in ends.items():
+        node = int(name.lstrip("injectj"))
+        if end.states["held"]:
+            sample["queue_full" if name.startswith("inject") else "back_pressure"](node)
+    cov.ports(**ends)
+    cov.report(dut._log)
+
+
+def _report(dut, k):
+    _coverage(k)[0].report(dut._log)
 
 
 async def _start(dut, k):
@@ -65,7 +122,9 @@ async def every_pair_alone_has_the_documented_latency(dut):
             await ReadOnly()
             assert all(getattr(dut, f"eject__{i}__valid").value == 0 for i in range(k))
             await RisingEdge(dut.clk)
+            _cover_delivered(k, [(src, dst, payload)])
     common.record(pairs=k * k)
+    _report(dut, k)
 
 
 @cocotb.test()
@@ -103,6 +162,9 @@ async def random_traffic_with_stalls_matches_scoreboard(dut):
     assert int(dut.bad_dest.value) == 0
     cycles = max(s.last_cycle for s in sinks if s.last_cycle is not None) - first + 1
     common.record(cycles=cycles, flits=len(injected))
+    _cover_delivered(k, delivered)
+    _cover_ports(dut, k, **{f"inject{i}": sources[i] for i in range(k)},
+                 **{f"eject{i}": sinks[i] for i in range(k)})
 
 
 @cocotb.test()
@@ -112,6 +174,7 @@ async def out_of_range_destination_is_flagged_and_dropped(dut):
     bits = Shape.cast(inj_l["dest"].shape).width
     if k == 2 ** bits:
         assert int(dut.bad_dest.value) == 0         # no out-of-range value exists
+        _report(dut, k)
         return
     node = k - 1
     valid = getattr(dut, f"inject__{node}__valid")
@@ -126,9 +189,38 @@ async def out_of_range_destination_is_flagged_and_dropped(dut):
         assert all(getattr(dut, f"eject__{i}__valid").value == 0 for i in range(k))
         await RisingEdge(dut.clk)
     assert int(dut.bad_dest.value) == 1 << node
+    _coverage(k)[1]["bad_dest"]("flagged")
+    _report(dut, k)
 
 
 # -- monitor: every handshake with its cycle, and the stream rule on every eject port -----------
+
+class _PortStats:
+    """Handshake statistics of one port, as :mod:`verif.stream`'s drivers keep them (for
+    :meth:`verif.coverage.Coverage.ports`)."""
+
+    def __init__(self):
+        self.states = {"transfer": 0, "held": 0, "empty": 0}
+        self.back_to_back = 0
+        self.longest_hold = 0
+        self._last = False
+        self._hold = 0
+
+    def sample(self, valid, ready):
+        fired = valid and ready
+        if fired:
+            self.states["transfer"] += 1
+            self.back_to_back += self._last
+        if valid and not ready:
+            self.states["held"] += 1
+            self._hold += 1
+            self.longest_hold = max(self.longest_hold, self._hold)
+        else:
+            self._hold = 0
+        if not valid:
+            self.states["empty"] += 1
+        self._last = fired
+
 
 class _Monitor:
     """Records every injection and ejection handshake with its cycle number (edges since the
@@ -143,6 +235,8 @@ class _Monitor:
         self.ejected = [[] for _ in range(k)]       # (cycle, src, payload) per destination
         self.violations = []
         self.stalled_beats = 0                      # cycles with eject valid & ~ready
+        self.held = [0] * k                         # ... per eject port
+        self.eject_stats = [_PortStats() for _ in range(k)]
         cocotb.start_soon(self._run())
 
     async def _run(self):
@@ -159,6 +253,7 @@ class _Monitor:
                     item = unpack(self.inj_l, int(ip.value))
                     self.injected[i].append((self.cycle, item["dest"], item["payload"]))
                 valid = ev.value == 1
+                self.eject_stats[i].sample(valid, er.value == 1)
                 payload = int(ep.value) if valid else None
                 if offered[i] is not None and payload != offered[i]:
                     self.violations.append(
@@ -172,6 +267,7 @@ class _Monitor:
                 elif valid:
                     offered[i] = payload
                     self.stalled_beats += 1
+                    self.held[i] += 1
                 else:
                     offered[i] = None
             await RisingEdge(self.dut.clk)
@@ -184,10 +280,13 @@ class _Monitor:
         return [(i, dest, payload) for i in range(self.k) for _, dest, payload in self.injected[i]]
 
 
-async def _long_stalls(dut, port, rng, stop, longest):
-    """Drive ``<port>__ready``: low for 1..``longest`` cycles, then high for 1..3, until
-    ``stop()``; then always high."""
+async def _long_stalls(dut, port, rng, stop, longest, blackout=lambda: False):
+    """Drive ``<port>__ready``: low while ``blackout()``, then low for 1..``longest`` cycles,
+    then high for 1..3, until ``stop()``; then always high."""
     ready = getattr(dut, f"{port}__ready")
+    ready.value = 0
+    while blackout():
+        await RisingEdge(dut.clk)
     while not stop():
         ready.value = 0
         for _ in range(rng.randint(1, longest)):
@@ -200,20 +299,24 @@ async def _long_stalls(dut, port, rng, stop, longest):
 
 @cocotb.test()
 async def heavy_back_pressure_holds_eject_beats_and_fills_queues(dut):
-    """Every flow (all sources x all destinations, local included), sources never pause, every
-    ejection port stalled for long random runs (up to four ejection buffers' worth): the
-    ejection buffers fill, the ring holds, the injection queues fill (at least half of the
-    injection ports are refused at some point). Checks the stream rule on every ``eject`` port (valid held and payload stable while
-    stalled), then the scoreboard."""
+    """Every flow (all sources x all destinations, local included), sources never pause; every
+    ejection port first blocked until every injection port has been refused (the ring, the
+    ejection buffers and every injection queue full), then stalled for long random runs (up to
+    four ejection buffers' worth): the ring holds, the queues fill again. Checks the stream
+    rule on every ``eject`` port (valid held and payload stable while stalled), then the
+    scoreboard."""
     k, width, inj_l, ej_l = _setup()
     p = common.params()
     eject_depth = p.get("eject_depth", 16)
+    depth = p.get("depth", 16)
     packets = common.workload().get("packets", 120)
     await _start(dut, k)
     mon = _Monitor(dut, k, inj_l, ej_l)
     rng = common.rng(30)
     sources = [StreamSource(dut, f"inject__{i}") for i in range(k)]
-    per_node = max(packets, 6 * k)
+    # enough flits to fill every buffer of the ring (CW, CCW, local ejection and injection
+    # queues: at most 3 * eject_depth + 3 * depth per node, plus the links) and then some
+    per_node = max(packets, 6 * k, 4 * (depth + eject_depth) + 8)
     for i in range(k):
         items = []
         while len(items) < per_node:
@@ -224,10 +327,17 @@ async def heavy_back_pressure_holds_eject_beats_and_fills_queues(dut):
         items = items[:per_node]
         sources[i].send_nowait(pack(inj_l, {"dest": d, "payload": x}) for d, x in items)
     done = [False]
+    blocked = [True]
     for i in range(k):
         cocotb.start_soon(_long_stalls(dut, f"eject__{i}", common.rng(40 + i), lambda: done[0],
-                                       4 * eject_depth))
+                                       4 * eject_depth, lambda: blocked[0]))
     total = k * per_node
+    for _ in range(20 * per_node):
+        if all(s.states["held"] for s in sources):
+            break
+        await RisingEdge(dut.clk)
+    blocked[0] = False
+    full_at = mon.cycle
     for _ in range(400 * per_node):
         if sum(len(e) for e in mon.ejected) >= total:
             break
@@ -242,10 +352,17 @@ async def heavy_back_pressure_holds_eject_beats_and_fills_queues(dut):
     # ports were refused (a queue full) at some point.
     assert mon.stalled_beats > 0
     refused = [s.states["held"] for s in sources]
-    assert 2 * sum(1 for r in refused if r) >= k, f"injection ports rarely refused: {refused}"
+    assert all(refused), f"injection ports never refused: {refused}"
     assert int(dut.bad_dest.value) == 0
     common.record(heavy_flits=total, heavy_cycles=mon.cycle, stalled_beats=mon.stalled_beats,
-                  refused_cycles=refused)
+                  refused_cycles=refused, all_queues_full_at=full_at)
+    _cover_delivered(k, mon.delivered())
+    _, sample = _coverage(k)
+    for i in range(k):
+        if mon.held[i]:
+            sample["back_pressure"](i)
+    _cover_ports(dut, k, **{f"inject{i}": sources[i] for i in range(k)},
+                 **{f"eject{i}": mon.eject_stats[i] for i in range(k)})
 
 
 def _starvation_cases(k):
@@ -329,6 +446,7 @@ async def starvation_onset_and_injection_wait_bound(dut):
     cases = _starvation_cases(k)
     if not cases:
         common.record(starvation="skipped (no 2-hop route below 4 nodes)")
+        _report(dut, k)
         return
     p = common.params()
     starve = p.get("starve", 255)
@@ -341,8 +459,11 @@ async def starvation_onset_and_injection_wait_bound(dut):
         onset, wait = await _starvation_case(dut, mon, k, width, inj_l, case, starve, quota, rng)
         onsets.add(onset)
         longest.add(wait)
+        _coverage(k)[1]["starvation"]((case[1], case[3]))      # onset reached and checked
     golden.check_delivery(mon.sent(), mon.delivered())
     assert int(dut.bad_dest.value) == 0
+    _cover_delivered(k, mon.delivered())
+    _report(dut, k)
     common.record(starvation_cases=len(cases), starvation_onset=sorted(onsets),
                   longest_wait=sorted(longest),
                   wait_bound=golden.injection_wait_bound(k, starve, quota),
