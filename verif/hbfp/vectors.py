@@ -365,11 +365,14 @@ def accumulation_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, partia
             expected.append(e_)
             continue
         K = int(rng.integers(1, 3 * P + 1))
+        if P >= 4 and rng.random() < 0.25:
+            K = P + 3                               # p2 a 2-block sum, p3 a single block
         modes = [int(rng.integers(0, 3)) for _ in range(K)] if mixed else None
         mbits = [MODES[x] for x in modes] if mixed else [mant_bits] * K
         base = int(rng.integers(200, 250)) if rng.random() < 0.2 else int(rng.integers(-40, 160))
         parts = [np.float32(-0.0)] * P
         qa, qb, ea, eb = [], [], [], []
+        deferred = []
         for k in range(K):
             j = k % P
             limit = (1 << mbits[k]) - 1
@@ -378,8 +381,10 @@ def accumulation_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, partia
             e = None
             kind = int(rng.integers(0, 7))
             ref = parts[j]
-            if kind == 5 and k < P and k + P >= K and j % 2 == 1:
-                ref = parts[j - 1]                  # the only block of j: tie in the tree
+            if k < P and k + P >= K and j % 2 == 1 and rng.random() < 0.5:
+                deferred.append(k)                  # the only block of j: a tie in the tree
+                qa.append(a), qb.append(b), ea.append(0), eb.append(0)
+                continue
             if kind == 5 and np.isfinite(ref) and ref != 0:
                 biased = (bits(ref) >> 23) & 0xFF
                 a[0], b[0] = int(rng.choice([1, 3])), 1
@@ -421,6 +426,14 @@ def accumulation_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, partia
             r = block_dot(a, e1, b, e2, mbits[k])
             with np.errstate(invalid="ignore", over="ignore"):
                 parts[j] = np.float32(parts[j] + r)
+        for k in deferred:                          # half an ulp of the left neighbour's sum
+            ref = parts[k % P - 1]
+            if np.isfinite(ref) and ref != 0:
+                e = ((bits(ref) >> 23) & 0xFF) - 151 + 2 * mbits[k]
+                pair = split(min(max(e, 2 * MIN_EXP), 2 * 127))
+                lane = int(rng.integers(0, B))
+                qa[k][lane], qb[k][lane] = int(rng.choice([1, 3, -1, -3])), 1
+                ea[k], eb[k] = pair
         value = canonical(bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb),
                                    mbits, P)))
         expected.append((value, 0, 0))
@@ -437,8 +450,8 @@ def _cancel_dot(rng, B, m, P, mixed):
     """One dot product whose sums cancel: either every partial ``j`` is ``A_j + R_j - A_j``
     (``A_j`` a full random block, ``R_j`` a small residue in ``A_j``'s last few bits, so the
     third addition subtracts nearly equal operands with identical high bits), or the partials
-    mirror each other (``p_2 = -p_0``, ``p_3 = -p_1``, one lane off by one) so the tree adders
-    cancel down to a few low bits. Returns ``(beats, (value, 0, 0))``."""
+    mirror each other (``p_2 = -p_0``, ``p_3 = -p_1``, or ``p_1 = -p_0``, ``p_3 = -p_2``; one
+    lane off by one) so the tree adders of either level cancel down to a few low bits. Returns ``(beats, (value, 0, 0))``."""
     from sparsehw.golden.fp32 import bits, canonical
     from sparsehw.golden.hbfp import MIN_EXP, block_dot, dot
     limit = (1 << m) - 1
@@ -473,18 +486,27 @@ def _cancel_dot(rng, B, m, P, mixed):
             add(-a, b, e1, e2)
     else:                                           # mirrored partials, cancelled by the tree
         n = min(P, 4)
-        firsts = [rand_block() for _ in range(min(n, 2))]
-        for blk in firsts:
-            add(*blk)
-        for j in range(2, n):
-            a, b, e1, e2 = firsts[j - 2]
-            a = -a.copy()
-            nz = np.flatnonzero(b)                  # residue b[lane]: random, or the smallest
-            lane = int(rng.choice(nz) if rng.random() < 0.5 else nz[np.argmin(np.abs(b[nz]))])
-            a[lane] += 1 if a[lane] < limit else -1
-            add(a, b, e1, e2)
-        for _ in range(n, P):
-            add(*rand_block())
+        pairs = rng.random() < 0.5                  # p1 = -p0, p3 = -p2 (else p2 = -p0, ...)
+        rounds = int(rng.integers(1, 3))            # 2: each partial is a 2-block sum (~24 bits)
+        placed = {}
+        for rnd in range(rounds):
+            for j in range(P):
+                src = (j - 1 if j % 2 else None) if pairs else (j - 2 if j >= 2 else None)
+                if src is None or j >= n:
+                    blk = rand_block()
+                    if rnd:                         # the second block a few binades lower
+                        blk = (blk[0], blk[1], blk[2] - int(rng.integers(5, 9)), blk[3])
+                else:
+                    a, b, e1, e2 = placed[rnd, src]
+                    a = -a.copy()
+                    if rnd == rounds - 1:           # the last block of the mirror is off by one
+                        nz = np.flatnonzero(b)      # residue b[lane]: random, or the smallest
+                        lane = int(rng.choice(nz) if rng.random() < 0.5
+                                   else nz[np.argmin(np.abs(b[nz]))])
+                        a[lane] += 1 if a[lane] < limit else -1
+                    blk = (a, b, e1, e2)
+                placed[rnd, j] = blk
+                add(*blk)
     mbits = [m] * len(ea)
     if mixed:
         modes = [2] * len(ea)
