@@ -57,7 +57,7 @@ async def dot_products_match_golden_with_stalls(dut):
     # tree, exact and near cancellation (within a partial and across the tree), overflow.
     more, more_expected = accumulation_ops(rng, p["block_size"], p["mant_bits"],
                                            mixed=bool(p["mixed"]), partials=p["add_stages"] + 1,
-                                           ops=int(wl.get("ops", 120)) // 2)
+                                           ops=int(wl.get("ops", 120)) * 4 // 3)
     beats, expected = beats + more, expected + more_expected
     sink = await _check(dut, beats, expected, float(wl.get("stall", 0.3)), 2)
     common.record(blocks=len(beats), dot_products=len(expected), cycles=sink.last_cycle + 1)
