@@ -7,15 +7,15 @@ from sparsehw.golden.hbfp import INVALID_EXP, quantize
 from sparsehw.hw.hbfp import BFP_CONVERT_PARAMS, bfp_out_layout
 from sparsehw.verif import common
 from sparsehw.verif.hbfp.cover import BfpConvertCoverage
-from sparsehw.verif.hbfp.vectors import (binade_tie_blocks, corner_blocks, lane_special_blocks,
-                                         lane_tie_blocks, wide_values)
+from sparsehw.verif.hbfp.vectors import (binade_tie_blocks, corner_blocks, eps_boundary_blocks,
+                                         lane_special_blocks, lane_tie_blocks, wide_values)
 from sparsehw.verif.stream import collect, compare, endpoints, start, unpack
 
 
 @cocotb.test()
 async def blocks_match_golden_with_stalls(dut):
     """Corner blocks, ties at every alignment shift in every lane (exact, one sticky bit, random
-    sticky bits), specials (NaN, Inf, subnormal, saturation, a maximum just above
+    sticky bits), maxima around ``2**k - 1e-8`` (the shared exponent's boundary), specials (NaN, Inf, subnormal, saturation, a maximum just above
     a power of two) in every lane, wide-range values (2**-40..2**40), huge+tiny, random
     bit patterns."""
     p = common.params(BFP_CONVERT_PARAMS)
@@ -25,6 +25,7 @@ async def blocks_match_golden_with_stalls(dut):
     n = int(wl.get("blocks", 300))
     blocks = corner_blocks(rng, block_size) + lane_tie_blocks(block_size, m)
     blocks += binade_tie_blocks(rng, block_size, m) + lane_special_blocks(rng, block_size, m)
+    blocks += eps_boundary_blocks(rng, block_size)
     blocks += list(wide_values(rng, (n, block_size)))
     huge_tiny = wide_values(rng, (n // 4, block_size), -40, -30)
     huge_tiny[:, 0] = wide_values(rng, n // 4, 30, 40)

@@ -6,7 +6,7 @@ from sparsehw.golden.fp32 import from_bits
 
 
 __all__ = ["fp32_mac_vectors", "subnormal_tie_products", "wide_values", "corner_blocks",
-           "lane_tie_blocks", "binade_tie_blocks", "lane_special_blocks", "malformed_every_lane", "dot_ops", "accumulation_ops"]
+           "lane_tie_blocks", "binade_tie_blocks", "eps_boundary_blocks", "lane_special_blocks", "malformed_every_lane", "dot_ops", "accumulation_ops"]
 
 
 _SPECIALS = [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001,
@@ -182,6 +182,27 @@ def binade_tie_blocks(rng, block_size, mant_bits):
                     blk[j] = val * (-1) ** int(rng.integers(0, 2))
                 blk[r] = 1.75 * (-1) ** int(rng.integers(0, 2))
                 blocks.append(blk.astype(np.float32))
+    return blocks
+
+
+def eps_boundary_blocks(rng, block_size):
+    """Block maxima a few float32 steps either side of ``2**k - 1e-8`` (so that the shared
+    exponent's ``float32(max + 1e-8)`` lands on, just below or just above ``2**k``, including
+    exact rounding ties of that addition for ``k <= -26``), for ``k`` in -28..-22 and a few
+    larger ``k``; the maximum moves through the lanes."""
+    B = block_size
+    blocks = []
+    i = 0
+    for k in list(range(-28, -21)) + [-3, 0, 8, 100]:
+        c = np.float32(np.float32(2.0 ** k) - np.float32(1e-8))
+        for j in range(-3, 4):
+            top = np.float32(c)
+            for _ in range(abs(j)):
+                top = np.nextafter(top, np.float32(np.inf if j > 0 else 0), dtype=np.float32)
+            blk = (wide_values(rng, B, -6, -1) * 2.0 ** k).astype(np.float32)
+            blk[i % B] = top * (1 if i % 3 else -1)
+            blocks.append(blk)
+            i += 1
     return blocks
 
 
