@@ -84,6 +84,43 @@ async def act_every_op_random_stalls(dut):
 
 
 @cocotb.test()
+async def act_every_code_and_low_variance_rows(dut):
+    """Element-wise ops on every int8 code (shuffled, so each code meets random lanes) at two
+    formats whose outputs reach both saturation bounds and the full 16-bit range; row ops on
+    rows of small spread (row lengths 2..31, spreads 1..63: the variance's and the exp
+    sum's bit lengths across their range, not only the large ones of random rows).
+    """
+    params = _params()
+    gen = np.random.default_rng(common.rng(5).getrandbits(32))
+    jobs = []
+    codes = np.arange(-128, 128)
+    for op in params["op_list"]:
+        if op in golden.ROW_OPS:
+            continue
+        limit = 4 * params["max_row"]
+        for fin, fout in ((7, 15), (2, 8)):
+            xs = gen.permutation(codes)
+            for start in range(0, len(xs), limit):
+                chunk = xs[start:start + limit]
+                jobs.append(make_job(gen, params, op, len(chunk), fin=fin, fout=fout,
+                                     kind="random", xs=chunk))
+    lengths = [n for n in (2, 3, 5, 8, 13, 16, 31) if n <= params["max_row"]]
+    for op in params["op_list"]:
+        if op not in golden.ROW_OPS:
+            continue
+        for n in lengths:
+            for spread in (1, 3, 15, 63):
+                base = int(gen.integers(-128, 128 - spread))
+                xs = base + gen.integers(0, spread + 1, n)
+                jobs.append(make_job(gen, params, op, n, kind="random", xs=xs))
+    await _start(dut)
+    got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.2), rng=common.rng(6))
+    compare(got, jobs)
+    _cover(dut, params, jobs, ends)
+    common.record(exhaustive_jobs=len(jobs))
+
+
+@cocotb.test()
 async def act_rejects_then_correct(dut):
     """Malformed commands answer one error beat, consume nothing, and the next command is exact."""
     params = _params()
