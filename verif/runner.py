@@ -138,11 +138,16 @@ def run_cocotb(design, toplevel, test_module, *, build_dir, sim="icarus", seed=N
         "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", "default"),
         **(extra_env or {}),
     }
-    build_args = []
+    sources = [source, *map(Path, verilog_files)]
     saved_env = {}
     if sim == "verilator":
-        # Amaranth's Verilog trips WIDTH warnings that are harmless (see verif/lint.py).
-        build_args = ["-Wno-fatal", "-Wno-WIDTH"]
+        # No rule is switched off for every design and warnings stay fatal: the block's own
+        # waivers (verif/lint.py, per rule with its reason) go in as a Verilator configuration
+        # file, so any other warning fails the build.
+        # (first: cocotb takes the language of the top level from the last source)
+        waivers = _simulation_waiver_file(build_dir, toplevel)
+        if waivers is not None:
+            sources.insert(0, waivers)
         for key, value in verilator_env().items():
             saved_env[key] = os.environ.get(key)
             os.environ[key] = value
@@ -155,8 +160,8 @@ def run_cocotb(design, toplevel, test_module, *, build_dir, sim="icarus", seed=N
     errors = []
     runner = get_runner(sim)
     try:
-        runner.build(sources=[source, *map(Path, verilog_files)], hdl_toplevel=toplevel,
-                     build_dir=build_dir, build_args=build_args, waves=waves,
+        runner.build(sources=sources, hdl_toplevel=toplevel,
+                     build_dir=build_dir, waves=waves,
                      timescale=("1ns", "1ps"), always=True, log_file=build_dir / "build.log")
         runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
                     test_dir=build_dir, results_xml=str(results_xml), seed=seed, waves=waves,
@@ -185,6 +190,19 @@ def run_cocotb(design, toplevel, test_module, *, build_dir, sim="icarus", seed=N
         wave_file = candidates[0] if candidates else None
     return RunResult(passed=passed, tests=tests, failures=failures, record=record,
                      build_dir=build_dir, log=log, waves=wave_file, errors=errors)
+
+
+def _simulation_waiver_file(build_dir, toplevel):
+    """Write ``<toplevel>.vlt`` with the lint waivers of ``toplevel``
+    (:func:`sparsehw.verif.lint.simulation_waivers`); return its path, or None when it has
+    none."""
+    from sparsehw.verif.lint import simulation_waivers, waiver_config  # lint imports runner
+    waivers = simulation_waivers(toplevel)
+    if waivers is None:
+        return None
+    path = Path(build_dir) / f"{toplevel}.vlt"
+    path.write_text(waiver_config(toplevel, waivers))
+    return path
 
 
 def perf_record(result, *, sim, keys=None):
