@@ -652,18 +652,27 @@ CYCLE_COSTS = {
     "act_passes": {"softmax": 3, "layernorm": 2},  # row passes of the engine
     "act_add": 2,              # add: the two operand reads' latency
     "issue": 3,                # sequencer cycles per instruction (fit to sparsehw perf chip)
+    "gemm_release": 1,         # hw/chip/subsystem.py: the sequencer leaves GEMM the cycle after
+                               # the SPU's last output row is taken (g_busy clears)
 }
 
 
 def gemm_cycles(g, params, costs=CYCLE_COSTS):
-    """``(issue, finish_of_row)`` of one GEMM instruction (one tile): the SPU issues
+    """``(issue, finish_of_row, release)`` of one GEMM instruction (one tile): the SPU issues
     ``bpr = beats_per_row`` weight beats per output row, one per cycle, after a stall of
     ``max(0, k / act_rows - bpr)`` while X loads (golden.spu.spu_cycles' rule); row ``r`` is out
-    ``(r + 1) * bpr + stall + spu_latency`` cycles after the start; the sequencer issues the next
-    instruction ``stall + o * bpr`` cycles after the start (the latency overlaps it)."""
+    ``(r + 1) * bpr + stall + spu_latency`` cycles after the start (``spu_latency`` =
+    ``golden.spu.SPU_PIPELINE_LATENCY``); ``issue = stall + o * bpr`` cycles after the start the
+    SPU has taken its last weight beat; the sequencer fetches the next instruction ``release =
+    finish_of_row(o - 1) + gemm_release`` cycles after the start: it waits in GEMM until the
+    SPU's last row is out (hw/chip/subsystem.py), so the pipeline latency is paid once per GEMM,
+    not overlapped with the next instruction."""
     bpr = beats_per_row(g.k, g.n_log2, g.m_log2, params["macs"])
     stall = max(0, g.k // params["act_rows"] - bpr)
-    return stall + g.o * bpr, lambda r: stall + (r + 1) * bpr + costs["spu_latency"]
+
+    def finish(r):
+        return stall + (r + 1) * bpr + costs["spu_latency"]
+    return stall + g.o * bpr, finish, finish(g.o - 1) + costs["gemm_release"]
 
 
 def act_cycles(a, params, costs=CYCLE_COSTS):
@@ -1006,11 +1015,14 @@ class ChipModel:
                                 sub.p_shift[rows], bool(g.relu))
         sub.row_error |= bool(error.any())
         self.stats["macs"][sub.index] += g.o * nz * p["lanes"]
-        issue, finish = gemm_cycles(g, p)
+        issue, finish, release = gemm_cycles(g, p)
         start = self._t[sub.index]
         self._deliver(sub, g.mask, g.d_bank, g.d_addr, y,
                       [start + finish(r) for r in range(g.o)])
         self._spend(sub.index, "gemm", issue)
+        # the sequencer waits for the SPU's last row (its pipeline drains): counted as "halt"
+        # (draining the own last rows), the SPU's beats and X-load stalls stay in "gemm"
+        self._spend(sub.index, "halt", release - issue)
 
     def _act(self, sub, a):
         self._check_hazard(sub, a.s_bank, a.s_addr, a.count)
