@@ -1,6 +1,8 @@
 """Compiled chip programs on the chip RTL (sparsehw.model.rtl, verif/chip/tb_program.py) and the
 per-operator cycle calibration (sparsehw.model.calibrate)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -127,5 +129,9 @@ def test_model_run_engine_rtl_layer0_weight_gemms():
     assert len(gemms["gemms"]) == 6
     assert gemms["bit_exact_vs_golden_chip"] and gemms["bit_exact_vs_integer_engine"], gemms
     whole = rtl["whole_layer"]
-    if "skipped" not in whole:
-        assert whole["bit_exact_vs_golden_chip"] and whole["bit_exact_vs_chip_reference"]
+    from sparsehw.model.run import LAYER_CHIP
+    if rtl_available(LAYER_CHIP):
+        assert whole["bit_exact_vs_golden_chip"] and whole["bit_exact_vs_chip_reference"], whole
+    else:
+        assert "skipped" in whole
+    print(json.dumps(rtl, indent=1, default=str))          # the cycles, for docs/model.md (-s)
