@@ -991,7 +991,8 @@ class ChipModel:
             rows = sub.banks[instr.s_bank, instr.s_addr:instr.s_addr + instr.count].copy()
             start = self._t[sub.index]
             self._deliver(sub, instr.mask, instr.r_bank, instr.r_addr, rows,
-                          [start + i + 1 for i in range(instr.count)])
+                          [start + i + 1 for i in range(instr.count)],
+                          CYCLE_COSTS["send_per_row"])
             remote = bin(instr.mask & ~(1 << sub.index)).count("1")
             flits = CYCLE_COSTS["send_per_row"] * instr.count * remote
             self._spend(sub.index, "send", max(instr.count, flits,
@@ -1042,11 +1043,12 @@ class ChipModel:
                 self.stats["hazards"] += 1
                 return
 
-    def _deliver(self, sub, mask, bank, addr, rows, ready):
+    def _deliver(self, sub, mask, bank, addr, rows, ready, per_row=None):
         """Deliver ``rows`` to every subsystem of ``mask``; ``ready[i]``: the cycle row ``i``
         leaves the sender (cycle model: a local write lands 1 cycle later; a remote row is
-        injected when the sender's ring port is free, ``flits_per_row`` cycles per row, and
-        lands ``hops * hop + ring_extra`` cycles after injection)."""
+        injected when the sender's ring port is free, ``per_row`` port cycles per row and
+        destination: ``flits_per_row`` for a GEMM's rows (default), ``send_per_row`` for SEND's,
+        and lands ``hops * hop + ring_extra`` cycles after injection)."""
         s, nodes, c = sub.index, len(self.subs), CYCLE_COSTS
         dests = [d for d in range(nodes) if mask >> d & 1]
         for t in ready:                    # row by row, each to every destination in turn
@@ -1055,7 +1057,8 @@ class ChipModel:
                     arrive = t + 1
                 else:
                     inject = max(t, self._port_free[s])
-                    self._port_free[s] = inject + c["flits_per_row"]
+                    self._port_free[s] = inject + (c["flits_per_row"] if per_row is None
+                                                   else per_row)
                     arrive = inject + ((d - s) % nodes) * c["hop"] + c["ring_extra"]
                 self._arrivals.setdefault((d, bank), []).append(arrive)
                 self._last_row[s] = max(self._last_row[s], arrive)
