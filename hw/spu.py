@@ -184,33 +184,62 @@ class SPU(wiring.Component):
         m_log2 = Signal(3)
         mask_m = Signal(idx_bits)      # m - 1
         mask_n = Signal(6)             # n - 1
-        k_rows = Signal(k_bits)
+        shift_d = Signal(3)            # m_log2 - n_log2: (j >> n_log2) << m_log2 == (j & ~mask_n) << shift_d
         o_last = Signal(O_BITS)        # o - 1: index of the GEMM's last output row
         relu = Signal()
         nz = Signal(e_bits)            # nonzeros per row
         loaded = Signal(k_bits + 1)    # rows of X written
-        # Nonzeros whose groups are entirely in X: ((loaded >> m_log2) << n_log2), registered
-        # with ``loaded`` (a beat may go when its last entry is below it: docs/spu.md).
+        # Nonzeros whose groups are entirely in X: ((loaded >> m_log2) << n_log2) of the loader's
+        # configuration (a beat may go when its last entry is below it: docs/spu.md), kept
+        # incrementally: it grows by ``ld_inc`` when a beat completes a group (``loaded & (m-1)``
+        # equals ``ld_cross``: (m - act_rows) mod m), and ``avail_p`` is the value it takes then.
         avail = Signal(e_bits)
+        avail_p = Signal(e_bits)       # avail + ld_inc
+        ld_mask = Signal(idx_bits)     # the loader's m - 1
+        ld_cross = Signal(idx_bits)    # (m - act_rows) mod m
+        ld_inc = Signal(e_bits)        # (max(m, act_rows) >> m_log2) << n_log2
+        ld_nz = Signal(e_bits)         # the loader's nonzeros per row
+        ld_last = Signal(k_bits)       # the loader's k - act_rows: ``loaded`` before its last beat
+        ld_more = Signal()             # loaded < k (a register: the act handshake, timing)
         row = Signal(O_BITS)
         e_base = Signal(e_bits)        # row nonzero index of entry 0 of the current beat
         e_end = Signal(e_bits)         # e_base + macs
+        e_end_p = Signal(e_bits)       # e_end + macs
+        # e_base + p for every MAC p (e_p[0] is e_base), kept as registers so that S0 computes
+        # each entry's column straight from flip-flops (timing).
+        e_p = [Signal(e_bits, name=f"e_p{p}", init=p) for p in range(P)]
         rem = Signal(e_bits)           # nz - e_base: entries of the row not yet taken
         prev_idx = Signal(idx_bits)
         inflight = Signal(range(OUT_DEPTH + 1))
+        # ``inflight == 0`` and ``inflight < OUT_DEPTH`` as registers of their own, loaded with the
+        # value the comparison will have next cycle (timing: the reject and S0 handshakes).
+        no_rows = Signal(init=1)
+        room = Signal(init=1)
 
         c = self.cfg.payload
 
         def start_gemm(cfg):
             """The datapath's registers for a GEMM of configuration ``cfg`` (both X modes)."""
-            cfg_nz = (cfg.k >> cfg.m_log2) << cfg.n_log2
+            cfg_nz = ld_nz if X2 else (cfg.k >> cfg.m_log2) << cfg.n_log2
             return [
                 running.eq(1), n_log2.eq(cfg.n_log2), m_log2.eq(cfg.m_log2),
                 mask_m.eq((Const(1, idx_bits + 1) << cfg.m_log2) - 1),
                 mask_n.eq((Const(1, 7) << cfg.n_log2) - 1),
-                k_rows.eq(cfg.k), o_last.eq(cfg.o - 1), relu.eq(cfg.relu),
+                shift_d.eq(cfg.m_log2 - cfg.n_log2),
+                o_last.eq(cfg.o - 1), relu.eq(cfg.relu),
                 nz.eq(cfg_nz), rem.eq(cfg_nz), row.eq(0), e_base.eq(0), e_end.eq(P),
-            ]
+                e_end_p.eq(2 * P),
+            ] + [e_p[p].eq(p) for p in range(P)]
+
+        # The loader's registers of an accepted configuration ``c`` (both X modes).
+        c_nz = (c.k >> c.m_log2) << c.n_log2
+        c_inc = Mux(c.m_log2 <= log_r, (Const(R, e_bits) >> c.m_log2) << c.n_log2,
+                    Const(1, e_bits) << c.n_log2)
+        c_mask = ((Const(1, idx_bits + 1) << c.m_log2) - 1)[:idx_bits]
+        load_start = [loaded.eq(0), avail.eq(0), avail_p.eq(c_inc), ld_inc.eq(c_inc),
+                      ld_mask.eq(c_mask), ld_nz.eq(c_nz), ld_last.eq(c.k - R), ld_more.eq(1),
+                      ld_cross.eq(((Const(1, 8) << c.m_log2) - R)[:idx_bits] & c_mask)]
+        accept = Signal()              # a valid configuration is accepted: the loader restarts
 
         c_m_ok = c.m_log2 <= log_max_m
         c_k_m_ok = ((c.k >> c.m_log2) << c.m_log2) == c.k
@@ -228,44 +257,49 @@ class SPU(wiring.Component):
             cbank = Signal()
             handoff = Signal()
             release = Signal()
-            m.d.comb += release.eq(held & handed & (loaded == pend.k))
+            m.d.comb += release.eq(held & handed & ~ld_more)
             with m.If(release):
                 m.d.sync += [held.eq(0), handed.eq(0), lbank.eq(~lbank)]
             m.d.comb += self.cfg.ready.eq((~held | release) & ~cfg_reject)
             with m.If(self.cfg.valid & self.cfg.ready):     # after release: overrides it
                 with m.If(c_ok):
-                    m.d.sync += [pend.eq(c), held.eq(1), handed.eq(0), loaded.eq(0),
-                                 avail.eq(0)]
+                    m.d.sync += [pend.eq(c), held.eq(1), handed.eq(0)] + load_start
+                    m.d.comb += accept.eq(1)
                 with m.Else():
                     m.d.sync += cfg_reject.eq(1)
         else:
             m.d.comb += self.cfg.ready.eq(~running & ~cfg_reject)
             with m.If(self.cfg.valid & self.cfg.ready):
                 with m.If(c_ok):
-                    m.d.sync += start_gemm(c) + [loaded.eq(0), avail.eq(0)]
+                    m.d.sync += start_gemm(c) + load_start
+                    m.d.comb += accept.eq(1)
                 with m.Else():
                     m.d.sync += cfg_reject.eq(1)
 
         # ---- activation loading ----------------------------------------------------------------
         if X2:
             m.d.comb += [
-                self.act.ready.eq(held & (loaded < pend.k)),
+                self.act.ready.eq(held & ld_more),
                 wport.addr.eq(Cat((loaded >> log_r)[:a_bits], lbank)),
             ]
-            load_m_log2, load_n_log2 = pend.m_log2, pend.n_log2
         else:
             m.d.comb += [
-                self.act.ready.eq(running & (loaded < k_rows)),
+                self.act.ready.eq(running & ld_more),
                 wport.addr.eq(loaded >> log_r),
             ]
-            load_m_log2, load_n_log2 = m_log2, n_log2
         m.d.comb += [
             wport.data.eq(self.act.payload.as_value()),
             wport.en.eq(self.act.valid & self.act.ready),
         ]
-        with m.If(self.act.valid & self.act.ready):
-            m.d.sync += [loaded.eq(loaded + R),
-                         avail.eq(((loaded + R) >> load_m_log2) << load_n_log2)]
+        act_fire = Signal()
+        cross = Signal()               # this beat completes a group of the loader's m
+        m.d.comb += [act_fire.eq(self.act.valid & self.act.ready),
+                     cross.eq((loaded[:idx_bits] & ld_mask) == ld_cross)]
+        with m.If(act_fire):
+            # loaded and k are multiples of act_rows: loaded + R < k unless loaded == k - R
+            m.d.sync += [loaded.eq(loaded + R), ld_more.eq(loaded != ld_last)]
+            with m.If(cross):
+                m.d.sync += [avail.eq(avail_p), avail_p.eq(avail_p + ld_inc)]
 
         # ---- post-op parameters: a two-row queue ------------------------------------------------
         # Its ready is the queue's own level (registered), not the datapath's take: the handshake
@@ -289,13 +323,16 @@ class SPU(wiring.Component):
         m.d.comb += last_beat.eq(rem <= P)
         last_row = Signal()
         m.d.comb += last_row.eq(row == o_last)
-        # The beat's last entry min(e_base + P, nz) - 1 has its group in X (``need <= loaded``).
-        x_in = (e_end <= avail) | (nz <= avail)
+        # The beat's last entry min(e_base + P, nz) - 1 has its group in X (``need <= loaded``):
+        # ``x_in = (e_end <= avail) | (nz <= avail)``, kept as a register loaded with the value it
+        # has next cycle, chosen among comparisons of registers (timing: the handshake starts at
+        # a flip-flop). See the update after the fire0 block.
+        x_in = Signal()
         # With two buffers the datapath's X is complete unless the loader still holds it.
         x_ready = (x_in | ~(held & handed)) if X2 else x_in
         can = Signal()
         m.d.comb += can.eq(running & x_ready
-                           & (~last_beat | (post_full & (inflight < OUT_DEPTH))))
+                           & (~last_beat | (post_full & room)))
         m.d.comb += self.w.ready.eq(can)
         fire0 = Signal()
         m.d.comb += fire0.eq(self.w.valid & can)
@@ -308,57 +345,88 @@ class SPU(wiring.Component):
         sa_relu = Signal()
         sa_post = Signal(self._layouts["post"])
         sa_prev = Signal(idx_bits)
-        sa_n_log2 = Signal(3)
-        sa_m_log2 = Signal(3)
         sa_mask_m = Signal(idx_bits)
-        sa_mask_n = Signal(6)
         sa_bank = Signal()
-        sa_e = [Signal(e_bits, name=f"sa_e{p}") for p in range(P)]
+        # Column of entry p: ((e >> n_log2) << m_log2) | index, computed in S0 from registers
+        # (so the buffer's read address in SA comes straight from flip-flops), and whether the
+        # entry starts a group.
+        sa_col = [Signal(k_bits + 6, name=f"sa_col{p}") for p in range(P)]
+        sa_gs = [Signal(name=f"sa_gs{p}") for p in range(P)]
         sa_ev = [Signal(name=f"sa_ev{p}") for p in range(P)]
         sa_idx = [Signal(idx_bits, name=f"sa_idx{p}") for p in range(P)]
         sa_val = [Signal(signed(8), name=f"sa_val{p}") for p in range(P)]
         m.d.sync += sa_valid.eq(fire0)
         m.d.comb += post_take.eq(fire0 & last_beat)
+        # The SA registers load every cycle (only ``sa_valid`` says a beat is there): fire0 then
+        # enables only the counters (timing: its fan-out).
+        m.d.sync += [
+            sa_first.eq(e_base == 0), sa_last.eq(last_beat), sa_glast.eq(last_row),
+            sa_relu.eq(relu), sa_post.eq(post_reg), sa_prev.eq(prev_idx),
+            sa_mask_m.eq(mask_m),
+        ]
+        if X2:
+            m.d.sync += sa_bank.eq(cbank)
+        for p in range(P):
+            ev = rem > p
+            group_base = Cat(e_p[p][:6] & ~mask_n, e_p[p][6:])    # (e >> n_log2) << n_log2
+            m.d.sync += [sa_col[p].eq((group_base << shift_d) | (entries[p].index & mask_m)),
+                         sa_gs[p].eq((e_p[p][:6] & mask_n) == 0), sa_ev[p].eq(ev),
+                         sa_idx[p].eq(entries[p].index),
+                         sa_val[p].eq(Mux(ev, entries[p].value, 0))]
         with m.If(fire0):
-            m.d.sync += [
-                sa_first.eq(e_base == 0), sa_last.eq(last_beat), sa_glast.eq(last_row),
-                sa_relu.eq(relu), sa_post.eq(post_reg), sa_prev.eq(prev_idx),
-                sa_n_log2.eq(n_log2), sa_m_log2.eq(m_log2), sa_mask_m.eq(mask_m),
-                sa_mask_n.eq(mask_n), prev_idx.eq(entries[P - 1].index),
-            ]
-            if X2:
-                m.d.sync += sa_bank.eq(cbank)
-            for p in range(P):
-                ev = rem > p
-                m.d.sync += [sa_e[p].eq(e_base + p), sa_ev[p].eq(ev),
-                             sa_idx[p].eq(entries[p].index),
-                             sa_val[p].eq(Mux(ev, entries[p].value, 0))]
+            m.d.sync += prev_idx.eq(entries[P - 1].index)
             with m.If(last_beat):
-                m.d.sync += [e_base.eq(0), e_end.eq(P), rem.eq(nz), row.eq(row + 1)]
+                m.d.sync += [e_base.eq(0), e_end.eq(P), e_end_p.eq(2 * P), rem.eq(nz),
+                             row.eq(row + 1)]
+                m.d.sync += [e_p[p].eq(p) for p in range(P)]
                 with m.If(last_row):
                     m.d.sync += running.eq(0)
             with m.Else():
-                m.d.sync += [e_base.eq(e_base + P), e_end.eq(e_end + P), rem.eq(rem - P)]
+                m.d.sync += [e_base.eq(e_base + P), e_end.eq(e_end_p), e_end_p.eq(e_end_p + P),
+                             rem.eq(rem - P)]
+                m.d.sync += [e_p[p].eq(e_p[p] + P) for p in range(P)]
 
         if X2:      # after the fire0 block: a hand-off in a GEMM's last cycle overrides it
             m.d.comb += handoff.eq(held & ~handed & (~running | (fire0 & last_beat & last_row)))
             with m.If(handoff):
                 m.d.sync += start_gemm(pend) + [cbank.eq(lbank), handed.eq(1)]
 
-        # ---- SA: entry j = e, group j >> n_log2, column (group << m_log2) | index, checks --------
+        # x_in next cycle: (e_end' <= avail') | (nz' <= avail'). avail' is 0 after an accepted
+        # configuration (x_in' = 0: e_end' and nz' are positive), else avail or avail_p; e_end' is
+        # macs after a GEMM starts (nz' = ld_nz) or a row's last beat, e_end_p after another
+        # beat, else e_end.
+        x_next = {}
+        for a_name, a in (("a0", avail), ("a1", avail_p)):
+            c_p = Signal(name=f"x_{a_name}_first")
+            c_e = Signal(name=f"x_{a_name}_stay")
+            c_e1 = Signal(name=f"x_{a_name}_next")
+            c_nz = Signal(name=f"x_{a_name}_nz")
+            m.d.comb += [c_p.eq(P <= a), c_e.eq(e_end <= a), c_e1.eq(e_end_p <= a),
+                         c_nz.eq(nz <= a)]
+            nxt = Signal(name=f"x_{a_name}")
+            value = Mux(fire0, Mux(last_beat, c_p, c_e1), c_e) | c_nz
+            if X2:
+                value = Mux(handoff, c_p | (ld_nz <= a), value)
+            m.d.comb += nxt.eq(value)
+            x_next[a_name] = nxt
+        with m.If(accept):
+            m.d.sync += x_in.eq(0)
+        with m.Elif(act_fire & cross):
+            m.d.sync += x_in.eq(x_next["a1"])
+        with m.Else():
+            m.d.sync += x_in.eq(x_next["a0"])
+
+        # ---- SA: read the X word of each entry's column (registered address), index checks -----
         beat_err = Signal()
         errs = []
         sels = []
         for p in range(P):
             idx_p = sa_idx[p]
-            k_p = Signal(k_bits + 6, name=f"k{p}")
-            m.d.comb += [
-                k_p.eq(((sa_e[p] >> sa_n_log2) << sa_m_log2) | (idx_p & sa_mask_m)),
-                rports[p].addr.eq(Cat((k_p >> log_r)[:a_bits], sa_bank) if X2
-                                  else k_p >> log_r),
-            ]
+            k_p = sa_col[p]
+            m.d.comb += rports[p].addr.eq(Cat((k_p >> log_r)[:a_bits], sa_bank) if X2
+                                          else k_p >> log_r)
             prev = sa_prev if p == 0 else sa_idx[p - 1]
-            group_start = (sa_e[p] & sa_mask_n) == 0
+            group_start = sa_gs[p]
             out_of_range = (idx_p & ~sa_mask_m) != 0
             not_ascending = ~group_start & (idx_p <= prev)
             errs.append(sa_ev[p] & (out_of_range | not_ascending))
@@ -516,9 +584,9 @@ class SPU(wiring.Component):
         m.d.comb += [reject_out.cfg_error.eq(1), reject_out.last.eq(1)]
         reject_fire = Signal()
         if X2:      # every row of the GEMMs before it granted (not running) and delivered
-            m.d.comb += reject_fire.eq(cfg_reject & ~running & (inflight == 0))
+            m.d.comb += reject_fire.eq(cfg_reject & ~running & no_rows)
         else:
-            m.d.comb += reject_fire.eq(cfg_reject & (inflight == 0))
+            m.d.comb += reject_fire.eq(cfg_reject & no_rows)
         with m.If(reject_fire):
             m.d.sync += cfg_reject.eq(0)
 
@@ -538,8 +606,9 @@ class SPU(wiring.Component):
         grant = (fire0 & last_beat) | reject_fire
         done = self.o.valid & self.o.ready
         with m.If(grant & ~done):
-            m.d.sync += inflight.eq(inflight + 1)
+            m.d.sync += [inflight.eq(inflight + 1), no_rows.eq(0),
+                         room.eq(inflight < OUT_DEPTH - 1)]
         with m.Elif(done & ~grant):
-            m.d.sync += inflight.eq(inflight - 1)
+            m.d.sync += [inflight.eq(inflight - 1), no_rows.eq(inflight == 1), room.eq(1)]
 
         return m
