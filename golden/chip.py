@@ -147,7 +147,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sparsehw.golden import act, spu
+from sparsehw.golden import act, ring, spu
 from sparsehw.params import Param, ParamSpec, boolean, int_in, pow2_in
 
 
@@ -654,6 +654,9 @@ CYCLE_COSTS = {
     "issue": 3,                # sequencer cycles per instruction (fit to sparsehw perf chip)
     "gemm_release": 1,         # hw/chip/subsystem.py: the sequencer leaves GEMM the cycle after
                                # the SPU's last output row is taken (g_busy clears)
+    "ring_land": -1,           # a remote row counts at its destination hops * hop + ring_extra
+                               # - 1 cycles after it leaves the sender (measured on the RTL:
+                               # SEND and the 2-subsystem chains exact, docs/chip.md)
 }
 
 
@@ -1048,7 +1051,8 @@ class ChipModel:
         leaves the sender (cycle model: a local write lands 1 cycle later; a remote row is
         injected when the sender's ring port is free, ``per_row`` port cycles per row and
         destination: ``flits_per_row`` for a GEMM's rows (default), ``send_per_row`` for SEND's,
-        and lands ``hops * hop + ring_extra`` cycles after injection)."""
+        and lands ``hops * hop + ring_extra + ring_land`` cycles after injection, ``hops`` the
+        ring's minimal route, :func:`golden.ring.route`)."""
         s, nodes, c = sub.index, len(self.subs), CYCLE_COSTS
         dests = [d for d in range(nodes) if mask >> d & 1]
         for t in ready:                    # row by row, each to every destination in turn
@@ -1059,7 +1063,8 @@ class ChipModel:
                     inject = max(t, self._port_free[s])
                     self._port_free[s] = inject + (c["flits_per_row"] if per_row is None
                                                    else per_row)
-                    arrive = inject + ((d - s) % nodes) * c["hop"] + c["ring_extra"]
+                    arrive = (inject + ring.route(s, d, nodes)[1] * c["hop"] + c["ring_extra"]
+                              + c["ring_land"])
                 self._arrivals.setdefault((d, bank), []).append(arrive)
                 self._last_row[s] = max(self._last_row[s], arrive)
         for d, dest in enumerate(self.subs):
