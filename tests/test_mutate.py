@@ -83,3 +83,15 @@ def test_cli_mutate_user_errors_exit_2(capsys):
     assert "unknown block" in capsys.readouterr().err
     assert cli.main(["mutate", "fp32_mac", "--jobs", "0"]) == 2
     assert "--jobs must be at least 1" in capsys.readouterr().err
+
+
+def test_identical_netlist_is_equivalent_by_construction(tmp_path):
+    from sparsehw.experiments.mutate import _same_netlist
+    a, b, c = tmp_path / "a.v", tmp_path / "b.v", tmp_path / "c.v"
+    a.write_text("module t(y);\n  assign y = 1'h1;\nendmodule\n")
+    b.write_text("// other comment\n\nmodule t(y);\n  assign y = 1'h1;\nendmodule\n")
+    c.write_text("module t(y);\n  assign y = 1'h0;\nendmodule\n")
+    assert _same_netlist(a, b)                  # comments and blank lines aside
+    assert _same_netlist(b, b)
+    assert not _same_netlist(b, c)
+    assert not _same_netlist(b, tmp_path / "missing.v")

@@ -179,6 +179,25 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT):
     return {"verdict": verdict, "method": EQUIV_METHOD.format(seq=seq), "seconds": seconds}
 
 
+#: Verdict method of a mutant whose netlist is the original one.
+IDENTICAL_METHOD = ("the mutant's netlist, written back by the same Yosys flow, is identical to "
+                    "the original's (the mutated bit already had the forced value)")
+
+
+def _same_netlist(mutant_v, original_v):
+    """Is the mutant's written-back Verilog (module ``gate`` renamed, see :func:`_make_mutant`)
+    the original netlist's, line for line (comments and blank lines aside)? Then the mutation
+    changed nothing (e.g. a bit forced to the constant it already was): equivalent by
+    construction, no proof needed."""
+    def lines(path):
+        return [line for line in Path(path).read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("//")]
+    try:
+        return lines(mutant_v) == lines(original_v)
+    except OSError:
+        return False
+
+
 # -- one mutant -----------------------------------------------------------------------------------
 
 def _mutant_job(job):
@@ -386,8 +405,15 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
                     mwork.mkdir(parents=True, exist_ok=True)
                     _make_mutant(mwork, top, line)
                 return check_equivalence(mwork, top)
-            record["equivalence"], _ = _cached(
-                cache_dir, _key(base, line, "equiv", EQUIV_SEQ, _EQUIV_VERSION), compute)
+            if not (mwork / "mutant.v").exists():
+                mwork.mkdir(parents=True, exist_ok=True)
+                _make_mutant(mwork, top, line)
+            if _same_netlist(mwork / "mutant.v", work / "original.v"):
+                record["equivalence"] = {"verdict": "equivalent", "method": IDENTICAL_METHOD,
+                                         "seconds": 0.0}
+            else:
+                record["equivalence"], _ = _cached(
+                    cache_dir, _key(base, line, "equiv", EQUIV_SEQ, _EQUIV_VERSION), compute)
         log(f"mutant {index + 1}/{len(mutations)}: "
             f"{'killed' if killed else 'SURVIVED'} ({outcome['status']}"
             f"{', cached' if cached else ''})"
