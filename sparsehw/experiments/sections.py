@@ -225,7 +225,8 @@ FPGA_BEFORE = {
     "spu": {"fmax": 50.24, "how": "median of 3", "area": (2947, 1123, 16), "path": None},
     "ring": {"fmax": 87.2, "how": "median of 3", "area": (2069, 672, 0), "path": None},
     "fp32_mac": {"fmax": 21.86, "how": "median of 3", "area": (1592, 98, 4), "path": None},
-    "hbfp_dot": {"fmax": 21.23, "how": "median of 3, block_size=16", "area": (1897, 412, 16),
+    # Before: block_size=16 only (the default is 8), so its area is no comparison: left out.
+    "hbfp_dot": {"fmax": 21.23, "how": "median of 3, block_size=16", "area": None,
                  "path": None},
     "bfp_convert": {"fmax": None, "how": "not placed", "area": None, "path": None},
     "figs": {"fmax": 35.87, "how": "1 seed", "area": (7608, 2973, 64), "path": None},
@@ -326,7 +327,7 @@ def fpga_rows(pnr, perf):
                          before.get("path") or "-", "-", "-", "-"])
             continue
         if result["status"] != "ok":
-            rows.append([name, old, "failed: " + (result.get("error") or "")[:160], "-",
+            rows.append([name, old, "failed: " + (result.get("error") or "")[:480], "-",
                          _fmt_area(None, old_area), "-", before.get("path") or "-", "-",
                          "-", f"`{result['command']}`"])
             continue
@@ -372,8 +373,8 @@ FPGA_NOTE = ("ECP5 LFE5U-85F, out of context (block ports stay internal nets), n
              "logic levels, total and routing delay). Ops/s: Fmax times the operations per "
              "cycle that `sparsehw perf` measured in simulation at the workload of the "
              "command below the table. Run time: wall minutes per nextpnr run on 2 cores "
-             "shared with other jobs (a budget of "
-             "flow.PNR_BUDGET_S per run; a run over it is stopped and reported).")
+             "shared with other jobs (budget: flow.PNR_BUDGET_S, 30 min per run; a run "
+             "over it is stopped and reported as not finished).")
 
 
 def render_fpga(results):
