@@ -143,7 +143,6 @@ def test_stage_times_reads_nextpnrs_own_step_times():
     assert stage_times("nothing timed\n") == {}
 
 
-@pytest.mark.slow
 @pytest.mark.synth
 def test_place_and_route_reuses_the_netlist_and_stops_at_the_budget(tmp_path):
     # A 16-bit counter placed and routed for real (one seed): Fmax and run times are recorded,
