@@ -332,7 +332,8 @@ def fpga_rows(pnr, perf):
                          "-", f"`{result['command']}`"])
             continue
         record = result["record"]
-        seeds = ", ".join(f"{v:.1f}" for v in record["fmax_by_seed"].values())
+        seeds = (", ".join(f"{v:.1f}" for v in record["fmax_by_seed"].values())
+                 + f" ({record.get('router') or 'router1'})")
         path = (record.get("critical_path_by_seed") or {}).get(_median_seed(record))
         ops = "-"
         measured = perf.get(name)
@@ -365,7 +366,7 @@ FPGA_HEADER = ["block", "Fmax before (MHz)", "Fmax after, median (MHz)", "per se
                "P&R wall min per seed", "command"]
 
 FPGA_NOTE = ("ECP5 LFE5U-85F, out of context (block ports stay internal nets), nextpnr "
-             "(YoWASP build) with router2, `--freq 100 --timing-allow-fail`, default "
+             "(YoWASP build), router as named per row (router1 is the default: synth/fmax.py says why), `--freq 100 --timing-allow-fail`, default "
              "parameters of every block; Fmax is nextpnr's timing report of the placed and "
              "routed design, median over the seeds listed. LUT4/FF/DSP: the Yosys "
              "`synth_ecp5` run that was placed. Critical path: nextpnr's worst "
