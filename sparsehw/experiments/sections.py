@@ -333,7 +333,7 @@ def fpga_rows(pnr, perf):
             continue
         record = result["record"]
         seeds = (", ".join(f"{v:.1f}" for v in record["fmax_by_seed"].values())
-                 + f" ({record.get('router') or 'router1'})")
+                 + f" ({record.get('pnr_router') or 'router not recorded'})")
         path = (record.get("critical_path_by_seed") or {}).get(_median_seed(record))
         ops = "-"
         measured = perf.get(name)
