@@ -142,6 +142,21 @@ def _split(total, parts):
     return out
 
 
+def _pack_slice(g, start, size, k, macs, w_vals, w_idx, post_rows):
+    """Append output rows ``start .. start + size`` of weight GEMM ``g`` (reduction ``k``) to a
+    subsystem's images: the N:M-compressed weights as ``macs``-entry words (each row padded to
+    whole words), their indices, and the post-op rows. Returns ``(n_log2, m_log2, bpr)``."""
+    n_log2, m_log2 = g.n.bit_length() - 1, g.m.bit_length() - 1
+    bpr = beats_per_row(k, n_log2, m_log2, macs)
+    values, indices = nm.compress(g.w[start:start + size], g.n, g.m)
+    pad = bpr * macs - values.shape[1]
+    w_vals.append(np.pad(values, ((0, 0), (0, pad))).astype(np.int8).reshape(size * bpr, macs))
+    w_idx.append(np.pad(indices, ((0, 0), (0, pad))).astype(np.uint8).reshape(size * bpr, macs))
+    post_rows.append((g.bias[start:start + size], g.mult[start:start + size],
+                      g.shift[start:start + size]))
+    return n_log2, m_log2, bpr
+
+
 @dataclass
 class Compiled:
     """Programs and memory images of a compiled chain.
@@ -827,16 +842,7 @@ def compile_encoder_layer(layer, tokens, subsystems=None, params=None):
         def weight_gemm(g, src, dst, k, o, prog):
             nonlocal w_addr, p_addr
             start, size = _split(o, used)[s]
-            n_log2, m_log2 = g.n.bit_length() - 1, g.m.bit_length() - 1
-            bpr = beats_per_row(k, n_log2, m_log2, macs)
-            values, indices = nm.compress(g.w[start:start + size], g.n, g.m)
-            pad = bpr * macs - values.shape[1]
-            w_vals.append(np.pad(values, ((0, 0), (0, pad))).astype(np.int8)
-                          .reshape(size * bpr, macs))
-            w_idx.append(np.pad(indices, ((0, 0), (0, pad))).astype(np.uint8)
-                         .reshape(size * bpr, macs))
-            post_rows.append((g.bias[start:start + size], g.mult[start:start + size],
-                              g.shift[start:start + size]))
+            n_log2, m_log2, bpr = _pack_slice(g, start, size, k, macs, w_vals, w_idx, post_rows)
             for t in range(tiles):
                 prog.append(Gemm(x_bank=addr[src][0], x_addr=addr[src][1] + t * k,
                                  w_addr=w_addr, p_addr=p_addr, n_log2=n_log2, m_log2=m_log2,
@@ -1059,16 +1065,7 @@ def compile_encoder_layer_streamed(layer, tokens, chunk_tiles, subsystems=None, 
             """The subsystem's slice of ``g`` into the images: its GEMM fields."""
             nonlocal w_addr, p_addr
             start, size = _split(o, used)[s]
-            n_log2, m_log2 = g.n.bit_length() - 1, g.m.bit_length() - 1
-            bpr = beats_per_row(k, n_log2, m_log2, macs)
-            values, indices = nm.compress(g.w[start:start + size], g.n, g.m)
-            pad = bpr * macs - values.shape[1]
-            w_vals.append(np.pad(values, ((0, 0), (0, pad))).astype(np.int8)
-                          .reshape(size * bpr, macs))
-            w_idx.append(np.pad(indices, ((0, 0), (0, pad))).astype(np.uint8)
-                         .reshape(size * bpr, macs))
-            post_rows.append((g.bias[start:start + size], g.mult[start:start + size],
-                              g.shift[start:start + size]))
+            n_log2, m_log2, bpr = _pack_slice(g, start, size, k, macs, w_vals, w_idx, post_rows)
             fields = dict(w_addr=w_addr, p_addr=p_addr, n_log2=n_log2, m_log2=m_log2, k=k,
                           o=size, relu=int(g.relu), mask=all_mask)
             w_addr += size * bpr
