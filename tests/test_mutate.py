@@ -101,7 +101,8 @@ endmodule
     ("mutate -mode const0 -module two -cell $procdff$16 -port Q -portbit 0", "equivalent",
      ["q2"]),
     # forced to the init value it keeps: proven only from the init state
-    ("mutate -mode const1 -module two -cell $procdff$17 -port Q -portbit 0", "equivalent", []),
+    ("mutate -mode const1 -module two -cell $procdff$17 -port Q -portbit 0", "equivalent",
+     None),
     # o stuck at 1: an output differs one cycle after the start
     ("mutate -mode const1 -module two -cell $or$two.v:9$3 -port Y -portbit 0", "different",
      None),
@@ -114,13 +115,17 @@ def test_equivalence_is_judged_on_outputs_and_proven(tmp_path, line, verdict, dr
     work.mkdir()
     mutate._make_mutant(work, "two", line)
     assert not mutate._same_netlist(work / "mutant.v", tmp_path / "original.v")
-    result = mutate.check_equivalence(work, "two")
+    result = mutate.check_equivalence(work, "two", line=line)
     assert result["verdict"] == verdict, result
-    assert result["k"] == mutate.EQUIV_SEQ and result["depth"] == mutate.EQUIV_BMC
+    assert result["k"] == mutate.EQUIV_SEQ
     if dropped is not None:
         assert result["dropped"] == dropped
+    assert not set(result["dropped"]) & {"o", "c", "hit", "y"}      # outputs are never dropped
     if verdict == "unknown":
+        # bounded "no difference" is reported with its depth, not as equivalent
+        assert result["depth"] == mutate.EQUIV_BMC
         assert f"no output difference within {mutate.EQUIV_BMC} cycles" in result["reason"]
+        assert "hit not proven" in result["reason"]
 
 
 @pytest.mark.synth
