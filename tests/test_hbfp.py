@@ -324,9 +324,10 @@ def test_bfp_convert_regression(params, tmp_path):
 def test_hbfp_dot_regression(params, tmp_path):
     result = _run("hbfp_dot", params, tmp_path, workload={"ops": 80})
     assert result.passed, (result.errors, result.log)
-    assert result.tests == 3
+    assert result.tests == 4
     # Functional coverage: every error kind, a malformed mantissa in every lane of a and b,
-    # dot products longer than the partial sums, every result class (and mode, when mixed).
+    # dot products longer than the partial sums, every result class (and mode, when mixed),
+    # cancellation by 1..7, 8..15 and 16..24 binades in every adder of the partial-sum tree.
     assert _mode_holes(result.record, "hbfp_dot") == {}
 
 
