@@ -53,6 +53,10 @@ def _coverage(k):
         if cases:
             points["starvation"] = cov.point(
                 "starvation", cases, labels=[f"{v}{'cw' if d > 0 else 'ccw'}" for v, d in cases])
+        needy = [(needy, step) for _, needy, _, step in _needy_dest_cases(k)]
+        if needy:
+            points["needy_dest"] = cov.point(
+                "needy_dest", needy, labels=[f"{v}{'cw' if d > 0 else 'ccw'}" for v, d in needy])
         if k != 2 ** bits:
             points["bad_dest"] = cov.point("bad_dest", ["flagged"])
         _COVER.update(cov=cov, points=points)
@@ -468,3 +472,85 @@ async def starvation_onset_and_injection_wait_bound(dut):
                   longest_wait=sorted(longest),
                   wait_bound=golden.injection_wait_bound(k, starve, quota),
                   starvation_cycles=mon.cycle)
+
+
+def _needy_dest_cases(k):
+    """``(sender, needy, blocked, direction)``: ``needy``'s 1-hop neighbour ``blocked`` in that
+    direction stalls its ejection, so ``needy`` starves there; ``sender`` is ``needy``'s 1-hop
+    neighbour on the other side, whose flits for ``needy`` go the same direction."""
+    cases = []
+    for step in (+1, -1):
+        for needy in range(k):
+            sender, blocked = (needy - step) % k, (needy + step) % k
+            if sender != blocked and golden.route(needy, blocked, k) == (step, 1) and \
+                    golden.route(sender, needy, k) == (step, 1):
+                cases.append((sender, needy, blocked, step))
+    return cases
+
+
+@cocotb.test()
+async def flits_for_a_needy_router_are_not_held_back(dut):
+    """A router yields only to needy routers its flit would *pass* (``hw.ring``: "injects a flit
+    only if no needy router lies strictly between it and the flit's destination"), so a flit
+    *for* a needy router is not held back. For every router and direction (where its 1-hop
+    neighbours on both sides use that direction): the downstream neighbour ``blocked`` stops
+    ejecting, the router sends it flits until its ejection buffer is full and the router's
+    candidate has waited ``starve`` cycles and more (the router is starving and needy); then
+    the upstream neighbour sends it flits one by one: each must arrive with the zero-load
+    latency (``golden.zero_load_latency``). Then ``blocked`` ejects again, everything drains,
+    and the scoreboard checks every flit."""
+    k, width, inj_l, ej_l = _setup()
+    cases = _needy_dest_cases(k)
+    if not cases:
+        common.record(needy_dest="skipped (no such neighbours)")
+        _report(dut, k)
+        return
+    p = common.params()
+    starve, eject_depth = p.get("starve", 255), p.get("eject_depth", 16)
+    await _start(dut, k)
+    mon = _Monitor(dut, k, inj_l, ej_l)
+    rng = common.rng(60)
+    for sender, needy, blocked, step in cases:
+        ready = getattr(dut, f"eject__{blocked}__ready")
+        ready.value = 0
+        jam = StreamSource(dut, f"inject__{needy}")
+        count = eject_depth + 2 * k + 8                 # fills the buffer, then waits on the ring
+        jam.send_nowait(pack(inj_l, {"dest": blocked, "payload": rng.getrandbits(width)})
+                        for _ in range(count))
+        for _ in range(eject_depth + starve + 4 * k + 8):
+            await RisingEdge(dut.clk)
+        start = len(mon.injected[sender])
+        probe = StreamSource(dut, f"inject__{sender}")
+        for _ in range(4):
+            probe.send_nowait([pack(inj_l, {"dest": needy, "payload": rng.getrandbits(width)})])
+            for _ in range(3 * k + 4):
+                await RisingEdge(dut.clk)
+        probe.stop()
+        sent = [(c, x) for c, d, x in mon.injected[sender][start:] if d == needy]
+        assert len(sent) == 4, f"case {(sender, needy, blocked, step)}: {len(sent)} of 4 taken"
+        arrived = {x: c for c, s, x in mon.ejected[needy] if s == sender}
+        for cycle, payload in sent:
+            assert payload in arrived, \
+                f"case {(sender, needy, blocked, step)}: a flit for the needy router {needy} " \
+                f"was not delivered while it starved"
+            latency = arrived[payload] - cycle
+            assert latency == golden.zero_load_latency(sender, needy, k), \
+                f"case {(sender, needy, blocked, step)}: a flit for the needy router took " \
+                f"{latency} cycles, zero-load latency " \
+                f"{golden.zero_load_latency(sender, needy, k)}"
+        ready.value = 1
+        await jam.wait_idle(timeout_cycles=20 * count)
+        for _ in range(20 * count):
+            if len(mon.ejected[blocked]) == sum(1 for src in range(k)
+                                                for _, d, _ in mon.injected[src] if d == blocked):
+                break
+            await RisingEdge(dut.clk)
+        for _ in range(4 * k + 8):
+            await RisingEdge(dut.clk)
+        jam.stop()
+        _coverage(k)[1]["needy_dest"]((needy, step))
+    golden.check_delivery(mon.sent(), mon.delivered())
+    assert int(dut.bad_dest.value) == 0
+    _cover_delivered(k, mon.delivered())
+    _report(dut, k)
+    common.record(needy_dest_cases=len(cases), needy_dest_cycles=mon.cycle)
