@@ -59,7 +59,8 @@ EQUIV_ROUNDS = 8
 #: Wall-clock limit (s) of one equivalence check (all its Yosys runs together).
 EQUIV_TIMEOUT = 180
 EQUIV_METHOD = ("outputs only, from the start state (registers at init, rst free); proof: "
-                "equiv_make over the same-named signals, equiv_simple -seq 1 + equiv_induct "
+                "equiv_make over the same-named signals, opt_merge (structurally identical "
+                "halves), equiv_simple -seq 1 + equiv_induct "
                 "-seq {seq}, internal signals the mutant changes dropped from the pairing "
                 "(equiv_make -blacklist) until the rest is inductive, base case equiv_miter + "
                 "sat -seq {seq}+1 -set-init-zero; equivalent only when that k-induction proof "
@@ -68,7 +69,7 @@ EQUIV_METHOD = ("outputs only, from the start state (registers at init, rst free
 #: Bump when the way mutants are built or simulated changes (part of every cache key); the
 #: equivalence check has its own.
 _SIM_VERSION = 1
-_EQUIV_VERSION = 4
+_EQUIV_VERSION = 5
 
 
 # -- Yosys ----------------------------------------------------------------------------------------
@@ -145,6 +146,11 @@ def _output_ports(netlist_text):
 
 _LOAD = ("read_rtlil ../design.il; rename {top} gold; read_rtlil mutant.il; "
          "memory_map; opt_clean; async2sync; ")
+#: Pair the same-named signals (except ``blacklist.txt``), then merge what is structurally
+#: identical in the two halves (the cut at every pair makes everything outside the mutated
+#: cell's fan-out identical: its pairs become trivially proven, in seconds even for the ring).
+_PAIR = ("equiv_make -blacklist blacklist.txt gold gate equiv; hierarchy -top equiv; "
+         "opt_merge equiv; opt_clean equiv; ")
 _UNPROVEN = re.compile(r"Unproven \$equiv \S+: \\(\S+)_gold\b")
 
 
@@ -176,7 +182,10 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
 
     1. **Proof by k-induction (k = ``seq``) on an inductive set of paired signals**
        (Houdini-style): ``equiv_make`` pairs every signal of the same name in the two netlists
-       (outputs included), except the ones dropped (below); ``equiv_simple -seq 1`` proves the
+       (outputs included), except the ones dropped (below); ``opt_merge`` merges the cells of
+       the two halves that are structurally identical (same cell, same inputs, same ``init``:
+       everything outside the mutated cell's fan-out, since every pair is a cut point whose
+       output both halves read), whose pairs are then trivially equal; ``equiv_simple -seq 1`` proves the
        points that follow, within one cycle, from their neighbouring points; ``equiv_induct
        -seq k`` proves the rest assuming every point held for the ``k`` cycles before. A paired
        *internal* signal the mutation really changes cannot be proven: its name is dropped from
@@ -191,7 +200,8 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
        the acyclic order of the points): ``equivalent``.
     2. Otherwise (an output port not proven, the round or time limit) a **bounded output
        check** with the time left: ``miter -equiv -flatten -make_assert`` of the two modules'
-       outputs, ``sat -prove-asserts -set-init-zero -seq depth``. A counterexample (an input
+       outputs (``opt_merge``d: the halves share what is identical), ``sat -prove-asserts
+       -set-init-zero -seq depth``. A counterexample (an input
        sequence of at most ``depth`` cycles from the start state after which an output
        differs): ``different``. No counterexample: ``unknown`` (a bounded check proves nothing
        beyond ``depth``), and so is a check that did not finish.
@@ -221,7 +231,8 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
                         dropped)
         (work / "bmc.txt").unlink(missing_ok=True)
         status, _ = _yosys(load + "miter -equiv -flatten -make_assert gold gate miter; "
-                           f"hierarchy -top miter; tee -o bmc.txt sat -prove-asserts "
+                           f"hierarchy -top miter; opt_merge miter; opt_clean miter; "
+                           f"tee -o bmc.txt sat -prove-asserts "
                            f"-set-init-zero -seq {depth} miter", work, "equiv_bmc.log",
                            timeout=left())
         bmc = (work / "bmc.txt").read_text() if (work / "bmc.txt").exists() else ""
@@ -240,8 +251,9 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
     for rounds in range(1, max_rounds + 1):
         (work / "blacklist.txt").write_text("".join(f"{name}\n" for name in sorted(dropped)))
         (work / "status.txt").unlink(missing_ok=True)
-        status, _ = _yosys(load + "equiv_make -blacklist blacklist.txt gold gate equiv; "
-                           f"hierarchy -top equiv; equiv_simple -seq 1 equiv; "
+        (work / "simple.txt").unlink(missing_ok=True)
+        status, _ = _yosys(load + _PAIR + "equiv_simple -seq 1 equiv; "
+                           "tee -o simple.txt equiv_status equiv; "
                            f"equiv_induct -seq {seq} equiv; tee -o status.txt equiv_status equiv",
                            work, "equiv_induct.log", timeout=left())
         text = (work / "status.txt").read_text() if (work / "status.txt").exists() else ""
@@ -260,10 +272,12 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
     else:
         return bounded(f"induction did not close in {max_rounds} rounds", max_rounds, dropped)
 
-    # base case of the induction on the points equiv_simple did not prove
+    # base case of the induction on the points equiv_simple did not prove (none: nothing to do)
+    simple = (work / "simple.txt").read_text() if (work / "simple.txt").exists() else ""
+    if "Equivalence successfully proven!" in simple:
+        return done("equivalent", rounds=rounds, dropped=dropped)
     (work / "base.txt").unlink(missing_ok=True)
-    status, _ = _yosys(load + "equiv_make -blacklist blacklist.txt gold gate equiv; "
-                       f"hierarchy -top equiv; equiv_simple -seq 1 equiv; "
+    status, _ = _yosys(load + _PAIR + "equiv_simple -seq 1 equiv; "
                        f"equiv_miter -trigger -assert base equiv; hierarchy -top base; "
                        f"opt_clean base; tee -o base.txt sat -prove-asserts -set-init-zero "
                        f"-seq {seq + 1} base", work, "equiv_base.log", timeout=left())
