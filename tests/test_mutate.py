@@ -162,3 +162,14 @@ def test_identical_netlist_is_equivalent_by_construction(tmp_path):
     assert _same_netlist(b, b)
     assert not _same_netlist(b, c)
     assert not _same_netlist(b, tmp_path / "missing.v")
+
+
+def test_mutated_names_are_read_from_the_line_and_the_cell():
+    netlist = ("module \\gate\n  cell $and $and$ring.v:398$4\n    parameter \\Y_WIDTH 1\n"
+               "    connect \\Y \\$42 [0]\n    connect \\B \\$41\n    connect \\A \\x\n  end\n"
+               "  cell $dff $procdff$7\n    connect \\Q \\r.q\n  end\nend\n")
+    line = "mutate -mode const1 -module ring -cell $and$ring.v:398$4 -port B -portbit 0 -wire \\$41"
+    # the line's wire (a public name that starts with '$') and the cell's output, not its inputs
+    assert mutate._mutated_names(netlist, line) == {"$41", "$42"}
+    assert mutate._mutated_names(netlist, "mutate -mode inv -module ring -cell $procdff$7 "
+                                          "-port Q -portbit 0") == {"r.q"}

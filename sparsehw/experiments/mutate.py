@@ -160,7 +160,7 @@ def _mutated_names(mutant_text, line):
     names = set()
     wire = re.search(r"\s-wire\s+(\S+)", line)
     if wire:
-        names.add(wire.group(1))
+        names.add(wire.group(1).removeprefix("\\"))
     cell = re.search(r"\s-cell\s+(\S+)", line)
     if cell:
         block = re.search(r"^  cell \S+ " + re.escape(cell.group(1)) + r"\n(.*?)^  end$",
@@ -249,7 +249,8 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
     outputs = _output_ports((work.parent / "design.il").read_text())
     dropped = _mutated_names((work / "mutant.il").read_text(), line) - outputs
     for rounds in range(1, max_rounds + 1):
-        (work / "blacklist.txt").write_text("".join(f"{name}\n" for name in sorted(dropped)))
+        # full RTLIL names (``\\$41`` is a public name that starts with ``$``)
+        (work / "blacklist.txt").write_text("".join(f"\\{name}\n" for name in sorted(dropped)))
         (work / "status.txt").unlink(missing_ok=True)
         (work / "simple.txt").unlink(missing_ok=True)
         status, _ = _yosys(load + _PAIR + "equiv_simple -seq 1 equiv; "
@@ -268,6 +269,8 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
         if unproven & outputs:
             return bounded(f"output(s) {', '.join(sorted(unproven & outputs))} not proven by "
                            f"{seq}-induction", rounds, dropped)
+        if unproven <= dropped:
+            return bounded("unpairing did not remove the unproven points", rounds, dropped)
         dropped |= unproven
     else:
         return bounded(f"induction did not close in {max_rounds} rounds", max_rounds, dropped)
