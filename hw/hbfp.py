@@ -158,8 +158,8 @@ class BfpConvert(wiring.Component):
         # below it is set, and the trailing zeros of w (mb + 2 if none).
         mags = []
         nonfinite = []
-        lane_layout = data.StructLayout({"s": 1, "nb": signed(9), "w": mb + 2, "lo": 1,
-                                         "tz": range(mb + 3)})
+        lane_layout = data.StructLayout({"s": 1, "w": mb + 2, "lo": 1, "tz": range(mb + 3)})
+        nbs = []
         lane_bits = lane_layout.size
         packed = []                     # plain bits: registered as one vector per stage
         for k in range(block_size):
@@ -175,8 +175,10 @@ class BfpConvert(wiring.Component):
             m.d.comb += nb.eq(127 - Mux(lane[23:31] == 0, 1, lane[23:31]))
             tzs = Signal(range(mb + 3), name=f"tz{k}")      # trailing zeros of w
             m.d.comb += tzs.eq(tz)
-            packed.append(Cat(lane[31], nb, w, lane[:22 - mb] != 0, tzs))
-        riders = {"v": v1, "c": Cat(*packed), "nf": Cat(*nonfinite).any()}
+            packed.append(Cat(lane[31], w, lane[:22 - mb] != 0, tzs))
+            nbs.append(nb)
+        # Each rider is dropped after its last use (no dead register bits).
+        riders = {"v": v1, "c": Cat(*packed), "nb": Cat(*nbs), "nf": Cat(*nonfinite).any()}
 
         def lane_fields(k):
             return data.View(lane_layout, pipe.riders["c"][k * lane_bits:(k + 1) * lane_bits])
@@ -223,7 +225,7 @@ class BfpConvert(wiring.Component):
         exp = Signal(signed(10))
         m.d.comb += exp.eq(Mux(bump, v["base1"], v["base"]))
         invalid = Signal()
-        m.d.comb += invalid.eq(pipe.riders["nf"] | v["big"])
+        m.d.comb += invalid.eq(pipe.riders.pop("nf") | v["big"])
         v = pipe.cut("exp", exp=exp, invalid=invalid)
         exp, invalid = v["exp"], v["invalid"]
 
@@ -232,14 +234,15 @@ class BfpConvert(wiring.Component):
         # d = exp - bexp + 127 >= 0, clamped to mb + 2 (from there on nothing is kept and the
         # guard bit is 0); d is registered with the lane. (In an invalid block d is meaningless
         # and the mantissas are forced to 0.)
+        nb_all = pipe.riders.pop("nb")
         lanes = {}
         for k in range(block_size):
             dd = Signal(signed(11), name=f"dd{k}")
-            m.d.comb += dd.eq(exp + lane_fields(k).nb)
+            m.d.comb += dd.eq(exp + nb_all[9 * k:9 * (k + 1)].as_signed())
             d = Signal(range(mb + 3), name=f"d{k}")
             m.d.comb += d.eq(Mux(dd > mb + 2, mb + 2, dd))
             lanes[f"d{k}"] = d
-        v = pipe.cut("shift", invalid=invalid, exp=exp, **lanes)
+        v = pipe.cut("shift", invalid=invalid, exp=exp, **lanes)       # (nb dropped above)
         exp, invalid = v["exp"], v["invalid"]
 
         # Then the kept bits w >> (d + 1), the guard w[d], the sticky bit (a bit below the
