@@ -153,9 +153,9 @@ class BfpConvert(wiring.Component):
 
         # Maximum magnitude (as unsigned bit patterns, order-preserving for non-negative floats),
         # NaN/Inf detection; a pipeline register after every level of the maximum tree.
-        # The lanes travel compacted: sign, biased exponent, the mantissa bits from the lowest
-        # guard position up (the window w: mant[22-mb:24], hidden bit on top), whether any bit
-        # below it is set, and the trailing zeros of w (mb + 2 if none).
+        # The lanes travel compacted: sign, 127 - biased exponent, the mantissa bits from the
+        # lowest guard position up (the window w: mant[22-mb:24], hidden bit on top), whether
+        # any bit below it is set, and the trailing zeros of w.
         mags = []
         nonfinite = []
         lane_layout = data.StructLayout({"s": 1, "w": mb + 2, "lo": 1, "tz": range(mb + 3)})
@@ -167,12 +167,15 @@ class BfpConvert(wiring.Component):
             fin = lane[23:31] != 255
             nonfinite.append(~fin)
             mags.append(lane[:31])       # a NaN/Inf may win: the block is invalid anyway
-            w = Cat(lane[22 - mb:23], lane[23:31] != 0)
-            tz = Const(mb + 2, range(mb + 3))
-            for i in reversed(range(mb + 2)):
+            # A subnormal or zero lane (biased exponent 0) is shifted out whole: its d is
+            # exp + 127 >= 101, clamped to mb + 2 (kept bits and guard 0), so its
+            # hidden bit may be taken as 1 and its exponent as 0 instead of 1.
+            w = Cat(lane[22 - mb:23], Const(1, 1))
+            tz = Const(mb + 1, range(mb + 3))
+            for i in reversed(range(mb + 1)):
                 tz = Mux(w[i], i, tz)
-            nb = Signal(signed(9), name=f"nb{k}")              # 127 - max(biased, 1)
-            m.d.comb += nb.eq(127 - Mux(lane[23:31] == 0, 1, lane[23:31]))
+            nb = Signal(signed(9), name=f"nb{k}")              # 127 - biased
+            m.d.comb += nb.eq(127 - lane[23:31])
             tzs = Signal(range(mb + 3), name=f"tz{k}")      # trailing zeros of w
             m.d.comb += tzs.eq(tz)
             packed.append(Cat(lane[31], w, lane[:22 - mb] != 0, tzs))
