@@ -39,13 +39,13 @@ def max_tree_blocks(rng, block_size):
     """Every comparison of the maximum tree decided by one bit: at every node, two lanes (one
     from each subtree, rotating) hold ``M`` and ``M`` with bit ``i`` set (``i`` = 0..30), whose
     shared exponents differ (``M = 2**k`` for a fraction bit; exponent fields 128 or 110 for an
-    exponent bit), the larger one on either side; the other lanes are smaller."""
+    exponent bit), the larger one on each side in turn; the other lanes are smaller."""
     blocks = []
     level = 1
     while (1 << level) <= block_size:
         half = 1 << (level - 1)
         for node in range(block_size >> level):
-            for i in range(31):
+            for i, flip in [(i, flip) for i in range(31) for flip in (0, 1)]:
                 if i < 23:
                     m1 = int(rng.choice([125, 127, 130, 150, 200])) << 23   # 2**k, k >= -2
                 else:
@@ -54,12 +54,40 @@ def max_tree_blocks(rng, block_size):
                 left = node * (1 << level) + i % half
                 right = node * (1 << level) + half + (i + 1) % half
                 blk = wide_values(rng, block_size, -12, -4) * _bits(m1)
-                big, small = (left, right) if i % 2 else (right, left)
+                big, small = (left, right) if flip else (right, left)
                 blk[big], blk[small] = _bits(m2), _bits(m1)
                 if rng.random() < 0.5:
                     blk[big] = -blk[big]
                 blocks.append(blk.astype(np.float32))
         level += 1
+    return blocks
+
+
+def sticky_blocks(rng, block_size, mant_bits):
+    """A rounding tie broken by one sticky bit, at every alignment ``d`` (1..m+1 binades below
+    the maximum 1.75, exponent 1) and every sticky position (each window bit below the guard,
+    and a bit below the window), in every lane (the maximum's lane rotates); the kept bits
+    even, so only the sticky bit rounds up. Random signs, random kept bits above."""
+    m, B = mant_bits, block_size
+    blocks = []
+    for d in range(1, m + 2):
+        for p in range(-1, d):
+            for r in range(B):
+                blk = np.zeros(B, np.float32)
+                for j in range(B):
+                    w = (1 << (m + 1)) | (1 << d)                       # hidden bit, guard
+                    if d + 2 <= m + 1:                                 # random kept bits > 0
+                        w |= int(rng.integers(0, 1 << (m + 1 - d - 1))) << (d + 2)
+                    lo = 0
+                    if p >= 0:
+                        w |= 1 << p
+                    else:
+                        lo = 1 << int(rng.integers(0, 22 - m))
+                    frac = ((w & ((1 << (m + 1)) - 1)) << (22 - m)) | lo
+                    word = ((128 - d) << 23) | frac | (int(rng.integers(0, 2)) << 31)
+                    blk[j] = _bits(word)
+                blk[r] = 1.75 * (-1) ** r
+                blocks.append(blk)
     return blocks
 
 
@@ -78,6 +106,7 @@ async def blocks_match_golden_with_stalls(dut):
     blocks += binade_tie_blocks(rng, block_size, m) + lane_special_blocks(rng, block_size, m)
     blocks += eps_boundary_blocks(rng, block_size)
     blocks += threshold_blocks(rng, block_size) + max_tree_blocks(rng, block_size)
+    blocks += sticky_blocks(rng, block_size, m)
     blocks += list(wide_values(rng, (n, block_size)))
     huge_tiny = wide_values(rng, (n // 4, block_size), -40, -30)
     huge_tiny[:, 0] = wide_values(rng, n // 4, 30, 40)
