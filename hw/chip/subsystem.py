@@ -161,7 +161,7 @@ class Subsystem(wiring.Component):
         pending and, for a bank write, the bank's write port is free this cycle (the sequencer's
         writes have priority).
     rsp : Out(stream.Signature(StructLayout(data, bad 1)))
-        One beat per read command, two cycles after it; held until taken.
+        One beat per read command, three cycles after it; held until taken.
     start : In(1)
         Pulse: from IDLE or HALTED, clear the counters and run from address 0.
     status : Out(StructLayout(state 2, error 4, row_error 1, pc 16))
@@ -520,6 +520,7 @@ class Subsystem(wiring.Component):
         rsp_valid = Signal()
         rsp_data = Signal(len(self.rsp.payload.data))
         rd_pending = Signal()
+        rd_q = Signal(name="rd_q")             # the read data is in the *_host_q registers
         rd_mem = Signal(3)
         rd_good = Signal()
         rd_sel = Signal(max(1, log_r))
@@ -532,7 +533,8 @@ class Subsystem(wiring.Component):
         if act is not None:
             seq_writes = [seq_writes[b] | act_wr[b] for b in range(2)]
         m.d.comb += bank_taken.eq(host_is_bank & Mux(host_bank, seq_writes[1], seq_writes[0]))
-        m.d.comb += self.host.ready.eq(~rd_pending & ~rsp_valid & ~(cmd.write & bank_taken))
+        m.d.comb += self.host.ready.eq(~rd_pending & ~rd_q & ~rsp_valid
+                                       & ~(cmd.write & bank_taken))
         host_fire = Signal()
         m.d.comb += host_fire.eq(self.host.valid & self.host.ready)
         addr = cmd.addr
@@ -560,21 +562,31 @@ class Subsystem(wiring.Component):
                 for i, name in enumerate(REG_NAMES):
                     with m.Case(i):
                         m.d.sync += rd_reg.eq(status_word if name == "status" else regs[name])
+        # The read data of every host port goes straight into a register (rd_q: no logic
+        # after a block RAM's output), the response multiplexer works from those a cycle later.
+        i_q, w_q, p_q = (Signal(len(port.data), name=f"{n}_host_q")
+                         for n, port in (("imem", i_host), ("wmem", w_host), ("pmem", p_host)))
+        x_q = [Signal(word_w, name=f"bank{b}_host_q") for b in range(2)]
+        m.d.sync += rd_q.eq(rd_pending)
         with m.If(rd_pending):
-            m.d.sync += [rd_pending.eq(0), rsp_valid.eq(1)]
+            m.d.sync += [rd_pending.eq(0), i_q.eq(i_host.data), w_q.eq(w_host.data),
+                         p_q.eq(p_host.data), x_q[0].eq(x_host[0].data),
+                         x_q[1].eq(x_host[1].data)]
+        with m.If(rd_q):
+            m.d.sync += rsp_valid.eq(1)
             with m.If(~rd_good):
                 m.d.sync += rsp_data.eq(0)
             with m.Else():
                 with m.Switch(rd_mem):
                     with m.Case(isa.MEM_IMEM):
-                        m.d.sync += rsp_data.eq(i_host.data)
+                        m.d.sync += rsp_data.eq(i_q)
                     with m.Case(isa.MEM_WMEM):
-                        m.d.sync += rsp_data.eq(w_host.data)
+                        m.d.sync += rsp_data.eq(w_q)
                     with m.Case(isa.MEM_PMEM):
-                        m.d.sync += rsp_data.eq(p_host.data)
+                        m.d.sync += rsp_data.eq(p_q)
                     for b, code in enumerate((isa.MEM_BANK0, isa.MEM_BANK1)):
                         with m.Case(code):
-                            words = [x_host[b].data[r * row_w:(r + 1) * row_w] for r in range(R)]
+                            words = [x_q[b][r * row_w:(r + 1) * row_w] for r in range(R)]
                             m.d.sync += rsp_data.eq(Array(words)[rd_sel] if R > 1 else words[0])
                     with m.Default():
                         m.d.sync += rsp_data.eq(rd_reg)
