@@ -127,8 +127,11 @@ class Subsystem(wiring.Component):
     word is one SPU activation beat, written with byte enables).
 
     The sequencer runs the program from address 0 one instruction at a time
-    (:mod:`sparsehw.golden.chip`): GEMM streams the operands from the memories into the SPU and
-    delivers each output row, as it comes out, to its own bank (own ``mask`` bit) and over the
+    (:mod:`sparsehw.golden.chip`), each one fetched, decoded and checked ahead of time in a
+    pipeline (instruction register, ``golden.chip.SEQ_CHECK_STAGES`` check stages, an issue
+    slot; docs/chip.md "Sequencer pipeline"), so an instruction costs 2 cycles of its own, and
+    a run 6 more to fill the pipeline. GEMM streams the operands from the memories into the SPU
+    and delivers each output row, as it comes out, to its own bank (own ``mask`` bit) and over the
     ring to the other subsystems in ``mask``; SEND reads rows of a bank onto the ring; WAIT
     blocks until the arrival counter of a bank reaches its count; HALT waits for the ring
     injector to drain. Every field is checked before the instruction starts; a failing check
@@ -765,6 +768,7 @@ class Subsystem(wiring.Component):
         wait_ok = Signal()
         m.d.comb += wait_ok.eq(Mux(wait_bank, arrived[1], arrived[0]) >= wait_count)
         start_go = Signal()
+        imem_written = Signal()
 
         def stop(code):
             return [state.eq(isa.ERROR), error.eq(code)]
@@ -783,7 +787,7 @@ class Subsystem(wiring.Component):
                 with m.If(pc == p["imem_depth"]):
                     m.d.sync += stop(isa.ERR_PC)
                     m.next = "STOP"
-                with m.Elif(~slot_v):
+                with m.Elif(~slot_v | imem_written):
                     pass
                 with m.Elif(slot["err"] != 0):
                     m.d.sync += stop(slot["err"])
@@ -849,13 +853,16 @@ class Subsystem(wiring.Component):
             with m.State("STOP"):
                 pass
         # The front end advances unless the slot holds an instruction not taken this cycle; a
-        # flush (start, host imem write) restarts it at the next instruction not yet issued: pc
-        # while ISSUE waits for it, pc + 1 while pc's instruction executes (or issues now).
+        # flush (start, or the cycle after a host imem write: `imem_written`, a register, so
+        # that the host port's ready logic does not reach the front end) restarts it at the
+        # next instruction not yet issued: pc in ISSUE (which takes nothing while a flush is
+        # due), pc + 1 while pc's instruction executes.
         in_issue = fsm.ongoing("ISSUE")
+        m.d.sync += imem_written.eq(i_wr.en)
         m.d.comb += [
             adv.eq(~slot_v | in_issue),
-            flush.eq(start_go | i_wr.en),
-            flush_to.eq(Mux(start_go, 0, Mux(in_issue & ~slot_v, pc, pc + 1))),
+            flush.eq(start_go | imem_written),
+            flush_to.eq(Mux(start_go, 0, Mux(in_issue, pc, pc + 1))),
         ]
         m.d.comb += [self.waiting.eq(fsm.ongoing("WAIT") & ~wait_ok),
                      self.blocked.eq(fsm.ongoing("WAIT") & ~wait_ok & inj_idle)]
