@@ -161,8 +161,9 @@ class Subsystem(wiring.Component):
         REGS_MEM``: status and counters, :data:`REG_NAMES`) and answers one ``rsp`` beat. An
         access outside the memory map (unknown ``mem``, ``addr`` beyond the depth, a write to the
         registers) is ignored and answered (reads) with ``bad = 1``. Ready when no answer is
-        pending and, for a bank write, the bank's write port is free this cycle (the sequencer's
-        writes have priority).
+        pending and, for a write, the 2-entry write queue has room (for a read: it is empty); a
+        queued write lands when its memory's write port is free (the sequencer's bank writes
+        have priority), at the earliest the cycle after it was taken.
     rsp : Out(stream.Signature(StructLayout(data, bad 1)))
         One beat per read command, three cycles after it; held until taken.
     start : In(1)
@@ -528,36 +529,45 @@ class Subsystem(wiring.Component):
         rd_good = Signal()
         rd_sel = Signal(max(1, log_r))
         rd_reg = Signal(32)
-        host_bank = Signal()
-        m.d.comb += host_bank.eq(cmd.mem == isa.MEM_BANK1)
-        host_is_bank = (cmd.mem == isa.MEM_BANK0) | (cmd.mem == isa.MEM_BANK1)
-        bank_taken = Signal()
+        # Host writes go through a 2-entry FIFO (issue #14): `host.ready` comes from registers
+        # only (the FIFO's level, the read state), not from the sequencer's use of the bank
+        # write ports this cycle; a queued write takes its memory's port when it is free (a
+        # bank's: when no sequencer writer has it). Reads wait until the queue is empty, so a
+        # read sees every earlier write; ISSUE waits for it too (a program never starts before
+        # its last host write has landed).
+        hw_layout = data.StructLayout({"mem": 3, "addr": len(cmd.addr), "data": len(cmd.data)})
+        m.submodules.host_wfifo = hwf = SyncFIFO(width=hw_layout.size, depth=2)
+        hw = Signal(hw_layout)
+        m.d.comb += hw.eq(hwf.r_data)
         seq_writes = [(out_write & (g_dbank == b)) | (rx_fire & (rx.bank == b)) for b in range(2)]
         if act is not None:
             seq_writes = [seq_writes[b] | act_wr[b] for b in range(2)]
-        m.d.comb += bank_taken.eq(host_is_bank & Mux(host_bank, seq_writes[1], seq_writes[0]))
+        hw_taken = Signal()
+        m.d.comb += hw_taken.eq(((hw.mem == isa.MEM_BANK0) & seq_writes[0])
+                                | ((hw.mem == isa.MEM_BANK1) & seq_writes[1]))
         m.d.comb += self.host.ready.eq(~rd_pending & ~rd_q & ~rsp_valid
-                                       & ~(cmd.write & bank_taken))
+                                       & Mux(cmd.write, hwf.w_rdy, ~hwf.r_rdy))
         host_fire = Signal()
         m.d.comb += host_fire.eq(self.host.valid & self.host.ready)
+        m.d.comb += [hwf.w_en.eq(host_fire & cmd.write & good),
+                     hwf.w_data.eq(Cat(cmd.mem, cmd.addr, cmd.data)),
+                     hwf.r_en.eq(hwf.r_rdy & ~hw_taken)]
         addr = cmd.addr
         m.d.comb += [i_host.addr.eq(addr), w_host.addr.eq(addr), p_host.addr.eq(addr)]
         for b in range(2):
             m.d.comb += x_host[b].addr.eq(addr >> log_r)
         status_word = Signal(32)
         m.d.comb += status_word.eq(Cat(state, error, row_error, Const(0, 9), pc))
-        with m.If(host_fire & cmd.write & good):
-            # (a bank write fires only when bank_taken is low: no other writer this cycle)
-            with m.Switch(cmd.mem):
-                with m.Case(isa.MEM_IMEM):
-                    m.d.comb += [i_wr.en.eq(1), i_wr.addr.eq(addr), i_wr.data.eq(cmd.data)]
-                with m.Case(isa.MEM_WMEM):
-                    m.d.comb += [w_wr.en.eq(1), w_wr.addr.eq(addr), w_wr.data.eq(cmd.data)]
-                with m.Case(isa.MEM_PMEM):
-                    m.d.comb += [p_wr.en.eq(1), p_wr.addr.eq(addr), p_wr.data.eq(cmd.data)]
-                for b, code in enumerate((isa.MEM_BANK0, isa.MEM_BANK1)):
-                    with m.Case(code):
-                        m.d.comb += row_write(b, addr, cmd.data[:row_w], full_row)
+        m.d.comb += [i_wr.addr.eq(hw.addr), i_wr.data.eq(hw.data),
+                     w_wr.addr.eq(hw.addr), w_wr.data.eq(hw.data),
+                     p_wr.addr.eq(hw.addr), p_wr.data.eq(hw.data),
+                     i_wr.en.eq(hwf.r_rdy & (hw.mem == isa.MEM_IMEM)),
+                     w_wr.en.eq(hwf.r_rdy & (hw.mem == isa.MEM_WMEM)),
+                     p_wr.en.eq(hwf.r_rdy & (hw.mem == isa.MEM_PMEM))]
+        for b, code in enumerate((isa.MEM_BANK0, isa.MEM_BANK1)):
+            # (only when hw_taken is low: no other writer of this bank this cycle)
+            with m.If(hwf.r_rdy & (hw.mem == code) & ~seq_writes[b]):
+                m.d.comb += row_write(b, hw.addr, hw.data[:row_w], full_row)
         with m.If(host_fire & ~cmd.write):
             m.d.sync += [rd_pending.eq(1), rd_mem.eq(cmd.mem), rd_good.eq(good),
                          rd_sel.eq(addr[:log_r] if log_r else 0)]
@@ -787,7 +797,7 @@ class Subsystem(wiring.Component):
                 with m.If(pc == p["imem_depth"]):
                     m.d.sync += stop(isa.ERR_PC)
                     m.next = "STOP"
-                with m.Elif(~slot_v | imem_written):
+                with m.Elif(~slot_v | imem_written | hwf.r_rdy):
                     pass
                 with m.Elif(slot["err"] != 0):
                     m.d.sync += stop(slot["err"])
