@@ -24,6 +24,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
+from sparsehw.golden.figs import MAC_STAGES
 from sparsehw.hw.arith import tree_sum
 from sparsehw.params import Param, ParamSpec, int_in, multiple_of, pow2_in
 
@@ -332,7 +333,9 @@ class _SparseArray(wiring.Component):
         st_valid = [Signal(name=f"st{c}_valid") for c in range(C)]
         st_bank = [Signal(name=f"st{c}_bank") for c in range(C)]
         st_last = [Signal(name=f"st{c}_last") for c in range(C)]
-        st_x = [Signal(x_layout, name=f"st{c}_x") for c in range(C)]
+        # FiGS: the swap registers of every column; the others: the entry register only
+        st_x = [Signal(x_layout, name=f"st{c}_x") if figs or c == C - 1 else None
+                for c in range(C)]
         # Sums of the columns east of c (c+1 .. C-1) travel with the instance.
         st_acc = [[Signal(signed(PSUM_WIDTH), name=f"st{c}_acc{e}")
                    for e in range((c + 1) * beta, E)] for c in range(C)]
@@ -397,13 +400,18 @@ class _SparseArray(wiring.Component):
             m.d.comb += clr_fresh.eq(Mux(use_ptr, 0b10, 0b01))
 
         def column_sums(c):
+            """Registered column sums of PE column ``c`` (``beta`` of them): MAC_STAGES cycles
+            behind the instance (stage 1: operand and weight, 2: product, 3: column sum). Call
+            under ``adv``. FiGS selects from the column's swap registers; the other engines
+            select from the entry register (column ``C-1``) and delay the operand to column
+            ``c``, so only the entry holds the ``max_m``-wide rows."""
             sums = []
-            x = st_x[c]
             for b in range(beta):
                 e = c * beta + b
                 products = []
                 for r in range(R):
                     if figs:
+                        x = st_x[c]
                         window = []
                         for d in range(-alpha, alpha + 1):
                             rr = r + d
@@ -411,22 +419,44 @@ class _SparseArray(wiring.Component):
                                 window.append(x[rr][l] if 0 <= rr < R else Const(0, signed(W)))
                         pad = (1 << sel_bits) - len(window)
                         window += [Const(0, signed(W))] * pad
+                        sel_c = c
                     else:
-                        window = [x[r][l] for l in range(self._max_m)]
-                    sel = Mux(st_bank[c], wsel[1][r][e], wsel[0][r][e])
+                        window = [st_x[C - 1][r][l] for l in range(self._max_m)]
+                        sel_c = C - 1
+                    sel = Mux(st_bank[sel_c], wsel[1][r][e], wsel[0][r][e])
                     operand = Signal(signed(W), name=f"op_c{c}_r{r}_e{e}")
-                    m.d.comb += operand.eq(Array(window)[sel])
+                    m.d.sync += operand.eq(Array(window)[sel])
+                    for hop in range(sel_c - c):        # operand delay line to column c
+                        later = Signal(signed(W), name=f"op_c{c}_r{r}_e{e}_d{hop + 1}")
+                        m.d.sync += later.eq(operand)
+                        operand = later
                     weight = Mux(st_bank[c], wval[1][r][e], wval[0][r][e])
                     if figs:       # only in the phase of the weight's rotation
                         rot_w = Mux(st_bank[c], wrot[1][r][e], wrot[0][r][e])
                         weight = Mux(Array(list(st_oh[c]))[rot_w], weight, 0)
+                    weight_q = Signal(signed(W), name=f"wq_c{c}_r{r}_e{e}")
+                    m.d.sync += weight_q.eq(weight)
                     product = Signal(signed(2 * W), name=f"prod_c{c}_r{r}_e{e}")
-                    m.d.comb += product.eq(operand * weight)
+                    m.d.sync += product.eq(operand * weight_q)
                     products.append(product)
                 total = Signal(signed(PSUM_WIDTH), name=f"colsum_c{c}_e{e}")
-                m.d.comb += total.eq(tree_sum(products))
+                m.d.sync += total.eq(tree_sum(products))
                 sums.append(total)
             return sums
+
+        # control of the instance at column 0, delayed by MAC_STAGES to meet its column sum
+        ctl = [st_valid[0], st_bank[0], st_last[0]]
+        if figs:
+            ctl += [st_first[0], st_final[0]]
+        late = ctl
+        with m.If(adv):
+            for k in range(MAC_STAGES):
+                nxt = [Signal(name=f"{sig.name}_d{k + 1}") for sig in late]
+                m.d.sync += [dst.eq(src) for dst, src in zip(nxt, late)]
+                late = nxt
+        d_valid, d_bank, d_last = late[:3]
+        if figs:
+            d_first, d_final = late[3:]
 
         with m.If(adv):
             if figs:
@@ -448,23 +478,25 @@ class _SparseArray(wiring.Component):
             for c in range(C - 1, 0, -1):
                 here = column_sums(c)
                 m.d.sync += [st_valid[c - 1].eq(st_valid[c]), st_bank[c - 1].eq(st_bank[c]),
-                             st_last[c - 1].eq(st_last[c]), st_x[c - 1].eq(st_x[c])]
+                             st_last[c - 1].eq(st_last[c])]
                 if figs:
-                    m.d.sync += [st_oh[c - 1].eq(st_oh[c]), st_first[c - 1].eq(st_first[c]),
+                    m.d.sync += [st_x[c - 1].eq(st_x[c]), st_oh[c - 1].eq(st_oh[c]),
+                                 st_first[c - 1].eq(st_first[c]),
                                  st_final[c - 1].eq(st_final[c])]
+                # st_acc[c]: the sums of the columns east of c, MAC_STAGES behind the instance
                 carried = here + st_acc[c]
                 for dst, src in zip(st_acc[c - 1], carried):
                     m.d.sync += dst.eq(src)
             carried = column_sums(0) + st_acc[0]
             if figs:       # the phases of an instance are added; the final one is emitted
-                m.d.sync += [out_valid.eq(st_valid[0] & st_final[0]), out_bank.eq(st_bank[0]),
-                             out_last.eq(st_last[0])]
-                with m.If(st_valid[0]):
+                m.d.sync += [out_valid.eq(d_valid & d_final), out_bank.eq(d_bank),
+                             out_last.eq(d_last)]
+                with m.If(d_valid):
                     for dst, src in zip(out_psum, carried):
-                        m.d.sync += dst.eq(Mux(st_first[0], src, src + dst))
+                        m.d.sync += dst.eq(Mux(d_first, src, src + dst))
             else:
-                m.d.sync += [out_valid.eq(st_valid[0]), out_bank.eq(st_bank[0]),
-                             out_last.eq(st_last[0])]
+                m.d.sync += [out_valid.eq(d_valid), out_bank.eq(d_bank),
+                             out_last.eq(d_last)]
                 for dst, src in zip(out_psum, carried):
                     m.d.sync += dst.eq(src)
 
@@ -571,7 +603,7 @@ _ATTRIBUTES_DOC = """
         instance needs is not complete, or while the output is stalled.
     o : Out(stream.Signature(StructLayout))
         ``cols*beta*32 + 1`` bits. Per instance, the tile's int32 partial sums ``psum[cols*beta]`` (sum over the tile's K
-        range; accumulation over K tiles is the consumer's) and ``last``. Latency ``cols + 1``
+        range; accumulation over K tiles is the consumer's) and ``last``. Latency ``cols + 4``
         cycles from the input transfer; one instance per cycle (FiGS: per ``P`` cycles, ``P``
         the tile's exchange phases); back-pressure stalls the whole array (``i.ready`` falls
         combinationally with ``o.ready``).
@@ -757,7 +789,7 @@ class NmFixed24Array(_SparseArray):
         ``rows*2*width + 1`` bits: ``x[rows][2]`` and ``last``; row ``r`` carries K offsets
         ``2r, 2r+1`` of the tile. Back-pressure as for :class:`FigsArray`.
     o : Out(stream.Signature(StructLayout))
-        ``cols*beta*32 + 1`` bits, as for :class:`FigsArray`: latency ``cols + 1`` cycles, one
+        ``cols*beta*32 + 1`` bits, as for :class:`FigsArray`: latency ``cols + 4`` cycles, one
         instance per cycle, back-pressure stalls the whole array.
     fault : Out(StructLayout({"index": 1, "config": 1, "route": 1}))
         Sticky run-time error flags, cleared by reset: ``index``, a group's two indices (slot 0
