@@ -40,6 +40,9 @@ PSUM_WIDTH = 32
 SUPPORTED_RATIOS = ((1, 1), (1, 2), (2, 4), (1, 4), (2, 8), (4, 8), (4, 16), (8, 32))
 #: Fields ``n_log2``/``m_log2`` of the weight stream are this wide.
 _LOG_BITS = 3
+#: The first (registered) level of a MAC's operand select is a ``2**3 = 8:1`` multiplexer: it
+#: sits next to the input registers, and only the candidates travel to the multiplier.
+_SELECT_LEVEL_BITS = 3
 
 
 # 2*width + log2(rows) <= 2*12 + 7 < PSUM_WIDTH: a column sum always fits.
@@ -399,12 +402,18 @@ class _SparseArray(wiring.Component):
             m.d.sync += use_ptr.eq(~use_ptr)
             m.d.comb += clr_fresh.eq(Mux(use_ptr, 0b10, 0b01))
 
+        # Operand select in two registered levels: 2**lo_bits:1 by the low select bits (next to
+        # the window), then one of the 2**(sel_bits - lo_bits) candidates next to the multiplier.
+        lo_bits = min(_SELECT_LEVEL_BITS, sel_bits)
+        hi_bits = sel_bits - lo_bits
+
         def column_sums(c):
-            """Registered column sums of PE column ``c`` (``beta`` of them): MAC_STAGES cycles
-            behind the instance (stage 1: operand and weight, 2: product, 3: column sum). Call
-            under ``adv``. FiGS selects from the column's swap registers; the other engines
-            select from the entry register (column ``C-1``) and delay the operand to column
-            ``c``, so only the entry holds the ``max_m``-wide rows."""
+            """Registered column sums of PE column ``c`` (``beta`` of them), MAC_STAGES cycles
+            behind the instance: stage 1 the operand candidates (first select level) and the
+            weight, 2 the operand, 3 the product, 4 the column sum. Call under ``adv``. FiGS
+            selects from the column's swap registers; the other engines select from the entry
+            register (column ``C-1``) and delay the operand to column ``c``, so only the entry
+            holds the ``max_m``-wide rows."""
             sums = []
             for b in range(beta):
                 e = c * beta + b
@@ -417,27 +426,39 @@ class _SparseArray(wiring.Component):
                             rr = r + d
                             for l in range(lanes):
                                 window.append(x[rr][l] if 0 <= rr < R else Const(0, signed(W)))
-                        pad = (1 << sel_bits) - len(window)
-                        window += [Const(0, signed(W))] * pad
                         sel_c = c
                     else:
                         window = [st_x[C - 1][r][l] for l in range(self._max_m)]
                         sel_c = C - 1
+                    window += [Const(0, signed(W))] * ((1 << sel_bits) - len(window))
                     sel = Mux(st_bank[sel_c], wsel[1][r][e], wsel[0][r][e])
-                    operand = Signal(signed(W), name=f"op_c{c}_r{r}_e{e}")
-                    m.d.sync += operand.eq(Array(window)[sel])
+                    tag = f"c{c}_r{r}_e{e}"
+                    cands = []
+                    for h in range(1 << hi_bits):
+                        cand = Signal(signed(W), name=f"cand{h}_{tag}")
+                        part = window[h << lo_bits:(h + 1) << lo_bits]
+                        m.d.sync += cand.eq(Array(part)[sel[:lo_bits]])
+                        cands.append(cand)
+                    operand = Signal(signed(W), name=f"op_{tag}")
+                    if hi_bits:
+                        sel_hi = Signal(hi_bits, name=f"selhi_{tag}")
+                        m.d.sync += [sel_hi.eq(sel[lo_bits:]),
+                                     operand.eq(Array(cands)[sel_hi])]
+                    else:
+                        m.d.sync += operand.eq(cands[0])
                     for hop in range(sel_c - c):        # operand delay line to column c
-                        later = Signal(signed(W), name=f"op_c{c}_r{r}_e{e}_d{hop + 1}")
+                        later = Signal(signed(W), name=f"op_{tag}_d{hop + 1}")
                         m.d.sync += later.eq(operand)
                         operand = later
                     weight = Mux(st_bank[c], wval[1][r][e], wval[0][r][e])
                     if figs:       # only in the phase of the weight's rotation
                         rot_w = Mux(st_bank[c], wrot[1][r][e], wrot[0][r][e])
                         weight = Mux(Array(list(st_oh[c]))[rot_w], weight, 0)
-                    weight_q = Signal(signed(W), name=f"wq_c{c}_r{r}_e{e}")
-                    m.d.sync += weight_q.eq(weight)
-                    product = Signal(signed(2 * W), name=f"prod_c{c}_r{r}_e{e}")
-                    m.d.sync += product.eq(operand * weight_q)
+                    weight_1 = Signal(signed(W), name=f"wq1_{tag}")
+                    weight_2 = Signal(signed(W), name=f"wq2_{tag}")
+                    m.d.sync += [weight_1.eq(weight), weight_2.eq(weight_1)]
+                    product = Signal(signed(2 * W), name=f"prod_{tag}")
+                    m.d.sync += product.eq(operand * weight_2)
                     products.append(product)
                 total = Signal(signed(PSUM_WIDTH), name=f"colsum_c{c}_e{e}")
                 m.d.sync += total.eq(tree_sum(products))
@@ -603,7 +624,7 @@ _ATTRIBUTES_DOC = """
         instance needs is not complete, or while the output is stalled.
     o : Out(stream.Signature(StructLayout))
         ``cols*beta*32 + 1`` bits. Per instance, the tile's int32 partial sums ``psum[cols*beta]`` (sum over the tile's K
-        range; accumulation over K tiles is the consumer's) and ``last``. Latency ``cols + 4``
+        range; accumulation over K tiles is the consumer's) and ``last``. Latency ``cols + 5``
         cycles from the input transfer; one instance per cycle (FiGS: per ``P`` cycles, ``P``
         the tile's exchange phases); back-pressure stalls the whole array (``i.ready`` falls
         combinationally with ``o.ready``).
@@ -789,7 +810,7 @@ class NmFixed24Array(_SparseArray):
         ``rows*2*width + 1`` bits: ``x[rows][2]`` and ``last``; row ``r`` carries K offsets
         ``2r, 2r+1`` of the tile. Back-pressure as for :class:`FigsArray`.
     o : Out(stream.Signature(StructLayout))
-        ``cols*beta*32 + 1`` bits, as for :class:`FigsArray`: latency ``cols + 4`` cycles, one
+        ``cols*beta*32 + 1`` bits, as for :class:`FigsArray`: latency ``cols + 5`` cycles, one
         instance per cycle, back-pressure stalls the whole array.
     fault : Out(StructLayout({"index": 1, "config": 1, "route": 1}))
         Sticky run-time error flags, cleared by reset: ``index``, a group's two indices (slot 0
