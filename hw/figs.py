@@ -336,9 +336,7 @@ class _SparseArray(wiring.Component):
         st_valid = [Signal(name=f"st{c}_valid") for c in range(C)]
         st_bank = [Signal(name=f"st{c}_bank") for c in range(C)]
         st_last = [Signal(name=f"st{c}_last") for c in range(C)]
-        # FiGS: the swap registers of every column; the others: the entry register only
-        st_x = [Signal(x_layout, name=f"st{c}_x") if figs or c == C - 1 else None
-                for c in range(C)]
+        st_x = [Signal(x_layout, name=f"st{c}_x") for c in range(C)]
         # Sums of the columns east of c (c+1 .. C-1) travel with the instance.
         st_acc = [[Signal(signed(PSUM_WIDTH), name=f"st{c}_acc{e}")
                    for e in range((c + 1) * beta, E)] for c in range(C)]
@@ -410,28 +408,26 @@ class _SparseArray(wiring.Component):
         def column_sums(c):
             """Registered column sums of PE column ``c`` (``beta`` of them), MAC_STAGES cycles
             behind the instance: stage 1 the operand candidates (first select level) and the
-            weight, 2 the operand, 3 the product, 4 the column sum. Call under ``adv``. FiGS
-            selects from the column's swap registers; the other engines select from the entry
-            register (column ``C-1``) and delay the operand to column ``c``, so only the entry
-            holds the ``max_m``-wide rows."""
+            weight, 2 the operand, 3 the product, 4 the column sum. Call under ``adv``. Every
+            engine selects from its column's input registers (FiGS: the swap registers and their
+            links; the others: the row's ``max_m``-wide copy, one per column, so that each copy
+            feeds only ``beta`` MACs per row)."""
             sums = []
             for b in range(beta):
                 e = c * beta + b
                 products = []
                 for r in range(R):
+                    x = st_x[c]
                     if figs:
-                        x = st_x[c]
                         window = []
                         for d in range(-alpha, alpha + 1):
                             rr = r + d
                             for l in range(lanes):
                                 window.append(x[rr][l] if 0 <= rr < R else Const(0, signed(W)))
-                        sel_c = c
                     else:
-                        window = [st_x[C - 1][r][l] for l in range(self._max_m)]
-                        sel_c = C - 1
+                        window = [x[r][l] for l in range(self._max_m)]
                     window += [Const(0, signed(W))] * ((1 << sel_bits) - len(window))
-                    sel = Mux(st_bank[sel_c], wsel[1][r][e], wsel[0][r][e])
+                    sel = Mux(st_bank[c], wsel[1][r][e], wsel[0][r][e])
                     tag = f"c{c}_r{r}_e{e}"
                     cands = []
                     for h in range(1 << hi_bits):
@@ -446,10 +442,6 @@ class _SparseArray(wiring.Component):
                                      operand.eq(Array(cands)[sel_hi])]
                     else:
                         m.d.sync += operand.eq(cands[0])
-                    for hop in range(sel_c - c):        # operand delay line to column c
-                        later = Signal(signed(W), name=f"op_{tag}_d{hop + 1}")
-                        m.d.sync += later.eq(operand)
-                        operand = later
                     weight = Mux(st_bank[c], wval[1][r][e], wval[0][r][e])
                     if figs:       # only in the phase of the weight's rotation
                         rot_w = Mux(st_bank[c], wrot[1][r][e], wrot[0][r][e])
@@ -500,8 +492,9 @@ class _SparseArray(wiring.Component):
                 here = column_sums(c)
                 m.d.sync += [st_valid[c - 1].eq(st_valid[c]), st_bank[c - 1].eq(st_bank[c]),
                              st_last[c - 1].eq(st_last[c])]
+                m.d.sync += st_x[c - 1].eq(st_x[c])
                 if figs:
-                    m.d.sync += [st_x[c - 1].eq(st_x[c]), st_oh[c - 1].eq(st_oh[c]),
+                    m.d.sync += [st_oh[c - 1].eq(st_oh[c]),
                                  st_first[c - 1].eq(st_first[c]),
                                  st_final[c - 1].eq(st_final[c])]
                 # st_acc[c]: the sums of the columns east of c, MAC_STAGES behind the instance

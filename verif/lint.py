@@ -97,9 +97,9 @@ WAIVERS = {
     "hbfp_dot": _waivers(UNUSEDSIGNAL=402, WIDTHEXPAND=204, WIDTHTRUNC=60, PROCASSINIT=315),
     "fp32_mac": _waivers(UNUSEDSIGNAL=169, WIDTHEXPAND=67, WIDTHTRUNC=22, PROCASSINIT=108),
     "figs": _waivers(UNUSEDSIGNAL=487, WIDTHEXPAND=10, CASEINCOMPLETE=8, PROCASSINIT=923),
-    "nm_broadcast": _waivers(UNUSEDSIGNAL=906, PROCASSINIT=991),
-    "nm_fanout": _waivers(UNUSEDSIGNAL=682, PROCASSINIT=995),
-    "nm_fixed24": _waivers(UNUSEDSIGNAL=125, PROCASSINIT=735),
+    "nm_broadcast": _waivers(UNUSEDSIGNAL=1698, PROCASSINIT=898),
+    "nm_fanout": _waivers(UNUSEDSIGNAL=1474, PROCASSINIT=902),
+    "nm_fixed24": _waivers(UNUSEDSIGNAL=245, PROCASSINIT=642),
     "act_engine": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=459, WIDTHEXPAND=341, WIDTHTRUNC=11,
                            CASEINCOMPLETE=26, PROCASSINIT=257,
                            note={"CASEINCOMPLETE": "In act_engine: the command FSM's casez and "
