@@ -276,6 +276,27 @@ def malformed_every_lane(rng, block_size, mant_bits, *, mixed=False, partials=No
     return beats, expected
 
 
+def _golden_dot(qa, ea, qb, eb, mbits, partials):
+    """The golden model's canonical float32 bits of one dot product of blocks ``qa``/``qb``."""
+    from sparsehw.golden.fp32 import bits, canonical
+    from sparsehw.golden.hbfp import dot
+    return canonical(bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb), mbits,
+                              partials)))
+
+
+def _dot_beats(qa, qb, ea, eb, modes=None):
+    """The input beats of one dot product (``last`` on its final block; ``mode`` per block when
+    ``modes`` is given, i.e. for a ``mixed`` unit)."""
+    beats = []
+    for k in range(len(ea)):
+        beat = {"a": [int(v) for v in qa[k]], "b": [int(v) for v in qb[k]],
+                "ea": ea[k], "eb": eb[k], "last": int(k == len(ea) - 1)}
+        if modes is not None:
+            beat["mode"] = modes[k]
+        beats.append(beat)
+    return beats
+
+
 def dot_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, max_blocks=4, p_invalid=0.03,
             p_malformed=0.0, lo=-40, hi=40, fixed_blocks=None, partials=None):
     """Random dot products for ``hbfp_dot`` and their expected results.
@@ -290,8 +311,8 @@ def dot_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, max_blocks=4, p
     layout), ``expected`` a list of ``(value_bits, invalid, error)`` per dot product, computed from
     the golden model (and, for malformed beats, from the documented checking rule).
     """
-    from sparsehw.golden.fp32 import QNAN, bits, canonical
-    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, INVALID_EXP, MODES, dot, quantize
+    from sparsehw.golden.fp32 import QNAN
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, INVALID_EXP, MODES, quantize
     partials = DEFAULT_PARTIALS if partials is None else partials
     B = block_size
     corners = corner_blocks(rng, B)
@@ -341,15 +362,9 @@ def dot_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, max_blocks=4, p
         if error or invalid:
             value = QNAN
         else:
-            value = canonical(bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb),
-                                       mbits, partials)))
+            value = _golden_dot(qa, ea, qb, eb, mbits, partials)
         expected.append((value, int(invalid), int(error)))
-        for k in range(k_blocks):
-            beat = {"a": [int(v) for v in qa[k]], "b": [int(v) for v in qb[k]],
-                    "ea": ea[k], "eb": eb[k], "last": int(k == k_blocks - 1)}
-            if mixed:
-                beat["mode"] = modes[k]
-            beats.append(beat)
+        beats += _dot_beats(qa, qb, ea, eb, modes if mixed else None)
     return beats, expected
 
 
@@ -368,8 +383,8 @@ def accumulation_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, partia
 
     1 .. ``3 * P`` blocks per dot product. Returns ``(beats, expected)`` like :func:`dot_ops`.
     """
-    from sparsehw.golden.fp32 import bits, canonical
-    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MIN_EXP, MODES, block_dot, dot
+    from sparsehw.golden.fp32 import bits
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MIN_EXP, MODES, block_dot
     P = DEFAULT_PARTIALS if partials is None else partials
     B = block_size
     beats, expected = [], []
@@ -457,15 +472,8 @@ def accumulation_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, partia
                 lane = int(rng.integers(0, B))
                 qa[k][lane], qb[k][lane] = int(rng.choice([1, 3, -1, -3])), 1
                 ea[k], eb[k] = pair
-        value = canonical(bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb),
-                                   mbits, P)))
-        expected.append((value, 0, 0))
-        for k in range(K):
-            beat = {"a": [int(v) for v in qa[k]], "b": [int(v) for v in qb[k]],
-                    "ea": ea[k], "eb": eb[k], "last": int(k == K - 1)}
-            if mixed:
-                beat["mode"] = modes[k]
-            beats.append(beat)
+        expected.append((_golden_dot(qa, ea, qb, eb, mbits, P), 0, 0))
+        beats += _dot_beats(qa, qb, ea, eb, modes if mixed else None)
     return beats, expected
 
 
@@ -475,8 +483,8 @@ def _cancel_dot(rng, B, m, P, mixed):
     third addition subtracts nearly equal operands with identical high bits), or the partials
     mirror each other (``p_2 = -p_0``, ``p_3 = -p_1``, or ``p_1 = -p_0``, ``p_3 = -p_2``; one
     lane off by one) so the tree adders of either level cancel down to a few low bits. Returns ``(beats, (value, 0, 0))``."""
-    from sparsehw.golden.fp32 import bits, canonical
-    from sparsehw.golden.hbfp import MIN_EXP, block_dot, dot
+    from sparsehw.golden.fp32 import bits
+    from sparsehw.golden.hbfp import MIN_EXP, block_dot
     limit = (1 << m) - 1
     qa, qb, ea, eb = [], [], [], []
 
@@ -533,15 +541,8 @@ def _cancel_dot(rng, B, m, P, mixed):
     mbits = [m] * len(ea)
     if mixed:
         modes = [2] * len(ea)
-    value = canonical(bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb), mbits, P)))
-    beats = []
-    for k in range(len(ea)):
-        beat = {"a": [int(v) for v in qa[k]], "b": [int(v) for v in qb[k]],
-                "ea": ea[k], "eb": eb[k], "last": int(k == len(ea) - 1)}
-        if mixed:
-            beat["mode"] = modes[k]
-        beats.append(beat)
-    return beats, (value, 0, 0)
+    value = _golden_dot(qa, ea, qb, eb, mbits, P)
+    return _dot_beats(qa, qb, ea, eb, modes if mixed else None), (value, 0, 0)
 
 
 def tree_adders(partials):
@@ -575,8 +576,8 @@ def tree_cancel_ops(rng, block_size, mant_bits, *, mixed=False, partials=None, s
     aligned sum, both operand orders) and the adders above it add zeros. 2 .. ``2 P`` blocks per
     dot product. Returns ``(beats, expected)`` like :func:`dot_ops`.
     """
-    from sparsehw.golden.fp32 import bits, canonical
-    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MIN_EXP, block_dot, dot
+    from sparsehw.golden.fp32 import bits
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MIN_EXP, block_dot
     P = DEFAULT_PARTIALS if partials is None else partials
     B, m = block_size, (7 if mixed else mant_bits)
     limit = (1 << m) - 1
@@ -615,15 +616,8 @@ def tree_cancel_ops(rng, block_size, mant_bits, *, mixed=False, partials=None, s
             for k in range(K):                      # the zero blocks: any legal exponent
                 if not qa[k].any():
                     ea[k], eb[k] = int(rng.integers(MIN_EXP, 128)), int(rng.integers(MIN_EXP, 128))
-            value = canonical(bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb),
-                                       [m] * K, P)))
-            expected.append((value, 0, 0))
-            for k in range(K):
-                beat = {"a": [int(v) for v in qa[k]], "b": [int(v) for v in qb[k]],
-                        "ea": ea[k], "eb": eb[k], "last": int(k == K - 1)}
-                if mixed:
-                    beat["mode"] = 2
-                beats.append(beat)
+            expected.append((_golden_dot(qa, ea, qb, eb, [m] * K, P), 0, 0))
+            beats += _dot_beats(qa, qb, ea, eb, [2] * K if mixed else None)
     return beats, expected
 
 
@@ -634,8 +628,7 @@ def dense_dot_ops(rng, block_size, mant_bits, lengths, *, mixed=False, partials=
     mixed: a random mode per block), none invalid: every partial sum is used from ``len >= P``
     on and, the values being close, every bit of every partial matters to the result. Returns
     ``(beats, expected)`` like :func:`dot_ops`."""
-    from sparsehw.golden.fp32 import bits, canonical
-    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MODES, dot, quantize
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MODES, quantize
     P = DEFAULT_PARTIALS if partials is None else partials
     B = block_size
     beats, expected = [], []
@@ -648,13 +641,6 @@ def dense_dot_ops(rng, block_size, mant_bits, lengths, *, mixed=False, partials=
             for q, e in ((qa, ea), (qb, eb)):
                 mant, exp = quantize(wide_values(rng, B, lo, hi), mbits[k], B)
                 q.append(mant[0].astype(np.int64)), e.append(int(exp[0]))
-        value = canonical(bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb),
-                                   mbits, P)))
-        expected.append((value, 0, 0))
-        for k in range(K):
-            beat = {"a": [int(v) for v in qa[k]], "b": [int(v) for v in qb[k]],
-                    "ea": ea[k], "eb": eb[k], "last": int(k == K - 1)}
-            if mixed:
-                beat["mode"] = modes[k]
-            beats.append(beat)
+        expected.append((_golden_dot(qa, ea, qb, eb, mbits, P), 0, 0))
+        beats += _dot_beats(qa, qb, ea, eb, modes if mixed else None)
     return beats, expected
