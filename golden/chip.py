@@ -650,6 +650,10 @@ CYCLE_COSTS = {
                                # RTL: sparsehw.model.calibrate, docs/model.md)
     "send_latency": 2,         # SEND: a row is in the injector 2 cycles after its read starts:
                                # the bank read and the row register (hw/chip/subsystem.py)
+    "send_self_land": 4,       # SEND to the own node: the row is a ring flit too (a port cycle
+                               # per row, like a remote destination); the chip is done 4 cycles
+                               # after its injection (measured on the RTL: 1..64 rows, alone
+                               # and with remote destinations, exact; tests/test_model_rtl.py)
     # ACT, fitted to the chip RTL (tests/test_chip.py::test_chip_act_cycles_match_the_model,
     # lanes 4; docs/chip.md "Cycle model"): exact at every measured point
     "act_start": 1,            # the ACT unit's dispatch cycle
@@ -1012,8 +1016,9 @@ class ChipModel:
             self._deliver(sub, instr.mask, instr.r_bank, instr.r_addr, rows,
                           [start + i + lat for i in range(instr.count)],
                           CYCLE_COSTS["send_per_row"])
-            remote = bin(instr.mask & ~(1 << sub.index)).count("1")
-            flits = CYCLE_COSTS["send_per_row"] * instr.count * remote
+            # every destination, its own node included, takes a ring flit per row
+            # (hw/chip/subsystem.py: SEND rows all go through the injector)
+            flits = CYCLE_COSTS["send_per_row"] * instr.count * bin(instr.mask).count("1")
             self._spend(sub.index, "send", max(instr.count + lat - 1, flits,
                                                self._port_free[sub.index] - start))
         self.stats["instructions"][sub.index] += 1
@@ -1064,23 +1069,25 @@ class ChipModel:
 
     def _deliver(self, sub, mask, bank, addr, rows, ready, per_row=None):
         """Deliver ``rows`` to every subsystem of ``mask``; ``ready[i]``: the cycle row ``i``
-        leaves the sender (cycle model: a local write lands 1 cycle later; a remote row is
-        injected when the sender's ring port is free, ``per_row`` port cycles per row and
-        destination: ``flits_per_row`` for a GEMM's rows (default), ``send_per_row`` for SEND's,
+        leaves the sender (cycle model: a GEMM's local write lands 1 cycle later; a remote row,
+        and a SEND's row to its own node, is injected when the sender's ring port is free,
+        ``per_row`` port cycles per row and destination: ``flits_per_row`` for a GEMM's rows
+        (default), ``send_per_row`` for SEND's,
         and lands ``hops * hop + ring_extra + ring_land`` cycles after injection, ``hops`` the
-        ring's minimal route, :func:`golden.ring.route`)."""
+        ring's minimal route, :func:`golden.ring.route`; the own node's ``send_self_land``)."""
         s, nodes, c = sub.index, len(self.subs), CYCLE_COSTS
         dests = [d for d in range(nodes) if mask >> d & 1]
         for t in ready:                    # row by row, each to every destination in turn
             for d in dests:
-                if d == s:
+                if d == s and per_row is None:       # a GEMM's own rows: the local write
                     arrive = t + 1
                 else:
                     inject = max(t, self._port_free[s])
                     self._port_free[s] = inject + (c["flits_per_row"] if per_row is None
                                                    else per_row)
-                    arrive = (inject + ring.route(s, d, nodes)[1] * c["hop"] + c["ring_extra"]
-                              + c["ring_land"])
+                    arrive = inject + (c["send_self_land"] if d == s else
+                                       ring.route(s, d, nodes)[1] * c["hop"] + c["ring_extra"]
+                                       + c["ring_land"])
                 # a WAIT resumes on a ring row wait_resume cycles after it lands (own rows are
                 # in before the GEMM that wrote them releases the sequencer: never a stall)
                 self._arrivals.setdefault((d, bank), []).append(

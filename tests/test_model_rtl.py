@@ -80,6 +80,30 @@ def test_small_encoder_layer_on_the_rtl_equals_the_golden_chip_and_numpy():
         assert abs(rtl - model) <= max(0.1 * rtl, 100), (rtl, model)
 
 
+def test_send_cycles_on_the_rtl_equal_the_model_with_the_own_node_in_the_mask():
+    """SEND rows to the own node are ring flits on the RTL (a port cycle each, like a remote
+    destination): the model's cycles equal the RTL's exactly for masks with and without the
+    own node (before ``send_self_land`` a mask of all four nodes was 64 cycles short)."""
+    from sparsehw.golden import chip as isa
+    p = {**SMALL, "subsystems": 4, "bank_rows": 128}
+    rng = np.random.default_rng(5)
+    points = [(64, 0b1111), (64, 0b1110), (64, 0b0001), (8, 0b0011), (3, 0b1001), (1, 0b0001)]
+    phases = []
+    for count, mask in points:
+        rows = rng.integers(-128, 128, (count, p["lanes"])).astype(np.int8)
+        send = isa.Send(s_bank=0, s_addr=0, count=count, mask=mask, r_bank=1, r_addr=0)
+        images = [[(isa.MEM_IMEM, 0, [isa.encode(send), isa.encode(isa.Halt())]),
+                   (isa.MEM_BANK0, 0, [isa.pack_row(r) for r in rows])]]
+        for s in range(1, 4):
+            wait = [isa.encode(isa.Wait(bank=1, count=count))] if mask >> s & 1 else []
+            images.append([(isa.MEM_IMEM, 0, wait + [isa.encode(isa.Halt())])])
+        phases.append({"images": images, "host": None, "reset": True})
+    result = run_phases(p, phases, 64, sim="icarus", build_dir=new_build_dir("test-send-self"))
+    assert result["passed"] and result["bit_exact"], result
+    assert result["rtl_cycles"] == result["model_cycles"], (points, result["rtl_cycles"],
+                                                            result["model_cycles"])
+
+
 def test_rtl_params_refuse_what_the_rtl_cannot_build():
     p = rtl_params(SMALL, flit_width=32)
     assert p["flit_width"] == 32 and p["subsystems"] == 2
