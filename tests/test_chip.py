@@ -84,6 +84,10 @@ def test_chip_errors_then_reset():
     _run({**SMALL, "subsystems": 2}, testcase="chip_every_error_then_reset")
 
 
+def test_chip_imem_written_while_running():
+    _run({**SMALL, "subsystems": 2}, testcase="chip_imem_written_while_running")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("subsystems, flit_width, seed", [(4, 64, 1), (4, 32, 2), (2, 64, 3),
                                                            (1, 64, 4)])

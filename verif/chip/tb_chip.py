@@ -6,7 +6,8 @@ and are loaded through the host port with random stalls on the command and respo
 After each run every row of both banks of every subsystem and every status word are read back
 through the host port and compared with the golden model's; the chain's output is compared with
 :func:`sparsehw.golden.chip_compile.reference_chain`. Every error code is provoked, each followed
-by a host reset and a correct run.
+by a host reset and a correct run. ``chip_imem_written_while_running`` rewrites a running
+subsystem's next instructions (already prefetched) and checks the new ones run.
 
 With ``act_engine``, ``chip_act_programs`` runs random programs of ACT instructions (every op,
 random counts, addresses, formats, in place and into the other bank, layernorm with random
@@ -24,7 +25,7 @@ import numpy as np
 from sparsehw.golden import chip as isa
 from sparsehw.golden.chip import Act, ChipModel, Gemm, Halt, Send, Wait
 from sparsehw.golden.chip_compile import compile_chain, reference_chain
-from sparsehw.hw.chip import CHIP_RTL_PARAMS
+from sparsehw.hw.chip import CHIP_RTL_PARAMS, REGS_MEM
 from sparsehw.verif import common
 from sparsehw.verif.chip import (Host, compare_state, images, load_images, load_model,
                                  output_of, random_chain, read_state, run_to_done)
@@ -202,6 +203,55 @@ async def chip_every_error_then_reset(dut):
     if p["act_engine"]:
         expected |= {isa.ERR_ACT_OP, isa.ERR_OVERLAP}
     assert seen >= expected, f"codes not provoked: {sorted(expected - seen)}"
+
+
+@cocotb.test()
+async def chip_imem_written_while_running(dut):
+    """The host rewrites the next instructions of a subsystem that is running (waiting on a
+    WAIT at pc 0; its sequencer has already prefetched the old pc 1): the new instructions
+    run, not the prefetched ones. Subsystem 1 keeps subsystem 0 waiting with long SENDs to
+    itself before it sends the rows subsystem 0 waits for. Final banks and statuses equal the
+    golden model run with the rewritten program."""
+    from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
+    p = _params()
+    assert p["subsystems"] >= 2, "needs two subsystems"
+    await start(dut, sources=("cmd",), sinks=("rsp",))
+    gen = np.random.default_rng(common.rng(3).getrandbits(32))
+    host = Host(dut, p, stall=_knob("stall", 0.3), salt=30)
+    model = ChipModel(_model_params(p))
+    _clear_banks(host, p)
+    rows = p["bank_rows"] // 2
+    data = [isa.pack_row(r) for r in gen.integers(-128, 128, size=(rows, p["lanes"]))]
+    keep_busy = [isa.encode(Send(s_bank=0, s_addr=0, count=rows, mask=0b10, r_bank=0,
+                                 r_addr=rows)) for _ in range(4)]
+    old = [isa.encode(Wait(bank=1, count=4)), isa.encode(Halt()), isa.encode(Halt())]
+    new = [isa.encode(Send(s_bank=0, s_addr=0, count=3, mask=0b01, r_bank=0, r_addr=rows)),
+           isa.encode(Halt())]
+    imgs = [{isa.MEM_IMEM: old, isa.MEM_BANK0: data},
+            {isa.MEM_IMEM: keep_busy + [isa.encode(Send(s_bank=0, s_addr=0, count=4, mask=0b01,
+                                                        r_bank=1, r_addr=0)),
+                                        isa.encode(Halt())],
+             isa.MEM_BANK0: data}]
+    imgs += [{isa.MEM_IMEM: [isa.encode(Halt())]} for _ in range(2, p["subsystems"])]
+    load_images(host, imgs)
+    await host.idle(20000)
+    host.start()
+    await ClockCycles(dut.clk, 20)
+    host.write(0, isa.MEM_IMEM, 1, new)
+    status = [word for word, _ in await host.read(0, REGS_MEM, 0)]
+    busy = [word for word, _ in await host.read(1, REGS_MEM, 0)]
+    assert status[0] & 3 == isa.RUNNING and status[0] >> 16 == 0, \
+        f"subsystem 0 not waiting at pc 0 after the rewrite: status {status[0]:#x}"
+    assert busy[0] & 3 == isa.RUNNING, "subsystem 1 finished before the rewrite"
+    if int(dut.done.value) != 1:
+        await First(RisingEdge(dut.done), Timer(200000, unit="ns"))
+    assert int(dut.done.value) == 1, "chip not done"
+    imgs[0][isa.MEM_IMEM] = old[:1] + new
+    load_model(model, imgs)
+    model.run()
+    state = await read_state(host, p)
+    problems = compare_state(state, model, p)
+    assert not problems, "imem rewritten while running: " + "; ".join(problems[:6])
 
 
 def _act_errors(p):
