@@ -1,6 +1,10 @@
 """Small arithmetic building blocks shared by the datapath generators."""
 
-__all__ = ["tree_sum"]
+from amaranth.hdl import Signal, Value
+from amaranth.lib import data
+
+
+__all__ = ["tree_sum", "register", "delay"]
 
 
 def tree_sum(values):
@@ -14,3 +18,26 @@ def tree_sum(values):
         values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
                   for i in range(0, len(values), 2)]
     return values[0]
+
+
+def register(m, value, name, en=None):
+    """A register named ``name`` in ``m``'s ``sync`` domain, loaded with ``value`` at every clock
+    edge (only at the edges where ``en`` is high, when given). A :class:`~amaranth.lib.data.View`
+    gives a register of the same layout. Returns the register."""
+    shape = value.shape() if isinstance(value, data.View) else Value.cast(value).shape()
+    reg = Signal(shape, name=name)
+    if en is None:
+        m.d.sync += reg.eq(value)
+    else:
+        with m.If(en):
+            m.d.sync += reg.eq(value)
+    return reg
+
+
+def delay(m, value, cycles, name, en=None):
+    """``value`` delayed by ``cycles`` clock edges (enabled edges, when ``en`` is given): a chain
+    of :func:`register` named ``{name}_d1`` .. ``{name}_d{cycles}``; ``value`` itself when
+    ``cycles`` is 0."""
+    for k in range(1, cycles + 1):
+        value = register(m, value, f"{name}_d{k}", en)
+    return value

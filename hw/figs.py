@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from sparsehw.golden.figs import MAC_STAGES
-from sparsehw.hw.arith import tree_sum
+from sparsehw.hw.arith import delay, tree_sum
 from sparsehw.params import Param, ParamSpec, int_in, multiple_of, pow2_in
 
 
@@ -461,12 +461,7 @@ class _SparseArray(wiring.Component):
         ctl = [st_valid[0], st_bank[0], st_last[0]]
         if figs:
             ctl += [st_first[0], st_final[0]]
-        late = ctl
-        with m.If(adv):
-            for k in range(MAC_STAGES):
-                nxt = [Signal(name=f"{sig.name}_d{k + 1}") for sig in late]
-                m.d.sync += [dst.eq(src) for dst, src in zip(nxt, late)]
-                late = nxt
+        late = [delay(m, sig, MAC_STAGES, sig.name, adv) for sig in ctl]
         d_valid, d_bank, d_last = late[:3]
         if figs:
             d_first, d_final = late[3:]

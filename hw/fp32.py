@@ -12,15 +12,18 @@ selected, the logic is combinational, as before. The numeric result never depend
 only the latency does.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from sparsehw.hw.arith import register
+
 
 __all__ = ["QNAN", "INF", "NEG_ZERO", "EXP_SHAPE", "ROUND_CUTS", "ADD_CUTS", "MUL_CUTS",
-           "ADD_CUT_ORDER", "add_cuts", "Pipeline", "unpack_fp32", "round_pack", "fp_mul",
-           "fp_add", "Fp32Mac"]
+           "ADD_CUT_ORDER", "SPECIAL_NONE", "SPECIAL_NAN", "SPECIAL_POS_INF", "SPECIAL_NEG_INF",
+           "SPECIAL_SHAPE", "add_cuts", "special_class", "Pipeline", "unpack_fp32",
+           "round_pack", "fp_mul", "fp_add", "Fp32Mac"]
 
 
 QNAN = 0x7FC00000
@@ -56,6 +59,19 @@ def _name(prefix):
     return prefix
 
 
+#: Class codes of a special result, carried in 2 bits through the pipeline (the 32-bit word is
+#: built once, at the output): a special result is the quiet NaN or a signed infinity, nothing
+#: else. The low bit of an infinity's code is its sign.
+SPECIAL_NONE, SPECIAL_NAN, SPECIAL_POS_INF, SPECIAL_NEG_INF = 0, 1, 2, 3
+SPECIAL_SHAPE = 2
+
+
+def special_class(nan, inf, inf_sign):
+    """The 2-bit special class of a result: NaN if ``nan``, else an infinity of sign
+    ``inf_sign`` if ``inf``, else none."""
+    return Mux(nan, SPECIAL_NAN, Mux(inf, Cat(inf_sign, Const(1, 1)), SPECIAL_NONE))
+
+
 class Pipeline:
     """Pipeline registers at named cut points of combinational logic.
 
@@ -71,14 +87,7 @@ class Pipeline:
         self.latency = 0
 
     def _reg(self, name, key, value):
-        shape = value.shape() if isinstance(value, data.View) else Value.cast(value).shape()
-        reg = Signal(shape, name=_name(f"{self.prefix}_{name}_{key}"))
-        if self.en is None:
-            self.m.d.sync += reg.eq(value)
-        else:
-            with self.m.If(self.en):
-                self.m.d.sync += reg.eq(value)
-        return reg
+        return register(self.m, value, _name(f"{self.prefix}_{name}_{key}"), self.en)
 
     def cut(self, name, **values):
         if name not in self.cuts:
@@ -87,24 +96,20 @@ class Pipeline:
         self.riders = {k: self._reg(name, k, v) for k, v in self.riders.items()}
         return {k: self._reg(name, k, v) for k, v in values.items()}
 
-    def delay(self, value, cycles, name="dly"):
-        """``value`` delayed by ``cycles`` enabled clock edges."""
-        for i in range(cycles):
-            value = self._reg(f"{name}{i}", "d", value)
-        return value
 
-
-def unpack_fp32(m, x, prefix="f"):
+def unpack_fp32(m, x, prefix="f", subnormals=True):
     """Split float32 bits ``x`` into fields; returns a dict of Values.
 
     ``sign``, ``mant`` (24 bits with the hidden bit, ``mag = mant * 2**exp``), ``exp``
-    (``max(biased, 1) - 150``, :data:`EXP_SHAPE`), ``bexp`` (``max(biased, 1)``, 8 bits),
-    ``nan``, ``inf``, ``zero``.
+    (``bexp - 150``, :data:`EXP_SHAPE`), ``bexp`` (``max(biased, 1)``, 8 bits), ``nan``,
+    ``inf``, ``zero``. With ``subnormals=False`` the caller guarantees that ``x`` is not
+    subnormal, and ``bexp`` is the biased exponent as it is (0 only for a zero, whose ``mant``
+    is 0 and whose exponent therefore never matters).
     """
     biased = x[23:31]
     frac = x[0:23]
     bexp = Signal(8, name=_name(prefix + "_bexp"))
-    m.d.comb += bexp.eq(Mux(biased == 0, 1, biased))
+    m.d.comb += bexp.eq(Mux(biased == 0, 1, biased) if subnormals else biased)
     exp = Signal(EXP_SHAPE, name=_name(prefix + "_exp"))
     m.d.comb += exp.eq(bexp - 150)
     return {
@@ -126,80 +131,110 @@ def _leading_one(x):
     return nodes[0]
 
 
-def round_pack(m, sign, mag, exp, prefix="rp", pipe=None):
-    """float32 bits nearest to ``(-1)**sign * mag * 2**exp``, ties to even.
+def _shift_amount(m, prefix, pos, exp, width, subnormals, exp_min):
+    """``(amt, base, amt_max)`` of :func:`round_pack`: the right shift of
+    ``mag * 2**(width + 24)`` that leaves the kept bits above bit ``width``, the result's biased
+    exponent - 1, and the largest shift that can occur.
 
-    ``mag`` is an unsigned Value of any width, ``exp`` a signed Value (:data:`EXP_SHAPE`).
-    Handles subnormal results, rounding up into the next binade, overflow to a signed infinity
-    and ``mag == 0`` (a zero of sign ``sign``). Returns a 32-bit Signal, ``pipe.latency`` more
-    cycles late when ``pipe`` selects some of :data:`ROUND_CUTS`.
+    The kept LSB position is lsb = max(pos - 23, -149 - exp): 24 significant bits, but no lower
+    than weight 2**-149. Normal result iff t = pos + exp + 126 >= 0; then lsb = pos - 23, the
+    shift is pos + 1 and the biased exponent - 1 is t; else lsb = -149 - exp and it is 0 (at
+    t = 0 both rules agree). Everything that needs only exp is computed beside the leading-one
+    search. With ``subnormals=False`` the caller guarantees t >= 0 for every nonzero ``mag``.
     """
-    pipe = pipe if pipe is not None else Pipeline(m)
-    width = len(mag)
-    _, pos_v = _leading_one(mag)
-    pos = Signal(range(max(width, 2)), name=_name(prefix + "_pos"))     # leading one of mag
-    m.d.comb += pos.eq(pos_v)
-    # The kept LSB position lsb = max(pos - 23, -149 - exp): 24 significant bits, but no lower
-    # than weight 2**-149. Normal result iff t = pos + exp + 126 > 0; then lsb = pos - 23 and
-    # the biased exponent - 1 is t; else lsb = -149 - exp and it is 0. Everything that needs
-    # only exp is computed beside the leading-one search.
-    #
-    # One right shift does both cases of the rounding (lsb <= 0: a left shift; lsb > 0: a
-    # right shift keeping the bits below the LSB): y = mag * 2**(width - lsb), kept =
-    # y >> width, then the guard bit and the sticky bits below it. lsb >= -23 always, so the
-    # shift amount lsb + 24 >= 1; lsb above width + 1 (subnormal case only) leaves kept = guard
-    # = 0 (the result rounds to zero whatever the sticky bits are), so it is clamped there.
-    sub_lsb = Signal(EXP_SHAPE, name=_name(prefix + "_sublsb"))
-    m.d.comb += sub_lsb.eq(-149 - exp)
-    sub_amt = Signal(range(width + 26), name=_name(prefix + "_subamt"))
-    m.d.comb += sub_amt.eq(Mux(sub_lsb > width + 1, width + 25, sub_lsb + 24))
     e126 = Signal(EXP_SHAPE, name=_name(prefix + "_e126"))
     m.d.comb += e126.eq(exp + 126)
     t = Signal(signed(14), name=_name(prefix + "_t"))
     m.d.comb += t.eq(pos + e126)
+    if not subnormals:
+        return pos + 1, t, width
+    # lsb >= -23 always, so the subnormal shift lsb + 24 = -125 - exp >= 1; lsb above
+    # width + 1 leaves kept = guard = 0 (the result rounds to zero whatever the sticky bits
+    # are), so it is clamped there, unless exp_min shows that it cannot happen.
+    sub_lsb = Signal(EXP_SHAPE, name=_name(prefix + "_sublsb"))
+    m.d.comb += sub_lsb.eq(-149 - exp)
+    clamp = exp_min is None or -125 - exp_min > width + 25
+    sub_max = width + 25 if clamp else max(-125 - exp_min, 1)
+    sub_amt = Signal(range(sub_max + 1), name=_name(prefix + "_subamt"))
+    m.d.comb += sub_amt.eq(Mux(sub_lsb > width + 1, width + 25, sub_lsb + 24) if clamp
+                           else sub_lsb + 24)
     normal = Signal(name=_name(prefix + "_normal"))
     m.d.comb += normal.eq(t > 0)
-    amt = Signal(range(width + 26), name=_name(prefix + "_amt"))
-    m.d.comb += amt.eq(Mux(normal, pos + 1, sub_amt))
+    return Mux(normal, pos + 1, sub_amt), Mux(normal, t, 0), max(width, sub_max)
+
+
+def round_pack(m, sign, mag, exp, prefix="rp", pipe=None, *, zero_sign=None, special=None,
+               subnormals=True, exp_min=None, lead_min=0):
+    """float32 bits nearest to ``(-1)**sign * mag * 2**exp``, ties to even.
+
+    ``mag`` is an unsigned Value of any width, ``exp`` a signed Value (:data:`EXP_SHAPE`).
+    Handles subnormal results, rounding up into the next binade, overflow to a signed infinity
+    and ``mag == 0`` (a zero of sign ``zero_sign``, by default ``sign``). ``special`` (a
+    :data:`SPECIAL_SHAPE` class code, :func:`special_class`), when not none, replaces the
+    result by the quiet NaN or that infinity. Returns a 32-bit Signal, ``pipe.latency`` more
+    cycles late when ``pipe`` selects some of :data:`ROUND_CUTS`.
+
+    The other options drop logic that the caller's producer makes unreachable (the defaults
+    keep all of it; a wrong promise gives wrong results):
+
+    - ``subnormals=False``: no subnormal-result path (a second shift amount and exponent, and
+      their selection), for callers whose every nonzero ``mag * 2**exp`` is at least 2**-126;
+    - ``exp_min``: the smallest ``exp`` the producer gives; it bounds the subnormal shift (no
+      clamp, a shorter sticky mask when it is small enough);
+    - ``lead_min``: the leading-one search looks at ``mag``'s bits from ``lead_min`` up only,
+      for producers whose nonzero ``mag`` without a one there rounds to a zero of sign
+      ``zero_sign`` (it is taken for one).
+    """
+    pipe = pipe if pipe is not None else Pipeline(m)
+    width = len(mag)
+    any_one, pos_v = _leading_one(mag[lead_min:])
+    pos = Signal(range(max(width, 2)), name=_name(prefix + "_pos"))     # leading one of mag
+    m.d.comb += pos.eq(pos_v + lead_min)
+    # One right shift does both cases of the rounding (lsb <= 0: a left shift; lsb > 0: a
+    # right shift keeping the bits below the LSB): y = mag * 2**(width - lsb), kept =
+    # y >> width, then the guard bit and the sticky bits below it.
+    amt_v, base_v, amt_max = _shift_amount(m, prefix, pos, exp, width, subnormals, exp_min)
+    amt = Signal(range(amt_max + 1), name=_name(prefix + "_amt"))
+    m.d.comb += amt.eq(amt_v)
     base = Signal(signed(14), name=_name(prefix + "_base"))            # biased exponent - 1
-    m.d.comb += base.eq(Mux(normal, t, 0))
-    v = pipe.cut("lzc", sign=sign, mag=mag, amt=amt, base=base, zero=(mag == 0))
+    m.d.comb += base.eq(base_v)
+    # The exact-zero test is the leading-one tree's root (no second OR of mag).
+    v = pipe.cut("lzc", sign=sign, mag=mag, amt=amt, base=base, zero=~any_one,
+                 zsign=sign if zero_sign is None else zero_sign,
+                 special=Const(SPECIAL_NONE, SPECIAL_SHAPE) if special is None else special)
     wide = Signal(2 * width + 24, name=_name(prefix + "_wide"))
     m.d.comb += wide.eq(v["mag"] << (width + 24))
-    y = Signal(width + 25, name=_name(prefix + "_y"))
-    m.d.comb += y.eq(wide >> v["amt"])
+    # Only the kept bits and the guard bit of the shifted word are used: y[0] is the guard.
+    y = Signal(26, name=_name(prefix + "_y"))
+    m.d.comb += y.eq((wide >> v["amt"])[width - 1:width + 25])
     # The sticky bit straight from mag, beside the shifter: the bits below the guard are mag's
     # bits i < lsb - 1 = amt - 25 (a thermometer mask of amt). Bits the shifter drops at the
     # clamp only matter when kept = guard = 0, where the result is zero anyway.
-    below_guard = Cat(*[v["amt"] > i + 25 for i in range(width)])
+    below_guard = Cat(*[v["amt"] > i + 25 if i + 25 < amt_max else Const(0, 1)
+                        for i in range(width)])
     sticky = Signal(name=_name(prefix + "_sticky"))
     m.d.comb += sticky.eq((v["mag"] & below_guard) != 0)
-    v = pipe.cut("shift", sign=v["sign"], zero=v["zero"], base=v["base"],
-                 kept=y[width:width + 25], guard=y[width - 1], sticky=sticky)
+    v = pipe.cut("shift", sign=v["sign"], zero=v["zero"], zsign=v["zsign"],
+                 special=v["special"], base=v["base"], kept=y[1:], guard=y[0], sticky=sticky)
     rounded = Signal(26, name=_name(prefix + "_rnd"))
     m.d.comb += rounded.eq(v["kept"] + (v["guard"] & (v["sticky"] | v["kept"][0])))
     # rounded < 2**25: its bits from 23 up carry into the biased exponent field.
     high = Signal(signed(16), name=_name(prefix + "_high"))
     m.d.comb += high.eq(v["base"] + rounded[23:])
-    v = pipe.cut("round", sign=v["sign"], zero=v["zero"], frac=rounded[:23], high=high)
+    v = pipe.cut("round", sign=v["sign"], zero=v["zero"], zsign=v["zsign"],
+                 special=v["special"], frac=rounded[:23], high=high)
     out = Signal(32, name=_name(prefix + "_out"))
-    with m.If(v["zero"]):
-        m.d.comb += out.eq(Cat(Const(0, 31), v["sign"]))
+    with m.If(v["special"] == SPECIAL_NAN):
+        m.d.comb += out.eq(QNAN)
+    with m.Elif(v["special"] != SPECIAL_NONE):
+        m.d.comb += out.eq(Cat(Const(INF, 31), v["special"][0]))
+    with m.Elif(v["zero"]):
+        m.d.comb += out.eq(Cat(Const(0, 31), v["zsign"]))
     with m.Elif(v["high"] >= 255):
         m.d.comb += out.eq(Cat(Const(INF, 31), v["sign"]))
     with m.Else():
         m.d.comb += out.eq(Cat(v["frac"], v["high"][:8], v["sign"]))
     return out
-
-
-def _ride(pipe, prefix, **values):
-    keys = {k: f"{prefix}.{k}" for k in values}
-    pipe.riders.update({keys[k]: v for k, v in values.items()})
-    return keys
-
-
-def _unride(pipe, keys):
-    return {k: pipe.riders.pop(key) for k, key in keys.items()}
 
 
 def fp_mul(m, a, b, prefix="mul", pipe=None):
@@ -219,43 +254,45 @@ def fp_mul(m, a, b, prefix="mul", pipe=None):
     exp = Signal(EXP_SHAPE, name=_name(prefix + "_e"))
     m.d.comb += exp.eq(fa["exp"] + fb["exp"])
     nan = fa["nan"] | fb["nan"] | (fa["inf"] & fb["zero"]) | (fb["inf"] & fa["zero"])
-    v = pipe.cut("pp", exp=exp, sign=sign, nan=nan, inf=fa["inf"] | fb["inf"], **pps)
+    special = special_class(nan, fa["inf"] | fb["inf"], sign)
+    v = pipe.cut("pp", exp=exp, sign=sign, special=special, **pps)
     prod = Signal(48, name=_name(prefix + "_prod"))
     m.d.comb += prod.eq(v["ll"] + ((v["lh"] + v["hl"]) << 17) + (v["hh"] << 34))
-    v = pipe.cut("prod", prod=prod, exp=v["exp"], sign=v["sign"], nan=v["nan"], inf=v["inf"])
-    keys = _ride(pipe, prefix, nan=v["nan"], inf=v["inf"], sign=v["sign"])
-    packed = round_pack(m, v["sign"], v["prod"], v["exp"], prefix + "_rp", pipe)
-    r = _unride(pipe, keys)
-    out = Signal(32, name=_name(prefix + "_out"))
-    with m.If(r["nan"]):
-        m.d.comb += out.eq(QNAN)
-    with m.Elif(r["inf"]):
-        m.d.comb += out.eq(Cat(Const(INF, 31), r["sign"]))
-    with m.Else():
-        m.d.comb += out.eq(packed)
-    return out
+    v = pipe.cut("prod", prod=prod, exp=v["exp"], sign=v["sign"], special=v["special"])
+    # A nonzero product has its leading one at bit 23 or above (a normal significand is at
+    # least 2**23), unless both operands are subnormal, and then it rounds to zero.
+    return round_pack(m, v["sign"], v["prod"], v["exp"], prefix + "_rp", pipe,
+                      special=v["special"], lead_min=23)
 
 
-def fp_add(m, a, b, prefix="add", pipe=None):
+def fp_add(m, a, b, prefix="add", pipe=None, *, subnormals=True):
     """IEEE binary32 sum of bit patterns ``a`` and ``b``, rounded to nearest even.
 
     Alignment keeps guard, round and sticky bits (the sticky OR-ed into the LSB of the shifted
     operand), which gives the correctly rounded sum; an exact zero sum is ``+0`` unless both
     operands are ``-0``. ``pipe`` may select cuts of :data:`ADD_CUTS`; the result is then
     ``pipe.latency`` cycles late.
+
+    ``subnormals=False`` drops the subnormal paths (the exponent clamp of subnormal operands and
+    :func:`round_pack`'s subnormal results): only for callers whose operands are never
+    subnormal and whose every nonzero sum is at least 2**-126 (e.g. operands that are all
+    multiples of some 2**-k, k <= 126: their sum is one too, however it rounds). The default
+    keeps them.
     """
     pipe = pipe if pipe is not None else Pipeline(m)
-    fa, fb = unpack_fp32(m, a, prefix + "a"), unpack_fp32(m, b, prefix + "b")
+    fa = unpack_fp32(m, a, prefix + "a", subnormals)
+    fb = unpack_fp32(m, b, prefix + "b", subnormals)
     a_big = Signal(name=_name(prefix + "_abig"))
     m.d.comb += a_big.eq(a[:31] >= b[:31])
-    # Exponent distance both ways in parallel with the comparison (not after the swap).
-    d_ab = Signal(8, name=_name(prefix + "_dab"))
+    # The exponent distance, clamped to 31, both ways in parallel with the comparison; the
+    # sign of a - b's exponent difference picks one (equal exponents: 0 either way), so the
+    # distance does not wait for the 31-bit comparison.
+    d_ab = Signal(signed(9), name=_name(prefix + "_dab"))
     d_ba = Signal(8, name=_name(prefix + "_dba"))
     m.d.comb += [d_ab.eq(fa["bexp"] - fb["bexp"]), d_ba.eq(fb["bexp"] - fa["bexp"])]
-    dist = Signal(8, name=_name(prefix + "_d"))
-    m.d.comb += dist.eq(Mux(a_big, d_ab, d_ba))
     dist_c = Signal(5, name=_name(prefix + "_dc"))
-    m.d.comb += dist_c.eq(Mux(dist > 31, 31, dist))
+    m.d.comb += dist_c.eq(Mux(d_ab < 0, Mux(d_ba > 31, 31, d_ba),
+                              Mux(d_ab[:8] > 31, 31, d_ab[:8])))
     x_ext = Signal(27, name=_name(prefix + "_xe"))
     y_ext = Signal(27, name=_name(prefix + "_ye"))
     m.d.comb += [x_ext.eq(Mux(a_big, fa["mant"], fb["mant"]) << 3),
@@ -264,16 +301,14 @@ def fp_add(m, a, b, prefix="add", pipe=None):
     bexp_x = Signal(8, name=_name(prefix + "_bx"))           # the exponent is bexp_x - 153
     m.d.comb += bexp_x.eq(Mux(a_big, fa["bexp"], fb["bexp"]))
     nan = fa["nan"] | fb["nan"] | (fa["inf"] & fb["inf"] & (fa["sign"] != fb["sign"]))
-    special = Signal(32, name=_name(prefix + "_spv"))
-    m.d.comb += special.eq(Mux(nan, QNAN, Mux(fa["inf"], a, b)))
+    special = special_class(nan, fa["inf"] | fb["inf"], Mux(fa["inf"], fa["sign"], fb["sign"]))
     v = pipe.cut("swap", x=x_ext, y=y_ext, dist=dist_c, sub=fa["sign"] ^ fb["sign"],
-                 sign=sign_x, bexp=bexp_x, spec=nan | fa["inf"] | fb["inf"], spv=special,
-                 zsign=fa["sign"] & fb["sign"])
+                 sign=sign_x, bexp=bexp_x, special=special, zsign=fa["sign"] & fb["sign"])
     y_ext, dist_c = v["y"], v["dist"]
     y_sh = Signal(27, name=_name(prefix + "_ys"))
     m.d.comb += y_sh.eq((y_ext >> dist_c) | ((y_ext & ((Const(1, 33) << dist_c) - 1)) != 0))
     v = pipe.cut("align", x=v["x"], y=y_sh, sub=v["sub"], sign=v["sign"], bexp=v["bexp"],
-                 spec=v["spec"], spv=v["spv"], zsign=v["zsign"])
+                 special=v["special"], zsign=v["zsign"])
     total = Signal(28, name=_name(prefix + "_sum"))
     with m.If(v["sub"]):
         m.d.comb += total.eq(v["x"] - v["y"])
@@ -281,20 +316,12 @@ def fp_add(m, a, b, prefix="add", pipe=None):
         m.d.comb += total.eq(v["x"] + v["y"])
     exp_x = Signal(EXP_SHAPE, name=_name(prefix + "_ex"))
     m.d.comb += exp_x.eq(v["bexp"] - 153)
-    v = pipe.cut("add", total=total, sign=v["sign"], exp=exp_x, spec=v["spec"],
-                 spv=v["spv"], zsign=v["zsign"])
-    keys = _ride(pipe, prefix, spec=v["spec"], spv=v["spv"], zsign=v["zsign"],
-                 zero=v["total"] == 0)
-    packed = round_pack(m, v["sign"], v["total"], v["exp"], prefix + "_rp", pipe)
-    r = _unride(pipe, keys)
-    out = Signal(32, name=_name(prefix + "_out"))
-    with m.If(r["spec"]):
-        m.d.comb += out.eq(r["spv"])
-    with m.Elif(r["zero"]):
-        m.d.comb += out.eq(Cat(Const(0, 31), r["zsign"]))
-    with m.Else():
-        m.d.comb += out.eq(packed)
-    return out
+    v = pipe.cut("add", total=total, sign=v["sign"], exp=exp_x, special=v["special"],
+                 zsign=v["zsign"])
+    # exp >= 1 - 153: no subnormal result needs the shift clamp.
+    return round_pack(m, v["sign"], v["total"], v["exp"], prefix + "_rp", pipe,
+                      zero_sign=v["zsign"], special=v["special"], subnormals=subnormals,
+                      exp_min=1 - 153)
 
 
 class Fp32Mac(wiring.Component):

@@ -12,7 +12,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from sparsehw.hw.arith import tree_sum
+from sparsehw.hw.arith import delay, tree_sum
 from sparsehw.hw.fp32 import (ADD_CUTS, NEG_ZERO, QNAN, ROUND_CUTS, Pipeline, add_cuts,
                                fp_add, round_pack)
 from sparsehw.golden.hbfp import MIN_EXP, exponent_table
@@ -445,7 +445,12 @@ class HbfpDot(wiring.Component):
         m.d.comb += mag.eq(Mux(s2 < 0, -s2, s2))
         rpipe = Pipeline(m, adv, ROUND_CUTS, "blk",
                          riders={"v": v2, "last": last2, "inv": inv2, "err": err2})
-        r = round_pack(m, s2 < 0, mag, e2, "blk", rpipe)
+        # No subnormal path (here and in every adder below): a block result is mag * 2**e2 with
+        # e2 = ea + eb - 2m >= -26 - 26 - 32 = -84 on well-formed data, so it is 0 or at least
+        # 2**-84; it is a multiple of 2**-84 however it rounds, and so is every sum of such
+        # values (partial or tree sum): no operand or result of the accumulation is subnormal.
+        # (Malformed exponents raise `error`, whose result is NaN whatever the datapath gives.)
+        r = round_pack(m, s2 < 0, mag, e2, "blk", rpipe, subnormals=False)
         v3, last3, inv3, err3 = Signal(), Signal(), Signal(), Signal()
         r3 = Signal(32)
         with m.If(adv):
@@ -458,7 +463,9 @@ class HbfpDot(wiring.Component):
         n_part = self.partials
         cuts = add_cuts(self._add_stages)
         accs = [Signal(32, name=f"part{j}") for j in range(n_part)]
-        slot = Signal(range(max(n_part, 2)))             # partial of the next block
+        # The partial of the next block, one-hot (a rotating bit): the operand mux and the
+        # write enables need no decoder in the accumulation loop.
+        slot = Signal(n_part, init=1)
         filled = Signal(range(n_part + 1))               # blocks so far in this dot, up to P
         dot_inv, dot_err = Signal(), Signal()
         first_block = filled == 0
@@ -468,7 +475,7 @@ class HbfpDot(wiring.Component):
         # The first block of a partial adds -0.0, the exact identity (x + -0 = x for every x).
         operand = Signal(32)
         current = Signal(32)                             # partial `slot`, as an AND-OR mux
-        terms = [Mux(slot == j, accs[j], 0) for j in range(n_part)]
+        terms = [Mux(slot[j], accs[j], 0) for j in range(n_part)]
         m.d.comb += current.eq(functools.reduce(operator.or_, terms))
         m.d.comb += operand.eq(Mux(filled == n_part, current, NEG_ZERO))
         used = Signal(range(n_part + 1))
@@ -476,17 +483,17 @@ class HbfpDot(wiring.Component):
         apipe = Pipeline(m, adv, cuts, "acc",
                          riders={"wr": v3, "slot": slot, "end": v3 & last3, "used": used,
                                  "inv": inv_next, "err": err_next})
-        total = fp_add(m, operand, r3, "acc", apipe)
+        total = fp_add(m, operand, r3, "acc", apipe, subnormals=False)
         ride = apipe.riders
         with m.If(adv & v3):
             with m.If(last3):
-                m.d.sync += [slot.eq(0), filled.eq(0), dot_inv.eq(0), dot_err.eq(0)]
+                m.d.sync += [slot.eq(1), filled.eq(0), dot_inv.eq(0), dot_err.eq(0)]
             with m.Else():
-                m.d.sync += [slot.eq(Mux(slot == n_part - 1, 0, slot + 1)),
+                m.d.sync += [slot.eq(slot.rotate_left(1)),
                              filled.eq(Mux(filled == n_part, n_part, filled + 1)),
                              dot_inv.eq(inv_next), dot_err.eq(err_next)]
         for j in range(n_part):
-            with m.If(adv & ride["wr"] & (ride["slot"] == j)):
+            with m.If(adv & ride["wr"] & ride["slot"][j]):
                 m.d.sync += accs[j].eq(total)
 
         # One cycle after the last block's sum left the adder, every partial of the dot product
@@ -507,9 +514,10 @@ class HbfpDot(wiring.Component):
             for j in range(0, len(parts), 2):
                 cp = Pipeline(m, adv, cuts, f"cmb{level}_{j}", riders=flags if j == 0 else {})
                 if j + 1 < len(parts):
-                    nxt.append(fp_add(m, parts[j], parts[j + 1], f"cmb{level}_{j}", cp))
+                    nxt.append(fp_add(m, parts[j], parts[j + 1], f"cmb{level}_{j}", cp,
+                                      subnormals=False))
                 else:
-                    nxt.append(cp.delay(parts[j], len(cuts), f"cmb{level}_{j}"))
+                    nxt.append(delay(m, parts[j], len(cuts), f"cmb{level}_{j}", adv))
                 if j == 0:
                     flags = cp.riders
             parts, level = nxt, level + 1
