@@ -15,13 +15,28 @@ from sparsehw.golden import act as golden
 from sparsehw.params import Param, ParamSpec, Rule, pow2_in
 
 
-__all__ = ["ActEngine", "ACT_PARAMS", "act_layouts", "OUT_DEPTH", "PIPE_DEPTH", "ALL_OPS"]
+__all__ = ["ActEngine", "ACT_PARAMS", "act_layouts", "OUT_DEPTH", "PIPE_DEPTH", "SUM_STAGE",
+           "ROW_SCALAR_CYCLES", "ALL_OPS"]
 
 
-#: Output beats the output FIFO holds (credits: a beat is only started when a slot is free).
-OUT_DEPTH = 16
-#: Register stages from the beat register to the output FIFO's write port.
-PIPE_DEPTH = 5
+#: Output beats the output FIFO holds (credits: a beat is only started when a slot is free;
+#: at least the credit loop's round trip, PIPE_DEPTH + 3 cycles, so a ready consumer sees one
+#: beat per cycle).
+OUT_DEPTH = 32
+#: Register stages from the beat register (stage 0) to the output FIFO's write port: the recip
+#: softmax's (x, x - max, the product with log2 e, the split, three pow2 stages, the rounding
+#: shift to E, E * the row's reciprocal, rounding, saturation) and recip's (x, |x|, mantissa,
+#: the 7-stage Newton core, rounding, shift, sign and saturation).
+PIPE_DEPTH = 13
+#: Stage at which softmax's sum pass has its exponentials ``E_i`` (added to the row sum there).
+SUM_STAGE = 9
+#: Cycles of the SCALAR state per row: the free-running scalar pipeline (products, n**2 *
+#: variance or the sum, bit length, mantissa: 4 stages; then the Newton core, 7 stages for the
+#: reciprocal, 10 for the inverse square root) after its inputs are final, plus the latch cycle.
+#: Softmax's sum is final when SCALAR starts and enters at stage 2 (one stage fewer);
+#: layernorm's statistics settle two cycles after the load pass's last beat, i.e. in SCALAR's
+#: third cycle.
+ROW_SCALAR_CYCLES = {"softmax": -1 + 4 + 7 + 1, "layernorm": 2 + 4 + 10 + 1}
 ALL_OPS = ",".join(golden.OPS)
 
 
@@ -58,10 +73,9 @@ def act_layouts(*, lanes, max_row):
 
 # -- arithmetic helpers (each mirrors a helper of golden.act) ------------------------------------
 
-def _rshift_round(v, s):
-    """``(v + 2**(s-1)) >> s`` for an unsigned shift amount ``s`` (``v`` when ``s == 0``)."""
-    rnd = (Const(1, 1) << s) >> 1
-    return (v + rnd) >> s
+def _rnd(v, s):
+    """``v + 2**(s-1)`` (``v`` when ``s == 0``): the first half of a rounding right shift."""
+    return v + ((Const(1, 1) << s) >> 1)
 
 
 def _sat16(v):
@@ -77,40 +91,56 @@ def _bitlen(m, v, name):
     return length
 
 
-def _pow2_frac(f):
-    c1, c2, c3 = golden.EXP_C
-    t = (c3 * f) >> 16
-    t = ((c2 + t) * f) >> 16
-    t = ((c1 + t) * f) >> 16
-    return 65536 + t
+def _bitlen_tree(v):
+    """Bit length of the unsigned value ``v`` as a balanced tree of multiplexers (log depth)."""
+    if len(v) == 1:
+        return v[0]
+    half = len(v) // 2
+    lo, hi = v[:half], v[half:]
+    return Mux(hi.any(), _bitlen_tree(hi) + half, _bitlen_tree(lo))
 
 
-def _recip_core(m, mant, name):
-    """``golden.recip_core`` on the 16-bit ``mant``: a Q16 Signal, combinational."""
+def _sum_tree(values):
+    """Balanced adder tree (log depth) of a list of values."""
+    values = list(values)
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
+def _recip_pipe(reg, delay, mant, name):
+    """``golden.recip_core`` of the 16-bit ``mant`` as a pipeline: ``(y, RECIP_STAGES)``, ``y``
+    an 18-bit Q16 value registered ``RECIP_STAGES`` cycles after ``mant``; one multiply per stage
+    (the seed; per Newton step ``u = 2**17 - (M*y >> 15)``, then ``y = y*u >> 16``)."""
     a, b = golden.RECIP_SEED
-    y = Signal(18, name=f"{name}_y0")
-    m.d.comb += y.eq(a - ((b * mant) >> 15))
+    y = reg(a - ((b * mant) >> 15), f"{name}_y0", unsigned(18))
+    mm = reg(mant, f"{name}_m0")
     for step in range(golden.NEWTON_STEPS):
-        t = Signal(18, name=f"{name}_t{step}")
-        nxt = Signal(18, name=f"{name}_y{step + 1}")
-        m.d.comb += [t.eq((mant * y) >> 15), nxt.eq((y * ((1 << 17) - t)) >> 16)]
-        y = nxt
-    return y
+        u = reg((1 << 17) - ((mm * y) >> 15)[:18], f"{name}_u{step}")
+        y = reg(y, f"{name}_yd{step}")
+        mm = reg(mm, f"{name}_m{step}a")
+        y = reg((y * u) >> 16, f"{name}_y{step + 1}", unsigned(18))
+        mm = reg(mm, f"{name}_m{step}b")
+    return y, 1 + 2 * golden.NEWTON_STEPS
 
 
-def _isqrt_core(m, mant, name):
-    """``golden.isqrt_core`` on the 16-bit ``mant``: a Q16 Signal, combinational."""
+def _isqrt_pipe(reg, delay, mant, name):
+    """``golden.isqrt_core`` of the 16-bit ``mant`` as a pipeline: ``(y, ISQRT_STAGES)``; one
+    multiply per stage (the seed; per Newton step ``S = y*y >> 16``, ``T' = 3*2**16 - (M*S >> 14)``,
+    ``y = y*T' >> 17``)."""
     (a1, b1), (a2, b2) = golden.ISQRT_SEED
-    y = Signal(18, name=f"{name}_y0")
-    m.d.comb += y.eq(Mux(mant[15], a2 - ((b2 * mant) >> 16), a1 - ((b1 * mant) >> 16)))
+    y = reg(Mux(mant[15], a2 - ((b2 * mant) >> 16), a1 - ((b1 * mant) >> 16)), f"{name}_y0",
+            unsigned(18))
+    mm = reg(mant, f"{name}_m0")
     for step in range(golden.NEWTON_STEPS):
-        s = Signal(20, name=f"{name}_s{step}")
-        t = Signal(20, name=f"{name}_t{step}")
-        nxt = Signal(18, name=f"{name}_y{step + 1}")
-        m.d.comb += [s.eq((y * y) >> 16), t.eq((mant * s) >> 14),
-                     nxt.eq((y * (3 * 65536 - t)) >> 17)]
-        y = nxt
-    return y
+        s = reg((y * y) >> 16, f"{name}_s{step}", unsigned(20))
+        y1, m1 = reg(y, f"{name}_ya{step}"), reg(mm, f"{name}_ma{step}")
+        t = reg(3 * 65536 - ((m1 * s) >> 14)[:20], f"{name}_t{step}")
+        y2, mm = reg(y1, f"{name}_yb{step}"), reg(m1, f"{name}_mb{step}")
+        y = reg((y2 * t) >> 17, f"{name}_y{step + 1}", unsigned(18))
+        mm = reg(mm, f"{name}_mc{step}")
+    return y, 1 + 3 * golden.NEWTON_STEPS
 
 
 class ActEngine(wiring.Component):
@@ -197,6 +227,17 @@ class ActEngine(wiring.Component):
         row_bits = exact_log2(self._max_row)
         beat_bits = 16 - log_l + 1
 
+        def reg(value, name, shape=None):
+            """``value`` registered (free-running: every stage advances every cycle)."""
+            s = Signal(shape if shape is not None else value.shape(), name=name)
+            m.d.sync += s.eq(value)
+            return s
+
+        def delay(value, cycles, name):
+            for t in range(cycles):
+                value = reg(value, f"{name}_d{t}")
+            return value
+
         # ---- command registers -----------------------------------------------------------------
         op = Signal(3)
         nn = Signal(16)
@@ -248,6 +289,7 @@ class ActEngine(wiring.Component):
                      s0_mask.eq(issue_mask), s0_mem.eq(issue_mem)]
         s0_x_bits = Signal(8 * L)
         m.d.comb += s0_x_bits.eq(Mux(s0_mem, rport.data, s0_xreg) if rows else s0_xreg)
+        x1_bits = reg(s0_x_bits, "x1")                # stage 1: the beat's elements
 
         # ---- control ---------------------------------------------------------------------------
         c = self.cmd.payload
@@ -255,8 +297,10 @@ class ActEngine(wiring.Component):
         c_built = Cat(c.op == code[name] for name in ops).any()
         c_ok = c_built & (c.n != 0) & (~c_is_row | (c.n <= self._max_row))
         pipe_busy = Signal()
-        scal = Signal(2)
+        scal = Signal(range(max(ROW_SCALAR_CYCLES.values()) + 1))
         grant_reject = Signal()
+        sum_done = Signal()          # softmax: the sum pass's last E has been added to s_sum
+        load_fire = Signal()         # a row beat is taken (LOAD)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -283,24 +327,15 @@ class ActEngine(wiring.Component):
                 with m.State("LOAD"):
                     fire = self.i.valid
                     m.d.comb += [self.i.ready.eq(1), wport.addr.eq(cnt),
-                                 wport.data.eq(self.i.payload.x.as_value()), wport.en.eq(fire)]
+                                 wport.data.eq(self.i.payload.x.as_value()), wport.en.eq(fire),
+                                 load_fire.eq(fire)]
                     with m.If(fire):
-                        xs = self.i.payload.x
-                        new_mx = mx
-                        for j in range(L):
-                            new_mx = Mux(issue_mask[j] & (xs[j] > new_mx), xs[j], new_mx)
-                        m.d.sync += [
-                            mx.eq(new_mx), cnt.eq(cnt + 1),
-                            sx.eq(sx + sum(Mux(issue_mask[j], xs[j], 0) for j in range(L))),
-                            sxx.eq(sxx + sum(Mux(issue_mask[j], xs[j] * xs[j], 0)
-                                             for j in range(L))),
-                        ]
+                        m.d.sync += cnt.eq(cnt + 1)
                         with m.If(issue_last):
-                            m.d.sync += cnt.eq(0)
+                            m.d.sync += [cnt.eq(0), scal.eq(0)]
                             with m.If(is_op["softmax"]):
                                 m.next = "SUM"
                             with m.Else():
-                                m.d.sync += scal.eq(0)
                                 m.next = "SCALAR"
                 with m.State("SUM"):
                     m.d.comb += [issue.eq(1), issue_mem.eq(1), rport.addr.eq(cnt)]
@@ -309,12 +344,13 @@ class ActEngine(wiring.Component):
                         m.d.sync += cnt.eq(0)
                         m.next = "DRAIN"
                 with m.State("DRAIN"):
-                    with m.If(~pipe_busy):
+                    with m.If(sum_done):
                         m.d.sync += scal.eq(0)
                         m.next = "SCALAR"
                 with m.State("SCALAR"):
                     m.d.sync += scal.eq(scal + 1)
-                    with m.If(scal == 2):
+                    with m.If(scal == Mux(is_op["softmax"], ROW_SCALAR_CYCLES["softmax"] - 1,
+                                          ROW_SCALAR_CYCLES["layernorm"] - 1)):
                         m.next = "OUT"
                 with m.State("OUT"):
                     p_ok = ~is_op["layernorm"] | self.p.valid
@@ -327,53 +363,65 @@ class ActEngine(wiring.Component):
                         with m.If(issue_last):
                             m.next = "IDLE"
 
-        # ---- per-row scalars (SCALAR state, three cycles) --------------------------------------
+        # ---- row statistics of the load pass (two stages after the beat is taken) -------------
         if rows:
-            v_reg = Signal(row_bits * 2 + 17)
-            len_reg = Signal(range(len(v_reg) + 1))
-            mant = Signal(16)
-            k_reg = Signal(signed(6))
-            # cycle 0: n**2 * variance (layernorm) or the sum (softmax)
-            var = Signal(signed(len(v_reg) + 2))
-            m.d.comb += var.eq(nn * sxx - sx * sx)
-            with m.If(scal == 0):
-                m.d.sync += v_reg.eq(Mux(is_op["softmax"], s_sum, Mux(var < 1, 1, var)))
-            # cycle 1: bit length, mantissa, exponent
-            length = _bitlen(m, v_reg, "v_len")
+            # stage A: the beat and its mask registered; stage B: the beat's max / sum / sum of
+            # squares (trees); stage C: accumulated. Final two cycles after the last beat.
+            la_v = reg(load_fire, "ld_v")
+            la_x = reg(self.i.payload.x.as_value(), "ld_x")
+            la_mask = reg(issue_mask, "ld_mask")
+            xs = [la_x.word_select(j, 8).as_signed() for j in range(L)]
+            xm = [Mux(la_mask[j], xs[j], -128) for j in range(L)]
+            while len(xm) > 1:
+                xm = [Mux(xm[i] > xm[i + 1], xm[i], xm[i + 1]) for i in range(0, len(xm), 2)]
+            lb_v = reg(la_v, "ld_v2")
+            lb_max = reg(xm[0], "ld_max", signed(8))
+            lb_sx = reg(_sum_tree(Mux(la_mask[j], xs[j], 0) for j in range(L)), "ld_sx")
+            lb_sxx = reg(_sum_tree(Mux(la_mask[j], xs[j] * xs[j], 0) for j in range(L)),
+                         "ld_sxx")
+            with m.If(lb_v):
+                m.d.sync += [mx.eq(Mux(lb_max > mx, lb_max, mx)), sx.eq(sx + lb_sx),
+                             sxx.eq(sxx + lb_sxx)]
+
+        # ---- per-row scalars: a free-running pipeline on the (then constant) statistics -------
+        if rows:
+            v_bits = row_bits * 2 + 17
+            # stage 1: the products of n**2 * variance
+            a_p = reg(nn * sxx, "sc_nsxx")
+            b_p = reg(sx * sx, "sc_sxsx")
+            # stage 2: n**2 * variance (layernorm, at least 1) or the sum (softmax)
+            var = Signal(signed(v_bits + 2))
+            m.d.comb += var.eq(a_p - b_p)
+            v_reg = reg(Mux(is_op["softmax"], s_sum, Mux(var < 1, 1, var)), "sc_v",
+                        unsigned(v_bits))
+            # stage 3: bit length and exponent
+            len_reg = reg(_bitlen_tree(v_reg), "sc_len", range(v_bits + 1))
             k = Signal(signed(6))
-            m.d.comb += k.eq((length - 15) >> 1)
+            m.d.comb += k.eq((len_reg - 15) >> 1)
+            v3 = reg(v_reg, "sc_v3")
+            # stage 4: the 16-bit mantissa
             two_k = Signal(signed(7))
             m.d.comb += two_k.eq(k * 2)
-            with m.If(scal == 1):
-                m.d.sync += [len_reg.eq(length), k_reg.eq(k)]
-                with m.If(is_op["softmax"]):
-                    m.d.sync += mant.eq(v_reg >> (length - 16).as_unsigned())
-                with m.Elif(k >= 0):
-                    m.d.sync += mant.eq(v_reg >> two_k.as_unsigned())
-                with m.Else():
-                    m.d.sync += mant.eq(v_reg << (-two_k).as_unsigned())
-            # cycle 2: reciprocal or inverse square root, output shift
-            with m.If(scal == 2):
-                if has["softmax"]:
-                    with m.If(is_op["softmax"]):
-                        m.d.sync += [y_row.eq(_recip_core(m, mant, "row_recip")),
-                                     sh_row.eq(15 + len_reg - fout)]
-                if has["layernorm"]:
-                    with m.If(is_op["layernorm"]):
-                        m.d.sync += [y_row.eq(_isqrt_core(m, mant, "row_isqrt")),
-                                     sh_row.eq(35 + k_reg - fout)]
+            mant = reg(Mux(is_op["softmax"], v3 >> (len_reg - 16).as_unsigned(),
+                           Mux(k >= 0, v3 >> two_k.as_unsigned(), v3 << (-two_k).as_unsigned())),
+                       "sc_mant", unsigned(16))
+            len4 = reg(len_reg, "sc_len4")
+            k4 = reg(k, "sc_k4")
+            # stages 5..: the Newton core, then the row's scalar and output shift are latched
+            last_scal = Signal()
+            m.d.comb += last_scal.eq(scal == Mux(is_op["softmax"],
+                                                 ROW_SCALAR_CYCLES["softmax"] - 1,
+                                                 ROW_SCALAR_CYCLES["layernorm"] - 1))
+            if has["softmax"]:
+                yr_row, _ = _recip_pipe(reg, delay, mant, "row_recip")
+                with m.If(last_scal & is_op["softmax"]):
+                    m.d.sync += [y_row.eq(yr_row), sh_row.eq(15 + len4 - fout)]
+            if has["layernorm"]:
+                yi_row, _ = _isqrt_pipe(reg, delay, mant, "row_isqrt")
+                with m.If(last_scal & is_op["layernorm"]):
+                    m.d.sync += [y_row.eq(yi_row), sh_row.eq(35 + k4 - fout)]
 
         # ---- per-lane pipeline -----------------------------------------------------------------
-        def reg(value, name, shape=None):
-            s = Signal(shape if shape is not None else value.shape(), name=name)
-            m.d.sync += s.eq(value)
-            return s
-
-        def delay(value, cycles, name):
-            for t in range(cycles):
-                value = reg(value, f"{name}_d{t}")
-            return value
-
         fin_s = Signal(signed(5))
         fout_s = Signal(signed(6))
         m.d.comb += [fin_s.eq(fin), fout_s.eq(fout)]
@@ -389,9 +437,14 @@ class ActEngine(wiring.Component):
         if has["log2"]:
             log2_words = list(golden.LOG2_TABLE)
 
+        def finish(y, stage, name):
+            """``y`` (a stage-``stage`` register) delayed to stage PIPE_DEPTH."""
+            assert stage <= PIPE_DEPTH, (name, stage)
+            return delay(y, PIPE_DEPTH - stage, name)
+
         ys, doms, es = [], [], []
         for j in range(L):
-            x = s0_x_bits.word_select(j, 8).as_signed()
+            x = x1_bits.word_select(j, 8).as_signed()          # stage 1
             results = {}            # op -> y at stage PIPE_DEPTH
             dom = Const(0, 1)
 
@@ -400,108 +453,141 @@ class ActEngine(wiring.Component):
                 m.d.comb += a.eq(Mux(x < 0, -x, x))
                 sh7 = Signal(3, name=f"g_sh{j}")
                 m.d.comb += sh7.eq(7 - fin)
-                tq = Signal(15, name=f"g_tq{j}")
-                m.d.comb += tq.eq(a << sh7)
+                sh16 = Signal(5, name=f"g_sh16_{j}")
+                m.d.comb += sh16.eq(16 - fin)
+                relu = Mux(x < 0, 0, x[:7])
+                tq = reg(a << sh7, f"g_tq{j}", unsigned(15))                     # 2
+                rs = reg(relu << sh16, f"g_rs{j}", unsigned(24))
                 seg = tq >> 3
                 rom = Memory(shape=unsigned(32), depth=golden.GELU_SEGMENTS, init=gelu_words)
                 m.submodules[f"gelu_rom{j}"] = rom
                 rd = rom.read_port(domain="comb")
                 inside = seg < golden.GELU_SEGMENTS
                 m.d.comb += rd.addr.eq(Mux(inside, seg, 0))
-                g0 = rd.data[:16]
-                dg = rd.data[16:].as_signed()
-                g = Signal(signed(18), name=f"g_g{j}")
-                m.d.comb += g.eq(Mux(inside, g0 + ((dg * tq[:3]) >> 3), 0))
-                relu = Mux(x < 0, 0, x[:7])
-                sh16 = Signal(5, name=f"g_sh16_{j}")
-                m.d.comb += sh16.eq(16 - fin)
-                w = reg((relu << sh16) - g, f"g_w{j}", signed(25))
-                y = reg(_sat16(_rshift_round(w, sh_16_fout)), f"g_y{j}", signed(16))
-                results["gelu"] = delay(y, PIPE_DEPTH - 2, f"g_y{j}")
+                g0 = reg(rd.data[:16], f"g_g0{j}")                               # 3
+                dg = reg(rd.data[16:].as_signed(), f"g_dg{j}")
+                fr = reg(tq[:3], f"g_fr{j}")
+                ins = reg(inside, f"g_in{j}")
+                rs3 = reg(rs, f"g_rs3{j}")
+                g = reg(Mux(ins, g0 + ((dg * fr) >> 3), 0), f"g_g{j}", signed(18))  # 4
+                rs4 = reg(rs3, f"g_rs4{j}")
+                w = reg(rs4 - g, f"g_w{j}", signed(25))                          # 5
+                v = reg(_rnd(w, sh_16_fout), f"g_v{j}")                          # 6
+                q = reg(v >> sh_16_fout, f"g_q{j}", signed(25))                  # 7
+                y = reg(_sat16(q), f"g_y{j}", signed(16))                        # 8
+                results["gelu"] = finish(y, 8, f"g_y{j}")
 
             if need_exp:
-                d = Signal(signed(9), name=f"e_d{j}")
-                m.d.comb += d.eq(Mux(is_op["softmax"], x - mx, x) if has["softmax"] else x)
-                z = Signal(signed(31), name=f"e_z{j}")
-                m.d.comb += z.eq(d * golden.LOG2E_Q20)
-                n_e = reg(z >> (fin + 20), f"e_n{j}", signed(11))
+                d = reg(Mux(is_op["softmax"], x - mx, x) if has["softmax"] else x,
+                        f"e_d{j}", signed(9))                                    # 2
+                z = reg(d * golden.LOG2E_Q20, f"e_z{j}", signed(31))             # 3
+                n_e = reg(z >> (fin + 20), f"e_n{j}", signed(11))                # 4
                 f_e = reg((z >> (fin + 4))[:16], f"e_f{j}", unsigned(16))
-                p_e = reg(_pow2_frac(f_e), f"e_p{j}", unsigned(17))
-                n_e2 = reg(n_e, f"e_n2_{j}")
+                c1, c2, c3 = golden.EXP_C
+                t1 = reg((c3 * f_e) >> 16, f"e_t1{j}")                          # 5
+                f5 = reg(f_e, f"e_f5{j}")
+                t2 = reg(((c2 + t1) * f5) >> 16, f"e_t2{j}")                    # 6
+                f6 = reg(f5, f"e_f6{j}")
+                t3 = reg(((c1 + t2) * f6) >> 16, f"e_t3{j}")                    # 7
+                p_e = Signal(17, name=f"e_p{j}")                                 # 7 (comb)
+                m.d.comb += p_e.eq(65536 + t3)
                 if has["exp"]:
                     s = Signal(signed(12), name=f"x_s{j}")
-                    m.d.comb += s.eq(16 - fout_s - n_e2)
-                    y = Mux(s <= 0, 32767, Mux(s >= 18, 0,
-                                                _sat16(_rshift_round(p_e, s[:5]))))
-                    y = reg(y, f"x_y{j}", signed(16))
-                    results["exp"] = delay(y, PIPE_DEPTH - 3, f"x_y{j}")
+                    m.d.comb += s.eq(16 - fout_s - n_e)
+                    s5 = reg(s, f"x_s5{j}")                                      # 5
+                    s7 = delay(s5, 2, f"x_s7{j}")                                # 7
+                    le0, ge18 = reg(s7 <= 0, f"x_le0{j}"), reg(s7 >= 18, f"x_ge18{j}")
+                    sh = s7[:5]
+                    v = reg(_rnd(p_e, sh), f"x_v{j}")                            # 8
+                    sh8 = reg(sh, f"x_sh8{j}")
+                    q = reg(v >> sh8, f"x_q{j}", unsigned(18))                   # 9
+                    le0, ge18 = reg(le0, f"x_le0b{j}"), reg(ge18, f"x_ge18b{j}")
+                    y = reg(Mux(le0, 32767, Mux(ge18, 0, _sat16(q))), f"x_y{j}",
+                            signed(16))                                          # 10
+                    results["exp"] = finish(y, 10, f"x_y{j}")
                 if has["softmax"]:
                     neg = Signal(signed(12), name=f"s_neg{j}")
-                    m.d.comb += neg.eq(-n_e2)
-                    sh = Signal(5, name=f"s_sh{j}")
-                    m.d.comb += sh.eq(Mux(neg >= 18, 18, neg[:5]))
-                    e = reg(_rshift_round(p_e, sh), f"s_e{j}", unsigned(17))
-                    prod = e * y_row
-                    y = _rshift_round(prod, sh_row)
-                    y = reg(Mux(y > 32767, 32767, y), f"s_y{j}", signed(16))
-                    results["softmax"] = delay(y, PIPE_DEPTH - 4, f"s_y{j}")
-                    es.append(delay(e, PIPE_DEPTH - 3, f"s_e{j}"))
+                    m.d.comb += neg.eq(-n_e)
+                    sh5 = reg(Mux(neg >= 18, 18, neg[:5]), f"s_sh5{j}", unsigned(5))   # 5
+                    sh7 = delay(sh5, 2, f"s_sh7{j}")                             # 7
+                    v = reg(_rnd(p_e, sh7), f"s_v{j}")                           # 8
+                    sh8 = reg(sh7, f"s_sh8{j}")
+                    e = reg(v >> sh8, f"s_e{j}", unsigned(17))                   # 9 = SUM_STAGE
+                    prod = reg(e * y_row, f"s_prod{j}")                          # 10
+                    v2 = reg(_rnd(prod, sh_row), f"s_v2{j}")                     # 11
+                    q2 = reg(v2 >> sh_row, f"s_q2{j}", unsigned(len(prod)))      # 12
+                    y = reg(Mux(q2 > 32767, 32767, q2), f"s_y{j}", signed(16))   # 13
+                    results["softmax"] = finish(y, 13, f"s_y{j}")
+                    es.append(e)
 
             if has["log2"]:
                 xu = x[:7]
-                pos = x > 0
+                pos = reg(x > 0, f"l_pos{j}")                                    # 2
                 e2 = _bitlen(m, xu, f"l_len{j}")
-                e_l = Signal(3, name=f"l_e{j}")
-                m.d.comb += e_l.eq(e2 - 1)
+                e_l = reg(e2 - 1, f"l_e{j}", unsigned(3))
+                xu2 = reg(xu, f"l_xu{j}")
                 sh6 = Signal(3, name=f"l_sh{j}")
                 m.d.comb += sh6.eq(6 - e_l)
-                idx = (xu << sh6)[:6]
+                idx = (xu2 << sh6)[:6]
                 rom = Memory(shape=unsigned(16), depth=64, init=log2_words)
                 m.submodules[f"log2_rom{j}"] = rom
                 rd = rom.read_port(domain="comb")
                 m.d.comb += rd.addr.eq(idx)
+                t = reg(rd.data, f"l_t{j}")                                      # 3
                 ee = Signal(signed(5), name=f"l_ee{j}")
-                m.d.comb += ee.eq(e_l)
-                v = Signal(signed(24), name=f"l_v{j}")
-                m.d.comb += v.eq(((ee - fin_s) << 16) + rd.data)
-                y = Mux(pos, _sat16(_rshift_round(v, sh_16_fout)), -32768)
-                y = reg(y, f"l_y{j}", signed(16))
-                results["log2"] = delay(y, PIPE_DEPTH - 1, f"l_y{j}")
-                dom = dom | delay(~pos & is_op["log2"], PIPE_DEPTH, f"l_dom{j}")
+                m.d.comb += ee.eq(reg(e_l, f"l_e3{j}"))
+                pos3 = reg(pos, f"l_pos3{j}")
+                v = reg(((ee - fin_s) << 16) + t, f"l_v{j}", signed(24))         # 4
+                v5 = reg(_rnd(v, sh_16_fout), f"l_v5{j}")                        # 5
+                q = reg(v5 >> sh_16_fout, f"l_q{j}", signed(24))                 # 6
+                pos6 = delay(pos3, 3, f"l_pos6{j}")
+                y = reg(Mux(pos6, _sat16(q), -32768), f"l_y{j}", signed(16))     # 7
+                results["log2"] = finish(y, 7, f"l_y{j}")
+                dom = dom | finish(~pos & is_op["log2"], 2, f"l_dom{j}")
 
             if has["recip"]:
-                a = Signal(8, name=f"r_abs{j}")
-                m.d.comb += a.eq(Mux(x < 0, -x, x))
+                a = reg(Mux(x < 0, -x, x), f"r_abs{j}", unsigned(8))             # 2
+                negx = reg(x < 0, f"r_neg{j}")
+                zero = reg(x == 0, f"r_zero{j}")
                 ln = _bitlen(m, a, f"r_len{j}")
                 shm = Signal(4, name=f"r_shm{j}")
                 m.d.comb += shm.eq(16 - ln)
-                mant_r = reg((a << shm)[:16], f"r_m{j}", unsigned(16))
+                mant_r = reg((a << shm)[:16], f"r_m{j}", unsigned(16))           # 3
                 s = Signal(signed(8), name=f"r_s{j}")
                 m.d.comb += s.eq(15 + ln - fin_s - fout_s)
                 s_r = reg(s, f"r_s1_{j}")
-                negx = reg(x < 0, f"r_neg{j}")
-                zero = reg(x == 0, f"r_zero{j}")
-                yr = reg(_recip_core(m, mant_r, f"r_core{j}"), f"r_y{j}", unsigned(18))
-                s_r2, neg2, zero2 = (reg(s_r, f"r_s2_{j}"), reg(negx, f"r_neg2_{j}"),
-                                     reg(zero, f"r_zero2_{j}"))
+                yr, depth = _recip_pipe(reg, delay, mant_r, f"r_core{j}")        # 3 + depth
+                st = 3 + depth
+                s_r2 = delay(s_r, depth, f"r_s2_{j}")
+                neg2 = delay(negx, depth + 2, f"r_neg2_{j}")
+                zero2 = delay(zero, depth + 2, f"r_zero2_{j}")
                 left = Signal(3, name=f"r_left{j}")
                 m.d.comb += left.eq(-s_r2)
-                r = Signal(26, name=f"r_r{j}")
-                m.d.comb += r.eq(Mux(s_r2 >= 18, 0,
-                                     Mux(s_r2 < 0, yr << left, _rshift_round(yr, s_r2[:5]))))
-                y = Mux(zero2, 32767, _sat16(Mux(neg2, -r, r)))
-                y = reg(y, f"r_yo{j}", signed(16))
-                results["recip"] = delay(y, PIPE_DEPTH - 3, f"r_yo{j}")
-                dom = dom | delay(zero2 & is_op["recip"], PIPE_DEPTH - 2, f"r_dom{j}")
+                sl = reg(yr << left, f"r_sl{j}", unsigned(26))                   # st + 1
+                vr = reg(_rnd(yr, s_r2[:5]), f"r_v{j}")
+                ge18, lt0 = reg(s_r2 >= 18, f"r_ge18{j}"), reg(s_r2 < 0, f"r_lt0{j}")
+                s5 = reg(s_r2[:5], f"r_s5{j}")
+                r = reg(Mux(ge18, 0, Mux(lt0, sl, vr >> s5)), f"r_r{j}", unsigned(26))  # st + 2
+                neg3, zero3 = reg(neg2, f"r_neg3{j}"), reg(zero2, f"r_zero3{j}")
+                y = reg(Mux(zero3, 32767, _sat16(Mux(neg3, -r, r))), f"r_yo{j}",
+                        signed(16))                                              # st + 3
+                results["recip"] = finish(y, st + 3, f"r_yo{j}")
+                dom = dom | finish(zero & is_op["recip"], 2, f"r_dom{j}")
 
             if has["layernorm"]:
-                dd = reg(nn * x - sx, f"n_d{j}", signed(row_bits + 11))
-                p1 = reg(dd * y_row, f"n_p1_{j}", signed(row_bits + 11 + 18))
-                gam = delay(s0_gamma.word_select(j, 16).as_signed(), 2, f"n_gam{j}")
-                bet = delay(s0_beta.word_select(j, 16).as_signed(), 3, f"n_bet{j}")
-                p2 = reg(p1 * gam, f"n_p2_{j}", signed(row_bits + 11 + 18 + 16))
-                y = reg(_sat16(_rshift_round(p2, sh_row) + bet), f"n_y{j}", signed(16))
-                results["layernorm"] = delay(y, PIPE_DEPTH - 4, f"n_y{j}")
+                nx = reg(nn * x, f"n_nx{j}")                                     # 2
+                dd = reg(nx - sx, f"n_d{j}", signed(row_bits + 11))              # 3
+                p1 = reg(dd * y_row, f"n_p1_{j}", signed(row_bits + 11 + 18))    # 4
+                gam = delay(s0_gamma.word_select(j, 16).as_signed(), 4, f"n_gam{j}")
+                bet = delay(s0_beta.word_select(j, 16).as_signed(), 8, f"n_bet{j}")
+                pl = reg(p1[:18] * gam, f"n_pl{j}")                              # 5
+                ph = reg(p1[18:].as_signed() * gam, f"n_ph{j}")
+                p2 = reg((ph << 18) + pl, f"n_p2_{j}", signed(row_bits + 11 + 18 + 16))  # 6
+                v = reg(_rnd(p2, sh_row), f"n_v{j}")                             # 7
+                q = reg(v >> sh_row, f"n_q{j}", signed(len(p2)))                 # 8
+                w = reg(q + bet, f"n_w{j}")                                      # 9
+                y = reg(_sat16(w), f"n_y{j}", signed(16))                        # 10
+                results["layernorm"] = finish(y, 10, f"n_y{j}")
 
             y_sel = Const(0, signed(16))
             for name, value in results.items():
@@ -518,10 +604,18 @@ class ActEngine(wiring.Component):
         m.d.sync += in_pipe.eq(in_pipe + issue - v_end)
         m.d.comb += pipe_busy.eq(in_pipe != 0)
 
-        # softmax sum of the exponentials
+        # softmax sum of the exponentials, taken at SUM_STAGE (not at the end of the pipeline):
+        # the beat's sum is registered, then added; sum_done marks the last beat's addition
         if has["softmax"]:
-            with m.If(v_end & ~out_end):
-                m.d.sync += s_sum.eq(s_sum + sum(Mux(mask_end[j], es[j], 0) for j in range(L)))
+            sum_v = delay(s0_valid & ~s0_out, SUM_STAGE, "sumv")
+            sum_last = delay(s0_last, SUM_STAGE, "suml")
+            sum_mask = delay(s0_mask, SUM_STAGE, "summ")
+            part = reg(_sum_tree(Mux(sum_mask[j], es[j], 0) for j in range(L)), "sum_part")
+            part_v = reg(sum_v, "sum_part_v")
+            part_last = reg(sum_v & sum_last, "sum_part_last")
+            with m.If(part_v):
+                m.d.sync += s_sum.eq(s_sum + part)
+            m.d.comb += sum_done.eq(part_last)
 
         # ---- output FIFO -----------------------------------------------------------------------
         out_layout = self._layouts["o"]
