@@ -79,7 +79,8 @@ from sparsehw.params import Param, ParamSpec, int_in, one_of
 __all__ = ["OPS", "OP_CODES", "ROW_OPS", "GELU_TABLE", "LOG2_TABLE", "LOG2E_Q20",
            "rshift_round", "sat16", "pow2_frac", "exp_parts", "recip_core", "isqrt_core",
            "gelu", "exp", "log2", "recip", "softmax", "layernorm", "run", "reference",
-           "measure_errors", "ERROR_BOUNDS", "IBERT", "ACT_WORKLOAD"]
+           "measure_errors", "ERROR_BOUNDS", "IBERT", "ACT_WORKLOAD", "PIPE_DEPTH", "SUM_STAGE",
+           "SCALAR_CYCLES"]
 
 
 OPS = ("gelu", "exp", "log2", "recip", "softmax", "layernorm")
@@ -91,6 +92,20 @@ EXP_C = (45555, 14919, 5051)        # Q0.16 coefficients of 2**f - 1 = f(c1 + f(
 RECIP_SEED = (92521, 30840)
 ISQRT_SEED = ((82844, 75071), (58580, 26542))
 NEWTON_STEPS = 3
+
+# -- cycle constants of the RTL engine (hw/act_engine.py, docs/act_engine.md "Pipeline") -------
+# Timing only (no numeric rule depends on them); the engine is built to them and the chip's
+# cycle model (golden.chip.CYCLE_COSTS, act_*) is derived from them.
+#: Register stages from the engine's beat register to its output FIFO (issue #14: 13 since the
+#: pipeline registers for ECP5 timing, 5 before): softmax's output path and the per-lane
+#: reciprocal (a 7-stage Newton core) are the deepest.
+PIPE_DEPTH = 13
+#: Stage at which softmax's sum pass has an element's ``E_i``; the row sum is complete
+#: ``SUM_STAGE + 2`` cycles after the pass's last beat enters the pipeline.
+SUM_STAGE = 9
+#: Cycles per row of the engine's scalar step (the row's reciprocal or inverse square root on
+#: a free-running pipeline, one multiply per stage; 3 before issue #14).
+SCALAR_CYCLES = {"softmax": 11, "layernorm": 17}
 
 #: g(j/16) * 2**16 rounded, j = 0..80, g(t) = t * Phi(-t) (GELU(x) = relu(x) - g(|x|)).
 GELU_TABLE = (

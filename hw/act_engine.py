@@ -23,20 +23,22 @@ __all__ = ["ActEngine", "ACT_PARAMS", "act_layouts", "OUT_DEPTH", "PIPE_DEPTH", 
 #: at least the credit loop's round trip, PIPE_DEPTH + 3 cycles, so a ready consumer sees one
 #: beat per cycle).
 OUT_DEPTH = 32
-#: Register stages from the beat register (stage 0) to the output FIFO's write port: the recip
-#: softmax's (x, x - max, the product with log2 e, the split, three pow2 stages, the rounding
+#: Register stages from the beat register (stage 0) to the output FIFO's write port
+#: (golden.act.PIPE_DEPTH, checked against the built stages): the deepest are softmax's (x, x - max, the product with log2 e, the split, three pow2 stages, the rounding
 #: shift to E, E * the row's reciprocal, rounding, saturation) and recip's (x, |x|, mantissa,
 #: the 7-stage Newton core, rounding, shift, sign and saturation).
-PIPE_DEPTH = 13
+PIPE_DEPTH = golden.PIPE_DEPTH
 #: Stage at which softmax's sum pass has its exponentials ``E_i`` (added to the row sum there).
-SUM_STAGE = 9
+SUM_STAGE = golden.SUM_STAGE
 #: Cycles of the SCALAR state per row: the free-running scalar pipeline (products, n**2 *
 #: variance or the sum, bit length, mantissa: 4 stages; then the Newton core, 7 stages for the
 #: reciprocal, 10 for the inverse square root) after its inputs are final, plus the latch cycle.
 #: Softmax's sum is final when SCALAR starts and enters at stage 2 (one stage fewer);
 #: layernorm's statistics settle two cycles after the load pass's last beat, i.e. in SCALAR's
 #: third cycle.
-ROW_SCALAR_CYCLES = {"softmax": -1 + 4 + 7 + 1, "layernorm": 2 + 4 + 10 + 1}
+ROW_SCALAR_CYCLES = dict(golden.SCALAR_CYCLES)
+assert ROW_SCALAR_CYCLES == {"softmax": -1 + 4 + (1 + 2 * golden.NEWTON_STEPS) + 1,
+                             "layernorm": 2 + 4 + (1 + 3 * golden.NEWTON_STEPS) + 1}
 ALL_OPS = ",".join(golden.OPS)
 
 
@@ -437,9 +439,12 @@ class ActEngine(wiring.Component):
         if has["log2"]:
             log2_words = list(golden.LOG2_TABLE)
 
+        deepest = [0]
+
         def finish(y, stage, name):
             """``y`` (a stage-``stage`` register) delayed to stage PIPE_DEPTH."""
             assert stage <= PIPE_DEPTH, (name, stage)
+            deepest[0] = max(deepest[0], stage)
             return delay(y, PIPE_DEPTH - stage, name)
 
         ys, doms, es = [], [], []
@@ -594,6 +599,9 @@ class ActEngine(wiring.Component):
                 y_sel = Mux(is_op[name], value, y_sel)
             ys.append(y_sel)
             doms.append(dom)
+
+        # the deepest operation sets PIPE_DEPTH (golden.act's constant must follow the RTL)
+        assert not (has["softmax"] or has["recip"]) or deepest[0] == PIPE_DEPTH, deepest
 
         # control bits along the pipeline
         v_end = delay(s0_valid, PIPE_DEPTH, "valid")
