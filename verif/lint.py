@@ -100,8 +100,8 @@ WAIVERS = {
     "nm_broadcast": _waivers(UNUSEDSIGNAL=1378, PROCASSINIT=302),
     "nm_fanout": _waivers(UNUSEDSIGNAL=1154, PROCASSINIT=306),
     "nm_fixed24": _waivers(UNUSEDSIGNAL=245, PROCASSINIT=302),
-    "act_engine": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=459, WIDTHEXPAND=341, WIDTHTRUNC=11,
-                           CASEINCOMPLETE=26, PROCASSINIT=257,
+    "act_engine": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=409, WIDTHEXPAND=283, WIDTHTRUNC=10,
+                           CASEINCOMPLETE=27, PROCASSINIT=862,
                            note={"CASEINCOMPLETE": "In act_engine: the command FSM's casez and "
                                                    "the op select."}),
     "subsystem": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=389, WIDTHEXPAND=104, WIDTHTRUNC=13,
@@ -109,8 +109,8 @@ WAIVERS = {
                           note={"CASEINCOMPLETE": "In the subsystem: the sequencer FSM and the "
                                                   "host port's casez on the 3-bit memory code, "
                                                   "whose unmapped codes keep the default."}),
-    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=976, WIDTHEXPAND=556, WIDTHTRUNC=39,
-                              CASEINCOMPLETE=117, PROCASSINIT=564,
+    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=926, WIDTHEXPAND=498, WIDTHTRUNC=38,
+                              CASEINCOMPLETE=118, PROCASSINIT=1169,
                               note={"CASEINCOMPLETE": "The subsystem with act_engine=True: the "
                                                       "subsystem's (see subsystem), the act "
                                                       "engine's (see act_engine) and the ACT "
