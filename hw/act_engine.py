@@ -186,9 +186,15 @@ class ActEngine(wiring.Component):
     o : Out(stream.Signature(StructLayout(y: ArrayLayout(signed(16), lanes), domain: unsigned(lanes), error: unsigned(1), last: unsigned(1))))
         ``ceil(n / lanes)`` beats per command (``last`` on the final one), or one error beat.
         ``y[j]`` is element ``b * lanes + j`` (0 past ``n``); ``domain`` bit ``j`` marks log2 of
-        ``x <= 0`` or recip of 0 (``y`` is then -32768 or 32767). Latency: ``PIPE_DEPTH + 2``
-        cycles from an input beat (element-wise) or a read-back read to the output beat.
-        Back-pressure: an ``OUT_DEPTH``-beat FIFO; beats are only started when a slot is free.
+        ``x <= 0`` or recip of 0 (``y`` is then -32768 or 32767). Latency: ``PIPE_DEPTH + 3``
+        (16, measured by ``sparsehw perf``; 8 before issue #14) cycles from an input beat
+        (element-wise) or a read-back read to the output beat (``PIPE_DEPTH`` = :data:`golden.act.PIPE_DEPTH` = 13 free-running register stages, one
+        multiply or one carry chain each; docs/act_engine.md "Pipeline"). A row-wise command
+        adds, after its load pass, softmax's sum pass and the scalar step
+        (:data:`golden.act.SCALAR_CYCLES`: 11 cycles softmax, 17 layernorm).
+        Back-pressure: an ``OUT_DEPTH``-beat (32) FIFO; beats are only started when a slot is
+        free, so ``o.ready`` low never stalls the pipeline; it stops ``i`` (element-wise) or
+        the output pass.
 
     Raises
     ------
