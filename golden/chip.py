@@ -162,7 +162,7 @@ __all__ = [
     "CHIP_PARAMS", "MODEL_PARAMS", "chip_params", "ADDR_BITS", "W_ADDR_BITS", "MAX_ROWS", "idx_bits", "word_bits",
     "pack_w", "unpack_w", "pack_post", "unpack_post", "pack_row", "unpack_row",
     "Status", "Subsystem", "ChipModel", "sat8", "act_slice", "CYCLE_COSTS", "act_cycles",
-    "gemm_cycles",
+    "gemm_cycles", "SEQ_CHECK_STAGES",
 ]
 
 
@@ -636,6 +636,10 @@ def act_slice(sub, a):
 
 
 # -- cycle model ----------------------------------------------------------------------------------
+#: Register stages of the RTL sequencer's decode and checks, from the instruction register to
+#: the issue slot (hw/chip/subsystem.py builds exactly these; docs/chip.md, "Sequencer pipeline").
+SEQ_CHECK_STAGES = 4
+
 #: Per-instruction cycle costs of the chip model (docs/chip.md, "Cycle model"; sources there).
 CYCLE_COSTS = {
     "spu_latency": spu.SPU_PIPELINE_LATENCY,   # golden.spu: weight beat to output row
@@ -644,6 +648,8 @@ CYCLE_COSTS = {
     "flits_per_row": 2,        # sender port cycles per row and destination (fit, docs/chip.md)
     "send_per_row": 1,         # SEND: port cycles per row and destination (measured on the
                                # RTL: sparsehw.model.calibrate, docs/model.md)
+    "send_latency": 2,         # SEND: a row is in the injector 2 cycles after its read starts:
+                               # the bank read and the row register (hw/chip/subsystem.py)
     # ACT, fitted to the chip RTL (tests/test_chip.py::test_chip_act_cycles_match_the_model,
     # lanes 4; docs/chip.md "Cycle model"): exact at every measured point. The engine's own
     # latencies come from golden.act (PIPE_DEPTH, SUM_STAGE, SCALAR_CYCLES: its pipeline, 13
@@ -659,7 +665,15 @@ CYCLE_COSTS = {
         "layernorm": act.SCALAR_CYCLES["layernorm"] + act.PIPE_DEPTH + 8},
     "act_passes": {"softmax": 3, "layernorm": 2},  # row passes of the engine
     "act_add": 2,              # add: the two operand reads' latency
-    "issue": 3,                # sequencer cycles per instruction (fit to sparsehw perf chip)
+    # hw/chip/subsystem.py's sequencer pipeline (docs/chip.md, "Sequencer pipeline"): the next
+    # instruction waits decoded and checked in the issue slot (prefetched), so an instruction
+    # costs its ISSUE cycle + the cycle its unit reports done in
+    "issue": 2,                # sequencer cycles per instruction
+    "issue_fill": 2 + SEQ_CHECK_STAGES,  # once per run: the imem read, the instruction register
+                               # and the check stages fill before the first instruction issues
+    "wait_resume": 1,          # a WAIT ends issue cycles after max(its start, its count-th
+                               # ring row's landing + wait_resume): with the prefetch the WAIT
+                               # starts a cycle earlier, the row counts at the same cycle
     "gemm_release": 1,         # hw/chip/subsystem.py: the sequencer leaves GEMM the cycle after
                                # the SPU's last output row is taken (g_busy clears)
     "ring_land": -1,           # a remote row counts at its destination hops * hop + ring_extra
@@ -909,6 +923,7 @@ class ChipModel:
         self._clear_stats()
         for sub in self.subs:
             sub.state = RUNNING
+            self._spend(sub.index, "issue", CYCLE_COSTS["issue_fill"])
 
     def run(self, seed=None, max_delay=0):
         """:meth:`start`, then execute until every subsystem has halted or stopped and no row is
@@ -1001,12 +1016,13 @@ class ChipModel:
             self._check_hazard(sub, instr.s_bank, instr.s_addr, instr.count)
             rows = sub.banks[instr.s_bank, instr.s_addr:instr.s_addr + instr.count].copy()
             start = self._t[sub.index]
+            lat = CYCLE_COSTS["send_latency"]
             self._deliver(sub, instr.mask, instr.r_bank, instr.r_addr, rows,
-                          [start + i + 1 for i in range(instr.count)],
+                          [start + i + lat for i in range(instr.count)],
                           CYCLE_COSTS["send_per_row"])
             remote = bin(instr.mask & ~(1 << sub.index)).count("1")
             flits = CYCLE_COSTS["send_per_row"] * instr.count * remote
-            self._spend(sub.index, "send", max(instr.count, flits,
+            self._spend(sub.index, "send", max(instr.count + lat - 1, flits,
                                                self._port_free[sub.index] - start))
         self.stats["instructions"][sub.index] += 1
         sub.pc += 1
@@ -1073,7 +1089,10 @@ class ChipModel:
                                                    else per_row)
                     arrive = (inject + ring.route(s, d, nodes)[1] * c["hop"] + c["ring_extra"]
                               + c["ring_land"])
-                self._arrivals.setdefault((d, bank), []).append(arrive)
+                # a WAIT resumes on a ring row wait_resume cycles after it lands (own rows are
+                # in before the GEMM that wrote them releases the sequencer: never a stall)
+                self._arrivals.setdefault((d, bank), []).append(
+                    arrive + (c["wait_resume"] if d != s else 0))
                 self._last_row[s] = max(self._last_row[s], arrive)
         for d, dest in enumerate(self.subs):
             if not mask >> d & 1:

@@ -529,25 +529,29 @@ def test_cycle_model_of_one_gemm_is_the_spu_rule_plus_the_local_write():
         model.run()
         expect, _ = spu.spu_cycles(model.params, {"n": 1 << n_log2, "m": 1 << m_log2, "k": k,
                                                   "o": o, "b": model.params["lanes"]})
-        # + the local write, + the sequencer's issue cycles of GEMM, WAIT and HALT
-        assert model.stats["total_cycles"] == expect + 1 + 3 * chip.CYCLE_COSTS["issue"]
+        # + the local write, + the sequencer's issue cycles of GEMM, WAIT and HALT, + the
+        # sequencer pipeline's fill before the first instruction
+        assert model.stats["total_cycles"] == (expect + 1 + 3 * chip.CYCLE_COSTS["issue"]
+                                               + chip.CYCLE_COSTS["issue_fill"])
 
 
 #: Cycles of one-subsystem programs ``[Act, Halt]`` measured on the chip RTL (Icarus, the
 #: ``tests/test_chip.py`` ACT point: lanes 4, bank_rows 128, act_max_row 64; the ACT_CYCLES lines
 #: of ``test_chip_act_cycles_match_the_model``), start to HALT, for both destination banks.
-#: Re-measured after the act engine's pipeline registers (issue #14: 13 stages instead of 5, the
-#: scalar step 11/17 cycles instead of 3); before: element-wise 34/82, softmax 243/675,
-#: layernorm 199/583.
-ACT_RTL_CYCLES = {("gelu", 16): 42, ("gelu", 64): 90, ("exp", 64): 90, ("log2", 16): 42,
-                  ("recip", 64): 90, ("softmax", 16): 323, ("softmax", 64): 755,
-                  ("layernorm", 16): 287, ("layernorm", 64): 671, ("add", 16): 25,
-                  ("add", 64): 73}
+#: Re-measured after issue #14's act engine pipeline (13 stages instead of 5, the scalar step
+#: 11/17 cycles instead of 3) and the sequencer's instruction pipeline (2 x -1 issue cycle, +6
+#: pipeline fill per run); before both: element-wise 34/82, softmax 243/675, layernorm 199/583,
+#: add 25/73.
+ACT_RTL_CYCLES = {("gelu", 16): 46, ("gelu", 64): 94, ("exp", 64): 94, ("log2", 16): 46,
+                  ("recip", 64): 94, ("softmax", 16): 327, ("softmax", 64): 759,
+                  ("layernorm", 16): 291, ("layernorm", 64): 675, ("add", 16): 29,
+                  ("add", 64): 77}
 
 
 def test_cycle_model_act_costs_match_the_chip_rtl():
     """The model's ACT costs (fitted to these points, so a calibration, not an independent
-    check) reproduce the measured RTL exactly, the two issue cycles included."""
+    check) reproduce the measured RTL exactly, the two issue cycles and the pipeline fill
+    included."""
     p = chip.chip_params(act_engine=True, lanes=4, bank_rows=128, max_k=64, act_max_row=64)
     for (name, count), measured in ACT_RTL_CYCLES.items():
         extra = dict(b_bank=1, b_addr=128 - count) if name == "add" else {}
@@ -557,7 +561,8 @@ def test_cycle_model_act_costs_match_the_chip_rtl():
         model.load_program(0, [a, Halt()])
         model.run()
         assert model.stats["total_cycles"] == measured, (name, count)
-        assert model.stats["total_cycles"] == chip.act_cycles(a, p) + 2 * chip.CYCLE_COSTS["issue"]
+        assert model.stats["total_cycles"] == (chip.act_cycles(a, p) + 2 * chip.CYCLE_COSTS["issue"]
+                                               + chip.CYCLE_COSTS["issue_fill"])
 
 
 def test_cycle_model_act_row_ops_cost_two_count_cycles_per_lane():
@@ -590,13 +595,15 @@ def test_cycle_model_sees_the_gather_wait_when_sparsity_shrinks_compute():
 #: tests/test_chip.py::test_chip_perf_record_small's sweep and its baseline): the SMALL point of
 #: tests/test_chip.py (lanes 4, macs 2, act_rows 2, flit_width 64), K = O = 64, B = 4, tied
 #: weights. ``(subsystems, layers): {m: cycles}`` at 1:m.
-#: Re-measured (Icarus, seed 3, ``verif.chip.perf_chip.sweep``) after the SPU's pipeline
-#: registers (SPU_PIPELINE_LATENCY 8 -> 16, commits 754ec9c and 733f3fb).
+#: Re-measured (Icarus, seed 3, ``verif.chip.perf_chip.sweep``, wmem_depth 2048) after the
+#: sequencer's instruction pipeline (issue #14: issue 3 -> 2 cycles per instruction, a 6-cycle
+#: fill per run); before it (after the SPU's pipeline registers): (1, 2) 4142 .. 236, (1, 3)
+#: 6213 .. 354, (2, 2) 2094 .. 201, (2, 3) 3141 .. 316.
 RTL_CHIP_CYCLES = {
-    (1, 2): {1: 4142, 2: 2126, 4: 1118, 8: 614, 16: 362, 32: 236},
+    (1, 2): {1: 4144, 2: 2128, 4: 1120, 8: 616, 16: 364, 32: 238},
     (1, 3): {1: 6213, 2: 3189, 4: 1677, 8: 921, 16: 543, 32: 354},
-    (2, 2): {1: 2094, 2: 1102, 4: 606, 8: 358, 16: 234, 32: 201},
-    (2, 3): {1: 3141, 2: 1653, 4: 909, 8: 537, 16: 351, 32: 316},
+    (2, 2): {1: 2097, 2: 1105, 4: 609, 8: 361, 16: 237, 32: 204},
+    (2, 3): {1: 3143, 2: 1655, 4: 911, 8: 539, 16: 353, 32: 318},
 }
 
 

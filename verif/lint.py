@@ -104,19 +104,19 @@ WAIVERS = {
                            CASEINCOMPLETE=27, PROCASSINIT=862,
                            note={"CASEINCOMPLETE": "In act_engine: the command FSM's casez and "
                                                    "the op select."}),
-    "subsystem": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=389, WIDTHEXPAND=104, WIDTHTRUNC=13,
-                          CASEINCOMPLETE=59, PROCASSINIT=255,
+    "subsystem": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=408, WIDTHEXPAND=108, WIDTHTRUNC=15,
+                          CASEINCOMPLETE=45, PROCASSINIT=320,
                           note={"CASEINCOMPLETE": "In the subsystem: the sequencer FSM and the "
                                                   "host port's casez on the 3-bit memory code, "
                                                   "whose unmapped codes keep the default."}),
-    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=926, WIDTHEXPAND=498, WIDTHTRUNC=38,
-                              CASEINCOMPLETE=118, PROCASSINIT=1169,
+    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=944, WIDTHEXPAND=498, WIDTHTRUNC=40,
+                              CASEINCOMPLETE=104, PROCASSINIT=1245,
                               note={"CASEINCOMPLETE": "The subsystem with act_engine=True: the "
                                                       "subsystem's (see subsystem), the act "
                                                       "engine's (see act_engine) and the ACT "
                                                       "unit's FSM."}),
-    "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2444, WIDTHEXPAND=471, WIDTHTRUNC=92,
-                     CASEINCOMPLETE=254, PROCASSINIT=1168,
+    "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2520, WIDTHEXPAND=487, WIDTHTRUNC=100,
+                     CASEINCOMPLETE=198, PROCASSINIT=1428,
                      note={"CASEINCOMPLETE": "In the chip: the subsystems' (see subsystem), the "
                                              "ring routers' (see ring) and the host port's "
                                              "casez on the subsystem number."}),

@@ -5,7 +5,7 @@ this module decodes exactly what :func:`sparsehw.golden.chip.decode` and
 :func:`sparsehw.golden.chip.check` accept. See ``docs/chip.md``.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -127,8 +127,11 @@ class Subsystem(wiring.Component):
     word is one SPU activation beat, written with byte enables).
 
     The sequencer runs the program from address 0 one instruction at a time
-    (:mod:`sparsehw.golden.chip`): GEMM streams the operands from the memories into the SPU and
-    delivers each output row, as it comes out, to its own bank (own ``mask`` bit) and over the
+    (:mod:`sparsehw.golden.chip`), each one fetched, decoded and checked ahead of time in a
+    pipeline (instruction register, ``golden.chip.SEQ_CHECK_STAGES`` check stages, an issue
+    slot; docs/chip.md "Sequencer pipeline"), so an instruction costs 2 cycles of its own, and
+    a run 6 more to fill the pipeline. GEMM streams the operands from the memories into the SPU
+    and delivers each output row, as it comes out, to its own bank (own ``mask`` bit) and over the
     ring to the other subsystems in ``mask``; SEND reads rows of a bank onto the ring; WAIT
     blocks until the arrival counter of a bank reaches its count; HALT waits for the ring
     injector to drain. Every field is checked before the instruction starts; a failing check
@@ -158,10 +161,11 @@ class Subsystem(wiring.Component):
         REGS_MEM``: status and counters, :data:`REG_NAMES`) and answers one ``rsp`` beat. An
         access outside the memory map (unknown ``mem``, ``addr`` beyond the depth, a write to the
         registers) is ignored and answered (reads) with ``bad = 1``. Ready when no answer is
-        pending and, for a bank write, the bank's write port is free this cycle (the sequencer's
-        writes have priority).
+        pending and, for a write, the 2-entry write queue has room (for a read: it is empty); a
+        queued write lands when its memory's write port is free (the sequencer's bank writes
+        have priority), at the earliest the cycle after it was taken.
     rsp : Out(stream.Signature(StructLayout(data, bad 1)))
-        One beat per read command, two cycles after it; held until taken.
+        One beat per read command, three cycles after it; held until taken.
     start : In(1)
         Pulse: from IDLE or HALTED, clear the counters and run from address 0.
     status : Out(StructLayout(state 2, error 4, row_error 1, pc 16))
@@ -456,27 +460,36 @@ class Subsystem(wiring.Component):
         s_drow = Signal(fl["row_bits"])
         s_dbank = Signal()
         s_mask = Signal(ring_nodes)
+        # A row read takes two cycles to the injector: the bank read (s_pending), then the
+        # row register (s_q: the bank's read data goes through one multiplexer into a register,
+        # not on into the injector FIFO; issue #14, docs/chip.md "Sequencer pipeline").
         s_pending = Signal()
         s_pend_row = Signal(fl["row_bits"])
         s_pend_sel = Signal(max(1, log_r))
+        s_q = Signal()
+        s_q_row = Signal(fl["row_bits"])
+        s_q_sel = Signal(max(1, log_r))
+        s_q_word = Signal(word_w)
         s_issue = Signal()
-        m.d.comb += s_issue.eq(s_busy & (s_left != 0) & (inj_fifo.level + s_pending < 3))
+        # at most 4 rows in the FIFO once the ones in flight have landed
+        m.d.comb += s_issue.eq(s_busy & (s_left != 0) & (inj_fifo.level + s_pending + s_q < 4))
         for b in range(2):
             drive(x_send[b], s_addr >> log_r, s_issue)
         with m.If(s_issue):
             m.d.sync += [s_addr.eq(s_addr + 1), s_left.eq(s_left - 1), s_drow.eq(s_drow + 1),
                          s_pend_row.eq(s_drow),
                          s_pend_sel.eq(s_addr[:log_r] if log_r else 0)]
-        m.d.sync += s_pending.eq(s_issue)
-        send_word = Signal(word_w)
-        m.d.comb += send_word.eq(Mux(s_bank, x_send[1].data, x_send[0].data))
+        m.d.sync += [s_pending.eq(s_issue), s_q.eq(s_pending)]
+        with m.If(s_pending):
+            m.d.sync += [s_q_word.eq(Mux(s_bank, x_send[1].data, x_send[0].data)),
+                         s_q_row.eq(s_pend_row), s_q_sel.eq(s_pend_sel)]
         send_row = Signal(row_w)
         if R > 1:
-            m.d.comb += send_row.eq(Array(send_word[r * row_w:(r + 1) * row_w]
-                                          for r in range(R))[s_pend_sel])
+            m.d.comb += send_row.eq(Array(s_q_word[r * row_w:(r + 1) * row_w]
+                                          for r in range(R))[s_q_sel])
         else:
-            m.d.comb += send_row.eq(send_word)
-        with m.If(s_busy & (s_left == 0) & ~s_pending):
+            m.d.comb += send_row.eq(s_q_word)
+        with m.If(s_busy & (s_left == 0) & ~s_pending & ~s_q):
             m.d.sync += s_busy.eq(0)
 
         inj_in = Signal(inj_layout)
@@ -485,9 +498,9 @@ class Subsystem(wiring.Component):
                          inj_in.row.eq(g_drow), inj_in.mask.eq(g_mask)]
         with m.Else():
             m.d.comb += [inj_in.data.eq(send_row), inj_in.bank.eq(s_dbank),
-                         inj_in.row.eq(s_pend_row), inj_in.mask.eq(s_mask)]
+                         inj_in.row.eq(s_q_row), inj_in.mask.eq(s_mask)]
         # A GEMM and a SEND never run at once (the sequencer runs one instruction at a time).
-        m.d.comb += [inj_fifo.w_en.eq(send_from_out | s_pending), inj_fifo.w_data.eq(inj_in)]
+        m.d.comb += [inj_fifo.w_en.eq(send_from_out | s_q), inj_fifo.w_data.eq(inj_in)]
 
         # ---- ACT unit (act_engine): bank slices through the activation engine ----------------
         # (docs/chip.md, "ACT"): element-wise ops stream whole rows; softmax/layernorm run one
@@ -511,39 +524,50 @@ class Subsystem(wiring.Component):
         rsp_valid = Signal()
         rsp_data = Signal(len(self.rsp.payload.data))
         rd_pending = Signal()
+        rd_q = Signal(name="rd_q")             # the read data is in the *_host_q registers
         rd_mem = Signal(3)
         rd_good = Signal()
         rd_sel = Signal(max(1, log_r))
         rd_reg = Signal(32)
-        host_bank = Signal()
-        m.d.comb += host_bank.eq(cmd.mem == isa.MEM_BANK1)
-        host_is_bank = (cmd.mem == isa.MEM_BANK0) | (cmd.mem == isa.MEM_BANK1)
-        bank_taken = Signal()
+        # Host writes go through a 2-entry FIFO (issue #14): `host.ready` comes from registers
+        # only (the FIFO's level, the read state), not from the sequencer's use of the bank
+        # write ports this cycle; a queued write takes its memory's port when it is free (a
+        # bank's: when no sequencer writer has it). Reads wait until the queue is empty, so a
+        # read sees every earlier write; ISSUE waits for it too (a program never starts before
+        # its last host write has landed).
+        hw_layout = data.StructLayout({"mem": 3, "addr": len(cmd.addr), "data": len(cmd.data)})
+        m.submodules.host_wfifo = hwf = SyncFIFO(width=hw_layout.size, depth=2)
+        hw = Signal(hw_layout)
+        m.d.comb += hw.eq(hwf.r_data)
         seq_writes = [(out_write & (g_dbank == b)) | (rx_fire & (rx.bank == b)) for b in range(2)]
         if act is not None:
             seq_writes = [seq_writes[b] | act_wr[b] for b in range(2)]
-        m.d.comb += bank_taken.eq(host_is_bank & Mux(host_bank, seq_writes[1], seq_writes[0]))
-        m.d.comb += self.host.ready.eq(~rd_pending & ~rsp_valid & ~(cmd.write & bank_taken))
+        hw_taken = Signal()
+        m.d.comb += hw_taken.eq(((hw.mem == isa.MEM_BANK0) & seq_writes[0])
+                                | ((hw.mem == isa.MEM_BANK1) & seq_writes[1]))
+        m.d.comb += self.host.ready.eq(~rd_pending & ~rd_q & ~rsp_valid
+                                       & Mux(cmd.write, hwf.w_rdy, ~hwf.r_rdy))
         host_fire = Signal()
         m.d.comb += host_fire.eq(self.host.valid & self.host.ready)
+        m.d.comb += [hwf.w_en.eq(host_fire & cmd.write & good),
+                     hwf.w_data.eq(Cat(cmd.mem, cmd.addr, cmd.data)),
+                     hwf.r_en.eq(hwf.r_rdy & ~hw_taken)]
         addr = cmd.addr
         m.d.comb += [i_host.addr.eq(addr), w_host.addr.eq(addr), p_host.addr.eq(addr)]
         for b in range(2):
             m.d.comb += x_host[b].addr.eq(addr >> log_r)
         status_word = Signal(32)
         m.d.comb += status_word.eq(Cat(state, error, row_error, Const(0, 9), pc))
-        with m.If(host_fire & cmd.write & good):
-            # (a bank write fires only when bank_taken is low: no other writer this cycle)
-            with m.Switch(cmd.mem):
-                with m.Case(isa.MEM_IMEM):
-                    m.d.comb += [i_wr.en.eq(1), i_wr.addr.eq(addr), i_wr.data.eq(cmd.data)]
-                with m.Case(isa.MEM_WMEM):
-                    m.d.comb += [w_wr.en.eq(1), w_wr.addr.eq(addr), w_wr.data.eq(cmd.data)]
-                with m.Case(isa.MEM_PMEM):
-                    m.d.comb += [p_wr.en.eq(1), p_wr.addr.eq(addr), p_wr.data.eq(cmd.data)]
-                for b, code in enumerate((isa.MEM_BANK0, isa.MEM_BANK1)):
-                    with m.Case(code):
-                        m.d.comb += row_write(b, addr, cmd.data[:row_w], full_row)
+        m.d.comb += [i_wr.addr.eq(hw.addr), i_wr.data.eq(hw.data),
+                     w_wr.addr.eq(hw.addr), w_wr.data.eq(hw.data),
+                     p_wr.addr.eq(hw.addr), p_wr.data.eq(hw.data),
+                     i_wr.en.eq(hwf.r_rdy & (hw.mem == isa.MEM_IMEM)),
+                     w_wr.en.eq(hwf.r_rdy & (hw.mem == isa.MEM_WMEM)),
+                     p_wr.en.eq(hwf.r_rdy & (hw.mem == isa.MEM_PMEM))]
+        for b, code in enumerate((isa.MEM_BANK0, isa.MEM_BANK1)):
+            # (only when hw_taken is low: no other writer of this bank this cycle)
+            with m.If(hwf.r_rdy & (hw.mem == code) & ~seq_writes[b]):
+                m.d.comb += row_write(b, hw.addr, hw.data[:row_w], full_row)
         with m.If(host_fire & ~cmd.write):
             m.d.sync += [rd_pending.eq(1), rd_mem.eq(cmd.mem), rd_good.eq(good),
                          rd_sel.eq(addr[:log_r] if log_r else 0)]
@@ -551,21 +575,31 @@ class Subsystem(wiring.Component):
                 for i, name in enumerate(REG_NAMES):
                     with m.Case(i):
                         m.d.sync += rd_reg.eq(status_word if name == "status" else regs[name])
+        # The read data of every host port goes straight into a register (rd_q: no logic
+        # after a block RAM's output), the response multiplexer works from those a cycle later.
+        i_q, w_q, p_q = (Signal(len(port.data), name=f"{n}_host_q")
+                         for n, port in (("imem", i_host), ("wmem", w_host), ("pmem", p_host)))
+        x_q = [Signal(word_w, name=f"bank{b}_host_q") for b in range(2)]
+        m.d.sync += rd_q.eq(rd_pending)
         with m.If(rd_pending):
-            m.d.sync += [rd_pending.eq(0), rsp_valid.eq(1)]
+            m.d.sync += [rd_pending.eq(0), i_q.eq(i_host.data), w_q.eq(w_host.data),
+                         p_q.eq(p_host.data), x_q[0].eq(x_host[0].data),
+                         x_q[1].eq(x_host[1].data)]
+        with m.If(rd_q):
+            m.d.sync += rsp_valid.eq(1)
             with m.If(~rd_good):
                 m.d.sync += rsp_data.eq(0)
             with m.Else():
                 with m.Switch(rd_mem):
                     with m.Case(isa.MEM_IMEM):
-                        m.d.sync += rsp_data.eq(i_host.data)
+                        m.d.sync += rsp_data.eq(i_q)
                     with m.Case(isa.MEM_WMEM):
-                        m.d.sync += rsp_data.eq(w_host.data)
+                        m.d.sync += rsp_data.eq(w_q)
                     with m.Case(isa.MEM_PMEM):
-                        m.d.sync += rsp_data.eq(p_host.data)
+                        m.d.sync += rsp_data.eq(p_q)
                     for b, code in enumerate((isa.MEM_BANK0, isa.MEM_BANK1)):
                         with m.Case(code):
-                            words = [x_host[b].data[r * row_w:(r + 1) * row_w] for r in range(R)]
+                            words = [x_q[b][r * row_w:(r + 1) * row_w] for r in range(R)]
                             m.d.sync += rsp_data.eq(Array(words)[rd_sel] if R > 1 else words[0])
                     with m.Default():
                         m.d.sync += rsp_data.eq(rd_reg)
@@ -574,52 +608,90 @@ class Subsystem(wiring.Component):
         with m.If(self.rsp.valid & self.rsp.ready):
             m.d.sync += rsp_valid.eq(0)
 
-        # ---- decode and checks (golden.chip.decode + check, smallest code first) -------------
-        word = i_fetch.data
-        opcode = word[:4]
+        # ---- instruction pipeline: fetch, instruction register, decode and checks -------------
+        # (docs/chip.md, "Sequencer pipeline"). The front end reads the word at `fa`, registers
+        # it (`ir`), and evaluates golden.chip.decode + check (smallest code first) over
+        # isa.SEQ_CHECK_STAGES register stages whose last one is the issue slot. It runs ahead
+        # of the sequencer (prefetch: programs have no branches) and stalls while the slot is
+        # full; a start, or a host write into imem, flushes it and refetches from the next
+        # instruction not yet issued. Nothing combinational runs from the memory's read data
+        # or from the checks into the datapath's enables.
+        G, S, W = isa.OP_GEMM, isa.OP_SEND, isa.OP_WAIT
+        kinds = [G, S, W, isa.OP_HALT] + ([isa.OP_ACT] if act is not None else [])
+        adv = Signal(name="fe_adv")            # every front-end stage advances this cycle
+        flush = Signal(name="fe_flush")
+        flush_to = Signal(len(i_fetch.addr), name="fe_flush_to")
+        fa = Signal(len(i_fetch.addr), name="fe_addr")
+        fv = Signal(name="fe_read_valid")     # i_fetch.data holds a word fetched for the pipe
+        m.d.comb += [i_fetch.addr.eq(fa), i_fetch.en.eq(adv)]
+        with m.If(flush):
+            m.d.sync += [fa.eq(flush_to), fv.eq(0)]
+        with m.Elif(adv):
+            m.d.sync += [fa.eq(fa + 1), fv.eq(1)]
 
-        def field(op, name):
+        def stage(n, valid_in, values):
+            """One register stage (loads with ``adv``): returns ``(valid, {name: register})``."""
+            valid = Signal(name=f"fe{n}_valid")
+            regs_n = {}
+            for key, value in values.items():
+                value = Value.cast(value)
+                reg = Signal(value.shape(), name=f"fe{n}_{key}")
+                regs_n[key] = reg
+                with m.If(adv):
+                    m.d.sync += reg.eq(value)
+            with m.If(flush):
+                m.d.sync += valid.eq(0)
+            with m.Elif(adv):
+                m.d.sync += valid.eq(valid_in)
+            return valid, regs_n
+
+        def field(word, op, name):
             lsb, width = isa.LAYOUTS[op][name]
             return word[lsb:lsb + width]
 
-        def reserved(op):
+        def reserved(word, op):
             used = 0xF
             for lsb, width in isa.LAYOUTS[op].values():
                 used |= ((1 << width) - 1) << lsb
             return (word & Const(((1 << isa.INSTR_BITS) - 1) & ~used, isa.INSTR_BITS)) != 0
 
-        G, S, W = isa.OP_GEMM, isa.OP_SEND, isa.OP_WAIT
-        g = {name: field(G, name) for name in isa.LAYOUTS[G]}
-        s = {name: field(S, name) for name in isa.LAYOUTS[S]}
-        wt = {name: field(W, name) for name in isa.LAYOUTS[W]}
+        def first_error(items):
+            out = Const(0, 4)
+            for code, cond in reversed(items):
+                out = Mux(cond, code, out)
+            return out
+
+        # stage 1: the instruction register
+        v1, s1 = stage(1, fv, {"word": i_fetch.data})
+        # stage 2: opcode, reserved bits, every check that needs no product (booleans), nz
+        word = s1["word"]
+        opcode = word[:4]
+        g = {name: field(word, G, name) for name in isa.LAYOUTS[G]}
+        s = {name: field(word, S, name) for name in isa.LAYOUTS[S]}
         log_max_m = exact_log2(p["max_m"])
-        m_mask = Signal(8)
-        m.d.comb += m_mask.eq((Const(1, 9) << g["m_log2"]) - 1)
-        nz = Signal(24)
-        m.d.comb += nz.eq((g["k"] >> g["m_log2"]) << g["n_log2"])
-        bpr = Signal(24)
-        m.d.comb += bpr.eq(div_const(nz + (P - 1), P, 25))
-        w_words = Signal(41)
-        m.d.comb += w_words.eq(g["o"] * bpr)
-        err_gemm = [
-            (isa.ERR_NM, (g["m_log2"] > log_max_m) | (g["n_log2"] > g["m_log2"])),
-            (isa.ERR_K, (g["k"] == 0) | (g["k"] > p["max_k"]) | ((g["k"] & m_mask) != 0)
-             | ((g["k"] & (R - 1)) != 0 if R > 1 else Const(0))),
-            (isa.ERR_O, g["o"] == 0),
-            (isa.ERR_ALIGN, (g["x_addr"] & (R - 1)) != 0 if R > 1 else Const(0)),
-            (isa.ERR_SRC_RANGE, g["x_addr"] + g["k"] > rows),
-            (isa.ERR_W_RANGE, g["w_addr"] + w_words > p["wmem_depth"]),
-            (isa.ERR_P_RANGE, g["p_addr"] + g["o"] > p["pmem_depth"]),
-            (isa.ERR_DST_RANGE, g["d_addr"] + g["o"] > rows),
-            (isa.ERR_NODE, (g["mask"] >> p["subsystems"]) != 0),
-        ]
-        err_send = [
-            (isa.ERR_SRC_RANGE, s["s_addr"] + s["count"] > rows),
-            (isa.ERR_DST_RANGE, s["r_addr"] + s["count"] > rows),
-            (isa.ERR_NODE, (s["mask"] >> p["subsystems"]) != 0),
-        ]
+        nz_bits = p["max_k"].bit_length()      # nz <= k <= max_k once ERR_NM and ERR_K pass
+        c2 = {"word": word, "res": Const(0, 1)}
+        for op in kinds:
+            c2[f"is{op}"] = opcode == op
+            c2["res"] = c2["res"] | ((opcode == op) & reserved(word, op))
+        m_mask = (Const(1, 9) << g["m_log2"]) - 1
+        c2.update({
+            "g_nm": (g["m_log2"] > log_max_m) | (g["n_log2"] > g["m_log2"]),
+            "g_k": (g["k"] == 0) | (g["k"] > p["max_k"]) | ((g["k"] & m_mask) != 0)
+            | ((g["k"] & (R - 1)) != 0 if R > 1 else Const(0)),
+            "g_o": g["o"] == 0,
+            "g_align": (g["x_addr"] & (R - 1)) != 0 if R > 1 else Const(0),
+            "g_src": g["x_addr"] + g["k"] > rows,
+            "g_p": g["p_addr"] + g["o"] > p["pmem_depth"],
+            "g_dst": g["d_addr"] + g["o"] > rows,
+            "g_node": (g["mask"] >> p["subsystems"]) != 0,
+            "nz": ((g["k"] >> g["m_log2"]) << g["n_log2"])[:nz_bits],
+            "s_src": s["s_addr"] + s["count"] > rows,
+            "s_dst": s["r_addr"] + s["count"] > rows,
+            "s_node": (s["mask"] >> p["subsystems"]) != 0,
+        })
         if act is not None:
-            av = {name: field(isa.OP_ACT, name) for name in isa.LAYOUTS[isa.OP_ACT]}
+            av = {name: field(word, isa.OP_ACT, name) for name in isa.LAYOUTS[isa.OP_ACT]}
             a_add = av["op"] == isa.ACT_ADD
             a_ln = av["op"] == isa.ACT_OPS["layernorm"]
             a_row = (av["op"] == isa.ACT_OPS["softmax"]) | a_ln
@@ -627,48 +699,73 @@ class Subsystem(wiring.Component):
             def overlap(bank, addr):
                 dist = Mux(addr > av["d_addr"], addr - av["d_addr"], av["d_addr"] - addr)
                 return (bank == av["d_bank"]) & (addr != av["d_addr"]) & (dist < av["count"])
-            err_act = [
-                (isa.ERR_RESERVED, (~a_add & (av["b_bank"] | (av["b_addr"] != 0)))
-                 | (~a_ln & (av["p_addr"] != 0))),
-                (isa.ERR_K, (av["count"] == 0) | (a_row & (av["count"] > p["act_max_row"]))),
-                (isa.ERR_SRC_RANGE, (av["s_addr"] + av["count"] > rows)
-                 | (a_add & (av["b_addr"] + av["count"] > rows))),
-                (isa.ERR_P_RANGE, a_ln & (av["p_addr"] + av["count"] > p["pmem_depth"])),
-                (isa.ERR_DST_RANGE, av["d_addr"] + av["count"] > rows),
-                (isa.ERR_OVERLAP, overlap(av["s_bank"], av["s_addr"])
-                 | (a_add & overlap(av["b_bank"], av["b_addr"]))),
-            ]
-        dec_err = Signal(4)
-
-        def first_error(items):
-            stmts = None
-            for code, cond in reversed(items):
-                stmts = Mux(cond, code, stmts if stmts is not None else 0)
-            return stmts
-
-        with m.Switch(opcode):
-            with m.Case(G):
-                m.d.comb += dec_err.eq(Mux(reserved(G), isa.ERR_RESERVED, first_error(err_gemm)))
-            with m.Case(S):
-                m.d.comb += dec_err.eq(Mux(reserved(S), isa.ERR_RESERVED, first_error(err_send)))
-            with m.Case(W):
-                m.d.comb += dec_err.eq(Mux(reserved(W), isa.ERR_RESERVED, 0))
-            with m.Case(isa.OP_HALT):
-                m.d.comb += dec_err.eq(Mux(reserved(isa.OP_HALT), isa.ERR_RESERVED, 0))
-            if act is not None:
-                with m.Case(isa.OP_ACT):
-                    m.d.comb += dec_err.eq(Mux(reserved(isa.OP_ACT), isa.ERR_RESERVED,
-                                               Mux(av["op"] == 7, isa.ERR_ACT_OP,
-                                                   first_error(err_act))))
-            with m.Default():
-                m.d.comb += dec_err.eq(isa.ERR_OPCODE)
+            c2.update({
+                "a_op": av["op"] == 7,
+                "a_res": (~a_add & (av["b_bank"] | (av["b_addr"] != 0)))
+                | (~a_ln & (av["p_addr"] != 0)),
+                "a_k": (av["count"] == 0) | (a_row & (av["count"] > p["act_max_row"])),
+                "a_src": (av["s_addr"] + av["count"] > rows)
+                | (a_add & (av["b_addr"] + av["count"] > rows)),
+                "a_p": a_ln & (av["p_addr"] + av["count"] > p["pmem_depth"]),
+                "a_dst": av["d_addr"] + av["count"] > rows,
+                "a_ovl": overlap(av["s_bank"], av["s_addr"])
+                | (a_add & overlap(av["b_bank"], av["b_addr"])),
+            })
+        v2, s2 = stage(2, v1, c2)
+        # stage 3: weight words per row; the error codes in priority order around ERR_W_RANGE
+        other = Mux(s2["res"], isa.ERR_RESERVED,
+                    Mux(s2[f"is{S}"], first_error([(isa.ERR_SRC_RANGE, s2["s_src"]),
+                                                   (isa.ERR_DST_RANGE, s2["s_dst"]),
+                                                   (isa.ERR_NODE, s2["s_node"])]), 0))
+        if act is not None:
+            other = Mux(s2["res"] | ~s2[f"is{isa.OP_ACT}"], other,
+                        Mux(s2["a_op"], isa.ERR_ACT_OP,
+                            first_error([(isa.ERR_RESERVED, s2["a_res"]),
+                                         (isa.ERR_K, s2["a_k"]),
+                                         (isa.ERR_SRC_RANGE, s2["a_src"]),
+                                         (isa.ERR_P_RANGE, s2["a_p"]),
+                                         (isa.ERR_DST_RANGE, s2["a_dst"]),
+                                         (isa.ERR_OVERLAP, s2["a_ovl"])])))
+        known = 0
+        for op in kinds:
+            known = s2[f"is{op}"] | known
+        c3 = {"word": s2["word"], **{f"is{op}": s2[f"is{op}"] for op in kinds},
+              "bpr": div_const(s2["nz"] + (P - 1), P, nz_bits + 1)[:nz_bits],
+              "g_pre": Mux(s2["res"], isa.ERR_RESERVED,
+                           first_error([(isa.ERR_NM, s2["g_nm"]), (isa.ERR_K, s2["g_k"]),
+                                        (isa.ERR_O, s2["g_o"]), (isa.ERR_ALIGN, s2["g_align"]),
+                                        (isa.ERR_SRC_RANGE, s2["g_src"])])),
+              "g_post": first_error([(isa.ERR_P_RANGE, s2["g_p"]),
+                                     (isa.ERR_DST_RANGE, s2["g_dst"]),
+                                     (isa.ERR_NODE, s2["g_node"])]),
+              "other": Mux(known, other, isa.ERR_OPCODE)}
+        v3, s3 = stage(3, v2, c3)
+        # stage 4: the weight words of the GEMM (o * bpr)
+        c4 = {key: value for key, value in s3.items() if key != "bpr"}
+        c4["w_words"] = field(s3["word"], G, "o") * s3["bpr"]
+        v4, s4 = stage(4, v3, c4)
+        # stage 5, the issue slot: the weight range and the final error code
+        w_range = field(s4["word"], G, "w_addr") + s4["w_words"] > p["wmem_depth"]
+        c5 = {key: value for key, value in s4.items() if key not in ("g_pre", "g_post", "other")}
+        c5["err"] = Mux(s4[f"is{G}"],
+                        Mux(s4["g_pre"] != 0, s4["g_pre"],
+                            Mux(w_range, isa.ERR_W_RANGE, s4["g_post"])),
+                        s4["other"])
+        slot_v, slot = stage(5, v4, c5)
+        assert 4 == isa.SEQ_CHECK_STAGES       # stages 2..5: the model's issue_fill follows
+        word = slot["word"]
+        g = {name: field(word, G, name) for name in isa.LAYOUTS[G]}
+        s = {name: field(word, S, name) for name in isa.LAYOUTS[S]}
+        wt = {name: field(word, W, name) for name in isa.LAYOUTS[W]}
+        if act is not None:
+            av = {name: field(word, isa.OP_ACT, name) for name in isa.LAYOUTS[isa.OP_ACT]}
+        w_words = slot["w_words"]
 
         # ---- sequencer -----------------------------------------------------------------------
         running = Signal()
         m.d.comb += running.eq(state == isa.RUNNING)
         with m.If(running):
             m.d.sync += regs["cycles"].eq(regs["cycles"] + 1)
-        m.d.comb += [i_fetch.addr.eq(pc), i_fetch.en.eq(1)]
         wait_bank = Signal()
         wait_count = Signal(16)
         sub = [Signal(cbits, name=f"consume{b}") for b in range(2)]
@@ -680,6 +777,8 @@ class Subsystem(wiring.Component):
             m.d.sync += arrived[b].eq(arrived[b] + local_inc[b] + rx_inc[b] - sub[b])
         wait_ok = Signal()
         m.d.comb += wait_ok.eq(Mux(wait_bank, arrived[1], arrived[0]) >= wait_count)
+        start_go = Signal()
+        imem_written = Signal()
 
         def stop(code):
             return [state.eq(isa.ERROR), error.eq(code)]
@@ -687,24 +786,25 @@ class Subsystem(wiring.Component):
         with m.FSM(name="seq") as fsm:
             with m.State("IDLE"):
                 with m.If(self.start & ((state == isa.IDLE) | (state == isa.HALTED))):
+                    m.d.comb += start_go.eq(1)
                     m.d.sync += [pc.eq(0), state.eq(isa.RUNNING), row_error.eq(0),
                                  arrived[0].eq(0), arrived[1].eq(0)]
                     m.d.sync += [reg.eq(0) for reg in regs.values()]
-                    m.next = "FETCH"
-            with m.State("FETCH"):
-                # the synchronous imem read of pc takes this cycle
+                    m.next = "ISSUE"
+            with m.State("ISSUE"):
+                # the instruction at pc waits in the issue slot (after a start or a flush: until
+                # the pipeline has filled)
                 with m.If(pc == p["imem_depth"]):
                     m.d.sync += stop(isa.ERR_PC)
                     m.next = "STOP"
-                with m.Else():
-                    m.next = "EXEC"
-            with m.State("EXEC"):
-                with m.If(dec_err != 0):
-                    m.d.sync += stop(dec_err)
+                with m.Elif(~slot_v | imem_written | hwf.r_rdy):
+                    pass
+                with m.Elif(slot["err"] != 0):
+                    m.d.sync += stop(slot["err"])
                     m.next = "STOP"
-                with m.Elif(opcode == isa.OP_HALT):
+                with m.Elif(slot[f"is{isa.OP_HALT}"]):
                     m.next = "HALT"
-                with m.Elif(opcode == G):
+                with m.Elif(slot[f"is{G}"]):
                     m.d.comb += [act_go.eq(1), act_base.eq(g["x_addr"] >> log_r),
                                  act_count.eq(g["k"] >> log_r),
                                  w_go.eq(1), w_base.eq(g["w_addr"]), w_count.eq(w_words),
@@ -717,14 +817,14 @@ class Subsystem(wiring.Component):
                                  g_local.eq(g["mask"][me]),
                                  g_mask.eq(g["mask"] & ~(1 << me))]
                     m.next = "GEMM"
-                with m.Elif(opcode == S):
+                with m.Elif(slot[f"is{S}"]):
                     m.d.sync += [s_busy.eq(1), s_bank.eq(s["s_bank"]), s_addr.eq(s["s_addr"]),
                                  s_left.eq(Mux(s["mask"] == 0, 0, s["count"])),
                                  s_drow.eq(s["r_addr"]), s_dbank.eq(s["r_bank"]),
                                  s_mask.eq(s["mask"])]
                     m.next = "SEND"
                 if act is not None:
-                    with m.Elif(opcode == isa.OP_ACT):
+                    with m.Elif(slot[f"is{isa.OP_ACT}"]):
                         fields, act_busy = act
                         m.d.sync += [act_busy.eq(1)] + [reg.eq(av[name])
                                                         for name, reg in fields.items()]
@@ -735,22 +835,22 @@ class Subsystem(wiring.Component):
             with m.State("GEMM"):
                 with m.If(~g_busy):
                     m.d.sync += pc.eq(pc + 1)
-                    m.next = "FETCH"
+                    m.next = "ISSUE"
             with m.State("SEND"):
                 with m.If(~s_busy):
                     m.d.sync += pc.eq(pc + 1)
-                    m.next = "FETCH"
+                    m.next = "ISSUE"
             if act is not None:
                 with m.State("ACT"):
                     with m.If(~act[1]):
                         m.d.sync += pc.eq(pc + 1)
-                        m.next = "FETCH"
+                        m.next = "ISSUE"
             with m.State("WAIT"):
                 with m.If(wait_ok):
                     m.d.comb += sub[0].eq(Mux(wait_bank, 0, wait_count))
                     m.d.comb += sub[1].eq(Mux(wait_bank, wait_count, 0))
                     m.d.sync += pc.eq(pc + 1)
-                    m.next = "FETCH"
+                    m.next = "ISSUE"
                 with m.Elif(self.deadlock):
                     m.d.sync += stop(isa.ERR_DEADLOCK)
                     m.next = "STOP"
@@ -762,6 +862,18 @@ class Subsystem(wiring.Component):
                     m.next = "IDLE"
             with m.State("STOP"):
                 pass
+        # The front end advances unless the slot holds an instruction not taken this cycle; a
+        # flush (start, or the cycle after a host imem write: `imem_written`, a register, so
+        # that the host port's ready logic does not reach the front end) restarts it at the
+        # next instruction not yet issued: pc in ISSUE (which takes nothing while a flush is
+        # due), pc + 1 while pc's instruction executes.
+        in_issue = fsm.ongoing("ISSUE")
+        m.d.sync += imem_written.eq(i_wr.en)
+        m.d.comb += [
+            adv.eq(~slot_v | in_issue),
+            flush.eq(start_go | imem_written),
+            flush_to.eq(Mux(start_go, 0, Mux(in_issue, pc, pc + 1))),
+        ]
         m.d.comb += [self.waiting.eq(fsm.ongoing("WAIT") & ~wait_ok),
                      self.blocked.eq(fsm.ongoing("WAIT") & ~wait_ok & inj_idle)]
         return m
