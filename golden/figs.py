@@ -56,7 +56,8 @@ __all__ = ["ENGINES", "MASK_KINDS", "FIGS_WORKLOAD", "assign_slots", "displaceme
            "route", "tile_schedule", "gemm_schedule", "exchange_deliveries",
            "tile_shape", "weight_rows", "instance", "array_model", "input_bits_per_cycle",
            "port_bits", "predicted_cycles", "predicted_utilization", "fine_mask",
-           "fixed24_passes", "fixed24_tile_passes", "SUB_BLOCK_PORT"]
+           "fixed24_passes", "fixed24_tile_passes", "SUB_BLOCK_PORT", "MAC_STAGES",
+           "pipeline_latency"]
 
 
 ENGINES = ("figs", "nm_broadcast", "nm_fanout", "nm_fixed24")
@@ -64,6 +65,17 @@ ENGINES = ("figs", "nm_broadcast", "nm_fanout", "nm_fixed24")
 SUB_BLOCK_PORT = ("figs", "nm_fanout", "nm_fixed24")
 #: Weight masks of the perf workload and the testbenches (``verif.figs.make_weights``).
 MASK_KINDS = ("random", "fine", "nested", "low", "high", "alternating")
+#: Register stages of every engine's MAC pipeline between a PE column and its column sum
+#: (hw/figs.py): the operand candidates (first select level) and the weight, the operand, the
+#: product, the column sum. They add to the latency, not to the cycles per instance (issue 14:
+#: timing).
+MAC_STAGES = 4
+
+
+def pipeline_latency(cols):
+    """Cycles from an instance's input transfer to its output transfer (no stalls): one per PE
+    column, one for the output register, plus :data:`MAC_STAGES`."""
+    return cols + 1 + MAC_STAGES
 
 #: The knobs of one ``sparsehw perf figs`` / ``nm_broadcast`` run (an N:M GEMM K x O x B).
 FIGS_WORKLOAD = ParamSpec(
@@ -441,16 +453,18 @@ def predicted_cycles(engine, n, m, *, k, o, b, rows, cols, beta, width=8, budget
 
     Every tile costs ``B * max(P, 1/utilization)`` cycles, ``P`` its exchange phases (FiGS
     :func:`gemm_schedule`; 1 for broadcast and for tiles that route in one step), but at least
-    ``rows + cols + 2``: weight loads of later tiles are hidden by the double-buffered weights
-    when a tile streams that long (a bank is released when its tile's last output leaves,
-    ``cols + 1`` cycles after its last input, and reloading takes ``rows`` cycles). Plus the first
-    tile's weight load (``rows`` cycles) and the pipeline latency (``cols + 1``).
+    ``rows + L + 1`` (``L`` = :func:`pipeline_latency` = ``cols + 1 + MAC_STAGES``): weight
+    loads of later tiles are hidden by the double-buffered weights when a tile streams that long
+    (a bank is released when its tile's last output leaves, ``L`` cycles after its last input,
+    and reloading takes ``rows`` cycles). Plus the first tile's weight load (``rows`` cycles) and
+    the pipeline latency ``L``.
 
     ``phases``: an int (every tile) or one int per tile in streaming order. ``nm_fixed24``: the
     tiles are 2:4 tiles whatever ``n``, ``m`` (``2*rows`` K positions) and ``phases`` are their
     passes (:func:`fixed24_tile_passes`); every pass is a tile of its own (``B`` instances, at
-    least ``rows + cols + 2`` cycles).
+    least ``rows + L + 1`` cycles).
     """
+    lat = pipeline_latency(cols)
     if engine == "nm_fixed24":
         k_tile, o_tile = tile_shape(2, 4, rows, cols, beta)
         tiles = -(-k // k_tile) * -(-o // o_tile)
@@ -458,11 +472,11 @@ def predicted_cycles(engine, n, m, *, k, o, b, rows, cols, beta, width=8, budget
         if len(per) != tiles:
             raise ValueError(f"phases must have one entry per tile ({tiles}), not {len(per)}")
         util = predicted_utilization(engine, n, m, rows=rows, width=width, budget=budget)
-        return sum(p * max(b / util, rows + cols + 2) for p in per) + rows + cols + 1
+        return sum(p * max(b / util, rows + lat + 1) for p in per) + rows + lat
     k_tile, o_tile = tile_shape(n, m, rows, cols, beta)
     tiles = -(-k // k_tile) * -(-o // o_tile)
     per = [phases] * tiles if isinstance(phases, int) else list(phases)
     if len(per) != tiles:
         raise ValueError(f"phases must have one entry per tile ({tiles}), not {len(per)}")
     util = predicted_utilization(engine, n, m, rows=rows, width=width, budget=budget)
-    return sum(max(b * max(p, 1 / util), rows + cols + 2) for p in per) + rows + cols + 1
+    return sum(max(b * max(p, 1 / util), rows + lat + 1) for p in per) + rows + lat

@@ -24,6 +24,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
+from sparsehw.golden.figs import MAC_STAGES
 from sparsehw.hw.arith import tree_sum
 from sparsehw.params import Param, ParamSpec, int_in, multiple_of, pow2_in
 
@@ -39,6 +40,9 @@ PSUM_WIDTH = 32
 SUPPORTED_RATIOS = ((1, 1), (1, 2), (2, 4), (1, 4), (2, 8), (4, 8), (4, 16), (8, 32))
 #: Fields ``n_log2``/``m_log2`` of the weight stream are this wide.
 _LOG_BITS = 3
+#: The first (registered) level of a MAC's operand select is a ``2**3 = 8:1`` multiplexer: it
+#: sits next to the input registers, and only the candidates travel to the multiplier.
+_SELECT_LEVEL_BITS = 3
 
 
 # 2*width + log2(rows) <= 2*12 + 7 < PSUM_WIDTH: a column sum always fits.
@@ -396,37 +400,76 @@ class _SparseArray(wiring.Component):
             m.d.sync += use_ptr.eq(~use_ptr)
             m.d.comb += clr_fresh.eq(Mux(use_ptr, 0b10, 0b01))
 
+        # Operand select in two registered levels: 2**lo_bits:1 by the low select bits (next to
+        # the window), then one of the 2**(sel_bits - lo_bits) candidates next to the multiplier.
+        lo_bits = min(_SELECT_LEVEL_BITS, sel_bits)
+        hi_bits = sel_bits - lo_bits
+
         def column_sums(c):
+            """Registered column sums of PE column ``c`` (``beta`` of them), MAC_STAGES cycles
+            behind the instance: stage 1 the operand candidates (first select level) and the
+            weight, 2 the operand, 3 the product, 4 the column sum. Call under ``adv``. Every
+            engine selects from its column's input registers (FiGS: the swap registers and their
+            links; the others: the row's ``max_m``-wide copy, one per column, so that each copy
+            feeds only ``beta`` MACs per row)."""
             sums = []
-            x = st_x[c]
             for b in range(beta):
                 e = c * beta + b
                 products = []
                 for r in range(R):
+                    x = st_x[c]
                     if figs:
                         window = []
                         for d in range(-alpha, alpha + 1):
                             rr = r + d
                             for l in range(lanes):
                                 window.append(x[rr][l] if 0 <= rr < R else Const(0, signed(W)))
-                        pad = (1 << sel_bits) - len(window)
-                        window += [Const(0, signed(W))] * pad
                     else:
                         window = [x[r][l] for l in range(self._max_m)]
+                    window += [Const(0, signed(W))] * ((1 << sel_bits) - len(window))
                     sel = Mux(st_bank[c], wsel[1][r][e], wsel[0][r][e])
-                    operand = Signal(signed(W), name=f"op_c{c}_r{r}_e{e}")
-                    m.d.comb += operand.eq(Array(window)[sel])
+                    tag = f"c{c}_r{r}_e{e}"
+                    cands = []
+                    for h in range(1 << hi_bits):
+                        cand = Signal(signed(W), name=f"cand{h}_{tag}")
+                        part = window[h << lo_bits:(h + 1) << lo_bits]
+                        m.d.sync += cand.eq(Array(part)[sel[:lo_bits]])
+                        cands.append(cand)
+                    operand = Signal(signed(W), name=f"op_{tag}")
+                    if hi_bits:
+                        sel_hi = Signal(hi_bits, name=f"selhi_{tag}")
+                        m.d.sync += [sel_hi.eq(sel[lo_bits:]),
+                                     operand.eq(Array(cands)[sel_hi])]
+                    else:
+                        m.d.sync += operand.eq(cands[0])
                     weight = Mux(st_bank[c], wval[1][r][e], wval[0][r][e])
                     if figs:       # only in the phase of the weight's rotation
                         rot_w = Mux(st_bank[c], wrot[1][r][e], wrot[0][r][e])
                         weight = Mux(Array(list(st_oh[c]))[rot_w], weight, 0)
-                    product = Signal(signed(2 * W), name=f"prod_c{c}_r{r}_e{e}")
-                    m.d.comb += product.eq(operand * weight)
+                    weight_1 = Signal(signed(W), name=f"wq1_{tag}")
+                    weight_2 = Signal(signed(W), name=f"wq2_{tag}")
+                    m.d.sync += [weight_1.eq(weight), weight_2.eq(weight_1)]
+                    product = Signal(signed(2 * W), name=f"prod_{tag}")
+                    m.d.sync += product.eq(operand * weight_2)
                     products.append(product)
                 total = Signal(signed(PSUM_WIDTH), name=f"colsum_c{c}_e{e}")
-                m.d.comb += total.eq(tree_sum(products))
+                m.d.sync += total.eq(tree_sum(products))
                 sums.append(total)
             return sums
+
+        # control of the instance at column 0, delayed by MAC_STAGES to meet its column sum
+        ctl = [st_valid[0], st_bank[0], st_last[0]]
+        if figs:
+            ctl += [st_first[0], st_final[0]]
+        late = ctl
+        with m.If(adv):
+            for k in range(MAC_STAGES):
+                nxt = [Signal(name=f"{sig.name}_d{k + 1}") for sig in late]
+                m.d.sync += [dst.eq(src) for dst, src in zip(nxt, late)]
+                late = nxt
+        d_valid, d_bank, d_last = late[:3]
+        if figs:
+            d_first, d_final = late[3:]
 
         with m.If(adv):
             if figs:
@@ -448,23 +491,26 @@ class _SparseArray(wiring.Component):
             for c in range(C - 1, 0, -1):
                 here = column_sums(c)
                 m.d.sync += [st_valid[c - 1].eq(st_valid[c]), st_bank[c - 1].eq(st_bank[c]),
-                             st_last[c - 1].eq(st_last[c]), st_x[c - 1].eq(st_x[c])]
+                             st_last[c - 1].eq(st_last[c])]
+                m.d.sync += st_x[c - 1].eq(st_x[c])
                 if figs:
-                    m.d.sync += [st_oh[c - 1].eq(st_oh[c]), st_first[c - 1].eq(st_first[c]),
+                    m.d.sync += [st_oh[c - 1].eq(st_oh[c]),
+                                 st_first[c - 1].eq(st_first[c]),
                                  st_final[c - 1].eq(st_final[c])]
+                # st_acc[c]: the sums of the columns east of c, MAC_STAGES behind the instance
                 carried = here + st_acc[c]
                 for dst, src in zip(st_acc[c - 1], carried):
                     m.d.sync += dst.eq(src)
             carried = column_sums(0) + st_acc[0]
             if figs:       # the phases of an instance are added; the final one is emitted
-                m.d.sync += [out_valid.eq(st_valid[0] & st_final[0]), out_bank.eq(st_bank[0]),
-                             out_last.eq(st_last[0])]
-                with m.If(st_valid[0]):
+                m.d.sync += [out_valid.eq(d_valid & d_final), out_bank.eq(d_bank),
+                             out_last.eq(d_last)]
+                with m.If(d_valid):
                     for dst, src in zip(out_psum, carried):
-                        m.d.sync += dst.eq(Mux(st_first[0], src, src + dst))
+                        m.d.sync += dst.eq(Mux(d_first, src, src + dst))
             else:
-                m.d.sync += [out_valid.eq(st_valid[0]), out_bank.eq(st_bank[0]),
-                             out_last.eq(st_last[0])]
+                m.d.sync += [out_valid.eq(d_valid), out_bank.eq(d_bank),
+                             out_last.eq(d_last)]
                 for dst, src in zip(out_psum, carried):
                     m.d.sync += dst.eq(src)
 
@@ -571,7 +617,7 @@ _ATTRIBUTES_DOC = """
         instance needs is not complete, or while the output is stalled.
     o : Out(stream.Signature(StructLayout))
         ``cols*beta*32 + 1`` bits. Per instance, the tile's int32 partial sums ``psum[cols*beta]`` (sum over the tile's K
-        range; accumulation over K tiles is the consumer's) and ``last``. Latency ``cols + 1``
+        range; accumulation over K tiles is the consumer's) and ``last``. Latency ``cols + 5``
         cycles from the input transfer; one instance per cycle (FiGS: per ``P`` cycles, ``P``
         the tile's exchange phases); back-pressure stalls the whole array (``i.ready`` falls
         combinationally with ``o.ready``).
@@ -757,7 +803,7 @@ class NmFixed24Array(_SparseArray):
         ``rows*2*width + 1`` bits: ``x[rows][2]`` and ``last``; row ``r`` carries K offsets
         ``2r, 2r+1`` of the tile. Back-pressure as for :class:`FigsArray`.
     o : Out(stream.Signature(StructLayout))
-        ``cols*beta*32 + 1`` bits, as for :class:`FigsArray`: latency ``cols + 1`` cycles, one
+        ``cols*beta*32 + 1`` bits, as for :class:`FigsArray`: latency ``cols + 5`` cycles, one
         instance per cycle, back-pressure stalls the whole array.
     fault : Out(StructLayout({"index": 1, "config": 1, "route": 1}))
         Sticky run-time error flags, cleared by reset: ``index``, a group's two indices (slot 0

@@ -473,7 +473,8 @@ async def exchange(dut):
     ascending order, displacements 0..-6), random 8:32 and 4:16 masks and a 4:8 mask at the
     high end, without slot assignment,
     no stalls: bit-exact, no fault, and the cycles equal :func:`golden.figs.predicted_cycles`
-    with the schedule's phases (``B >= rows + cols + 2``: one instance per phase)."""
+    with the schedule's phases (``B >= rows + L + 1``, ``L`` the pipeline latency: one instance
+    per phase)."""
     engine = "figs"
     params = dut_params(engine)
     rows, cols, beta = params["rows"], params["cols"], params["beta"]
@@ -485,7 +486,7 @@ async def exchange(dut):
         if not _supported(engine, params, n, m):
             continue
         k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
-        b = rows + cols + 2
+        b = rows + gf.pipeline_latency(cols) + 1
         w = make_weights(kind, o_tile, 2 * k_tile, n, m, rng)
         x = rng.integers(-128, 128, size=(2 * k_tile, b))
         await restart(dut, **PORTS)
@@ -505,19 +506,21 @@ async def exchange(dut):
 
 
 async def full_rate(dut, engine):
-    """Without stalls and with B >= rows + cols + 2 (the next-but-one tile's weights load while
-    the current tile streams), one instance per cycle: cycles <= instances + rows + cols + 4
-    (the first weight load and the pipeline latency)."""
+    """Without stalls and with B >= rows + L + 1 (``L`` = :func:`golden.figs.pipeline_latency`:
+    the next-but-one tile's weights load while the current tile streams), one instance per
+    cycle: cycles <= instances + rows + L + 3 (the first weight load and the pipeline latency,
+    3 cycles of handshake slack)."""
     params = dut_params(engine)
     await start(dut, **PORTS)
     rng = np.random.default_rng(3)
     n, m = (2, 8) if _supported(engine, params, 2, 8) else (1, 1)
     k_tile, o_tile = gf.tile_shape(n, m, params["rows"], params["cols"], params["beta"])
-    b = params["rows"] + params["cols"] + 2
+    lat = gf.pipeline_latency(params["cols"])
+    b = params["rows"] + lat + 1
     w = make_weights("fine", 2 * o_tile, 2 * k_tile, n, m, rng)
     x = rng.integers(-128, 128, size=(2 * k_tile, b))
     fig = await _gemm(dut, engine, params, w, x, n, m, rngs=_rngs(70))
-    bound = fig["instances"] + params["rows"] + params["cols"] + 4
+    bound = fig["instances"] + params["rows"] + lat + 3
     assert fig["cycles"] <= bound, f"{fig['cycles']} cycles for {fig['instances']} instances"
     common.record(cycles=fig["cycles"], instances=fig["instances"])
 
