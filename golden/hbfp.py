@@ -24,6 +24,26 @@ Rules
   ``2**127``), makes the block invalid. :func:`quantize` reports it with the reserved exponent
   :data:`INVALID_EXP` (= 128) and all-zero mantissas; :func:`dequantize` gives NaN for the whole
   block; a dot product involving an invalid block is NaN.
+* **The exponent as comparisons** (what the hardware computes; :func:`exponent_table`,
+  proven equal to the rule above for every finite maximum by ``tests/test_hbfp.py``): with
+  ``eps = float32(1e-8) = 0xABCC77 * 2**-50`` exactly, round-half-even gives
+  ``float32(M + eps) <= 2**e`` iff ``M + eps <= 2**e + 2**(e-24)`` (the tie goes to the even
+  ``2**e``), so ``e = min{e >= -26 : M <= T_e}`` with ``T_e = 2**e + 2**(e-24) - eps`` (no
+  addition needed: ``e`` depends on ``M`` only through comparisons with the constants ``T_e``).
+  Within one binade of ``M`` (biased exponent ``B``, fraction ``f``, ``M = (2**23 + f) *
+  2**(B-150)``, ``E = 0xABCC77``) at most two exponents occur, so ``e = base[B] + (f >=
+  thr[B])``:
+
+  - ``B >= 125`` (``M >= 0.25``: ``T_e`` lies below the float after ``2**e``): ``e = B - 127 +
+    (f != 0)``, the exact ``ceil(log2 M)``;
+  - ``B = 100..124``: ``e = B - 126 + (f >= 2**23 + 2 - ceil(E * 2**(100-B)))``, the bump
+    taking the top ``ceil(E * 2**(100-B)) - 2`` fractions of the binade (none for ``B >= 123``,
+    all for ``B = 100``: ``e = -25``);
+  - ``B = 99``: ``e = -26 + (f >= 3 * 2**23 + 3 - 2E)`` (``= 0x286715``);
+  - ``B <= 98``, subnormals and zero: ``e = -26``.
+
+  A power of two ``M = 2**k`` (``f = 0``) therefore keeps ``e = k`` for ``k >= -2`` and is
+  bumped to ``k + 1`` below; ``e = 128`` (invalid) is ``B = 254, f != 0``.
 * **Deviation note**: HBFPEmulator computes ``ceil(log2(s))`` with a float32 ``log2``; for ``s``
   within a few float32 ulps above a power of two far from 1 that rounds to the power itself and
   gives an exponent one lower than the exact definition used here (and by the hardware).
@@ -57,7 +77,8 @@ import numpy as np
 from sparsehw.params import check, int_in
 
 
-__all__ = ["INVALID_EXP", "EPSILON", "MIN_EXP", "MODES", "shared_exponents", "quantize",
+__all__ = ["INVALID_EXP", "EPSILON", "MIN_EXP", "MODES", "shared_exponents", "exponent_table",
+           "table_exponents", "quantize",
            "dequantize", "block_dot", "dot", "fp32_from_scaled_int", "check_mant_bits",
            "check_block_size", "DEFAULT_PARTIALS"]
 
@@ -111,6 +132,49 @@ def shared_exponents(blocks):
     invalid = ~finite | (e >= INVALID_EXP) | ~np.isfinite(s)
     e = np.where(invalid, INVALID_EXP, e)
     return e, invalid
+
+
+#: ``float32(1e-8) = EPS_SIG * 2**-50`` exactly (24-bit significand).
+EPS_SIG = 0xABCC77
+
+
+def exponent_table():
+    """The shared exponent as a table lookup and one comparison (module docstring).
+
+    Returns ``(base, thr)``, two tuples of 255 ints indexed by the biased exponent ``B`` (0..254)
+    of a finite block maximum ``M`` with fraction ``f`` (23 bits): its shared exponent is
+    ``base[B] + (f >= thr[B])`` (128 for ``B = 254, f != 0``: invalid). ``thr[B]`` is in
+    ``0 .. 2**23``; ``2**23`` means never. Built from the closed form of the module docstring
+    (exact integers); ``tests/test_hbfp.py`` proves it equal to :func:`shared_exponents`.
+    """
+    base, thr = [], []
+    for b in range(255):
+        if b >= 125:
+            base.append(b - 127)
+            thr.append(1)
+        elif b >= 100:
+            base.append(b - 126)
+            ceil_eps = -(-EPS_SIG // (1 << (b - 100)))              # ceil(E * 2**(100-B))
+            thr.append(min(max((1 << 23) + 2 - ceil_eps, 0), 1 << 23))
+        elif b == 99:
+            base.append(MIN_EXP)
+            thr.append(3 * (1 << 23) + 3 - 2 * EPS_SIG)
+        else:
+            base.append(MIN_EXP)
+            thr.append(1 << 23)
+    return tuple(base), tuple(thr)
+
+
+def table_exponents(magnitudes):
+    """:func:`exponent_table` applied to finite magnitudes given as float32 bit patterns
+    (``uint32`` below ``0x7F800000``, sign bit clear); int64 exponents, 128 where invalid."""
+    bits_ = np.asarray(magnitudes, dtype=np.uint32)
+    if (bits_ >= 0x7F800000).any():
+        raise ValueError("magnitudes must be finite non-negative float32 bit patterns")
+    base, thr = (np.array(t, np.int64) for t in exponent_table())
+    b = (bits_ >> 23).astype(np.int64)
+    f = (bits_ & 0x7FFFFF).astype(np.int64)
+    return base[b] + (f >= thr[b])
 
 
 def quantize(x, mant_bits, block_size):

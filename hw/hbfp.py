@@ -15,6 +15,7 @@ from amaranth.lib.wiring import In, Out
 from sparsehw.hw.arith import tree_sum
 from sparsehw.hw.fp32 import (ADD_CUTS, NEG_ZERO, QNAN, ROUND_CUTS, Pipeline, add_cuts,
                                fp_add, round_pack)
+from sparsehw.golden.hbfp import MIN_EXP, exponent_table
 from sparsehw.params import Param, ParamSpec, Rule, boolean, int_in, pow2_in
 
 
@@ -26,7 +27,6 @@ __all__ = ["BfpConvert", "HbfpDot", "dot_latency", "BFP_CONVERT_PARAMS", "HBFP_D
 MODES = {0: 3, 1: 5, 2: 7}
 #: Reserved exponent of an invalid block (NaN/Inf inside, or maximum above 2**127).
 INVALID_EXP = 128
-_EPS_BITS = 0x322BCC77          # float32(1e-8)
 
 
 _BLOCK_SIZE = Param("block_size", 8, pow2_in(1, 64), doc="lanes: elements per block")
@@ -77,7 +77,10 @@ class BfpConvert(wiring.Component):
     Bit-exact with :func:`golden.hbfp.quantize` for every input bit pattern: the shared exponent
     is ``ceil(log2(float32(max|x| + 1e-8)))`` (one float32 RNE addition, then exact), mantissas
     ``clamp(round_half_even(x * 2**(m-e)), +-(2**m - 1))``; subnormals, zeros, saturation and the
-    exponent bump at small powers of two come out of the same rule.
+    exponent bump at small powers of two come out of the same rule. There is no adder for
+    ``max + 1e-8``: the exponent is ``base[B] + (f >= thr[B])`` on the maximum's biased
+    exponent ``B`` and fraction ``f`` (:func:`golden.hbfp.exponent_table`, proven equal to the
+    addition for every finite maximum).
 
     Parameters
     ----------
@@ -94,7 +97,7 @@ class BfpConvert(wiring.Component):
         ``mant``: ``block_size`` x ``signed(mant_bits + 1)``; ``exp``: ``signed(9)``, the shared
         exponent in -26..127, or 128 for an invalid block; ``invalid``: 1 when the block held a
         NaN or an infinity or its maximum exceeds 2**127 (then all mantissas are 0).
-        Latency :attr:`latency` cycles (``9 + floor(log2(block_size) / 2)``: 10 at
+        Latency :attr:`latency` cycles (``6 + max(log2(block_size), 1)``: 9 at
         ``block_size=8``), one block per cycle; back-pressure stalls the whole pipeline.
 
     Raises
@@ -120,16 +123,14 @@ class BfpConvert(wiring.Component):
     def mant_bits(self):
         return self._mant_bits
 
-    #: Pipeline registers in the epsilon adder (see :func:`hw.fp32.add_cuts`).
-    EPS_ADD_STAGES = 4
-
     @property
     def latency(self):
         """Cycles from an accepted block to its result: input register, a register after
-        every second level of the maximum tree and after the maximum, the epsilon adder's
-        registers, the exponent register, the lanes' rounding register, the output register."""
+        every level of the maximum tree (the last one is the maximum's register; one for a
+        single lane), the threshold comparisons, the exponent, the lanes' alignment, their
+        rounding increment, the output register."""
         tree = (self._block_size - 1).bit_length()
-        return 5 + tree // 2 + self.EPS_ADD_STAGES
+        return 7 + max(tree - 1, 0)
 
     def _check_latency(self, inserted):
         assert inserted + 2 == self.latency, (inserted, self.latency)
@@ -151,18 +152,40 @@ class BfpConvert(wiring.Component):
             m.d.sync += [v1.eq(self.i.valid), x1.eq(self.i.payload)]
 
         # Maximum magnitude (as unsigned bit patterns, order-preserving for non-negative floats),
-        # NaN/Inf detection; a pipeline register after every second level of the maximum tree.
+        # NaN/Inf detection; a pipeline register after every level of the maximum tree.
+        # The lanes travel compacted: sign, 127 - biased exponent, the mantissa bits from the
+        # lowest guard position up (the window w: mant[22-mb:24], hidden bit on top), whether
+        # any bit below it is set, and the trailing zeros of w.
         mags = []
         nonfinite = []
+        lane_layout = data.StructLayout({"s": 1, "w": mb + 2, "lo": 1, "tz": range(mb + 3)})
+        nbs = []
+        lane_bits = lane_layout.size
+        packed = []                     # plain bits: registered as one vector per stage
         for k in range(block_size):
             lane = x1[k]
             fin = lane[23:31] != 255
             nonfinite.append(~fin)
-            mag = Signal(31, name=f"mag{k}")
-            m.d.comb += mag.eq(Mux(fin, lane[:31], 0))
-            mags.append(mag)
-        pipe = Pipeline(m, adv, [f"max{lvl}" for lvl in range(1, 7, 2)], "cvt",
-                        riders={"v": v1, "x": x1, "nf": Cat(*nonfinite).any()})
+            mags.append(lane[:31])       # a NaN/Inf may win: the block is invalid anyway
+            # A subnormal or zero lane (biased exponent 0) is shifted out whole: its d is
+            # exp + 127 >= 101, clamped to mb + 2 (kept bits and guard 0), so its
+            # hidden bit may be taken as 1 and its exponent as 0 instead of 1.
+            w = Cat(lane[22 - mb:23], Const(1, 1))
+            tz = Const(mb + 1, range(mb + 3))
+            for i in reversed(range(mb + 1)):
+                tz = Mux(w[i], i, tz)
+            nb = Signal(signed(9), name=f"nb{k}")              # 127 - biased
+            m.d.comb += nb.eq(127 - lane[23:31])
+            tzs = Signal(range(mb + 3), name=f"tz{k}")      # trailing zeros of w
+            m.d.comb += tzs.eq(tz)
+            packed.append(Cat(lane[31], w, lane[:22 - mb] != 0, tzs))
+            nbs.append(nb)
+        # Each rider is dropped after its last use (no dead register bits).
+        riders = {"v": v1, "c": Cat(*packed), "nb": Cat(*nbs), "nf": Cat(*nonfinite).any()}
+
+        def lane_fields(k):
+            return data.View(lane_layout, pipe.riders["c"][k * lane_bits:(k + 1) * lane_bits])
+        pipe = Pipeline(m, adv, [f"max{lvl}" for lvl in range(1, 6)], "cvt", riders=riders)
         level = 0
         while len(mags) > 1:
             nxt = []
@@ -178,54 +201,83 @@ class BfpConvert(wiring.Component):
                 regs = pipe.cut(f"max{level}", **{f"m{j}": x for j, x in enumerate(mags)})
                 mags = [regs[f"m{j}"] for j in range(len(mags))]
 
-        # Register the maximum, then the float32 addition of the epsilon (pipelined adder).
-        pipe.cuts = pipe.cuts | {"amax"}
+        # Register the maximum; then the shared exponent without an adder (golden.hbfp's rule
+        # as comparisons, golden.hbfp.exponent_table): with B, f the maximum's biased exponent
+        # and fraction, e = base[B] + (f >= thr[B]). Only B = 96..127 has a threshold other
+        # than "never" (B <= 98, 123, 124), "always" (100) or f != 0 (B >= 125); the fraction is
+        # compared with each of those constants in parallel (no table of thresholds: Yosys
+        # would make a ROM of it, and a block RAM's output is slow) and registered with base,
+        # base + 1 and B's range; the next stage selects one comparison by B's low 5 bits.
+        pipe.cuts = pipe.cuts | {"amax", "thr", "exp", "shift", "lane"}
         amax = pipe.cut("amax", amax=mags[0])["amax"]
-        pipe.cuts = pipe.cuts | set(add_cuts(self.EPS_ADD_STAGES))
-        s = fp_add(m, Cat(amax, Const(0, 1)), Const(_EPS_BITS, 32), "eps", pipe)
+        base_tab, thr_tab = exponent_table()
+        b_max, f_max = amax[23:31], amax[0:23]
+        assert all(base_tab[b] == (b - 127 if b >= 125 else max(b - 126, MIN_EXP))
+                   for b in range(255))
+        assert all(thr_tab[b] == 1 for b in range(125, 255))
+        assert all(thr_tab[b] == 1 << 23 for b in range(96))
+        base = Signal(signed(9))
+        m.d.comb += base.eq(Mux(b_max >= 125, b_max - 127, Mux(b_max >= 100, b_max - 126,
+                                                                 MIN_EXP)))
+        cmps = [f_max >= thr_tab[b] if 0 < thr_tab[b] < 1 << 23 else Const(thr_tab[b] == 0)
+                for b in range(96, 128)]
+        v = pipe.cut("thr", base=base, base1=base + 1, cmp=Cat(*cmps), lo=b_max[:5],
+                     hi=b_max[7], mid=b_max[5:7] == 0b11, fnz=f_max != 0,
+                     big=(b_max == 254) & (f_max != 0))
+        bump = Mux(v["hi"], v["fnz"], v["mid"] & v["cmp"].bit_select(v["lo"], 1))
         exp = Signal(signed(10))
-        m.d.comb += exp.eq(s[23:31] - 127 + (s[0:23] != 0))
+        m.d.comb += exp.eq(Mux(bump, v["base1"], v["base"]))
         invalid = Signal()
-        m.d.comb += invalid.eq(pipe.riders["nf"] | (exp >= INVALID_EXP))
-        pipe.cuts = pipe.cuts | {"exp", "lane"}
+        m.d.comb += invalid.eq(pipe.riders.pop("nf") | v["big"])
         v = pipe.cut("exp", exp=exp, invalid=invalid)
         exp, invalid = v["exp"], v["invalid"]
-        x2 = pipe.riders["x"]
 
-        out = Signal(self.out_layout)
-        limit = (1 << mb) - 1
+        # Per lane: the alignment shift sh = exp - mb - bexp + 150 is at least 23 - mb (the
+        # maximum lane has bexp <= exp + 127), so the lane keeps mant >> (23 - mb + d) with
+        # d = exp - bexp + 127 >= 0, clamped to mb + 2 (from there on nothing is kept and the
+        # guard bit is 0); d is registered with the lane. (In an invalid block d is meaningless
+        # and the mantissas are forced to 0.)
+        nb_all = pipe.riders.pop("nb")
         lanes = {}
         for k in range(block_size):
-            lane = x2[k]
-            biased = lane[23:31]
-            mant = Cat(lane[0:23], biased != 0)
-            bexp = Mux(biased == 0, 1, biased)
-            shift = Signal(signed(11), name=f"sh{k}")
-            m.d.comb += shift.eq(exp - mb - bexp + 150)      # >= 23 - m > 0 (see golden)
-            sh = Signal(range(27), name=f"shc{k}")
-            m.d.comb += sh.eq(Mux(shift > 26, 26, Mux(shift < 1, 1, shift)))
-            below = Signal(range(27), name=f"shb{k}")
-            m.d.comb += below.eq(sh - 1)
-            kept = Signal(24, name=f"kept{k}")
+            dd = Signal(signed(11), name=f"dd{k}")
+            m.d.comb += dd.eq(exp + nb_all[9 * k:9 * (k + 1)].as_signed())
+            d = Signal(range(mb + 3), name=f"d{k}")
+            m.d.comb += d.eq(Mux(dd > mb + 2, mb + 2, dd))
+            lanes[f"d{k}"] = d
+        v = pipe.cut("shift", invalid=invalid, exp=exp, **lanes)       # (nb dropped above)
+        exp, invalid = v["exp"], v["invalid"]
+
+        # Then the kept bits w >> (d + 1), the guard w[d], the sticky bit (a bit below the
+        # window, or the window's trailing zeros fewer than d) and the rounding increment.
+        lanes = {}
+        for k in range(block_size):
+            c, d = lane_fields(k), v[f"d{k}"]
+            w = c.w
+            kept = Signal(mb + 1, name=f"kept{k}")
             guard = Signal(name=f"guard{k}")
             sticky = Signal(name=f"sticky{k}")
-            m.d.comb += [
-                kept.eq(mant >> sh),
-                guard.eq((mant >> below)[0]),
-                sticky.eq((mant & ((Const(1, 27) << below) - 1)[:24]) != 0),
-            ]
-            # Only the low mb + 1 kept bits matter once any higher one saturates the result.
-            lanes[f"k{k}"] = kept[:mb + 1]
-            lanes[f"h{k}"] = kept[mb + 1:] != 0
+            m.d.comb += [kept.eq(w >> (d + 1)),
+                         guard.eq((w >> d)[0]),
+                         sticky.eq(c.lo | (c.tz < d))]
+            lanes[f"k{k}"] = kept
             lanes[f"r{k}"] = guard & (sticky | kept[0])
-            lanes[f"s{k}"] = lane[31]
+            lanes[f"s{k}"] = c.s
+        pipe.riders = {"v": pipe.riders["v"]}
         v = pipe.cut("lane", invalid=invalid, exp=exp, **lanes)
+        out = Signal(self.out_layout)
+        limit = (1 << mb) - 1
         for k in range(block_size):
-            q = Signal(mb + 2, name=f"q{k}")
-            m.d.comb += q.eq(v[f"k{k}"] + v[f"r{k}"])
-            qc = Signal(mb, name=f"qc{k}")
-            m.d.comb += qc.eq(Mux(v[f"h{k}"] | (q > limit), limit, q))
-            m.d.comb += out.mant[k].eq(Mux(v["invalid"], 0, Mux(v[f"s{k}"], -qc, qc)))
+            # q = kept + r saturates at 2**mb - 1 (kept >= 2**mb, or 2**mb - 1 rounding up);
+            # otherwise the signed result is one addition: (kept ^ S) + (r ^ s), S the sign
+            # spread over the word (-(kept + r) = ~kept + ~r as one bit).
+            kept, r, sign = v[f"k{k}"], v[f"r{k}"], v[f"s{k}"]
+            sat = Signal(name=f"sat{k}")
+            m.d.comb += sat.eq(kept[mb] | ((kept[:mb] == limit) & r))
+            signed_q = Signal(signed(mb + 1), name=f"sq{k}")
+            m.d.comb += signed_q.eq((kept ^ sign.replicate(mb + 1)) + (r ^ sign))
+            m.d.comb += out.mant[k].eq(Mux(v["invalid"], 0,
+                                           Mux(sat, Mux(sign, -limit, limit), signed_q)))
         m.d.comb += [out.exp.eq(Mux(v["invalid"], INVALID_EXP, v["exp"])),
                      out.invalid.eq(v["invalid"])]
         self._check_latency(pipe.latency)

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from sparsehw.golden.fp32 import bits
 from sparsehw.golden.hbfp import (DEFAULT_PARTIALS, INVALID_EXP, block_dot, dequantize, dot, fp32_from_scaled_int,
-                         quantize, shared_exponents)
+                         quantize, shared_exponents, exponent_table, table_exponents)
 from sparsehw.hw.hbfp import BFP_CONVERT_PARAMS, HBFP_DOT_PARAMS, BfpConvert, HbfpDot
 from sparsehw.families.hbfp import BLOCKS
 
@@ -70,6 +70,92 @@ def test_exponent_definition_near_powers_of_two():
                         (np.nextafter(f32(2.0 ** k), f32(np.inf)), k + 1)]:
             e, inv = shared_exponents(np.array([[v]], np.float32))
             assert e[0] == want and not inv[0], (k, v)
+
+
+def _table_vs_addition(biased, fracs):
+    """Mismatches of the comparison rule (exponent_table) against the float32 addition
+    (shared_exponents) for the maxima with biased exponent ``biased`` and fractions ``fracs``."""
+    bits_ = (np.uint32(biased) << 23) | np.asarray(fracs, np.uint32)
+    want, _ = shared_exponents(bits_.view(np.float32)[:, None])
+    got = table_exponents(bits_)
+    return bits_[got != want]
+
+
+def test_exponent_table_equals_the_float32_addition():
+    """The shared exponent's comparison rule (what the RTL computes) equals the float32
+    addition ``max + 1e-8`` then exact ``ceil(log2)``: every binade, its edges, the fractions
+    around its threshold and random ones; every fraction of the binades where the rule changes
+    (the slow test below covers all 2**31 finite maxima)."""
+    rng = np.random.default_rng(7)
+    _, thr = exponent_table()
+    for b in range(255):
+        t = thr[b]
+        fracs = {0, 1, 2, 3, 1 << 22, (1 << 23) - 2, (1 << 23) - 1}
+        fracs |= {f for f in range(t - 300, t + 300) if 0 <= f < 1 << 23}
+        fracs |= set(rng.integers(0, 1 << 23, 1000).tolist())
+        assert _table_vs_addition(b, sorted(fracs)).size == 0, b
+    for b in (99, 101, 122):
+        assert _table_vs_addition(b, np.arange(1 << 23)).size == 0, b
+
+
+@pytest.mark.slow
+def test_exponent_table_equals_the_float32_addition_exhaustively():
+    for b in range(255):
+        assert _table_vs_addition(b, np.arange(1 << 23)).size == 0, b
+
+
+def test_exponent_table_closed_form_by_hand():
+    """Spot values of the module docstring's rule, derived by hand: 1e-8 = 0xABCC77 * 2**-50."""
+    base, thr = exponent_table()
+    assert (base[127], thr[127]) == (0, 1)                 # 1.0 -> 0, 1.0000001 -> 1
+    assert (base[124], thr[124]) == (-2, 1 << 23)          # 0.125 .. 0.25: always -2
+    assert (base[100], thr[100]) == (-26, 0)               # 2**-27 .. 2**-26: always -25
+    assert (base[99], thr[99]) == (-26, 0x286715)          # 3 * 2**23 + 3 - 2 * 0xABCC77
+    assert thr[101] == (1 << 23) + 2 - 5629500             # ceil(0xABCC77 / 2)
+    assert table_exponents([0, 1, 0x3F800000, 0x3F800001, 0x7F000001]).tolist() == \
+        [-26, -26, 0, 1, 128]
+
+
+def _emulator_exponent(amax):
+    """HBFPEmulator's exponent ``ceil(log2(max + eps))`` with a float32 log2, taken as
+    correctly rounded (float64 log2 rounded to float32; the margins here are >= 4% of an ulp)."""
+    s = (np.asarray(amax, np.float32) + np.float32(1e-8)).astype(np.float32)
+    return np.ceil(np.log2(s.astype(np.float64)).astype(np.float32)).astype(np.int64)
+
+
+def test_emulator_corner_0x43800001_and_0x44800001():
+    """The issue's corners: our exponent is exact (9, 11) and the maximum stays 256.0, 1024.0;
+    the emulator's float32 log2 gives 8, 10 and saturates the maximum to 254.0, 1016.0."""
+    for word, ours, emu, value, emu_value in [(0x43800001, 9, 8, 256.0, 254.0),
+                                              (0x44800001, 11, 10, 1024.0, 1016.0)]:
+        x = np.array([word, 0x42800000], np.uint32).view(np.float32)      # with a 64.0 lane
+        q, e = quantize(x, 7, 2)
+        assert e[0] == ours and q[0, 0] == 64 and q[0, 1] == 1 << (6 + 7 - ours)
+        assert dequantize(q, e, 7, 2)[0] == value
+        assert _emulator_exponent(x[0]) == emu
+        assert f32(2.0 ** emu - 2.0 ** (emu - 7)) == emu_value               # its clamp
+
+
+def test_emulator_exponent_differs_only_just_above_powers_of_two_from_16():
+    """Where the exact exponent and the emulator's (correctly rounded float32 log2) differ:
+    exactly the maxima ``2**k * (1 + j * 2**-23)`` with ``4 <= k <= 126`` and
+    ``1 <= j <= J(k)``, J = 1, 2, 5, 11, 22 for k in 4..7, 8..15, 16..31, 32..63, 64..127
+    (1,838 maxima; at ``k = 127`` both are invalid); the emulator's exponent is then one
+    lower. Checked over the first 4096
+    fractions of every binade and random fractions of every binade."""
+    rng = np.random.default_rng(3)
+    found = {}
+    for b in range(1, 255):
+        fracs = np.concatenate([np.arange(4096), rng.integers(4096, 1 << 23, 2000)])
+        x = ((np.uint32(b) << 23) | fracs.astype(np.uint32)).view(np.float32)
+        e, inv = shared_exponents(x[:, None])
+        diff = (e != _emulator_exponent(x)) & ~inv
+        if diff.any():
+            assert (e[diff] - _emulator_exponent(x)[diff] == 1).all()
+            found[b - 127] = sorted(fracs[diff].tolist())
+    J = {k: [1, 2, 5, 11, 22][(k.bit_length() - 3)] for k in range(4, 127)}
+    assert found == {k: list(range(1, J[k] + 1)) for k in range(4, 127)}
+    assert sum(len(v) for v in found.values()) == 1838
 
 
 def _exact_exponent(values):
@@ -262,6 +348,9 @@ def test_bfp_convert_amaranth_sim_corners():
     from sparsehw.verif.hbfp.vectors import corner_blocks
     dut = BfpConvert(block_size=4, mant_bits=5)
     blocks = corner_blocks(np.random.default_rng(1), 4)
+    # The emulator corners (exponent 9 and 11, not the emulator's 8 and 10), in every lane.
+    blocks += [np.roll(np.array([w, 0x42800000, 0xC0400000, 0], np.uint32), r).view(np.float32)
+               for w in (0x43800001, 0x44800001) for r in range(4)]
     got = []
 
     async def bench(ctx):
@@ -324,9 +413,10 @@ def test_bfp_convert_regression(params, tmp_path):
 def test_hbfp_dot_regression(params, tmp_path):
     result = _run("hbfp_dot", params, tmp_path, workload={"ops": 80})
     assert result.passed, (result.errors, result.log)
-    assert result.tests == 3
+    assert result.tests == 4
     # Functional coverage: every error kind, a malformed mantissa in every lane of a and b,
-    # dot products longer than the partial sums, every result class (and mode, when mixed).
+    # dot products longer than the partial sums, every result class (and mode, when mixed),
+    # cancellation by 1..7, 8..15 and 16..24 binades in every adder of the partial-sum tree.
     assert _mode_holes(result.record, "hbfp_dot") == {}
 
 

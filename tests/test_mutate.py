@@ -5,6 +5,15 @@ to 0 is an equivalent mutant, which the regression cannot kill and the automatic
 check must prove. Its testbench (tests/mutate_fixture_tb.py) checks ``y[2:0]`` but not ``y[3]``:
 inverting ``y[0]`` must be killed, inverting ``y[3]`` must survive and must NOT be called
 equivalent (the check finds a counterexample).
+
+``TWO`` (below) has answers only an outputs-only check gets right: forcing the internal register
+``q2`` to 0 changes ``q2`` in reachable states (whenever ``a == 3``) but never the output
+``o = q1 | q2`` (``q2`` implies ``q1``): equivalent, although a check that pairs internal signals
+sees ``q2`` differ (the check before version 3 said *different*). ``hit`` compares a counter
+with 200: moving the comparison to 216 changes ``hit`` only 200 cycles after reset, beyond the
+bounded check, and no induction of length 5 proves it, so the answer must be *unknown*, never
+*equivalent*. ``r`` starts at 1 and keeps its value (no reset): forcing it to 1 is equivalent
+only if the check starts from the registers' ``init`` values.
 """
 
 import json
@@ -37,7 +46,7 @@ SURVIVOR = "mutate -mode inv -module tiny -cell $procdff$19 -port Q -portbit 3"
 
 @pytest.mark.sim
 @pytest.mark.synth
-def test_classification_on_known_mutants(tmp_path):
+def test_classification_on_known_mutants(tmp_path, monkeypatch):
     result = mutate.mutate_design(TINY, "tiny", "tests.mutate_fixture_tb",
                                   mutations=[EQUIVALENT, KILLABLE, SURVIVOR],
                                   cache_dir=tmp_path / "cache", work_dir=tmp_path / "work")
@@ -53,12 +62,70 @@ def test_classification_on_known_mutants(tmp_path):
     assert result["score"] == 0.5 and result["score_raw"] == pytest.approx(1 / 3, abs=1e-4)
     json.dumps(result)
 
-    # A second run comes from the cache and agrees.
+    # A second run with another testbench fingerprint: the simulations run again, the
+    # equivalence verdicts (keyed by the mutant netlist) come from the cache.
+    def no_check(*args, **kwargs):
+        raise AssertionError("the equivalence verdict should have come from the cache")
+    monkeypatch.setattr(mutate, "check_equivalence", no_check)
     again = mutate.mutate_design(TINY, "tiny", "tests.mutate_fixture_tb",
                                  mutations=[EQUIVALENT, KILLABLE, SURVIVOR],
-                                 cache_dir=tmp_path / "cache", work_dir=tmp_path / "work2")
+                                 cache_dir=tmp_path / "cache", work_dir=tmp_path / "work2",
+                                 fingerprint="another testbench")
     assert [r["killed"] for r in again["results"]] == [r["killed"] for r in result["results"]]
     assert again["score"] == result["score"]
+    assert (again["results"][0]["equivalence"]["verdict"],
+            again["results"][2]["equivalence"]["verdict"]) == ("equivalent", "different")
+
+
+TWO = """\
+module two(input clk, input rst, input [1:0] a, output reg o, output reg [7:0] c,
+           output reg hit, output y);
+  reg q1 = 1'b0, q2 = 1'b0;
+  reg r = 1'b1;
+  assign y = r;
+  always @(posedge clk) begin
+    q1 <= a[0];
+    q2 <= a[0] & a[1];
+    o <= q1 | q2;
+    r <= r;
+    if (rst) c <= 8'd0; else c <= c + 8'd1;
+    hit <= (c == 8'd200);
+  end
+endmodule
+"""
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("line, verdict, dropped", [
+    # internal state changed, outputs never: proven, q2 dropped from the pairing
+    ("mutate -mode const0 -module two -cell $procdff$16 -port Q -portbit 0", "equivalent",
+     ["q2"]),
+    # forced to the init value it keeps: proven only from the init state
+    ("mutate -mode const1 -module two -cell $procdff$17 -port Q -portbit 0", "equivalent",
+     None),
+    # o stuck at 1: an output differs one cycle after the start
+    ("mutate -mode const1 -module two -cell $or$two.v:9$3 -port Y -portbit 0", "different",
+     None),
+    # hit at c == 216: differs only after 200 cycles; bounded "no difference" is not equivalent
+    ("mutate -mode inv -module two -cell $eq$two.v:12$5 -port A -portbit 4", "unknown", None),
+])
+def test_equivalence_is_judged_on_outputs_and_proven(tmp_path, line, verdict, dropped):
+    mutate._prepare(TWO, "two", tmp_path)
+    work = tmp_path / "m"
+    work.mkdir()
+    mutate._make_mutant(work, "two", line)
+    assert not mutate._same_netlist(work / "mutant.v", tmp_path / "original.v")
+    result = mutate.check_equivalence(work, "two", line=line)
+    assert result["verdict"] == verdict, result
+    assert result["k"] == mutate.EQUIV_SEQ
+    if dropped is not None:
+        assert result["dropped"] == dropped
+    assert not set(result["dropped"]) & {"o", "c", "hit", "y"}      # outputs are never dropped
+    if verdict == "unknown":
+        # bounded "no difference" is reported with its depth, not as equivalent
+        assert result["depth"] == mutate.EQUIV_BMC
+        assert f"no output difference within {mutate.EQUIV_BMC} cycles" in result["reason"]
+        assert "hit not proven" in result["reason"]
 
 
 @pytest.mark.synth
@@ -95,3 +162,14 @@ def test_identical_netlist_is_equivalent_by_construction(tmp_path):
     assert _same_netlist(b, b)
     assert not _same_netlist(b, c)
     assert not _same_netlist(b, tmp_path / "missing.v")
+
+
+def test_mutated_names_are_read_from_the_line_and_the_cell():
+    netlist = ("module \\gate\n  cell $and $and$ring.v:398$4\n    parameter \\Y_WIDTH 1\n"
+               "    connect \\Y \\$42 [0]\n    connect \\B \\$41\n    connect \\A \\x\n  end\n"
+               "  cell $dff $procdff$7\n    connect \\Q \\r.q\n  end\nend\n")
+    line = "mutate -mode const1 -module ring -cell $and$ring.v:398$4 -port B -portbit 0 -wire \\$41"
+    # the line's wire (a public name that starts with '$') and the cell's output, not its inputs
+    assert mutate._mutated_names(netlist, line) == {"$41", "$42"}
+    assert mutate._mutated_names(netlist, "mutate -mode inv -module ring -cell $procdff$7 "
+                                          "-port Q -portbit 0") == {"r.q"}

@@ -206,17 +206,24 @@ def test_cocotb_ring_regression(k):
                         build_dir=new_build_dir(f"test-ring-{k}"), seed=k,
                         params={"nodes": k, "width": 16}, workload={"packets": 80})
     assert result.passed, f"{result.errors} see {result.log}"
-    assert result.tests == 5
+    assert result.tests == 7
     assert result.record["pairs"] == k * k
     # Functional coverage: every flow delivered, every router starved in each direction a
     # 2-hop route passes it (k >= 4), every injection queue full, every ejection port held,
-    # an out-of-range destination flagged (k = 5), and every handshake bin of every port.
+    # an out-of-range destination flagged (k = 5), a flit for a needy router delivered at
+    # zero-load latency for every router and direction (k >= 3), full-first and per-source
+    # ejection rounds at every node with each buffer the full one (k >= 3), every handshake bin.
     found = holes(result.record, "ring")
     assert found == {}, f"coverage holes: {found}"
     summary = result.record["coverage"]["ring"]
     assert len(summary["pair"]["bins"]) == k * k
     assert ("starvation" in summary) == (k >= 4)
     assert ("bad_dest" in summary) == (k == 5)
+    assert ("needy_dest" in summary) == (k >= 3)
+    assert ("eject_share" in summary) == (k >= 3)
+    if k >= 3:
+        assert len(summary["needy_dest"]["bins"]) == 2 * k
+        assert len(summary["eject_share"]["bins"]) == 3 * k
     assert {f"{side}{i}.handshake" for side in ("inject", "eject") for i in range(k)} <= \
         set(summary)
 

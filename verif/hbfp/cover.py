@@ -8,6 +8,7 @@ the golden model's job). One set of coverpoints per simulation process, shared b
 (the database is global to the process), created on first use.
 """
 
+import functools
 from fractions import Fraction
 
 from sparsehw.verif.coverage import Coverage
@@ -38,6 +39,16 @@ def _value(b):
     e, f = (b >> 23) & 0xFF, b & 0x7FFFFF
     mag = Fraction(f, 1 << 149) if e == 0 else Fraction(f | (1 << 23)) * Fraction(2) ** (e - 150)
     return -mag if b >> 31 else mag
+
+
+def _binade(x):
+    """``e`` with ``2**e <= x < 2**(e+1)`` for a positive Fraction ``x``."""
+    e = x.numerator.bit_length() - x.denominator.bit_length()
+    while Fraction(2) ** e > x:
+        e -= 1
+    while Fraction(2) ** (e + 1) <= x:
+        e += 1
+    return e
 
 
 def rounding_kind(x):
@@ -234,10 +245,15 @@ class HbfpDotCoverage:
     every lane of ``a`` and of ``b``, an out-of-range exponent of either operand, an unknown
     mode when mixed), invalid blocks on either side, mantissas at the limit on either side, the
     smallest exponent, the number of blocks per dot product (1 .. more than the partial sums),
-    every mode (mixed) and the class of the result (zero, normal, infinity, NaN)."""
+    every mode (mixed), the class of the result (zero, normal, infinity, NaN) and, for each adder
+    of the partial-sum tree, a cancellation of 1..7, 8..15 and 16..24 binades (the adder's
+    normalization shift, from the exact sum of its inputs)."""
 
     # No subnormal: the smallest block-product exponent is -52 - 2m (golden.hbfp).
     RESULT = ("zero", "normal", "inf", "nan")
+    #: Bins of the normalization shift of a tree adder (binades the sum's leading one drops
+    #: below the larger input's): a few, a byte or two, down to the last bits.
+    DROPS = ("1..7", "8..15", "16..24")
 
     def __init__(self, block_size, mant_bits, mixed, partials):
         cov = Coverage("hbfp_dot")
@@ -253,6 +269,13 @@ class HbfpDotCoverage:
         self.blocks = cov.point("blocks_per_dot", ["1", "2..partials", "more"])
         self.modes = cov.point("mode", [0, 1, 2]) if mixed else None
         self.result = cov.point("result", self.RESULT)
+        # Cancellation in each adder of the partial-sum tree: how many binades the exact sum's
+        # leading one lies below the larger input's (the adder's normalization shift).
+        from sparsehw.verif.hbfp.vectors import tree_adders
+        self.adders = [(f"L{level}.p{left[0]}", left, right)
+                       for level, left, right in tree_adders(partials)]
+        self.cancel = cov.point("tree_cancellation", [f"{name}:{drop}" for name, _, _ in
+                                                      self.adders for drop in self.DROPS])
 
     @classmethod
     def get(cls, block_size, mant_bits, mixed, partials):
@@ -266,6 +289,7 @@ class HbfpDotCoverage:
         from sparsehw.golden.hbfp import INVALID_EXP, MIN_EXP, MODES
         k = 0
         count = 0
+        dot = []
         for beat in beats:
             count += 1
             mode = beat.get("mode", 0)
@@ -294,12 +318,40 @@ class HbfpDotCoverage:
                     self.exp("min")
                 else:
                     self.exp("below_zero" if e < 0 else "above_zero")
+            dot.append((beat, mb))
             if beat["last"]:
                 self.blocks("1" if count == 1 else "2..partials" if count <= self.partials
                             else "more")
                 self.result(fp32_class(expected[k][0]))
+                if not expected[k][1] and not expected[k][2]:
+                    self._sample_tree(dot)
                 k += 1
                 count = 0
+                dot = []
+
+    def _sample_tree(self, dot):
+        """The partial sums of one well-formed dot product (the order of
+        :func:`golden.hbfp.dot`), then each tree adder's cancellation."""
+        import numpy as np
+        from sparsehw.golden.fp32 import bits
+        from sparsehw.golden.hbfp import block_dot
+        parts = [np.float32(-0.0)] * self.partials
+        with np.errstate(invalid="ignore", over="ignore"):
+            for i, (beat, mb) in enumerate(dot):
+                r = block_dot(beat["a"], beat["ea"], beat["b"], beat["eb"], mb)
+                parts[i % self.partials] = np.float32(parts[i % self.partials] + r)
+            for name, left, right in self.adders:
+                x, y = (functools.reduce(lambda u, v: np.float32(u + v), [parts[j] for j in side])
+                        for side in (left, right))
+                if not (np.isfinite(x) and np.isfinite(y)) or x + y == 0:
+                    continue
+                big = max(abs(_value(bits(x))), abs(_value(bits(y))))
+                total = abs(_value(bits(x)) + _value(bits(y)))
+                drop = _binade(big) - _binade(total)
+                for label in self.DROPS:
+                    lo, hi = (int(v) for v in label.split(".."))
+                    if lo <= drop <= hi:
+                        self.cancel(f"{name}:{label}")
 
     def report(self, log, **ports):
         self.cov.ports(**ports)

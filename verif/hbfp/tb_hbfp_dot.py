@@ -6,8 +6,10 @@ import numpy as np
 from sparsehw.hw.hbfp import DOT_OUT_LAYOUT, HBFP_DOT_PARAMS, dot_in_layout
 from sparsehw.verif import common
 from sparsehw.verif.hbfp.cover import HbfpDotCoverage
-from sparsehw.verif.hbfp.vectors import accumulation_ops, dot_ops, malformed_every_lane
-from sparsehw.verif.stream import collect, compare, endpoints, pack, start, unpack
+from sparsehw.verif.hbfp.vectors import (accumulation_ops, dense_dot_ops, dot_ops,
+                                         malformed_every_lane, tree_cancel_ops)
+from sparsehw.verif.stream import (StreamSink, StreamSource, collect, compare, endpoints, pack,
+                                   start, unpack)
 
 
 def _params():
@@ -20,11 +22,17 @@ def _same(got, want):
     return got["value"] == value and got["invalid"] == invalid and got["error"] == error
 
 
-async def _check(dut, beats, expected, stall, salt):
+async def _check(dut, beats, expected, stall, salt, *, sink_stall=None):
+    """Stream ``beats`` in and compare the results; ``stall`` on both ports, or, with
+    ``sink_stall``, ``stall`` on the input and ``sink_stall`` on the output."""
     p = _params()
     layout = dot_in_layout(p["block_size"], p["mant_bits"], bool(p["mixed"]))
     await start(dut, sources=("i",), sinks=("o",))
-    src, sink = endpoints(dut, "i", "o", stall=stall, salt=salt)
+    if sink_stall is None:
+        src, sink = endpoints(dut, "i", "o", stall=stall, salt=salt)
+    else:
+        src = StreamSource(dut, "i", rng=common.rng(salt), stall=stall)
+        sink = StreamSink(dut, "o", rng=common.rng(salt + 1), stall=sink_stall)
     src.send_nowait(pack(layout, beat) for beat in beats)
     got = await collect(sink, len(expected), timeout_cycles=40 * len(beats) + 100,
                         decode=lambda bits: unpack(DOT_OUT_LAYOUT, bits))
@@ -83,3 +91,26 @@ async def malformed_mantissa_in_every_lane_of_both_operands(dut):
     beats, expected = malformed_every_lane(rng, p["block_size"], p["mant_bits"],
                                            mixed=bool(p["mixed"]), partials=p["add_stages"] + 1)
     await _check(dut, beats, expected, 0.2, 8)
+
+
+@cocotb.test()
+async def tree_cancellation_at_full_rate_under_back_pressure(dut):
+    """Every adder of the partial-sum tree cancels down to a residue at every bit position
+    (:func:`verif.hbfp.vectors.tree_cancel_ops`: the leading-one search of each tree adder meets
+    every position), then dense dot products of 1 .. 2P - 1 blocks; the input at full rate and
+    the output stalled 70% of the time, so the whole pipeline (every partial, tree and delay
+    register) holds live data of several dot products while it is stalled."""
+    p = _params()
+    rng = np.random.default_rng(common.rng(9).getrandbits(32))
+    P = p["add_stages"] + 1
+    beats, expected = tree_cancel_ops(rng, p["block_size"], p["mant_bits"],
+                                      mixed=bool(p["mixed"]), partials=P)
+    # 90 dot products of 1 .. 2P - 1 blocks at full rate: the end of each trails the previous
+    # ones' by the sum of their lengths, so while a result waits at the output (stalled 70% of
+    # the time), live dot products sit at every depth of the accumulation and the tree, each
+    # depth about ten times. Values within a few binades: every bit of every partial matters.
+    more, more_expected = dense_dot_ops(rng, p["block_size"], p["mant_bits"],
+                                        rng.integers(1, 2 * P, 90), mixed=bool(p["mixed"]),
+                                        partials=P)
+    beats, expected = beats + more, expected + more_expected
+    await _check(dut, beats, expected, 0.0, 10, sink_stall=0.7)

@@ -6,7 +6,9 @@ from sparsehw.golden.fp32 import from_bits
 
 
 __all__ = ["fp32_mac_vectors", "subnormal_tie_products", "wide_values", "corner_blocks",
-           "lane_tie_blocks", "binade_tie_blocks", "eps_boundary_blocks", "lane_special_blocks", "malformed_every_lane", "dot_ops", "accumulation_ops"]
+           "lane_tie_blocks", "binade_tie_blocks", "eps_boundary_blocks", "lane_special_blocks",
+           "malformed_every_lane", "dot_ops", "accumulation_ops", "tree_adders",
+           "tree_cancel_ops", "dense_dot_ops"]
 
 
 _SPECIALS = [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001,
@@ -274,6 +276,27 @@ def malformed_every_lane(rng, block_size, mant_bits, *, mixed=False, partials=No
     return beats, expected
 
 
+def _golden_dot(qa, ea, qb, eb, mbits, partials):
+    """The golden model's canonical float32 bits of one dot product of blocks ``qa``/``qb``."""
+    from sparsehw.golden.fp32 import bits, canonical
+    from sparsehw.golden.hbfp import dot
+    return canonical(bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb), mbits,
+                              partials)))
+
+
+def _dot_beats(qa, qb, ea, eb, modes=None):
+    """The input beats of one dot product (``last`` on its final block; ``mode`` per block when
+    ``modes`` is given, i.e. for a ``mixed`` unit)."""
+    beats = []
+    for k in range(len(ea)):
+        beat = {"a": [int(v) for v in qa[k]], "b": [int(v) for v in qb[k]],
+                "ea": ea[k], "eb": eb[k], "last": int(k == len(ea) - 1)}
+        if modes is not None:
+            beat["mode"] = modes[k]
+        beats.append(beat)
+    return beats
+
+
 def dot_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, max_blocks=4, p_invalid=0.03,
             p_malformed=0.0, lo=-40, hi=40, fixed_blocks=None, partials=None):
     """Random dot products for ``hbfp_dot`` and their expected results.
@@ -288,8 +311,8 @@ def dot_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, max_blocks=4, p
     layout), ``expected`` a list of ``(value_bits, invalid, error)`` per dot product, computed from
     the golden model (and, for malformed beats, from the documented checking rule).
     """
-    from sparsehw.golden.fp32 import QNAN, bits, canonical
-    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, INVALID_EXP, MODES, dot, quantize
+    from sparsehw.golden.fp32 import QNAN
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, INVALID_EXP, MODES, quantize
     partials = DEFAULT_PARTIALS if partials is None else partials
     B = block_size
     corners = corner_blocks(rng, B)
@@ -339,15 +362,9 @@ def dot_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, max_blocks=4, p
         if error or invalid:
             value = QNAN
         else:
-            value = canonical(bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb),
-                                       mbits, partials)))
+            value = _golden_dot(qa, ea, qb, eb, mbits, partials)
         expected.append((value, int(invalid), int(error)))
-        for k in range(k_blocks):
-            beat = {"a": [int(v) for v in qa[k]], "b": [int(v) for v in qb[k]],
-                    "ea": ea[k], "eb": eb[k], "last": int(k == k_blocks - 1)}
-            if mixed:
-                beat["mode"] = modes[k]
-            beats.append(beat)
+        beats += _dot_beats(qa, qb, ea, eb, modes if mixed else None)
     return beats, expected
 
 
@@ -366,8 +383,8 @@ def accumulation_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, partia
 
     1 .. ``3 * P`` blocks per dot product. Returns ``(beats, expected)`` like :func:`dot_ops`.
     """
-    from sparsehw.golden.fp32 import bits, canonical
-    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MIN_EXP, MODES, block_dot, dot
+    from sparsehw.golden.fp32 import bits
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MIN_EXP, MODES, block_dot
     P = DEFAULT_PARTIALS if partials is None else partials
     B = block_size
     beats, expected = [], []
@@ -455,15 +472,8 @@ def accumulation_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, partia
                 lane = int(rng.integers(0, B))
                 qa[k][lane], qb[k][lane] = int(rng.choice([1, 3, -1, -3])), 1
                 ea[k], eb[k] = pair
-        value = canonical(bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb),
-                                   mbits, P)))
-        expected.append((value, 0, 0))
-        for k in range(K):
-            beat = {"a": [int(v) for v in qa[k]], "b": [int(v) for v in qb[k]],
-                    "ea": ea[k], "eb": eb[k], "last": int(k == K - 1)}
-            if mixed:
-                beat["mode"] = modes[k]
-            beats.append(beat)
+        expected.append((_golden_dot(qa, ea, qb, eb, mbits, P), 0, 0))
+        beats += _dot_beats(qa, qb, ea, eb, modes if mixed else None)
     return beats, expected
 
 
@@ -473,8 +483,8 @@ def _cancel_dot(rng, B, m, P, mixed):
     third addition subtracts nearly equal operands with identical high bits), or the partials
     mirror each other (``p_2 = -p_0``, ``p_3 = -p_1``, or ``p_1 = -p_0``, ``p_3 = -p_2``; one
     lane off by one) so the tree adders of either level cancel down to a few low bits. Returns ``(beats, (value, 0, 0))``."""
-    from sparsehw.golden.fp32 import bits, canonical
-    from sparsehw.golden.hbfp import MIN_EXP, block_dot, dot
+    from sparsehw.golden.fp32 import bits
+    from sparsehw.golden.hbfp import MIN_EXP, block_dot
     limit = (1 << m) - 1
     qa, qb, ea, eb = [], [], [], []
 
@@ -531,12 +541,106 @@ def _cancel_dot(rng, B, m, P, mixed):
     mbits = [m] * len(ea)
     if mixed:
         modes = [2] * len(ea)
-    value = canonical(bits(dot(np.array(qa), np.array(ea), np.array(qb), np.array(eb), mbits, P)))
-    beats = []
-    for k in range(len(ea)):
-        beat = {"a": [int(v) for v in qa[k]], "b": [int(v) for v in qb[k]],
-                "ea": ea[k], "eb": eb[k], "last": int(k == len(ea) - 1)}
-        if mixed:
-            beat["mode"] = modes[k]
-        beats.append(beat)
-    return beats, (value, 0, 0)
+    value = _golden_dot(qa, ea, qb, eb, mbits, P)
+    return _dot_beats(qa, qb, ea, eb, modes if mixed else None), (value, 0, 0)
+
+
+def tree_adders(partials):
+    """The adders of :func:`golden.hbfp.dot`'s pairwise tree over ``partials`` partial sums,
+    level by level: ``(level, left, right)`` with ``left`` and ``right`` the partial indices
+    each input sums (an odd last input is carried up to the next level unchanged)."""
+    nodes = [[j] for j in range(partials)]
+    adders = []
+    level = 0
+    while len(nodes) > 1:
+        nxt = []
+        for j in range(0, len(nodes), 2):
+            if j + 1 < len(nodes):
+                adders.append((level, nodes[j], nodes[j + 1]))
+                nxt.append(nodes[j] + nodes[j + 1])
+            else:
+                nxt.append(nodes[j])
+        nodes, level = nxt, level + 1
+    return adders
+
+
+def tree_cancel_ops(rng, block_size, mant_bits, *, mixed=False, partials=None, shifts=None):
+    """Dot products whose sum cancels in one chosen adder of the partial-sum tree, down to a
+    residue ``D`` at every bit position: for every adder of :func:`tree_adders` and every shift
+    ``s`` in ``shifts`` (default -2..26), the first partial of one input holds a block value
+    ``X`` (random sign, a full random block), the first partial of the other input holds
+    ``-X + D`` (the block ``-X``, then a one-lane block ``D = k * 2**(u + s)``, ``k`` in
+    ``+-1..3``, ``u`` the exponent of ``X``'s last place: ``s < 0`` rounds, ``s = 0`` leaves one
+    unit in the last place, large ``s`` no cancellation), every other partial zero. So the
+    adder's leading-one search meets the sum's leading one at every position (bits 2..27 of the
+    aligned sum, both operand orders) and the adders above it add zeros. 2 .. ``2 P`` blocks per
+    dot product. Returns ``(beats, expected)`` like :func:`dot_ops`.
+    """
+    from sparsehw.golden.fp32 import bits
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MIN_EXP, block_dot
+    P = DEFAULT_PARTIALS if partials is None else partials
+    B, m = block_size, (7 if mixed else mant_bits)
+    limit = (1 << m) - 1
+    shifts = range(-2, 27) if shifts is None else shifts
+
+    def split(e):
+        e1 = int(rng.integers(max(MIN_EXP, e - 127), min(127, e - MIN_EXP) + 1))
+        return e1, e - e1
+
+    beats, expected = [], []
+    for level, left, right in tree_adders(P):
+        for s in shifts:
+            xa = rng.integers(-limit, limit + 1, B)
+            xb = rng.integers(-limit, limit + 1, B)
+            xa[0], xb[0] = limit, limit             # a nonzero sum in (almost) every draw
+            if rng.random() < 0.5:
+                xa = -xa
+            e1, e2 = int(rng.integers(-20, 60)), int(rng.integers(-20, 60))
+            x = block_dot(xa, e1, xb, e2, m)
+            if x == 0:
+                continue
+            u = ((bits(x) >> 23) & 0xFF) - 150
+            i, r = left[0], right[0]
+            if rng.random() < 0.5:                  # which input holds X, which -X + D
+                i, r = r, i
+            K = max(i, r + P) + 1
+            qa = [np.zeros(B, np.int64) for _ in range(K)]
+            qb = [np.zeros(B, np.int64) for _ in range(K)]
+            ea, eb = [0] * K, [0] * K
+            qa[i], qb[i], ea[i], eb[i] = xa, xb, e1, e2
+            qa[r], qb[r], ea[r], eb[r] = -xa, xb, e1, e2
+            lane = int(rng.integers(0, B))
+            qa[r + P][lane] = int(rng.integers(1, 4)) * (-1) ** int(rng.integers(0, 2))
+            qb[r + P][lane] = 1
+            ea[r + P], eb[r + P] = split(min(max(u + s + 2 * m, 2 * MIN_EXP), 2 * 127))
+            for k in range(K):                      # the zero blocks: any legal exponent
+                if not qa[k].any():
+                    ea[k], eb[k] = int(rng.integers(MIN_EXP, 128)), int(rng.integers(MIN_EXP, 128))
+            expected.append((_golden_dot(qa, ea, qb, eb, [m] * K, P), 0, 0))
+            beats += _dot_beats(qa, qb, ea, eb, [2] * K if mixed else None)
+    return beats, expected
+
+
+def dense_dot_ops(rng, block_size, mant_bits, lengths, *, mixed=False, partials=None, lo=-4,
+                  hi=4):
+    """One dot product per entry of ``lengths`` (its number of blocks), every block a full
+    random block of values within ``2**lo .. 2**hi`` (quantized by :func:`golden.hbfp.quantize`;
+    mixed: a random mode per block), none invalid: every partial sum is used from ``len >= P``
+    on and, the values being close, every bit of every partial matters to the result. Returns
+    ``(beats, expected)`` like :func:`dot_ops`."""
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MODES, quantize
+    P = DEFAULT_PARTIALS if partials is None else partials
+    B = block_size
+    beats, expected = [], []
+    for K in lengths:
+        K = int(K)
+        modes = [int(rng.integers(0, 3)) for _ in range(K)] if mixed else None
+        mbits = [MODES[x] for x in modes] if mixed else [mant_bits] * K
+        qa, qb, ea, eb = [], [], [], []
+        for k in range(K):
+            for q, e in ((qa, ea), (qb, eb)):
+                mant, exp = quantize(wide_values(rng, B, lo, hi), mbits[k], B)
+                q.append(mant[0].astype(np.int64)), e.append(int(exp[0]))
+        expected.append((_golden_dot(qa, ea, qb, eb, mbits, P), 0, 0))
+        beats += _dot_beats(qa, qb, ea, eb, modes if mixed else None)
+    return beats, expected

@@ -14,7 +14,9 @@ cumulative): ``pair`` (every source/destination flow delivered, local ones inclu
 onset checked; ``nodes >= 4``), ``queue_full`` (every injection port refused while its source
 offered: the injection queue full), ``back_pressure`` (every ejection port held a flit while
 stalled), ``bad_dest`` (an out-of-range destination flagged; only when ``nodes`` is not a power
-of two) and the five handshake bins of every ``inject<i>`` and ``eject<i>`` port. None of them
+of two), ``needy_dest`` (a flit for a needy router delivered at zero-load latency, every router
+and direction; ``nodes >= 3``), ``eject_share`` (every node with each ejection buffer the full
+one: full-first and per-source rounds checked; ``nodes >= 3``) and the five handshake bins of every ``inject<i>`` and ``eject<i>`` port. None of them
 depends on the ring's latency.
 """
 
@@ -53,6 +55,14 @@ def _coverage(k):
         if cases:
             points["starvation"] = cov.point(
                 "starvation", cases, labels=[f"{v}{'cw' if d > 0 else 'ccw'}" for v, d in cases])
+        shares = _eject_share_cases(k)
+        if shares:
+            points["eject_share"] = cov.point(
+                "eject_share", shares, labels=[f"{n}{full}" for n, full in shares])
+        needy = [(needy, step) for _, needy, _, step in _needy_dest_cases(k)]
+        if needy:
+            points["needy_dest"] = cov.point(
+                "needy_dest", needy, labels=[f"{v}{'cw' if d > 0 else 'ccw'}" for v, d in needy])
         if k != 2 ** bits:
             points["bad_dest"] = cov.point("bad_dest", ["flagged"])
         _COVER.update(cov=cov, points=points)
@@ -468,3 +478,175 @@ async def starvation_onset_and_injection_wait_bound(dut):
                   longest_wait=sorted(longest),
                   wait_bound=golden.injection_wait_bound(k, starve, quota),
                   starvation_cycles=mon.cycle)
+
+
+def _needy_dest_cases(k):
+    """``(sender, needy, blocked, direction)``: ``needy``'s 1-hop neighbour ``blocked`` in that
+    direction stalls its ejection, so ``needy`` starves there; ``sender`` is ``needy``'s 1-hop
+    neighbour on the other side, whose flits for ``needy`` go the same direction."""
+    cases = []
+    for step in (+1, -1):
+        for needy in range(k):
+            sender, blocked = (needy - step) % k, (needy + step) % k
+            if sender != blocked and golden.route(needy, blocked, k) == (step, 1) and \
+                    golden.route(sender, needy, k) == (step, 1):
+                cases.append((sender, needy, blocked, step))
+    return cases
+
+
+@cocotb.test()
+async def flits_for_a_needy_router_are_not_held_back(dut):
+    """A router yields only to needy routers its flit would *pass* (``hw.ring``: "injects a flit
+    only if no needy router lies strictly between it and the flit's destination"), so a flit
+    *for* a needy router is not held back. For every router and direction (where its 1-hop
+    neighbours on both sides use that direction): the downstream neighbour ``blocked`` stops
+    ejecting, the router sends it flits until its ejection buffer is full and the router's
+    candidate has waited ``starve`` cycles and more (the router is starving and needy); then
+    the upstream neighbour sends it flits one by one: each must arrive with the zero-load
+    latency (``golden.zero_load_latency``). Then ``blocked`` ejects again, everything drains,
+    and the scoreboard checks every flit."""
+    k, width, inj_l, ej_l = _setup()
+    cases = _needy_dest_cases(k)
+    if not cases:
+        common.record(needy_dest="skipped (no such neighbours)")
+        _report(dut, k)
+        return
+    p = common.params()
+    starve, eject_depth = p.get("starve", 255), p.get("eject_depth", 16)
+    await _start(dut, k)
+    mon = _Monitor(dut, k, inj_l, ej_l)
+    rng = common.rng(60)
+    for sender, needy, blocked, step in cases:
+        ready = getattr(dut, f"eject__{blocked}__ready")
+        ready.value = 0
+        jam = StreamSource(dut, f"inject__{needy}")
+        count = eject_depth + 2 * k + 8                 # fills the buffer, then waits on the ring
+        jam.send_nowait(pack(inj_l, {"dest": blocked, "payload": rng.getrandbits(width)})
+                        for _ in range(count))
+        for _ in range(eject_depth + starve + 4 * k + 8):
+            await RisingEdge(dut.clk)
+        start = len(mon.injected[sender])
+        probe = StreamSource(dut, f"inject__{sender}")
+        for _ in range(4):
+            probe.send_nowait([pack(inj_l, {"dest": needy, "payload": rng.getrandbits(width)})])
+            for _ in range(3 * k + 4):
+                await RisingEdge(dut.clk)
+        probe.stop()
+        sent = [(c, x) for c, d, x in mon.injected[sender][start:] if d == needy]
+        assert len(sent) == 4, f"case {(sender, needy, blocked, step)}: {len(sent)} of 4 taken"
+        arrived = {x: c for c, s, x in mon.ejected[needy] if s == sender}
+        for cycle, payload in sent:
+            assert payload in arrived, \
+                f"case {(sender, needy, blocked, step)}: a flit for the needy router {needy} " \
+                f"was not delivered while it starved"
+            latency = arrived[payload] - cycle
+            assert latency == golden.zero_load_latency(sender, needy, k), \
+                f"case {(sender, needy, blocked, step)}: a flit for the needy router took " \
+                f"{latency} cycles, zero-load latency " \
+                f"{golden.zero_load_latency(sender, needy, k)}"
+        ready.value = 1
+        await jam.wait_idle(timeout_cycles=20 * count)
+        for _ in range(20 * count):
+            if len(mon.ejected[blocked]) == sum(1 for src in range(k)
+                                                for _, d, _ in mon.injected[src] if d == blocked):
+                break
+            await RisingEdge(dut.clk)
+        for _ in range(4 * k + 8):
+            await RisingEdge(dut.clk)
+        jam.stop()
+        _coverage(k)[1]["needy_dest"]((needy, step))
+    golden.check_delivery(mon.sent(), mon.delivered())
+    assert int(dut.bad_dest.value) == 0
+    _cover_delivered(k, mon.delivered())
+    _report(dut, k)
+    common.record(needy_dest_cases=len(cases), needy_dest_cycles=mon.cycle)
+
+
+def _eject_share_cases(k):
+    """``(node, full)``: every node whose three ejection buffers (CW, CCW, local) can all be fed,
+    each buffer in turn the one kept full. The CW buffer is fed by ``node - 1``, the CCW buffer
+    by ``node + 1`` (1 hop each), the local one by ``node`` itself."""
+    cases = []
+    for node in range(k):
+        if (node - 1) % k != (node + 1) % k and \
+                golden.route((node - 1) % k, node, k) == (+1, 1) and \
+                golden.route((node + 1) % k, node, k) == (-1, 1):
+            cases += [(node, full) for full in ("cw", "ccw", "local")]
+    return cases
+
+
+@cocotb.test()
+async def ejection_serves_a_full_buffer_first_and_sources_by_rounds(dut):
+    """The ejection port's two rules (``hw.ring.RingRouter``: "full buffers first, and among the
+    candidates fair per source (rounds in which each source is served once)"), observed at the
+    port. For every node and each of its three ejection buffers as the one kept full: while the
+    port is stalled, the two other buffers get a few flits each (from their one source, never
+    enough to fill them) and the chosen buffer's source floods the node, so that buffer is full
+    and refilled as soon as it has room. Then the port is always ready. While both other
+    buffers still hold flits: the flooding source gets at least every other beat (its buffer is
+    full again one cycle after each read, and full comes first), and neither of the other two
+    sources is served three times in a row among their beats (each once per round; a round
+    boundary may repeat one). Then everything
+    drains and the scoreboard checks every flit."""
+    k, width, inj_l, ej_l = _setup()
+    cases = _eject_share_cases(k)
+    if not cases:
+        common.record(eject_share="skipped (no such node)")
+        _report(dut, k)
+        return
+    eject_depth = common.params().get("eject_depth", 16)
+    await _start(dut, k)
+    mon = _Monitor(dut, k, inj_l, ej_l)
+    rng = common.rng(70)
+    few = max(1, min(6, eject_depth - 2))
+    for node, full in cases:
+        feeders = {"cw": (node - 1) % k, "ccw": (node + 1) % k, "local": node}
+        flood_src = feeders[full]
+        others = [feeders[name] for name in ("cw", "ccw", "local") if name != full]
+        ready = getattr(dut, f"eject__{node}__ready")
+        ready.value = 0
+        start = len(mon.ejected[node])
+        sources = []
+        for src in others:
+            source = StreamSource(dut, f"inject__{src}")
+            source.send_nowait(pack(inj_l, {"dest": node, "payload": rng.getrandbits(width)})
+                               for _ in range(few))
+            sources.append(source)
+        for _ in range(2 * k + 4):                      # the few arrive first
+            await RisingEdge(dut.clk)
+        flood = eject_depth + 4 * few + 8
+        flooder = StreamSource(dut, f"inject__{flood_src}")
+        flooder.send_nowait(pack(inj_l, {"dest": node, "payload": rng.getrandbits(width)})
+                            for _ in range(flood))
+        for _ in range(eject_depth + 2 * k + 8):        # the flooded buffer is full
+            await RisingEdge(dut.clk)
+        ready.value = 1
+        total = flood + 2 * few
+        for _ in range(20 * total):
+            if len(mon.ejected[node]) - start >= total:
+                break
+            await RisingEdge(dut.clk)
+        for source in sources + [flooder]:
+            source.stop()
+        order = [src for _, src, _ in mon.ejected[node][start:]]
+        assert len(order) == total, f"case {(node, full)}: {len(order)} of {total} ejected"
+        # the window in which both other sources still have flits waiting
+        last = min(max(i for i, s in enumerate(order) if s == src) for src in others)
+        window = order[:last + 1]
+        label = f"case {(node, full)} (sources {flood_src} full, {others[0]}, {others[1]})"
+        for a, b in zip(window, window[1:]):
+            assert flood_src in (a, b), \
+                f"{label}: two beats in a row without the full buffer's source: {window}"
+        # Rounds: within a round each source once; a source may be served again right after
+        # a round boundary, so at most twice in a row among the two other sources' beats.
+        rest = [src for src in window if src != flood_src]
+        for a, b, c in zip(rest, rest[1:], rest[2:]):
+            assert not a == b == c, \
+                f"{label}: source {a} served three times in a row while the other waited: " \
+                f"{window}"
+        _coverage(k)[1]["eject_share"]((node, full))
+    golden.check_delivery(mon.sent(), mon.delivered())
+    assert int(dut.bad_dest.value) == 0
+    _cover_delivered(k, mon.delivered())
+    _report(dut, k)
+    common.record(eject_share_cases=len(cases), eject_share_cycles=mon.cycle)
