@@ -80,7 +80,7 @@ __all__ = ["OPS", "OP_CODES", "ROW_OPS", "GELU_TABLE", "LOG2_TABLE", "LOG2E_Q20"
            "rshift_round", "sat16", "pow2_frac", "exp_parts", "recip_core", "isqrt_core",
            "gelu", "exp", "log2", "recip", "softmax", "layernorm", "run", "reference",
            "measure_errors", "ERROR_BOUNDS", "IBERT", "ACT_WORKLOAD", "PIPE_DEPTH", "SUM_STAGE",
-           "SCALAR_CYCLES"]
+           "SCALAR_CYCLES", "ROW_START_CYCLES"]
 
 
 OPS = ("gelu", "exp", "log2", "recip", "softmax", "layernorm")
@@ -104,8 +104,13 @@ PIPE_DEPTH = 13
 #: ``SUM_STAGE + 2`` cycles after the pass's last beat enters the pipeline.
 SUM_STAGE = 9
 #: Cycles per row of the engine's scalar step (the row's reciprocal or inverse square root on
-#: a free-running pipeline, one multiply per stage; 3 before issue #14).
-SCALAR_CYCLES = {"softmax": 11, "layernorm": 17}
+#: a free-running pipeline, one multiply per stage; 3 before issue #14; layernorm's includes
+#: the cycle its load statistics still settle in).
+SCALAR_CYCLES = {"softmax": 11, "layernorm": 16}
+#: Cycles from a row's last load beat to the first cycle of its sum pass (softmax) or scalar
+#: step (layernorm) when the engine is otherwise idle: the row side's wait state (the row
+#: buffers are double, so a row is handed from the load side to the row side).
+ROW_START_CYCLES = 1
 
 #: g(j/16) * 2**16 rounded, j = 0..80, g(t) = t * Phi(-t) (GELU(x) = relu(x) - g(|x|)).
 GELU_TABLE = (
