@@ -78,6 +78,7 @@ from sparsehw.params import Param, ParamSpec, int_in, one_of
 
 __all__ = ["OPS", "OP_CODES", "ROW_OPS", "GELU_TABLE", "LOG2_TABLE", "LOG2E_Q20",
            "rshift_round", "sat16", "pow2_frac", "exp_parts", "recip_core", "isqrt_core",
+           "recip_steps", "isqrt_steps",
            "gelu", "exp", "log2", "recip", "softmax", "layernorm", "run", "reference",
            "measure_errors", "ERROR_BOUNDS", "IBERT", "ACT_WORKLOAD", "PIPE_DEPTH", "SUM_STAGE",
            "SCALAR_CYCLES", "ROW_START_CYCLES"]
@@ -204,25 +205,45 @@ def exp_parts(x, fin):
     return pow2_frac(f), n
 
 
-def recip_core(M):
-    """``~2**31 / M`` for ``M`` in ``2**15..2**16-1`` (Q16 of ``1/m``, ``m = M/2**15``)."""
+def recip_steps(M):
+    """The values of :func:`recip_core` in order: the seed ``y``, then per Newton step
+    ``u = 2**17 - (M*y >> 15)`` and the new ``y`` (the RTL registers each; their widths follow
+    the ranges over every ``M``)."""
     a, b = RECIP_SEED
     y = a - ((b * M) >> 15)
+    values = {"y": [y], "u": []}
     for _ in range(NEWTON_STEPS):
-        t = (M * y) >> 15
-        y = (y * ((1 << 17) - t)) >> 16
-    return y
+        u = (1 << 17) - ((M * y) >> 15)
+        y = (y * u) >> 16
+        values["u"].append(u)
+        values["y"].append(y)
+    return values
+
+
+def recip_core(M):
+    """``~2**31 / M`` for ``M`` in ``2**15..2**16-1`` (Q16 of ``1/m``, ``m = M/2**15``)."""
+    return recip_steps(M)["y"][-1]
+
+
+def isqrt_steps(M):
+    """The values of :func:`isqrt_core` in order: the seed ``y``, then per Newton step
+    ``S = y*y >> 16``, ``T = 3*2**16 - (M*S >> 14)`` and the new ``y = y*T >> 17``."""
+    a, b = ISQRT_SEED[0] if M < (1 << 15) else ISQRT_SEED[1]
+    y = a - ((b * M) >> 16)
+    values = {"y": [y], "S": [], "T": []}
+    for _ in range(NEWTON_STEPS):
+        s = (y * y) >> 16
+        t = 3 * 65536 - ((M * s) >> 14)
+        y = (y * t) >> 17
+        values["S"].append(s)
+        values["T"].append(t)
+        values["y"].append(y)
+    return values
 
 
 def isqrt_core(M):
     """``~2**23 / sqrt(M)`` for ``M`` in ``2**14..2**16-1`` (Q16 of ``1/sqrt(m)``, ``m = M/2**14``)."""
-    a, b = ISQRT_SEED[0] if M < (1 << 15) else ISQRT_SEED[1]
-    y = a - ((b * M) >> 16)
-    for _ in range(NEWTON_STEPS):
-        s = (y * y) >> 16
-        t = (M * s) >> 14
-        y = (y * (3 * 65536 - t)) >> 17
-    return y
+    return isqrt_steps(M)["y"][-1]
 
 
 # -- element-wise operations ---------------------------------------------------------------------

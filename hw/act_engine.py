@@ -115,16 +115,18 @@ def _sum_tree(values):
 
 def _recip_pipe(reg, delay, mant, name):
     """``golden.recip_core`` of the 16-bit ``mant`` as a pipeline: ``(y, RECIP_STAGES)``, ``y``
-    an 18-bit Q16 value registered ``RECIP_STAGES`` cycles after ``mant``; one multiply per stage
-    (the seed; per Newton step ``u = 2**17 - (M*y >> 15)``, then ``y = y*u >> 16``)."""
+    a 16-bit Q16 value registered ``RECIP_STAGES`` cycles after ``mant``; one multiply per stage
+    (the seed; per Newton step ``u = 2**17 - (M*y >> 15)``, then ``y = y*u >> 16``). Widths are
+    the exact ranges over every ``M`` (``y`` < 2**16, ``u`` < 2**17: tests/test_act_golden.py),
+    so each product fits one 18x18 multiplier."""
     a, b = golden.RECIP_SEED
-    y = reg(a - ((b * mant) >> 15), f"{name}_y0", unsigned(18))
+    y = reg(a - ((b * mant) >> 15), f"{name}_y0", unsigned(16))
     mm = reg(mant, f"{name}_m0")
     for step in range(golden.NEWTON_STEPS):
-        u = reg((1 << 17) - ((mm * y) >> 15)[:18], f"{name}_u{step}")
+        u = reg((1 << 17) - ((mm * y) >> 15)[:17], f"{name}_u{step}", unsigned(17))
         y = reg(y, f"{name}_yd{step}")
         mm = reg(mm, f"{name}_m{step}a")
-        y = reg((y * u) >> 16, f"{name}_y{step + 1}", unsigned(18))
+        y = reg((y * u) >> 16, f"{name}_y{step + 1}", unsigned(16))
         mm = reg(mm, f"{name}_m{step}b")
     return y, 1 + 2 * golden.NEWTON_STEPS
 
@@ -132,17 +134,18 @@ def _recip_pipe(reg, delay, mant, name):
 def _isqrt_pipe(reg, delay, mant, name):
     """``golden.isqrt_core`` of the 16-bit ``mant`` as a pipeline: ``(y, ISQRT_STAGES)``; one
     multiply per stage (the seed; per Newton step ``S = y*y >> 16``, ``T' = 3*2**16 - (M*S >> 14)``,
-    ``y = y*T' >> 17``)."""
+    ``y = y*T' >> 17``). Widths are the exact ranges over every ``M`` (``y``, ``S`` < 2**16,
+    ``T'`` < 2**18: tests/test_act_golden.py)."""
     (a1, b1), (a2, b2) = golden.ISQRT_SEED
     y = reg(Mux(mant[15], a2 - ((b2 * mant) >> 16), a1 - ((b1 * mant) >> 16)), f"{name}_y0",
-            unsigned(18))
+            unsigned(16))
     mm = reg(mant, f"{name}_m0")
     for step in range(golden.NEWTON_STEPS):
-        s = reg((y * y) >> 16, f"{name}_s{step}", unsigned(20))
+        s = reg((y * y) >> 16, f"{name}_s{step}", unsigned(16))
         y1, m1 = reg(y, f"{name}_ya{step}"), reg(mm, f"{name}_ma{step}")
-        t = reg(3 * 65536 - ((m1 * s) >> 14)[:20], f"{name}_t{step}")
+        t = reg(3 * 65536 - ((m1 * s) >> 14)[:18], f"{name}_t{step}", unsigned(18))
         y2, mm = reg(y1, f"{name}_yb{step}"), reg(m1, f"{name}_mb{step}")
-        y = reg((y2 * t) >> 17, f"{name}_y{step + 1}", unsigned(18))
+        y = reg((y2 * t) >> 17, f"{name}_y{step + 1}", unsigned(16))
         mm = reg(mm, f"{name}_mc{step}")
     return y, 1 + 3 * golden.NEWTON_STEPS
 
@@ -329,7 +332,7 @@ class ActEngine(wiring.Component):
             m.d.comb += cur.eq(Mux(rsel, ctx[1].as_value(), ctx[0].as_value()))
             b_cnt = Signal(row_beat_bits)
             s_sum = Signal(17 + row_bits + 1)      # softmax: sum of E
-            y_row = Signal(18)                     # recip (softmax) or isqrt (layernorm)
+            y_row = Signal(16)                     # recip (softmax) or isqrt (layernorm)
             sh_row = Signal(6)                     # output shift of the row-wise op
             ln_n = Signal(row_bits + 1)            # layernorm: the row's n and sum of x
             ln_sx = Signal(signed(row_bits + 9))

@@ -100,7 +100,7 @@ WAIVERS = {
     "nm_broadcast": _waivers(UNUSEDSIGNAL=1698, PROCASSINIT=898),
     "nm_fanout": _waivers(UNUSEDSIGNAL=1474, PROCASSINIT=902),
     "nm_fixed24": _waivers(UNUSEDSIGNAL=245, PROCASSINIT=642),
-    "act_engine": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=436, WIDTHEXPAND=305, WIDTHTRUNC=12,
+    "act_engine": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=454, WIDTHEXPAND=317, WIDTHTRUNC=12,
                            CASEINCOMPLETE=27, PROCASSINIT=808,
                            note={"CASEINCOMPLETE": "In act_engine: the front and row FSMs' "
                                                    "casez."}),
@@ -109,7 +109,7 @@ WAIVERS = {
                           note={"CASEINCOMPLETE": "In the subsystem: the sequencer FSM and the "
                                                   "host port's casez on the 3-bit memory code, "
                                                   "whose unmapped codes keep the default."}),
-    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=971, WIDTHEXPAND=520, WIDTHTRUNC=42,
+    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=989, WIDTHEXPAND=532, WIDTHTRUNC=42,
                               CASEINCOMPLETE=104, PROCASSINIT=1191,
                               note={"CASEINCOMPLETE": "The subsystem with act_engine=True: the "
                                                       "subsystem's (see subsystem), the act "
