@@ -78,8 +78,10 @@ from sparsehw.params import Param, ParamSpec, int_in, one_of
 
 __all__ = ["OPS", "OP_CODES", "ROW_OPS", "GELU_TABLE", "LOG2_TABLE", "LOG2E_Q20",
            "rshift_round", "sat16", "pow2_frac", "exp_parts", "recip_core", "isqrt_core",
+           "recip_steps", "isqrt_steps",
            "gelu", "exp", "log2", "recip", "softmax", "layernorm", "run", "reference",
-           "measure_errors", "ERROR_BOUNDS", "IBERT", "ACT_WORKLOAD"]
+           "measure_errors", "ERROR_BOUNDS", "IBERT", "ACT_WORKLOAD", "PIPE_DEPTH", "SUM_STAGE",
+           "SCALAR_CYCLES", "ROW_START_CYCLES"]
 
 
 OPS = ("gelu", "exp", "log2", "recip", "softmax", "layernorm")
@@ -91,6 +93,25 @@ EXP_C = (45555, 14919, 5051)        # Q0.16 coefficients of 2**f - 1 = f(c1 + f(
 RECIP_SEED = (92521, 30840)
 ISQRT_SEED = ((82844, 75071), (58580, 26542))
 NEWTON_STEPS = 3
+
+# -- cycle constants of the RTL engine (hw/act_engine.py, docs/act_engine.md "Pipeline") -------
+# Timing only (no numeric rule depends on them); the engine is built to them and the chip's
+# cycle model (golden.chip.CYCLE_COSTS, act_*) is derived from them.
+#: Register stages from the engine's beat register to its output FIFO (issue #14: 13 since the
+#: pipeline registers for ECP5 timing, 5 before): softmax's output path and the per-lane
+#: reciprocal (a 7-stage Newton core) are the deepest.
+PIPE_DEPTH = 13
+#: Stage at which softmax's sum pass has an element's ``E_i``; the row sum is complete
+#: ``SUM_STAGE + 2`` cycles after the pass's last beat enters the pipeline.
+SUM_STAGE = 9
+#: Cycles per row of the engine's scalar step (the row's reciprocal or inverse square root on
+#: a free-running pipeline, one multiply per stage; 3 before issue #14; layernorm's includes
+#: the cycle its load statistics still settle in).
+SCALAR_CYCLES = {"softmax": 11, "layernorm": 16}
+#: Cycles from a row's last load beat to the first cycle of its sum pass (softmax) or scalar
+#: step (layernorm) when the engine is otherwise idle: the row side's wait state (the row
+#: buffers are double, so a row is handed from the load side to the row side).
+ROW_START_CYCLES = 1
 
 #: g(j/16) * 2**16 rounded, j = 0..80, g(t) = t * Phi(-t) (GELU(x) = relu(x) - g(|x|)).
 GELU_TABLE = (
@@ -184,25 +205,45 @@ def exp_parts(x, fin):
     return pow2_frac(f), n
 
 
-def recip_core(M):
-    """``~2**31 / M`` for ``M`` in ``2**15..2**16-1`` (Q16 of ``1/m``, ``m = M/2**15``)."""
+def recip_steps(M):
+    """The values of :func:`recip_core` in order: the seed ``y``, then per Newton step
+    ``u = 2**17 - (M*y >> 15)`` and the new ``y`` (the RTL registers each; their widths follow
+    the ranges over every ``M``)."""
     a, b = RECIP_SEED
     y = a - ((b * M) >> 15)
+    values = {"y": [y], "u": []}
     for _ in range(NEWTON_STEPS):
-        t = (M * y) >> 15
-        y = (y * ((1 << 17) - t)) >> 16
-    return y
+        u = (1 << 17) - ((M * y) >> 15)
+        y = (y * u) >> 16
+        values["u"].append(u)
+        values["y"].append(y)
+    return values
+
+
+def recip_core(M):
+    """``~2**31 / M`` for ``M`` in ``2**15..2**16-1`` (Q16 of ``1/m``, ``m = M/2**15``)."""
+    return recip_steps(M)["y"][-1]
+
+
+def isqrt_steps(M):
+    """The values of :func:`isqrt_core` in order: the seed ``y``, then per Newton step
+    ``S = y*y >> 16``, ``T = 3*2**16 - (M*S >> 14)`` and the new ``y = y*T >> 17``."""
+    a, b = ISQRT_SEED[0] if M < (1 << 15) else ISQRT_SEED[1]
+    y = a - ((b * M) >> 16)
+    values = {"y": [y], "S": [], "T": []}
+    for _ in range(NEWTON_STEPS):
+        s = (y * y) >> 16
+        t = 3 * 65536 - ((M * s) >> 14)
+        y = (y * t) >> 17
+        values["S"].append(s)
+        values["T"].append(t)
+        values["y"].append(y)
+    return values
 
 
 def isqrt_core(M):
     """``~2**23 / sqrt(M)`` for ``M`` in ``2**14..2**16-1`` (Q16 of ``1/sqrt(m)``, ``m = M/2**14``)."""
-    a, b = ISQRT_SEED[0] if M < (1 << 15) else ISQRT_SEED[1]
-    y = a - ((b * M) >> 16)
-    for _ in range(NEWTON_STEPS):
-        s = (y * y) >> 16
-        t = (M * s) >> 14
-        y = (y * (3 * 65536 - t)) >> 17
-    return y
+    return isqrt_steps(M)["y"][-1]
 
 
 # -- element-wise operations ---------------------------------------------------------------------

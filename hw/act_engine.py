@@ -15,13 +15,32 @@ from sparsehw.golden import act as golden
 from sparsehw.params import Param, ParamSpec, Rule, pow2_in
 
 
-__all__ = ["ActEngine", "ACT_PARAMS", "act_layouts", "OUT_DEPTH", "PIPE_DEPTH", "ALL_OPS"]
+__all__ = ["ActEngine", "ACT_PARAMS", "act_layouts", "OUT_DEPTH", "PIPE_DEPTH", "SUM_STAGE",
+           "ROW_SCALAR_CYCLES", "ALL_OPS"]
 
 
-#: Output beats the output FIFO holds (credits: a beat is only started when a slot is free).
-OUT_DEPTH = 16
-#: Register stages from the beat register to the output FIFO's write port.
-PIPE_DEPTH = 5
+#: Output beats the output FIFO holds (credits: a beat is only started when a slot is free;
+#: at least the credit loop's round trip, PIPE_DEPTH + 3 cycles, so a ready consumer sees one
+#: beat per cycle).
+OUT_DEPTH = 32
+#: Register stages from the beat register (stage 0) to the output FIFO's write port
+#: (golden.act.PIPE_DEPTH, checked against the built stages): every op's result joins one
+#: output register chain at its own stage; the deepest are softmax's (x, x - max, the product
+#: with log2 e, the split, three pow2 stages, the rounding
+#: shift to E, E * the row's reciprocal, rounding, saturation) and recip's (x, |x|, mantissa,
+#: the 7-stage Newton core, rounding, shift, sign and saturation).
+PIPE_DEPTH = golden.PIPE_DEPTH
+#: Stage at which softmax's sum pass has its exponentials ``E_i`` (added to the row sum there).
+SUM_STAGE = golden.SUM_STAGE
+#: Cycles of the SCALAR state per row: the free-running scalar pipeline (products, n**2 *
+#: variance or the sum, bit length, mantissa: 4 stages; then the Newton core, 7 stages for the
+#: reciprocal, 10 for the inverse square root) after its inputs are final, plus the latch cycle.
+#: Softmax's sum is final when SCALAR starts and enters at stage 2 (one stage fewer);
+#: layernorm's statistics settle two cycles after the load pass's last beat (which marks the
+#: buffer ready), i.e. in SCALAR's second cycle when the row side starts the row at once.
+ROW_SCALAR_CYCLES = dict(golden.SCALAR_CYCLES)
+assert ROW_SCALAR_CYCLES == {"softmax": -1 + 4 + (1 + 2 * golden.NEWTON_STEPS) + 1,
+                             "layernorm": 1 + 4 + (1 + 3 * golden.NEWTON_STEPS) + 1}
 ALL_OPS = ",".join(golden.OPS)
 
 
@@ -58,10 +77,9 @@ def act_layouts(*, lanes, max_row):
 
 # -- arithmetic helpers (each mirrors a helper of golden.act) ------------------------------------
 
-def _rshift_round(v, s):
-    """``(v + 2**(s-1)) >> s`` for an unsigned shift amount ``s`` (``v`` when ``s == 0``)."""
-    rnd = (Const(1, 1) << s) >> 1
-    return (v + rnd) >> s
+def _rnd(v, s):
+    """``v + 2**(s-1)`` (``v`` when ``s == 0``): the first half of a rounding right shift."""
+    return v + ((Const(1, 1) << s) >> 1)
 
 
 def _sat16(v):
@@ -77,40 +95,59 @@ def _bitlen(m, v, name):
     return length
 
 
-def _pow2_frac(f):
-    c1, c2, c3 = golden.EXP_C
-    t = (c3 * f) >> 16
-    t = ((c2 + t) * f) >> 16
-    t = ((c1 + t) * f) >> 16
-    return 65536 + t
+def _bitlen_tree(v):
+    """Bit length of the unsigned value ``v`` as a balanced tree of multiplexers (log depth)."""
+    if len(v) == 1:
+        return v[0]
+    half = len(v) // 2
+    lo, hi = v[:half], v[half:]
+    return Mux(hi.any(), _bitlen_tree(hi) + half, _bitlen_tree(lo))
 
 
-def _recip_core(m, mant, name):
-    """``golden.recip_core`` on the 16-bit ``mant``: a Q16 Signal, combinational."""
+def _sum_tree(values):
+    """Balanced adder tree (log depth) of a list of values."""
+    values = list(values)
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
+def _recip_pipe(reg, delay, mant, name):
+    """``golden.recip_core`` of the 16-bit ``mant`` as a pipeline: ``(y, RECIP_STAGES)``, ``y``
+    a 16-bit Q16 value registered ``RECIP_STAGES`` cycles after ``mant``; one multiply per stage
+    (the seed; per Newton step ``u = 2**17 - (M*y >> 15)``, then ``y = y*u >> 16``). Widths are
+    the exact ranges over every ``M`` (``y`` < 2**16, ``u`` < 2**17: tests/test_act_golden.py),
+    so each product fits one 18x18 multiplier."""
     a, b = golden.RECIP_SEED
-    y = Signal(18, name=f"{name}_y0")
-    m.d.comb += y.eq(a - ((b * mant) >> 15))
+    y = reg(a - ((b * mant) >> 15), f"{name}_y0", unsigned(16))
+    mm = reg(mant, f"{name}_m0")
     for step in range(golden.NEWTON_STEPS):
-        t = Signal(18, name=f"{name}_t{step}")
-        nxt = Signal(18, name=f"{name}_y{step + 1}")
-        m.d.comb += [t.eq((mant * y) >> 15), nxt.eq((y * ((1 << 17) - t)) >> 16)]
-        y = nxt
-    return y
+        u = reg((1 << 17) - ((mm * y) >> 15)[:17], f"{name}_u{step}", unsigned(17))
+        y = reg(y, f"{name}_yd{step}")
+        mm = reg(mm, f"{name}_m{step}a")
+        y = reg((y * u) >> 16, f"{name}_y{step + 1}", unsigned(16))
+        mm = reg(mm, f"{name}_m{step}b")
+    return y, 1 + 2 * golden.NEWTON_STEPS
 
 
-def _isqrt_core(m, mant, name):
-    """``golden.isqrt_core`` on the 16-bit ``mant``: a Q16 Signal, combinational."""
+def _isqrt_pipe(reg, delay, mant, name):
+    """``golden.isqrt_core`` of the 16-bit ``mant`` as a pipeline: ``(y, ISQRT_STAGES)``; one
+    multiply per stage (the seed; per Newton step ``S = y*y >> 16``, ``T' = 3*2**16 - (M*S >> 14)``,
+    ``y = y*T' >> 17``). Widths are the exact ranges over every ``M`` (``y``, ``S`` < 2**16,
+    ``T'`` < 2**18: tests/test_act_golden.py)."""
     (a1, b1), (a2, b2) = golden.ISQRT_SEED
-    y = Signal(18, name=f"{name}_y0")
-    m.d.comb += y.eq(Mux(mant[15], a2 - ((b2 * mant) >> 16), a1 - ((b1 * mant) >> 16)))
+    y = reg(Mux(mant[15], a2 - ((b2 * mant) >> 16), a1 - ((b1 * mant) >> 16)), f"{name}_y0",
+            unsigned(16))
+    mm = reg(mant, f"{name}_m0")
     for step in range(golden.NEWTON_STEPS):
-        s = Signal(20, name=f"{name}_s{step}")
-        t = Signal(20, name=f"{name}_t{step}")
-        nxt = Signal(18, name=f"{name}_y{step + 1}")
-        m.d.comb += [s.eq((y * y) >> 16), t.eq((mant * s) >> 14),
-                     nxt.eq((y * (3 * 65536 - t)) >> 17)]
-        y = nxt
-    return y
+        s = reg((y * y) >> 16, f"{name}_s{step}", unsigned(16))
+        y1, m1 = reg(y, f"{name}_ya{step}"), reg(mm, f"{name}_ma{step}")
+        t = reg(3 * 65536 - ((m1 * s) >> 14)[:18], f"{name}_t{step}", unsigned(18))
+        y2, mm = reg(y1, f"{name}_yb{step}"), reg(m1, f"{name}_mb{step}")
+        y = reg((y2 * t) >> 17, f"{name}_y{step + 1}", unsigned(16))
+        mm = reg(mm, f"{name}_mc{step}")
+    return y, 1 + 3 * golden.NEWTON_STEPS
 
 
 class ActEngine(wiring.Component):
@@ -119,9 +156,11 @@ class ActEngine(wiring.Component):
     One command (``cmd``) selects an operation of :mod:`golden.act` and a count ``n``;
     element-wise operations (gelu, exp, log2, recip) stream ``ceil(n / lanes)`` beats through a
     pipeline; row-wise operations (softmax, layernorm) take a row of ``n <= max_row`` elements
-    into a row buffer (pass 1: running max or sums as it arrives), then read it back once
-    (layernorm) or twice (softmax: the sum of exponentials, then the outputs). The results are
-    bit-exact with :func:`golden.act.run`.
+    into one of two row buffers (pass 1: running max or sums as it arrives), then read it back
+    once (layernorm) or twice (softmax: the sum of exponentials, then the outputs); the next row
+    loads into the other buffer meanwhile. Each beat carries its command's op and formats down
+    the pipeline, so a command's beats follow the previous command's without a drain. The
+    results are bit-exact with :func:`golden.act.run`.
 
     Parameters
     ----------
@@ -138,15 +177,17 @@ class ActEngine(wiring.Component):
     cmd : In(stream.Signature(StructLayout(op: unsigned(3), n: unsigned(16), fin: unsigned(3), fout: unsigned(4))))
         One beat per command: ``op`` (:data:`golden.act.OP_CODES`: 0 gelu, 1 exp, 2 log2,
         3 recip, 4 softmax, 5 layernorm), ``n`` elements, input fraction bits ``fin``, output
-        fraction bits ``fout``. Accepted only when the previous command's beats have all left
-        the pipeline (``ready`` low otherwise). Rejected, with one output beat ``error = 1,
-        last = 1, y = 0`` and nothing else consumed, when ``op`` is 6, 7 or not built, ``n == 0``,
-        or ``n > max_row`` for softmax/layernorm.
+        fraction bits ``fout``. Accepted once the previous command's inputs are all taken and
+        a row buffer is free for it (two rows may wait or be read back at once; ``ready`` low
+        otherwise). Rejected, with one output beat ``error = 1, last = 1, y = 0`` (after every
+        earlier command's outputs) and nothing else consumed, when ``op`` is 6, 7 or not built,
+        ``n == 0``, or ``n > max_row`` for softmax/layernorm.
     i : In(stream.Signature(StructLayout(x: ArrayLayout(signed(8), lanes))))
         ``ceil(n / lanes)`` beats per command; element ``j`` of beat ``b`` is element
         ``b * lanes + j`` (lanes past ``n`` in the last beat are ignored). Element-wise: ready
-        while an output slot is free (one beat per cycle at full rate). Row-wise: ready for the
-        whole row at one beat per cycle, then low during the read-back passes.
+        while an output slot is free and no row waits or is read back (one beat per cycle at
+        full rate). Row-wise: ready for the whole row at one beat per cycle, also while the
+        previous row is read back.
     p : In(stream.Signature(StructLayout(gamma: ArrayLayout(signed(16), lanes), beta: ArrayLayout(signed(16), lanes))))
         LayerNorm only: ``ceil(n / lanes)`` beats per command, element-aligned with ``i``,
         ``gamma`` in Q4.12, ``beta`` in the output format. Consumed in the output pass, one
@@ -154,9 +195,17 @@ class ActEngine(wiring.Component):
     o : Out(stream.Signature(StructLayout(y: ArrayLayout(signed(16), lanes), domain: unsigned(lanes), error: unsigned(1), last: unsigned(1))))
         ``ceil(n / lanes)`` beats per command (``last`` on the final one), or one error beat.
         ``y[j]`` is element ``b * lanes + j`` (0 past ``n``); ``domain`` bit ``j`` marks log2 of
-        ``x <= 0`` or recip of 0 (``y`` is then -32768 or 32767). Latency: ``PIPE_DEPTH + 2``
-        cycles from an input beat (element-wise) or a read-back read to the output beat.
-        Back-pressure: an ``OUT_DEPTH``-beat FIFO; beats are only started when a slot is free.
+        ``x <= 0`` or recip of 0 (``y`` is then -32768 or 32767). Latency: ``PIPE_DEPTH + 3``
+        (16, measured by ``sparsehw perf``; 8 before issue #14) cycles from an input beat
+        (element-wise) or a read-back read to the output beat (``PIPE_DEPTH`` =
+        :data:`golden.act.PIPE_DEPTH` = 13 free-running register stages, one multiply or one
+        carry chain each; docs/act_engine.md "Pipeline"). A row-wise command adds, after its
+        load pass (the row side starts it the cycle after its last beat, or once the previous
+        row's output pass has been issued), softmax's sum pass and the scalar step
+        (:data:`golden.act.SCALAR_CYCLES`: 11 cycles softmax, 16 layernorm).
+        Back-pressure: an ``OUT_DEPTH``-beat (32) FIFO; beats are only started when a slot is
+        free, so ``o.ready`` low never stalls the pipeline; it stops ``i`` (element-wise) or
+        the output pass.
 
     Raises
     ------
@@ -196,175 +245,10 @@ class ActEngine(wiring.Component):
         need_exp = has["exp"] or has["softmax"]
         row_bits = exact_log2(self._max_row)
         beat_bits = 16 - log_l + 1
+        row_beat_bits = row_bits - log_l + 1
 
-        # ---- command registers -----------------------------------------------------------------
-        op = Signal(3)
-        nn = Signal(16)
-        fin = Signal(3)
-        fout = Signal(4)
-        beats = Signal(beat_bits)
-        cnt = Signal(beat_bits)
-        mx = Signal(signed(8))                       # softmax: row max
-        sx = Signal(signed(row_bits + 9))            # layernorm: sum of x
-        sxx = Signal(row_bits + 15)                  # layernorm: sum of x*x
-        s_sum = Signal(17 + row_bits + 1)            # softmax: sum of E
-        y_row = Signal(18)                           # recip (softmax) or isqrt (layernorm)
-        sh_row = Signal(6)                           # output shift of the row-wise op
-        reject = Signal()
-
-        is_op = {name: op == c for name, c in code.items()}
-
-        # ---- credits ---------------------------------------------------------------------------
-        inflight = Signal(range(OUT_DEPTH + 1))
-        credit = Signal()
-        m.d.comb += credit.eq(inflight < OUT_DEPTH)
-
-        # ---- row buffer ------------------------------------------------------------------------
-        if rows:
-            m.submodules.rowbuf = rowbuf = Memory(shape=unsigned(8 * L),
-                                                  depth=self._max_row // L, init=[])
-            wport = rowbuf.write_port()
-            rport = rowbuf.read_port()
-
-        # ---- beat register (stage 0) -----------------------------------------------------------
-        s0_valid = Signal()
-        s0_out = Signal()            # an output beat (else a softmax sum beat)
-        s0_last = Signal()
-        s0_mask = Signal(L)
-        s0_mem = Signal()            # x comes from the row buffer's read port
-        s0_xreg = Signal(8 * L)
-        s0_gamma = Signal(16 * L)
-        s0_beta = Signal(16 * L)
-        issue = Signal()
-        issue_out = Signal()
-        issue_mem = Signal()
-        issue_last = Signal()
-        issue_mask = Signal(L)
-        base = Signal(16 + 1)
-        m.d.comb += base.eq(cnt << log_l)
-        m.d.comb += issue_mask.eq(Cat(base + j < nn for j in range(L)))
-        m.d.comb += issue_last.eq(cnt == beats - 1)
-        m.d.sync += [s0_valid.eq(issue), s0_out.eq(issue_out), s0_last.eq(issue_last),
-                     s0_mask.eq(issue_mask), s0_mem.eq(issue_mem)]
-        s0_x_bits = Signal(8 * L)
-        m.d.comb += s0_x_bits.eq(Mux(s0_mem, rport.data, s0_xreg) if rows else s0_xreg)
-
-        # ---- control ---------------------------------------------------------------------------
-        c = self.cmd.payload
-        c_is_row = (c.op == code["softmax"]) | (c.op == code["layernorm"])
-        c_built = Cat(c.op == code[name] for name in ops).any()
-        c_ok = c_built & (c.n != 0) & (~c_is_row | (c.n <= self._max_row))
-        pipe_busy = Signal()
-        scal = Signal(2)
-        grant_reject = Signal()
-
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(~pipe_busy & ~reject)
-                with m.If(self.cmd.valid & self.cmd.ready):
-                    m.d.sync += [op.eq(c.op), nn.eq(c.n), fin.eq(c.fin), fout.eq(c.fout),
-                                 beats.eq((c.n + (L - 1)) >> log_l), cnt.eq(0),
-                                 mx.eq(-128), sx.eq(0), sxx.eq(0), s_sum.eq(0)]
-                    with m.If(~c_ok):
-                        m.d.sync += reject.eq(1)
-                    if rows:
-                        with m.Elif(c_is_row):
-                            m.next = "LOAD"
-                    with m.Else():
-                        m.next = "STREAM"
-            with m.State("STREAM"):
-                m.d.comb += [self.i.ready.eq(credit), issue.eq(self.i.valid & credit),
-                             issue_out.eq(1)]
-                with m.If(issue):
-                    m.d.sync += [s0_xreg.eq(self.i.payload.x.as_value()), cnt.eq(cnt + 1)]
-                    with m.If(issue_last):
-                        m.next = "IDLE"
-            if rows:
-                with m.State("LOAD"):
-                    fire = self.i.valid
-                    m.d.comb += [self.i.ready.eq(1), wport.addr.eq(cnt),
-                                 wport.data.eq(self.i.payload.x.as_value()), wport.en.eq(fire)]
-                    with m.If(fire):
-                        xs = self.i.payload.x
-                        new_mx = mx
-                        for j in range(L):
-                            new_mx = Mux(issue_mask[j] & (xs[j] > new_mx), xs[j], new_mx)
-                        m.d.sync += [
-                            mx.eq(new_mx), cnt.eq(cnt + 1),
-                            sx.eq(sx + sum(Mux(issue_mask[j], xs[j], 0) for j in range(L))),
-                            sxx.eq(sxx + sum(Mux(issue_mask[j], xs[j] * xs[j], 0)
-                                             for j in range(L))),
-                        ]
-                        with m.If(issue_last):
-                            m.d.sync += cnt.eq(0)
-                            with m.If(is_op["softmax"]):
-                                m.next = "SUM"
-                            with m.Else():
-                                m.d.sync += scal.eq(0)
-                                m.next = "SCALAR"
-                with m.State("SUM"):
-                    m.d.comb += [issue.eq(1), issue_mem.eq(1), rport.addr.eq(cnt)]
-                    m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(issue_last):
-                        m.d.sync += cnt.eq(0)
-                        m.next = "DRAIN"
-                with m.State("DRAIN"):
-                    with m.If(~pipe_busy):
-                        m.d.sync += scal.eq(0)
-                        m.next = "SCALAR"
-                with m.State("SCALAR"):
-                    m.d.sync += scal.eq(scal + 1)
-                    with m.If(scal == 2):
-                        m.next = "OUT"
-                with m.State("OUT"):
-                    p_ok = ~is_op["layernorm"] | self.p.valid
-                    go = credit & p_ok
-                    m.d.comb += [issue.eq(go), issue_out.eq(1), issue_mem.eq(1),
-                                 rport.addr.eq(cnt), self.p.ready.eq(go & is_op["layernorm"])]
-                    with m.If(go):
-                        m.d.sync += [cnt.eq(cnt + 1), s0_gamma.eq(self.p.payload.gamma.as_value()),
-                                     s0_beta.eq(self.p.payload.beta.as_value())]
-                        with m.If(issue_last):
-                            m.next = "IDLE"
-
-        # ---- per-row scalars (SCALAR state, three cycles) --------------------------------------
-        if rows:
-            v_reg = Signal(row_bits * 2 + 17)
-            len_reg = Signal(range(len(v_reg) + 1))
-            mant = Signal(16)
-            k_reg = Signal(signed(6))
-            # cycle 0: n**2 * variance (layernorm) or the sum (softmax)
-            var = Signal(signed(len(v_reg) + 2))
-            m.d.comb += var.eq(nn * sxx - sx * sx)
-            with m.If(scal == 0):
-                m.d.sync += v_reg.eq(Mux(is_op["softmax"], s_sum, Mux(var < 1, 1, var)))
-            # cycle 1: bit length, mantissa, exponent
-            length = _bitlen(m, v_reg, "v_len")
-            k = Signal(signed(6))
-            m.d.comb += k.eq((length - 15) >> 1)
-            two_k = Signal(signed(7))
-            m.d.comb += two_k.eq(k * 2)
-            with m.If(scal == 1):
-                m.d.sync += [len_reg.eq(length), k_reg.eq(k)]
-                with m.If(is_op["softmax"]):
-                    m.d.sync += mant.eq(v_reg >> (length - 16).as_unsigned())
-                with m.Elif(k >= 0):
-                    m.d.sync += mant.eq(v_reg >> two_k.as_unsigned())
-                with m.Else():
-                    m.d.sync += mant.eq(v_reg << (-two_k).as_unsigned())
-            # cycle 2: reciprocal or inverse square root, output shift
-            with m.If(scal == 2):
-                if has["softmax"]:
-                    with m.If(is_op["softmax"]):
-                        m.d.sync += [y_row.eq(_recip_core(m, mant, "row_recip")),
-                                     sh_row.eq(15 + len_reg - fout)]
-                if has["layernorm"]:
-                    with m.If(is_op["layernorm"]):
-                        m.d.sync += [y_row.eq(_isqrt_core(m, mant, "row_isqrt")),
-                                     sh_row.eq(35 + k_reg - fout)]
-
-        # ---- per-lane pipeline -----------------------------------------------------------------
         def reg(value, name, shape=None):
+            """``value`` registered (free-running: every stage advances every cycle)."""
             s = Signal(shape if shape is not None else value.shape(), name=name)
             m.d.sync += s.eq(value)
             return s
@@ -374,11 +258,317 @@ class ActEngine(wiring.Component):
                 value = reg(value, f"{name}_d{t}")
             return value
 
-        fin_s = Signal(signed(5))
-        fout_s = Signal(signed(6))
-        m.d.comb += [fin_s.eq(fin), fout_s.eq(fout)]
-        sh_16_fout = Signal(5)
-        m.d.comb += sh_16_fout.eq(16 - fout)
+        # ---- command fields travel with each beat (tags) ---------------------------------------
+        # A beat carries its command's op, fin and fout down the pipeline, so the next command's
+        # beats enter while the previous command's drain (no drain between commands).
+        tag_layout = data.StructLayout({"op": unsigned(3), "fin": unsigned(3), "fout": unsigned(4)})
+        issue_tag = Signal(tag_layout)
+        s0_tag = Signal(tag_layout, name="tag0")
+        m.d.sync += s0_tag.eq(issue_tag)
+        carried = {field: [s0_tag[field]] for field in ("op", "fin", "fout")}
+
+        def tag_at(field, stage):
+            """The beat's ``field`` at ``stage`` (each field carried only as deep as it is used)."""
+            chain = carried[field]
+            while len(chain) <= stage:
+                chain.append(reg(chain[-1], f"{field}{len(chain)}"))
+            return chain[stage]
+
+        def op_at(stage, name):
+            """The beat at ``stage`` belongs to a command of ``name``."""
+            return tag_at("op", stage) == code[name]
+
+        signed_tags = {}
+
+        def signed_tag(field, stage, shape, offset=0, name=None):
+            """``offset - field`` (or the field itself) at ``stage`` as one shared signed signal."""
+            key = (field, stage, offset)
+            if key not in signed_tags:
+                s = Signal(shape, name=name or f"{field}_at{stage}")
+                value = tag_at(field, stage)
+                m.d.comb += s.eq(offset - value if offset else value)
+                signed_tags[key] = s
+            return signed_tags[key]
+
+        def fin_at(stage):
+            return signed_tag("fin", stage, signed(5))
+
+        def fout_at(stage):
+            return signed_tag("fout", stage, signed(6))
+
+        # ---- front: the command being received (element-wise stream or a row's load pass) -----
+        f_n = Signal(16)
+        f_beats = Signal(beat_bits)
+        f_cnt = Signal(beat_bits)
+        f_tag = Signal(tag_layout)
+        reject = Signal()
+
+        # ---- credits ---------------------------------------------------------------------------
+        inflight = Signal(range(OUT_DEPTH + 1))
+        credit = Signal()
+        m.d.comb += credit.eq(inflight < OUT_DEPTH)
+
+        # ---- row buffers (two: a row loads while the previous one is read back) ---------------
+        # Per buffer: the row's command and its load-pass statistics (ctx), ``free`` (no row in
+        # it: a row command may load it), ``ready`` (loaded, statistics final: the row side may
+        # start it). The front loads buffer ``wsel``, the row side reads buffer ``rsel``.
+        ctx_layout = data.StructLayout({
+            "op": unsigned(3), "fin": unsigned(3), "fout": unsigned(4),
+            "n": unsigned(row_bits + 1), "beats": unsigned(row_beat_bits),
+            "mx": signed(8),                       # softmax: row max
+            "sx": signed(row_bits + 9),            # layernorm: sum of x
+            "sxx": unsigned(row_bits + 15)})       # layernorm: sum of x*x
+        if rows:
+            m.submodules.rowbuf = rowbuf = Memory(shape=unsigned(8 * L),
+                                                  depth=2 * (self._max_row // L), init=[])
+            wport = rowbuf.write_port()
+            rport = rowbuf.read_port()
+            ctx = [Signal(ctx_layout, name=f"ctx{b}") for b in range(2)]
+            free = [Signal(init=1, name=f"free{b}") for b in range(2)]
+            ready = [Signal(name=f"ready{b}") for b in range(2)]
+            wsel = Signal()
+            rsel = Signal()
+            cur = Signal(ctx_layout)               # the row side's row
+            m.d.comb += cur.eq(Mux(rsel, ctx[1].as_value(), ctx[0].as_value()))
+            b_cnt = Signal(row_beat_bits)
+            s_sum = Signal(17 + row_bits + 1)      # softmax: sum of E
+            y_row = Signal(16)                     # recip (softmax) or isqrt (layernorm)
+            sh_row = Signal(6)                     # output shift of the row-wise op
+            ln_n = Signal(row_bits + 1)            # layernorm: the row's n and sum of x
+            ln_sx = Signal(signed(row_bits + 9))
+            all_free = free[0] & free[1]
+            w_free = Mux(wsel, free[1], free[0])
+        else:
+            all_free = Const(1, 1)
+            w_free = Const(1, 1)
+
+        # ---- beat register (stage 0) -----------------------------------------------------------
+        s0_valid = Signal()
+        s0_out = Signal()            # an output beat (else a softmax sum beat)
+        s0_last = Signal()
+        s0_mask = Signal(L)
+        s0_mem = Signal()            # x comes from the row buffer's read port
+        s0_xreg = Signal(8 * L)
+        s0_rb = Signal()             # the row buffer of a row-side beat
+        s0_gamma = Signal(16 * L)
+        s0_beta = Signal(16 * L)
+        issue = Signal()
+        issue_out = Signal()
+        issue_mem = Signal()
+        issue_last = Signal()
+        issue_mask = Signal(L)
+        m.d.sync += [s0_valid.eq(issue), s0_out.eq(issue_out), s0_last.eq(issue_last),
+                     s0_mask.eq(issue_mask), s0_mem.eq(issue_mem)]
+        s0_x_bits = Signal(8 * L)
+        m.d.comb += s0_x_bits.eq(Mux(s0_mem, rport.data, s0_xreg) if rows else s0_xreg)
+        x1_bits = reg(s0_x_bits, "x1")                # stage 1: the beat's elements
+        if rows:
+            m.d.sync += s0_rb.eq(rsel)
+            # softmax's row max at stage 1, read from the beat's own buffer at stage 0 (the row
+            # side moves on to the next buffer while the last beats drain; a new row's
+            # statistics reset that buffer no earlier than the cycle after)
+            mx1 = reg(Mux(s0_rb, ctx[1].mx, ctx[0].mx), "mx1")
+
+        def beat_mask(count, n):
+            base = Signal(17)
+            m.d.comb += base.eq(count << log_l)
+            return Cat(base + j < n for j in range(L))
+
+        f_mask = beat_mask(f_cnt, f_n)
+        f_last = f_cnt == f_beats - 1
+
+        # ---- front: commands, element-wise streams and load passes ----------------------------
+        c = self.cmd.payload
+        c_is_row = (c.op == code["softmax"]) | (c.op == code["layernorm"])
+        c_built = Cat(c.op == code[name] for name in ops).any()
+        c_ok = c_built & (c.n != 0) & (~c_is_row | (c.n <= self._max_row))
+        pipe_empty = Signal()
+        grant_reject = Signal()
+        load_fire = Signal()         # a row beat is taken (LOAD)
+
+        # The FSMs hold only registers; every comb output is one expression of their states
+        # (a comb process inside an FSM state that never changes is not evaluated at time 0 by
+        # some simulators).
+        stream_go = Signal()
+        with m.FSM(name="front") as front:
+            with m.State("IDLE"):
+                with m.If(self.cmd.valid & self.cmd.ready):
+                    m.d.sync += [f_tag.op.eq(c.op), f_tag.fin.eq(c.fin), f_tag.fout.eq(c.fout),
+                                 f_n.eq(c.n), f_beats.eq((c.n + (L - 1)) >> log_l), f_cnt.eq(0)]
+                    with m.If(~c_ok):
+                        m.d.sync += reject.eq(1)
+                    if rows:
+                        with m.Elif(c_is_row):
+                            for b in range(2):
+                                with m.If(wsel == b):
+                                    m.d.sync += [
+                                        ctx[b].op.eq(c.op), ctx[b].fin.eq(c.fin),
+                                        ctx[b].fout.eq(c.fout), ctx[b].n.eq(c.n),
+                                        ctx[b].beats.eq((c.n + (L - 1)) >> log_l),
+                                        ctx[b].mx.eq(-128), ctx[b].sx.eq(0), ctx[b].sxx.eq(0),
+                                        free[b].eq(0)]
+                            m.next = "LOAD"
+                    with m.Else():
+                        m.next = "STREAM"
+            with m.State("STREAM"):
+                with m.If(stream_go):
+                    m.d.sync += [s0_xreg.eq(self.i.payload.x.as_value()), f_cnt.eq(f_cnt + 1)]
+                    with m.If(f_last):
+                        m.next = "IDLE"
+            if rows:
+                with m.State("LOAD"):
+                    with m.If(load_fire):
+                        m.d.sync += f_cnt.eq(f_cnt + 1)
+                        with m.If(f_last):
+                            # the row side may start the row now: its statistics are final
+                            # two cycles later, before the first use (stage 1 of the sum
+                            # pass, or the scalar step's second cycle)
+                            m.d.sync += wsel.eq(~wsel)
+                            for b in range(2):
+                                with m.If(wsel == b):
+                                    m.d.sync += ready[b].eq(1)
+                            m.next = "IDLE"
+        f_stream = front.ongoing("STREAM")
+        # A command waits for the buffer it might load (rows take turns in the two).
+        m.d.comb += self.cmd.ready.eq(front.ongoing("IDLE") & ~reject & w_free)
+        # Element-wise beats enter the pipeline behind any row's output pass: only once no row
+        # is waiting or being read back (outputs stay in command order).
+        m.d.comb += stream_go.eq(f_stream & self.i.valid & credit & all_free)
+        if rows:
+            f_load = front.ongoing("LOAD")
+            addr_bits = row_bits - log_l
+            m.d.comb += [load_fire.eq(f_load & self.i.valid),
+                         self.i.ready.eq(Mux(f_stream, credit & all_free, f_load)),
+                         wport.addr.eq(Cat(f_cnt[:addr_bits], wsel)),
+                         wport.data.eq(self.i.payload.x.as_value()), wport.en.eq(load_fire)]
+        else:
+            m.d.comb += self.i.ready.eq(f_stream & credit)
+
+        # ---- row statistics of the load pass (two stages after the beat is taken) -------------
+        if rows:
+            # stage A: the beat, its mask and buffer registered; stage B: the beat's max / sum /
+            # sum of squares (trees); then accumulated into the buffer's ctx. Final (and the
+            # buffer ready) two cycles after the last beat.
+            la_v = reg(load_fire, "ld_v")
+            la_b = reg(wsel, "ld_b")
+            la_x = reg(self.i.payload.x.as_value(), "ld_x")
+            la_mask = reg(f_mask, "ld_mask")
+            xs = [la_x.word_select(j, 8).as_signed() for j in range(L)]
+            xm = [Mux(la_mask[j], xs[j], -128) for j in range(L)]
+            while len(xm) > 1:
+                xm = [Mux(xm[i] > xm[i + 1], xm[i], xm[i + 1]) for i in range(0, len(xm), 2)]
+            lb_v = reg(la_v, "ld_v2")
+            lb_b = reg(la_b, "ld_b2")
+            lb_max = reg(xm[0], "ld_max", signed(8))
+            lb_sx = reg(_sum_tree(Mux(la_mask[j], xs[j], 0) for j in range(L)), "ld_sx")
+            lb_sxx = reg(_sum_tree(Mux(la_mask[j], xs[j] * xs[j], 0) for j in range(L)),
+                         "ld_sxx")
+            for b in range(2):
+                with m.If(lb_v & (lb_b == b)):
+                    m.d.sync += [ctx[b].mx.eq(Mux(lb_max > ctx[b].mx, lb_max, ctx[b].mx)),
+                                 ctx[b].sx.eq(ctx[b].sx + lb_sx),
+                                 ctx[b].sxx.eq(ctx[b].sxx + lb_sxx)]
+
+        # ---- row side: sum pass (softmax), scalar step, output pass ---------------------------
+        if rows:
+            scal = Signal(range(max(ROW_SCALAR_CYCLES.values()) + 1))
+            sum_done = Signal()          # softmax: the sum pass's last E has been added to s_sum
+            last_scal = Signal()
+            cur_sm = cur.op == code["softmax"]
+            m.d.comb += last_scal.eq(scal == Mux(cur_sm, ROW_SCALAR_CYCLES["softmax"] - 1,
+                                                 ROW_SCALAR_CYCLES["layernorm"] - 1))
+            b_last = b_cnt == cur.beats - 1
+            is_ln = cur.op == code["layernorm"]
+            out_go = Signal()
+            with m.FSM(name="row") as row:
+                with m.State("WAIT"):
+                    with m.If(Mux(rsel, ready[1], ready[0])):
+                        m.d.sync += [b_cnt.eq(0), s_sum.eq(0), scal.eq(0)]
+                        for b in range(2):
+                            with m.If(rsel == b):
+                                m.d.sync += ready[b].eq(0)
+                        with m.If(cur_sm):
+                            m.next = "SUM"
+                        with m.Else():
+                            m.next = "SCALAR"
+                with m.State("SUM"):
+                    m.d.sync += b_cnt.eq(b_cnt + 1)
+                    with m.If(b_last):
+                        m.d.sync += b_cnt.eq(0)
+                        m.next = "DRAIN"
+                with m.State("DRAIN"):
+                    with m.If(sum_done):
+                        m.next = "SCALAR"
+                with m.State("SCALAR"):
+                    m.d.sync += scal.eq(scal + 1)
+                    with m.If(last_scal):
+                        m.d.sync += [ln_n.eq(cur.n), ln_sx.eq(cur.sx)]
+                        m.next = "OUT"
+                with m.State("OUT"):
+                    with m.If(out_go):
+                        m.d.sync += [b_cnt.eq(b_cnt + 1),
+                                     s0_gamma.eq(self.p.payload.gamma.as_value()),
+                                     s0_beta.eq(self.p.payload.beta.as_value())]
+                        with m.If(b_last):
+                            m.d.sync += rsel.eq(~rsel)
+                            for b in range(2):
+                                with m.If(rsel == b):
+                                    m.d.sync += free[b].eq(1)
+                            m.next = "WAIT"
+            r_sum, r_out = row.ongoing("SUM"), row.ongoing("OUT")
+            row_side = r_sum | r_out     # the row side owns the issue slot (else the front)
+            m.d.comb += [
+                out_go.eq(r_out & credit & (~is_ln | self.p.valid)),
+                self.p.ready.eq(out_go & is_ln),
+                issue.eq(stream_go | r_sum | out_go),
+                issue_out.eq(~r_sum),
+                issue_mem.eq(row_side),
+                issue_tag.eq(Mux(row_side, Cat(cur.op, cur.fin, cur.fout), f_tag.as_value())),
+                issue_last.eq(Mux(row_side, b_last, f_last)),
+                issue_mask.eq(Mux(row_side, beat_mask(b_cnt, cur.n), f_mask)),
+                rport.addr.eq(Cat(b_cnt[:addr_bits], rsel)),
+            ]
+        else:
+            m.d.comb += [issue.eq(stream_go), issue_out.eq(1), issue_tag.eq(f_tag),
+                         issue_last.eq(f_last), issue_mask.eq(f_mask)]
+
+        # ---- per-row scalars: a free-running pipeline on the (then constant) statistics -------
+        if rows:
+            v_bits = row_bits * 2 + 17
+            # stage 1: the products of n**2 * variance
+            a_p = reg(cur.n * cur.sxx, "sc_nsxx")
+            b_p = reg(cur.sx * cur.sx, "sc_sxsx")
+            # stage 2: n**2 * variance (layernorm, at least 1) or the sum (softmax)
+            var = Signal(signed(v_bits + 2))
+            m.d.comb += var.eq(a_p - b_p)
+            v_reg = reg(Mux(cur_sm, s_sum, Mux(var < 1, 1, var)), "sc_v", unsigned(v_bits))
+            # stage 3: bit length and exponent
+            len_reg = reg(_bitlen_tree(v_reg), "sc_len", range(v_bits + 1))
+            k = Signal(signed(6))
+            m.d.comb += k.eq((len_reg - 15) >> 1)
+            v3 = reg(v_reg, "sc_v3")
+            # stage 4: the 16-bit mantissa
+            two_k = Signal(signed(7))
+            m.d.comb += two_k.eq(k * 2)
+            mant = reg(Mux(cur_sm, v3 >> (len_reg - 16).as_unsigned(),
+                           Mux(k >= 0, v3 >> two_k.as_unsigned(), v3 << (-two_k).as_unsigned())),
+                       "sc_mant", unsigned(16))
+            len4 = reg(len_reg, "sc_len4")
+            k4 = reg(k, "sc_k4")
+            # stages 5..: the Newton core, then the row's scalar and output shift are latched
+            if has["softmax"]:
+                yr_row, _ = _recip_pipe(reg, delay, mant, "row_recip")
+                with m.If(last_scal & cur_sm):
+                    m.d.sync += [y_row.eq(yr_row), sh_row.eq(15 + len4 - cur.fout)]
+            if has["layernorm"]:
+                yi_row, _ = _isqrt_pipe(reg, delay, mant, "row_isqrt")
+                with m.If(last_scal & ~cur_sm):
+                    m.d.sync += [y_row.eq(yi_row), sh_row.eq(35 + k4 - cur.fout)]
+
+        # ---- per-lane pipeline -----------------------------------------------------------------
+        # fin/fout/op are read from the beat's tag at the stage that uses them.
+        def sh_16_fout(stage):
+            return signed_tag("fout", stage, 5, 16, f"sh16fout_at{stage}")
 
         if has["gelu"]:
             gelu_words = []
@@ -390,124 +580,158 @@ class ActEngine(wiring.Component):
             log2_words = list(golden.LOG2_TABLE)
 
         ys, doms, es = [], [], []
+        depth_of = {}               # op -> stage of its result register
         for j in range(L):
-            x = s0_x_bits.word_select(j, 8).as_signed()
-            results = {}            # op -> y at stage PIPE_DEPTH
-            dom = Const(0, 1)
+            x = x1_bits.word_select(j, 8).as_signed()          # stage 1
+            results = {}            # op -> (y, stage of y)
+            dom = Const(0, 1)       # stage 2
 
             if has["gelu"]:
                 a = Signal(8, name=f"g_abs{j}")
                 m.d.comb += a.eq(Mux(x < 0, -x, x))
-                sh7 = Signal(3, name=f"g_sh{j}")
-                m.d.comb += sh7.eq(7 - fin)
-                tq = Signal(15, name=f"g_tq{j}")
-                m.d.comb += tq.eq(a << sh7)
+                sh7 = signed_tag("fin", 1, 3, 7, "g_sh7")
+                sh16 = signed_tag("fin", 1, 5, 16, "g_sh16")
+                relu = Mux(x < 0, 0, x[:7])
+                tq = reg(a << sh7, f"g_tq{j}", unsigned(15))                     # 2
+                rs = reg(relu << sh16, f"g_rs{j}", unsigned(24))
                 seg = tq >> 3
                 rom = Memory(shape=unsigned(32), depth=golden.GELU_SEGMENTS, init=gelu_words)
                 m.submodules[f"gelu_rom{j}"] = rom
                 rd = rom.read_port(domain="comb")
                 inside = seg < golden.GELU_SEGMENTS
                 m.d.comb += rd.addr.eq(Mux(inside, seg, 0))
-                g0 = rd.data[:16]
-                dg = rd.data[16:].as_signed()
-                g = Signal(signed(18), name=f"g_g{j}")
-                m.d.comb += g.eq(Mux(inside, g0 + ((dg * tq[:3]) >> 3), 0))
-                relu = Mux(x < 0, 0, x[:7])
-                sh16 = Signal(5, name=f"g_sh16_{j}")
-                m.d.comb += sh16.eq(16 - fin)
-                w = reg((relu << sh16) - g, f"g_w{j}", signed(25))
-                y = reg(_sat16(_rshift_round(w, sh_16_fout)), f"g_y{j}", signed(16))
-                results["gelu"] = delay(y, PIPE_DEPTH - 2, f"g_y{j}")
+                g0 = reg(rd.data[:16], f"g_g0{j}")                               # 3
+                dg = reg(rd.data[16:].as_signed(), f"g_dg{j}")
+                fr = reg(tq[:3], f"g_fr{j}")
+                ins = reg(inside, f"g_in{j}")
+                rs3 = reg(rs, f"g_rs3{j}")
+                g = reg(Mux(ins, g0 + ((dg * fr) >> 3), 0), f"g_g{j}", signed(18))  # 4
+                rs4 = reg(rs3, f"g_rs4{j}")
+                w = reg(rs4 - g, f"g_w{j}", signed(25))                          # 5
+                v = reg(_rnd(w, sh_16_fout(5)), f"g_v{j}")                       # 6
+                q = reg(v >> sh_16_fout(6), f"g_q{j}", signed(25))               # 7
+                y = reg(_sat16(q), f"g_y{j}", signed(16))                        # 8
+                results["gelu"] = (y, 8)
 
             if need_exp:
-                d = Signal(signed(9), name=f"e_d{j}")
-                m.d.comb += d.eq(Mux(is_op["softmax"], x - mx, x) if has["softmax"] else x)
-                z = Signal(signed(31), name=f"e_z{j}")
-                m.d.comb += z.eq(d * golden.LOG2E_Q20)
-                n_e = reg(z >> (fin + 20), f"e_n{j}", signed(11))
-                f_e = reg((z >> (fin + 4))[:16], f"e_f{j}", unsigned(16))
-                p_e = reg(_pow2_frac(f_e), f"e_p{j}", unsigned(17))
-                n_e2 = reg(n_e, f"e_n2_{j}")
+                d = reg(Mux(op_at(1, "softmax"), x - mx1, x) if has["softmax"] else x,
+                        f"e_d{j}", signed(9))                                    # 2
+                z = reg(d * golden.LOG2E_Q20, f"e_z{j}", signed(31))             # 3
+                n_e = reg(z >> (tag_at("fin", 3) + 20), f"e_n{j}", signed(11))        # 4
+                f_e = reg((z >> (tag_at("fin", 3) + 4))[:16], f"e_f{j}", unsigned(16))
+                c1, c2, c3 = golden.EXP_C
+                t1 = reg((c3 * f_e) >> 16, f"e_t1{j}")                          # 5
+                f5 = reg(f_e, f"e_f5{j}")
+                t2 = reg(((c2 + t1) * f5) >> 16, f"e_t2{j}")                    # 6
+                f6 = reg(f5, f"e_f6{j}")
+                t3 = reg(((c1 + t2) * f6) >> 16, f"e_t3{j}")                    # 7
+                p_e = Signal(17, name=f"e_p{j}")                                 # 7 (comb)
+                m.d.comb += p_e.eq(65536 + t3)
                 if has["exp"]:
                     s = Signal(signed(12), name=f"x_s{j}")
-                    m.d.comb += s.eq(16 - fout_s - n_e2)
-                    y = Mux(s <= 0, 32767, Mux(s >= 18, 0,
-                                                _sat16(_rshift_round(p_e, s[:5]))))
-                    y = reg(y, f"x_y{j}", signed(16))
-                    results["exp"] = delay(y, PIPE_DEPTH - 3, f"x_y{j}")
+                    m.d.comb += s.eq(16 - fout_at(4) - n_e)
+                    s5 = reg(s, f"x_s5{j}")                                      # 5
+                    s7 = delay(s5, 2, f"x_s7{j}")                                # 7
+                    le0, ge18 = reg(s7 <= 0, f"x_le0{j}"), reg(s7 >= 18, f"x_ge18{j}")
+                    sh = s7[:5]
+                    v = reg(_rnd(p_e, sh), f"x_v{j}")                            # 8
+                    sh8 = reg(sh, f"x_sh8{j}")
+                    q = reg(v >> sh8, f"x_q{j}", unsigned(18))                   # 9
+                    le0, ge18 = reg(le0, f"x_le0b{j}"), reg(ge18, f"x_ge18b{j}")
+                    y = reg(Mux(le0, 32767, Mux(ge18, 0, _sat16(q))), f"x_y{j}",
+                            signed(16))                                          # 10
+                    results["exp"] = (y, 10)
                 if has["softmax"]:
                     neg = Signal(signed(12), name=f"s_neg{j}")
-                    m.d.comb += neg.eq(-n_e2)
-                    sh = Signal(5, name=f"s_sh{j}")
-                    m.d.comb += sh.eq(Mux(neg >= 18, 18, neg[:5]))
-                    e = reg(_rshift_round(p_e, sh), f"s_e{j}", unsigned(17))
-                    prod = e * y_row
-                    y = _rshift_round(prod, sh_row)
-                    y = reg(Mux(y > 32767, 32767, y), f"s_y{j}", signed(16))
-                    results["softmax"] = delay(y, PIPE_DEPTH - 4, f"s_y{j}")
-                    es.append(delay(e, PIPE_DEPTH - 3, f"s_e{j}"))
+                    m.d.comb += neg.eq(-n_e)
+                    sh5 = reg(Mux(neg >= 18, 18, neg[:5]), f"s_sh5{j}", unsigned(5))   # 5
+                    sh7 = delay(sh5, 2, f"s_sh7{j}")                             # 7
+                    v = reg(_rnd(p_e, sh7), f"s_v{j}")                           # 8
+                    sh8 = reg(sh7, f"s_sh8{j}")
+                    e = reg(v >> sh8, f"s_e{j}", unsigned(17))                   # 9 = SUM_STAGE
+                    prod = reg(e * y_row, f"s_prod{j}")                          # 10
+                    v2 = reg(_rnd(prod, sh_row), f"s_v2{j}")                     # 11
+                    q2 = reg(v2 >> sh_row, f"s_q2{j}", unsigned(len(prod)))      # 12
+                    y = reg(Mux(q2 > 32767, 32767, q2), f"s_y{j}", signed(16))   # 13
+                    results["softmax"] = (y, 13)
+                    es.append(e)
 
             if has["log2"]:
                 xu = x[:7]
-                pos = x > 0
+                pos = reg(x > 0, f"l_pos{j}")                                    # 2
                 e2 = _bitlen(m, xu, f"l_len{j}")
-                e_l = Signal(3, name=f"l_e{j}")
-                m.d.comb += e_l.eq(e2 - 1)
+                e_l = reg(e2 - 1, f"l_e{j}", unsigned(3))
+                xu2 = reg(xu, f"l_xu{j}")
                 sh6 = Signal(3, name=f"l_sh{j}")
                 m.d.comb += sh6.eq(6 - e_l)
-                idx = (xu << sh6)[:6]
+                idx = (xu2 << sh6)[:6]
                 rom = Memory(shape=unsigned(16), depth=64, init=log2_words)
                 m.submodules[f"log2_rom{j}"] = rom
                 rd = rom.read_port(domain="comb")
                 m.d.comb += rd.addr.eq(idx)
+                t = reg(rd.data, f"l_t{j}")                                      # 3
                 ee = Signal(signed(5), name=f"l_ee{j}")
-                m.d.comb += ee.eq(e_l)
-                v = Signal(signed(24), name=f"l_v{j}")
-                m.d.comb += v.eq(((ee - fin_s) << 16) + rd.data)
-                y = Mux(pos, _sat16(_rshift_round(v, sh_16_fout)), -32768)
-                y = reg(y, f"l_y{j}", signed(16))
-                results["log2"] = delay(y, PIPE_DEPTH - 1, f"l_y{j}")
-                dom = dom | delay(~pos & is_op["log2"], PIPE_DEPTH, f"l_dom{j}")
+                m.d.comb += ee.eq(reg(e_l, f"l_e3{j}"))
+                pos3 = reg(pos, f"l_pos3{j}")
+                v = reg(((ee - fin_at(3)) << 16) + t, f"l_v{j}", signed(24))     # 4
+                v5 = reg(_rnd(v, sh_16_fout(4)), f"l_v5{j}")                     # 5
+                q = reg(v5 >> sh_16_fout(5), f"l_q{j}", signed(24))              # 6
+                pos6 = delay(pos3, 3, f"l_pos6{j}")
+                y = reg(Mux(pos6, _sat16(q), -32768), f"l_y{j}", signed(16))     # 7
+                results["log2"] = (y, 7)
+                dom = dom | (~pos & op_at(2, "log2"))
 
             if has["recip"]:
-                a = Signal(8, name=f"r_abs{j}")
-                m.d.comb += a.eq(Mux(x < 0, -x, x))
+                a = reg(Mux(x < 0, -x, x), f"r_abs{j}", unsigned(8))             # 2
+                negx = reg(x < 0, f"r_neg{j}")
+                zero = reg(x == 0, f"r_zero{j}")
                 ln = _bitlen(m, a, f"r_len{j}")
                 shm = Signal(4, name=f"r_shm{j}")
                 m.d.comb += shm.eq(16 - ln)
-                mant_r = reg((a << shm)[:16], f"r_m{j}", unsigned(16))
+                mant_r = reg((a << shm)[:16], f"r_m{j}", unsigned(16))           # 3
                 s = Signal(signed(8), name=f"r_s{j}")
-                m.d.comb += s.eq(15 + ln - fin_s - fout_s)
+                m.d.comb += s.eq(15 + ln - fin_at(2) - fout_at(2))
                 s_r = reg(s, f"r_s1_{j}")
-                negx = reg(x < 0, f"r_neg{j}")
-                zero = reg(x == 0, f"r_zero{j}")
-                yr = reg(_recip_core(m, mant_r, f"r_core{j}"), f"r_y{j}", unsigned(18))
-                s_r2, neg2, zero2 = (reg(s_r, f"r_s2_{j}"), reg(negx, f"r_neg2_{j}"),
-                                     reg(zero, f"r_zero2_{j}"))
+                yr, depth = _recip_pipe(reg, delay, mant_r, f"r_core{j}")        # 3 + depth
+                st = 3 + depth
+                s_r2 = delay(s_r, depth, f"r_s2_{j}")
+                neg2 = delay(negx, depth + 2, f"r_neg2_{j}")
+                zero2 = delay(zero, depth + 2, f"r_zero2_{j}")
                 left = Signal(3, name=f"r_left{j}")
                 m.d.comb += left.eq(-s_r2)
-                r = Signal(26, name=f"r_r{j}")
-                m.d.comb += r.eq(Mux(s_r2 >= 18, 0,
-                                     Mux(s_r2 < 0, yr << left, _rshift_round(yr, s_r2[:5]))))
-                y = Mux(zero2, 32767, _sat16(Mux(neg2, -r, r)))
-                y = reg(y, f"r_yo{j}", signed(16))
-                results["recip"] = delay(y, PIPE_DEPTH - 3, f"r_yo{j}")
-                dom = dom | delay(zero2 & is_op["recip"], PIPE_DEPTH - 2, f"r_dom{j}")
+                sl = reg(yr << left, f"r_sl{j}", unsigned(26))                   # st + 1
+                vr = reg(_rnd(yr, s_r2[:5]), f"r_v{j}")
+                ge18, lt0 = reg(s_r2 >= 18, f"r_ge18{j}"), reg(s_r2 < 0, f"r_lt0{j}")
+                s5 = reg(s_r2[:5], f"r_s5{j}")
+                r = reg(Mux(ge18, 0, Mux(lt0, sl, vr >> s5)), f"r_r{j}", unsigned(26))  # st + 2
+                neg3, zero3 = reg(neg2, f"r_neg3{j}"), reg(zero2, f"r_zero3{j}")
+                y = reg(Mux(zero3, 32767, _sat16(Mux(neg3, -r, r))), f"r_yo{j}",
+                        signed(16))                                              # st + 3
+                results["recip"] = (y, st + 3)
+                dom = dom | (zero & op_at(2, "recip"))
 
             if has["layernorm"]:
-                dd = reg(nn * x - sx, f"n_d{j}", signed(row_bits + 11))
-                p1 = reg(dd * y_row, f"n_p1_{j}", signed(row_bits + 11 + 18))
-                gam = delay(s0_gamma.word_select(j, 16).as_signed(), 2, f"n_gam{j}")
-                bet = delay(s0_beta.word_select(j, 16).as_signed(), 3, f"n_bet{j}")
-                p2 = reg(p1 * gam, f"n_p2_{j}", signed(row_bits + 11 + 18 + 16))
-                y = reg(_sat16(_rshift_round(p2, sh_row) + bet), f"n_y{j}", signed(16))
-                results["layernorm"] = delay(y, PIPE_DEPTH - 4, f"n_y{j}")
+                nx = reg(ln_n * x, f"n_nx{j}")                                   # 2
+                dd = reg(nx - ln_sx, f"n_d{j}", signed(row_bits + 11))           # 3
+                p1 = reg(dd * y_row, f"n_p1_{j}", signed(row_bits + 11 + 18))    # 4
+                gam = delay(s0_gamma.word_select(j, 16).as_signed(), 4, f"n_gam{j}")
+                bet = delay(s0_beta.word_select(j, 16).as_signed(), 8, f"n_bet{j}")
+                pl = reg(p1[:18] * gam, f"n_pl{j}")                              # 5
+                ph = reg(p1[18:].as_signed() * gam, f"n_ph{j}")
+                p2 = reg((ph << 18) + pl, f"n_p2_{j}", signed(row_bits + 11 + 18 + 16))  # 6
+                v = reg(_rnd(p2, sh_row), f"n_v{j}")                             # 7
+                q = reg(v >> sh_row, f"n_q{j}", signed(len(p2)))                 # 8
+                w = reg(q + bet, f"n_w{j}")                                      # 9
+                y = reg(_sat16(w), f"n_y{j}", signed(16))                        # 10
+                results["layernorm"] = (y, 10)
 
-            y_sel = Const(0, signed(16))
-            for name, value in results.items():
-                y_sel = Mux(is_op[name], value, y_sel)
-            ys.append(y_sel)
-            doms.append(dom)
+            ys.append(self._merge_results(m, reg, results, op_at, j))
+            doms.append(delay(dom, PIPE_DEPTH - 2, f"dom{j}"))
+            depth_of.update({name: stage for name, (_, stage) in results.items()})
+
+        # the deepest operation sets PIPE_DEPTH (golden.act's constant must follow the RTL)
+        assert max(depth_of.values()) <= PIPE_DEPTH, depth_of
+        assert not (has["softmax"] or has["recip"]) or max(depth_of.values()) == PIPE_DEPTH
 
         # control bits along the pipeline
         v_end = delay(s0_valid, PIPE_DEPTH, "valid")
@@ -516,12 +740,20 @@ class ActEngine(wiring.Component):
         mask_end = delay(s0_mask, PIPE_DEPTH, "mask")
         in_pipe = Signal(range(PIPE_DEPTH + 2))
         m.d.sync += in_pipe.eq(in_pipe + issue - v_end)
-        m.d.comb += pipe_busy.eq(in_pipe != 0)
+        m.d.comb += pipe_empty.eq(in_pipe == 0)
 
-        # softmax sum of the exponentials
+        # softmax sum of the exponentials, taken at SUM_STAGE (not at the end of the pipeline):
+        # the beat's sum is registered, then added; sum_done marks the last beat's addition
         if has["softmax"]:
-            with m.If(v_end & ~out_end):
-                m.d.sync += s_sum.eq(s_sum + sum(Mux(mask_end[j], es[j], 0) for j in range(L)))
+            sum_v = delay(s0_valid & ~s0_out, SUM_STAGE, "sumv")
+            sum_last = delay(s0_last, SUM_STAGE, "suml")
+            sum_mask = delay(s0_mask, SUM_STAGE, "summ")
+            part = reg(_sum_tree(Mux(sum_mask[j], es[j], 0) for j in range(L)), "sum_part")
+            part_v = reg(sum_v, "sum_part_v")
+            part_last = reg(sum_v & sum_last, "sum_part_last")
+            with m.If(part_v):
+                m.d.sync += s_sum.eq(s_sum + part)
+            m.d.comb += sum_done.eq(part_last)
 
         # ---- output FIFO -----------------------------------------------------------------------
         out_layout = self._layouts["o"]
@@ -534,7 +766,8 @@ class ActEngine(wiring.Component):
         m.d.comb += [err_beat.error.eq(1), err_beat.last.eq(1)]
         write_out = Signal()
         m.d.comb += write_out.eq(v_end & out_end)
-        m.d.comb += grant_reject.eq(reject & credit & ~write_out)
+        # a rejected command's error beat follows every earlier command's outputs
+        m.d.comb += grant_reject.eq(reject & credit & ~write_out & pipe_empty & all_free)
         with m.If(grant_reject):
             m.d.sync += reject.eq(0)
         m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(width=out_layout.size,
@@ -554,3 +787,18 @@ class ActEngine(wiring.Component):
         with m.Elif(done & ~grant):
             m.d.sync += inflight.eq(inflight - 1)
         return m
+
+    @staticmethod
+    def _merge_results(m, reg, results, op_at, lane):
+        """One lane's output at stage PIPE_DEPTH: each op's result joins a single chain of
+        registers at its own stage (selected by the beat's op), instead of one delay line per op
+        to the last stage."""
+        chain = Const(0, signed(16))
+        first = min((stage for _, stage in results.values()), default=PIPE_DEPTH)
+        for stage in range(first, PIPE_DEPTH + 1):
+            if stage > first:
+                chain = reg(chain, f"y_chain{lane}_{stage}", signed(16))
+            for name, (y, at) in results.items():
+                if at == stage:
+                    chain = Mux(op_at(stage, name), y, chain)
+        return chain

@@ -154,3 +154,17 @@ def test_elementwise_within_half_lsb_plus_kernel_error(x, fin, fout):
         want = 1 / real
         if abs(want) < 32767 * lsb:
             assert abs(y - want) <= lsb / 2 + 2e-5 * abs(want)
+
+
+def test_newton_values_fit_the_rtl_widths():
+    """hw/act_engine.py registers the Newton cores' values in these widths (each product then
+    fits one 18x18 multiplier): every M, every step."""
+    recip = [act.recip_steps(M) for M in range(1 << 15, 1 << 16)]
+    assert max(max(v["y"]) for v in recip) < 1 << 16
+    assert min(min(v["y"]) for v in recip) >= 0
+    assert max(max(v["u"]) for v in recip) < 1 << 17
+    assert min(min(v["u"]) for v in recip) >= 0
+    isqrt = [act.isqrt_steps(M) for M in range(1 << 14, 1 << 16)]
+    assert max(max(v["y"]) for v in isqrt) < 1 << 16 and min(min(v["y"]) for v in isqrt) >= 0
+    assert max(max(v["S"]) for v in isqrt) < 1 << 16
+    assert max(max(v["T"]) for v in isqrt) < 1 << 18 and min(min(v["T"]) for v in isqrt) >= 0

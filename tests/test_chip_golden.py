@@ -538,11 +538,14 @@ def test_cycle_model_of_one_gemm_is_the_spu_rule_plus_the_local_write():
 #: Cycles of one-subsystem programs ``[Act, Halt]`` measured on the chip RTL (Icarus, the
 #: ``tests/test_chip.py`` ACT point: lanes 4, bank_rows 128, act_max_row 64; the ACT_CYCLES lines
 #: of ``test_chip_act_cycles_match_the_model``), start to HALT, for both destination banks.
-#: Re-measured after the sequencer's instruction pipeline (issue #14): every point 4 cycles
-#: above the figures before it (2 x -1 issue cycle, +6 pipeline fill per run).
-ACT_RTL_CYCLES = {("gelu", 16): 38, ("gelu", 64): 86, ("exp", 64): 86, ("log2", 16): 38,
-                  ("recip", 64): 86, ("softmax", 16): 247, ("softmax", 64): 679,
-                  ("layernorm", 16): 203, ("layernorm", 64): 587, ("add", 16): 29,
+#: Re-measured after issue #14's act engine pipeline (13 stages instead of 5, the scalar step
+#: 11/16 cycles instead of 3, double row buffers handing a row to the read-back side one cycle
+#: after its load) and the sequencer's instruction pipeline (2 x -1 issue cycle, +6 pipeline
+#: fill per run); before both: element-wise 34/82, softmax 243/675, layernorm 199/583,
+#: add 25/73.
+ACT_RTL_CYCLES = {("gelu", 16): 46, ("gelu", 64): 94, ("exp", 64): 94, ("log2", 16): 46,
+                  ("recip", 64): 94, ("softmax", 16): 331, ("softmax", 64): 763,
+                  ("layernorm", 16): 291, ("layernorm", 64): 675, ("add", 16): 29,
                   ("add", 64): 77}
 
 

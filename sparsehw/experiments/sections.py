@@ -238,7 +238,12 @@ FPGA_BEFORE = {
     "nm_fanout": {"fmax": None, "how": "not placed (issue 16)", "area": None, "path": None},
     "nm_fixed24": {"fmax": 44.4, "how": "1 seed (issue 16)", "area": (6829, 2201, 64),
                    "path": None},
-    "act_engine": {"fmax": None, "how": "not placed", "area": None, "path": None},
+    "act_engine": {"fmax": 5.48, "how": "1 seed, router2; the record before issue 14's "
+                                       "pipeline",
+                   "area": (11087, 3323, 97),
+                   "path": "op -> the row scalar's single-cycle Newton reciprocal / inverse "
+                           "square root (14 multipliers in series) -> y_row, 143 levels, "
+                           "182.3 ns"},
     "subsystem": {"fmax": 25.45, "how": "1 seed (docs/chip.md)", "area": None,
                   "path": "imem DP16KD DOB -> decode/range checks -> post_addr CE, 53 levels, "
                           "39.3 ns"},

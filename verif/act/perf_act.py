@@ -2,8 +2,10 @@
 accept them (no stalls), outputs checked against the golden model and against float64.
 
 Record: ``op``, ``n``, ``rows``, ``cycles`` (first input handshake to last output handshake),
-``ideal_cycles`` (element-wise: ``rows * ceil(n / lanes)``; softmax: three passes, layernorm: two
-passes over the ``ceil(n / lanes)`` beats of each row), ``elements_per_cycle``,
+``ideal_cycles`` (element-wise: ``rows * ceil(n / lanes)``; row-wise: the first row's load pass,
+then every row's read-back passes (softmax two, layernorm one) of ``ceil(n / lanes)`` beats
+through the one pipeline, since a row loads into the second row buffer while the previous one
+is read back), ``elements_per_cycle``,
 ``utilization = ideal_cycles / cycles``, ``latency`` (cycles from the first input beat to the
 first output beat), ``max_abs_error``/``rms_error`` (RTL outputs in real units, ``y * 2**-fout``,
 against float64 on the real inputs; formats and input ranges in :data:`verif.act.PERF_FORMATS`),
@@ -62,8 +64,8 @@ async def act_perf(dut):
     errors = np.concatenate(errors)
     first = ends["i"].first_cycle
     cycles = ends["o"].last_cycle - min(ends["cmd"].first_cycle, first) + 1
-    passes = {"softmax": 3, "layernorm": 2}.get(op, 1)
-    ideal = rows * passes * beats
+    read_back = {"softmax": 2, "layernorm": 1}.get(op)
+    ideal = rows * beats if read_back is None else beats + rows * read_back * beats
     common.record(op=op, n=n, rows=rows, lanes=L, fin=fin, fout=fout, cycles=cycles,
                   ideal_cycles=ideal, utilization=round(ideal / cycles, 4),
                   elements_per_cycle=round(rows * n / cycles, 4),

@@ -88,7 +88,8 @@ async def act_every_code_and_low_variance_rows(dut):
     """Element-wise ops on every int8 code (shuffled, so each code meets random lanes) at two
     formats whose outputs reach both saturation bounds and the full 16-bit range; row ops on
     rows of small spread (row lengths 2..31, spreads 1..63: the variance's and the exp
-    sum's bit lengths across their range, not only the large ones of random rows).
+    sum's bit lengths across their range, not only the large ones of random rows); then every
+    ordered pair of ops back to back.
     """
     params = _params()
     gen = np.random.default_rng(common.rng(5).getrandbits(32))
@@ -113,6 +114,13 @@ async def act_every_code_and_low_variance_rows(dut):
                 base = int(gen.integers(-128, 128 - spread))
                 xs = base + gen.integers(0, spread + 1, n)
                 jobs.append(make_job(gen, params, op, n, kind="random", xs=xs))
+    # Every ordered pair of ops back to back: the engine overlaps a command with the previous
+    # one's drain (and a row's load with the previous row's read-back), so each hand-over
+    # (row -> row of the other op, row -> element-wise, element-wise -> row) is exercised.
+    for first in params["op_list"]:
+        for second in params["op_list"]:
+            for op in (first, second):
+                jobs.append(make_job(gen, params, op, _length(gen, params, op)))
     await _start(dut)
     got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.2), rng=common.rng(6))
     compare(got, jobs)
