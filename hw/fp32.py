@@ -192,9 +192,11 @@ def round_pack(m, sign, mag, exp, prefix="rp", pipe=None, *, zero_sign=None, spe
     """
     pipe = pipe if pipe is not None else Pipeline(m)
     width = len(mag)
-    any_one, pos_v = _leading_one(mag[lead_min:])
+    # The bits below lead_min enter the search as constant zeros: Yosys folds them away, and
+    # the position needs no offset added after the search.
+    any_one, pos_v = _leading_one(Cat(Const(0, lead_min), mag[lead_min:]) if lead_min else mag)
     pos = Signal(range(max(width, 2)), name=_name(prefix + "_pos"))     # leading one of mag
-    m.d.comb += pos.eq(pos_v + lead_min)
+    m.d.comb += pos.eq(pos_v)
     # One right shift does both cases of the rounding (lsb <= 0: a left shift; lsb > 0: a
     # right shift keeping the bits below the LSB): y = mag * 2**(width - lsb), kept =
     # y >> width, then the guard bit and the sticky bits below it.
