@@ -134,7 +134,8 @@ def _leading_one(x):
 def _shift_amount(m, prefix, pos, exp, width, subnormals, exp_min):
     """``(amt, base, amt_max)`` of :func:`round_pack`: the right shift of
     ``mag * 2**(width + 24)`` that leaves the kept bits above bit ``width``, the result's biased
-    exponent - 1, and the largest shift that can occur.
+    exponent - 1 (None with ``subnormals=False``: then it is t, which :func:`round_pack`
+    computes after the ``lzc`` cut, beside the shifter), and the largest shift that can occur.
 
     The kept LSB position is lsb = max(pos - 23, -149 - exp): 24 significant bits, but no lower
     than weight 2**-149. Normal result iff t = pos + exp + 126 >= 0; then lsb = pos - 23, the
@@ -142,12 +143,12 @@ def _shift_amount(m, prefix, pos, exp, width, subnormals, exp_min):
     t = 0 both rules agree). Everything that needs only exp is computed beside the leading-one
     search. With ``subnormals=False`` the caller guarantees t >= 0 for every nonzero ``mag``.
     """
-    e126 = Signal(EXP_SHAPE, name=_name(prefix + "_e126"))
+    if not subnormals:
+        return pos + 1, None, width
+    e126 = Signal(EXP_SHAPE, name=_name(prefix + "_e126"))      # beside the leading-one search
     m.d.comb += e126.eq(exp + 126)
     t = Signal(signed(14), name=_name(prefix + "_t"))
     m.d.comb += t.eq(pos + e126)
-    if not subnormals:
-        return pos + 1, t, width
     # lsb >= -23 always, so the subnormal shift lsb + 24 = -125 - exp >= 1; lsb above
     # width + 1 leaves kept = guard = 0 (the result rounds to zero whatever the sticky bits
     # are), so it is clamped there, unless exp_min shows that it cannot happen.
@@ -158,8 +159,12 @@ def _shift_amount(m, prefix, pos, exp, width, subnormals, exp_min):
     sub_amt = Signal(range(sub_max + 1), name=_name(prefix + "_subamt"))
     m.d.comb += sub_amt.eq(Mux(sub_lsb > width + 1, width + 25, sub_lsb + 24) if clamp
                            else sub_lsb + 24)
+    # The kept LSB is the larger of the two: normal (t > 0) iff pos + 1 > sub_amt, a short
+    # comparison of pos with a value computed beside the leading-one search (t, a sum after
+    # the search, goes only to the exponent).
+    # (sub_amt holds the subnormal shift only when it is positive; below, t > 0 anyway.)
     normal = Signal(name=_name(prefix + "_normal"))
-    m.d.comb += normal.eq(t > 0)
+    m.d.comb += normal.eq((sub_lsb < -23) | (pos >= sub_amt))
     return Mux(normal, pos + 1, sub_amt), Mux(normal, t, 0), max(width, sub_max)
 
 
@@ -187,26 +192,42 @@ def round_pack(m, sign, mag, exp, prefix="rp", pipe=None, *, zero_sign=None, spe
     """
     pipe = pipe if pipe is not None else Pipeline(m)
     width = len(mag)
-    any_one, pos_v = _leading_one(mag[lead_min:])
+    # The bits below lead_min enter the search as constant zeros: Yosys folds them away, and
+    # the position needs no offset added after the search.
+    any_one, pos_v = _leading_one(Cat(Const(0, lead_min), mag[lead_min:]) if lead_min else mag)
     pos = Signal(range(max(width, 2)), name=_name(prefix + "_pos"))     # leading one of mag
-    m.d.comb += pos.eq(pos_v + lead_min)
+    m.d.comb += pos.eq(pos_v)
     # One right shift does both cases of the rounding (lsb <= 0: a left shift; lsb > 0: a
     # right shift keeping the bits below the LSB): y = mag * 2**(width - lsb), kept =
     # y >> width, then the guard bit and the sticky bits below it.
     amt_v, base_v, amt_max = _shift_amount(m, prefix, pos, exp, width, subnormals, exp_min)
     amt = Signal(range(amt_max + 1), name=_name(prefix + "_amt"))
     m.d.comb += amt.eq(amt_v)
-    base = Signal(signed(14), name=_name(prefix + "_base"))            # biased exponent - 1
-    m.d.comb += base.eq(base_v)
+    if base_v is None:
+        # Always normal: the exponent sum t = pos + exp + 126 waits for the next stage, where
+        # it is beside the shifter (not after the leading-one search).
+        e126 = Signal(EXP_SHAPE, name=_name(prefix + "_e126"))
+        m.d.comb += e126.eq(exp + 126)
+        exponent = {"pos": pos, "e126": e126}
+    else:
+        base = Signal(signed(14), name=_name(prefix + "_base"))        # biased exponent - 1
+        m.d.comb += base.eq(base_v)
+        exponent = {"base": base}
     # The exact-zero test is the leading-one tree's root (no second OR of mag).
-    v = pipe.cut("lzc", sign=sign, mag=mag, amt=amt, base=base, zero=~any_one,
+    v = pipe.cut("lzc", sign=sign, mag=mag, amt=amt, **exponent, zero=~any_one,
                  zsign=sign if zero_sign is None else zero_sign,
                  special=Const(SPECIAL_NONE, SPECIAL_SHAPE) if special is None else special)
+    if base_v is None:
+        base = Signal(signed(14), name=_name(prefix + "_t"))           # biased exponent - 1
+        m.d.comb += base.eq(v["pos"] + v["e126"])
+    else:
+        base = v["base"]
     wide = Signal(2 * width + 24, name=_name(prefix + "_wide"))
     m.d.comb += wide.eq(v["mag"] << (width + 24))
-    # Only the kept bits and the guard bit of the shifted word are used: y[0] is the guard.
-    y = Signal(26, name=_name(prefix + "_y"))
-    m.d.comb += y.eq((wide >> v["amt"])[width - 1:width + 25])
+    # Only the kept bits (24: the leading one is at bit 23 at most) and the guard bit of the
+    # shifted word are used: y[0] is the guard.
+    y = Signal(25, name=_name(prefix + "_y"))
+    m.d.comb += y.eq((wide >> v["amt"])[width - 1:width + 24])
     # The sticky bit straight from mag, beside the shifter: the bits below the guard are mag's
     # bits i < lsb - 1 = amt - 25 (a thermometer mask of amt). Bits the shifter drops at the
     # clamp only matter when kept = guard = 0, where the result is zero anyway.
@@ -215,14 +236,23 @@ def round_pack(m, sign, mag, exp, prefix="rp", pipe=None, *, zero_sign=None, spe
     sticky = Signal(name=_name(prefix + "_sticky"))
     m.d.comb += sticky.eq((v["mag"] & below_guard) != 0)
     v = pipe.cut("shift", sign=v["sign"], zero=v["zero"], zsign=v["zsign"],
-                 special=v["special"], base=v["base"], kept=y[1:], guard=y[0], sticky=sticky)
-    rounded = Signal(26, name=_name(prefix + "_rnd"))
-    m.d.comb += rounded.eq(v["kept"] + (v["guard"] & (v["sticky"] | v["kept"][0])))
-    # rounded < 2**25: its bits from 23 up carry into the biased exponent field.
-    high = Signal(signed(16), name=_name(prefix + "_high"))
-    m.d.comb += high.eq(v["base"] + rounded[23:])
+                 special=v["special"], base=base, kept=y[1:], guard=y[0], sticky=sticky)
+    # The increment and the exponent in parallel: kept < 2**24 (its leading one is at bit 23
+    # at most), so the rounded value's bits from 23 up are kept[23] + c23, c23 the carry of
+    # the increment out of the 23 fraction bits (all ones and rounding up); the exponent field
+    # is base + kept[23] (+ 1 when c23) and the overflow test is done on both beforehand.
+    inc = Signal(name=_name(prefix + "_inc"))
+    m.d.comb += inc.eq(v["guard"] & (v["sticky"] | v["kept"][0]))
+    frac = Signal(23, name=_name(prefix + "_frac"))
+    m.d.comb += frac.eq(v["kept"][:23] + inc)
+    c23 = Signal(name=_name(prefix + "_c23"))
+    m.d.comb += c23.eq(inc & v["kept"][:23].all())
+    high0 = Signal(signed(15), name=_name(prefix + "_high"))
+    m.d.comb += high0.eq(v["base"] + v["kept"][23])
+    high = Mux(c23, high0 + 1, high0)
+    ovf = Mux(c23, high0 >= 254, high0 >= 255)
     v = pipe.cut("round", sign=v["sign"], zero=v["zero"], zsign=v["zsign"],
-                 special=v["special"], frac=rounded[:23], high=high)
+                 special=v["special"], frac=frac, exp=high[:8], ovf=ovf)
     out = Signal(32, name=_name(prefix + "_out"))
     with m.If(v["special"] == SPECIAL_NAN):
         m.d.comb += out.eq(QNAN)
@@ -230,10 +260,10 @@ def round_pack(m, sign, mag, exp, prefix="rp", pipe=None, *, zero_sign=None, spe
         m.d.comb += out.eq(Cat(Const(INF, 31), v["special"][0]))
     with m.Elif(v["zero"]):
         m.d.comb += out.eq(Cat(Const(0, 31), v["zsign"]))
-    with m.Elif(v["high"] >= 255):
+    with m.Elif(v["ovf"]):
         m.d.comb += out.eq(Cat(Const(INF, 31), v["sign"]))
     with m.Else():
-        m.d.comb += out.eq(Cat(v["frac"], v["high"][:8], v["sign"]))
+        m.d.comb += out.eq(Cat(v["frac"], v["exp"], v["sign"]))
     return out
 
 
@@ -305,8 +335,11 @@ def fp_add(m, a, b, prefix="add", pipe=None, *, subnormals=True):
     v = pipe.cut("swap", x=x_ext, y=y_ext, dist=dist_c, sub=fa["sign"] ^ fb["sign"],
                  sign=sign_x, bexp=bexp_x, special=special, zsign=fa["sign"] & fb["sign"])
     y_ext, dist_c = v["y"], v["dist"]
+    # The bits shifted out, OR-ed into the LSB (sticky): a thermometer mask of the distance,
+    # one comparison with a constant per bit (no carry chain for 2**dist - 1).
+    below = Cat(*[dist_c > i for i in range(27)])
     y_sh = Signal(27, name=_name(prefix + "_ys"))
-    m.d.comb += y_sh.eq((y_ext >> dist_c) | ((y_ext & ((Const(1, 33) << dist_c) - 1)) != 0))
+    m.d.comb += y_sh.eq((y_ext >> dist_c) | ((y_ext & below) != 0))
     v = pipe.cut("align", x=v["x"], y=y_sh, sub=v["sub"], sign=v["sign"], bexp=v["bexp"],
                  special=v["special"], zsign=v["zsign"])
     total = Signal(28, name=_name(prefix + "_sum"))

@@ -290,7 +290,7 @@ class BfpConvert(wiring.Component):
 def dot_latency(add_stages):
     """:attr:`HbfpDot.latency` for ``add_stages`` (it depends on nothing else)."""
     levels = add_stages.bit_length()                     # ceil(log2(add_stages + 1))
-    return 5 + len(ROUND_CUTS) + add_stages + levels * add_stages + max(levels - 1, 0)
+    return 6 + len(ROUND_CUTS) + add_stages + levels * add_stages + max(levels - 1, 0)
 
 
 class HbfpDot(wiring.Component):
@@ -335,7 +335,7 @@ class HbfpDot(wiring.Component):
         (``value`` is the quiet NaN ``0x7FC00000``). ``error``: malformed run-time data in the dot
         product (a mantissa outside ``+-(2**m - 1)`` for its mode, ``mode == 3``, or an exponent
         outside -26..128); ``value`` is then NaN too. Latency :attr:`latency` cycles from the
-        ``last`` beat (26 at ``add_stages=4``, 8 at 0); one block pair per cycle for any number
+        ``last`` beat (27 at ``add_stages=4``, 9 at 0); one block pair per cycle for any number
         of blocks per dot product; back-pressure stalls the whole pipeline.
 
     Raises
@@ -378,8 +378,8 @@ class HbfpDot(wiring.Component):
 
     @property
     def latency(self):
-        """Cycles from the ``last`` beat to its result: products, block sum, rounding (plus
-        its pipeline registers), the accumulation adder, a register before the combining tree
+        """Cycles from the ``last`` beat to its result: products, block sum, its magnitude,
+        rounding (plus its pipeline registers), the accumulation adder, a register before the combining tree
         (which reads the finished partial sums from their registers), the tree (each of its
         ``ceil(log2(partials))`` levels an adder of ``add_stages`` registers, a register between
         levels), the output register."""
@@ -440,17 +440,20 @@ class HbfpDot(wiring.Component):
             m.d.sync += [v2.eq(v1), last2.eq(last1), inv2.eq(inv1), err2.eq(err1), e2.eq(e1),
                          s2.eq(tree_sum(prods))]
 
-        # Stage 3: round the block result to float32 (pipelined rounding), register it.
+        # Stage 3: the block sum's magnitude, registered (its negation is a carry chain, which
+        # the leading-one search must not follow in the same cycle); then the block result
+        # rounded to float32 (pipelined rounding), registered.
         mag = Signal(self.sum_bits)
         m.d.comb += mag.eq(Mux(s2 < 0, -s2, s2))
-        rpipe = Pipeline(m, adv, ROUND_CUTS, "blk",
+        rpipe = Pipeline(m, adv, ("abs",) + ROUND_CUTS, "blk",
                          riders={"v": v2, "last": last2, "inv": inv2, "err": err2})
+        v = rpipe.cut("abs", sign=s2 < 0, mag=mag, exp=e2)
         # No subnormal path (here and in every adder below): a block result is mag * 2**e2 with
         # e2 = ea + eb - 2m >= -26 - 26 - 32 = -84 on well-formed data, so it is 0 or at least
         # 2**-84; it is a multiple of 2**-84 however it rounds, and so is every sum of such
         # values (partial or tree sum): no operand or result of the accumulation is subnormal.
         # (Malformed exponents raise `error`, whose result is NaN whatever the datapath gives.)
-        r = round_pack(m, s2 < 0, mag, e2, "blk", rpipe, subnormals=False)
+        r = round_pack(m, v["sign"], v["mag"], v["exp"], "blk", rpipe, subnormals=False)
         v3, last3, inv3, err3 = Signal(), Signal(), Signal(), Signal()
         r3 = Signal(32)
         with m.If(adv):
@@ -478,8 +481,11 @@ class HbfpDot(wiring.Component):
         terms = [Mux(slot[j], accs[j], 0) for j in range(n_part)]
         m.d.comb += current.eq(functools.reduce(operator.or_, terms))
         m.d.comb += operand.eq(Mux(filled == n_part, current, NEG_ZERO))
-        used = Signal(range(n_part + 1))
-        m.d.comb += used.eq(Mux(filled == n_part, n_part, filled + 1))
+        # The partials this block leaves in use (partial j: j < min(filled + 1, P)), as a mask,
+        # so that the tree's operand select needs no comparison.
+        used = Signal(n_part)
+        m.d.comb += used.eq(Cat(Const(1, 1), *[(filled == n_part) | (filled >= j)
+                                               for j in range(1, n_part)]))
         apipe = Pipeline(m, adv, cuts, "acc",
                          riders={"wr": v3, "slot": slot, "end": v3 & last3, "used": used,
                                  "inv": inv_next, "err": err_next})
@@ -504,7 +510,7 @@ class HbfpDot(wiring.Component):
         fp.cut("fin")
         used_fin = fp.riders.pop("used")
         flags = fp.riders
-        parts = [Mux(j < used_fin, accs[j], NEG_ZERO) for j in range(n_part)]
+        parts = [Mux(used_fin[j], accs[j], NEG_ZERO) for j in range(n_part)]
 
         # Stage 5: the partials combined by a pairwise tree ((p0+p1)+(p2+p3))..., an odd last
         # one carried up unchanged; each level is the same pipelined adder plus a register.

@@ -5,7 +5,7 @@ import numpy as np
 from sparsehw.golden.fp32 import from_bits
 
 
-__all__ = ["fp32_mac_vectors", "subnormal_tie_products", "wide_values", "corner_blocks",
+__all__ = ["fp32_mac_vectors", "subnormal_tie_products", "normal_tie_products", "wide_values", "corner_blocks",
            "lane_tie_blocks", "binade_tie_blocks", "eps_boundary_blocks", "lane_special_blocks",
            "malformed_every_lane", "dot_ops", "accumulation_ops", "tree_adders",
            "tree_cancel_ops", "dense_dot_ops"]
@@ -36,7 +36,10 @@ def fp32_mac_vectors(rng, count):
     a = _rand_bits(rng, k, 110, 144)
     b = _rand_bits(rng, k, 110, 144)
     p = from_bits(a).astype(np.float64) * from_bits(b).astype(np.float64)
-    c = (-p * (1 + rng.integers(-4, 5, k) * 2.0 ** -23)).astype(np.float32).view(np.uint32)
+    # c = -p (1 + d 2**-23), |d| log-uniform in 1..2**22 (and 0): the sum keeps about
+    # log2|d| bits, so the adder's leading one lands at every position of its 28-bit sum.
+    d = rng.choice([-1, 1], k) * np.floor(np.exp2(rng.uniform(0, 22, k))) * (rng.random(k) > 0.1)
+    c = (-p * (1 + d * 2.0 ** -23)).astype(np.float32).view(np.uint32)
     parts.append([a, b, c])
     # 3. products in the subnormal range, c subnormal or tiny
     parts.append([_rand_bits(rng, k, 20, 80), _rand_bits(rng, k, 20, 80), _rand_bits(rng, k, 0, 3)])
@@ -60,7 +63,10 @@ def fp32_mac_vectors(rng, count):
     # 8. subnormal products exactly on a tie (and one unit above / below it), where only the
     # sticky bit decides: a = M * 2**(ea-150) normal, b = 2**t, product = M * 2**-s * 2**-149
     # with the low s bits of M = 100..0 (tie), 100..01 (above) or 011..1 (below).
-    parts.append(subnormal_tie_products(rng, k))
+    # Normal results exactly on a tie from a subnormal operand (guard bit at every position
+    # of the 48-bit product from 0 to 21).
+    parts.append(subnormal_tie_products(rng, k - k // 2))
+    parts.append(normal_tie_products(rng, k // 2))
     # 9. specials crossed with random values
     rest = count - 8 * k
     sp = np.array(_SPECIALS, dtype=np.uint32)
@@ -86,7 +92,10 @@ def subnormal_tie_products(rng, n):
     frac = rng.integers(0, 1 << 23, n, dtype=np.int64)
     kind = rng.integers(0, 3, n)                          # 0 tie, 1 above, 2 below
     half = np.left_shift(np.int64(1), s - 1)
-    low = np.where(kind == 0, half, np.where(kind == 1, half + 1, half - 1))
+    # "above": one sticky bit at a random place below the guard (not only the lowest), so
+    # that every bit of the product's sticky mask decides a rounding on its own.
+    sticky = np.left_shift(np.int64(1), (rng.random(n) * (s - 1)).astype(np.int64))
+    low = np.where(kind == 0, half, np.where(kind == 1, half + sticky, half - 1))
     mant = ((frac | (1 << 23)) & ~((half << 1) - 1)) | low
     a = ((rng.integers(0, 2, n) << 31) | (ea << 23) | (mant & 0x7FFFFF)).astype(np.uint32)
     b = np.where(t >= -126, (t + 127) << 23, np.left_shift(np.int64(1), np.maximum(t + 149, 0)))
@@ -96,6 +105,21 @@ def subnormal_tie_products(rng, n):
                   [np.zeros(n, np.int64), np.full(n, 0x80000000, np.int64),
                    rng.integers(1, 1 << 23, n) | (rng.integers(0, 2, n) << 31)],
                   _rand_bits(rng, n, 1, 3).astype(np.int64)).astype(np.uint32)
+    return [a, b, c]
+
+
+def normal_tie_products(rng, n):
+    """``n`` (a, b, c) triples whose product ``a*b`` is normal and lies exactly on a rounding
+    tie, with ``b`` subnormal: ``b``'s significand is ``3 * 2**k`` (k = 0..21) and ``a``'s an odd
+    ``M`` (normal) with ``3M`` of 25 bits, so the exact product ``3M * 2**k`` keeps 24 bits and its guard
+    bit is bit ``k``, nothing below it; ``a``'s exponent makes the result normal. ``c``: +-0."""
+    k = rng.integers(0, 22, n)
+    mant = rng.integers(1 << 23, (1 << 25) // 3 + 1, n) | 1      # normal M, 3M < 2**25
+    # t = pos + exp + 126 > 0 with pos = k + 24, exp = (ea - 150) + (1 - 150): ea >= 150 - k.
+    ea = np.array([int(rng.integers(150 - x, 255)) for x in k], dtype=np.int64)
+    a = ((rng.integers(0, 2, n) << 31) | (ea << 23) | (mant & 0x7FFFFF)).astype(np.uint32)
+    b = ((rng.integers(0, 2, n) << 31) | np.left_shift(np.int64(3), k)).astype(np.uint32)
+    c = (rng.integers(0, 2, n) << 31).astype(np.uint32)
     return [a, b, c]
 
 
