@@ -17,10 +17,12 @@ bins of every port.
 import cocotb
 import numpy as np
 
+from sparsehw.golden.spu import spu_cycles
 from sparsehw.hw.spu import SPU_PARAMS
 from sparsehw.verif import common
 from sparsehw.verif.coverage import Coverage
-from sparsehw.verif.spu import PORTS, expected_beats, make_job, reject_job, run_jobs
+from sparsehw.verif.spu import (EXACT_MAX_SHIFT, PORTS, expected_beats, make_job, reject_job,
+                                run_jobs)
 from sparsehw.verif.stream import compare, start
 
 
@@ -56,7 +58,10 @@ def _coverage(params):
             "malformed": cov.point("malformed", ["range", "order"]),
             "reject": cov.point("reject", REJECT_KINDS),
             "relu": cov.point("relu", [False, True]),
-            "data": cov.point("data", ["random", "corner"]),
+            "data": cov.point("data", ["random", "corner", "small"]),
+            # a row with exact post-ops whose y has a lane strictly inside -128..127 (not 0),
+            # by shift: the accumulator's bits from ``shift`` up reach y
+            "exact_shift": cov.point("exact_shift", list(range(EXACT_MAX_SHIFT + 1))),
         }
     return _SAMPLERS["cov"], _SAMPLERS["points"]
 
@@ -84,14 +89,18 @@ def _cover(dut, params, jobs, ends):
             continue
         sample["nm"]((job.info["n"], job.info["m"]))
         sample["relu"](bool(job.info["relu"]))
-        sample["data"]("corner" if job.info["corner"] else "random")
+        sample["data"]("corner" if job.info["corner"] else
+                       "small" if job.info["small"] else "random")
+        for shift, beat in zip(job.info["shifts"], job.expected):
+            if job.info["post_mode"] == "exact" and any(-128 < y < 127 and y for y in beat["y"]):
+                sample["exact_shift"](shift)
         for kind in job.info["corrupt_kinds"]:
             sample["malformed"](kind)
     cov.ports(**ends)
     cov.report(dut._log)
 
 
-def _random_job(gen, params, m, *, corner=False, corrupt=0, n=None):
+def _random_job(gen, params, m, *, corner=False, corrupt=0, n=None, o=None, **options):
     if n is None:
         n = 1 << int(gen.integers(0, m.bit_length()))      # n in {1, 2, ..., m}
     if corrupt and m == 1 << max(1, params["max_m"].bit_length() - 1):
@@ -99,10 +108,10 @@ def _random_job(gen, params, m, *, corner=False, corrupt=0, n=None):
     unit = max(m, params["act_rows"])
     k = unit * int(gen.integers(1, max(1, min(params["max_k"] // unit, 64 // unit + 2)) + 1))
     k = min(k, params["max_k"])
-    o = int(gen.integers(max(1, corrupt + 1), 5))
+    o = int(gen.integers(max(1, corrupt + 1), 5)) if o is None else o
     rows = sorted(gen.choice(o, size=corrupt, replace=False).tolist()) if corrupt else ()
     return make_job(gen, params, n=n, m=m, k=k, o=o, relu=bool(gen.integers(0, 2)),
-                    corner=corner, corrupt_rows=rows)
+                    corner=corner, corrupt_rows=rows, **options)
 
 
 def _compare(got, jobs):
@@ -202,3 +211,39 @@ async def spu_back_to_back_mixed_with_rejects(dut):
     got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.0), rng=common.rng(7))
     _compare(got, jobs)
     _cover(dut, params, jobs, ends)
+
+
+@cocotb.test()
+async def spu_exact_post_ops(dut):
+    """Small data and post-ops chosen from the accumulators so that most results are inside
+    -128..127 at every shift 0..12: a one-bit error anywhere in the accumulator, the partial
+    sums, ``acc + bias``, its product with ``mult`` or the rounding sum changes ``y`` (the random
+    post-ops of the other tests saturate nearly everything). Every n:m, twice, stalls."""
+    params = _params()
+    gen = np.random.default_rng(common.rng(8).getrandbits(32))
+    jobs = [_random_job(gen, params, m, o=EXACT_MAX_SHIFT + 1, small=True, post_mode="exact")
+            for m in list(_ratios(params["max_m"])) * 2]      # each job: every shift once
+    await start(dut, sources=PORTS, sinks=("o",))
+    got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.2), rng=common.rng(9))
+    _compare(got, jobs)
+    _cover(dut, params, jobs, ends)
+
+
+@cocotb.test()
+async def spu_x_load_overlap_cycles(dut):
+    """A 2:4 GEMM at full rate with K = max_k: row 0's weight beats go while X still arrives,
+    each as soon as the rows of its groups are in, so the run takes exactly the cycles of
+    golden.spu.spu_cycles (a beat held until the whole X is in costs cycles)."""
+    params = _params()
+    gen = np.random.default_rng(common.rng(10).getrandbits(32))
+    m = min(4, params["max_m"])
+    load = {"n": max(1, m // 2), "m": m, "k": params["max_k"], "o": 2, "b": params["lanes"]}
+    jobs = [make_job(gen, params, n=load["n"], m=m, k=load["k"], o=load["o"], relu=False)]
+    await start(dut, sources=PORTS, sinks=("o",))
+    got, ends = await run_jobs(dut, params, jobs)
+    _compare(got, jobs)
+    _cover(dut, params, jobs, ends)
+    first = min(ends[p].first_cycle for p in PORTS)
+    cycles = ends["o"].last_cycle - first + 1
+    model, parts = spu_cycles(params, load)
+    assert cycles == model, f"{cycles} cycles, the model {model} ({parts}, workload {load})"
