@@ -231,13 +231,16 @@ async def spu_exact_post_ops(dut):
 
 @cocotb.test()
 async def spu_x_load_overlap_cycles(dut):
-    """A 2:4 GEMM at full rate with K = max_k: row 0's weight beats go while X still arrives,
-    each as soon as the rows of its groups are in, so the run takes exactly the cycles of
-    golden.spu.spu_cycles (a beat held until the whole X is in costs cycles)."""
+    """An n:4 GEMM at full rate with K = max_k, loading X slower than computing row 0: row 0's
+    weight beats go while X still arrives, each as soon as the rows of its groups are in, so the
+    run takes exactly the cycles of golden.spu.spu_cycles (a beat held until the whole X is in
+    costs cycles). ``n <= macs`` keeps each group inside one beat: with ``n > macs`` the last
+    group's several beats all wait for the last X rows, cycles the model does not count."""
     params = _params()
     gen = np.random.default_rng(common.rng(10).getrandbits(32))
     m = min(4, params["max_m"])
-    load = {"n": max(1, m // 2), "m": m, "k": params["max_k"], "o": 2, "b": params["lanes"]}
+    n = max(1, min(m // 2, 1 << (params["macs"].bit_length() - 1)))
+    load = {"n": n, "m": m, "k": params["max_k"], "o": 2, "b": params["lanes"]}
     jobs = [make_job(gen, params, n=load["n"], m=m, k=load["k"], o=load["o"], relu=False)]
     await start(dut, sources=PORTS, sinks=("o",))
     got, ends = await run_jobs(dut, params, jobs)
