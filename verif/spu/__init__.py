@@ -172,25 +172,38 @@ def expected_beats(jobs):
     return [beat for job in jobs for beat in job.expected]
 
 
-async def run_jobs(dut, params, jobs, *, stall=0.0, rng=None, timeout_cycles=None):
+async def run_jobs(dut, params, jobs, *, stall=0.0, rng=None, timeout_cycles=None,
+                   block_output=0):
     """Drive ``jobs`` back to back; return ``(outputs, endpoints)``.
 
     Each port gets its own source with independent random valid gaps (``stall``); the output
-    sink applies random back-pressure with the same probability. All endpoints start in the same
-    cycle, so their cycle stamps compare directly.
+    sink applies random back-pressure with the same probability, after holding ``ready`` low for
+    the first ``block_output`` cycles. All endpoints start in the same cycle, so their cycle
+    stamps compare directly.
     """
+    import random
+
+    import cocotb
+    from cocotb.triggers import ClockCycles
+
     from sparsehw.verif.stream import StreamSink, StreamSource, unpack
     lay = layouts_of(params)
     sources = {}
     for i, port in enumerate(PORTS):
         sources[port] = StreamSource(dut, port, rng=rng and _child(rng, i), stall=stall)
-    sink = StreamSink(dut, "o", rng=rng and _child(rng, 9), stall=stall)
+    sink = StreamSink(dut, "o", rng=_child(rng, 9) if rng else random.Random(9), stall=stall)
+    if block_output:
+        sink.stall = 1.0        # every cycle stalled (the constructor takes probabilities < 1)
+        async def unblock():
+            await ClockCycles(dut.clk, block_output)
+            sink.stall = stall
+        cocotb.start_soon(unblock())
     for port in PORTS:
         sources[port].send_nowait(b for job in jobs for b in job.beats[port])
     want = sum(len(job.expected) for job in jobs)
     if timeout_cycles is None:
         work = sum(len(job.beats["w"]) + len(job.beats["act"]) + 20 for job in jobs)
-        timeout_cycles = int(work / (1 - stall) ** 2 * 3) + 200
+        timeout_cycles = int(work / (1 - stall) ** 2 * 3) + 200 + block_output
     await sink.wait_for(want, timeout_cycles)
     outputs = [unpack(lay["o"], bits) for bits in sink.items]
     for source in sources.values():

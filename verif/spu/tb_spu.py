@@ -18,7 +18,7 @@ import cocotb
 import numpy as np
 
 from sparsehw.golden.spu import spu_cycles
-from sparsehw.hw.spu import SPU_PARAMS
+from sparsehw.hw.spu import OUT_DEPTH, SPU_PARAMS
 from sparsehw.verif import common
 from sparsehw.verif.coverage import Coverage
 from sparsehw.verif.spu import (EXACT_MAX_SHIFT, PORTS, expected_beats, make_job, reject_job,
@@ -62,6 +62,9 @@ def _coverage(params):
             # a row with exact post-ops whose y has a lane strictly inside -128..127 (not 0),
             # by shift: the accumulator's bits from ``shift`` up reach y
             "exact_shift": cov.point("exact_shift", list(range(EXACT_MAX_SHIFT + 1))),
+            # the weight stream held >= FULL_HOLD cycles with X loaded: the output FIFO is full
+            # of owed rows (the datapath must not start another row's last beat)
+            "out_full": cov.point("out_full", [True], labels=["w_held_by_full_output"]),
         }
     return _SAMPLERS["cov"], _SAMPLERS["points"]
 
@@ -250,3 +253,33 @@ async def spu_x_load_overlap_cycles(dut):
     cycles = ends["o"].last_cycle - first + 1
     model, parts = spu_cycles(params, load)
     assert cycles == model, f"{cycles} cycles, the model {model} ({parts}, workload {load})"
+
+
+#: Cycles the output is blocked in ``spu_output_fifo_full`` (OUT_DEPTH rows fill long before).
+BLOCK_CYCLES = 200
+#: Rows of that test's GEMM: row + 1 passes 0b100000, 0b100100000 and 2**11.
+LONG_O = 2100
+#: A weight beat held this long with X loaded means the output FIFO is full.
+FULL_HOLD = 64
+
+
+@cocotb.test()
+async def spu_output_fifo_full(dut):
+    """LONG_O short rows (one group each) with the output blocked for BLOCK_CYCLES cycles, then
+    random back-pressure: the SPU fills its output FIFO with OUT_DEPTH owed rows and must take
+    no further row's last beat until one leaves (a row started without room would be lost or
+    overwrite another); the row counter then runs past 2048 (bits 5, 8 and 11 of ``row + 1`` in
+    every combination)."""
+    params = _params()
+    gen = np.random.default_rng(common.rng(11).getrandbits(32))
+    m = min(4, params["max_m"])
+    k = max(m, params["act_rows"])          # the shortest row: one group of X rows
+    jobs = [make_job(gen, params, n=1, m=m, k=k, o=LONG_O, relu=False, small=True,
+                     post_mode="exact")]
+    await start(dut, sources=PORTS, sinks=("o",))
+    got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.3), rng=common.rng(12),
+                               block_output=BLOCK_CYCLES)
+    _compare(got, jobs)
+    if ends["w"].longest_hold >= FULL_HOLD:
+        _coverage(params)[1]["out_full"](True)
+    _cover(dut, params, jobs, ends)
