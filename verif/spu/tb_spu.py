@@ -257,8 +257,10 @@ async def spu_x_load_overlap_cycles(dut):
 
 #: Cycles the output is blocked in ``spu_output_fifo_full`` (OUT_DEPTH rows fill long before).
 BLOCK_CYCLES = 200
-#: Rows of that test's GEMM: row + 1 passes 0b100000, 0b100100000 and 2**11.
-LONG_O = 2100
+#: Rows of that test's GEMM: row + 1 passes 0b100000, 0b100100000 and 2**11, and the last row
+#: index 2304 = 0b100100000000 has bits 11 and 8 set, bit 5 clear (a row counter that permutes
+#: the rows of a 64-row block still ends the GEMM at the wrong row).
+LONG_O = 2305
 #: A weight beat held this long with X loaded means the output FIFO is full.
 FULL_HOLD = 64
 
@@ -268,7 +270,7 @@ async def spu_output_fifo_full(dut):
     """LONG_O short rows (one group each) with the output blocked for BLOCK_CYCLES cycles, then
     random back-pressure: the SPU fills its output FIFO with OUT_DEPTH owed rows and must take
     no further row's last beat until one leaves (a row started without room would be lost or
-    overwrite another); the row counter then runs past 2048 (bits 5, 8 and 11 of ``row + 1`` in
+    overwrite another); the row counter then runs past 2304 (bits 5, 8 and 11 of ``row + 1`` in
     every combination)."""
     params = _params()
     gen = np.random.default_rng(common.rng(11).getrandbits(32))
