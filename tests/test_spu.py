@@ -177,7 +177,7 @@ def test_cocotb_regression(params, stall, tmp_path):
                         params=params, seed=11,
                         workload={} if stall is None else {"stall": stall})
     assert result.passed, (result.errors, result.log)
-    assert result.tests == 4
+    assert result.tests == 7
     bits = params["max_m"].bit_length()
     assert result.record["regression_jobs"] == bits * (bits + 1) // 2     # every n:m pattern
     # Functional coverage: every run-time mode reached (n:m, malformed kinds, rejected

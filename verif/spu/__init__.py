@@ -13,7 +13,7 @@ from sparsehw.golden import spu as golden_spu
 from sparsehw.hw.spu import spu_layouts
 
 
-__all__ = ["Job", "make_job", "reject_job", "layouts_of", "expected_beats", "run_jobs",
+__all__ = ["Job", "make_job", "exact_post_ops", "EXACT_MAX_SHIFT", "reject_job", "layouts_of", "expected_beats", "run_jobs",
            "PORTS"]
 
 
@@ -40,11 +40,15 @@ def _pack_all(layout, items):
 
 
 def make_job(rng, params, *, n, m, k, o, relu, corner=False, corrupt_rows=(), post_mode="mix",
-             w=None):
+             w=None, small=False):
     """A random GEMM on an SPU with generation ``params``.
 
-    ``rng`` is a numpy Generator. ``corner`` fills weights/activations mostly with -128/127.
-    ``corrupt_rows`` get a malformed index (out of range or not ascending, chosen at random).
+    ``rng`` is a numpy Generator. ``corner`` fills weights/activations mostly with -128/127,
+    ``small`` draws them from -8..7 (so a row's lanes stay close together). ``corrupt_rows`` get
+    a malformed index (out of range or not ascending, chosen at random). ``post_mode``: ``"mix"``
+    (random post-ops, most results saturate), ``"wide"`` (the same without the small-multiplier
+    rows) or ``"exact"`` (:func:`exact_post_ops`: most results inside -128..127, every bit of the
+    accumulator visible in ``y``).
     """
     L, P, R = params["lanes"], params["macs"], params["act_rows"]
     lay = layouts_of(params)
@@ -53,12 +57,14 @@ def make_job(rng, params, *, n, m, k, o, relu, corner=False, corrupt_rows=(), po
         w = rng.choice(np.array([-128, 127, -128, 0, 1, -1], dtype=np.int8), size=(o, k))
         x = rng.choice(np.array([-128, 127, -128, 127, 0], dtype=np.int8), size=(k, L))
     else:
-        w = rng.integers(-128, 128, size=(o, k), dtype=np.int64).astype(np.int8)
-        x = rng.integers(-128, 128, size=(k, L), dtype=np.int64).astype(np.int8)
+        lo, hi = (-8, 8) if small else (-128, 128)
+        w = rng.integers(lo, hi, size=(o, k), dtype=np.int64).astype(np.int8)
+        x = rng.integers(lo, hi, size=(k, L), dtype=np.int64).astype(np.int8)
     if given_w is not None:         # the same weights for several column tiles of X
         w = np.asarray(given_w, dtype=np.int8)
     values, indices = nm.compress(w, n, m)
     indices = indices.astype(np.int64)
+    clean = nm.decompress(values, indices, n, m)
     nz = k // m * n
     idx_bits = max(1, params["max_m"].bit_length() - 1)
     corrupt_kinds = []
@@ -87,9 +93,11 @@ def make_job(rng, params, *, n, m, k, o, relu, corner=False, corrupt_rows=(), po
     mult = rng.integers(0, 65536, size=o, dtype=np.int64)
     shift = rng.integers(12, 32, size=o, dtype=np.int64)
     if post_mode == "mix":
-        small = rng.random(o) < 0.2
-        mult = np.where(small, rng.integers(0, 4, size=o), mult)
-        shift = np.where(small, rng.integers(0, 12, size=o), shift)
+        tiny = rng.random(o) < 0.2
+        mult = np.where(tiny, rng.integers(0, 4, size=o), mult)
+        shift = np.where(tiny, rng.integers(0, 12, size=o), shift)
+    elif post_mode == "exact":     # from the accumulators of the rows as compressed (unflagged)
+        bias, mult, shift = exact_post_ops(rng, nm.gemm_int8(clean, x))
     y, err = golden_spu.spu_gemm(values, indices, n, m, x, bias, mult, shift, relu)
 
     cfg = {"n_log2": n.bit_length() - 1, "m_log2": m.bit_length() - 1, "k": k, "o": o,
@@ -115,7 +123,38 @@ def make_job(rng, params, *, n, m, k, o, relu, corner=False, corrupt_rows=(), po
              "w": _pack_all(lay["w"], w_beats), "post": _pack_all(lay["post"], post)}
     return Job(beats=beats, expected=expected, macs=o * nz * L,
                info={"n": n, "m": m, "k": k, "o": o, "relu": relu, "corner": corner,
+                     "small": small, "post_mode": post_mode, "shifts": [int(v) for v in shift],
                      "corrupt_rows": list(corrupt_rows), "corrupt_kinds": corrupt_kinds})
+
+
+#: Largest shift of :func:`exact_post_ops`: a one in bit 12 of ``(acc + bias) * mult`` still
+#: moves ``y``.
+EXACT_MAX_SHIFT = 12
+
+
+def exact_post_ops(rng, acc):
+    """Post-op parameters ``(bias, mult, shift)`` per row of the accumulators ``acc`` (O x B) that
+    keep most results unsaturated and every bit of ``(acc + bias) * mult`` above ``shift``
+    visible: ``shift`` runs through 0..:data:`EXACT_MAX_SHIFT` row by row, ``mult / 2**shift`` in about
+    ``[scale / 4, scale]`` with ``scale = min(4, 120 / spread)`` (at least ``2**-shift``), ``bias``
+    centring the row's lanes on a small random offset (of either sign).
+
+    Stimulus only: the expected outputs still come from :func:`golden.spu.spu_gemm`.
+    """
+    o = acc.shape[0]
+    bias = np.zeros(o, dtype=np.int64)
+    mult = np.zeros(o, dtype=np.int64)
+    # Every shift in turn (from a random one), so a few rows cover them all.
+    shift = (int(rng.integers(0, EXACT_MAX_SHIFT + 1)) + np.arange(o)) % (EXACT_MAX_SHIFT + 1)
+    for r in range(o):
+        centre = int(np.median(acc[r]))
+        spread = int(np.abs(acc[r] - centre).max()) + 1
+        # scale at most 4: a row of close lanes (one lane) still gets many output values
+        top = max(1, min(65535, (min(120, 4 * spread) << int(shift[r])) // spread))
+        mult[r] = int(rng.integers(max(1, top // 4), top + 1))
+        offset = int(rng.integers(-40, 41)) << int(shift[r])
+        bias[r] = -centre + offset // int(mult[r])
+    return bias, mult, shift
 
 
 def reject_job(params, *, n_log2, m_log2, k, o, relu=0):
@@ -133,25 +172,38 @@ def expected_beats(jobs):
     return [beat for job in jobs for beat in job.expected]
 
 
-async def run_jobs(dut, params, jobs, *, stall=0.0, rng=None, timeout_cycles=None):
+async def run_jobs(dut, params, jobs, *, stall=0.0, rng=None, timeout_cycles=None,
+                   block_output=0):
     """Drive ``jobs`` back to back; return ``(outputs, endpoints)``.
 
     Each port gets its own source with independent random valid gaps (``stall``); the output
-    sink applies random back-pressure with the same probability. All endpoints start in the same
-    cycle, so their cycle stamps compare directly.
+    sink applies random back-pressure with the same probability, after holding ``ready`` low for
+    the first ``block_output`` cycles. All endpoints start in the same cycle, so their cycle
+    stamps compare directly.
     """
+    import random
+
+    import cocotb
+    from cocotb.triggers import ClockCycles
+
     from sparsehw.verif.stream import StreamSink, StreamSource, unpack
     lay = layouts_of(params)
     sources = {}
     for i, port in enumerate(PORTS):
         sources[port] = StreamSource(dut, port, rng=rng and _child(rng, i), stall=stall)
-    sink = StreamSink(dut, "o", rng=rng and _child(rng, 9), stall=stall)
+    sink = StreamSink(dut, "o", rng=_child(rng, 9) if rng else random.Random(9), stall=stall)
+    if block_output:
+        sink.stall = 1.0        # every cycle stalled (the constructor takes probabilities < 1)
+        async def unblock():
+            await ClockCycles(dut.clk, block_output)
+            sink.stall = stall
+        cocotb.start_soon(unblock())
     for port in PORTS:
         sources[port].send_nowait(b for job in jobs for b in job.beats[port])
     want = sum(len(job.expected) for job in jobs)
     if timeout_cycles is None:
         work = sum(len(job.beats["w"]) + len(job.beats["act"]) + 20 for job in jobs)
-        timeout_cycles = int(work / (1 - stall) ** 2 * 3) + 200
+        timeout_cycles = int(work / (1 - stall) ** 2 * 3) + 200 + block_output
     await sink.wait_for(want, timeout_cycles)
     outputs = [unpack(lay["o"], bits) for bits in sink.items]
     for source in sources.values():

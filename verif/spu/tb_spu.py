@@ -17,10 +17,12 @@ bins of every port.
 import cocotb
 import numpy as np
 
-from sparsehw.hw.spu import SPU_PARAMS
+from sparsehw.golden.spu import spu_cycles
+from sparsehw.hw.spu import OUT_DEPTH, SPU_PARAMS
 from sparsehw.verif import common
 from sparsehw.verif.coverage import Coverage
-from sparsehw.verif.spu import PORTS, expected_beats, make_job, reject_job, run_jobs
+from sparsehw.verif.spu import (EXACT_MAX_SHIFT, PORTS, expected_beats, make_job, reject_job,
+                                run_jobs)
 from sparsehw.verif.stream import compare, start
 
 
@@ -56,7 +58,13 @@ def _coverage(params):
             "malformed": cov.point("malformed", ["range", "order"]),
             "reject": cov.point("reject", REJECT_KINDS),
             "relu": cov.point("relu", [False, True]),
-            "data": cov.point("data", ["random", "corner"]),
+            "data": cov.point("data", ["random", "corner", "small"]),
+            # a row with exact post-ops whose y has a lane strictly inside -128..127 (not 0),
+            # by shift: the accumulator's bits from ``shift`` up reach y
+            "exact_shift": cov.point("exact_shift", list(range(EXACT_MAX_SHIFT + 1))),
+            # the weight stream held >= FULL_HOLD cycles with X loaded: the output FIFO is full
+            # of owed rows (the datapath must not start another row's last beat)
+            "out_full": cov.point("out_full", [True], labels=["w_held_by_full_output"]),
         }
     return _SAMPLERS["cov"], _SAMPLERS["points"]
 
@@ -84,14 +92,18 @@ def _cover(dut, params, jobs, ends):
             continue
         sample["nm"]((job.info["n"], job.info["m"]))
         sample["relu"](bool(job.info["relu"]))
-        sample["data"]("corner" if job.info["corner"] else "random")
+        sample["data"]("corner" if job.info["corner"] else
+                       "small" if job.info["small"] else "random")
+        for shift, beat in zip(job.info["shifts"], job.expected):
+            if job.info["post_mode"] == "exact" and any(-128 < y < 127 and y for y in beat["y"]):
+                sample["exact_shift"](shift)
         for kind in job.info["corrupt_kinds"]:
             sample["malformed"](kind)
     cov.ports(**ends)
     cov.report(dut._log)
 
 
-def _random_job(gen, params, m, *, corner=False, corrupt=0, n=None):
+def _random_job(gen, params, m, *, corner=False, corrupt=0, n=None, o=None, **options):
     if n is None:
         n = 1 << int(gen.integers(0, m.bit_length()))      # n in {1, 2, ..., m}
     if corrupt and m == 1 << max(1, params["max_m"].bit_length() - 1):
@@ -99,10 +111,10 @@ def _random_job(gen, params, m, *, corner=False, corrupt=0, n=None):
     unit = max(m, params["act_rows"])
     k = unit * int(gen.integers(1, max(1, min(params["max_k"] // unit, 64 // unit + 2)) + 1))
     k = min(k, params["max_k"])
-    o = int(gen.integers(max(1, corrupt + 1), 5))
+    o = int(gen.integers(max(1, corrupt + 1), 5)) if o is None else o
     rows = sorted(gen.choice(o, size=corrupt, replace=False).tolist()) if corrupt else ()
     return make_job(gen, params, n=n, m=m, k=k, o=o, relu=bool(gen.integers(0, 2)),
-                    corner=corner, corrupt_rows=rows)
+                    corner=corner, corrupt_rows=rows, **options)
 
 
 def _compare(got, jobs):
@@ -201,4 +213,75 @@ async def spu_back_to_back_mixed_with_rejects(dut):
     await start(dut, sources=PORTS, sinks=("o",))
     got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.0), rng=common.rng(7))
     _compare(got, jobs)
+    _cover(dut, params, jobs, ends)
+
+
+@cocotb.test()
+async def spu_exact_post_ops(dut):
+    """Small data and post-ops chosen from the accumulators so that most results are inside
+    -128..127 at every shift 0..12: a one-bit error anywhere in the accumulator, the partial
+    sums, ``acc + bias``, its product with ``mult`` or the rounding sum changes ``y`` (the random
+    post-ops of the other tests saturate nearly everything). Every n:m, twice, stalls."""
+    params = _params()
+    gen = np.random.default_rng(common.rng(8).getrandbits(32))
+    jobs = [_random_job(gen, params, m, o=EXACT_MAX_SHIFT + 1, small=True, post_mode="exact")
+            for m in list(_ratios(params["max_m"])) * 2]      # each job: every shift once
+    await start(dut, sources=PORTS, sinks=("o",))
+    got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.2), rng=common.rng(9))
+    _compare(got, jobs)
+    _cover(dut, params, jobs, ends)
+
+
+@cocotb.test()
+async def spu_x_load_overlap_cycles(dut):
+    """An n:4 GEMM at full rate with K = max_k, loading X slower than computing row 0: row 0's
+    weight beats go while X still arrives, each as soon as the rows of its groups are in, so the
+    run takes exactly the cycles of golden.spu.spu_cycles (a beat held until the whole X is in
+    costs cycles). ``n <= macs`` keeps each group inside one beat: with ``n > macs`` the last
+    group's several beats all wait for the last X rows, cycles the model does not count."""
+    params = _params()
+    gen = np.random.default_rng(common.rng(10).getrandbits(32))
+    m = min(4, params["max_m"])
+    n = max(1, min(m // 2, 1 << (params["macs"].bit_length() - 1)))
+    load = {"n": n, "m": m, "k": params["max_k"], "o": 2, "b": params["lanes"]}
+    jobs = [make_job(gen, params, n=load["n"], m=m, k=load["k"], o=load["o"], relu=False)]
+    await start(dut, sources=PORTS, sinks=("o",))
+    got, ends = await run_jobs(dut, params, jobs)
+    _compare(got, jobs)
+    _cover(dut, params, jobs, ends)
+    first = min(ends[p].first_cycle for p in PORTS)
+    cycles = ends["o"].last_cycle - first + 1
+    model, parts = spu_cycles(params, load)
+    assert cycles == model, f"{cycles} cycles, the model {model} ({parts}, workload {load})"
+
+
+#: Cycles the output is blocked in ``spu_output_fifo_full`` (OUT_DEPTH rows fill long before).
+BLOCK_CYCLES = 200
+#: Rows of that test's GEMM: row + 1 passes 0b100000, 0b100100000 and 2**11, and the last row
+#: index 2304 = 0b100100000000 has bits 11 and 8 set, bit 5 clear (a row counter that permutes
+#: the rows of a 64-row block still ends the GEMM at the wrong row).
+LONG_O = 2305
+#: A weight beat held this long with X loaded means the output FIFO is full.
+FULL_HOLD = 64
+
+
+@cocotb.test()
+async def spu_output_fifo_full(dut):
+    """LONG_O short rows (one group each) with the output blocked for BLOCK_CYCLES cycles, then
+    random back-pressure: the SPU fills its output FIFO with OUT_DEPTH owed rows and must take
+    no further row's last beat until one leaves (a row started without room would be lost or
+    overwrite another); the row counter then runs past 2304 (bits 5, 8 and 11 of ``row + 1`` in
+    every combination)."""
+    params = _params()
+    gen = np.random.default_rng(common.rng(11).getrandbits(32))
+    m = min(4, params["max_m"])
+    k = max(m, params["act_rows"])          # the shortest row: one group of X rows
+    jobs = [make_job(gen, params, n=1, m=m, k=k, o=LONG_O, relu=False, small=True,
+                     post_mode="exact")]
+    await start(dut, sources=PORTS, sinks=("o",))
+    got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.3), rng=common.rng(12),
+                               block_output=BLOCK_CYCLES)
+    _compare(got, jobs)
+    if ends["w"].longest_hold >= FULL_HOLD:
+        _coverage(params)[1]["out_full"](True)
     _cover(dut, params, jobs, ends)
