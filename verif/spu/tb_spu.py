@@ -124,6 +124,16 @@ def _compare(got, jobs):
                                       f"got {g}, expected {e}"))
 
 
+async def _run_and_check(dut, params, jobs, **run):
+    """Start the stream drivers, run ``jobs`` (``run``: :func:`run_jobs`' stall/rng/... options),
+    compare every output with the golden model and sample coverage; returns ``(got, ends)``."""
+    await start(dut, sources=PORTS, sinks=("o",))
+    got, ends = await run_jobs(dut, params, jobs, **run)
+    _compare(got, jobs)
+    _cover(dut, params, jobs, ends)
+    return got, ends
+
+
 @cocotb.test()
 async def spu_every_ratio_random_stalls(dut):
     """Every n:m pattern (random and corner data alternating), ReLU on/off, stalls on every
@@ -134,11 +144,8 @@ async def spu_every_ratio_random_stalls(dut):
     for m in _ratios(params["max_m"]):
         for i, n in enumerate(_ratios(m)):
             jobs.append(_random_job(gen, params, m, n=n, corner=bool((i + m) % 2)))
-    await start(dut, sources=PORTS, sinks=("o",))
-    got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.3), rng=common.rng(2))
-    _compare(got, jobs)
+    got, ends = await _run_and_check(dut, params, jobs, stall=_stall(0.3), rng=common.rng(2))
     common.record(regression_jobs=len(jobs))
-    _cover(dut, params, jobs, ends)
 
 
 @cocotb.test()
@@ -168,11 +175,8 @@ async def spu_malformed_then_correct(dut):
                                   k=max_m // 2, o=1))      # k % m != 0, k <= max_k
     flagged = sum(e["error"] for job in jobs for e in job.expected)
     assert flagged >= 3, "the test must contain flagged rows"
-    await start(dut, sources=PORTS, sinks=("o",))
-    got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.25), rng=common.rng(4))
-    _compare(got, jobs)
+    got, ends = await _run_and_check(dut, params, jobs, stall=_stall(0.25), rng=common.rng(4))
     assert sum(beat["error"] for beat in got) == flagged
-    _cover(dut, params, jobs, ends)
 
 
 @cocotb.test()
@@ -184,10 +188,7 @@ async def spu_back_to_back_no_stall(dut):
     m = min(4, params["max_m"])
     jobs = [make_job(gen, params, n=1, m=m, k=k, o=4, relu=False),
             make_job(gen, params, n=m, m=m, k=k, o=2, relu=True)]
-    await start(dut, sources=PORTS, sinks=("o",))
-    got, ends = await run_jobs(dut, params, jobs)
-    _compare(got, jobs)
-    _cover(dut, params, jobs, ends)
+    got, ends = await _run_and_check(dut, params, jobs)
     first = min(ends[p].first_cycle for p in PORTS)
     cycles = ends["o"].last_cycle - first + 1
     ideal = sum(job.macs for job in jobs) / (params["lanes"] * params["macs"])
@@ -210,10 +211,7 @@ async def spu_back_to_back_mixed_with_rejects(dut):
             jobs.append(reject_job(params, n_log2=0, m_log2=0, k=max_k, o=0))     # o == 0
         elif i % 4 == 2:
             jobs.append(reject_job(params, n_log2=0, m_log2=0, k=max_k + 1, o=1))    # k > max_k
-    await start(dut, sources=PORTS, sinks=("o",))
-    got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.0), rng=common.rng(7))
-    _compare(got, jobs)
-    _cover(dut, params, jobs, ends)
+    got, ends = await _run_and_check(dut, params, jobs, stall=_stall(0.0), rng=common.rng(7))
 
 
 @cocotb.test()
@@ -226,10 +224,7 @@ async def spu_exact_post_ops(dut):
     gen = np.random.default_rng(common.rng(8).getrandbits(32))
     jobs = [_random_job(gen, params, m, o=EXACT_MAX_SHIFT + 1, small=True, post_mode="exact")
             for m in list(_ratios(params["max_m"])) * 2]      # each job: every shift once
-    await start(dut, sources=PORTS, sinks=("o",))
-    got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.2), rng=common.rng(9))
-    _compare(got, jobs)
-    _cover(dut, params, jobs, ends)
+    got, ends = await _run_and_check(dut, params, jobs, stall=_stall(0.2), rng=common.rng(9))
 
 
 @cocotb.test()
@@ -245,10 +240,7 @@ async def spu_x_load_overlap_cycles(dut):
     n = max(1, min(m // 2, 1 << (params["macs"].bit_length() - 1)))
     load = {"n": n, "m": m, "k": params["max_k"], "o": 2, "b": params["lanes"]}
     jobs = [make_job(gen, params, n=load["n"], m=m, k=load["k"], o=load["o"], relu=False)]
-    await start(dut, sources=PORTS, sinks=("o",))
-    got, ends = await run_jobs(dut, params, jobs)
-    _compare(got, jobs)
-    _cover(dut, params, jobs, ends)
+    got, ends = await _run_and_check(dut, params, jobs)
     first = min(ends[p].first_cycle for p in PORTS)
     cycles = ends["o"].last_cycle - first + 1
     model, parts = spu_cycles(params, load)
@@ -282,6 +274,6 @@ async def spu_output_fifo_full(dut):
     got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.3), rng=common.rng(12),
                                block_output=BLOCK_CYCLES)
     _compare(got, jobs)
-    if ends["w"].longest_hold >= FULL_HOLD:
+    if ends["w"].longest_hold >= FULL_HOLD:      # sampled before _cover reports
         _coverage(params)[1]["out_full"](True)
     _cover(dut, params, jobs, ends)
