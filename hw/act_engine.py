@@ -258,6 +258,14 @@ class ActEngine(wiring.Component):
                 value = reg(value, f"{name}_d{t}")
             return value
 
+        def hand_over(sel, flags):
+            """Flip a double buffer's select and raise ``flags`` of the buffer it named (the
+            load side hands a row to the row side; the row side hands the buffer back)."""
+            m.d.sync += sel.eq(~sel)
+            for b in range(2):
+                with m.If(sel == b):
+                    m.d.sync += flags[b].eq(1)
+
         # ---- command fields travel with each beat (tags) ---------------------------------------
         # A beat carries its command's op, fin and fout down the pipeline, so the next command's
         # beats enter while the previous command's drain (no drain between commands).
@@ -423,10 +431,7 @@ class ActEngine(wiring.Component):
                             # the row side may start the row now: its statistics are final
                             # two cycles later, before the first use (stage 1 of the sum
                             # pass, or the scalar step's second cycle)
-                            m.d.sync += wsel.eq(~wsel)
-                            for b in range(2):
-                                with m.If(wsel == b):
-                                    m.d.sync += ready[b].eq(1)
+                            hand_over(wsel, ready)
                             m.next = "IDLE"
         f_stream = front.ongoing("STREAM")
         # A command waits for the buffer it might load (rows take turns in the two).
@@ -510,10 +515,7 @@ class ActEngine(wiring.Component):
                                      s0_gamma.eq(self.p.payload.gamma.as_value()),
                                      s0_beta.eq(self.p.payload.beta.as_value())]
                         with m.If(b_last):
-                            m.d.sync += rsel.eq(~rsel)
-                            for b in range(2):
-                                with m.If(rsel == b):
-                                    m.d.sync += free[b].eq(1)
+                            hand_over(rsel, free)
                             m.next = "WAIT"
             r_sum, r_out = row.ongoing("SUM"), row.ongoing("OUT")
             row_side = r_sum | r_out     # the row side owns the issue slot (else the front)
