@@ -61,27 +61,39 @@ def test_flit_format():
     assert f["chunks"] == -(-16 // f["bytes"]) and f["chunk_bits"] == 2
 
 
-def _run(params, sim="icarus", testcase=None, workload=None, seed=1):
+def _run(params, sim="icarus", testcase=None, workload=None, seed=1, covers=()):
+    """Run ``testcase``; ``covers``: the coverpoints (verif/chip/cover.py) its stimulus is for,
+    which must have no hole; every hole is printed."""
+    from sparsehw.verif.coverage import holes
     result = run_cocotb(Chip(**params), "chip", "sparsehw.verif.chip.tb_chip",
                         build_dir=new_build_dir("chip"), sim=sim, seed=seed, params=params,
                         testcase=testcase, workload=workload)
     assert result.passed, f"{result.errors}; see {result.log}"
+    found = holes(result.record, "chip")
+    print("chip coverage holes:", found)
+    missed = {point: found[point] for point in covers if point in found}
+    assert not missed, f"coverage holes: {missed}"
     return result
+
+
+#: Coverpoints of the random chains: every group size M (up to 32 here), dense, 1:M and
+#: in-between N, a malformed weight index flagged.
+CHAIN_POINTS = ("m", "density", "row_error")
 
 
 def test_chip_one_subsystem_chains():
     _run({**SMALL, "subsystems": 1}, testcase="chip_random_chains",
-         workload={"chains": 3, "max_layers": 3})
+         workload={"chains": 3, "max_layers": 3}, covers=CHAIN_POINTS)
 
 
 def test_chip_two_subsystems_chunked_flits_chains():
     # 32-bit flits: a 4-byte row takes two flits
     _run({**SMALL, "subsystems": 2, "flit_width": 32}, testcase="chip_random_chains",
-         workload={"chains": 3, "max_layers": 3})
+         workload={"chains": 3, "max_layers": 3}, covers=CHAIN_POINTS)
 
 
 def test_chip_errors_then_reset():
-    _run({**SMALL, "subsystems": 2}, testcase="chip_every_error_then_reset")
+    _run({**SMALL, "subsystems": 2}, testcase="chip_every_error_then_reset", covers=("error",))
 
 
 def test_chip_imem_written_while_running():
@@ -136,14 +148,15 @@ def test_act_engine_parameters():
 def test_chip_act_programs():
     """Random ACT programs mixed with GEMM/SEND/WAIT on two subsystems (Icarus)."""
     _run({**ACT, "subsystems": 2}, testcase="chip_act_programs",
-         workload={"programs": 2, "acts": 3})
+         workload={"programs": 2, "acts": 3},
+         covers=("instr", "act_op", "act_dest", "gemm_dest", "send_dest"))
 
 
 @pytest.mark.slow
 def test_chip_act_errors_then_reset():
     """Every error code, the ACT ones included, each followed by a reset and a correct run
     (Icarus, about 40 s; also in the Verilator regression below)."""
-    _run({**ACT, "subsystems": 2}, testcase="chip_every_error_then_reset")
+    _run({**ACT, "subsystems": 2}, testcase="chip_every_error_then_reset", covers=("error",))
 
 
 @pytest.mark.slow

@@ -76,8 +76,11 @@ class Host:
         await self.src.wait_idle(timeout)
 
 
-def random_layer(gen, k, o, max_m):
-    m = 1 << int(gen.integers(0, max_m.bit_length()))
+def random_layer(gen, k, o, max_m, m=None):
+    """A random GEMM layer ``k -> o``: group size ``m`` (default: random up to ``max_m``,
+    halved until it divides ``k``), N random up to M, random weights and post-ops."""
+    if m is None:
+        m = 1 << int(gen.integers(0, max_m.bit_length()))
     while k % m:
         m //= 2
     n = 1 << int(gen.integers(0, m.bit_length()))
@@ -90,14 +93,20 @@ def random_layer(gen, k, o, max_m):
                      relu=bool(gen.integers(0, 2)))
 
 
-def random_chain(gen, params, *, layers, subsystems, batch):
-    """A random chain of ``layers`` GEMMs fitting ``params`` (shapes multiples of act_rows)."""
+def random_chain(gen, params, *, layers, subsystems, batch, ms=None):
+    """A random chain of ``layers`` GEMMs fitting ``params`` (shapes multiples of act_rows).
+    ``ms``: the group size M of each layer (its input size is then a multiple of it, where
+    the memories allow); default random."""
     unit = max(params["act_rows"], 1)
     tiles = -(-batch // params["lanes"])
     top = min(params["max_k"], params["bank_rows"] // tiles)
-    sizes = [unit * int(gen.integers(max(1, -(-subsystems // unit)), top // unit + 1))
-             for _ in range(layers + 1)]
-    return [random_layer(gen, sizes[l], sizes[l + 1], params["max_m"]) for l in range(layers)]
+    ms = [None] * layers if ms is None else list(ms)
+    sizes = []
+    for l in range(layers + 1):
+        step = max(unit, ms[l]) if l < layers and ms[l] and ms[l] <= top else unit
+        sizes.append(step * int(gen.integers(max(1, -(-subsystems // step)), top // step + 1)))
+    return [random_layer(gen, sizes[l], sizes[l + 1], params["max_m"], ms[l])
+            for l in range(layers)]
 
 
 def images(compiled, x):

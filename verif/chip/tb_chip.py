@@ -29,6 +29,7 @@ from sparsehw.hw.chip import CHIP_RTL_PARAMS, REGS_MEM
 from sparsehw.verif import common
 from sparsehw.verif.chip import (Host, compare_state, images, load_images, load_model,
                                  output_of, random_chain, read_state, run_to_done)
+from sparsehw.verif.chip.cover import ChipCoverage, expected_errors
 from sparsehw.verif.stream import start
 
 
@@ -58,16 +59,18 @@ async def _run_and_check(dut, host, model, p, imgs, what, *, timeout=200000, ban
     load_model(model, imgs)
     figures = await run_to_done(dut, host, timeout)
     model.run()
+    ChipCoverage.get(p).sample(model)
     state = await read_state(host, p, banks=banks)
     problems = compare_state(state, model, p, banks=banks)
     assert not problems, f"{what}: " + "; ".join(problems[:6])
     return state, figures
 
 
-async def _check_chain(dut, host, model, p, gen, *, layers, used, mapping, batch, corrupt=False):
+async def _check_chain(dut, host, model, p, gen, *, layers, used, mapping, batch, corrupt=False,
+                       ms=None):
     cp = _model_params(p)
     for _ in range(50):            # redraw until the images fit the memories
-        chain = random_chain(gen, cp, layers=layers, subsystems=used, batch=batch)
+        chain = random_chain(gen, cp, layers=layers, subsystems=used, batch=batch, ms=ms)
         x = gen.integers(-128, 128, size=(chain[0].k, batch), dtype=np.int64).astype(np.int8)
         try:
             compiled = compile_chain(chain, used, mapping, cp, x=x)
@@ -103,6 +106,14 @@ async def _check_chain(dut, host, model, p, gen, *, layers, used, mapping, batch
     return figures
 
 
+def _group_sizes(gen, p):
+    """Group sizes M for successive layers: every power of two up to ``max_m`` in a random
+    order, then again in another, and so on."""
+    sizes = [1 << e for e in range(p["max_m"].bit_length())]
+    while True:
+        yield from (int(m) for m in gen.permutation(sizes))
+
+
 @cocotb.test()
 async def chip_random_chains(dut):
     """Random chains of 1..max_layers GEMMs, random shapes and N:M, both mappings, random number of
@@ -113,13 +124,19 @@ async def chip_random_chains(dut):
     host = Host(dut, p, stall=_knob("stall", 0.3), salt=10)
     model = ChipModel(_model_params(p))
     _clear_banks(host, p)
-    for c in range(_knob("chains", 3)):
+    group_sizes = _group_sizes(gen, p)
+    chains = _knob("chains", 3)
+    for c in range(chains):
         used = int(gen.integers(1, p["subsystems"] + 1)) if c else p["subsystems"]
-        await _check_chain(dut, host, model, p, gen,
-                           layers=int(gen.integers(1, _knob("max_layers", 4) + 1)), used=used,
+        # the first and the last chain at full length, so that two chains of max_layers
+        # layers run every group size M when 2 * max_layers >= log2(max_m) + 1
+        layers = _knob("max_layers", 4) if c in (0, chains - 1) else \
+            int(gen.integers(1, _knob("max_layers", 4) + 1))
+        await _check_chain(dut, host, model, p, gen, layers=layers, used=used,
                            mapping="model" if c % 3 != 2 else "data",
                            batch=int(gen.integers(1, 2 * p["lanes"] + 1)),
-                           corrupt=(c == 1))
+                           corrupt=(c == 1), ms=[next(group_sizes) for _ in range(layers)])
+    ChipCoverage.get(p).report(host, dut._log)
 
 
 def _gemm_error_programs(p):
@@ -198,10 +215,8 @@ async def chip_every_error_then_reset(dut):
         if name in ("act op 7", "act overlap"):
             await _run_and_check(dut, host, model, p, _act_program_images(gen, p, acts=2),
                                  f"ACT program after {name!r} and a reset")
-    expected = set(range(1, 14)) - ({isa.ERR_NODE} if p["subsystems"] == 16 else set()) \
-        - ({isa.ERR_ALIGN} if p["act_rows"] == 1 else set())
-    if p["act_engine"]:
-        expected |= {isa.ERR_ACT_OP, isa.ERR_OVERLAP}
+    ChipCoverage.get(p).report(host, dut._log)
+    expected = expected_errors(p)
     assert seen >= expected, f"codes not provoked: {sorted(expected - seen)}"
 
 
@@ -249,9 +264,11 @@ async def chip_imem_written_while_running(dut):
     imgs[0][isa.MEM_IMEM] = old[:1] + new
     load_model(model, imgs)
     model.run()
+    ChipCoverage.get(p).sample(model)
     state = await read_state(host, p)
     problems = compare_state(state, model, p)
     assert not problems, "imem rewritten while running: " + "; ".join(problems[:6])
+    ChipCoverage.get(p).report(host, dut._log)
 
 
 def _act_errors(p):
@@ -321,11 +338,27 @@ def _random_act(gen, p, *, lo, hi, banks=(0, 1), p_lo=0, op=None):
     raise AssertionError("no legal random ACT found")
 
 
-def _act_program_images(gen, p, *, acts):
+def _destinations(gen, s, S, turn):
+    """Destination mask of subsystem ``s``'s GEMM or SEND: by ``turn`` its own node only,
+    one other node, or several nodes (random, at least two), so that a few programs send
+    every kind from every subsystem."""
+    kind = turn % 3 if S > 1 else 0
+    if kind == 0:
+        return 1 << s
+    if kind == 1:
+        return 1 << int(gen.choice([d for d in range(S) if d != s]))
+    while True:
+        mask = int(gen.integers(1, 1 << S))
+        if mask & (mask - 1):
+            return mask
+
+
+def _act_program_images(gen, p, *, acts, program=0):
     """Per-subsystem images of one random program: ACTs on the lower half of both banks, a GEMM
-    (own bank and/or the others over the ring) and a SEND into the upper half, a WAIT for every
-    row delivered there, ACTs on the whole banks, HALT. Bank contents random with all-equal
-    and saturated (127/-128) columns; post-op words random (layernorm gamma/beta)."""
+    and a SEND into the upper half (each to the own node, one other or several, turning with
+    ``program``), a WAIT for every row delivered there, ACTs on the whole banks, HALT. Bank
+    contents random with all-equal and saturated (127/-128) columns; post-op words random
+    (layernorm gamma/beta)."""
     S, L, R = p["subsystems"], p["lanes"], p["act_rows"]
     rows, half = p["bank_rows"], p["bank_rows"] // 2
     window = (rows - half) // S                 # rows of the upper half each sender fills
@@ -337,10 +370,10 @@ def _act_program_images(gen, p, *, acts):
         unit = max(1 << m_log2, R)
         k = unit * int(gen.integers(1, max(1, min(p["max_k"], half) // unit) + 1))
         o = int(gen.integers(1, window // 2 + 1))
-        c = int(gen.integers(0, window - o + 1))
+        c = int(gen.integers(1, window - o + 1))
         plans.append(dict(k=k, m_log2=m_log2, o=o, c=c,
-                          gmask=int(gen.integers(0, 1 << S)) | (1 << s) * int(gen.integers(0, 2)),
-                          smask=int(gen.integers(0, 1 << S)) if c else 0))
+                          gmask=_destinations(gen, s, S, program + s + 1),
+                          smask=_destinations(gen, s, S, program + s)))
     imgs = []
     for s in range(S):
         pl = plans[s]
@@ -409,9 +442,10 @@ async def chip_act_programs(dut):
     host = Host(dut, p, stall=_knob("stall", 0.3), salt=30)
     model = ChipModel(_model_params(p))
     for n in range(_knob("programs", 3)):
-        imgs = _act_program_images(gen, p, acts=_knob("acts", 4))
+        imgs = _act_program_images(gen, p, acts=_knob("acts", 4), program=n)
         _, figures = await _run_and_check(dut, host, model, p, imgs, f"ACT program {n}")
         dut._log.info(f"ACT program {n}: ok in {figures['cycles']} cycles")
+    ChipCoverage.get(p).report(host, dut._log)
 
 
 def act_cycle_cases(p):
@@ -467,3 +501,4 @@ async def chip_act_cycles(dut):
         assert abs(error) <= tolerance, \
             f"{instr}: {measured} cycles measured, the model says {predicted}"
     dut._log.info(f"ACT_CYCLES worst relative error {worst:.4f}")
+    ChipCoverage.get(p).report(host, dut._log)
