@@ -173,3 +173,14 @@ def test_mutated_names_are_read_from_the_line_and_the_cell():
     assert mutate._mutated_names(netlist, line) == {"$41", "$42"}
     assert mutate._mutated_names(netlist, "mutate -mode inv -module ring -cell $procdff$7 "
                                           "-port Q -portbit 0") == {"r.q"}
+
+
+@pytest.mark.parametrize("fail_fast", [False, True])
+def test_fail_fast_skips_the_tests_after_the_first_failure(tmp_path, fail_fast):
+    """verif.common.test: under SPARSEHW_FAIL_FAST=1 (what `sparsehw mutate` sets) the test after
+    a failing one returns at once; without it, it runs."""
+    from sparsehw.verif.runner import run_cocotb
+    result = run_cocotb(TINY, "tiny", "tests.fail_fast_fixture_tb", build_dir=tmp_path / "sim",
+                        extra_env={"SPARSEHW_FAIL_FAST": "1" if fail_fast else "0"})
+    assert not result.passed and result.failures == 1
+    assert result.record.get("second_ran", False) is not fail_fast

@@ -10,7 +10,11 @@ import os
 import random
 
 
-__all__ = ["params", "workload", "rng", "record"]
+__all__ = ["params", "workload", "rng", "record", "test"]
+
+#: ``SPARSEHW_FAIL_FAST=1`` (``sparsehw mutate`` sets it): see :func:`test`.
+_FAIL_FAST = os.environ.get("SPARSEHW_FAIL_FAST") == "1"
+_FAILED = []
 
 
 def params(spec=None):
@@ -26,6 +30,30 @@ def params(spec=None):
 def workload():
     """The workload knobs of this run (a dict, empty for a plain regression)."""
     return json.loads(os.environ.get("SPARSEHW_WORKLOAD", "{}"))
+
+
+def test(**kwargs):
+    """``cocotb.test(**kwargs)`` with the fail-fast rule: under ``SPARSEHW_FAIL_FAST=1`` the
+    tests after the first failing one return at once (the run has failed already: a mutant is
+    killed as soon as one test fails, and the mutation run is shorter, not different)."""
+    import functools
+
+    import cocotb
+
+    def decorate(body):
+        @functools.wraps(body)
+        async def run(dut):
+            if _FAILED:
+                dut._log.info(f"fail-fast: {_FAILED[0]} failed, {body.__name__} not run")
+                return
+            try:
+                await body(dut)
+            except BaseException:
+                if _FAIL_FAST:
+                    _FAILED.append(body.__name__)
+                raise
+        return cocotb.test(**kwargs)(run)
+    return decorate
 
 
 def rng(salt=0):

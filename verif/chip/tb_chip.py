@@ -14,12 +14,14 @@ random counts, addresses, formats, in place and into the other bank, layernorm w
 gamma/beta, softmax on all-equal and saturated columns) mixed with GEMM, SEND and WAIT, and the
 error test also provokes every ACT error code.
 
+With ``SPARSEHW_FAIL_FAST=1`` (``sparsehw mutate``) the tests after the first failing one
+return at once (:func:`verif.common.test`).
+
 Workload knobs: ``chains`` (random chains in the first test, default 3), ``max_layers``
 (default 4), ``stall`` (host stream stall probability, default 0.3), ``programs`` (random ACT
 programs, default 3), ``acts`` (ACT instructions per program phase, default 4).
 """
 
-import cocotb
 import numpy as np
 
 from sparsehw.golden import chip as isa
@@ -114,7 +116,7 @@ def _group_sizes(gen, p):
         yield from (int(m) for m in gen.permutation(sizes))
 
 
-@cocotb.test()
+@common.test()
 async def chip_random_chains(dut):
     """Random chains of 1..max_layers GEMMs, random shapes and N:M, both mappings, random number of
     subsystems used, random host stalls; final banks and statuses equal the golden model."""
@@ -174,7 +176,7 @@ def _gemm_error_programs(p):
     return [(name, prog) for name, prog in cases if prog is not None]
 
 
-@cocotb.test()
+@common.test()
 async def chip_every_error_then_reset(dut):
     """Each error code on a random subsystem (the others run a correct short program or halt):
     state, code and pc as the golden model; then a host reset and a correct chain."""
@@ -220,7 +222,7 @@ async def chip_every_error_then_reset(dut):
     assert seen >= expected, f"codes not provoked: {sorted(expected - seen)}"
 
 
-@cocotb.test()
+@common.test()
 async def chip_imem_written_while_running(dut):
     """The host rewrites the next instructions of a subsystem that is running (waiting on a
     WAIT at pc 0; its sequencer has already prefetched the old pc 1): the new instructions
@@ -429,7 +431,7 @@ def _act_program_images(gen, p, *, acts, program=0):
     return imgs
 
 
-@cocotb.test()
+@common.test()
 async def chip_act_programs(dut):
     """Random programs of ACT instructions mixed with GEMM/SEND/WAIT on every subsystem, under
     host stalls: final banks and statuses (row_error included) equal the golden model's."""
@@ -467,7 +469,7 @@ def act_cycle_cases(p):
     return cases
 
 
-@cocotb.test()
+@common.test()
 async def chip_act_cycles(dut):
     """Cycles of single ACT instructions (subsystem 0's ``cycles`` register, start to HALT)
     against the golden cycle model (``ChipModel.stats["cycles"]``): within ``tolerance``

@@ -7,14 +7,14 @@ The engine is the simulation's toplevel (the registry name of the block, as ``ru
 
 With ``SPARSEHW_FAIL_FAST=1`` in the environment (``sparsehw mutate`` sets it), the tests after
 the first failing one return at once: the run has failed already, and a mutant is killed as
-soon as one test fails.
+soon as one test fails (:func:`verif.common.test`).
 """
 
-import functools
 import os
 
 import cocotb
 
+from sparsehw.verif import common
 from sparsehw.verif.figs import cases
 
 
@@ -26,84 +26,62 @@ def _engine():
 
 
 ENGINE = _engine()
-_FAIL_FAST = os.environ.get("SPARSEHW_FAIL_FAST") == "1"
-_FAILED = []
-
-
-def _test(**kwargs):
-    """``cocotb.test(**kwargs)``, with the fail-fast rule above."""
-    def decorate(body):
-        @functools.wraps(body)
-        async def test(dut):
-            if _FAILED:
-                dut._log.info(f"fail-fast: {_FAILED[0]} failed, {body.__name__} not run")
-                return
-            try:
-                await body(dut)
-            except BaseException:
-                if _FAIL_FAST:
-                    _FAILED.append(body.__name__)
-                raise
-        return cocotb.test(**kwargs)(test)
-    return decorate
-
-
-@_test()
+@common.test()
 async def random_masks_all_ratios_under_stalls(dut):
     await cases.gemm_cases(dut, ENGINE, ("random",), stall=0.3)
     cases.report(dut, ENGINE)
 
 
-@_test()
+@common.test()
 async def adversarial_masks_all_ratios(dut):
     await cases.gemm_cases(dut, ENGINE, ("low", "high", "alternating", "fine", "nested"),
                            stall=0.2)
     cases.report(dut, ENGINE)
 
 
-@_test()
+@common.test()
 async def nested_figs_masks(dut):
     await cases.nested_levels(dut, ENGINE)
     cases.report(dut, ENGINE)
 
 
-@_test()
+@common.test()
 async def every_window_position(dut):
     await cases.window_sweep(dut, ENGINE)
     cases.report(dut, ENGINE)
 
 
-@_test()
+@common.test()
 async def short_tiles_under_output_back_pressure(dut):
     await cases.short_tiles(dut, ENGINE)
     cases.report(dut, ENGINE)
 
 
-@_test()
+@common.test()
 async def malformed_index_is_flagged(dut):
     await cases.malformed_index(dut, ENGINE)
     cases.report(dut, ENGINE)
 
 
-@_test()
+@common.test()
 async def unsupported_pattern_is_flagged(dut):
     await cases.bad_config(dut, ENGINE)
     cases.report(dut, ENGINE)
 
 
-@_test(skip=ENGINE != "figs")
+@common.test(skip=ENGINE != "figs")
 async def swap_exchange_routes_every_pattern(dut):
     await cases.exchange(dut)
     cases.report(dut, ENGINE)
 
 
-@_test()
+@common.test()
 async def one_instance_per_cycle(dut):
     await cases.full_rate(dut, ENGINE)
     cases.report(dut, ENGINE)
 
 
-@_test()
+@common.test()
 async def malformed_index_then_next_gemm_correct(dut):
     await cases.malformed_then_correct(dut, ENGINE)
     cases.report(dut, ENGINE)
