@@ -52,3 +52,12 @@ def test_proof_names_unique_and_modes_known():
     names = [proof.name for proof in suite.PROOFS]
     assert len(names) == len(set(names))
     assert {proof.mode for proof in suite.PROOFS} <= {"bmc", "prove", "cover"}
+
+
+def test_every_block_has_a_stream_proof_and_its_cover():
+    """Issue 15: the stream rules are proven on every block's outputs (the registry's blocks)."""
+    from sparsehw.registry import all_blocks
+    names = {proof.name for proof in suite.PROOFS}
+    missing = [name for name in all_blocks() if f"{name}_stream" not in names
+               or f"{name}_stream_cover" not in names]
+    assert not missing, f"blocks without a stream proof: {missing}"
