@@ -126,7 +126,10 @@ def _make_mutant(work, top, line, verilog_name="mutant.v"):
         ports = re.findall(r"^\s*wire\b.*\boutput\s+\d+\s+\\(\S*valid)\s*$", netlist, re.M)
         if not ports:
             raise RuntimeError(f"{top} has no output ending in 'valid'")
-        edit = f"cd {top}; " + " ".join(f"connect -set {p} 1'b0;" for p in ports) + " cd ..; "
+        # unset the port's driver first: a second driver on it can make opt_clean stop on
+        # conflicting init values of unrelated constant bits (act_engine's pipelined netlist)
+        edit = (f"cd {top}; " + " ".join(f"connect -unset {p}; connect -set {p} 1'b0;"
+                                         for p in ports) + " cd ..; ")
     else:
         if not line.startswith("mutate -mode "):
             raise ValueError(f"not a mutate command: {line!r}")
