@@ -6,7 +6,8 @@ lengths 1..max_row (partial last beats), random valid gaps on every input and ba
 the output; rejected commands (unknown op, n = 0, n > max_row) each followed by a correct one;
 every ordered pair of ops back to back at full input rate, with the output always ready and
 under heavy back-pressure; row scalars (softmax's exponential sum, LayerNorm's n**2 times the
-variance) at every bit length.
+variance) at every bit length; recip of every code in every lane at its smallest rounding
+shifts.
 Generation parameters come from ``verif.common.params()`` (defaults if absent).
 
 With ``SPARSEHW_FAIL_FAST=1`` in the environment (``sparsehw mutate`` sets it), the tests after
@@ -276,5 +277,41 @@ async def act_row_scalars_every_bit_length(dut):
     jobs = _scalar_rows(gen, params)
     await _start(dut)
     got, ends = await run_jobs(dut, params, jobs, stall=0.2, rng=common.rng(10))
+    compare(got, jobs)
+    _cover(dut, params, jobs, ends)
+
+
+def _recip_full_precision(gen, params):
+    """recip of every nonzero int8 code in every lane at the formats whose rounding shift
+    ``15 + bitlen(|x|) - fin - fout`` is 1 or 2, the smallest that does not saturate: the
+    reciprocal core's result shows all but its last one or two bits."""
+    L = params["lanes"]
+    jobs = []
+    for length in range(1, 9):
+        codes = [x for x in range(-128, 128) if x != 0 and abs(x).bit_length() == length]
+        for shift in (1, 2):
+            total = 15 + length - shift                   # fin + fout
+            fins = [fin for fin in range(8) if 0 <= total - fin <= 15]
+            fin = int(gen.choice(fins))
+            xs = []
+            for r in range(L):        # round r: the codes in order, from lane r on
+                block = [int(gen.choice(codes)) for _ in range(r)] + codes
+                block += [int(gen.choice(codes)) for _ in range((-len(block)) % L)]
+                xs += block
+            jobs.append(make_job(gen, params, "recip", len(xs), fin=fin, fout=total - fin,
+                                 kind="random", xs=xs))
+    return jobs
+
+
+@_test
+async def act_recip_full_precision(dut):
+    """The reciprocal's output at the smallest rounding shifts: see :func:`_recip_full_precision`."""
+    params = _params()
+    if "recip" not in params["op_list"]:
+        return
+    gen = np.random.default_rng(common.rng(11).getrandbits(32))
+    jobs = _recip_full_precision(gen, params)
+    await _start(dut)
+    got, ends = await run_jobs(dut, params, jobs, stall=0.1, rng=common.rng(12))
     compare(got, jobs)
     _cover(dut, params, jobs, ends)
