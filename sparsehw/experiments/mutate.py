@@ -126,14 +126,22 @@ def _make_mutant(work, top, line, verilog_name="mutant.v"):
         ports = re.findall(r"^\s*wire\b.*\boutput\s+\d+\s+\\(\S*valid)\s*$", netlist, re.M)
         if not ports:
             raise RuntimeError(f"{top} has no output ending in 'valid'")
-        edit = f"cd {top}; " + " ".join(f"connect -set {p} 1'b0;" for p in ports) + " cd ..; "
+        # unset the port's driver first: a second driver on it can make opt_clean stop on
+        # conflicting init values of unrelated constant bits (act_engine's pipelined netlist)
+        edit = (f"cd {top}; " + " ".join(f"connect -unset {p}; connect -set {p} 1'b0;"
+                                         for p in ports) + " cd ..; ")
     else:
         if not line.startswith("mutate -mode "):
             raise ValueError(f"not a mutate command: {line!r}")
         edit = line + "; "
-    status, _ = _yosys(f"read_rtlil ../design.il; {edit}opt_clean; "
-                       f"write_verilog -noattr {verilog_name}; rename {top} gate; "
-                       f"write_rtlil mutant.il", work, "mutant.log")
+    write = f"write_verilog -noattr {verilog_name}; rename {top} gate; write_rtlil mutant.il"
+    status, log = _yosys(f"read_rtlil ../design.il; {edit}opt_clean; {write}", work,
+                         "mutant.log")
+    if status != 0 and "Conflicting init values" in log:
+        # opt_clean stops when a register's output, forced to a constant, keeps its init
+        # value on the wire now tied to that constant (act_engine's pipeline registers); the
+        # mutant is the same without the clean-up
+        status, _ = _yosys(f"read_rtlil ../design.il; {edit}{write}", work, "mutant.log")
     if status != 0:
         raise RuntimeError(f"yosys could not build the mutant; see {work / 'mutant.log'}")
     return work / verilog_name

@@ -119,24 +119,27 @@ def expected_beats(jobs):
     return [beat for job in jobs for beat in job.expected]
 
 
-async def run_jobs(dut, params, jobs, *, stall=0.0, rng=None, timeout_cycles=None):
+async def run_jobs(dut, params, jobs, *, stall=0.0, rng=None, timeout_cycles=None,
+                   out_stall=None):
     """Drive ``jobs`` back to back; return ``(outputs, endpoints)``.
 
     Every input port gets its own source with independent random valid gaps (``stall``); the
-    output sink applies random back-pressure with the same probability.
+    output sink applies random back-pressure with probability ``out_stall`` (default: the same
+    as ``stall``).
     """
     from sparsehw.verif.stream import StreamSink, StreamSource, unpack
     lay = layouts_of(params)
     sources = {}
     for k, port in enumerate(PORTS):
         sources[port] = StreamSource(dut, port, rng=rng and _child(rng, k), stall=stall)
-    sink = StreamSink(dut, "o", rng=rng and _child(rng, 9), stall=stall)
+    out_stall = stall if out_stall is None else out_stall
+    sink = StreamSink(dut, "o", rng=rng and _child(rng, 9), stall=out_stall)
     for port in PORTS:
         sources[port].send_nowait(b for job in jobs for b in job.beats[port])
     want = sum(len(job.expected) for job in jobs)
     if timeout_cycles is None:
         work = sum(3 * len(job.beats["i"]) + 30 for job in jobs)
-        timeout_cycles = int(work / (1 - stall) ** 2 * 3) + 200
+        timeout_cycles = int(work / (1 - max(stall, out_stall)) ** 2 * 3) + 200
     await sink.wait_for(want, timeout_cycles)
     outputs = [unpack(lay["o"], bits) for bits in sink.items]
     for source in sources.values():

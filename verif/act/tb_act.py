@@ -3,13 +3,24 @@
 Every operation built, random and corner inputs (saturated int8, all-equal softmax rows,
 zero-variance LayerNorm rows, every fin/fout so the largest and smallest exponents occur), row
 lengths 1..max_row (partial last beats), random valid gaps on every input and back-pressure on
-the output; rejected commands (unknown op, n = 0, n > max_row) each followed by a correct one.
+the output; rejected commands (unknown op, n = 0, n > max_row) each followed by a correct one;
+every ordered pair of ops back to back at full input rate, with the output always ready and
+under heavy back-pressure; row scalars (softmax's exponential sum, LayerNorm's n**2 times the
+variance) at every bit length; recip of every code in every lane at its smallest rounding
+shifts.
 Generation parameters come from ``verif.common.params()`` (defaults if absent).
+
+With ``SPARSEHW_FAIL_FAST=1`` in the environment (``sparsehw mutate`` sets it), the tests after
+the first failing one return at once: the run has failed already, and a mutant is killed as
+soon as one test fails.
 
 Functional coverage (:class:`verif.act.cover.ActCoverage`, reported after every test,
 cumulative): every op built, every rejection kind, domain flags, saturation, data kinds, row
 shapes, format extremes and the handshake bins of every port.
 """
+
+import functools
+import os
 
 import cocotb
 import numpy as np
@@ -20,6 +31,26 @@ from sparsehw.verif import common
 from sparsehw.verif.act import CORNERS, compare, make_job, reject_job, run_jobs
 from sparsehw.verif.act.cover import ActCoverage
 from sparsehw.verif.stream import reset, start_clock
+
+
+_FAIL_FAST = os.environ.get("SPARSEHW_FAIL_FAST") == "1"
+_FAILED = []
+
+
+def _test(body):
+    """``cocotb.test()``, with the fail-fast rule above."""
+    @functools.wraps(body)
+    async def test(dut):
+        if _FAILED:
+            dut._log.info(f"fail-fast: {_FAILED[0]} failed, {body.__name__} not run")
+            return
+        try:
+            await body(dut)
+        except BaseException:
+            if _FAIL_FAST:
+                _FAILED.append(body.__name__)
+            raise
+    return cocotb.test()(test)
 
 
 def _params():
@@ -53,7 +84,7 @@ def _cover(dut, params, jobs, ends):
     cov.report(dut._log, ends)
 
 
-@cocotb.test()
+@_test
 async def act_every_op_random_stalls(dut):
     """Every op built: random, corner and all-equal data, every format, stalls on every port."""
     params = _params()
@@ -83,7 +114,7 @@ async def act_every_op_random_stalls(dut):
     common.record(regression_jobs=len(jobs))
 
 
-@cocotb.test()
+@_test
 async def act_every_code_and_low_variance_rows(dut):
     """Element-wise ops on every int8 code (shuffled, so each code meets random lanes) at two
     formats whose outputs reach both saturation bounds and the full 16-bit range; row ops on
@@ -128,7 +159,7 @@ async def act_every_code_and_low_variance_rows(dut):
     common.record(exhaustive_jobs=len(jobs))
 
 
-@cocotb.test()
+@_test
 async def act_rejects_then_correct(dut):
     """Malformed commands answer one error beat, consume nothing, and the next command is exact."""
     params = _params()
@@ -155,3 +186,132 @@ async def act_rejects_then_correct(dut):
     compare(got, jobs)
     _cover(dut, params, jobs, ends)
     assert sum(beat["error"] for beat in got) == len(bad) + 2
+
+
+def _overlap_jobs(gen, params):
+    """Every ordered pair of ops (an op after itself too), short (1 to 3 beats, partial and full
+    last beats), a rejected command of each kind after each pair with a row op: at full input
+    rate each command's beats enter the pipeline while the previous command's drain and each
+    row loads while the previous row is read back."""
+    ops = params["op_list"]
+    row_ops = [op for op in ops if op in golden.ROW_OPS]
+    bad = [dict(op=6, n=3), dict(op=7, n=1), dict(op=golden.OP_CODES[ops[0]], n=0)]
+    bad += [dict(op=golden.OP_CODES[op], n=params["max_row"] + 1) for op in row_ops]
+    bad += [dict(op=golden.OP_CODES[op], n=2) for op in golden.OPS if op not in ops]
+    L = params["lanes"]
+    lengths = [n for n in (1, L, L + 1, 2 * L + 1, 3 * L) if n <= params["max_row"]]
+    jobs = []
+    k = 0
+    for first in ops:
+        for second in ops:
+            for op in (first, second):
+                jobs.append(make_job(gen, params, op, int(gen.choice(lengths))))
+            if first in golden.ROW_OPS or second in golden.ROW_OPS:
+                jobs.append(reject_job(params, **bad[k % len(bad)]))
+                k += 1
+    return jobs
+
+
+@_test
+async def act_overlap_at_full_rate(dut):
+    """Every input at full rate, so commands overlap as far as the engine lets them (beats of
+    different ops in the pipeline at once, a row loading while the previous row is read back,
+    an error beat waiting for the rows before it): every ordered pair of ops with rejected
+    commands between them, first with the output always ready, then under heavy output
+    back-pressure (the output FIFO full, the row buffers handed over while outputs wait)."""
+    params = _params()
+    gen = np.random.default_rng(common.rng(7).getrandbits(32))
+    await _start(dut)
+    for out_stall in (0.0, 0.8):
+        jobs = _overlap_jobs(gen, params)
+        got, ends = await run_jobs(dut, params, jobs, stall=0.0, out_stall=out_stall,
+                                   rng=common.rng(8))
+        for end in ends.values():
+            end.stop()
+        compare(got, jobs)
+        _cover(dut, params, jobs, ends)
+
+
+def _scalar_rows(gen, params):
+    """Row commands whose per-row scalar input takes every bit length it can have: softmax rows
+    whose exponential sum ``S`` (65536 per maximum, less for the others) has each bit length
+    from 17 to that of ``max_row * 65536`` (uniform rows of 2**k, 2**k + 1 and 2**(k+1) - 1
+    elements, and the same lengths with one maximum above the rest), and LayerNorm rows whose
+    ``n**2`` times the variance (``n * Sxx - Sx**2``) has each bit length from 1 (a constant
+    row) to that of ``max_row``-long rows of -128 and 127 (rows of two values ``a`` and
+    ``a + d``, ``n / 2`` of each: ``n**2 d**2 / 4``)."""
+    ops, max_row = params["op_list"], params["max_row"]
+    jobs = []
+    if "softmax" in ops:
+        lengths = sorted({n for k in range(max_row.bit_length())
+                          for n in (2 ** k, 2 ** k + 1, 2 ** (k + 1) - 1) if n <= max_row})
+        for n in lengths:
+            base = int(gen.integers(-128, 128))
+            jobs.append(make_job(gen, params, "softmax", n, kind="equal", xs=[base] * n))
+            if n > 1:
+                low = int(gen.integers(-128, 127))
+                xs = [low] * n
+                xs[int(gen.integers(0, n))] = int(gen.integers(low + 1, 128))
+                jobs.append(make_job(gen, params, "softmax", n, kind="random", xs=xs))
+    if "layernorm" in ops:
+        by_length = {}
+        for n in range(2, max_row + 1, 2):
+            for d in range(1, 256):
+                by_length.setdefault((n * n * d * d // 4).bit_length(), []).append((n, d))
+        for t in sorted(by_length):
+            found = by_length[t]
+            n, d = found[int(gen.integers(0, len(found)))]
+            a = int(gen.integers(-128, 128 - d))
+            xs = [a] * (n // 2) + [a + d] * (n // 2)
+            xs = [int(v) for v in gen.permutation(xs)]
+            jobs.append(make_job(gen, params, "layernorm", n, kind="random", xs=xs))
+    return jobs
+
+
+@_test
+async def act_row_scalars_every_bit_length(dut):
+    """The per-row scalar step (bit length, mantissa, reciprocal or inverse square root, output
+    shift) at every bit length of its input: see :func:`_scalar_rows`."""
+    params = _params()
+    gen = np.random.default_rng(common.rng(9).getrandbits(32))
+    jobs = _scalar_rows(gen, params)
+    await _start(dut)
+    got, ends = await run_jobs(dut, params, jobs, stall=0.2, rng=common.rng(10))
+    compare(got, jobs)
+    _cover(dut, params, jobs, ends)
+
+
+def _recip_full_precision(gen, params):
+    """recip of every nonzero int8 code in every lane at the formats whose rounding shift
+    ``15 + bitlen(|x|) - fin - fout`` is 1 or 2, the smallest that does not saturate: the
+    reciprocal core's result shows all but its last one or two bits."""
+    L = params["lanes"]
+    jobs = []
+    for length in range(1, 9):
+        codes = [x for x in range(-128, 128) if x != 0 and abs(x).bit_length() == length]
+        for shift in (1, 2):
+            total = 15 + length - shift                   # fin + fout
+            fins = [fin for fin in range(8) if 0 <= total - fin <= 15]
+            fin = int(gen.choice(fins))
+            xs = []
+            for r in range(L):        # round r: the codes in order, from lane r on
+                block = [int(gen.choice(codes)) for _ in range(r)] + codes
+                block += [int(gen.choice(codes)) for _ in range((-len(block)) % L)]
+                xs += block
+            jobs.append(make_job(gen, params, "recip", len(xs), fin=fin, fout=total - fin,
+                                 kind="random", xs=xs))
+    return jobs
+
+
+@_test
+async def act_recip_full_precision(dut):
+    """The reciprocal's output at the smallest rounding shifts: see :func:`_recip_full_precision`."""
+    params = _params()
+    if "recip" not in params["op_list"]:
+        return
+    gen = np.random.default_rng(common.rng(11).getrandbits(32))
+    jobs = _recip_full_precision(gen, params)
+    await _start(dut)
+    got, ends = await run_jobs(dut, params, jobs, stall=0.1, rng=common.rng(12))
+    compare(got, jobs)
+    _cover(dut, params, jobs, ends)
