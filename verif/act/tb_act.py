@@ -12,17 +12,14 @@ Generation parameters come from ``verif.common.params()`` (defaults if absent).
 
 With ``SPARSEHW_FAIL_FAST=1`` in the environment (``sparsehw mutate`` sets it), the tests after
 the first failing one return at once: the run has failed already, and a mutant is killed as
-soon as one test fails.
+soon as one test fails (:func:`verif.common.test`).
 
 Functional coverage (:class:`verif.act.cover.ActCoverage`, reported after every test,
 cumulative): every op built, every rejection kind, domain flags, saturation, data kinds, row
 shapes, format extremes and the handshake bins of every port.
 """
 
-import functools
-import os
 
-import cocotb
 import numpy as np
 
 from sparsehw.hw.act_engine import ACT_PARAMS
@@ -31,26 +28,6 @@ from sparsehw.verif import common
 from sparsehw.verif.act import CORNERS, compare, make_job, reject_job, run_jobs
 from sparsehw.verif.act.cover import ActCoverage
 from sparsehw.verif.stream import reset, start_clock
-
-
-_FAIL_FAST = os.environ.get("SPARSEHW_FAIL_FAST") == "1"
-_FAILED = []
-
-
-def _test(body):
-    """``cocotb.test()``, with the fail-fast rule above."""
-    @functools.wraps(body)
-    async def test(dut):
-        if _FAILED:
-            dut._log.info(f"fail-fast: {_FAILED[0]} failed, {body.__name__} not run")
-            return
-        try:
-            await body(dut)
-        except BaseException:
-            if _FAIL_FAST:
-                _FAILED.append(body.__name__)
-            raise
-    return cocotb.test()(test)
 
 
 def _params():
@@ -84,7 +61,7 @@ def _cover(dut, params, jobs, ends):
     cov.report(dut._log, ends)
 
 
-@_test
+@common.test()
 async def act_every_op_random_stalls(dut):
     """Every op built: random, corner and all-equal data, every format, stalls on every port."""
     params = _params()
@@ -114,7 +91,7 @@ async def act_every_op_random_stalls(dut):
     common.record(regression_jobs=len(jobs))
 
 
-@_test
+@common.test()
 async def act_every_code_and_low_variance_rows(dut):
     """Element-wise ops on every int8 code (shuffled, so each code meets random lanes) at two
     formats whose outputs reach both saturation bounds and the full 16-bit range; row ops on
@@ -159,7 +136,7 @@ async def act_every_code_and_low_variance_rows(dut):
     common.record(exhaustive_jobs=len(jobs))
 
 
-@_test
+@common.test()
 async def act_rejects_then_correct(dut):
     """Malformed commands answer one error beat, consume nothing, and the next command is exact."""
     params = _params()
@@ -212,7 +189,7 @@ def _overlap_jobs(gen, params):
     return jobs
 
 
-@_test
+@common.test()
 async def act_overlap_at_full_rate(dut):
     """Every input at full rate, so commands overlap as far as the engine lets them (beats of
     different ops in the pipeline at once, a row loading while the previous row is read back,
@@ -268,7 +245,7 @@ def _scalar_rows(gen, params):
     return jobs
 
 
-@_test
+@common.test()
 async def act_row_scalars_every_bit_length(dut):
     """The per-row scalar step (bit length, mantissa, reciprocal or inverse square root, output
     shift) at every bit length of its input: see :func:`_scalar_rows`."""
@@ -303,7 +280,7 @@ def _recip_full_precision(gen, params):
     return jobs
 
 
-@_test
+@common.test()
 async def act_recip_full_precision(dut):
     """The reciprocal's output at the smallest rounding shifts: see :func:`_recip_full_precision`."""
     params = _params()
