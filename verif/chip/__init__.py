@@ -14,7 +14,7 @@ from sparsehw.params import Param, ParamSpec, boolean, int_in, one_of, pow2_in
 
 
 __all__ = ["CHIP_WORKLOAD", "Host", "random_chain", "images", "load_compiled", "read_state", "compare_state",
-           "run_to_done"]
+           "run_to_done", "executed"]
 
 
 #: Knobs of ``sparsehw perf chip`` (the defaults are the reference workload).
@@ -162,21 +162,42 @@ async def run_to_done(dut, host, timeout):
     return {name: data for name, (data, _bad) in zip(CHIP_REG_NAMES, regs)}
 
 
-async def read_state(host, params, *, banks=True):
-    """Per subsystem: status word, counters, and (with ``banks``) both banks' rows."""
+#: Words of each program memory that ``read_state(programs=True)`` reads back (from 0).
+PROGRAM_READBACK = 64
+
+
+async def read_state(host, params, *, banks=True, programs=False):
+    """Per subsystem: status word, counters, (with ``banks``) both banks' rows and (with
+    ``programs``) the first :data:`PROGRAM_READBACK` words of imem, wmem and pmem, by memory
+    id."""
     state = []
+    mems = [isa.MEM_BANK0, isa.MEM_BANK1] * banks + \
+        [isa.MEM_IMEM, isa.MEM_WMEM, isa.MEM_PMEM] * programs
+    depth = {isa.MEM_IMEM: params["imem_depth"], isa.MEM_WMEM: params["wmem_depth"],
+             isa.MEM_PMEM: params["pmem_depth"]}
     for s in range(params["subsystems"]):
         regs = await host.read(s, REGS_MEM, 0, len(REG_NAMES))
         entry = {"regs": {n: d for n, (d, _) in zip(REG_NAMES, regs)}}
-        if banks:
-            for mem in (isa.MEM_BANK0, isa.MEM_BANK1):
-                entry[mem] = [d for d, _ in await host.read(s, mem, 0, params["bank_rows"])]
+        for mem in mems:
+            count = depth.get(mem, params["bank_rows"])
+            if mem in depth:
+                count = min(count, PROGRAM_READBACK)
+            entry[mem] = [d for d, _ in await host.read(s, mem, 0, count)]
         state.append(entry)
     return state
 
 
+def executed(model, s):
+    """The instructions subsystem ``s`` executed in ``model``'s last run, in order (programs
+    have no branches: the first ``stats["instructions"][s]`` words of its imem)."""
+    return [isa.decode(int(word), act_engine=model.params["act_engine"])
+            for word in model.subs[s].imem[:model.stats["instructions"][s]]]
+
+
 def compare_state(state, model, params, *, banks=True):
-    """Mismatch messages between the RTL's read-back state and the golden model's."""
+    """Mismatch messages between the RTL's read-back state and the golden model's: status
+    words, the ``gemms`` counter (GEMMs the model executed), and every memory word read back
+    (``banks``: requires that the state holds both banks)."""
     problems = []
     for s, entry in enumerate(state):
         want = model.status(s).word
@@ -184,15 +205,21 @@ def compare_state(state, model, params, *, banks=True):
             problems.append(f"subsystem {s}: status {entry['regs']['status']:#x} "
                             f"({_status_text(entry['regs']['status'])}), expected {want:#x} "
                             f"({model.status(s)})")
-        if banks:
-            for mem in (isa.MEM_BANK0, isa.MEM_BANK1):
-                expected = model.read_words(s, mem)
-                bad = [a for a, (g, e) in enumerate(zip(entry[mem], expected)) if g != e]
-                if bad:
-                    a = bad[0]
-                    problems.append(f"subsystem {s} {isa.MEMORIES[mem]}: {len(bad)} rows differ, "
-                                    f"first row {a}: got {entry[mem][a]:#x}, expected "
-                                    f"{expected[a]:#x}")
+        gemms = sum(isinstance(instr, isa.Gemm) for instr in executed(model, s))
+        if entry["regs"]["gemms"] != gemms:
+            problems.append(f"subsystem {s}: gemms counter {entry['regs']['gemms']}, the model "
+                            f"executed {gemms} GEMMs")
+        mems = [mem for mem in entry if mem != "regs"]
+        if banks and not {isa.MEM_BANK0, isa.MEM_BANK1} <= set(mems):
+            raise ValueError("compare_state(banks=True) needs a state read with banks=True")
+        for mem in mems:
+            expected = model.read_words(s, mem, 0, len(entry[mem]))
+            bad = [a for a, (g, e) in enumerate(zip(entry[mem], expected)) if g != e]
+            if bad:
+                a = bad[0]
+                problems.append(f"subsystem {s} {isa.MEMORIES[mem]}: {len(bad)} words differ, "
+                                f"first word {a}: got {entry[mem][a]:#x}, expected "
+                                f"{expected[a]:#x}")
     return problems
 
 

@@ -21,6 +21,7 @@ Each test of ``tests/test_chip.py`` requires the points its stimulus is for to h
 """
 
 from sparsehw.golden import chip as isa
+from sparsehw.verif.chip import executed
 from sparsehw.verif.coverage import Coverage
 
 __all__ = ["ChipCoverage", "expected_errors"]
@@ -89,10 +90,9 @@ class ChipCoverage:
 
     def sample(self, model):
         """Sample the instructions ``model`` executed in its last run and its statuses."""
-        act_engine = self.params["act_engine"]
-        for s, sub in enumerate(model.subs):
-            for word in sub.imem[:model.stats["instructions"][s]]:
-                self._instruction(s, isa.decode(int(word), act_engine=act_engine))
+        for s in range(len(model.subs)):
+            for instr in executed(model, s):
+                self._instruction(s, instr)
             status = model.status(s)
             if status.error:
                 self.error(status.error)

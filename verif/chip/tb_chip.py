@@ -118,8 +118,9 @@ def _group_sizes(gen, p):
 
 @common.test()
 async def chip_random_chains(dut):
-    """Random chains of 1..max_layers GEMMs, random shapes and N:M, both mappings, random number of
-    subsystems used, random host stalls; final banks and statuses equal the golden model."""
+    """Random chains of 1..max_layers GEMMs, random shapes, every group size M, random N, both
+    mappings, random number of subsystems used, random host stalls; final banks, statuses and
+    GEMM counters equal the golden model; then the program memories read back as loaded."""
     p = _params()
     await start(dut, sources=("cmd",), sinks=("rsp",))
     gen = np.random.default_rng(common.rng(1).getrandbits(32))
@@ -138,6 +139,10 @@ async def chip_random_chains(dut):
                            mapping="model" if c % 3 != 2 else "data",
                            batch=int(gen.integers(1, 2 * p["lanes"] + 1)),
                            corrupt=(c == 1), ms=[next(group_sizes) for _ in range(layers)])
+    # the host's read path of the program memories: the last chain's imem, wmem and pmem words
+    state = await read_state(host, p, banks=False, programs=True)
+    problems = compare_state(state, model, p, banks=False)
+    assert not problems, "program memories read back: " + "; ".join(problems[:6])
     ChipCoverage.get(p).report(host, dut._log)
 
 
@@ -206,11 +211,11 @@ async def chip_every_error_then_reset(dut):
         seen.add(code)
         host.reset()
         model.reset()
-        # after the reset, the statuses read IDLE, and a correct chain runs
+        # after the reset, the statuses read IDLE and every counter 0, and a correct chain runs
         state = await read_state(host, p, banks=False)
         for s, entry in enumerate(state):
-            assert entry["regs"]["status"] == 0, f"after reset: subsystem {s} status " \
-                f"{entry['regs']['status']:#x}"
+            nonzero = {name: value for name, value in entry["regs"].items() if value}
+            assert not nonzero, f"after reset: subsystem {s} registers {nonzero} not 0"
         if name in ("opcode", "deadlock"):
             await _check_chain(dut, host, model, p, gen, layers=2, used=p["subsystems"],
                                mapping="model", batch=p["lanes"])
