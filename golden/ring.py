@@ -37,6 +37,17 @@ hops). See ``docs/ring.md`` (*No starvation*).
 lost, duplicated or corrupted), and for every flow ``(src, dst)`` the delivery order equals the
 injection order.
 
+**Ejection order** (one node's ``eject`` port, three buffers in the order CW ``0``, CCW ``1``,
+local ``2``; each buffer first-in first-out): the candidates are the non-empty buffers; if any
+of them is full, only the full ones. A beat offered and not taken stays offered until it is
+taken (its buffer is served next whatever arrives meanwhile). Otherwise, among the candidates,
+a head whose source has not been served in the current round is preferred; ties go
+round-robin over the buffers, starting at the one after the buffer served last (``0`` after
+reset). Serving a head whose source was not yet served adds it to the round; serving a head
+when every non-empty buffer's head has a served source starts a new round that holds only
+that source (the round is empty after reset). :func:`eject_order` replays this for buffers
+that receive nothing more while the port is always ready.
+
 **Ideal throughput** (flits/cycle/node, injection and ejection capped at 1) as in Dally & Towles:
 uniform ``min(1, 8/k)``, neighbour ``1``, tornado ``1/(ceil(k/2) - 1)`` (``1`` when that
 denominator is 0 or 1), hotspot ``1/k``. :func:`channel_bound` recomputes the bound from the
@@ -50,10 +61,11 @@ from collections import Counter, defaultdict
 from sparsehw.params import Param, ParamSpec, check, int_in
 
 
-__all__ = ["RING_PARAMS", "CYCLES_PER_HOP", "LATENCY_CONSTANT", "PATTERNS", "route", "zero_load_latency",
-           "starvation_delay", "injection_wait_bound",
+__all__ = ["RING_PARAMS", "CYCLES_PER_HOP", "LATENCY_CONSTANT", "PATTERNS", "EJECT_BUFFERS",
+           "route", "zero_load_latency", "starvation_delay", "injection_wait_bound",
            "pattern_destinations", "ideal_throughput", "channel_bound",
-           "mean_zero_load_latency", "check_delivery", "DeliveryError"]
+           "mean_zero_load_latency", "eject_buffer", "eject_order", "check_delivery",
+           "DeliveryError"]
 
 
 CYCLES_PER_HOP = 1
@@ -177,6 +189,77 @@ def mean_zero_load_latency(pattern, k, hot=0):
         for dst, p in pattern_destinations(pattern, src, k, hot).items():
             total += p * zero_load_latency(src, dst, k)
     return total / k
+
+
+#: Ejection buffers of a router, in the order of the ejection port's round-robin.
+EJECT_BUFFERS = ("cw", "ccw", "local")
+
+
+def eject_buffer(src, dst, k):
+    """Index in :data:`EJECT_BUFFERS` of the buffer at ``dst`` that flits from ``src`` enter:
+    ``0`` (CW), ``1`` (CCW) or ``2`` (local, ``src == dst``)."""
+    return {+1: 0, -1: 1, 0: 2}[route(src, dst, k)[0]]
+
+
+def eject_order(buffers, *, depth, offered=None, served=(), last=None):
+    """Order in which one node's ejection port serves what its buffers hold (module docstring,
+    *Ejection order*), when nothing more arrives and the port is always ready.
+
+    Parameters
+    ----------
+    buffers : sequence of three sequences
+        Contents of the CW, CCW and local ejection buffers, oldest first; each item is a tuple
+        whose first element is the flit's source node (the rest is carried along).
+    depth : int
+        Entries of each buffer (``eject_depth``): a buffer holding ``depth`` items is full.
+    offered : int or None
+        Buffer whose head is already offered (not yet taken): it is served first.
+    served : iterable of int
+        Sources already served in the current round (empty after reset).
+    last : int or None
+        Buffer served last (None: none since reset; the round-robin starts at buffer 0).
+
+    Returns
+    -------
+    list of (int, tuple)
+        ``(buffer, item)`` in the order served.
+
+    Raises
+    ------
+    ValueError
+        Not three buffers, a buffer holding more than ``depth`` items, or ``offered`` not a
+        non-empty buffer.
+    """
+    queues = [list(b) for b in buffers]
+    if len(queues) != 3:
+        raise ValueError(f"buffers must hold three sequences (CW, CCW, local), not {len(queues)}")
+    for q in queues:
+        if len(q) > depth:
+            raise ValueError(f"a buffer holds at most depth = {depth} items, not {len(q)}")
+    if offered is not None and not (offered in range(3) and queues[offered]):
+        raise ValueError(f"offered must name a non-empty buffer (0, 1 or 2), not {offered!r}")
+    served = set(served)
+    start = 0 if last is None else (last + 1) % 3
+    order = []
+    while any(queues):
+        waiting = [b for b in range(3) if queues[b]]
+        full = [b for b in waiting if len(queues[b]) == depth]
+        candidates = full or waiting
+        rotation = [(start + i) % 3 for i in range(3)]
+        if offered is not None:
+            pick, offered = offered, None
+        else:
+            fresh = [b for b in rotation if b in candidates and queues[b][0][0] not in served]
+            pick = fresh[0] if fresh else next(b for b in rotation if b in candidates)
+        heads = [queues[b][0][0] for b in waiting]
+        item = queues[pick].pop(0)
+        if item[0] not in served:
+            served.add(item[0])
+        elif all(src in served for src in heads):
+            served = {item[0]}                      # a new round
+        order.append((pick, item))
+        start = (pick + 1) % 3
+    return order
 
 
 class DeliveryError(AssertionError):

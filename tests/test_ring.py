@@ -92,6 +92,59 @@ def test_scoreboard_catches_every_kind_of_error(delivered, message):
         golden.check_delivery(SENT, delivered)
 
 
+def test_eject_buffer_is_the_direction_of_the_route():
+    assert [golden.eject_buffer(src, 0, 5) for src in range(5)] == [2, 1, 1, 0, 0]
+    assert [golden.eject_buffer(src, 1, 4) for src in range(4)] == [0, 2, 1, 1]
+
+
+def _items(*sources):
+    return [(src, f"{src}.{i}") for i, src in enumerate(sources)]
+
+
+def test_eject_order_prefers_unserved_sources_round_robin():
+    # Node 0 at k = 5: CW holds sources 4, 3; CCW holds 1, 2; local 0. From reset the
+    # round-robin starts at CW; each source once per round; a new round when every head's
+    # source was served.
+    cw, ccw, local = _items(4, 4, 3), _items(1, 2), _items(0, 0)
+    order = golden.eject_order([cw, ccw, local], depth=16)
+    assert order == [(0, cw[0]), (1, ccw[0]), (2, local[0]),   # round {4, 1, 0}
+                     (1, ccw[1]),                              # 2 the only fresh head
+                     (2, local[1]),                            # heads 4, 0 served: new round {0}
+                     (0, cw[1]), (0, cw[2])]                   # 4, then 3 fresh
+    # The same source at the head of CW again is passed over while CCW's head is fresh.
+    cw, ccw = _items(3, 3), _items(1)
+    assert golden.eject_order([cw, ccw, []], depth=16, served={3}) == \
+        [(1, ccw[0]), (0, cw[0]), (0, cw[1])]
+    # Round-robin starts after the buffer served last.
+    cw, ccw = _items(3), _items(1)
+    assert golden.eject_order([cw, ccw, []], depth=16, last=0) == [(1, ccw[0]), (0, cw[0])]
+
+
+def test_eject_order_serves_full_buffers_and_the_offered_beat_first():
+    cw, ccw, local = _items(4, 3), _items(1), _items(0)
+    # CW full (depth 2): it goes first even though CCW's source is fresh too; then CCW's
+    # fresh head (rr after CW), then local, then CW's 3 (fresh).
+    assert golden.eject_order([cw, ccw, local], depth=2) == \
+        [(0, cw[0]), (1, ccw[0]), (2, local[0]), (0, cw[1])]
+    # A beat already offered from the local buffer is served first.
+    assert golden.eject_order([cw, ccw, local], depth=16, offered=2)[0] == (2, local[0])
+    # Full CW with its head's source already served, unserved CCW head waiting: CW still
+    # goes first and the round goes on (the CCW head's source is not yet served).
+    cw, ccw = _items(4, 4), _items(1)
+    assert golden.eject_order([cw, ccw, []], depth=2, served={4}) == \
+        [(0, cw[0]), (1, ccw[0]), (0, cw[1])]
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"buffers": [[], []], "depth": 4}, "buffers must hold three sequences"),
+    ({"buffers": [[(0, 1)] * 3, [], []], "depth": 2}, "a buffer holds at most depth = 2"),
+    ({"buffers": [[], [], []], "depth": 4, "offered": 1}, "offered must name a non-empty"),
+])
+def test_eject_order_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        golden.eject_order(**kwargs)
+
+
 def test_scoreboard_accepts_reordering_across_flows():
     golden.check_delivery(SENT, [(2, 1, 13), (1, 0, 12), (0, 1, 10), (0, 1, 11)])
 
@@ -206,17 +259,19 @@ def test_cocotb_ring_regression(k):
                         build_dir=new_build_dir(f"test-ring-{k}"), seed=k,
                         params={"nodes": k, "width": 16}, workload={"packets": 80})
     assert result.passed, f"{result.errors} see {result.log}"
-    assert result.tests == 7
+    assert result.tests == 8
     assert result.record["pairs"] == k * k
     # Functional coverage: every flow delivered, every router starved in each direction a
     # 2-hop route passes it (k >= 4), every injection queue full, every ejection port held,
     # an out-of-range destination flagged (k = 5), a flit for a needy router delivered at
     # zero-load latency for every router and direction (k >= 3), full-first and per-source
-    # ejection rounds at every node with each buffer the full one (k >= 3), every handshake bin.
+    # ejection rounds at every node with each buffer the full one (k >= 3), the exact ejection
+    # order of the model at every node, every handshake bin.
     found = holes(result.record, "ring")
     assert found == {}, f"coverage holes: {found}"
     summary = result.record["coverage"]["ring"]
     assert len(summary["pair"]["bins"]) == k * k
+    assert len(summary["eject_order"]["bins"]) == (4 if k >= 3 else 3) * k
     assert ("starvation" in summary) == (k >= 4)
     assert ("bad_dest" in summary) == (k == 5)
     assert ("needy_dest" in summary) == (k >= 3)

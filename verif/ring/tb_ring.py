@@ -16,8 +16,10 @@ offered: the injection queue full), ``back_pressure`` (every ejection port held 
 stalled), ``bad_dest`` (an out-of-range destination flagged; only when ``nodes`` is not a power
 of two), ``needy_dest`` (a flit for a needy router delivered at zero-load latency, every router
 and direction; ``nodes >= 3``), ``eject_share`` (every node with each ejection buffer the full
-one: full-first and per-source rounds checked; ``nodes >= 3``) and the five handshake bins of every ``inject<i>`` and ``eject<i>`` port. None of them
-depends on the ring's latency.
+one: full-first and per-source rounds checked; ``nodes >= 3``), ``eject_order`` (every node's
+exact ejection order checked against :func:`golden.ring.eject_order`, with no buffer full and
+with each fed buffer full) and the five handshake bins of every ``inject<i>`` and ``eject<i>``
+port. None of them depends on the ring's latency.
 """
 
 import cocotb
@@ -28,7 +30,8 @@ import sparsehw.golden.ring as golden
 from sparsehw.hw.ring import eject_layout, inject_layout
 from sparsehw.verif import common
 from sparsehw.verif.coverage import Coverage
-from sparsehw.verif.stream import StreamSource, collect, endpoints, pack, start, unpack
+from sparsehw.verif.stream import (StreamSource, collect, endpoints, pack, restart, start,
+                                   unpack)
 
 
 def _setup():
@@ -63,10 +66,22 @@ def _coverage(k):
         if needy:
             points["needy_dest"] = cov.point(
                 "needy_dest", needy, labels=[f"{v}{'cw' if d > 0 else 'ccw'}" for v, d in needy])
+        orders = _eject_order_bins(k)
+        points["eject_order"] = cov.point("eject_order", orders,
+                                          labels=[f"{n}{kind}" for n, kind in orders])
         if k != 2 ** bits:
             points["bad_dest"] = cov.point("bad_dest", ["flagged"])
         _COVER.update(cov=cov, points=points)
     return _COVER["cov"], _COVER["points"]
+
+
+def _eject_order_bins(k):
+    """``(node, kind)`` of :func:`ejection_order_matches_the_model_at_every_node`: every node
+    with no buffer full (``mixed``) and with each buffer that some source feeds full."""
+    return [(node, kind) for node in range(k)
+            for kind in ["mixed"] + [golden.EJECT_BUFFERS[b] for b in range(3)
+                                     if any(golden.eject_buffer(src, node, k) == b
+                                            for src in range(k))]]
 
 
 def _cover_delivered(k, delivered):
@@ -650,3 +665,96 @@ async def ejection_serves_a_full_buffer_first_and_sources_by_rounds(dut):
     _cover_delivered(k, mon.delivered())
     _report(dut, k)
     common.record(eject_share_cases=len(cases), eject_share_cycles=mon.cycle)
+
+
+#: Drain cases per node of :func:`ejection_order_matches_the_model_at_every_node`; every third
+#: one has a full buffer (each buffer of the node in turn).
+_ORDER_CASES = 12
+
+
+def _order_case(rng, k, node, depth, case):
+    """``(sources, full)`` of one drain case at ``node``: the sources of the flits sent to it,
+    in sending order, and the buffer made full (``None``: none). Plain cases: 3..9 flits from
+    random sources (at most ``min(eject_depth, 6)`` per buffer). Every third case: one buffer
+    (each fed buffer in turn) gets ``eject_depth`` flits, each other fed buffer 1..3 (fewer
+    than ``eject_depth``), and the first flit sent is not for the full buffer, so the full one
+    is not the beat offered first and full-first decides the next beat."""
+    feeders = [[src for src in range(k) if golden.eject_buffer(src, node, k) == b]
+               for b in range(3)]
+    fed = [b for b in range(3) if feeders[b]]
+    if case % 3 != 2:
+        cap = min(depth, 6)
+        length = min(rng.randint(3, 9), cap * len(fed))
+        sources, count = [], [0, 0, 0]
+        while len(sources) < length:
+            src = rng.randrange(k)
+            buffer = golden.eject_buffer(src, node, k)
+            if count[buffer] < cap:
+                sources.append(src)
+                count[buffer] += 1
+        return sources, None
+    full = fed[(case // 3) % len(fed)]
+    others = [rng.choice(feeders[b]) for b in fed if b != full
+              for _ in range(rng.randint(1, min(depth - 1, 3)))]
+    sources = others + [rng.choice(feeders[full]) for _ in range(depth)]
+    first = sources.pop(0)
+    rng.shuffle(sources)
+    return [first] + sources, full
+
+
+@cocotb.test()
+async def ejection_order_matches_the_model_at_every_node(dut):
+    """The exact order of the ejection port (``hw.ring.RingRouter``: full buffers first, fair
+    per source by rounds, round-robin over the buffers; a beat offered is held) against
+    :func:`golden.eject_order`, at every node. Each case starts from reset (no source served,
+    round-robin at the CW buffer); the node's port is stalled and flits for it are sent one at
+    a time (:func:`_order_case`: random sources, so a ring buffer fed by two sources, e.g. 1 and
+    2 hops upstream at ``nodes = 5``, holds both interleaved; every third case with one buffer
+    full), each arriving alone on an idle ring before the next is sent: the first one's beat is
+    offered and held, the buffers' contents are known. Then the port is always ready and the
+    whole drain order (sources and payloads) must equal the model's. The scoreboard checks
+    every flit at the end."""
+    k, width, inj_l, ej_l = _setup()
+    depth = common.params().get("eject_depth", 16)
+    await _start(dut, k)
+    mon = _Monitor(dut, k, inj_l, ej_l)
+    rng = common.rng(80)
+    for node in range(k):
+        ready = getattr(dut, f"eject__{node}__ready")
+        for case in range(_ORDER_CASES):
+            await restart(dut, sources=[f"inject__{i}" for i in range(k)])
+            ready.value = 0
+            sent, full = _order_case(rng, k, node, depth, case)
+            buffers = [[], [], []]
+            for src in sent:
+                payload = rng.getrandbits(width)
+                valid = getattr(dut, f"inject__{src}__valid")
+                getattr(dut, f"inject__{src}__payload").value = pack(
+                    inj_l, {"dest": node, "payload": payload})
+                valid.value = 1
+                await ReadOnly()
+                assert getattr(dut, f"inject__{src}__ready").value == 1, \
+                    f"node {node}, case {case}: node {src} refused a flit on an idle ring"
+                await RisingEdge(dut.clk)
+                valid.value = 0
+                buffers[golden.eject_buffer(src, node, k)].append((src, payload))
+                for _ in range(golden.zero_load_latency(src, node, k) + 2):   # it arrives
+                    await RisingEdge(dut.clk)
+            expected = [item for _, item in golden.eject_order(
+                buffers, depth=depth, offered=golden.eject_buffer(sent[0], node, k))]
+            start = len(mon.ejected[node])
+            ready.value = 1
+            for _ in range(2 * len(sent) + 4 * k + 8):
+                await RisingEdge(dut.clk)
+            got = [(src, payload) for _, src, payload in mon.ejected[node][start:]]
+            assert got == expected, \
+                f"node {node}, case {case}: ejection order (source, payload) {got}, model " \
+                f"{expected} (sent from {sent})"
+            _coverage(k)[1]["eject_order"](
+                (node, "mixed" if full is None else golden.EJECT_BUFFERS[full]))
+    assert not mon.violations, "; ".join(mon.violations[:5])
+    golden.check_delivery(mon.sent(), mon.delivered())
+    assert int(dut.bad_dest.value) == 0
+    _cover_delivered(k, mon.delivered())
+    _report(dut, k)
+    common.record(eject_order_cases=k * _ORDER_CASES, eject_order_cycles=mon.cycle)
