@@ -7,7 +7,8 @@ from sparsehw.hw.hbfp import DOT_OUT_LAYOUT, HBFP_DOT_PARAMS, dot_in_layout
 from sparsehw.verif import common
 from sparsehw.verif.hbfp.cover import HbfpDotCoverage
 from sparsehw.verif.hbfp.vectors import (accumulation_ops, dense_dot_ops, dot_ops,
-                                         malformed_every_lane, tree_cancel_ops)
+                                         malformed_every_lane, nan_partial_ops,
+                                         tree_cancel_ops)
 from sparsehw.verif.stream import (StreamSink, StreamSource, collect, compare, endpoints, pack,
                                    start, unpack)
 
@@ -50,7 +51,8 @@ async def _check(dut, beats, expected, stall, salt, *, sink_stall=None):
 @cocotb.test()
 async def dot_products_match_golden_with_stalls(dut):
     """Random multi-block dot products (some longer than the partial sums), wide exponent range,
-    invalid blocks, random stalls."""
+    invalid blocks, the accumulation's corner cases (a NaN partial sum taking more blocks
+    among them), random stalls."""
     p = _params()
     wl = common.workload()
     rng = np.random.default_rng(common.rng(1).getrandbits(32))
@@ -66,6 +68,11 @@ async def dot_products_match_golden_with_stalls(dut):
     more, more_expected = accumulation_ops(rng, p["block_size"], p["mant_bits"],
                                            mixed=bool(p["mixed"]), partials=p["add_stages"] + 1,
                                            ops=int(wl.get("ops", 120)) * 4 // 3)
+    beats, expected = beats + more, expected + more_expected
+    # A partial sum that is NaN (inf - inf) inside the accumulation and then takes more blocks:
+    # the accumulator's own NaN operand, in every partial.
+    more, more_expected = nan_partial_ops(rng, p["block_size"], p["mant_bits"],
+                                          mixed=bool(p["mixed"]), partials=p["add_stages"] + 1)
     beats, expected = beats + more, expected + more_expected
     sink = await _check(dut, beats, expected, float(wl.get("stall", 0.3)), 2)
     common.record(blocks=len(beats), dot_products=len(expected), cycles=sink.last_cycle + 1)

@@ -8,7 +8,7 @@ from sparsehw.golden.fp32 import from_bits
 __all__ = ["fp32_mac_vectors", "subnormal_tie_products", "normal_tie_products", "wide_values", "corner_blocks",
            "lane_tie_blocks", "binade_tie_blocks", "eps_boundary_blocks", "lane_special_blocks",
            "malformed_every_lane", "dot_ops", "accumulation_ops", "tree_adders",
-           "tree_cancel_ops", "dense_dot_ops"]
+           "tree_cancel_ops", "dense_dot_ops", "nan_partial_ops"]
 
 
 _SPECIALS = [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001,
@@ -667,4 +667,42 @@ def dense_dot_ops(rng, block_size, mant_bits, lengths, *, mixed=False, partials=
                 q.append(mant[0].astype(np.int64)), e.append(int(exp[0]))
         expected.append((_golden_dot(qa, ea, qb, eb, mbits, P), 0, 0))
         beats += _dot_beats(qa, qb, ea, eb, modes if mixed else None)
+    return beats, expected
+
+
+def nan_partial_ops(rng, block_size, mant_bits, *, mixed=False, partials=None):
+    """Dot products in which one partial sum becomes NaN inside the accumulation and then takes
+    more blocks: for every partial ``j``, block ``j`` overflows to ``+inf`` (every lane
+    ``limit * limit``, ``ea = eb = 127``), block ``j + P`` to ``-inf``, so partial ``j`` is
+    ``inf - inf`` = NaN, and block ``j + 2P`` (finite, ``+-inf`` or zero) is added to that NaN
+    (the accumulator's operand is a NaN, not only the tree's). The other partials hold finite
+    random blocks. Three dot products per partial. Returns ``(beats, expected)`` like
+    :func:`dot_ops` (the expected value from :func:`golden.hbfp.dot`: the quiet NaN)."""
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MIN_EXP, MODES
+    P = DEFAULT_PARTIALS if partials is None else partials
+    B = block_size
+    beats, expected = [], []
+    for j in range(P):
+        for third in ("finite", "inf", "zero"):
+            K = j + 2 * P + 1 + int(rng.integers(0, P))
+            modes = [int(rng.integers(0, 3)) for _ in range(K)] if mixed else None
+            mbits = [MODES[x] for x in modes] if mixed else [mant_bits] * K
+            qa, qb, ea, eb = [], [], [], []
+            for k in range(K):
+                limit = (1 << mbits[k]) - 1
+                a = rng.integers(-limit, limit + 1, B)
+                b = rng.integers(-limit, limit + 1, B)
+                e1, e2 = int(rng.integers(-20, 40)), int(rng.integers(-20, 40))
+                if k in (j, j + P) or (k == j + 2 * P and third == "inf"):
+                    a, b = np.full(B, limit), np.full(B, limit)
+                    if k == j + P or (k == j + 2 * P and rng.random() < 0.5):
+                        a = -a
+                    e1, e2 = 127, 127
+                elif k == j + 2 * P and third == "zero":
+                    a = np.zeros(B, np.int64)
+                    e1 = int(rng.integers(MIN_EXP, 128))
+                qa.append(np.asarray(a, np.int64)), qb.append(np.asarray(b, np.int64))
+                ea.append(e1), eb.append(e2)
+            expected.append((_golden_dot(qa, ea, qb, eb, mbits, P), 0, 0))
+            beats += _dot_beats(qa, qb, ea, eb, modes)
     return beats, expected
