@@ -8,7 +8,7 @@ from sparsehw.golden.fp32 import from_bits
 __all__ = ["fp32_mac_vectors", "subnormal_tie_products", "normal_tie_products", "wide_values", "corner_blocks",
            "lane_tie_blocks", "binade_tie_blocks", "eps_boundary_blocks", "lane_special_blocks",
            "malformed_every_lane", "dot_ops", "accumulation_ops", "tree_adders",
-           "tree_cancel_ops", "dense_dot_ops", "nan_partial_ops"]
+           "tree_cancel_ops", "dense_dot_ops", "nan_partial_ops", "tree_sticky_ops"]
 
 
 _SPECIALS = [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001,
@@ -705,4 +705,61 @@ def nan_partial_ops(rng, block_size, mant_bits, *, mixed=False, partials=None):
                 ea.append(e1), eb.append(e2)
             expected.append((_golden_dot(qa, ea, qb, eb, mbits, P), 0, 0))
             beats += _dot_beats(qa, qb, ea, eb, modes)
+    return beats, expected
+
+
+def tree_sticky_ops(rng, block_size, mant_bits, *, mixed=False, partials=None, reps=2):
+    """Dot products whose sum rounds in one chosen adder of the partial-sum tree with the
+    smaller input's bits at the guard and below it only: for every adder of
+    :func:`tree_adders`, both operand orders and both signs, one input is a block value ``X``
+    (a full random block, so at most 17 significant bits: its last place ``u`` is 0 and even),
+    the other a one-lane block ``Y = S * 2**e`` with ``S`` in 3, 5, 9, 17, ... (up to the
+    mantissa limit) and its leading one at ``X``'s guard bit (weight ``2**(u-1)``): so the
+    sum lies just above a rounding tie (or below, subtracting), and only the round bit
+    (``S = 3``) or the single sticky bit (``S = 5``: the lowest aligned bit; ``S >= 9``: bits
+    shifted out) breaks it. Every other partial is zero. Returns ``(beats, expected)``."""
+    from sparsehw.golden.fp32 import bits
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MIN_EXP, block_dot
+    P = DEFAULT_PARTIALS if partials is None else partials
+    B, m = block_size, (7 if mixed else mant_bits)
+    limit = (1 << m) - 1
+    svals = [s for s in (3, 5, 9, 17, 33, 65) if s <= limit]
+
+    def split(e):
+        e1 = int(rng.integers(max(MIN_EXP, e - 127), min(127, e - MIN_EXP) + 1))
+        return e1, e - e1
+
+    beats, expected = [], []
+    for level, left, right in tree_adders(P):
+        for s in svals:
+            for swap in (False, True):
+                for neg in (False, True):
+                    for _ in range(reps):
+                        xa = rng.integers(-limit, limit + 1, B)
+                        xb = rng.integers(-limit, limit + 1, B)
+                        xa[0], xb[0] = limit, limit
+                        e1, e2 = int(rng.integers(-10, 50)), int(rng.integers(-10, 50))
+                        x = block_dot(xa, e1, xb, e2, m)
+                        if x == 0:
+                            continue
+                        u = ((bits(x) >> 23) & 0xFF) - 150
+                        i, r = left[0], right[0]
+                        if swap:
+                            i, r = r, i
+                        K = max(i, r) + 1
+                        qa = [np.zeros(B, np.int64) for _ in range(K)]
+                        qb = [np.zeros(B, np.int64) for _ in range(K)]
+                        ea, eb = [0] * K, [0] * K
+                        qa[i], qb[i], ea[i], eb[i] = xa, xb, e1, e2
+                        lane = int(rng.integers(0, B))
+                        sign = 1 if (x > 0) != neg else -1
+                        qa[r][lane], qb[r][lane] = sign * s, 1
+                        e = u - 1 - (s.bit_length() - 1)
+                        ea[r], eb[r] = split(min(max(e + 2 * m, 2 * MIN_EXP), 2 * 127))
+                        for k in range(K):
+                            if not qa[k].any():
+                                ea[k], eb[k] = (int(rng.integers(MIN_EXP, 128)),
+                                                int(rng.integers(MIN_EXP, 128)))
+                        expected.append((_golden_dot(qa, ea, qb, eb, [m] * K, P), 0, 0))
+                        beats += _dot_beats(qa, qb, ea, eb, [2] * K if mixed else None)
     return beats, expected
