@@ -8,7 +8,8 @@ from sparsehw.verif import common
 from sparsehw.verif.hbfp.cover import HbfpDotCoverage
 from sparsehw.verif.hbfp.vectors import (accumulation_ops, dense_dot_ops, dot_ops,
                                          malformed_every_lane, nan_partial_ops,
-                                         tree_cancel_ops, tree_sticky_ops)
+                                         tree_cancel_ops, tree_pow2_cancel_ops,
+                                         tree_sticky_ops)
 from sparsehw.verif.stream import (StreamSink, StreamSource, collect, compare, endpoints, pack,
                                    start, unpack)
 
@@ -104,8 +105,9 @@ async def malformed_mantissa_in_every_lane_of_both_operands(dut):
 async def tree_cancellation_at_full_rate_under_back_pressure(dut):
     """Every adder of the partial-sum tree cancels down to a residue at every bit position
     (:func:`verif.hbfp.vectors.tree_cancel_ops`: the leading-one search of each tree adder meets
-    every position), then dense dot products of 1 .. 2P - 1 blocks, then every tree adder just
-    off a rounding tie (:func:`verif.hbfp.vectors.tree_sticky_ops`); the input at full rate and
+    every position), then dense dot products of 1 .. 2P - 1 blocks, then rounding ties in every
+    adder (:func:`verif.hbfp.vectors.tree_sticky_ops`) and cancellation across a power of two in
+    every tree adder (:func:`verif.hbfp.vectors.tree_pow2_cancel_ops`); the input at full rate and
     the output stalled 70% of the time, so the whole pipeline (every partial, tree and delay
     register) holds live data of several dot products while it is stalled."""
     p = _params()
@@ -121,9 +123,13 @@ async def tree_cancellation_at_full_rate_under_back_pressure(dut):
                                         rng.integers(1, 2 * P, 90), mixed=bool(p["mixed"]),
                                         partials=P)
     beats, expected = beats + more, expected + more_expected
-    # Every tree adder just off a rounding tie that only the round or a single sticky bit of
-    # the smaller input breaks (the lowest aligned bit, or bits shifted out).
+    # Every tree adder and the accumulator on a rounding tie at every alignment, exact or broken
+    # only by the round bit or a single sticky bit of the smaller input; every tree adder
+    # cancelling across a power of two (operands one binade apart, normalization by one bit).
     more, more_expected = tree_sticky_ops(rng, p["block_size"], p["mant_bits"],
                                           mixed=bool(p["mixed"]), partials=P)
+    beats, expected = beats + more, expected + more_expected
+    more, more_expected = tree_pow2_cancel_ops(rng, p["block_size"], p["mant_bits"],
+                                               mixed=bool(p["mixed"]), partials=P)
     beats, expected = beats + more, expected + more_expected
     await _check(dut, beats, expected, 0.0, 10, sink_stall=0.7)
