@@ -174,10 +174,11 @@ def round_pack(m, sign, mag, exp, prefix="rp", pipe=None, *, zero_sign=None, spe
 
     ``mag`` is an unsigned Value of any width, ``exp`` a signed Value (:data:`EXP_SHAPE`).
     Handles subnormal results, rounding up into the next binade, overflow to a signed infinity
-    and ``mag == 0`` (a zero of sign ``zero_sign``, by default ``sign``). ``special`` (a
-    :data:`SPECIAL_SHAPE` class code, :func:`special_class`), when not none, replaces the
-    result by the quiet NaN or that infinity. Returns a 32-bit Signal, ``pipe.latency`` more
-    cycles late when ``pipe`` selects some of :data:`ROUND_CUTS`.
+    and ``mag == 0`` (a zero of sign ``zero_sign``, by default ``sign``; the int 0: always
+    ``+0``, no zero-sign logic). ``special`` (a :data:`SPECIAL_SHAPE` class code,
+    :func:`special_class`), when not none, replaces the result by the quiet NaN or that
+    infinity (``None``, the default: no class code is carried). Returns a 32-bit Signal,
+    ``pipe.latency`` more cycles late when ``pipe`` selects some of :data:`ROUND_CUTS`.
 
     The other options drop logic that the caller's producer makes unreachable (the defaults
     keep all of it; a wrong promise gives wrong results):
@@ -214,9 +215,13 @@ def round_pack(m, sign, mag, exp, prefix="rp", pipe=None, *, zero_sign=None, spe
         m.d.comb += base.eq(base_v)
         exponent = {"base": base}
     # The exact-zero test is the leading-one tree's root (no second OR of mag).
-    v = pipe.cut("lzc", sign=sign, mag=mag, amt=amt, **exponent, zero=~any_one,
-                 zsign=sign if zero_sign is None else zero_sign,
-                 special=Const(SPECIAL_NONE, SPECIAL_SHAPE) if special is None else special)
+    # zero_sign 0 (the int, not a Value): a zero result is +0, no zero sign is carried; no
+    # special: no class code is carried either.
+    plus_zero = isinstance(zero_sign, int) and zero_sign == 0
+    zsign = {} if plus_zero else {"zsign": sign if zero_sign is None else zero_sign}
+    spec = {} if special is None else {"special": special}
+    v = pipe.cut("lzc", sign=sign, mag=mag, amt=amt, **exponent, zero=~any_one, **zsign,
+                 **spec)
     if base_v is None:
         base = Signal(signed(14), name=_name(prefix + "_t"))           # biased exponent - 1
         m.d.comb += base.eq(v["pos"] + v["e126"])
@@ -235,8 +240,10 @@ def round_pack(m, sign, mag, exp, prefix="rp", pipe=None, *, zero_sign=None, spe
                         for i in range(width)])
     sticky = Signal(name=_name(prefix + "_sticky"))
     m.d.comb += sticky.eq((v["mag"] & below_guard) != 0)
-    v = pipe.cut("shift", sign=v["sign"], zero=v["zero"], zsign=v["zsign"],
-                 special=v["special"], base=base, kept=y[1:], guard=y[0], sticky=sticky)
+    zsign = {} if plus_zero else {"zsign": v["zsign"]}
+    spec = {} if special is None else {"special": v["special"]}
+    v = pipe.cut("shift", sign=v["sign"], zero=v["zero"], **zsign,
+                 **spec, base=base, kept=y[1:], guard=y[0], sticky=sticky)
     # The increment and the exponent in parallel: kept < 2**24 (its leading one is at bit 23
     # at most), so the rounded value's bits from 23 up are kept[23] + c23, c23 the carry of
     # the increment out of the 23 fraction bits (all ones and rounding up); the exponent field
@@ -251,17 +258,20 @@ def round_pack(m, sign, mag, exp, prefix="rp", pipe=None, *, zero_sign=None, spe
     m.d.comb += high0.eq(v["base"] + v["kept"][23])
     high = Mux(c23, high0 + 1, high0)
     ovf = Mux(c23, high0 >= 254, high0 >= 255)
-    v = pipe.cut("round", sign=v["sign"], zero=v["zero"], zsign=v["zsign"],
-                 special=v["special"], frac=frac, exp=high[:8], ovf=ovf)
+    zsign = {} if plus_zero else {"zsign": v["zsign"]}
+    spec = {} if special is None else {"special": v["special"]}
+    v = pipe.cut("round", sign=v["sign"], zero=v["zero"], **zsign,
+                 **spec, frac=frac, exp=high[:8], ovf=ovf)
     out = Signal(32, name=_name(prefix + "_out"))
-    with m.If(v["special"] == SPECIAL_NAN):
-        m.d.comb += out.eq(QNAN)
-    with m.Elif(v["special"] != SPECIAL_NONE):
-        m.d.comb += out.eq(Cat(Const(INF, 31), v["special"][0]))
-    with m.Elif(v["zero"]):
-        m.d.comb += out.eq(Cat(Const(0, 31), v["zsign"]))
-    with m.Elif(v["ovf"]):
-        m.d.comb += out.eq(Cat(Const(INF, 31), v["sign"]))
+    cases = []
+    if special is not None:
+        cases += [(v["special"] == SPECIAL_NAN, QNAN),
+                  (v["special"] != SPECIAL_NONE, Cat(Const(INF, 31), v["special"][0]))]
+    cases += [(v["zero"], 0 if plus_zero else Cat(Const(0, 31), v["zsign"])),
+              (v["ovf"], Cat(Const(INF, 31), v["sign"]))]
+    for k, (cond, value) in enumerate(cases):
+        with (m.Elif if k else m.If)(cond):
+            m.d.comb += out.eq(value)
     with m.Else():
         m.d.comb += out.eq(Cat(v["frac"], v["exp"], v["sign"]))
     return out
@@ -295,7 +305,7 @@ def fp_mul(m, a, b, prefix="mul", pipe=None):
                       special=v["special"], lead_min=23)
 
 
-def fp_add(m, a, b, prefix="add", pipe=None, *, subnormals=True):
+def fp_add(m, a, b, prefix="add", pipe=None, *, subnormals=True, neg_zero=True):
     """IEEE binary32 sum of bit patterns ``a`` and ``b``, rounded to nearest even.
 
     Alignment keeps guard, round and sticky bits (the sticky OR-ed into the LSB of the shifted
@@ -308,6 +318,12 @@ def fp_add(m, a, b, prefix="add", pipe=None, *, subnormals=True):
     subnormal and whose every nonzero sum is at least 2**-126 (e.g. operands that are all
     multiples of some 2**-k, k <= 126: their sum is one too, however it rounds). The default
     keeps them.
+
+    ``neg_zero=False`` drops the zero-sign logic: an exact zero sum is always ``+0``, also
+    ``-0 + -0`` (IEEE: ``-0``). Only for callers in which the sign of a zero sum never reaches a
+    result: e.g. sums that are never ``-0`` themselves and meet a ``-0`` only as an operand of
+    a further sum whose other operand is not ``-0`` (``x + -0 = x + +0`` for every such ``x``).
+    The default keeps it.
     """
     pipe = pipe if pipe is not None else Pipeline(m)
     fa = unpack_fp32(m, a, prefix + "a", subnormals)
@@ -332,16 +348,18 @@ def fp_add(m, a, b, prefix="add", pipe=None, *, subnormals=True):
     m.d.comb += bexp_x.eq(Mux(a_big, fa["bexp"], fb["bexp"]))
     nan = fa["nan"] | fb["nan"] | (fa["inf"] & fb["inf"] & (fa["sign"] != fb["sign"]))
     special = special_class(nan, fa["inf"] | fb["inf"], Mux(fa["inf"], fa["sign"], fb["sign"]))
+    zsign = {"zsign": fa["sign"] & fb["sign"]} if neg_zero else {}
     v = pipe.cut("swap", x=x_ext, y=y_ext, dist=dist_c, sub=fa["sign"] ^ fb["sign"],
-                 sign=sign_x, bexp=bexp_x, special=special, zsign=fa["sign"] & fb["sign"])
+                 sign=sign_x, bexp=bexp_x, special=special, **zsign)
     y_ext, dist_c = v["y"], v["dist"]
     # The bits shifted out, OR-ed into the LSB (sticky): a thermometer mask of the distance,
     # one comparison with a constant per bit (no carry chain for 2**dist - 1).
     below = Cat(*[dist_c > i for i in range(27)])
     y_sh = Signal(27, name=_name(prefix + "_ys"))
     m.d.comb += y_sh.eq((y_ext >> dist_c) | ((y_ext & below) != 0))
+    zsign = {"zsign": v["zsign"]} if neg_zero else {}
     v = pipe.cut("align", x=v["x"], y=y_sh, sub=v["sub"], sign=v["sign"], bexp=v["bexp"],
-                 special=v["special"], zsign=v["zsign"])
+                 special=v["special"], **zsign)
     total = Signal(28, name=_name(prefix + "_sum"))
     with m.If(v["sub"]):
         m.d.comb += total.eq(v["x"] - v["y"])
@@ -349,11 +367,12 @@ def fp_add(m, a, b, prefix="add", pipe=None, *, subnormals=True):
         m.d.comb += total.eq(v["x"] + v["y"])
     exp_x = Signal(EXP_SHAPE, name=_name(prefix + "_ex"))
     m.d.comb += exp_x.eq(v["bexp"] - 153)
+    zsign = {"zsign": v["zsign"]} if neg_zero else {}
     v = pipe.cut("add", total=total, sign=v["sign"], exp=exp_x, special=v["special"],
-                 zsign=v["zsign"])
+                 **zsign)
     # exp >= 1 - 153: no subnormal result needs the shift clamp.
     return round_pack(m, v["sign"], v["total"], v["exp"], prefix + "_rp", pipe,
-                      zero_sign=v["zsign"], special=v["special"], subnormals=subnormals,
+                      zero_sign=v["zsign"] if neg_zero else 0, special=v["special"], subnormals=subnormals,
                       exp_min=1 - 153)
 
 

@@ -453,7 +453,13 @@ class HbfpDot(wiring.Component):
         # 2**-84; it is a multiple of 2**-84 however it rounds, and so is every sum of such
         # values (partial or tree sum): no operand or result of the accumulation is subnormal.
         # (Malformed exponents raise `error`, whose result is NaN whatever the datapath gives.)
-        r = round_pack(m, v["sign"], v["mag"], v["exp"], "blk", rpipe, subnormals=False)
+        # No zero sign either (here and in every adder below): a block result is zero only
+        # for S = 0, which is +0; so a partial sum, -0 + r, then r + r', is never -0 (a zero
+        # sum of two operands that are not both -0 is +0). Only an unused partial is -0 in the
+        # tree, and the sum of two of them meets, at the next level, the sum of p0 and its
+        # right neighbour, which is never -0: the sign of a zero sum never reaches the result.
+        r = round_pack(m, v["sign"], v["mag"], v["exp"], "blk", rpipe, zero_sign=0,
+                       subnormals=False)
         v3, last3, inv3, err3 = Signal(), Signal(), Signal(), Signal()
         r3 = Signal(32)
         with m.If(adv):
@@ -489,7 +495,7 @@ class HbfpDot(wiring.Component):
         apipe = Pipeline(m, adv, cuts, "acc",
                          riders={"wr": v3, "slot": slot, "end": v3 & last3, "used": used,
                                  "inv": inv_next, "err": err_next})
-        total = fp_add(m, operand, r3, "acc", apipe, subnormals=False)
+        total = fp_add(m, operand, r3, "acc", apipe, subnormals=False, neg_zero=False)
         ride = apipe.riders
         with m.If(adv & v3):
             with m.If(last3):
@@ -521,7 +527,7 @@ class HbfpDot(wiring.Component):
                 cp = Pipeline(m, adv, cuts, f"cmb{level}_{j}", riders=flags if j == 0 else {})
                 if j + 1 < len(parts):
                     nxt.append(fp_add(m, parts[j], parts[j + 1], f"cmb{level}_{j}", cp,
-                                      subnormals=False))
+                                      subnormals=False, neg_zero=False))
                 else:
                     nxt.append(delay(m, parts[j], len(cuts), f"cmb{level}_{j}", adv))
                 if j == 0:

@@ -209,3 +209,49 @@ def test_fp32_mac_testbench_catches_a_rounding_bug(tmp_path):
                         seed=5, params={}, workload={"vectors": 300},
                         testcase="random_and_corner_vectors_with_stalls")
     assert not result.passed and result.failures == 1
+
+
+@pytest.mark.parametrize("neg_zero", [True, False])
+def test_fp_add_neg_zero_option(neg_zero):
+    # fp_add(neg_zero=False) (used by hbfp_dot) differs from the IEEE sum only where the sum is
+    # an exact zero of sign -: -0 + -0 is +0 there; the default keeps the IEEE -0.
+    from amaranth.hdl import Elaboratable, Module, Signal
+    from amaranth.sim import Simulator
+    from sparsehw.golden.fp32 import fp32_add
+    from sparsehw.hw.fp32 import fp_add
+
+    class Adder(Elaboratable):
+        def __init__(self):
+            self.a, self.b, self.o = Signal(32), Signal(32), Signal(32)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.comb += self.o.eq(fp_add(m, self.a, self.b, neg_zero=neg_zero))
+            return m
+
+    rng = np.random.default_rng(3)
+    zeros = [0x00000000, 0x80000000]
+    pairs = [(x, y) for x in zeros + [0x3F800000, 0xBF800000, 0x00000001, 0x7F800000]
+             for y in zeros]
+    r = rng.integers(0, 1 << 32, 200, dtype=np.uint64).astype(np.uint32)
+    pairs += [(int(x), int(x) ^ 0x80000000) for x in r[:100]]       # x + -x = +0
+    pairs += [(int(x), int(y)) for x, y in zip(r[100:150], r[150:200])]
+    dut = Adder()
+    got = []
+
+    async def bench(ctx):
+        for x, y in pairs:
+            ctx.set(dut.a, x)
+            ctx.set(dut.b, y)
+            await ctx.delay(1e-6)
+            got.append(ctx.get(dut.o))
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    for (x, y), g in zip(pairs, got):
+        want = canonical(bits(fp32_add(from_bits(x), from_bits(y))))
+        if not neg_zero and want == 0x80000000:
+            want = 0x00000000
+        assert g == want, f"{x:#010x} + {y:#010x}: got {g:#010x}, want {want:#010x}"
+    assert (0x80000000, 0x80000000) in pairs

@@ -7,7 +7,9 @@ from sparsehw.hw.hbfp import DOT_OUT_LAYOUT, HBFP_DOT_PARAMS, dot_in_layout
 from sparsehw.verif import common
 from sparsehw.verif.hbfp.cover import HbfpDotCoverage
 from sparsehw.verif.hbfp.vectors import (accumulation_ops, dense_dot_ops, dot_ops,
-                                         malformed_every_lane, tree_cancel_ops)
+                                         malformed_every_lane, nan_partial_ops,
+                                         tree_cancel_ops, tree_pow2_cancel_ops,
+                                         tree_sticky_ops)
 from sparsehw.verif.stream import (StreamSink, StreamSource, collect, compare, endpoints, pack,
                                    start, unpack)
 
@@ -50,7 +52,8 @@ async def _check(dut, beats, expected, stall, salt, *, sink_stall=None):
 @cocotb.test()
 async def dot_products_match_golden_with_stalls(dut):
     """Random multi-block dot products (some longer than the partial sums), wide exponent range,
-    invalid blocks, random stalls."""
+    invalid blocks, the accumulation's corner cases (a NaN partial sum taking more blocks
+    among them), random stalls."""
     p = _params()
     wl = common.workload()
     rng = np.random.default_rng(common.rng(1).getrandbits(32))
@@ -66,6 +69,11 @@ async def dot_products_match_golden_with_stalls(dut):
     more, more_expected = accumulation_ops(rng, p["block_size"], p["mant_bits"],
                                            mixed=bool(p["mixed"]), partials=p["add_stages"] + 1,
                                            ops=int(wl.get("ops", 120)) * 4 // 3)
+    beats, expected = beats + more, expected + more_expected
+    # A partial sum that is NaN (inf - inf) inside the accumulation and then takes more blocks:
+    # the accumulator's own NaN operand, in every partial.
+    more, more_expected = nan_partial_ops(rng, p["block_size"], p["mant_bits"],
+                                          mixed=bool(p["mixed"]), partials=p["add_stages"] + 1)
     beats, expected = beats + more, expected + more_expected
     sink = await _check(dut, beats, expected, float(wl.get("stall", 0.3)), 2)
     common.record(blocks=len(beats), dot_products=len(expected), cycles=sink.last_cycle + 1)
@@ -97,7 +105,9 @@ async def malformed_mantissa_in_every_lane_of_both_operands(dut):
 async def tree_cancellation_at_full_rate_under_back_pressure(dut):
     """Every adder of the partial-sum tree cancels down to a residue at every bit position
     (:func:`verif.hbfp.vectors.tree_cancel_ops`: the leading-one search of each tree adder meets
-    every position), then dense dot products of 1 .. 2P - 1 blocks; the input at full rate and
+    every position), then dense dot products of 1 .. 2P - 1 blocks, then rounding ties in every
+    adder (:func:`verif.hbfp.vectors.tree_sticky_ops`) and cancellation across a power of two in
+    every tree adder (:func:`verif.hbfp.vectors.tree_pow2_cancel_ops`); the input at full rate and
     the output stalled 70% of the time, so the whole pipeline (every partial, tree and delay
     register) holds live data of several dot products while it is stalled."""
     p = _params()
@@ -112,5 +122,14 @@ async def tree_cancellation_at_full_rate_under_back_pressure(dut):
     more, more_expected = dense_dot_ops(rng, p["block_size"], p["mant_bits"],
                                         rng.integers(1, 2 * P, 90), mixed=bool(p["mixed"]),
                                         partials=P)
+    beats, expected = beats + more, expected + more_expected
+    # Every tree adder and the accumulator on a rounding tie at every alignment, exact or broken
+    # only by the round bit or a single sticky bit of the smaller input; every tree adder
+    # cancelling across a power of two (operands one binade apart, normalization by one bit).
+    more, more_expected = tree_sticky_ops(rng, p["block_size"], p["mant_bits"],
+                                          mixed=bool(p["mixed"]), partials=P)
+    beats, expected = beats + more, expected + more_expected
+    more, more_expected = tree_pow2_cancel_ops(rng, p["block_size"], p["mant_bits"],
+                                               mixed=bool(p["mixed"]), partials=P)
     beats, expected = beats + more, expected + more_expected
     await _check(dut, beats, expected, 0.0, 10, sink_stall=0.7)

@@ -8,7 +8,8 @@ from sparsehw.golden.fp32 import from_bits
 __all__ = ["fp32_mac_vectors", "subnormal_tie_products", "normal_tie_products", "wide_values", "corner_blocks",
            "lane_tie_blocks", "binade_tie_blocks", "eps_boundary_blocks", "lane_special_blocks",
            "malformed_every_lane", "dot_ops", "accumulation_ops", "tree_adders",
-           "tree_cancel_ops", "dense_dot_ops"]
+           "tree_cancel_ops", "dense_dot_ops", "nan_partial_ops", "tree_sticky_ops",
+           "tree_pow2_cancel_ops"]
 
 
 _SPECIALS = [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001,
@@ -667,4 +668,256 @@ def dense_dot_ops(rng, block_size, mant_bits, lengths, *, mixed=False, partials=
                 q.append(mant[0].astype(np.int64)), e.append(int(exp[0]))
         expected.append((_golden_dot(qa, ea, qb, eb, mbits, P), 0, 0))
         beats += _dot_beats(qa, qb, ea, eb, modes if mixed else None)
+    return beats, expected
+
+
+def nan_partial_ops(rng, block_size, mant_bits, *, mixed=False, partials=None):
+    """Dot products in which one partial sum becomes NaN inside the accumulation and then takes
+    more blocks: for every partial ``j``, block ``j`` overflows to ``+inf`` (every lane
+    ``limit * limit``, ``ea = eb = 127``), block ``j + P`` to ``-inf``, so partial ``j`` is
+    ``inf - inf`` = NaN, and block ``j + 2P`` (finite, ``+-inf`` or zero) is added to that NaN
+    (the accumulator's operand is a NaN, not only the tree's). The other partials hold finite
+    random blocks. Three dot products per partial. Returns ``(beats, expected)`` like
+    :func:`dot_ops` (the expected value from :func:`golden.hbfp.dot`: the quiet NaN)."""
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MIN_EXP, MODES
+    P = DEFAULT_PARTIALS if partials is None else partials
+    B = block_size
+    beats, expected = [], []
+    for j in range(P):
+        for third in ("finite", "inf", "zero"):
+            K = j + 2 * P + 1 + int(rng.integers(0, P))
+            modes = [int(rng.integers(0, 3)) for _ in range(K)] if mixed else None
+            mbits = [MODES[x] for x in modes] if mixed else [mant_bits] * K
+            qa, qb, ea, eb = [], [], [], []
+            for k in range(K):
+                limit = (1 << mbits[k]) - 1
+                a = rng.integers(-limit, limit + 1, B)
+                b = rng.integers(-limit, limit + 1, B)
+                e1, e2 = int(rng.integers(-20, 40)), int(rng.integers(-20, 40))
+                if k in (j, j + P) or (k == j + 2 * P and third == "inf"):
+                    a, b = np.full(B, limit), np.full(B, limit)
+                    if k == j + P or (k == j + 2 * P and rng.random() < 0.5):
+                        a = -a
+                    e1, e2 = 127, 127
+                elif k == j + 2 * P and third == "zero":
+                    a = np.zeros(B, np.int64)
+                    e1 = int(rng.integers(MIN_EXP, 128))
+                qa.append(np.asarray(a, np.int64)), qb.append(np.asarray(b, np.int64))
+                ea.append(e1), eb.append(e2)
+            expected.append((_golden_dot(qa, ea, qb, eb, mbits, P), 0, 0))
+            beats += _dot_beats(qa, qb, ea, eb, modes)
+    return beats, expected
+
+
+def tree_sticky_ops(rng, block_size, mant_bits, *, mixed=False, partials=None, reps=2):
+    """Dot products whose sum lands on or just off a rounding tie in one chosen adder: the
+    accumulator (a partial's first block ``X``, its second block ``Y``) or an adder of the
+    partial-sum tree (:func:`tree_adders`, both operand orders). ``X`` is a full random block
+    (at most 17 significant bits: its last place ``u`` is 0, even). First ties at every
+    alignment: ``Y = S * 2**(u - 1)`` with ``S`` odd (a random block made odd, or one odd
+    lane): ``Y``'s last bit is ``X``'s guard, an exact tie (round to even); then, with two
+    lanes, ``S = (2t + 1) * 2**k + 1`` and ``Y = S * 2**(u - 1 - k)`` for every ``k`` in
+    1..m-1 and every length of ``2t + 1`` in 1..m: a tie broken only by one sticky bit ``k``
+    places below the guard, at every alignment. Then, in the tree adders, ``Y`` a one-lane
+    block ``S * 2**e`` with ``S`` in 3, 5, 9, 17, ... (up to the mantissa limit), its leading
+    one at ``X``'s guard, both signs: only the round bit (``S = 3``) or the single sticky bit
+    (``S = 5``: the lowest aligned bit; ``S >= 9``: bits shifted out) breaks the tie. Every
+    other partial is zero. Returns ``(beats, expected)`` like :func:`dot_ops`."""
+    from sparsehw.golden.fp32 import bits
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MIN_EXP, block_dot
+    P = DEFAULT_PARTIALS if partials is None else partials
+    B, m = block_size, (7 if mixed else mant_bits)
+    limit = (1 << m) - 1
+    svals = [s for s in (3, 5, 9, 17, 33, 65) if s <= limit]
+
+    def split(e):
+        e1 = int(rng.integers(max(MIN_EXP, e - 127), min(127, e - MIN_EXP) + 1))
+        return e1, e - e1
+
+    beats, expected = [], []
+
+    # (kind, k, bits of 2t + 1): exact ties, then one sticky bit k below the guard with Y's top
+    # bits(2t + 1) - 1 above it, every combination (two lanes: B >= 2).
+    kinds = [("block", 0, 0)] * 4 + [("lane", 0, 0)] * 4
+    if B >= 2:
+        kinds += [("sticky", k, tb) for k in range(1, m) for tb in range(1, m + 1)]
+
+    def _ties(i, r, K):
+        for kind, k, tb in kinds:
+            xa = rng.integers(-limit, limit + 1, B)
+            xb = rng.integers(-limit, limit + 1, B)
+            xa[0], xb[0] = limit, limit
+            e1, e2 = int(rng.integers(-10, 50)), int(rng.integers(-10, 50))
+            x = block_dot(xa, e1, xb, e2, m)
+            if x == 0:
+                continue
+            u = ((bits(x) >> 23) & 0xFF) - 150
+            ya, yb = np.zeros(B, np.int64), np.zeros(B, np.int64)
+            lane = int(rng.integers(0, B))
+            sign = 1 if rng.random() < 0.5 else -1
+            if kind == "block":                     # a random block made odd
+                ya = rng.integers(-limit, limit + 1, B)
+                yb = rng.integers(-limit, limit + 1, B)
+                yb[0] = 1
+                if int(ya @ yb) % 2 == 0:
+                    ya[0] += 1 if ya[0] < limit else -1
+            elif kind == "lane":                    # one odd lane
+                ya[lane] = sign * (2 * int(rng.integers(0, (limit + 1) // 2)) + 1)
+                yb[lane] = 2 * int(rng.integers(0, (limit + 1) // 2)) + 1
+            else:                                   # (2t + 1) * 2**k + 1 in two lanes
+                odd = 1 if tb == 1 else 2 * int(rng.integers(1 << (tb - 2), 1 << (tb - 1))) + 1
+                ya[lane] = sign * odd
+                yb[lane] = 1 << k
+                other = (lane + 1) % B
+                ya[other], yb[other] = sign, 1
+            qa = [np.zeros(B, np.int64) for _ in range(K)]
+            qb = [np.zeros(B, np.int64) for _ in range(K)]
+            ea, eb = [0] * K, [0] * K
+            qa[i], qb[i], ea[i], eb[i] = xa, xb, e1, e2
+            qa[r], qb[r] = ya, yb
+            ea[r], eb[r] = split(min(max(u - 1 - k + 2 * m, 2 * MIN_EXP), 2 * 127))
+            for n in range(K):
+                if not qa[n].any():
+                    ea[n], eb[n] = (int(rng.integers(MIN_EXP, 128)),
+                                    int(rng.integers(MIN_EXP, 128)))
+            expected.append((_golden_dot(qa, ea, qb, eb, [m] * K, P), 0, 0))
+            beats.extend(_dot_beats(qa, qb, ea, eb, [2] * K if mixed else None))
+
+    for level, left, right in tree_adders(P):
+        # Exact ties at every alignment: Y = S * 2**(u - 1), S odd (a random block made odd, or
+        # one lane), so Y's last bit is X's guard and nothing is below it: round to even.
+        # Then ties broken by one sticky bit k places below the guard at every alignment:
+        # S = (2t + 1) * 2**k + 1, Y = S * 2**(u - 1 - k).
+        for i, r in ((left[0], right[0]), (right[0], left[0])):
+            _ties(i, r, max(i, r) + 1)
+    # The same in the accumulator: partial j's first block X, its second block Y.
+    for j in range(P):
+        _ties(j, j + P, j + P + 1)
+    for level, left, right in tree_adders(P):
+        for s in svals:
+            for swap in (False, True):
+                for neg in (False, True):
+                    for _ in range(reps):
+                        xa = rng.integers(-limit, limit + 1, B)
+                        xb = rng.integers(-limit, limit + 1, B)
+                        xa[0], xb[0] = limit, limit
+                        e1, e2 = int(rng.integers(-10, 50)), int(rng.integers(-10, 50))
+                        x = block_dot(xa, e1, xb, e2, m)
+                        if x == 0:
+                            continue
+                        u = ((bits(x) >> 23) & 0xFF) - 150
+                        i, r = left[0], right[0]
+                        if swap:
+                            i, r = r, i
+                        K = max(i, r) + 1
+                        qa = [np.zeros(B, np.int64) for _ in range(K)]
+                        qb = [np.zeros(B, np.int64) for _ in range(K)]
+                        ea, eb = [0] * K, [0] * K
+                        qa[i], qb[i], ea[i], eb[i] = xa, xb, e1, e2
+                        lane = int(rng.integers(0, B))
+                        sign = 1 if (x > 0) != neg else -1
+                        qa[r][lane], qb[r][lane] = sign * s, 1
+                        e = u - 1 - (s.bit_length() - 1)
+                        ea[r], eb[r] = split(min(max(e + 2 * m, 2 * MIN_EXP), 2 * 127))
+                        for k in range(K):
+                            if not qa[k].any():
+                                ea[k], eb[k] = (int(rng.integers(MIN_EXP, 128)),
+                                                int(rng.integers(MIN_EXP, 128)))
+                        expected.append((_golden_dot(qa, ea, qb, eb, [m] * K, P), 0, 0))
+                        beats += _dot_beats(qa, qb, ea, eb, [2] * K if mixed else None)
+    return beats, expected
+
+
+def tree_pow2_cancel_ops(rng, block_size, mant_bits, *, mixed=False, partials=None):
+    """Dot products that cancel in one chosen adder of the partial-sum tree across a power of
+    two: for every adder of :func:`tree_adders`, both operand orders and both signs, the first
+    partial of one input holds ``X = +-2**k`` (a one-lane block of powers of two), the first
+    partial of the other ``-X + D`` (the block ``-X``, then ``D = d * 2**(u-1)`` of ``X``'s
+    sign, ``d`` = 1..7, ``u`` the exponent of ``X``'s last place): just below ``2**k``, in the
+    binade under ``X``'s, so the adder's operands are one exponent apart and the sum ``D``
+    has its leading one at the lowest bits of the aligned sum (bit 2 for ``d = 1``). Every
+    other partial is zero. Returns ``(beats, expected)`` like :func:`dot_ops`."""
+    from sparsehw.golden.fp32 import bits
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MIN_EXP, block_dot
+    P = DEFAULT_PARTIALS if partials is None else partials
+    B, m = block_size, (7 if mixed else mant_bits)
+    limit = (1 << m) - 1
+
+    def split(e):
+        e1 = int(rng.integers(max(MIN_EXP, e - 127), min(127, e - MIN_EXP) + 1))
+        return e1, e - e1
+
+    beats, expected = [], []
+    for level, left, right in tree_adders(P):
+        for swap in (False, True):
+            for d in range(1, 8):
+                for neg in (False, True):
+                    if d > limit:
+                        continue
+                    i, r = left[0], right[0]
+                    if swap:
+                        i, r = r, i
+                    K = max(i, r + P) + 1
+                    qa = [np.zeros(B, np.int64) for _ in range(K)]
+                    qb = [np.zeros(B, np.int64) for _ in range(K)]
+                    ea, eb = [0] * K, [0] * K
+                    lane = int(rng.integers(0, B))
+                    sx = -1 if neg else 1
+                    qa[i][lane] = sx * (1 << int(rng.integers(0, m)))
+                    qb[i][lane] = 1 << int(rng.integers(0, m))
+                    ea[i], eb[i] = int(rng.integers(-10, 50)), int(rng.integers(-10, 50))
+                    qa[r], qb[r], ea[r], eb[r] = -qa[i], qb[i].copy(), ea[i], eb[i]
+                    x = block_dot(qa[i], ea[i], qb[i], eb[i], m)
+                    u = ((bits(x) >> 23) & 0xFF) - 150
+                    lane = int(rng.integers(0, B))
+                    qa[r + P][lane], qb[r + P][lane] = sx * d, 1
+                    ea[r + P], eb[r + P] = split(min(max(u - 1 + 2 * m, 2 * MIN_EXP), 2 * 127))
+                    for k in range(K):
+                        if not qa[k].any():
+                            ea[k], eb[k] = (int(rng.integers(MIN_EXP, 128)),
+                                            int(rng.integers(MIN_EXP, 128)))
+                    expected.append((_golden_dot(qa, ea, qb, eb, [m] * K, P), 0, 0))
+                    beats += _dot_beats(qa, qb, ea, eb, [2] * K if mixed else None)
+        # X = +-2**k against a full random block Y at every exponent distance 1..26 (either
+        # sign): X - |Y| falls below 2**k and normalizes by one bit, where the bits of Y below
+        # X's last place (round and sticky, shifted or not) decide the rounding.
+        for swap in (False, True):
+            for dist in list(range(1, 27)) * 2:
+                i, r = left[0], right[0]
+                if swap:
+                    i, r = r, i
+                K = max(i, r) + 1
+                qa = [np.zeros(B, np.int64) for _ in range(K)]
+                qb = [np.zeros(B, np.int64) for _ in range(K)]
+                ea, eb = [0] * K, [0] * K
+                sx = 1 if rng.random() < 0.5 else -1
+                lane = int(rng.integers(0, B))
+                qa[i][lane] = sx * (1 << int(rng.integers(0, m)))
+                qb[i][lane] = 1 << int(rng.integers(0, m))
+                ea[i], eb[i] = int(rng.integers(0, 50)), int(rng.integers(0, 50))
+                x = block_dot(qa[i], ea[i], qb[i], eb[i], m)
+                ya = rng.integers(-limit, limit + 1, B)
+                yb = rng.integers(-limit, limit + 1, B)
+                ya[0], yb[0] = limit, limit
+                if rng.random() < 0.5:              # or a short odd Y: few bits, then zeros
+                    ya, yb = np.zeros(B, np.int64), np.zeros(B, np.int64)
+                    ya[int(rng.integers(0, B))] = 2 * int(rng.integers(0, (limit + 1) // 2)) + 1
+                    yb[int(np.flatnonzero(ya)[0])] = 2 * int(rng.integers(0, (limit + 1) // 2)) + 1
+                y = block_dot(ya, 0, yb, 0, m)
+                if y == 0:
+                    continue
+                # Y's exponent dist below X's: scale by 2**(ex - ey - dist).
+                ex = ((bits(x) >> 23) & 0xFF)
+                ey = ((bits(y) >> 23) & 0xFF)
+                if (y > 0) == (sx > 0) and rng.random() < 0.75:
+                    ya = -ya                        # mostly a subtraction
+                e = ex - ey - dist
+                qa[r], qb[r] = ya, yb
+                ea[r], eb[r] = split(min(max(e, 2 * MIN_EXP), 2 * 127))
+                for k in range(K):
+                    if not qa[k].any():
+                        ea[k], eb[k] = (int(rng.integers(MIN_EXP, 128)),
+                                        int(rng.integers(MIN_EXP, 128)))
+                expected.append((_golden_dot(qa, ea, qb, eb, [m] * K, P), 0, 0))
+                beats += _dot_beats(qa, qb, ea, eb, [2] * K if mixed else None)
     return beats, expected
