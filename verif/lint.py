@@ -94,7 +94,7 @@ WAIVERS = {
                                              "direction/select codes, whose unused code 3 keeps "
                                              "the default."}),
     "bfp_convert": _waivers(UNUSEDSIGNAL=104, WIDTHEXPAND=34, WIDTHTRUNC=1, PROCASSINIT=79),
-    "hbfp_dot": _waivers(UNUSEDSIGNAL=407, WIDTHEXPAND=147, WIDTHTRUNC=27, PROCASSINIT=305),
+    "hbfp_dot": _waivers(UNUSEDSIGNAL=403, WIDTHEXPAND=146, WIDTHTRUNC=27, PROCASSINIT=279),
     "fp32_mac": _waivers(UNUSEDSIGNAL=272, WIDTHEXPAND=84, WIDTHTRUNC=17, PROCASSINIT=96),
     "figs": _waivers(UNUSEDSIGNAL=487, WIDTHEXPAND=10, CASEINCOMPLETE=8, PROCASSINIT=923),
     "nm_broadcast": _waivers(UNUSEDSIGNAL=1698, PROCASSINIT=898),
