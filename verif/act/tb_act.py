@@ -63,11 +63,13 @@ def _cover(dut, params, jobs, ends):
 
 async def _run_and_check(dut, params, jobs, *, stall, salt):
     """Reset, drive ``jobs`` with random stalls (probability ``stall``, stall pattern from
-    ``common.rng(salt)``), compare every output with the golden model, sample coverage."""
+    ``common.rng(salt)``), compare every output with the golden model, sample coverage;
+    returns the output beats."""
     await _start(dut)
     got, ends = await run_jobs(dut, params, jobs, stall=stall, rng=common.rng(salt))
     compare(got, jobs)
     _cover(dut, params, jobs, ends)
+    return got
 
 
 @common.test()
@@ -161,7 +163,7 @@ async def act_rejects_then_correct(dut):
     jobs.append(reject_job(params, op=7, n=0))
     jobs.append(reject_job(params, op=6, n=0))
     jobs.append(make_job(gen, params, ops[-1], min(params["max_row"], params["lanes"] * 2 + 1)))
-    await _run_and_check(dut, params, jobs, stall=_stall(0.25), salt=4)
+    got = await _run_and_check(dut, params, jobs, stall=_stall(0.25), salt=4)
     assert sum(beat["error"] for beat in got) == len(bad) + 2
 
 
