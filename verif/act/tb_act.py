@@ -61,6 +61,17 @@ def _cover(dut, params, jobs, ends):
     cov.report(dut._log, ends)
 
 
+async def _run_and_check(dut, params, jobs, *, stall, salt):
+    """Reset, drive ``jobs`` with random stalls (probability ``stall``, stall pattern from
+    ``common.rng(salt)``), compare every output with the golden model, sample coverage;
+    returns the output beats."""
+    await _start(dut)
+    got, ends = await run_jobs(dut, params, jobs, stall=stall, rng=common.rng(salt))
+    compare(got, jobs)
+    _cover(dut, params, jobs, ends)
+    return got
+
+
 @common.test()
 async def act_every_op_random_stalls(dut):
     """Every op built: random, corner and all-equal data, every format, stalls on every port."""
@@ -84,10 +95,7 @@ async def act_every_op_random_stalls(dut):
         for fin, fout in ((7, 15), (0, 0)):
             jobs.append(make_job(gen, params, op, len(corners), fin=fin, fout=fout,
                                  kind="corner", xs=corners))
-    await _start(dut)
-    got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.3), rng=common.rng(2))
-    compare(got, jobs)
-    _cover(dut, params, jobs, ends)
+    await _run_and_check(dut, params, jobs, stall=_stall(0.3), salt=2)
     common.record(regression_jobs=len(jobs))
 
 
@@ -129,10 +137,7 @@ async def act_every_code_and_low_variance_rows(dut):
         for second in params["op_list"]:
             for op in (first, second):
                 jobs.append(make_job(gen, params, op, _length(gen, params, op)))
-    await _start(dut)
-    got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.2), rng=common.rng(6))
-    compare(got, jobs)
-    _cover(dut, params, jobs, ends)
+    await _run_and_check(dut, params, jobs, stall=_stall(0.2), salt=6)
     common.record(exhaustive_jobs=len(jobs))
 
 
@@ -158,10 +163,7 @@ async def act_rejects_then_correct(dut):
     jobs.append(reject_job(params, op=7, n=0))
     jobs.append(reject_job(params, op=6, n=0))
     jobs.append(make_job(gen, params, ops[-1], min(params["max_row"], params["lanes"] * 2 + 1)))
-    await _start(dut)
-    got, ends = await run_jobs(dut, params, jobs, stall=_stall(0.25), rng=common.rng(4))
-    compare(got, jobs)
-    _cover(dut, params, jobs, ends)
+    got = await _run_and_check(dut, params, jobs, stall=_stall(0.25), salt=4)
     assert sum(beat["error"] for beat in got) == len(bad) + 2
 
 
@@ -252,10 +254,7 @@ async def act_row_scalars_every_bit_length(dut):
     params = _params()
     gen = np.random.default_rng(common.rng(9).getrandbits(32))
     jobs = _scalar_rows(gen, params)
-    await _start(dut)
-    got, ends = await run_jobs(dut, params, jobs, stall=0.2, rng=common.rng(10))
-    compare(got, jobs)
-    _cover(dut, params, jobs, ends)
+    await _run_and_check(dut, params, jobs, stall=0.2, salt=10)
 
 
 def _recip_full_precision(gen, params):
@@ -288,7 +287,4 @@ async def act_recip_full_precision(dut):
         return
     gen = np.random.default_rng(common.rng(11).getrandbits(32))
     jobs = _recip_full_precision(gen, params)
-    await _start(dut)
-    got, ends = await run_jobs(dut, params, jobs, stall=0.1, rng=common.rng(12))
-    compare(got, jobs)
-    _cover(dut, params, jobs, ends)
+    await _run_and_check(dut, params, jobs, stall=0.1, salt=12)

@@ -322,6 +322,51 @@ def _dot_beats(qa, qb, ea, eb, modes=None):
     return beats
 
 
+def _split_exponent(rng, e):
+    """A random ``(ea, eb)``, both legal block exponents, with ``ea + eb = e`` clamped to
+    ``2 * MIN_EXP .. 2 * 127`` (the exponent of a product of two blocks)."""
+    from sparsehw.golden.hbfp import MIN_EXP
+    e = min(max(e, 2 * MIN_EXP), 2 * 127)
+    e1 = int(rng.integers(max(MIN_EXP, e - 127), min(127, e - MIN_EXP) + 1))
+    return e1, e - e1
+
+
+def _last_place(x):
+    """The exponent of the last place of the float32 ``x`` (normal)."""
+    from sparsehw.golden.fp32 import bits
+    return ((bits(x) >> 23) & 0xFF) - 150
+
+
+def _full_block(rng, block_size, mant_bits):
+    """A random block pair ``X`` with both lane-0 mantissas at the limit (a nonzero sum in
+    almost every draw) and exponents in -10..49: ``(xa, xb, ea, eb, value)``."""
+    from sparsehw.golden.hbfp import block_dot
+    limit = (1 << mant_bits) - 1
+    xa = rng.integers(-limit, limit + 1, block_size)
+    xb = rng.integers(-limit, limit + 1, block_size)
+    xa[0], xb[0] = limit, limit
+    e1, e2 = int(rng.integers(-10, 50)), int(rng.integers(-10, 50))
+    return xa, xb, e1, e2, block_dot(xa, e1, xb, e2, mant_bits)
+
+
+def _zero_blocks(count, block_size):
+    """``(qa, qb, ea, eb)``: ``count`` all-zero block pairs with exponents 0, to fill in."""
+    return ([np.zeros(block_size, np.int64) for _ in range(count)],
+            [np.zeros(block_size, np.int64) for _ in range(count)], [0] * count, [0] * count)
+
+
+def _finish_dot(rng, qa, qb, ea, eb, mant_bits, partials, mixed, beats, expected):
+    """Give each all-zero block pair random legal exponents (they must not matter), then
+    append the dot product's golden result to ``expected`` and its input beats to ``beats``."""
+    from sparsehw.golden.hbfp import MIN_EXP
+    count = len(qa)
+    for k in range(count):
+        if not qa[k].any():
+            ea[k], eb[k] = int(rng.integers(MIN_EXP, 128)), int(rng.integers(MIN_EXP, 128))
+    expected.append((_golden_dot(qa, ea, qb, eb, [mant_bits] * count, partials), 0, 0))
+    beats.extend(_dot_beats(qa, qb, ea, eb, [2] * count if mixed else None))
+
+
 def dot_ops(rng, block_size, mant_bits, *, mixed=False, ops=100, max_blocks=4, p_invalid=0.03,
             p_malformed=0.0, lo=-40, hi=40, fixed_blocks=None, partials=None):
     """Random dot products for ``hbfp_dot`` and their expected results.
@@ -601,16 +646,12 @@ def tree_cancel_ops(rng, block_size, mant_bits, *, mixed=False, partials=None, s
     aligned sum, both operand orders) and the adders above it add zeros. 2 .. ``2 P`` blocks per
     dot product. Returns ``(beats, expected)`` like :func:`dot_ops`.
     """
-    from sparsehw.golden.fp32 import bits
-    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MIN_EXP, block_dot
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, block_dot
     P = DEFAULT_PARTIALS if partials is None else partials
     B, m = block_size, (7 if mixed else mant_bits)
     limit = (1 << m) - 1
     shifts = range(-2, 27) if shifts is None else shifts
 
-    def split(e):
-        e1 = int(rng.integers(max(MIN_EXP, e - 127), min(127, e - MIN_EXP) + 1))
-        return e1, e - e1
 
     beats, expected = [], []
     for level, left, right in tree_adders(P):
@@ -624,25 +665,19 @@ def tree_cancel_ops(rng, block_size, mant_bits, *, mixed=False, partials=None, s
             x = block_dot(xa, e1, xb, e2, m)
             if x == 0:
                 continue
-            u = ((bits(x) >> 23) & 0xFF) - 150
+            u = _last_place(x)
             i, r = left[0], right[0]
             if rng.random() < 0.5:                  # which input holds X, which -X + D
                 i, r = r, i
             K = max(i, r + P) + 1
-            qa = [np.zeros(B, np.int64) for _ in range(K)]
-            qb = [np.zeros(B, np.int64) for _ in range(K)]
-            ea, eb = [0] * K, [0] * K
+            qa, qb, ea, eb = _zero_blocks(K, B)
             qa[i], qb[i], ea[i], eb[i] = xa, xb, e1, e2
             qa[r], qb[r], ea[r], eb[r] = -xa, xb, e1, e2
             lane = int(rng.integers(0, B))
             qa[r + P][lane] = int(rng.integers(1, 4)) * (-1) ** int(rng.integers(0, 2))
             qb[r + P][lane] = 1
-            ea[r + P], eb[r + P] = split(min(max(u + s + 2 * m, 2 * MIN_EXP), 2 * 127))
-            for k in range(K):                      # the zero blocks: any legal exponent
-                if not qa[k].any():
-                    ea[k], eb[k] = int(rng.integers(MIN_EXP, 128)), int(rng.integers(MIN_EXP, 128))
-            expected.append((_golden_dot(qa, ea, qb, eb, [m] * K, P), 0, 0))
-            beats += _dot_beats(qa, qb, ea, eb, [2] * K if mixed else None)
+            ea[r + P], eb[r + P] = _split_exponent(rng, u + s + 2 * m)
+            _finish_dot(rng, qa, qb, ea, eb, m, P, mixed, beats, expected)
     return beats, expected
 
 
@@ -723,16 +758,12 @@ def tree_sticky_ops(rng, block_size, mant_bits, *, mixed=False, partials=None, r
     one at ``X``'s guard, both signs: only the round bit (``S = 3``) or the single sticky bit
     (``S = 5``: the lowest aligned bit; ``S >= 9``: bits shifted out) breaks the tie. Every
     other partial is zero. Returns ``(beats, expected)`` like :func:`dot_ops`."""
-    from sparsehw.golden.fp32 import bits
-    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MIN_EXP, block_dot
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, block_dot
     P = DEFAULT_PARTIALS if partials is None else partials
     B, m = block_size, (7 if mixed else mant_bits)
     limit = (1 << m) - 1
     svals = [s for s in (3, 5, 9, 17, 33, 65) if s <= limit]
 
-    def split(e):
-        e1 = int(rng.integers(max(MIN_EXP, e - 127), min(127, e - MIN_EXP) + 1))
-        return e1, e - e1
 
     beats, expected = [], []
 
@@ -744,14 +775,10 @@ def tree_sticky_ops(rng, block_size, mant_bits, *, mixed=False, partials=None, r
 
     def _ties(i, r, K):
         for kind, k, tb in kinds:
-            xa = rng.integers(-limit, limit + 1, B)
-            xb = rng.integers(-limit, limit + 1, B)
-            xa[0], xb[0] = limit, limit
-            e1, e2 = int(rng.integers(-10, 50)), int(rng.integers(-10, 50))
-            x = block_dot(xa, e1, xb, e2, m)
+            xa, xb, e1, e2, x = _full_block(rng, B, m)
             if x == 0:
                 continue
-            u = ((bits(x) >> 23) & 0xFF) - 150
+            u = _last_place(x)
             ya, yb = np.zeros(B, np.int64), np.zeros(B, np.int64)
             lane = int(rng.integers(0, B))
             sign = 1 if rng.random() < 0.5 else -1
@@ -770,18 +797,11 @@ def tree_sticky_ops(rng, block_size, mant_bits, *, mixed=False, partials=None, r
                 yb[lane] = 1 << k
                 other = (lane + 1) % B
                 ya[other], yb[other] = sign, 1
-            qa = [np.zeros(B, np.int64) for _ in range(K)]
-            qb = [np.zeros(B, np.int64) for _ in range(K)]
-            ea, eb = [0] * K, [0] * K
+            qa, qb, ea, eb = _zero_blocks(K, B)
             qa[i], qb[i], ea[i], eb[i] = xa, xb, e1, e2
             qa[r], qb[r] = ya, yb
-            ea[r], eb[r] = split(min(max(u - 1 - k + 2 * m, 2 * MIN_EXP), 2 * 127))
-            for n in range(K):
-                if not qa[n].any():
-                    ea[n], eb[n] = (int(rng.integers(MIN_EXP, 128)),
-                                    int(rng.integers(MIN_EXP, 128)))
-            expected.append((_golden_dot(qa, ea, qb, eb, [m] * K, P), 0, 0))
-            beats.extend(_dot_beats(qa, qb, ea, eb, [2] * K if mixed else None))
+            ea[r], eb[r] = _split_exponent(rng, u - 1 - k + 2 * m)
+            _finish_dot(rng, qa, qb, ea, eb, m, P, mixed, beats, expected)
 
     for level, left, right in tree_adders(P):
         # Exact ties at every alignment: Y = S * 2**(u - 1), S odd (a random block made odd, or
@@ -798,33 +818,22 @@ def tree_sticky_ops(rng, block_size, mant_bits, *, mixed=False, partials=None, r
             for swap in (False, True):
                 for neg in (False, True):
                     for _ in range(reps):
-                        xa = rng.integers(-limit, limit + 1, B)
-                        xb = rng.integers(-limit, limit + 1, B)
-                        xa[0], xb[0] = limit, limit
-                        e1, e2 = int(rng.integers(-10, 50)), int(rng.integers(-10, 50))
-                        x = block_dot(xa, e1, xb, e2, m)
+                        xa, xb, e1, e2, x = _full_block(rng, B, m)
                         if x == 0:
                             continue
-                        u = ((bits(x) >> 23) & 0xFF) - 150
+                        u = _last_place(x)
                         i, r = left[0], right[0]
                         if swap:
                             i, r = r, i
                         K = max(i, r) + 1
-                        qa = [np.zeros(B, np.int64) for _ in range(K)]
-                        qb = [np.zeros(B, np.int64) for _ in range(K)]
-                        ea, eb = [0] * K, [0] * K
+                        qa, qb, ea, eb = _zero_blocks(K, B)
                         qa[i], qb[i], ea[i], eb[i] = xa, xb, e1, e2
                         lane = int(rng.integers(0, B))
                         sign = 1 if (x > 0) != neg else -1
                         qa[r][lane], qb[r][lane] = sign * s, 1
                         e = u - 1 - (s.bit_length() - 1)
-                        ea[r], eb[r] = split(min(max(e + 2 * m, 2 * MIN_EXP), 2 * 127))
-                        for k in range(K):
-                            if not qa[k].any():
-                                ea[k], eb[k] = (int(rng.integers(MIN_EXP, 128)),
-                                                int(rng.integers(MIN_EXP, 128)))
-                        expected.append((_golden_dot(qa, ea, qb, eb, [m] * K, P), 0, 0))
-                        beats += _dot_beats(qa, qb, ea, eb, [2] * K if mixed else None)
+                        ea[r], eb[r] = _split_exponent(rng, e + 2 * m)
+                        _finish_dot(rng, qa, qb, ea, eb, m, P, mixed, beats, expected)
     return beats, expected
 
 
@@ -838,14 +847,11 @@ def tree_pow2_cancel_ops(rng, block_size, mant_bits, *, mixed=False, partials=No
     has its leading one at the lowest bits of the aligned sum (bit 2 for ``d = 1``). Every
     other partial is zero. Returns ``(beats, expected)`` like :func:`dot_ops`."""
     from sparsehw.golden.fp32 import bits
-    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MIN_EXP, block_dot
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, block_dot
     P = DEFAULT_PARTIALS if partials is None else partials
     B, m = block_size, (7 if mixed else mant_bits)
     limit = (1 << m) - 1
 
-    def split(e):
-        e1 = int(rng.integers(max(MIN_EXP, e - 127), min(127, e - MIN_EXP) + 1))
-        return e1, e - e1
 
     beats, expected = [], []
     for level, left, right in tree_adders(P):
@@ -858,9 +864,7 @@ def tree_pow2_cancel_ops(rng, block_size, mant_bits, *, mixed=False, partials=No
                     if swap:
                         i, r = r, i
                     K = max(i, r + P) + 1
-                    qa = [np.zeros(B, np.int64) for _ in range(K)]
-                    qb = [np.zeros(B, np.int64) for _ in range(K)]
-                    ea, eb = [0] * K, [0] * K
+                    qa, qb, ea, eb = _zero_blocks(K, B)
                     lane = int(rng.integers(0, B))
                     sx = -1 if neg else 1
                     qa[i][lane] = sx * (1 << int(rng.integers(0, m)))
@@ -868,16 +872,11 @@ def tree_pow2_cancel_ops(rng, block_size, mant_bits, *, mixed=False, partials=No
                     ea[i], eb[i] = int(rng.integers(-10, 50)), int(rng.integers(-10, 50))
                     qa[r], qb[r], ea[r], eb[r] = -qa[i], qb[i].copy(), ea[i], eb[i]
                     x = block_dot(qa[i], ea[i], qb[i], eb[i], m)
-                    u = ((bits(x) >> 23) & 0xFF) - 150
+                    u = _last_place(x)
                     lane = int(rng.integers(0, B))
                     qa[r + P][lane], qb[r + P][lane] = sx * d, 1
-                    ea[r + P], eb[r + P] = split(min(max(u - 1 + 2 * m, 2 * MIN_EXP), 2 * 127))
-                    for k in range(K):
-                        if not qa[k].any():
-                            ea[k], eb[k] = (int(rng.integers(MIN_EXP, 128)),
-                                            int(rng.integers(MIN_EXP, 128)))
-                    expected.append((_golden_dot(qa, ea, qb, eb, [m] * K, P), 0, 0))
-                    beats += _dot_beats(qa, qb, ea, eb, [2] * K if mixed else None)
+                    ea[r + P], eb[r + P] = _split_exponent(rng, u - 1 + 2 * m)
+                    _finish_dot(rng, qa, qb, ea, eb, m, P, mixed, beats, expected)
         # X = +-2**k against a full random block Y at every exponent distance 1..26 (either
         # sign): X - |Y| falls below 2**k and normalizes by one bit, where the bits of Y below
         # X's last place (round and sticky, shifted or not) decide the rounding.
@@ -887,9 +886,7 @@ def tree_pow2_cancel_ops(rng, block_size, mant_bits, *, mixed=False, partials=No
                 if swap:
                     i, r = r, i
                 K = max(i, r) + 1
-                qa = [np.zeros(B, np.int64) for _ in range(K)]
-                qb = [np.zeros(B, np.int64) for _ in range(K)]
-                ea, eb = [0] * K, [0] * K
+                qa, qb, ea, eb = _zero_blocks(K, B)
                 sx = 1 if rng.random() < 0.5 else -1
                 lane = int(rng.integers(0, B))
                 qa[i][lane] = sx * (1 << int(rng.integers(0, m)))
@@ -913,11 +910,6 @@ def tree_pow2_cancel_ops(rng, block_size, mant_bits, *, mixed=False, partials=No
                     ya = -ya                        # mostly a subtraction
                 e = ex - ey - dist
                 qa[r], qb[r] = ya, yb
-                ea[r], eb[r] = split(min(max(e, 2 * MIN_EXP), 2 * 127))
-                for k in range(K):
-                    if not qa[k].any():
-                        ea[k], eb[k] = (int(rng.integers(MIN_EXP, 128)),
-                                        int(rng.integers(MIN_EXP, 128)))
-                expected.append((_golden_dot(qa, ea, qb, eb, [m] * K, P), 0, 0))
-                beats += _dot_beats(qa, qb, ea, eb, [2] * K if mixed else None)
+                ea[r], eb[r] = _split_exponent(rng, e)
+                _finish_dot(rng, qa, qb, ea, eb, m, P, mixed, beats, expected)
     return beats, expected

@@ -77,7 +77,8 @@ def _coverage(k):
 
 def _eject_order_bins(k):
     """``(node, kind)`` of :func:`ejection_order_matches_the_model_at_every_node`: every node
-    with no buffer full (``mixed``) and with each buffer that some source feeds full."""
+    in a random drain case (``mixed``; at small ``eject_depth`` a buffer may fill there too)
+    and with each buffer that some source feeds deliberately filled."""
     return [(node, kind) for node in range(k)
             for kind in ["mixed"] + [golden.EJECT_BUFFERS[b] for b in range(3)
                                      if any(golden.eject_buffer(src, node, k) == b
