@@ -171,17 +171,17 @@ async def read_state(host, params, *, banks=True, programs=False):
     ``programs``) the first :data:`PROGRAM_READBACK` words of imem, wmem and pmem, by memory
     id."""
     state = []
-    mems = [isa.MEM_BANK0, isa.MEM_BANK1] * banks + \
-        [isa.MEM_IMEM, isa.MEM_WMEM, isa.MEM_PMEM] * programs
-    depth = {isa.MEM_IMEM: params["imem_depth"], isa.MEM_WMEM: params["wmem_depth"],
-             isa.MEM_PMEM: params["pmem_depth"]}
+    counts = {}
+    if banks:
+        counts.update({isa.MEM_BANK0: params["bank_rows"], isa.MEM_BANK1: params["bank_rows"]})
+    if programs:
+        counts.update({isa.MEM_IMEM: min(params["imem_depth"], PROGRAM_READBACK),
+                       isa.MEM_WMEM: min(params["wmem_depth"], PROGRAM_READBACK),
+                       isa.MEM_PMEM: min(params["pmem_depth"], PROGRAM_READBACK)})
     for s in range(params["subsystems"]):
         regs = await host.read(s, REGS_MEM, 0, len(REG_NAMES))
         entry = {"regs": {n: d for n, (d, _) in zip(REG_NAMES, regs)}}
-        for mem in mems:
-            count = depth.get(mem, params["bank_rows"])
-            if mem in depth:
-                count = min(count, PROGRAM_READBACK)
+        for mem, count in counts.items():
             entry[mem] = [d for d, _ in await host.read(s, mem, 0, count)]
         state.append(entry)
     return state
