@@ -2,7 +2,7 @@
 
 import pytest
 
-from sparsehw.verif.coverage import PORT_BINS, Coverage, holes
+from sparsehw.verif.coverage import PORT_BINS, Coverage, holes, per_process
 from sparsehw.verif.runner import run_cocotb
 from sparsehw.verif.selftest import StreamFifo
 
@@ -49,3 +49,16 @@ def test_point_arguments_are_checked():
     sample("z")                                                 # no bin: ignored
     assert cov.summary() == {"mode": {"bins": {"x": 1, "y": 0}, "holes": ["y"]}}
     assert PORT_BINS[0] == "transfer"
+
+
+def test_per_process_builds_a_block_model_once():
+    built = []
+
+    def make():
+        built.append(object())
+        return built[-1]
+
+    first = per_process("unit_per_process", make)
+    assert per_process("unit_per_process", make) is first
+    assert per_process("unit_per_process_other", make) is not first
+    assert len(built) == 2

@@ -28,10 +28,24 @@ from cocotb_coverage.coverage import CoverPoint, coverage_db
 
 from . import common
 
-__all__ = ["Coverage", "LONG_HOLD", "PORT_BINS", "holes"]
+__all__ = ["Coverage", "LONG_HOLD", "PORT_BINS", "holes", "per_process"]
 
 LONG_HOLD = 3
 PORT_BINS = ("transfer", "held", "empty", "back_to_back", "long_hold")
+
+_PER_PROCESS = {}
+
+
+def per_process(block, make):
+    """The one coverage model of ``block`` in this simulator process, built by ``make()`` the
+    first time and returned again after that.
+
+    Every cocotb test of one simulation runs in the same Python process and ``cocotb-coverage``
+    keys coverpoints by name, so a testbench's coverage class must be built once (declaring
+    its points twice would fail) and every later test samples into the same points."""
+    if block not in _PER_PROCESS:
+        _PER_PROCESS[block] = make()
+    return _PER_PROCESS[block]
 
 
 class Coverage:

@@ -14,12 +14,11 @@ Coverpoints (one set per simulation process, shared by its tests, created on fir
 """
 
 from sparsehw.golden import act as golden
-from sparsehw.verif.coverage import Coverage
+from sparsehw.verif.coverage import Coverage, per_process
 
 __all__ = ["ActCoverage", "REJECT_KINDS"]
 
 REJECT_KINDS = ("unknown_op", "op_not_built", "n==0", "n>max_row")
-_SINGLETON = {}
 
 
 class ActCoverage:
@@ -48,9 +47,7 @@ class ActCoverage:
 
     @classmethod
     def get(cls, params):
-        if "cov" not in _SINGLETON:
-            _SINGLETON["cov"] = cls(params)
-        return _SINGLETON["cov"]
+        return per_process("act_engine", lambda: cls(params))
 
     def _reject_kind(self, cmd):
         codes = {golden.OP_CODES[op]: op for op in self.ops}

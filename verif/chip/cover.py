@@ -22,11 +22,9 @@ Each test of ``tests/test_chip.py`` requires the points its stimulus is for to h
 
 from sparsehw.golden import chip as isa
 from sparsehw.verif.chip import executed
-from sparsehw.verif.coverage import Coverage
+from sparsehw.verif.coverage import Coverage, per_process
 
 __all__ = ["ChipCoverage", "expected_errors"]
-
-_SINGLETON = {}
 
 
 def expected_errors(p):
@@ -69,9 +67,7 @@ class ChipCoverage:
 
     @classmethod
     def get(cls, p):
-        if "cov" not in _SINGLETON:
-            _SINGLETON["cov"] = cls(p)
-        return _SINGLETON["cov"]
+        return per_process("chip", lambda: cls(p))
 
     def _instruction(self, s, instr):
         self.instr(type(instr).__name__.upper())

@@ -11,12 +11,10 @@ the golden model's job). One set of coverpoints per simulation process, shared b
 import functools
 from fractions import Fraction
 
-from sparsehw.verif.coverage import Coverage
+from sparsehw.verif.coverage import Coverage, per_process
 
 __all__ = ["fp32_class", "rounding_kind", "Fp32MacCoverage", "BfpConvertCoverage",
            "HbfpDotCoverage"]
-
-_SINGLETONS = {}
 
 FP_CLASSES = ("zero", "subnormal", "normal", "inf", "nan")
 ROUNDING = ("exact", "below_tie", "tie", "above_tie")
@@ -104,9 +102,7 @@ class Fp32MacCoverage:
 
     @classmethod
     def get(cls):
-        if "fp32_mac" not in _SINGLETONS:
-            _SINGLETONS["fp32_mac"] = cls()
-        return _SINGLETONS["fp32_mac"]
+        return per_process("fp32_mac", cls)
 
     def sample(self, a, b, c, result):
         """One vector: operand bits and the expected result bits."""
@@ -176,9 +172,7 @@ class BfpConvertCoverage:
 
     @classmethod
     def get(cls, block_size, mant_bits):
-        if "bfp_convert" not in _SINGLETONS:
-            _SINGLETONS["bfp_convert"] = cls(block_size, mant_bits)
-        return _SINGLETONS["bfp_convert"]
+        return per_process("bfp_convert", lambda: cls(block_size, mant_bits))
 
     def sample(self, words, exp):
         """One block: its float32 bit patterns and the expected shared exponent."""
@@ -279,9 +273,7 @@ class HbfpDotCoverage:
 
     @classmethod
     def get(cls, block_size, mant_bits, mixed, partials):
-        if "hbfp_dot" not in _SINGLETONS:
-            _SINGLETONS["hbfp_dot"] = cls(block_size, mant_bits, mixed, partials)
-        return _SINGLETONS["hbfp_dot"]
+        return per_process("hbfp_dot", lambda: cls(block_size, mant_bits, mixed, partials))
 
     def sample(self, beats, expected):
         """Every dot product of ``beats`` (input dicts) with its expected ``(value, invalid,
