@@ -10,37 +10,66 @@ from sparsehw.experiments import sections
 from sparsehw.golden.spu import spu_cycles
 
 
-@pytest.mark.sim
-@pytest.mark.synth
-def test_quick_report_end_to_end(tmp_path, capsys):
-    out = tmp_path / "report"
-    assert main(["report", "--quick", "--out", str(out), "--jobs", "2"]) == 0
+def _check_report(out, titles, plots):
+    """The report in ``out``: every design point ran, each of ``titles`` is a section and each of
+    ``plots`` a rendered figure, the CSV has a row per point, every row names the command that
+    recomputes it, and the SPU's closed-form cycle model equals the RTL's cycles."""
     report = (out / "report.md").read_text()
     results = json.loads((out / "results.json").read_text())
     failed = [r for r in results if r["status"] != "ok"]
     assert not failed, [(r["command"], r["error"]) for r in failed]
-    for section in sections.available():
-        assert f"## {section.title}" in report
-    for plot in ("spu_speedup", "ring_latency", "hbfp_area_per_lane", "figs_bandwidth",
-                 "pareto"):
+    for title in titles:
+        assert f"## {title}" in report
+    for plot in plots:
         assert (out / "plots" / f"{plot}.png").stat().st_size > 1000, plot
         assert (out / "plots" / f"{plot}.svg").exists(), plot
         assert f"plots/{plot}.png" in report
     with open(out / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == len(results)
-    # Every row names the command that recomputes it alone.
     for result in results:
         assert result["command"].startswith("sparsehw ")
         assert f"`{result['command']}`" in report
-    # The SPU's closed-form model matches the RTL exactly at the quick design point.
     spu = [r for r in results if r["point"]["block"] == "spu" and r["point"]["kind"] == "perf"]
     for result in spu:
         assert result["record"]["cycles"] == spu_cycles(result["record"]["params"],
                                                          result["point"]["workload"])[0]
-    # A rerun is served from the cache.
-    assert main(["report", "--quick", "--out", str(out), "--jobs", "1"]) == 0
+    return report, results
+
+
+def _rerun_is_cached(argv, out):
+    assert main(argv + ["--jobs", "1"]) == 0
     again = json.loads((out / "results.json").read_text())
-    assert all(r["cached"] for r in again)
+    assert again and all(r["cached"] for r in again)
+
+
+@pytest.mark.sim
+@pytest.mark.synth
+@pytest.mark.slow
+def test_quick_report_end_to_end(tmp_path, capsys):
+    # Every section: make test's longest test by far (37 of the 76 min of one loaded
+    # `pytest -n 2` run, with the suite at its 15-min budget on an idle machine), hence slow;
+    # make test runs the one-family report below.
+    out = tmp_path / "report"
+    argv = ["report", "--quick", "--out", str(out)]
+    assert main(argv + ["--jobs", "2"]) == 0
+    _check_report(out, [section.title for section in sections.available()],
+                  ("spu_speedup", "ring_latency", "hbfp_area_per_lane", "figs_bandwidth",
+                   "pareto"))
+    _rerun_is_cached(argv, out)
+
+
+@pytest.mark.sim
+@pytest.mark.synth
+def test_quick_report_of_one_family_end_to_end(tmp_path, capsys):
+    out = tmp_path / "report"
+    argv = ["report", "--quick", "--only", "spu", "--out", str(out)]
+    assert main(argv + ["--jobs", "2"]) == 0
+    spu_title = sections.available(["spu"])[0].title
+    report, results = _check_report(out, [spu_title], ("spu_speedup",))
+    assert {r["point"]["block"] for r in results} == {"spu"}
+    others = [s.title for s in sections.available() if s.title != spu_title]
+    assert others and not any(f"## {title}" in report for title in others)
+    _rerun_is_cached(argv, out)
 
 
 def test_unknown_section_is_rejected(tmp_path, capsys):
