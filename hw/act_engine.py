@@ -27,8 +27,11 @@ OUT_DEPTH = 32
 #: (golden.act.PIPE_DEPTH, checked against the built stages): every op's result joins one
 #: output register chain at its own stage; the deepest are softmax's (x, x - max, the product
 #: with log2 e, the split, three pow2 stages, the rounding
-#: shift to E, E * the row's reciprocal, rounding, saturation) and recip's (x, |x|, mantissa,
-#: the 7-stage Newton core, rounding, shift, sign and saturation).
+#: shift to E, E * the row's reciprocal, rounding, the shift by a multiple of 8, the rest of the
+#: shift with the saturation) and recip's (x, |x| and its bit length, mantissa, the 7-stage
+#: Newton core, rounding, shift, sign and saturation). The timing registers added later (issue
+#: #14: ROM outputs, the GELU interpolation product, LayerNorm's shift in two) fill stages the
+#: shallower ops had spare, so the depth (and the latency) did not change.
 PIPE_DEPTH = golden.PIPE_DEPTH
 #: Stage at which softmax's sum pass has its exponentials ``E_i`` (added to the row sum there).
 SUM_STAGE = golden.SUM_STAGE
@@ -106,6 +109,15 @@ def _bitlen_at(v, offset=0, sign=1):
     half = len(v) // 2
     lo, hi = v[:half], v[half:]
     return Mux(hi.any(), _bitlen_at(hi, offset + sign * half, sign), _bitlen_at(lo, offset, sign))
+
+
+def _bitlen_tree(v):
+    """Bit length of the unsigned value ``v`` as a balanced tree of multiplexers (log depth)."""
+    if len(v) == 1:
+        return v[0]
+    half = len(v) // 2
+    lo, hi = v[:half], v[half:]
+    return Mux(hi.any(), _bitlen_tree(hi) + half, _bitlen_tree(lo))
 
 
 def _sum_tree(values):
@@ -203,7 +215,8 @@ class ActEngine(wiring.Component):
         ``ceil(n / lanes)`` beats per command (``last`` on the final one), or one error beat.
         ``y[j]`` is element ``b * lanes + j`` (0 past ``n``); ``domain`` bit ``j`` marks log2 of
         ``x <= 0`` or recip of 0 (``y`` is then -32768 or 32767). Latency: ``PIPE_DEPTH + 3``
-        (16, measured by ``sparsehw perf``; 8 before issue #14) cycles from an input beat
+        (16, measured by ``sparsehw perf``; 8 before issue #14; unchanged by the later timing
+        registers, which fill the shallower ops' spare stages) cycles from an input beat
         (element-wise) or a read-back read to the output beat (``PIPE_DEPTH`` =
         :data:`golden.act.PIPE_DEPTH` = 13 free-running register stages, one multiply or one
         carry chain each; docs/act_engine.md "Pipeline"). A row-wise command adds, after its
@@ -314,6 +327,7 @@ class ActEngine(wiring.Component):
         # ---- front: the command being received (element-wise stream or a row's load pass) -----
         f_lastb = Signal(beat_bits)  # the index of the command's last beat
         f_lmask = Signal(L)          # the lanes of its last beat
+        f_last = Signal()            # f_cnt == f_lastb (kept with f_cnt, not compared after it)
         f_cnt = Signal(beat_bits)
         f_tag = Signal(tag_layout)
         reject = Signal()
@@ -399,12 +413,11 @@ class ActEngine(wiring.Component):
             if L == 1:
                 return Const(1, 1)
             rem = n[:log_l]
-            return Cat((rem == 0) | (rem > j) for j in range(L))
+            return Cat((rem == 0) | (rem > j) if j < L - 1 else rem == 0 for j in range(L))
 
         def last_beat(n):
             return ((n + (L - 1)) >> log_l) - 1
 
-        f_last = f_cnt == f_lastb
         f_mask = Mux(f_last, f_lmask, (1 << L) - 1)
 
         # ---- front: commands, element-wise streams and load passes ----------------------------
@@ -425,7 +438,7 @@ class ActEngine(wiring.Component):
                 with m.If(self.cmd.valid & self.cmd.ready):
                     m.d.sync += [f_tag.op.eq(c.op), f_tag.fin.eq(c.fin), f_tag.fout.eq(c.fout),
                                  f_lastb.eq(last_beat(c.n)), f_lmask.eq(last_mask(c.n)),
-                                 f_cnt.eq(0)]
+                                 f_cnt.eq(0), f_last.eq(last_beat(c.n) == 0)]
                     with m.If(~c_ok):
                         m.d.sync += reject.eq(1)
                     if rows:
@@ -446,13 +459,14 @@ class ActEngine(wiring.Component):
                         m.next = "STREAM"
             with m.State("STREAM"):
                 with m.If(stream_go):
-                    m.d.sync += [s0_xreg.eq(self.i.payload.x.as_value()), f_cnt.eq(f_cnt + 1)]
+                    m.d.sync += [s0_xreg.eq(self.i.payload.x.as_value()), f_cnt.eq(f_cnt + 1),
+                                 f_last.eq(f_cnt + 1 == f_lastb)]
                     with m.If(f_last):
                         m.next = "IDLE"
             if rows:
                 with m.State("LOAD"):
                     with m.If(load_fire):
-                        m.d.sync += f_cnt.eq(f_cnt + 1)
+                        m.d.sync += [f_cnt.eq(f_cnt + 1), f_last.eq(f_cnt + 1 == f_lastb)]
                         with m.If(f_last):
                             # the row side may start the row now: its statistics are final
                             # two cycles later, before the first use (stage 1 of the sum
@@ -487,9 +501,18 @@ class ActEngine(wiring.Component):
             la_sq = [reg(self.i.payload.x[j] * self.i.payload.x[j], f"ld_sq{j}", unsigned(15))
                      for j in range(L)]
             xs = [la_x.word_select(j, 8).as_signed() for j in range(L)]
-            xm = [Mux(la_mask[j], xs[j], -128) for j in range(L)]
+
+            def max_level(values):
+                return [Mux(values[i] > values[i + 1], values[i], values[i + 1])
+                        for i in range(0, len(values), 2)]
+
+            xm = [Mux(f_mask[j], self.i.payload.x[j], -128) for j in range(L)]
+            if L > 1:       # the first level with the beat
+                xm = [reg(v, f"ld_max2_{i}", signed(8)) for i, v in enumerate(max_level(xm))]
+            else:
+                xm = [reg(xm[0], "ld_max2_0", signed(8))]
             while len(xm) > 1:
-                xm = [Mux(xm[i] > xm[i + 1], xm[i], xm[i + 1]) for i in range(0, len(xm), 2)]
+                xm = max_level(xm)
             lb_v = reg(la_v, "ld_v2")
             lb_b = reg(la_b, "ld_b2")
             lb_max = reg(xm[0], "ld_max", signed(8))
@@ -575,23 +598,23 @@ class ActEngine(wiring.Component):
             v_reg = reg(Mux(sm1, s_sum, Mux(var < 1, 1, var)), "sc_v", unsigned(v_bits))
             sm2 = reg(sm1, "sc_sm2")
             # stage 3: bit length, exponent and the mantissa's shift amounts
-            # (len - 16, len - 15 and 16 - len as multiplexer trees, no adder after the tree)
-            len_reg = reg(_bitlen_at(v_reg), "sc_len", range(v_bits + 1))
-            len_m15 = Signal(signed(7), name="sc_len_m15")
-            len_m16 = Signal(signed(7), name="sc_len_m16")
-            m16_len = Signal(signed(7), name="sc_16_m_len")
-            m.d.comb += [len_m15.eq(_bitlen_at(v_reg, -15)), len_m16.eq(_bitlen_at(v_reg, -16)),
-                         m16_len.eq(_bitlen_at(v_reg, 16, -1))]
-            k = Signal(signed(6))
-            m.d.comb += k.eq(len_m15 >> 1)              # (len - 15) >> 1
-            two_k = Signal(signed(7))
-            m.d.comb += two_k.eq(k * 2)
-            minus_two_k = Signal(signed(8))
-            m.d.comb += minus_two_k.eq((m16_len >> 1) * 2)    # -2k = (16 - len) & ~1
-            sh_right = reg(Mux(sm2, len_m16.as_unsigned(), two_k.as_unsigned()), "sc_shr")
-            sh_left = reg(minus_two_k.as_unsigned(), "sc_shl")
-            left = reg(~sm2 & (k < 0), "sc_left")
-            k3 = reg(k, "sc_k3")
+            # (the amounts are tables of the bit length: no adder after the tree)
+            len_c = Signal(range(v_bits + 1), name="sc_len_c")
+            m.d.comb += len_c.eq(_bitlen_tree(v_reg))
+            len_reg = reg(len_c, "sc_len")
+            lens = range(v_bits + 1)
+            ks = [(n - 15) >> 1 for n in lens]                 # k = (len - 15) >> 1
+
+            def table(values, width):
+                """``values[len_c]`` (each ``width`` bits) read from one packed constant."""
+                packed = sum((v & ((1 << width) - 1)) << (i * width) for i, v in enumerate(values))
+                return Const(packed, width * len(values)).word_select(len_c, width)
+
+            sh_right = reg(Mux(sm2, table([n - 16 for n in lens], 7),         # len - 16
+                               table([2 * k for k in ks], 7)), "sc_shr")     # 2k
+            sh_left = reg(table([-2 * k for k in ks], 8), "sc_shl")           # -2k
+            left = reg(~sm2 & table([int(k < 0) for k in ks], 1), "sc_left")
+            k3 = reg(table(ks, 6).as_signed(), "sc_k3")
             v3 = reg(v_reg, "sc_v3")
             # stage 4: the 16-bit mantissa (and the inverse square root's seed segment)
             mant_c = Signal(16, name="sc_mant_c")
@@ -705,7 +728,8 @@ class ActEngine(wiring.Component):
                     e = reg(v >> sh8, f"s_e{j}", unsigned(17))                   # 9 = SUM_STAGE
                     prod = reg(e * y_row, f"s_prod{j}")                          # 10
                     v2 = reg(prod + rnd_row, f"s_v2{j}")                         # 11
-                    q2 = reg(v2 >> sh_row, f"s_q2{j}", unsigned(len(prod)))      # 12
+                    c2 = reg(v2 >> Cat(Const(0, 3), sh_row[3:]), f"s_c2{j}")      # 12
+                    q2 = (c2 >> sh_row[:3])[:len(prod)]
                     y = reg(Mux(q2 > 32767, 32767, q2), f"s_y{j}", signed(16))   # 13
                     results["softmax"] = (y, 13)
                     es.append(e)
@@ -736,14 +760,16 @@ class ActEngine(wiring.Component):
                 dom = dom | (~pos & op_at(2, "log2"))
 
             if has["recip"]:
-                a = reg(Mux(x < 0, -x, x), f"r_abs{j}", unsigned(8))             # 2
+                ax = Signal(8, name=f"r_ax{j}")
+                m.d.comb += ax.eq(Mux(x < 0, -x, x))
+                a = reg(ax, f"r_abs{j}")                                         # 2
                 negx = reg(x < 0, f"r_neg{j}")
                 zero = reg(x == 0, f"r_zero{j}")
-                shm = Signal(4, name=f"r_shm{j}")
-                m.d.comb += shm.eq(_bitlen_at(a, 16, -1))                       # 16 - bitlen
+                ln = reg(_bitlen_at(ax), f"r_len{j}", range(9))                  # bitlen
+                shm = reg(_bitlen_at(ax, 16, -1), f"r_shm{j}", unsigned(4))      # 16 - bitlen
                 mant_r = reg((a << shm)[:16], f"r_m{j}", unsigned(16))           # 3
                 s = Signal(signed(8), name=f"r_s{j}")
-                m.d.comb += s.eq(_bitlen_at(a, 15) - fin_at(2) - fout_at(2))
+                m.d.comb += s.eq(15 + ln - fin_at(2) - fout_at(2))
                 s_r = reg(s, f"r_s1_{j}")
                 yr, depth = _recip_pipe(reg, delay, mant_r, f"r_core{j}")        # 3 + depth
                 st = 3 + depth
@@ -771,15 +797,16 @@ class ActEngine(wiring.Component):
                 dd = reg(nx - ln_sx, f"n_d{j}", signed(row_bits + 11))           # 3
                 p1 = reg(dd * y_row, f"n_p1_{j}", signed(row_bits + 11 + 18))    # 4
                 gam = delay(s0_gamma.word_select(j, 16).as_signed(), 4, f"n_gam{j}")
-                bet = delay(s0_beta.word_select(j, 16).as_signed(), 8, f"n_bet{j}")
+                bet = delay(s0_beta.word_select(j, 16).as_signed(), 9, f"n_bet{j}")
                 pl = reg(p1[:18] * gam, f"n_pl{j}")                              # 5
                 ph = reg(p1[18:].as_signed() * gam, f"n_ph{j}")
                 p2 = reg((ph << 18) + pl, f"n_p2_{j}", signed(row_bits + 11 + 18 + 16))  # 6
                 v = reg(p2 + rnd_row, f"n_v{j}")                                 # 7
-                q = reg(v >> sh_row, f"n_q{j}", signed(len(p2)))                 # 8
-                w = reg(q + bet, f"n_w{j}")                                      # 9
-                y = reg(_sat16(w), f"n_y{j}", signed(16))                        # 10
-                results["layernorm"] = (y, 10)
+                c = reg(v >> Cat(Const(0, 3), sh_row[3:]), f"n_c{j}")           # 8
+                q = reg(c >> sh_row[:3], f"n_q{j}", signed(len(p2)))             # 9
+                w = reg(q + bet, f"n_w{j}")                                      # 10
+                y = reg(_sat16(w), f"n_y{j}", signed(16))                        # 11
+                results["layernorm"] = (y, 11)
 
             ys.append(self._merge_results(m, reg, results, op_at, j))
             doms.append(delay(dom, PIPE_DEPTH - 2, f"dom{j}"))
