@@ -77,8 +77,8 @@ import math
 from sparsehw.params import Param, ParamSpec, int_in, one_of
 
 __all__ = ["OPS", "OP_CODES", "ROW_OPS", "GELU_TABLE", "LOG2_TABLE", "LOG2E_Q20",
-           "rshift_round", "sat16", "pow2_frac", "exp_parts", "recip_core", "isqrt_core",
-           "recip_steps", "isqrt_steps",
+           "rshift_round", "sat16", "pow2_steps", "pow2_frac", "exp_parts", "recip_core",
+           "isqrt_core", "recip_steps", "isqrt_steps",
            "gelu", "exp", "log2", "recip", "softmax", "layernorm", "run", "reference",
            "measure_errors", "ERROR_BOUNDS", "IBERT", "ACT_WORKLOAD", "PIPE_DEPTH", "SUM_STAGE",
            "SCALAR_CYCLES", "ROW_START_CYCLES"]
@@ -188,13 +188,20 @@ def _check_fmt(fin, fout):
 
 # -- cores ---------------------------------------------------------------------------------------
 
-def pow2_frac(f):
-    """``2**(f / 2**16) * 2**16`` for ``f`` in 0..65535 (Q1.16 result, 65536..131071)."""
+def pow2_steps(f):
+    """The Horner values of :func:`pow2_frac` in order: ``t1 = c2 + (c3*f >> 16)``,
+    ``t2 = c1 + (t1*f >> 16)`` and ``t3 = t2*f >> 16`` (the RTL registers each, a constant
+    added after each product; their widths follow the ranges over every ``f``)."""
     c1, c2, c3 = EXP_C
-    t = (c3 * f) >> 16
-    t = ((c2 + t) * f) >> 16
-    t = ((c1 + t) * f) >> 16
-    return 65536 + t
+    t1 = c2 + ((c3 * f) >> 16)
+    t2 = c1 + ((t1 * f) >> 16)
+    return t1, t2, (t2 * f) >> 16
+
+
+def pow2_frac(f):
+    """``2**(f / 2**16) * 2**16`` for ``f`` in 0..65535 (Q1.16 result, 65536..131071):
+    ``65536 + ((c1 + ((c2 + (c3 f >> 16)) f >> 16)) f >> 16)`` (:func:`pow2_steps`)."""
+    return 65536 + pow2_steps(f)[-1]
 
 
 def exp_parts(x, fin):

@@ -27,8 +27,11 @@ OUT_DEPTH = 32
 #: (golden.act.PIPE_DEPTH, checked against the built stages): every op's result joins one
 #: output register chain at its own stage; the deepest are softmax's (x, x - max, the product
 #: with log2 e, the split, three pow2 stages, the rounding
-#: shift to E, E * the row's reciprocal, rounding, saturation) and recip's (x, |x|, mantissa,
-#: the 7-stage Newton core, rounding, shift, sign and saturation).
+#: shift to E, E * the row's reciprocal, rounding, the shift by a multiple of 8, the rest of the
+#: shift with the saturation) and recip's (x, |x| and its bit length, mantissa, the 7-stage
+#: Newton core, rounding, shift, sign and saturation). The timing registers added later (issue
+#: #14: ROM outputs, the GELU interpolation product, LayerNorm's shift in two) fill stages the
+#: shallower ops had spare, so the depth (and the latency) did not change.
 PIPE_DEPTH = golden.PIPE_DEPTH
 #: Stage at which softmax's sum pass has its exponentials ``E_i`` (added to the row sum there).
 SUM_STAGE = golden.SUM_STAGE
@@ -83,16 +86,29 @@ def _rnd(v, s):
 
 
 def _sat16(v):
-    return Mux(v > 32767, 32767, Mux(v < -32768, -32768, v))
+    """``v`` saturated to int16: ``v > 32767`` and ``v < -32768`` as tests of its bits above
+    bit 14 (all equal to the sign bit when ``v`` fits), no comparator carry chain."""
+    shape = v.shape()
+    width = shape.width
+    if width <= 15 or (shape.signed and width <= 16):
+        return v
+    if shape.signed:
+        sign, high = v[width - 1], v[15:width]
+        over, under = ~sign & high.any(), sign & ~high.all()
+    else:
+        over, under = v[15:].any(), Const(0, 1)
+    return Mux(over, 32767, Mux(under, -32768, v))
 
 
-def _bitlen(m, v, name):
-    """Bit length of the unsigned value ``v`` (0 for 0), a priority encoder."""
-    length = Signal(range(len(v) + 1), name=name)
-    for b in range(len(v)):
-        with m.If(v[b]):
-            m.d.comb += length.eq(b + 1)
-    return length
+def _bitlen_at(v, offset=0, sign=1):
+    """``offset + sign * bitlen(v)`` of the unsigned value ``v`` (``bitlen(0) == 0``) as a
+    balanced tree of multiplexers between constants (log depth, no adder: the offset is folded
+    into the leaves)."""
+    if len(v) == 1:
+        return Mux(v[0], offset + sign, offset)
+    half = len(v) // 2
+    lo, hi = v[:half], v[half:]
+    return Mux(hi.any(), _bitlen_at(hi, offset + sign * half, sign), _bitlen_at(lo, offset, sign))
 
 
 def _bitlen_tree(v):
@@ -131,14 +147,17 @@ def _recip_pipe(reg, delay, mant, name):
     return y, 1 + 2 * golden.NEWTON_STEPS
 
 
-def _isqrt_pipe(reg, delay, mant, name):
+def _isqrt_pipe(reg, delay, mant, name, high):
     """``golden.isqrt_core`` of the 16-bit ``mant`` as a pipeline: ``(y, ISQRT_STAGES)``; one
     multiply per stage (the seed; per Newton step ``S = y*y >> 16``, ``T' = 3*2**16 - (M*S >> 14)``,
     ``y = y*T' >> 17``). Widths are the exact ranges over every ``M`` (``y``, ``S`` < 2**16,
-    ``T'`` < 2**18: tests/test_act_golden.py)."""
+    ``T'`` < 2**18: tests/test_act_golden.py). ``high`` is ``mant[15]`` one cycle ahead (the
+    value ``mant`` registers): the seed's segment constants are registered with ``mant``, so the
+    seed stage is one multiply and one subtraction."""
     (a1, b1), (a2, b2) = golden.ISQRT_SEED
-    y = reg(Mux(mant[15], a2 - ((b2 * mant) >> 16), a1 - ((b1 * mant) >> 16)), f"{name}_y0",
-            unsigned(16))
+    seed_a = reg(Mux(high, a2, a1), f"{name}_a", unsigned(17))
+    seed_b = reg(Mux(high, b2, b1), f"{name}_b", unsigned(17))
+    y = reg(seed_a - ((seed_b * mant) >> 16), f"{name}_y0", unsigned(16))
     mm = reg(mant, f"{name}_m0")
     for step in range(golden.NEWTON_STEPS):
         s = reg((y * y) >> 16, f"{name}_s{step}", unsigned(16))
@@ -196,7 +215,8 @@ class ActEngine(wiring.Component):
         ``ceil(n / lanes)`` beats per command (``last`` on the final one), or one error beat.
         ``y[j]`` is element ``b * lanes + j`` (0 past ``n``); ``domain`` bit ``j`` marks log2 of
         ``x <= 0`` or recip of 0 (``y`` is then -32768 or 32767). Latency: ``PIPE_DEPTH + 3``
-        (16, measured by ``sparsehw perf``; 8 before issue #14) cycles from an input beat
+        (16, measured by ``sparsehw perf``; 8 before issue #14; unchanged by the later timing
+        registers, which fill the shallower ops' spare stages) cycles from an input beat
         (element-wise) or a read-back read to the output beat (``PIPE_DEPTH`` =
         :data:`golden.act.PIPE_DEPTH` = 13 free-running register stages, one multiply or one
         carry chain each; docs/act_engine.md "Pipeline"). A row-wise command adds, after its
@@ -305,8 +325,9 @@ class ActEngine(wiring.Component):
             return signed_tag("fout", stage, signed(6))
 
         # ---- front: the command being received (element-wise stream or a row's load pass) -----
-        f_n = Signal(16)
-        f_beats = Signal(beat_bits)
+        f_lastb = Signal(beat_bits)  # the index of the command's last beat
+        f_lmask = Signal(L)          # the lanes of its last beat
+        f_last = Signal()            # f_cnt == f_lastb (kept with f_cnt, not compared after it)
         f_cnt = Signal(beat_bits)
         f_tag = Signal(tag_layout)
         reject = Signal()
@@ -322,7 +343,9 @@ class ActEngine(wiring.Component):
         # start it). The front loads buffer ``wsel``, the row side reads buffer ``rsel``.
         ctx_layout = data.StructLayout({
             "op": unsigned(3), "fin": unsigned(3), "fout": unsigned(4),
-            "n": unsigned(row_bits + 1), "beats": unsigned(row_beat_bits),
+            "n": unsigned(row_bits + 1), "lastb": unsigned(row_beat_bits),
+            "lmask": unsigned(L),                  # the lanes of the row's last beat
+            "sm": unsigned(1), "ln": unsigned(1),  # op is softmax / layernorm
             "mx": signed(8),                       # softmax: row max
             "sx": signed(row_bits + 9),            # layernorm: sum of x
             "sxx": unsigned(row_bits + 15)})       # layernorm: sum of x*x
@@ -342,6 +365,13 @@ class ActEngine(wiring.Component):
             s_sum = Signal(17 + row_bits + 1)      # softmax: sum of E
             y_row = Signal(16)                     # recip (softmax) or isqrt (layernorm)
             sh_row = Signal(6)                     # output shift of the row-wise op
+            # its rounding constant 2**(sh_row - 1) (0 for 0), latched with it
+            rnd_row = Signal(((Const(1, 1) << sh_row) >> 1).shape())
+
+            def latch_shift(value):
+                sh = Signal(6, name="sh_row_next")
+                m.d.comb += sh.eq(value)
+                m.d.sync += [sh_row.eq(sh), rnd_row.eq((Const(1, 1) << sh) >> 1)]
             ln_n = Signal(row_bits + 1)            # layernorm: the row's n and sum of x
             ln_sx = Signal(signed(row_bits + 9))
             all_free = free[0] & free[1]
@@ -377,13 +407,18 @@ class ActEngine(wiring.Component):
             # statistics reset that buffer no earlier than the cycle after)
             mx1 = reg(Mux(s0_rb, ctx[1].mx, ctx[0].mx), "mx1")
 
-        def beat_mask(count, n):
-            base = Signal(17)
-            m.d.comb += base.eq(count << log_l)
-            return Cat(base + j < n for j in range(L))
+        def last_mask(n):
+            """The lanes of the last of ``ceil(n / lanes)`` beats (``n >= 1``): every lane when
+            ``lanes`` divides ``n``, else lanes below ``n % lanes`` (earlier beats are full)."""
+            if L == 1:
+                return Const(1, 1)
+            rem = n[:log_l]
+            return Cat((rem == 0) | (rem > j) if j < L - 1 else rem == 0 for j in range(L))
 
-        f_mask = beat_mask(f_cnt, f_n)
-        f_last = f_cnt == f_beats - 1
+        def last_beat(n):
+            return ((n + (L - 1)) >> log_l) - 1
+
+        f_mask = Mux(f_last, f_lmask, (1 << L) - 1)
 
         # ---- front: commands, element-wise streams and load passes ----------------------------
         c = self.cmd.payload
@@ -402,7 +437,8 @@ class ActEngine(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.cmd.valid & self.cmd.ready):
                     m.d.sync += [f_tag.op.eq(c.op), f_tag.fin.eq(c.fin), f_tag.fout.eq(c.fout),
-                                 f_n.eq(c.n), f_beats.eq((c.n + (L - 1)) >> log_l), f_cnt.eq(0)]
+                                 f_lastb.eq(last_beat(c.n)), f_lmask.eq(last_mask(c.n)),
+                                 f_cnt.eq(0), f_last.eq(last_beat(c.n) == 0)]
                     with m.If(~c_ok):
                         m.d.sync += reject.eq(1)
                     if rows:
@@ -412,7 +448,10 @@ class ActEngine(wiring.Component):
                                     m.d.sync += [
                                         ctx[b].op.eq(c.op), ctx[b].fin.eq(c.fin),
                                         ctx[b].fout.eq(c.fout), ctx[b].n.eq(c.n),
-                                        ctx[b].beats.eq((c.n + (L - 1)) >> log_l),
+                                        ctx[b].lastb.eq(last_beat(c.n)),
+                                        ctx[b].lmask.eq(last_mask(c.n)),
+                                        ctx[b].sm.eq(c.op == code["softmax"]),
+                                        ctx[b].ln.eq(c.op == code["layernorm"]),
                                         ctx[b].mx.eq(-128), ctx[b].sx.eq(0), ctx[b].sxx.eq(0),
                                         free[b].eq(0)]
                             m.next = "LOAD"
@@ -420,13 +459,14 @@ class ActEngine(wiring.Component):
                         m.next = "STREAM"
             with m.State("STREAM"):
                 with m.If(stream_go):
-                    m.d.sync += [s0_xreg.eq(self.i.payload.x.as_value()), f_cnt.eq(f_cnt + 1)]
+                    m.d.sync += [s0_xreg.eq(self.i.payload.x.as_value()), f_cnt.eq(f_cnt + 1),
+                                 f_last.eq(f_cnt + 1 == f_lastb)]
                     with m.If(f_last):
                         m.next = "IDLE"
             if rows:
                 with m.State("LOAD"):
                     with m.If(load_fire):
-                        m.d.sync += f_cnt.eq(f_cnt + 1)
+                        m.d.sync += [f_cnt.eq(f_cnt + 1), f_last.eq(f_cnt + 1 == f_lastb)]
                         with m.If(f_last):
                             # the row side may start the row now: its statistics are final
                             # two cycles later, before the first use (stage 1 of the sum
@@ -458,16 +498,26 @@ class ActEngine(wiring.Component):
             la_b = reg(wsel, "ld_b")
             la_x = reg(self.i.payload.x.as_value(), "ld_x")
             la_mask = reg(f_mask, "ld_mask")
+            la_sq = [reg(self.i.payload.x[j] * self.i.payload.x[j], f"ld_sq{j}", unsigned(15))
+                     for j in range(L)]
             xs = [la_x.word_select(j, 8).as_signed() for j in range(L)]
-            xm = [Mux(la_mask[j], xs[j], -128) for j in range(L)]
+
+            def max_level(values):
+                return [Mux(values[i] > values[i + 1], values[i], values[i + 1])
+                        for i in range(0, len(values), 2)]
+
+            xm = [Mux(f_mask[j], self.i.payload.x[j], -128) for j in range(L)]
+            if L > 1:       # the first level with the beat
+                xm = [reg(v, f"ld_max2_{i}", signed(8)) for i, v in enumerate(max_level(xm))]
+            else:
+                xm = [reg(xm[0], "ld_max2_0", signed(8))]
             while len(xm) > 1:
-                xm = [Mux(xm[i] > xm[i + 1], xm[i], xm[i + 1]) for i in range(0, len(xm), 2)]
+                xm = max_level(xm)
             lb_v = reg(la_v, "ld_v2")
             lb_b = reg(la_b, "ld_b2")
             lb_max = reg(xm[0], "ld_max", signed(8))
             lb_sx = reg(_sum_tree(Mux(la_mask[j], xs[j], 0) for j in range(L)), "ld_sx")
-            lb_sxx = reg(_sum_tree(Mux(la_mask[j], xs[j] * xs[j], 0) for j in range(L)),
-                         "ld_sxx")
+            lb_sxx = reg(_sum_tree(Mux(la_mask[j], la_sq[j], 0) for j in range(L)), "ld_sxx")
             for b in range(2):
                 with m.If(lb_v & (lb_b == b)):
                     m.d.sync += [ctx[b].mx.eq(Mux(lb_max > ctx[b].mx, lb_max, ctx[b].mx)),
@@ -479,11 +529,11 @@ class ActEngine(wiring.Component):
             scal = Signal(range(max(ROW_SCALAR_CYCLES.values()) + 1))
             sum_done = Signal()          # softmax: the sum pass's last E has been added to s_sum
             last_scal = Signal()
-            cur_sm = cur.op == code["softmax"]
+            cur_sm = cur.sm
             m.d.comb += last_scal.eq(scal == Mux(cur_sm, ROW_SCALAR_CYCLES["softmax"] - 1,
                                                  ROW_SCALAR_CYCLES["layernorm"] - 1))
-            b_last = b_cnt == cur.beats - 1
-            is_ln = cur.op == code["layernorm"]
+            b_last = b_cnt == cur.lastb
+            is_ln = cur.ln
             out_go = Signal()
             with m.FSM(name="row") as row:
                 with m.State("WAIT"):
@@ -527,7 +577,7 @@ class ActEngine(wiring.Component):
                 issue_mem.eq(row_side),
                 issue_tag.eq(Mux(row_side, Cat(cur.op, cur.fin, cur.fout), f_tag.as_value())),
                 issue_last.eq(Mux(row_side, b_last, f_last)),
-                issue_mask.eq(Mux(row_side, beat_mask(b_cnt, cur.n), f_mask)),
+                issue_mask.eq(Mux(row_side, Mux(b_last, cur.lmask, (1 << L) - 1), f_mask)),
                 rport.addr.eq(Cat(b_cnt[:addr_bits], rsel)),
             ]
         else:
@@ -538,34 +588,51 @@ class ActEngine(wiring.Component):
         if rows:
             v_bits = row_bits * 2 + 17
             # stage 1: the products of n**2 * variance
+            # the row's op travels along the stages (its statistics are constant meanwhile)
+            sm1 = reg(cur_sm, "sc_sm1")
             a_p = reg(cur.n * cur.sxx, "sc_nsxx")
             b_p = reg(cur.sx * cur.sx, "sc_sxsx")
             # stage 2: n**2 * variance (layernorm, at least 1) or the sum (softmax)
             var = Signal(signed(v_bits + 2))
             m.d.comb += var.eq(a_p - b_p)
-            v_reg = reg(Mux(cur_sm, s_sum, Mux(var < 1, 1, var)), "sc_v", unsigned(v_bits))
-            # stage 3: bit length and exponent
-            len_reg = reg(_bitlen_tree(v_reg), "sc_len", range(v_bits + 1))
-            k = Signal(signed(6))
-            m.d.comb += k.eq((len_reg - 15) >> 1)
+            v_reg = reg(Mux(sm1, s_sum, Mux(var < 1, 1, var)), "sc_v", unsigned(v_bits))
+            sm2 = reg(sm1, "sc_sm2")
+            # stage 3: bit length, exponent and the mantissa's shift amounts
+            # (the amounts are tables of the bit length: no adder after the tree)
+            len_c = Signal(range(v_bits + 1), name="sc_len_c")
+            m.d.comb += len_c.eq(_bitlen_tree(v_reg))
+            len_reg = reg(len_c, "sc_len")
+            lens = range(v_bits + 1)
+            ks = [(n - 15) >> 1 for n in lens]                 # k = (len - 15) >> 1
+
+            def table(values, width):
+                """``values[len_c]`` (each ``width`` bits) read from one packed constant."""
+                packed = sum((v & ((1 << width) - 1)) << (i * width) for i, v in enumerate(values))
+                return Const(packed, width * len(values)).word_select(len_c, width)
+
+            sh_right = reg(Mux(sm2, table([n - 16 for n in lens], 7),         # len - 16
+                               table([2 * k for k in ks], 7)), "sc_shr")     # 2k
+            sh_left = reg(table([-2 * k for k in ks], 8), "sc_shl")           # -2k
+            left = reg(~sm2 & table([int(k < 0) for k in ks], 1), "sc_left")
+            k3 = reg(table(ks, 6).as_signed(), "sc_k3")
             v3 = reg(v_reg, "sc_v3")
-            # stage 4: the 16-bit mantissa
-            two_k = Signal(signed(7))
-            m.d.comb += two_k.eq(k * 2)
-            mant = reg(Mux(cur_sm, v3 >> (len_reg - 16).as_unsigned(),
-                           Mux(k >= 0, v3 >> two_k.as_unsigned(), v3 << (-two_k).as_unsigned())),
-                       "sc_mant", unsigned(16))
+            # stage 4: the 16-bit mantissa (and the inverse square root's seed segment)
+            mant_c = Signal(16, name="sc_mant_c")
+            m.d.comb += mant_c.eq(Mux(left, v3 << sh_left, v3 >> sh_right))
+            mant = reg(mant_c, "sc_mant")
             len4 = reg(len_reg, "sc_len4")
-            k4 = reg(k, "sc_k4")
+            k4 = reg(k3, "sc_k4")
             # stages 5..: the Newton core, then the row's scalar and output shift are latched
             if has["softmax"]:
                 yr_row, _ = _recip_pipe(reg, delay, mant, "row_recip")
                 with m.If(last_scal & cur_sm):
-                    m.d.sync += [y_row.eq(yr_row), sh_row.eq(15 + len4 - cur.fout)]
+                    m.d.sync += y_row.eq(yr_row)
+                    latch_shift(15 + len4 - cur.fout)
             if has["layernorm"]:
-                yi_row, _ = _isqrt_pipe(reg, delay, mant, "row_isqrt")
+                yi_row, _ = _isqrt_pipe(reg, delay, mant, "row_isqrt", mant_c[15])
                 with m.If(last_scal & ~cur_sm):
-                    m.d.sync += [y_row.eq(yi_row), sh_row.eq(35 + k4 - cur.fout)]
+                    m.d.sync += y_row.eq(yi_row)
+                    latch_shift(35 + k4 - cur.fout)
 
         # ---- per-lane pipeline -----------------------------------------------------------------
         # fin/fout/op are read from the beat's tag at the stage that uses them.
@@ -602,18 +669,24 @@ class ActEngine(wiring.Component):
                 rd = rom.read_port(domain="comb")
                 inside = seg < golden.GELU_SEGMENTS
                 m.d.comb += rd.addr.eq(Mux(inside, seg, 0))
-                g0 = reg(rd.data[:16], f"g_g0{j}")                               # 3
+                g0 = reg(rd.data[:16], f"g_g0{j}")                               # 3 (ROM)
                 dg = reg(rd.data[16:].as_signed(), f"g_dg{j}")
                 fr = reg(tq[:3], f"g_fr{j}")
                 ins = reg(inside, f"g_in{j}")
-                rs3 = reg(rs, f"g_rs3{j}")
-                g = reg(Mux(ins, g0 + ((dg * fr) >> 3), 0), f"g_g{j}", signed(18))  # 4
-                rs4 = reg(rs3, f"g_rs4{j}")
-                w = reg(rs4 - g, f"g_w{j}", signed(25))                          # 5
-                v = reg(_rnd(w, sh_16_fout(5)), f"g_v{j}")                       # 6
-                q = reg(v >> sh_16_fout(6), f"g_q{j}", signed(25))               # 7
-                y = reg(_sat16(q), f"g_y{j}", signed(16))                        # 8
-                results["gelu"] = (y, 8)
+                g0 = reg(g0, f"g_g0b{j}")                                        # 4 (ROM out)
+                dg = reg(dg, f"g_dgb{j}")
+                fr = reg(fr, f"g_frb{j}")
+                ins = delay(ins, 2, f"g_in5{j}")
+                g0 = reg(g0, f"g_g0c{j}")                                        # 5
+                pr = reg(dg * fr, f"g_pr{j}")
+                rs5 = delay(rs, 3, f"g_rs5{j}")
+                g = reg(Mux(ins, g0 + (pr >> 3), 0), f"g_g{j}", signed(18))      # 6
+                rs6 = reg(rs5, f"g_rs6{j}")
+                w = reg(rs6 - g, f"g_w{j}", signed(25))                          # 7
+                v = reg(_rnd(w, sh_16_fout(7)), f"g_v{j}")                       # 8
+                q = reg(v >> sh_16_fout(8), f"g_q{j}", signed(25))               # 9
+                y = reg(_sat16(q), f"g_y{j}", signed(16))                        # 10
+                results["gelu"] = (y, 10)
 
             if need_exp:
                 d = reg(Mux(op_at(1, "softmax"), x - mx1, x) if has["softmax"] else x,
@@ -622,11 +695,13 @@ class ActEngine(wiring.Component):
                 n_e = reg(z >> (tag_at("fin", 3) + 20), f"e_n{j}", signed(11))        # 4
                 f_e = reg((z >> (tag_at("fin", 3) + 4))[:16], f"e_f{j}", unsigned(16))
                 c1, c2, c3 = golden.EXP_C
-                t1 = reg((c3 * f_e) >> 16, f"e_t1{j}")                          # 5
+                # Horner's rule with each constant added after the previous product (one
+                # multiply and one carry chain per stage): t1 = c2 + f c3, t2 = c1 + f t1
+                t1 = reg(c2 + ((c3 * f_e) >> 16), f"e_t1{j}", unsigned(15))      # 5
                 f5 = reg(f_e, f"e_f5{j}")
-                t2 = reg(((c2 + t1) * f5) >> 16, f"e_t2{j}")                    # 6
+                t2 = reg(c1 + ((t1 * f5) >> 16), f"e_t2{j}", unsigned(16))      # 6
                 f6 = reg(f5, f"e_f6{j}")
-                t3 = reg(((c1 + t2) * f6) >> 16, f"e_t3{j}")                    # 7
+                t3 = reg((t2 * f6) >> 16, f"e_t3{j}", unsigned(16))              # 7
                 p_e = Signal(17, name=f"e_p{j}")                                 # 7 (comb)
                 m.d.comb += p_e.eq(65536 + t3)
                 if has["exp"]:
@@ -652,8 +727,9 @@ class ActEngine(wiring.Component):
                     sh8 = reg(sh7, f"s_sh8{j}")
                     e = reg(v >> sh8, f"s_e{j}", unsigned(17))                   # 9 = SUM_STAGE
                     prod = reg(e * y_row, f"s_prod{j}")                          # 10
-                    v2 = reg(_rnd(prod, sh_row), f"s_v2{j}")                     # 11
-                    q2 = reg(v2 >> sh_row, f"s_q2{j}", unsigned(len(prod)))      # 12
+                    v2 = reg(prod + rnd_row, f"s_v2{j}")                         # 11
+                    c2 = reg(v2 >> Cat(Const(0, 3), sh_row[3:]), f"s_c2{j}")      # 12
+                    q2 = (c2 >> sh_row[:3])[:len(prod)]
                     y = reg(Mux(q2 > 32767, 32767, q2), f"s_y{j}", signed(16))   # 13
                     results["softmax"] = (y, 13)
                     es.append(e)
@@ -661,35 +737,36 @@ class ActEngine(wiring.Component):
             if has["log2"]:
                 xu = x[:7]
                 pos = reg(x > 0, f"l_pos{j}")                                    # 2
-                e2 = _bitlen(m, xu, f"l_len{j}")
-                e_l = reg(e2 - 1, f"l_e{j}", unsigned(3))
+                e_l = reg(_bitlen_at(xu, -1), f"l_e{j}", unsigned(3))          # bitlen - 1
                 xu2 = reg(xu, f"l_xu{j}")
                 sh6 = Signal(3, name=f"l_sh{j}")
                 m.d.comb += sh6.eq(6 - e_l)
-                idx = (xu2 << sh6)[:6]
+                idx = reg((xu2 << sh6)[:6], f"l_idx{j}")                        # 3
                 rom = Memory(shape=unsigned(16), depth=64, init=log2_words)
                 m.submodules[f"log2_rom{j}"] = rom
                 rd = rom.read_port(domain="comb")
                 m.d.comb += rd.addr.eq(idx)
-                t = reg(rd.data, f"l_t{j}")                                      # 3
+                t = reg(rd.data, f"l_t{j}")                                      # 4 (ROM)
+                t = reg(t, f"l_tb{j}")                                           # 5 (ROM out)
                 ee = Signal(signed(5), name=f"l_ee{j}")
-                m.d.comb += ee.eq(reg(e_l, f"l_e3{j}"))
-                pos3 = reg(pos, f"l_pos3{j}")
-                v = reg(((ee - fin_at(3)) << 16) + t, f"l_v{j}", signed(24))     # 4
-                v5 = reg(_rnd(v, sh_16_fout(4)), f"l_v5{j}")                     # 5
-                q = reg(v5 >> sh_16_fout(5), f"l_q{j}", signed(24))              # 6
-                pos6 = delay(pos3, 3, f"l_pos6{j}")
-                y = reg(Mux(pos6, _sat16(q), -32768), f"l_y{j}", signed(16))     # 7
-                results["log2"] = (y, 7)
+                m.d.comb += ee.eq(delay(e_l, 3, f"l_e5{j}"))
+                pos5 = delay(pos, 3, f"l_pos5{j}")
+                v = reg(((ee - fin_at(5)) << 16) + t, f"l_v{j}", signed(24))     # 6
+                v5 = reg(_rnd(v, sh_16_fout(6)), f"l_v5{j}")                     # 7
+                q = reg(v5 >> sh_16_fout(7), f"l_q{j}", signed(24))              # 8
+                pos8 = delay(pos5, 3, f"l_pos8{j}")
+                y = reg(Mux(pos8, _sat16(q), -32768), f"l_y{j}", signed(16))     # 9
+                results["log2"] = (y, 9)
                 dom = dom | (~pos & op_at(2, "log2"))
 
             if has["recip"]:
-                a = reg(Mux(x < 0, -x, x), f"r_abs{j}", unsigned(8))             # 2
+                ax = Signal(8, name=f"r_ax{j}")
+                m.d.comb += ax.eq(Mux(x < 0, -x, x))
+                a = reg(ax, f"r_abs{j}")                                         # 2
                 negx = reg(x < 0, f"r_neg{j}")
                 zero = reg(x == 0, f"r_zero{j}")
-                ln = _bitlen(m, a, f"r_len{j}")
-                shm = Signal(4, name=f"r_shm{j}")
-                m.d.comb += shm.eq(16 - ln)
+                ln = reg(_bitlen_at(ax), f"r_len{j}", range(9))                  # bitlen
+                shm = reg(_bitlen_at(ax, 16, -1), f"r_shm{j}", unsigned(4))      # 16 - bitlen
                 mant_r = reg((a << shm)[:16], f"r_m{j}", unsigned(16))           # 3
                 s = Signal(signed(8), name=f"r_s{j}")
                 m.d.comb += s.eq(15 + ln - fin_at(2) - fout_at(2))
@@ -707,8 +784,11 @@ class ActEngine(wiring.Component):
                 s5 = reg(s_r2[:5], f"r_s5{j}")
                 r = reg(Mux(ge18, 0, Mux(lt0, sl, vr >> s5)), f"r_r{j}", unsigned(26))  # st + 2
                 neg3, zero3 = reg(neg2, f"r_neg3{j}"), reg(zero2, f"r_zero3{j}")
-                y = reg(Mux(zero3, 32767, _sat16(Mux(neg3, -r, r))), f"r_yo{j}",
-                        signed(16))                                              # st + 3
+                # sat16(-r) is -32768 for r >= 2**15, else -r[:15]; sat16(r) is 32767 then
+                big = r[15:].any()
+                r15 = r[:15]
+                y = reg(Mux(zero3, 32767, Mux(neg3, Mux(big, -32768, -r15), Mux(big, 32767, r15))),
+                        f"r_yo{j}", signed(16))                                  # st + 3
                 results["recip"] = (y, st + 3)
                 dom = dom | (zero & op_at(2, "recip"))
 
@@ -717,15 +797,16 @@ class ActEngine(wiring.Component):
                 dd = reg(nx - ln_sx, f"n_d{j}", signed(row_bits + 11))           # 3
                 p1 = reg(dd * y_row, f"n_p1_{j}", signed(row_bits + 11 + 18))    # 4
                 gam = delay(s0_gamma.word_select(j, 16).as_signed(), 4, f"n_gam{j}")
-                bet = delay(s0_beta.word_select(j, 16).as_signed(), 8, f"n_bet{j}")
+                bet = delay(s0_beta.word_select(j, 16).as_signed(), 9, f"n_bet{j}")
                 pl = reg(p1[:18] * gam, f"n_pl{j}")                              # 5
                 ph = reg(p1[18:].as_signed() * gam, f"n_ph{j}")
                 p2 = reg((ph << 18) + pl, f"n_p2_{j}", signed(row_bits + 11 + 18 + 16))  # 6
-                v = reg(_rnd(p2, sh_row), f"n_v{j}")                             # 7
-                q = reg(v >> sh_row, f"n_q{j}", signed(len(p2)))                 # 8
-                w = reg(q + bet, f"n_w{j}")                                      # 9
-                y = reg(_sat16(w), f"n_y{j}", signed(16))                        # 10
-                results["layernorm"] = (y, 10)
+                v = reg(p2 + rnd_row, f"n_v{j}")                                 # 7
+                c = reg(v >> Cat(Const(0, 3), sh_row[3:]), f"n_c{j}")           # 8
+                q = reg(c >> sh_row[:3], f"n_q{j}", signed(len(p2)))             # 9
+                w = reg(q + bet, f"n_w{j}")                                      # 10
+                y = reg(_sat16(w), f"n_y{j}", signed(16))                        # 11
+                results["layernorm"] = (y, 11)
 
             ys.append(self._merge_results(m, reg, results, op_at, j))
             doms.append(delay(dom, PIPE_DEPTH - 2, f"dom{j}"))

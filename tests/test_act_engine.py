@@ -117,3 +117,12 @@ def test_long_regression_verilator(stall, tmp_path):
                         workload={"stall": stall, "rounds": 8})
     assert result.passed, (result.errors, result.log)
     assert result.record["regression_jobs"] == 8 * 3 * 6 + 4 * 6
+
+
+def test_pow2_values_fit_the_rtl_widths():
+    """hw/act_engine.py registers exp's Horner values (golden.act.pow2_steps) in 15, 16 and 16
+    bits (each next product then fits one 18x18 multiplier): every f."""
+    steps = [golden.pow2_steps(f) for f in range(1 << 16)]
+    for index, bits in enumerate((15, 16, 16)):
+        assert min(s[index] for s in steps) >= 0
+        assert max(s[index] for s in steps) < 1 << bits

@@ -100,8 +100,8 @@ WAIVERS = {
     "nm_broadcast": _waivers(UNUSEDSIGNAL=1698, PROCASSINIT=898),
     "nm_fanout": _waivers(UNUSEDSIGNAL=1474, PROCASSINIT=902),
     "nm_fixed24": _waivers(UNUSEDSIGNAL=245, PROCASSINIT=642),
-    "act_engine": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=454, WIDTHEXPAND=317, WIDTHTRUNC=12,
-                           CASEINCOMPLETE=27, PROCASSINIT=808,
+    "act_engine": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=475, WIDTHEXPAND=250, WIDTHTRUNC=30,
+                           CASEINCOMPLETE=28, PROCASSINIT=896,
                            note={"CASEINCOMPLETE": "In act_engine: the front and row FSMs' "
                                                    "casez."}),
     "subsystem": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=408, WIDTHEXPAND=108, WIDTHTRUNC=15,
@@ -109,8 +109,8 @@ WAIVERS = {
                           note={"CASEINCOMPLETE": "In the subsystem: the sequencer FSM and the "
                                                   "host port's casez on the 3-bit memory code, "
                                                   "whose unmapped codes keep the default."}),
-    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=989, WIDTHEXPAND=532, WIDTHTRUNC=42,
-                              CASEINCOMPLETE=104, PROCASSINIT=1191,
+    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=1010, WIDTHEXPAND=465, WIDTHTRUNC=60,
+                              CASEINCOMPLETE=105, PROCASSINIT=1279,
                               note={"CASEINCOMPLETE": "The subsystem with act_engine=True: the "
                                                       "subsystem's (see subsystem), the act "
                                                       "engine's (see act_engine) and the ACT "
