@@ -21,9 +21,9 @@ from sparsehw.hw.arith import register
 
 
 __all__ = ["QNAN", "INF", "NEG_ZERO", "EXP_SHAPE", "ROUND_CUTS", "ADD_CUTS", "MUL_CUTS",
-           "ADD_CUT_ORDER", "LEAD_CUT", "SPECIAL_NONE", "SPECIAL_NAN", "SPECIAL_POS_INF", "SPECIAL_NEG_INF",
-           "SPECIAL_SHAPE", "add_cuts", "special_class", "Pipeline", "unpack_fp32",
-           "round_pack", "fp_mul", "fp_add", "Fp32Mac"]
+           "ADD_CUT_ORDER", "LEAD_CUT", "DIFF_CUT", "SPECIAL_NONE", "SPECIAL_NAN",
+           "SPECIAL_POS_INF", "SPECIAL_NEG_INF", "SPECIAL_SHAPE", "add_cuts", "special_class",
+           "Pipeline", "unpack_fp32", "round_pack", "fp_mul", "fp_add", "Fp32Mac"]
 
 
 QNAN = 0x7FC00000
@@ -40,6 +40,10 @@ ROUND_CUTS = ("lzc", "shift", "round")
 #: users keep their pipelines): between the leading-one search and the shift amount and
 #: exponent computed from its position (the ``lzc`` cut then follows those).
 LEAD_CUT = "lead"
+#: An optional further cut of :func:`fp_add` (in no tuple above either): after the operands'
+#: comparison and exponent differences, before the distance's clamp and the operand swap (the
+#: operands are registered and unpacked again after it).
+DIFF_CUT = "diff"
 #: Cut points of :func:`fp_add`, in the order the logic meets them: after the operand swap,
 #: after the alignment shift, after the mantissa addition, then :data:`ROUND_CUTS`.
 ADD_CUTS = ("swap", "align", "add") + ROUND_CUTS
@@ -265,26 +269,45 @@ def round_pack(m, sign, mag, exp, prefix="rp", pipe=None, *, zero_sign=None, spe
     m.d.comb += sticky.eq((v["mag"] & below_guard) != 0)
     zsign = {} if plus_zero else {"zsign": v["zsign"]}
     spec = {} if special is None else {"special": v["special"]}
-    v = pipe.cut("shift", sign=v["sign"], zero=v["zero"], **zsign,
-                 **spec, base=base, kept=y[1:], guard=y[0], sticky=sticky)
-    # The increment and the exponent in parallel: kept < 2**24 (its leading one is at bit 23
-    # at most), so the rounded value's bits from 23 up are kept[23] + c23, c23 the carry of
-    # the increment out of the 23 fraction bits (all ones and rounding up); the exponent field
-    # is base + kept[23] (+ 1 when c23) and the overflow test is done on both beforehand.
+    # kept < 2**24 (its leading one is at bit 23 at most), so the rounded value's bits from 23
+    # up are n = kept[23] + c23 (0, 1 or 2), c23 the carry of the increment out of the 23
+    # fraction bits (all ones and rounding up): the exponent field is base + n, an overflow
+    # base + n >= 255.
+    if "round" in pipe.cuts:
+        # The increment and the exponent in parallel: base + kept[23] (+ 1 when c23), the
+        # overflow test done on both beforehand.
+        v = pipe.cut("shift", sign=v["sign"], zero=v["zero"], **zsign,
+                     **spec, base=base, kept=y[1:], guard=y[0], sticky=sticky)
+    else:
+        # No register after the rounding (it runs into the result, e.g. back into an
+        # accumulation loop): the three exponents and overflow tests are computed here,
+        # beside the shifter, and the rounding stage only selects one by n.
+        exps = [Signal(8, name=_name(f"{prefix}_exp{k}")) for k in range(3)]
+        m.d.comb += [e.eq((base + k)[:8]) for k, e in enumerate(exps)]
+        ovfs = Signal(3, name=_name(prefix + "_ovfs"))
+        m.d.comb += ovfs.eq(Cat(*[base >= 255 - k for k in range(3)]))
+        v = pipe.cut("shift", sign=v["sign"], zero=v["zero"], **zsign,
+                     **spec, exp0=exps[0], exp1=exps[1], exp2=exps[2], ovfs=ovfs, kept=y[1:],
+                     guard=y[0], sticky=sticky)
     inc = Signal(name=_name(prefix + "_inc"))
     m.d.comb += inc.eq(v["guard"] & (v["sticky"] | v["kept"][0]))
     frac = Signal(23, name=_name(prefix + "_frac"))
     m.d.comb += frac.eq(v["kept"][:23] + inc)
     c23 = Signal(name=_name(prefix + "_c23"))
     m.d.comb += c23.eq(inc & v["kept"][:23].all())
-    high0 = Signal(signed(15), name=_name(prefix + "_high"))
-    m.d.comb += high0.eq(v["base"] + v["kept"][23])
-    high = Mux(c23, high0 + 1, high0)
-    ovf = Mux(c23, high0 >= 254, high0 >= 255)
+    if "base" in v:
+        high0 = Signal(signed(15), name=_name(prefix + "_high"))
+        m.d.comb += high0.eq(v["base"] + v["kept"][23])
+        high = Mux(c23, high0 + 1, high0)[:8]
+        ovf = Mux(c23, high0 >= 254, high0 >= 255)
+    else:
+        two, one = v["kept"][23] & c23, v["kept"][23] ^ c23
+        high = Mux(two, v["exp2"], Mux(one, v["exp1"], v["exp0"]))
+        ovf = Mux(two, v["ovfs"][2], Mux(one, v["ovfs"][1], v["ovfs"][0]))
     zsign = {} if plus_zero else {"zsign": v["zsign"]}
     spec = {} if special is None else {"special": v["special"]}
     v = pipe.cut("round", sign=v["sign"], zero=v["zero"], **zsign,
-                 **spec, frac=frac, exp=high[:8], ovf=ovf)
+                 **spec, frac=frac, exp=high, ovf=ovf)
     out = Signal(32, name=_name(prefix + "_out"))
     cases = []
     if special is not None:
@@ -359,6 +382,11 @@ def fp_add(m, a, b, prefix="add", pipe=None, *, subnormals=True, neg_zero=True):
     d_ab = Signal(signed(9), name=_name(prefix + "_dab"))
     d_ba = Signal(8, name=_name(prefix + "_dba"))
     m.d.comb += [d_ab.eq(fa["bexp"] - fb["bexp"]), d_ba.eq(fb["bexp"] - fa["bexp"])]
+    if DIFF_CUT in pipe.cuts:
+        v = pipe.cut(DIFF_CUT, a=a, b=b, a_big=a_big, d_ab=d_ab, d_ba=d_ba)
+        a_big, d_ab, d_ba = v["a_big"], v["d_ab"], v["d_ba"]
+        fa = unpack_fp32(m, v["a"], prefix + "a", subnormals)
+        fb = unpack_fp32(m, v["b"], prefix + "b", subnormals)
     dist_c = Signal(5, name=_name(prefix + "_dc"))
     m.d.comb += dist_c.eq(Mux(d_ab < 0, Mux(d_ba > 31, 31, d_ba),
                               Mux(d_ab[:8] > 31, 31, d_ab[:8])))
@@ -410,7 +438,8 @@ class Fp32Mac(wiring.Component):
     (after the partial products and their sum, the leading-one search, the rounding shift and
     increment of each rounding, the adder's swap, alignment and addition), at each rounding's
     :data:`LEAD_CUT` (between the leading-one search and the shift amount and exponent computed
-    from its position) and between the product and the adder, for timing closure on FPGAs.
+    from its position), at the adder's :data:`DIFF_CUT` (after the operand comparison and the
+    exponent differences) and between the product and the adder, for timing closure on FPGAs.
 
     Attributes
     ----------
@@ -418,7 +447,7 @@ class Fp32Mac(wiring.Component):
         Operands (float32 bit patterns), one triple per cycle. ``i.ready`` is high when the
         pipeline can advance (``~o.valid | o.ready``).
     o : Out(stream.Signature(32))
-        Result bits. Latency :attr:`latency` (15) cycles, one result per cycle; a stalled output
+        Result bits. Latency :attr:`latency` (16) cycles, one result per cycle; a stalled output
         holds the whole pipeline (back-pressure reaches ``i.ready`` combinationally).
     """
 
@@ -431,14 +460,14 @@ class Fp32Mac(wiring.Component):
     @property
     def latency(self):
         """Cycles from an accepted operand triple to its result: one per cut (each rounding's
-        :data:`LEAD_CUT` too), plus the output register."""
-        return len(MUL_CUTS) + 1 + len(ADD_CUTS) + 2 + 1
+        :data:`LEAD_CUT` and the adder's :data:`DIFF_CUT` too), plus the output register."""
+        return len(MUL_CUTS) + 1 + len(ADD_CUTS) + 2 + 1 + 1
 
     def elaborate(self, platform):
         m = Module()
         adv = Signal()
         m.d.comb += [adv.eq(~self.o.valid | self.o.ready), self.i.ready.eq(adv)]
-        pipe = Pipeline(m, adv, MUL_CUTS + ("mid",) + ADD_CUTS + (LEAD_CUT,), "mac",
+        pipe = Pipeline(m, adv, MUL_CUTS + ("mid",) + ADD_CUTS + (LEAD_CUT, DIFF_CUT), "mac",
                         riders={"v": self.i.valid, "c": self.i.payload.c})
         prod = fp_mul(m, self.i.payload.a, self.i.payload.b, "mul", pipe)
         prod = pipe.cut("mid", prod=prod)["prod"]
