@@ -326,8 +326,9 @@ class HbfpDot(wiring.Component):
     add_stages : int
         Pipeline registers in the FP32 accumulation adder, 0..6 (default 4; the measured Fmax
         is in ``docs/hbfp.md``): ``add_stages + 1`` partial sums and ``add_stages`` combining
-        adders (those are pipelined at every cut whatever ``add_stages`` is). 0 is one sequential accumulator (a single-cycle adder in the loop, no tree):
-        the smallest unit, the slowest clock.
+        adders (those are pipelined at every cut whatever ``add_stages`` is). 0 is one
+        sequential accumulator (a single-cycle adder in the loop, no tree): the smallest unit,
+        the slowest clock.
 
     Attributes
     ----------
@@ -501,8 +502,8 @@ class HbfpDot(wiring.Component):
         # registers) keeps P registers and no partial select: a 2:1 choice after the adder.
         slot_n = Signal(n_part)
         filled_n = Signal(range(n_part + 1))
-        # (Multiplexers, not an If chain: a combinational process whose inputs do not change
-        # after time 0 is never evaluated by some Verilog simulators, and slot's is such.)
+        # (Multiplexers, not an If chain: Icarus never evaluates a combinational process whose
+        # inputs do not change after time 0, and slot_n's would be one: X after reset.)
         m.d.comb += [slot_n.eq(Mux(v3, Mux(last3, 1, slot.rotate_left(1)), slot)),
                      filled_n.eq(Mux(v3, Mux(last3, 0, Mux(filled == n_part, n_part,
                                                           filled + 1)), filled))]
