@@ -21,9 +21,9 @@ from sparsehw.hw.arith import register
 
 
 __all__ = ["QNAN", "INF", "NEG_ZERO", "EXP_SHAPE", "ROUND_CUTS", "ADD_CUTS", "MUL_CUTS",
-           "ADD_CUT_ORDER", "SPECIAL_NONE", "SPECIAL_NAN", "SPECIAL_POS_INF", "SPECIAL_NEG_INF",
-           "SPECIAL_SHAPE", "add_cuts", "special_class", "Pipeline", "unpack_fp32",
-           "round_pack", "fp_mul", "fp_add", "Fp32Mac"]
+           "ADD_CUT_ORDER", "LEAD_CUT", "DIFF_CUT", "SPECIAL_NONE", "SPECIAL_NAN",
+           "SPECIAL_POS_INF", "SPECIAL_NEG_INF", "SPECIAL_SHAPE", "add_cuts", "special_class",
+           "Pipeline", "unpack_fp32", "round_pack", "fp_mul", "fp_add", "Fp32Mac"]
 
 
 QNAN = 0x7FC00000
@@ -36,6 +36,14 @@ EXP_SHAPE = signed(12)
 #: Cut points of :func:`round_pack`: after the leading-one search, after the shift to the kept
 #: bits, after the rounding increment.
 ROUND_CUTS = ("lzc", "shift", "round")
+#: An optional further cut of :func:`round_pack` (in none of the tuples above, so that their
+#: users keep their pipelines): between the leading-one search and the shift amount and
+#: exponent computed from its position (the ``lzc`` cut then follows those).
+LEAD_CUT = "lead"
+#: An optional further cut of :func:`fp_add` (in no tuple above either): after the operands'
+#: comparison and exponent differences, before the distance's clamp and the operand swap (the
+#: operands are registered and unpacked again after it).
+DIFF_CUT = "diff"
 #: Cut points of :func:`fp_add`, in the order the logic meets them: after the operand swap,
 #: after the alignment shift, after the mantissa addition, then :data:`ROUND_CUTS`.
 ADD_CUTS = ("swap", "align", "add") + ROUND_CUTS
@@ -131,24 +139,14 @@ def _leading_one(x):
     return nodes[0]
 
 
-def _shift_amount(m, prefix, pos, exp, width, subnormals, exp_min):
-    """``(amt, base, amt_max)`` of :func:`round_pack`: the right shift of
-    ``mag * 2**(width + 24)`` that leaves the kept bits above bit ``width``, the result's biased
-    exponent - 1 (None with ``subnormals=False``: then it is t, which :func:`round_pack`
-    computes after the ``lzc`` cut, beside the shifter), and the largest shift that can occur.
-
-    The kept LSB position is lsb = max(pos - 23, -149 - exp): 24 significant bits, but no lower
-    than weight 2**-149. Normal result iff t = pos + exp + 126 >= 0; then lsb = pos - 23, the
-    shift is pos + 1 and the biased exponent - 1 is t; else lsb = -149 - exp and it is 0 (at
-    t = 0 both rules agree). Everything that needs only exp is computed beside the leading-one
-    search. With ``subnormals=False`` the caller guarantees t >= 0 for every nonzero ``mag``.
-    """
+def _exp_terms(m, prefix, exp, width, subnormals, exp_min):
+    """The terms of :func:`_shift_amount` that need only ``exp`` (computed beside the
+    leading-one search): a dict of Values, and the largest subnormal shift (None with
+    ``subnormals=False``: then there are no terms)."""
     if not subnormals:
-        return pos + 1, None, width
+        return {}, None
     e126 = Signal(EXP_SHAPE, name=_name(prefix + "_e126"))      # beside the leading-one search
     m.d.comb += e126.eq(exp + 126)
-    t = Signal(signed(14), name=_name(prefix + "_t"))
-    m.d.comb += t.eq(pos + e126)
     # lsb >= -23 always, so the subnormal shift lsb + 24 = -125 - exp >= 1; lsb above
     # width + 1 leaves kept = guard = 0 (the result rounds to zero whatever the sticky bits
     # are), so it is clamped there, unless exp_min shows that it cannot happen.
@@ -159,13 +157,33 @@ def _shift_amount(m, prefix, pos, exp, width, subnormals, exp_min):
     sub_amt = Signal(range(sub_max + 1), name=_name(prefix + "_subamt"))
     m.d.comb += sub_amt.eq(Mux(sub_lsb > width + 1, width + 25, sub_lsb + 24) if clamp
                            else sub_lsb + 24)
+    return {"e126": e126, "sub_normal": sub_lsb < -23, "sub_amt": sub_amt}, sub_max
+
+
+def _shift_amount(m, prefix, pos, terms, width, sub_max):
+    """``(amt, base, amt_max)`` of :func:`round_pack`: the right shift of
+    ``mag * 2**(width + 24)`` that leaves the kept bits above bit ``width``, the result's biased
+    exponent - 1 (None with ``subnormals=False``, no ``terms``: then it is t, which
+    :func:`round_pack` computes after the ``lzc`` cut, beside the shifter), and the largest
+    shift that can occur. ``terms`` and ``sub_max`` are :func:`_exp_terms`'s.
+
+    The kept LSB position is lsb = max(pos - 23, -149 - exp): 24 significant bits, but no lower
+    than weight 2**-149. Normal result iff t = pos + exp + 126 >= 0; then lsb = pos - 23, the
+    shift is pos + 1 and the biased exponent - 1 is t; else lsb = -149 - exp and it is 0 (at
+    t = 0 both rules agree). Everything that needs only exp is computed beside the leading-one
+    search. With ``subnormals=False`` the caller guarantees t >= 0 for every nonzero ``mag``.
+    """
+    if not terms:
+        return pos + 1, None, width
+    t = Signal(signed(14), name=_name(prefix + "_t"))
+    m.d.comb += t.eq(pos + terms["e126"])
     # The kept LSB is the larger of the two: normal (t > 0) iff pos + 1 > sub_amt, a short
     # comparison of pos with a value computed beside the leading-one search (t, a sum after
     # the search, goes only to the exponent).
     # (sub_amt holds the subnormal shift only when it is positive; below, t > 0 anyway.)
     normal = Signal(name=_name(prefix + "_normal"))
-    m.d.comb += normal.eq((sub_lsb < -23) | (pos >= sub_amt))
-    return Mux(normal, pos + 1, sub_amt), Mux(normal, t, 0), max(width, sub_max)
+    m.d.comb += normal.eq(terms["sub_normal"] | (pos >= terms["sub_amt"]))
+    return Mux(normal, pos + 1, terms["sub_amt"]), Mux(normal, t, 0), max(width, sub_max)
 
 
 def round_pack(m, sign, mag, exp, prefix="rp", pipe=None, *, zero_sign=None, special=None,
@@ -201,7 +219,20 @@ def round_pack(m, sign, mag, exp, prefix="rp", pipe=None, *, zero_sign=None, spe
     # One right shift does both cases of the rounding (lsb <= 0: a left shift; lsb > 0: a
     # right shift keeping the bits below the LSB): y = mag * 2**(width - lsb), kept =
     # y >> width, then the guard bit and the sticky bits below it.
-    amt_v, base_v, amt_max = _shift_amount(m, prefix, pos, exp, width, subnormals, exp_min)
+    terms, sub_max = _exp_terms(m, prefix, exp, width, subnormals, exp_min)
+    # The exact-zero test is the leading-one tree's root (no second OR of mag).
+    # zero_sign 0 (the int, not a Value): a zero result is +0, no zero sign is carried; no
+    # special: no class code is carried either.
+    plus_zero = isinstance(zero_sign, int) and zero_sign == 0
+    zsign = {} if plus_zero else {"zsign": sign if zero_sign is None else zero_sign}
+    spec = {} if special is None else {"special": special}
+    # The optional "lead" cut: the leading one's position (and exp's terms) registered before
+    # the shift amount and the exponent are computed from them.
+    v = pipe.cut("lead", sign=sign, mag=mag, pos=pos, zero=~any_one, **zsign, **spec,
+                 **(terms or {"exp": exp}))
+    pos, exp = v["pos"], v.get("exp")
+    terms = {k: v[k] for k in terms}
+    amt_v, base_v, amt_max = _shift_amount(m, prefix, pos, terms, width, sub_max)
     amt = Signal(range(amt_max + 1), name=_name(prefix + "_amt"))
     m.d.comb += amt.eq(amt_v)
     if base_v is None:
@@ -214,14 +245,10 @@ def round_pack(m, sign, mag, exp, prefix="rp", pipe=None, *, zero_sign=None, spe
         base = Signal(signed(14), name=_name(prefix + "_base"))        # biased exponent - 1
         m.d.comb += base.eq(base_v)
         exponent = {"base": base}
-    # The exact-zero test is the leading-one tree's root (no second OR of mag).
-    # zero_sign 0 (the int, not a Value): a zero result is +0, no zero sign is carried; no
-    # special: no class code is carried either.
-    plus_zero = isinstance(zero_sign, int) and zero_sign == 0
-    zsign = {} if plus_zero else {"zsign": sign if zero_sign is None else zero_sign}
-    spec = {} if special is None else {"special": special}
-    v = pipe.cut("lzc", sign=sign, mag=mag, amt=amt, **exponent, zero=~any_one, **zsign,
-                 **spec)
+    zsign = {} if plus_zero else {"zsign": v["zsign"]}
+    spec = {} if special is None else {"special": v["special"]}
+    v = pipe.cut("lzc", sign=v["sign"], mag=v["mag"], amt=amt, **exponent, zero=v["zero"],
+                 **zsign, **spec)
     if base_v is None:
         base = Signal(signed(14), name=_name(prefix + "_t"))           # biased exponent - 1
         m.d.comb += base.eq(v["pos"] + v["e126"])
@@ -242,26 +269,45 @@ def round_pack(m, sign, mag, exp, prefix="rp", pipe=None, *, zero_sign=None, spe
     m.d.comb += sticky.eq((v["mag"] & below_guard) != 0)
     zsign = {} if plus_zero else {"zsign": v["zsign"]}
     spec = {} if special is None else {"special": v["special"]}
-    v = pipe.cut("shift", sign=v["sign"], zero=v["zero"], **zsign,
-                 **spec, base=base, kept=y[1:], guard=y[0], sticky=sticky)
-    # The increment and the exponent in parallel: kept < 2**24 (its leading one is at bit 23
-    # at most), so the rounded value's bits from 23 up are kept[23] + c23, c23 the carry of
-    # the increment out of the 23 fraction bits (all ones and rounding up); the exponent field
-    # is base + kept[23] (+ 1 when c23) and the overflow test is done on both beforehand.
+    # kept < 2**24 (its leading one is at bit 23 at most), so the rounded value's bits from 23
+    # up are n = kept[23] + c23 (0, 1 or 2), c23 the carry of the increment out of the 23
+    # fraction bits (all ones and rounding up): the exponent field is base + n, an overflow
+    # base + n >= 255.
+    if "round" in pipe.cuts:
+        # The increment and the exponent in parallel: base + kept[23] (+ 1 when c23), the
+        # overflow test done on both beforehand.
+        v = pipe.cut("shift", sign=v["sign"], zero=v["zero"], **zsign,
+                     **spec, base=base, kept=y[1:], guard=y[0], sticky=sticky)
+    else:
+        # No register after the rounding (it runs into the result, e.g. back into an
+        # accumulation loop): the three exponents and overflow tests are computed here,
+        # beside the shifter, and the rounding stage only selects one by n.
+        exps = [Signal(8, name=_name(f"{prefix}_exp{k}")) for k in range(3)]
+        m.d.comb += [e.eq((base + k)[:8]) for k, e in enumerate(exps)]
+        ovfs = Signal(3, name=_name(prefix + "_ovfs"))
+        m.d.comb += ovfs.eq(Cat(*[base >= 255 - k for k in range(3)]))
+        v = pipe.cut("shift", sign=v["sign"], zero=v["zero"], **zsign,
+                     **spec, exp0=exps[0], exp1=exps[1], exp2=exps[2], ovfs=ovfs, kept=y[1:],
+                     guard=y[0], sticky=sticky)
     inc = Signal(name=_name(prefix + "_inc"))
     m.d.comb += inc.eq(v["guard"] & (v["sticky"] | v["kept"][0]))
     frac = Signal(23, name=_name(prefix + "_frac"))
     m.d.comb += frac.eq(v["kept"][:23] + inc)
     c23 = Signal(name=_name(prefix + "_c23"))
     m.d.comb += c23.eq(inc & v["kept"][:23].all())
-    high0 = Signal(signed(15), name=_name(prefix + "_high"))
-    m.d.comb += high0.eq(v["base"] + v["kept"][23])
-    high = Mux(c23, high0 + 1, high0)
-    ovf = Mux(c23, high0 >= 254, high0 >= 255)
+    if "base" in v:
+        high0 = Signal(signed(15), name=_name(prefix + "_high"))
+        m.d.comb += high0.eq(v["base"] + v["kept"][23])
+        high = Mux(c23, high0 + 1, high0)[:8]
+        ovf = Mux(c23, high0 >= 254, high0 >= 255)
+    else:
+        two, one = v["kept"][23] & c23, v["kept"][23] ^ c23
+        high = Mux(two, v["exp2"], Mux(one, v["exp1"], v["exp0"]))
+        ovf = Mux(two, v["ovfs"][2], Mux(one, v["ovfs"][1], v["ovfs"][0]))
     zsign = {} if plus_zero else {"zsign": v["zsign"]}
     spec = {} if special is None else {"special": v["special"]}
     v = pipe.cut("round", sign=v["sign"], zero=v["zero"], **zsign,
-                 **spec, frac=frac, exp=high[:8], ovf=ovf)
+                 **spec, frac=frac, exp=high, ovf=ovf)
     out = Signal(32, name=_name(prefix + "_out"))
     cases = []
     if special is not None:
@@ -336,6 +382,11 @@ def fp_add(m, a, b, prefix="add", pipe=None, *, subnormals=True, neg_zero=True):
     d_ab = Signal(signed(9), name=_name(prefix + "_dab"))
     d_ba = Signal(8, name=_name(prefix + "_dba"))
     m.d.comb += [d_ab.eq(fa["bexp"] - fb["bexp"]), d_ba.eq(fb["bexp"] - fa["bexp"])]
+    if DIFF_CUT in pipe.cuts:
+        v = pipe.cut(DIFF_CUT, a=a, b=b, a_big=a_big, d_ab=d_ab, d_ba=d_ba)
+        a_big, d_ab, d_ba = v["a_big"], v["d_ab"], v["d_ba"]
+        fa = unpack_fp32(m, v["a"], prefix + "a", subnormals)
+        fb = unpack_fp32(m, v["b"], prefix + "b", subnormals)
     dist_c = Signal(5, name=_name(prefix + "_dc"))
     m.d.comb += dist_c.eq(Mux(d_ab < 0, Mux(d_ba > 31, 31, d_ba),
                               Mux(d_ab[:8] > 31, 31, d_ab[:8])))
@@ -385,8 +436,10 @@ class Fp32Mac(wiring.Component):
     :func:`golden.fp32.fp32_mac` bit for bit, and the FP32 reference of the HBFP area
     comparison. Pipeline registers sit at every cut of :data:`MUL_CUTS` and :data:`ADD_CUTS`
     (after the partial products and their sum, the leading-one search, the rounding shift and
-    increment of each rounding, the adder's swap, alignment and addition) and between the
-    product and the adder, for timing closure on FPGAs.
+    increment of each rounding, the adder's swap, alignment and addition), at each rounding's
+    :data:`LEAD_CUT` (between the leading-one search and the shift amount and exponent computed
+    from its position), at the adder's :data:`DIFF_CUT` (after the operand comparison and the
+    exponent differences) and between the product and the adder, for timing closure on FPGAs.
 
     Attributes
     ----------
@@ -394,7 +447,7 @@ class Fp32Mac(wiring.Component):
         Operands (float32 bit patterns), one triple per cycle. ``i.ready`` is high when the
         pipeline can advance (``~o.valid | o.ready``).
     o : Out(stream.Signature(32))
-        Result bits. Latency :attr:`latency` (13) cycles, one result per cycle; a stalled output
+        Result bits. Latency :attr:`latency` (16) cycles, one result per cycle; a stalled output
         holds the whole pipeline (back-pressure reaches ``i.ready`` combinationally).
     """
 
@@ -406,15 +459,15 @@ class Fp32Mac(wiring.Component):
 
     @property
     def latency(self):
-        """Cycles from an accepted operand triple to its result: one per cut, plus the
-        output register."""
-        return len(MUL_CUTS) + 1 + len(ADD_CUTS) + 1
+        """Cycles from an accepted operand triple to its result: one per cut (each rounding's
+        :data:`LEAD_CUT` and the adder's :data:`DIFF_CUT` too), plus the output register."""
+        return len(MUL_CUTS) + 1 + len(ADD_CUTS) + 2 + 1 + 1
 
     def elaborate(self, platform):
         m = Module()
         adv = Signal()
         m.d.comb += [adv.eq(~self.o.valid | self.o.ready), self.i.ready.eq(adv)]
-        pipe = Pipeline(m, adv, MUL_CUTS + ("mid",) + ADD_CUTS, "mac",
+        pipe = Pipeline(m, adv, MUL_CUTS + ("mid",) + ADD_CUTS + (LEAD_CUT, DIFF_CUT), "mac",
                         riders={"v": self.i.valid, "c": self.i.payload.c})
         prod = fp_mul(m, self.i.payload.a, self.i.payload.b, "mul", pipe)
         prod = pipe.cut("mid", prod=prod)["prod"]

@@ -20,7 +20,7 @@ from sparsehw.params import Param, ParamSpec, Rule, boolean, int_in, pow2_in
 
 
 __all__ = ["BfpConvert", "HbfpDot", "dot_latency", "BFP_CONVERT_PARAMS", "HBFP_DOT_PARAMS",
-           "MODES", "bfp_out_layout", "dot_in_layout", "DOT_OUT_LAYOUT"]
+           "MODES", "TREE_CUTS", "bfp_out_layout", "dot_in_layout", "DOT_OUT_LAYOUT"]
 
 
 #: Run-time mode code of the mixed-mantissa ``hbfp_dot`` -> mantissa bits (HBFP4, HBFP6, HBFP8).
@@ -290,7 +290,12 @@ class BfpConvert(wiring.Component):
 def dot_latency(add_stages):
     """:attr:`HbfpDot.latency` for ``add_stages`` (it depends on nothing else)."""
     levels = add_stages.bit_length()                     # ceil(log2(add_stages + 1))
-    return 6 + len(ROUND_CUTS) + add_stages + levels * add_stages + max(levels - 1, 0)
+    return 6 + len(ROUND_CUTS) + add_stages + levels * len(TREE_CUTS) + max(levels - 1, 0)
+
+
+#: Cut points of the combining tree's adders: all of the adder's (the tree is outside the
+#: accumulation loop, so its registers cost latency only, not a partial sum).
+TREE_CUTS = ADD_CUTS
 
 
 class HbfpDot(wiring.Component):
@@ -304,7 +309,8 @@ class HbfpDot(wiring.Component):
     exactly when the partial's next block arrives; so the unit takes a new block pair every
     cycle. A beat with ``last`` closes the dot product: its partials are combined by a pairwise
     tree (``(p0 + p1), (p2 + p3), ...`` level by level, an odd last one carried up) of
-    ``add_stages`` pipelined adders while the next dot product streams in. This is exactly
+    ``add_stages`` adders, each with a register at every cut of :data:`TREE_CUTS` (6), while the
+    next dot product streams in. This is exactly
     :func:`golden.hbfp.dot` with ``partials = add_stages + 1``.
 
     Parameters
@@ -320,8 +326,9 @@ class HbfpDot(wiring.Component):
     add_stages : int
         Pipeline registers in the FP32 accumulation adder, 0..6 (default 4; the measured Fmax
         is in ``docs/hbfp.md``): ``add_stages + 1`` partial sums and ``add_stages`` combining
-        adders. 0 is one sequential accumulator (a single-cycle adder in the loop, no tree):
-        the smallest unit, the slowest clock.
+        adders (those are pipelined at every cut whatever ``add_stages`` is). 0 is one
+        sequential accumulator (a single-cycle adder in the loop, no tree): the smallest unit,
+        the slowest clock.
 
     Attributes
     ----------
@@ -335,7 +342,7 @@ class HbfpDot(wiring.Component):
         (``value`` is the quiet NaN ``0x7FC00000``). ``error``: malformed run-time data in the dot
         product (a mantissa outside ``+-(2**m - 1)`` for its mode, ``mode == 3``, or an exponent
         outside -26..128); ``value`` is then NaN too. Latency :attr:`latency` cycles from the
-        ``last`` beat (27 at ``add_stages=4``, 9 at 0); one block pair per cycle for any number
+        ``last`` beat (33 at ``add_stages=4``, 9 at 0); one block pair per cycle for any number
         of blocks per dot product; back-pressure stalls the whole pipeline.
 
     Raises
@@ -381,8 +388,8 @@ class HbfpDot(wiring.Component):
         """Cycles from the ``last`` beat to its result: products, block sum, its magnitude,
         rounding (plus its pipeline registers), the accumulation adder, a register before the combining tree
         (which reads the finished partial sums from their registers), the tree (each of its
-        ``ceil(log2(partials))`` levels an adder of ``add_stages`` registers, a register between
-        levels), the output register."""
+        ``ceil(log2(partials))`` levels an adder of ``len(TREE_CUTS)`` registers, a register
+        between levels), the output register."""
         return dot_latency(self._add_stages)
 
     @property
@@ -481,29 +488,43 @@ class HbfpDot(wiring.Component):
         inv_next, err_next = Signal(), Signal()
         m.d.comb += [inv_next.eq(inv3 | (dot_inv & ~first_block)),
                      err_next.eq(err3 | (dot_err & ~first_block))]
-        # The first block of a partial adds -0.0, the exact identity (x + -0 = x for every x).
-        operand = Signal(32)
-        current = Signal(32)                             # partial `slot`, as an AND-OR mux
-        terms = [Mux(slot[j], accs[j], 0) for j in range(n_part)]
-        m.d.comb += current.eq(functools.reduce(operator.or_, terms))
-        m.d.comb += operand.eq(Mux(filled == n_part, current, NEG_ZERO))
         # The partials this block leaves in use (partial j: j < min(filled + 1, P)), as a mask,
         # so that the tree's operand select needs no comparison.
         used = Signal(n_part)
         m.d.comb += used.eq(Cat(Const(1, 1), *[(filled == n_part) | (filled >= j)
                                                for j in range(1, n_part)]))
+        # The adder's operand, partial `slot` (-0.0, the exact identity, for the first block of
+        # a partial: x + -0 = x for every x), is a register loaded a cycle ahead with what
+        # partial `slot` holds after this clock edge: the sum the adder writes into it at this
+        # edge (the partial's previous block entered the adder P cycles before the next one at
+        # the earliest, so its sum leaves it at the edge before that block enters, or earlier),
+        # else the partial register. The loop (operand register, the adder's add_stages
+        # registers) keeps P registers and no partial select: a 2:1 choice after the adder.
+        slot_n = Signal(n_part)
+        filled_n = Signal(range(n_part + 1))
+        # (Multiplexers, not an If chain: Icarus never evaluates a combinational process whose
+        # inputs do not change after time 0, and slot_n's would be one: X after reset.)
+        m.d.comb += [slot_n.eq(Mux(v3, Mux(last3, 1, slot.rotate_left(1)), slot)),
+                     filled_n.eq(Mux(v3, Mux(last3, 0, Mux(filled == n_part, n_part,
+                                                          filled + 1)), filled))]
+        operand = Signal(32, init=NEG_ZERO)
         apipe = Pipeline(m, adv, cuts, "acc",
                          riders={"wr": v3, "slot": slot, "end": v3 & last3, "used": used,
                                  "inv": inv_next, "err": err_next})
         total = fp_add(m, operand, r3, "acc", apipe, subnormals=False, neg_zero=False)
         ride = apipe.riders
-        with m.If(adv & v3):
-            with m.If(last3):
-                m.d.sync += [slot.eq(1), filled.eq(0), dot_inv.eq(0), dot_err.eq(0)]
-            with m.Else():
-                m.d.sync += [slot.eq(slot.rotate_left(1)),
-                             filled.eq(Mux(filled == n_part, n_part, filled + 1)),
-                             dot_inv.eq(inv_next), dot_err.eq(err_next)]
+        stored = Signal(32)                          # partial slot_n's register, AND-OR mux
+        m.d.comb += stored.eq(functools.reduce(
+            operator.or_, [Mux(slot_n[j], accs[j], 0) for j in range(n_part)]))
+        full_n = Signal()
+        bypass = Signal()
+        m.d.comb += [full_n.eq(filled_n == n_part),
+                     bypass.eq(full_n & ride["wr"] & (ride["slot"] & slot_n).any())]
+        with m.If(adv):
+            m.d.sync += [slot.eq(slot_n), filled.eq(filled_n),
+                         operand.eq(Mux(bypass, total, Mux(full_n, stored, NEG_ZERO)))]
+            with m.If(v3):
+                m.d.sync += [dot_inv.eq(inv_next & ~last3), dot_err.eq(err_next & ~last3)]
         for j in range(n_part):
             with m.If(adv & ride["wr"] & ride["slot"][j]):
                 m.d.sync += accs[j].eq(total)
@@ -524,12 +545,13 @@ class HbfpDot(wiring.Component):
         while len(parts) > 1:
             nxt = []
             for j in range(0, len(parts), 2):
-                cp = Pipeline(m, adv, cuts, f"cmb{level}_{j}", riders=flags if j == 0 else {})
+                cp = Pipeline(m, adv, TREE_CUTS, f"cmb{level}_{j}",
+                              riders=flags if j == 0 else {})
                 if j + 1 < len(parts):
                     nxt.append(fp_add(m, parts[j], parts[j + 1], f"cmb{level}_{j}", cp,
                                       subnormals=False, neg_zero=False))
                 else:
-                    nxt.append(delay(m, parts[j], len(cuts), f"cmb{level}_{j}", adv))
+                    nxt.append(delay(m, parts[j], len(TREE_CUTS), f"cmb{level}_{j}", adv))
                 if j == 0:
                     flags = cp.riders
             parts, level = nxt, level + 1

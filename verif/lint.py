@@ -94,8 +94,8 @@ WAIVERS = {
                                              "direction/select codes, whose unused code 3 keeps "
                                              "the default."}),
     "bfp_convert": _waivers(UNUSEDSIGNAL=104, WIDTHEXPAND=34, WIDTHTRUNC=1, PROCASSINIT=79),
-    "hbfp_dot": _waivers(UNUSEDSIGNAL=403, WIDTHEXPAND=146, WIDTHTRUNC=27, PROCASSINIT=279),
-    "fp32_mac": _waivers(UNUSEDSIGNAL=272, WIDTHEXPAND=84, WIDTHTRUNC=17, PROCASSINIT=96),
+    "hbfp_dot": _waivers(UNUSEDSIGNAL=410, WIDTHEXPAND=150, WIDTHTRUNC=27, PROCASSINIT=353),
+    "fp32_mac": _waivers(UNUSEDSIGNAL=274, WIDTHEXPAND=84, WIDTHTRUNC=19, PROCASSINIT=123),
     "figs": _waivers(UNUSEDSIGNAL=487, WIDTHEXPAND=10, CASEINCOMPLETE=8, PROCASSINIT=923),
     "nm_broadcast": _waivers(UNUSEDSIGNAL=1698, PROCASSINIT=898),
     "nm_fanout": _waivers(UNUSEDSIGNAL=1474, PROCASSINIT=902),

@@ -38,7 +38,7 @@ BLOCKS = [
     Block(
         name="fp32_mac",
         summary="IEEE-754 binary32 multiply then add (two RNE roundings, subnormals, Inf/NaN, "
-                "canonical NaN), pipelined (13 cycles); the FP32 reference of the HBFP area "
+                "canonical NaN), pipelined (16 cycles); the FP32 reference of the HBFP area "
                 "comparison",
         params=ParamSpec(),
         build=Fp32Mac,
