@@ -530,9 +530,11 @@ def test_cycle_model_of_one_gemm_is_the_spu_rule_plus_the_local_write():
         expect, _ = spu.spu_cycles(model.params, {"n": 1 << n_log2, "m": 1 << m_log2, "k": k,
                                                   "o": o, "b": model.params["lanes"]})
         # + the local write, + the sequencer's issue cycles of GEMM, WAIT and HALT, + the
-        # sequencer pipeline's fill before the first instruction
+        # sequencer pipeline's fill before the first instruction, + the GEMM readers' data
+        # register (issue #14)
         assert model.stats["total_cycles"] == (expect + 1 + 3 * chip.CYCLE_COSTS["issue"]
-                                               + chip.CYCLE_COSTS["issue_fill"])
+                                               + chip.CYCLE_COSTS["issue_fill"]
+                                               + chip.CYCLE_COSTS["gemm_read"])
 
 
 #: Cycles of one-subsystem programs ``[Act, Halt]`` measured on the chip RTL (Icarus, the
