@@ -681,6 +681,9 @@ CYCLE_COSTS = {
     "wait_resume": 1,          # a WAIT ends issue cycles after max(its start, its count-th
                                # ring row's landing + wait_resume): with the prefetch the WAIT
                                # starts a cycle earlier, the row counts at the same cycle
+    "gemm_read": 1,            # hw/chip/subsystem.py: the GEMM readers' data register (issue
+                               # #14: block RAM -> register -> FIFO) delays every operand beat,
+                               # so every output row, by one cycle (was 0 before it)
     "gemm_release": 1,         # hw/chip/subsystem.py: the sequencer leaves GEMM the cycle after
                                # the SPU's last output row is taken (g_busy clears)
     "ring_land": -1,           # a remote row counts at its destination hops * hop + ring_extra
@@ -693,8 +696,9 @@ def gemm_cycles(g, params, costs=CYCLE_COSTS):
     """``(issue, finish_of_row, release)`` of one GEMM instruction (one tile): the SPU issues
     ``bpr = beats_per_row`` weight beats per output row, one per cycle, after a stall of
     ``max(0, k / act_rows - bpr)`` while X loads (golden.spu.spu_cycles' rule); row ``r`` is out
-    ``(r + 1) * bpr + stall + spu_latency`` cycles after the start (``spu_latency`` =
-    ``golden.spu.SPU_PIPELINE_LATENCY``); ``issue = stall + o * bpr`` cycles after the start the
+    ``(r + 1) * bpr + stall + spu_latency + gemm_read`` cycles after the start (``spu_latency`` =
+    ``golden.spu.SPU_PIPELINE_LATENCY``; ``gemm_read``: the readers' data register, issue #14);
+    ``issue = stall + o * bpr`` cycles after the start the
     SPU has taken its last weight beat; the sequencer fetches the next instruction ``release =
     finish_of_row(o - 1) + gemm_release`` cycles after the start: it waits in GEMM until the
     SPU's last row is out (hw/chip/subsystem.py), so the pipeline latency is paid once per GEMM,
@@ -703,7 +707,7 @@ def gemm_cycles(g, params, costs=CYCLE_COSTS):
     stall = max(0, g.k // params["act_rows"] - bpr)
 
     def finish(r):
-        return stall + (r + 1) * bpr + costs["spu_latency"]
+        return stall + (r + 1) * bpr + costs["spu_latency"] + costs["gemm_read"]
     return stall + g.o * bpr, finish, finish(g.o - 1) + costs["gemm_release"]
 
 

@@ -530,9 +530,11 @@ def test_cycle_model_of_one_gemm_is_the_spu_rule_plus_the_local_write():
         expect, _ = spu.spu_cycles(model.params, {"n": 1 << n_log2, "m": 1 << m_log2, "k": k,
                                                   "o": o, "b": model.params["lanes"]})
         # + the local write, + the sequencer's issue cycles of GEMM, WAIT and HALT, + the
-        # sequencer pipeline's fill before the first instruction
+        # sequencer pipeline's fill before the first instruction, + the GEMM readers' data
+        # register (issue #14)
         assert model.stats["total_cycles"] == (expect + 1 + 3 * chip.CYCLE_COSTS["issue"]
-                                               + chip.CYCLE_COSTS["issue_fill"])
+                                               + chip.CYCLE_COSTS["issue_fill"]
+                                               + chip.CYCLE_COSTS["gemm_read"])
 
 
 #: Cycles of one-subsystem programs ``[Act, Halt]`` measured on the chip RTL (Icarus, the
@@ -599,12 +601,14 @@ def test_cycle_model_sees_the_gather_wait_when_sparsity_shrinks_compute():
 #: Re-measured (Icarus, seed 3, ``verif.chip.perf_chip.sweep``, wmem_depth 2048) after the
 #: sequencer's instruction pipeline (issue #14: issue 3 -> 2 cycles per instruction, a 6-cycle
 #: fill per run); before it (after the SPU's pipeline registers): (1, 2) 4142 .. 236, (1, 3)
-#: 6213 .. 354, (2, 2) 2094 .. 201, (2, 3) 3141 .. 316.
+#: 6213 .. 354, (2, 2) 2094 .. 201, (2, 3) 3141 .. 316. Re-measured (the same sweep) after the
+#: GEMM readers' data register (issue #14, ``gemm_read``): +1 cycle per layer at every point;
+#: before it (1, 2) 4144 .. 238, (1, 3) 6213 .. 354, (2, 2) 2097 .. 204, (2, 3) 3143 .. 318.
 RTL_CHIP_CYCLES = {
-    (1, 2): {1: 4144, 2: 2128, 4: 1120, 8: 616, 16: 364, 32: 238},
-    (1, 3): {1: 6213, 2: 3189, 4: 1677, 8: 921, 16: 543, 32: 354},
-    (2, 2): {1: 2097, 2: 1105, 4: 609, 8: 361, 16: 237, 32: 204},
-    (2, 3): {1: 3143, 2: 1655, 4: 911, 8: 539, 16: 353, 32: 318},
+    (1, 2): {1: 4146, 2: 2130, 4: 1122, 8: 618, 16: 366, 32: 240},
+    (1, 3): {1: 6216, 2: 3192, 4: 1680, 8: 924, 16: 546, 32: 357},
+    (2, 2): {1: 2099, 2: 1107, 4: 611, 8: 363, 16: 239, 32: 206},
+    (2, 3): {1: 3146, 2: 1658, 4: 914, 8: 542, 16: 356, 32: 321},
 }
 
 

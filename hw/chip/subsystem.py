@@ -131,7 +131,8 @@ class Subsystem(wiring.Component):
     pipeline (instruction register, ``golden.chip.SEQ_CHECK_STAGES`` check stages, an issue
     slot; docs/chip.md "Sequencer pipeline"), so an instruction costs 2 cycles of its own, and
     a run 6 more to fill the pipeline. GEMM streams the operands from the memories into the SPU
-    and delivers each output row, as it comes out, to its own bank (own ``mask`` bit) and over the
+    (each reader: the memory read, a data register, a 4-word FIFO; the register costs each GEMM
+    one cycle, ``golden.chip.CYCLE_COSTS["gemm_read"]``) and delivers each output row, as it comes out, to its own bank (own ``mask`` bit) and over the
     ring to the other subsystems in ``mask``; SEND reads rows of a bank onto the ring; WAIT
     blocks until the arrival counter of a bank reaches its count; HALT waits for the ring
     injector to drain. Every field is checked before the instruction starts; a failing check
@@ -276,25 +277,34 @@ class Subsystem(wiring.Component):
         # ---- memory stream readers ---------------------------------------------------------
         def reader(name, rports, width, cnt_bits):
             """Streams ``count`` words from ``base`` of a read port (``sel`` picks one of
-            ``rports``, which share address and enable); ``go`` loads base and count."""
+            ``rports``, which share address and enable); ``go`` loads base and count.
+
+            A word takes three cycles to the FIFO's output: the memory read, a data register
+            (each port's read data goes straight into a register, no logic after a block RAM's
+            output; issue #14), then the FIFO write. A read issues while the FIFO has room for it
+            and the two in flight (``rd_v``: read data on the port, ``q_v``: in the register);
+            the credit loop is four cycles long, so the 4-word FIFO keeps one word per cycle."""
             go = Signal(name=f"{name}_go")
             base = Signal(len(rports[0].addr), name=f"{name}_base")
             count = Signal(cnt_bits, name=f"{name}_count")
             sel = Signal(name=f"{name}_sel")
             sel_q = Signal(name=f"{name}_sel_q")
+            sel_qq = Signal(name=f"{name}_sel_qq")
             addr = Signal(len(rports[0].addr), name=f"{name}_addr")
             left = Signal(cnt_bits, name=f"{name}_left")
-            inflight = Signal(name=f"{name}_inflight")
+            rd_v = Signal(name=f"{name}_rd_v")
+            q_v = Signal(name=f"{name}_q_v")
             fifo = SyncFIFO(width=width, depth=4)
             m.submodules[f"{name}_fifo"] = fifo
             issue = Signal(name=f"{name}_issue")
-            m.d.comb += issue.eq((left != 0) & (fifo.level + inflight < 4))
+            m.d.comb += issue.eq((left != 0) & (fifo.level + rd_v + q_v < 4))
             for rport in rports:
                 drive(rport, addr, issue)
-            data_q = rports[0].data if len(rports) == 1 else Mux(sel_q, rports[1].data,
-                                                                 rports[0].data)
-            m.d.comb += [fifo.w_en.eq(inflight), fifo.w_data.eq(data_q)]
-            m.d.sync += [inflight.eq(issue), sel_q.eq(sel)]
+            data_q = [Signal(width, name=f"{name}_q{i}") for i in range(len(rports))]
+            m.d.sync += [q.eq(rport.data) for q, rport in zip(data_q, rports)]
+            word = data_q[0] if len(rports) == 1 else Mux(sel_qq, data_q[1], data_q[0])
+            m.d.comb += [fifo.w_en.eq(q_v), fifo.w_data.eq(word)]
+            m.d.sync += [rd_v.eq(issue), q_v.eq(rd_v), sel_q.eq(sel), sel_qq.eq(sel_q)]
             with m.If(go):
                 m.d.sync += [addr.eq(base), left.eq(count)]
             with m.Elif(issue):
@@ -461,15 +471,16 @@ class Subsystem(wiring.Component):
         s_dbank = Signal()
         s_mask = Signal(ring_nodes)
         # A row read takes two cycles to the injector: the bank read (s_pending), then the
-        # row register (s_q: the bank's read data goes through one multiplexer into a register,
-        # not on into the injector FIFO; issue #14, docs/chip.md "Sequencer pipeline").
+        # row registers (s_q: each bank's read data goes straight into its own register, the
+        # bank multiplexer and the row select work from them; issue #14, docs/chip.md
+        # "Sequencer pipeline").
         s_pending = Signal()
         s_pend_row = Signal(fl["row_bits"])
         s_pend_sel = Signal(max(1, log_r))
         s_q = Signal()
         s_q_row = Signal(fl["row_bits"])
         s_q_sel = Signal(max(1, log_r))
-        s_q_word = Signal(word_w)
+        s_q_words = [Signal(word_w, name=f"s_q_word{b}") for b in range(2)]
         s_issue = Signal()
         # at most 4 rows in the FIFO once the ones in flight have landed
         m.d.comb += s_issue.eq(s_busy & (s_left != 0) & (inj_fifo.level + s_pending + s_q < 4))
@@ -481,8 +492,10 @@ class Subsystem(wiring.Component):
                          s_pend_sel.eq(s_addr[:log_r] if log_r else 0)]
         m.d.sync += [s_pending.eq(s_issue), s_q.eq(s_pending)]
         with m.If(s_pending):
-            m.d.sync += [s_q_word.eq(Mux(s_bank, x_send[1].data, x_send[0].data)),
+            m.d.sync += [s_q_words[0].eq(x_send[0].data), s_q_words[1].eq(x_send[1].data),
                          s_q_row.eq(s_pend_row), s_q_sel.eq(s_pend_sel)]
+        s_q_word = Signal(word_w)
+        m.d.comb += s_q_word.eq(Mux(s_bank, s_q_words[1], s_q_words[0]))
         send_row = Signal(row_w)
         if R > 1:
             m.d.comb += send_row.eq(Array(s_q_word[r * row_w:(r + 1) * row_w]
