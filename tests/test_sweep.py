@@ -100,6 +100,11 @@ def test_source_files_are_the_blocks_import_closure():
     assert not names & {"hw/spu.py", "hw/figs.py", "golden/hbfp.py", "synth/yosys.py"}
     synth_names = {str(p.relative_to(sweep._REPO)) for p in sweep.source_files("spu", "synth")}
     assert {"hw/spu.py", "synth/yosys.py"} <= synth_names and "hw/ring.py" not in synth_names
+    # hw/chip/__init__.py reaches the subsystem and chip RTL only by relative imports
+    # (`from .subsystem import ...`): an edit there must change the subsystem's cache key.
+    chip_names = {str(p.relative_to(sweep._REPO)) for p in sweep.source_files("subsystem",
+                                                                               "pnr")}
+    assert {"hw/chip/__init__.py", "hw/chip/subsystem.py", "hw/chip/chip.py"} <= chip_names
 
 
 def test_cache_key_changes_with_the_sources(monkeypatch):

@@ -95,16 +95,20 @@ def _module_file(name):
     return Path(spec.origin).resolve()
 
 
-def _dependencies(path):
-    """Repository modules a source file imports (anywhere in it) or names as a string (cocotb
-    test modules are passed by name)."""
+def _dependencies(path, name):
+    """Repository modules a source file (module ``name``) imports (anywhere in it, relative
+    imports included) or names as a string (cocotb test modules are passed by name)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         names = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = importlib.util.resolve_name("." * node.level + base, package)
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             if _MODULE_NAME.match(node.value):
                 names = [node.value]
@@ -123,7 +127,7 @@ def module_closure(*names):
         if path is None or path in seen.values():
             continue
         seen[name] = path
-        todo.update(_dependencies(path) - set(seen))
+        todo.update(_dependencies(path, name) - set(seen))
     return sorted(set(seen.values()))
 
 
