@@ -38,7 +38,7 @@ CHIP_WORKLOAD = ParamSpec(
 #: Workload knobs of the chip regression that ``sparsehw mutate chip`` runs on every mutant (the
 #: registry's ``mutation_workload``): a subset of the regression (``tb_chip``'s module docstring),
 #: so its mutation score is a lower bound of the full regression's.
-MUTATION_WORKLOAD = {"chains": 2, "max_layers": 3, "reset_chains": 1}
+MUTATION_WORKLOAD = {"chains": 2, "max_layers": 3, "reset_chains": 0, "programs": 2}
 
 
 class Host:
