@@ -18,8 +18,8 @@ With ``SPARSEHW_FAIL_FAST=1`` (``sparsehw mutate``) the tests after the first fa
 return at once (:func:`verif.common.test`).
 
 Without ``act_engine``, ``chip_programs`` runs the same programs without their ACTs (a GEMM, a
-SEND from a random bank and row, a WAIT, HALT on every subsystem; destinations own, one other,
-several), a host reset before each after the first.
+SEND from a random row of bank 0 or 1 turning by program, a WAIT, HALT on every subsystem;
+destinations own, one other, several), a host reset before each after the first.
 
 Workload knobs: ``chains`` (random chains in the first test, default 3), ``max_layers``
 (default 4), ``stall`` (host stream stall probability, default 0.3), ``reset_chains`` (correct
@@ -420,7 +420,10 @@ def _act_program_images(gen, p, *, acts, program=0):
                          mask=pl["gmask"], w_addr=0))
         if pl["c"]:
             src = int(gen.integers(0, half - pl["c"] + 1))
-            prog.append(Send(s_bank=int(gen.integers(0, 2)), r_bank=d_bank, s_addr=src,
+            s_bank = int(gen.integers(0, 2))
+            if not act_engine:      # without ACTs: each subsystem sends from bank 0, then 1
+                s_bank = (program + s) % 2
+            prog.append(Send(s_bank=s_bank, r_bank=d_bank, s_addr=src,
                              r_addr=half + window * s + pl["o"], count=pl["c"],
                              mask=pl["smask"]))
         arriving = sum(q["o"] * (q["gmask"] >> s & 1) + q["c"] * (q["smask"] >> s & 1)
@@ -464,7 +467,8 @@ async def chip_programs(dut):
     """Without ``act_engine`` (with it, ``chip_act_programs`` runs the same programs with ACTs):
     random programs of a GEMM, a SEND, a WAIT for every row delivered and HALT on every
     subsystem, under host stalls; GEMM and SEND to the own node, one other node or several
-    (turning by program), SENDs from either bank at random (odd or even) rows; a host reset
+    (turning by program), SENDs from bank 0 or 1 (turning by program: two programs send from
+    both banks of every subsystem) at random (odd or even) rows; a host reset
     before every program after the first. Final banks, statuses and counters equal the golden
     model's."""
     p = _params()
