@@ -63,6 +63,10 @@ class Block:
     family : str or None
         Dotted name of the family module that registers the block (set by :func:`all_blocks`);
         where the block's source closure starts (its RTL, testbench and perf modules).
+    mutation_workload : dict or None
+        Workload knobs of the regression run that ``sparsehw mutate`` gives every mutant (a
+        documented subset of the regression, for a block whose full regression is too long to
+        run 50 times); None: the regression as ``make test``'s default run.
     """
     name: str
     summary: str
@@ -75,6 +79,7 @@ class Block:
     workload_summary: str = ""
     perf_defaults: dict = None
     family: str = None
+    mutation_workload: dict = None
 
     def __post_init__(self):
         for attr in ("params", "workload_params"):

@@ -2,6 +2,7 @@
 model at 1, 2 and 4 subsystems (quick cases on Icarus, long ones on Verilator, marked slow)."""
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -98,6 +99,25 @@ def test_chip_errors_then_reset():
 
 def test_chip_imem_written_while_running():
     _run({**SMALL, "subsystems": 2}, testcase="chip_imem_written_while_running")
+
+
+def test_chip_programs():
+    """GEMM/SEND/WAIT programs without the activation engine (SENDs from either bank, to own,
+    other and several nodes; a host reset before each program after the first), Icarus."""
+    _run({**SMALL, "subsystems": 2}, testcase="chip_programs",
+         covers=("instr", "gemm_dest", "send_dest"))
+
+
+def test_mutation_subset_is_the_registrys():
+    """``sparsehw mutate chip`` runs the documented subset (tb_chip's docstring): the registry
+    hands it every mutant; its knobs are knobs tb_chip reads."""
+    from sparsehw import registry
+    from sparsehw.verif.chip import MUTATION_WORKLOAD
+    import sparsehw.verif.chip.tb_chip as tb
+    assert registry.get_block("chip").mutation_workload == MUTATION_WORKLOAD
+    source = Path(tb.__file__).read_text()
+    for knob in MUTATION_WORKLOAD:
+        assert f'_knob("{knob}"' in source, knob
 
 
 @pytest.mark.slow

@@ -11,7 +11,8 @@ Flow (``sparsehw mutate BLOCK``, :func:`run_mutation`):
    sees), and a mutant whose every output ``*valid`` is stuck at 0 must be killed.
 3. Each mutant (``read_rtlil design.il; mutate -mode ...; write_verilog``) runs through the
    block's own cocotb regression (:func:`sparsehw.verif.runner.run_cocotb`, Icarus, fixed cocotb
-   seed), in a subprocess of its own with a wall-clock limit, ``jobs`` at a time. A failing
+   seed; with the block's ``mutation_workload`` knobs when it has them: a documented subset of
+   its regression, whose score is a lower bound of the full regression's), in a subprocess of its own with a wall-clock limit, ``jobs`` at a time. A failing
    regression (or one that hangs past the limit) kills the mutant.
 4. Every survivor gets an automatic equivalence check against the original netlist
    (:func:`check_equivalence`: Yosys ``equiv_make``, a base case from the reset state with
@@ -325,7 +326,8 @@ def _mutant_job(job):
     """Build and simulate one mutant; runs in a subprocess (see :func:`_worker`).
 
     ``job``: dict with ``work`` (directory of this mutant, inside the run's work directory that
-    holds ``design.il``), ``top``, ``line``, ``testbench``, ``params``, ``sim``, ``seed``.
+    holds ``design.il``), ``top``, ``line``, ``testbench``, ``params``, ``workload`` (optional),
+    ``sim``, ``seed``.
     """
     from sparsehw.verif.runner import run_cocotb
     work = Path(job["work"])
@@ -335,7 +337,8 @@ def _mutant_job(job):
     # failing one (the mutant is killed already); the verdict is the same, the run shorter.
     result = run_cocotb(mutant.read_text(), job["top"], job["testbench"],
                         build_dir=work / "sim", sim=job["sim"], seed=job["seed"],
-                        params=job["params"], extra_env={"SPARSEHW_FAIL_FAST": "1"})
+                        params=job["params"], workload=job.get("workload") or None,
+                        extra_env={"SPARSEHW_FAIL_FAST": "1"})
     return {"passed": result.passed, "tests": result.tests, "failures": result.failures,
             "errors": result.errors[:3]}
 
@@ -420,7 +423,7 @@ def _store(cache_dir, key, value):
 def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25, seed=1,
                   sim="icarus", sim_seed=1, jobs=1, cache_dir=DEFAULT_CACHE, fingerprint="",
                   timeout=None, work_dir=None, equivalence=True, keep=False, log=None,
-                  equiv_timeout=EQUIV_TIMEOUT):
+                  equiv_timeout=EQUIV_TIMEOUT, workload=None):
     """Mutation-test ``testbench`` on the Verilog ``verilog`` (module ``top``).
 
     Parameters
@@ -433,6 +436,8 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
         Dotted cocotb module, passed to :func:`sparsehw.verif.runner.run_cocotb`.
     params : dict or None
         Generation parameters handed to the testbench.
+    workload : dict or None
+        Workload knobs handed to the testbench (``verif.common.workload()``); None: none.
     mutations : list of str or None
         Explicit ``mutate -mode ...`` lines; None: ``mutate -list n -seed seed``.
     n, seed : int
@@ -479,8 +484,11 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
     params = dict(params or {})
     tools = _tool_versions()
     verilog_hash = hashlib.sha256(verilog.encode()).hexdigest()[:20]
+    workload = dict(workload or {})
     base = dict(top=top, testbench=testbench, params=params, sim=sim, sim_seed=sim_seed,
                 tools=tools, verilog=verilog_hash, sources=fingerprint, version=_SIM_VERSION)
+    if workload:            # (only then: the keys of a run without knobs stay as they were)
+        base["workload"] = workload
     if work_dir is None:
         (_REPO / "build" / "mutate").mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"{top}-", dir=_REPO / "build" / "mutate"))
@@ -496,7 +504,8 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
     def job(index, line):
         label = f"m{index:03d}" if isinstance(index, int) else index
         return {"work": str(work / label), "top": top, "line": line,
-                "testbench": testbench, "params": params, "sim": sim, "seed": sim_seed}
+                "testbench": testbench, "params": params, "workload": workload, "sim": sim,
+                "seed": sim_seed}
 
     # Sanity: the round trip passes, the stuck valid is killed.
     sanity = {}
@@ -573,7 +582,7 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
                 for r in results if not r["killed"] and r not in equivalent]
     counted = len(results) - len(equivalent)
     summary = {
-        "top": top, "testbench": testbench, "params": params,
+        "top": top, "testbench": testbench, "params": params, "workload": workload,
         "n": n, "seed": seed, "sim": sim, "sim_seed": sim_seed,
         "mutants": len(results), "killed": killed, "survived": survived,
         "equivalent": len(equivalent),
@@ -598,7 +607,8 @@ def run_mutation(block_name, params=None, n=25, seed=1, jobs=1, cache_dir=DEFAUL
                  log=None, equiv_timeout=EQUIV_TIMEOUT):
     """Mutation score of a registered block's regression (see the module docstring).
 
-    ``params`` are generation parameters (strings or values, defaults filled in). Returns the
+    ``params`` are generation parameters (strings or values, defaults filled in). Every mutant
+    runs the block's regression with its ``mutation_workload`` knobs (if any). Returns the
     dict of :func:`mutate_design` with ``block`` added.
 
     Raises
@@ -622,7 +632,7 @@ def run_mutation(block_name, params=None, n=25, seed=1, jobs=1, cache_dir=DEFAUL
                            sim=sim, sim_seed=sim_seed, jobs=jobs, cache_dir=cache_dir,
                            fingerprint=source_fingerprint(block.name, "perf"), timeout=timeout,
                            equivalence=equivalence, keep=keep, log=log,
-                           equiv_timeout=equiv_timeout)
+                           equiv_timeout=equiv_timeout, workload=block.mutation_workload)
     return {"block": block.name, **result}
 
 
@@ -630,7 +640,8 @@ def format_summary(result):
     """Human-readable lines of a :func:`run_mutation` result."""
     lines = [f"{result.get('block', result['top'])}: {result['killed']}/{result['mutants']} "
              f"killed, {result['equivalent']} equivalent, score {result['score']} "
-             f"(raw {result['score_raw']})"]
+             f"(raw {result['score_raw']})"
+             + (f"; regression subset {result['workload']}" if result.get("workload") else "")]
     for item in result["equivalent_mutants"]:
         lines.append(f"  equivalent: {item['line']}")
     for item in result["survived"]:

@@ -1,7 +1,7 @@
 """Registry entries of the chip family: the SPU subsystem and the S4-style chip (docs/chip.md)."""
 
 from sparsehw.hw.chip import CHIP_RTL_PARAMS, SUBSYSTEM_PARAMS, Chip, Subsystem
-from sparsehw.verif.chip import CHIP_WORKLOAD
+from sparsehw.verif.chip import CHIP_WORKLOAD, MUTATION_WORKLOAD
 from sparsehw.registry import Block
 
 
@@ -35,6 +35,7 @@ BLOCKS = [
         perf=_perf,
         perf_defaults=REFERENCE_PARAMS,
         workload_params=CHIP_WORKLOAD,
+        mutation_workload=MUTATION_WORKLOAD,
         workload_summary="chain of 4 GEMMs K=O=1024 B=16, same n:m per layer, weights and x "
                          "preloaded, cycles from start to done; -p overlays the reference point "
                          "lanes=16 macs=4 act_rows=16 max_k=bank_rows=1024 flit_width=256",

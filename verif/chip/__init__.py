@@ -13,7 +13,7 @@ from sparsehw.hw.chip import chip_host_layouts
 from sparsehw.params import Param, ParamSpec, boolean, int_in, one_of, pow2_in
 
 
-__all__ = ["CHIP_WORKLOAD", "Host", "random_chain", "images", "load_compiled", "read_state", "compare_state",
+__all__ = ["CHIP_WORKLOAD", "MUTATION_WORKLOAD", "Host", "random_chain", "images", "load_compiled", "read_state", "compare_state",
            "run_to_done", "executed"]
 
 
@@ -34,6 +34,11 @@ CHIP_WORKLOAD = ParamSpec(
           doc="also run one subsystem (cached) for speedup_vs_1 and scaling_efficiency"),
     kind="workload knob",
 )
+
+#: Workload knobs of the chip regression that ``sparsehw mutate chip`` runs on every mutant (the
+#: registry's ``mutation_workload``): a subset of the regression (``tb_chip``'s module docstring),
+#: so its mutation score is a lower bound of the full regression's.
+MUTATION_WORKLOAD = {"chains": 2, "max_layers": 3, "reset_chains": 0, "programs": 2}
 
 
 class Host:

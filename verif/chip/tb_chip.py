@@ -17,9 +17,26 @@ error test also provokes every ACT error code.
 With ``SPARSEHW_FAIL_FAST=1`` (``sparsehw mutate``) the tests after the first failing one
 return at once (:func:`verif.common.test`).
 
+Without ``act_engine``, ``chip_programs`` runs the same programs without their ACTs (a GEMM, a
+SEND from a random row of bank 0 or 1 turning by program, a WAIT, HALT on every subsystem;
+destinations own, one other, several), a host reset before each after the first.
+
 Workload knobs: ``chains`` (random chains in the first test, default 3), ``max_layers``
-(default 4), ``stall`` (host stream stall probability, default 0.3), ``programs`` (random ACT
-programs, default 3), ``acts`` (ACT instructions per program phase, default 4).
+(default 4), ``stall`` (host stream stall probability, default 0.3), ``reset_chains`` (correct
+chains the error test runs after a host reset: after the ``opcode`` and the ``deadlock`` case,
+default 2), ``programs`` (random programs of ``chip_programs`` / ``chip_act_programs``, default
+3), ``acts`` (ACT instructions per program phase, default 4).
+
+The mutation subset (``sparsehw mutate chip`` runs it on every mutant: the knobs
+``verif.chip.MUTATION_WORKLOAD``, the chip's registry ``mutation_workload``): two random chains
+of three layers instead of three (still every group size M, every density, the corrupted weight
+word, both mappings, the program read-back), no correct chain after the error test's resets
+(``chip_programs``' second program runs after a host reset instead), two GEMM/SEND/WAIT programs
+instead of three (every destination kind of both); every error code, every instruction kind,
+the rewrite of a running program and (with ``act_engine``) every ACT test as in the full
+regression, with the same checks against the golden model; about two thirds of the full
+regression's cycles at the mutation point (docs/chip.md), most of them bank read-backs through
+the host port. Its mutation score is a lower bound of the full regression's.
 """
 
 import numpy as np
@@ -135,8 +152,10 @@ async def chip_random_chains(dut):
         # layers run every group size M when 2 * max_layers >= log2(max_m) + 1
         layers = _knob("max_layers", 4) if c in (0, chains - 1) else \
             int(gen.integers(1, _knob("max_layers", 4) + 1))
+        # every third chain data-parallel; of two chains, the second
+        data = c % 3 == 2 or (chains == 2 and c == 1)
         await _check_chain(dut, host, model, p, gen, layers=layers, used=used,
-                           mapping="model" if c % 3 != 2 else "data",
+                           mapping="data" if data else "model",
                            batch=int(gen.integers(1, 2 * p["lanes"] + 1)),
                            corrupt=(c == 1), ms=[next(group_sizes) for _ in range(layers)])
     # the host's read path of the program memories: the last chain's imem, wmem and pmem words
@@ -216,7 +235,7 @@ async def chip_every_error_then_reset(dut):
         for s, entry in enumerate(state):
             nonzero = {name: value for name, value in entry["regs"].items() if value}
             assert not nonzero, f"after reset: subsystem {s} registers {nonzero} not 0"
-        if name in ("opcode", "deadlock"):
+        if name in ("opcode", "deadlock")[:_knob("reset_chains", 2)]:
             await _check_chain(dut, host, model, p, gen, layers=2, used=p["subsystems"],
                                mapping="model", batch=p["lanes"])
         if name in ("act op 7", "act overlap"):
@@ -365,7 +384,9 @@ def _act_program_images(gen, p, *, acts, program=0):
     and a SEND into the upper half (each to the own node, one other or several, turning with
     ``program``), a WAIT for every row delivered there, ACTs on the whole banks, HALT. Bank
     contents random with all-equal and saturated (127/-128) columns; post-op words random
-    (layernorm gamma/beta)."""
+    (layernorm gamma/beta). Without ``act_engine``: the same program without its ACTs (GEMM,
+    SEND, WAIT, HALT), and only the GEMM's post-op words."""
+    act_engine = p["act_engine"]
     S, L, R = p["subsystems"], p["lanes"], p["act_rows"]
     rows, half = p["bank_rows"], p["bank_rows"] // 2
     window = (rows - half) // S                 # rows of the upper half each sender fills
@@ -385,12 +406,12 @@ def _act_program_images(gen, p, *, acts, program=0):
     for s in range(S):
         pl = plans[s]
         prog = []
-        if s == 0:          # softmax down all-equal and saturated columns (rows 0..15, bank 1)
+        if s == 0 and act_engine:   # softmax down all-equal and saturated columns (rows 0..15, bank 1)
             prog += [Act(op=isa.ACT_OPS["softmax"], fin=int(gen.integers(0, 8)), fout=14,
                          oshift=7, s_bank=1, s_addr=0, d_bank=1, d_addr=0, count=8),
                      Act(op=isa.ACT_OPS["softmax"], fin=0, fout=15, oshift=8, s_bank=1,
                          s_addr=8, d_bank=0, d_addr=8, count=8)]
-        prog += [_random_act(gen, p, lo=0, hi=half) for _ in range(acts)]
+        prog += [_random_act(gen, p, lo=0, hi=half) for _ in range(acts if act_engine else 0)]
         bpr = isa.beats_per_row(pl["k"], 0, pl["m_log2"], p["macs"])
         x_addr = R * int(gen.integers(0, (half - pl["k"]) // R + 1))
         prog.append(Gemm(relu=int(gen.integers(0, 2)), n_log2=0, m_log2=pl["m_log2"],
@@ -399,15 +420,19 @@ def _act_program_images(gen, p, *, acts, program=0):
                          mask=pl["gmask"], w_addr=0))
         if pl["c"]:
             src = int(gen.integers(0, half - pl["c"] + 1))
-            prog.append(Send(s_bank=int(gen.integers(0, 2)), r_bank=d_bank, s_addr=src,
+            s_bank = int(gen.integers(0, 2))
+            if not act_engine:      # without ACTs: each subsystem sends from bank 0, then 1
+                s_bank = (program + s) % 2
+            prog.append(Send(s_bank=s_bank, r_bank=d_bank, s_addr=src,
                              r_addr=half + window * s + pl["o"], count=pl["c"],
                              mask=pl["smask"]))
         arriving = sum(q["o"] * (q["gmask"] >> s & 1) + q["c"] * (q["smask"] >> s & 1)
                        for q in plans)
         prog.append(Wait(bank=d_bank, count=arriving))
-        prog += [_random_act(gen, p, lo=0, hi=rows) for _ in range(acts)]
-        prog.append(_random_act(gen, p, lo=half, hi=rows, banks=(d_bank,),
-                                op=isa.ACT_OPS["layernorm"]))
+        if act_engine:
+            prog += [_random_act(gen, p, lo=0, hi=rows) for _ in range(acts)]
+            prog.append(_random_act(gen, p, lo=half, hi=rows, banks=(d_bank,),
+                                    op=isa.ACT_OPS["layernorm"]))
         prog.append(Halt())
         assert len(prog) <= p["imem_depth"], "program longer than imem"
         for instr in prog:
@@ -419,7 +444,8 @@ def _act_program_images(gen, p, *, acts, program=0):
             indices = gen.integers(0, m, size=p["macs"])
             words.append(isa.pack_w(values, indices, cp))
         posts = [isa.pack_post(int(gen.integers(-2**31, 2**31)), int(gen.integers(0, 65536)),
-                               int(gen.integers(0, 32))) for _ in range(p["pmem_depth"])]
+                               int(gen.integers(0, 32)))
+                 for _ in range(p["pmem_depth"] if act_engine else pl["o"])]
         bank_imgs = []
         for b in range(2):
             data = gen.integers(-128, 128, size=(rows, L))
@@ -434,6 +460,34 @@ def _act_program_images(gen, p, *, acts, program=0):
                      isa.MEM_PMEM: posts, isa.MEM_BANK0: bank_imgs[0],
                      isa.MEM_BANK1: bank_imgs[1]})
     return imgs
+
+
+@common.test()
+async def chip_programs(dut):
+    """Without ``act_engine`` (with it, ``chip_act_programs`` runs the same programs with ACTs):
+    random programs of a GEMM, a SEND, a WAIT for every row delivered and HALT on every
+    subsystem, under host stalls; GEMM and SEND to the own node, one other node or several
+    (turning by program), SENDs from bank 0 or 1 (turning by program: two programs send from
+    both banks of every subsystem) at random (odd or even) rows; a host reset
+    before every program after the first. Final banks, statuses and counters equal the golden
+    model's."""
+    p = _params()
+    if p["act_engine"]:
+        dut._log.info("act_engine: chip_act_programs runs these programs with ACTs")
+        return
+    await start(dut, sources=("cmd",), sinks=("rsp",))
+    gen = np.random.default_rng(common.rng(5).getrandbits(32))
+    host = Host(dut, p, stall=_knob("stall", 0.3), salt=50)
+    model = ChipModel(_model_params(p))
+    for n in range(_knob("programs", 3)):
+        if n:
+            host.reset()
+            model.reset()
+        imgs = _act_program_images(gen, p, acts=0, program=n)
+        _, figures = await _run_and_check(dut, host, model, p, imgs, f"program {n}")
+        dut._log.info(f"program {n}: ok in {figures['cycles']} cycles, "
+                      f"{figures['ring_flits']} flits")
+    ChipCoverage.get(p).report(host, dut._log)
 
 
 @common.test()
