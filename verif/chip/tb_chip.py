@@ -462,6 +462,26 @@ def _act_program_images(gen, p, *, acts, program=0):
     return imgs
 
 
+async def _run_programs(dut, p, *, stream, salt, acts, reset_between, label):
+    """``programs`` random programs (``acts`` ACT instructions each) under host stalls, each
+    checked against the golden model (banks, statuses, counters); a host reset before every
+    program after the first when ``reset_between``. ``stream`` picks the random stream of the
+    programs, ``salt`` the host's stalls."""
+    await start(dut, sources=("cmd",), sinks=("rsp",))
+    gen = np.random.default_rng(common.rng(stream).getrandbits(32))
+    host = Host(dut, p, stall=_knob("stall", 0.3), salt=salt)
+    model = ChipModel(_model_params(p))
+    for n in range(_knob("programs", 3)):
+        if n and reset_between:
+            host.reset()
+            model.reset()
+        imgs = _act_program_images(gen, p, acts=acts, program=n)
+        _, figures = await _run_and_check(dut, host, model, p, imgs, f"{label} {n}")
+        dut._log.info(f"{label} {n}: ok in {figures['cycles']} cycles, "
+                      f"{figures['ring_flits']} flits")
+    ChipCoverage.get(p).report(host, dut._log)
+
+
 @common.test()
 async def chip_programs(dut):
     """Without ``act_engine`` (with it, ``chip_act_programs`` runs the same programs with ACTs):
@@ -475,19 +495,7 @@ async def chip_programs(dut):
     if p["act_engine"]:
         dut._log.info("act_engine: chip_act_programs runs these programs with ACTs")
         return
-    await start(dut, sources=("cmd",), sinks=("rsp",))
-    gen = np.random.default_rng(common.rng(5).getrandbits(32))
-    host = Host(dut, p, stall=_knob("stall", 0.3), salt=50)
-    model = ChipModel(_model_params(p))
-    for n in range(_knob("programs", 3)):
-        if n:
-            host.reset()
-            model.reset()
-        imgs = _act_program_images(gen, p, acts=0, program=n)
-        _, figures = await _run_and_check(dut, host, model, p, imgs, f"program {n}")
-        dut._log.info(f"program {n}: ok in {figures['cycles']} cycles, "
-                      f"{figures['ring_flits']} flits")
-    ChipCoverage.get(p).report(host, dut._log)
+    await _run_programs(dut, p, stream=5, salt=50, acts=0, reset_between=True, label="program")
 
 
 @common.test()
@@ -498,15 +506,8 @@ async def chip_act_programs(dut):
     if not p["act_engine"]:
         dut._log.info("no act_engine: nothing to test")
         return
-    await start(dut, sources=("cmd",), sinks=("rsp",))
-    gen = np.random.default_rng(common.rng(3).getrandbits(32))
-    host = Host(dut, p, stall=_knob("stall", 0.3), salt=30)
-    model = ChipModel(_model_params(p))
-    for n in range(_knob("programs", 3)):
-        imgs = _act_program_images(gen, p, acts=_knob("acts", 4), program=n)
-        _, figures = await _run_and_check(dut, host, model, p, imgs, f"ACT program {n}")
-        dut._log.info(f"ACT program {n}: ok in {figures['cycles']} cycles")
-    ChipCoverage.get(p).report(host, dut._log)
+    await _run_programs(dut, p, stream=3, salt=30, acts=_knob("acts", 4), reset_between=False,
+                        label="ACT program")
 
 
 def act_cycle_cases(p):
