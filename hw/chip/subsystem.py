@@ -132,8 +132,9 @@ class Subsystem(wiring.Component):
     slot; docs/chip.md "Sequencer pipeline"), so an instruction costs 2 cycles of its own, and
     a run 6 more to fill the pipeline. GEMM streams the operands from the memories into the SPU
     (each reader: the memory read, a data register, a 4-word FIFO; the register costs each GEMM
-    one cycle, ``golden.chip.CYCLE_COSTS["gemm_read"]``) and delivers each output row, as it comes out, to its own bank (own ``mask`` bit) and over the
-    ring to the other subsystems in ``mask``; SEND reads rows of a bank onto the ring; WAIT
+    one cycle, ``golden.chip.CYCLE_COSTS["gemm_read"]``) and delivers each output row, as it
+    comes out, to its own bank (own ``mask`` bit) and over the ring to the other subsystems in
+    ``mask``; SEND reads rows of a bank onto the ring; WAIT
     blocks until the arrival counter of a bank reaches its count; HALT waits for the ring
     injector to drain. Every field is checked before the instruction starts; a failing check
     (smallest code first) stops the subsystem in state ERROR with the code and the pc. A reset
