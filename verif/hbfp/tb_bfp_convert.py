@@ -35,6 +35,35 @@ def threshold_blocks(rng, block_size):
     return blocks
 
 
+def threshold_bit_blocks(rng, block_size):
+    """Every threshold comparison of the shared exponent decided by one fraction bit: for every
+    binade ``B`` whose threshold is a general constant (``0 < thr[B] < 2**23``) and every bit
+    ``i`` of the fraction, the largest ``f < thr[B]`` with bit ``i`` clear that bit ``i`` lifts to
+    ``thr[B]`` or above (when there is one), and ``f`` with bit ``i`` set: the maximum's fraction
+    on either side of the boundary, one bit apart. The maximum moves through the lanes with
+    either sign, the other lanes random below it."""
+    _, thr = exponent_table()
+    blocks = []
+    i = 0
+    for b in range(255):
+        if not 0 < thr[b] < 1 << 23:
+            continue
+        fracs = set()
+        for bit in range(23):
+            f = thr[b] - 1
+            if f >> bit & 1:                    # clear the bit, set every bit below it
+                f = (f & ~((2 << bit) - 1)) | ((1 << bit) - 1)
+            if f + (1 << bit) >= thr[b]:
+                fracs |= {f, f | 1 << bit}
+        for f in sorted(fracs):
+            top = (b << 23) | f
+            blk = _bits(top) * wide_values(rng, block_size, -12, 0)
+            blk[i % block_size] = _bits(top) * (-1) ** (i // block_size)
+            blocks.append(blk.astype(np.float32))
+            i += 1
+    return blocks
+
+
 def max_tree_blocks(rng, block_size):
     """Every comparison of the maximum tree decided by one bit: at every node, two lanes (one
     from each subtree, rotating) hold ``M`` and ``M`` with bit ``i`` set (``i`` = 0..30), whose
@@ -94,9 +123,10 @@ def sticky_blocks(rng, block_size, mant_bits):
 @cocotb.test()
 async def blocks_match_golden_with_stalls(dut):
     """Corner blocks, ties at every alignment shift in every lane (exact, one sticky bit, random
-    sticky bits), maxima around ``2**k - 1e-8`` (the shared exponent's boundary), specials (NaN, Inf, subnormal, saturation, a maximum just above
-    a power of two) in every lane, wide-range values (2**-40..2**40), huge+tiny, random
-    bit patterns."""
+    sticky bits), maxima around ``2**k - 1e-8`` (the shared exponent's boundary; each threshold
+    comparison decided by each fraction bit), specials (NaN, Inf, subnormal, saturation, a
+    maximum just above a power of two) in every lane, wide-range values (2**-40..2**40),
+    huge+tiny, random bit patterns."""
     p = common.params(BFP_CONVERT_PARAMS)
     block_size, m = p["block_size"], p["mant_bits"]
     wl = common.workload()
@@ -116,6 +146,9 @@ async def blocks_match_golden_with_stalls(dut):
     blocks = [np.asarray(x, np.float32) for x in blocks]
     order = rng.permutation(len(blocks))
     blocks = [blocks[i] for i in order]
+    # (after the shuffle, from a generator of their own: the blocks above stay as they were)
+    blocks += threshold_bit_blocks(np.random.default_rng(common.rng(3).getrandbits(32)),
+                                   block_size)
 
     await start(dut, sources=("i",), sinks=("o",))
     layout = bfp_out_layout(block_size, m)

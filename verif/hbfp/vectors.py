@@ -9,7 +9,7 @@ __all__ = ["fp32_mac_vectors", "subnormal_tie_products", "normal_tie_products", 
            "lane_tie_blocks", "binade_tie_blocks", "eps_boundary_blocks", "lane_special_blocks",
            "malformed_every_lane", "dot_ops", "accumulation_ops", "tree_adders",
            "tree_cancel_ops", "dense_dot_ops", "nan_partial_ops", "tree_sticky_ops",
-           "tree_pow2_cancel_ops"]
+           "tree_pow2_cancel_ops", "tree_binade_ops"]
 
 
 _SPECIALS = [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001,
@@ -911,5 +911,76 @@ def tree_pow2_cancel_ops(rng, block_size, mant_bits, *, mixed=False, partials=No
                 e = ex - ey - dist
                 qa[r], qb[r] = ya, yb
                 ea[r], eb[r] = _split_exponent(rng, e)
+                _finish_dot(rng, qa, qb, ea, eb, m, P, mixed, beats, expected)
+    return beats, expected
+
+
+def _block_in_binade(rng, block_size, mant_bits, t):
+    """A block pair ``(xa, xb, ea, eb)`` whose value (:func:`golden.hbfp.block_dot`) is
+    ``+-1.f * 2**t`` (random sign and fraction, as many fraction bits as the exponent range
+    leaves), or None when no block value lies in that binade."""
+    from sparsehw.golden.hbfp import MIN_EXP
+    B, m = block_size, mant_bits
+    limit = (1 << m) - 1
+    # |S| = |sum(xa * xb)| in [2**s, 2**(s + 1)) and ea + eb - 2m = t - s.
+    s_hi = min(int(B * limit * limit).bit_length() - 1, 23, t + 2 * m - 2 * MIN_EXP)
+    s_lo = max(0, t + 2 * m - 2 * 127)
+    if s_lo > s_hi:
+        return None
+    s = int(rng.integers(s_lo, s_hi + 1))
+    value = int(rng.integers(1 << s, min(1 << (s + 1), B * limit * limit + 1)))
+    xa, xb = np.zeros(B, np.int64), np.zeros(B, np.int64)
+    rest = value
+    for k in rng.permutation(B):           # lanes in random order, each a*b <= what is left
+        if rest == 0:
+            break
+        b = int(rng.integers(1, limit + 1))
+        a = min(limit, rest // b)
+        if a == 0:
+            a, b = 1, rest
+        xa[k], xb[k] = a, b
+        rest -= a * b
+    if rest:                                # (random lane factors did not fit: fill up)
+        return _block_in_binade(rng, block_size, mant_bits, t)
+    if rng.random() < 0.5:
+        xa = -xa
+    e1, e2 = _split_exponent(rng, t - s + 2 * m)
+    return xa, xb, e1, e2
+
+
+def tree_binade_ops(rng, block_size, mant_bits, *, mixed=False, partials=None, binades=6):
+    """Dot products that put each input of every adder of the partial-sum tree in the lowest
+    binades a block value reaches and in ``[2, 4)``: for every adder of :func:`tree_adders`,
+    each input in turn sums to a value ``X`` of binade ``2**t`` (one block in its first partial,
+    or two whose sum stays in that binade: the accumulator's operand is then in it too), the
+    other input to a value
+    within two binades of ``X`` or to zero, every other partial zero. ``t`` runs over the
+    ``binades`` lowest binades (from ``2**(2 * MIN_EXP - 2m)``, the value of ``S = 1``: exponent
+    fields 61..66 at ``m = 7``, among them 64 = 0b1000000) and ``t = 1`` (field 128): so each
+    adder operand's hidden bit (the OR of its exponent field) meets every field with a single
+    bit set that the format reaches. Returns ``(beats, expected)`` like :func:`dot_ops`."""
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, MIN_EXP, block_dot
+    P = DEFAULT_PARTIALS if partials is None else partials
+    B, m = block_size, (7 if mixed else mant_bits)
+    low = 2 * MIN_EXP - 2 * m
+    beats, expected = [], []
+    for level, left, right in tree_adders(P):
+        for i, r in ((left[0], right[0]), (right[0], left[0])):
+            for t in [*range(low, low + binades), 1]:
+                K = max(i, r) + 1
+                qa, qb, ea, eb = _zero_blocks(K + P, B)
+                qa[i], qb[i], ea[i], eb[i] = _block_in_binade(rng, B, m, t)
+                # A second block in X's partial (when the sum stays in X's binade).
+                second = _block_in_binade(rng, B, m, t - int(rng.integers(0, 3)))
+                if second is not None:
+                    x = np.float32(block_dot(qa[i], ea[i], qb[i], eb[i], m)
+                                   + block_dot(second[0], second[2], second[1], second[3], m))
+                    if x != 0 and int(np.floor(np.log2(abs(float(x))))) == t:
+                        qa[i + P], qb[i + P], ea[i + P], eb[i + P] = second
+                        K = i + P + 1
+                other = _block_in_binade(rng, B, m, t + int(rng.integers(-2, 3)))
+                if other is not None and rng.random() < 0.8:
+                    qa[r], qb[r], ea[r], eb[r] = other
+                qa, qb, ea, eb = qa[:K], qb[:K], ea[:K], eb[:K]
                 _finish_dot(rng, qa, qb, ea, eb, m, P, mixed, beats, expected)
     return beats, expected
