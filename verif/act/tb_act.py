@@ -7,7 +7,7 @@ the output; rejected commands (unknown op, n = 0, n > max_row) each followed by 
 every ordered pair of ops back to back at full input rate, with the output always ready and
 under heavy back-pressure; row scalars (softmax's exponential sum, LayerNorm's n**2 times the
 variance) at every bit length; recip of every code in every lane at its smallest rounding
-shifts.
+shifts; LayerNorm outputs exactly at their rounding ties and one below them.
 Generation parameters come from ``verif.common.params()`` (defaults if absent).
 
 With ``SPARSEHW_FAIL_FAST=1`` in the environment (``sparsehw mutate`` sets it), the tests after
@@ -288,3 +288,57 @@ async def act_recip_full_precision(dut):
     gen = np.random.default_rng(common.rng(11).getrandbits(32))
     jobs = _recip_full_precision(gen, params)
     await _run_and_check(dut, params, jobs, stall=0.1, salt=12)
+
+
+def _layernorm_ties(gen, params):
+    """LayerNorm rows whose products ``D_i * Y * gamma_i`` sit exactly at a rounding tie of the
+    output shift ``sh = 35 + k - fout`` or one below it (round half up: a tie goes up, one below
+    goes down), with ``beta`` bringing the result back into the int16 range so that its last bit
+    shows. Rows of small spread (n 2..8, spreads 1..7) at fout 12..15, where ``sh <= 16``: there
+    ``gamma`` (16 bits) picks the product's residue modulo ``2**sh`` wherever ``D_i * Y`` is odd
+    (``Y`` and ``k`` from the golden model's ``isqrt_core`` of the row's variance); the other
+    elements get random ``gamma`` and ``beta``."""
+    max_row = params["max_row"]
+    jobs = []
+    for fout in (15, 14, 13, 12):
+        for n in (2, 3, 4, 5, 8):
+            if n > max_row:
+                continue
+            for spread in (1, 2, 3, 5, 7):
+                base = int(gen.integers(-128, 128 - spread))
+                xs = [int(v) for v in base + gen.integers(0, spread + 1, n)]
+                xs[0], xs[-1] = base, base + spread
+                sx, sxx = sum(xs), sum(v * v for v in xs)
+                var = max(n * sxx - sx * sx, 1)
+                k = (var.bit_length() - 15) >> 1
+                y = golden.isqrt_core(var >> (2 * k) if k >= 0 else var << (-2 * k))
+                sh = 35 + k - fout
+                gamma = [int(v) for v in gen.integers(-32768, 32768, n)]
+                beta = [int(v) for v in gen.integers(-32768, 32768, n)]
+                for i, x in enumerate(xs):
+                    dy = (n * x - sx) * y
+                    if sh > 16 or dy % 2 == 0:
+                        continue
+                    target = (1 << (sh - 1)) - (i + n) % 2    # the tie, or one below it
+                    g0 = target * pow(dy, -1, 1 << sh) % (1 << sh)
+                    g = min(range(g0 - 65536, 32768, 1 << sh),
+                            key=lambda v: abs(v) if v >= -32768 else 1 << 40)
+                    r = golden.rshift_round(dy * g, sh)
+                    b = max(-32768, min(32767, -r + int(gen.integers(-2000, 2001))))
+                    if -32768 <= r + b <= 32767:
+                        assert (dy * g) % (1 << sh) == target
+                        gamma[i], beta[i] = g, b
+                jobs.append(make_job(gen, params, "layernorm", n, fout=fout, kind="random",
+                                     xs=xs, gamma=gamma, beta=beta))
+    return jobs
+
+
+@common.test()
+async def act_layernorm_rounding_ties(dut):
+    """LayerNorm's rounding at its ties and one below them: see :func:`_layernorm_ties`."""
+    params = _params()
+    if "layernorm" not in params["op_list"]:
+        return
+    gen = np.random.default_rng(common.rng(13).getrandbits(32))
+    jobs = _layernorm_ties(gen, params)
+    await _run_and_check(dut, params, jobs, stall=0.1, salt=14)
