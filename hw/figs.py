@@ -43,6 +43,11 @@ _LOG_BITS = 3
 #: The first (registered) level of a MAC's operand select is a ``2**3 = 8:1`` multiplexer: it
 #: sits next to the input registers, and only the candidates travel to the multiplier.
 _SELECT_LEVEL_BITS = 3
+#: Selects of at most this many bits (FiGS's 12:1 at alpha=1, ratio=4; fixed 2:4's 4:1) are one
+#: registered level, and the stage it frees registers the product once more: the multiplier (an
+#: ECP5 DSP, whose own registers Yosys does not use) then sits between two registers that feed
+#: nothing else, which the placer puts next to it.
+_ONE_LEVEL_SELECT_BITS = 4
 
 
 # 2*width + log2(rows) <= 2*12 + 7 < PSUM_WIDTH: a column sum always fits.
@@ -183,8 +188,7 @@ class _SparseArray(wiring.Component):
         fresh = Signal(2)
         load_ptr = Signal()         # bank the next weight rows go to
         use_ptr = Signal()          # bank the next activation instance uses
-        row_cnt = Signal(range(max(R, 2)))
-        row_hot = Signal(R, init=1)    # one-hot copy of row_cnt
+        row_hot = Signal(R, init=1)    # one-hot: the row the next transfer loads
 
         wval = [[[Signal(signed(W), name=f"wv{k}_r{r}_e{e}") for e in range(E)]
                  for r in range(R)] for k in range(2)]
@@ -211,14 +215,6 @@ class _SparseArray(wiring.Component):
         # no operator mixes widths (Verilator -Wall lint).
         q_log2 = Signal(_LOG_BITS)
         m.d.comb += q_log2.eq(m_log2 - n_log2)
-        slot = Signal(range(max(R, 2)))     # row_cnt mod N
-        with m.Switch(n_log2):
-            for nl in range(1, max(R, 2).bit_length()):
-                with m.Case(nl):
-                    m.d.comb += slot.eq(row_cnt[:nl])
-            with m.Default():
-                m.d.comb += slot.eq(0)
-
         r_twos = exact_log2(R & -R)     # N must divide rows: n_log2 <= trailing zeros of rows
         bad_config = Signal()
         checks = [n_log2 > m_log2, ~_in_range(m, m_log2, exact_log2(self._max_m), "m_ok"),
@@ -231,32 +227,46 @@ class _SparseArray(wiring.Component):
 
         bad_index = Signal()
         bad_route = Signal()
-        new_sel = []
-        new_rot = []
         if figs:
             load_nmask = _low_mask(m, n_log2, n_bits, rot_bits, "load_nmask")     # N - 1
         index_flags, route_flags = [], []
+        # new_sel[r][e], new_rot[r][e]: entry e's operand select and rotation were the row loaded
+        # row r. FiGS decodes every row in parallel (row r's slot r mod N is a constant per N)
+        # and the one-hot row counter only picks a row's result (issue 14, timing: no path from
+        # a row counter through the decode).
+        new_sel = [[] for _ in range(R)]
+        new_rot = [[] for _ in range(R)]
         for e in range(E):
             ent = wp.entries[e]
             index_flags.append((ent.index >> m_log2).any())
-            sel = Signal(sel_bits, name=f"new_sel{e}")
-            if figs:
-                ib = len(ent.index)
-                sub = Signal(ib, name=f"sub{e}")            # index // (M/N)
-                lane = Signal(max(1, exact_log2(ratio)), name=f"lane{e}")    # index % (M/N)
-                with m.Switch(q_log2):
-                    for ql in range(exact_log2(ratio) + 1):
-                        with m.Case(ql):
-                            m.d.comb += sub.eq(ent.index >> ql)
-                            if ql:
-                                m.d.comb += lane.eq(ent.index[:ql])
+            if not figs:
+                for r in range(R):
+                    new_sel[r].append(ent.index)
+                continue
+            ib = len(ent.index)
+            sub = Signal(ib, name=f"sub{e}")            # index // (M/N)
+            lane = Signal(max(1, exact_log2(ratio)), name=f"lane{e}")    # index % (M/N)
+            with m.Switch(q_log2):
+                for ql in range(exact_log2(ratio) + 1):
+                    with m.Case(ql):
+                        m.d.comb += sub.eq(ent.index >> ql)
+                        if ql:
+                            m.d.comb += lane.eq(ent.index[:ql])
+                with m.Default():
+                    m.d.comb += sub.eq(ent.index)
+            for r in range(R):
+                slot_w = Signal(ib, name=f"slot_w{e}_r{r}")      # r mod N
+                with m.Switch(n_log2):
+                    for nl in range(1, max(R, 2).bit_length()):
+                        with m.Case(nl):
+                            m.d.comb += slot_w.eq(r & ((1 << nl) - 1))
                     with m.Default():
-                        m.d.comb += sub.eq(ent.index)
-                slot_w = Signal(ib, name=f"slot_w{e}")
-                disp = Signal(signed(ib + 1), name=f"disp{e}")
-                m.d.comb += [slot_w.eq(slot), disp.eq(sub - slot_w)]
-                near = Signal(name=f"near{e}")
-                rot = Signal(rot_bits, name=f"new_rot{e}")
+                        m.d.comb += slot_w.eq(0)
+                sel = Signal(sel_bits, name=f"new_sel{e}_r{r}")
+                disp = Signal(signed(ib + 1), name=f"disp{e}_r{r}")
+                m.d.comb += disp.eq(sub - slot_w)
+                near = Signal(name=f"near{e}_r{r}")
+                rot = Signal(rot_bits, name=f"new_rot{e}_r{r}")
                 with m.Switch(disp):
                     lo, hi = -(1 << ib), (1 << ib) - 1     # representable in disp
                     for d in range(max(-alpha, lo), min(alpha, hi) + 1):
@@ -277,10 +287,8 @@ class _SparseArray(wiring.Component):
                         m.d.comb += near.eq(0)
                 # (sub - slot) mod N, 0 when the one-step route reaches
                 m.d.comb += rot.eq(disp[:rot_bits] & load_nmask & (~near).replicate(rot_bits))
-                new_rot.append(rot)
-            else:
-                m.d.comb += sel.eq(ent.index)
-            new_sel.append(sel)
+                new_sel[r].append(sel)
+                new_rot[r].append(rot)
         if fixed:
             # 2:4 metadata: slot 1's index must exceed slot 0's (the row loaded just before)
             index_flags = []
@@ -294,9 +302,11 @@ class _SparseArray(wiring.Component):
         if figs:
             # rotations this row needs (zero weights need none)
             row_rots = Signal(max_n, name="row_rots")
-            m.d.comb += row_rots.eq(Cat(*[
-                Cat(*[_is(new_rot[e], t) & wp.entries[e].value.any() for e in range(E)]).any()
-                for t in range(max_n)]) | 1)
+            nonzero = [wp.entries[e].value.any() for e in range(E)]
+            m.d.comb += row_rots.eq(_or_all([
+                Cat(*[Cat(*[_is(new_rot[r][e], t) & nonzero[e] for e in range(E)]).any()
+                      for t in range(max_n)]) & row_hot[r].replicate(max_n)
+                for r in range(R)], max_n) | 1)
 
         m.d.comb += self.w.ready.eq(~(full >> load_ptr)[0])
         w_fire = self.w.valid & self.w.ready
@@ -308,9 +318,9 @@ class _SparseArray(wiring.Component):
                     with m.If((load_ptr == k) & row_hot[r]):
                         for e in range(E):
                             m.d.sync += [wval[k][r][e].eq(wp.entries[e].value),
-                                         wsel[k][r][e].eq(new_sel[e])]
+                                         wsel[k][r][e].eq(new_sel[r][e])]
                             if figs:
-                                m.d.sync += wrot[k][r][e].eq(new_rot[e])
+                                m.d.sync += wrot[k][r][e].eq(new_rot[r][e])
                 if figs:
                     with m.If(load_ptr == k):
                         m.d.sync += [sched[k].eq(Mux(row_hot[0], row_rots,
@@ -324,10 +334,8 @@ class _SparseArray(wiring.Component):
                          self.fault.route.eq(self.fault.route | bad_route)]
             m.d.sync += row_hot.eq(row_hot.rotate_left(1))
             with m.If(row_hot[R - 1]):
-                m.d.sync += [row_cnt.eq(0), load_ptr.eq(~load_ptr)]
+                m.d.sync += load_ptr.eq(~load_ptr)
                 m.d.comb += set_full.eq(Mux(load_ptr, 0b10, 0b01))
-            with m.Else():
-                m.d.sync += row_cnt.eq(row_cnt + 1)
 
         # -- streaming pipeline: stage c holds the instance at PE column c ------------------------
         x_layout = self._layouts["i"]["x"].shape
@@ -404,6 +412,7 @@ class _SparseArray(wiring.Component):
         # the window), then one of the 2**(sel_bits - lo_bits) candidates next to the multiplier.
         lo_bits = min(_SELECT_LEVEL_BITS, sel_bits)
         hi_bits = sel_bits - lo_bits
+        one_level = sel_bits <= _ONE_LEVEL_SELECT_BITS
 
         def column_sums(c):
             """Registered column sums of PE column ``c`` (``beta`` of them), MAC_STAGES cycles
@@ -429,6 +438,21 @@ class _SparseArray(wiring.Component):
                     window += [Const(0, signed(W))] * ((1 << sel_bits) - len(window))
                     sel = Mux(st_bank[c], wsel[1][r][e], wsel[0][r][e])
                     tag = f"c{c}_r{r}_e{e}"
+                    weight = Mux(st_bank[c], wval[1][r][e], wval[0][r][e])
+                    if figs:       # only in the phase of the weight's rotation
+                        rot_w = Mux(st_bank[c], wrot[1][r][e], wrot[0][r][e])
+                        weight = Mux(Array(list(st_oh[c]))[rot_w], weight, 0)
+                    weight_1 = Signal(signed(W), name=f"wq1_{tag}")
+                    m.d.sync += weight_1.eq(weight)
+                    if one_level:
+                        operand = Signal(signed(W), name=f"op_{tag}")
+                        product = Signal(signed(2 * W), name=f"prod_{tag}")
+                        product_2 = Signal(signed(2 * W), name=f"prodq_{tag}")
+                        m.d.sync += [operand.eq(Array(window)[sel]),
+                                     product.eq(operand * weight_1),
+                                     product_2.eq(product)]
+                        products.append(product_2)
+                        continue
                     cands = []
                     for h in range(1 << hi_bits):
                         cand = Signal(signed(W), name=f"cand{h}_{tag}")
@@ -442,13 +466,8 @@ class _SparseArray(wiring.Component):
                                      operand.eq(Array(cands)[sel_hi])]
                     else:
                         m.d.sync += operand.eq(cands[0])
-                    weight = Mux(st_bank[c], wval[1][r][e], wval[0][r][e])
-                    if figs:       # only in the phase of the weight's rotation
-                        rot_w = Mux(st_bank[c], wrot[1][r][e], wrot[0][r][e])
-                        weight = Mux(Array(list(st_oh[c]))[rot_w], weight, 0)
-                    weight_1 = Signal(signed(W), name=f"wq1_{tag}")
                     weight_2 = Signal(signed(W), name=f"wq2_{tag}")
-                    m.d.sync += [weight_1.eq(weight), weight_2.eq(weight_1)]
+                    m.d.sync += weight_2.eq(weight_1)
                     product = Signal(signed(2 * W), name=f"prod_{tag}")
                     m.d.sync += product.eq(operand * weight_2)
                     products.append(product)
