@@ -416,11 +416,14 @@ class _SparseArray(wiring.Component):
 
         def column_sums(c):
             """Registered column sums of PE column ``c`` (``beta`` of them), MAC_STAGES cycles
-            behind the instance: stage 1 the operand candidates (first select level) and the
-            weight, 2 the operand, 3 the product, 4 the column sum. Call under ``adv``. Every
-            engine selects from its column's input registers (FiGS: the swap registers and their
-            links; the others: the row's ``max_m``-wide copy, one per column, so that each copy
-            feeds only ``beta`` MACs per row)."""
+            behind the instance. Stage 1: the operand select's first level (the whole select
+            when it is one level) and the weight; 2: the operand (second select level, or a copy)
+            and a copy of the weight; 3: the product; 4: a copy of the product; 5: the column sum.
+            The multiplier thus sits between registers that feed or are fed by nothing else
+            (the placer may put them next to the DSP, far from the select and the adder tree).
+            Call under ``adv``. Every engine selects from its column's input registers (FiGS:
+            the swap registers and their links; the others: the row's ``max_m``-wide copy, one
+            per column, so that each copy feeds only ``beta`` MACs per row)."""
             sums = []
             for b in range(beta):
                 e = c * beta + b
@@ -443,34 +446,32 @@ class _SparseArray(wiring.Component):
                         rot_w = Mux(st_bank[c], wrot[1][r][e], wrot[0][r][e])
                         weight = Mux(Array(list(st_oh[c]))[rot_w], weight, 0)
                     weight_1 = Signal(signed(W), name=f"wq1_{tag}")
-                    m.d.sync += weight_1.eq(weight)
-                    if one_level:
-                        operand = Signal(signed(W), name=f"op_{tag}")
-                        product = Signal(signed(2 * W), name=f"prod_{tag}")
-                        product_2 = Signal(signed(2 * W), name=f"prodq_{tag}")
-                        m.d.sync += [operand.eq(Array(window)[sel]),
-                                     product.eq(operand * weight_1),
-                                     product_2.eq(product)]
-                        products.append(product_2)
-                        continue
-                    cands = []
-                    for h in range(1 << hi_bits):
-                        cand = Signal(signed(W), name=f"cand{h}_{tag}")
-                        part = window[h << lo_bits:(h + 1) << lo_bits]
-                        m.d.sync += cand.eq(Array(part)[sel[:lo_bits]])
-                        cands.append(cand)
+                    weight_2 = Signal(signed(W), name=f"wq2_{tag}")
+                    m.d.sync += [weight_1.eq(weight), weight_2.eq(weight_1)]
                     operand = Signal(signed(W), name=f"op_{tag}")
-                    if hi_bits:
+                    if one_level:
+                        selected = Signal(signed(W), name=f"cand0_{tag}")
+                        m.d.sync += [selected.eq(Array(window)[sel]), operand.eq(selected)]
+                    else:
+                        cands = []
+                        for h in range(1 << hi_bits):
+                            cand = Signal(signed(W), name=f"cand{h}_{tag}")
+                            part = window[h << lo_bits:(h + 1) << lo_bits]
+                            m.d.sync += cand.eq(Array(part)[sel[:lo_bits]])
+                            cands.append(cand)
                         sel_hi = Signal(hi_bits, name=f"selhi_{tag}")
                         m.d.sync += [sel_hi.eq(sel[lo_bits:]),
                                      operand.eq(Array(cands)[sel_hi])]
-                    else:
-                        m.d.sync += operand.eq(cands[0])
-                    weight_2 = Signal(signed(W), name=f"wq2_{tag}")
-                    m.d.sync += weight_2.eq(weight_1)
                     product = Signal(signed(2 * W), name=f"prod_{tag}")
                     m.d.sync += product.eq(operand * weight_2)
                     products.append(product)
+                # stage 4: the first level of the column's adder tree (pairs of rows)
+                pairs = []
+                for j in range(0, R, 2):
+                    pair = Signal(signed(2 * W + 1), name=f"pair_c{c}_r{j}_e{e}")
+                    m.d.sync += pair.eq(tree_sum(products[j:j + 2]))
+                    pairs.append(pair)
+                products = pairs
                 total = Signal(signed(PSUM_WIDTH), name=f"colsum_c{c}_e{e}")
                 m.d.sync += total.eq(tree_sum(products))
                 sums.append(total)
