@@ -203,7 +203,8 @@ class _SparseArray(wiring.Component):
             wrot = [[[Signal(rot_bits, name=f"wr{k}_r{r}_e{e}") for e in range(E)]
                      for r in range(R)] for k in range(2)]
             sched = [Signal(max_n, name=f"sched{k}", init=1) for k in range(2)]
-            bank_nlog = [Signal(_LOG_BITS, name=f"nlog{k}") for k in range(2)]
+            # N - 1 of each bank's pattern (decoded at load: the east-edge rotation reads it)
+            bank_nmask = [Signal(rot_bits, name=f"nmask{k}") for k in range(2)]
         if fan and not fixed:
             # each bank's pattern, for the fan-out network
             bank_nlog = [Signal(_LOG_BITS, name=f"nlog{k}") for k in range(2)]
@@ -325,7 +326,7 @@ class _SparseArray(wiring.Component):
                     with m.If(load_ptr == k):
                         m.d.sync += [sched[k].eq(Mux(row_hot[0], row_rots,
                                                      sched[k] | row_rots)),
-                                     bank_nlog[k].eq(n_log2)]
+                                     bank_nmask[k].eq(load_nmask)]
                 if fan and not fixed:
                     with m.If(load_ptr == k):
                         m.d.sync += [bank_nlog[k].eq(n_log2), bank_qlog[k].eq(q_log2)]
@@ -364,9 +365,9 @@ class _SparseArray(wiring.Component):
             st_final = [Signal(name=f"st{c}_final") for c in range(C)]
             cur_oh = Signal(max_n, init=1)
             sched_u = Signal(max_n)
-            use_nlog = Signal(_LOG_BITS)
+            use_nmask = Signal(rot_bits)
             m.d.comb += [sched_u.eq(Mux(use_ptr, sched[1], sched[0])),
-                         use_nlog.eq(Mux(use_ptr, bank_nlog[1], bank_nlog[0]))]
+                         use_nmask.eq(Mux(use_ptr, bank_nmask[1], bank_nmask[0]))]
             upto = [cur_oh[t:].any() for t in range(max_n)]     # t <= current rotation
             remaining = Signal(max_n)
             m.d.comb += remaining.eq(sched_u & ~Cat(*upto))
@@ -376,17 +377,17 @@ class _SparseArray(wiring.Component):
                 for t in range(max_n)]))
             final = Signal()
             m.d.comb += final.eq(~remaining.any())
+            # the current rotation in binary, a register next to cur_oh
             cur_rot = Signal(rot_bits)
-            m.d.comb += cur_rot.eq(Cat(*[Cat(*[cur_oh[t] for t in range(max_n) if t >> b & 1])
-                                         .any() if max_n > 1 else Const(0, 1)
-                                         for b in range(rot_bits)]))
+            new_oh = Mux(final, 1, next_oh)
+            next_rot = Cat(*[Cat(*[new_oh[t] for t in range(max_n) if t >> b & 1]).any()
+                            if max_n > 1 else Const(0, 1) for b in range(rot_bits)])
             issue = Signal()
             m.d.comb += [issue.eq(adv & (fresh >> use_ptr)[0] & self.i.valid),
                          self.i.ready.eq(adv & (fresh >> use_ptr)[0] & final)]
             with m.If(issue):
-                m.d.sync += cur_oh.eq(Mux(final, 1, next_oh))
+                m.d.sync += [cur_oh.eq(new_oh), cur_rot.eq(next_rot)]
             # rotated instance: row r of group g takes row g*N + (r%N + rot) % N
-            use_nmask = _low_mask(m, use_nlog, n_bits, rot_bits, "use_nmask")
             x_in = []
             for r in range(R):
                 base = (r // max_n) * max_n
