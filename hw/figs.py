@@ -44,9 +44,9 @@ _LOG_BITS = 3
 #: sits next to the input registers, and only the candidates travel to the multiplier.
 _SELECT_LEVEL_BITS = 3
 #: Selects of at most this many bits (FiGS's 12:1 at alpha=1, ratio=4; fixed 2:4's 4:1) are one
-#: registered level, and the stage it frees registers the product once more: the multiplier (an
-#: ECP5 DSP, whose own registers Yosys does not use) then sits between two registers that feed
-#: nothing else, which the placer puts next to it.
+#: registered level (stage 1), and stage 2 only copies the operand: the multiplier (an ECP5 DSP,
+#: whose own registers Yosys does not use) then reads registers that feed nothing else, which
+#: the placer is free to put next to it.
 _ONE_LEVEL_SELECT_BITS = 4
 
 
@@ -368,9 +368,11 @@ class _SparseArray(wiring.Component):
             use_nmask = Signal(rot_bits)
             m.d.comb += [sched_u.eq(Mux(use_ptr, sched[1], sched[0])),
                          use_nmask.eq(Mux(use_ptr, bank_nmask[1], bank_nmask[0]))]
-            upto = [cur_oh[t:].any() for t in range(max_n)]     # t <= current rotation
+            # cur_up[t]: t <= current rotation (a register next to cur_oh: the exchange control's
+            # i.ready does not wait for it to be decoded)
+            cur_up = Signal(max_n, init=1)
             remaining = Signal(max_n)
-            m.d.comb += remaining.eq(sched_u & ~Cat(*upto))
+            m.d.comb += remaining.eq(sched_u & ~cur_up)
             next_oh = Signal(max_n)
             m.d.comb += next_oh.eq(Cat(*[
                 (remaining[t] & ~remaining[:t].any()) if t else remaining[0]
@@ -386,7 +388,10 @@ class _SparseArray(wiring.Component):
             m.d.comb += [issue.eq(adv & (fresh >> use_ptr)[0] & self.i.valid),
                          self.i.ready.eq(adv & (fresh >> use_ptr)[0] & final)]
             with m.If(issue):
-                m.d.sync += [cur_oh.eq(new_oh), cur_rot.eq(next_rot)]
+                m.d.sync += [cur_oh.eq(new_oh), cur_rot.eq(next_rot),
+                             cur_up.eq(Mux(final, 1, Cat(*[
+                                 ~remaining[:t].any() if t else Const(1, 1)
+                                 for t in range(max_n)])))]
             # rotated instance: row r of group g takes row g*N + (r%N + rot) % N
             x_in = []
             for r in range(R):
@@ -409,8 +414,9 @@ class _SparseArray(wiring.Component):
             m.d.sync += use_ptr.eq(~use_ptr)
             m.d.comb += clr_fresh.eq(Mux(use_ptr, 0b10, 0b01))
 
-        # Operand select in two registered levels: 2**lo_bits:1 by the low select bits (next to
-        # the window), then one of the 2**(sel_bits - lo_bits) candidates next to the multiplier.
+        # Operand select in one registered level (at most _ONE_LEVEL_SELECT_BITS), else two:
+        # 2**lo_bits:1 by the low select bits (next to the window), then one of the
+        # 2**(sel_bits - lo_bits) candidates next to the multiplier.
         lo_bits = min(_SELECT_LEVEL_BITS, sel_bits)
         hi_bits = sel_bits - lo_bits
         one_level = sel_bits <= _ONE_LEVEL_SELECT_BITS
@@ -419,9 +425,10 @@ class _SparseArray(wiring.Component):
             """Registered column sums of PE column ``c`` (``beta`` of them), MAC_STAGES cycles
             behind the instance. Stage 1: the operand select's first level (the whole select
             when it is one level) and the weight; 2: the operand (second select level, or a copy)
-            and a copy of the weight; 3: the product; 4: a copy of the product; 5: the column sum.
-            The multiplier thus sits between registers that feed or are fed by nothing else
-            (the placer may put them next to the DSP, far from the select and the adder tree).
+            and a copy of the weight; 3: the product; 4: the adder tree's first level (sums of
+            row pairs); 5: the column sum. With a one-level select the multiplier reads
+            registers that feed nothing else (the placer may put them next to the DSP, far from
+            the select).
             Call under ``adv``. Every engine selects from its column's input registers (FiGS:
             the swap registers and their links; the others: the row's ``max_m``-wide copy, one
             per column, so that each copy feeds only ``beta`` MACs per row)."""
@@ -633,7 +640,7 @@ _ATTRIBUTES_DOC = """
         instance needs is not complete, or while the output is stalled.
     o : Out(stream.Signature(StructLayout))
         ``cols*beta*32 + 1`` bits. Per instance, the tile's int32 partial sums ``psum[cols*beta]`` (sum over the tile's K
-        range; accumulation over K tiles is the consumer's) and ``last``. Latency ``cols + 5``
+        range; accumulation over K tiles is the consumer's) and ``last``. Latency ``cols + 6``
         cycles from the input transfer; one instance per cycle (FiGS: per ``P`` cycles, ``P``
         the tile's exchange phases); back-pressure stalls the whole array (``i.ready`` falls
         combinationally with ``o.ready``).
@@ -819,7 +826,7 @@ class NmFixed24Array(_SparseArray):
         ``rows*2*width + 1`` bits: ``x[rows][2]`` and ``last``; row ``r`` carries K offsets
         ``2r, 2r+1`` of the tile. Back-pressure as for :class:`FigsArray`.
     o : Out(stream.Signature(StructLayout))
-        ``cols*beta*32 + 1`` bits, as for :class:`FigsArray`: latency ``cols + 5`` cycles, one
+        ``cols*beta*32 + 1`` bits, as for :class:`FigsArray`: latency ``cols + 6`` cycles, one
         instance per cycle, back-pressure stalls the whole array.
     fault : Out(StructLayout({"index": 1, "config": 1, "route": 1}))
         Sticky run-time error flags, cleared by reset: ``index``, a group's two indices (slot 0
