@@ -43,6 +43,11 @@ _LOG_BITS = 3
 #: The first (registered) level of a MAC's operand select is a ``2**3 = 8:1`` multiplexer: it
 #: sits next to the input registers, and only the candidates travel to the multiplier.
 _SELECT_LEVEL_BITS = 3
+#: Selects of at most this many bits (FiGS's 12:1 at alpha=1, ratio=4; fixed 2:4's 4:1) are one
+#: registered level (stage 1), and stage 2 only copies the operand: the multiplier (an ECP5 DSP,
+#: whose own registers Yosys does not use) then reads registers that feed nothing else, which
+#: the placer is free to put next to it.
+_ONE_LEVEL_SELECT_BITS = 4
 
 
 # 2*width + log2(rows) <= 2*12 + 7 < PSUM_WIDTH: a column sum always fits.
@@ -183,8 +188,7 @@ class _SparseArray(wiring.Component):
         fresh = Signal(2)
         load_ptr = Signal()         # bank the next weight rows go to
         use_ptr = Signal()          # bank the next activation instance uses
-        row_cnt = Signal(range(max(R, 2)))
-        row_hot = Signal(R, init=1)    # one-hot copy of row_cnt
+        row_hot = Signal(R, init=1)    # one-hot: the row the next transfer loads
 
         wval = [[[Signal(signed(W), name=f"wv{k}_r{r}_e{e}") for e in range(E)]
                  for r in range(R)] for k in range(2)]
@@ -199,7 +203,8 @@ class _SparseArray(wiring.Component):
             wrot = [[[Signal(rot_bits, name=f"wr{k}_r{r}_e{e}") for e in range(E)]
                      for r in range(R)] for k in range(2)]
             sched = [Signal(max_n, name=f"sched{k}", init=1) for k in range(2)]
-            bank_nlog = [Signal(_LOG_BITS, name=f"nlog{k}") for k in range(2)]
+            # N - 1 of each bank's pattern (decoded at load: the east-edge rotation reads it)
+            bank_nmask = [Signal(rot_bits, name=f"nmask{k}") for k in range(2)]
         if fan and not fixed:
             # each bank's pattern, for the fan-out network
             bank_nlog = [Signal(_LOG_BITS, name=f"nlog{k}") for k in range(2)]
@@ -211,14 +216,6 @@ class _SparseArray(wiring.Component):
         # no operator mixes widths (Verilator -Wall lint).
         q_log2 = Signal(_LOG_BITS)
         m.d.comb += q_log2.eq(m_log2 - n_log2)
-        slot = Signal(range(max(R, 2)))     # row_cnt mod N
-        with m.Switch(n_log2):
-            for nl in range(1, max(R, 2).bit_length()):
-                with m.Case(nl):
-                    m.d.comb += slot.eq(row_cnt[:nl])
-            with m.Default():
-                m.d.comb += slot.eq(0)
-
         r_twos = exact_log2(R & -R)     # N must divide rows: n_log2 <= trailing zeros of rows
         bad_config = Signal()
         checks = [n_log2 > m_log2, ~_in_range(m, m_log2, exact_log2(self._max_m), "m_ok"),
@@ -231,32 +228,46 @@ class _SparseArray(wiring.Component):
 
         bad_index = Signal()
         bad_route = Signal()
-        new_sel = []
-        new_rot = []
         if figs:
             load_nmask = _low_mask(m, n_log2, n_bits, rot_bits, "load_nmask")     # N - 1
         index_flags, route_flags = [], []
+        # new_sel[r][e], new_rot[r][e]: entry e's operand select and rotation were the row loaded
+        # row r. FiGS decodes every row in parallel (row r's slot r mod N is a constant per N)
+        # and the one-hot row counter only picks a row's result (issue 14, timing: no path from
+        # a row counter through the decode).
+        new_sel = [[] for _ in range(R)]
+        new_rot = [[] for _ in range(R)]
         for e in range(E):
             ent = wp.entries[e]
             index_flags.append((ent.index >> m_log2).any())
-            sel = Signal(sel_bits, name=f"new_sel{e}")
-            if figs:
-                ib = len(ent.index)
-                sub = Signal(ib, name=f"sub{e}")            # index // (M/N)
-                lane = Signal(max(1, exact_log2(ratio)), name=f"lane{e}")    # index % (M/N)
-                with m.Switch(q_log2):
-                    for ql in range(exact_log2(ratio) + 1):
-                        with m.Case(ql):
-                            m.d.comb += sub.eq(ent.index >> ql)
-                            if ql:
-                                m.d.comb += lane.eq(ent.index[:ql])
+            if not figs:
+                for r in range(R):
+                    new_sel[r].append(ent.index)
+                continue
+            ib = len(ent.index)
+            sub = Signal(ib, name=f"sub{e}")            # index // (M/N)
+            lane = Signal(max(1, exact_log2(ratio)), name=f"lane{e}")    # index % (M/N)
+            with m.Switch(q_log2):
+                for ql in range(exact_log2(ratio) + 1):
+                    with m.Case(ql):
+                        m.d.comb += sub.eq(ent.index >> ql)
+                        if ql:
+                            m.d.comb += lane.eq(ent.index[:ql])
+                with m.Default():
+                    m.d.comb += sub.eq(ent.index)
+            for r in range(R):
+                slot_w = Signal(ib, name=f"slot_w{e}_r{r}")      # r mod N
+                with m.Switch(n_log2):
+                    for nl in range(1, max(R, 2).bit_length()):
+                        with m.Case(nl):
+                            m.d.comb += slot_w.eq(r & ((1 << nl) - 1))
                     with m.Default():
-                        m.d.comb += sub.eq(ent.index)
-                slot_w = Signal(ib, name=f"slot_w{e}")
-                disp = Signal(signed(ib + 1), name=f"disp{e}")
-                m.d.comb += [slot_w.eq(slot), disp.eq(sub - slot_w)]
-                near = Signal(name=f"near{e}")
-                rot = Signal(rot_bits, name=f"new_rot{e}")
+                        m.d.comb += slot_w.eq(0)
+                sel = Signal(sel_bits, name=f"new_sel{e}_r{r}")
+                disp = Signal(signed(ib + 1), name=f"disp{e}_r{r}")
+                m.d.comb += disp.eq(sub - slot_w)
+                near = Signal(name=f"near{e}_r{r}")
+                rot = Signal(rot_bits, name=f"new_rot{e}_r{r}")
                 with m.Switch(disp):
                     lo, hi = -(1 << ib), (1 << ib) - 1     # representable in disp
                     for d in range(max(-alpha, lo), min(alpha, hi) + 1):
@@ -277,10 +288,8 @@ class _SparseArray(wiring.Component):
                         m.d.comb += near.eq(0)
                 # (sub - slot) mod N, 0 when the one-step route reaches
                 m.d.comb += rot.eq(disp[:rot_bits] & load_nmask & (~near).replicate(rot_bits))
-                new_rot.append(rot)
-            else:
-                m.d.comb += sel.eq(ent.index)
-            new_sel.append(sel)
+                new_sel[r].append(sel)
+                new_rot[r].append(rot)
         if fixed:
             # 2:4 metadata: slot 1's index must exceed slot 0's (the row loaded just before)
             index_flags = []
@@ -294,9 +303,11 @@ class _SparseArray(wiring.Component):
         if figs:
             # rotations this row needs (zero weights need none)
             row_rots = Signal(max_n, name="row_rots")
-            m.d.comb += row_rots.eq(Cat(*[
-                Cat(*[_is(new_rot[e], t) & wp.entries[e].value.any() for e in range(E)]).any()
-                for t in range(max_n)]) | 1)
+            nonzero = [wp.entries[e].value.any() for e in range(E)]
+            m.d.comb += row_rots.eq(_or_all([
+                Cat(*[Cat(*[_is(new_rot[r][e], t) & nonzero[e] for e in range(E)]).any()
+                      for t in range(max_n)]) & row_hot[r].replicate(max_n)
+                for r in range(R)], max_n) | 1)
 
         m.d.comb += self.w.ready.eq(~(full >> load_ptr)[0])
         w_fire = self.w.valid & self.w.ready
@@ -308,14 +319,14 @@ class _SparseArray(wiring.Component):
                     with m.If((load_ptr == k) & row_hot[r]):
                         for e in range(E):
                             m.d.sync += [wval[k][r][e].eq(wp.entries[e].value),
-                                         wsel[k][r][e].eq(new_sel[e])]
+                                         wsel[k][r][e].eq(new_sel[r][e])]
                             if figs:
-                                m.d.sync += wrot[k][r][e].eq(new_rot[e])
+                                m.d.sync += wrot[k][r][e].eq(new_rot[r][e])
                 if figs:
                     with m.If(load_ptr == k):
                         m.d.sync += [sched[k].eq(Mux(row_hot[0], row_rots,
                                                      sched[k] | row_rots)),
-                                     bank_nlog[k].eq(n_log2)]
+                                     bank_nmask[k].eq(load_nmask)]
                 if fan and not fixed:
                     with m.If(load_ptr == k):
                         m.d.sync += [bank_nlog[k].eq(n_log2), bank_qlog[k].eq(q_log2)]
@@ -324,10 +335,8 @@ class _SparseArray(wiring.Component):
                          self.fault.route.eq(self.fault.route | bad_route)]
             m.d.sync += row_hot.eq(row_hot.rotate_left(1))
             with m.If(row_hot[R - 1]):
-                m.d.sync += [row_cnt.eq(0), load_ptr.eq(~load_ptr)]
+                m.d.sync += load_ptr.eq(~load_ptr)
                 m.d.comb += set_full.eq(Mux(load_ptr, 0b10, 0b01))
-            with m.Else():
-                m.d.sync += row_cnt.eq(row_cnt + 1)
 
         # -- streaming pipeline: stage c holds the instance at PE column c ------------------------
         x_layout = self._layouts["i"]["x"].shape
@@ -356,29 +365,34 @@ class _SparseArray(wiring.Component):
             st_final = [Signal(name=f"st{c}_final") for c in range(C)]
             cur_oh = Signal(max_n, init=1)
             sched_u = Signal(max_n)
-            use_nlog = Signal(_LOG_BITS)
+            use_nmask = Signal(rot_bits)
             m.d.comb += [sched_u.eq(Mux(use_ptr, sched[1], sched[0])),
-                         use_nlog.eq(Mux(use_ptr, bank_nlog[1], bank_nlog[0]))]
-            upto = [cur_oh[t:].any() for t in range(max_n)]     # t <= current rotation
+                         use_nmask.eq(Mux(use_ptr, bank_nmask[1], bank_nmask[0]))]
+            # cur_up[t]: t <= current rotation (a register next to cur_oh: the exchange control's
+            # i.ready does not wait for it to be decoded)
+            cur_up = Signal(max_n, init=1)
             remaining = Signal(max_n)
-            m.d.comb += remaining.eq(sched_u & ~Cat(*upto))
+            m.d.comb += remaining.eq(sched_u & ~cur_up)
             next_oh = Signal(max_n)
             m.d.comb += next_oh.eq(Cat(*[
                 (remaining[t] & ~remaining[:t].any()) if t else remaining[0]
                 for t in range(max_n)]))
             final = Signal()
             m.d.comb += final.eq(~remaining.any())
+            # the current rotation in binary, a register next to cur_oh
             cur_rot = Signal(rot_bits)
-            m.d.comb += cur_rot.eq(Cat(*[Cat(*[cur_oh[t] for t in range(max_n) if t >> b & 1])
-                                         .any() if max_n > 1 else Const(0, 1)
-                                         for b in range(rot_bits)]))
+            new_oh = Mux(final, 1, next_oh)
+            next_rot = Cat(*[Cat(*[new_oh[t] for t in range(max_n) if t >> b & 1]).any()
+                            if max_n > 1 else Const(0, 1) for b in range(rot_bits)])
             issue = Signal()
             m.d.comb += [issue.eq(adv & (fresh >> use_ptr)[0] & self.i.valid),
                          self.i.ready.eq(adv & (fresh >> use_ptr)[0] & final)]
             with m.If(issue):
-                m.d.sync += cur_oh.eq(Mux(final, 1, next_oh))
+                m.d.sync += [cur_oh.eq(new_oh), cur_rot.eq(next_rot),
+                             cur_up.eq(Mux(final, 1, Cat(*[
+                                 ~remaining[:t].any() if t else Const(1, 1)
+                                 for t in range(max_n)])))]
             # rotated instance: row r of group g takes row g*N + (r%N + rot) % N
-            use_nmask = _low_mask(m, use_nlog, n_bits, rot_bits, "use_nmask")
             x_in = []
             for r in range(R):
                 base = (r // max_n) * max_n
@@ -400,18 +414,24 @@ class _SparseArray(wiring.Component):
             m.d.sync += use_ptr.eq(~use_ptr)
             m.d.comb += clr_fresh.eq(Mux(use_ptr, 0b10, 0b01))
 
-        # Operand select in two registered levels: 2**lo_bits:1 by the low select bits (next to
-        # the window), then one of the 2**(sel_bits - lo_bits) candidates next to the multiplier.
+        # Operand select in one registered level (at most _ONE_LEVEL_SELECT_BITS), else two:
+        # 2**lo_bits:1 by the low select bits (next to the window), then one of the
+        # 2**(sel_bits - lo_bits) candidates next to the multiplier.
         lo_bits = min(_SELECT_LEVEL_BITS, sel_bits)
         hi_bits = sel_bits - lo_bits
+        one_level = sel_bits <= _ONE_LEVEL_SELECT_BITS
 
         def column_sums(c):
             """Registered column sums of PE column ``c`` (``beta`` of them), MAC_STAGES cycles
-            behind the instance: stage 1 the operand candidates (first select level) and the
-            weight, 2 the operand, 3 the product, 4 the column sum. Call under ``adv``. Every
-            engine selects from its column's input registers (FiGS: the swap registers and their
-            links; the others: the row's ``max_m``-wide copy, one per column, so that each copy
-            feeds only ``beta`` MACs per row)."""
+            behind the instance. Stage 1: the operand select's first level (the whole select
+            when it is one level) and the weight; 2: the operand (second select level, or a copy)
+            and a copy of the weight; 3: the product; 4: the adder tree's first level (sums of
+            row pairs); 5: the column sum. With a one-level select the multiplier reads
+            registers that feed nothing else (the placer may put them next to the DSP, far from
+            the select).
+            Call under ``adv``. Every engine selects from its column's input registers (FiGS:
+            the swap registers and their links; the others: the row's ``max_m``-wide copy, one
+            per column, so that each copy feeds only ``beta`` MACs per row)."""
             sums = []
             for b in range(beta):
                 e = c * beta + b
@@ -429,19 +449,6 @@ class _SparseArray(wiring.Component):
                     window += [Const(0, signed(W))] * ((1 << sel_bits) - len(window))
                     sel = Mux(st_bank[c], wsel[1][r][e], wsel[0][r][e])
                     tag = f"c{c}_r{r}_e{e}"
-                    cands = []
-                    for h in range(1 << hi_bits):
-                        cand = Signal(signed(W), name=f"cand{h}_{tag}")
-                        part = window[h << lo_bits:(h + 1) << lo_bits]
-                        m.d.sync += cand.eq(Array(part)[sel[:lo_bits]])
-                        cands.append(cand)
-                    operand = Signal(signed(W), name=f"op_{tag}")
-                    if hi_bits:
-                        sel_hi = Signal(hi_bits, name=f"selhi_{tag}")
-                        m.d.sync += [sel_hi.eq(sel[lo_bits:]),
-                                     operand.eq(Array(cands)[sel_hi])]
-                    else:
-                        m.d.sync += operand.eq(cands[0])
                     weight = Mux(st_bank[c], wval[1][r][e], wval[0][r][e])
                     if figs:       # only in the phase of the weight's rotation
                         rot_w = Mux(st_bank[c], wrot[1][r][e], wrot[0][r][e])
@@ -449,9 +456,30 @@ class _SparseArray(wiring.Component):
                     weight_1 = Signal(signed(W), name=f"wq1_{tag}")
                     weight_2 = Signal(signed(W), name=f"wq2_{tag}")
                     m.d.sync += [weight_1.eq(weight), weight_2.eq(weight_1)]
+                    operand = Signal(signed(W), name=f"op_{tag}")
+                    if one_level:
+                        selected = Signal(signed(W), name=f"cand0_{tag}")
+                        m.d.sync += [selected.eq(Array(window)[sel]), operand.eq(selected)]
+                    else:
+                        cands = []
+                        for h in range(1 << hi_bits):
+                            cand = Signal(signed(W), name=f"cand{h}_{tag}")
+                            part = window[h << lo_bits:(h + 1) << lo_bits]
+                            m.d.sync += cand.eq(Array(part)[sel[:lo_bits]])
+                            cands.append(cand)
+                        sel_hi = Signal(hi_bits, name=f"selhi_{tag}")
+                        m.d.sync += [sel_hi.eq(sel[lo_bits:]),
+                                     operand.eq(Array(cands)[sel_hi])]
                     product = Signal(signed(2 * W), name=f"prod_{tag}")
                     m.d.sync += product.eq(operand * weight_2)
                     products.append(product)
+                # stage 4: the first level of the column's adder tree (pairs of rows)
+                pairs = []
+                for j in range(0, R, 2):
+                    pair = Signal(signed(2 * W + 1), name=f"pair_c{c}_r{j}_e{e}")
+                    m.d.sync += pair.eq(tree_sum(products[j:j + 2]))
+                    pairs.append(pair)
+                products = pairs
                 total = Signal(signed(PSUM_WIDTH), name=f"colsum_c{c}_e{e}")
                 m.d.sync += total.eq(tree_sum(products))
                 sums.append(total)
@@ -612,7 +640,7 @@ _ATTRIBUTES_DOC = """
         instance needs is not complete, or while the output is stalled.
     o : Out(stream.Signature(StructLayout))
         ``cols*beta*32 + 1`` bits. Per instance, the tile's int32 partial sums ``psum[cols*beta]`` (sum over the tile's K
-        range; accumulation over K tiles is the consumer's) and ``last``. Latency ``cols + 5``
+        range; accumulation over K tiles is the consumer's) and ``last``. Latency ``cols + 6``
         cycles from the input transfer; one instance per cycle (FiGS: per ``P`` cycles, ``P``
         the tile's exchange phases); back-pressure stalls the whole array (``i.ready`` falls
         combinationally with ``o.ready``).
@@ -798,7 +826,7 @@ class NmFixed24Array(_SparseArray):
         ``rows*2*width + 1`` bits: ``x[rows][2]`` and ``last``; row ``r`` carries K offsets
         ``2r, 2r+1`` of the tile. Back-pressure as for :class:`FigsArray`.
     o : Out(stream.Signature(StructLayout))
-        ``cols*beta*32 + 1`` bits, as for :class:`FigsArray`: latency ``cols + 5`` cycles, one
+        ``cols*beta*32 + 1`` bits, as for :class:`FigsArray`: latency ``cols + 6`` cycles, one
         instance per cycle, back-pressure stalls the whole array.
     fault : Out(StructLayout({"index": 1, "config": 1, "route": 1}))
         Sticky run-time error flags, cleared by reset: ``index``, a group's two indices (slot 0
