@@ -282,12 +282,17 @@ def _recip_full_precision(gen, params):
 @common.test()
 async def act_recip_full_precision(dut):
     """The reciprocal's output at the smallest rounding shifts: see :func:`_recip_full_precision`."""
+    await _run_targeted(dut, "recip", _recip_full_precision, stream=11, salt=12)
+
+
+async def _run_targeted(dut, op, make_jobs, *, stream, salt):
+    """Run ``make_jobs(gen, params)`` (jobs of ``op``, from the random stream ``stream``) with
+    10% stalls and check them against the golden model; nothing when the engine has no ``op``."""
     params = _params()
-    if "recip" not in params["op_list"]:
+    if op not in params["op_list"]:
         return
-    gen = np.random.default_rng(common.rng(11).getrandbits(32))
-    jobs = _recip_full_precision(gen, params)
-    await _run_and_check(dut, params, jobs, stall=0.1, salt=12)
+    gen = np.random.default_rng(common.rng(stream).getrandbits(32))
+    await _run_and_check(dut, params, make_jobs(gen, params), stall=0.1, salt=salt)
 
 
 def _layernorm_ties(gen, params):
@@ -336,9 +341,4 @@ def _layernorm_ties(gen, params):
 @common.test()
 async def act_layernorm_rounding_ties(dut):
     """LayerNorm's rounding at its ties and one below them: see :func:`_layernorm_ties`."""
-    params = _params()
-    if "layernorm" not in params["op_list"]:
-        return
-    gen = np.random.default_rng(common.rng(13).getrandbits(32))
-    jobs = _layernorm_ties(gen, params)
-    await _run_and_check(dut, params, jobs, stall=0.1, salt=14)
+    await _run_targeted(dut, "layernorm", _layernorm_ties, stream=13, salt=14)

@@ -22,16 +22,22 @@ def threshold_blocks(rng, block_size):
     its binade's threshold, and 0, 1, the top fraction; the maximum moves through the lanes
     with either sign, the other lanes random below it."""
     _, thr = exponent_table()
-    blocks = []
-    i = 0
+    tops = []
     for b in list(range(95, 131)) + [0, 1, 253, 254]:
         fracs = {0, 1, (1 << 23) - 1} | {f for f in (thr[b] - 1, thr[b]) if 0 <= f < 1 << 23}
-        for f in sorted(fracs):
-            top = (b << 23) | f
-            blk = _bits(top) * wide_values(rng, block_size, -12, 0)
-            blk[i % block_size] = _bits(top) * (-1) ** (i // block_size)
-            blocks.append(blk.astype(np.float32))
-            i += 1
+        tops += [(b << 23) | f for f in sorted(fracs)]
+    return _blocks_with_maxima(rng, block_size, tops)
+
+
+def _blocks_with_maxima(rng, block_size, tops):
+    """One block per maximum in ``tops`` (float32 bit patterns): the maximum in lane ``i mod
+    block_size`` of the ``i``-th block, negative on every other pass through the lanes, the other
+    lanes random below it."""
+    blocks = []
+    for i, top in enumerate(tops):
+        blk = _bits(top) * wide_values(rng, block_size, -12, 0)
+        blk[i % block_size] = _bits(top) * (-1) ** (i // block_size)
+        blocks.append(blk.astype(np.float32))
     return blocks
 
 
@@ -43,8 +49,7 @@ def threshold_bit_blocks(rng, block_size):
     on either side of the boundary, one bit apart. The maximum moves through the lanes with
     either sign, the other lanes random below it."""
     _, thr = exponent_table()
-    blocks = []
-    i = 0
+    tops = []
     for b in range(255):
         if not 0 < thr[b] < 1 << 23:
             continue
@@ -55,13 +60,8 @@ def threshold_bit_blocks(rng, block_size):
                 f = (f & ~((2 << bit) - 1)) | ((1 << bit) - 1)
             if f + (1 << bit) >= thr[b]:
                 fracs |= {f, f | 1 << bit}
-        for f in sorted(fracs):
-            top = (b << 23) | f
-            blk = _bits(top) * wide_values(rng, block_size, -12, 0)
-            blk[i % block_size] = _bits(top) * (-1) ** (i // block_size)
-            blocks.append(blk.astype(np.float32))
-            i += 1
-    return blocks
+        tops += [(b << 23) | f for f in sorted(fracs)]
+    return _blocks_with_maxima(rng, block_size, tops)
 
 
 def max_tree_blocks(rng, block_size):
