@@ -66,9 +66,9 @@ SUB_BLOCK_PORT = ("figs", "nm_fanout", "nm_fixed24")
 #: Weight masks of the perf workload and the testbenches (``verif.figs.make_weights``).
 MASK_KINDS = ("random", "fine", "nested", "low", "high", "alternating")
 #: Register stages of every engine's MAC pipeline between a PE column and its column sum
-#: (hw/figs.py): the operand candidates (first select level) and the weight, the operand, the
-#: product, a copy of the product, the column sum. They add to the latency, not to the cycles
-#: per instance (issue 14: timing).
+#: (hw/figs.py): the operand candidates (first select level) and the weight, their copies next
+#: to the multiplier, the product, the sums of row pairs, the column sum. They add to the
+#: latency, not to the cycles per instance (issue 14: timing).
 MAC_STAGES = 5
 
 
