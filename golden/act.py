@@ -78,7 +78,7 @@ from sparsehw.params import Param, ParamSpec, int_in, one_of
 
 __all__ = ["OPS", "OP_CODES", "ROW_OPS", "GELU_TABLE", "LOG2_TABLE", "LOG2E_Q20",
            "rshift_round", "sat16", "pow2_steps", "pow2_frac", "exp_parts", "recip_core",
-           "isqrt_core", "recip_steps", "isqrt_steps",
+           "isqrt_core", "recip_steps", "isqrt_steps", "layernorm_scale",
            "gelu", "exp", "log2", "recip", "softmax", "layernorm", "run", "reference",
            "measure_errors", "ERROR_BOUNDS", "IBERT", "ACT_WORKLOAD", "PIPE_DEPTH", "SUM_STAGE",
            "SCALAR_CYCLES", "ROW_START_CYCLES"]
@@ -328,6 +328,18 @@ def softmax(row, fin, fout):
     return [min(rshift_round(e * y, 15 + length - fout), 32767) for e in es]
 
 
+def layernorm_scale(row):
+    """The row statistics of :func:`layernorm` for integer codes ``row``: ``(sx, k, y)``, the sum
+    ``sx``, the shift ``k`` that brings ``var = max(n * sum(x*x) - sx**2, 1)`` to 15..16 bits
+    (``M = var >> 2k``, a left shift for negative ``k``) and ``y = isqrt_core(M)``; element ``i``
+    is then ``rshift_round((n * x_i - sx) * y * gamma_i, 35 + k - fout) + beta_i``, saturated."""
+    n = len(row)
+    sx = sum(row)
+    var = max(n * sum(v * v for v in row) - sx * sx, 1)
+    k = (var.bit_length() - 15) >> 1
+    return sx, k, isqrt_core(var >> (2 * k) if k >= 0 else var << (-2 * k))
+
+
 def layernorm(row, gamma, beta, fout):
     """LayerNorm of a row of int8 codes with per-element ``gamma`` (Q4.12) and ``beta``
     (output format): a list of ``n`` int16 codes."""
@@ -340,12 +352,7 @@ def layernorm(row, gamma, beta, fout):
         for v in values:
             if not -32768 <= int(v) <= 32767:
                 raise ValueError(f"{name} must be int16, not {v!r}")
-    sx = sum(row)
-    sxx = sum(v * v for v in row)
-    var = max(n * sxx - sx * sx, 1)
-    k = (var.bit_length() - 15) >> 1
-    m = var >> (2 * k) if k >= 0 else var << (-2 * k)
-    y = isqrt_core(m)
+    sx, k, y = layernorm_scale(row)
     return [sat16(rshift_round((n * v - sx) * y * int(g), 35 + k - fout) + int(b))
             for v, g, b in zip(row, gamma, beta)]
 

@@ -130,12 +130,7 @@ def layernorm_row(row, gamma, beta, fout):
     if any(not -32768 <= v <= 32767 for v in row):
         raise ValueError("layernorm_row takes int16 codes")
     n = len(row)
-    sx = sum(row)
-    sxx = sum(v * v for v in row)
-    var = max(n * sxx - sx * sx, 1)
-    k = (var.bit_length() - 15) >> 1
-    m = var >> (2 * k) if k >= 0 else var << (-2 * k)
-    y = gact.isqrt_core(m)
+    sx, k, y = gact.layernorm_scale(row)
     return [gact.sat16(gact.rshift_round((n * v - sx) * y * int(g), 35 + k - fout) + int(b))
             for v, g, b in zip(row, gamma, beta)]
 

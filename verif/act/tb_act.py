@@ -301,7 +301,7 @@ def _layernorm_ties(gen, params):
     goes down), with ``beta`` bringing the result back into the int16 range so that its last bit
     shows. Rows of small spread (n 2..8, spreads 1..7) at fout 12..15, where ``sh <= 16``: there
     ``gamma`` (16 bits) picks the product's residue modulo ``2**sh`` wherever ``D_i * Y`` is odd
-    (``Y`` and ``k`` from the golden model's ``isqrt_core`` of the row's variance); the other
+    (``Y`` and ``k`` from the golden model's ``layernorm_scale``); the other
     elements get random ``gamma`` and ``beta``."""
     max_row = params["max_row"]
     jobs = []
@@ -313,10 +313,7 @@ def _layernorm_ties(gen, params):
                 base = int(gen.integers(-128, 128 - spread))
                 xs = [int(v) for v in base + gen.integers(0, spread + 1, n)]
                 xs[0], xs[-1] = base, base + spread
-                sx, sxx = sum(xs), sum(v * v for v in xs)
-                var = max(n * sxx - sx * sx, 1)
-                k = (var.bit_length() - 15) >> 1
-                y = golden.isqrt_core(var >> (2 * k) if k >= 0 else var << (-2 * k))
+                sx, k, y = golden.layernorm_scale(xs)
                 sh = 35 + k - fout
                 gamma = [int(v) for v in gen.integers(-32768, 32768, n)]
                 beta = [int(v) for v in gen.integers(-32768, 32768, n)]
