@@ -7,8 +7,8 @@ import pytest
 
 from sparsehw import registry
 from sparsehw.hw.export import to_verilog
-from sparsehw.verif.lint import (AXIS_SUFFIX, EXTRA_DESIGNS, RULE_REASONS, WAIVERS, LintError,
-                                 Waiver, check_counts, lint_verilog, waiver_config)
+from sparsehw.verif.lint import (AXIS_SUFFIX, AXIS_UNUSED, EXTRA_DESIGNS, RULE_REASONS, WAIVERS,
+                                 LintError, Waiver, check_counts, lint_verilog, waiver_config)
 
 BLOCKS = registry.all_blocks()
 
@@ -130,3 +130,32 @@ def test_verilator_build_fails_on_an_unwaived_warning(tmp_path):
                         build_dir=tmp_path, sim="verilator")
     assert not result.passed and result.errors
     assert "%Warning-WIDTHEXPAND" in (tmp_path / "build.log").read_text()
+
+
+def _integration_lint_rows():
+    """The rows of docs/integration.md's waiver table: design -> the row's cells."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "docs" / "integration.md").read_text()
+    header = next(line for line in text.splitlines()
+                  if line.startswith("| design | DECLFILENAME |"))
+    rules = [cell.strip() for cell in header.strip("|").split("|")][1:-1]
+    rows = {}
+    for line in text.splitlines()[text.splitlines().index(header) + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rules, rows
+
+
+def test_integration_doc_lint_table_is_the_waivers():
+    """docs/integration.md shows every WAIVERS entry with its counts (the table went stale once:
+    verif/lint.py is the home of the counts, the document must follow it)."""
+    rules, rows = _integration_lint_rows()
+    assert set(rows) == set(WAIVERS)
+    for design, waivers in WAIVERS.items():
+        counts = {w.rule: w.count for w in waivers}
+        assert set(counts) <= set(rules), design
+        expected = [str(counts[rule]) if rule in counts else "-" for rule in rules]
+        axis = f"+{AXIS_UNUSED[design]}" if design in AXIS_UNUSED else "-"
+        assert rows[design] == expected + [axis], design

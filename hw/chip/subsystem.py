@@ -782,15 +782,21 @@ class Subsystem(wiring.Component):
             m.d.sync += regs["cycles"].eq(regs["cycles"] + 1)
         wait_bank = Signal()
         wait_count = Signal(16)
-        sub = [Signal(cbits, name=f"consume{b}") for b in range(2)]
+        consume = [Signal(name=f"consume{b}") for b in range(2)]
         local_inc = [Signal(name=f"local_inc{b}") for b in range(2)]
         rx_inc = [Signal(name=f"rx_inc{b}") for b in range(2)]
+        enough = [Signal(name=f"enough{b}") for b in range(2)]
         for b in range(2):
             m.d.comb += [local_inc[b].eq(out_write & (g_dbank == b)),
-                         rx_inc[b].eq(rx_fire & rx_last & (rx.bank == b))]
-            m.d.sync += arrived[b].eq(arrived[b] + local_inc[b] + rx_inc[b] - sub[b])
+                         rx_inc[b].eq(rx_fire & rx_last & (rx.bank == b)),
+                         enough[b].eq(arrived[b] >= wait_count)]
+            # Both next values are computed beside the comparison, which then only selects
+            # one: the compare, the bank select and the subtraction in series were the
+            # subsystem's critical path (stop 25: arrived1 -> arrived0, 32 levels).
+            arrived_in = arrived[b] + local_inc[b] + rx_inc[b]
+            m.d.sync += arrived[b].eq(Mux(consume[b], arrived_in - wait_count, arrived_in))
         wait_ok = Signal()
-        m.d.comb += wait_ok.eq(Mux(wait_bank, arrived[1], arrived[0]) >= wait_count)
+        m.d.comb += wait_ok.eq(Mux(wait_bank, enough[1], enough[0]))
         start_go = Signal()
         imem_written = Signal()
 
@@ -861,8 +867,7 @@ class Subsystem(wiring.Component):
                         m.next = "ISSUE"
             with m.State("WAIT"):
                 with m.If(wait_ok):
-                    m.d.comb += sub[0].eq(Mux(wait_bank, 0, wait_count))
-                    m.d.comb += sub[1].eq(Mux(wait_bank, wait_count, 0))
+                    m.d.comb += [consume[0].eq(~wait_bank), consume[1].eq(wait_bank)]
                     m.d.sync += pc.eq(pc + 1)
                     m.next = "ISSUE"
                 with m.Elif(self.deadlock):
