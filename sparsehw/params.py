@@ -145,7 +145,9 @@ class Param:
     @property
     def type(self):
         rule = self.rule if isinstance(self.rule, Rule) else None
-        types = rule.types if rule else (int,)
+        # a rule that depends on other parameters is not known here: the default's type says
+        # how to read the command line (``-p act_engine=False`` is a boolean, not an integer)
+        types = rule.types if rule else ((bool,) if isinstance(self.default, bool) else (int,))
         if bool in types and int in types:
             return bool
         return types[0]

@@ -102,3 +102,14 @@ def test_blocks_know_their_family_module():
     assert blocks["spu"].family == "sparsehw.families.spu"
     assert blocks["nm_broadcast"].family == "sparsehw.families.figs"
     assert all(block.family.startswith("sparsehw.families.") for block in blocks.values())
+
+
+@pytest.mark.parametrize("name", sorted(registry.all_blocks()))
+def test_every_default_written_as_text_reads_back(name):
+    """The commands the report records (``-p act_engine=False ...``) must run: every default,
+    written as ``str(value)``, reads back as the same value (a dependent rule's boolean was read
+    as an integer and ``False`` rejected)."""
+    block = registry.get_block(name)
+    text = [f"{param.name}={param.default}" for param in block.params]
+    assert registry.resolve_params(block, registry.parse_assignments(text)) == \
+        registry.resolve_params(block, {})
