@@ -231,4 +231,5 @@ def test_stop_reason_names_the_limit_or_the_yosys_error(tmp_path):
     assert mutate._stop_reason(None, log) == " (time limit)"
     assert mutate._stop_reason(1, log) == " (Yosys error: Conflicting init values for signal 1'0.)"
     assert mutate._stop_reason(0, log) == ""
-    assert mutate._stop_reason(1, tmp_path / "missing.log") == ""
+    assert mutate._stop_reason(1, tmp_path / "missing.log") == \
+        " (Yosys exit status 1 without an error message)"

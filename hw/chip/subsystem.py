@@ -791,10 +791,12 @@ class Subsystem(wiring.Component):
                          rx_inc[b].eq(rx_fire & rx_last & (rx.bank == b)),
                          enough[b].eq(arrived[b] >= wait_count)]
             # Both next values are computed beside the comparison, which then only selects
-            # one: the compare, the bank select and the subtraction in series were the
-            # subsystem's critical path (stop 25: arrived1 -> arrived0, 32 levels).
-            arrived_in = arrived[b] + local_inc[b] + rx_inc[b]
-            m.d.sync += arrived[b].eq(Mux(consume[b], arrived_in - wait_count, arrived_in))
+            # one (the compare, the bank select and the subtraction in series were the
+            # subsystem's critical path, stop 25: arrived1 -> arrived0, 32 levels), and the
+            # increments, which come late (a row write, a ring delivery), are added last.
+            inc = local_inc[b] + rx_inc[b]
+            left = arrived[b] - wait_count
+            m.d.sync += arrived[b].eq(Mux(consume[b], left + inc, arrived[b] + inc))
         wait_ok = Signal()
         m.d.comb += wait_ok.eq(Mux(wait_bank, enough[1], enough[0]))
         start_go = Signal()

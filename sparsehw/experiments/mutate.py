@@ -189,6 +189,10 @@ def _stop_reason(status, log):
         for text in Path(log).read_text(errors="replace").splitlines():
             if text.startswith("ERROR:"):
                 return f" (Yosys error: {text[len('ERROR:'):].strip()[:160]})"
+    if status != 0:
+        # e.g. the bounded check of the FiGS family's mutants: the SAT problem of 12 cycles
+        # (9.3 million variables) ends the WebAssembly Yosys without a message
+        return f" (Yosys exit status {status} without an error message)"
     return ""
 
 
