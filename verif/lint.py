@@ -104,18 +104,18 @@ WAIVERS = {
                            CASEINCOMPLETE=28, PROCASSINIT=896,
                            note={"CASEINCOMPLETE": "In act_engine: the front and row FSMs' "
                                                    "casez."}),
-    "subsystem": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=408, WIDTHEXPAND=109, WIDTHTRUNC=15,
+    "subsystem": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=408, WIDTHEXPAND=113, WIDTHTRUNC=15,
                           CASEINCOMPLETE=45, PROCASSINIT=331,
                           note={"CASEINCOMPLETE": "In the subsystem: the sequencer FSM and the "
                                                   "host port's casez on the 3-bit memory code, "
                                                   "whose unmapped codes keep the default."}),
-    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=1010, WIDTHEXPAND=466, WIDTHTRUNC=60,
+    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=1010, WIDTHEXPAND=470, WIDTHTRUNC=60,
                               CASEINCOMPLETE=105, PROCASSINIT=1290,
                               note={"CASEINCOMPLETE": "The subsystem with act_engine=True: the "
                                                       "subsystem's (see subsystem), the act "
                                                       "engine's (see act_engine) and the ACT "
                                                       "unit's FSM."}),
-    "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2520, WIDTHEXPAND=491, WIDTHTRUNC=100,
+    "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2520, WIDTHEXPAND=507, WIDTHTRUNC=100,
                      CASEINCOMPLETE=198, PROCASSINIT=1472,
                      note={"CASEINCOMPLETE": "In the chip: the subsystems' (see subsystem), the "
                                              "ring routers' (see ring) and the host port's "
