@@ -100,8 +100,8 @@ WAIVERS = {
     "nm_broadcast": _waivers(UNUSEDSIGNAL=1688, PROCASSINIT=932),
     "nm_fanout": _waivers(UNUSEDSIGNAL=1464, PROCASSINIT=936),
     "nm_fixed24": _waivers(UNUSEDSIGNAL=235, PROCASSINIT=676),
-    "act_engine": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=475, WIDTHEXPAND=250, WIDTHTRUNC=30,
-                           CASEINCOMPLETE=28, PROCASSINIT=896,
+    "act_engine": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=505, WIDTHEXPAND=248, WIDTHTRUNC=30,
+                           CASEINCOMPLETE=28, PROCASSINIT=892,
                            note={"CASEINCOMPLETE": "In act_engine: the front and row FSMs' "
                                                    "casez."}),
     "subsystem": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=408, WIDTHEXPAND=108, WIDTHTRUNC=15,
