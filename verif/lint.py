@@ -109,8 +109,8 @@ WAIVERS = {
                           note={"CASEINCOMPLETE": "In the subsystem: the sequencer FSM and the "
                                                   "host port's casez on the 3-bit memory code, "
                                                   "whose unmapped codes keep the default."}),
-    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=1010, WIDTHEXPAND=465, WIDTHTRUNC=60,
-                              CASEINCOMPLETE=105, PROCASSINIT=1290,
+    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=1040, WIDTHEXPAND=463, WIDTHTRUNC=60,
+                              CASEINCOMPLETE=105, PROCASSINIT=1286,
                               note={"CASEINCOMPLETE": "The subsystem with act_engine=True: the "
                                                       "subsystem's (see subsystem), the act "
                                                       "engine's (see act_engine) and the ACT "
