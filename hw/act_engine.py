@@ -141,7 +141,7 @@ def _recip_pipe(reg, delay, mant, name, low=0):
     one multiply per stage (the seed; per Newton step ``u = 2**17 - (M*y >> 15)``, then
     ``y = y*u >> 16``). Widths are the exact ranges over every ``M`` (``y`` < 2**16, ``u`` <
     2**17: tests/test_act_golden.py), so each product fits one 18x18 multiplier. ``low``: the
-    low bits of ``M`` that are always 0 (8 for the mantissa of an int8) are neither carried
+    low bits of ``M`` that are always 0 (9 for the mantissa of an int8) are neither carried
     nor multiplied: ``M*v >> 15 == mant*v >> (15 - low)`` exactly."""
     a, b = golden.RECIP_SEED
     y = reg(a - ((b * mant) >> (15 - low)), f"{name}_y0", unsigned(16))
@@ -275,15 +275,18 @@ class ActEngine(wiring.Component):
         beat_bits = 16 - log_l + 1
         row_beat_bits = row_bits - log_l + 1
 
-        def reg(value, name, shape=None):
-            """``value`` registered (free-running: every stage advances every cycle)."""
-            s = Signal(shape if shape is not None else value.shape(), name=name)
+        def reg(value, name, shape=None, control=False):
+            """``value`` registered (free-running: every stage advances every cycle). Data
+            registers have no reset: a beat's data is only read with its valid bit, which is
+            reset (``control``: a valid bit), so their value after a reset is never read."""
+            s = Signal(shape if shape is not None else value.shape(), name=name,
+                       reset_less=not control)
             m.d.sync += s.eq(value)
             return s
 
-        def delay(value, cycles, name):
+        def delay(value, cycles, name, control=False):
             for t in range(cycles):
-                value = reg(value, f"{name}_d{t}")
+                value = reg(value, f"{name}_d{t}", control=control)
             return value
 
         def hand_over(sel, flags):
@@ -299,7 +302,7 @@ class ActEngine(wiring.Component):
         # beats enter while the previous command's drain (no drain between commands).
         tag_layout = data.StructLayout({"op": unsigned(3), "fin": unsigned(3), "fout": unsigned(4)})
         issue_tag = Signal(tag_layout)
-        s0_tag = Signal(tag_layout, name="tag0")
+        s0_tag = Signal(tag_layout, name="tag0", reset_less=True)
         m.d.sync += s0_tag.eq(issue_tag)
         carried = {field: [s0_tag[field]] for field in ("op", "fin", "fout")}
 
@@ -333,11 +336,13 @@ class ActEngine(wiring.Component):
             return signed_tag("fout", stage, signed(6))
 
         # ---- front: the command being received (element-wise stream or a row's load pass) -----
-        f_lastb = Signal(beat_bits)  # the index of the command's last beat
-        f_lmask = Signal(L)          # the lanes of its last beat
-        f_last = Signal()            # f_cnt == f_lastb (kept with f_cnt, not compared after it)
-        f_cnt = Signal(beat_bits)
-        f_tag = Signal(tag_layout)
+        # (loaded in every IDLE cycle, read only after it: no reset)
+        f_lastb = Signal(beat_bits, reset_less=True)  # the index of the command's last beat
+        f_lmask = Signal(L, reset_less=True)          # the lanes of its last beat
+        # f_cnt == f_lastb (kept with f_cnt, not compared after it)
+        f_last = Signal(reset_less=True)
+        f_cnt = Signal(beat_bits, reset_less=True)
+        f_tag = Signal(tag_layout, reset_less=True)
         reject = Signal()
 
         # ---- credits ---------------------------------------------------------------------------
@@ -362,7 +367,8 @@ class ActEngine(wiring.Component):
                                                   depth=2 * (self._max_row // L), init=[])
             wport = rowbuf.write_port()
             rport = rowbuf.read_port()
-            ctx = [Signal(ctx_layout, name=f"ctx{b}") for b in range(2)]
+            # (written when a row command is accepted, read only for that row: no reset)
+            ctx = [Signal(ctx_layout, name=f"ctx{b}", reset_less=True) for b in range(2)]
             free = [Signal(init=1, name=f"free{b}") for b in range(2)]
             ready = [Signal(name=f"ready{b}") for b in range(2)]
             wsel = Signal()
@@ -400,14 +406,15 @@ class ActEngine(wiring.Component):
 
         # ---- beat register (stage 0) -----------------------------------------------------------
         s0_valid = Signal()
-        s0_out = Signal()            # an output beat (else a softmax sum beat)
-        s0_last = Signal()
-        s0_mask = Signal(L)
-        s0_mem = Signal()            # x comes from the row buffer's read port
-        s0_xreg = Signal(8 * L)
-        s0_rb = Signal()             # the row buffer of a row-side beat
-        s0_gamma = Signal(16 * L)
-        s0_beta = Signal(16 * L)
+        # the beat's data (read only with s0_valid and its delays: no reset)
+        s0_out = Signal(reset_less=True)   # an output beat (else a softmax sum beat)
+        s0_last = Signal(reset_less=True)
+        s0_mask = Signal(L, reset_less=True)
+        s0_mem = Signal(reset_less=True)   # x comes from the row buffer's read port
+        s0_xreg = Signal(8 * L, reset_less=True)
+        s0_rb = Signal(reset_less=True)    # the row buffer of a row-side beat
+        s0_gamma = Signal(16 * L, reset_less=True)
+        s0_beta = Signal(16 * L, reset_less=True)
         issue = Signal()
         issue_out = Signal()
         issue_mem = Signal()
@@ -515,7 +522,7 @@ class ActEngine(wiring.Component):
             # stage A: the beat, its mask and buffer registered; stage B: the beat's max / sum /
             # sum of squares (trees); then accumulated into the buffer's ctx. Final (and the
             # buffer ready) two cycles after the last beat.
-            la_v = reg(load_fire, "ld_v")
+            la_v = reg(load_fire, "ld_v", control=True)
             la_b = reg(wsel, "ld_b")
             la_x = reg(self.i.payload.x.as_value(), "ld_x")
             la_mask = reg(f_mask, "ld_mask")
@@ -534,7 +541,7 @@ class ActEngine(wiring.Component):
                 xm = [reg(xm[0], "ld_max2_0", signed(8))]
             while len(xm) > 1:
                 xm = max_level(xm)
-            lb_v = reg(la_v, "ld_v2")
+            lb_v = reg(la_v, "ld_v2", control=True)
             lb_b = reg(la_b, "ld_b2")
             lb_max = reg(xm[0], "ld_max", signed(8))
             lb_sx = reg(_sum_tree(Mux(la_mask[j], xs[j], 0) for j in range(L)), "ld_sx")
@@ -751,8 +758,9 @@ class ActEngine(wiring.Component):
                     v = reg(_rnd(p_e, sh7), f"s_v{j}")                           # 8
                     sh8 = reg(sh7, f"s_sh8{j}")
                     e = reg(v >> sh8, f"s_e{j}", unsigned(17))                   # 9 = SUM_STAGE
-                    # E * Y_row without its low ROW_DROP bits (sh_row: see rnd_row)
-                    prod = reg((e * y_row) >> ROW_DROP, f"s_prod{j}")           # 10
+                    # E * Y_row without its low ROW_DROP bits (sh_row: see rnd_row);
+                    # E <= 2**16 and Y_row < 2**16, so E * Y_row < 2**32
+                    prod = reg(((e * y_row) >> ROW_DROP)[:32 - ROW_DROP], f"s_prod{j}")  # 10
                     # softmax's rnd_row < 2**(20 + row_bits); the sum's exact width
                     v2_bits = ((1 << len(prod)) - 1 + (1 << (19 + row_bits))).bit_length()
                     v2 = reg(prod + rnd_row[:20 + row_bits], f"s_v2{j}", unsigned(v2_bits))  # 11
@@ -797,14 +805,15 @@ class ActEngine(wiring.Component):
                 zero = reg(x == 0, f"r_zero{j}")
                 ln = reg(_bitlen_at(ax), f"r_len{j}", range(9))                  # bitlen
                 shm = reg(_bitlen_at(ax, 8, -1), f"r_shm{j}", unsigned(4))       # 8 - bitlen
-                # the mantissa |x| << (16 - bitlen) has its low 8 bits 0: only its high 8
-                # bits |x| << (8 - bitlen) are carried (the core multiplies them exactly)
-                mant_r = reg((a << shm)[:8], f"r_m{j}", unsigned(8))             # 3
+                # the mantissa |x| << (16 - bitlen) has its low 9 bits 0 (|x| <= 128, and
+                # 128 is even): only its high 7 bits are carried (the core multiplies them
+                # exactly)
+                mant_r = reg((a << shm)[1:8], f"r_m{j}", unsigned(7))            # 3
                 # s = 15 + bitlen - fin - fout is in -6..23: signed 6 bits
                 s = Signal(signed(6), name=f"r_s{j}")
                 m.d.comb += s.eq(15 + ln - fin_at(2) - fout_at(2))
                 s_r = reg(s, f"r_s1_{j}")
-                yr, depth = _recip_pipe(reg, delay, mant_r, f"r_core{j}", low=8)  # 3 + depth
+                yr, depth = _recip_pipe(reg, delay, mant_r, f"r_core{j}", low=9)  # 3 + depth
                 st = 3 + depth
                 s_r2 = delay(s_r, depth, f"r_s2_{j}")
                 neg2 = delay(negx, depth + 2, f"r_neg2_{j}")
@@ -857,7 +866,7 @@ class ActEngine(wiring.Component):
         assert not (has["softmax"] or has["recip"]) or max(depth_of.values()) == PIPE_DEPTH
 
         # control bits along the pipeline
-        v_end = delay(s0_valid, PIPE_DEPTH, "valid")
+        v_end = delay(s0_valid, PIPE_DEPTH, "valid", control=True)
         out_end = delay(s0_out, PIPE_DEPTH, "out")
         last_end = delay(s0_last, PIPE_DEPTH, "last")
         mask_end = delay(s0_mask, PIPE_DEPTH, "mask")
@@ -868,12 +877,12 @@ class ActEngine(wiring.Component):
         # softmax sum of the exponentials, taken at SUM_STAGE (not at the end of the pipeline):
         # the beat's sum is registered, then added; sum_done marks the last beat's addition
         if has["softmax"]:
-            sum_v = delay(s0_valid & ~s0_out, SUM_STAGE, "sumv")
+            sum_v = delay(s0_valid & ~s0_out, SUM_STAGE, "sumv", control=True)
             sum_last = delay(s0_last, SUM_STAGE, "suml")
             sum_mask = delay(s0_mask, SUM_STAGE, "summ")
             part = reg(_sum_tree(Mux(sum_mask[j], es[j], 0) for j in range(L)), "sum_part")
-            part_v = reg(sum_v, "sum_part_v")
-            part_last = reg(sum_v & sum_last, "sum_part_last")
+            part_v = reg(sum_v, "sum_part_v", control=True)
+            part_last = reg(sum_v & sum_last, "sum_part_last", control=True)
             with m.If(part_v):
                 m.d.sync += s_sum.eq(s_sum + part)
             m.d.comb += sum_done.eq(part_last)
