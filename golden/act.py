@@ -317,15 +317,22 @@ def softmax(row, fin, fout):
     _check_fmt(fin, fout)
     if not row:
         raise ValueError("a softmax row needs at least one element")
+    es, length, y = softmax_scale(row, fin)
+    return [min(rshift_round(e * y, 15 + length - fout), 32767) for e in es]
+
+
+def softmax_scale(row, fin):
+    """The row scalars of :func:`softmax` for integer codes ``row``: ``(es, length, y)``, the
+    exponentials ``E_i`` (65536 for a maximum), the bit length of their sum ``S`` and
+    ``y = recip_core(S >> (length - 16))``; element ``i`` is then
+    ``min(rshift_round(E_i * y, 15 + length - fout), 32767)``."""
     mx = max(row)
     es = []
     for v in row:
         p, n = exp_parts(v - mx, fin)
         es.append(rshift_round(p, min(-n, 18)))
-    total = sum(es)
-    length = total.bit_length()
-    y = recip_core(total >> (length - 16))
-    return [min(rshift_round(e * y, 15 + length - fout), 32767) for e in es]
+    length = sum(es).bit_length()
+    return es, length, recip_core(sum(es) >> (length - 16))
 
 
 def layernorm_scale(row):

@@ -33,6 +33,9 @@ OUT_DEPTH = 32
 #: #14: ROM outputs, the GELU interpolation product, LayerNorm's shift in two) fill stages the
 #: shallower ops had spare, so the depth (and the latency) did not change.
 PIPE_DEPTH = golden.PIPE_DEPTH
+#: Low bits of the row-wise output products (softmax's ``E * Y_row``, layernorm's
+#: ``D * Y * gamma``) that never reach a result: their output shift is at least 13.
+ROW_DROP = 12
 #: Stage at which softmax's sum pass has its exponentials ``E_i`` (added to the row sum there).
 SUM_STAGE = golden.SUM_STAGE
 #: Cycles of the SCALAR state per row: the free-running scalar pipeline (products, n**2 *
@@ -85,9 +88,10 @@ def _rnd(v, s):
     return v + ((Const(1, 1) << s) >> 1)
 
 
-def _sat16(v):
+def _sat16(v, low=True):
     """``v`` saturated to int16: ``v > 32767`` and ``v < -32768`` as tests of its bits above
-    bit 14 (all equal to the sign bit when ``v`` fits), no comparator carry chain."""
+    bit 14 (all equal to the sign bit when ``v`` fits), no comparator carry chain. ``low=False``
+    leaves out the ``v < -32768`` test where no input reaches it."""
     shape = v.shape()
     width = shape.width
     if width <= 15 or (shape.signed and width <= 16):
@@ -95,6 +99,8 @@ def _sat16(v):
     if shape.signed:
         sign, high = v[width - 1], v[15:width]
         over, under = ~sign & high.any(), sign & ~high.all()
+        if not low:
+            return Mux(over, 32767, v)
     else:
         over, under = v[15:].any(), Const(0, 1)
     return Mux(over, 32767, Mux(under, -32768, v))
@@ -129,17 +135,19 @@ def _sum_tree(values):
     return values[0]
 
 
-def _recip_pipe(reg, delay, mant, name):
-    """``golden.recip_core`` of the 16-bit ``mant`` as a pipeline: ``(y, RECIP_STAGES)``, ``y``
-    a 16-bit Q16 value registered ``RECIP_STAGES`` cycles after ``mant``; one multiply per stage
-    (the seed; per Newton step ``u = 2**17 - (M*y >> 15)``, then ``y = y*u >> 16``). Widths are
-    the exact ranges over every ``M`` (``y`` < 2**16, ``u`` < 2**17: tests/test_act_golden.py),
-    so each product fits one 18x18 multiplier."""
+def _recip_pipe(reg, delay, mant, name, low=0):
+    """``golden.recip_core`` of the 16-bit ``M = mant << low`` as a pipeline: ``(y,
+    RECIP_STAGES)``, ``y`` a 16-bit Q16 value registered ``RECIP_STAGES`` cycles after ``mant``;
+    one multiply per stage (the seed; per Newton step ``u = 2**17 - (M*y >> 15)``, then
+    ``y = y*u >> 16``). Widths are the exact ranges over every ``M`` (``y`` < 2**16, ``u`` <
+    2**17: tests/test_act_golden.py), so each product fits one 18x18 multiplier. ``low``: the
+    low bits of ``M`` that are always 0 (9 for the mantissa of an int8) are neither carried
+    nor multiplied: ``M*v >> 15 == mant*v >> (15 - low)`` exactly."""
     a, b = golden.RECIP_SEED
-    y = reg(a - ((b * mant) >> 15), f"{name}_y0", unsigned(16))
+    y = reg(a - ((b * mant) >> (15 - low)), f"{name}_y0", unsigned(16))
     mm = reg(mant, f"{name}_m0")
     for step in range(golden.NEWTON_STEPS):
-        u = reg((1 << 17) - ((mm * y) >> 15)[:17], f"{name}_u{step}", unsigned(17))
+        u = reg((1 << 17) - ((mm * y) >> (15 - low))[:17], f"{name}_u{step}", unsigned(17))
         y = reg(y, f"{name}_yd{step}")
         mm = reg(mm, f"{name}_m{step}a")
         y = reg((y * u) >> 16, f"{name}_y{step + 1}", unsigned(16))
@@ -267,15 +275,18 @@ class ActEngine(wiring.Component):
         beat_bits = 16 - log_l + 1
         row_beat_bits = row_bits - log_l + 1
 
-        def reg(value, name, shape=None):
-            """``value`` registered (free-running: every stage advances every cycle)."""
-            s = Signal(shape if shape is not None else value.shape(), name=name)
+        def reg(value, name, shape=None, control=False):
+            """``value`` registered (free-running: every stage advances every cycle). Data
+            registers have no reset: a beat's data is only read with its valid bit, which is
+            reset (``control``: a valid bit), so their value after a reset is never read."""
+            s = Signal(shape if shape is not None else value.shape(), name=name,
+                       reset_less=not control)
             m.d.sync += s.eq(value)
             return s
 
-        def delay(value, cycles, name):
+        def delay(value, cycles, name, control=False):
             for t in range(cycles):
-                value = reg(value, f"{name}_d{t}")
+                value = reg(value, f"{name}_d{t}", control=control)
             return value
 
         def hand_over(sel, flags):
@@ -291,7 +302,7 @@ class ActEngine(wiring.Component):
         # beats enter while the previous command's drain (no drain between commands).
         tag_layout = data.StructLayout({"op": unsigned(3), "fin": unsigned(3), "fout": unsigned(4)})
         issue_tag = Signal(tag_layout)
-        s0_tag = Signal(tag_layout, name="tag0")
+        s0_tag = Signal(tag_layout, name="tag0", reset_less=True)
         m.d.sync += s0_tag.eq(issue_tag)
         carried = {field: [s0_tag[field]] for field in ("op", "fin", "fout")}
 
@@ -325,11 +336,13 @@ class ActEngine(wiring.Component):
             return signed_tag("fout", stage, signed(6))
 
         # ---- front: the command being received (element-wise stream or a row's load pass) -----
-        f_lastb = Signal(beat_bits)  # the index of the command's last beat
-        f_lmask = Signal(L)          # the lanes of its last beat
-        f_last = Signal()            # f_cnt == f_lastb (kept with f_cnt, not compared after it)
-        f_cnt = Signal(beat_bits)
-        f_tag = Signal(tag_layout)
+        # (loaded in every IDLE cycle, read only after it: no reset)
+        f_lastb = Signal(beat_bits, reset_less=True)  # the index of the command's last beat
+        f_lmask = Signal(L, reset_less=True)          # the lanes of its last beat
+        # f_cnt == f_lastb (kept with f_cnt, not compared after it)
+        f_last = Signal(reset_less=True)
+        f_cnt = Signal(beat_bits, reset_less=True)
+        f_tag = Signal(tag_layout, reset_less=True)
         reject = Signal()
 
         # ---- credits ---------------------------------------------------------------------------
@@ -354,7 +367,8 @@ class ActEngine(wiring.Component):
                                                   depth=2 * (self._max_row // L), init=[])
             wport = rowbuf.write_port()
             rport = rowbuf.read_port()
-            ctx = [Signal(ctx_layout, name=f"ctx{b}") for b in range(2)]
+            # (written when a row command is accepted, read only for that row: no reset)
+            ctx = [Signal(ctx_layout, name=f"ctx{b}", reset_less=True) for b in range(2)]
             free = [Signal(init=1, name=f"free{b}") for b in range(2)]
             ready = [Signal(name=f"ready{b}") for b in range(2)]
             wsel = Signal()
@@ -362,18 +376,28 @@ class ActEngine(wiring.Component):
             cur = Signal(ctx_layout)               # the row side's row
             m.d.comb += cur.eq(Mux(rsel, ctx[1].as_value(), ctx[0].as_value()))
             b_cnt = Signal(row_beat_bits)
-            s_sum = Signal(17 + row_bits + 1)      # softmax: sum of E
-            y_row = Signal(16)                     # recip (softmax) or isqrt (layernorm)
-            sh_row = Signal(6)                     # output shift of the row-wise op
-            # its rounding constant 2**(sh_row - 1) (0 for 0), latched with it
-            rnd_row = Signal(((Const(1, 1) << sh_row) >> 1).shape())
+            # softmax: sum of E (each E <= 2**16, so the sum <= 2**(16 + row_bits))
+            s_sum = Signal(17 + row_bits)
+            # The row scalars are written by the row's scalar step before its output pass
+            # reads them (reset-less: their value before that is never read).
+            y_row = Signal(16, reset_less=True)    # recip (softmax) or isqrt (layernorm)
+            # The row-wise outputs are (P + 2**(sh-1)) >> sh with sh >= 13 (layernorm:
+            # 35 + k - fout, k >= -7; softmax: 15 + bitlen(S) - fout, S >= 2**16), equal to
+            # ((P >> ROW_DROP) + 2**(sh-1-ROW_DROP)) >> (sh - ROW_DROP) for ROW_DROP = 12:
+            # the products drop their low 12 bits (never read), sh_row holds sh - 12 (>= 1)
+            # and rnd_row its rounding constant 2**(sh_row - 1), latched with it; sh - 12 is
+            # at most 20 + row_bits (softmax, S <= 2**(16 + row_bits)) or 24 + row_bits
+            # (layernorm, k <= row_bits + 1), so rnd_row has 24 + row_bits bits.
+            sh_row = Signal(6, reset_less=True)
+            rnd_row = Signal(24 + row_bits, reset_less=True)
 
             def latch_shift(value):
                 sh = Signal(6, name="sh_row_next")
-                m.d.comb += sh.eq(value)
+                m.d.comb += sh.eq(value - ROW_DROP)
                 m.d.sync += [sh_row.eq(sh), rnd_row.eq((Const(1, 1) << sh) >> 1)]
-            ln_n = Signal(row_bits + 1)            # layernorm: the row's n and sum of x
-            ln_sx = Signal(signed(row_bits + 9))
+            # layernorm: the row's n and sum of x
+            ln_n = Signal(row_bits + 1, reset_less=True)
+            ln_sx = Signal(signed(row_bits + 9), reset_less=True)
             all_free = free[0] & free[1]
             w_free = Mux(wsel, free[1], free[0])
         else:
@@ -382,14 +406,15 @@ class ActEngine(wiring.Component):
 
         # ---- beat register (stage 0) -----------------------------------------------------------
         s0_valid = Signal()
-        s0_out = Signal()            # an output beat (else a softmax sum beat)
-        s0_last = Signal()
-        s0_mask = Signal(L)
-        s0_mem = Signal()            # x comes from the row buffer's read port
-        s0_xreg = Signal(8 * L)
-        s0_rb = Signal()             # the row buffer of a row-side beat
-        s0_gamma = Signal(16 * L)
-        s0_beta = Signal(16 * L)
+        # the beat's data (read only with s0_valid and its delays: no reset)
+        s0_out = Signal(reset_less=True)   # an output beat (else a softmax sum beat)
+        s0_last = Signal(reset_less=True)
+        s0_mask = Signal(L, reset_less=True)
+        s0_mem = Signal(reset_less=True)   # x comes from the row buffer's read port
+        s0_xreg = Signal(8 * L, reset_less=True)
+        s0_rb = Signal(reset_less=True)    # the row buffer of a row-side beat
+        s0_gamma = Signal(16 * L, reset_less=True)
+        s0_beta = Signal(16 * L, reset_less=True)
         issue = Signal()
         issue_out = Signal()
         issue_mem = Signal()
@@ -435,10 +460,13 @@ class ActEngine(wiring.Component):
         stream_go = Signal()
         with m.FSM(name="front") as front:
             with m.State("IDLE"):
+                # the command fields are loaded every IDLE cycle, not only when a command is
+                # accepted: none of them is read before the cycle after the accepting one (the
+                # last IDLE cycle), and a value held in IDLE would be logic no output can see
+                m.d.sync += [f_tag.op.eq(c.op), f_tag.fin.eq(c.fin), f_tag.fout.eq(c.fout),
+                             f_lastb.eq(last_beat(c.n)), f_lmask.eq(last_mask(c.n)),
+                             f_cnt.eq(0), f_last.eq(last_beat(c.n) == 0)]
                 with m.If(self.cmd.valid & self.cmd.ready):
-                    m.d.sync += [f_tag.op.eq(c.op), f_tag.fin.eq(c.fin), f_tag.fout.eq(c.fout),
-                                 f_lastb.eq(last_beat(c.n)), f_lmask.eq(last_mask(c.n)),
-                                 f_cnt.eq(0), f_last.eq(last_beat(c.n) == 0)]
                     with m.If(~c_ok):
                         m.d.sync += reject.eq(1)
                     if rows:
@@ -494,7 +522,7 @@ class ActEngine(wiring.Component):
             # stage A: the beat, its mask and buffer registered; stage B: the beat's max / sum /
             # sum of squares (trees); then accumulated into the buffer's ctx. Final (and the
             # buffer ready) two cycles after the last beat.
-            la_v = reg(load_fire, "ld_v")
+            la_v = reg(load_fire, "ld_v", control=True)
             la_b = reg(wsel, "ld_b")
             la_x = reg(self.i.payload.x.as_value(), "ld_x")
             la_mask = reg(f_mask, "ld_mask")
@@ -513,7 +541,7 @@ class ActEngine(wiring.Component):
                 xm = [reg(xm[0], "ld_max2_0", signed(8))]
             while len(xm) > 1:
                 xm = max_level(xm)
-            lb_v = reg(la_v, "ld_v2")
+            lb_v = reg(la_v, "ld_v2", control=True)
             lb_b = reg(la_b, "ld_b2")
             lb_max = reg(xm[0], "ld_max", signed(8))
             lb_sx = reg(_sum_tree(Mux(la_mask[j], xs[j], 0) for j in range(L)), "ld_sx")
@@ -662,7 +690,7 @@ class ActEngine(wiring.Component):
                 sh16 = signed_tag("fin", 1, 5, 16, "g_sh16")
                 relu = Mux(x < 0, 0, x[:7])
                 tq = reg(a << sh7, f"g_tq{j}", unsigned(15))                     # 2
-                rs = reg(relu << sh16, f"g_rs{j}", unsigned(24))
+                rs = reg(relu << sh16, f"g_rs{j}", unsigned(23))              # < 127 * 2**16
                 seg = tq >> 3
                 rom = Memory(shape=unsigned(32), depth=golden.GELU_SEGMENTS, init=gelu_words)
                 m.submodules[f"gelu_rom{j}"] = rom
@@ -685,14 +713,18 @@ class ActEngine(wiring.Component):
                 w = reg(rs6 - g, f"g_w{j}", signed(25))                          # 7
                 v = reg(_rnd(w, sh_16_fout(7)), f"g_v{j}")                       # 8
                 q = reg(v >> sh_16_fout(8), f"g_q{j}", signed(25))               # 9
-                y = reg(_sat16(q), f"g_y{j}", signed(16))                        # 10
+                # GELU's result is at least -5569 (w >= -11139, the table's largest g, at
+                # x < 0; shift 16 - fout >= 1): only the upper saturation can act
+                y = reg(_sat16(q, low=False), f"g_y{j}", signed(16))             # 10
                 results["gelu"] = (y, 10)
 
             if need_exp:
                 d = reg(Mux(op_at(1, "softmax"), x - mx1, x) if has["softmax"] else x,
                         f"e_d{j}", signed(9))                                    # 2
-                z = reg(d * golden.LOG2E_Q20, f"e_z{j}", signed(31))             # 3
-                n_e = reg(z >> (tag_at("fin", 3) + 20), f"e_n{j}", signed(11))        # 4
+                # exact ranges over d in -255..255 (a softmax beat's lanes past n may hold
+                # stale bytes above the row max): |z| < 2**29, n in -368..367
+                z = reg(d * golden.LOG2E_Q20, f"e_z{j}", signed(30))             # 3
+                n_e = reg(z >> (tag_at("fin", 3) + 20), f"e_n{j}", signed(10))        # 4
                 f_e = reg((z >> (tag_at("fin", 3) + 4))[:16], f"e_f{j}", unsigned(16))
                 c1, c2, c3 = golden.EXP_C
                 # Horner's rule with each constant added after the previous product (one
@@ -705,7 +737,7 @@ class ActEngine(wiring.Component):
                 p_e = Signal(17, name=f"e_p{j}")                                 # 7 (comb)
                 m.d.comb += p_e.eq(65536 + t3)
                 if has["exp"]:
-                    s = Signal(signed(12), name=f"x_s{j}")
+                    s = Signal(signed(9), name=f"x_s{j}")      # 16 - fout - n: -182..201
                     m.d.comb += s.eq(16 - fout_at(4) - n_e)
                     s5 = reg(s, f"x_s5{j}")                                      # 5
                     s7 = delay(s5, 2, f"x_s7{j}")                                # 7
@@ -719,16 +751,22 @@ class ActEngine(wiring.Component):
                             signed(16))                                          # 10
                     results["exp"] = (y, 10)
                 if has["softmax"]:
-                    neg = Signal(signed(12), name=f"s_neg{j}")
+                    neg = Signal(signed(11), name=f"s_neg{j}")
                     m.d.comb += neg.eq(-n_e)
                     sh5 = reg(Mux(neg >= 18, 18, neg[:5]), f"s_sh5{j}", unsigned(5))   # 5
                     sh7 = delay(sh5, 2, f"s_sh7{j}")                             # 7
                     v = reg(_rnd(p_e, sh7), f"s_v{j}")                           # 8
                     sh8 = reg(sh7, f"s_sh8{j}")
                     e = reg(v >> sh8, f"s_e{j}", unsigned(17))                   # 9 = SUM_STAGE
-                    prod = reg(e * y_row, f"s_prod{j}")                          # 10
-                    v2 = reg(prod + rnd_row, f"s_v2{j}")                         # 11
-                    c2 = reg(v2 >> Cat(Const(0, 3), sh_row[3:]), f"s_c2{j}")      # 12
+                    # E * Y_row without its low ROW_DROP bits (sh_row: see rnd_row);
+                    # E <= 2**16 and Y_row < 2**16, so E * Y_row < 2**32
+                    prod = reg(((e * y_row) >> ROW_DROP)[:32 - ROW_DROP], f"s_prod{j}")  # 10
+                    # softmax's rnd_row < 2**(20 + row_bits); the sum's exact width
+                    v2_bits = ((1 << len(prod)) - 1 + (1 << (19 + row_bits))).bit_length()
+                    v2 = reg(prod + rnd_row[:20 + row_bits], f"s_v2{j}", unsigned(v2_bits))  # 11
+                    # (the bits the next shift by sh_row[:3] <= 7 can bring into the result)
+                    c2 = reg((v2 >> Cat(Const(0, 3), sh_row[3:]))[:len(prod) + 7],
+                             f"s_c2{j}")                                         # 12
                     q2 = (c2 >> sh_row[:3])[:len(prod)]
                     y = reg(Mux(q2 > 32767, 32767, q2), f"s_y{j}", signed(16))   # 13
                     results["softmax"] = (y, 13)
@@ -766,23 +804,31 @@ class ActEngine(wiring.Component):
                 negx = reg(x < 0, f"r_neg{j}")
                 zero = reg(x == 0, f"r_zero{j}")
                 ln = reg(_bitlen_at(ax), f"r_len{j}", range(9))                  # bitlen
-                shm = reg(_bitlen_at(ax, 16, -1), f"r_shm{j}", unsigned(4))      # 16 - bitlen
-                mant_r = reg((a << shm)[:16], f"r_m{j}", unsigned(16))           # 3
-                s = Signal(signed(8), name=f"r_s{j}")
+                shm = reg(_bitlen_at(ax, 8, -1), f"r_shm{j}", unsigned(4))       # 8 - bitlen
+                # the mantissa |x| << (16 - bitlen) has its low 9 bits 0 (|x| <= 128, and
+                # 128 is even): only its high 7 bits are carried (the core multiplies them
+                # exactly)
+                mant_r = reg((a << shm)[1:8], f"r_m{j}", unsigned(7))            # 3
+                # s = 15 + bitlen - fin - fout is in -6..23: signed 6 bits
+                s = Signal(signed(6), name=f"r_s{j}")
                 m.d.comb += s.eq(15 + ln - fin_at(2) - fout_at(2))
                 s_r = reg(s, f"r_s1_{j}")
-                yr, depth = _recip_pipe(reg, delay, mant_r, f"r_core{j}")        # 3 + depth
+                yr, depth = _recip_pipe(reg, delay, mant_r, f"r_core{j}", low=9)  # 3 + depth
                 st = 3 + depth
                 s_r2 = delay(s_r, depth, f"r_s2_{j}")
                 neg2 = delay(negx, depth + 2, f"r_neg2_{j}")
                 zero2 = delay(zero, depth + 2, f"r_zero2_{j}")
                 left = Signal(3, name=f"r_left{j}")
                 m.d.comb += left.eq(-s_r2)
-                sl = reg(yr << left, f"r_sl{j}", unsigned(26))                   # st + 1
-                vr = reg(_rnd(yr, s_r2[:5]), f"r_v{j}")
-                ge18, lt0 = reg(s_r2 >= 18, f"r_ge18{j}"), reg(s_r2 < 0, f"r_lt0{j}")
+                # s >= -6 for x != 0 (x == 0 gives 32767 below), so y << -s < 2**22
+                sl = reg(yr << left, f"r_sl{j}", unsigned(22))                   # st + 1
+                # no s >= 18 case (golden's r = 0): s <= 23 and y < 2**16, so for s >= 17
+                # (y + 2**(s-1)) >> s is already 0; the rounding addend 2**(s-1) <= 2**22
+                # and y + 2**(s-1) < 2**23
+                vr = reg(yr + ((Const(1, 1) << s_r2[:5]) >> 1)[:23], f"r_v{j}", unsigned(23))
+                lt0 = reg(s_r2 < 0, f"r_lt0{j}")
                 s5 = reg(s_r2[:5], f"r_s5{j}")
-                r = reg(Mux(ge18, 0, Mux(lt0, sl, vr >> s5)), f"r_r{j}", unsigned(26))  # st + 2
+                r = reg(Mux(lt0, sl, vr >> s5), f"r_r{j}", unsigned(22))        # st + 2
                 neg3, zero3 = reg(neg2, f"r_neg3{j}"), reg(zero2, f"r_zero3{j}")
                 # sat16(-r) is -32768 for r >= 2**15, else -r[:15]; sat16(r) is 32767 then
                 big = r[15:].any()
@@ -798,9 +844,12 @@ class ActEngine(wiring.Component):
                 p1 = reg(dd * y_row, f"n_p1_{j}", signed(row_bits + 11 + 18))    # 4
                 gam = delay(s0_gamma.word_select(j, 16).as_signed(), 4, f"n_gam{j}")
                 bet = delay(s0_beta.word_select(j, 16).as_signed(), 9, f"n_bet{j}")
-                pl = reg(p1[:18] * gam, f"n_pl{j}")                              # 5
+                # the product without its low ROW_DROP bits (sh_row: see rnd_row):
+                # (ph * 2**18 + pl) >> 12 == ph * 2**6 + (pl >> 12)
+                pl = reg((p1[:18] * gam) >> ROW_DROP, f"n_pl{j}")                # 5
                 ph = reg(p1[18:].as_signed() * gam, f"n_ph{j}")
-                p2 = reg((ph << 18) + pl, f"n_p2_{j}", signed(row_bits + 11 + 18 + 16))  # 6
+                p2 = reg((ph << (18 - ROW_DROP)) + pl, f"n_p2_{j}",
+                         signed(row_bits + 11 + 18 + 16 - ROW_DROP))             # 6
                 v = reg(p2 + rnd_row, f"n_v{j}")                                 # 7
                 c = reg(v >> Cat(Const(0, 3), sh_row[3:]), f"n_c{j}")           # 8
                 q = reg(c >> sh_row[:3], f"n_q{j}", signed(len(p2)))             # 9
@@ -817,7 +866,7 @@ class ActEngine(wiring.Component):
         assert not (has["softmax"] or has["recip"]) or max(depth_of.values()) == PIPE_DEPTH
 
         # control bits along the pipeline
-        v_end = delay(s0_valid, PIPE_DEPTH, "valid")
+        v_end = delay(s0_valid, PIPE_DEPTH, "valid", control=True)
         out_end = delay(s0_out, PIPE_DEPTH, "out")
         last_end = delay(s0_last, PIPE_DEPTH, "last")
         mask_end = delay(s0_mask, PIPE_DEPTH, "mask")
@@ -828,12 +877,12 @@ class ActEngine(wiring.Component):
         # softmax sum of the exponentials, taken at SUM_STAGE (not at the end of the pipeline):
         # the beat's sum is registered, then added; sum_done marks the last beat's addition
         if has["softmax"]:
-            sum_v = delay(s0_valid & ~s0_out, SUM_STAGE, "sumv")
+            sum_v = delay(s0_valid & ~s0_out, SUM_STAGE, "sumv", control=True)
             sum_last = delay(s0_last, SUM_STAGE, "suml")
             sum_mask = delay(s0_mask, SUM_STAGE, "summ")
             part = reg(_sum_tree(Mux(sum_mask[j], es[j], 0) for j in range(L)), "sum_part")
-            part_v = reg(sum_v, "sum_part_v")
-            part_last = reg(sum_v & sum_last, "sum_part_last")
+            part_v = reg(sum_v, "sum_part_v", control=True)
+            part_last = reg(sum_v & sum_last, "sum_part_last", control=True)
             with m.If(part_v):
                 m.d.sync += s_sum.eq(s_sum + part)
             m.d.comb += sum_done.eq(part_last)

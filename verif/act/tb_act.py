@@ -7,7 +7,8 @@ the output; rejected commands (unknown op, n = 0, n > max_row) each followed by 
 every ordered pair of ops back to back at full input rate, with the output always ready and
 under heavy back-pressure; row scalars (softmax's exponential sum, LayerNorm's n**2 times the
 variance) at every bit length; recip of every code in every lane at its smallest rounding
-shifts; LayerNorm outputs exactly at their rounding ties and one below them.
+shifts; LayerNorm outputs exactly at their rounding ties and one below them; softmax outputs
+that show the row reciprocal's last bit.
 Generation parameters come from ``verif.common.params()`` (defaults if absent).
 
 With ``SPARSEHW_FAIL_FAST=1`` in the environment (``sparsehw mutate`` sets it), the tests after
@@ -339,3 +340,38 @@ def _layernorm_ties(gen, params):
 async def act_layernorm_rounding_ties(dut):
     """LayerNorm's rounding at its ties and one below them: see :func:`_layernorm_ties`."""
     await _run_targeted(dut, "layernorm", _layernorm_ties, stream=13, salt=14)
+
+
+def _softmax_recip_last_bit(gen, params):
+    """Softmax rows whose outputs show the last bit of the row reciprocal ``Y`` (the reciprocal
+    core's full precision, where its Newton steps correct their own rounding): two-element rows,
+    a maximum and one element ``d`` = 1..255 below it, at every fin and fout 15, so that the
+    sum ``S = 65536 + E_d`` has 17 bits and the output shift is 17; of those, the rows whose
+    outputs the golden model gives differently for ``Y - 1`` or ``Y + 1`` (``Y`` from
+    ``golden.act.softmax_scale``), 128 of them evenly spread over ``S``."""
+    found = []
+    for fin in range(8):
+        for d in range(1, 256):
+            es, length, y = golden.softmax_scale([0, -d], fin)
+            sh = 15 + length - 15
+
+            def out(yy):
+                return [min(golden.rshift_round(e * yy, sh), 32767) for e in es]
+
+            if out(y - 1) != out(y) or out(y + 1) != out(y):
+                found.append((sum(es), fin, d))
+    found.sort()
+    jobs = []
+    for i in range(min(128, len(found))):
+        _, fin, d = found[i * len(found) // min(128, len(found))]
+        top = int(gen.integers(d - 128, 128))
+        xs = [top, top - d] if gen.integers(0, 2) else [top - d, top]
+        jobs.append(make_job(gen, params, "softmax", 2, fin=fin, fout=15, kind="random", xs=xs))
+    return jobs
+
+
+@common.test()
+async def act_softmax_recip_last_bit(dut):
+    """Softmax outputs that show the row reciprocal's last bit: see
+    :func:`_softmax_recip_last_bit`."""
+    await _run_targeted(dut, "softmax", _softmax_recip_last_bit, stream=15, salt=16)
