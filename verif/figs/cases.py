@@ -408,6 +408,47 @@ async def window_sweep(dut, engine):
         dut._log.info(f"{engine} window sweep {n}:{m}: {tiles} tiles ok")
     if engine == "figs":
         await _exchange_phase_sweep(dut, params, rng)
+    if engine in ("nm_broadcast", "nm_fanout"):
+        await _mac_index_sweep(dut, engine, params, rng)
+
+
+async def _mac_index_sweep(dut, engine, params, rng):
+    """Broadcast and fan-out (each MAC selects its operand from its row's whole M-block): every
+    MAC multiplies every position of the window at the largest M (with its smallest N). Tile
+    ``t``: the MAC of row ``r`` (slot ``s = r % N``) and entry ``e`` holds index ``(t + e + s*M/N)
+    % M`` (distinct within a group; over ``M`` tiles every MAC holds every index), slots as
+    placed, random nonzero weights; two instances per tile, the second the bitwise complement
+    of the first (every operand bit 0 and 1 at every MAC and index). Bit-exact under stalls."""
+    rows, cols, beta = params["rows"], params["cols"], params["beta"]
+    m, n = _window_ms(engine, params)[-1]
+    q = m // n
+    k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
+    w = np.zeros((o_tile, m * k_tile), dtype=np.int64)
+    slot_of = {}                           # (output, group, index) -> slot of the weight
+    for t in range(m):
+        for r in range(rows):
+            group = t * rows // n + r // n
+            for e in range(o_tile):
+                index = (t + e + (r % n) * q) % m
+                w[e, group * m + index] = int(rng.integers(1, 128)) * int(rng.choice((-1, 1)))
+                slot_of[(e, group, index)] = r % n
+
+    def place(values, indices):
+        order = np.zeros(values.shape, dtype=np.int64)
+        for o in range(values.shape[0]):
+            for pos in range(values.shape[1]):
+                order[o, pos - pos % n + slot_of[(o, pos // n, int(indices[o, pos]))]] = pos
+        return (np.take_along_axis(values, order, axis=1),
+                np.take_along_axis(indices, order, axis=1))
+
+    x0 = rng.integers(-128, 128, size=(w.shape[1], 1))
+    x = np.concatenate([x0, -x0 - 1], axis=1)       # ~x0: every bit both ways
+    fig = await _gemm(dut, engine, params, w, x, n, m, rngs=_rngs(48), stall=0.3,
+                      permute=place)
+    assert _fault(dut) == 0, f"spurious fault {_fault(dut):#x} in the MAC index sweep"
+    assert {(r, e, j) for r in range(rows) for e in range(o_tile) for j in range(m)} <= \
+        fig["entries"], "a MAC did not hold every index"
+    dut._log.info(f"{engine} MAC index sweep {n}:{m}: {m} tiles ok")
 
 
 def _reversed_tile_phases(w, n, m, params):
