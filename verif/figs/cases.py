@@ -417,8 +417,9 @@ async def _mac_index_sweep(dut, engine, params, rng):
     MAC multiplies every position of the window at the largest M (with its smallest N). Tile
     ``t``: the MAC of row ``r`` (slot ``s = r % N``) and entry ``e`` holds index ``(t + e + s*M/N)
     % M`` (distinct within a group; over ``M`` tiles every MAC holds every index), slots as
-    placed, random nonzero weights; two instances per tile, the second the bitwise complement
-    of the first (every operand bit 0 and 1 at every MAC and index). Bit-exact under stalls."""
+    placed, random nonzero weights; more instances per tile than the pipeline's latency, each
+    followed by its bitwise complement (every operand bit 0 and 1 at every MAC and index).
+    Bit-exact under stalls, 80% on the output: a full pipeline held in every column."""
     rows, cols, beta = params["rows"], params["cols"], params["beta"]
     m, n = _window_ms(engine, params)[-1]
     q = m // n
@@ -441,10 +442,12 @@ async def _mac_index_sweep(dut, engine, params, rng):
         return (np.take_along_axis(values, order, axis=1),
                 np.take_along_axis(indices, order, axis=1))
 
-    x0 = rng.integers(-128, 128, size=(w.shape[1], 1))
-    x = np.concatenate([x0, -x0 - 1], axis=1)       # ~x0: every bit both ways
-    fig = await _gemm(dut, engine, params, w, x, n, m, rngs=_rngs(48), stall=0.3,
-                      permute=place)
+    # instances of a tile fill the pipeline (B > its latency), each followed by its complement
+    pairs = -(-(gf.pipeline_latency(cols) + 1) // 2)
+    x0 = rng.integers(-128, 128, size=(w.shape[1], pairs))
+    x = np.stack([x0, -x0 - 1], axis=2).reshape(w.shape[1], 2 * pairs)
+    fig = await _gemm(dut, engine, params, w, x, n, m, rngs=_rngs(48),
+                      stall=(0.3, 0.3, 0.8), permute=place)
     assert _fault(dut) == 0, f"spurious fault {_fault(dut):#x} in the MAC index sweep"
     assert {(r, e, j) for r in range(rows) for e in range(o_tile) for j in range(m)} <= \
         fig["entries"], "a MAC did not hold every index"
