@@ -408,6 +408,50 @@ async def window_sweep(dut, engine):
         dut._log.info(f"{engine} window sweep {n}:{m}: {tiles} tiles ok")
     if engine == "figs":
         await _exchange_phase_sweep(dut, params, rng)
+    if engine in ("nm_broadcast", "nm_fanout"):
+        await _mac_index_sweep(dut, engine, params, rng)
+
+
+async def _mac_index_sweep(dut, engine, params, rng):
+    """Broadcast and fan-out (each MAC selects its operand from its row's whole M-block): every
+    MAC multiplies every position of the window at the largest M (with its smallest N). Tile
+    ``t``: the MAC of row ``r`` (slot ``s = r % N``) and entry ``e`` holds index ``(t + e + s*M/N)
+    % M`` (distinct within a group; over ``M`` tiles every MAC holds every index), slots as
+    placed, random nonzero weights; more instances per tile than the pipeline's latency, each
+    followed by its bitwise complement (every operand bit 0 and 1 at every MAC and index).
+    Bit-exact under stalls, 80% on the output: a full pipeline held in every column."""
+    rows, cols, beta = params["rows"], params["cols"], params["beta"]
+    m, n = _window_ms(engine, params)[-1]
+    q = m // n
+    k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
+    w = np.zeros((o_tile, m * k_tile), dtype=np.int64)
+    slot_of = {}                           # (output, group, index) -> slot of the weight
+    for t in range(m):
+        for r in range(rows):
+            group = t * rows // n + r // n
+            for e in range(o_tile):
+                index = (t + e + (r % n) * q) % m
+                w[e, group * m + index] = int(rng.integers(1, 128)) * int(rng.choice((-1, 1)))
+                slot_of[(e, group, index)] = r % n
+
+    def place(values, indices):
+        order = np.zeros(values.shape, dtype=np.int64)
+        for o in range(values.shape[0]):
+            for pos in range(values.shape[1]):
+                order[o, pos - pos % n + slot_of[(o, pos // n, int(indices[o, pos]))]] = pos
+        return (np.take_along_axis(values, order, axis=1),
+                np.take_along_axis(indices, order, axis=1))
+
+    # instances of a tile fill the pipeline (B > its latency), each followed by its complement
+    pairs = -(-(gf.pipeline_latency(cols) + 1) // 2)
+    x0 = rng.integers(-128, 128, size=(w.shape[1], pairs))
+    x = np.stack([x0, -x0 - 1], axis=2).reshape(w.shape[1], 2 * pairs)
+    fig = await _gemm(dut, engine, params, w, x, n, m, rngs=_rngs(48),
+                      stall=(0.3, 0.3, 0.8), permute=place)
+    assert _fault(dut) == 0, f"spurious fault {_fault(dut):#x} in the MAC index sweep"
+    assert {(r, e, j) for r in range(rows) for e in range(o_tile) for j in range(m)} <= \
+        fig["entries"], "a MAC did not hold every index"
+    dut._log.info(f"{engine} MAC index sweep {n}:{m}: {m} tiles ok")
 
 
 def _reversed_tile_phases(w, n, m, params):
@@ -474,7 +518,8 @@ async def exchange(dut):
     high end, without slot assignment,
     no stalls: bit-exact, no fault, and the cycles equal :func:`golden.figs.predicted_cycles`
     with the schedule's phases (``B >= rows + L + 1``, ``L`` the pipeline latency: one instance
-    per phase)."""
+    per phase). Then every rotation of every weight position as the only one its tile needs
+    (:func:`_sole_rotation_sweep`)."""
     engine = "figs"
     params = dut_params(engine)
     rows, cols, beta = params["rows"], params["cols"], params["beta"]
@@ -503,6 +548,116 @@ async def exchange(dut):
     if params["alpha"] < 2 and _supported(engine, params, 8, 32):
         assert exchanged, "no case used the swap exchange"
     common.record(exchange=results)
+    await _sole_rotation_sweep(dut, params, rng)
+
+
+def _sole_rotation_tiles(params):
+    """``[(n, m, tiles)]`` of :func:`_sole_rotation_sweep`: every ``(row, entry, rotation)`` a
+    nonzero weight can need (golden :func:`golden.figs.route` over every slot and sub-block, at
+    the largest M of each N, the largest N first; a triple found at a larger N is not repeated),
+    packed into tiles (first fit) so that in every tile each rotation is needed by exactly one
+    weight: ``tiles[i] = {(row, entry): (rotation, index)}``, every other weight of the tile
+    zero."""
+    rows, alpha = params["rows"], params["alpha"]
+    e_count = params["cols"] * params["beta"]
+    done = set()
+    out = []
+    for n in sorted({n for n, _ in SUPPORTED_RATIOS}, reverse=True):
+        ms = [m for n_, m in SUPPORTED_RATIOS if n_ == n and _supported("figs", params, n, m)]
+        if not ms:
+            continue
+        m = max(ms)
+        q = m // n
+        tiles = []
+        for t in range(1, n):
+            for r in range(rows):
+                for sub in range(n):
+                    if gf.route(sub, r % n, n, alpha)[0] != t:
+                        continue
+                    for e in range(e_count):
+                        if (r, e, t) in done:
+                            continue
+                        done.add((r, e, t))
+                        for tile in tiles + [{}]:
+                            used = {idx for (rr, ee), (_, idx) in tile.items()
+                                    if ee == e and rr // n == r // n}
+                            lanes = [sub * q + lane for lane in range(q)
+                                     if sub * q + lane not in used]
+                            if (r, e) in tile or any(tt == t for tt, _ in tile.values()) \
+                                    or not lanes:
+                                continue
+                            if not tile:
+                                tiles.append(tile)
+                            tile[(r, e)] = (t, lanes[0])
+                            break
+        if tiles:
+            out.append((n, m, tiles))
+    return out
+
+
+async def _sole_rotation_sweep(dut, params, rng):
+    """FiGS exchange schedule, one weight at a time: for every ``(row, entry, rotation)`` a
+    nonzero weight can need (:func:`_sole_rotation_tiles`), a tile in which that weight is the
+    only one that needs this rotation (the schedule must include the rotation because of that
+    weight alone: row ``r``'s rotation decode at load, OR-ed into the bank's schedule), random
+    nonzero weights and activations, one GEMM per N:M (K tiles of one output tile), slots as
+    placed (no slot assignment), bit-exact under stalls. The golden schedule
+    (:func:`golden.figs.tile_schedule`) of every tile is checked to hold exactly the rotations
+    placed."""
+    rows, cols, beta = params["rows"], params["cols"], params["beta"]
+    e_count = cols * beta
+    swept = []
+    for n, m, tiles in _sole_rotation_tiles(params):
+        k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
+        w = np.zeros((o_tile, len(tiles) * k_tile), dtype=np.int64)
+        slot_of = {}                       # (output, group, index) -> slot of the weight
+        for kt, tile in enumerate(tiles):
+            for (r, e), (_, index) in tile.items():
+                group = kt * rows // n + r // n
+                value = int(rng.integers(1, 128)) * int(rng.choice((-1, 1)))
+                w[e, group * m + index] = value
+                slot_of[(e, group, index)] = r % n
+
+        def place(values, indices, n=n, slot_of=slot_of):
+            values, indices = values.copy(), indices.copy()
+            for o in range(values.shape[0]):
+                for g in range(values.shape[1] // n):
+                    span = slice(g * n, (g + 1) * n)
+                    v, i = values[o, span].copy(), indices[o, span].copy()
+                    order = [None] * n
+                    rest = []
+                    for s in range(n):
+                        target = slot_of.get((o, g, int(i[s]))) if v[s] else None
+                        if target is None:
+                            rest.append(s)
+                        else:
+                            order[target] = s
+                    for slot in range(n):
+                        if order[slot] is None:
+                            order[slot] = rest.pop(0)
+                    values[o, span], indices[o, span] = v[order], i[order]
+            return values, indices
+
+        # the stimulus is what it claims: each placed rotation needed by its weight alone
+        values, indices = place(*nm.compress(w, n, m))
+        for kt, tile in enumerate(tiles):
+            wrows = gf.weight_rows(values, indices, n, m, rows=rows, cols=cols, beta=beta,
+                                   o_tile=0, k_tile=kt)
+            need = [(gf.route(i // (m // n), r % n, n, params["alpha"])[0], (r, e))
+                    for r, row in enumerate(wrows) for e, (v, i) in enumerate(row) if v]
+            assert sorted(need) == sorted((t, cell) for cell, (t, _) in tile.items()), \
+                f"sole-rotation tile {kt} at {n}:{m} is not what was placed"
+            assert gf.tile_schedule(wrows, n, m, params["alpha"]) == \
+                [0] + sorted(t for t, _ in tile.values())
+        shape = (w.shape[1], 1)         # nonzero activations: every missed product shows
+        x = rng.integers(1, 128, size=shape) * rng.choice((-1, 1), size=shape)
+        await _gemm(dut, "figs", params, w, x, n, m, rngs=_rngs(85 + n), stall=0.3,
+                    permute=place)
+        assert _fault(dut) == 0
+        swept.append((n, m, len(tiles), sum(len(t) for t in tiles)))
+        dut._log.info(f"figs sole-rotation sweep {n}:{m}: {len(tiles)} tiles, "
+                      f"{sum(len(t) for t in tiles)} (row, entry, rotation) triples")
+    common.record(sole_rotation=swept)
 
 
 async def full_rate(dut, engine):
