@@ -259,7 +259,7 @@ def test_cocotb_ring_regression(k):
                         build_dir=new_build_dir(f"test-ring-{k}"), seed=k,
                         params={"nodes": k, "width": 16}, workload={"packets": 80})
     assert result.passed, f"{result.errors} see {result.log}"
-    assert result.tests == 8
+    assert result.tests == 10
     assert result.record["pairs"] == k * k
     # Functional coverage: every flow delivered, every router starved in each direction a
     # 2-hop route passes it (k >= 4), every injection queue full, every ejection port held,
