@@ -143,6 +143,11 @@ class RingParameters:
 class RingRouter(RingParameters, wiring.Component):
     """One node of the bidirectional ring.
 
+    The router is generated for its place in the ring: it builds logic only for the flits the
+    routing function (:func:`sparsehw.golden.ring.route`) can put on its links, queues and
+    buffers, so its ``*_in`` slots must carry only those (as in :class:`Ring`); see
+    ``docs/ring.md``, "Generation-time pruning".
+
     Parameters
     ----------
     nodes : int
