@@ -57,10 +57,6 @@ def flit_layout(nodes, width):
     return data.StructLayout({"dest": bits, "src": bits, "payload": width})
 
 
-def _slot_layout(nodes, width):
-    return data.StructLayout({"valid": 1, "flit": flit_layout(nodes, width)})
-
-
 class SlotSignature(wiring.Signature):
     """One ring link as its sender sees it: the slot register leaving a router.
 
@@ -146,6 +142,11 @@ class RingParameters:
 
 class RingRouter(RingParameters, wiring.Component):
     """One node of the bidirectional ring.
+
+    The router is generated for its place in the ring: it builds logic only for the flits the
+    routing function (:func:`sparsehw.golden.ring.route`) can put on its links, queues and
+    buffers, so its ``*_in`` slots must carry only those (as in :class:`Ring`); see
+    ``docs/ring.md``, "Generation-time pruning".
 
     Parameters
     ----------
@@ -238,11 +239,13 @@ class RingRouter(RingParameters, wiring.Component):
                      new_flit.payload.eq(self.inject.p.payload)]
 
         # Local traffic goes straight into the local ejection buffer.
-        local = m.submodules.local = SyncFIFO(width=ej_l.size, depth=self.eject_depth)
-        local_w = Signal(ej_l)
-        m.d.comb += [local_w.src.eq(me), local_w.payload.eq(self.inject.p.payload),
-                     local.w_data.eq(local_w),
+        # Its source is this router: the buffer stores the payload only.
+        local = m.submodules.local = SyncFIFO(width=self.width, depth=self.eject_depth)
+        m.d.comb += [local.w_data.eq(self.inject.p.payload),
                      local.w_en.eq(self.inject.valid & (direction == _LOCAL))]
+        local_head = Signal(ej_l, name="local_head")
+        m.d.comb += [local_head.src.eq(me), local_head.payload.eq(local.r_data)]
+        head_of = {"local": local_head}
 
         ready = Signal()
         with m.Switch(direction):
@@ -254,46 +257,86 @@ class RingRouter(RingParameters, wiring.Component):
             m.d.sync += self.bad_dest.eq(1)
 
         ejects = {}
-        slot_l = _slot_layout(k, self.width)
         for name, code, arrive, depart, arb in (("cw", _CW, self.cw_in, self.cw_out, self.cw_arb),
                                                ("ccw", _CCW, self.ccw_in, self.ccw_out,
                                                 self.ccw_arb)):
             hold, block, passing = arb.hold, arb.block, arb.passing
             need, needs, round_over = arb.need, arb.needs, arb.round_over
-            # The outgoing slot register (named as before the interfaces were signatures).
-            out = Signal(slot_l, name=f"{name}_out")
-            out_home = Signal(name=f"{name}_out_home")
-            m.d.comb += [depart.valid.eq(out.valid), depart.flit.eq(out.flit),
-                         depart.home.eq(out_home)]
-            downstream = (me + (1 if code == _CW else -1)) % k
+            step = +1 if code == _CW else -1
+            downstream = (me + step) % k
+            bits = node_bits(k)
+            # What the topology allows (generation time, from the golden routing function):
+            # the flits that can be on the outgoing and on the arriving link, the destinations
+            # this router sends this way, the sources whose flits eject here from this link.
+            out_flits = _link_flits(me, k, step)
+            in_flits = _link_flits((me - step) % k, k, step)
+            sends = _routed(me, k, step)
+            src_free, src_fixed = _free_bits([src for src, _ in out_flits], bits)
+            dest_free, dest_fixed = _free_bits([dest for _, dest in out_flits], bits)
+            ej_free, ej_fixed = _free_bits([src for src, dest in in_flits if dest == me], bits)
+            q_free, q_fixed = _free_bits(sends, bits)
+            always_home = all(dest == downstream for _, dest in out_flits)
+            can_pass = any(dest != me for _, dest in in_flits)
 
-            efifo = m.submodules[f"{name}_eject"] = SyncFIFO(width=ej_l.size,
+            # The outgoing slot register: the bits of ``src`` and ``dest`` that vary among the
+            # flits this link can carry (the others are constants), and ``home`` unless every
+            # such flit is for the downstream router.
+            fields = {"valid": 1, "dest": len(dest_free), "src": len(src_free),
+                      "payload": self.width}
+            out = Signal(data.StructLayout({f: n for f, n in fields.items() if n}),
+                         name=f"{name}_out")
+            out_dest = out.dest if dest_free else Cat()
+            out_src = out.src if src_free else Cat()
+            m.d.comb += [depart.valid.eq(out.valid),
+                         depart.flit.dest.eq(_unpack(out_dest, dest_free, dest_fixed, bits)),
+                         depart.flit.src.eq(_unpack(out_src, src_free, src_fixed, bits)),
+                         depart.flit.payload.eq(out.payload)]
+            if always_home:
+                m.d.comb += depart.home.eq(1)
+            else:
+                out_home = Signal(name=f"{name}_out_home")
+                m.d.comb += depart.home.eq(out_home)
+
+            # The ejection buffer stores the varying bits of the source and the payload; the
+            # injection queue the varying bits of the destination and the payload (the source is
+            # this router).
+            efifo = m.submodules[f"{name}_eject"] = SyncFIFO(width=len(ej_free) + self.width,
                                                              depth=self.eject_depth)
-            queue = m.submodules[f"{name}_queue"] = SyncFIFO(width=flit_l.size, depth=self.depth)
+            queue = m.submodules[f"{name}_queue"] = SyncFIFO(width=len(q_free) + self.width,
+                                                             depth=self.depth)
             ejects[name] = efifo
+            e_head = Signal(ej_l, name=f"{name}_eject_head")
+            m.d.comb += [e_head.src.eq(_unpack(efifo.r_data[self.width:], ej_free, ej_fixed,
+                                               bits)),
+                         e_head.payload.eq(efifo.r_data[:self.width])]
+            head_of[name] = e_head
 
             # The arriving flit either ejects here (if its buffer has room), passes on, or is
             # blocked (for this node, buffer full). Ejection does not depend on ``hold``.
             # ``arrive.home`` (decoded by the sender) and ``full`` (the buffer's ``~w_rdy``, kept
             # as a register of its own) make ``block`` and ``passing`` plain registers, so the
             # ring-wide hold terms start at flip-flops (timing; the same values as before).
+            # A link whose every flit is for this router has no passing logic.
             here = Signal(name=f"{name}_here")
             full = Signal(name=f"{name}_eject_full")
-            m.d.comb += [here.eq(arrive.valid & arrive.home),
-                         block.eq(here & full),
-                         passing.eq(arrive.valid & ~arrive.home)]
-            e_w = Signal(ej_l, name=f"{name}_eject_w")
+            if can_pass:
+                m.d.comb += [here.eq(arrive.valid & arrive.home),
+                             passing.eq(arrive.valid & ~arrive.home)]
+            else:
+                m.d.comb += [here.eq(arrive.valid), passing.eq(0)]
+            m.d.comb += block.eq(here & full)
             e_write = Signal(name=f"{name}_eject_write")
             e_read = Signal(name=f"{name}_eject_read")
-            m.d.comb += [e_w.src.eq(arrive.flit.src), e_w.payload.eq(arrive.flit.payload),
-                         e_write.eq(here & ~full), e_read.eq(efifo.r_en & efifo.r_rdy),
-                         efifo.w_data.eq(e_w), efifo.w_en.eq(e_write)]
+            m.d.comb += [e_write.eq(here & ~full), e_read.eq(efifo.r_en & efifo.r_rdy),
+                         efifo.w_data.eq(Cat(arrive.flit.payload,
+                                             _pack(arrive.flit.src, ej_free))),
+                         efifo.w_en.eq(e_write)]
             with m.If(e_read & ~e_write):
                 m.d.sync += full.eq(0)
             with m.Elif(e_write & ~e_read & (efifo.level == self.eject_depth - 1)):
                 m.d.sync += full.eq(1)
             usable = Signal(name=f"{name}_usable")
-            m.d.comb += usable.eq(~arrive.valid | (arrive.home & ~full))
+            m.d.comb += usable.eq(~arrive.valid | (here & ~full))
 
             # Candidate for injection: queue head, else the injection port itself (bypass).
             wants = Signal(name=f"{name}_wants")
@@ -302,7 +345,9 @@ class RingRouter(RingParameters, wiring.Component):
             cand = Signal(flit_l, name=f"{name}_cand")
             m.d.comb += cand_valid.eq(queue.r_rdy | wants)
             with m.If(queue.r_rdy):
-                m.d.comb += cand.eq(queue.r_data)
+                m.d.comb += [cand.dest.eq(_unpack(queue.r_data[self.width:], q_free, q_fixed,
+                                                  bits)),
+                             cand.src.eq(me), cand.payload.eq(queue.r_data[:self.width])]
             with m.Else():
                 m.d.comb += cand.eq(new_flit)
 
@@ -323,11 +368,14 @@ class RingRouter(RingParameters, wiring.Component):
             spent = Signal(name=f"{name}_spent")
             m.d.comb += [arb.starving.eq(starving), need.eq(starving & ~spent)]
             in_path = Signal(name=f"{name}_path_needy")
+            # Only the destinations this router sends this way (a candidate has no other).
             with m.Switch(cand.dest):
-                for dest in range(k):
+                for dest in sends:
                     with m.Case(dest):
-                        mask = _between_mask(me, dest, k, +1 if code == _CW else -1)
+                        mask = _between_mask(me, dest, k, step)
                         m.d.comb += in_path.eq((needs & mask).any())
+                with m.Default():
+                    m.d.comb += in_path.eq(0)
             allowed = Signal(name=f"{name}_allowed")
             m.d.comb += allowed.eq(need | (starving & round_over) | ~in_path)
             do_inj = Signal(name=f"{name}_inject")
@@ -335,7 +383,8 @@ class RingRouter(RingParameters, wiring.Component):
             bypass = Signal(name=f"{name}_bypass")
             m.d.comb += bypass.eq(do_inj & ~queue.r_rdy)
             m.d.comb += [queue.r_en.eq(do_inj),
-                         queue.w_data.eq(new_flit),
+                         queue.w_data.eq(Cat(self.inject.p.payload,
+                                             _pack(self.inject.p.dest, q_free))),
                          queue.w_en.eq(wants & ~bypass)]
             with m.If(direction == code):
                 m.d.comb += ready.eq(queue.w_rdy)
@@ -354,11 +403,15 @@ class RingRouter(RingParameters, wiring.Component):
             # The outgoing slot: holds while the downstream router does not take it.
             with m.If(~hold):
                 with m.If(do_inj):
-                    m.d.sync += [out.valid.eq(1), out.flit.eq(cand),
-                                 out_home.eq(cand.dest == downstream)]
+                    m.d.sync += _load(out, cand, dest_free, src_free)
+                    m.d.sync += out.valid.eq(1)
+                    if not always_home:
+                        m.d.sync += out_home.eq(cand.dest == downstream)
                 with m.Else():
-                    m.d.sync += [out.valid.eq(passing), out.flit.eq(arrive.flit),
-                                 out_home.eq(arrive.flit.dest == downstream)]
+                    m.d.sync += _load(out, arrive.flit, dest_free, src_free)
+                    m.d.sync += out.valid.eq(passing)
+                    if not always_home:
+                        m.d.sync += out_home.eq(arrive.flit.dest == downstream)
 
         # Ejection: per-source rounds, round-robin over the CW, CCW and local buffers. A head
         # whose source has not been served in the current round goes first; when every waiting
@@ -368,15 +421,17 @@ class RingRouter(RingParameters, wiring.Component):
         # buffer holds the injection port), and the rounds apply among them.
         sources = [ejects["cw"], ejects["ccw"], local]
         heads = [Signal(ej_l, name=f"head{i}") for i in range(3)]
-        m.d.comb += [h.eq(s.r_data) for h, s in zip(heads, sources)]
+        m.d.comb += [h.eq(head_of[n]) for h, n in zip(heads, ("cw", "ccw", "local"))]
         urgent = Signal(3)
         m.d.comb += urgent.eq(Cat(s.r_rdy & ~s.w_rdy for s in sources))
         eligible = Signal(3)
         m.d.comb += eligible.eq(Mux(urgent.any(), urgent, Cat(s.r_rdy for s in sources)))
-        mask = Signal(2 ** node_bits(k), name="served_src")
+        # One bit per node (a head's ``src`` is a node number; the padding is never selected).
+        mask = Signal(k, name="served_src")
+        padded = Cat(mask, Const(0, 2 ** node_bits(k) - k))
         fresh = Signal(3)
         unserved = Signal(3)
-        m.d.comb += [unserved.eq(Cat(~mask.bit_select(h.src, 1) for h in heads)),
+        m.d.comb += [unserved.eq(Cat(~padded.bit_select(h.src, 1) for h in heads)),
                      fresh.eq(eligible & unserved)]
         rr = Signal(range(3))
         sel = Signal(range(3))
@@ -500,7 +555,10 @@ def _arbitrate(m, ports, step, name):
     """
     k = len(ports)
     blocks = [port.block for port in ports]
-    passes = [port.passing for port in ports]
+    # A router no flit can pass (every flit on its arriving link is for it; the same rule as
+    # the router's own ``passing``, which is 0 there) ends every run of passing flits.
+    passes = [port.passing if any(dest != i for _, dest in _link_flits((i - step) % k, k, step))
+              else None for i, port in enumerate(ports)]
     # Needy routers: need, or starving when no router has need (a round boundary).
     raw = Signal(k, name=f"{name}_need_raw")
     starving = Signal(k, name=f"{name}_starving")
@@ -518,7 +576,7 @@ def _arbitrate(m, ports, step, name):
         term = blocks[(x + step * (k - 1)) % k]
         for dist in range(k - 2, -1, -1):
             node = (x + step * dist) % k
-            term = blocks[node] | (passes[node] & term)
+            term = blocks[node] if passes[node] is None else blocks[node] | (passes[node] & term)
         held = Signal(name=f"{name}_hold_in{x}")
         m.d.comb += held.eq(term)
         hold_in.append(held)
@@ -535,3 +593,63 @@ def _between_mask(src, dest, k, step):
         mask |= 1 << node
         node = (node + step) % k
     return mask
+
+
+# -- Generation-time pruning ----------------------------------------------------------------------
+# The routing function (:func:`sparsehw.golden.ring.route`) fixes at generation time which flits
+# can ever be on a link: the router builds registers, FIFO bits and decode logic only for those.
+# Every pruned signal is one whose value on a valid flit is already fixed by the topology, so the
+# pruning cannot change a flit, a handshake or a cycle (docs/ring.md, "Generation-time pruning").
+
+
+def _routed(src, k, step):
+    """Destinations ``src`` sends in direction ``step`` (:func:`golden.route`)."""
+    return [dest for dest in range(k) if golden.route(src, dest, k)[0] == step]
+
+
+def _link_flits(sender, k, step):
+    """``(src, dest)`` of every flit that can be in the slot leaving ``sender`` in ``step``.
+
+    A flit ``src -> dest`` routed in ``step`` occupies the links leaving ``src`` and the
+    routers it passes (strictly between ``src`` and ``dest``).
+    """
+    flits = set()
+    for src in range(k):
+        for dest in _routed(src, k, step):
+            node = src
+            while node != dest:
+                if node == sender:
+                    flits.add((src, dest))
+                node = (node + step) % k
+    return flits
+
+
+def _free_bits(values, bits):
+    """``(free, fixed)``: the bit positions of ``bits``-bit numbers on which ``values`` differ,
+    and the value of every other bit (an empty set leaves every bit free)."""
+    values = sorted(set(values))
+    if not values:
+        return list(range(bits)), 0
+    free = [b for b in range(bits) if len({(v >> b) & 1 for v in values}) > 1]
+    return free, values[0] & ~sum(1 << b for b in free)
+
+
+def _pack(value, free):
+    """The ``free`` bits of ``value``, packed (a zero-width value when there are none)."""
+    return Cat(*(value[b] for b in free))
+
+
+def _load(out, flit, dest_free, src_free):
+    """Statements loading the slot register ``out`` (the varying bits only) from ``flit``."""
+    stmts = [out.payload.eq(flit.payload)]
+    if dest_free:
+        stmts.append(out.dest.eq(_pack(flit.dest, dest_free)))
+    if src_free:
+        stmts.append(out.src.eq(_pack(flit.src, src_free)))
+    return stmts
+
+
+def _unpack(packed, free, fixed, bits):
+    """A ``bits``-bit value: the packed ``free`` bits in place, ``fixed`` elsewhere."""
+    return Cat(*(packed[free.index(b)] if b in free else Const((fixed >> b) & 1, 1)
+                 for b in range(bits)))

@@ -14,7 +14,7 @@ import sparsehw.golden.ring as golden
 from sparsehw.hw.export import to_verilog
 from sparsehw.families.ring import BLOCKS
 from sparsehw.hw.ring import (RING_PARAMS, ArbitrationSignature, Ring, RingRouter, SlotSignature,
-                              _between_mask)
+                              _between_mask, _free_bits, _link_flits)
 from sparsehw.verif.coverage import holes
 from sparsehw.verif.runner import new_build_dir, run_cocotb
 
@@ -259,7 +259,7 @@ def test_cocotb_ring_regression(k):
                         build_dir=new_build_dir(f"test-ring-{k}"), seed=k,
                         params={"nodes": k, "width": 16}, workload={"packets": 80})
     assert result.passed, f"{result.errors} see {result.log}"
-    assert result.tests == 8
+    assert result.tests == 10
     assert result.record["pairs"] == k * k
     # Functional coverage: every flow delivered, every router starved in each direction a
     # 2-hop route passes it (k >= 4), every injection queue full, every ejection port held,
@@ -293,3 +293,28 @@ def test_between_mask_lists_the_routers_a_flit_passes():
             direction, hops = golden.route(src, dst, 5)
             if direction:
                 assert bin(_between_mask(src, dst, 5, direction)).count("1") == hops - 1
+
+
+def test_link_flits_are_the_flows_routed_over_each_link():
+    # The pruning's model of which flits a link can carry (hw.ring._link_flits), against the
+    # golden routing function: flow src -> dest occupies exactly its `hops` links, the first
+    # leaving src, each one step further in its direction.
+    assert _link_flits(1, 4, +1) == {(0, 2), (1, 2)}      # 0 -> 2 ties CW (even source)
+    assert _link_flits(0, 4, -1) == {(0, 3), (1, 3)}      # 1 -> 3 ties CCW through 0
+    assert _link_flits(1, 2, +1) == set()                 # 1 -> 0 ties CCW at k = 2
+    for k in (2, 3, 4, 5, 8):
+        for step in (+1, -1):
+            for src in range(k):
+                for dest in range(k):
+                    direction, hops = golden.route(src, dest, k)
+                    on = {(src + step * h) % k for h in range(hops)} if direction == step \
+                        else set()
+                    assert {x for x in range(k)
+                            if (src, dest) in _link_flits(x, k, step)} == on
+
+
+def test_free_bits_splits_varying_and_constant_bits():
+    assert _free_bits([2, 3], 3) == ([0], 2)              # 0b010, 0b011: bit 0 varies
+    assert _free_bits([3, 4], 3) == ([0, 1, 2], 0)
+    assert _free_bits([5], 3) == ([], 5)
+    assert _free_bits([], 2) == ([0, 1], 0)               # nothing known: keep every bit

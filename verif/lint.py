@@ -88,8 +88,8 @@ def _waivers(note=None, **counts):
 WAIVERS = {
     "spu": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=158, WIDTHEXPAND=57, WIDTHTRUNC=3,
                     PROCASSINIT=187),
-    "ring": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=776, WIDTHEXPAND=36, WIDTHTRUNC=32,
-                     CASEINCOMPLETE=12, PROCASSINIT=136,
+    "ring": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=736, WIDTHEXPAND=34, WIDTHTRUNC=22,
+                     CASEINCOMPLETE=12, PROCASSINIT=132,
                      note={"CASEINCOMPLETE": "In the ring: the routers' casez on the 2-bit "
                                              "direction/select codes, whose unused code 3 keeps "
                                              "the default."}),
@@ -115,8 +115,8 @@ WAIVERS = {
                                                       "subsystem's (see subsystem), the act "
                                                       "engine's (see act_engine) and the ACT "
                                                       "unit's FSM."}),
-    "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2520, WIDTHEXPAND=507, WIDTHTRUNC=100,
-                     CASEINCOMPLETE=198, PROCASSINIT=1472,
+    "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2480, WIDTHEXPAND=505, WIDTHTRUNC=90,
+                     CASEINCOMPLETE=198, PROCASSINIT=1468,
                      note={"CASEINCOMPLETE": "In the chip: the subsystems' (see subsystem), the "
                                              "ring routers' (see ring) and the host port's "
                                              "casez on the subsystem number."}),

@@ -3,7 +3,12 @@
 - every source/destination pair alone: latency equals :func:`golden.ring.zero_load_latency`;
 - random traffic with random injection gaps and random ejection back-pressure, checked by the
   scoreboard :func:`golden.ring.check_delivery` (multiset and per-flow order);
-- out-of-range destinations (when ``nodes`` is not a power of two) are flagged and dropped.
+- out-of-range destinations (when ``nodes`` is not a power of two) are flagged and dropped;
+- starvation (onset, wait bound, rounds of ``quota``), flits for needy routers, the ejection
+  port's order (:func:`golden.ring.eject_order`);
+- every pair offered in the first cycle after reset: the zero-load latency;
+- a flit blocked in the slot arriving at a router keeps that router from injecting in that
+  direction (flow-control rule 1 of ``docs/ring.md``).
 
 Workload knobs (``verif.common.workload()``): ``packets`` per node (default 120), ``stall``
 probability on every stream (default 0.3).
@@ -454,6 +459,21 @@ async def _starvation_case(dut, mon, k, width, inj_l, case, starve, quota, rng):
     first_up_after = next(e for e in entries[up] if e > entries[victim][0])
     assert any(e > first_up_after for e in entries[victim]), \
         f"case {case}: the victim got no slot after the upstream node starved"
+    # ... by fairness rounds: until either has no flit left, neither enters more than
+    # ``2 * quota`` in a row (a starving router injects at most ``quota`` flits per round while
+    # the other is needy; a run can end one round and start the next, e.g. at the upstream
+    # node's onset: 4 in a row at quota 2, nodes 5).
+    shared = sorted((e, s) for s in (up, victim) for e in entries[s]
+                    if first_up_after <= e <= min(entries[up][-1], entries[victim][-1]))
+    runs, last = [], None
+    for _, s in shared:
+        if s == last:
+            runs[-1][1] += 1
+        else:
+            runs.append([s, 1])
+            last = s
+    assert all(n <= 2 * quota for _, n in runs), \
+        f"case {case}: runs of consecutive entries (node, flits) {runs[:12]}..., quota {quota}"
     return onset, max(waits[up])
 
 
@@ -759,3 +779,102 @@ async def ejection_order_matches_the_model_at_every_node(dut):
     _cover_delivered(k, mon.delivered())
     _report(dut, k)
     common.record(eject_order_cases=k * _ORDER_CASES, eject_order_cycles=mon.cycle)
+
+
+async def _lone_flit_latency(dut, k, width, inj_l, ej_l, src, dst, rng):
+    """Offer one flit ``src -> dst`` now (the ring idle, every port ready); returns the cycles
+    from its injection handshake to its ejection handshake, checking node, source and payload."""
+    payload = rng.getrandbits(width)
+    valid = getattr(dut, f"inject__{src}__valid")
+    getattr(dut, f"inject__{src}__payload").value = pack(inj_l, {"dest": dst,
+                                                                  "payload": payload})
+    valid.value = 1
+    await ReadOnly()
+    assert getattr(dut, f"inject__{src}__ready").value == 1, "idle ring refused a flit"
+    await RisingEdge(dut.clk)                       # injection handshake at this edge
+    valid.value = 0
+    for cycle in range(1, 4 * k + 8):
+        await ReadOnly()
+        fired = [i for i in range(k) if getattr(dut, f"eject__{i}__valid").value == 1]
+        if fired:
+            assert fired == [dst], f"{src}->{dst}: flit appeared at nodes {fired}"
+            got = unpack(ej_l, getattr(dut, f"eject__{dst}__payload").value)
+            assert got == {"src": src, "payload": payload}, f"{src}->{dst}: got {got}"
+            await RisingEdge(dut.clk)               # ejection handshake at this edge
+            return cycle
+        await RisingEdge(dut.clk)
+    return None
+
+
+@cocotb.test()
+async def a_flit_offered_right_after_reset_has_the_documented_latency(dut):
+    """Every pair, each from its own reset, the flit offered in the first cycle after ``rst``
+    falls (the stream rules allow ``valid`` then): its latency is
+    :func:`golden.zero_load_latency`, as on a ring that has run idle (a router holding fairness
+    state out of reset, e.g. ``starving`` set, would delay a flit that passes it)."""
+    k, width, inj_l, ej_l = _setup()
+    await _start(dut, k)
+    rng = common.rng(90)
+    for src in range(k):
+        for dst in range(k):
+            await restart(dut, sources=[f"inject__{i}" for i in range(k)])
+            latency = await _lone_flit_latency(dut, k, width, inj_l, ej_l, src, dst, rng)
+            assert latency == golden.zero_load_latency(src, dst, k), \
+                f"{src}->{dst} right after reset: latency {latency}, model " \
+                f"{golden.zero_load_latency(src, dst, k)}"
+    _report(dut, k)
+    common.record(after_reset_pairs=k * k)
+
+
+def _blocked_slot_cases(k):
+    """``(up, node, down, step)``: ``up`` sends to its 1-hop neighbour ``node`` in direction
+    ``step``, and ``node`` sends to its 1-hop neighbour ``down`` the same way."""
+    return [((node - step) % k, node, (node + step) % k, step)
+            for step in (+1, -1) for node in range(k)
+            if golden.route((node - step) % k, node, k) == (step, 1)
+            and golden.route(node, (node + step) % k, k) == (step, 1)]
+
+
+@cocotb.test()
+async def a_blocked_arriving_flit_keeps_the_router_from_injecting(dut):
+    """Flow-control rule 1 (``docs/ring.md``): a router injects only into a slot that arrives
+    empty or whose flit ejects here in this cycle. For every router and direction with a 1-hop
+    neighbour on both sides: the router's ejection port stalls, its upstream neighbour sends it
+    ``eject_depth + 1`` flits (the buffer of that direction fills, the last flit waits, blocked,
+    in the arriving slot), then the router is offered a flit for its downstream neighbour. While
+    the port stalls that flit must not be delivered (the arriving slot is never empty and never
+    ejects); after the port is released every flit arrives (scoreboard)."""
+    k, width, inj_l, ej_l = _setup()
+    depth = common.params().get("eject_depth", 16)
+    await _start(dut, k)
+    mon = _Monitor(dut, k, inj_l, ej_l)
+    rng = common.rng(91)
+    for up, node, down, step in _blocked_slot_cases(k):
+        await restart(dut, sources=[f"inject__{i}" for i in range(k)])
+        ready = getattr(dut, f"eject__{node}__ready")
+        ready.value = 0
+        feeder = StreamSource(dut, f"inject__{up}")
+        feeder.send_nowait(pack(inj_l, {"dest": node, "payload": rng.getrandbits(width)})
+                           for _ in range(depth + 1))
+        for _ in range(depth + 4 * k + 8):          # the buffer fills, the last flit waits
+            await RisingEdge(dut.clk)
+        before = len(mon.ejected[down])
+        sender = StreamSource(dut, f"inject__{node}")
+        sender.send_nowait([pack(inj_l, {"dest": down, "payload": rng.getrandbits(width)})])
+        for _ in range(4 * k + 8):
+            await RisingEdge(dut.clk)
+        assert len(mon.ejected[down]) == before, \
+            f"router {node} ({'cw' if step > 0 else 'ccw'}) injected a flit for {down} while " \
+            f"the flit arriving from {up} was blocked"
+        ready.value = 1
+        for _ in range(2 * depth + 4 * k + 8):
+            await RisingEdge(dut.clk)
+        feeder.stop()
+        sender.stop()
+        assert len(mon.ejected[down]) == before + 1, \
+            f"router {node}: the flit for {down} was not delivered after the port was released"
+    assert not mon.violations, "; ".join(mon.violations[:5])
+    golden.check_delivery(mon.sent(), mon.delivered())
+    assert int(dut.bad_dest.value) == 0
+    _report(dut, k)
+    common.record(blocked_slot_cases=len(_blocked_slot_cases(k)))
