@@ -127,27 +127,8 @@ async def every_pair_alone_has_the_documented_latency(dut):
     rng = common.rng(10)
     for src in range(k):
         for dst in range(k):
-            payload = rng.getrandbits(width)
-            valid = getattr(dut, f"inject__{src}__valid")
-            getattr(dut, f"inject__{src}__payload").value = pack(inj_l, {"dest": dst,
-                                                                          "payload": payload})
-            valid.value = 1
-            await ReadOnly()
-            assert getattr(dut, f"inject__{src}__ready").value == 1, "idle ring refused a flit"
-            await RisingEdge(dut.clk)               # injection handshake at this edge
-            valid.value = 0
-            latency = None
-            for cycle in range(1, 4 * k + 8):
-                await ReadOnly()
-                fired = [i for i in range(k) if getattr(dut, f"eject__{i}__valid").value == 1]
-                if fired:
-                    assert fired == [dst], f"{src}->{dst}: flit appeared at nodes {fired}"
-                    got = unpack(ej_l, getattr(dut, f"eject__{dst}__payload").value)
-                    assert got == {"src": src, "payload": payload}, f"{src}->{dst}: got {got}"
-                    latency = cycle                 # ejection handshake at the next edge
-                    await RisingEdge(dut.clk)
-                    break
-                await RisingEdge(dut.clk)
+            latency, payload = await _lone_flit_latency(dut, k, width, inj_l, ej_l, src, dst,
+                                                        rng)
             assert latency == golden.zero_load_latency(src, dst, k), \
                 f"{src}->{dst}: latency {latency}, model {golden.zero_load_latency(src, dst, k)}"
             await ReadOnly()
@@ -783,7 +764,8 @@ async def ejection_order_matches_the_model_at_every_node(dut):
 
 async def _lone_flit_latency(dut, k, width, inj_l, ej_l, src, dst, rng):
     """Offer one flit ``src -> dst`` now (the ring idle, every port ready); returns the cycles
-    from its injection handshake to its ejection handshake, checking node, source and payload."""
+    from its injection handshake to its ejection handshake (None: not ejected within ``4 k + 7``
+    cycles) and the payload, checking node, source and payload."""
     payload = rng.getrandbits(width)
     valid = getattr(dut, f"inject__{src}__valid")
     getattr(dut, f"inject__{src}__payload").value = pack(inj_l, {"dest": dst,
@@ -801,9 +783,9 @@ async def _lone_flit_latency(dut, k, width, inj_l, ej_l, src, dst, rng):
             got = unpack(ej_l, getattr(dut, f"eject__{dst}__payload").value)
             assert got == {"src": src, "payload": payload}, f"{src}->{dst}: got {got}"
             await RisingEdge(dut.clk)               # ejection handshake at this edge
-            return cycle
+            return cycle, payload
         await RisingEdge(dut.clk)
-    return None
+    return None, payload
 
 
 @cocotb.test()
@@ -818,7 +800,7 @@ async def a_flit_offered_right_after_reset_has_the_documented_latency(dut):
     for src in range(k):
         for dst in range(k):
             await restart(dut, sources=[f"inject__{i}" for i in range(k)])
-            latency = await _lone_flit_latency(dut, k, width, inj_l, ej_l, src, dst, rng)
+            latency, _ = await _lone_flit_latency(dut, k, width, inj_l, ej_l, src, dst, rng)
             assert latency == golden.zero_load_latency(src, dst, k), \
                 f"{src}->{dst} right after reset: latency {latency}, model " \
                 f"{golden.zero_load_latency(src, dst, k)}"
