@@ -163,6 +163,7 @@ def synthesize_block(block, params, target, build_dir=None, place_seeds=None,
         record.update(fmax_mhz=pnr["fmax_mhz"], fmax_by_seed=pnr["fmax_by_seed"],
                       critical_path_by_seed=pnr.get("critical_path_by_seed", {}),
                       pnr_device=pnr["device"], pnr_router=pnr.get("router"),
+                      pnr_dsp_registers=pnr.get("dsp_registers"),
                       pnr_seconds={"yosys_s": pnr.get("yosys_s"),
                                    "by_seed": pnr.get("seconds_by_seed", {})})
     return record

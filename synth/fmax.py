@@ -18,6 +18,11 @@ nextpnr's timing analysis of the placed-and-routed design (``--report``), and ev
 its router. Each seed's record keeps nextpnr's own placer and router times (from its log) and
 the seconds the run took (:func:`stage_times`), and a run that exceeds ``budget_s`` is stopped
 and reported as such (:class:`PnrTimeout`), never given a figure.
+
+Between Yosys and nextpnr the registers in front of and behind each multiplier move into the
+``MULT18X18D``'s own input and output registers (:mod:`sparsehw.synth.dsp_registers`, as vendor
+tools do; ``synth_ecp5`` leaves every DSP combinational). The record counts what moved
+(``dsp_registers``); ``pack_dsp_registers=False`` places the netlist as Yosys wrote it.
 """
 
 import json
@@ -30,6 +35,7 @@ import time
 from pathlib import Path
 
 from sparsehw.hw.export import to_verilog
+from sparsehw.synth.dsp_registers import pack_dsp_registers as _pack_dsp_registers
 from sparsehw.process import run_in_process_group
 from sparsehw.synth.yosys import SynthError, yosys_command
 
@@ -107,7 +113,8 @@ def critical_path(report):
 
 
 def place_and_route(design, name, *, build_dir, seeds=(1, 2, 3), device="85k",
-                    target_mhz=100.0, router=ROUTER, budget_s=None, netlist=None):
+                    target_mhz=100.0, router=ROUTER, budget_s=None, netlist=None,
+                    pack_dsp_registers=True):
     """Synthesize, place and route ``design``; return Fmax per seed and the median (MHz).
 
     Returns a dict: ``fmax_mhz`` (median over seeds), ``fmax_by_seed``, ``device``, ``seeds``,
@@ -119,7 +126,9 @@ def place_and_route(design, name, *, build_dir, seeds=(1, 2, 3), device="85k",
     ``budget_s`` bounds each nextpnr run (wall seconds); ``None`` is no bound. ``netlist``
     names a flattened ``synth_ecp5`` JSON netlist of ``design`` already written (by
     :func:`sparsehw.synth.yosys.synthesize` with ``netlist=True``): the synthesis is not run
-    twice and ``yosys_s`` is 0.
+    twice and ``yosys_s`` is 0. ``pack_dsp_registers``: move the registers around each
+    multiplier into its ``MULT18X18D`` first (module docstring); the counts are returned as
+    ``dsp_registers`` (``None`` when not packed).
 
     Raises
     ------
@@ -151,6 +160,7 @@ def place_and_route(design, name, *, build_dir, seeds=(1, 2, 3), device="85k",
         if status.returncode != 0:
             raise SynthError(f"yosys failed for {name}; see {log}")
     yosys_s = round(time.monotonic() - started, 1) if netlist is None else 0.0
+    packed = _pack_dsp_registers(build_dir / f"{name}.json") if pack_dsp_registers else None
     fmax_by_seed = {}
     paths = {}
     utilization = {}
@@ -188,4 +198,5 @@ def place_and_route(design, name, *, build_dir, seeds=(1, 2, 3), device="85k",
             "fmax_by_seed": {str(k): round(v, 2) for k, v in fmax_by_seed.items()},
             "fmax_mhz": round(statistics.median(fmax_by_seed.values()), 2),
             "utilization": utilization, "critical_path_by_seed": paths,
+            "dsp_registers": packed,
             "yosys_s": yosys_s, "seconds_by_seed": seconds}
