@@ -103,6 +103,8 @@ def test_fpga_table_renders_from_records(tmp_path):
     from sparsehw import registry
     from sparsehw.experiments.report import render_fpga_records
     figs = _pnr_result("figs", {"1": 90.0, "2": 80.0, "3": 100.0})
+    figs["record"]["pnr_dsp_registers"] = {"dsps": 2, "input_a": 2, "input_b": 2,
+                                           "output": 2, "flip_flops_moved": 40, "or_gates": 1}
     params = registry.resolve_params(registry.get_block("figs"), {})
     workload = {"o": 64, "k": 512, "b": 32, "n": 2, "m": 8}
     perf = {"point": {"kind": "perf", "block": "figs", "params": params, "workload": workload,
@@ -116,7 +118,8 @@ def test_fpga_table_renders_from_records(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| figs |"))
     assert "35.87 (1 seed)" in row and "**90.0**" in row and "90.0, 80.0, 100.0" in row
     assert "a_reg -> b_1, 4 levels, 7.5 ns" in row          # seed 1 holds the median
-    assert "100/50/2 (before 7,608/2,973/64)" in row
+    assert "100/50/2 (before 7,608/2,973/64); placed with 40 of these FF in DSP registers " \
+        "(+1 LUT4)" in row
     assert "64 MAC/cycle = 5.76 GMAC/s" in row and "| 2.0, 2.0, 2.0 |" in row
     broken_row = next(line for line in text.splitlines() if line.startswith("| nm_broadcast |"))
     assert "failed: PnrTimeout" in broken_row and "not finished in 31 min" in broken_row

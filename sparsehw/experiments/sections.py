@@ -355,10 +355,21 @@ def fpga_rows(pnr, perf):
         times = (record.get("pnr_seconds") or {}).get("by_seed", {})
         run = ", ".join(f"{t['wall_s'] / 60:.1f}" for t in times.values()) or "-"
         rows.append([name, old, f"**{record['fmax_mhz']}**", seeds,
-                     _fmt_area((record["luts"], record["ffs"], record["dsps"]), old_area),
+                     _fmt_area((record["luts"], record["ffs"], record["dsps"]), old_area)
+                     + _dsp_registers_text(record.get("pnr_dsp_registers")),
                      _path_text(path), before.get("path") or "not recorded", ops, run,
                      f"`{result['command']}`"])
     return rows
+
+
+def _dsp_registers_text(packed):
+    """What the flow moved into the DSPs before placement (synth/dsp_registers.py)."""
+    if not packed:
+        return "; DSP registers not packed (record before synth/dsp_registers.py)"
+    if not packed["flip_flops_moved"]:
+        return ""
+    return (f"; placed with {packed['flip_flops_moved']:,} of these FF in DSP registers "
+            f"(+{packed['or_gates']} LUT4)")
 
 
 def _fmt_area(now, old):
@@ -377,7 +388,9 @@ FPGA_NOTE = ("ECP5 LFE5U-85F, out of context (block ports stay internal nets), n
              "(YoWASP build), router as named per row (router1 is the default: synth/fmax.py says why), `--freq 100 --timing-allow-fail`, default "
              "parameters of every block; Fmax is nextpnr's timing report of the placed and "
              "routed design, median over the seeds listed. LUT4/FF/DSP: the Yosys "
-             "`synth_ecp5` run that was placed. Critical path: nextpnr's worst "
+             "`synth_ecp5` run that was placed; before placement the flip-flops directly in "
+             "front of and behind each multiplier move into the MULT18X18D's own registers "
+             "(synth/dsp_registers.py, as vendor tools do; the row says how many). Critical path: nextpnr's worst "
              "clock-to-clock path of the median seed (launching cell -> capturing cell, "
              "logic levels, total and routing delay). Ops/s: Fmax times the operations per "
              "cycle that `sparsehw perf` measured in simulation at the workload of the "
