@@ -241,3 +241,27 @@ def pack_dsp_registers(path):
         stats["flip_flops_moved"] += before + len(or_gates) - len(net.cells)
     path.write_text(json.dumps(data))
     return stats
+
+
+def main(argv=None):
+    """``python -m sparsehw.synth.dsp_registers NETLIST.json``: pack in place, print the counts
+    as JSON (exit status 2 and one line on a missing or unreadable netlist)."""
+    import argparse
+    import sys
+    parser = argparse.ArgumentParser(
+        prog="python -m sparsehw.synth.dsp_registers",
+        description="Move the registers around each MULT18X18D of a flattened synth_ecp5 JSON "
+                    "netlist into the DSP (in place), before nextpnr-ecp5.")
+    parser.add_argument("netlist", help="synth_ecp5 -json output (flattened)")
+    args = parser.parse_args(argv)
+    try:
+        stats = pack_dsp_registers(args.netlist)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"error: cannot pack {args.netlist}: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(stats, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -142,3 +142,12 @@ def test_packed_netlist_behaves_like_the_original(netlists, defines):
     # the stimulus reaches the products (not all zero), and every cycle agrees
     assert len({line.split()[1] for line in original}) > 50
     assert packed == original
+
+
+def test_the_command_line_names_a_bad_netlist_and_exits_2(tmp_path, capsys):
+    from sparsehw.synth.dsp_registers import main
+    bad = tmp_path / "bad.json"
+    bad.write_text("not json")
+    assert main([str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot pack {bad}" in err
