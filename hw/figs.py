@@ -179,6 +179,13 @@ class _SparseArray(wiring.Component):
         fan, fixed = self._fanout, self._fixed
         E = C * beta
         sel_bits = self.sel_bits
+        # Broadcast engine: data registers without reset (issue 15, as act_engine's in stop 26).
+        # Every weight register is written before a tile can issue (full/fresh are reset) and
+        # every pipeline data register is read only under its valid (st_valid, the delayed
+        # valid, o.valid), which keep their reset; no output under a valid depends on the reset
+        # values, so a reset multiplexer there is logic no handshake can see. The other engines
+        # keep theirs (their netlists and mutation figures unchanged).
+        dr = dict(reset_less=not (figs or fan))
 
         # -- weight loading: one PE row per transfer into the bank `load_ptr` --------------------
         full = Signal(2)            # bank holds a complete tile not yet released
@@ -190,9 +197,9 @@ class _SparseArray(wiring.Component):
         use_ptr = Signal()          # bank the next activation instance uses
         row_hot = Signal(R, init=1)    # one-hot: the row the next transfer loads
 
-        wval = [[[Signal(signed(W), name=f"wv{k}_r{r}_e{e}") for e in range(E)]
+        wval = [[[Signal(signed(W), name=f"wv{k}_r{r}_e{e}", **dr) for e in range(E)]
                  for r in range(R)] for k in range(2)]
-        wsel = [[[Signal(sel_bits, name=f"ws{k}_r{r}_e{e}") for e in range(E)]
+        wsel = [[[Signal(sel_bits, name=f"ws{k}_r{r}_e{e}", **dr) for e in range(E)]
                  for r in range(R)] for k in range(2)]
         if figs:
             # Swap exchange: the largest run-time N, each MAC's rotation, each bank's schedule
@@ -343,16 +350,16 @@ class _SparseArray(wiring.Component):
         if fan:     # inside the array every row holds its group's whole M-block
             x_layout = data.ArrayLayout(data.ArrayLayout(signed(W), self._max_m), R)
         st_valid = [Signal(name=f"st{c}_valid") for c in range(C)]
-        st_bank = [Signal(name=f"st{c}_bank") for c in range(C)]
-        st_last = [Signal(name=f"st{c}_last") for c in range(C)]
-        st_x = [Signal(x_layout, name=f"st{c}_x") for c in range(C)]
+        st_bank = [Signal(name=f"st{c}_bank", **dr) for c in range(C)]
+        st_last = [Signal(name=f"st{c}_last", **dr) for c in range(C)]
+        st_x = [Signal(x_layout, name=f"st{c}_x", **dr) for c in range(C)]
         # Sums of the columns east of c (c+1 .. C-1) travel with the instance.
-        st_acc = [[Signal(signed(PSUM_WIDTH), name=f"st{c}_acc{e}")
+        st_acc = [[Signal(signed(PSUM_WIDTH), name=f"st{c}_acc{e}", **dr)
                    for e in range((c + 1) * beta, E)] for c in range(C)]
         out_valid = Signal()
-        out_bank = Signal()
-        out_last = Signal()
-        out_psum = [Signal(signed(PSUM_WIDTH), name=f"out_psum{e}") for e in range(E)]
+        out_bank = Signal(**dr)
+        out_last = Signal(**dr)
+        out_psum = [Signal(signed(PSUM_WIDTH), name=f"out_psum{e}", **dr) for e in range(E)]
 
         adv = Signal()
         m.d.comb += adv.eq(~out_valid | self.o.ready)
@@ -453,34 +460,34 @@ class _SparseArray(wiring.Component):
                     if figs:       # only in the phase of the weight's rotation
                         rot_w = Mux(st_bank[c], wrot[1][r][e], wrot[0][r][e])
                         weight = Mux(Array(list(st_oh[c]))[rot_w], weight, 0)
-                    weight_1 = Signal(signed(W), name=f"wq1_{tag}")
-                    weight_2 = Signal(signed(W), name=f"wq2_{tag}")
+                    weight_1 = Signal(signed(W), name=f"wq1_{tag}", **dr)
+                    weight_2 = Signal(signed(W), name=f"wq2_{tag}", **dr)
                     m.d.sync += [weight_1.eq(weight), weight_2.eq(weight_1)]
-                    operand = Signal(signed(W), name=f"op_{tag}")
+                    operand = Signal(signed(W), name=f"op_{tag}", **dr)
                     if one_level:
-                        selected = Signal(signed(W), name=f"cand0_{tag}")
+                        selected = Signal(signed(W), name=f"cand0_{tag}", **dr)
                         m.d.sync += [selected.eq(Array(window)[sel]), operand.eq(selected)]
                     else:
                         cands = []
                         for h in range(1 << hi_bits):
-                            cand = Signal(signed(W), name=f"cand{h}_{tag}")
+                            cand = Signal(signed(W), name=f"cand{h}_{tag}", **dr)
                             part = window[h << lo_bits:(h + 1) << lo_bits]
                             m.d.sync += cand.eq(Array(part)[sel[:lo_bits]])
                             cands.append(cand)
-                        sel_hi = Signal(hi_bits, name=f"selhi_{tag}")
+                        sel_hi = Signal(hi_bits, name=f"selhi_{tag}", **dr)
                         m.d.sync += [sel_hi.eq(sel[lo_bits:]),
                                      operand.eq(Array(cands)[sel_hi])]
-                    product = Signal(signed(2 * W), name=f"prod_{tag}")
+                    product = Signal(signed(2 * W), name=f"prod_{tag}", **dr)
                     m.d.sync += product.eq(operand * weight_2)
                     products.append(product)
                 # stage 4: the first level of the column's adder tree (pairs of rows)
                 pairs = []
                 for j in range(0, R, 2):
-                    pair = Signal(signed(2 * W + 1), name=f"pair_c{c}_r{j}_e{e}")
+                    pair = Signal(signed(2 * W + 1), name=f"pair_c{c}_r{j}_e{e}", **dr)
                     m.d.sync += pair.eq(tree_sum(products[j:j + 2]))
                     pairs.append(pair)
                 products = pairs
-                total = Signal(signed(PSUM_WIDTH), name=f"colsum_c{c}_e{e}")
+                total = Signal(signed(PSUM_WIDTH), name=f"colsum_c{c}_e{e}", **dr)
                 m.d.sync += total.eq(tree_sum(products))
                 sums.append(total)
             return sums
@@ -489,7 +496,18 @@ class _SparseArray(wiring.Component):
         ctl = [st_valid[0], st_bank[0], st_last[0]]
         if figs:
             ctl += [st_first[0], st_final[0]]
-        late = [delay(m, sig, MAC_STAGES, sig.name, adv) for sig in ctl]
+        if dr["reset_less"]:    # the valid keeps its reset; bank and last travel without
+            late = [delay(m, st_valid[0], MAC_STAGES, st_valid[0].name, adv)]
+            for sig in ctl[1:]:
+                value = sig
+                for k in range(1, MAC_STAGES + 1):
+                    reg = Signal(sig.shape(), name=f"{sig.name}_d{k}", reset_less=True)
+                    with m.If(adv):
+                        m.d.sync += reg.eq(value)
+                    value = reg
+                late.append(value)
+        else:
+            late = [delay(m, sig, MAC_STAGES, sig.name, adv) for sig in ctl]
         d_valid, d_bank, d_last = late[:3]
         if figs:
             d_first, d_final = late[3:]
