@@ -233,3 +233,17 @@ def test_stop_reason_names_the_limit_or_the_yosys_error(tmp_path):
     assert mutate._stop_reason(0, log) == ""
     assert mutate._stop_reason(1, tmp_path / "missing.log") == \
         " (Yosys exit status 1 without an error message)"
+
+
+@pytest.mark.synth
+def test_mutant_whose_init_cannot_be_cleared_is_still_written(tmp_path):
+    # Without -wire the init bit cannot be found (act_engine's mutant on a struct member, whose
+    # init is on the whole struct's wire, stop 27): the mutant is written without the clean-up,
+    # not left unwritten with the path returned anyway.
+    mutate._prepare(CONST_BITS, "cz", tmp_path)
+    work = tmp_path / "m"
+    work.mkdir()
+    line = "mutate -mode const0 -module cz -cell $procdff$5 -port Q -portbit 0"
+    path = mutate._make_mutant(work, "cz", line)
+    assert path.exists() and "module cz" in path.read_text()
+    assert (work / "mutant.il").exists()

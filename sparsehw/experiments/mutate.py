@@ -143,9 +143,10 @@ def _make_mutant(work, top, line, verilog_name="mutant.v"):
         # init value on the wire bit now tied to that constant, and another wire on the same
         # constant has a different init (act_engine's `x` init of always-zero bits). The bit is
         # driven by the constant, so its init says nothing: clear it and clean up again.
-        status, _ = _yosys(f"read_rtlil ../design.il; {edit}write_rtlil raw.il", work,
-                           "mutant_raw.log")
-        if status == 0 and _clear_wire_init_bit(work / "raw.il", line):
+        # (its own status: a raw netlist written is not a mutant written)
+        raw_status, _ = _yosys(f"read_rtlil ../design.il; {edit}write_rtlil raw.il", work,
+                               "mutant_raw.log")
+        if raw_status == 0 and _clear_wire_init_bit(work / "raw.il", line):
             status, log = _yosys(f"read_rtlil raw.il; opt_clean; {write}", work, "mutant.log")
     if status != 0 and "Conflicting init values" in log:
         # the mutant is the same without the clean-up (the equivalence check may then stop on
