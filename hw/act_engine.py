@@ -117,15 +117,6 @@ def _bitlen_at(v, offset=0, sign=1):
     return Mux(hi.any(), _bitlen_at(hi, offset + sign * half, sign), _bitlen_at(lo, offset, sign))
 
 
-def _bitlen_tree(v):
-    """Bit length of the unsigned value ``v`` as a balanced tree of multiplexers (log depth)."""
-    if len(v) == 1:
-        return v[0]
-    half = len(v) // 2
-    lo, hi = v[:half], v[half:]
-    return Mux(hi.any(), _bitlen_tree(hi) + half, _bitlen_tree(lo))
-
-
 def _sum_tree(values):
     """Balanced adder tree (log depth) of a list of values."""
     values = list(values)
@@ -338,7 +329,9 @@ class ActEngine(wiring.Component):
         # ---- front: the command being received (element-wise stream or a row's load pass) -----
         # (loaded in every IDLE cycle, read only after it: no reset)
         f_lastb = Signal(beat_bits, reset_less=True)  # the index of the command's last beat
-        f_lmask = Signal(L, reset_less=True)          # the lanes of its last beat
+        # Lane masks carry lanes 1..L-1 only: lane 0 is in every beat (the last beat's lanes
+        # are those below n % lanes, or all; n >= 1), so its bit would always be 1.
+        f_lmask = Signal(L - 1, reset_less=True)      # the lanes of its last beat (1..L-1)
         # f_cnt == f_lastb (kept with f_cnt, not compared after it)
         f_last = Signal(reset_less=True)
         f_cnt = Signal(beat_bits, reset_less=True)
@@ -357,7 +350,7 @@ class ActEngine(wiring.Component):
         ctx_layout = data.StructLayout({
             "op": unsigned(3), "fin": unsigned(3), "fout": unsigned(4),
             "n": unsigned(row_bits + 1), "lastb": unsigned(row_beat_bits),
-            "lmask": unsigned(L),                  # the lanes of the row's last beat
+            "lmask": unsigned(L - 1),              # the lanes 1..L-1 of the row's last beat
             "sm": unsigned(1), "ln": unsigned(1),  # op is softmax / layernorm
             "mx": signed(8),                       # softmax: row max
             "sx": signed(row_bits + 9),            # layernorm: sum of x
@@ -409,7 +402,7 @@ class ActEngine(wiring.Component):
         # the beat's data (read only with s0_valid and its delays: no reset)
         s0_out = Signal(reset_less=True)   # an output beat (else a softmax sum beat)
         s0_last = Signal(reset_less=True)
-        s0_mask = Signal(L, reset_less=True)
+        s0_mask = Signal(L - 1, reset_less=True)      # lanes 1..L-1 (lane 0: always)
         s0_mem = Signal(reset_less=True)   # x comes from the row buffer's read port
         s0_xreg = Signal(8 * L, reset_less=True)
         s0_rb = Signal(reset_less=True)    # the row buffer of a row-side beat
@@ -419,7 +412,7 @@ class ActEngine(wiring.Component):
         issue_out = Signal()
         issue_mem = Signal()
         issue_last = Signal()
-        issue_mask = Signal(L)
+        issue_mask = Signal(L - 1)
         m.d.sync += [s0_valid.eq(issue), s0_out.eq(issue_out), s0_last.eq(issue_last),
                      s0_mask.eq(issue_mask), s0_mem.eq(issue_mem)]
         s0_x_bits = Signal(8 * L)
@@ -433,17 +426,21 @@ class ActEngine(wiring.Component):
             mx1 = reg(Mux(s0_rb, ctx[1].mx, ctx[0].mx), "mx1")
 
         def last_mask(n):
-            """The lanes of the last of ``ceil(n / lanes)`` beats (``n >= 1``): every lane when
-            ``lanes`` divides ``n``, else lanes below ``n % lanes`` (earlier beats are full)."""
-            if L == 1:
-                return Const(1, 1)
+            """Lanes 1..L-1 of the last of ``ceil(n / lanes)`` beats (``n >= 1``): every lane
+            when ``lanes`` divides ``n``, else lanes below ``n % lanes`` (earlier beats are
+            full). Lane 0 is in every beat: not carried."""
             rem = n[:log_l]
-            return Cat((rem == 0) | (rem > j) if j < L - 1 else rem == 0 for j in range(L))
+            return Cat((rem == 0) | (rem > j) if j < L - 1 else rem == 0 for j in range(1, L))
+
+        def if_lane(mask, j, value, other):
+            """``value`` if lane ``j`` is in ``mask`` (lanes 1..L-1), else ``other``; lane 0 is
+            in every beat (no select built)."""
+            return value if j == 0 else Mux(mask[j - 1], value, other)
 
         def last_beat(n):
             return ((n + (L - 1)) >> log_l) - 1
 
-        f_mask = Mux(f_last, f_lmask, (1 << L) - 1)
+        f_mask = Mux(f_last, f_lmask, (1 << (L - 1)) - 1)
 
         # ---- front: commands, element-wise streams and load passes ----------------------------
         c = self.cmd.payload
@@ -534,7 +531,7 @@ class ActEngine(wiring.Component):
                 return [Mux(values[i] > values[i + 1], values[i], values[i + 1])
                         for i in range(0, len(values), 2)]
 
-            xm = [Mux(f_mask[j], self.i.payload.x[j], -128) for j in range(L)]
+            xm = [if_lane(f_mask, j, self.i.payload.x[j], -128) for j in range(L)]
             if L > 1:       # the first level with the beat
                 xm = [reg(v, f"ld_max2_{i}", signed(8)) for i, v in enumerate(max_level(xm))]
             else:
@@ -544,8 +541,8 @@ class ActEngine(wiring.Component):
             lb_v = reg(la_v, "ld_v2", control=True)
             lb_b = reg(la_b, "ld_b2")
             lb_max = reg(xm[0], "ld_max", signed(8))
-            lb_sx = reg(_sum_tree(Mux(la_mask[j], xs[j], 0) for j in range(L)), "ld_sx")
-            lb_sxx = reg(_sum_tree(Mux(la_mask[j], la_sq[j], 0) for j in range(L)), "ld_sxx")
+            lb_sx = reg(_sum_tree(if_lane(la_mask, j, xs[j], 0) for j in range(L)), "ld_sx")
+            lb_sxx = reg(_sum_tree(if_lane(la_mask, j, la_sq[j], 0) for j in range(L)), "ld_sxx")
             for b in range(2):
                 with m.If(lb_v & (lb_b == b)):
                     m.d.sync += [ctx[b].mx.eq(Mux(lb_max > ctx[b].mx, lb_max, ctx[b].mx)),
@@ -554,7 +551,9 @@ class ActEngine(wiring.Component):
 
         # ---- row side: sum pass (softmax), scalar step, output pass ---------------------------
         if rows:
-            scal = Signal(range(max(ROW_SCALAR_CYCLES.values()) + 1))
+            # counts 0 .. cycles - 1 in SCALAR; the last step's increment wraps or leaves it
+            # past both compare values, and WAIT clears it: no bit beyond the count is built
+            scal = Signal(range(max(ROW_SCALAR_CYCLES.values())))
             sum_done = Signal()          # softmax: the sum pass's last E has been added to s_sum
             last_scal = Signal()
             cur_sm = cur.sm
@@ -605,7 +604,7 @@ class ActEngine(wiring.Component):
                 issue_mem.eq(row_side),
                 issue_tag.eq(Mux(row_side, Cat(cur.op, cur.fin, cur.fout), f_tag.as_value())),
                 issue_last.eq(Mux(row_side, b_last, f_last)),
-                issue_mask.eq(Mux(row_side, Mux(b_last, cur.lmask, (1 << L) - 1), f_mask)),
+                issue_mask.eq(Mux(row_side, Mux(b_last, cur.lmask, (1 << (L - 1)) - 1), f_mask)),
                 rport.addr.eq(Cat(b_cnt[:addr_bits], rsel)),
             ]
         else:
@@ -627,8 +626,15 @@ class ActEngine(wiring.Component):
             sm2 = reg(sm1, "sc_sm2")
             # stage 3: bit length, exponent and the mantissa's shift amounts
             # (the amounts are tables of the bit length: no adder after the tree)
+            # Below 17 the bit length is needed only up to its pair (2i-1 and 2i): layernorm
+            # reads k = (len - 15) >> 1, the same for both, and softmax's sum is at least
+            # 2**16 (len >= 17). So bits 0..15 are taken in pairs (length 2i for the pair
+            # holding bit 2i-1 or 2i-2): the tree does not tell 2i-1 from 2i.
             len_c = Signal(range(v_bits + 1), name="sc_len_c")
-            m.d.comb += len_c.eq(_bitlen_tree(v_reg))
+            pairs = Signal(8, name="sc_pairs")
+            m.d.comb += pairs.eq(Cat(v_reg[2 * i] | v_reg[2 * i + 1] for i in range(8)))
+            m.d.comb += len_c.eq(Mux(v_reg[16:].any(), _bitlen_at(v_reg[16:], 16),
+                                     _bitlen_at(pairs, 0, 2)))
             len_reg = reg(len_c, "sc_len")
             lens = range(v_bits + 1)
             ks = [(n - 15) >> 1 for n in lens]                 # k = (len - 15) >> 1
@@ -818,20 +824,21 @@ class ActEngine(wiring.Component):
                 s_r2 = delay(s_r, depth, f"r_s2_{j}")
                 neg2 = delay(negx, depth + 2, f"r_neg2_{j}")
                 zero2 = delay(zero, depth + 2, f"r_zero2_{j}")
-                left = Signal(3, name=f"r_left{j}")
-                m.d.comb += left.eq(-s_r2)
-                # s >= -6 for x != 0 (x == 0 gives 32767 below), so y << -s < 2**22
-                sl = reg(yr << left, f"r_sl{j}", unsigned(22))                   # st + 1
+                # s < 0 (x != 0; x == 0 gives 32767 below): r = y << -s with y >= 33026 (the
+                # core's output over every int8 mantissa), so r >= 2**16 and the output
+                # saturates whatever y is: only the flag is carried, not y << -s
                 # no s >= 18 case (golden's r = 0): s <= 23 and y < 2**16, so for s >= 17
                 # (y + 2**(s-1)) >> s is already 0; the rounding addend 2**(s-1) <= 2**22
                 # and y + 2**(s-1) < 2**23
                 vr = reg(yr + ((Const(1, 1) << s_r2[:5]) >> 1)[:23], f"r_v{j}", unsigned(23))
-                lt0 = reg(s_r2 < 0, f"r_lt0{j}")
+                lt0 = reg(s_r2 < 0, f"r_lt0{j}")                                 # st + 1
                 s5 = reg(s_r2[:5], f"r_s5{j}")
-                r = reg(Mux(lt0, sl, vr >> s5), f"r_r{j}", unsigned(22))        # st + 2
+                # s >= 0: r = (y + 2**(s-1)) >> s < 2**16 (y for s = 0, at most 2**15 else)
+                r = reg(vr >> s5, f"r_r{j}", unsigned(16))                       # st + 2
+                sat = reg(lt0, f"r_sat{j}")
                 neg3, zero3 = reg(neg2, f"r_neg3{j}"), reg(zero2, f"r_zero3{j}")
                 # sat16(-r) is -32768 for r >= 2**15, else -r[:15]; sat16(r) is 32767 then
-                big = r[15:].any()
+                big = sat | r[15]
                 r15 = r[:15]
                 y = reg(Mux(zero3, 32767, Mux(neg3, Mux(big, -32768, -r15), Mux(big, 32767, r15))),
                         f"r_yo{j}", signed(16))                                  # st + 3
@@ -880,7 +887,7 @@ class ActEngine(wiring.Component):
             sum_v = delay(s0_valid & ~s0_out, SUM_STAGE, "sumv", control=True)
             sum_last = delay(s0_last, SUM_STAGE, "suml")
             sum_mask = delay(s0_mask, SUM_STAGE, "summ")
-            part = reg(_sum_tree(Mux(sum_mask[j], es[j], 0) for j in range(L)), "sum_part")
+            part = reg(_sum_tree(if_lane(sum_mask, j, es[j], 0) for j in range(L)), "sum_part")
             part_v = reg(sum_v, "sum_part_v", control=True)
             part_last = reg(sum_v & sum_last, "sum_part_last", control=True)
             with m.If(part_v):
@@ -892,8 +899,8 @@ class ActEngine(wiring.Component):
         beat = Signal(out_layout)
         m.d.comb += [beat.last.eq(last_end)]
         for j in range(L):
-            m.d.comb += [beat.y[j].eq(Mux(mask_end[j], ys[j], 0)),
-                         beat.domain[j].eq(mask_end[j] & doms[j])]
+            m.d.comb += [beat.y[j].eq(if_lane(mask_end, j, ys[j], 0)),
+                         beat.domain[j].eq(if_lane(mask_end, j, doms[j], 0))]
         err_beat = Signal(out_layout)
         m.d.comb += [err_beat.error.eq(1), err_beat.last.eq(1)]
         write_out = Signal()

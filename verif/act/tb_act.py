@@ -7,7 +7,8 @@ the output; rejected commands (unknown op, n = 0, n > max_row) each followed by 
 every ordered pair of ops back to back at full input rate, with the output always ready and
 under heavy back-pressure; row scalars (softmax's exponential sum, LayerNorm's n**2 times the
 variance) at every bit length; recip of every code in every lane at its smallest rounding
-shifts; LayerNorm outputs exactly at their rounding ties and one below them; softmax outputs
+shifts; LayerNorm outputs exactly at their rounding ties and one below them (every fout;
+for the large shifts, at the tie or one below of the product the engine rounds); softmax outputs
 that show the row reciprocal's last bit.
 Generation parameters come from ``verif.common.params()`` (defaults if absent).
 
@@ -303,7 +304,14 @@ def _layernorm_ties(gen, params):
     shows. Rows of small spread (n 2..8, spreads 1..7) at fout 12..15, where ``sh <= 16``: there
     ``gamma`` (16 bits) picks the product's residue modulo ``2**sh`` wherever ``D_i * Y`` is odd
     (``Y`` and ``k`` from the golden model's ``layernorm_scale``); the other
-    elements get random ``gamma`` and ``beta``."""
+    elements get random ``gamma`` and ``beta``.
+
+    Then rows of every spread up to 255 and n up to ``max_row`` at fout 0..11, where
+    ``sh`` is 17 and more (the engine's rounding shift ``sh - 12`` up to its largest values):
+    ``gamma`` cannot pick the residue modulo ``2**sh`` there, so each element's ``gamma`` is
+    one (of the 16-bit values, drawn at random) whose product lies in the ``2**12`` at the tie
+    or the ``2**12`` below it: the engine drops the product's low 12 bits (``ROW_DROP``, exact),
+    so the product it rounds is then exactly at its tie or one below it."""
     max_row = params["max_row"]
     jobs = []
     for fout in (15, 14, 13, 12):
@@ -333,6 +341,31 @@ def _layernorm_ties(gen, params):
                         gamma[i], beta[i] = g, b
                 jobs.append(make_job(gen, params, "layernorm", n, fout=fout, kind="random",
                                      xs=xs, gamma=gamma, beta=beta))
+    drop = 1 << 12
+    gammas = np.arange(-32768, 32768, dtype=np.int64)
+    for fout in range(12):
+        for n, spread in ((2, 1), (3, 2), (5, 7), (8, 31), (16, 127), (max_row, 255)):
+            n = min(n, max_row)
+            base = int(gen.integers(-128, 128 - spread))
+            xs = [int(v) for v in base + gen.integers(0, spread + 1, n)]
+            xs[0], xs[-1] = base, base + spread
+            sx, k, y = golden.layernorm_scale(xs)
+            sh = 35 + k - fout
+            gamma = [int(v) for v in gen.integers(-32768, 32768, n)]
+            beta = [int(v) for v in gen.integers(-32768, 32768, n)]
+            for i, x in enumerate(xs):
+                dy = (n * x - sx) * y
+                low = (1 << (sh - 1)) - drop * ((i + n) % 2)    # the tie, or below it
+                hits = gammas[(dy * gammas - low) % (1 << sh) < drop]
+                if len(hits) == 0:
+                    continue
+                g = int(hits[int(gen.integers(0, len(hits)))])
+                r = golden.rshift_round(dy * g, sh)
+                b = max(-32768, min(32767, -r + int(gen.integers(-2000, 2001))))
+                if -32768 <= r + b <= 32767:
+                    gamma[i], beta[i] = g, b
+            jobs.append(make_job(gen, params, "layernorm", n, fout=fout, kind="random",
+                                 xs=xs, gamma=gamma, beta=beta))
     return jobs
 
 
