@@ -65,7 +65,9 @@ class SlotSignature(wiring.Signature):
     valid : Out(1)
         The slot holds a flit.
     flit : Out(flit_layout(nodes, width))
-        The flit (``dest``, ``src``, ``payload``); meaningful while ``valid``.
+        The flit (``dest``, ``src``, ``payload``); meaningful while ``valid``, except ``dest``,
+        meaningful only while ``valid`` and not ``home`` (the sender keeps only the ``dest``
+        bits that vary among the flits passing the receiver).
     home : Out(1)
         The flit is for the receiving router (``dest`` is the sender's neighbour in this
         direction), decoded when the slot is loaded so that the receiver's ``block`` and
@@ -272,15 +274,20 @@ class RingRouter(RingParameters, wiring.Component):
             in_flits = _link_flits((me - step) % k, k, step)
             sends = _routed(me, k, step)
             src_free, src_fixed = _free_bits([src for src, _ in out_flits], bits)
-            dest_free, dest_fixed = _free_bits([dest for _, dest in out_flits], bits)
+            # ``dest`` of a slot is read only for a flit that passes the downstream router (a
+            # flit for that router is ``home``): the bits that vary among those flits.
+            dest_free, dest_fixed = _free_bits(
+                [dest for _, dest in out_flits if dest != downstream]
+                or [dest for _, dest in out_flits], bits)
             ej_free, ej_fixed = _free_bits([src for src, dest in in_flits if dest == me], bits)
             q_free, q_fixed = _free_bits(sends, bits)
             always_home = all(dest == downstream for _, dest in out_flits)
             can_pass = any(dest != me for _, dest in in_flits)
 
-            # The outgoing slot register: the bits of ``src`` and ``dest`` that vary among the
-            # flits this link can carry (the others are constants), and ``home`` unless every
-            # such flit is for the downstream router.
+            # The outgoing slot register: the bits of ``src`` that vary among the flits this
+            # link can carry and of ``dest`` among those that pass the downstream router (the
+            # others are constants), and ``home`` unless every such flit is for the downstream
+            # router.
             fields = {"valid": 1, "dest": len(dest_free), "src": len(src_free),
                       "payload": self.width}
             out = Signal(data.StructLayout({f: n for f, n in fields.items() if n}),

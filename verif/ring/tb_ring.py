@@ -455,6 +455,14 @@ async def _starvation_case(dut, mon, k, width, inj_l, case, starve, quota, rng):
             last = s
     assert all(n <= 2 * quota for _, n in runs), \
         f"case {case}: runs of consecutive entries (node, flits) {runs[:12]}..., quota {quota}"
+    # ... and equally: while both are starving, every round gives each of them ``quota`` flits,
+    # so over the shared window (which cuts at most one round at each end) their counts differ
+    # by at most ``2 * quota`` (a router whose round ended early, e.g. ``spent`` set before its
+    # quota was used, gets fewer slots than the other).
+    counts = {s: sum(1 for _, s2 in shared if s2 == s) for s in (up, victim)}
+    assert abs(counts[up] - counts[victim]) <= 2 * quota, \
+        f"case {case}: entries of (upstream, victim) in the shared window {counts}, more than " \
+        f"2 x quota = {2 * quota} apart"
     return onset, max(waits[up])
 
 
@@ -466,7 +474,8 @@ async def starvation_onset_and_injection_wait_bound(dut):
     its first flit must enter the ring exactly :func:`golden.starvation_delay` (``starve``, plus 1
     hop to the upstream node) after it was offered. The upstream node then yields until it
     starves in turn (its arriving slot is free: delay ``starve + 0``, its longest wait); from
-    then on they share by rounds. Every wait between two consecutive flits of either node stays
+    then on they share by rounds (runs of at most ``2 * quota``, counts at most ``2 * quota``
+    apart). Every wait between two consecutive flits of either node stays
     within :func:`golden.injection_wait_bound`. Ejection always ready; cases one after the
     other, the ring drained in between; every flit checked by the scoreboard."""
     k, width, inj_l, ej_l = _setup()
