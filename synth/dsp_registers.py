@@ -37,8 +37,10 @@ from pathlib import Path
 __all__ = ["pack_dsp_registers"]
 
 
-#: ``TRELLIS_FF`` parameters a packable flip-flop must have (other than ``CEMUX``/``LSRMUX``).
+#: ``TRELLIS_FF`` parameters a packable flip-flop must have (other than ``CEMUX``/``LSRMUX``),
+#: and the cell's default of each (Yosys leaves out ``SRMODE`` on a flip-flop without reset).
 _PLAIN_FF = {"CLKMUX": "CLK", "REGSET": "RESET", "SRMODE": "LSR_OVER_CE", "GSR": "DISABLED"}
+_FF_DEFAULTS = {"CLKMUX": "CLK", "REGSET": "RESET", "SRMODE": "LSR_OVER_CE", "GSR": "ENABLED"}
 #: ``LUT4`` truth table of ``Z = A | B`` (index ``D*8 + C*4 + B*2 + A``; ``C``, ``D`` unused).
 _OR2_INIT = format(0xEEEE, "016b")
 _GROUP_PREFIX = {"A": "REG_INPUTA", "B": "REG_INPUTB", "P": "REG_OUTPUT"}
@@ -53,7 +55,8 @@ def _ff_control(cell):
     ``None`` when the flip-flop is not one this pass may move."""
     if cell["type"] != "TRELLIS_FF":
         return None
-    if any(_param(cell, name) != value for name, value in _PLAIN_FF.items()):
+    if any((_param(cell, name) or _FF_DEFAULTS[name]) != value
+           for name, value in _PLAIN_FF.items()):
         return None
     if _param(cell, "LSRMODE") not in ("", "LSR"):     # "PRLD" loads M on reset
         return None

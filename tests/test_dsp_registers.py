@@ -48,11 +48,13 @@ def _fabric_models(work):
 class _TwoMultipliers(wiring.Component):
     """``p1``: operands and product registered under ``en`` (with reset): all three registers
     can move into the DSP. ``p2``: no enable; its operand ``a2`` also drives the output
-    ``a2_seen``, so that register stays in the fabric; ``b2`` and the product move."""
+    ``a2_seen``, so that register stays in the fabric; ``b2`` and the product move. ``p3``: like
+    ``p1`` without resets: all three move, with ``en`` as the DSP's enable."""
 
     def __init__(self):
         super().__init__({"a": In(signed(8)), "b": In(signed(8)), "en": In(1),
-                          "p1": Out(signed(16)), "p2": Out(signed(16)), "a2_seen": Out(8)})
+                          "p1": Out(signed(16)), "p2": Out(signed(16)), "a2_seen": Out(8),
+                          "p3": Out(signed(16))})
 
     def elaborate(self, platform):
         m = Module()
@@ -62,6 +64,12 @@ class _TwoMultipliers(wiring.Component):
             m.d.sync += [a1.eq(self.a), b1.eq(self.b), self.p1.eq(a1 * b1)]
         m.d.sync += [a2.eq(self.b), b2.eq(self.a ^ 0x5A), self.p2.eq(a2 * b2)]
         m.d.comb += self.a2_seen.eq(a2)
+        # p3: registers without reset (Yosys writes no SRMODE on them), under en
+        a3, b3 = Signal(signed(8), reset_less=True), Signal(signed(8), reset_less=True)
+        p3 = Signal(signed(16), reset_less=True)
+        with m.If(self.en):
+            m.d.sync += [a3.eq(self.a + 3), b3.eq(self.b ^ 0x33), p3.eq(a3 * b3)]
+        m.d.comb += self.p3.eq(p3)
         return m
 
 
@@ -69,16 +77,17 @@ _TESTBENCH = f"""
 module tb;
     reg clk = 0, rst = 1, en = 0;
     reg signed [7:0] a = 0, b = 0;
-    wire [15:0] p1, p2;
+    wire [15:0] p1, p2, p3;
     wire [7:0] a2_seen;
-    top dut(.clk(clk), .rst(rst), .a(a), .b(b), .en(en), .p1(p1), .p2(p2), .a2_seen(a2_seen));
+    top dut(.clk(clk), .rst(rst), .a(a), .b(b), .en(en), .p1(p1), .p2(p2), .a2_seen(a2_seen),
+            .p3(p3));
     integer i, seed = 7;
     initial begin
         for (i = 0; i < {CYCLES}; i = i + 1) begin
             a = $random(seed); b = $random(seed); en = $random(seed);
             rst = i < 2 || ($random(seed) % 13 == 0);
             #1 clk = 1; #1 clk = 0;
-            $display("%0d %h %h %h", i, p1, p2, a2_seen);
+            $display("%0d %h %h %h %h", i, p1, p2, a2_seen, p3);
         end
         $finish;
     end
@@ -121,14 +130,14 @@ def test_packing_moves_exactly_the_movable_registers(netlists):
     work, stats = netlists
     # p1: both operands and the product; p2: the product and the operand that is not also
     # an output (which of A/B that is, is Yosys' choice); one CE | RST gate (p1's en and rst)
-    assert stats["dsps"] == 2 and stats["output"] == 2
-    assert stats["input_a"] + stats["input_b"] == 3
-    assert stats["flip_flops_moved"] == 3 * 8 + 2 * 16 and stats["or_gates"] == 1
+    assert stats["dsps"] == 3 and stats["output"] == 3
+    assert stats["input_a"] + stats["input_b"] == 5
+    assert stats["flip_flops_moved"] == 5 * 8 + 3 * 16 and stats["or_gates"] == 1
     module = json.loads((work / "packed.json").read_text())["modules"]["top"]
     dsps = [c for c in module["cells"].values() if c["type"] == "MULT18X18D"]
     registered = sorted(sum(c["parameters"].get(f"REG_{g}_CLK", "NONE") == "CLK0"
                             for g in ("INPUTA", "INPUTB", "OUTPUT")) for c in dsps)
-    assert registered == [2, 3]
+    assert registered == [2, 3, 3]
 
 
 @pytest.mark.synth
