@@ -297,6 +297,19 @@ async def _run_targeted(dut, op, make_jobs, *, stream, salt):
     await _run_and_check(dut, params, make_jobs(gen, params), stall=0.1, salt=salt)
 
 
+
+def _tie_row(gen, n, spread, fout):
+    """A LayerNorm row of the rounding-tie tests: ``n`` int8 values spanning exactly ``spread``
+    from a random base, its golden scale (``sx``, ``y``), the rounding shift ``sh`` at ``fout``
+    and random 16-bit ``gamma``/``beta`` for the caller to tune."""
+    base = int(gen.integers(-128, 128 - spread))
+    xs = [int(v) for v in base + gen.integers(0, spread + 1, n)]
+    xs[0], xs[-1] = base, base + spread
+    sx, k, y = golden.layernorm_scale(xs)
+    gamma = [int(v) for v in gen.integers(-32768, 32768, n)]
+    beta = [int(v) for v in gen.integers(-32768, 32768, n)]
+    return xs, sx, y, 35 + k - fout, gamma, beta
+
 def _layernorm_ties(gen, params):
     """LayerNorm rows whose products ``D_i * Y * gamma_i`` sit exactly at a rounding tie of the
     output shift ``sh = 35 + k - fout`` or one below it (round half up: a tie goes up, one below
@@ -319,13 +332,7 @@ def _layernorm_ties(gen, params):
             if n > max_row:
                 continue
             for spread in (1, 2, 3, 5, 7):
-                base = int(gen.integers(-128, 128 - spread))
-                xs = [int(v) for v in base + gen.integers(0, spread + 1, n)]
-                xs[0], xs[-1] = base, base + spread
-                sx, k, y = golden.layernorm_scale(xs)
-                sh = 35 + k - fout
-                gamma = [int(v) for v in gen.integers(-32768, 32768, n)]
-                beta = [int(v) for v in gen.integers(-32768, 32768, n)]
+                xs, sx, y, sh, gamma, beta = _tie_row(gen, n, spread, fout)
                 for i, x in enumerate(xs):
                     dy = (n * x - sx) * y
                     if sh > 16 or dy % 2 == 0:
@@ -346,13 +353,7 @@ def _layernorm_ties(gen, params):
     for fout in range(12):
         for n, spread in ((2, 1), (3, 2), (5, 7), (8, 31), (16, 127), (max_row, 255)):
             n = min(n, max_row)
-            base = int(gen.integers(-128, 128 - spread))
-            xs = [int(v) for v in base + gen.integers(0, spread + 1, n)]
-            xs[0], xs[-1] = base, base + spread
-            sx, k, y = golden.layernorm_scale(xs)
-            sh = 35 + k - fout
-            gamma = [int(v) for v in gen.integers(-32768, 32768, n)]
-            beta = [int(v) for v in gen.integers(-32768, 32768, n)]
+            xs, sx, y, sh, gamma, beta = _tie_row(gen, n, spread, fout)
             for i, x in enumerate(xs):
                 dy = (n * x - sx) * y
                 low = (1 << (sh - 1)) - drop * ((i + n) % 2)    # the tie, or below it
