@@ -31,16 +31,18 @@ by the DSP's ``P`` bit. Cycle behaviour is unchanged: a register moved, not adde
 
 import json
 from collections import defaultdict
+from itertools import chain
 from pathlib import Path
 
 
 __all__ = ["pack_dsp_registers"]
 
 
-#: ``TRELLIS_FF`` parameters a packable flip-flop must have (other than ``CEMUX``/``LSRMUX``),
-#: and the cell's default of each (Yosys leaves out ``SRMODE`` on a flip-flop without reset).
-_PLAIN_FF = {"CLKMUX": "CLK", "REGSET": "RESET", "SRMODE": "LSR_OVER_CE", "GSR": "DISABLED"}
-_FF_DEFAULTS = {"CLKMUX": "CLK", "REGSET": "RESET", "SRMODE": "LSR_OVER_CE", "GSR": "ENABLED"}
+#: ``TRELLIS_FF`` parameters a packable flip-flop must have (other than ``CEMUX``/``LSRMUX``):
+#: name -> (required value, the cell's default when absent: Yosys leaves out ``SRMODE`` on a
+#: flip-flop without reset).
+_PLAIN_FF = {"CLKMUX": ("CLK", "CLK"), "REGSET": ("RESET", "RESET"),
+             "SRMODE": ("LSR_OVER_CE", "LSR_OVER_CE"), "GSR": ("DISABLED", "ENABLED")}
 #: ``LUT4`` truth table of ``Z = A | B`` (index ``D*8 + C*4 + B*2 + A``; ``C``, ``D`` unused).
 _OR2_INIT = format(0xEEEE, "016b")
 _GROUP_PREFIX = {"A": "REG_INPUTA", "B": "REG_INPUTB", "P": "REG_OUTPUT"}
@@ -55,8 +57,8 @@ def _ff_control(cell):
     ``None`` when the flip-flop is not one this pass may move."""
     if cell["type"] != "TRELLIS_FF":
         return None
-    if any((_param(cell, name) or _FF_DEFAULTS[name]) != value
-           for name, value in _PLAIN_FF.items()):
+    if any((_param(cell, name) or default) != required
+           for name, (required, default) in _PLAIN_FF.items()):
         return None
     if _param(cell, "LSRMODE") not in ("", "LSR"):     # "PRLD" loads M on reset
         return None
@@ -98,7 +100,10 @@ class _Netlist:
                             self.users[bit].append((name, port, index))
         self.port_bits = {bit for port in module["ports"].values() for bit in port["bits"]
                           if isinstance(bit, int)}
-        self.next_net = 1 + max([b for b in self.driver] + list(self.users) + [1])
+        # above every net id in use: a port or a named net may have neither driver nor user
+        named = (bit for net in module["netnames"].values() for bit in net["bits"]
+                 if isinstance(bit, int))
+        self.next_net = 1 + max(chain(self.driver, self.users, self.port_bits, named, [1]))
 
     def new_net(self):
         self.next_net += 1
@@ -175,8 +180,7 @@ def _enable_net(net, ce, rst, or_gates):
 
 def _pack_one(net, dsp_name, dsp, or_gates):
     """Move what can move into one DSP; return the groups packed (``"A"``, ``"B"``, ``"P"``)."""
-    if any(str(dsp["parameters"].get(f"{prefix}_CLK", "NONE")).strip() != "NONE"
-           for prefix in _GROUP_PREFIX.values()):
+    if any(_param(dsp, f"{prefix}_CLK") not in ("", "NONE") for prefix in _GROUP_PREFIX.values()):
         return []
     groups = {}
     for letter in "AB":
@@ -206,15 +210,13 @@ def _pack_one(net, dsp_name, dsp, or_gates):
         prefix = _GROUP_PREFIX[letter]
         for kind in ("CLK", "CE", "RST"):
             params[f"{prefix}_{kind}"] = f"{kind}{slots[kind].index(wanted[letter][kind])}"
+        # an input pin reads the FF's D, an output bit drives the FF's Q net
+        through = "Q" if letter == "P" else "DI"
         for pin, ff_name in moves:
-            ff = net.cells.pop(ff_name, None)
-            if letter == "P":
-                conn[pin] = ff["connections"]["Q"] if ff else conn[pin]
-            else:
-                # several pins (a sign extension) may share one FF: the first pin removed it
-                source = ff or net.moved[ff_name]
-                net.moved[ff_name] = source
-                conn[pin] = source["connections"]["DI"]
+            conn[pin] = net.cells[ff_name]["connections"][through]
+        # several input pins (a sign extension) may share one FF: remove after rewiring
+        for _, ff_name in moves:
+            net.cells.pop(ff_name, None)
     if groups:
         params["RESETMODE"] = "SYNC"
         params["GSR"] = "DISABLED"
@@ -233,7 +235,6 @@ def pack_dsp_registers(path):
         if not any(cell["type"] == "MULT18X18D" for cell in module.get("cells", {}).values()):
             continue
         net = _Netlist(module)
-        net.moved = {}
         or_gates = {}
         before = len(net.cells)
         for name in sorted(n for n, c in module["cells"].items() if c["type"] == "MULT18X18D"):
