@@ -20,12 +20,13 @@ def tree_sum(values):
     return values[0]
 
 
-def register(m, value, name, en=None):
+def register(m, value, name, en=None, reset_less=False):
     """A register named ``name`` in ``m``'s ``sync`` domain, loaded with ``value`` at every clock
-    edge (only at the edges where ``en`` is high, when given). A :class:`~amaranth.lib.data.View`
-    gives a register of the same layout. Returns the register."""
+    edge (only at the edges where ``en`` is high, when given); without a reset when
+    ``reset_less`` (a data register read only under a valid that has one). A
+    :class:`~amaranth.lib.data.View` gives a register of the same layout. Returns the register."""
     shape = value.shape() if isinstance(value, data.View) else Value.cast(value).shape()
-    reg = Signal(shape, name=name)
+    reg = Signal(shape, name=name, reset_less=reset_less)
     if en is None:
         m.d.sync += reg.eq(value)
     else:
@@ -34,10 +35,10 @@ def register(m, value, name, en=None):
     return reg
 
 
-def delay(m, value, cycles, name, en=None):
+def delay(m, value, cycles, name, en=None, reset_less=False):
     """``value`` delayed by ``cycles`` clock edges (enabled edges, when ``en`` is given): a chain
-    of :func:`register` named ``{name}_d1`` .. ``{name}_d{cycles}``; ``value`` itself when
-    ``cycles`` is 0."""
+    of :func:`register` (``reset_less`` passed on) named ``{name}_d1`` .. ``{name}_d{cycles}``;
+    ``value`` itself when ``cycles`` is 0."""
     for k in range(1, cycles + 1):
-        value = register(m, value, f"{name}_d{k}", en)
+        value = register(m, value, f"{name}_d{k}", en, reset_less)
     return value

@@ -496,18 +496,9 @@ class _SparseArray(wiring.Component):
         ctl = [st_valid[0], st_bank[0], st_last[0]]
         if figs:
             ctl += [st_first[0], st_final[0]]
-        if dr["reset_less"]:    # the valid keeps its reset; bank and last travel without
-            late = [delay(m, st_valid[0], MAC_STAGES, st_valid[0].name, adv)]
-            for sig in ctl[1:]:
-                value = sig
-                for k in range(1, MAC_STAGES + 1):
-                    reg = Signal(sig.shape(), name=f"{sig.name}_d{k}", reset_less=True)
-                    with m.If(adv):
-                        m.d.sync += reg.eq(value)
-                    value = reg
-                late.append(value)
-        else:
-            late = [delay(m, sig, MAC_STAGES, sig.name, adv) for sig in ctl]
+        # the valid keeps its reset; with `dr`, bank and last travel without
+        late = [delay(m, sig, MAC_STAGES, sig.name, adv,
+                      reset_less=dr["reset_less"] and sig is not st_valid[0]) for sig in ctl]
         d_valid, d_bank, d_last = late[:3]
         if figs:
             d_first, d_final = late[3:]
