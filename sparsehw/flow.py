@@ -133,13 +133,15 @@ PNR_BUDGET_S = 1800
 
 
 def synthesize_block(block, params, target, build_dir=None, place_seeds=None,
-                     budget_s=PNR_BUDGET_S):
+                     budget_s=PNR_BUDGET_S, pack_dsp_registers=None):
     """Synthesis record of one design point; with ``place_seeds`` (ECP5 only) also the
     post-place-and-route Fmax (median over the seeds), its critical path per seed, the router
     and the run times (``pnr_seconds``: Yosys wall seconds and, per seed, nextpnr's wall
     seconds and its own placer/router times). A flat ECP5 run places the netlist of the
     synthesis that gave the resource counts (one Yosys run, not two); a split run (subsystem,
     chip: hierarchy kept for the area split) is synthesized flat again for placement.
+    ``pack_dsp_registers`` (None: the block's own choice, :attr:`Block.pack_dsp_registers`)
+    moves the registers around each multiplier into the DSP before placement.
 
     Raises
     ------
@@ -158,11 +160,15 @@ def synthesize_block(block, params, target, build_dir=None, place_seeds=None,
     netlist = figures.pop("netlist", None)
     record = {"block": block.name, "params": params, **figures}
     if place_seeds:
+        if pack_dsp_registers is None:
+            pack_dsp_registers = block.pack_dsp_registers
         pnr = place_and_route(component, block.name, build_dir=Path(build_dir) / "pnr",
-                              seeds=place_seeds, budget_s=budget_s, netlist=netlist)
+                              seeds=place_seeds, budget_s=budget_s, netlist=netlist,
+                              pack_dsp_registers=pack_dsp_registers)
         record.update(fmax_mhz=pnr["fmax_mhz"], fmax_by_seed=pnr["fmax_by_seed"],
                       critical_path_by_seed=pnr.get("critical_path_by_seed", {}),
                       pnr_device=pnr["device"], pnr_router=pnr.get("router"),
+                      pnr_pack_dsp_registers=pack_dsp_registers,
                       pnr_dsp_registers=pnr.get("dsp_registers"),
                       pnr_seconds={"yosys_s": pnr.get("yosys_s"),
                                    "by_seed": pnr.get("seconds_by_seed", {})})

@@ -67,6 +67,11 @@ class Block:
         Workload knobs of the regression run that ``sparsehw mutate`` gives every mutant (a
         documented subset of the regression, for a block whose full regression is too long to
         run 50 times); None: the regression as ``make test``'s default run.
+    pack_dsp_registers : bool
+        Whether ``sparsehw synth --place`` moves the registers around each multiplier into the
+        ``MULT18X18D`` before nextpnr (:mod:`sparsehw.synth.dsp_registers`). True by default;
+        False for a block where packing was measured to lower Fmax (``--dsp-registers`` on the
+        command line overrides it).
     """
     name: str
     summary: str
@@ -80,6 +85,7 @@ class Block:
     perf_defaults: dict = None
     family: str = None
     mutation_workload: dict = None
+    pack_dsp_registers: bool = True
 
     def __post_init__(self):
         for attr in ("params", "workload_params"):

@@ -168,3 +168,35 @@ def test_every_perf_failure_is_one_line(monkeypatch, capsys, outcome, message):
     err = capsys.readouterr().err
     assert status == (2 if isinstance(outcome, ValueError) else 1)
     assert err == message + "\n"
+
+
+@pytest.mark.parametrize("flag, expected", [([], {"spu": False, "figs": True}),
+                                            (["--dsp-registers"], {"spu": True, "figs": True}),
+                                            (["--no-dsp-registers"],
+                                             {"spu": False, "figs": False})])
+def test_place_packs_dsp_registers_by_block_choice_or_flag(flag, expected, monkeypatch,
+                                                           tmp_path):
+    # The placement itself is replaced: this checks which packing choice reaches it.
+    from sparsehw import flow
+    seen = {}
+
+    def fake_synthesize(component, name, **kwargs):
+        return {"target": "ecp5", "cells": 1, "luts": 1, "ffs": 1, "dsps": 0}
+
+    def fake_place(component, name, **kwargs):
+        seen[name] = kwargs["pack_dsp_registers"]
+        return {"fmax_mhz": 1.0, "fmax_by_seed": {"1": 1.0}, "device": "85k"}
+
+    monkeypatch.setattr(flow, "synthesize", fake_synthesize)
+    monkeypatch.setattr(flow, "place_and_route", fake_place)
+    for name in expected:
+        assert main(["synth", name, "--target", "ecp5", "--place", "--seeds", "1", *flag,
+                     "--json", str(tmp_path / f"{name}.json")]) == 0
+    assert seen == expected
+
+
+def test_dsp_registers_flag_needs_place():
+    result = run_cli("synth", "figs", "--target", "ecp5", "--no-dsp-registers")
+    assert result.returncode == 2
+    assert "--dsp-registers/--no-dsp-registers needs --place" in result.stderr
+    assert "Traceback" not in result.stderr

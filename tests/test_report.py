@@ -112,7 +112,11 @@ def test_fpga_table_renders_from_records(tmp_path):
             "status": "ok", "record": {"params": params, "cycles": 4096},
             "command": "sparsehw perf figs"}
     broken = _pnr_result("nm_broadcast", {"1": 1.0}, status="failed")
-    for name, result in (("figs-pnr", figs), ("figs-perf", perf), ("nmb-pnr", broken)):
+    unpacked = _pnr_result("spu", {"1": 120.0})
+    unpacked["record"].update(pnr_pack_dsp_registers=False, pnr_dsp_registers=None)
+    old = _pnr_result("hbfp_dot", {"1": 100.0})                     # before the packing pass
+    for name, result in (("figs-pnr", figs), ("figs-perf", perf), ("nmb-pnr", broken),
+                         ("spu-pnr", unpacked), ("hbfp-pnr", old)):
         (tmp_path / f"{name}.json").write_text(json.dumps(result))
     text = render_fpga_records(tmp_path).read_text()
     row = next(line for line in text.splitlines() if line.startswith("| figs |"))
@@ -123,4 +127,7 @@ def test_fpga_table_renders_from_records(tmp_path):
     assert "64 MAC/cycle = 5.76 GMAC/s" in row and "| 2.0, 2.0, 2.0 |" in row
     broken_row = next(line for line in text.splitlines() if line.startswith("| nm_broadcast |"))
     assert "failed: PnrTimeout" in broken_row and "not finished in 31 min" in broken_row
-    assert next(line for line in text.splitlines() if line.startswith("| spu |")).count("not run")
+    rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
+    assert "DSP registers not packed (the block's choice" in rows["spu"]
+    assert "DSP registers not packed (record before synth/dsp_registers.py)" in rows["hbfp_dot"]
+    assert rows["ring"].count("not run")

@@ -356,16 +356,19 @@ def fpga_rows(pnr, perf):
         run = ", ".join(f"{t['wall_s'] / 60:.1f}" for t in times.values()) or "-"
         rows.append([name, old, f"**{record['fmax_mhz']}**", seeds,
                      _fmt_area((record["luts"], record["ffs"], record["dsps"]), old_area)
-                     + _dsp_registers_text(record.get("pnr_dsp_registers"), record["dsps"]),
+                     + _dsp_registers_text(record, record["dsps"]),
                      _path_text(path), before.get("path") or "not recorded", ops, run,
                      f"`{result['command']}`"])
     return rows
 
 
-def _dsp_registers_text(packed, dsps):
+def _dsp_registers_text(record, dsps):
     """What the flow moved into the DSPs before placement (synth/dsp_registers.py)."""
+    packed = record.get("pnr_dsp_registers")
     if not dsps:
         return ""
+    if record.get("pnr_pack_dsp_registers") is False:
+        return "; DSP registers not packed (the block's choice: packing lowered its Fmax)"
     if not packed:
         return "; DSP registers not packed (record before synth/dsp_registers.py)"
     if not packed["flip_flops_moved"]:
