@@ -179,13 +179,18 @@ class _SparseArray(wiring.Component):
         fan, fixed = self._fanout, self._fixed
         E = C * beta
         sel_bits = self.sel_bits
-        # Broadcast engine: data registers without reset (issue 15, as act_engine's in stop 26).
-        # Every weight register is written before a tile can issue (full/fresh are reset) and
-        # every pipeline data register is read only under its valid (st_valid, the delayed
-        # valid, o.valid), which keep their reset; no output under a valid depends on the reset
-        # values, so a reset multiplexer there is logic no handshake can see. The other engines
-        # keep theirs (their netlists and mutation figures unchanged).
-        dr = dict(reset_less=not (figs or fan))
+        # Data registers without reset (issue 15, as act_engine's in stop 26): the broadcast
+        # engine's since stop 27, FiGS's and the fan-out engine's since stop 28. Every weight
+        # register (value, operand select, FiGS's rotation) and every per-bank pattern register
+        # that steers only data (FiGS's N - 1 of the east-edge rotation, the fan-out's N and M/N)
+        # is written before a tile can issue from its bank (full/fresh are reset), and every
+        # pipeline data register (the instance, FiGS's phase bits, bank and last, the MAC
+        # pipeline, the sums) is read only under the valid it travels with (st_valid, the
+        # delayed valid, o.valid), which keep their reset, as does all control (full, fresh,
+        # pointers, row_hot, FiGS's schedule and exchange state, fault). No output under a valid
+        # depends on the reset values, so a reset multiplexer there is logic no handshake can
+        # see. The fixed 2:4 engine keeps its resets (its netlist unchanged).
+        dr = dict(reset_less=not fixed)
 
         # -- weight loading: one PE row per transfer into the bank `load_ptr` --------------------
         full = Signal(2)            # bank holds a complete tile not yet released
@@ -207,15 +212,15 @@ class _SparseArray(wiring.Component):
             max_n = min(R & -R, self._max_m)
             n_bits = exact_log2(max_n)
             rot_bits = max(1, n_bits)
-            wrot = [[[Signal(rot_bits, name=f"wr{k}_r{r}_e{e}") for e in range(E)]
+            wrot = [[[Signal(rot_bits, name=f"wr{k}_r{r}_e{e}", **dr) for e in range(E)]
                      for r in range(R)] for k in range(2)]
             sched = [Signal(max_n, name=f"sched{k}", init=1) for k in range(2)]
             # N - 1 of each bank's pattern (decoded at load: the east-edge rotation reads it)
-            bank_nmask = [Signal(rot_bits, name=f"nmask{k}") for k in range(2)]
+            bank_nmask = [Signal(rot_bits, name=f"nmask{k}", **dr) for k in range(2)]
         if fan and not fixed:
             # each bank's pattern, for the fan-out network
-            bank_nlog = [Signal(_LOG_BITS, name=f"nlog{k}") for k in range(2)]
-            bank_qlog = [Signal(_LOG_BITS, name=f"qlog{k}") for k in range(2)]
+            bank_nlog = [Signal(_LOG_BITS, name=f"nlog{k}", **dr) for k in range(2)]
+            bank_qlog = [Signal(_LOG_BITS, name=f"qlog{k}", **dr) for k in range(2)]
 
         wp = self.w.payload
         n_log2, m_log2 = wp.n_log2, wp.m_log2
@@ -367,9 +372,9 @@ class _SparseArray(wiring.Component):
             # Swap exchange: the instance stays at the input for one phase per rotation of the
             # bank's schedule; cur_oh is the current rotation (one-hot), i.ready rises in the
             # final phase.
-            st_oh = [Signal(max_n, name=f"st{c}_rot") for c in range(C)]
-            st_first = [Signal(name=f"st{c}_first") for c in range(C)]
-            st_final = [Signal(name=f"st{c}_final") for c in range(C)]
+            st_oh = [Signal(max_n, name=f"st{c}_rot", **dr) for c in range(C)]
+            st_first = [Signal(name=f"st{c}_first", **dr) for c in range(C)]
+            st_final = [Signal(name=f"st{c}_final", **dr) for c in range(C)]
             cur_oh = Signal(max_n, init=1)
             sched_u = Signal(max_n)
             use_nmask = Signal(rot_bits)
@@ -506,7 +511,7 @@ class _SparseArray(wiring.Component):
         ctl = [st_valid[0], st_bank[0], st_last[0]]
         if figs:
             ctl += [st_first[0], st_final[0]]
-        # the valid keeps its reset; with `dr`, bank and last travel without
+        # the valid keeps its reset; with `dr`, bank, last and FiGS's phase bits travel without
         late = [delay(m, sig, MAC_STAGES, sig.name, adv,
                       reset_less=dr["reset_less"] and sig is not st_valid[0]) for sig in ctl]
         d_valid, d_bank, d_last = late[:3]

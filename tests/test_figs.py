@@ -85,7 +85,8 @@ def test_routable_fraction_limits():
 # -- golden: mapping onto the array reproduces the GEMM (no RTL involved) --------------------------
 
 @pytest.mark.parametrize("engine", ("figs", "nm_broadcast", "nm_fanout"))
-@pytest.mark.parametrize("n,m", SUPPORTED_RATIOS)
+# the list, and patterns beyond it that the engines accept (M/N <= 4 = ratio, N | rows)
+@pytest.mark.parametrize("n,m", SUPPORTED_RATIOS + ((2, 2), (4, 4), (8, 8), (8, 16)))
 def test_array_mapping_reproduces_golden_gemm(engine, n, m):
     rows, cols, beta = 8, 2, 2
     rng = np.random.default_rng(7 * n + m)
@@ -400,7 +401,8 @@ def test_regression(tmp_path, engine, params):
     result = run_cocotb(CLASSES[engine](**params), engine, "sparsehw.verif.figs.tb_figs",
                         build_dir=tmp_path, seed=3, params=params)
     assert result.passed, result.errors or result.log.read_text()[-3000:]
-    assert result.tests == 10          # the exchange test is skipped (passes) but for FiGS
+    # the exchange test is skipped (passes) but for FiGS, the accepted-patterns test for fixed 2:4
+    assert result.tests == 12
     # Functional coverage: every run-time mode reached (every N:M, every window position of
     # every row at every M, every malformed-index and rejected-pattern kind, corner data,
     # FiGS phases 1..N / fixed 2:4 passes) and every handshake bin of w, i and o.

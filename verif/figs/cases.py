@@ -4,7 +4,9 @@
 Coverage (``verif.coverage``, block = the engine, cumulative over the tests of one simulation,
 reported after every test):
 
-* ``nm``: every N:M pattern the engine supports at these parameters, run bit-exact;
+* ``nm``: every N:M pattern the engine supports at these parameters, run bit-exact: the
+  issue's list (``SUPPORTED_RATIOS``) and every other pattern the engine accepts at run time
+  (:func:`_accepted_patterns`: 2:2, 4:4, 8:8, 8:16, ... where the rules allow them);
 * ``window``: ``m:r:j``: PE row ``r`` multiplied a nonzero weight of index ``j`` under M = ``m``,
   for every supported M and every ``j < M`` (fixed 2:4: ``j`` from ``s`` to ``s + 2``, ``s = r %
   2``, the indices an ascending pair allows); every position of every row's M-window,
@@ -35,7 +37,7 @@ from sparsehw.verif.stream import pack, restart, start
 
 __all__ = ["gemm_cases", "nested_levels", "malformed_index", "bad_config", "exchange",
            "full_rate", "malformed_then_correct", "window_sweep", "short_tiles",
-           "report", "ENGINES"]
+           "accepted_patterns", "held_output", "report", "ENGINES"]
 
 ENGINES = ("figs", "nm_broadcast", "nm_fanout", "nm_fixed24")
 
@@ -50,6 +52,26 @@ def _supported(engine, params, n, m):
     if params["rows"] % n or m > params["max_m"]:
         return False
     return engine not in ("figs", "nm_fanout") or m // n <= params["ratio"]
+
+
+def _accepted_patterns(engine, params):
+    """``[(n, m)]``: every pattern the engine accepts at run time (no ``fault.config``) that is
+    not in ``SUPPORTED_RATIOS``: powers of two ``N <= M`` with ``M <= max_m``, ``N`` dividing
+    the rows and (FiGS, fan-out) ``M/N <= ratio`` (the rules of ``fault.config``,
+    ``hw/figs.py``), e.g. 2:2, 4:4, 8:8 and 8:16 at 8 rows and ratio 4. None for the fixed 2:4
+    engine (2:4 only)."""
+    if engine == "nm_fixed24":
+        return []
+    out = []
+    m = 1
+    while m <= params["max_m"]:
+        n = 1
+        while n <= m:
+            if (n, m) not in SUPPORTED_RATIOS and _supported(engine, params, n, m):
+                out.append((n, m))
+            n *= 2
+        m *= 2
+    return out
 
 
 def _min_n(engine, params, m):
@@ -87,6 +109,7 @@ def _coverage(engine, params):
         patterns = [(2, 4)]         # the hardware's only run-time pattern
     else:
         patterns = [nm_ for nm_ in SUPPORTED_RATIOS if _supported(engine, params, *nm_)]
+        patterns += _accepted_patterns(engine, params)
     if engine == "nm_fixed24":      # slot s of a 2:4 group: index s..s+2 (ascending pairs)
         window = [(4, r, j) for r in range(params["rows"]) for j in range(r % 2, r % 2 + 3)]
     else:
@@ -658,6 +681,115 @@ async def _sole_rotation_sweep(dut, params, rng):
         dut._log.info(f"figs sole-rotation sweep {n}:{m}: {len(tiles)} tiles, "
                       f"{sum(len(t) for t in tiles)} (row, entry, rotation) triples")
     common.record(sole_rotation=swept)
+
+
+async def accepted_patterns(dut, engine):
+    """Every pattern the engine accepts at run time beyond the issue's list
+    (:func:`_accepted_patterns`: N = M > 1 such as 2:2, 4:4, 8:8, and 8:16 at 8 rows, ratio 4),
+    random and high-end masks (the high end with corner operands, as :func:`gemm_cases`),
+    bit-exact against the golden GEMM under stalls, no fault."""
+    params = dut_params(engine)
+    await start(dut, **PORTS)
+    rng = np.random.default_rng(common.rng(101).randrange(1 << 30))
+    ran = []
+    for n, m in _accepted_patterns(engine, params):
+        for kind in ("random", "high"):
+            k_tile, o_tile = gf.tile_shape(n, m, params["rows"], params["cols"], params["beta"])
+            o, k, b = o_tile + 1, 2 * k_tile, 3
+            w = make_weights(kind, o, k, n, m, rng)
+            x = rng.integers(-128, 128, size=(k, b))
+            if kind == "high":
+                x[:, 0] = -128
+                w = np.where(w != 0, -128, 0)
+            fig = await _gemm(dut, engine, params, w, x, n, m, rngs=_rngs(100 + len(ran)),
+                              stall=0.3)
+            assert _fault(dut) == 0, f"spurious fault {_fault(dut):#x} for {kind} {n}:{m}"
+            ran.append((n, m, kind))
+            dut._log.info(f"{engine} {kind} {n}:{m} ok, phases {fig['phases']}")
+    assert ran, "no accepted pattern beyond the list at these parameters"
+    common.record(accepted=[f"{n}:{m}" for n, m, _ in ran])
+
+
+async def held_output(dut, engine):
+    """Latency with the output held: ``o.ready`` low, one instance at a time into an empty
+    array (a one-phase tile: FiGS's slots assigned, a fine mask), ``o.valid`` must rise exactly
+    :func:`golden.figs.pipeline_latency` cycles after the input transfer (the cycle a sink that
+    is ready would take it), not earlier, and not wait for ``o.ready``; then, still not ready,
+    ``o.valid`` and the payload must hold for a few cycles (stream rules); then the sink takes it,
+    and the partial sums must be the golden GEMM's. Both instances of the tile in turn."""
+    from cocotb.triggers import ReadOnly
+    from sparsehw.verif.figs import lanes_of, pack_instance, unpack_psums
+    from sparsehw.verif.stream import StreamSource
+    params = dut_params(engine)
+    rows, cols, beta = params["rows"], params["cols"], params["beta"]
+    await start(dut, **PORTS)           # o.ready low from here on
+    rng = np.random.default_rng(common.rng(111).randrange(1 << 30))
+    n, m = (2, 4) if engine == "nm_fixed24" else \
+        ((2, 8) if _supported(engine, params, 2, 8) else (1, 1))
+    k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
+    layouts = layouts_of(engine, params)
+    lanes = lanes_of(engine, params)
+    w = make_weights("fine", o_tile, k_tile, n, m, rng)
+    x = rng.integers(-128, 128, size=(k_tile, 2))
+    values, indices = nm.compress(w, n, m)
+    expected = nm.gemm_int8(nm.decompress(values, indices, n, m), x).astype(np.int64)
+    if engine == "figs":
+        values, indices, _ = gf.assign_slots(values, indices, n, m)
+        assert gf.gemm_schedule(values, indices, n, m, k=k_tile, o=o_tile, rows=rows, cols=cols,
+                                beta=beta, alpha=params["alpha"]) == [1], "not a one-phase tile"
+    wsrc = StreamSource(dut, "w")
+    wsrc.send_nowait(pack(layouts["w"], {"entries": [{"value": v, "index": i} for v, i in row],
+                                        "n_log2": exact_log2(n), "m_log2": exact_log2(m)})
+                     for row in gf.weight_rows(values, indices, n, m, rows=rows, cols=cols,
+                                               beta=beta, o_tile=0, k_tile=0))
+    await wsrc.wait_idle(timeout_cycles=50 + 4 * rows)
+    wsrc.stop()
+    dut.w__valid.value = 0
+    lat = gf.pipeline_latency(cols)
+    hold = 3
+    for b in range(x.shape[1]):
+        inst = gf.instance(engine, x, n, m, rows=rows, lanes=lanes, k_tile=0, b=b)
+        dut.i__payload.value = pack_instance(layouts["i"], inst, b == x.shape[1] - 1,
+                                             params["width"])
+        dut.i__valid.value = 1
+        for waited in range(20 + 4 * rows):             # until the input transfer
+            await ReadOnly()
+            fire = dut.i__ready.value == 1
+            await RisingEdge(dut.clk)
+            if fire:
+                break
+        else:
+            raise AssertionError(f"instance {b} not accepted with o.ready low")
+        dut.i__valid.value = 0
+        # cycle t after the transfer: o.valid high in cycle lat - 1 (transferred at the edge
+        # ending it, lat cycles after the input's) and in every later one while not ready
+        seen = None
+        for t in range(lat + hold):
+            await ReadOnly()
+            valid = dut.o__valid.value == 1
+            if t < lat - 1:
+                assert not valid, f"o.valid {lat - 1 - t} cycles early (instance {b})"
+            else:
+                assert valid, (f"o.valid low {t + 1} cycles after the input transfer with "
+                               f"o.ready low (latency {lat}, instance {b})")
+                payload = int(dut.o__payload.value)
+                assert seen is None or payload == seen, "payload changed while held"
+                seen = payload
+            await RisingEdge(dut.clk)
+        dut.o__ready.value = 1
+        await ReadOnly()
+        assert dut.o__valid.value == 1 and int(dut.o__payload.value) == seen
+        await RisingEdge(dut.clk)
+        dut.o__ready.value = 0
+        sums, last = unpack_psums(layouts["o"], seen, cols * beta)
+        assert last == int(b == x.shape[1] - 1), f"last {last} on instance {b}"
+        assert sums[:o_tile] == expected[:, b].tolist(), \
+            f"instance {b}: got {sums[:o_tile]}, expected {expected[:, b].tolist()}"
+        await ReadOnly()
+        assert dut.o__valid.value == 0, "o.valid after the only output was taken"
+        await RisingEdge(dut.clk)
+    assert _fault(dut) == 0
+    common.record(held_latency=lat)
 
 
 async def full_rate(dut, engine):

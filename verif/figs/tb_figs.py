@@ -85,3 +85,15 @@ async def one_instance_per_cycle(dut):
 async def malformed_index_then_next_gemm_correct(dut):
     await cases.malformed_then_correct(dut, ENGINE)
     cases.report(dut, ENGINE)
+
+
+@common.test(skip=ENGINE == "nm_fixed24")
+async def accepted_patterns_beyond_the_list(dut):
+    await cases.accepted_patterns(dut, ENGINE)
+    cases.report(dut, ENGINE)
+
+
+@common.test()
+async def latency_with_output_held(dut):
+    await cases.held_output(dut, ENGINE)
+    cases.report(dut, ENGINE)
