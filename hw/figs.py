@@ -467,9 +467,13 @@ class _SparseArray(wiring.Component):
                     # the value st_bank[c] would select, and the operand select starts from a
                     # register next to it instead of st_bank[c]'s fan-out to every MAC of
                     # the column (the critical path before: st_bank -> cand, 8.8 ns of which
-                    # 6.9 routing).
-                    sel = Signal(sel_bits, name=f"sel_{tag}", **dr)
-                    m.d.sync += sel.eq(Mux(entering, wsel[1][r][e], wsel[0][r][e]))
+                    # 6.9 routing). nm_fixed24's 2-bit select is not on its critical path: it
+                    # keeps the select from st_bank (its netlist and figures unchanged).
+                    if fixed:
+                        sel = Mux(st_bank[c], wsel[1][r][e], wsel[0][r][e])
+                    else:
+                        sel = Signal(sel_bits, name=f"sel_{tag}", **dr)
+                        m.d.sync += sel.eq(Mux(entering, wsel[1][r][e], wsel[0][r][e]))
                     weight = Mux(st_bank[c], wval[1][r][e], wval[0][r][e])
                     if figs:       # only in the phase of the weight's rotation
                         rot_w = Signal(rot_bits, name=f"rot_{tag}", **dr)
