@@ -377,9 +377,16 @@ class _SparseArray(wiring.Component):
             st_final = [Signal(name=f"st{c}_final", **dr) for c in range(C)]
             cur_oh = Signal(max_n, init=1)
             sched_u = Signal(max_n)
+            # N - 1 of the bank in use, a register one cycle behind use_ptr: the rotation reads
+            # it only at rotations t > 0 (at t = 0 the row's source is itself, whatever the
+            # mask), that is in the later phases of an instance, when use_ptr and its bank
+            # have not changed for a cycle or more (use_ptr toggles on an instance's final
+            # phase; a bank is loaded before its first instance). So the lag is never seen, and
+            # the input rotation starts from a register instead of use_ptr's fan-out (the
+            # critical path with the select registered: use_ptr -> nmask -> st3_x, 9.2 ns).
             use_nmask = Signal(rot_bits)
-            m.d.comb += [sched_u.eq(Mux(use_ptr, sched[1], sched[0])),
-                         use_nmask.eq(Mux(use_ptr, bank_nmask[1], bank_nmask[0]))]
+            m.d.comb += sched_u.eq(Mux(use_ptr, sched[1], sched[0]))
+            m.d.sync += use_nmask.eq(Mux(use_ptr, bank_nmask[1], bank_nmask[0]))
             # cur_up[t]: t <= current rotation (a register next to cur_oh: the exchange control's
             # i.ready does not wait for it to be decoded)
             cur_up = Signal(max_n, init=1)
