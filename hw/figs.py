@@ -442,7 +442,8 @@ class _SparseArray(wiring.Component):
 
         def column_sums(c):
             """Registered column sums of PE column ``c`` (``beta`` of them), MAC_STAGES cycles
-            behind the instance. Stage 1: the operand select's first level (the whole select
+            behind the instance. Stage 0, as the instance enters the column: the select (and
+            FiGS rotation) of the bank it uses. Stage 1: the operand select's first level (the whole select
             when it is one level) and the weight; 2: the operand (second select level, or a copy)
             and a copy of the weight; 3: the product; 4: the adder tree's first level (sums of
             row pairs); 5: the column sum. With a one-level select the multiplier reads
