@@ -878,8 +878,9 @@ async def a_stalled_flow_fills_its_buffers_exactly_then_streams(dut):
     without pause. The injection port must accept exactly :func:`golden.stalled_flow_capacity`
     flits (the ejection buffer holds ``eject_depth`` before it back-pressures, then the held slots
     and the injection queue) and then refuse; when the port is released, the destination must
-    eject the flow one flit per cycle until the last (ejection into a buffer with room never
-    waits, and a buffer that was full takes a flit again in the cycle after a read)."""
+    eject the flow one flit per cycle until the last, and the source's remaining flits must be
+    accepted one per cycle (ejection into a buffer with room never waits, and a buffer that was
+    full takes a flit again in the cycle after a read)."""
     k, width, inj_l, ej_l = _setup()
     p = common.params()
     depth, eject_depth = p.get("depth", 16), p.get("eject_depth", 16)
@@ -921,6 +922,14 @@ async def a_stalled_flow_fills_its_buffers_exactly_then_streams(dut):
             gaps = [b - a for a, b in zip(cycles, cycles[1:]) if b - a != 1]
             assert not gaps, f"{src}->{dst}: gaps of {gaps} cycles between ejections after " \
                              f"the port was released"
+            # ... and the ring takes the rest one flit per cycle: the source's remaining flits
+            # are accepted in consecutive cycles (a buffer that back-pressured with a free entry
+            # would hold the ring for a cycle, and the injection port with it).
+            taken = [c for c, _, _ in mon.injected[src][inj + capacity:]]
+            gaps = [b - a for a, b in zip(taken, taken[1:]) if b - a != 1]
+            assert len(taken) == total - capacity and not gaps, \
+                f"{src}->{dst}: after the release the remaining {total - capacity} flits were " \
+                f"accepted with gaps of {gaps} cycles"
     assert not mon.violations, "; ".join(mon.violations[:5])
     golden.check_delivery(mon.sent(), mon.delivered())
     assert int(dut.bad_dest.value) == 0
