@@ -33,6 +33,19 @@ at most ``quota`` injections of each of the ``k - 1`` other (needy) routers in t
 ``k // 2`` cycles for the flits already on the ring to pass (a flit travels at most ``k // 2``
 hops). See ``docs/ring.md`` (*No starvation*).
 
+**Back-pressure capacity** (one flow ``src -> dst`` alone, ``dst``'s ejection port stalled,
+``src`` offering without pause): the ejection buffer takes ``eject_depth`` flits before it
+back-pressures; then the flit that cannot be buffered waits in the slot arriving at ``dst`` and
+the flits behind it in the slots of the links before it (one per hop), and then ``src``'s
+injection queue fills (``depth``): the injection port accepts
+:func:`stalled_flow_capacity` ``= eject_depth + hops + depth`` flits and then refuses (a local
+flow: ``eject_depth``, the local buffer). When the port is released and ``src`` keeps
+offering, ``dst`` ejects the flow's flits one per cycle, without a gap, until the last.
+
+**Fairness rounds**: a starving router is *needy* while it has injected fewer than ``quota``
+flits in the current round; its injections past the quota (where no needy router lies in the
+flit's path) leave it spent until the round ends.
+
 **Delivery**: the multiset of delivered ``(src, dst, payload)`` equals the injected one (nothing
 lost, duplicated or corrupted), and for every flow ``(src, dst)`` the delivery order equals the
 injection order.
@@ -63,6 +76,7 @@ from sparsehw.params import Param, ParamSpec, check, int_in
 
 __all__ = ["RING_PARAMS", "CYCLES_PER_HOP", "LATENCY_CONSTANT", "PATTERNS", "EJECT_BUFFERS",
            "route", "zero_load_latency", "starvation_delay", "injection_wait_bound",
+           "stalled_flow_capacity",
            "pattern_destinations", "ideal_throughput", "channel_bound",
            "mean_zero_load_latency", "eject_buffer", "eject_order", "check_delivery",
            "DeliveryError"]
@@ -125,6 +139,16 @@ def starvation_delay(starve, upstream_hops):
     check("starve", starve, RING_PARAMS["starve"].rule)
     check("upstream_hops", upstream_hops, int_in(0, 15))
     return starve + upstream_hops
+
+
+def stalled_flow_capacity(src, dst, k, depth, eject_depth):
+    """Flits the injection port of ``src`` accepts for ``dst`` while ``dst``'s ejection port
+    stalls and nothing else is in flight (module docstring, *Back-pressure capacity*):
+    ``eject_depth + hops + depth``, or ``eject_depth`` for a local flow (``src == dst``)."""
+    check("depth", depth, RING_PARAMS["depth"].rule)
+    check("eject_depth", eject_depth, RING_PARAMS["eject_depth"].rule)
+    hops = route(src, dst, k)[1]
+    return eject_depth + (hops + depth if hops else 0)
 
 
 def injection_wait_bound(k, starve, quota):

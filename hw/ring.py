@@ -18,9 +18,10 @@ combinational logic that computes the hold and fairness inputs of every router f
 all of them); both with ``wiring.connect``.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 import sparsehw.golden.ring as golden
@@ -142,6 +143,109 @@ class RingParameters:
                      doc="Injections per router per fairness round.")
 
 
+class _Buffer(wiring.Component):
+    """A first-in first-out buffer of ``depth`` entries whose flags and head *key* are
+    registers: the router's ejection buffers (key: the packed ``src`` bits).
+
+    It behaves like :class:`~amaranth.lib.fifo.SyncFIFO` (``r_rdy = level != 0``,
+    ``w_rdy = level != depth``, a write to an empty buffer is readable in the next cycle,
+    ``r_data`` is the head's payload read asynchronously), with two differences that make the
+    router's ejection choice start at flip-flops (timing; no cycle changes): ``full`` (``level ==
+    depth``) and ``r_rdy`` are registers loaded with next cycle's value, and the key of every
+    entry is kept in a memory of its own, read one entry ahead (at the entry after the head,
+    from a register address), so that the head's key is a register (``r_key``).
+
+    Parameters
+    ----------
+    width : int
+        Payload bits per entry.
+    key_bits : int
+        Key bits per entry (0: no key).
+    depth : int
+        Entries, at least 2.
+
+    Attributes
+    ----------
+    w_en : In(1)
+        Write ``w_data`` (and ``w_key``); ignored while ``full``.
+    w_data : In(width)
+    w_key : In(key_bits)
+        Only when ``key_bits``, like ``r_key``.
+    full : Out(1)
+        ``depth`` entries are stored (registered).
+    r_en : In(1)
+        Read the head; ignored while not ``r_rdy``.
+    r_rdy : Out(1)
+        At least one entry is stored (registered).
+    r_data : Out(width)
+        Payload of the head (meaningful while ``r_rdy``).
+    r_key : Out(key_bits)
+        Key of the head (registered; meaningful while ``r_rdy``).
+    """
+
+    def __init__(self, *, width, key_bits, depth):
+        self._width, self._key_bits, self._depth = width, key_bits, depth
+        members = {"w_en": In(1), "w_data": In(width), "full": Out(1), "r_en": In(1),
+                   "r_rdy": Out(1), "r_data": Out(width)}
+        if key_bits:
+            members.update(w_key=In(key_bits), r_key=Out(key_bits))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self._depth
+
+        def incr(value):
+            return Mux(value == depth - 1, 0, value + 1)
+
+        level = Signal(range(depth + 1))
+        produce = Signal(range(depth))
+        consume = Signal(range(depth))
+        do_write = Signal()
+        do_read = Signal()
+        m.d.comb += [do_write.eq(self.w_en & ~self.full), do_read.eq(self.r_en & self.r_rdy)]
+
+        m.submodules.storage = storage = Memory(shape=self._width, depth=depth, init=[])
+        w_port = storage.write_port()
+        r_port = storage.read_port(domain="comb")
+        m.d.comb += [w_port.addr.eq(produce), w_port.data.eq(self.w_data),
+                     w_port.en.eq(do_write), r_port.addr.eq(consume),
+                     self.r_data.eq(r_port.data)]
+        with m.If(do_write):
+            m.d.sync += produce.eq(incr(produce))
+        with m.If(do_read):
+            m.d.sync += consume.eq(incr(consume))
+
+        with m.If(do_write & ~do_read):
+            m.d.sync += level.eq(level + 1)
+        with m.Elif(do_read & ~do_write):
+            m.d.sync += level.eq(level - 1)
+        # Next cycle's ``level == depth`` and ``level != 0``.
+        with m.If(do_read & ~do_write):
+            m.d.sync += [self.full.eq(0), self.r_rdy.eq(level != 1)]
+        with m.Elif(do_write & ~do_read):
+            m.d.sync += [self.full.eq(level == depth - 1), self.r_rdy.eq(1)]
+
+        if self._key_bits:
+            # The head's key: the written entry's when it becomes the head (the buffer is
+            # empty, or its only entry is read), else after a read the entry's behind the head,
+            # read from ``key_storage`` at ``after`` (``consume + 1``, a register of its own).
+            after = Signal(range(depth), init=1 % depth)
+            with m.If(do_read):
+                m.d.sync += after.eq(incr(after))
+            m.submodules.key_storage = key_storage = Memory(shape=self._key_bits, depth=depth,
+                                                            init=[])
+            key_w = key_storage.write_port()
+            key_r = key_storage.read_port(domain="comb")
+            m.d.comb += [key_w.addr.eq(produce), key_w.data.eq(self.w_key),
+                         key_w.en.eq(do_write), key_r.addr.eq(after)]
+            with m.If(do_write & (~self.r_rdy | (do_read & (level == 1)))):
+                m.d.sync += self.r_key.eq(self.w_key)
+            with m.Elif(do_read):
+                m.d.sync += self.r_key.eq(key_r.data)
+        return m
+
+
 class RingRouter(RingParameters, wiring.Component):
     """One node of the bidirectional ring.
 
@@ -242,7 +346,8 @@ class RingRouter(RingParameters, wiring.Component):
 
         # Local traffic goes straight into the local ejection buffer.
         # Its source is this router: the buffer stores the payload only.
-        local = m.submodules.local = SyncFIFO(width=self.width, depth=self.eject_depth)
+        local = m.submodules.local = _Buffer(width=self.width, key_bits=0,
+                                                  depth=self.eject_depth)
         m.d.comb += [local.w_data.eq(self.inject.p.payload),
                      local.w_en.eq(self.inject.valid & (direction == _LOCAL))]
         local_head = Signal(ej_l, name="local_head")
@@ -252,7 +357,7 @@ class RingRouter(RingParameters, wiring.Component):
         ready = Signal()
         with m.Switch(direction):
             with m.Case(_LOCAL):
-                m.d.comb += ready.eq(local.w_rdy)
+                m.d.comb += ready.eq(~local.full)
             with m.Case(_BAD):
                 m.d.comb += ready.eq(1)
         with m.If(self.inject.valid & (direction == _BAD)):
@@ -287,61 +392,55 @@ class RingRouter(RingParameters, wiring.Component):
             # The outgoing slot register: the bits of ``src`` that vary among the flits this
             # link can carry and of ``dest`` among those that pass the downstream router (the
             # others are constants), and ``home`` unless every such flit is for the downstream
-            # router.
-            fields = {"valid": 1, "dest": len(dest_free), "src": len(src_free),
-                      "payload": self.width}
+            # router. Only ``valid`` is reset: the rest is read only while ``valid``.
+            fields = {"dest": len(dest_free), "src": len(src_free), "payload": self.width}
             out = Signal(data.StructLayout({f: n for f, n in fields.items() if n}),
-                         name=f"{name}_out")
+                         name=f"{name}_out", reset_less=True)
+            out_valid = Signal(name=f"{name}_out_valid")
             out_dest = out.dest if dest_free else Cat()
             out_src = out.src if src_free else Cat()
-            m.d.comb += [depart.valid.eq(out.valid),
+            m.d.comb += [depart.valid.eq(out_valid),
                          depart.flit.dest.eq(_unpack(out_dest, dest_free, dest_fixed, bits)),
                          depart.flit.src.eq(_unpack(out_src, src_free, src_fixed, bits)),
                          depart.flit.payload.eq(out.payload)]
             if always_home:
                 m.d.comb += depart.home.eq(1)
             else:
-                out_home = Signal(name=f"{name}_out_home")
+                out_home = Signal(name=f"{name}_out_home", reset_less=True)
                 m.d.comb += depart.home.eq(out_home)
 
             # The ejection buffer stores the varying bits of the source and the payload; the
             # injection queue the varying bits of the destination and the payload (the source is
             # this router).
-            efifo = m.submodules[f"{name}_eject"] = SyncFIFO(width=len(ej_free) + self.width,
-                                                             depth=self.eject_depth)
+            efifo = m.submodules[f"{name}_eject"] = _Buffer(width=self.width,
+                                                            key_bits=len(ej_free),
+                                                            depth=self.eject_depth)
             queue = m.submodules[f"{name}_queue"] = SyncFIFO(width=len(q_free) + self.width,
                                                              depth=self.depth)
             ejects[name] = efifo
             e_head = Signal(ej_l, name=f"{name}_eject_head")
-            m.d.comb += [e_head.src.eq(_unpack(efifo.r_data[self.width:], ej_free, ej_fixed,
-                                               bits)),
-                         e_head.payload.eq(efifo.r_data[:self.width])]
+            e_src = efifo.r_key if ej_free else Cat()
+            m.d.comb += [e_head.src.eq(_unpack(e_src, ej_free, ej_fixed, bits)),
+                         e_head.payload.eq(efifo.r_data)]
             head_of[name] = e_head
 
             # The arriving flit either ejects here (if its buffer has room), passes on, or is
             # blocked (for this node, buffer full). Ejection does not depend on ``hold``.
-            # ``arrive.home`` (decoded by the sender) and ``full`` (the buffer's ``~w_rdy``, kept
-            # as a register of its own) make ``block`` and ``passing`` plain registers, so the
-            # ring-wide hold terms start at flip-flops (timing; the same values as before).
-            # A link whose every flit is for this router has no passing logic.
+            # ``arrive.home`` (decoded by the sender) and the buffer's ``full`` (a register) make
+            # ``block`` and ``passing`` plain registers, so the ring-wide hold terms start at
+            # flip-flops (timing). A link whose every flit is for this router has no passing
+            # logic.
             here = Signal(name=f"{name}_here")
-            full = Signal(name=f"{name}_eject_full")
+            full = efifo.full
             if can_pass:
                 m.d.comb += [here.eq(arrive.valid & arrive.home),
                              passing.eq(arrive.valid & ~arrive.home)]
             else:
                 m.d.comb += [here.eq(arrive.valid), passing.eq(0)]
             m.d.comb += block.eq(here & full)
-            e_write = Signal(name=f"{name}_eject_write")
-            e_read = Signal(name=f"{name}_eject_read")
-            m.d.comb += [e_write.eq(here & ~full), e_read.eq(efifo.r_en & efifo.r_rdy),
-                         efifo.w_data.eq(Cat(arrive.flit.payload,
-                                             _pack(arrive.flit.src, ej_free))),
-                         efifo.w_en.eq(e_write)]
-            with m.If(e_read & ~e_write):
-                m.d.sync += full.eq(0)
-            with m.Elif(e_write & ~e_read & (efifo.level == self.eject_depth - 1)):
-                m.d.sync += full.eq(1)
+            m.d.comb += [efifo.w_data.eq(arrive.flit.payload), efifo.w_en.eq(here)]
+            if ej_free:
+                m.d.comb += efifo.w_key.eq(_pack(arrive.flit.src, ej_free))
             usable = Signal(name=f"{name}_usable")
             m.d.comb += usable.eq(~arrive.valid | (here & ~full))
 
@@ -404,19 +503,21 @@ class RingRouter(RingParameters, wiring.Component):
             with m.If(round_over):
                 m.d.sync += [used.eq(do_inj & starving),
                              spent.eq(do_inj & starving & (self.quota == 1))]
-            with m.Elif(do_inj & starving):
+            with m.Elif(do_inj & starving & ~spent):
+                # Saturates at ``quota``: a starving router that has used its quota may still
+                # inject where no needy router lies in its path, and stays spent.
                 m.d.sync += [used.eq(used + 1), spent.eq(used == self.quota - 1)]
 
             # The outgoing slot: holds while the downstream router does not take it.
             with m.If(~hold):
                 with m.If(do_inj):
                     m.d.sync += _load(out, cand, dest_free, src_free)
-                    m.d.sync += out.valid.eq(1)
+                    m.d.sync += out_valid.eq(1)
                     if not always_home:
                         m.d.sync += out_home.eq(cand.dest == downstream)
                 with m.Else():
                     m.d.sync += _load(out, arrive.flit, dest_free, src_free)
-                    m.d.sync += out.valid.eq(passing)
+                    m.d.sync += out_valid.eq(passing)
                     if not always_home:
                         m.d.sync += out_home.eq(arrive.flit.dest == downstream)
 
@@ -429,8 +530,10 @@ class RingRouter(RingParameters, wiring.Component):
         sources = [ejects["cw"], ejects["ccw"], local]
         heads = [Signal(ej_l, name=f"head{i}") for i in range(3)]
         m.d.comb += [h.eq(head_of[n]) for h, n in zip(heads, ("cw", "ccw", "local"))]
+        # ``full`` and ``r_rdy`` of every buffer and the ``src`` of its head are registers
+        # (:class:`_Buffer`), so the choice starts at flip-flops (timing).
         urgent = Signal(3)
-        m.d.comb += urgent.eq(Cat(s.r_rdy & ~s.w_rdy for s in sources))
+        m.d.comb += urgent.eq(Cat(s.full for s in sources))
         eligible = Signal(3)
         m.d.comb += eligible.eq(Mux(urgent.any(), urgent, Cat(s.r_rdy for s in sources)))
         # One bit per node (a head's ``src`` is a node number; the padding is never selected).
@@ -440,37 +543,41 @@ class RingRouter(RingParameters, wiring.Component):
         unserved = Signal(3)
         m.d.comb += [unserved.eq(Cat(~padded.bit_select(h.src, 1) for h in heads)),
                      fresh.eq(eligible & unserved)]
-        rr = Signal(range(3))
-        sel = Signal(range(3))
-        any_valid = Signal()
+        # The choice as one-hot vectors (``grant``: the buffer served; ``first``: where the
+        # round-robin starts, the buffer after the one served last), shallow logic (timing).
+        first = Signal(3, name="rr_first", init=1)
+        cand = Signal(3, name="eject_cand")
+        m.d.comb += cand.eq(eligible & Mux(fresh.any(), fresh, 0b111))
+        pick = Signal(3, name="eject_pick")
+        for i in range(3):
+            # ``i`` wins from start ``s`` when no candidate lies between ``s`` and ``i``.
+            m.d.comb += pick[i].eq(cand[i] & Cat(
+                first[s] & ~Cat(cand[(s + j) % 3] for j in range((i - s) % 3)).any()
+                for s in range(3)).any())
         # A beat offered and not taken stays offered: the choice is locked (``held`` and
-        # ``held_sel``, registered) until the handshake, so ``valid`` and ``payload`` do not
+        # ``held_grant``, registered) until the handshake, so ``valid`` and ``payload`` do not
         # change while the sink stalls, even when another buffer fills up meanwhile (the stream
         # rule; the buffer's head cannot change without a read).
         held = Signal()
-        held_sel = Signal(range(3))
-        m.d.sync += [held.eq(self.eject.valid & ~self.eject.ready), held_sel.eq(sel)]
-        with m.If(held):
-            m.d.comb += [sel.eq(held_sel), any_valid.eq(1)]
-        with m.Else():
-            for start in range(3):
-                with m.If(rr == start):
-                    order = [(start + i) % 3 for i in range(3)]
-                    for pick in reversed(order):
-                        with m.If(eligible[pick] & (fresh[pick] | ~fresh.any())):
-                            m.d.comb += [sel.eq(pick), any_valid.eq(1)]
-        m.d.comb += [self.eject.valid.eq(any_valid),
-                     self.eject.payload.eq(Array(heads)[sel]),
+        held_grant = Signal(3)
+        grant = Signal(3, name="eject_grant")
+        m.d.comb += grant.eq(Mux(held, held_grant, pick))
+        m.d.sync += [held.eq(self.eject.valid & ~self.eject.ready), held_grant.eq(grant)]
+        m.d.comb += [self.eject.valid.eq(grant.any()),
                      self.inject.ready.eq(ready)]
+        with m.Switch(grant):
+            for i in range(3):
+                with m.Case(1 << i):
+                    m.d.comb += self.eject.payload.eq(heads[i])
         for i, source in enumerate(sources):
-            m.d.comb += source.r_en.eq(self.eject.ready & any_valid & (sel == i))
+            m.d.comb += source.r_en.eq(self.eject.ready & grant[i])
         with m.If(self.eject.valid & self.eject.ready):
-            m.d.sync += rr.eq(Array(Const((i + 1) % 3, 2) for i in range(3))[sel])
+            m.d.sync += first.eq(Cat(grant[2], grant[0], grant[1]))
             bit = Signal.like(mask, name="served_bit")
             m.d.comb += bit.eq(1 << self.eject.p.src)
             waiting = Signal(3)
             m.d.comb += waiting.eq(Cat(s.r_rdy for s in sources) & unserved)
-            with m.If(unserved.bit_select(sel, 1)):
+            with m.If((unserved & grant).any()):
                 m.d.sync += mask.eq(mask | bit)
             with m.Elif(~waiting.any()):
                 # Every waiting head's source was served: a new round.

@@ -8,13 +8,14 @@ import random
 import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.sim import Simulator
 
 import sparsehw.golden.ring as golden
 from sparsehw.hw.export import to_verilog
 from sparsehw.families.ring import BLOCKS
 from sparsehw.hw.ring import (RING_PARAMS, ArbitrationSignature, Ring, RingRouter, SlotSignature,
-                              _between_mask, _free_bits, _link_flits)
+                              _between_mask, _Buffer, _free_bits, _link_flits)
 from sparsehw.verif.coverage import holes
 from sparsehw.verif.runner import new_build_dir, run_cocotb
 
@@ -209,6 +210,56 @@ def test_properties():
         ring.nodes = 4
 
 
+def test_stalled_flow_capacity():
+    assert golden.stalled_flow_capacity(1, 1, 4, 16, 16) == 16      # local: the local buffer
+    assert golden.stalled_flow_capacity(0, 1, 4, 5, 3) == 3 + 1 + 5
+    assert golden.stalled_flow_capacity(0, 2, 4, 5, 3) == 3 + 2 + 5  # 2 hops: two held slots
+    with pytest.raises(ValueError, match="eject_depth"):
+        golden.stalled_flow_capacity(0, 1, 4, 5, 1)
+    with pytest.raises(ValueError, match="depth"):
+        golden.stalled_flow_capacity(0, 1, 4, 65, 3)
+
+
+@pytest.mark.parametrize("depth", [2, 3, 16])
+def test_buffer_behaves_like_syncfifo_with_a_registered_head_key(depth):
+    """``_Buffer`` against Amaranth's ``SyncFIFO`` (the reference) in lock-step on random
+    writes and reads: ``full``/``r_rdy`` equal ``~w_rdy``/``r_rdy``, ``r_data`` the payload half
+    of the reference's head and ``r_key`` its key half, every cycle."""
+    m = Module()
+    dut = m.submodules.dut = _Buffer(width=6, key_bits=3, depth=depth)
+    ref = m.submodules.ref = SyncFIFO(width=9, depth=depth)
+    rng = random.Random(depth)
+    checked = []
+
+    async def testbench(ctx):
+        for cycle in range(3000):
+            phase = (cycle // 300) % 3                  # fill, drain, mixed
+            w, r = [(0.9, 0.2), (0.2, 0.9), (0.6, 0.6)][phase]
+            data, key = rng.getrandbits(6), rng.getrandbits(3)
+            w_en, r_en = rng.random() < w, rng.random() < r
+            ctx.set(dut.w_en, w_en)
+            ctx.set(dut.w_data, data)
+            ctx.set(dut.w_key, key)
+            ctx.set(dut.r_en, r_en)
+            ctx.set(ref.w_en, w_en)
+            ctx.set(ref.w_data, data | key << 6)
+            ctx.set(ref.r_en, r_en)
+            assert ctx.get(dut.full) == (not ctx.get(ref.w_rdy)), f"cycle {cycle}: full"
+            assert ctx.get(dut.r_rdy) == ctx.get(ref.r_rdy), f"cycle {cycle}: r_rdy"
+            if ctx.get(ref.r_rdy):
+                head = ctx.get(ref.r_data)
+                assert ctx.get(dut.r_data) == head & 0x3f, f"cycle {cycle}: r_data"
+                assert ctx.get(dut.r_key) == head >> 6, f"cycle {cycle}: r_key"
+                checked.append(ctx.get(ref.level))
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert {1, depth} <= set(checked)                   # empty, full and between were reached
+
+
 # -- Amaranth simulator: random traffic, random stalls, scoreboard ---------------------------------
 
 @pytest.mark.parametrize("k", [3, 4])
@@ -259,7 +310,7 @@ def test_cocotb_ring_regression(k):
                         build_dir=new_build_dir(f"test-ring-{k}"), seed=k,
                         params={"nodes": k, "width": 16}, workload={"packets": 80})
     assert result.passed, f"{result.errors} see {result.log}"
-    assert result.tests == 10
+    assert result.tests == 12
     assert result.record["pairs"] == k * k
     # Functional coverage: every flow delivered, every router starved in each direction a
     # 2-hop route passes it (k >= 4), every injection queue full, every ejection port held,

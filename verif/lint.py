@@ -88,11 +88,12 @@ def _waivers(note=None, **counts):
 WAIVERS = {
     "spu": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=158, WIDTHEXPAND=57, WIDTHTRUNC=3,
                     PROCASSINIT=187),
-    "ring": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=732, WIDTHEXPAND=34, WIDTHTRUNC=22,
-                     CASEINCOMPLETE=12, PROCASSINIT=132,
+    "ring": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=760, WIDTHEXPAND=46, WIDTHTRUNC=10,
+                     CASEINCOMPLETE=8, PROCASSINIT=164,
                      note={"CASEINCOMPLETE": "In the ring: the routers' casez on the 2-bit "
-                                             "direction/select codes, whose unused code 3 keeps "
-                                             "the default."}),
+                                             "direction code, whose unused code 3 keeps the "
+                                             "default, and on the one-hot ejection grant "
+                                             "(no grant: payload 0)."}),
     "bfp_convert": _waivers(UNUSEDSIGNAL=104, WIDTHEXPAND=34, WIDTHTRUNC=1, PROCASSINIT=79),
     "hbfp_dot": _waivers(UNUSEDSIGNAL=410, WIDTHEXPAND=150, WIDTHTRUNC=27, PROCASSINIT=353),
     "fp32_mac": _waivers(UNUSEDSIGNAL=274, WIDTHEXPAND=84, WIDTHTRUNC=19, PROCASSINIT=123),
@@ -115,8 +116,8 @@ WAIVERS = {
                                                       "subsystem's (see subsystem), the act "
                                                       "engine's (see act_engine) and the ACT "
                                                       "unit's FSM."}),
-    "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2476, WIDTHEXPAND=505, WIDTHTRUNC=90,
-                     CASEINCOMPLETE=198, PROCASSINIT=1468,
+    "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2504, WIDTHEXPAND=517, WIDTHTRUNC=78,
+                     CASEINCOMPLETE=194, PROCASSINIT=1500,
                      note={"CASEINCOMPLETE": "In the chip: the subsystems' (see subsystem), the "
                                              "ring routers' (see ring) and the host port's "
                                              "casez on the subsystem number."}),

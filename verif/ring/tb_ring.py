@@ -869,3 +869,137 @@ async def a_blocked_arriving_flit_keeps_the_router_from_injecting(dut):
     assert int(dut.bad_dest.value) == 0
     _report(dut, k)
     common.record(blocked_slot_cases=len(_blocked_slot_cases(k)))
+
+
+@cocotb.test()
+async def a_stalled_flow_fills_its_buffers_exactly_then_streams(dut):
+    """Back-pressure capacity (golden module docstring): every flow alone (local ones included),
+    each from its own reset, with its destination's ejection port stalled and its source offering
+    without pause. The injection port must accept exactly :func:`golden.stalled_flow_capacity`
+    flits (the ejection buffer holds ``eject_depth`` before it back-pressures, then the held slots
+    and the injection queue) and then refuse; when the port is released, the destination must
+    eject the flow one flit per cycle until the last, and the source's remaining flits must be
+    accepted one per cycle (ejection into a buffer with room never waits, and a buffer that was
+    full takes a flit again in the cycle after a read)."""
+    k, width, inj_l, ej_l = _setup()
+    p = common.params()
+    depth, eject_depth = p.get("depth", 16), p.get("eject_depth", 16)
+    await _start(dut, k)
+    mon = _Monitor(dut, k, inj_l, ej_l)
+    rng = common.rng(92)
+    settle = 4 * k + 8
+    for src in range(k):
+        for dst in range(k):
+            await restart(dut, sources=[f"inject__{i}" for i in range(k)])
+            capacity = golden.stalled_flow_capacity(src, dst, k, depth, eject_depth)
+            total = capacity + eject_depth + 2
+            ready = getattr(dut, f"eject__{dst}__ready")
+            ready.value = 0
+            inj, ej = len(mon.injected[src]), len(mon.ejected[dst])
+            source = StreamSource(dut, f"inject__{src}")
+            source.send_nowait(pack(inj_l, {"dest": dst, "payload": rng.getrandbits(width)})
+                               for _ in range(total))
+            quiet = 0
+            for _ in range(4 * total + settle):     # until no handshake for ``settle`` cycles
+                count = len(mon.injected[src])
+                await RisingEdge(dut.clk)
+                quiet = quiet + 1 if len(mon.injected[src]) == count else 0
+                if quiet > settle:
+                    break
+            accepted = len(mon.injected[src]) - inj
+            assert accepted == capacity, \
+                f"{src}->{dst}: {accepted} flits accepted while the ejection port stalled, " \
+                f"model {capacity} (eject_depth={eject_depth}, depth={depth})"
+            assert len(mon.ejected[dst]) == ej
+            ready.value = 1
+            for _ in range(4 * total + settle):
+                if len(mon.ejected[dst]) - ej >= total:
+                    break
+                await RisingEdge(dut.clk)
+            source.stop()
+            cycles = [c for c, _, _ in mon.ejected[dst][ej:]]
+            assert len(cycles) == total, f"{src}->{dst}: {len(cycles)} of {total} delivered"
+            gaps = [b - a for a, b in zip(cycles, cycles[1:]) if b - a != 1]
+            assert not gaps, f"{src}->{dst}: gaps of {gaps} cycles between ejections after " \
+                             f"the port was released"
+            # ... and the ring takes the rest one flit per cycle: the source's remaining flits
+            # are accepted in consecutive cycles (a buffer that back-pressured with a free entry
+            # would hold the ring for a cycle, and the injection port with it).
+            taken = [c for c, _, _ in mon.injected[src][inj + capacity:]]
+            gaps = [b - a for a, b in zip(taken, taken[1:]) if b - a != 1]
+            assert len(taken) == total - capacity and not gaps, \
+                f"{src}->{dst}: after the release the remaining {total - capacity} flits were " \
+                f"accepted with gaps of {gaps} cycles"
+    assert not mon.violations, "; ".join(mon.violations[:5])
+    golden.check_delivery(mon.sent(), mon.delivered())
+    assert int(dut.bad_dest.value) == 0
+    _report(dut, k)
+    common.record(stalled_flow_cases=k * k)
+
+
+@cocotb.test()
+async def a_router_past_its_quota_stays_spent_until_the_round_ends(dut):
+    """Fairness rounds (golden module docstring): for every starvation case of
+    :func:`starvation_onset_and_injection_wait_bound`, the upstream node floods the node after
+    the victim, through the victim, with one flit for the victim itself after every ``quota``
+    of them (it passes no router, so the upstream node may inject it even when it has used its
+    quota); the victim offers a long run to the same destination. Once both starve they share
+    by rounds of ``quota`` each: a router that injected past its quota must stay spent, so over
+    the window in which both send, the upstream node's flits that pass the victim and the
+    victim's own differ by at most ``2 * quota`` (a router that counted past its quota and
+    became needy again in the same round takes the victim's slots)."""
+    k, width, inj_l, ej_l = _setup()
+    cases = _starvation_cases(k)
+    if not cases:
+        common.record(spent_cases="skipped (no 2-hop route below 4 nodes)")
+        _report(dut, k)
+        return
+    p = common.params()
+    starve, quota = p.get("starve", 255), p.get("quota", 4)
+    await _start(dut, k)
+    mon = _Monitor(dut, k, inj_l, ej_l)
+    rng = common.rng(93)
+    spreads = []
+    for up, victim, dest, _ in cases:
+        await restart(dut, sources=[f"inject__{i}" for i in range(k)])
+        inj = {n: len(mon.injected[n]) for n in range(k)}
+        ej = {n: len(mon.ejected[n]) for n in (victim, dest)}
+        # Only flits for ``dest`` until both starve (a flit for the victim frees the victim's
+        # slot, so it would not starve), then the mixed run.
+        dests = [dest] * (2 * starve + 8 * quota + 4 * k) + ([dest] * quota + [victim]) * 24
+        run = 2 * starve + 48 * quota
+        upstream = StreamSource(dut, f"inject__{up}")
+        upstream.send_nowait(pack(inj_l, {"dest": d, "payload": rng.getrandbits(width)})
+                             for d in dests)
+        for _ in range(3 * k):
+            await RisingEdge(dut.clk)
+        node = StreamSource(dut, f"inject__{victim}")
+        node.send_nowait(pack(inj_l, {"dest": dest, "payload": rng.getrandbits(width)})
+                         for _ in range(run))
+        total = len(dests) + run
+        for _ in range(20 * total):
+            if sum(len(mon.ejected[n]) - ej[n] for n in ej) >= total:
+                break
+            await RisingEdge(dut.clk)
+        upstream.stop()
+        node.stop()
+        got = sum(len(mon.ejected[n]) - ej[n] for n in ej)
+        assert got == total, f"case {(up, victim, dest)}: {got} of {total} flits delivered"
+        entries = {s: [c - golden.zero_load_latency(s, dest, k)
+                       for c, s2, _ in mon.ejected[dest][ej[dest]:] if s2 == s]
+                   for s in (up, victim)}
+        first_up_after = next(e for e in entries[up] if e > entries[victim][0])
+        end = min(entries[up][-1], entries[victim][-1])
+        counts = {s: sum(1 for e in entries[s] if first_up_after <= e <= end)
+                  for s in (up, victim)}
+        assert counts[victim] > 2 * quota, f"case {(up, victim, dest)}: no sharing {counts}"
+        spreads.append(counts[up] - counts[victim])
+        assert abs(counts[up] - counts[victim]) <= 2 * quota, \
+            f"case {(up, victim, dest)}: flits passing the victim {counts[up]}, the victim's " \
+            f"{counts[victim]} in the shared window: more than 2 x quota = {2 * quota} apart"
+        assert len(mon.injected[up]) - inj[up] == len(dests)
+        dut._log.info(f"spent case {(up, victim, dest)}: shared window counts {counts}")
+    golden.check_delivery(mon.sent(), mon.delivered())
+    assert int(dut.bad_dest.value) == 0
+    _report(dut, k)
+    common.record(spent_cases=len(cases), spent_spreads=spreads)
