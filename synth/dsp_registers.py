@@ -23,7 +23,14 @@ Rules (a register group is the A inputs, the B inputs or the P outputs of one DS
   ``CE`` is not something we rely on: a group with both an enable and a reset gets the enable
   ``CE | RST`` (one ``LUT4`` per distinct pair, shared by every DSP that uses it), so the
   register resets in every cycle the FF would, with or without the DSP gating reset by ``CE``.
+* The two operand registers move together or not at all: nextpnr has no timing model of a DSP
+  with one input registered ("unsupported mixed input register modes"; it times it as if
+  neither were), so a lone moved register would put the logic in front of it in series with
+  the multiplier.
 * A group that breaks a rule stays in the fabric (the DSP is left as it was for that group).
+* DSPs are taken in name order, and each sees what moved before it: a flip-flop between two
+  DSPs (one's product register, the other's operand register) moves into the first that takes
+  it; one flip-flop feeding both operands (``x * x``) moves into both registers.
 
 The packed FFs are removed: an input pin reads the FF's ``DI`` net, the FF's ``Q`` net is driven
 by the DSP's ``P`` bit. Cycle behaviour is unchanged: a register moved, not added or removed.
@@ -109,6 +116,33 @@ class _Netlist:
         self.next_net += 1
         return self.next_net - 1
 
+    def move_pin(self, cell_name, pin, bit, output):
+        """Connect ``pin`` of ``cell_name`` to net ``bit`` instead of its net now, keeping
+        the driver and user maps current (a later DSP must see what moved before it)."""
+        cell = self.cells[cell_name]
+        old = cell["connections"].get(pin, [None])[0]
+        if output:
+            if self.driver.get(old) == (cell_name, pin):
+                del self.driver[old]
+            self.driver[bit] = (cell_name, pin)
+        else:
+            if isinstance(old, int):
+                self.users[old] = [u for u in self.users[old] if u[:2] != (cell_name, pin)]
+            if isinstance(bit, int):
+                self.users[bit].append((cell_name, pin, 0))
+        cell["connections"][pin] = [bit]
+        cell["port_directions"][pin] = "output" if output else "input"
+
+    def remove(self, cell_name):
+        """Remove a cell and every mention of it in the driver and user maps."""
+        for port, bits in self.cells.pop(cell_name)["connections"].items():
+            for bit in bits:
+                if not isinstance(bit, int):
+                    continue
+                if self.driver.get(bit) == (cell_name, port):
+                    del self.driver[bit]
+                self.users[bit] = [u for u in self.users[bit] if u[0] != cell_name]
+
 
 def _input_group(net, dsp_name, dsp, letter):
     """Flip-flops to move into the DSP's ``letter`` operand register, as ``(pin, ff name)``
@@ -173,6 +207,9 @@ def _enable_net(net, ce, rst, or_gates):
             "port_directions": {"A": "input", "B": "input", "C": "input", "D": "input",
                                 "Z": "output"},
             "connections": {"A": [ce], "B": [rst], "C": ["0"], "D": ["0"], "Z": [out]}}
+        net.users[ce].append((name, "A", 0))
+        net.users[rst].append((name, "B", 0))
+        net.driver[out] = (name, "Z")
         net.module["netnames"][f"{name}$z"] = {"hide_name": 1, "bits": [out], "attributes": {}}
         or_gates[(ce, rst)] = out
     return or_gates[(ce, rst)]
@@ -187,6 +224,12 @@ def _pack_one(net, dsp_name, dsp, or_gates):
         found = _input_group(net, dsp_name, dsp, letter)
         if found:
             groups[letter] = found
+    if ("A" in groups) != ("B" in groups):
+        # nextpnr has no timing model of a DSP with one input registered ("unsupported mixed
+        # input register modes": it times it as if neither were), so the logic in front of a
+        # lone moved register would count in series with the multiplier: both or neither.
+        groups.pop("A", None)
+        groups.pop("B", None)
     found = _output_group(net, dsp)
     if found:
         groups["P"] = found
@@ -201,11 +244,11 @@ def _pack_one(net, dsp_name, dsp, or_gates):
     if any(len(values) > 4 for values in slots.values()):
         return []
     enables = {key: _enable_net(net, *key, or_gates) for key in slots["CE"]}
-    conn, params = dsp["connections"], dsp["parameters"]
+    params = dsp["parameters"]
     for kind, values in slots.items():
         for index, value in enumerate(values):
-            conn[f"{kind}{index}"] = [enables[value] if kind == "CE" else value]
-            dsp["port_directions"][f"{kind}{index}"] = "input"
+            net.move_pin(dsp_name, f"{kind}{index}", enables[value] if kind == "CE" else value,
+                         output=False)
     for letter, (moves, _) in groups.items():
         prefix = _GROUP_PREFIX[letter]
         for kind in ("CLK", "CE", "RST"):
@@ -213,10 +256,12 @@ def _pack_one(net, dsp_name, dsp, or_gates):
         # an input pin reads the FF's D, an output bit drives the FF's Q net
         through = "Q" if letter == "P" else "DI"
         for pin, ff_name in moves:
-            conn[pin] = net.cells[ff_name]["connections"][through]
-        # several input pins (a sign extension) may share one FF: remove after rewiring
-        for _, ff_name in moves:
-            net.cells.pop(ff_name, None)
+            net.move_pin(dsp_name, pin, net.cells[ff_name]["connections"][through][0],
+                         output=letter == "P")
+    # Several pins (a sign extension; both operands of x * x) may share one FF: remove the FFs
+    # after every group is rewired.
+    for ff_name in sorted({ff for moves, _ in groups.values() for _, ff in moves}):
+        net.remove(ff_name)
     if groups:
         params["RESETMODE"] = "SYNC"
         params["GSR"] = "DISABLED"

