@@ -109,7 +109,7 @@ SUM_STAGE = 11
 #: a free-running pipeline, each multiply and each addition in a stage of its own; 11 and 16
 #: with one multiply and one addition per stage, 3 before issue #14; layernorm's includes the
 #: cycle its load statistics still settle in).
-SCALAR_CYCLES = {"softmax": 15, "layernorm": 23}
+SCALAR_CYCLES = {"softmax": 16, "layernorm": 24}
 #: Cycles from a row's last load beat to the first cycle of its sum pass (softmax) or scalar
 #: step (layernorm) when the engine is otherwise idle: the row side's wait state (the row
 #: buffers are double, so a row is handed from the load side to the row side).

@@ -42,7 +42,8 @@ SUM_STAGE = golden.SUM_STAGE
 #: final, plus the latch cycle. Layernorm: its statistics settle two cycles after the load
 #: pass's last beat (which marks the buffer ready), i.e. in SCALAR's second cycle when the row
 #: side starts the row at once; then n**2 * variance (4 stages: the statistics registered,
-#: the products, two carry chains), the value, its bit length and the mantissa (3 stages), the
+#: the products, two carry chains), the value, its bit length, the shift amounts (tables of
+#: the bit length) and the mantissa (4 stages), the
 #: inverse square root (ISQRT_STAGES). Softmax: its sum is final when SCALAR starts and enters
 #: at the value; then the reciprocal's seed (2 stages) and Newton steps (RECIP_STEP_STAGES).
 ROW_SCALAR_CYCLES = dict(golden.SCALAR_CYCLES)
@@ -52,8 +53,8 @@ ALL_OPS = ",".join(golden.OPS)
 #: then per step: y*y, M*S, the subtraction from 3*2**16, y*T').
 RECIP_STEP_STAGES = 3 * golden.NEWTON_STEPS
 ISQRT_STAGES = 2 + 4 * golden.NEWTON_STEPS
-assert ROW_SCALAR_CYCLES == {"softmax": 3 + 2 + RECIP_STEP_STAGES + 1,
-                             "layernorm": 1 + 4 + 3 + ISQRT_STAGES + 1}
+assert ROW_SCALAR_CYCLES == {"softmax": 4 + 2 + RECIP_STEP_STAGES + 1,
+                             "layernorm": 1 + 4 + 4 + ISQRT_STAGES + 1}
 
 
 def _ops_ok(value):
@@ -337,12 +338,17 @@ class ActEngine(wiring.Component):
         signed_tags = {}
 
         def signed_tag(field, stage, shape, offset=0, name=None):
-            """``offset - field`` (or the field itself) at ``stage`` as one shared signed signal."""
+            """``offset - field`` (or the field itself) at ``stage`` as one shared signed signal;
+            ``offset - field`` is registered from the stage before (no subtraction in front of
+            the shifter that reads it)."""
             key = (field, stage, offset)
             if key not in signed_tags:
-                s = Signal(shape, name=name or f"{field}_at{stage}")
-                value = tag_at(field, stage)
-                m.d.comb += s.eq(offset - value if offset else value)
+                name = name or f"{field}_at{stage}"
+                if offset:
+                    s = reg(offset - tag_at(field, stage - 1), name, shape)
+                else:
+                    s = Signal(shape, name=name)
+                    m.d.comb += s.eq(tag_at(field, stage))
                 signed_tags[key] = s
             return signed_tags[key]
 
@@ -664,8 +670,8 @@ class ActEngine(wiring.Component):
             # SCALAR starts, it enters here)
             v_reg = reg(Mux(sm1, s_sum, Mux(var < 1, 1, var)), "sc_v", unsigned(v_bits))
             sm2 = reg(sm1, "sc_sm2")
-            # stage 6: bit length, exponent and the mantissa's shift amounts
-            # (the amounts are tables of the bit length: no adder after the tree)
+            # stage 6: the bit length; stage 7: the exponent and the mantissa's shift amounts
+            # (tables of the registered bit length: no adder after the tree)
             # Below 17 the bit length is needed only up to its pair (2i-1 and 2i): layernorm
             # reads k = (len - 15) >> 1, the same for both, and softmax's sum is at least
             # 2**16 (len >= 17). So bits 0..15 are taken in pairs (length 2i for the pair
@@ -680,23 +686,24 @@ class ActEngine(wiring.Component):
             ks = [(n - 15) >> 1 for n in lens]                 # k = (len - 15) >> 1
 
             def table(values, width):
-                """``values[len_c]`` (each ``width`` bits) read from one packed constant."""
+                """``values[len]`` (each ``width`` bits) read from one packed constant."""
                 packed = sum((v & ((1 << width) - 1)) << (i * width) for i, v in enumerate(values))
-                return Const(packed, width * len(values)).word_select(len_c, width)
+                return Const(packed, width * len(values)).word_select(len_reg, width)
 
+            sm2 = reg(sm2, "sc_sm3")
             sh_right = reg(Mux(sm2, table([n - 16 for n in lens], 7),         # len - 16
                                table([2 * k for k in ks], 7)), "sc_shr")     # 2k
             sh_left = reg(table([-2 * k for k in ks], 8), "sc_shl")           # -2k
             left = reg(~sm2 & table([int(k < 0) for k in ks], 1), "sc_left")
             k3 = reg(table(ks, 6).as_signed(), "sc_k3")
-            v3 = reg(v_reg, "sc_v3")
-            # stage 7: the 16-bit mantissa (and the inverse square root's seed segment)
+            v3 = delay(v_reg, 2, "sc_v3")
+            # stage 8: the 16-bit mantissa (and the inverse square root's seed segment)
             mant_c = Signal(16, name="sc_mant_c")
             m.d.comb += mant_c.eq(Mux(left, v3 << sh_left, v3 >> sh_right))
             mant = reg(mant_c, "sc_mant")
             len4 = reg(len_reg, "sc_len4")
             k4 = reg(k3, "sc_k4")
-            # stages 8..: the Newton core, then the row's scalar and output shift are latched
+            # stages 9..: the Newton core, then the row's scalar and output shift are latched
             if has["softmax"]:
                 y0_row, m0_row = _recip_seed(reg, mant, "row_recip")
                 yr_row, _ = _recip_pipe(reg, y0_row, m0_row, "row_recip")
