@@ -388,8 +388,12 @@ class ActEngine(wiring.Component):
             "sx": signed(row_bits + 9),            # layernorm: sum of x
             "sxx": unsigned(row_bits + 15)})       # layernorm: sum of x*x
         if rows:
-            m.submodules.rowbuf = rowbuf = Memory(shape=unsigned(8 * L),
-                                                  depth=2 * (self._max_row // L), init=[])
+            # up to max_row = 256 (16 * max_row = 4 Kbit) the row buffers are LUT RAM: a
+            # block RAM's clock-to-output (6.1 ns in nextpnr's ECP5 model, no output register
+            # in Yosys's mapping) and the route from it took most of a cycle
+            m.submodules.rowbuf = rowbuf = Memory(
+                shape=unsigned(8 * L), depth=2 * (self._max_row // L), init=[],
+                attrs={"ram_style": "distributed"} if self._max_row <= 256 else None)
             wport = rowbuf.write_port()
             rport = rowbuf.read_port()
             # (written when a row command is accepted, read only for that row: no reset)
@@ -754,17 +758,19 @@ class ActEngine(wiring.Component):
                 tq = reg(a << sh7, f"g_tq{j}", unsigned(15))                     # 2
                 rs = reg(relu << sh16, f"g_rs{j}", unsigned(23))              # < 127 * 2**16
                 seg = tq >> 3
-                rom = Memory(shape=unsigned(32), depth=golden.GELU_SEGMENTS, init=gelu_words)
-                m.submodules[f"gelu_rom{j}"] = rom
-                rd = rom.read_port(domain="comb")
                 inside = seg < golden.GELU_SEGMENTS
-                m.d.comb += rd.addr.eq(Mux(inside, seg, 0))
-                g0 = reg(rd.data[:16], f"g_g0{j}")                               # 3 (ROM)
-                dg = reg(rd.data[16:].as_signed(), f"g_dg{j}")
+                addr = reg(Mux(inside, seg, 0), f"g_addr{j}", unsigned(7))       # 3
                 fr = reg(tq[:3], f"g_fr{j}")
                 ins = reg(inside, f"g_in{j}")
-                g0 = reg(g0, f"g_g0b{j}")                                        # 4 (ROM out)
-                dg = reg(dg, f"g_dgb{j}")
+                # the table in LUTs (a block RAM's clock-to-output is most of a cycle), read
+                # from the registered address
+                rom = Memory(shape=unsigned(32), depth=golden.GELU_SEGMENTS, init=gelu_words,
+                             attrs={"rom_style": "logic"})
+                m.submodules[f"gelu_rom{j}"] = rom
+                rd = rom.read_port(domain="comb")
+                m.d.comb += rd.addr.eq(addr)
+                g0 = reg(rd.data[:16], f"g_g0{j}")                               # 4 (ROM)
+                dg = reg(rd.data[16:].as_signed(), f"g_dg{j}")
                 fr = reg(fr, f"g_frb{j}")
                 ins = delay(ins, 2, f"g_in5{j}")
                 g0 = reg(g0, f"g_g0c{j}")                                        # 5
