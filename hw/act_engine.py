@@ -25,13 +25,12 @@ __all__ = ["ActEngine", "ACT_PARAMS", "act_layouts", "OUT_DEPTH", "PIPE_DEPTH", 
 OUT_DEPTH = 32
 #: Register stages from the beat register (stage 0) to the output FIFO's write port
 #: (golden.act.PIPE_DEPTH, checked against the built stages): every op's result joins one
-#: output register chain at its own stage; the deepest are softmax's (x, x - max, the product
-#: with log2 e, the split, three pow2 stages, the rounding
-#: shift to E, E * the row's reciprocal, rounding, the shift by a multiple of 8, the rest of the
-#: shift with the saturation) and recip's (x, |x| and its bit length, mantissa, the 7-stage
-#: Newton core, rounding, shift, sign and saturation). The timing registers added later (issue
-#: #14: ROM outputs, the GELU interpolation product, LayerNorm's shift in two) fill stages the
-#: shallower ops had spare, so the depth (and the latency) did not change.
+#: output register chain at its own stage; the deepest are softmax's (x, (x - max) << (7 -
+#: fin), the two products with log2 e, their sum (n and f), five pow2 stages, the rounding,
+#: the shift to E, E * the row's reciprocal, rounding, the shift by a multiple of 8, the rest of
+#: the shift with the saturation) and recip's (x, |x| and its bit length, mantissa and the
+#: seed table, three 3-stage Newton steps, rounding, shift, sign and saturation): 15 since each
+#: multiply has a stage of its own (13 before).
 PIPE_DEPTH = golden.PIPE_DEPTH
 #: Low bits of the row-wise output products (softmax's ``E * Y_row``, layernorm's
 #: ``D * Y * gamma``) that never reach a result: their output shift is at least 13.
@@ -238,14 +237,14 @@ class ActEngine(wiring.Component):
         ``ceil(n / lanes)`` beats per command (``last`` on the final one), or one error beat.
         ``y[j]`` is element ``b * lanes + j`` (0 past ``n``); ``domain`` bit ``j`` marks log2 of
         ``x <= 0`` or recip of 0 (``y`` is then -32768 or 32767). Latency: ``PIPE_DEPTH + 3``
-        (16, measured by ``sparsehw perf``; 8 before issue #14; unchanged by the later timing
-        registers, which fill the shallower ops' spare stages) cycles from an input beat
-        (element-wise) or a read-back read to the output beat (``PIPE_DEPTH`` =
-        :data:`golden.act.PIPE_DEPTH` = 13 free-running register stages, one multiply or one
-        carry chain each; docs/act_engine.md "Pipeline"). A row-wise command adds, after its
+        (18, measured by ``sparsehw perf``; 16 before each multiply had a stage of its own, 8
+        before issue #14) cycles from an input beat (element-wise) or a read-back read to the
+        output beat (``PIPE_DEPTH`` = :data:`golden.act.PIPE_DEPTH` = 15 free-running register
+        stages, one multiply alone or one carry chain each; docs/act_engine.md "Pipeline"). A
+        row-wise command adds, after its
         load pass (the row side starts it the cycle after its last beat, or once the previous
         row's output pass has been issued), softmax's sum pass and the scalar step
-        (:data:`golden.act.SCALAR_CYCLES`: 11 cycles softmax, 16 layernorm).
+        (:data:`golden.act.SCALAR_CYCLES`: 16 cycles softmax, 24 layernorm).
         Back-pressure: an ``OUT_DEPTH``-beat (32) FIFO; beats are only started when a slot is
         free, so ``o.ready`` low never stalls the pipeline; it stops ``i`` (element-wise) or
         the output pass.
@@ -823,8 +822,9 @@ class ActEngine(wiring.Component):
                 p_e = Signal(17, name=f"e_p{j}")                                 # 9 (comb)
                 m.d.comb += p_e.eq(65536 + t3)
                 if has["exp"]:
-                    s = Signal(signed(9), name=f"x_s{j}")      # 16 - fout - n: -182..201
-                    m.d.comb += s.eq(16 - fout_at(4) - n_e)
+                    # 16 - fout - n: -182..201 (16 - fout registered: one carry chain)
+                    s = Signal(signed(9), name=f"x_s{j}")
+                    m.d.comb += s.eq(sh_16_fout(4) - n_e)
                     s5 = reg(s, f"x_s5{j}")                                      # 5
                     s9 = delay(s5, 4, f"x_s9{j}")                                # 9
                     le0, ge18 = reg(s9 <= 0, f"x_le0{j}"), reg(s9 >= 18, f"x_ge18{j}")
@@ -837,9 +837,11 @@ class ActEngine(wiring.Component):
                             signed(16))                                          # 12
                     results["exp"] = (y, 12)
                 if has["softmax"]:
-                    neg = Signal(signed(11), name=f"s_neg{j}")
-                    m.d.comb += neg.eq(-n_e)
-                    sh5 = reg(Mux(neg >= 18, 18, neg[:5]), f"s_sh5{j}", unsigned(5))   # 5
+                    # min(-n, 18) as a compare of n itself (-n >= 18 is n <= -18) beside the
+                    # 5-bit negation (no compare after a negation)
+                    neg5 = Signal(5, name=f"s_neg{j}")
+                    m.d.comb += neg5.eq(-n_e[:5])
+                    sh5 = reg(Mux(n_e <= -18, 18, neg5), f"s_sh5{j}", unsigned(5))      # 5
                     sh9 = delay(sh5, 4, f"s_sh9{j}")                             # 9
                     v = reg(_rnd(p_e, sh9), f"s_v{j}")                           # 10
                     sh10 = reg(sh9, f"s_sh10{j}")
