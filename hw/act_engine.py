@@ -822,9 +822,8 @@ class ActEngine(wiring.Component):
                 p_e = Signal(17, name=f"e_p{j}")                                 # 9 (comb)
                 m.d.comb += p_e.eq(65536 + t3)
                 if has["exp"]:
-                    # 16 - fout - n: -182..201 (16 - fout registered: one carry chain)
-                    s = Signal(signed(9), name=f"x_s{j}")
-                    m.d.comb += s.eq(sh_16_fout(4) - n_e)
+                    s = Signal(signed(9), name=f"x_s{j}")      # 16 - fout - n: -182..201
+                    m.d.comb += s.eq(16 - fout_at(4) - n_e)
                     s5 = reg(s, f"x_s5{j}")                                      # 5
                     s9 = delay(s5, 4, f"x_s9{j}")                                # 9
                     le0, ge18 = reg(s9 <= 0, f"x_le0{j}"), reg(s9 >= 18, f"x_ge18{j}")
@@ -837,11 +836,9 @@ class ActEngine(wiring.Component):
                             signed(16))                                          # 12
                     results["exp"] = (y, 12)
                 if has["softmax"]:
-                    # min(-n, 18) as a compare of n itself (-n >= 18 is n <= -18) beside the
-                    # 5-bit negation (no compare after a negation)
-                    neg5 = Signal(5, name=f"s_neg{j}")
-                    m.d.comb += neg5.eq(-n_e[:5])
-                    sh5 = reg(Mux(n_e <= -18, 18, neg5), f"s_sh5{j}", unsigned(5))      # 5
+                    neg = Signal(signed(11), name=f"s_neg{j}")
+                    m.d.comb += neg.eq(-n_e)
+                    sh5 = reg(Mux(neg >= 18, 18, neg[:5]), f"s_sh5{j}", unsigned(5))   # 5
                     sh9 = delay(sh5, 4, f"s_sh9{j}")                             # 9
                     v = reg(_rnd(p_e, sh9), f"s_v{j}")                           # 10
                     sh10 = reg(sh9, f"s_sh10{j}")
