@@ -97,17 +97,19 @@ NEWTON_STEPS = 3
 # -- cycle constants of the RTL engine (hw/act_engine.py, docs/act_engine.md "Pipeline") -------
 # Timing only (no numeric rule depends on them); the engine is built to them and the chip's
 # cycle model (golden.chip.CYCLE_COSTS, act_*) is derived from them.
-#: Register stages from the engine's beat register to its output FIFO (issue #14: 13 since the
-#: pipeline registers for ECP5 timing, 5 before): softmax's output path and the per-lane
-#: reciprocal (a 7-stage Newton core) are the deepest.
-PIPE_DEPTH = 13
+#: Register stages from the engine's beat register to its output FIFO (issue #14: 15 since each
+#: multiply has a stage of its own, 13 with the first pipeline registers for ECP5 timing, 5
+#: before): softmax's output path and the per-lane reciprocal (three 3-stage Newton steps) are
+#: the deepest.
+PIPE_DEPTH = 15
 #: Stage at which softmax's sum pass has an element's ``E_i``; the row sum is complete
 #: ``SUM_STAGE + 2`` cycles after the pass's last beat enters the pipeline.
-SUM_STAGE = 9
+SUM_STAGE = 11
 #: Cycles per row of the engine's scalar step (the row's reciprocal or inverse square root on
-#: a free-running pipeline, one multiply per stage; 3 before issue #14; layernorm's includes
-#: the cycle its load statistics still settle in).
-SCALAR_CYCLES = {"softmax": 11, "layernorm": 16}
+#: a free-running pipeline, each multiply and each addition in a stage of its own; 11 and 16
+#: with one multiply and one addition per stage, 3 before issue #14; layernorm's includes the
+#: cycle its load statistics still settle in).
+SCALAR_CYCLES = {"softmax": 16, "layernorm": 24}
 #: Cycles from a row's last load beat to the first cycle of its sum pass (softmax) or scalar
 #: step (layernorm) when the engine is otherwise idle: the row side's wait state (the row
 #: buffers are double, so a row is handed from the load side to the row side).

@@ -25,29 +25,35 @@ __all__ = ["ActEngine", "ACT_PARAMS", "act_layouts", "OUT_DEPTH", "PIPE_DEPTH", 
 OUT_DEPTH = 32
 #: Register stages from the beat register (stage 0) to the output FIFO's write port
 #: (golden.act.PIPE_DEPTH, checked against the built stages): every op's result joins one
-#: output register chain at its own stage; the deepest are softmax's (x, x - max, the product
-#: with log2 e, the split, three pow2 stages, the rounding
-#: shift to E, E * the row's reciprocal, rounding, the shift by a multiple of 8, the rest of the
-#: shift with the saturation) and recip's (x, |x| and its bit length, mantissa, the 7-stage
-#: Newton core, rounding, shift, sign and saturation). The timing registers added later (issue
-#: #14: ROM outputs, the GELU interpolation product, LayerNorm's shift in two) fill stages the
-#: shallower ops had spare, so the depth (and the latency) did not change.
+#: output register chain at its own stage; the deepest are softmax's (x, (x - max) << (7 -
+#: fin), the two products with log2 e, their sum (n and f), five pow2 stages, the rounding,
+#: the shift to E, E * the row's reciprocal, rounding, the shift by a multiple of 8, the rest of
+#: the shift with the saturation) and recip's (x, |x| and its bit length, mantissa and the
+#: seed table, three 3-stage Newton steps, rounding, shift, sign and saturation): 15 since each
+#: multiply has a stage of its own (13 before).
 PIPE_DEPTH = golden.PIPE_DEPTH
 #: Low bits of the row-wise output products (softmax's ``E * Y_row``, layernorm's
 #: ``D * Y * gamma``) that never reach a result: their output shift is at least 13.
 ROW_DROP = 12
 #: Stage at which softmax's sum pass has its exponentials ``E_i`` (added to the row sum there).
 SUM_STAGE = golden.SUM_STAGE
-#: Cycles of the SCALAR state per row: the free-running scalar pipeline (products, n**2 *
-#: variance or the sum, bit length, mantissa: 4 stages; then the Newton core, 7 stages for the
-#: reciprocal, 10 for the inverse square root) after its inputs are final, plus the latch cycle.
-#: Softmax's sum is final when SCALAR starts and enters at stage 2 (one stage fewer);
-#: layernorm's statistics settle two cycles after the load pass's last beat (which marks the
-#: buffer ready), i.e. in SCALAR's second cycle when the row side starts the row at once.
+#: Cycles of the SCALAR state per row: the free-running scalar pipeline after its inputs are
+#: final, plus the latch cycle. Layernorm: its statistics settle two cycles after the load
+#: pass's last beat (which marks the buffer ready), i.e. in SCALAR's second cycle when the row
+#: side starts the row at once; then n**2 * variance (4 stages: the statistics registered,
+#: the products, two carry chains), the value, its bit length, the shift amounts (tables of
+#: the bit length) and the mantissa (4 stages), the
+#: inverse square root (ISQRT_STAGES). Softmax: its sum is final when SCALAR starts and enters
+#: at the value; then the reciprocal's seed (2 stages) and Newton steps (RECIP_STEP_STAGES).
 ROW_SCALAR_CYCLES = dict(golden.SCALAR_CYCLES)
-assert ROW_SCALAR_CYCLES == {"softmax": -1 + 4 + (1 + 2 * golden.NEWTON_STEPS) + 1,
-                             "layernorm": 1 + 4 + (1 + 3 * golden.NEWTON_STEPS) + 1}
 ALL_OPS = ",".join(golden.OPS)
+#: Stages of the Newton steps of a reciprocal (per step: the product M*y, the subtraction from
+#: 2**17, the product y*u) and of an inverse square root (its seed's product and subtraction,
+#: then per step: y*y, M*S, the subtraction from 3*2**16, y*T').
+RECIP_STEP_STAGES = 3 * golden.NEWTON_STEPS
+ISQRT_STAGES = 2 + 4 * golden.NEWTON_STEPS
+assert ROW_SCALAR_CYCLES == {"softmax": 4 + 2 + RECIP_STEP_STAGES + 1,
+                             "layernorm": 1 + 4 + 4 + ISQRT_STAGES + 1}
 
 
 def _ops_ok(value):
@@ -126,46 +132,63 @@ def _sum_tree(values):
     return values[0]
 
 
-def _recip_pipe(reg, delay, mant, name, low=0):
-    """``golden.recip_core`` of the 16-bit ``M = mant << low`` as a pipeline: ``(y,
-    RECIP_STAGES)``, ``y`` a 16-bit Q16 value registered ``RECIP_STAGES`` cycles after ``mant``;
-    one multiply per stage (the seed; per Newton step ``u = 2**17 - (M*y >> 15)``, then
-    ``y = y*u >> 16``). Widths are the exact ranges over every ``M`` (``y`` < 2**16, ``u`` <
-    2**17: tests/test_act_golden.py), so each product fits one 18x18 multiplier. ``low``: the
-    low bits of ``M`` that are always 0 (9 for the mantissa of an int8) are neither carried
-    nor multiplied: ``M*v >> 15 == mant*v >> (15 - low)`` exactly."""
-    a, b = golden.RECIP_SEED
-    y = reg(a - ((b * mant) >> (15 - low)), f"{name}_y0", unsigned(16))
-    mm = reg(mant, f"{name}_m0")
+def _recip_pipe(reg, y, mant, name, low=0):
+    """The Newton steps of ``golden.recip_core`` on the 16-bit ``M = mant << low`` as a
+    pipeline, from the seed ``y`` (registered with ``mant``): ``(y, RECIP_STEP_STAGES)``, ``y``
+    a 16-bit Q16 value registered ``RECIP_STEP_STAGES`` cycles after ``mant``. Per Newton step
+    ``w = M*y >> 15``, ``u = 2**17 - w``, ``y = y*u >> 16``: each multiply alone in its stage
+    (register -> DSP -> register: the product's register can move into the DSP) and the
+    subtraction in a stage of its own. Widths are the exact ranges over every ``M`` (``y`` <
+    2**16, ``u`` < 2**17: tests/test_act_golden.py), so each product fits one 18x18
+    multiplier. ``low``: the low bits of ``M`` that are always 0 (9 for the mantissa of an
+    int8) are neither carried nor multiplied: ``M*v >> 15 == mant*v >> (15 - low)`` exactly."""
+    mm = mant
     for step in range(golden.NEWTON_STEPS):
-        u = reg((1 << 17) - ((mm * y) >> (15 - low))[:17], f"{name}_u{step}", unsigned(17))
-        y = reg(y, f"{name}_yd{step}")
-        mm = reg(mm, f"{name}_m{step}a")
+        w = reg(((mm * y) >> (15 - low))[:17], f"{name}_w{step}", unsigned(17))
+        y, mm = reg(y, f"{name}_yd{step}"), reg(mm, f"{name}_m{step}a")
+        u = reg((1 << 17) - w, f"{name}_u{step}", unsigned(17))
+        y, mm = reg(y, f"{name}_ye{step}"), reg(mm, f"{name}_m{step}b")
         y = reg((y * u) >> 16, f"{name}_y{step + 1}", unsigned(16))
-        mm = reg(mm, f"{name}_m{step}b")
-    return y, 1 + 2 * golden.NEWTON_STEPS
+        mm = reg(mm, f"{name}_m{step}c")
+    return y, RECIP_STEP_STAGES
 
 
-def _isqrt_pipe(reg, delay, mant, name, high):
-    """``golden.isqrt_core`` of the 16-bit ``mant`` as a pipeline: ``(y, ISQRT_STAGES)``; one
-    multiply per stage (the seed; per Newton step ``S = y*y >> 16``, ``T' = 3*2**16 - (M*S >> 14)``,
-    ``y = y*T' >> 17``). Widths are the exact ranges over every ``M`` (``y``, ``S`` < 2**16,
-    ``T'`` < 2**18: tests/test_act_golden.py). ``high`` is ``mant[15]`` one cycle ahead (the
-    value ``mant`` registers): the seed's segment constants are registered with ``mant``, so the
-    seed stage is one multiply and one subtraction."""
+def _recip_seed(reg, mant, name):
+    """``golden.recip_core``'s seed ``a - (b*M >> 15)`` of the 16-bit ``mant`` in two stages
+    (the product, then the subtraction): ``(y0, mant)`` both registered two cycles after
+    ``mant``."""
+    a, b = golden.RECIP_SEED
+    bm = reg(((b * mant) >> 15)[:16], f"{name}_bm", unsigned(16))
+    mm = reg(mant, f"{name}_ms")
+    y0 = reg(a - bm, f"{name}_y0", unsigned(16))
+    return y0, reg(mm, f"{name}_m0")
+
+
+def _isqrt_pipe(reg, mant, name, high):
+    """``golden.isqrt_core`` of the 16-bit ``mant`` as a pipeline: ``(y, ISQRT_STAGES)``; each
+    multiply alone in its stage, each subtraction in a stage of its own (the seed: the
+    product, then ``a - ...``; per Newton step ``S = y*y >> 16``, ``P = M*S >> 14``, ``T' =
+    3*2**16 - P``, ``y = y*T' >> 17``). Widths are the exact ranges over every ``M`` (``y``,
+    ``S`` < 2**16, ``T'`` < 2**18: tests/test_act_golden.py). ``high`` is ``mant[15]`` one
+    cycle ahead (the value ``mant`` registers): the seed's segment constants are registered
+    with ``mant``."""
     (a1, b1), (a2, b2) = golden.ISQRT_SEED
     seed_a = reg(Mux(high, a2, a1), f"{name}_a", unsigned(17))
     seed_b = reg(Mux(high, b2, b1), f"{name}_b", unsigned(17))
-    y = reg(seed_a - ((seed_b * mant) >> 16), f"{name}_y0", unsigned(16))
-    mm = reg(mant, f"{name}_m0")
+    bm = reg(((seed_b * mant) >> 16)[:17], f"{name}_bm", unsigned(17))
+    sa, ms = reg(seed_a, f"{name}_sa"), reg(mant, f"{name}_ms")
+    y = reg(sa - bm, f"{name}_y0", unsigned(16))
+    mm = reg(ms, f"{name}_m0")
     for step in range(golden.NEWTON_STEPS):
         s = reg((y * y) >> 16, f"{name}_s{step}", unsigned(16))
         y1, m1 = reg(y, f"{name}_ya{step}"), reg(mm, f"{name}_ma{step}")
-        t = reg(3 * 65536 - ((m1 * s) >> 14)[:18], f"{name}_t{step}", unsigned(18))
+        p = reg(((m1 * s) >> 14)[:18], f"{name}_p{step}", unsigned(18))
+        y1, m1 = reg(y1, f"{name}_yp{step}"), reg(m1, f"{name}_mp{step}")
+        t = reg(3 * 65536 - p, f"{name}_t{step}", unsigned(18))
         y2, mm = reg(y1, f"{name}_yb{step}"), reg(m1, f"{name}_mb{step}")
         y = reg((y2 * t) >> 17, f"{name}_y{step + 1}", unsigned(16))
         mm = reg(mm, f"{name}_mc{step}")
-    return y, 1 + 3 * golden.NEWTON_STEPS
+    return y, ISQRT_STAGES
 
 
 class ActEngine(wiring.Component):
@@ -214,14 +237,14 @@ class ActEngine(wiring.Component):
         ``ceil(n / lanes)`` beats per command (``last`` on the final one), or one error beat.
         ``y[j]`` is element ``b * lanes + j`` (0 past ``n``); ``domain`` bit ``j`` marks log2 of
         ``x <= 0`` or recip of 0 (``y`` is then -32768 or 32767). Latency: ``PIPE_DEPTH + 3``
-        (16, measured by ``sparsehw perf``; 8 before issue #14; unchanged by the later timing
-        registers, which fill the shallower ops' spare stages) cycles from an input beat
-        (element-wise) or a read-back read to the output beat (``PIPE_DEPTH`` =
-        :data:`golden.act.PIPE_DEPTH` = 13 free-running register stages, one multiply or one
-        carry chain each; docs/act_engine.md "Pipeline"). A row-wise command adds, after its
+        (18, measured by ``sparsehw perf``; 16 before each multiply had a stage of its own, 8
+        before issue #14) cycles from an input beat (element-wise) or a read-back read to the
+        output beat (``PIPE_DEPTH`` = :data:`golden.act.PIPE_DEPTH` = 15 free-running register
+        stages, one multiply alone or one carry chain each; docs/act_engine.md "Pipeline"). A
+        row-wise command adds, after its
         load pass (the row side starts it the cycle after its last beat, or once the previous
         row's output pass has been issued), softmax's sum pass and the scalar step
-        (:data:`golden.act.SCALAR_CYCLES`: 11 cycles softmax, 16 layernorm).
+        (:data:`golden.act.SCALAR_CYCLES`: 16 cycles softmax, 24 layernorm).
         Back-pressure: an ``OUT_DEPTH``-beat (32) FIFO; beats are only started when a slot is
         free, so ``o.ready`` low never stalls the pipeline; it stops ``i`` (element-wise) or
         the output pass.
@@ -264,7 +287,10 @@ class ActEngine(wiring.Component):
         need_exp = has["exp"] or has["softmax"]
         row_bits = exact_log2(self._max_row)
         beat_bits = 16 - log_l + 1
-        row_beat_bits = row_bits - log_l + 1
+        # a row's last beat index, ceil(n / lanes) - 1 for n <= max_row, is below
+        # max_row / lanes (the beat counter's increment past it is never read: SUM clears
+        # it, WAIT clears it after OUT)
+        row_beat_bits = row_bits - log_l
 
         def reg(value, name, shape=None, control=False):
             """``value`` registered (free-running: every stage advances every cycle). Data
@@ -311,12 +337,17 @@ class ActEngine(wiring.Component):
         signed_tags = {}
 
         def signed_tag(field, stage, shape, offset=0, name=None):
-            """``offset - field`` (or the field itself) at ``stage`` as one shared signed signal."""
+            """``offset - field`` (or the field itself) at ``stage`` as one shared signed signal;
+            ``offset - field`` is registered from the stage before (no subtraction in front of
+            the shifter that reads it)."""
             key = (field, stage, offset)
             if key not in signed_tags:
-                s = Signal(shape, name=name or f"{field}_at{stage}")
-                value = tag_at(field, stage)
-                m.d.comb += s.eq(offset - value if offset else value)
+                name = name or f"{field}_at{stage}"
+                if offset:
+                    s = reg(offset - tag_at(field, stage - 1), name, shape)
+                else:
+                    s = Signal(shape, name=name)
+                    m.d.comb += s.eq(tag_at(field, stage))
                 signed_tags[key] = s
             return signed_tags[key]
 
@@ -356,8 +387,12 @@ class ActEngine(wiring.Component):
             "sx": signed(row_bits + 9),            # layernorm: sum of x
             "sxx": unsigned(row_bits + 15)})       # layernorm: sum of x*x
         if rows:
-            m.submodules.rowbuf = rowbuf = Memory(shape=unsigned(8 * L),
-                                                  depth=2 * (self._max_row // L), init=[])
+            # up to max_row = 256 (16 * max_row = 4 Kbit) the row buffers are LUT RAM: a
+            # block RAM's clock-to-output (6.1 ns in nextpnr's ECP5 model, no output register
+            # in Yosys's mapping) and the route from it took most of a cycle
+            m.submodules.rowbuf = rowbuf = Memory(
+                shape=unsigned(8 * L), depth=2 * (self._max_row // L), init=[],
+                attrs={"ram_style": "distributed"} if self._max_row <= 256 else None)
             wport = rowbuf.write_port()
             rport = rowbuf.read_port()
             # (written when a row command is accepted, read only for that row: no reset)
@@ -423,7 +458,8 @@ class ActEngine(wiring.Component):
             # softmax's row max at stage 1, read from the beat's own buffer at stage 0 (the row
             # side moves on to the next buffer while the last beats drain; a new row's
             # statistics reset that buffer no earlier than the cycle after)
-            mx1 = reg(Mux(s0_rb, ctx[1].mx, ctx[0].mx), "mx1")
+            # (0 for the other ops: exp's d = x - mx1 is then x)
+            mx1 = reg(Mux(op_at(0, "softmax"), Mux(s0_rb, ctx[1].mx, ctx[0].mx), 0), "mx1")
 
         def last_mask(n):
             """Lanes 1..L-1 of the last of ``ceil(n / lanes)`` beats (``n >= 1``): every lane
@@ -614,18 +650,31 @@ class ActEngine(wiring.Component):
         # ---- per-row scalars: a free-running pipeline on the (then constant) statistics -------
         if rows:
             v_bits = row_bits * 2 + 17
-            # stage 1: the products of n**2 * variance
+            # layernorm's n**2 * variance = n * sxx - sx**2 in four stages (its statistics
+            # are final in SCALAR's second cycle), each multiply alone in its stage:
+            # stage 1: the row's statistics registered (the buffer select's multiplexer is not
+            # in front of the multipliers)
+            st_n = reg(cur.n, "sc_n")
+            st_sxx = reg(cur.sxx, "sc_sxx")
+            st_sx = reg(cur.sx, "sc_sx")
+            # stage 2: the products; n * sxx in two parts (sxx has row_bits + 15 bits, more
+            # than one multiplier's 18)
+            a_lo = reg(st_n * st_sxx[:17], "sc_nsxx_lo")
+            a_hi = reg(st_n * st_sxx[17:], "sc_nsxx_hi")
+            b_p = reg(st_sx * st_sx, "sc_sxsx")
+            # stages 3 and 4: n * sxx - sx**2 (at least 0, below 2**(v_bits + 1)), one carry
+            # chain each
+            var1 = reg(a_lo - b_p, "sc_var1", signed(v_bits + 2))
+            a_hi4 = reg(a_hi, "sc_nsxx_hi4")
+            var = reg(var1 + (a_hi4 << 17), "sc_var", signed(v_bits + 2))
             # the row's op travels along the stages (its statistics are constant meanwhile)
-            sm1 = reg(cur_sm, "sc_sm1")
-            a_p = reg(cur.n * cur.sxx, "sc_nsxx")
-            b_p = reg(cur.sx * cur.sx, "sc_sxsx")
-            # stage 2: n**2 * variance (layernorm, at least 1) or the sum (softmax)
-            var = Signal(signed(v_bits + 2))
-            m.d.comb += var.eq(a_p - b_p)
+            sm1 = delay(cur_sm, 4, "sc_sm1")
+            # stage 5: n**2 * variance (layernorm, at least 1) or the sum (softmax: final when
+            # SCALAR starts, it enters here)
             v_reg = reg(Mux(sm1, s_sum, Mux(var < 1, 1, var)), "sc_v", unsigned(v_bits))
             sm2 = reg(sm1, "sc_sm2")
-            # stage 3: bit length, exponent and the mantissa's shift amounts
-            # (the amounts are tables of the bit length: no adder after the tree)
+            # stage 6: the bit length; stage 7: the exponent and the mantissa's shift amounts
+            # (tables of the registered bit length: no adder after the tree)
             # Below 17 the bit length is needed only up to its pair (2i-1 and 2i): layernorm
             # reads k = (len - 15) >> 1, the same for both, and softmax's sum is at least
             # 2**16 (len >= 17). So bits 0..15 are taken in pairs (length 2i for the pair
@@ -640,30 +689,32 @@ class ActEngine(wiring.Component):
             ks = [(n - 15) >> 1 for n in lens]                 # k = (len - 15) >> 1
 
             def table(values, width):
-                """``values[len_c]`` (each ``width`` bits) read from one packed constant."""
+                """``values[len]`` (each ``width`` bits) read from one packed constant."""
                 packed = sum((v & ((1 << width) - 1)) << (i * width) for i, v in enumerate(values))
-                return Const(packed, width * len(values)).word_select(len_c, width)
+                return Const(packed, width * len(values)).word_select(len_reg, width)
 
+            sm2 = reg(sm2, "sc_sm3")
             sh_right = reg(Mux(sm2, table([n - 16 for n in lens], 7),         # len - 16
                                table([2 * k for k in ks], 7)), "sc_shr")     # 2k
             sh_left = reg(table([-2 * k for k in ks], 8), "sc_shl")           # -2k
             left = reg(~sm2 & table([int(k < 0) for k in ks], 1), "sc_left")
             k3 = reg(table(ks, 6).as_signed(), "sc_k3")
-            v3 = reg(v_reg, "sc_v3")
-            # stage 4: the 16-bit mantissa (and the inverse square root's seed segment)
+            v3 = delay(v_reg, 2, "sc_v3")
+            # stage 8: the 16-bit mantissa (and the inverse square root's seed segment)
             mant_c = Signal(16, name="sc_mant_c")
             m.d.comb += mant_c.eq(Mux(left, v3 << sh_left, v3 >> sh_right))
             mant = reg(mant_c, "sc_mant")
             len4 = reg(len_reg, "sc_len4")
             k4 = reg(k3, "sc_k4")
-            # stages 5..: the Newton core, then the row's scalar and output shift are latched
+            # stages 9..: the Newton core, then the row's scalar and output shift are latched
             if has["softmax"]:
-                yr_row, _ = _recip_pipe(reg, delay, mant, "row_recip")
+                y0_row, m0_row = _recip_seed(reg, mant, "row_recip")
+                yr_row, _ = _recip_pipe(reg, y0_row, m0_row, "row_recip")
                 with m.If(last_scal & cur_sm):
                     m.d.sync += y_row.eq(yr_row)
                     latch_shift(15 + len4 - cur.fout)
             if has["layernorm"]:
-                yi_row, _ = _isqrt_pipe(reg, delay, mant, "row_isqrt", mant_c[15])
+                yi_row, _ = _isqrt_pipe(reg, mant, "row_isqrt", mant_c[15])
                 with m.If(last_scal & ~cur_sm):
                     m.d.sync += y_row.eq(yi_row)
                     latch_shift(35 + k4 - cur.fout)
@@ -681,6 +732,14 @@ class ActEngine(wiring.Component):
                 gelu_words.append(g0 | ((dg & 0xFFFF) << 16))
         if has["log2"]:
             log2_words = list(golden.LOG2_TABLE)
+        if has["recip"]:
+            # the reciprocal's seed of each |x| (the mantissa |x| << (8 - bitlen), its low
+            # bit dropped, as the lanes carry it), 16 bits as the register holds it
+            seed_a, seed_b = golden.RECIP_SEED
+            recip_seeds = []
+            for ax in range(129):
+                mant7 = ((ax << (8 - ax.bit_length())) >> 1) & 0x7F
+                recip_seeds.append((seed_a - ((seed_b * mant7) >> 6)) & 0xFFFF)
 
         ys, doms, es = [], [], []
         depth_of = {}               # op -> stage of its result register
@@ -698,17 +757,19 @@ class ActEngine(wiring.Component):
                 tq = reg(a << sh7, f"g_tq{j}", unsigned(15))                     # 2
                 rs = reg(relu << sh16, f"g_rs{j}", unsigned(23))              # < 127 * 2**16
                 seg = tq >> 3
-                rom = Memory(shape=unsigned(32), depth=golden.GELU_SEGMENTS, init=gelu_words)
-                m.submodules[f"gelu_rom{j}"] = rom
-                rd = rom.read_port(domain="comb")
                 inside = seg < golden.GELU_SEGMENTS
-                m.d.comb += rd.addr.eq(Mux(inside, seg, 0))
-                g0 = reg(rd.data[:16], f"g_g0{j}")                               # 3 (ROM)
-                dg = reg(rd.data[16:].as_signed(), f"g_dg{j}")
+                addr = reg(Mux(inside, seg, 0), f"g_addr{j}", unsigned(7))       # 3
                 fr = reg(tq[:3], f"g_fr{j}")
                 ins = reg(inside, f"g_in{j}")
-                g0 = reg(g0, f"g_g0b{j}")                                        # 4 (ROM out)
-                dg = reg(dg, f"g_dgb{j}")
+                # the table in LUTs (a block RAM's clock-to-output is most of a cycle), read
+                # from the registered address
+                rom = Memory(shape=unsigned(32), depth=golden.GELU_SEGMENTS, init=gelu_words,
+                             attrs={"rom_style": "logic"})
+                m.submodules[f"gelu_rom{j}"] = rom
+                rd = rom.read_port(domain="comb")
+                m.d.comb += rd.addr.eq(addr)
+                g0 = reg(rd.data[:16], f"g_g0{j}")                               # 4 (ROM)
+                dg = reg(rd.data[16:].as_signed(), f"g_dg{j}")
                 fr = reg(fr, f"g_frb{j}")
                 ins = delay(ins, 2, f"g_in5{j}")
                 g0 = reg(g0, f"g_g0c{j}")                                        # 5
@@ -725,57 +786,75 @@ class ActEngine(wiring.Component):
                 results["gelu"] = (y, 10)
 
             if need_exp:
-                d = reg(Mux(op_at(1, "softmax"), x - mx1, x) if has["softmax"] else x,
-                        f"e_d{j}", signed(9))                                    # 2
+                # d = x - max (softmax; mx1 is 0 for the other ops) shifted left by 7 - fin:
+                # z = (d << (7 - fin)) * log2(e) in Q20 is z_d << (7 - fin) for z_d = d *
+                # log2(e), so golden's z_d >> (fin + 20) and z_d >> (fin + 4) are the fixed
+                # slices z >> 27 and z >> 11 (the variable shift moves before the multiply)
+                sh_e = signed_tag("fin", 1, 3, 7, "e_sh")
+                d = reg((x - mx1) << sh_e if has["softmax"] else x << sh_e,
+                        f"e_d{j}", signed(16))                                   # 2
                 # exact ranges over d in -255..255 (a softmax beat's lanes past n may hold
-                # stale bytes above the row max): |z| < 2**29, n in -368..367
-                z = reg(d * golden.LOG2E_Q20, f"e_z{j}", signed(30))             # 3
-                n_e = reg(z >> (tag_at("fin", 3) + 20), f"e_n{j}", signed(10))        # 4
-                f_e = reg((z >> (tag_at("fin", 3) + 4))[:16], f"e_f{j}", unsigned(16))
+                # stale bytes above the row max): |z| < 2**36, n in -368..367. The constant
+                # has 21 bits: two products (each one multiplier), added in the next stage
+                c_hi, c_lo = golden.LOG2E_Q20 >> 17, golden.LOG2E_Q20 & 0x1FFFF
+                z_lo = reg(d * c_lo, f"e_zlo{j}")                                # 3
+                z_hi = reg(d * c_hi, f"e_zhi{j}")
+                # bits 11..16 of z are z_lo's (z_hi starts at bit 17); 17.. are the sum
+                z_mid = z_lo[11:17]
+                z_top = reg(z_lo[17:].as_signed() + z_hi, f"e_ztop{j}", signed(20))   # 4
+                z_mid4 = reg(z_mid, f"e_zmid{j}")
+                n_e = Signal(signed(10), name=f"e_n{j}")
+                f_e = Signal(16, name=f"e_f{j}")
+                m.d.comb += [n_e.eq(z_top[10:]), f_e.eq(Cat(z_mid4, z_top[:10]))]
                 c1, c2, c3 = golden.EXP_C
-                # Horner's rule with each constant added after the previous product (one
-                # multiply and one carry chain per stage): t1 = c2 + f c3, t2 = c1 + f t1
-                t1 = reg(c2 + ((c3 * f_e) >> 16), f"e_t1{j}", unsigned(15))      # 5
+                # Horner's rule with each constant added after the previous product, each
+                # multiply and each addition in a stage of its own: t1 = c2 + f c3,
+                # t2 = c1 + f t1
+                m1 = reg((c3 * f_e) >> 16, f"e_m1{j}", unsigned(14))             # 5
                 f5 = reg(f_e, f"e_f5{j}")
-                t2 = reg(c1 + ((t1 * f5) >> 16), f"e_t2{j}", unsigned(16))      # 6
+                t1 = reg(c2 + m1, f"e_t1{j}", unsigned(15))                      # 6
                 f6 = reg(f5, f"e_f6{j}")
-                t3 = reg((t2 * f6) >> 16, f"e_t3{j}", unsigned(16))              # 7
-                p_e = Signal(17, name=f"e_p{j}")                                 # 7 (comb)
+                m2 = reg((t1 * f6) >> 16, f"e_m2{j}", unsigned(15))              # 7
+                f7 = reg(f6, f"e_f7{j}")
+                t2 = reg(c1 + m2, f"e_t2{j}", unsigned(16))                      # 8
+                f8 = reg(f7, f"e_f8{j}")
+                t3 = reg((t2 * f8) >> 16, f"e_t3{j}", unsigned(16))              # 9
+                p_e = Signal(17, name=f"e_p{j}")                                 # 9 (comb)
                 m.d.comb += p_e.eq(65536 + t3)
                 if has["exp"]:
                     s = Signal(signed(9), name=f"x_s{j}")      # 16 - fout - n: -182..201
                     m.d.comb += s.eq(16 - fout_at(4) - n_e)
                     s5 = reg(s, f"x_s5{j}")                                      # 5
-                    s7 = delay(s5, 2, f"x_s7{j}")                                # 7
-                    le0, ge18 = reg(s7 <= 0, f"x_le0{j}"), reg(s7 >= 18, f"x_ge18{j}")
-                    sh = s7[:5]
-                    v = reg(_rnd(p_e, sh), f"x_v{j}")                            # 8
-                    sh8 = reg(sh, f"x_sh8{j}")
-                    q = reg(v >> sh8, f"x_q{j}", unsigned(18))                   # 9
+                    s9 = delay(s5, 4, f"x_s9{j}")                                # 9
+                    le0, ge18 = reg(s9 <= 0, f"x_le0{j}"), reg(s9 >= 18, f"x_ge18{j}")
+                    sh = s9[:5]
+                    v = reg(_rnd(p_e, sh), f"x_v{j}")                            # 10
+                    sh10 = reg(sh, f"x_sh10{j}")
+                    q = reg(v >> sh10, f"x_q{j}", unsigned(18))                  # 11
                     le0, ge18 = reg(le0, f"x_le0b{j}"), reg(ge18, f"x_ge18b{j}")
                     y = reg(Mux(le0, 32767, Mux(ge18, 0, _sat16(q))), f"x_y{j}",
-                            signed(16))                                          # 10
-                    results["exp"] = (y, 10)
+                            signed(16))                                          # 12
+                    results["exp"] = (y, 12)
                 if has["softmax"]:
                     neg = Signal(signed(11), name=f"s_neg{j}")
                     m.d.comb += neg.eq(-n_e)
                     sh5 = reg(Mux(neg >= 18, 18, neg[:5]), f"s_sh5{j}", unsigned(5))   # 5
-                    sh7 = delay(sh5, 2, f"s_sh7{j}")                             # 7
-                    v = reg(_rnd(p_e, sh7), f"s_v{j}")                           # 8
-                    sh8 = reg(sh7, f"s_sh8{j}")
-                    e = reg(v >> sh8, f"s_e{j}", unsigned(17))                   # 9 = SUM_STAGE
+                    sh9 = delay(sh5, 4, f"s_sh9{j}")                             # 9
+                    v = reg(_rnd(p_e, sh9), f"s_v{j}")                           # 10
+                    sh10 = reg(sh9, f"s_sh10{j}")
+                    e = reg(v >> sh10, f"s_e{j}", unsigned(17))                  # 11 = SUM_STAGE
                     # E * Y_row without its low ROW_DROP bits (sh_row: see rnd_row);
                     # E <= 2**16 and Y_row < 2**16, so E * Y_row < 2**32
-                    prod = reg(((e * y_row) >> ROW_DROP)[:32 - ROW_DROP], f"s_prod{j}")  # 10
+                    prod = reg(((e * y_row) >> ROW_DROP)[:32 - ROW_DROP], f"s_prod{j}")  # 12
                     # softmax's rnd_row < 2**(20 + row_bits); the sum's exact width
                     v2_bits = ((1 << len(prod)) - 1 + (1 << (19 + row_bits))).bit_length()
-                    v2 = reg(prod + rnd_row[:20 + row_bits], f"s_v2{j}", unsigned(v2_bits))  # 11
+                    v2 = reg(prod + rnd_row[:20 + row_bits], f"s_v2{j}", unsigned(v2_bits))  # 13
                     # (the bits the next shift by sh_row[:3] <= 7 can bring into the result)
                     c2 = reg((v2 >> Cat(Const(0, 3), sh_row[3:]))[:len(prod) + 7],
-                             f"s_c2{j}")                                         # 12
+                             f"s_c2{j}")                                         # 14
                     q2 = (c2 >> sh_row[:3])[:len(prod)]
-                    y = reg(Mux(q2 > 32767, 32767, q2), f"s_y{j}", signed(16))   # 13
-                    results["softmax"] = (y, 13)
+                    y = reg(Mux(q2 > 32767, 32767, q2), f"s_y{j}", signed(16))   # 15
+                    results["softmax"] = (y, 15)
                     es.append(e)
 
             if has["log2"]:
@@ -815,11 +894,18 @@ class ActEngine(wiring.Component):
                 # 128 is even): only its high 7 bits are carried (the core multiplies them
                 # exactly)
                 mant_r = reg((a << shm)[1:8], f"r_m{j}", unsigned(7))            # 3
+                # the seed a - (b*M >> 15) is a function of |x| (0..128): a table, read in
+                # the mantissa's stage (no multiply, no subtraction)
+                rom = Memory(shape=unsigned(16), depth=129, init=recip_seeds)
+                m.submodules[f"recip_rom{j}"] = rom
+                rd = rom.read_port(domain="comb")
+                m.d.comb += rd.addr.eq(a)
+                y0 = reg(rd.data, f"r_y0_{j}")                                   # 3
                 # s = 15 + bitlen - fin - fout is in -6..23: signed 6 bits
                 s = Signal(signed(6), name=f"r_s{j}")
                 m.d.comb += s.eq(15 + ln - fin_at(2) - fout_at(2))
                 s_r = reg(s, f"r_s1_{j}")
-                yr, depth = _recip_pipe(reg, delay, mant_r, f"r_core{j}", low=9)  # 3 + depth
+                yr, depth = _recip_pipe(reg, y0, mant_r, f"r_core{j}", low=9)    # 3 + depth
                 st = 3 + depth
                 s_r2 = delay(s_r, depth, f"r_s2_{j}")
                 neg2 = delay(negx, depth + 2, f"r_neg2_{j}")
@@ -847,15 +933,19 @@ class ActEngine(wiring.Component):
 
             if has["layernorm"]:
                 nx = reg(ln_n * x, f"n_nx{j}")                                   # 2
-                dd = reg(nx - ln_sx, f"n_d{j}", signed(row_bits + 11))           # 3
-                p1 = reg(dd * y_row, f"n_p1_{j}", signed(row_bits + 11 + 18))    # 4
+                # |n x - sx| <= 255 n < 2**(row_bits + 8) (x and the row's elements are
+                # int8): the exact width, so dd * Y_row fits one 18x18 multiplier up to
+                # max_row = 512
+                dd = reg(nx - ln_sx, f"n_d{j}", signed(row_bits + 9))            # 3
+                p1 = reg(dd * y_row, f"n_p1_{j}", signed(row_bits + 9 + 16))     # 4
                 gam = delay(s0_gamma.word_select(j, 16).as_signed(), 4, f"n_gam{j}")
                 bet = delay(s0_beta.word_select(j, 16).as_signed(), 9, f"n_bet{j}")
                 # the product without its low ROW_DROP bits (sh_row: see rnd_row):
-                # (ph * 2**18 + pl) >> 12 == ph * 2**6 + (pl >> 12)
-                pl = reg((p1[:18] * gam) >> ROW_DROP, f"n_pl{j}")                # 5
-                ph = reg(p1[18:].as_signed() * gam, f"n_ph{j}")
-                p2 = reg((ph << (18 - ROW_DROP)) + pl, f"n_p2_{j}",
+                # (ph * 2**17 + pl) >> 12 == ph * 2**5 + (pl >> 12); p1's low 17 bits (an
+                # 18-bit signed operand) and its high part each fit one multiplier
+                pl = reg((p1[:17] * gam) >> ROW_DROP, f"n_pl{j}")                # 5
+                ph = reg(p1[17:].as_signed() * gam, f"n_ph{j}")
+                p2 = reg((ph << (17 - ROW_DROP)) + pl, f"n_p2_{j}",
                          signed(row_bits + 11 + 18 + 16 - ROW_DROP))             # 6
                 v = reg(p2 + rnd_row, f"n_v{j}")                                 # 7
                 c = reg(v >> Cat(Const(0, 3), sh_row[3:]), f"n_c{j}")           # 8

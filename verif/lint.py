@@ -97,12 +97,12 @@ WAIVERS = {
     "bfp_convert": _waivers(UNUSEDSIGNAL=104, WIDTHEXPAND=34, WIDTHTRUNC=1, PROCASSINIT=79),
     "hbfp_dot": _waivers(UNUSEDSIGNAL=410, WIDTHEXPAND=150, WIDTHTRUNC=27, PROCASSINIT=353),
     "fp32_mac": _waivers(UNUSEDSIGNAL=274, WIDTHEXPAND=84, WIDTHTRUNC=19, PROCASSINIT=123),
-    "figs": _waivers(UNUSEDSIGNAL=296, WIDTHEXPAND=2, CASEINCOMPLETE=8, PROCASSINIT=833),
-    "nm_broadcast": _waivers(UNUSEDSIGNAL=1688, PROCASSINIT=932),
-    "nm_fanout": _waivers(UNUSEDSIGNAL=1464, PROCASSINIT=936),
+    "figs": _waivers(UNUSEDSIGNAL=296, WIDTHEXPAND=2, CASEINCOMPLETE=8, PROCASSINIT=962),
+    "nm_broadcast": _waivers(UNUSEDSIGNAL=1368, PROCASSINIT=996),
+    "nm_fanout": _waivers(UNUSEDSIGNAL=1144, PROCASSINIT=1000),
     "nm_fixed24": _waivers(UNUSEDSIGNAL=235, PROCASSINIT=676),
-    "act_engine": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=502, WIDTHEXPAND=236, WIDTHTRUNC=27,
-                           CASEINCOMPLETE=28, PROCASSINIT=892,
+    "act_engine": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=508, WIDTHEXPAND=232, WIDTHTRUNC=27,
+                           CASEINCOMPLETE=28, PROCASSINIT=1051,
                            note={"CASEINCOMPLETE": "In act_engine: the front and row FSMs' "
                                                    "casez."}),
     "subsystem": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=408, WIDTHEXPAND=113, WIDTHTRUNC=15,
@@ -110,8 +110,8 @@ WAIVERS = {
                           note={"CASEINCOMPLETE": "In the subsystem: the sequencer FSM and the "
                                                   "host port's casez on the 3-bit memory code, "
                                                   "whose unmapped codes keep the default."}),
-    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=1037, WIDTHEXPAND=456, WIDTHTRUNC=57,
-                              CASEINCOMPLETE=105, PROCASSINIT=1286,
+    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=1043, WIDTHEXPAND=452, WIDTHTRUNC=57,
+                              CASEINCOMPLETE=105, PROCASSINIT=1445,
                               note={"CASEINCOMPLETE": "The subsystem with act_engine=True: the "
                                                       "subsystem's (see subsystem), the act "
                                                       "engine's (see act_engine) and the ACT "
