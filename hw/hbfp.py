@@ -325,8 +325,9 @@ class HbfpDot(wiring.Component):
         1: HBFP6 m=5, 2: HBFP8 m=7) that sets the scaling and the legal mantissa range of that
         block pair; the 8-bit datapath is shared by the three modes.
     add_stages : int
-        Pipeline registers in the FP32 accumulation adder, 0..6 (default 5, the least that
-        keeps every loop stage under 8 ns on ECP5; the measured Fmax is in ``docs/hbfp.md``): ``add_stages + 1`` partial sums and ``add_stages`` combining
+        Pipeline registers in the FP32 accumulation adder, 0..6 (default 5: at 4 the loop's
+        alignment and addition share a stage of 9.2-9.8 ns on ECP5; the measured Fmax is in
+        ``docs/hbfp.md``): ``add_stages + 1`` partial sums and ``add_stages`` combining
         adders (those are pipelined at every cut whatever ``add_stages`` is). 0 is one
         sequential accumulator (a single-cycle adder in the loop, no tree): the smallest unit,
         the slowest clock.
@@ -441,9 +442,9 @@ class HbfpDot(wiring.Component):
             ]
             m.d.sync += [prods[k].eq(p.a[k] * p.b[k]) for k in range(block_size)]
 
-        # Stage 2: the first level of the block sum's adder tree, registered (the products'
-        # registers sit in the DSPs, whose outputs are far from the fabric's adders); stage 3:
-        # the rest of the tree, the exact block sum.
+        # Stage 2: the exact block sum, its adder tree's first level registered on the way
+        # (the products' registers sit in the DSPs, whose outputs are far from the fabric's
+        # adders).
         spipe = Pipeline(m, adv, ("pair", "sum"), "bsum",
                          riders={"v": v1, "last": last1, "inv": inv1, "err": err1, "exp": e1})
         pairs = spipe.cut("pair", **{f"q{j}": prods[2 * j] + prods[2 * j + 1]
