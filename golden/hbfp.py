@@ -62,7 +62,8 @@ goes to partial ``k mod P``. Each partial starts at ``-0.0`` (the exact identity
 addition: ``x + -0 = x`` for every ``x``, so an untouched partial changes nothing) and adds its
 blocks in order, ``p_j = float32(p_j + r_k)``. The partials are then combined by a pairwise
 tree in a fixed order: level by level, neighbours ``(p_0 + p_1), (p_2 + p_3), ...``, an odd
-last one carried up unchanged (``P = 5``: ``((p0 + p1) + (p2 + p3)) + p4``). Every addition is
+last one carried up unchanged (``P = 6``: ``((p0 + p1) + (p2 + p3)) + (p4 + p5)``; ``P = 5``:
+``((p0 + p1) + (p2 + p3)) + p4``). Every addition is
 float32, round-half-even, IEEE signed-zero rules, ``inf + -inf = NaN``. ``P = 1`` is the plain
 sequential order ``acc = r_1``, ``acc = float32(acc + r_k)``. The order matters because float32
 addition is not associative; the ``P`` partial sums exist so that an adder pipelined to latency
@@ -91,8 +92,9 @@ EPSILON = np.float32(1e-8)
 MIN_EXP = -26
 #: Run-time mantissa modes of the mixed-mantissa dot product: mode code -> mant_bits.
 MODES = {0: 3, 1: 5, 2: 7}
-#: Partial sums of ``hbfp_dot`` at its default parameters (``add_stages = 4``).
-DEFAULT_PARTIALS = 5
+#: Partial sums of ``hbfp_dot`` at its default parameters (``add_stages = 5``; 5 partials,
+#: ``add_stages = 4``, before issue 14's third timing round).
+DEFAULT_PARTIALS = 6
 
 
 def check_mant_bits(mant_bits, *, low=2, high=16):

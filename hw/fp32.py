@@ -281,13 +281,16 @@ def round_pack(m, sign, mag, exp, prefix="rp", pipe=None, *, zero_sign=None, spe
     else:
         # No register after the rounding (it runs into the result, e.g. back into an
         # accumulation loop): the three exponents and overflow tests are computed here,
-        # beside the shifter, and the rounding stage only selects one by n.
-        exps = [Signal(8, name=_name(f"{prefix}_exp{k}")) for k in range(3)]
-        m.d.comb += [e.eq((base + k)[:8]) for k, e in enumerate(exps)]
-        ovfs = Signal(3, name=_name(prefix + "_ovfs"))
-        m.d.comb += ovfs.eq(Cat(*[base >= 255 - k for k in range(3)]))
+        # beside the shifter, and the rounding stage only selects one by n. Without subnormal
+        # results (no ``terms``) a nonzero kept has its leading one at bit 23, so n = 1 + c23:
+        # two candidates, selected by c23 alone (a zero result is the zero case's anyway).
+        ns = range(3) if terms else range(1, 3)
+        exps = {k: Signal(8, name=_name(f"{prefix}_exp{k}")) for k in ns}
+        m.d.comb += [e.eq((base + k)[:8]) for k, e in exps.items()]
+        ovfs = Signal(len(ns), name=_name(prefix + "_ovfs"))
+        m.d.comb += ovfs.eq(Cat(*[base >= 255 - k for k in ns]))
         v = pipe.cut("shift", sign=v["sign"], zero=v["zero"], **zsign,
-                     **spec, exp0=exps[0], exp1=exps[1], exp2=exps[2], ovfs=ovfs, kept=y[1:],
+                     **spec, **{f"exp{k}": e for k, e in exps.items()}, ovfs=ovfs, kept=y[1:],
                      guard=y[0], sticky=sticky)
     inc = Signal(name=_name(prefix + "_inc"))
     m.d.comb += inc.eq(v["guard"] & (v["sticky"] | v["kept"][0]))
@@ -300,6 +303,9 @@ def round_pack(m, sign, mag, exp, prefix="rp", pipe=None, *, zero_sign=None, spe
         m.d.comb += high0.eq(v["base"] + v["kept"][23])
         high = Mux(c23, high0 + 1, high0)[:8]
         ovf = Mux(c23, high0 >= 254, high0 >= 255)
+    elif "exp0" not in v:
+        high = Mux(c23, v["exp2"], v["exp1"])
+        ovf = Mux(c23, v["ovfs"][1], v["ovfs"][0])
     else:
         two, one = v["kept"][23] & c23, v["kept"][23] ^ c23
         high = Mux(two, v["exp2"], Mux(one, v["exp1"], v["exp0"]))

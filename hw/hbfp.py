@@ -45,8 +45,9 @@ HBFP_DOT_PARAMS = ParamSpec(
     Param("mixed", False, boolean(), doc="run-time mode HBFP4/6/8 per beat (Accuracy Boosters)"),
     Param("mant_bits", 7, lambda v: _MIXED_MANT_BITS if v["mixed"] else int_in(2, 16),
           allowed="an integer in 2..16; 7 with mixed=1", doc="mantissa magnitude bits"),
-    Param("add_stages", 4, int_in(0, len(ADD_CUTS)),
-          doc="pipeline registers in the FP32 accumulation adder; the dot product then keeps "
+    Param("add_stages", 5, int_in(0, len(ADD_CUTS)),
+          doc="pipeline registers in the FP32 accumulation adder (default 5: the least for "
+              "125 MHz on ECP5); the dot product then keeps "
               "add_stages + 1 interleaved partial sums (0: one sequential accumulator, "
               "a single-cycle adder in the loop)"),
 )
@@ -290,7 +291,7 @@ class BfpConvert(wiring.Component):
 def dot_latency(add_stages):
     """:attr:`HbfpDot.latency` for ``add_stages`` (it depends on nothing else)."""
     levels = add_stages.bit_length()                     # ceil(log2(add_stages + 1))
-    return 6 + len(ROUND_CUTS) + add_stages + levels * len(TREE_CUTS) + max(levels - 1, 0)
+    return 8 + len(ROUND_CUTS) + add_stages + levels * len(TREE_CUTS) + max(levels - 1, 0)
 
 
 #: Cut points of the combining tree's adders: all of the adder's (the tree is outside the
@@ -324,8 +325,9 @@ class HbfpDot(wiring.Component):
         1: HBFP6 m=5, 2: HBFP8 m=7) that sets the scaling and the legal mantissa range of that
         block pair; the 8-bit datapath is shared by the three modes.
     add_stages : int
-        Pipeline registers in the FP32 accumulation adder, 0..6 (default 4; the measured Fmax
-        is in ``docs/hbfp.md``): ``add_stages + 1`` partial sums and ``add_stages`` combining
+        Pipeline registers in the FP32 accumulation adder, 0..6 (default 5: at 4 the loop's
+        alignment and addition share a stage of 9.2-9.8 ns on ECP5; the measured Fmax is in
+        ``docs/hbfp.md``): ``add_stages + 1`` partial sums and ``add_stages`` combining
         adders (those are pipelined at every cut whatever ``add_stages`` is). 0 is one
         sequential accumulator (a single-cycle adder in the loop, no tree): the smallest unit,
         the slowest clock.
@@ -342,7 +344,7 @@ class HbfpDot(wiring.Component):
         (``value`` is the quiet NaN ``0x7FC00000``). ``error``: malformed run-time data in the dot
         product (a mantissa outside ``+-(2**m - 1)`` for its mode, ``mode == 3``, or an exponent
         outside -26..128); ``value`` is then NaN too. Latency :attr:`latency` cycles from the
-        ``last`` beat (33 at ``add_stages=4``, 9 at 0); one block pair per cycle for any number
+        ``last`` beat (36 at ``add_stages=5``, 11 at 0); one block pair per cycle for any number
         of blocks per dot product; back-pressure stalls the whole pipeline.
 
     Raises
@@ -385,9 +387,10 @@ class HbfpDot(wiring.Component):
 
     @property
     def latency(self):
-        """Cycles from the ``last`` beat to its result: products, block sum, its magnitude,
-        rounding (plus its pipeline registers), the accumulation adder, a register before the combining tree
-        (which reads the finished partial sums from their registers), the tree (each of its
+        """Cycles from the ``last`` beat to its result: products, the block sum's first level
+        and the rest of it, its magnitude, rounding (plus its pipeline registers), the
+        accumulation adder, a register before the combining tree, the tree's input registers
+        (loaded with the finished partial sums from their registers), the tree (each of its
         ``ceil(log2(partials))`` levels an adder of ``len(TREE_CUTS)`` registers, a register
         between levels), the output register."""
         return dot_latency(self._add_stages)
@@ -439,13 +442,18 @@ class HbfpDot(wiring.Component):
             ]
             m.d.sync += [prods[k].eq(p.a[k] * p.b[k]) for k in range(block_size)]
 
-        # Stage 2: exact block sum.
-        v2, last2, inv2, err2 = Signal(), Signal(), Signal(), Signal()
-        e2 = Signal(signed(12))
-        s2 = Signal(signed(self.sum_bits))
-        with m.If(adv):
-            m.d.sync += [v2.eq(v1), last2.eq(last1), inv2.eq(inv1), err2.eq(err1), e2.eq(e1),
-                         s2.eq(tree_sum(prods))]
+        # Stage 2: the exact block sum, its adder tree's first level registered on the way
+        # (the products' registers sit in the DSPs, whose outputs are far from the fabric's
+        # adders).
+        spipe = Pipeline(m, adv, ("pair", "sum"), "bsum",
+                         riders={"v": v1, "last": last1, "inv": inv1, "err": err1, "exp": e1})
+        pairs = spipe.cut("pair", **{f"q{j}": prods[2 * j] + prods[2 * j + 1]
+                                     if 2 * j + 1 < block_size else prods[2 * j]
+                                     for j in range((block_size + 1) // 2)})
+        bsum = Signal(signed(self.sum_bits))
+        m.d.comb += bsum.eq(tree_sum(pairs[f"q{j}"] for j in range(len(pairs))))
+        s2 = spipe.cut("sum", s=bsum)["s"]
+        v2, last2, inv2, err2, e2 = (spipe.riders[k] for k in ("v", "last", "inv", "err", "exp"))
 
         # Stage 3: the block sum's magnitude, registered (its negation is a carry chain, which
         # the leading-one search must not follow in the same cycle); then the block result
@@ -531,13 +539,17 @@ class HbfpDot(wiring.Component):
 
         # One cycle after the last block's sum left the adder, every partial of the dot product
         # is final and written (the next dot product's first sum is written a cycle later at the
-        # earliest): the tree reads them from the registers; unused partials read as -0.0.
-        fp = Pipeline(m, adv, ("fin",), "fin", riders={"end": ride["end"], "used": ride["used"],
-                                                     "inv": ride["inv"], "err": ride["err"]})
+        # earliest): the tree's input registers take them from the partial registers then;
+        # unused partials read as -0.0.
+        fp = Pipeline(m, adv, ("fin", "part"), "fin",
+                      riders={"end": ride["end"], "used": ride["used"], "inv": ride["inv"],
+                              "err": ride["err"]})
         fp.cut("fin")
         used_fin = fp.riders.pop("used")
+        regs = fp.cut("part", **{f"p{j}": Mux(used_fin[j], accs[j], NEG_ZERO)
+                                 for j in range(n_part)})
         flags = fp.riders
-        parts = [Mux(used_fin[j], accs[j], NEG_ZERO) for j in range(n_part)]
+        parts = [regs[f"p{j}"] for j in range(n_part)]
 
         # Stage 5: the partials combined by a pairwise tree ((p0+p1)+(p2+p3))..., an odd last
         # one carried up unchanged; each level is the same pipelined adder plus a register.

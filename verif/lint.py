@@ -95,7 +95,7 @@ WAIVERS = {
                                              "default, and on the one-hot ejection grant "
                                              "(no grant: payload 0)."}),
     "bfp_convert": _waivers(UNUSEDSIGNAL=104, WIDTHEXPAND=34, WIDTHTRUNC=1, PROCASSINIT=79),
-    "hbfp_dot": _waivers(UNUSEDSIGNAL=410, WIDTHEXPAND=150, WIDTHTRUNC=27, PROCASSINIT=353),
+    "hbfp_dot": _waivers(UNUSEDSIGNAL=385, WIDTHEXPAND=174, WIDTHTRUNC=32, PROCASSINIT=414),
     "fp32_mac": _waivers(UNUSEDSIGNAL=274, WIDTHEXPAND=84, WIDTHTRUNC=19, PROCASSINIT=123),
     "figs": _waivers(UNUSEDSIGNAL=296, WIDTHEXPAND=2, CASEINCOMPLETE=8, PROCASSINIT=962),
     "nm_broadcast": _waivers(UNUSEDSIGNAL=1368, PROCASSINIT=996),

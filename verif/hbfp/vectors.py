@@ -596,7 +596,10 @@ def _cancel_dot(rng, B, m, P, mixed):
                 if src is None or j >= n:
                     blk = rand_block()
                     if rnd:                         # the second block a few binades lower
-                        blk = (blk[0], blk[1], blk[2] - int(rng.integers(5, 9)), blk[3])
+                        # (ea down to MIN_EXP at most, the rest from eb: both stay in range)
+                        d = int(rng.integers(5, 9))
+                        e1 = max(blk[2] - d, MIN_EXP)
+                        blk = (blk[0], blk[1], e1, blk[3] - (d - (blk[2] - e1)))
                 else:
                     a, b, e1, e2 = placed[rnd, src]
                     a = -a.copy()
