@@ -657,18 +657,18 @@ CYCLE_COSTS = {
     # ACT, fitted to the chip RTL (tests/test_chip.py::test_chip_act_cycles_match_the_model,
     # lanes 4; docs/chip.md "Cycle model"): exact at every measured point. The engine's own
     # latencies come from golden.act (PIPE_DEPTH, SUM_STAGE, SCALAR_CYCLES, ROW_START_CYCLES:
-    # its pipeline, 13 stages since issue #14's timing registers, and the hand-over of a row
+    # its pipeline, 15 stages since issue #14's third timing round, and the hand-over of a row
     # between its double row buffers' two sides); the remaining constants are the ACT unit's
     # command, read, FIFO and write cycles, measured (unchanged by the engine's pipelining).
     "act_start": 1,            # the ACT unit's dispatch cycle
     "act_cmd": act.PIPE_DEPTH + 6,     # per element-wise engine command: command, read, engine
-                                       # pipeline, write (19)
+                                       # pipeline, write (21)
     "act_row": {               # per lane (engine command): fill and drain
         # the row start, the sum pass's drain to its E stage, the scalar step, the output
-        # pass's drain (44)
+        # pass's drain (53)
         "softmax": (act.ROW_START_CYCLES + act.SUM_STAGE + 1 + act.SCALAR_CYCLES["softmax"]
                     + act.PIPE_DEPTH + 9),
-        # the row start, the scalar step, the output pass's drain (38)
+        # the row start, the scalar step, the output pass's drain (48)
         "layernorm": act.ROW_START_CYCLES + act.SCALAR_CYCLES["layernorm"] + act.PIPE_DEPTH + 8},
     "act_passes": {"softmax": 3, "layernorm": 2},  # row passes of the engine
     "act_add": 2,              # add: the two operand reads' latency
