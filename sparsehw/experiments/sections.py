@@ -356,17 +356,17 @@ def fpga_rows(pnr, perf):
         run = ", ".join(f"{t['wall_s'] / 60:.1f}" for t in times.values()) or "-"
         rows.append([name, old, f"**{record['fmax_mhz']}**", seeds,
                      _fmt_area((record["luts"], record["ffs"], record["dsps"]), old_area)
-                     + _dsp_registers_text(record, record["dsps"]),
+                     + _dsp_registers_text(record),
                      _path_text(path), before.get("path") or "not recorded", ops, run,
                      f"`{result['command']}`"])
     return rows
 
 
-def _dsp_registers_text(record, dsps):
+def _dsp_registers_text(record):
     """What the flow moved into the DSPs before placement (synth/dsp_registers.py)."""
-    packed = record.get("pnr_dsp_registers")
-    if not dsps:
+    if not record["dsps"]:
         return ""
+    packed = record.get("pnr_dsp_registers")
     if record.get("pnr_pack_dsp_registers") is False:
         return "; DSP registers not packed (the block's choice: packing lowered its Fmax)"
     if not packed:
