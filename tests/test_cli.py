@@ -149,6 +149,28 @@ def test_perf_overlays_p_on_perf_defaults(monkeypatch, capsys):
     assert record["params"]["max_k"] == 128
 
 
+def test_perf_chip_rejects_weights_that_do_not_fit_wmem(monkeypatch, capsys):
+    # At the chip's default parameters (wmem_depth 1024, 4 subsystems, macs 2) a dense K = 128
+    # chain needs 32 rows x 64 words = 2048 words per subsystem: rejected before anything runs
+    # (it used to fail inside the run with "KeyError: (1, 1)"); 1:2 needs 1024 and runs.
+    seen = []
+
+    def fake_perf(params, workload, *, sim, seed, build_dir):
+        seen.append(dict(workload))
+        return {"cycles": 1, "ideal_cycles": 1, "utilization": 1.0}
+
+    chip = dataclasses.replace(BLOCKS["chip"], perf=fake_perf, perf_defaults={})
+    monkeypatch.setattr(registry, "all_blocks", lambda: {"chip": chip})
+    assert main(["perf", "chip", "-w", "k=128", "-w", "b=4"]) == 2
+    err = capsys.readouterr().err
+    assert "k must be" in err and "wmem_depth = 1024" in err and "1:1" in err
+    assert "largest power of two that fits is 64" in err and "not 128" in err
+    assert not seen
+    assert main(["perf", "chip", "-w", "k=64", "-w", "b=4"]) == 0
+    assert main(["perf", "chip", "-w", "k=128", "-w", "b=4", "-w", "n=1", "-w", "m=2"]) == 0
+    assert [(w["k"], w["n"], w["m"]) for w in seen] == [(64, 1, 1), (128, 1, 2)]
+
+
 @pytest.mark.parametrize("outcome,message", [
     (RuntimeError("the simulator crashed"), "sparsehw: spu: perf run failed: the simulator crashed"),
     ({"passed": False, "error": "beat 3 differs"}, "sparsehw: spu: perf run failed: beat 3 differs"),

@@ -213,8 +213,13 @@ FPGA_SEEDS_OVERRIDE = {name: (1,) for name in ("figs", "nm_broadcast", "nm_fanou
                                                "subsystem", "chip")}
 #: The perf workload whose measured cycles give each block's useful operations per cycle
 #: (registry defaults plus these knobs; blocks without a perf workload have no ops/s figure).
+#: act_engine: GELU, the element-wise op of a transformer's MLP (elements per cycle); chip: the
+#: perf chain at the chip's default parameters (K = O = max_k = 128, one tile of lanes = 4
+#: columns, 1:2, the densest n:m whose weights fit wmem_depth = 1024 at K = 128; no
+#: one-subsystem baseline run: the table needs the chip's own cycles only).
 FPGA_WORKLOADS = {"spu": {"k": 128}, "ring": {}, "hbfp_dot": {}, "figs": {}, "nm_broadcast": {},
-                  "nm_fanout": {}, "nm_fixed24": {}}
+                  "nm_fanout": {}, "nm_fixed24": {}, "act_engine": {"op": "gelu"},
+                  "chip": {"k": 128, "b": 4, "n": 1, "m": 2, "baseline": False}}
 
 #: The FPGA figures before issue 14's pipelining, by block: Fmax (MHz, None: no figure), how it
 #: was measured, LUT4/FF/DSP of the same Yosys run (None: not recorded) and its critical path
@@ -289,11 +294,16 @@ def ops_per_cycle(block, params, workload, record):
     """Useful operations per cycle measured by a perf run, and their unit; None when the block
     has no such figure. GEMM engines: useful (nonzero-weight) MACs, o*k*b*n/m over the measured
     cycles; hbfp_dot: block_size MACs per block; ring: delivered flits per cycle at saturation
-    (saturation throughput per node times nodes)."""
+    (saturation throughput per node times nodes); act_engine: elements per cycle of the op;
+    chip: useful MACs of the whole chain (layers x O x K/m*n x b, O = K) over its cycles."""
     cycles = record.get("cycles")
+    w = workload
     if block in ("spu", "figs", "nm_broadcast", "nm_fanout", "nm_fixed24") and cycles:
-        w = workload
         return w["o"] * w["k"] * w["b"] * w["n"] / w["m"] / cycles, "MAC"
+    if block == "chip" and cycles:
+        return w["layers"] * w["k"] * (w["k"] // w["m"] * w["n"]) * w["b"] / cycles, "MAC"
+    if block == "act_engine" and "elements_per_cycle" in record:
+        return record["elements_per_cycle"], "element"
     if block == "hbfp_dot" and cycles:
         return record["blocks"] * params["block_size"] / cycles, "MAC"
     if block == "ring" and "saturation_throughput" in record:
@@ -399,7 +409,8 @@ FPGA_NOTE = ("ECP5 LFE5U-85F, out of context (block ports stay internal nets), n
              "clock-to-clock path of the median seed (launching cell -> capturing cell, "
              "logic levels, total and routing delay). Ops/s: Fmax times the operations per "
              "cycle that `sparsehw perf` measured in simulation at the workload of the "
-             "command below the table. Run time: wall minutes per nextpnr run on 2 cores "
+             "command below the table (GEMM engines and the chip: nonzero-weight MACs; "
+             "act_engine: elements of the op named there, GELU). Run time: wall minutes per nextpnr run on 2 cores "
              "shared with other jobs (budget: flow.PNR_BUDGET_S, 30 min per run; a run "
              "over it is stopped and reported as not finished).")
 

@@ -217,7 +217,8 @@ def run_point(point, log_root=None):
             record = flow.measure(block, point["params"], point["workload"], sim=point["sim"],
                                  seed=1, build_dir=work)
             if not record.get("passed", True):
-                raise RuntimeError("the perf run's outputs did not match the golden model")
+                raise RuntimeError(record.get("error")
+                                   or "the perf run's outputs did not match the golden model")
         elif point["kind"] == "synth":
             record = flow.synthesize_block(block, point["params"], point["target"],
                                           build_dir=work)

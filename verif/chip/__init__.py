@@ -10,11 +10,34 @@ from sparsehw.golden import chip as isa
 from sparsehw.golden.chip_compile import GemmLayer, compile_chain
 from sparsehw.hw.chip import CHIP_MEM, CHIP_REG_NAMES, HOST_OPS, REG_NAMES, REGS_MEM
 from sparsehw.hw.chip import chip_host_layouts
-from sparsehw.params import Param, ParamSpec, boolean, int_in, one_of, pow2_in
+from sparsehw.params import Param, ParamSpec, Rule, boolean, int_in, one_of, pow2_in
 
 
-__all__ = ["CHIP_WORKLOAD", "MUTATION_WORKLOAD", "Host", "random_chain", "images", "load_compiled", "read_state", "compare_state",
+__all__ = ["CHIP_WORKLOAD", "MUTATION_WORKLOAD", "weight_words", "Host", "random_chain", "images", "load_compiled", "read_state", "compare_state",
            "run_to_done", "executed"]
+
+
+def weight_words(params, workload, n, m):
+    """Weight words one subsystem needs for the perf chain's tied weights at ``n:m``
+    (``verif.chip.perf_chip.tie_weights``): ``ceil(k / subsystems)`` output rows of
+    ``beats_per_row(k, n:m, macs)`` words."""
+    k, S = workload["k"], params["subsystems"]
+    rows = -(-k // S)
+    return rows * isa.beats_per_row(k, n.bit_length() - 1, m.bit_length() - 1, params["macs"])
+
+
+def _k_rule(values):
+    """``k`` of the perf chain: in range, and its tied weights fit ``wmem_depth`` at the
+    workload's n:m (else the run could not load them: say so before anything is built)."""
+    low, high = max(values["m"], values["act_rows"], values["subsystems"]), values["max_k"]
+    depth, n, m = values["wmem_depth"], values["n"], values["m"]
+    fits = [k for k in (1 << e for e in range(high.bit_length()))
+            if low <= k <= high and weight_words(values, {"k": k}, n, m) <= depth]
+    hint = (f"the largest power of two that fits is {fits[-1]}" if fits
+            else "no power of two in range fits: raise wmem_depth or choose a sparser n:m")
+    return Rule(f"an integer in {low}..{high} whose weights at n:m = {n}:{m} fit "
+                f"wmem_depth = {depth} words per subsystem ({hint})",
+                lambda k: low <= k <= high and weight_words(values, {"k": k}, n, m) <= depth)
 
 
 #: Knobs of ``sparsehw perf chip`` (the defaults are the reference workload).
@@ -24,9 +47,10 @@ CHIP_WORKLOAD = ParamSpec(
     Param("n", 1, lambda v: pow2_in(1, v["m"]), doc="nonzeros per group",
           allowed="a power of two in 1..m"),
     Param("layers", 4, int_in(1, 16), doc="GEMMs in the chain"),
-    Param("k", 1024, lambda v: int_in(max(v["m"], v["act_rows"], v["subsystems"]), v["max_k"]),
+    Param("k", 1024, lambda v: _k_rule(v),
           doc="K = O of every layer (a multiple of m and act_rows)",
-          allowed="an integer in max(m, act_rows, subsystems)..max_k"),
+          allowed="an integer in max(m, act_rows, subsystems)..max_k whose weights fit "
+                  "wmem_depth (ceil(k/subsystems) x beats_per_row words per subsystem)"),
     Param("b", 16, lambda v: int_in(1, v["lanes"]), doc="batch columns (one tile)",
           allowed="an integer in 1..lanes"),
     Param("mapping", "model", one_of("model", "data"), doc="model- or data-parallel mapping"),

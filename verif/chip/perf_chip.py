@@ -19,7 +19,8 @@ import numpy as np
 from sparsehw.golden import chip as isa
 from sparsehw.golden.chip_compile import GemmLayer, compile_chain, reference_chain
 from sparsehw.verif import common
-from sparsehw.verif.chip import CHIP_WORKLOAD, Host, images, load_images, output_of, read_state, run_to_done
+from sparsehw.verif.chip import (CHIP_WORKLOAD, Host, images, load_images, output_of, read_state,
+                                 run_to_done, weight_words)
 from sparsehw.verif.stream import start
 
 
@@ -157,13 +158,6 @@ def _run_one(params, workload, *, sim, seed, build_dir):
 
 #: N:M ratios of the chip sweep (docs/chip.md).
 RATIOS = ((1, 1), (1, 2), (1, 4), (1, 8), (1, 16), (1, 32))
-
-
-def weight_words(params, workload, n, m):
-    """Weight words one subsystem needs for the tied-weight chain (see :func:`tie_weights`)."""
-    k, S = workload["k"], params["subsystems"]
-    rows = -(-k // S)
-    return rows * isa.beats_per_row(k, n.bit_length() - 1, m.bit_length() - 1, params["macs"])
 
 
 def sweep(params, workload, ratios=RATIOS, *, sim="verilator", seed=1, build_dir=None):
