@@ -20,7 +20,6 @@ all of them); both with ``wiring.connect``.
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -246,6 +245,69 @@ class _Buffer(wiring.Component):
         return m
 
 
+class _Queue(wiring.Component):
+    """A router's injection queue with the bypass built in: a first-in first-out buffer of
+    ``depth`` entries whose write does not depend on the read (timing).
+
+    A write (``w_en`` while ``w_rdy``) always stores the entry, also when the queue is empty
+    and the entry is read in the same cycle (the router's bypass: the flit goes onto the ring
+    from the injection port); that read takes the entry just written, so the queue stays
+    empty. The injection decision (``r_en``) therefore drives only the read side: the
+    storage's write enable and write pointer come from the injection port alone. Seen from
+    the ports it is :class:`~amaranth.lib.fifo.SyncFIFO` with a bypass (``w_rdy = level !=
+    depth``; ``r_rdy = level != 0``, a register loaded with next cycle's value).
+
+    Attributes
+    ----------
+    w_en : In(1)
+    w_data : In(width)
+    w_rdy : Out(1)
+        Fewer than ``depth`` entries are stored.
+    r_en : In(1)
+        Read the head, or while empty the entry written in this cycle (ignored without one).
+    r_rdy : Out(1)
+        At least one entry is stored (registered).
+    r_data : Out(width)
+        Payload of the head (meaningful while ``r_rdy``).
+    """
+
+    def __init__(self, *, width, depth):
+        self._width, self._depth = width, depth
+        super().__init__({"w_en": In(1), "w_data": In(width), "w_rdy": Out(1),
+                          "r_en": In(1), "r_rdy": Out(1), "r_data": Out(width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self._depth
+
+        def incr(value):
+            return Mux(value == depth - 1, 0, value + 1)
+
+        level = Signal(range(depth + 1))
+        produce = Signal(range(depth))
+        consume = Signal(range(depth))
+        do_write = Signal()
+        do_read = Signal()
+        m.d.comb += [self.w_rdy.eq(level != depth), do_write.eq(self.w_en & self.w_rdy),
+                     do_read.eq(self.r_en & (self.r_rdy | do_write))]
+        m.submodules.storage = storage = Memory(shape=self._width, depth=depth, init=[])
+        w_port = storage.write_port()
+        r_port = storage.read_port(domain="comb")
+        m.d.comb += [w_port.addr.eq(produce), w_port.data.eq(self.w_data),
+                     w_port.en.eq(do_write), r_port.addr.eq(consume),
+                     self.r_data.eq(r_port.data)]
+        with m.If(do_write):
+            m.d.sync += produce.eq(incr(produce))
+        with m.If(do_read):
+            m.d.sync += consume.eq(incr(consume))
+        # Next cycle's ``level`` and ``level != 0``.
+        with m.If(do_write & ~do_read):
+            m.d.sync += [level.eq(level + 1), self.r_rdy.eq(1)]
+        with m.Elif(do_read & ~do_write):
+            m.d.sync += [level.eq(level - 1), self.r_rdy.eq(level != 1)]
+        return m
+
+
 class RingRouter(RingParameters, wiring.Component):
     """One node of the bidirectional ring.
 
@@ -415,8 +477,8 @@ class RingRouter(RingParameters, wiring.Component):
             efifo = m.submodules[f"{name}_eject"] = _Buffer(width=self.width,
                                                             key_bits=len(ej_free),
                                                             depth=self.eject_depth)
-            queue = m.submodules[f"{name}_queue"] = SyncFIFO(width=len(q_free) + self.width,
-                                                             depth=self.depth)
+            queue = m.submodules[f"{name}_queue"] = _Queue(width=len(q_free) + self.width,
+                                                           depth=self.depth)
             ejects[name] = efifo
             e_head = Signal(ej_l, name=f"{name}_eject_head")
             e_src = efifo.r_key if ej_free else Cat()
@@ -449,10 +511,13 @@ class RingRouter(RingParameters, wiring.Component):
             m.d.comb += wants.eq(self.inject.valid & (direction == code))
             cand_valid = Signal(name=f"{name}_cand_valid")
             cand = Signal(flit_l, name=f"{name}_cand")
-            m.d.comb += cand_valid.eq(queue.r_rdy | wants)
-            with m.If(queue.r_rdy):
-                m.d.comb += [cand.dest.eq(_unpack(queue.r_data[self.width:], q_free, q_fixed,
-                                                  bits)),
+            # ``q_rdy``: the queue is not empty (a register of the queue).
+            q_rdy = queue.r_rdy
+            head_dest = Signal(range(2 ** bits), name=f"{name}_head_dest")
+            m.d.comb += head_dest.eq(_unpack(queue.r_data[self.width:], q_free, q_fixed, bits))
+            m.d.comb += cand_valid.eq(q_rdy | wants)
+            with m.If(q_rdy):
+                m.d.comb += [cand.dest.eq(head_dest),
                              cand.src.eq(me), cand.payload.eq(queue.r_data[:self.width])]
             with m.Else():
                 m.d.comb += cand.eq(new_flit)
@@ -472,54 +537,82 @@ class RingRouter(RingParameters, wiring.Component):
             starving = Signal(name=f"{name}_starving")
             used = Signal(range(self.quota + 1), name=f"{name}_used")
             spent = Signal(name=f"{name}_spent")
-            m.d.comb += [arb.starving.eq(starving), need.eq(starving & ~spent)]
-            in_path = Signal(name=f"{name}_path_needy")
-            # Only the destinations this router sends this way (a candidate has no other).
-            with m.Switch(cand.dest):
-                for dest in sends:
-                    with m.Case(dest):
-                        mask = _between_mask(me, dest, k, step)
-                        m.d.comb += in_path.eq((needs & mask).any())
-                with m.Default():
-                    m.d.comb += in_path.eq(0)
-            allowed = Signal(name=f"{name}_allowed")
-            m.d.comb += allowed.eq(need | (starving & round_over) | ~in_path)
+            # ``need`` (``starving & ~spent``) is a register too, loaded with next cycle's
+            # value (timing: the ring-wide fairness inputs start at flip-flops).
+            need_r = Signal(name=f"{name}_need")
+            m.d.comb += [arb.starving.eq(starving), need.eq(need_r)]
+            # Whether the fairness rules let this router inject, computed in parallel for the
+            # two possible candidates (the queue head and the injection port's flit) from
+            # registered state and chosen by the queue's registered ``q_rdy`` at the end, so
+            # the queue's level and the candidate multiplexer are off the decision's path
+            # (timing; the same decision as on the chosen candidate).
+            own = Signal(name=f"{name}_own_turn")
+            m.d.comb += own.eq(need | (starving & round_over))
+
+            def allowed_for(dest_value, label):
+                in_path = Signal(name=f"{name}_path_needy_{label}")
+                # Only the destinations this router sends this way (a candidate has no other).
+                with m.Switch(dest_value):
+                    for dest in sends:
+                        with m.Case(dest):
+                            mask = _between_mask(me, dest, k, step)
+                            m.d.comb += in_path.eq((needs & mask).any())
+                    with m.Default():
+                        m.d.comb += in_path.eq(0)
+                ok = Signal(name=f"{name}_allowed_{label}")
+                m.d.comb += ok.eq(own | ~in_path)
+                return ok
+
+            allowed_head = allowed_for(head_dest, "head")
+            allowed_port = allowed_for(self.inject.p.dest, "port")
             do_inj = Signal(name=f"{name}_inject")
-            m.d.comb += do_inj.eq(~hold & usable & cand_valid & allowed)
-            bypass = Signal(name=f"{name}_bypass")
-            m.d.comb += bypass.eq(do_inj & ~queue.r_rdy)
+            m.d.comb += do_inj.eq(~hold & usable & Mux(q_rdy, allowed_head,
+                                                        wants & allowed_port))
+            # A flit injected from the port (bypass: the queue is empty) is written to the
+            # queue and read from it in the same cycle (:class:`_Queue`).
             m.d.comb += [queue.r_en.eq(do_inj),
                          queue.w_data.eq(Cat(self.inject.p.payload,
                                              _pack(self.inject.p.dest, q_free))),
-                         queue.w_en.eq(wants & ~bypass)]
+                         queue.w_en.eq(wants)]
             with m.If(direction == code):
                 m.d.comb += ready.eq(queue.w_rdy)
             # Starving is sticky: it ends only when the router has nothing more to send, or
             # when it injected without being starving.
+            starving_next = Signal(name=f"{name}_starving_next")
+            spent_next = Signal(name=f"{name}_spent_next")
+            m.d.comb += [starving_next.eq(starving), spent_next.eq(spent)]
             with m.If(~cand_valid | (do_inj & ~starving)):
-                m.d.sync += [wait.eq(0), starving.eq(0)]
+                m.d.sync += wait.eq(0)
+                m.d.comb += starving_next.eq(0)
             with m.Elif(~starving):
-                m.d.sync += [wait.eq(wait + 1), starving.eq(wait == self.starve - 1)]
+                m.d.sync += wait.eq(wait + 1)
+                m.d.comb += starving_next.eq(wait == self.starve - 1)
             with m.If(round_over):
-                m.d.sync += [used.eq(do_inj & starving),
-                             spent.eq(do_inj & starving & (self.quota == 1))]
-            with m.Elif(do_inj & starving & ~spent):
+                m.d.sync += used.eq(do_inj & starving)
+                m.d.comb += spent_next.eq(do_inj & starving & (self.quota == 1))
+            with m.Elif(do_inj & need_r):
                 # Saturates at ``quota``: a starving router that has used its quota may still
                 # inject where no needy router lies in its path, and stays spent.
-                m.d.sync += [used.eq(used + 1), spent.eq(used == self.quota - 1)]
+                m.d.sync += used.eq(used + 1)
+                m.d.comb += spent_next.eq(used == self.quota - 1)
+            m.d.sync += [starving.eq(starving_next), spent.eq(spent_next),
+                         need_r.eq(starving_next & ~spent_next)]
 
-            # The outgoing slot: holds while the downstream router does not take it.
+            # The outgoing slot: holds while the downstream router does not take it. It takes
+            # the passing flit or the injected one (never both: a passing flit makes the slot
+            # unusable). The flit bits are read only while ``valid``, so they are loaded from
+            # the candidate whenever no flit passes; the choice is then the registered
+            # ``passing``, not the injection decision (timing).
             with m.If(~hold):
-                with m.If(do_inj):
-                    m.d.sync += _load(out, cand, dest_free, src_free)
-                    m.d.sync += out_valid.eq(1)
-                    if not always_home:
-                        m.d.sync += out_home.eq(cand.dest == downstream)
-                with m.Else():
+                m.d.sync += out_valid.eq(do_inj | passing)
+                with m.If(passing):
                     m.d.sync += _load(out, arrive.flit, dest_free, src_free)
-                    m.d.sync += out_valid.eq(passing)
                     if not always_home:
                         m.d.sync += out_home.eq(arrive.flit.dest == downstream)
+                with m.Else():
+                    m.d.sync += _load(out, cand, dest_free, src_free)
+                    if not always_home:
+                        m.d.sync += out_home.eq(cand.dest == downstream)
 
         # Ejection: per-source rounds, round-robin over the CW, CCW and local buffers. A head
         # whose source has not been served in the current round goes first; when every waiting
@@ -533,27 +626,37 @@ class RingRouter(RingParameters, wiring.Component):
         # ``full`` and ``r_rdy`` of every buffer and the ``src`` of its head are registers
         # (:class:`_Buffer`), so the choice starts at flip-flops (timing).
         urgent = Signal(3)
-        m.d.comb += urgent.eq(Cat(s.full for s in sources))
-        eligible = Signal(3)
-        m.d.comb += eligible.eq(Mux(urgent.any(), urgent, Cat(s.r_rdy for s in sources)))
+        nonempty = Signal(3, name="eject_rdy")
+        m.d.comb += [urgent.eq(Cat(s.full for s in sources)),
+                     nonempty.eq(Cat(s.r_rdy for s in sources))]
         # One bit per node (a head's ``src`` is a node number; the padding is never selected).
         mask = Signal(k, name="served_src")
         padded = Cat(mask, Const(0, 2 ** node_bits(k) - k))
-        fresh = Signal(3)
         unserved = Signal(3)
-        m.d.comb += [unserved.eq(Cat(~padded.bit_select(h.src, 1) for h in heads)),
-                     fresh.eq(eligible & unserved)]
-        # The choice as one-hot vectors (``grant``: the buffer served; ``first``: where the
-        # round-robin starts, the buffer after the one served last), shallow logic (timing).
+        m.d.comb += unserved.eq(Cat(~padded.bit_select(h.src, 1) for h in heads))
+        # The candidates are the buffers of the best class among: full with an unserved
+        # source, full, not full with an unserved source, not full (full buffers first; among
+        # them the unserved sources first), i.e. a buffer's class is the 2-bit number
+        # ``(~full, ~unserved)``; among the candidates the round-robin order decides. Written
+        # as pairwise comparisons, so every buffer's pick is shallow logic of registers
+        # (timing): buffer ``i`` is picked when it has a head and beats every other buffer
+        # with a head (a better class, or the same class and earlier in the round-robin).
+        # ``first`` (one-hot): where the round-robin starts, the buffer after the one served
+        # last.
         first = Signal(3, name="rr_first", init=1)
-        cand = Signal(3, name="eject_cand")
-        m.d.comb += cand.eq(eligible & Mux(fresh.any(), fresh, 0b111))
+        rank = [Signal(2, name=f"eject_class{i}") for i in range(3)]
+        for i in range(3):
+            m.d.comb += rank[i].eq(Cat(~unserved[i], ~urgent[i]))
         pick = Signal(3, name="eject_pick")
         for i in range(3):
-            # ``i`` wins from start ``s`` when no candidate lies between ``s`` and ``i``.
-            m.d.comb += pick[i].eq(cand[i] & Cat(
-                first[s] & ~Cat(cand[(s + j) % 3] for j in range((i - s) % 3)).any()
-                for s in range(3)).any())
+            beats = []
+            for j in ((i + 1) % 3, (i + 2) % 3):
+                # ``i`` comes before ``j`` in the round-robin: before its successor unless the
+                # round starts there, before its predecessor only when the round starts at ``i``.
+                earlier = ~first[j] if j == (i + 1) % 3 else first[i]
+                beats.append(~nonempty[j] | (rank[i] < rank[j])
+                             | ((rank[i] == rank[j]) & earlier))
+            m.d.comb += pick[i].eq(nonempty[i] & beats[0] & beats[1])
         # A beat offered and not taken stays offered: the choice is locked (``held`` and
         # ``held_grant``, registered) until the handshake, so ``valid`` and ``payload`` do not
         # change while the sink stalls, even when another buffer fills up meanwhile (the stream
@@ -571,17 +674,23 @@ class RingRouter(RingParameters, wiring.Component):
                     m.d.comb += self.eject.payload.eq(heads[i])
         for i, source in enumerate(sources):
             m.d.comb += source.r_en.eq(self.eject.ready & grant[i])
+        onehots = []
+        for i, h in enumerate(heads):
+            onehot = Signal(k, name=f"head{i}_src_bit")
+            m.d.comb += onehot.eq(1 << h.src)
+            onehots.append(Mux(grant[i], onehot, 0))
         with m.If(self.eject.valid & self.eject.ready):
             m.d.sync += first.eq(Cat(grant[2], grant[0], grant[1]))
+            # The served source's bit, from one-hot codes of the heads' registered sources.
             bit = Signal.like(mask, name="served_bit")
-            m.d.comb += bit.eq(1 << self.eject.p.src)
+            m.d.comb += bit.eq(onehots[0] | onehots[1] | onehots[2])
             waiting = Signal(3)
-            m.d.comb += waiting.eq(Cat(s.r_rdy for s in sources) & unserved)
-            with m.If((unserved & grant).any()):
-                m.d.sync += mask.eq(mask | bit)
-            with m.Elif(~waiting.any()):
-                # Every waiting head's source was served: a new round.
-                m.d.sync += mask.eq(bit)
+            m.d.comb += waiting.eq(nonempty & unserved)
+            # The granted head is waiting (a buffer with a head), so: its source joins the
+            # served ones, or, when no waiting head's source is unserved (the granted one was
+            # served too), a new round starts with it. ``mask | bit`` is ``mask`` when the
+            # granted source was served already.
+            m.d.sync += mask.eq(bit | Mux(waiting.any(), mask, 0))
         return m
 
 

@@ -55,9 +55,18 @@ def test_harness_ports_wrap_an_unchanged_ring():
 
 #: Verilator -Wall counts of RingHarness(nodes=5) (not a registered block, so its waivers live
 #: here): the ring's kinds of warnings, more of them (the generators' and counters' wires).
+#: LATCH (6, at 5 nodes only): a router's needy-in-path lookup on its injection queue's head
+#: ``dest``, where the queue stores only the bits that vary (``hw/ring.py``): the Verilog
+#: backend folds the constant bits into the ``casez`` expression, sees every value it can take
+#: listed and drops the default branch (``full_case``); Verilator counts the 3-bit space and
+#: reports a latch that is not there (combinational; the ring's default 4 nodes has none). A
+#: form without it (a sum of products, or every value listed) maps to other ECP5 logic (1,986 to
+#: 2,137 LUT4 instead of 1,814), and the measured timing is of this netlist.
 HARNESS_WAIVERS = tuple(Waiver(rule, count, RULE_REASONS[rule]) for rule, count in {
-    "DECLFILENAME": 1, "UNUSEDSIGNAL": 1231, "WIDTHEXPAND": 96, "WIDTHTRUNC": 20,
-    "CASEINCOMPLETE": 70, "PROCASSINIT": 323}.items())
+    "DECLFILENAME": 1, "UNUSEDSIGNAL": 1286, "WIDTHEXPAND": 106, "WIDTHTRUNC": 20,
+    "CASEINCOMPLETE": 76, "PROCASSINIT": 343}.items()) + (
+    Waiver("LATCH", 6, "False latch: a full case on a queue head's packed dest whose default "
+                       "branch the Verilog backend drops (see the comment above)."),)
 
 
 def test_harness_verilog_is_lint_clean(tmp_path):

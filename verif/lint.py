@@ -88,8 +88,8 @@ def _waivers(note=None, **counts):
 WAIVERS = {
     "spu": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=158, WIDTHEXPAND=57, WIDTHTRUNC=3,
                     PROCASSINIT=187),
-    "ring": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=760, WIDTHEXPAND=46, WIDTHTRUNC=10,
-                     CASEINCOMPLETE=8, PROCASSINIT=164,
+    "ring": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=804, WIDTHEXPAND=54, WIDTHTRUNC=10,
+                     CASEINCOMPLETE=8, PROCASSINIT=180,
                      note={"CASEINCOMPLETE": "In the ring: the routers' casez on the 2-bit "
                                              "direction code, whose unused code 3 keeps the "
                                              "default, and on the one-hot ejection grant "
@@ -116,8 +116,8 @@ WAIVERS = {
                                                       "subsystem's (see subsystem), the act "
                                                       "engine's (see act_engine) and the ACT "
                                                       "unit's FSM."}),
-    "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2504, WIDTHEXPAND=517, WIDTHTRUNC=78,
-                     CASEINCOMPLETE=194, PROCASSINIT=1500,
+    "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2548, WIDTHEXPAND=525, WIDTHTRUNC=78,
+                     CASEINCOMPLETE=194, PROCASSINIT=1516,
                      note={"CASEINCOMPLETE": "In the chip: the subsystems' (see subsystem), the "
                                              "ring routers' (see ring) and the host port's "
                                              "casez on the subsystem number."}),

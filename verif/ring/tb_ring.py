@@ -723,19 +723,34 @@ async def ejection_order_matches_the_model_at_every_node(dut):
     2 hops upstream at ``nodes = 5``, holds both interleaved; every third case with one buffer
     full), each arriving alone on an idle ring before the next is sent: the first one's beat is
     offered and held, the buffers' contents are known. Then the port is always ready and the
-    whole drain order (sources and payloads) must equal the model's. The scoreboard checks
-    every flit at the end."""
+    whole drain order (sources and payloads) must equal the model's. After the random cases,
+    one directed case per ordered pair ``(a, b)`` of the node's fed buffers: two flits from one
+    source of ``a`` (``a``'s beat offered), then two from one source of ``b``: after ``a`` and
+    ``b`` are served once, both heads' sources are served and the round-robin starts after
+    ``b``, so the tie between the two buffers is decided by the round-robin alone (every order
+    of every pair; random cases need not reach it). The scoreboard checks every flit at the
+    end."""
     k, width, inj_l, ej_l = _setup()
     depth = common.params().get("eject_depth", 16)
     await _start(dut, k)
     mon = _Monitor(dut, k, inj_l, ej_l)
     rng = common.rng(80)
+    cases = 0
     for node in range(k):
         ready = getattr(dut, f"eject__{node}__ready")
-        for case in range(_ORDER_CASES):
+        feeders = [[src for src in range(k) if golden.eject_buffer(src, node, k) == b]
+                   for b in range(3)]
+        pairs = [(a, b) for a in range(3) for b in range(3)
+                 if a != b and feeders[a] and feeders[b]]
+        for case in range(_ORDER_CASES + len(pairs)):
             await restart(dut, sources=[f"inject__{i}" for i in range(k)])
             ready.value = 0
-            sent, full = _order_case(rng, k, node, depth, case)
+            if case < _ORDER_CASES:
+                sent, full = _order_case(rng, k, node, depth, case)
+            else:
+                a, b = pairs[case - _ORDER_CASES]
+                sent, full = [feeders[a][0]] * 2 + [feeders[b][0]] * 2, None
+            cases += 1
             buffers = [[], [], []]
             for src in sent:
                 payload = rng.getrandbits(width)
@@ -768,7 +783,7 @@ async def ejection_order_matches_the_model_at_every_node(dut):
     assert int(dut.bad_dest.value) == 0
     _cover_delivered(k, mon.delivered())
     _report(dut, k)
-    common.record(eject_order_cases=k * _ORDER_CASES, eject_order_cycles=mon.cycle)
+    common.record(eject_order_cases=cases, eject_order_cycles=mon.cycle)
 
 
 async def _lone_flit_latency(dut, k, width, inj_l, ej_l, src, dst, rng):
