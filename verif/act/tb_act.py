@@ -9,7 +9,9 @@ under heavy back-pressure; row scalars (softmax's exponential sum, LayerNorm's n
 variance) at every bit length; recip of every code in every lane at its smallest rounding
 shifts; LayerNorm outputs exactly at their rounding ties and one below them (every fout;
 for the large shifts, at the tie or one below of the product the engine rounds); softmax outputs
-that show the row reciprocal's last bit.
+that show the row reciprocal's last bit; softmax's exponentials at every shift with the rounding
+bit set and clear in every lane, and multi-beat rows whose outputs show the exponential sum's
+last bits.
 Generation parameters come from ``verif.common.params()`` (defaults if absent).
 
 With ``SPARSEHW_FAIL_FAST=1`` in the environment (``sparsehw mutate`` sets it), the tests after
@@ -409,3 +411,89 @@ async def act_softmax_recip_last_bit(dut):
     """Softmax outputs that show the row reciprocal's last bit: see
     :func:`_softmax_recip_last_bit`."""
     await _run_targeted(dut, "softmax", _softmax_recip_last_bit, stream=15, salt=16)
+
+
+def _softmax_outputs(es, total, fout):
+    """Softmax outputs of the exponentials ``es`` had their sum been ``total`` (the golden
+    model's row scalar and output rounding, :func:`golden.act.softmax_scale`)."""
+    length = total.bit_length()
+    y = golden.recip_core(total >> (length - 16))
+    return [min(golden.rshift_round(e * y, 15 + length - fout), 32767) for e in es]
+
+
+def _softmax_exp_rounding(gen, params):
+    """Softmax rows whose exponentials ``E = rshift_round(P, s)`` (``s = min(-n, 18)``, the
+    shift of :func:`golden.act.softmax_scale`) take every shift ``s`` = 1..18 with the rounding
+    bit (``P``'s bit ``s - 1``) set and with it clear, in every lane: rows of ``L + 1`` elements
+    (fout 15), a maximum then ``L`` equal elements ``d`` below it, so each lane holds one; of the
+    ``(fin, d)`` with that shift and rounding bit, two whose outputs the golden model gives
+    differently for ``E - 1`` or ``E + 1`` in one element (the rounding shows)."""
+    L, max_row = params["lanes"], params["max_row"]
+    n = min(L + 1, max_row)
+    if n < 2:
+        return []
+    found = {}
+    for fin in range(8):
+        for d in range(1, 256):
+            p, k = golden.exp_parts(-d, fin)
+            s = min(-k, 18)
+            e = golden.rshift_round(p, s)
+            es = [65536] + [e] * (n - 1)
+            want = _softmax_outputs(es, sum(es), 15)
+            for de in (-1, 1):
+                if e + de < 0:
+                    continue
+                moved = [65536, e + de] + [e] * (n - 2)
+                if _softmax_outputs(moved, sum(moved), 15) != want:
+                    found.setdefault((s, (p >> (s - 1)) & 1), []).append((fin, d))
+                    break
+    jobs = []
+    for key in sorted(found):
+        picks = found[key]
+        for i in gen.choice(len(picks), size=min(2, len(picks)), replace=False):
+            fin, d = picks[int(i)]
+            top = int(gen.integers(d - 128, 128))
+            jobs.append(make_job(gen, params, "softmax", n, fin=fin, fout=15, kind="random",
+                                 xs=[top] + [top - d] * (n - 1)))
+    return jobs
+
+
+def _softmax_sum_last_bits(gen, params):
+    """Softmax rows of several beats (``2L + 1`` .. ``4L`` elements, capped by ``max_row``)
+    whose outputs show the last bits of the exponential sum ``S`` as the engine accumulates it
+    beat by beat: a maximum at a random place, the other elements 1..255 below it at a random
+    fin (fout 15), kept when the golden model gives the outputs differently for ``S - 1`` or
+    ``S + 1`` (the bit length and the reciprocal's input ``S >> (length - 16)`` both read
+    ``S``); 64 of them."""
+    L, max_row = params["lanes"], params["max_row"]
+    lengths = [n for n in range(2 * L + 1, 4 * L + 1) if n <= max_row] or [max_row]
+    if lengths[0] < 2:
+        return []
+    jobs = []
+    for _ in range(4000):
+        if len(jobs) == 64:
+            break
+        n = int(gen.choice(lengths))
+        fin = int(gen.integers(0, 8))
+        top = int(gen.integers(-64, 128))
+        xs = [int(v) for v in gen.integers(-128, top, n)]
+        xs[int(gen.integers(0, n))] = top
+        es, _, _ = golden.softmax_scale(xs, fin)
+        total = sum(es)
+        want = _softmax_outputs(es, total, 15)
+        if any(_softmax_outputs(es, total + de, 15) != want for de in (-1, 1)):
+            jobs.append(make_job(gen, params, "softmax", n, fin=fin, fout=15, kind="random",
+                                 xs=xs))
+    return jobs
+
+
+def _softmax_exp_and_sum(gen, params):
+    return _softmax_exp_rounding(gen, params) + _softmax_sum_last_bits(gen, params)
+
+
+@common.test()
+async def act_softmax_exponential_rounding_and_sum_bits(dut):
+    """Softmax's exponentials at every shift with the rounding bit set and clear in every lane,
+    and multi-beat rows whose outputs show the last bits of the exponential sum: see
+    :func:`_softmax_exp_rounding` and :func:`_softmax_sum_last_bits`."""
+    await _run_targeted(dut, "softmax", _softmax_exp_and_sum, stream=17, salt=18)

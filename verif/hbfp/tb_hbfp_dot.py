@@ -8,7 +8,7 @@ from sparsehw.verif import common
 from sparsehw.verif.hbfp.cover import HbfpDotCoverage
 from sparsehw.verif.hbfp.vectors import (accumulation_ops, dense_dot_ops, dot_ops,
                                          malformed_every_lane, nan_partial_ops,
-                                         tree_binade_ops, tree_cancel_ops,
+                                         tree_binade_ops, tree_cancel_ops, tree_inf_ops,
                                          tree_pow2_cancel_ops, tree_sticky_ops)
 from sparsehw.verif.stream import (StreamSink, StreamSource, collect, compare, endpoints, pack,
                                    start, unpack)
@@ -108,7 +108,9 @@ async def tree_cancellation_at_full_rate_under_back_pressure(dut):
     every position), then dense dot products of 1 .. 2P - 1 blocks, then rounding ties in every
     adder (:func:`verif.hbfp.vectors.tree_sticky_ops`) and cancellation across a power of two in
     every tree adder (:func:`verif.hbfp.vectors.tree_pow2_cancel_ops`), every adder's inputs in the
-    lowest binades and in [2, 4) (:func:`verif.hbfp.vectors.tree_binade_ops`); the input at full
+    lowest binades and in [2, 4) (:func:`verif.hbfp.vectors.tree_binade_ops`), an infinity
+    against the opposite infinity or a top-binade finite value of the opposite sign in every
+    adder and accumulator (:func:`verif.hbfp.vectors.tree_inf_ops`); the input at full
     rate and the output stalled 70% of the time, so the whole pipeline (every partial, tree and
     delay register) holds live data of several dot products while it is stalled."""
     p = _params()
@@ -137,5 +139,11 @@ async def tree_cancellation_at_full_rate_under_back_pressure(dut):
     # reaches and in [2, 4): each single-bit exponent field in reach (64 at m = 7, and 128).
     more, more_expected = tree_binade_ops(rng, p["block_size"], p["mant_bits"],
                                           mixed=bool(p["mixed"]), partials=P)
+    beats, expected = beats + more, expected + more_expected
+    # An infinity on one input of every tree adder and of every partial's accumulator, the
+    # other input the opposite infinity or a finite value of the opposite sign in the top
+    # binade (each adder's infinity test of each input decides the result).
+    more, more_expected = tree_inf_ops(rng, p["block_size"], p["mant_bits"],
+                                       mixed=bool(p["mixed"]), partials=P)
     beats, expected = beats + more, expected + more_expected
     await _check(dut, beats, expected, 0.0, 10, sink_stall=0.7)

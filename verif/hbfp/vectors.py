@@ -987,3 +987,62 @@ def tree_binade_ops(rng, block_size, mant_bits, *, mixed=False, partials=None, b
                 qa, qb, ea, eb = qa[:K], qb[:K], ea[:K], eb[:K]
                 _finish_dot(rng, qa, qb, ea, eb, m, P, mixed, beats, expected)
     return beats, expected
+
+
+def _top_binade_block(rng, block_size, mant_bits, sign):
+    """A one-lane block pair whose value is ``sign * X`` with ``X`` in ``[2**127, 2**128)``
+    (the top binade of float32, finite): ``(qa, qb, ea, eb)``."""
+    limit = (1 << mant_bits) - 1
+    a = np.zeros(block_size, np.int64)
+    b = np.zeros(block_size, np.int64)
+    lane = int(rng.integers(0, block_size))
+    a[lane], b[lane] = sign * limit, int(rng.integers(limit // 2 + 1, limit + 1))
+    n = int(a[lane] * b[lane]).__abs__().bit_length()
+    e1, e2 = _split_exponent(rng, 128 - n + 2 * mant_bits)
+    return a, b, e1, e2
+
+
+def _inf_block(block_size, mant_bits, sign):
+    """A block pair whose value overflows to ``sign * inf`` (every lane ``limit * limit``,
+    ``ea = eb = 127``): ``(qa, qb, ea, eb)``."""
+    limit = (1 << mant_bits) - 1
+    return (np.full(block_size, sign * limit, np.int64), np.full(block_size, limit, np.int64),
+            127, 127)
+
+
+def tree_inf_ops(rng, block_size, mant_bits, *, mixed=False, partials=None):
+    """Dot products with an infinity on one input of an FP32 adder and, on its other input, the
+    opposite infinity or a finite value of the opposite sign in the top binade (``[2**127,
+    2**128)``, which, were the infinity taken for a number, ``2**128``, would leave a finite
+    sum): for every adder of :func:`tree_adders`, one partial of each input (a random one of
+    the partials it sums) holds such a value, every other partial zero, both operand orders,
+    both signs; so each tree adder's infinity test of each input decides the result
+    (``inf - big = inf``, ``inf - inf = NaN``). The same for each partial's accumulator: block
+    ``j`` and block ``j + P`` (``inf`` then ``-big``, ``-big`` then ``inf``). Returns
+    ``(beats, expected)`` like :func:`dot_ops`."""
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS
+    P = DEFAULT_PARTIALS if partials is None else partials
+    B, m = block_size, (7 if mixed else mant_bits)
+    beats, expected = [], []
+
+    def value(kind, sign):
+        return _inf_block(B, m, sign) if kind == "inf" else _top_binade_block(rng, B, m, sign)
+
+    pairs = [("inf", "big"), ("big", "inf"), ("inf", "inf")]
+    for level, left, right in tree_adders(P):
+        for kl, kr in pairs:
+            for sign in (1, -1):
+                i = left[int(rng.integers(0, len(left)))]
+                r = right[int(rng.integers(0, len(right)))]
+                qa, qb, ea, eb = _zero_blocks(P, B)
+                qa[i], qb[i], ea[i], eb[i] = value(kl, sign)
+                qa[r], qb[r], ea[r], eb[r] = value(kr, -sign)
+                _finish_dot(rng, qa, qb, ea, eb, m, P, mixed, beats, expected)
+    for j in range(P):
+        for kf, ks in pairs[:2]:
+            sign = 1 if rng.random() < 0.5 else -1
+            qa, qb, ea, eb = _zero_blocks(j + P + 1, B)
+            qa[j], qb[j], ea[j], eb[j] = value(kf, sign)
+            qa[j + P], qb[j + P], ea[j + P], eb[j + P] = value(ks, -sign)
+            _finish_dot(rng, qa, qb, ea, eb, m, P, mixed, beats, expected)
+    return beats, expected
