@@ -542,7 +542,8 @@ async def exchange(dut):
     no stalls: bit-exact, no fault, and the cycles equal :func:`golden.figs.predicted_cycles`
     with the schedule's phases (``B >= rows + L + 1``, ``L`` the pipeline latency: one instance
     per phase). Then every rotation of every weight position as the only one its tile needs
-    (:func:`_sole_rotation_sweep`)."""
+    (:func:`_sole_rotation_sweep`), and every row's rotation decode of the other rows' weights
+    (:func:`_cross_row_sweep`)."""
     engine = "figs"
     params = dut_params(engine)
     rows, cols, beta = params["rows"], params["cols"], params["beta"]
@@ -572,6 +573,7 @@ async def exchange(dut):
         assert exchanged, "no case used the swap exchange"
     common.record(exchange=results)
     await _sole_rotation_sweep(dut, params, rng)
+    await _cross_row_sweep(dut, params, rng)
 
 
 def _sole_rotation_tiles(params):
@@ -618,6 +620,31 @@ def _sole_rotation_tiles(params):
     return out
 
 
+def _place_slots(values, indices, n, slot_of):
+    """Compressed weights (:func:`golden.nm.compress`) with the nonzero weight of index ``i`` of
+    output ``o``, group ``g`` moved to slot ``slot_of[(o, g, i)]`` of its group (the other slots
+    in compress order): the ``permute`` of the exchange sweeps (a slot order is a legal
+    stream)."""
+    values, indices = values.copy(), indices.copy()
+    for o in range(values.shape[0]):
+        for g in range(values.shape[1] // n):
+            span = slice(g * n, (g + 1) * n)
+            v, i = values[o, span].copy(), indices[o, span].copy()
+            order = [None] * n
+            rest = []
+            for s in range(n):
+                target = slot_of.get((o, g, int(i[s]))) if v[s] else None
+                if target is None:
+                    rest.append(s)
+                else:
+                    order[target] = s
+            for slot in range(n):
+                if order[slot] is None:
+                    order[slot] = rest.pop(0)
+            values[o, span], indices[o, span] = v[order], i[order]
+    return values, indices
+
+
 async def _sole_rotation_sweep(dut, params, rng):
     """FiGS exchange schedule, one weight at a time: for every ``(row, entry, rotation)`` a
     nonzero weight can need (:func:`_sole_rotation_tiles`), a tile in which that weight is the
@@ -642,24 +669,7 @@ async def _sole_rotation_sweep(dut, params, rng):
                 slot_of[(e, group, index)] = r % n
 
         def place(values, indices, n=n, slot_of=slot_of):
-            values, indices = values.copy(), indices.copy()
-            for o in range(values.shape[0]):
-                for g in range(values.shape[1] // n):
-                    span = slice(g * n, (g + 1) * n)
-                    v, i = values[o, span].copy(), indices[o, span].copy()
-                    order = [None] * n
-                    rest = []
-                    for s in range(n):
-                        target = slot_of.get((o, g, int(i[s]))) if v[s] else None
-                        if target is None:
-                            rest.append(s)
-                        else:
-                            order[target] = s
-                    for slot in range(n):
-                        if order[slot] is None:
-                            order[slot] = rest.pop(0)
-                    values[o, span], indices[o, span] = v[order], i[order]
-            return values, indices
+            return _place_slots(values, indices, n, slot_of)
 
         # the stimulus is what it claims: each placed rotation needed by its weight alone
         values, indices = place(*nm.compress(w, n, m))
@@ -681,6 +691,90 @@ async def _sole_rotation_sweep(dut, params, rng):
         dut._log.info(f"figs sole-rotation sweep {n}:{m}: {len(tiles)} tiles, "
                       f"{sum(len(t) for t in tiles)} (row, entry, rotation) triples")
     common.record(sole_rotation=swept)
+
+
+def _cross_row_tiles(params):
+    """``[(n, m, tiles)]`` of :func:`_cross_row_sweep`: tiles of one nonzero weight each,
+    ``tiles[i] = (row, entry, index)``, chosen (greedily, the largest N first, at the largest M
+    of each N) so that every ``(row r, rotation t)`` with a sub-block ``s`` that row ``r`` reaches
+    with rotation ``t`` (``golden.figs.route(s, r % N)``) has a tile whose weight sits in another
+    row at sub-block ``s`` and needs another rotation: row ``r``'s decode of that weight
+    (computed at load for every row in parallel, only the loaded row's kept) would add ``t`` to
+    the tile's schedule."""
+    rows, alpha = params["rows"], params["alpha"]
+    e_count = params["cols"] * params["beta"]
+    out = []
+    for n in sorted({n for n, _ in SUPPORTED_RATIOS}, reverse=True):
+        ms = [m for n_, m in SUPPORTED_RATIOS if n_ == n and _supported("figs", params, n, m)]
+        if not ms:
+            continue
+        m = max(ms)
+        q = m // n
+        need = {(r, gf.route(s, r % n, n, alpha)[0]) for r in range(rows) for s in range(n)}
+        need = {(r, t) for r, t in need if t}
+        tiles = []
+        for s in range(n):
+            for own in range(rows):
+                own_t = gf.route(s, own % n, n, alpha)[0]
+                covers = {(r, gf.route(s, r % n, n, alpha)[0]) for r in range(rows)
+                          if r != own} & need
+                covers = {(r, t) for r, t in covers if t != own_t}
+                if covers:
+                    need -= covers
+                    tiles.append((own, len(tiles) % e_count, s * q + len(tiles) % q))
+        assert not need, f"cross-row pairs {sorted(need)} not covered at {n}:{m}"
+        if tiles:
+            out.append((n, m, tiles))
+    return out
+
+
+async def _cross_row_sweep(dut, params, rng):
+    """FiGS exchange schedule against the other rows' weights: every row decodes the weight row
+    being loaded as if it were its own, and only the loaded row's rotations may enter the
+    bank's schedule (a row's decode leaking would add a phase no MAC uses: the sums stay right,
+    each instance takes a cycle more). For every ``(row, rotation)`` a tile whose one nonzero
+    weight is in another row, at the sub-block that row would reach with that rotation, and
+    needs another rotation (:func:`_cross_row_tiles`); one GEMM per N:M with
+    ``B = rows + L + 1`` and no stalls: bit-exact, no fault, and the cycles equal
+    :func:`golden.figs.predicted_cycles` with the golden schedule (the tile's own rotation
+    only: checked)."""
+    rows, cols, beta = params["rows"], params["cols"], params["beta"]
+    swept = []
+    for n, m, tiles in _cross_row_tiles(params):
+        k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
+        w = np.zeros((o_tile, len(tiles) * k_tile), dtype=np.int64)
+        slot_of = {}
+        for kt, (r, e, index) in enumerate(tiles):
+            group = kt * rows // n + r // n
+            w[e, group * m + index] = int(rng.integers(1, 128)) * int(rng.choice((-1, 1)))
+            slot_of[(e, group, index)] = r % n
+
+        def place(values, indices, n=n, slot_of=slot_of):
+            return _place_slots(values, indices, n, slot_of)
+
+        values, indices = place(*nm.compress(w, n, m))
+        for kt, (r, e, index) in enumerate(tiles):
+            wrows = gf.weight_rows(values, indices, n, m, rows=rows, cols=cols, beta=beta,
+                                   o_tile=0, k_tile=kt)
+            assert [(rr, ee) for rr, row in enumerate(wrows) for ee, (v, _) in enumerate(row)
+                    if v] == [(r, e)], f"cross-row tile {kt} at {n}:{m} is not what was placed"
+            own = gf.route(index // (m // n), r % n, n, params["alpha"])[0]
+            assert gf.tile_schedule(wrows, n, m, params["alpha"]) == sorted({0, own})
+        b = rows + gf.pipeline_latency(cols) + 1
+        shape = (w.shape[1], b)
+        x = rng.integers(1, 128, size=shape) * rng.choice((-1, 1), size=shape)
+        await restart(dut, **PORTS)
+        fig = await _gemm(dut, "figs", params, w, x, n, m, rngs=_rngs(88 + n), permute=place)
+        assert _fault(dut) == 0
+        pred = gf.predicted_cycles("figs", n, m, k=w.shape[1], o=o_tile, b=b, rows=rows,
+                                   cols=cols, beta=beta, width=params["width"],
+                                   phases=fig["phases"])
+        assert fig["cycles"] == pred, \
+            f"cross-row sweep {n}:{m}: {fig['cycles']} cycles, predicted {pred}"
+        swept.append((n, m, len(tiles)))
+        dut._log.info(f"figs cross-row sweep {n}:{m}: {len(tiles)} tiles, phases "
+                      f"{fig['phases']}, {fig['cycles']} cycles")
+    common.record(cross_row=swept)
 
 
 async def accepted_patterns(dut, engine):
