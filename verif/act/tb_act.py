@@ -11,7 +11,8 @@ shifts; LayerNorm outputs exactly at their rounding ties and one below them (eve
 for the large shifts, at the tie or one below of the product the engine rounds); softmax outputs
 that show the row reciprocal's last bit; softmax's exponentials at every shift with the rounding
 bit set and clear in every lane, and multi-beat rows whose outputs show the exponential sum's
-last bits.
+last bits; rejected commands accepted while a row waits in its buffer or is in its scalar step;
+softmax rows whose row reciprocal shows its seed's last bit.
 Generation parameters come from ``verif.common.params()`` (defaults if absent).
 
 With ``SPARSEHW_FAIL_FAST=1`` in the environment (``sparsehw mutate`` sets it), the tests after
@@ -497,3 +498,131 @@ async def act_softmax_exponential_rounding_and_sum_bits(dut):
     and multi-beat rows whose outputs show the last bits of the exponential sum: see
     :func:`_softmax_exp_rounding` and :func:`_softmax_sum_last_bits`."""
     await _run_targeted(dut, "softmax", _softmax_exp_and_sum, stream=17, salt=18)
+
+
+def _held_row_jobs(gen, params):
+    """Row commands each followed at once by a rejected command (every kind that can occur at
+    the parameters, in turn), so that the reject is accepted while the row waits in its buffer
+    or is in its scalar step (the front takes the next command as soon as the row is loaded):
+    a held row's context must not change. Rows alternate between the two buffers; their sums
+    and sums of squares take values of every sign and size (rows of one value ``v``, or of
+    ``v`` and ``v + d``, ``v`` over the int8 range), so every bit of the held statistics is 1
+    in some row and 0 in another; each pair followed by an element-wise command where built."""
+    ops = params["op_list"]
+    row_ops = [op for op in ops if op in golden.ROW_OPS]
+    if not row_ops:
+        return []
+    max_row, L = params["max_row"], params["lanes"]
+    bad = [dict(op=6, n=3), dict(op=7, n=1), dict(op=golden.OP_CODES[ops[0]], n=0)]
+    bad += [dict(op=golden.OP_CODES[op], n=max_row + 1) for op in row_ops]
+    bad += [dict(op=golden.OP_CODES[op], n=2) for op in golden.OPS if op not in ops]
+    stream_ops = [op for op in ops if op not in golden.ROW_OPS]
+    lengths = sorted({n for n in (1, 2, L + 1, 2 * L + 1, max_row // 2, max_row)
+                      if 1 <= n <= max_row})
+    jobs = []
+    k = 0
+    for v in range(-128, 128, 16):
+        for op in row_ops:
+            for _ in range(2):                      # both buffers
+                n = int(gen.choice(lengths))
+                base = int(min(127, max(-128, v + int(gen.integers(0, 16)))))
+                d = int(gen.integers(0, 128 - base)) if base < 127 else 0
+                xs = [base + d * int(gen.integers(0, 2)) for _ in range(n)]
+                jobs.append(make_job(gen, params, op, n, kind="random", xs=xs))
+                jobs.append(reject_job(params, **bad[k % len(bad)]))
+                k += 1
+        if stream_ops:
+            op = stream_ops[k % len(stream_ops)]
+            jobs.append(make_job(gen, params, op, L + 1))
+    return jobs
+
+
+@common.test()
+async def act_reject_while_row_held(dut):
+    """Rejected commands accepted while a row waits or is in its scalar step, with the output
+    always ready: see :func:`_held_row_jobs`. First at full input rate (the reject is taken the
+    cycle after the row's last beat, while its statistics are still being added), then with
+    70% input stalls (taken some cycles later, once the statistics are final)."""
+    params = _params()
+    gen = np.random.default_rng(common.rng(19).getrandbits(32))
+    await _start(dut)
+    for stall in (0.0, 0.7):
+        jobs = _held_row_jobs(gen, params)
+        if not jobs:
+            return
+        got, ends = await run_jobs(dut, params, jobs, stall=stall, out_stall=0.0,
+                                   rng=common.rng(20))
+        for end in ends.values():
+            end.stop()
+        compare(got, jobs)
+        _cover(dut, params, jobs, ends)
+
+
+def _recip_seed_sensitive(M):
+    """True when the row reciprocal ``golden.act.recip_core(M)`` changes with its seed one
+    lower or one higher (:func:`golden.act.recip_steps`' Newton steps do not absorb it)."""
+    a, b = golden.RECIP_SEED
+
+    def core(y):
+        for _ in range(golden.NEWTON_STEPS):
+            y = (y * ((1 << 17) - ((M * y) >> 15))) >> 16
+        return y
+
+    y0 = a - ((b * M) >> 15)
+    return core(y0 - 1) != core(y0) or core(y0 + 1) != core(y0)
+
+
+def _softmax_recip_seed(gen, params):
+    """Softmax rows whose row reciprocal's input ``M = S >> (bitlen(S) - 16)`` is one of those
+    where the reciprocal's result depends on its seed's last bit (:func:`_recip_seed_sensitive`;
+    995 of the 32768), 160 of them evenly spread: a maximum and elements below it whose
+    exponentials sum to ``2M - 65536`` or ``2M + 1 - 65536`` (``S`` of 17 bits; found greedily
+    over the exponentials of one fin), at fout 15; rows that need more than ``max_row``
+    elements are left out."""
+    max_row = params["max_row"]
+    if max_row < 2:
+        return []
+    targets = [M for M in range(1 << 15, 1 << 16) if _recip_seed_sensitive(M)]
+    tables = {}
+    for fin in range(8):
+        table = {}
+        for d in range(1, 256):
+            p, k = golden.exp_parts(-d, fin)
+            e = golden.rshift_round(p, min(-k, 18))
+            if e:
+                table.setdefault(e, d)
+        tables[fin] = sorted(table.items(), reverse=True)
+    jobs = []
+    picks = [targets[i * len(targets) // 160] for i in range(min(160, len(targets)))]
+    for M in picks:
+        found = None
+        for fin in (3, 2, 4, 1, 5, 6, 0, 7):
+            for rest in (2 * M - 65536, 2 * M + 1 - 65536):
+                ds, left = [], rest
+                for e, d in tables[fin]:
+                    while e <= left and len(ds) < max_row - 1:
+                        ds.append(d)
+                        left -= e
+                if left == 0:
+                    found = (fin, ds)
+                    break
+            if found:
+                break
+        if found is None:
+            continue
+        fin, ds = found
+        top = 127
+        xs = [top] + [top - d for d in ds]
+        xs = [int(v) for v in gen.permutation(xs)]
+        es, length, _ = golden.softmax_scale(xs, fin)
+        assert length == 17 and sum(es) >> 1 == M
+        jobs.append(make_job(gen, params, "softmax", len(xs), fin=fin, fout=15, kind="random",
+                             xs=xs))
+    return jobs
+
+
+@common.test()
+async def act_softmax_recip_seed(dut):
+    """Softmax rows whose row reciprocal shows its seed's last bit: see
+    :func:`_softmax_recip_seed`."""
+    await _run_targeted(dut, "softmax", _softmax_recip_seed, stream=21, salt=22)
