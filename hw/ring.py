@@ -142,6 +142,28 @@ class RingParameters:
                      doc="Injections per router per fairness round.")
 
 
+def _circular_storage(m, width, depth, w_data, r_data, do_write, do_read):
+    """The storage shared by :class:`_Buffer` and :class:`_Queue`: ``depth`` entries in a
+    memory written at ``produce`` on ``do_write`` and read asynchronously at ``consume`` into
+    ``r_data``, each pointer stepping round the memory on its own event. Returns ``(produce,
+    incr)``, ``incr`` the pointer step (``_Buffer`` steps its key pointer with it)."""
+    def incr(value):
+        return Mux(value == depth - 1, 0, value + 1)
+
+    produce = Signal(range(depth))
+    consume = Signal(range(depth))
+    m.submodules.storage = storage = Memory(shape=width, depth=depth, init=[])
+    w_port = storage.write_port()
+    r_port = storage.read_port(domain="comb")
+    m.d.comb += [w_port.addr.eq(produce), w_port.data.eq(w_data), w_port.en.eq(do_write),
+                 r_port.addr.eq(consume), r_data.eq(r_port.data)]
+    with m.If(do_write):
+        m.d.sync += produce.eq(incr(produce))
+    with m.If(do_read):
+        m.d.sync += consume.eq(incr(consume))
+    return produce, incr
+
+
 class _Buffer(wiring.Component):
     """A first-in first-out buffer of ``depth`` entries whose flags and head *key* are
     registers: the router's ejection buffers (key: the packed ``src`` bits).
@@ -194,26 +216,12 @@ class _Buffer(wiring.Component):
         m = Module()
         depth = self._depth
 
-        def incr(value):
-            return Mux(value == depth - 1, 0, value + 1)
-
         level = Signal(range(depth + 1))
-        produce = Signal(range(depth))
-        consume = Signal(range(depth))
         do_write = Signal()
         do_read = Signal()
         m.d.comb += [do_write.eq(self.w_en & ~self.full), do_read.eq(self.r_en & self.r_rdy)]
-
-        m.submodules.storage = storage = Memory(shape=self._width, depth=depth, init=[])
-        w_port = storage.write_port()
-        r_port = storage.read_port(domain="comb")
-        m.d.comb += [w_port.addr.eq(produce), w_port.data.eq(self.w_data),
-                     w_port.en.eq(do_write), r_port.addr.eq(consume),
-                     self.r_data.eq(r_port.data)]
-        with m.If(do_write):
-            m.d.sync += produce.eq(incr(produce))
-        with m.If(do_read):
-            m.d.sync += consume.eq(incr(consume))
+        produce, incr = _circular_storage(m, self._width, depth, self.w_data, self.r_data,
+                                          do_write, do_read)
 
         with m.If(do_write & ~do_read):
             m.d.sync += level.eq(level + 1)
@@ -280,26 +288,12 @@ class _Queue(wiring.Component):
         m = Module()
         depth = self._depth
 
-        def incr(value):
-            return Mux(value == depth - 1, 0, value + 1)
-
         level = Signal(range(depth + 1))
-        produce = Signal(range(depth))
-        consume = Signal(range(depth))
         do_write = Signal()
         do_read = Signal()
         m.d.comb += [self.w_rdy.eq(level != depth), do_write.eq(self.w_en & self.w_rdy),
                      do_read.eq(self.r_en & (self.r_rdy | do_write))]
-        m.submodules.storage = storage = Memory(shape=self._width, depth=depth, init=[])
-        w_port = storage.write_port()
-        r_port = storage.read_port(domain="comb")
-        m.d.comb += [w_port.addr.eq(produce), w_port.data.eq(self.w_data),
-                     w_port.en.eq(do_write), r_port.addr.eq(consume),
-                     self.r_data.eq(r_port.data)]
-        with m.If(do_write):
-            m.d.sync += produce.eq(incr(produce))
-        with m.If(do_read):
-            m.d.sync += consume.eq(incr(consume))
+        _circular_storage(m, self._width, depth, self.w_data, self.r_data, do_write, do_read)
         # Next cycle's ``level`` and ``level != 0``.
         with m.If(do_write & ~do_read):
             m.d.sync += [level.eq(level + 1), self.r_rdy.eq(1)]

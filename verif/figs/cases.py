@@ -576,6 +576,15 @@ async def exchange(dut):
     await _cross_row_sweep(dut, params, rng)
 
 
+def _largest_m_per_n(params):
+    """``(n, m)`` for every N that figs supports at ``params``, the largest N first, each at its
+    largest supported M (the sweeps below cover every rotation there)."""
+    for n in sorted({n for n, _ in SUPPORTED_RATIOS}, reverse=True):
+        ms = [m for n_, m in SUPPORTED_RATIOS if n_ == n and _supported("figs", params, n, m)]
+        if ms:
+            yield n, max(ms)
+
+
 def _sole_rotation_tiles(params):
     """``[(n, m, tiles)]`` of :func:`_sole_rotation_sweep`: every ``(row, entry, rotation)`` a
     nonzero weight can need (golden :func:`golden.figs.route` over every slot and sub-block, at
@@ -587,11 +596,7 @@ def _sole_rotation_tiles(params):
     e_count = params["cols"] * params["beta"]
     done = set()
     out = []
-    for n in sorted({n for n, _ in SUPPORTED_RATIOS}, reverse=True):
-        ms = [m for n_, m in SUPPORTED_RATIOS if n_ == n and _supported("figs", params, n, m)]
-        if not ms:
-            continue
-        m = max(ms)
+    for n, m in _largest_m_per_n(params):
         q = m // n
         tiles = []
         for t in range(1, n):
@@ -704,11 +709,7 @@ def _cross_row_tiles(params):
     rows, alpha = params["rows"], params["alpha"]
     e_count = params["cols"] * params["beta"]
     out = []
-    for n in sorted({n for n, _ in SUPPORTED_RATIOS}, reverse=True):
-        ms = [m for n_, m in SUPPORTED_RATIOS if n_ == n and _supported("figs", params, n, m)]
-        if not ms:
-            continue
-        m = max(ms)
+    for n, m in _largest_m_per_n(params):
         q = m // n
         need = {(r, gf.route(s, r % n, n, alpha)[0]) for r in range(rows) for s in range(n)}
         need = {(r, t) for r, t in need if t}
