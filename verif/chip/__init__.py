@@ -31,13 +31,15 @@ def _k_rule(values):
     workload's n:m (else the run could not load them: say so before anything is built)."""
     low, high = max(values["m"], values["act_rows"], values["subsystems"]), values["max_k"]
     depth, n, m = values["wmem_depth"], values["n"], values["m"]
-    fits = [k for k in (1 << e for e in range(high.bit_length()))
-            if low <= k <= high and weight_words(values, {"k": k}, n, m) <= depth]
+
+    def ok(k):
+        return low <= k <= high and weight_words(values, {"k": k}, n, m) <= depth
+
+    fits = [k for k in (1 << e for e in range(high.bit_length())) if ok(k)]
     hint = (f"the largest power of two that fits is {fits[-1]}" if fits
             else "no power of two in range fits: raise wmem_depth or choose a sparser n:m")
     return Rule(f"an integer in {low}..{high} whose weights at n:m = {n}:{m} fit "
-                f"wmem_depth = {depth} words per subsystem ({hint})",
-                lambda k: low <= k <= high and weight_words(values, {"k": k}, n, m) <= depth)
+                f"wmem_depth = {depth} words per subsystem ({hint})", ok)
 
 
 #: Knobs of ``sparsehw perf chip`` (the defaults are the reference workload).
