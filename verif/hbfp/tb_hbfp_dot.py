@@ -9,7 +9,8 @@ from sparsehw.verif.hbfp.cover import HbfpDotCoverage
 from sparsehw.verif.hbfp.vectors import (accumulation_ops, dense_dot_ops, dot_ops,
                                          malformed_every_lane, nan_partial_ops,
                                          tree_binade_ops, tree_cancel_ops, tree_inf_ops,
-                                         tree_pow2_cancel_ops, tree_sticky_ops)
+                                         tree_pow2_cancel_ops, tree_sticky_ops,
+                                         accumulator_wide_sticky_ops)
 from sparsehw.verif.stream import (StreamSink, StreamSource, collect, compare, endpoints, pack,
                                    start, unpack)
 
@@ -110,7 +111,9 @@ async def tree_cancellation_at_full_rate_under_back_pressure(dut):
     every tree adder (:func:`verif.hbfp.vectors.tree_pow2_cancel_ops`), every adder's inputs in the
     lowest binades and in [2, 4) (:func:`verif.hbfp.vectors.tree_binade_ops`), an infinity
     against the opposite infinity or a top-binade finite value of the opposite sign in every
-    adder and accumulator (:func:`verif.hbfp.vectors.tree_inf_ops`); the input at full
+    adder and accumulator (:func:`verif.hbfp.vectors.tree_inf_ops`), a full-width partial sum
+    whose last bit alone breaks a tie in its accumulator
+    (:func:`verif.hbfp.vectors.accumulator_wide_sticky_ops`); the input at full
     rate and the output stalled 70% of the time, so the whole pipeline (every partial, tree and
     delay register) holds live data of several dot products while it is stalled."""
     p = _params()
@@ -145,5 +148,11 @@ async def tree_cancellation_at_full_rate_under_back_pressure(dut):
     # binade (each adder's infinity test of each input decides the result).
     more, more_expected = tree_inf_ops(rng, p["block_size"], p["mant_bits"],
                                        mixed=bool(p["mixed"]), partials=P)
+    beats, expected = beats + more, expected + more_expected
+    # A 24-bit partial sum as the accumulator's smaller operand whose last bit alone breaks
+    # the rounding tie of the next block's sum, at every alignment (the accumulator's sticky
+    # mask over the operand's last significand bit).
+    more, more_expected = accumulator_wide_sticky_ops(rng, p["block_size"], p["mant_bits"],
+                                                      mixed=bool(p["mixed"]), partials=P)
     beats, expected = beats + more, expected + more_expected
     await _check(dut, beats, expected, 0.0, 10, sink_stall=0.7)

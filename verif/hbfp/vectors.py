@@ -9,7 +9,7 @@ __all__ = ["fp32_mac_vectors", "subnormal_tie_products", "normal_tie_products", 
            "lane_tie_blocks", "binade_tie_blocks", "eps_boundary_blocks", "lane_special_blocks",
            "malformed_every_lane", "dot_ops", "accumulation_ops", "tree_adders",
            "tree_cancel_ops", "dense_dot_ops", "nan_partial_ops", "tree_sticky_ops",
-           "tree_pow2_cancel_ops", "tree_binade_ops"]
+           "tree_pow2_cancel_ops", "tree_binade_ops", "accumulator_wide_sticky_ops"]
 
 
 _SPECIALS = [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001,
@@ -1045,4 +1045,61 @@ def tree_inf_ops(rng, block_size, mant_bits, *, mixed=False, partials=None):
             qa[j], qb[j], ea[j], eb[j] = value(kf, sign)
             qa[j + P], qb[j + P], ea[j + P], eb[j + P] = value(ks, -sign)
             _finish_dot(rng, qa, qb, ea, eb, m, P, mixed, beats, expected)
+    return beats, expected
+
+
+def _chunk_block(value, block_size, mant_bits):
+    """A block pair whose integer sum is ``value`` (``0 <= value <= block_size * limit``): ``b``
+    all ones, ``a`` the value spread over the lanes, each at most the mantissa limit."""
+    limit = (1 << mant_bits) - 1
+    a = np.zeros(block_size, np.int64)
+    for lane in range(block_size):
+        a[lane] = min(limit, value)
+        value -= int(a[lane])
+    assert value == 0
+    return a, np.ones(block_size, np.int64)
+
+
+def accumulator_wide_sticky_ops(rng, block_size, mant_bits, *, mixed=False, partials=None,
+                                shifts=range(2, 24)):
+    """Dot products whose last block meets, in its partial's accumulator, a partial sum with
+    all 24 significant bits as the smaller operand, ``d`` binades below it (``d`` in
+    ``shifts``): the partial sum ``p`` (bit 23 set) is built exactly from chunks of a few bits
+    (one block each, largest first), then the block ``+-2**(e + d)`` arrives, ``e`` the exponent
+    of ``p``'s leading bit. ``p``'s bits ``d - 1 .. 0`` are ``1 0...0 1`` and its bit ``d`` (the
+    sum's last kept bit) is 0: the shifted-out part is just over half an ulp only because of
+    ``p``'s last bit, so the sum rounds up only if the alignment counts that bit as sticky
+    (an exact tie would round down to even). A block value has too few significant bits to
+    put a one there; only an accumulated partial can. Every shift in every partial for
+    ``d <= 8`` (the shifts of the alignment's first sticky-mask entries), every shift once
+    (in partial ``d mod P``) beyond; random signs; every other block zero. Returns
+    ``(beats, expected)`` like :func:`dot_ops`."""
+    from sparsehw.golden.hbfp import DEFAULT_PARTIALS, block_dot
+    P = DEFAULT_PARTIALS if partials is None else partials
+    B, m = block_size, (7 if mixed else mant_bits)
+    chunk_bits = (((1 << m) - 1) * B + 1).bit_length() - 1  # every chunk value is a block sum
+    beats, expected = [], []
+    cases = [(j, d) for d in shifts for j in (range(P) if d <= 8 else (d % P,))]
+    for j, d in cases:
+        p = int(rng.integers(0, 1 << 24)) | (1 << 23) | (1 << (d - 1)) | 1
+        p &= ~(1 << d) & ~(((1 << (d - 1)) - 1) & ~1)
+        sign = 1 if rng.random() < 0.5 else -1
+        base = int(rng.integers(-30, 31))                   # p's last place: 2**base
+        pieces = [((p >> pos) & ((1 << chunk_bits) - 1), pos)
+                  for pos in range(0, 24, chunk_bits)][::-1]
+        K = j + P * len(pieces) + 1
+        qa, qb, ea, eb = _zero_blocks(K, B)
+        for n, (value, pos) in enumerate(pieces):
+            k = j + P * n
+            qa[k], qb[k] = _chunk_block(value, B, m)
+            qa[k] = sign * qa[k]
+            ea[k], eb[k] = _split_exponent(rng, base + pos + 2 * m)
+        lane = int(rng.integers(0, B))
+        qa[K - 1][lane], qb[K - 1][lane] = sign, 1
+        ea[K - 1], eb[K - 1] = _split_exponent(rng, base + 23 + d + 2 * m)
+        # the case is what it claims: p's last bit alone moves the rounded sum
+        last = block_dot(qa[K - 1], ea[K - 1], qb[K - 1], eb[K - 1], m)
+        assert (np.float32(sign * p * 2.0 ** base) + last
+                != np.float32(sign * (p - 1) * 2.0 ** base) + last)
+        _finish_dot(rng, qa, qb, ea, eb, m, P, mixed, beats, expected)
     return beats, expected
