@@ -83,11 +83,14 @@ class Chip(wiring.Component):
     ----------
     cmd : In(stream.Signature(StructLayout(op 2, sub 4, mem 3, addr, data)))
         Host commands. Back-pressure: one command at a time; a read holds the port until its
-        answer has been taken.
+        answer has been taken; a start or reset holds it for one cycle, while it acts (it
+        reaches the subsystems and the ring from registers, a cycle after it is taken).
     rsp : Out(stream.Signature(StructLayout(data, bad 1)))
         One beat per read command, in order; latency 3 cycles plus the subsystem's port wait.
     done : Out(1)
-        Started, and every subsystem halted or stopped on an error with no flit in flight.
+        Started, and every subsystem halted or stopped on an error with no flit in flight; a
+        register, a cycle after the ``status`` register's done bit, low from the cycle after a
+        start or reset command is taken.
 
     Raises
     ------
@@ -111,15 +114,25 @@ class Chip(wiring.Component):
         m = Module()
         p = self._p
         k = p["subsystems"]
-        soft_reset = Signal()
+        # The host's start and reset reach the subsystems and the ring from registers, a cycle
+        # after the command is taken (issue 14: from the command handshake they were one
+        # combinational path across the chip into every subsystem's reset and start logic,
+        # 31 ns placed). One register per subsystem and one for the ring, each driving one
+        # part's reset; the host port is busy while they act (`busy` below).
+        reset_cmd = Signal()
+        start_cmd = Signal()
+        reset_q = Signal()
+        start_q = Signal()
+        m.d.sync += [reset_q.eq(reset_cmd), start_q.eq(start_cmd)]
         subs = []
         for i in range(k):
             sub = Subsystem(**p, index=i)
-            m.submodules[f"sub{i}"] = ResetInserter(soft_reset)(sub)
+            m.submodules[f"sub{i}"] = ResetInserter(_copy(m, reset_cmd, f"reset_sub{i}"))(sub)
+            m.d.comb += sub.start.eq(_copy(m, start_cmd, f"start_sub{i}"))
             subs.append(sub)
         if k > 1:
             ring = Ring(nodes=k, width=p["flit_width"])
-            m.submodules.ring = ResetInserter(soft_reset)(ring)
+            m.submodules.ring = ResetInserter(_copy(m, reset_cmd, "reset_ring"))(ring)
             for i, sub in enumerate(subs):
                 wiring.connect(m, sub.inject, ring.inject[i])
                 wiring.connect(m, ring.eject[i], sub.eject)
@@ -136,7 +149,7 @@ class Chip(wiring.Component):
         in_flight = Signal(16)
         n_in = sum(injects)
         n_out = sum(ejects)
-        with m.If(soft_reset):
+        with m.If(reset_q):
             m.d.sync += in_flight.eq(0)
         with m.Else():
             m.d.sync += in_flight.eq(in_flight + n_in - n_out)
@@ -148,14 +161,20 @@ class Chip(wiring.Component):
                                    for s, sub in zip(states, subs)])
                              & _any([sub.blocked for sub in subs]) & (in_flight == 0))
         quiet_q = Signal()
-        m.d.sync += quiet_q.eq(quiet & ~soft_reset)
+        m.d.sync += quiet_q.eq(quiet & ~reset_q)
         for sub in subs:
             m.d.comb += sub.deadlock.eq(quiet & quiet_q)
 
         started = Signal()
         done = Signal()
-        m.d.comb += done.eq(started & all_stopped & (in_flight == 0))
-        m.d.comb += self.done.eq(done)
+        # (not in the cycle the start command acts: the subsystems still show the last run's
+        # end then)
+        m.d.comb += done.eq(started & ~start_q & all_stopped & (in_flight == 0))
+        # the port from a register (a cycle after the status bit): a glitch-free level, and
+        # low from the cycle after a start or reset command is taken
+        done_q = Signal()
+        m.d.sync += done_q.eq(done & ~start_cmd & ~reset_cmd)
+        m.d.comb += self.done.eq(done_q)
         cregs = {name: Signal(32, name=f"chip_{name}") for name in CHIP_REG_NAMES[1:]}
         with m.If(started & ~done):
             m.d.sync += cregs["cycles"].eq(cregs["cycles"] + 1)
@@ -164,6 +183,8 @@ class Chip(wiring.Component):
                                                      + sum(sub.waiting for sub in subs))
             with m.If(in_flight != 0):
                 m.d.sync += cregs["ring_busy_cycles"].eq(cregs["ring_busy_cycles"] + 1)
+        with m.If(start_q):             # the cycle the subsystems take the start
+            m.d.sync += [started.eq(1)] + [reg.eq(0) for reg in cregs.values()]
 
         # ---- host commands ---------------------------------------------------------------------
         cmd = self.cmd.payload
@@ -197,7 +218,7 @@ class Chip(wiring.Component):
                     m.d.comb += [sub.host.valid.eq(self.cmd.valid & to_sub & ~waiting_rsp
                                                    & ~rsp_valid),
                                  sub_ready.eq(sub.host.ready)]
-        busy = waiting_rsp | rsp_valid
+        busy = waiting_rsp | rsp_valid | reset_q | start_q
         with m.If(to_sub):
             m.d.comb += self.cmd.ready.eq(~busy & sub_ready)
         with m.Else():
@@ -219,10 +240,9 @@ class Chip(wiring.Component):
                 m.d.sync += [rsp_valid.eq(1), rsp_bad.eq(1), rsp_data.eq(0)]
             with m.Elif(cmd.op == HOST_OPS["start"]):
                 with m.If(~(started & ~done)):
-                    m.d.comb += [sub.start.eq(1) for sub in subs]
-                    m.d.sync += [started.eq(1)] + [reg.eq(0) for reg in cregs.values()]
+                    m.d.comb += start_cmd.eq(1)
             with m.Elif(cmd.op == HOST_OPS["reset"]):
-                m.d.comb += soft_reset.eq(1)
+                m.d.comb += reset_cmd.eq(1)
                 m.d.sync += started.eq(0)
         with m.Switch(wait_sub):
             for i, sub in enumerate(subs):
@@ -232,6 +252,14 @@ class Chip(wiring.Component):
                                      rsp_data.eq(sub.rsp.payload.data),
                                      rsp_bad.eq(sub.rsp.payload.bad)]
         return m
+
+
+def _copy(m, signal, name):
+    """A register of its own (``keep``: Yosys does not merge the copies) holding ``signal`` a
+    cycle later."""
+    q = Signal(name=name, attrs={"keep": 1})
+    m.d.sync += q.eq(signal)
+    return q
 
 
 def _all(items):

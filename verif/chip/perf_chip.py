@@ -131,8 +131,13 @@ async def chip_perf(dut):
 
 
 def _cache_path(params, workload):
+    """The cached record of a run: keyed by the point and by the sources and tools that shape
+    it (:func:`sparsehw.experiments.sweep.study_stamp` of this module: the chip's RTL, golden
+    models and this harness), so that an RTL change is measured again."""
+    from sparsehw.experiments.sweep import study_stamp
     from sparsehw.verif.runner import REPO_ROOT
-    key = hashlib.sha256(json.dumps([params, workload], sort_keys=True).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([params, workload, study_stamp(__name__)],
+                                    sort_keys=True).encode()).hexdigest()
     path = REPO_ROOT / "build" / "cache" / "chip_perf" / f"{key[:16]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
