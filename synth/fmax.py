@@ -13,8 +13,11 @@ negotiated-congestion router) did not route it either (5,243 overused wires afte
 falling ~2% per pass: the engine's fan-out is congested, the flow is not the limit), and on the
 blocks that both route it gives lower Fmax (SPU median 127.9 MHz with router1, 101.9 with
 router2; ring 91.3 against 77.1). So :data:`ROUTER` is ``router1``; ``router="router2"`` stays
-available. The router changes how the design is routed, not what is measured: Fmax is always
-nextpnr's timing analysis of the placed-and-routed design (``--report``), and every record names
+available, and a block may choose it (:attr:`sparsehw.registry.Block.pnr_router`, with a budget
+of its own, :attr:`~sparsehw.registry.Block.pnr_budget_s`). The chip does: router1 had 145k of
+its ~158k arcs left when the 30-minute budget stopped it (placement alone took 21 min of it);
+docs/chip.md gives what router2 did. The router changes how the design is routed, not what is
+measured: Fmax is always nextpnr's timing analysis of the placed-and-routed design (``--report``), and every record names
 its router. Each seed's record keeps nextpnr's own placer and router times (from its log) and
 the seconds the run took (:func:`stage_times`), and a run that exceeds ``budget_s`` is stopped
 and reported as such (:class:`PnrTimeout`), never given a figure.
