@@ -17,10 +17,11 @@ available, and a block may choose it (:attr:`sparsehw.registry.Block.pnr_router`
 of its own, :attr:`~sparsehw.registry.Block.pnr_budget_s`). The chip does: router1 had 145k of
 its ~158k arcs left when the 30-minute budget stopped it (placement alone took 21 min of it);
 docs/chip.md gives what router2 did. The router changes how the design is routed, not what is
-measured: Fmax is always nextpnr's timing analysis of the placed-and-routed design (``--report``), and every record names
-its router. Each seed's record keeps nextpnr's own placer and router times (from its log) and
-the seconds the run took (:func:`stage_times`), and a run that exceeds ``budget_s`` is stopped
-and reported as such (:class:`PnrTimeout`), never given a figure.
+measured: Fmax is always nextpnr's timing analysis of the placed-and-routed design
+(``--report``), and every record names its router. Each seed's record keeps nextpnr's own
+placer and router times (from its log) and the seconds the run took (:func:`stage_times`), and
+a run that exceeds ``budget_s`` is stopped and reported as such (:class:`PnrTimeout`, with how
+far it got), never given a figure.
 
 Between Yosys and nextpnr the registers in front of and behind each multiplier move into the
 ``MULT18X18D``'s own input and output registers (:mod:`sparsehw.synth.dsp_registers`, as vendor
