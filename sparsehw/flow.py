@@ -19,9 +19,9 @@ from sparsehw import registry
 from sparsehw.hw.axis import AxisTop
 from sparsehw.hw.export import ports_of, to_verilog, tool_versions
 from sparsehw.registry import UserError
-from sparsehw.synth.fmax import place_and_route
+from sparsehw.synth.fmax import ROUTER, place_and_route
 from sparsehw.synth.fusesoc import CoreTop, core_name, write_core
-from sparsehw.synth.yosys import SPLITS, synthesize
+from sparsehw.synth.yosys import synthesize
 from sparsehw.verif.lint import AXIS_SUFFIX, waiver_config, waivers_for
 from sparsehw.verif.runner import REPO_ROOT, new_build_dir, run_cocotb
 
@@ -128,20 +128,25 @@ def measure(block, params, workload, *, sim, seed, build_dir=None):
 
 
 #: Wall-clock bound of one nextpnr run (one seed), seconds: the report's time budget. A run that
-#: exceeds it is stopped and its point reported as not finished (with the step it reached).
+#: exceeds it is stopped and its point reported as not finished (with the step it reached). A
+#: block may set its own (:attr:`Block.pnr_budget_s`: the chip); its record and row say so.
 PNR_BUDGET_S = 1800
 
 
 def synthesize_block(block, params, target, build_dir=None, place_seeds=None,
-                     budget_s=PNR_BUDGET_S, pack_dsp_registers=None):
+                     budget_s=None, pack_dsp_registers=None, router=None):
     """Synthesis record of one design point; with ``place_seeds`` (ECP5 only) also the
     post-place-and-route Fmax (median over the seeds), its critical path per seed, the router
     and the run times (``pnr_seconds``: Yosys wall seconds and, per seed, nextpnr's wall
-    seconds and its own placer/router times). A flat ECP5 run places the netlist of the
-    synthesis that gave the resource counts (one Yosys run, not two); a split run (subsystem,
-    chip: hierarchy kept for the area split) is synthesized flat again for placement.
+    seconds and its own placer/router times). The placed netlist is the one of the synthesis
+    that gave the resource counts (one Yosys run, not two); a split run (subsystem, chip:
+    hierarchy kept for the area split) places that mapped design flattened
+    (:func:`sparsehw.synth.yosys.synthesize`'s ``netlist``).
     ``pack_dsp_registers`` (None: the block's own choice, :attr:`Block.pack_dsp_registers`)
-    moves the registers around each multiplier into the DSP before placement.
+    moves the registers around each multiplier into the DSP before placement. ``router`` and
+    ``budget_s`` (None: the block's :attr:`Block.pnr_router` / :attr:`Block.pnr_budget_s`,
+    else :data:`~sparsehw.synth.fmax.ROUTER` / :data:`PNR_BUDGET_S`) are recorded as
+    ``pnr_router`` and ``pnr_budget_s``.
 
     Raises
     ------
@@ -154,20 +159,22 @@ def synthesize_block(block, params, target, build_dir=None, place_seeds=None,
     """
     component = registry.build(block, params, for_synth=True)
     build_dir = build_dir or run_dir(f"synth-{params_key(block, params)}-{target}")
-    flat = place_seeds and target == "ecp5" and block.name not in SPLITS
     figures = synthesize(component, block.name, target=target, build_dir=build_dir,
-                         netlist=bool(flat))
+                         netlist=bool(place_seeds and target == "ecp5"))
     netlist = figures.pop("netlist", None)
     record = {"block": block.name, "params": params, **figures}
     if place_seeds:
         if pack_dsp_registers is None:
             pack_dsp_registers = block.pack_dsp_registers
+        router = router or block.pnr_router or ROUTER
+        budget_s = budget_s or block.pnr_budget_s or PNR_BUDGET_S
         pnr = place_and_route(component, block.name, build_dir=Path(build_dir) / "pnr",
                               seeds=place_seeds, budget_s=budget_s, netlist=netlist,
-                              pack_dsp_registers=pack_dsp_registers)
+                              router=router, pack_dsp_registers=pack_dsp_registers)
         record.update(fmax_mhz=pnr["fmax_mhz"], fmax_by_seed=pnr["fmax_by_seed"],
                       critical_path_by_seed=pnr.get("critical_path_by_seed", {}),
                       pnr_device=pnr["device"], pnr_router=pnr.get("router"),
+                      pnr_budget_s=budget_s,
                       pnr_pack_dsp_registers=pack_dsp_registers,
                       pnr_dsp_registers=pnr.get("dsp_registers"),
                       pnr_seconds={"yosys_s": pnr.get("yosys_s"),

@@ -72,6 +72,12 @@ class Block:
         ``MULT18X18D`` before nextpnr (:mod:`sparsehw.synth.dsp_registers`). True by default;
         False for a block where packing was measured to lower Fmax (``--dsp-registers`` on the
         command line overrides it).
+    pnr_router : str or None
+        nextpnr router of ``sparsehw synth --place`` (None: :data:`sparsehw.synth.fmax.ROUTER`,
+        router1; the module docstring there says when another router is chosen).
+    pnr_budget_s : int or None
+        Wall-clock bound of each nextpnr run, seconds (None: :data:`sparsehw.flow.PNR_BUDGET_S`);
+        the record names the budget it ran under (``pnr_budget_s``).
     """
     name: str
     summary: str
@@ -86,6 +92,8 @@ class Block:
     family: str = None
     mutation_workload: dict = None
     pack_dsp_registers: bool = True
+    pnr_router: str = None
+    pnr_budget_s: int = None
 
     def __post_init__(self):
         for attr in ("params", "workload_params"):

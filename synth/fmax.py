@@ -13,11 +13,15 @@ negotiated-congestion router) did not route it either (5,243 overused wires afte
 falling ~2% per pass: the engine's fan-out is congested, the flow is not the limit), and on the
 blocks that both route it gives lower Fmax (SPU median 127.9 MHz with router1, 101.9 with
 router2; ring 91.3 against 77.1). So :data:`ROUTER` is ``router1``; ``router="router2"`` stays
-available. The router changes how the design is routed, not what is measured: Fmax is always
-nextpnr's timing analysis of the placed-and-routed design (``--report``), and every record names
-its router. Each seed's record keeps nextpnr's own placer and router times (from its log) and
-the seconds the run took (:func:`stage_times`), and a run that exceeds ``budget_s`` is stopped
-and reported as such (:class:`PnrTimeout`), never given a figure.
+available, and a block may choose it (:attr:`sparsehw.registry.Block.pnr_router`, with a budget
+of its own, :attr:`~sparsehw.registry.Block.pnr_budget_s`). The chip does: router1 had 145k of
+its ~158k arcs left when the 30-minute budget stopped it (placement alone took 21 min of it);
+docs/chip.md gives what router2 did. The router changes how the design is routed, not what is
+measured: Fmax is always nextpnr's timing analysis of the placed-and-routed design
+(``--report``), and every record names its router. Each seed's record keeps nextpnr's own
+placer and router times (from its log) and the seconds the run took (:func:`stage_times`), and
+a run that exceeds ``budget_s`` is stopped and reported as such (:class:`PnrTimeout`, with how
+far it got), never given a figure.
 
 Between Yosys and nextpnr the registers in front of and behind each multiplier move into the
 ``MULT18X18D``'s own input and output registers (:mod:`sparsehw.synth.dsp_registers`, as vendor
@@ -83,6 +87,21 @@ def _last_stage(log_text):
         if marker in log_text:
             return stage
     return "start"
+
+
+_ROUTER1_PROGRESS = re.compile(r"^Info:\s+(\d+)\s*\|\s*\d+\s+\d+\s*\|\s*-?\d+\s+-?\d+\s*\|"
+                               r"\s*(\d+)\s*\|", re.M)
+
+
+def _progress(log_text):
+    """Where a stopped run was: router1's arcs left after its last logged iteration, else the
+    log's last line (``None`` for an empty log)."""
+    found = _ROUTER1_PROGRESS.findall(log_text)
+    if found:
+        iterations, left = found[-1]
+        return f"router1: {int(left):,} arcs left after {int(iterations):,} iterations"
+    lines = [" ".join(line.split()) for line in log_text.splitlines() if line.strip()]
+    return f"last log line: {lines[-1][:160]}" if lines else None
 
 
 def _nextpnr_command():
@@ -178,9 +197,10 @@ def place_and_route(design, name, *, build_dir, seeds=(1, 2, 3), device="85k",
                 status = run_in_process_group(argv, cwd=build_dir, stdout=out, timeout=budget_s)
         except subprocess.TimeoutExpired:
             text = pnr_log.read_text() if pnr_log.exists() else ""
-            stage = _last_stage(text)
+            stage, progress = _last_stage(text), _progress(text)
             raise PnrTimeout(f"nextpnr did not finish {name} (seed {seed}) in {budget_s:g} s "
-                             f"(stopped during {stage}); see {pnr_log}",
+                             f"(stopped during {stage}"
+                             + (f"; {progress}" if progress else "") + f"); see {pnr_log}",
                              seconds=round(time.monotonic() - started, 1), stage=stage) from None
         wall = round(time.monotonic() - started, 1)
         if status != 0:

@@ -144,14 +144,18 @@ def synthesize(design, name, *, target="cmos", build_dir, script_extra="", split
     bits, read and write ports), ``memory_bits`` and ``memory_note`` (how memories are
     counted, :data:`MEMORY_NOTE`).
 
-    With ``netlist`` (flat ``ecp5`` runs only) the mapped netlist is also written as
+    With ``netlist`` (``ecp5`` only) the mapped netlist is also written as
     ``build_dir/<name>.json`` and the record gives its path under ``netlist``: the input of
     :func:`sparsehw.synth.fmax.place_and_route`, so a placed run needs one synthesis, not two.
+    A split run's netlist is the same mapped design flattened after the ``stat`` (``flatten;
+    opt_clean``: one module, as nextpnr and :mod:`sparsehw.synth.dsp_registers` take it; cells
+    that only fed an unused submodule output are dropped, as in a flat run); no logic is
+    optimized across the module boundaries, so the placed design is the one the split counts.
 
     Raises
     ------
     ValueError
-        ``target`` is not one of :data:`TARGETS`, or ``netlist`` with another target or a split.
+        ``target`` is not one of :data:`TARGETS`, or ``netlist`` with another target.
     SynthError
         Yosys failed (the message names its log).
     """
@@ -159,10 +163,11 @@ def synthesize(design, name, *, target="cmos", build_dir, script_extra="", split
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
     if split is None:
         split = SPLITS.get(name)
-    if netlist and (target != "ecp5" or split):
-        raise ValueError("netlist needs target ecp5 and a flat run (split=False)")
+    if netlist and target != "ecp5":
+        raise ValueError(f"netlist needs target ecp5, not {target!r}")
     if netlist:
-        script_extra = f"; write_json {name}.json" + script_extra
+        script_extra = (f"; flatten; opt_clean; write_json {name}.json" if split
+                        else f"; write_json {name}.json") + script_extra
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     verilog = design if isinstance(design, str) else to_verilog(design, name)
@@ -181,8 +186,9 @@ def synthesize(design, name, *, target="cmos", build_dir, script_extra="", split
     stat = json.loads((build_dir / "stat.json").read_text())
     if split:
         memories = _macro_memories(json.loads((build_dir / "memories.json").read_text()), split)
-        return _summarize_split(stat, name, target, split, memories)
-    result = _summarize(stat, name, target)
+        result = _summarize_split(stat, name, target, split, memories)
+    else:
+        result = _summarize(stat, name, target)
     if netlist:
         result["netlist"] = str(build_dir / f"{name}.json")
     return result

@@ -99,3 +99,43 @@ def test_synthesize_block_carries_the_critical_path_of_each_seed(monkeypatch, tm
                                    build_dir=tmp_path, place_seeds=(1, 2))
     assert record["fmax_mhz"] == 101.0 and record["lut4"] == 10
     assert record["critical_path_by_seed"] == paths
+
+
+def test_a_placed_run_reuses_the_area_runs_netlist_with_the_blocks_router_and_budget(
+        monkeypatch, tmp_path):
+    # Yosys and nextpnr stubbed: the chip (a split run) asks its one synthesis for the netlist
+    # and places exactly that file, with its own router and budget, both recorded; another block
+    # gets the flow's defaults.
+    calls = []
+
+    def synthesize(*args, **kwargs):
+        calls.append(("synthesize", kwargs))
+        return {"luts": 10, "ffs": 5, "dsps": 0,
+                **({"netlist": str(tmp_path / "n.json")} if kwargs.get("netlist") else {})}
+
+    def place_and_route(*args, **kwargs):
+        calls.append(("place_and_route", kwargs))
+        return {"fmax_mhz": 101.0, "fmax_by_seed": {"1": 101.0}, "device": "85k",
+                "router": kwargs["router"]}
+
+    monkeypatch.setattr(flow, "synthesize", synthesize)
+    monkeypatch.setattr(flow, "place_and_route", place_and_route)
+    chip = flow.registry.get_block("chip")
+    assert chip.pnr_router == "router2" and chip.pnr_budget_s > flow.PNR_BUDGET_S
+    record = flow.synthesize_block(chip, chip.defaults(), "ecp5", build_dir=tmp_path,
+                                   place_seeds=(1,))
+    assert [name for name, _ in calls] == ["synthesize", "place_and_route"]
+    assert calls[0][1]["netlist"] is True
+    placed = calls[1][1]
+    assert placed["netlist"] == str(tmp_path / "n.json")
+    assert (placed["router"], placed["budget_s"]) == ("router2", chip.pnr_budget_s)
+    assert (record["pnr_router"], record["pnr_budget_s"]) == ("router2", chip.pnr_budget_s)
+    assert "netlist" not in record
+    calls.clear()
+    record = flow.synthesize_block(flow.registry.get_block("fp32_mac"), {}, "ecp5",
+                                   build_dir=tmp_path, place_seeds=(1,))
+    assert (calls[1][1]["router"], calls[1][1]["budget_s"]) == ("router1", flow.PNR_BUDGET_S)
+    assert (record["pnr_router"], record["pnr_budget_s"]) == ("router1", flow.PNR_BUDGET_S)
+    calls.clear()
+    flow.synthesize_block(flow.registry.get_block("fp32_mac"), {}, "ecp5", build_dir=tmp_path)
+    assert calls[0][1]["netlist"] is False and len(calls) == 1

@@ -115,8 +115,11 @@ def test_fpga_table_renders_from_records(tmp_path):
     unpacked = _pnr_result("spu", {"1": 120.0})
     unpacked["record"].update(pnr_pack_dsp_registers=False, pnr_dsp_registers=None)
     old = _pnr_result("hbfp_dot", {"1": 100.0})                     # before the packing pass
+    own_budget = _pnr_result("chip", {"1": 95.0})
+    own_budget["record"].update(pnr_router="router2", pnr_budget_s=4500)
+    figs["record"]["pnr_budget_s"] = 1800
     for name, result in (("figs-pnr", figs), ("figs-perf", perf), ("nmb-pnr", broken),
-                         ("spu-pnr", unpacked), ("hbfp-pnr", old)):
+                         ("spu-pnr", unpacked), ("hbfp-pnr", old), ("chip-pnr", own_budget)):
         (tmp_path / f"{name}.json").write_text(json.dumps(result))
     text = render_fpga_records(tmp_path).read_text()
     row = next(line for line in text.splitlines() if line.startswith("| figs |"))
@@ -131,3 +134,7 @@ def test_fpga_table_renders_from_records(tmp_path):
     assert "DSP registers not packed (the block's choice" in rows["spu"]
     assert "DSP registers not packed (record before synth/dsp_registers.py)" in rows["hbfp_dot"]
     assert rows["ring"].count("not run")
+    # a block's own budget is named in its row; the table's own is not repeated
+    assert "95.0 (router2)" in rows["chip"]
+    assert "| 2.0 (budget 75 min per run, the block's own; the table's is 30) |" in rows["chip"]
+    assert "budget" not in rows["figs"] and "budget" not in rows["hbfp_dot"]

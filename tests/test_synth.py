@@ -2,13 +2,18 @@
 argument checks. The figures of real blocks are tested with their families (tests/test_cli.py,
 tests/test_hbfp.py)."""
 
+import json
+from pathlib import Path
+
 import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from sparsehw.synth.fmax import ROUTER, PnrTimeout, critical_path, place_and_route, stage_times
+from sparsehw.synth.dsp_registers import pack_dsp_registers
+from sparsehw.synth.fmax import (ROUTER, PnrTimeout, _progress, critical_path, place_and_route,
+                                 stage_times)
 from sparsehw.synth.yosys import SPLITS, Split, SynthError, synthesize
 
 
@@ -143,6 +148,18 @@ def test_stage_times_reads_nextpnrs_own_step_times():
     assert stage_times("nothing timed\n") == {}
 
 
+def test_a_stopped_run_says_how_far_the_router_got():
+    router1 = ("Info: Routing 158000 arcs.\n"
+               "Info:            |   (re-)routed arcs  |   delta    | remaining|       time spent     |\n"
+               "Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| batch(sec) total(sec)|\n"
+               "Info:       1000 |        3         997 |    3   997 |    157003|       1.53       1.53|\n"
+               "Info:      21000 |      120       20880 |  117 19883 |    145210|       9.10     912.00|\n")
+    assert _progress(router1) == "router1: 145,210 arcs left after 21,000 iterations"
+    assert _progress("Info: Running router2...\nInfo:      12    4521   overused\n\n") == (
+        "last log line: Info: 12 4521 overused")
+    assert _progress("") is None
+
+
 @pytest.mark.synth
 def test_place_and_route_reuses_the_netlist_and_stops_at_the_budget(tmp_path):
     # A 16-bit counter placed and routed for real (one seed): Fmax and run times are recorded,
@@ -172,6 +189,78 @@ def test_place_and_route_reuses_the_netlist_and_stops_at_the_budget(tmp_path):
     assert stopped.value.seconds < 30
 
 
-def test_netlist_needs_a_flat_ecp5_run(tmp_path):
-    with pytest.raises(ValueError, match="netlist needs target ecp5"):
+def test_netlist_needs_target_ecp5(tmp_path):
+    with pytest.raises(ValueError, match="netlist needs target ecp5, not 'cmos'"):
         synthesize(_Register(1), "r", target="cmos", build_dir=tmp_path, netlist=True)
+    assert not any(tmp_path.iterdir())
+
+
+def _cells_by_family(module):
+    types = [cell["type"] for cell in module["cells"].values()]
+    return {"luts": types.count("LUT4"), "ffs": types.count("TRELLIS_FF"),
+            "brams": types.count("DP16KD"), "lutrams": types.count("TRELLIS_DPR16X4"),
+            "dsps": types.count("MULT18X18D")}
+
+
+def _design_modules(path):
+    """The netlist's modules other than the cell library's black boxes."""
+    modules = json.loads(Path(path).read_text())["modules"]
+    return {name: body for name, body in modules.items()
+            if not int(str(body.get("attributes", {}).get("blackbox", "0")), 2)}
+
+
+@pytest.mark.synth
+def test_a_split_run_writes_the_netlist_it_counted_flattened(tmp_path):
+    # The placed run reuses the split run's synthesis: one module (the submodule's register is
+    # in it), with exactly the cells the record counts.
+    record = synthesize(_MemoryAndRegister(), "top", target="ecp5", build_dir=tmp_path,
+                        split=_SPLIT, netlist=True)
+    assert record["hierarchy"] == "kept" and record["split"]["inner"]["ffs"] == 4
+    assert record["netlist"] == str(tmp_path / "top.json")
+    modules = _design_modules(record["netlist"])
+    assert list(modules) == ["top"]
+    assert _cells_by_family(modules["top"]) == {key: record[key] for key in (
+        "luts", "ffs", "brams", "lutrams", "dsps")}
+
+
+class _RegisteredProduct(wiring.Component):
+    """``p = a_q * b_q`` registered, with the multiplier in the submodule ``inner`` and its
+    operand and product registers in the top module: packing them into the DSP needs the
+    flattened netlist."""
+
+    def __init__(self):
+        super().__init__({"a": In(8), "b": In(8), "p": Out(16)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = _Product()
+        a_q, b_q = Signal(8), Signal(8)
+        m.d.sync += [a_q.eq(self.a), b_q.eq(self.b), self.p.eq(inner.p)]
+        m.d.comb += [inner.a.eq(a_q), inner.b.eq(b_q)]
+        return m
+
+
+class _Product(wiring.Component):
+    a: In(8)
+    b: In(8)
+    p: Out(16)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.p.eq(self.a * self.b)
+        return m
+
+
+@pytest.mark.synth
+def test_dsp_registers_pack_across_the_kept_hierarchy_as_in_a_flat_run(tmp_path):
+    split = Split(groups=(("inner", ("top.inner",)), ("rest", ("top",))))
+    kept = synthesize(_RegisteredProduct(), "top", target="ecp5", build_dir=tmp_path / "k",
+                      split=split, netlist=True)
+    flat = synthesize(_RegisteredProduct(), "top", target="ecp5", build_dir=tmp_path / "f",
+                      split=False, netlist=True)
+    assert kept["split"]["inner"]["dsps"] == 1 and kept["split"]["rest"]["ffs"] == 32
+    packed = pack_dsp_registers(kept["netlist"])
+    # both operand registers (8 + 8) and the product register (16) move into the MULT18X18D
+    assert packed["input_a"] == packed["input_b"] == packed["output"] == 1
+    assert packed["flip_flops_moved"] == 32
+    assert packed == pack_dsp_registers(flat["netlist"])

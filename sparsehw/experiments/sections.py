@@ -11,6 +11,7 @@ from typing import Callable
 
 from sparsehw import registry
 from sparsehw.experiments import sparsity_quant
+from sparsehw.flow import PNR_BUDGET_S
 from sparsehw.families.spu import REFERENCE_PARAMS as SPU_REFERENCE_PARAMS
 from sparsehw.golden.spu import spu_cycles
 from sparsehw.hw.spu import SPU_PARAMS
@@ -363,13 +364,23 @@ def fpga_rows(pnr, perf):
                 ops = (f"{per_cycle:.3g} {unit}/cycle = "
                        f"{per_cycle * record['fmax_mhz'] / 1000:.3g} G{unit}/s")
         times = (record.get("pnr_seconds") or {}).get("by_seed", {})
-        run = ", ".join(f"{t['wall_s'] / 60:.1f}" for t in times.values()) or "-"
+        run = (", ".join(f"{t['wall_s'] / 60:.1f}" for t in times.values()) or "-") \
+            + _budget_text(record)
         rows.append([name, old, f"**{record['fmax_mhz']}**", seeds,
                      _fmt_area((record["luts"], record["ffs"], record["dsps"]), old_area)
                      + _dsp_registers_text(record),
                      _path_text(path), before.get("path") or "not recorded", ops, run,
                      f"`{result['command']}`"])
     return rows
+
+
+def _budget_text(record):
+    """The budget a record ran under, when it is not the table's (flow.PNR_BUDGET_S)."""
+    budget = record.get("pnr_budget_s")
+    if budget is None or budget == PNR_BUDGET_S:
+        return ""
+    return f" (budget {budget / 60:g} min per run, the block's own; the table's is " \
+           f"{PNR_BUDGET_S / 60:g})"
 
 
 def _dsp_registers_text(record):
@@ -411,8 +422,9 @@ FPGA_NOTE = ("ECP5 LFE5U-85F, out of context (block ports stay internal nets), n
              "cycle that `sparsehw perf` measured in simulation at the workload of the "
              "command below the table (GEMM engines and the chip: nonzero-weight MACs; "
              "act_engine: elements of the op named there, GELU). Run time: wall minutes per nextpnr run on 2 cores "
-             "shared with other jobs (budget: flow.PNR_BUDGET_S, 30 min per run; a run "
-             "over it is stopped and reported as not finished).")
+             "shared with other jobs (budget: flow.PNR_BUDGET_S, 30 min per run, unless the row "
+             "names a block's own budget (Block.pnr_budget_s); a run over it is stopped and "
+             "reported as not finished, with how far it got).")
 
 
 def render_fpga(results):

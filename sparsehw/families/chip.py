@@ -39,5 +39,10 @@ BLOCKS = [
         workload_summary="chain of 4 GEMMs K=O=1024 B=16, same n:m per layer, weights and x "
                          "preloaded, cycles from start to done; -p overlays the reference point "
                          "lanes=16 macs=4 act_rows=16 max_k=bank_rows=1024 flit_width=256",
+        # Place and route (docs/chip.md, FPGA): router1 had 145k of ~158k arcs left when the
+        # 30-minute budget stopped it (placement alone takes ~21 min of it), so the chip routes
+        # with router2 (synth/fmax.py) under a budget of its own, 75 min per nextpnr run.
+        pnr_router="router2",
+        pnr_budget_s=4500,
     ),
 ]
