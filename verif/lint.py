@@ -116,8 +116,8 @@ WAIVERS = {
                                                       "subsystem's (see subsystem), the act "
                                                       "engine's (see act_engine) and the ACT "
                                                       "unit's FSM."}),
-    "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2552, WIDTHEXPAND=525, WIDTHTRUNC=78,
-                     CASEINCOMPLETE=194, PROCASSINIT=1528,
+    "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2553, WIDTHEXPAND=525, WIDTHTRUNC=78,
+                     CASEINCOMPLETE=194, PROCASSINIT=1536,
                      note={"CASEINCOMPLETE": "In the chip: the subsystems' (see subsystem), the "
                                              "ring routers' (see ring) and the host port's "
                                              "casez on the subsystem number."}),
