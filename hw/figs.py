@@ -317,15 +317,18 @@ class _SparseArray(wiring.Component):
         m.d.comb += bad_index.eq(Cat(*index_flags).any())
         m.d.comb += bad_route.eq(Cat(*route_flags).any() if route_flags else 0)
         if figs:
-            # rotations 1..max_n-1 this row needs (zero weights need none)
+            # rotations 1..max_n-1 this row needs (zero weights need none), decoded only where a
+            # legal weight of the row can need them (_row_rotations: a rotation only an index
+            # >= M reaches is a flagged tile's, whose results are undefined)
             row_rots = Signal(max_n - 1, name="row_rots")
             nonzero = [wp.entries[e].value.any() for e in range(E)]
             needs = []
             for t in range(1, max_n):
+                rows_t = [r for r in range(R) if t in _row_rotations(r, max_n, alpha)]
                 needs.append(Cat(*[
                     row_hot[r] & Cat(*[_is(new_rot[r][e], t) & nonzero[e]
                                        for e in range(E)]).any()
-                    for r in range(R)]).any())
+                    for r in range(R) if r in rows_t]).any() if rows_t else Const(0, 1))
             m.d.comb += row_rots.eq(Cat(*needs))
 
         m.d.comb += self.w.ready.eq(~(full >> load_ptr)[0])
@@ -486,7 +489,9 @@ class _SparseArray(wiring.Component):
                                 window.append(x[rr][l] if 0 <= rr < R else Const(0, signed(W)))
                     else:
                         window = [x[r][l] for l in range(self._max_m)]
-                    window += [Const(0, signed(W))] * ((1 << sel_bits) - len(window))
+                    # FiGS's window ((2*alpha+1)*ratio registers) need not fill its select:
+                    # its multiplexers have no entries for the selects beyond it
+                    full = len(window) == 1 << sel_bits
                     tag = f"c{c}_r{r}_e{e}"
                     # The bank's select (and rotation) is chosen as the instance enters the
                     # column, from the bank it brings (`entering`): the weight registers of a
@@ -512,17 +517,21 @@ class _SparseArray(wiring.Component):
                     operand = Signal(signed(W), name=f"op_{tag}", **dr)
                     if one_level:
                         selected = Signal(signed(W), name=f"cand0_{tag}", **dr)
-                        m.d.sync += [selected.eq(Array(window)[sel]), operand.eq(selected)]
+                        m.d.sync += [selected.eq(Array(window)[sel] if full
+                                                 else _select(window, sel)),
+                                     operand.eq(selected)]
                     else:
                         cands = []
-                        for h in range(1 << hi_bits):
+                        for h in range(-(-len(window) >> lo_bits)):
                             cand = Signal(signed(W), name=f"cand{h}_{tag}", **dr)
                             part = window[h << lo_bits:(h + 1) << lo_bits]
-                            m.d.sync += cand.eq(Array(part)[sel[:lo_bits]])
+                            m.d.sync += cand.eq(Array(part)[sel[:lo_bits]] if full
+                                                else _select(part, sel[:lo_bits]))
                             cands.append(cand)
                         sel_hi = Signal(hi_bits, name=f"selhi_{tag}", **dr)
                         m.d.sync += [sel_hi.eq(sel[lo_bits:]),
-                                     operand.eq(Array(cands)[sel_hi])]
+                                     operand.eq(Array(cands)[sel_hi] if full
+                                                else _select(cands, sel_hi))]
                     product = Signal(signed(2 * W), name=f"prod_{tag}", **dr)
                     m.d.sync += product.eq(operand * weight_2)
                     products.append(product)
@@ -638,6 +647,28 @@ class _SparseArray(wiring.Component):
                 row.append(value)
             fanned.append(row)
         return fanned
+
+
+def _row_rotations(r, max_n, alpha):
+    """The exchange rotations ``t`` a legal weight of PE row ``r`` can need: ``(sub - s) mod
+    N`` for each run-time ``N`` (a power of two up to ``max_n``), the row's slot ``s = r mod
+    N`` and each sub-block ``sub < N`` (an index ``< M``) farther than ``alpha`` rows away."""
+    rots = set()
+    for nl in range(exact_log2(max_n) + 1):
+        n = 1 << nl
+        slot = r % n
+        rots.update(d % n for d in range(-slot, n - slot) if abs(d) > alpha)
+    return rots
+
+
+def _select(values, sel):
+    """``values[sel]`` for ``len(values) <= 2**len(sel)``, a tree of 2:1 multiplexers over the
+    values only: no entry for a select beyond the list (none is ever stored)."""
+    if len(values) == 1:
+        return values[0]
+    top = (len(values) - 1).bit_length() - 1        # the select bit that splits the list
+    low, high = values[:1 << top], values[1 << top:]
+    return Mux(sel[top], _select(high, sel[:top]), _select(low, sel[:top]))
 
 
 def _or_all(terms, width):
