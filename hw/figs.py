@@ -198,6 +198,13 @@ class _SparseArray(wiring.Component):
         # full until its last output is accepted, but is stale for the instances after its
         # last one: those of the tile two ahead wait for the reload)
         fresh = Signal(2)
+        if figs:
+            # FiGS: fresh[k] = loaded[k] ^ issued[k], each toggled by one side (a bank's load
+            # completes / its last instance issues), so neither side's path ends in the other's
+            # register (issue 14: load_ptr -> w_fire -> set_full -> fresh crossed the array)
+            loaded = Signal(2)
+            issued = Signal(2)
+            m.d.comb += fresh.eq(loaded ^ issued)
         load_ptr = Signal()         # bank the next weight rows go to
         use_ptr = Signal()          # bank the next activation instance uses
         row_hot = Signal(R, init=1)    # one-hot: the row the next transfer loads
@@ -214,11 +221,10 @@ class _SparseArray(wiring.Component):
             rot_bits = max(1, n_bits)
             wrot = [[[Signal(rot_bits, name=f"wr{k}_r{r}_e{e}", **dr) for e in range(E)]
                      for r in range(R)] for k in range(2)]
-            # rotations 1..max_n-1 of each bank's schedule (rotation 0 is in every schedule: no
-            # register), and whether the bank needs any (more than one phase per instance; a
-            # register, so that `final` is a few gates from registers)
-            sched = [Signal(max_n - 1, name=f"sched{k}") for k in range(2)]
-            multi = [Signal(name=f"multi{k}") for k in range(2)]
+            # Each bank's schedule, rotations 1..max_n-1 (rotation 0 is in every schedule: no
+            # register). Written at every row of the bank's load (at row 0 the row's own), so
+            # without reset, like the weights.
+            sched = [Signal(max_n - 1, name=f"sched{k}", **dr) for k in range(2)]
             # N - 1 of each bank's pattern (decoded at load: the east-edge rotation reads it)
             bank_nmask = [Signal(rot_bits, name=f"nmask{k}", **dr) for k in range(2)]
         if fan and not fixed:
@@ -348,8 +354,6 @@ class _SparseArray(wiring.Component):
                     with m.If(load_ptr == k):
                         m.d.sync += [sched[k].eq(Mux(row_hot[0], row_rots,
                                                      sched[k] | row_rots)),
-                                     multi[k].eq(Mux(row_hot[0], row_rots.any(),
-                                                     multi[k] | row_rots.any())),
                                      bank_nmask[k].eq(load_nmask)]
                 if fan and not fixed:
                     with m.If(load_ptr == k):
@@ -388,60 +392,50 @@ class _SparseArray(wiring.Component):
             st_first = [Signal(name=f"st{c}_first", **dr) for c in range(C)]
             st_final = [Signal(name=f"st{c}_final", **dr) for c in range(C)]
             cur_oh = Signal(max_n, init=1)
-            # State of the instance at the input: `mid`, it is in a later phase (rotation > 0);
-            # then `rem` holds the scheduled rotations above the current one and `rem_any`
-            # whether there are any. In the first phase they are the bank's schedule and
-            # `multi`. So `final` (no rotation left) is a multiplexer of registers, not a
-            # reduction of the schedule behind use_ptr's multiplexer (issue 14: the critical
-            # path before, use_ptr -> sched -> remaining -> final -> i.ready -> fresh, 9 levels).
-            mid = Signal()
-            rem = Signal(max_n - 1)
-            rem_any = Signal()
             sched_u = Signal(max_n - 1)
+            # N - 1 of the bank in use, a register one cycle behind use_ptr: the rotation reads
+            # it only at rotations t > 0 (at t = 0 the row's source is itself, whatever the
+            # mask), that is in the later phases of an instance, when use_ptr and its bank
+            # have not changed for a cycle or more (use_ptr toggles on an instance's final
+            # phase; a bank is loaded before its first instance). So the lag is never seen, and
+            # the input rotation starts from a register instead of use_ptr's fan-out (the
+            # critical path with the select registered: use_ptr -> nmask -> st3_x, 9.2 ns).
+            use_nmask = Signal(rot_bits)
             m.d.comb += sched_u.eq(Mux(use_ptr, sched[1], sched[0]))
-            remaining = Signal(max_n - 1)        # rotations 1..max_n-1 still to come
-            m.d.comb += remaining.eq(Mux(mid, rem, sched_u))
+            m.d.sync += use_nmask.eq(Mux(use_ptr, bank_nmask[1], bank_nmask[0]))
+            # cur_up[t - 1]: 1 <= t <= current rotation (a register next to cur_oh: the
+            # exchange control's i.ready does not wait for it to be decoded; rotation 0 is
+            # always done, no register)
+            cur_up = Signal(max_n - 1)
+            remaining = Signal(max_n)
+            m.d.comb += remaining.eq(Cat(Const(0, 1), sched_u & ~cur_up))
+            next_oh = Signal(max_n)
+            m.d.comb += next_oh.eq(Cat(*[
+                (remaining[t] & ~remaining[:t].any()) if t else remaining[0]
+                for t in range(max_n)]))
             final = Signal()
-            m.d.comb += final.eq(Mux(mid, ~rem_any, ~Mux(use_ptr, multi[1], multi[0])))
-            # the lowest remaining rotation, one-hot over 1..max_n-1
-            lowest = Signal(max_n - 1)
-            m.d.comb += lowest.eq(Cat(*[remaining[i] & ~remaining[:i].any() if i else remaining[0]
-                                        for i in range(max_n - 1)]))
-            new_oh = Mux(final, 1, Cat(Const(0, 1), lowest))
-            # the current rotation in binary: each row's input rotation is registered (below)
+            m.d.comb += final.eq(~remaining.any())
+            # the current rotation in binary, a register next to cur_oh
             cur_rot = Signal(rot_bits)
+            new_oh = Mux(final, 1, next_oh)
             next_rot = Cat(*[Cat(*[new_oh[t] for t in range(max_n) if t >> b & 1]).any()
-                             if max_n > 1 else Const(0, 1) for b in range(rot_bits)])
+                            if max_n > 1 else Const(0, 1) for b in range(rot_bits)])
             issue = Signal()
             m.d.comb += [issue.eq(adv & (fresh >> use_ptr)[0] & self.i.valid),
                          self.i.ready.eq(adv & (fresh >> use_ptr)[0] & final)]
-            left = Signal(max_n - 1)             # after the next phase
-            m.d.comb += left.eq(remaining & ~lowest)
             with m.If(issue):
-                m.d.sync += [cur_oh.eq(new_oh), cur_rot.eq(next_rot), mid.eq(~final),
-                             rem.eq(left), rem_any.eq(left.any())]
-            # rotated instance: row r of group g takes row g*N + (r%N + rot) % N. Each row's
-            # source index is a register of its own, written with the rotation of the next
-            # cycle and N - 1 of the bank in use (issue 14: the rotation multiplexers start
-            # from it, not from a mask register and a rotation that reach every row; the
-            # critical path before, use_nmask -> st3_x, 8.7 ns of which 7.2 routing). The mask
-            # is a cycle behind use_ptr, as the mask register it replaces was: it is read only
-            # at rotations t > 0 (at t = 0 the row's source is itself, whatever the mask), that
-            # is in the later phases of an instance, when use_ptr and its bank have not changed
-            # for a cycle or more (use_ptr toggles on an instance's final phase; a bank is
-            # loaded before its first instance), so the lag is never seen.
-            nmask_u = Signal(rot_bits)
-            rot_next = Signal(rot_bits)
-            m.d.comb += [nmask_u.eq(Mux(use_ptr, bank_nmask[1], bank_nmask[0])),
-                         rot_next.eq(Mux(issue, next_rot, cur_rot))]
+                m.d.sync += [cur_oh.eq(new_oh), cur_rot.eq(next_rot),
+                             cur_up.eq(Mux(final, 0, Cat(*[
+                                 ~remaining[:t].any() for t in range(1, max_n)])))]
+            # rotated instance: row r of group g takes row g*N + (r%N + rot) % N
             x_in = []
             for r in range(R):
                 base = (r // max_n) * max_n
                 off = Const(r - base, rot_bits)
                 moved = Signal(rot_bits, name=f"xmoved{r}")
-                src = Signal(rot_bits, name=f"xsrc{r}", **dr)
-                m.d.comb += moved.eq(off + rot_next)
-                m.d.sync += src.eq((off & ~nmask_u) | (moved & nmask_u))
+                src = Signal(rot_bits, name=f"xsrc{r}")
+                m.d.comb += [moved.eq(off + cur_rot),
+                             src.eq((off & ~use_nmask) | (moved & use_nmask))]
                 block = [self.i.payload.x[base + j].as_value() for j in range(max_n)]
                 x_in.append(Array(block)[src] if max_n > 1 else block[0])
         else:
@@ -606,8 +600,11 @@ class _SparseArray(wiring.Component):
             m.d.comb += self.o.payload.psum[e].eq(out_psum[e])
         with m.If(self.o.valid & self.o.ready & out_last):
             m.d.comb += clr_full.eq(Mux(out_bank, 0b10, 0b01))
-        m.d.sync += [full.eq((full & ~clr_full) | set_full),
-                     fresh.eq((fresh & ~clr_fresh) | set_full)]
+        m.d.sync += full.eq((full & ~clr_full) | set_full)
+        if figs:    # a bank is loaded only when not full, so not fresh; issued only when fresh
+            m.d.sync += [loaded.eq(loaded ^ set_full), issued.eq(issued ^ clr_fresh)]
+        else:
+            m.d.sync += fresh.eq((fresh & ~clr_fresh) | set_full)
         return m
 
     def _fan_out(self, m, use_ptr, bank_nlog, bank_qlog):
