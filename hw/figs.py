@@ -182,12 +182,12 @@ class _SparseArray(wiring.Component):
         # Data registers without reset (issue 15, as act_engine's in stop 26): the broadcast
         # engine's since stop 27, FiGS's and the fan-out engine's since stop 28. Every weight
         # register (value, operand select, FiGS's rotation) and every per-bank pattern register
-        # that steers only data (FiGS's N - 1 of the east-edge rotation, the fan-out's N and M/N)
-        # is written before a tile can issue from its bank (full/fresh are reset), and every
-        # pipeline data register (the instance, FiGS's phase bits, bank and last, the MAC
+        # (FiGS's N - 1 of the east-edge rotation and, since stop 30, its schedule; the fan-out's
+        # N and M/N) is written before a tile can issue from its bank (full/fresh are reset), and
+        # every pipeline data register (the instance, FiGS's phase bits, bank and last, the MAC
         # pipeline, the sums) is read only under the valid it travels with (st_valid, the
         # delayed valid, o.valid), which keep their reset, as does all control (full, fresh,
-        # pointers, row_hot, FiGS's schedule and exchange state, fault). No output under a valid
+        # pointers, row_hot, FiGS's exchange state, fault). No output under a valid
         # depends on the reset values, so a reset multiplexer there is logic no handshake can
         # see. The fixed 2:4 engine keeps its resets (its netlist unchanged).
         dr = dict(reset_less=not fixed)
