@@ -182,12 +182,12 @@ class _SparseArray(wiring.Component):
         # Data registers without reset (issue 15, as act_engine's in stop 26): the broadcast
         # engine's since stop 27, FiGS's and the fan-out engine's since stop 28. Every weight
         # register (value, operand select, FiGS's rotation) and every per-bank pattern register
-        # that steers only data (FiGS's N - 1 of the east-edge rotation, the fan-out's N and M/N)
-        # is written before a tile can issue from its bank (full/fresh are reset), and every
-        # pipeline data register (the instance, FiGS's phase bits, bank and last, the MAC
+        # (FiGS's N - 1 of the east-edge rotation and, since stop 30, its schedule; the fan-out's
+        # N and M/N) is written before a tile can issue from its bank (full/fresh are reset), and
+        # every pipeline data register (the instance, FiGS's phase bits, bank and last, the MAC
         # pipeline, the sums) is read only under the valid it travels with (st_valid, the
         # delayed valid, o.valid), which keep their reset, as does all control (full, fresh,
-        # pointers, row_hot, FiGS's schedule and exchange state, fault). No output under a valid
+        # pointers, row_hot, FiGS's exchange state, fault). No output under a valid
         # depends on the reset values, so a reset multiplexer there is logic no handshake can
         # see. The fixed 2:4 engine keeps its resets (its netlist unchanged).
         dr = dict(reset_less=not fixed)
@@ -198,6 +198,13 @@ class _SparseArray(wiring.Component):
         # full until its last output is accepted, but is stale for the instances after its
         # last one: those of the tile two ahead wait for the reload)
         fresh = Signal(2)
+        if figs:
+            # FiGS: fresh[k] = loaded[k] ^ issued[k], each toggled by one side (a bank's load
+            # completes / its last instance issues), so neither side's path ends in the other's
+            # register (issue 14: load_ptr -> w_fire -> set_full -> fresh crossed the array)
+            loaded = Signal(2)
+            issued = Signal(2)
+            m.d.comb += fresh.eq(loaded ^ issued)
         load_ptr = Signal()         # bank the next weight rows go to
         use_ptr = Signal()          # bank the next activation instance uses
         row_hot = Signal(R, init=1)    # one-hot: the row the next transfer loads
@@ -214,7 +221,10 @@ class _SparseArray(wiring.Component):
             rot_bits = max(1, n_bits)
             wrot = [[[Signal(rot_bits, name=f"wr{k}_r{r}_e{e}", **dr) for e in range(E)]
                      for r in range(R)] for k in range(2)]
-            sched = [Signal(max_n, name=f"sched{k}", init=1) for k in range(2)]
+            # Each bank's schedule, rotations 1..max_n-1 (rotation 0 is in every schedule: no
+            # register). Written at every row of the bank's load (at row 0 the row's own), so
+            # without reset, like the weights.
+            sched = [Signal(max_n - 1, name=f"sched{k}", **dr) for k in range(2)]
             # N - 1 of each bank's pattern (decoded at load: the east-edge rotation reads it)
             bank_nmask = [Signal(rot_bits, name=f"nmask{k}", **dr) for k in range(2)]
         if fan and not fixed:
@@ -313,13 +323,19 @@ class _SparseArray(wiring.Component):
         m.d.comb += bad_index.eq(Cat(*index_flags).any())
         m.d.comb += bad_route.eq(Cat(*route_flags).any() if route_flags else 0)
         if figs:
-            # rotations this row needs (zero weights need none)
-            row_rots = Signal(max_n, name="row_rots")
+            # rotations 1..max_n-1 this row needs (zero weights need none), decoded only where a
+            # legal weight of the row can need them (_row_rotations: a rotation only an index
+            # >= M reaches is a flagged tile's, whose results are undefined)
+            row_rots = Signal(max_n - 1, name="row_rots")
             nonzero = [wp.entries[e].value.any() for e in range(E)]
-            m.d.comb += row_rots.eq(_or_all([
-                Cat(*[Cat(*[_is(new_rot[r][e], t) & nonzero[e] for e in range(E)]).any()
-                      for t in range(max_n)]) & row_hot[r].replicate(max_n)
-                for r in range(R)], max_n) | 1)
+            needs = []
+            for t in range(1, max_n):
+                rows_t = [r for r in range(R) if t in _row_rotations(r, max_n, alpha)]
+                needs.append(Cat(*[
+                    row_hot[r] & Cat(*[_is(new_rot[r][e], t) & nonzero[e]
+                                       for e in range(E)]).any()
+                    for r in range(R) if r in rows_t]).any() if rows_t else Const(0, 1))
+            m.d.comb += row_rots.eq(Cat(*needs))
 
         m.d.comb += self.w.ready.eq(~(full >> load_ptr)[0])
         w_fire = self.w.valid & self.w.ready
@@ -376,7 +392,7 @@ class _SparseArray(wiring.Component):
             st_first = [Signal(name=f"st{c}_first", **dr) for c in range(C)]
             st_final = [Signal(name=f"st{c}_final", **dr) for c in range(C)]
             cur_oh = Signal(max_n, init=1)
-            sched_u = Signal(max_n)
+            sched_u = Signal(max_n - 1)
             # N - 1 of the bank in use, a register one cycle behind use_ptr: the rotation reads
             # it only at rotations t > 0 (at t = 0 the row's source is itself, whatever the
             # mask), that is in the later phases of an instance, when use_ptr and its bank
@@ -387,11 +403,12 @@ class _SparseArray(wiring.Component):
             use_nmask = Signal(rot_bits)
             m.d.comb += sched_u.eq(Mux(use_ptr, sched[1], sched[0]))
             m.d.sync += use_nmask.eq(Mux(use_ptr, bank_nmask[1], bank_nmask[0]))
-            # cur_up[t]: t <= current rotation (a register next to cur_oh: the exchange control's
-            # i.ready does not wait for it to be decoded)
-            cur_up = Signal(max_n, init=1)
+            # cur_up[t - 1]: 1 <= t <= current rotation (a register next to cur_oh: the
+            # exchange control's i.ready does not wait for it to be decoded; rotation 0 is
+            # always done, no register)
+            cur_up = Signal(max_n - 1)
             remaining = Signal(max_n)
-            m.d.comb += remaining.eq(sched_u & ~cur_up)
+            m.d.comb += remaining.eq(Cat(Const(0, 1), sched_u & ~cur_up))
             next_oh = Signal(max_n)
             m.d.comb += next_oh.eq(Cat(*[
                 (remaining[t] & ~remaining[:t].any()) if t else remaining[0]
@@ -408,9 +425,8 @@ class _SparseArray(wiring.Component):
                          self.i.ready.eq(adv & (fresh >> use_ptr)[0] & final)]
             with m.If(issue):
                 m.d.sync += [cur_oh.eq(new_oh), cur_rot.eq(next_rot),
-                             cur_up.eq(Mux(final, 1, Cat(*[
-                                 ~remaining[:t].any() if t else Const(1, 1)
-                                 for t in range(max_n)])))]
+                             cur_up.eq(Mux(final, 0, Cat(*[
+                                 ~remaining[:t].any() for t in range(1, max_n)])))]
             # rotated instance: row r of group g takes row g*N + (r%N + rot) % N
             x_in = []
             for r in range(R):
@@ -467,7 +483,9 @@ class _SparseArray(wiring.Component):
                                 window.append(x[rr][l] if 0 <= rr < R else Const(0, signed(W)))
                     else:
                         window = [x[r][l] for l in range(self._max_m)]
-                    window += [Const(0, signed(W))] * ((1 << sel_bits) - len(window))
+                    # FiGS's window ((2*alpha+1)*ratio registers) need not fill its select:
+                    # its multiplexers have no entries for the selects beyond it
+                    full = len(window) == 1 << sel_bits
                     tag = f"c{c}_r{r}_e{e}"
                     # The bank's select (and rotation) is chosen as the instance enters the
                     # column, from the bank it brings (`entering`): the weight registers of a
@@ -493,17 +511,21 @@ class _SparseArray(wiring.Component):
                     operand = Signal(signed(W), name=f"op_{tag}", **dr)
                     if one_level:
                         selected = Signal(signed(W), name=f"cand0_{tag}", **dr)
-                        m.d.sync += [selected.eq(Array(window)[sel]), operand.eq(selected)]
+                        m.d.sync += [selected.eq(Array(window)[sel] if full
+                                                 else _select(window, sel)),
+                                     operand.eq(selected)]
                     else:
                         cands = []
-                        for h in range(1 << hi_bits):
+                        for h in range(-(-len(window) >> lo_bits)):
                             cand = Signal(signed(W), name=f"cand{h}_{tag}", **dr)
                             part = window[h << lo_bits:(h + 1) << lo_bits]
-                            m.d.sync += cand.eq(Array(part)[sel[:lo_bits]])
+                            m.d.sync += cand.eq(Array(part)[sel[:lo_bits]] if full
+                                                else _select(part, sel[:lo_bits]))
                             cands.append(cand)
                         sel_hi = Signal(hi_bits, name=f"selhi_{tag}", **dr)
                         m.d.sync += [sel_hi.eq(sel[lo_bits:]),
-                                     operand.eq(Array(cands)[sel_hi])]
+                                     operand.eq(Array(cands)[sel_hi] if full
+                                                else _select(cands, sel_hi))]
                     product = Signal(signed(2 * W), name=f"prod_{tag}", **dr)
                     m.d.sync += product.eq(operand * weight_2)
                     products.append(product)
@@ -578,8 +600,11 @@ class _SparseArray(wiring.Component):
             m.d.comb += self.o.payload.psum[e].eq(out_psum[e])
         with m.If(self.o.valid & self.o.ready & out_last):
             m.d.comb += clr_full.eq(Mux(out_bank, 0b10, 0b01))
-        m.d.sync += [full.eq((full & ~clr_full) | set_full),
-                     fresh.eq((fresh & ~clr_fresh) | set_full)]
+        m.d.sync += full.eq((full & ~clr_full) | set_full)
+        if figs:    # a bank is loaded only when not full, so not fresh; issued only when fresh
+            m.d.sync += [loaded.eq(loaded ^ set_full), issued.eq(issued ^ clr_fresh)]
+        else:
+            m.d.sync += fresh.eq((fresh & ~clr_fresh) | set_full)
         return m
 
     def _fan_out(self, m, use_ptr, bank_nlog, bank_qlog):
@@ -619,6 +644,28 @@ class _SparseArray(wiring.Component):
                 row.append(value)
             fanned.append(row)
         return fanned
+
+
+def _row_rotations(r, max_n, alpha):
+    """The exchange rotations ``t`` a legal weight of PE row ``r`` can need: ``(sub - s) mod
+    N`` for each run-time ``N`` (a power of two up to ``max_n``), the row's slot ``s = r mod
+    N`` and each sub-block ``sub < N`` (an index ``< M``) farther than ``alpha`` rows away."""
+    rots = set()
+    for nl in range(exact_log2(max_n) + 1):
+        n = 1 << nl
+        slot = r % n
+        rots.update(d % n for d in range(-slot, n - slot) if abs(d) > alpha)
+    return rots
+
+
+def _select(values, sel):
+    """``values[sel]`` for ``len(values) <= 2**len(sel)``, a tree of 2:1 multiplexers over the
+    values only: no entry for a select beyond the list (none is ever stored)."""
+    if len(values) == 1:
+        return values[0]
+    top = (len(values) - 1).bit_length() - 1        # the select bit that splits the list
+    low, high = values[:1 << top], values[1 << top:]
+    return Mux(sel[top], _select(high, sel[:top]), _select(low, sel[:top]))
 
 
 def _or_all(terms, width):

@@ -10,7 +10,7 @@ import pytest
 from sparsehw.golden import figs as gf
 from sparsehw.golden import nm
 from sparsehw.hw.figs import (SUPPORTED_RATIOS, FigsArray, NmBroadcastArray, NmFanoutArray,
-                              NmFixed24Array, array_layouts)
+                              NmFixed24Array, _row_rotations, array_layouts)
 from sparsehw.verif.coverage import holes
 from sparsehw.verif.runner import run_cocotb
 
@@ -136,6 +136,27 @@ def test_exchange_schedule_hand_cases():
     assert got[3, 0] == (1, 1) and got[4, 0] == (0, 40) and got[7, 0] == (0, 70)
     assert gf.array_model("figs", wrows, inst, 4, 8, alpha=1) == \
         [5 * (31 + 30 + 0 + 1) + 40 + 50 + 60 + 70]
+
+
+@pytest.mark.parametrize("rows,max_m,alpha", [(8, 32, 1), (8, 32, 0), (16, 32, 2), (4, 4, 1),
+                                             (6, 8, 0)])
+def test_decoded_rotations_are_those_a_legal_weight_can_need(rows, max_m, alpha):
+    # The load-time decode builds a row's rotation-t term only where a weight of that row can
+    # need it (_row_rotations): every rotation the golden schedule gives a legal
+    # weight (index < M, every N dividing rows, every M/N) must be decoded, and no other.
+    max_n = min(rows & -rows, max_m)
+    for r in range(rows):
+        needed = set()
+        for n in (1 << nl for nl in range(max_n.bit_length())):
+            for m in (n << ql for ql in range(max_m.bit_length())):
+                if m > max_m:
+                    continue
+                for index in range(m):
+                    wrows = [[(0, 0)] for _ in range(rows)]
+                    wrows[r] = [(1, index)]
+                    needed.update(gf.tile_schedule(wrows, n, m, alpha))
+        needed.discard(0)
+        assert _row_rotations(r, max_n, alpha) == needed, r
 
 
 def test_predicted_cycles_hand_cases():

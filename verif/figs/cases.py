@@ -542,8 +542,9 @@ async def exchange(dut):
     no stalls: bit-exact, no fault, and the cycles equal :func:`golden.figs.predicted_cycles`
     with the schedule's phases (``B >= rows + L + 1``, ``L`` the pipeline latency: one instance
     per phase). Then every rotation of every weight position as the only one its tile needs
-    (:func:`_sole_rotation_sweep`), and every row's rotation decode of the other rows' weights
-    (:func:`_cross_row_sweep`)."""
+    (:func:`_sole_rotation_sweep`), every row's rotation decode of the other rows' weights
+    (:func:`_cross_row_sweep`) and of its own weights at every other rotation
+    (:func:`_one_rotation_sweep`)."""
     engine = "figs"
     params = dut_params(engine)
     rows, cols, beta = params["rows"], params["cols"], params["beta"]
@@ -574,6 +575,7 @@ async def exchange(dut):
     common.record(exchange=results)
     await _sole_rotation_sweep(dut, params, rng)
     await _cross_row_sweep(dut, params, rng)
+    await _one_rotation_sweep(dut, params, rng)
 
 
 def _largest_m_per_n(params):
@@ -776,6 +778,62 @@ async def _cross_row_sweep(dut, params, rng):
         dut._log.info(f"figs cross-row sweep {n}:{m}: {len(tiles)} tiles, phases "
                       f"{fig['phases']}, {fig['cycles']} cycles")
     common.record(cross_row=swept)
+
+
+async def _one_rotation_sweep(dut, params, rng):
+    """FiGS exchange schedule against a row's own weights at the other rotations: a weight's
+    rotation decode must add its own rotation and no other (a decode that also matched another
+    rotation would add a phase no MAC uses: the sums stay right, each instance takes a cycle
+    more). For every N:M (the largest M of each N) and every rotation ``u`` in 0..N-1, a tile
+    with a nonzero weight at every ``(row, entry)``, each at the sub-block ``u`` slots after
+    its own (so needing rotation ``u``, or none where that is within ``alpha`` rows); one GEMM
+    per N:M with ``B = rows + L + 1`` and no stalls: bit-exact, no fault, and the cycles equal
+    :func:`golden.figs.predicted_cycles` with the golden schedule (``[0]`` or ``[0, u]``:
+    checked)."""
+    rows, cols, beta, alpha = params["rows"], params["cols"], params["beta"], params["alpha"]
+    e_count = cols * beta
+    swept = []
+    for n, m in _largest_m_per_n(params):
+        if n == 1:
+            continue
+        q = m // n
+        k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
+        w = np.zeros((o_tile, n * k_tile), dtype=np.int64)
+        slot_of = {}
+        for u in range(n):
+            for r in range(rows):
+                group = u * rows // n + r // n
+                for e in range(e_count):
+                    index = (r % n + u) % n * q + int(rng.integers(q))
+                    w[e, group * m + index] = int(rng.integers(1, 128)) * int(rng.choice((-1, 1)))
+                    slot_of[(e, group, index)] = r % n
+
+        def place(values, indices, n=n, slot_of=slot_of):
+            return _place_slots(values, indices, n, slot_of)
+
+        values, indices = place(*nm.compress(w, n, m))
+        for u in range(n):
+            wrows = gf.weight_rows(values, indices, n, m, rows=rows, cols=cols, beta=beta,
+                                   o_tile=0, k_tile=u)
+            assert all(v for row in wrows for v, _ in row), f"tile {u} at {n}:{m} not full"
+            need = {gf.route(i // q, r % n, n, alpha)[0]
+                    for r, row in enumerate(wrows) for _, i in row}
+            assert need <= {0, u} and gf.tile_schedule(wrows, n, m, alpha) == sorted(need | {0})
+        b = rows + gf.pipeline_latency(cols) + 1
+        shape = (w.shape[1], b)
+        x = rng.integers(1, 128, size=shape) * rng.choice((-1, 1), size=shape)
+        await restart(dut, **PORTS)
+        fig = await _gemm(dut, "figs", params, w, x, n, m, rngs=_rngs(90 + n), permute=place)
+        assert _fault(dut) == 0
+        pred = gf.predicted_cycles("figs", n, m, k=w.shape[1], o=o_tile, b=b, rows=rows,
+                                   cols=cols, beta=beta, width=params["width"],
+                                   phases=fig["phases"])
+        assert fig["cycles"] == pred, \
+            f"one-rotation sweep {n}:{m}: {fig['cycles']} cycles, predicted {pred}"
+        swept.append((n, m, n))
+        dut._log.info(f"figs one-rotation sweep {n}:{m}: phases {fig['phases']}, "
+                      f"{fig['cycles']} cycles")
+    common.record(one_rotation=swept)
 
 
 async def accepted_patterns(dut, engine):
