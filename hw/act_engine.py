@@ -771,19 +771,23 @@ class ActEngine(wiring.Component):
                 g0 = reg(rd.data[:16], f"g_g0{j}")                               # 4 (ROM)
                 dg = reg(rd.data[16:].as_signed(), f"g_dg{j}")
                 fr = reg(fr, f"g_frb{j}")
-                ins = delay(ins, 2, f"g_in5{j}")
-                g0 = reg(g0, f"g_g0c{j}")                                        # 5
+                # the table's output is registered in the fabric, then once more in front
+                # of the multiply (that register moves into the DSP: the table's logic
+                # stays at its own register, not routed to the DSP's site)
+                dg, fr = reg(dg, f"g_dg5{j}"), reg(fr, f"g_frc{j}")               # 5
+                ins = delay(ins, 3, f"g_in6{j}")
+                g0 = delay(g0, 2, f"g_g0c{j}")                                   # 6
                 pr = reg(dg * fr, f"g_pr{j}")
-                rs5 = delay(rs, 3, f"g_rs5{j}")
-                g = reg(Mux(ins, g0 + (pr >> 3), 0), f"g_g{j}", signed(18))      # 6
-                rs6 = reg(rs5, f"g_rs6{j}")
-                w = reg(rs6 - g, f"g_w{j}", signed(25))                          # 7
-                v = reg(_rnd(w, sh_16_fout(7)), f"g_v{j}")                       # 8
-                q = reg(v >> sh_16_fout(8), f"g_q{j}", signed(25))               # 9
+                rs6 = delay(rs, 4, f"g_rs6{j}")
+                g = reg(Mux(ins, g0 + (pr >> 3), 0), f"g_g{j}", signed(18))      # 7
+                rs7 = reg(rs6, f"g_rs7{j}")
+                w = reg(rs7 - g, f"g_w{j}", signed(25))                          # 8
+                v = reg(_rnd(w, sh_16_fout(8)), f"g_v{j}")                       # 9
+                q = reg(v >> sh_16_fout(9), f"g_q{j}", signed(25))               # 10
                 # GELU's result is at least -5569 (w >= -11139, the table's largest g, at
                 # x < 0; shift 16 - fout >= 1): only the upper saturation can act
-                y = reg(_sat16(q, low=False), f"g_y{j}", signed(16))             # 10
-                results["gelu"] = (y, 10)
+                y = reg(_sat16(q, low=False), f"g_y{j}", signed(16))             # 11
+                results["gelu"] = (y, 11)
 
             if need_exp:
                 # d = x - max (softmax; mx1 is 0 for the other ops) shifted left by 7 - fin:
@@ -821,11 +825,14 @@ class ActEngine(wiring.Component):
                 t3 = reg((t2 * f8) >> 16, f"e_t3{j}", unsigned(16))              # 9
                 p_e = Signal(17, name=f"e_p{j}")                                 # 9 (comb)
                 m.d.comb += p_e.eq(65536 + t3)
+                # -n, registered alone (one carry chain from z_top, whose register also
+                # feeds the polynomial); the shift amounts are used only at stage 9, so they
+                # are taken from it at stage 6 and delayed from there
+                neg5 = reg(-n_e, f"e_neg5{j}", signed(10))                       # 5: -367..368
                 if has["exp"]:
-                    s = Signal(signed(9), name=f"x_s{j}")      # 16 - fout - n: -182..201
-                    m.d.comb += s.eq(16 - fout_at(4) - n_e)
-                    s5 = reg(s, f"x_s5{j}")                                      # 5
-                    s9 = delay(s5, 4, f"x_s9{j}")                                # 9
+                    # 16 - fout - n: -182..201
+                    s6 = reg(sh_16_fout(5) + neg5, f"x_s6{j}", signed(9))        # 6
+                    s9 = delay(s6, 3, f"x_s9{j}")                                # 9
                     le0, ge18 = reg(s9 <= 0, f"x_le0{j}"), reg(s9 >= 18, f"x_ge18{j}")
                     sh = s9[:5]
                     v = reg(_rnd(p_e, sh), f"x_v{j}")                            # 10
@@ -836,10 +843,8 @@ class ActEngine(wiring.Component):
                             signed(16))                                          # 12
                     results["exp"] = (y, 12)
                 if has["softmax"]:
-                    neg = Signal(signed(11), name=f"s_neg{j}")
-                    m.d.comb += neg.eq(-n_e)
-                    sh5 = reg(Mux(neg >= 18, 18, neg[:5]), f"s_sh5{j}", unsigned(5))   # 5
-                    sh9 = delay(sh5, 4, f"s_sh9{j}")                             # 9
+                    sh6 = reg(Mux(neg5 >= 18, 18, neg5[:5]), f"s_sh6{j}", unsigned(5))  # 6
+                    sh9 = delay(sh6, 3, f"s_sh9{j}")                             # 9
                     v = reg(_rnd(p_e, sh9), f"s_v{j}")                           # 10
                     sh10 = reg(sh9, f"s_sh10{j}")
                     e = reg(v >> sh10, f"s_e{j}", unsigned(17))                  # 11 = SUM_STAGE
