@@ -132,7 +132,7 @@ def _sum_tree(values):
     return values[0]
 
 
-def _recip_pipe(reg, y, mant, name, low=0):
+def _recip_pipe(reg, y, mant, name, low=0, top=False):
     """The Newton steps of ``golden.recip_core`` on the 16-bit ``M = mant << low`` as a
     pipeline, from the seed ``y`` (registered with ``mant``): ``(y, RECIP_STEP_STAGES)``, ``y``
     a 16-bit Q16 value registered ``RECIP_STEP_STAGES`` cycles after ``mant``. Per Newton step
@@ -141,10 +141,13 @@ def _recip_pipe(reg, y, mant, name, low=0):
     subtraction in a stage of its own. Widths are the exact ranges over every ``M`` (``y`` <
     2**16, ``u`` < 2**17: tests/test_act_golden.py), so each product fits one 18x18
     multiplier. ``low``: the low bits of ``M`` that are always 0 (9 for the mantissa of an
-    int8) are neither carried nor multiplied: ``M*v >> 15 == mant*v >> (15 - low)`` exactly."""
+    int8) are neither carried nor multiplied: ``M*v >> 15 == mant*v >> (15 - low)`` exactly.
+    ``top``: ``M``'s top bit (bit 15) is 1 for every ``M`` that reaches an output: ``mant``
+    holds only the bits below it, and the multiplier takes it as a constant."""
     mm = mant
     for step in range(golden.NEWTON_STEPS):
-        w = reg(((mm * y) >> (15 - low))[:17], f"{name}_w{step}", unsigned(17))
+        full = Cat(mm, Const(1, 1)) if top else mm
+        w = reg(((full * y) >> (15 - low))[:17], f"{name}_w{step}", unsigned(17))
         y, mm = reg(y, f"{name}_yd{step}"), reg(mm, f"{name}_m{step}a")
         u = reg((1 << 17) - w, f"{name}_u{step}", unsigned(17))
         y, mm = reg(y, f"{name}_ye{step}"), reg(mm, f"{name}_m{step}b")
@@ -155,11 +158,12 @@ def _recip_pipe(reg, y, mant, name, low=0):
 
 def _recip_seed(reg, mant, name):
     """``golden.recip_core``'s seed ``a - (b*M >> 15)`` of the 16-bit ``mant`` in two stages
-    (the product, then the subtraction): ``(y0, mant)`` both registered two cycles after
-    ``mant``."""
+    (the product, then the subtraction): ``(y0, mant[:15])`` both registered two cycles
+    after ``mant``, whose top bit is 1 (a normalized mantissa: the core takes it as a
+    constant, ``_recip_pipe(..., top=True)``)."""
     a, b = golden.RECIP_SEED
     bm = reg(((b * mant) >> 15)[:16], f"{name}_bm", unsigned(16))
-    mm = reg(mant, f"{name}_ms")
+    mm = reg(mant[:15], f"{name}_ms")
     y0 = reg(a - bm, f"{name}_y0", unsigned(16))
     return y0, reg(mm, f"{name}_m0")
 
@@ -173,11 +177,20 @@ def _isqrt_pipe(reg, mant, name, high):
     cycle ahead (the value ``mant`` registers): the seed's segment constants are registered
     with ``mant``."""
     (a1, b1), (a2, b2) = golden.ISQRT_SEED
-    seed_a = reg(Mux(high, a2, a1), f"{name}_a", unsigned(17))
-    seed_b = reg(Mux(high, b2, b1), f"{name}_b", unsigned(17))
-    bm = reg(((seed_b * mant) >> 16)[:17], f"{name}_bm", unsigned(17))
-    sa, ms = reg(seed_a, f"{name}_sa"), reg(mant, f"{name}_ms")
-    y = reg(sa - bm, f"{name}_y0", unsigned(16))
+    # only the segment is registered, as the bit and its complement: the constants' bits
+    # that are equal in both segments are constants, not register bits (a register would
+    # differ from them only in its initial value, which no output reads)
+    hi, hi_n = reg(high, f"{name}_hi"), reg(~high, f"{name}_hin")
+
+    def segment_const(sel, sel_n, c1, c2):
+        """``c2`` if the segment bit ``sel`` is set, else ``c1``, from ``sel`` and ``~sel``."""
+        return Cat(Const((c1 >> i) & 1, 1) if (c1 >> i) & 1 == (c2 >> i) & 1
+                   else (sel if (c2 >> i) & 1 else sel_n) for i in range(17))
+
+    bm = reg(((segment_const(hi, hi_n, b1, b2) * mant) >> 16)[:17], f"{name}_bm", unsigned(17))
+    sa, sa_n = reg(hi, f"{name}_sa"), reg(hi_n, f"{name}_san")
+    ms = reg(mant, f"{name}_ms")
+    y = reg(segment_const(sa, sa_n, a1, a2) - bm, f"{name}_y0", unsigned(16))
     mm = reg(ms, f"{name}_m0")
     for step in range(golden.NEWTON_STEPS):
         s = reg((y * y) >> 16, f"{name}_s{step}", unsigned(16))
@@ -600,8 +613,10 @@ class ActEngine(wiring.Component):
             out_go = Signal()
             with m.FSM(name="row") as row:
                 with m.State("WAIT"):
+                    # cleared in every WAIT cycle, not only when a row starts: a value held
+                    # in WAIT would be logic no output can see (none of them is read there)
+                    m.d.sync += [b_cnt.eq(0), s_sum.eq(0), scal.eq(0)]
                     with m.If(Mux(rsel, ready[1], ready[0])):
-                        m.d.sync += [b_cnt.eq(0), s_sum.eq(0), scal.eq(0)]
                         for b in range(2):
                             with m.If(rsel == b):
                                 m.d.sync += ready[b].eq(0)
@@ -649,7 +664,14 @@ class ActEngine(wiring.Component):
 
         # ---- per-row scalars: a free-running pipeline on the (then constant) statistics -------
         if rows:
-            v_bits = row_bits * 2 + 17
+            # the scalar's exact range: layernorm's n**2 * variance is at most
+            # (max_row / 2 * 255)**2 (half the row at -128, half at 127), softmax's sum at
+            # most max_row * 2**16; the bit lengths read are those of these values
+            v_max_ln = (self._max_row // 2 * 255) ** 2
+            lens_ln = ([n for n in range(2, 17, 2)] + list(range(17, v_max_ln.bit_length() + 1))
+                       if has["layernorm"] else [])            # v >= 1; below 17 in pairs
+            lens_sm = list(range(17, 18 + row_bits)) if has["softmax"] else []
+            v_bits = max(lens_ln + lens_sm)
             # layernorm's n**2 * variance = n * sxx - sx**2 in four stages (its statistics
             # are final in SCALAR's second cycle), each multiply alone in its stage:
             # stage 1: the row's statistics registered (the buffer select's multiplexer is not
@@ -659,19 +681,20 @@ class ActEngine(wiring.Component):
             st_sx = reg(cur.sx, "sc_sx")
             # stage 2: the products; n * sxx in two parts (sxx has row_bits + 15 bits, more
             # than one multiplier's 18)
-            a_lo = reg(st_n * st_sxx[:17], "sc_nsxx_lo")
-            a_hi = reg(st_n * st_sxx[17:], "sc_nsxx_hi")
-            b_p = reg(st_sx * st_sx, "sc_sxsx")
-            # stages 3 and 4: n * sxx - sx**2 (at least 0, below 2**(v_bits + 1)), one carry
-            # chain each
-            var1 = reg(a_lo - b_p, "sc_var1", signed(v_bits + 2))
+            # (n * sxx - sx**2 is at least 0 and below 2**v_bits: it is computed modulo
+            # 2**v_bits, so every product keeps only the bits below that)
+            a_lo = reg((st_n * st_sxx[:17])[:v_bits], "sc_nsxx_lo")
+            a_hi = reg((st_n * st_sxx[17:])[:v_bits - 17], "sc_nsxx_hi")
+            b_p = reg((st_sx * st_sx)[:v_bits], "sc_sxsx")
+            # stages 3 and 4: n * sxx - sx**2, one carry chain each
+            var1 = reg(a_lo - b_p, "sc_var1", unsigned(v_bits))
             a_hi4 = reg(a_hi, "sc_nsxx_hi4")
-            var = reg(var1 + (a_hi4 << 17), "sc_var", signed(v_bits + 2))
+            var = reg(var1 + (a_hi4 << 17), "sc_var", unsigned(v_bits))
             # the row's op travels along the stages (its statistics are constant meanwhile)
             sm1 = delay(cur_sm, 4, "sc_sm1")
             # stage 5: n**2 * variance (layernorm, at least 1) or the sum (softmax: final when
             # SCALAR starts, it enters here)
-            v_reg = reg(Mux(sm1, s_sum, Mux(var < 1, 1, var)), "sc_v", unsigned(v_bits))
+            v_reg = reg(Mux(sm1, s_sum, Mux(var == 0, 1, var)), "sc_v", unsigned(v_bits))
             sm2 = reg(sm1, "sc_sm2")
             # stage 6: the bit length; stage 7: the exponent and the mantissa's shift amounts
             # (tables of the registered bit length: no adder after the tree)
@@ -685,31 +708,50 @@ class ActEngine(wiring.Component):
             m.d.comb += len_c.eq(Mux(v_reg[16:].any(), _bitlen_at(v_reg[16:], 16),
                                      _bitlen_at(pairs, 0, 2)))
             len_reg = reg(len_c, "sc_len")
-            lens = range(v_bits + 1)
-            ks = [(n - 15) >> 1 for n in lens]                 # k = (len - 15) >> 1
 
-            def table(values, width):
-                """``values[len]`` (each ``width`` bits) read from one packed constant."""
-                packed = sum((v & ((1 << width) - 1)) << (i * width) for i, v in enumerate(values))
-                return Const(packed, width * len(values)).word_select(len_reg, width)
+            def k_of(n):
+                return (n - 15) >> 1                           # k = (len - 15) >> 1
+
+            def table(entries):
+                """The value of ``entries[len]`` for the bit lengths ``len`` that are read (a
+                dict): one select per distinct value, the most frequent one the default (no
+                entry for a length that is not read)."""
+                groups = {}
+                for n, value in sorted(entries.items()):
+                    groups.setdefault(value, []).append(n)
+                order = sorted(groups, key=lambda value: (len(groups[value]), value))
+                lo, hi = min(order), max(order)
+                shape = (signed(max(lo.bit_length(), hi.bit_length()) + 1) if lo < 0
+                         else unsigned(max(hi.bit_length(), 1)))
+                value = Const(order[-1], shape)
+                for v in order[:-1]:
+                    value = Mux(Cat(len_reg == n for n in groups[v]).any(), v, value)
+                return value
 
             sm2 = reg(sm2, "sc_sm3")
-            sh_right = reg(Mux(sm2, table([n - 16 for n in lens], 7),         # len - 16
-                               table([2 * k for k in ks], 7)), "sc_shr")     # 2k
-            sh_left = reg(table([-2 * k for k in ks], 8), "sc_shl")           # -2k
-            left = reg(~sm2 & table([int(k < 0) for k in ks], 1), "sc_left")
-            k3 = reg(table(ks, 6).as_signed(), "sc_k3")
+            # the right shift: len - 16 (softmax), 2k for k >= 0 (layernorm)
+            sh_right = Mux(sm2, table({n: n - 16 for n in lens_sm}) if lens_sm else 0,
+                           table({n: 2 * k_of(n) for n in lens_ln if k_of(n) >= 0})
+                           if lens_ln else 0)
+            sh_right = reg(sh_right, "sc_shr")
+            # -2k for k < 0, the only case that reads it: the bit length is then even,
+            # 2..14 (a pair's length, v >= 1), and -2k = 16 - len = 2 * ~len[1:4] + 2
+            sh_left = reg(~len_reg[1:4], "sc_shl", unsigned(3))
+            left = reg(~sm2 & table({n: int(k_of(n) < 0) for n in lens_ln})
+                       if lens_ln else Const(0, 1), "sc_left")
+            k3 = reg(table({n: k_of(n) for n in lens_ln}) if lens_ln else Const(0, 1), "sc_k3")
             v3 = delay(v_reg, 2, "sc_v3")
             # stage 8: the 16-bit mantissa (and the inverse square root's seed segment)
             mant_c = Signal(16, name="sc_mant_c")
-            m.d.comb += mant_c.eq(Mux(left, v3 << sh_left, v3 >> sh_right))
+            m.d.comb += mant_c.eq(Mux(left, (v3 << 2) << Cat(Const(0, 1), sh_left),
+                                      v3 >> sh_right))
             mant = reg(mant_c, "sc_mant")
             len4 = reg(len_reg, "sc_len4")
             k4 = reg(k3, "sc_k4")
             # stages 9..: the Newton core, then the row's scalar and output shift are latched
             if has["softmax"]:
                 y0_row, m0_row = _recip_seed(reg, mant, "row_recip")
-                yr_row, _ = _recip_pipe(reg, y0_row, m0_row, "row_recip")
+                yr_row, _ = _recip_pipe(reg, y0_row, m0_row, "row_recip", top=True)
                 with m.If(last_scal & cur_sm):
                     m.d.sync += y_row.eq(yr_row)
                     latch_shift(15 + len4 - cur.fout)
@@ -734,10 +776,11 @@ class ActEngine(wiring.Component):
             log2_words = list(golden.LOG2_TABLE)
         if has["recip"]:
             # the reciprocal's seed of each |x| (the mantissa |x| << (8 - bitlen), its low
-            # bit dropped, as the lanes carry it), 16 bits as the register holds it
+            # bit dropped, as the lanes carry it), 16 bits as the register holds it; read by
+            # |x| mod 128: word 0 is 128's (|x| = 0 gives 32767 whatever the core computes)
             seed_a, seed_b = golden.RECIP_SEED
             recip_seeds = []
-            for ax in range(129):
+            for ax in [128] + list(range(1, 128)):
                 mant7 = ((ax << (8 - ax.bit_length())) >> 1) & 0x7F
                 recip_seeds.append((seed_a - ((seed_b * mant7) >> 6)) & 0xFFFF)
 
@@ -752,10 +795,11 @@ class ActEngine(wiring.Component):
                 a = Signal(8, name=f"g_abs{j}")
                 m.d.comb += a.eq(Mux(x < 0, -x, x))
                 sh7 = signed_tag("fin", 1, 3, 7, "g_sh7")
-                sh16 = signed_tag("fin", 1, 5, 16, "g_sh16")
                 relu = Mux(x < 0, 0, x[:7])
                 tq = reg(a << sh7, f"g_tq{j}", unsigned(15))                     # 2
-                rs = reg(relu << sh16, f"g_rs{j}", unsigned(23))              # < 127 * 2**16
+                # golden's relu << (16 - fin) is rs << 9: the shift is at least 9 (fin <= 7),
+                # so its low 9 bits are always 0 and are not carried (rs < 127 * 2**7)
+                rs = reg(relu << sh7, f"g_rs{j}", unsigned(14))
                 seg = tq >> 3
                 inside = seg < golden.GELU_SEGMENTS
                 addr = reg(Mux(inside, seg, 0), f"g_addr{j}", unsigned(7))       # 3
@@ -781,7 +825,7 @@ class ActEngine(wiring.Component):
                 rs6 = delay(rs, 4, f"g_rs6{j}")
                 g = reg(Mux(ins, g0 + (pr >> 3), 0), f"g_g{j}", signed(18))      # 7
                 rs7 = reg(rs6, f"g_rs7{j}")
-                w = reg(rs7 - g, f"g_w{j}", signed(25))                          # 8
+                w = reg((rs7 << 9) - g, f"g_w{j}", signed(25))                   # 8
                 v = reg(_rnd(w, sh_16_fout(8)), f"g_v{j}")                       # 9
                 q = reg(v >> sh_16_fout(9), f"g_q{j}", signed(25))               # 10
                 # GELU's result is at least -5569 (w >= -11139, the table's largest g, at
@@ -894,23 +938,26 @@ class ActEngine(wiring.Component):
                 negx = reg(x < 0, f"r_neg{j}")
                 zero = reg(x == 0, f"r_zero{j}")
                 ln = reg(_bitlen_at(ax), f"r_len{j}", range(9))                  # bitlen
-                shm = reg(_bitlen_at(ax, 8, -1), f"r_shm{j}", unsigned(4))       # 8 - bitlen
+                # 8 - bitlen, 0..7 for x != 0 (x = 0 gives 32767 by its own flag, whatever
+                # the core computes: its 8 is not carried)
+                shm = reg(_bitlen_at(ax, 8, -1)[:3], f"r_shm{j}", unsigned(3))
                 # the mantissa |x| << (16 - bitlen) has its low 9 bits 0 (|x| <= 128, and
-                # 128 is even): only its high 7 bits are carried (the core multiplies them
-                # exactly)
-                mant_r = reg((a << shm)[1:8], f"r_m{j}", unsigned(7))            # 3
-                # the seed a - (b*M >> 15) is a function of |x| (0..128): a table, read in
+                # 128 is even) and its top bit 1 (x != 0): only the 6 bits between are
+                # carried (the core multiplies them with the top bit exactly)
+                mant_r = reg((a << shm)[1:7], f"r_m{j}", unsigned(6))            # 3
+                # the seed a - (b*M >> 15) is a function of |x| (1..128): a table, read in
                 # the mantissa's stage (no multiply, no subtraction)
-                rom = Memory(shape=unsigned(16), depth=129, init=recip_seeds)
+                rom = Memory(shape=unsigned(16), depth=128, init=recip_seeds)
                 m.submodules[f"recip_rom{j}"] = rom
                 rd = rom.read_port(domain="comb")
-                m.d.comb += rd.addr.eq(a)
+                m.d.comb += rd.addr.eq(a[:7])
                 y0 = reg(rd.data, f"r_y0_{j}")                                   # 3
                 # s = 15 + bitlen - fin - fout is in -6..23: signed 6 bits
                 s = Signal(signed(6), name=f"r_s{j}")
                 m.d.comb += s.eq(15 + ln - fin_at(2) - fout_at(2))
                 s_r = reg(s, f"r_s1_{j}")
-                yr, depth = _recip_pipe(reg, y0, mant_r, f"r_core{j}", low=9)    # 3 + depth
+                yr, depth = _recip_pipe(reg, y0, mant_r, f"r_core{j}", low=9,
+                                        top=True)                                # 3 + depth
                 st = 3 + depth
                 s_r2 = delay(s_r, depth, f"r_s2_{j}")
                 neg2 = delay(negx, depth + 2, f"r_neg2_{j}")
