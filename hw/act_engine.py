@@ -32,9 +32,12 @@ OUT_DEPTH = 32
 #: seed table, three 3-stage Newton steps, rounding, shift, sign and saturation): 15 since each
 #: multiply has a stage of its own (13 before).
 PIPE_DEPTH = golden.PIPE_DEPTH
-#: Low bits of the row-wise output products (softmax's ``E * Y_row``, layernorm's
-#: ``D * Y * gamma``) that never reach a result: their output shift is at least 13.
+#: Low bits of layernorm's output product ``D * Y * gamma`` that never reach a result: its
+#: output shift is at least 13.
 ROW_DROP = 12
+#: The same for softmax's ``E * Y_row``: its output shift is at least 17 (the row sum is at
+#: least 2**16).
+SOFTMAX_DROP = 16
 #: Stage at which softmax's sum pass has its exponentials ``E_i`` (added to the row sum there).
 SUM_STAGE = golden.SUM_STAGE
 #: Cycles of the SCALAR state per row: the free-running scalar pipeline after its inputs are
@@ -89,9 +92,11 @@ def act_layouts(*, lanes, max_row):
 
 # -- arithmetic helpers (each mirrors a helper of golden.act) ------------------------------------
 
-def _rnd(v, s):
-    """``v + 2**(s-1)`` (``v`` when ``s == 0``): the first half of a rounding right shift."""
-    return v + ((Const(1, 1) << s) >> 1)
+def _rnd_half(v, s1):
+    """``(v + 2**s1) >> 1``: ``v`` rounded for a right shift by ``s1 + 1 >= 1``, without the
+    sum's bit 0, which no shift by at least 1 reads: ``(v + 2**(s-1)) >> s ==
+    _rnd_half(v, s - 1) >> (s - 1)`` exactly (floor division in two steps)."""
+    return (v + (Const(1, 1) << s1)) >> 1
 
 
 def _sat16(v, low=True):
@@ -112,15 +117,17 @@ def _sat16(v, low=True):
     return Mux(over, 32767, Mux(under, -32768, v))
 
 
-def _bitlen_at(v, offset=0, sign=1):
+def _bitlen_at(v, offset=0, sign=1, nonzero=False):
     """``offset + sign * bitlen(v)`` of the unsigned value ``v`` (``bitlen(0) == 0``) as a
     balanced tree of multiplexers between constants (log depth, no adder: the offset is folded
-    into the leaves)."""
+    into the leaves). ``nonzero``: ``v`` is never 0 where the result is read, so no leaf for
+    0 is built (the subtree of a nonzero upper half is built so at every level)."""
     if len(v) == 1:
-        return Mux(v[0], offset + sign, offset)
+        return Const(offset + sign) if nonzero else Mux(v[0], offset + sign, offset)
     half = len(v) // 2
     lo, hi = v[:half], v[half:]
-    return Mux(hi.any(), _bitlen_at(hi, offset + sign * half, sign), _bitlen_at(lo, offset, sign))
+    return Mux(hi.any(), _bitlen_at(hi, offset + sign * half, sign, True),
+               _bitlen_at(lo, offset, sign, nonzero))
 
 
 def _sum_tree(values):
@@ -304,6 +311,16 @@ class ActEngine(wiring.Component):
         # max_row / lanes (the beat counter's increment past it is never read: SUM clears
         # it, WAIT clears it after OUT)
         row_beat_bits = row_bits - log_l
+        # the row scalar's exact range: layernorm's n**2 * variance is at most
+        # (max_row / 2 * 255)**2 (half the row at -128, half at 127), softmax's sum at most
+        # max_row * 2**16; the bit lengths read are those of these values
+        v_max_ln = (self._max_row // 2 * 255) ** 2
+        lens_ln = ([n for n in range(2, 17, 2)] + list(range(17, v_max_ln.bit_length() + 1))
+                   if has["layernorm"] else [])                # v >= 1; below 17 in pairs
+        lens_sm = list(range(17, 18 + row_bits)) if has["softmax"] else []
+
+        def k_of(n):
+            return (n - 15) >> 1                               # k = (len - 15) >> 1
 
         def reg(value, name, shape=None, control=False):
             """``value`` registered (free-running: every stage advances every cycle). Data
@@ -423,19 +440,23 @@ class ActEngine(wiring.Component):
             # reads them (reset-less: their value before that is never read).
             y_row = Signal(16, reset_less=True)    # recip (softmax) or isqrt (layernorm)
             # The row-wise outputs are (P + 2**(sh-1)) >> sh with sh >= 13 (layernorm:
-            # 35 + k - fout, k >= -7; softmax: 15 + bitlen(S) - fout, S >= 2**16), equal to
-            # ((P >> ROW_DROP) + 2**(sh-1-ROW_DROP)) >> (sh - ROW_DROP) for ROW_DROP = 12:
-            # the products drop their low 12 bits (never read), sh_row holds sh - 12 (>= 1)
-            # and rnd_row its rounding constant 2**(sh_row - 1), latched with it; sh - 12 is
-            # at most 20 + row_bits (softmax, S <= 2**(16 + row_bits)) or 24 + row_bits
-            # (layernorm, k <= row_bits + 1), so rnd_row has 24 + row_bits bits.
-            sh_row = Signal(6, reset_less=True)
-            rnd_row = Signal(24 + row_bits, reset_less=True)
+            # 35 + k - fout, k >= -7) or sh >= 17 (softmax: 15 + bitlen(S) - fout, S >=
+            # 2**16), equal to ((P >> d) + 2**(sh-1-d)) >> (sh - d) for the drop d =
+            # ROW_DROP = 12 (layernorm) or SOFTMAX_DROP = 16 (softmax): the products drop
+            # their low d bits (never read); the sum's bit 0 is below any shift (sh - d >=
+            # 1), so it is dropped too (_rnd_half): sh_row holds sh - d - 1 (>= 0) and rnd_row
+            # its rounding constant 2**sh_row, latched with it. sh - d - 1 is at most
+            # 15 + row_bits (softmax, S <= 2**(16 + row_bits)) or 22 + the largest k
+            # (layernorm, fout 0).
+            sh_max = max([len_ - 2 for len_ in lens_sm] +
+                         [22 + k_of(len_) for len_ in lens_ln])
+            sh_row = Signal(range(sh_max + 1), reset_less=True)
+            rnd_row = Signal(sh_max + 1, reset_less=True)
 
-            def latch_shift(value):
-                sh = Signal(6, name="sh_row_next")
-                m.d.comb += sh.eq(value - ROW_DROP)
-                m.d.sync += [sh_row.eq(sh), rnd_row.eq((Const(1, 1) << sh) >> 1)]
+            def latch_shift(value, drop):
+                sh = Signal(range(sh_max + 1), name="sh_row_next")
+                m.d.comb += sh.eq(value - (drop + 1))
+                m.d.sync += [sh_row.eq(sh), rnd_row.eq(Const(1, 1) << sh)]
             # layernorm: the row's n and sum of x
             ln_n = Signal(row_bits + 1, reset_less=True)
             ln_sx = Signal(signed(row_bits + 9), reset_less=True)
@@ -664,13 +685,6 @@ class ActEngine(wiring.Component):
 
         # ---- per-row scalars: a free-running pipeline on the (then constant) statistics -------
         if rows:
-            # the scalar's exact range: layernorm's n**2 * variance is at most
-            # (max_row / 2 * 255)**2 (half the row at -128, half at 127), softmax's sum at
-            # most max_row * 2**16; the bit lengths read are those of these values
-            v_max_ln = (self._max_row // 2 * 255) ** 2
-            lens_ln = ([n for n in range(2, 17, 2)] + list(range(17, v_max_ln.bit_length() + 1))
-                       if has["layernorm"] else [])            # v >= 1; below 17 in pairs
-            lens_sm = list(range(17, 18 + row_bits)) if has["softmax"] else []
             v_bits = max(lens_ln + lens_sm)
             # layernorm's n**2 * variance = n * sxx - sx**2 in four stages (its statistics
             # are final in SCALAR's second cycle), each multiply alone in its stage:
@@ -705,12 +719,10 @@ class ActEngine(wiring.Component):
             len_c = Signal(range(v_bits + 1), name="sc_len_c")
             pairs = Signal(8, name="sc_pairs")
             m.d.comb += pairs.eq(Cat(v_reg[2 * i] | v_reg[2 * i + 1] for i in range(8)))
-            m.d.comb += len_c.eq(Mux(v_reg[16:].any(), _bitlen_at(v_reg[16:], 16),
-                                     _bitlen_at(pairs, 0, 2)))
+            # (V >= 1: a pair is nonzero when V < 2**16)
+            m.d.comb += len_c.eq(Mux(v_reg[16:].any(), _bitlen_at(v_reg[16:], 16, nonzero=True),
+                                     _bitlen_at(pairs, 0, 2, nonzero=True)))
             len_reg = reg(len_c, "sc_len")
-
-            def k_of(n):
-                return (n - 15) >> 1                           # k = (len - 15) >> 1
 
             def table(entries):
                 """The value of ``entries[len]`` for the bit lengths ``len`` that are read (a
@@ -754,17 +766,19 @@ class ActEngine(wiring.Component):
                 yr_row, _ = _recip_pipe(reg, y0_row, m0_row, "row_recip", top=True)
                 with m.If(last_scal & cur_sm):
                     m.d.sync += y_row.eq(yr_row)
-                    latch_shift(15 + len4 - cur.fout)
+                    latch_shift(15 + len4 - cur.fout, SOFTMAX_DROP)
             if has["layernorm"]:
                 yi_row, _ = _isqrt_pipe(reg, mant, "row_isqrt", mant_c[15])
                 with m.If(last_scal & ~cur_sm):
                     m.d.sync += y_row.eq(yi_row)
-                    latch_shift(35 + k4 - cur.fout)
+                    latch_shift(35 + k4 - cur.fout, ROW_DROP)
 
         # ---- per-lane pipeline -----------------------------------------------------------------
         # fin/fout/op are read from the beat's tag at the stage that uses them.
-        def sh_16_fout(stage):
-            return signed_tag("fout", stage, 5, 16, f"sh16fout_at{stage}")
+        def sh_15_fout(stage):
+            """``15 - fout`` (0..15): an output shift ``16 - fout`` less the bit
+            ``_rnd_half`` drops."""
+            return signed_tag("fout", stage, 4, 15, f"sh15fout_at{stage}")
 
         if has["gelu"]:
             gelu_words = []
@@ -826,8 +840,8 @@ class ActEngine(wiring.Component):
                 g = reg(Mux(ins, g0 + (pr >> 3), 0), f"g_g{j}", signed(18))      # 7
                 rs7 = reg(rs6, f"g_rs7{j}")
                 w = reg((rs7 << 9) - g, f"g_w{j}", signed(25))                   # 8
-                v = reg(_rnd(w, sh_16_fout(8)), f"g_v{j}")                       # 9
-                q = reg(v >> sh_16_fout(9), f"g_q{j}", signed(25))               # 10
+                v = reg(_rnd_half(w, sh_15_fout(8)), f"g_v{j}", signed(25))      # 9
+                q = reg(v >> sh_15_fout(9), f"g_q{j}", signed(25))               # 10
                 # GELU's result is at least -5569 (w >= -11139, the table's largest g, at
                 # x < 0; shift 16 - fout >= 1): only the upper saturation can act
                 y = reg(_sat16(q, low=False), f"g_y{j}", signed(16))             # 11
@@ -874,30 +888,40 @@ class ActEngine(wiring.Component):
                 # are taken from it at stage 6 and delayed from there
                 neg5 = reg(-n_e, f"e_neg5{j}", signed(10))                       # 5: -367..368
                 if has["exp"]:
-                    # 16 - fout - n: -182..201
-                    s6 = reg(sh_16_fout(5) + neg5, f"x_s6{j}", signed(9))        # 6
-                    s9 = delay(s6, 3, f"x_s9{j}")                                # 9
-                    le0, ge18 = reg(s9 <= 0, f"x_le0{j}"), reg(s9 >= 18, f"x_ge18{j}")
-                    sh = s9[:5]
-                    v = reg(_rnd(p_e, sh), f"x_v{j}")                            # 10
+                    # t = s - 2 for golden's shift s = 16 - fout - n: -184..199. s <= 1
+                    # saturates (s = 1: (P + 1) >> 1 >= 2**15, as P >= 2**16), s >= 18 gives
+                    # 0; for s in 2..17 the rounding (P + 2**(s-1)) >> s is
+                    # ((P >> 1) + 2**t) >> 1 >> t (P's bit 0 carries nothing into it, and
+                    # the sum's bit 0 is below any shift)
+                    sh14 = signed_tag("fout", 5, signed(5), 14, "sh14fout_at5")
+                    t6 = reg(sh14 + neg5, f"x_t6{j}", signed(9))                # 6
+                    t9 = delay(t6, 3, f"x_t9{j}")                                # 9
+                    le1, ge16 = reg(t9 < 0, f"x_le1{j}"), reg(t9 >= 16, f"x_ge16{j}")
+                    sh = t9[:4]
+                    v = reg(_rnd_half(p_e[1:], sh), f"x_v{j}", unsigned(16))     # 10
                     sh10 = reg(sh, f"x_sh10{j}")
-                    q = reg(v >> sh10, f"x_q{j}", unsigned(18))                  # 11
-                    le0, ge18 = reg(le0, f"x_le0b{j}"), reg(ge18, f"x_ge18b{j}")
-                    y = reg(Mux(le0, 32767, Mux(ge18, 0, _sat16(q))), f"x_y{j}",
+                    q = reg(v >> sh10, f"x_q{j}", unsigned(16))                  # 11
+                    le1, ge16 = reg(le1, f"x_le1b{j}"), reg(ge16, f"x_ge16b{j}")
+                    y = reg(Mux(le1, 32767, Mux(ge16, 0, _sat16(q))), f"x_y{j}",
                             signed(16))                                          # 12
                     results["exp"] = (y, 12)
                 if has["softmax"]:
                     sh6 = reg(Mux(neg5 >= 18, 18, neg5[:5]), f"s_sh6{j}", unsigned(5))  # 6
                     sh9 = delay(sh6, 3, f"s_sh9{j}")                             # 9
-                    v = reg(_rnd(p_e, sh9), f"s_v{j}")                           # 10
+                    # (P + 2**(sh-1)) >> sh: at sh = 18 it is 0 with or without the addend
+                    # (P < 2**17), so the addend has bits for sh <= 17 only; P + 2**16 < 2**18
+                    v = reg(p_e + ((Const(1, 1) << sh9) >> 1)[:17], f"s_v{j}",
+                            unsigned(18))                                        # 10
                     sh10 = reg(sh9, f"s_sh10{j}")
                     e = reg(v >> sh10, f"s_e{j}", unsigned(17))                  # 11 = SUM_STAGE
-                    # E * Y_row without its low ROW_DROP bits (sh_row: see rnd_row);
+                    # E * Y_row without its low SOFTMAX_DROP bits (sh_row: see rnd_row);
                     # E <= 2**16 and Y_row < 2**16, so E * Y_row < 2**32
-                    prod = reg(((e * y_row) >> ROW_DROP)[:32 - ROW_DROP], f"s_prod{j}")  # 12
-                    # softmax's rnd_row < 2**(20 + row_bits); the sum's exact width
-                    v2_bits = ((1 << len(prod)) - 1 + (1 << (19 + row_bits))).bit_length()
-                    v2 = reg(prod + rnd_row[:20 + row_bits], f"s_v2{j}", unsigned(v2_bits))  # 13
+                    prod = reg(((e * y_row) >> SOFTMAX_DROP)[:32 - SOFTMAX_DROP],
+                               f"s_prod{j}")                                     # 12
+                    # softmax's rnd_row < 2**(16 + row_bits); the rounded sum's exact width
+                    v2_bits = ((1 << len(prod)) - 1 + (1 << (15 + row_bits))).bit_length() - 1
+                    v2 = reg((prod + rnd_row[:16 + row_bits]) >> 1, f"s_v2{j}",
+                             unsigned(v2_bits))                                  # 13
                     # (the bits the next shift by sh_row[:3] <= 7 can bring into the result)
                     c2 = reg((v2 >> Cat(Const(0, 3), sh_row[3:]))[:len(prod) + 7],
                              f"s_c2{j}")                                         # 14
@@ -909,7 +933,9 @@ class ActEngine(wiring.Component):
             if has["log2"]:
                 xu = x[:7]
                 pos = reg(x > 0, f"l_pos{j}")                                    # 2
-                e_l = reg(_bitlen_at(xu, -1), f"l_e{j}", unsigned(3))          # bitlen - 1
+                # bitlen - 1 (x[:7] is 0 only for x = 0 and -128, whose output is -32768
+                # whatever e is)
+                e_l = reg(_bitlen_at(xu, -1, nonzero=True), f"l_e{j}", unsigned(3))
                 xu2 = reg(xu, f"l_xu{j}")
                 sh6 = Signal(3, name=f"l_sh{j}")
                 m.d.comb += sh6.eq(6 - e_l)
@@ -924,8 +950,8 @@ class ActEngine(wiring.Component):
                 m.d.comb += ee.eq(delay(e_l, 3, f"l_e5{j}"))
                 pos5 = delay(pos, 3, f"l_pos5{j}")
                 v = reg(((ee - fin_at(5)) << 16) + t, f"l_v{j}", signed(24))     # 6
-                v5 = reg(_rnd(v, sh_16_fout(6)), f"l_v5{j}")                     # 7
-                q = reg(v5 >> sh_16_fout(7), f"l_q{j}", signed(24))              # 8
+                v5 = reg(_rnd_half(v, sh_15_fout(6)), f"l_v5{j}", signed(24))    # 7
+                q = reg(v5 >> sh_15_fout(7), f"l_q{j}", signed(24))              # 8
                 pos8 = delay(pos5, 3, f"l_pos8{j}")
                 y = reg(Mux(pos8, _sat16(q), -32768), f"l_y{j}", signed(16))     # 9
                 results["log2"] = (y, 9)
@@ -937,10 +963,11 @@ class ActEngine(wiring.Component):
                 a = reg(ax, f"r_abs{j}")                                         # 2
                 negx = reg(x < 0, f"r_neg{j}")
                 zero = reg(x == 0, f"r_zero{j}")
-                ln = reg(_bitlen_at(ax), f"r_len{j}", range(9))                  # bitlen
+                # (|x| = 0 gives 32767 by its own flag: no leaf for it)
+                ln = reg(_bitlen_at(ax, nonzero=True), f"r_len{j}", range(9))     # bitlen
                 # 8 - bitlen, 0..7 for x != 0 (x = 0 gives 32767 by its own flag, whatever
-                # the core computes: its 8 is not carried)
-                shm = reg(_bitlen_at(ax, 8, -1)[:3], f"r_shm{j}", unsigned(3))
+                # the core computes: no leaf for it)
+                shm = reg(_bitlen_at(ax, 8, -1, nonzero=True), f"r_shm{j}", unsigned(3))
                 # the mantissa |x| << (16 - bitlen) has its low 9 bits 0 (|x| <= 128, and
                 # 128 is even) and its top bit 1 (x != 0): only the 6 bits between are
                 # carried (the core multiplies them with the top bit exactly)
@@ -966,9 +993,9 @@ class ActEngine(wiring.Component):
                 # core's output over every int8 mantissa), so r >= 2**16 and the output
                 # saturates whatever y is: only the flag is carried, not y << -s
                 # no s >= 18 case (golden's r = 0): s <= 23 and y < 2**16, so for s >= 17
-                # (y + 2**(s-1)) >> s is already 0; the rounding addend 2**(s-1) <= 2**22
-                # and y + 2**(s-1) < 2**23
-                vr = reg(yr + ((Const(1, 1) << s_r2[:5]) >> 1)[:23], f"r_v{j}", unsigned(23))
+                # (y + 2**(s-1)) >> s is 0 with or without the addend: the addend has bits
+                # for s <= 16 only, y + 2**15 < 2**17, and the shift of that by s >= 17 is 0
+                vr = reg(yr + ((Const(1, 1) << s_r2[:5]) >> 1)[:16], f"r_v{j}", unsigned(17))
                 lt0 = reg(s_r2 < 0, f"r_lt0{j}")                                 # st + 1
                 s5 = reg(s_r2[:5], f"r_s5{j}")
                 # s >= 0: r = (y + 2**(s-1)) >> s < 2**16 (y for s = 0, at most 2**15 else)
@@ -999,7 +1026,7 @@ class ActEngine(wiring.Component):
                 ph = reg(p1[17:].as_signed() * gam, f"n_ph{j}")
                 p2 = reg((ph << (17 - ROW_DROP)) + pl, f"n_p2_{j}",
                          signed(row_bits + 11 + 18 + 16 - ROW_DROP))             # 6
-                v = reg(p2 + rnd_row, f"n_v{j}")                                 # 7
+                v = reg((p2 + rnd_row) >> 1, f"n_v{j}")                          # 7
                 c = reg(v >> Cat(Const(0, 3), sh_row[3:]), f"n_c{j}")           # 8
                 q = reg(c >> sh_row[:3], f"n_q{j}", signed(len(p2)))             # 9
                 w = reg(q + bet, f"n_w{j}")                                      # 10
