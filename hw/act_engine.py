@@ -32,9 +32,12 @@ OUT_DEPTH = 32
 #: seed table, three 3-stage Newton steps, rounding, shift, sign and saturation): 15 since each
 #: multiply has a stage of its own (13 before).
 PIPE_DEPTH = golden.PIPE_DEPTH
-#: Low bits of the row-wise output products (softmax's ``E * Y_row``, layernorm's
-#: ``D * Y * gamma``) that never reach a result: their output shift is at least 13.
+#: Low bits of layernorm's output product ``D * Y * gamma`` that never reach a result: its
+#: output shift is at least 13.
 ROW_DROP = 12
+#: The same for softmax's ``E * Y_row``: its output shift is at least 17 (the row sum is at
+#: least 2**16).
+SOFTMAX_DROP = 16
 #: Stage at which softmax's sum pass has its exponentials ``E_i`` (added to the row sum there).
 SUM_STAGE = golden.SUM_STAGE
 #: Cycles of the SCALAR state per row: the free-running scalar pipeline after its inputs are
@@ -89,9 +92,11 @@ def act_layouts(*, lanes, max_row):
 
 # -- arithmetic helpers (each mirrors a helper of golden.act) ------------------------------------
 
-def _rnd(v, s):
-    """``v + 2**(s-1)`` (``v`` when ``s == 0``): the first half of a rounding right shift."""
-    return v + ((Const(1, 1) << s) >> 1)
+def _rnd_half(v, s1):
+    """``(v + 2**s1) >> 1``: ``v`` rounded for a right shift by ``s1 + 1 >= 1``, without the
+    sum's bit 0, which no shift by at least 1 reads: ``(v + 2**(s-1)) >> s ==
+    _rnd_half(v, s - 1) >> (s - 1)`` exactly (floor division in two steps)."""
+    return (v + (Const(1, 1) << s1)) >> 1
 
 
 def _sat16(v, low=True):
@@ -112,15 +117,17 @@ def _sat16(v, low=True):
     return Mux(over, 32767, Mux(under, -32768, v))
 
 
-def _bitlen_at(v, offset=0, sign=1):
+def _bitlen_at(v, offset=0, sign=1, nonzero=False):
     """``offset + sign * bitlen(v)`` of the unsigned value ``v`` (``bitlen(0) == 0``) as a
     balanced tree of multiplexers between constants (log depth, no adder: the offset is folded
-    into the leaves)."""
+    into the leaves). ``nonzero``: ``v`` is never 0 where the result is read, so no leaf for
+    0 is built (the subtree of a nonzero upper half is built so at every level)."""
     if len(v) == 1:
-        return Mux(v[0], offset + sign, offset)
+        return Const(offset + sign) if nonzero else Mux(v[0], offset + sign, offset)
     half = len(v) // 2
     lo, hi = v[:half], v[half:]
-    return Mux(hi.any(), _bitlen_at(hi, offset + sign * half, sign), _bitlen_at(lo, offset, sign))
+    return Mux(hi.any(), _bitlen_at(hi, offset + sign * half, sign, True),
+               _bitlen_at(lo, offset, sign, nonzero))
 
 
 def _sum_tree(values):
@@ -132,7 +139,7 @@ def _sum_tree(values):
     return values[0]
 
 
-def _recip_pipe(reg, y, mant, name, low=0):
+def _recip_pipe(reg, y, mant, name, low=0, top=False):
     """The Newton steps of ``golden.recip_core`` on the 16-bit ``M = mant << low`` as a
     pipeline, from the seed ``y`` (registered with ``mant``): ``(y, RECIP_STEP_STAGES)``, ``y``
     a 16-bit Q16 value registered ``RECIP_STEP_STAGES`` cycles after ``mant``. Per Newton step
@@ -141,10 +148,13 @@ def _recip_pipe(reg, y, mant, name, low=0):
     subtraction in a stage of its own. Widths are the exact ranges over every ``M`` (``y`` <
     2**16, ``u`` < 2**17: tests/test_act_golden.py), so each product fits one 18x18
     multiplier. ``low``: the low bits of ``M`` that are always 0 (9 for the mantissa of an
-    int8) are neither carried nor multiplied: ``M*v >> 15 == mant*v >> (15 - low)`` exactly."""
+    int8) are neither carried nor multiplied: ``M*v >> 15 == mant*v >> (15 - low)`` exactly.
+    ``top``: ``M``'s top bit (bit 15) is 1 for every ``M`` that reaches an output: ``mant``
+    holds only the bits below it, and the multiplier takes it as a constant."""
     mm = mant
     for step in range(golden.NEWTON_STEPS):
-        w = reg(((mm * y) >> (15 - low))[:17], f"{name}_w{step}", unsigned(17))
+        full = Cat(mm, Const(1, 1)) if top else mm
+        w = reg(((full * y) >> (15 - low))[:17], f"{name}_w{step}", unsigned(17))
         y, mm = reg(y, f"{name}_yd{step}"), reg(mm, f"{name}_m{step}a")
         u = reg((1 << 17) - w, f"{name}_u{step}", unsigned(17))
         y, mm = reg(y, f"{name}_ye{step}"), reg(mm, f"{name}_m{step}b")
@@ -155,11 +165,12 @@ def _recip_pipe(reg, y, mant, name, low=0):
 
 def _recip_seed(reg, mant, name):
     """``golden.recip_core``'s seed ``a - (b*M >> 15)`` of the 16-bit ``mant`` in two stages
-    (the product, then the subtraction): ``(y0, mant)`` both registered two cycles after
-    ``mant``."""
+    (the product, then the subtraction): ``(y0, mant[:15])`` both registered two cycles
+    after ``mant``, whose top bit is 1 (a normalized mantissa: the core takes it as a
+    constant, ``_recip_pipe(..., top=True)``)."""
     a, b = golden.RECIP_SEED
     bm = reg(((b * mant) >> 15)[:16], f"{name}_bm", unsigned(16))
-    mm = reg(mant, f"{name}_ms")
+    mm = reg(mant[:15], f"{name}_ms")
     y0 = reg(a - bm, f"{name}_y0", unsigned(16))
     return y0, reg(mm, f"{name}_m0")
 
@@ -173,11 +184,20 @@ def _isqrt_pipe(reg, mant, name, high):
     cycle ahead (the value ``mant`` registers): the seed's segment constants are registered
     with ``mant``."""
     (a1, b1), (a2, b2) = golden.ISQRT_SEED
-    seed_a = reg(Mux(high, a2, a1), f"{name}_a", unsigned(17))
-    seed_b = reg(Mux(high, b2, b1), f"{name}_b", unsigned(17))
-    bm = reg(((seed_b * mant) >> 16)[:17], f"{name}_bm", unsigned(17))
-    sa, ms = reg(seed_a, f"{name}_sa"), reg(mant, f"{name}_ms")
-    y = reg(sa - bm, f"{name}_y0", unsigned(16))
+    # only the segment is registered, as the bit and its complement: the constants' bits
+    # that are equal in both segments are constants, not register bits (a register would
+    # differ from them only in its initial value, which no output reads)
+    hi, hi_n = reg(high, f"{name}_hi"), reg(~high, f"{name}_hin")
+
+    def segment_const(sel, sel_n, c1, c2):
+        """``c2`` if the segment bit ``sel`` is set, else ``c1``, from ``sel`` and ``~sel``."""
+        return Cat(Const((c1 >> i) & 1, 1) if (c1 >> i) & 1 == (c2 >> i) & 1
+                   else (sel if (c2 >> i) & 1 else sel_n) for i in range(17))
+
+    bm = reg(((segment_const(hi, hi_n, b1, b2) * mant) >> 16)[:17], f"{name}_bm", unsigned(17))
+    sa, sa_n = reg(hi, f"{name}_sa"), reg(hi_n, f"{name}_san")
+    ms = reg(mant, f"{name}_ms")
+    y = reg(segment_const(sa, sa_n, a1, a2) - bm, f"{name}_y0", unsigned(16))
     mm = reg(ms, f"{name}_m0")
     for step in range(golden.NEWTON_STEPS):
         s = reg((y * y) >> 16, f"{name}_s{step}", unsigned(16))
@@ -291,6 +311,16 @@ class ActEngine(wiring.Component):
         # max_row / lanes (the beat counter's increment past it is never read: SUM clears
         # it, WAIT clears it after OUT)
         row_beat_bits = row_bits - log_l
+        # the row scalar's exact range: layernorm's n**2 * variance is at most
+        # (max_row / 2 * 255)**2 (half the row at -128, half at 127), softmax's sum at most
+        # max_row * 2**16; the bit lengths read are those of these values
+        v_max_ln = (self._max_row // 2 * 255) ** 2
+        lens_ln = ([n for n in range(2, 17, 2)] + list(range(17, v_max_ln.bit_length() + 1))
+                   if has["layernorm"] else [])                # v >= 1; below 17 in pairs
+        lens_sm = list(range(17, 18 + row_bits)) if has["softmax"] else []
+
+        def k_of(n):
+            return (n - 15) >> 1                               # k = (len - 15) >> 1
 
         def reg(value, name, shape=None, control=False):
             """``value`` registered (free-running: every stage advances every cycle). Data
@@ -410,19 +440,23 @@ class ActEngine(wiring.Component):
             # reads them (reset-less: their value before that is never read).
             y_row = Signal(16, reset_less=True)    # recip (softmax) or isqrt (layernorm)
             # The row-wise outputs are (P + 2**(sh-1)) >> sh with sh >= 13 (layernorm:
-            # 35 + k - fout, k >= -7; softmax: 15 + bitlen(S) - fout, S >= 2**16), equal to
-            # ((P >> ROW_DROP) + 2**(sh-1-ROW_DROP)) >> (sh - ROW_DROP) for ROW_DROP = 12:
-            # the products drop their low 12 bits (never read), sh_row holds sh - 12 (>= 1)
-            # and rnd_row its rounding constant 2**(sh_row - 1), latched with it; sh - 12 is
-            # at most 20 + row_bits (softmax, S <= 2**(16 + row_bits)) or 24 + row_bits
-            # (layernorm, k <= row_bits + 1), so rnd_row has 24 + row_bits bits.
-            sh_row = Signal(6, reset_less=True)
-            rnd_row = Signal(24 + row_bits, reset_less=True)
+            # 35 + k - fout, k >= -7) or sh >= 17 (softmax: 15 + bitlen(S) - fout, S >=
+            # 2**16), equal to ((P >> d) + 2**(sh-1-d)) >> (sh - d) for the drop d =
+            # ROW_DROP = 12 (layernorm) or SOFTMAX_DROP = 16 (softmax): the products drop
+            # their low d bits (never read); the sum's bit 0 is below any shift (sh - d >=
+            # 1), so it is dropped too (_rnd_half): sh_row holds sh - d - 1 (>= 0) and rnd_row
+            # its rounding constant 2**sh_row, latched with it. sh - d - 1 is at most
+            # 15 + row_bits (softmax, S <= 2**(16 + row_bits)) or 22 + the largest k
+            # (layernorm, fout 0).
+            sh_max = max([len_ - 2 for len_ in lens_sm] +
+                         [22 + k_of(len_) for len_ in lens_ln])
+            sh_row = Signal(range(sh_max + 1), reset_less=True)
+            rnd_row = Signal(sh_max + 1, reset_less=True)
 
-            def latch_shift(value):
-                sh = Signal(6, name="sh_row_next")
-                m.d.comb += sh.eq(value - ROW_DROP)
-                m.d.sync += [sh_row.eq(sh), rnd_row.eq((Const(1, 1) << sh) >> 1)]
+            def latch_shift(value, drop):
+                sh = Signal(range(sh_max + 1), name="sh_row_next")
+                m.d.comb += sh.eq(value - (drop + 1))
+                m.d.sync += [sh_row.eq(sh), rnd_row.eq(Const(1, 1) << sh)]
             # layernorm: the row's n and sum of x
             ln_n = Signal(row_bits + 1, reset_less=True)
             ln_sx = Signal(signed(row_bits + 9), reset_less=True)
@@ -600,8 +634,10 @@ class ActEngine(wiring.Component):
             out_go = Signal()
             with m.FSM(name="row") as row:
                 with m.State("WAIT"):
+                    # cleared in every WAIT cycle, not only when a row starts: a value held
+                    # in WAIT would be logic no output can see (none of them is read there)
+                    m.d.sync += [b_cnt.eq(0), s_sum.eq(0), scal.eq(0)]
                     with m.If(Mux(rsel, ready[1], ready[0])):
-                        m.d.sync += [b_cnt.eq(0), s_sum.eq(0), scal.eq(0)]
                         for b in range(2):
                             with m.If(rsel == b):
                                 m.d.sync += ready[b].eq(0)
@@ -649,7 +685,7 @@ class ActEngine(wiring.Component):
 
         # ---- per-row scalars: a free-running pipeline on the (then constant) statistics -------
         if rows:
-            v_bits = row_bits * 2 + 17
+            v_bits = max(lens_ln + lens_sm)
             # layernorm's n**2 * variance = n * sxx - sx**2 in four stages (its statistics
             # are final in SCALAR's second cycle), each multiply alone in its stage:
             # stage 1: the row's statistics registered (the buffer select's multiplexer is not
@@ -659,19 +695,20 @@ class ActEngine(wiring.Component):
             st_sx = reg(cur.sx, "sc_sx")
             # stage 2: the products; n * sxx in two parts (sxx has row_bits + 15 bits, more
             # than one multiplier's 18)
-            a_lo = reg(st_n * st_sxx[:17], "sc_nsxx_lo")
-            a_hi = reg(st_n * st_sxx[17:], "sc_nsxx_hi")
-            b_p = reg(st_sx * st_sx, "sc_sxsx")
-            # stages 3 and 4: n * sxx - sx**2 (at least 0, below 2**(v_bits + 1)), one carry
-            # chain each
-            var1 = reg(a_lo - b_p, "sc_var1", signed(v_bits + 2))
+            # (n * sxx - sx**2 is at least 0 and below 2**v_bits: it is computed modulo
+            # 2**v_bits, so every product keeps only the bits below that)
+            a_lo = reg((st_n * st_sxx[:17])[:v_bits], "sc_nsxx_lo")
+            a_hi = reg((st_n * st_sxx[17:])[:v_bits - 17], "sc_nsxx_hi")
+            b_p = reg((st_sx * st_sx)[:v_bits], "sc_sxsx")
+            # stages 3 and 4: n * sxx - sx**2, one carry chain each
+            var1 = reg(a_lo - b_p, "sc_var1", unsigned(v_bits))
             a_hi4 = reg(a_hi, "sc_nsxx_hi4")
-            var = reg(var1 + (a_hi4 << 17), "sc_var", signed(v_bits + 2))
+            var = reg(var1 + (a_hi4 << 17), "sc_var", unsigned(v_bits))
             # the row's op travels along the stages (its statistics are constant meanwhile)
             sm1 = delay(cur_sm, 4, "sc_sm1")
             # stage 5: n**2 * variance (layernorm, at least 1) or the sum (softmax: final when
             # SCALAR starts, it enters here)
-            v_reg = reg(Mux(sm1, s_sum, Mux(var < 1, 1, var)), "sc_v", unsigned(v_bits))
+            v_reg = reg(Mux(sm1, s_sum, Mux(var == 0, 1, var)), "sc_v", unsigned(v_bits))
             sm2 = reg(sm1, "sc_sm2")
             # stage 6: the bit length; stage 7: the exponent and the mantissa's shift amounts
             # (tables of the registered bit length: no adder after the tree)
@@ -682,47 +719,66 @@ class ActEngine(wiring.Component):
             len_c = Signal(range(v_bits + 1), name="sc_len_c")
             pairs = Signal(8, name="sc_pairs")
             m.d.comb += pairs.eq(Cat(v_reg[2 * i] | v_reg[2 * i + 1] for i in range(8)))
-            m.d.comb += len_c.eq(Mux(v_reg[16:].any(), _bitlen_at(v_reg[16:], 16),
-                                     _bitlen_at(pairs, 0, 2)))
+            # (V >= 1: a pair is nonzero when V < 2**16)
+            m.d.comb += len_c.eq(Mux(v_reg[16:].any(), _bitlen_at(v_reg[16:], 16, nonzero=True),
+                                     _bitlen_at(pairs, 0, 2, nonzero=True)))
             len_reg = reg(len_c, "sc_len")
-            lens = range(v_bits + 1)
-            ks = [(n - 15) >> 1 for n in lens]                 # k = (len - 15) >> 1
 
-            def table(values, width):
-                """``values[len]`` (each ``width`` bits) read from one packed constant."""
-                packed = sum((v & ((1 << width) - 1)) << (i * width) for i, v in enumerate(values))
-                return Const(packed, width * len(values)).word_select(len_reg, width)
+            def table(entries):
+                """The value of ``entries[len]`` for the bit lengths ``len`` that are read (a
+                dict): one select per distinct value, the most frequent one the default (no
+                entry for a length that is not read)."""
+                groups = {}
+                for n, value in sorted(entries.items()):
+                    groups.setdefault(value, []).append(n)
+                order = sorted(groups, key=lambda value: (len(groups[value]), value))
+                lo, hi = min(order), max(order)
+                shape = (signed(max(lo.bit_length(), hi.bit_length()) + 1) if lo < 0
+                         else unsigned(max(hi.bit_length(), 1)))
+                value = Const(order[-1], shape)
+                for v in order[:-1]:
+                    value = Mux(Cat(len_reg == n for n in groups[v]).any(), v, value)
+                return value
 
             sm2 = reg(sm2, "sc_sm3")
-            sh_right = reg(Mux(sm2, table([n - 16 for n in lens], 7),         # len - 16
-                               table([2 * k for k in ks], 7)), "sc_shr")     # 2k
-            sh_left = reg(table([-2 * k for k in ks], 8), "sc_shl")           # -2k
-            left = reg(~sm2 & table([int(k < 0) for k in ks], 1), "sc_left")
-            k3 = reg(table(ks, 6).as_signed(), "sc_k3")
+            # the right shift: len - 16 (softmax), 2k for k >= 0 (layernorm)
+            sh_right = Mux(sm2, table({n: n - 16 for n in lens_sm}) if lens_sm else 0,
+                           table({n: 2 * k_of(n) for n in lens_ln if k_of(n) >= 0})
+                           if lens_ln else 0)
+            sh_right = reg(sh_right, "sc_shr")
+            # -2k for k < 0, the only case that reads it: the bit length is then even,
+            # 2..14 (a pair's length, v >= 1), and -2k = 16 - len = 2 * ~len[1:4] + 2
+            sh_left = reg(~len_reg[1:4], "sc_shl", unsigned(3))
+            left = reg(~sm2 & table({n: int(k_of(n) < 0) for n in lens_ln})
+                       if lens_ln else Const(0, 1), "sc_left")
+            k3 = reg(table({n: k_of(n) for n in lens_ln}) if lens_ln else Const(0, 1), "sc_k3")
             v3 = delay(v_reg, 2, "sc_v3")
             # stage 8: the 16-bit mantissa (and the inverse square root's seed segment)
             mant_c = Signal(16, name="sc_mant_c")
-            m.d.comb += mant_c.eq(Mux(left, v3 << sh_left, v3 >> sh_right))
+            m.d.comb += mant_c.eq(Mux(left, (v3 << 2) << Cat(Const(0, 1), sh_left),
+                                      v3 >> sh_right))
             mant = reg(mant_c, "sc_mant")
             len4 = reg(len_reg, "sc_len4")
             k4 = reg(k3, "sc_k4")
             # stages 9..: the Newton core, then the row's scalar and output shift are latched
             if has["softmax"]:
                 y0_row, m0_row = _recip_seed(reg, mant, "row_recip")
-                yr_row, _ = _recip_pipe(reg, y0_row, m0_row, "row_recip")
+                yr_row, _ = _recip_pipe(reg, y0_row, m0_row, "row_recip", top=True)
                 with m.If(last_scal & cur_sm):
                     m.d.sync += y_row.eq(yr_row)
-                    latch_shift(15 + len4 - cur.fout)
+                    latch_shift(15 + len4 - cur.fout, SOFTMAX_DROP)
             if has["layernorm"]:
                 yi_row, _ = _isqrt_pipe(reg, mant, "row_isqrt", mant_c[15])
                 with m.If(last_scal & ~cur_sm):
                     m.d.sync += y_row.eq(yi_row)
-                    latch_shift(35 + k4 - cur.fout)
+                    latch_shift(35 + k4 - cur.fout, ROW_DROP)
 
         # ---- per-lane pipeline -----------------------------------------------------------------
         # fin/fout/op are read from the beat's tag at the stage that uses them.
-        def sh_16_fout(stage):
-            return signed_tag("fout", stage, 5, 16, f"sh16fout_at{stage}")
+        def sh_15_fout(stage):
+            """``15 - fout`` (0..15): an output shift ``16 - fout`` less the bit
+            ``_rnd_half`` drops."""
+            return signed_tag("fout", stage, 4, 15, f"sh15fout_at{stage}")
 
         if has["gelu"]:
             gelu_words = []
@@ -734,10 +790,11 @@ class ActEngine(wiring.Component):
             log2_words = list(golden.LOG2_TABLE)
         if has["recip"]:
             # the reciprocal's seed of each |x| (the mantissa |x| << (8 - bitlen), its low
-            # bit dropped, as the lanes carry it), 16 bits as the register holds it
+            # bit dropped, as the lanes carry it), 16 bits as the register holds it; read by
+            # |x| mod 128: word 0 is 128's (|x| = 0 gives 32767 whatever the core computes)
             seed_a, seed_b = golden.RECIP_SEED
             recip_seeds = []
-            for ax in range(129):
+            for ax in [128] + list(range(1, 128)):
                 mant7 = ((ax << (8 - ax.bit_length())) >> 1) & 0x7F
                 recip_seeds.append((seed_a - ((seed_b * mant7) >> 6)) & 0xFFFF)
 
@@ -752,10 +809,11 @@ class ActEngine(wiring.Component):
                 a = Signal(8, name=f"g_abs{j}")
                 m.d.comb += a.eq(Mux(x < 0, -x, x))
                 sh7 = signed_tag("fin", 1, 3, 7, "g_sh7")
-                sh16 = signed_tag("fin", 1, 5, 16, "g_sh16")
                 relu = Mux(x < 0, 0, x[:7])
                 tq = reg(a << sh7, f"g_tq{j}", unsigned(15))                     # 2
-                rs = reg(relu << sh16, f"g_rs{j}", unsigned(23))              # < 127 * 2**16
+                # golden's relu << (16 - fin) is rs << 9: the shift is at least 9 (fin <= 7),
+                # so its low 9 bits are always 0 and are not carried (rs < 127 * 2**7)
+                rs = reg(relu << sh7, f"g_rs{j}", unsigned(14))
                 seg = tq >> 3
                 inside = seg < golden.GELU_SEGMENTS
                 addr = reg(Mux(inside, seg, 0), f"g_addr{j}", unsigned(7))       # 3
@@ -771,19 +829,23 @@ class ActEngine(wiring.Component):
                 g0 = reg(rd.data[:16], f"g_g0{j}")                               # 4 (ROM)
                 dg = reg(rd.data[16:].as_signed(), f"g_dg{j}")
                 fr = reg(fr, f"g_frb{j}")
-                ins = delay(ins, 2, f"g_in5{j}")
-                g0 = reg(g0, f"g_g0c{j}")                                        # 5
+                # the table's output is registered in the fabric, then once more in front
+                # of the multiply (that register moves into the DSP: the table's logic
+                # stays at its own register, not routed to the DSP's site)
+                dg, fr = reg(dg, f"g_dg5{j}"), reg(fr, f"g_frc{j}")               # 5
+                ins = delay(ins, 3, f"g_in6{j}")
+                g0 = delay(g0, 2, f"g_g0c{j}")                                   # 6
                 pr = reg(dg * fr, f"g_pr{j}")
-                rs5 = delay(rs, 3, f"g_rs5{j}")
-                g = reg(Mux(ins, g0 + (pr >> 3), 0), f"g_g{j}", signed(18))      # 6
-                rs6 = reg(rs5, f"g_rs6{j}")
-                w = reg(rs6 - g, f"g_w{j}", signed(25))                          # 7
-                v = reg(_rnd(w, sh_16_fout(7)), f"g_v{j}")                       # 8
-                q = reg(v >> sh_16_fout(8), f"g_q{j}", signed(25))               # 9
+                rs6 = delay(rs, 4, f"g_rs6{j}")
+                g = reg(Mux(ins, g0 + (pr >> 3), 0), f"g_g{j}", signed(18))      # 7
+                rs7 = reg(rs6, f"g_rs7{j}")
+                w = reg((rs7 << 9) - g, f"g_w{j}", signed(25))                   # 8
+                v = reg(_rnd_half(w, sh_15_fout(8)), f"g_v{j}", signed(25))      # 9
+                q = reg(v >> sh_15_fout(9), f"g_q{j}", signed(25))               # 10
                 # GELU's result is at least -5569 (w >= -11139, the table's largest g, at
                 # x < 0; shift 16 - fout >= 1): only the upper saturation can act
-                y = reg(_sat16(q, low=False), f"g_y{j}", signed(16))             # 10
-                results["gelu"] = (y, 10)
+                y = reg(_sat16(q, low=False), f"g_y{j}", signed(16))             # 11
+                results["gelu"] = (y, 11)
 
             if need_exp:
                 # d = x - max (softmax; mx1 is 0 for the other ops) shifted left by 7 - fin:
@@ -821,34 +883,45 @@ class ActEngine(wiring.Component):
                 t3 = reg((t2 * f8) >> 16, f"e_t3{j}", unsigned(16))              # 9
                 p_e = Signal(17, name=f"e_p{j}")                                 # 9 (comb)
                 m.d.comb += p_e.eq(65536 + t3)
+                # -n, registered alone (one carry chain from z_top, whose register also
+                # feeds the polynomial); the shift amounts are used only at stage 9, so they
+                # are taken from it at stage 6 and delayed from there
+                neg5 = reg(-n_e, f"e_neg5{j}", signed(10))                       # 5: -367..368
                 if has["exp"]:
-                    s = Signal(signed(9), name=f"x_s{j}")      # 16 - fout - n: -182..201
-                    m.d.comb += s.eq(16 - fout_at(4) - n_e)
-                    s5 = reg(s, f"x_s5{j}")                                      # 5
-                    s9 = delay(s5, 4, f"x_s9{j}")                                # 9
-                    le0, ge18 = reg(s9 <= 0, f"x_le0{j}"), reg(s9 >= 18, f"x_ge18{j}")
-                    sh = s9[:5]
-                    v = reg(_rnd(p_e, sh), f"x_v{j}")                            # 10
+                    # t = s - 2 for golden's shift s = 16 - fout - n: -184..199. s <= 1
+                    # saturates (s = 1: (P + 1) >> 1 >= 2**15, as P >= 2**16), s >= 18 gives
+                    # 0; for s in 2..17 the rounding (P + 2**(s-1)) >> s is
+                    # ((P >> 1) + 2**t) >> 1 >> t (P's bit 0 carries nothing into it, and
+                    # the sum's bit 0 is below any shift)
+                    sh14 = signed_tag("fout", 5, signed(5), 14, "sh14fout_at5")
+                    t6 = reg(sh14 + neg5, f"x_t6{j}", signed(9))                # 6
+                    t9 = delay(t6, 3, f"x_t9{j}")                                # 9
+                    le1, ge16 = reg(t9 < 0, f"x_le1{j}"), reg(t9 >= 16, f"x_ge16{j}")
+                    sh = t9[:4]
+                    v = reg(_rnd_half(p_e[1:], sh), f"x_v{j}", unsigned(16))     # 10
                     sh10 = reg(sh, f"x_sh10{j}")
-                    q = reg(v >> sh10, f"x_q{j}", unsigned(18))                  # 11
-                    le0, ge18 = reg(le0, f"x_le0b{j}"), reg(ge18, f"x_ge18b{j}")
-                    y = reg(Mux(le0, 32767, Mux(ge18, 0, _sat16(q))), f"x_y{j}",
+                    q = reg(v >> sh10, f"x_q{j}", unsigned(16))                  # 11
+                    le1, ge16 = reg(le1, f"x_le1b{j}"), reg(ge16, f"x_ge16b{j}")
+                    y = reg(Mux(le1, 32767, Mux(ge16, 0, _sat16(q))), f"x_y{j}",
                             signed(16))                                          # 12
                     results["exp"] = (y, 12)
                 if has["softmax"]:
-                    neg = Signal(signed(11), name=f"s_neg{j}")
-                    m.d.comb += neg.eq(-n_e)
-                    sh5 = reg(Mux(neg >= 18, 18, neg[:5]), f"s_sh5{j}", unsigned(5))   # 5
-                    sh9 = delay(sh5, 4, f"s_sh9{j}")                             # 9
-                    v = reg(_rnd(p_e, sh9), f"s_v{j}")                           # 10
+                    sh6 = reg(Mux(neg5 >= 18, 18, neg5[:5]), f"s_sh6{j}", unsigned(5))  # 6
+                    sh9 = delay(sh6, 3, f"s_sh9{j}")                             # 9
+                    # (P + 2**(sh-1)) >> sh: at sh = 18 it is 0 with or without the addend
+                    # (P < 2**17), so the addend has bits for sh <= 17 only; P + 2**16 < 2**18
+                    v = reg(p_e + ((Const(1, 1) << sh9) >> 1)[:17], f"s_v{j}",
+                            unsigned(18))                                        # 10
                     sh10 = reg(sh9, f"s_sh10{j}")
                     e = reg(v >> sh10, f"s_e{j}", unsigned(17))                  # 11 = SUM_STAGE
-                    # E * Y_row without its low ROW_DROP bits (sh_row: see rnd_row);
+                    # E * Y_row without its low SOFTMAX_DROP bits (sh_row: see rnd_row);
                     # E <= 2**16 and Y_row < 2**16, so E * Y_row < 2**32
-                    prod = reg(((e * y_row) >> ROW_DROP)[:32 - ROW_DROP], f"s_prod{j}")  # 12
-                    # softmax's rnd_row < 2**(20 + row_bits); the sum's exact width
-                    v2_bits = ((1 << len(prod)) - 1 + (1 << (19 + row_bits))).bit_length()
-                    v2 = reg(prod + rnd_row[:20 + row_bits], f"s_v2{j}", unsigned(v2_bits))  # 13
+                    prod = reg(((e * y_row) >> SOFTMAX_DROP)[:32 - SOFTMAX_DROP],
+                               f"s_prod{j}")                                     # 12
+                    # softmax's rnd_row < 2**(16 + row_bits); the rounded sum's exact width
+                    v2_bits = ((1 << len(prod)) - 1 + (1 << (15 + row_bits))).bit_length() - 1
+                    v2 = reg((prod + rnd_row[:16 + row_bits]) >> 1, f"s_v2{j}",
+                             unsigned(v2_bits))                                  # 13
                     # (the bits the next shift by sh_row[:3] <= 7 can bring into the result)
                     c2 = reg((v2 >> Cat(Const(0, 3), sh_row[3:]))[:len(prod) + 7],
                              f"s_c2{j}")                                         # 14
@@ -860,7 +933,9 @@ class ActEngine(wiring.Component):
             if has["log2"]:
                 xu = x[:7]
                 pos = reg(x > 0, f"l_pos{j}")                                    # 2
-                e_l = reg(_bitlen_at(xu, -1), f"l_e{j}", unsigned(3))          # bitlen - 1
+                # bitlen - 1 (x[:7] is 0 only for x = 0 and -128, whose output is -32768
+                # whatever e is)
+                e_l = reg(_bitlen_at(xu, -1, nonzero=True), f"l_e{j}", unsigned(3))
                 xu2 = reg(xu, f"l_xu{j}")
                 sh6 = Signal(3, name=f"l_sh{j}")
                 m.d.comb += sh6.eq(6 - e_l)
@@ -875,8 +950,8 @@ class ActEngine(wiring.Component):
                 m.d.comb += ee.eq(delay(e_l, 3, f"l_e5{j}"))
                 pos5 = delay(pos, 3, f"l_pos5{j}")
                 v = reg(((ee - fin_at(5)) << 16) + t, f"l_v{j}", signed(24))     # 6
-                v5 = reg(_rnd(v, sh_16_fout(6)), f"l_v5{j}")                     # 7
-                q = reg(v5 >> sh_16_fout(7), f"l_q{j}", signed(24))              # 8
+                v5 = reg(_rnd_half(v, sh_15_fout(6)), f"l_v5{j}", signed(24))    # 7
+                q = reg(v5 >> sh_15_fout(7), f"l_q{j}", signed(24))              # 8
                 pos8 = delay(pos5, 3, f"l_pos8{j}")
                 y = reg(Mux(pos8, _sat16(q), -32768), f"l_y{j}", signed(16))     # 9
                 results["log2"] = (y, 9)
@@ -888,24 +963,28 @@ class ActEngine(wiring.Component):
                 a = reg(ax, f"r_abs{j}")                                         # 2
                 negx = reg(x < 0, f"r_neg{j}")
                 zero = reg(x == 0, f"r_zero{j}")
-                ln = reg(_bitlen_at(ax), f"r_len{j}", range(9))                  # bitlen
-                shm = reg(_bitlen_at(ax, 8, -1), f"r_shm{j}", unsigned(4))       # 8 - bitlen
+                # (|x| = 0 gives 32767 by its own flag: no leaf for it)
+                ln = reg(_bitlen_at(ax, nonzero=True), f"r_len{j}", range(9))     # bitlen
+                # 8 - bitlen, 0..7 for x != 0 (x = 0 gives 32767 by its own flag, whatever
+                # the core computes: no leaf for it)
+                shm = reg(_bitlen_at(ax, 8, -1, nonzero=True), f"r_shm{j}", unsigned(3))
                 # the mantissa |x| << (16 - bitlen) has its low 9 bits 0 (|x| <= 128, and
-                # 128 is even): only its high 7 bits are carried (the core multiplies them
-                # exactly)
-                mant_r = reg((a << shm)[1:8], f"r_m{j}", unsigned(7))            # 3
-                # the seed a - (b*M >> 15) is a function of |x| (0..128): a table, read in
+                # 128 is even) and its top bit 1 (x != 0): only the 6 bits between are
+                # carried (the core multiplies them with the top bit exactly)
+                mant_r = reg((a << shm)[1:7], f"r_m{j}", unsigned(6))            # 3
+                # the seed a - (b*M >> 15) is a function of |x| (1..128): a table, read in
                 # the mantissa's stage (no multiply, no subtraction)
-                rom = Memory(shape=unsigned(16), depth=129, init=recip_seeds)
+                rom = Memory(shape=unsigned(16), depth=128, init=recip_seeds)
                 m.submodules[f"recip_rom{j}"] = rom
                 rd = rom.read_port(domain="comb")
-                m.d.comb += rd.addr.eq(a)
+                m.d.comb += rd.addr.eq(a[:7])
                 y0 = reg(rd.data, f"r_y0_{j}")                                   # 3
                 # s = 15 + bitlen - fin - fout is in -6..23: signed 6 bits
                 s = Signal(signed(6), name=f"r_s{j}")
                 m.d.comb += s.eq(15 + ln - fin_at(2) - fout_at(2))
                 s_r = reg(s, f"r_s1_{j}")
-                yr, depth = _recip_pipe(reg, y0, mant_r, f"r_core{j}", low=9)    # 3 + depth
+                yr, depth = _recip_pipe(reg, y0, mant_r, f"r_core{j}", low=9,
+                                        top=True)                                # 3 + depth
                 st = 3 + depth
                 s_r2 = delay(s_r, depth, f"r_s2_{j}")
                 neg2 = delay(negx, depth + 2, f"r_neg2_{j}")
@@ -914,9 +993,9 @@ class ActEngine(wiring.Component):
                 # core's output over every int8 mantissa), so r >= 2**16 and the output
                 # saturates whatever y is: only the flag is carried, not y << -s
                 # no s >= 18 case (golden's r = 0): s <= 23 and y < 2**16, so for s >= 17
-                # (y + 2**(s-1)) >> s is already 0; the rounding addend 2**(s-1) <= 2**22
-                # and y + 2**(s-1) < 2**23
-                vr = reg(yr + ((Const(1, 1) << s_r2[:5]) >> 1)[:23], f"r_v{j}", unsigned(23))
+                # (y + 2**(s-1)) >> s is 0 with or without the addend: the addend has bits
+                # for s <= 16 only, y + 2**15 < 2**17, and the shift of that by s >= 17 is 0
+                vr = reg(yr + ((Const(1, 1) << s_r2[:5]) >> 1)[:16], f"r_v{j}", unsigned(17))
                 lt0 = reg(s_r2 < 0, f"r_lt0{j}")                                 # st + 1
                 s5 = reg(s_r2[:5], f"r_s5{j}")
                 # s >= 0: r = (y + 2**(s-1)) >> s < 2**16 (y for s = 0, at most 2**15 else)
@@ -947,7 +1026,7 @@ class ActEngine(wiring.Component):
                 ph = reg(p1[17:].as_signed() * gam, f"n_ph{j}")
                 p2 = reg((ph << (17 - ROW_DROP)) + pl, f"n_p2_{j}",
                          signed(row_bits + 11 + 18 + 16 - ROW_DROP))             # 6
-                v = reg(p2 + rnd_row, f"n_v{j}")                                 # 7
+                v = reg((p2 + rnd_row) >> 1, f"n_v{j}")                          # 7
                 c = reg(v >> Cat(Const(0, 3), sh_row[3:]), f"n_c{j}")           # 8
                 q = reg(c >> sh_row[:3], f"n_q{j}", signed(len(p2)))             # 9
                 w = reg(q + bet, f"n_w{j}")                                      # 10
