@@ -731,6 +731,25 @@ def _cross_row_tiles(params):
     return out
 
 
+async def _gemm_exact_cycles(dut, params, w, n, m, o_tile, place, rng, salt, what):
+    """One FiGS GEMM of the weights ``w`` (placed by ``place``) on random activations with
+    ``B = rows + L + 1`` and no stalls, from a restart: bit-exact (:func:`_gemm`), no fault, and
+    its cycles equal to :func:`golden.figs.predicted_cycles` with the phases it ran. Returns
+    the run's figures."""
+    rows, cols, beta = params["rows"], params["cols"], params["beta"]
+    b = rows + gf.pipeline_latency(cols) + 1
+    shape = (w.shape[1], b)
+    x = rng.integers(1, 128, size=shape) * rng.choice((-1, 1), size=shape)
+    await restart(dut, **PORTS)
+    fig = await _gemm(dut, "figs", params, w, x, n, m, rngs=_rngs(salt), permute=place)
+    assert _fault(dut) == 0
+    pred = gf.predicted_cycles("figs", n, m, k=w.shape[1], o=o_tile, b=b, rows=rows,
+                               cols=cols, beta=beta, width=params["width"],
+                               phases=fig["phases"])
+    assert fig["cycles"] == pred, f"{what} {n}:{m}: {fig['cycles']} cycles, predicted {pred}"
+    return fig
+
+
 async def _cross_row_sweep(dut, params, rng):
     """FiGS exchange schedule against the other rows' weights: every row decodes the weight row
     being loaded as if it were its own, and only the loaded row's rotations may enter the
@@ -763,17 +782,8 @@ async def _cross_row_sweep(dut, params, rng):
                     if v] == [(r, e)], f"cross-row tile {kt} at {n}:{m} is not what was placed"
             own = gf.route(index // (m // n), r % n, n, params["alpha"])[0]
             assert gf.tile_schedule(wrows, n, m, params["alpha"]) == sorted({0, own})
-        b = rows + gf.pipeline_latency(cols) + 1
-        shape = (w.shape[1], b)
-        x = rng.integers(1, 128, size=shape) * rng.choice((-1, 1), size=shape)
-        await restart(dut, **PORTS)
-        fig = await _gemm(dut, "figs", params, w, x, n, m, rngs=_rngs(88 + n), permute=place)
-        assert _fault(dut) == 0
-        pred = gf.predicted_cycles("figs", n, m, k=w.shape[1], o=o_tile, b=b, rows=rows,
-                                   cols=cols, beta=beta, width=params["width"],
-                                   phases=fig["phases"])
-        assert fig["cycles"] == pred, \
-            f"cross-row sweep {n}:{m}: {fig['cycles']} cycles, predicted {pred}"
+        fig = await _gemm_exact_cycles(dut, params, w, n, m, o_tile, place, rng, 88 + n,
+                                       "cross-row sweep")
         swept.append((n, m, len(tiles)))
         dut._log.info(f"figs cross-row sweep {n}:{m}: {len(tiles)} tiles, phases "
                       f"{fig['phases']}, {fig['cycles']} cycles")
@@ -819,17 +829,8 @@ async def _one_rotation_sweep(dut, params, rng):
             need = {gf.route(i // q, r % n, n, alpha)[0]
                     for r, row in enumerate(wrows) for _, i in row}
             assert need <= {0, u} and gf.tile_schedule(wrows, n, m, alpha) == sorted(need | {0})
-        b = rows + gf.pipeline_latency(cols) + 1
-        shape = (w.shape[1], b)
-        x = rng.integers(1, 128, size=shape) * rng.choice((-1, 1), size=shape)
-        await restart(dut, **PORTS)
-        fig = await _gemm(dut, "figs", params, w, x, n, m, rngs=_rngs(90 + n), permute=place)
-        assert _fault(dut) == 0
-        pred = gf.predicted_cycles("figs", n, m, k=w.shape[1], o=o_tile, b=b, rows=rows,
-                                   cols=cols, beta=beta, width=params["width"],
-                                   phases=fig["phases"])
-        assert fig["cycles"] == pred, \
-            f"one-rotation sweep {n}:{m}: {fig['cycles']} cycles, predicted {pred}"
+        fig = await _gemm_exact_cycles(dut, params, w, n, m, o_tile, place, rng, 90 + n,
+                                       "one-rotation sweep")
         swept.append((n, m, n))
         dut._log.info(f"figs one-rotation sweep {n}:{m}: phases {fig['phases']}, "
                       f"{fig['cycles']} cycles")
