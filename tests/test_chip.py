@@ -220,13 +220,12 @@ def test_chip_act_programs_other_lanes(lanes, act_rows):
          testcase="chip_act_programs", workload={"programs": 2, "acts": 4}, seed=3)
 
 
-def test_chip_perf_cache_follows_the_sources(monkeypatch):
-    """A cached perf record is keyed by the chip's sources: an RTL change is measured again,
+def test_chip_perf_cache_follows_the_sources():
+    """A cached perf record is keyed by the chip's Verilog: an RTL change is measured again,
     not answered from a record of the old RTL."""
-    from sparsehw.experiments import sweep
     from sparsehw.verif.chip import perf_chip
     params, workload = {"subsystems": 2}, {"k": 64}
-    monkeypatch.setattr(sweep, "study_stamp", lambda name: "before")
-    before = perf_chip._cache_path(params, workload)
-    monkeypatch.setattr(sweep, "study_stamp", lambda name: "after")
-    assert perf_chip._cache_path(params, workload) != before
+    before = perf_chip._cache_path(params, workload, "module chip(); endmodule\n")
+    after = perf_chip._cache_path(params, workload, "module chip(); wire a; endmodule\n")
+    assert after != before
+    assert perf_chip._cache_path(params, workload, "module chip(); endmodule\n") == before

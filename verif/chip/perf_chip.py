@@ -12,6 +12,7 @@ through the host port. The output is checked against the numpy chain of golden S
 import hashlib
 import json
 import time
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -130,15 +131,18 @@ async def chip_perf(dut):
     assert bad == 0, f"{bad} output values differ from the numpy chain"
 
 
-def _cache_path(params, workload):
-    """The cached record of a run: keyed by the point and by the sources and tools that shape
-    it (:func:`sparsehw.experiments.sweep.study_stamp` of this module: the chip's RTL, golden
-    models and this harness), so that an RTL change is measured again."""
-    from sparsehw.experiments.sweep import study_stamp
+def _cache_path(params, workload, verilog):
+    """The cached record of a run: keyed by the point, the chip's Verilog and the sources of the
+    stimulus and its checks (this harness, ``verif.chip``, the golden chip model and compiler),
+    so that an RTL or testbench change is measured again."""
+    from sparsehw.golden import chip as golden_chip, chip_compile
     from sparsehw.verif.runner import REPO_ROOT
-    key = hashlib.sha256(json.dumps([params, workload, study_stamp(__name__)],
-                                    sort_keys=True).encode()).hexdigest()
-    path = REPO_ROOT / "build" / "cache" / "chip_perf" / f"{key[:16]}.json"
+    digest = hashlib.sha256(json.dumps([params, workload], sort_keys=True).encode())
+    digest.update(verilog.encode())
+    for module in (__file__, Path(__file__).with_name("__init__.py"), golden_chip.__file__,
+                   chip_compile.__file__):
+        digest.update(Path(module).read_bytes())
+    path = REPO_ROOT / "build" / "cache" / "chip_perf" / f"{digest.hexdigest()[:16]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -147,12 +151,12 @@ def _run_one(params, workload, *, sim, seed, build_dir):
     from sparsehw.hw.chip import Chip
     from sparsehw.hw.export import to_verilog
     from sparsehw.verif.runner import perf_record, run_cocotb
-    cache = _cache_path(params, {**workload, "seed": seed, "sim": sim})
-    if cache.exists():
-        return json.loads(cache.read_text())
     # Verilator starts the memories at zero: leave out their all-zero initialisation (fast
     # export of the 2**16-word weight memories); Icarus would start them at X
     verilog = to_verilog(Chip(**params), "chip", zero_init=sim != "verilator")
+    cache = _cache_path(params, {**workload, "seed": seed, "sim": sim}, verilog)
+    if cache.exists():
+        return json.loads(cache.read_text())
     result = run_cocotb(verilog, "chip", "sparsehw.verif.chip.perf_chip", build_dir=build_dir,
                         sim=sim, seed=seed, params=params, workload=workload)
     record = perf_record(result, sim=sim)
@@ -192,7 +196,6 @@ def run_perf(params, workload, *, sim, seed, build_dir):
     subsystem (``wmem_depth`` raised to fit; it does not change the cycles) gives
     ``speedup_vs_1`` and ``scaling_efficiency``.
     """
-    from pathlib import Path
     load = CHIP_WORKLOAD.validate(params, **workload)
     key = (load["n"], load["m"])
 
