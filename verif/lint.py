@@ -117,7 +117,7 @@ WAIVERS = {
                                                       "engine's (see act_engine) and the ACT "
                                                       "unit's FSM."}),
     "chip": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=2553, WIDTHEXPAND=525, WIDTHTRUNC=78,
-                     CASEINCOMPLETE=194, PROCASSINIT=1536,
+                     CASEINCOMPLETE=194, PROCASSINIT=1527,
                      note={"CASEINCOMPLETE": "In the chip: the subsystems' (see subsystem), the "
                                              "ring routers' (see ring) and the host port's "
                                              "casez on the subsystem number."}),

@@ -84,7 +84,7 @@ class Chip(wiring.Component):
     cmd : In(stream.Signature(StructLayout(op 2, sub 4, mem 3, addr, data)))
         Host commands. Back-pressure: one command at a time; a read holds the port until its
         answer has been taken; a start or reset holds it for one cycle, while it acts (it
-        reaches the subsystems and the ring from registers, a cycle after it is taken).
+        reaches the subsystems and the ring from a register, a cycle after it is taken).
     rsp : Out(stream.Signature(StructLayout(data, bad 1)))
         One beat per read command, in order; latency 3 cycles plus the subsystem's port wait.
     done : Out(1)
@@ -114,11 +114,12 @@ class Chip(wiring.Component):
         m = Module()
         p = self._p
         k = p["subsystems"]
-        # The host's start and reset reach the subsystems and the ring from registers, a cycle
+        # The host's start and reset reach the subsystems and the ring from a register, a cycle
         # after the command is taken (issue 14: from the command handshake they were one
         # combinational path across the chip into every subsystem's reset and start logic,
-        # 31 ns placed). One register per subsystem and one for the ring, each driving one
-        # part's reset; the host port is busy while they act (`busy` below).
+        # 31 ns placed); the host port is busy while they act (`busy` below). One register
+        # each: Yosys merges copies with the same input (a `keep` on the signal does not stop
+        # it), so per-part copies would not be a reset tree in the netlist.
         reset_cmd = Signal()
         start_cmd = Signal()
         reset_q = Signal()
@@ -127,12 +128,12 @@ class Chip(wiring.Component):
         subs = []
         for i in range(k):
             sub = Subsystem(**p, index=i)
-            m.submodules[f"sub{i}"] = ResetInserter(_copy(m, reset_cmd, f"reset_sub{i}"))(sub)
-            m.d.comb += sub.start.eq(_copy(m, start_cmd, f"start_sub{i}"))
+            m.submodules[f"sub{i}"] = ResetInserter(reset_q)(sub)
+            m.d.comb += sub.start.eq(start_q)
             subs.append(sub)
         if k > 1:
             ring = Ring(nodes=k, width=p["flit_width"])
-            m.submodules.ring = ResetInserter(_copy(m, reset_cmd, "reset_ring"))(ring)
+            m.submodules.ring = ResetInserter(reset_q)(ring)
             for i, sub in enumerate(subs):
                 wiring.connect(m, sub.inject, ring.inject[i])
                 wiring.connect(m, ring.eject[i], sub.eject)
@@ -262,14 +263,6 @@ class Chip(wiring.Component):
                                      rsp_data.eq(sub.rsp.payload.data),
                                      rsp_bad.eq(sub.rsp.payload.bad)]
         return m
-
-
-def _copy(m, signal, name):
-    """A register of its own (``keep``: Yosys does not merge the copies) holding ``signal`` a
-    cycle later."""
-    q = Signal(name=name, attrs={"keep": 1})
-    m.d.sync += q.eq(signal)
-    return q
 
 
 def _all(items):
