@@ -129,30 +129,20 @@ async def tree_cancellation_at_full_rate_under_back_pressure(dut):
                                         rng.integers(1, 2 * P, 90), mixed=bool(p["mixed"]),
                                         partials=P)
     beats, expected = beats + more, expected + more_expected
-    # Every tree adder and the accumulator on a rounding tie at every alignment, exact or broken
-    # only by the round bit or a single sticky bit of the smaller input; every tree adder
-    # cancelling across a power of two (operands one binade apart, normalization by one bit).
-    more, more_expected = tree_sticky_ops(rng, p["block_size"], p["mant_bits"],
-                                          mixed=bool(p["mixed"]), partials=P)
-    beats, expected = beats + more, expected + more_expected
-    more, more_expected = tree_pow2_cancel_ops(rng, p["block_size"], p["mant_bits"],
-                                               mixed=bool(p["mixed"]), partials=P)
-    beats, expected = beats + more, expected + more_expected
-    # Every adder's inputs (and the accumulator's operand) in the lowest binades a block value
-    # reaches and in [2, 4): each single-bit exponent field in reach (64 at m = 7, and 128).
-    more, more_expected = tree_binade_ops(rng, p["block_size"], p["mant_bits"],
-                                          mixed=bool(p["mixed"]), partials=P)
-    beats, expected = beats + more, expected + more_expected
-    # An infinity on one input of every tree adder and of every partial's accumulator, the
-    # other input the opposite infinity or a finite value of the opposite sign in the top
-    # binade (each adder's infinity test of each input decides the result).
-    more, more_expected = tree_inf_ops(rng, p["block_size"], p["mant_bits"],
-                                       mixed=bool(p["mixed"]), partials=P)
-    beats, expected = beats + more, expected + more_expected
-    # A 24-bit partial sum as the accumulator's smaller operand whose last bit alone breaks
-    # the rounding tie of the next block's sum, at every alignment (the accumulator's sticky
-    # mask over the operand's last significand bit).
-    more, more_expected = accumulator_wide_sticky_ops(rng, p["block_size"], p["mant_bits"],
-                                                      mixed=bool(p["mixed"]), partials=P)
-    beats, expected = beats + more, expected + more_expected
+    # Then, each generator over every tree adder (and the accumulator): rounding ties at every
+    # alignment, exact or broken only by the round bit or a single sticky bit of the smaller
+    # input (tree_sticky_ops); cancellation across a power of two, operands one binade apart,
+    # normalization by one bit (tree_pow2_cancel_ops); inputs (and the accumulator's operand)
+    # in the lowest binades a block value reaches and in [2, 4), each single-bit exponent field
+    # in reach, 64 at m = 7, and 128 (tree_binade_ops); an infinity on one input, the other the
+    # opposite infinity or a finite value of the opposite sign in the top binade, so each
+    # adder's infinity test of each input decides the result (tree_inf_ops); a 24-bit partial
+    # sum as the accumulator's smaller operand whose last bit alone breaks the rounding tie of
+    # the next block's sum, at every alignment: the sticky mask over the operand's last
+    # significand bit (accumulator_wide_sticky_ops).
+    for ops in (tree_sticky_ops, tree_pow2_cancel_ops, tree_binade_ops, tree_inf_ops,
+                accumulator_wide_sticky_ops):
+        more, more_expected = ops(rng, p["block_size"], p["mant_bits"], mixed=bool(p["mixed"]),
+                                  partials=P)
+        beats, expected = beats + more, expected + more_expected
     await _check(dut, beats, expected, 0.0, 10, sink_stall=0.7)
