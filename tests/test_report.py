@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,38 @@ def test_fpga_table_renders_from_records(tmp_path):
     assert "95.0 (router2)" in rows["chip"]
     assert "| 2.0 (budget 75 min per run, the block's own; the table's is 30) |" in rows["chip"]
     assert "budget" not in rows["figs"] and "budget" not in rows["hbfp_dot"]
+
+
+def test_fpga_summary_states_each_target(tmp_path):
+    # The README's short table: the target per row (chip 100, the others 125), met or missed
+    # by how much, a record that did not finish shown as such; markers required.
+    from sparsehw.experiments.report import (SUMMARY_BEGIN, SUMMARY_END,
+                                             readme_with_fpga_summary)
+    results = {"figs-pnr": _pnr_result("figs", {"1": 125.0, "2": 130.0, "3": 120.0}),
+               "chip-pnr": _pnr_result("chip", {"1": 95.0}),
+               "spu-pnr": _pnr_result("spu", {"1": 124.9}),
+               "ring-pnr": _pnr_result("ring", {"1": 1.0}, status="failed")}
+    for name, result in results.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    readme = f"intro\n{SUMMARY_BEGIN}\nstale\n{SUMMARY_END}\nrest\n"
+    text = readme_with_fpga_summary(readme, tmp_path)
+    assert text.startswith(f"intro\n{SUMMARY_BEGIN}\n| block |") and "stale" not in text
+    assert text.endswith(f"{SUMMARY_END}\nrest\n")
+    rows = {line.split(" | ")[0][2:]: line for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| block")}
+    assert "| **125.0** | 3 | 125: met | 100/50/2 |" in rows["figs"]
+    assert "| 1 | 100: missed by 5.0 |" in rows["chip"]
+    assert "125: missed by 0.1" in rows["spu"]
+    assert "| not finished |" in rows["ring"] and "| not run |" in rows["hbfp_dot"]
+    with pytest.raises(ValueError, match="fpga-summary"):
+        readme_with_fpga_summary(f"{SUMMARY_END}\n{SUMMARY_BEGIN}\n", tmp_path)
+
+
+def test_readme_fpga_summary_matches_the_records():
+    # The README's FPGA figures are the committed records' (re-render after a new record).
+    from sparsehw.experiments.report import readme_with_fpga_summary
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    assert readme == readme_with_fpga_summary(readme, root / "docs/report/fpga"), \
+        "README.md: run python -m sparsehw.experiments.report render docs/report/fpga " \
+        "--readme README.md"

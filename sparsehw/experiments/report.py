@@ -8,6 +8,7 @@ PNG and SVG under ``plots/``. Records come only from ``sparsehw perf`` / ``spars
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 from sparsehw.experiments import sections as _sections
@@ -139,16 +140,40 @@ def run_fpga_records(records_dir, blocks, *, seeds=None, kinds=("pnr", "perf"), 
     return results
 
 
+def _load_records(records_dir):
+    results = []
+    for path in sorted(Path(records_dir).glob("*.json")):
+        loaded = json.loads(path.read_text())
+        results += loaded if isinstance(loaded, list) else [loaded]
+    return results
+
+
+#: The markers around the README's FPGA summary (:func:`readme_with_fpga_summary`).
+SUMMARY_BEGIN = "<!-- fpga-summary: rendered by `python -m sparsehw.experiments.report render " \
+                "docs/report/fpga --readme README.md`; do not edit by hand -->"
+SUMMARY_END = "<!-- /fpga-summary -->"
+
+
+def readme_with_fpga_summary(readme_text, records_dir):
+    """``readme_text`` with the part between :data:`SUMMARY_BEGIN` and :data:`SUMMARY_END`
+    replaced by the short FPGA table of the records in ``records_dir``. Raises ``ValueError``
+    when the markers are missing or out of order."""
+    begin, end = readme_text.find(SUMMARY_BEGIN), readme_text.find(SUMMARY_END)
+    if begin < 0 or end < begin:
+        raise ValueError(f"readme: needs the lines {SUMMARY_BEGIN!r} and {SUMMARY_END!r}, "
+                         f"in that order")
+    summary = _sections.render_fpga_summary(_load_records(records_dir))
+    head = readme_text[:begin + len(SUMMARY_BEGIN)]
+    return head + "\n" + "\n".join(summary) + "\n" + readme_text[end:]
+
+
 def render_fpga_records(records_dir, out=None):
     """Write the FPGA table from every ``*.json`` result in ``records_dir`` (written by
     :func:`run_fpga_records`, or the same result format from ``sparsehw report``'s
     ``results.json``) to ``out`` (default ``records_dir/fpga.md``); return its path. Blocks
     without a record show as "not run"."""
     records_dir = Path(records_dir)
-    results = []
-    for path in sorted(records_dir.glob("*.json")):
-        loaded = json.loads(path.read_text())
-        results += loaded if isinstance(loaded, list) else [loaded]
+    results = _load_records(records_dir)
     lines = ["# FPGA timing (ECP5, nextpnr): every block, before and after issue 14", "",
              f"Rendered by `python -m sparsehw.experiments.report render {records_dir}` "
              f"from the records in this directory (one JSON per design point); "
@@ -173,6 +198,7 @@ def _main(argv=None):
                      help="only these point kinds (repeatable; default both)")
     render = sub.add_parser("render", help="write DIR/fpga.md from the records in DIR")
     render.add_argument("dir")
+    render.add_argument("--readme", help="also rewrite this README's FPGA summary")
     args = parser.parse_args(argv)
     if args.command == "run":
         seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
@@ -180,6 +206,14 @@ def _main(argv=None):
         for result in run_fpga_records(args.dir, args.blocks, seeds=seeds, kinds=kinds):
             print(result["status"], result["command"], result.get("error") or "", flush=True)
     print(render_fpga_records(args.dir))
+    if getattr(args, "readme", None):
+        readme = Path(args.readme)
+        try:
+            readme.write_text(readme_with_fpga_summary(readme.read_text(), args.dir))
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(readme)
     return 0
 
 

@@ -354,15 +354,7 @@ def fpga_rows(pnr, perf):
         seeds = (", ".join(f"{v:.1f}" for v in record["fmax_by_seed"].values())
                  + f" ({record.get('pnr_router') or 'router not recorded'})")
         path = (record.get("critical_path_by_seed") or {}).get(_median_seed(record))
-        ops = "-"
-        measured = perf.get(name)
-        if measured is not None and measured["status"] == "ok":
-            found = ops_per_cycle(name, measured["record"].get("params", record["params"]),
-                                  measured["point"]["workload"], measured["record"])
-            if found:
-                per_cycle, unit = found
-                ops = (f"{per_cycle:.3g} {unit}/cycle = "
-                       f"{per_cycle * record['fmax_mhz'] / 1000:.3g} G{unit}/s")
+        ops = _ops_text(name, record, perf.get(name))
         times = (record.get("pnr_seconds") or {}).get("by_seed", {})
         run = (", ".join(f"{t['wall_s'] / 60:.1f}" for t in times.values()) or "-") \
             + _budget_text(record)
@@ -371,6 +363,52 @@ def fpga_rows(pnr, perf):
                      + _dsp_registers_text(record),
                      _path_text(path), before.get("path") or "not recorded", ops, run,
                      f"`{result['command']}`"])
+    return rows
+
+
+def _ops_text(name, record, measured):
+    """Useful operations per second of a placed block: Fmax times the operations per cycle of
+    its perf result ``measured`` ("-" without one)."""
+    if measured is None or measured["status"] != "ok":
+        return "-"
+    found = ops_per_cycle(name, measured["record"].get("params", record["params"]),
+                          measured["point"]["workload"], measured["record"])
+    if not found:
+        return "-"
+    per_cycle, unit = found
+    return (f"{per_cycle:.3g} {unit}/cycle = "
+            f"{per_cycle * record['fmax_mhz'] / 1000:.3g} G{unit}/s")
+
+
+#: Issue 14's Fmax targets (MHz): the chip 100, every other row 125 (the subsystem too: it is a
+#: block of the table, although a part of the chip).
+FPGA_TARGET_MHZ = {"chip": 100.0}
+FPGA_DEFAULT_TARGET_MHZ = 125.0
+
+FPGA_SUMMARY_HEADER = ["block", "Fmax before (MHz)", "Fmax now, median (MHz)", "seeds",
+                       "target (MHz)", "LUT4/FF/DSP", "useful ops/s"]
+
+
+def fpga_summary_rows(pnr, perf):
+    """The short form of :func:`fpga_rows` (the README's): Fmax before and now, against the
+    target, area and ops/s. Arguments as :func:`fpga_rows`."""
+    rows = []
+    for name in FPGA_BLOCKS:
+        before = FPGA_BEFORE.get(name, {})
+        target = FPGA_TARGET_MHZ.get(name, FPGA_DEFAULT_TARGET_MHZ)
+        result = pnr.get(name)
+        old = before.get("fmax") or before.get("how", "-")
+        if result is None or result["status"] != "ok":
+            now = "not run" if result is None else "not finished"
+            rows.append([name, old, now, "-", f"{target:g}: missed", "-", "-"])
+            continue
+        record = result["record"]
+        fmax = record["fmax_mhz"]
+        verdict = "met" if fmax >= target else f"missed by {target - fmax:.1f}"
+        rows.append([name, old, f"**{fmax}**", len(record["fmax_by_seed"]),
+                     f"{target:g}: {verdict}",
+                     "/".join(f"{v:,}" for v in (record["luts"], record["ffs"], record["dsps"])),
+                     _ops_text(name, record, perf.get(name)).split(" = ")[-1]])
     return rows
 
 
@@ -427,9 +465,8 @@ FPGA_NOTE = ("ECP5 LFE5U-85F, out of context (block ports stay internal nets), n
              "reported as not finished, with how far it got).")
 
 
-def render_fpga(results):
-    """The FPGA table from sweep results (``pnr`` and ``perf`` points of
-    :func:`fpga_points`)."""
+def _fpga_results(results):
+    """The FPGA table's pnr and perf results by block (the last of each wins)."""
     pnr, perf = {}, {}
     for result in results:
         point = result["point"]
@@ -439,6 +476,18 @@ def render_fpga(results):
             pnr[point["block"]] = result
         elif point["kind"] == "perf":
             perf[point["block"]] = result
+    return pnr, perf
+
+
+def render_fpga_summary(results):
+    """The README's short FPGA table (:func:`fpga_summary_rows`) from sweep results."""
+    return table(FPGA_SUMMARY_HEADER, fpga_summary_rows(*_fpga_results(results)))
+
+
+def render_fpga(results):
+    """The FPGA table from sweep results (``pnr`` and ``perf`` points of
+    :func:`fpga_points`)."""
+    pnr, perf = _fpga_results(results)
     lines = [FPGA_NOTE, ""] + table(FPGA_HEADER, fpga_rows(pnr, perf)) + [""]
     commands = [f"`{r['command']}`" for r in perf.values()]
     if commands:
