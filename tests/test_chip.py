@@ -108,6 +108,27 @@ def test_chip_programs():
          covers=("instr", "gemm_dest", "send_dest"))
 
 
+def test_chip_gemm_cycles_match_the_model():
+    """GEMM chains on one and on both subsystems at every 1:M the cycle model is exact at:
+    the chip's cycles equal the model's, Icarus (``chip_gemm_cycles``)."""
+    _run({**SMALL, "subsystems": 2}, testcase="chip_gemm_cycles")
+
+
+def test_gemm_cycle_cases_skip_the_points_the_model_does_not_fit():
+    # one subsystem at every M; two only on a 2-subsystem chip with whole-row flits, not 1:32
+    from sparsehw.verif.chip.tb_chip import gemm_cycle_cases
+    two = CHIP_RTL_PARAMS.validate(**SMALL, subsystems=2)
+    assert [(u, m) for u, m, _ in gemm_cycle_cases(two)] == \
+        [(1, 1 << e) for e in range(6)] + [(2, 1 << e) for e in range(5)]
+    for other in ({**two, "flit_width": 32}, {**two, "subsystems": 4}):
+        assert {u for u, _, _ in gemm_cycle_cases(other)} == {1}
+    # K = 64 (the calibration chains') where both layers' weights fit one subsystem's memory,
+    # else halved: 1:1 and 1:2 on one subsystem, 1:1 on two at 1024 words
+    sizes = {(u, m): k for u, m, k in gemm_cycle_cases(two)}
+    assert {key for key, k in sizes.items() if k != 64} == {(1, 1), (1, 2), (2, 1)}
+    assert sizes[(1, 1)] == sizes[(1, 2)] == sizes[(2, 1)] == 32
+
+
 def test_mutation_subset_is_the_registrys():
     """``sparsehw mutate chip`` runs the documented subset (tb_chip's docstring): the registry
     hands it every mutant; its knobs are knobs tb_chip reads."""

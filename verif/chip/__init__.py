@@ -13,7 +13,7 @@ from sparsehw.hw.chip import chip_host_layouts
 from sparsehw.params import Param, ParamSpec, Rule, boolean, int_in, one_of, pow2_in
 
 
-__all__ = ["CHIP_WORKLOAD", "MUTATION_WORKLOAD", "weight_words", "Host", "random_chain", "images", "load_compiled", "read_state", "compare_state",
+__all__ = ["CHIP_WORKLOAD", "MUTATION_WORKLOAD", "weight_words", "Host", "random_chain", "images", "load_compiled", "read_state", "compare_state", "ring_traffic",
            "run_to_done", "executed"]
 
 
@@ -225,12 +225,44 @@ def executed(model, s):
             for word in model.subs[s].imem[:model.stats["instructions"][s]]]
 
 
+def ring_traffic(model, params):
+    """``(flits, rows)``: per subsystem the flits it injected and the ring rows it received in
+    ``model``'s last run, from the instructions each executed. A GEMM's rows go to every other
+    subsystem of its mask (its own rows are a local write, no flit), a SEND's rows to every
+    subsystem of its mask, its own included (a ring flit like a remote one); a row is
+    ``flit_format(...)["chunks"]`` flits. With one subsystem the injection port loops back to
+    the ejection port: the same counts."""
+    from sparsehw.hw.chip.subsystem import flit_format
+    chunks = flit_format(params["lanes"], params["bank_rows"], params["flit_width"])["chunks"]
+    count = params["subsystems"]
+    flits, rows = [0] * count, [0] * count
+    for s in range(count):
+        for instr in executed(model, s):
+            if isinstance(instr, isa.Gemm):
+                n, dests = instr.o, [d for d in range(count) if instr.mask >> d & 1 and d != s]
+            elif isinstance(instr, isa.Send):
+                n, dests = instr.count, [d for d in range(count) if instr.mask >> d & 1]
+            else:
+                continue
+            for d in dests:
+                flits[s] += n * chunks
+                rows[d] += n
+    return flits, rows
+
+
 def compare_state(state, model, params, *, banks=True):
     """Mismatch messages between the RTL's read-back state and the golden model's: status
-    words, the ``gemms`` counter (GEMMs the model executed), and every memory word read back
-    (``banks``: requires that the state holds both banks)."""
+    words, the ``gemms`` counter (GEMMs the model executed), after a run without an error the
+    ``flits_sent`` and ``rows_received`` counters (:func:`ring_traffic`), and every memory word
+    read back (``banks``: requires that the state holds both banks)."""
     problems = []
+    clean = all(model.status(s).state == isa.HALTED for s in range(len(state)))
+    flits, rows = ring_traffic(model, params) if clean else (None, None)
     for s, entry in enumerate(state):
+        for name, want in (("flits_sent", flits), ("rows_received", rows)):
+            if want is not None and entry["regs"][name] != want[s]:
+                problems.append(f"subsystem {s}: {name} counter {entry['regs'][name]}, the "
+                                f"model's run moved {want[s]}")
         want = model.status(s).word
         if entry["regs"]["status"] != want:
             problems.append(f"subsystem {s}: status {entry['regs']['status']:#x} "

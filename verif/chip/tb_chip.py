@@ -14,6 +14,11 @@ random counts, addresses, formats, in place and into the other bank, layernorm w
 gamma/beta, softmax on all-equal and saturated columns) mixed with GEMM, SEND and WAIT, and the
 error test also provokes every ACT error code.
 
+``chip_gemm_cycles`` runs 2-layer chains at every 1:M where the golden cycle model is exact
+and requires the chip's ``cycles`` to equal the model's. After every run without an error the
+subsystems' ``flits_sent`` and ``rows_received`` and the chip's ``ring_flits`` equal the counts
+of the instructions the model executed (:func:`verif.chip.ring_traffic`).
+
 With ``SPARSEHW_FAIL_FAST=1`` (``sparsehw mutate``) the tests after the first failing one
 return at once (:func:`verif.common.test`).
 
@@ -32,12 +37,14 @@ The mutation subset (``sparsehw mutate chip`` runs it on every mutant: the knobs
 of three layers instead of three (still every group size M, every density, the corrupted weight
 word, both mappings, the program read-back), no correct chain after the error test's resets
 (``chip_programs``' second program runs after a host reset instead), two GEMM/SEND/WAIT programs
-instead of three (every destination kind of both); every error code, every instruction kind,
+instead of three (every destination kind of both), the GEMM cycle chains; every error code, every instruction kind,
 the rewrite of a running program and (with ``act_engine``) every ACT test as in the full
 regression, with the same checks against the golden model; about two thirds of the full
 regression's cycles at the mutation point (docs/chip.md), most of them bank read-backs through
 the host port. Its mutation score is a lower bound of the full regression's.
 """
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -47,7 +54,8 @@ from sparsehw.golden.chip_compile import compile_chain, reference_chain
 from sparsehw.hw.chip import CHIP_RTL_PARAMS, REGS_MEM
 from sparsehw.verif import common
 from sparsehw.verif.chip import (Host, compare_state, images, load_images, load_model,
-                                 output_of, random_chain, read_state, run_to_done)
+                                 output_of, random_chain, random_layer, read_state, ring_traffic,
+                                 run_to_done)
 from sparsehw.verif.chip.cover import ChipCoverage, expected_errors
 from sparsehw.verif.stream import start
 
@@ -81,6 +89,12 @@ async def _run_and_check(dut, host, model, p, imgs, what, *, timeout=200000, ban
     ChipCoverage.get(p).sample(model)
     state = await read_state(host, p, banks=banks)
     problems = compare_state(state, model, p, banks=banks)
+    flits, _ = ring_traffic(model, p)
+    if p["subsystems"] > 1 and all(model.status(s).state == isa.HALTED
+                                   for s in range(p["subsystems"])) \
+            and figures["ring_flits"] != sum(flits):
+        problems.append(f"chip ring_flits {figures['ring_flits']}, the model's run injected "
+                        f"{sum(flits)}")
     assert not problems, f"{what}: " + "; ".join(problems[:6])
     return state, figures
 
@@ -508,6 +522,63 @@ async def chip_act_programs(dut):
         return
     await _run_programs(dut, p, stream=3, salt=30, acts=_knob("acts", 4), reset_between=False,
                         label="ACT program")
+
+
+def gemm_cycle_cases(p):
+    """``(used, m, k)`` of ``chip_gemm_cycles``: 2-layer model-parallel chains K = O = ``k`` of
+    one tile (batch = lanes) at 1:m, where the golden cycle model is exact (docs/chip.md,
+    "Model against measured RTL"): on one subsystem at every M (no ring traffic), and, when the
+    chip has exactly two subsystems and a flit carries a whole row, on both at every M but
+    ``max_m`` = 32 (ring-bound there: the model's fitted port rate is 2-4 cycles above; so is
+    1:16 at K = 32, so chains are as long as the memories allow, up to the calibration
+    chains' K = 64). ``k``:
+    the largest power of two up to 64 whose two layers' weights fit one subsystem's
+    ``wmem_depth``."""
+    from sparsehw.hw.chip.subsystem import flit_format
+    cases = []
+    one_row_flits = flit_format(p["lanes"], p["bank_rows"], p["flit_width"])["chunks"] == 1
+    for used in (1, 2):
+        if used == 2 and not (p["subsystems"] == 2 and one_row_flits):
+            continue
+        for m in (1 << e for e in range(p["max_m"].bit_length())):
+            if used == 2 and m == 32:
+                continue
+            k = min(64, p["max_k"], p["bank_rows"] // 2)
+            while k > m and 2 * -(-k // used) * isa.beats_per_row(
+                    k, 0, m.bit_length() - 1, p["macs"]) > p["wmem_depth"]:
+                k //= 2
+            if k >= max(m, p["act_rows"], used):
+                cases.append((used, m, k))
+    return cases
+
+
+@common.test()
+async def chip_gemm_cycles(dut):
+    """Cycles of GEMM chains (``cycles``, start to done) equal the golden cycle model's
+    (``ChipModel.stats["total_cycles"]``) exactly at the points where it is exact
+    (:func:`gemm_cycle_cases`), statuses and counters equal to the model's (the banks are
+    the other tests' job: not read back, which would triple the test's cycles). Catches a
+    change of timing that leaves every result right (a lost or added stall cycle, a ring
+    ejection picked in another order that delays a row)."""
+    p = _params()
+    await start(dut, sources=("cmd",), sinks=("rsp",))
+    gen = np.random.default_rng(common.rng(5).getrandbits(32))
+    host = Host(dut, p, stall=_knob("stall", 0.3), salt=50)
+    model = ChipModel(_model_params(p))
+    cp = _model_params(p)
+    for used, m, k in gemm_cycle_cases(p):
+        # n = 1: random_layer's draw with its N fixed (cycles depend on n:m only)
+        chain = [replace(random_layer(gen, k, k, p["max_m"], m), n=1) for _ in range(2)]
+        x = gen.integers(-128, 128, size=(k, p["lanes"]), dtype=np.int64).astype(np.int8)
+        compiled = compile_chain(chain, used, "model", cp, x=x)
+        what = f"2-layer chain {k}x{k} 1:{m} on {used} of {p['subsystems']}"
+        _, figures = await _run_and_check(dut, host, model, p, images(compiled, x), what,
+                                          banks=False)
+        predicted = model.stats["total_cycles"]
+        dut._log.info(f"GEMM_CYCLES {what}: rtl={figures['cycles']} model={predicted}")
+        assert figures["cycles"] == predicted, \
+            f"{what}: {figures['cycles']} cycles measured, the model says {predicted}"
+    ChipCoverage.get(p).report(host, dut._log)
 
 
 def act_cycle_cases(p):
