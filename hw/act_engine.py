@@ -19,9 +19,9 @@ __all__ = ["ActEngine", "ACT_PARAMS", "act_layouts", "OUT_DEPTH", "PIPE_DEPTH", 
            "ROW_SCALAR_CYCLES", "ALL_OPS"]
 
 
-#: Output beats the output FIFO holds (credits: a beat is only started when a slot is free;
-#: at least the credit loop's round trip, PIPE_DEPTH + 3 cycles, so a ready consumer sees one
-#: beat per cycle).
+#: Output beats the output FIFO holds (credits: a beat is only started when a slot is free,
+#: counted a cycle late, so one slot is kept spare; at least the credit loop's round trip,
+#: PIPE_DEPTH + 4 cycles, plus that slot, so a ready consumer sees one beat per cycle).
 OUT_DEPTH = 32
 #: Register stages from the beat register (stage 0) to the output FIFO's write port
 #: (golden.act.PIPE_DEPTH, checked against the built stages): every op's result joins one
@@ -395,14 +395,20 @@ class ActEngine(wiring.Component):
         f_lmask = Signal(L - 1, reset_less=True)      # the lanes of its last beat (1..L-1)
         # f_cnt == f_lastb (kept with f_cnt, not compared after it)
         f_last = Signal(reset_less=True)
+        # the lanes of the beat f_cnt counts: f_lmask if f_last, else all (kept with f_last,
+        # not selected after it)
+        f_mask = Signal(L - 1, reset_less=True)
         f_cnt = Signal(beat_bits, reset_less=True)
         f_tag = Signal(tag_layout, reset_less=True)
         reject = Signal()
 
         # ---- credits ---------------------------------------------------------------------------
+        # The counter counts grants a cycle late (registered: the issue decision is not in
+        # front of its adder), so up to one more beat than it counts holds a slot; a grant
+        # needs a slot beside that one, inflight < OUT_DEPTH - 1, and that test is itself
+        # registered (from the counter's next value).
         inflight = Signal(range(OUT_DEPTH + 1))
-        credit = Signal()
-        m.d.comb += credit.eq(inflight < OUT_DEPTH)
+        credit = Signal(init=1)
 
         # ---- row buffers (two: a row loads while the previous one is read back) ---------------
         # Per buffer: the row's command and its load-pass statistics (ctx), ``free`` (no row in
@@ -433,6 +439,11 @@ class ActEngine(wiring.Component):
             rsel = Signal()
             cur = Signal(ctx_layout)               # the row side's row
             m.d.comb += cur.eq(Mux(rsel, ctx[1].as_value(), ctx[0].as_value()))
+            # the fields of the row side's row set with its command, registered in WAIT (the
+            # statistics are still read through cur: they settle after the row starts)
+            fixed = ("op", "fin", "fout", "n", "lastb", "lmask", "sm", "ln")
+            rowc = Signal(data.StructLayout({f: ctx_layout.members[f] for f in fixed}),
+                          name="rowc", reset_less=True)
             b_cnt = Signal(row_beat_bits)
             # softmax: sum of E (each E <= 2**16, so the sum <= 2**(16 + row_bits))
             s_sum = Signal(17 + row_bits)
@@ -510,7 +521,8 @@ class ActEngine(wiring.Component):
         def last_beat(n):
             return ((n + (L - 1)) >> log_l) - 1
 
-        f_mask = Mux(f_last, f_lmask, (1 << (L - 1)) - 1)
+        def mask_if(is_last, lmask):
+            return Mux(is_last, lmask, (1 << (L - 1)) - 1)
 
         # ---- front: commands, element-wise streams and load passes ----------------------------
         c = self.cmd.payload
@@ -532,7 +544,8 @@ class ActEngine(wiring.Component):
                 # last IDLE cycle), and a value held in IDLE would be logic no output can see
                 m.d.sync += [f_tag.op.eq(c.op), f_tag.fin.eq(c.fin), f_tag.fout.eq(c.fout),
                              f_lastb.eq(last_beat(c.n)), f_lmask.eq(last_mask(c.n)),
-                             f_cnt.eq(0), f_last.eq(last_beat(c.n) == 0)]
+                             f_cnt.eq(0), f_last.eq(last_beat(c.n) == 0),
+                             f_mask.eq(mask_if(last_beat(c.n) == 0, last_mask(c.n)))]
                 with m.If(self.cmd.valid & self.cmd.ready):
                     with m.If(~c_ok):
                         m.d.sync += reject.eq(1)
@@ -555,13 +568,15 @@ class ActEngine(wiring.Component):
             with m.State("STREAM"):
                 with m.If(stream_go):
                     m.d.sync += [s0_xreg.eq(self.i.payload.x.as_value()), f_cnt.eq(f_cnt + 1),
-                                 f_last.eq(f_cnt + 1 == f_lastb)]
+                                 f_last.eq(f_cnt + 1 == f_lastb),
+                                 f_mask.eq(mask_if(f_cnt + 1 == f_lastb, f_lmask))]
                     with m.If(f_last):
                         m.next = "IDLE"
             if rows:
                 with m.State("LOAD"):
                     with m.If(load_fire):
-                        m.d.sync += [f_cnt.eq(f_cnt + 1), f_last.eq(f_cnt + 1 == f_lastb)]
+                        m.d.sync += [f_cnt.eq(f_cnt + 1), f_last.eq(f_cnt + 1 == f_lastb),
+                                     f_mask.eq(mask_if(f_cnt + 1 == f_lastb, f_lmask))]
                         with m.If(f_last):
                             # the row side may start the row now: its statistics are final
                             # two cycles later, before the first use (stage 1 of the sum
@@ -626,22 +641,23 @@ class ActEngine(wiring.Component):
             scal = Signal(range(max(ROW_SCALAR_CYCLES.values())))
             sum_done = Signal()          # softmax: the sum pass's last E has been added to s_sum
             last_scal = Signal()
-            cur_sm = cur.sm
+            cur_sm = rowc.sm
             m.d.comb += last_scal.eq(scal == Mux(cur_sm, ROW_SCALAR_CYCLES["softmax"] - 1,
                                                  ROW_SCALAR_CYCLES["layernorm"] - 1))
-            b_last = b_cnt == cur.lastb
-            is_ln = cur.ln
+            b_last = b_cnt == rowc.lastb
+            is_ln = rowc.ln
             out_go = Signal()
             with m.FSM(name="row") as row:
                 with m.State("WAIT"):
                     # cleared in every WAIT cycle, not only when a row starts: a value held
                     # in WAIT would be logic no output can see (none of them is read there)
                     m.d.sync += [b_cnt.eq(0), s_sum.eq(0), scal.eq(0)]
+                    m.d.sync += [rowc[f].eq(cur[f]) for f in fixed]
                     with m.If(Mux(rsel, ready[1], ready[0])):
                         for b in range(2):
                             with m.If(rsel == b):
                                 m.d.sync += ready[b].eq(0)
-                        with m.If(cur_sm):
+                        with m.If(cur.sm):
                             m.next = "SUM"
                         with m.Else():
                             m.next = "SCALAR"
@@ -656,7 +672,7 @@ class ActEngine(wiring.Component):
                 with m.State("SCALAR"):
                     m.d.sync += scal.eq(scal + 1)
                     with m.If(last_scal):
-                        m.d.sync += [ln_n.eq(cur.n), ln_sx.eq(cur.sx)]
+                        m.d.sync += [ln_n.eq(rowc.n), ln_sx.eq(cur.sx)]
                         m.next = "OUT"
                 with m.State("OUT"):
                     with m.If(out_go):
@@ -674,9 +690,9 @@ class ActEngine(wiring.Component):
                 issue.eq(stream_go | r_sum | out_go),
                 issue_out.eq(~r_sum),
                 issue_mem.eq(row_side),
-                issue_tag.eq(Mux(row_side, Cat(cur.op, cur.fin, cur.fout), f_tag.as_value())),
+                issue_tag.eq(Mux(row_side, Cat(rowc.op, rowc.fin, rowc.fout), f_tag.as_value())),
                 issue_last.eq(Mux(row_side, b_last, f_last)),
-                issue_mask.eq(Mux(row_side, Mux(b_last, cur.lmask, (1 << (L - 1)) - 1), f_mask)),
+                issue_mask.eq(Mux(row_side, mask_if(b_last, rowc.lmask), f_mask)),
                 rport.addr.eq(Cat(b_cnt[:addr_bits], rsel)),
             ]
         else:
@@ -690,7 +706,7 @@ class ActEngine(wiring.Component):
             # are final in SCALAR's second cycle), each multiply alone in its stage:
             # stage 1: the row's statistics registered (the buffer select's multiplexer is not
             # in front of the multipliers)
-            st_n = reg(cur.n, "sc_n")
+            st_n = reg(rowc.n, "sc_n")
             st_sxx = reg(cur.sxx, "sc_sxx")
             st_sx = reg(cur.sx, "sc_sx")
             # stage 2: the products; n * sxx in two parts (sxx has row_bits + 15 bits, more
@@ -766,12 +782,12 @@ class ActEngine(wiring.Component):
                 yr_row, _ = _recip_pipe(reg, y0_row, m0_row, "row_recip", top=True)
                 with m.If(last_scal & cur_sm):
                     m.d.sync += y_row.eq(yr_row)
-                    latch_shift(15 + len4 - cur.fout, SOFTMAX_DROP)
+                    latch_shift(15 + len4 - rowc.fout, SOFTMAX_DROP)
             if has["layernorm"]:
                 yi_row, _ = _isqrt_pipe(reg, mant, "row_isqrt", mant_c[15])
                 with m.If(last_scal & ~cur_sm):
                     m.d.sync += y_row.eq(yi_row)
-                    latch_shift(35 + k4 - cur.fout, ROW_DROP)
+                    latch_shift(35 + k4 - rowc.fout, ROW_DROP)
 
         # ---- per-lane pipeline -----------------------------------------------------------------
         # fin/fout/op are read from the beat's tag at the stage that uses them.
@@ -1047,8 +1063,9 @@ class ActEngine(wiring.Component):
         last_end = delay(s0_last, PIPE_DEPTH, "last")
         mask_end = delay(s0_mask, PIPE_DEPTH, "mask")
         in_pipe = Signal(range(PIPE_DEPTH + 2))
-        m.d.sync += in_pipe.eq(in_pipe + issue - v_end)
-        m.d.comb += pipe_empty.eq(in_pipe == 0)
+        # (beats past stage 0: counted from the beat register, not from the issue decision)
+        m.d.sync += in_pipe.eq(in_pipe + s0_valid - v_end)
+        m.d.comb += pipe_empty.eq((in_pipe == 0) & ~s0_valid)
 
         # softmax sum of the exponentials, taken at SUM_STAGE (not at the end of the pipeline):
         # the beat's sum is registered, then added; sum_done marks the last beat's addition
@@ -1088,12 +1105,13 @@ class ActEngine(wiring.Component):
             out_fifo.r_en.eq(self.o.ready),
         ]
 
-        grant = (issue & issue_out) | grant_reject
+        grant = Signal()                  # the last cycle's grant (an output slot taken)
+        m.d.sync += grant.eq((issue & issue_out) | grant_reject)
         done = self.o.valid & self.o.ready
-        with m.If(grant & ~done):
-            m.d.sync += inflight.eq(inflight + 1)
-        with m.Elif(done & ~grant):
-            m.d.sync += inflight.eq(inflight - 1)
+        inflight_next = Signal(range(OUT_DEPTH + 1))
+        m.d.comb += inflight_next.eq(Mux(grant & ~done, inflight + 1,
+                                         Mux(done & ~grant, inflight - 1, inflight)))
+        m.d.sync += [inflight.eq(inflight_next), credit.eq(inflight_next < OUT_DEPTH - 1)]
         return m
 
     @staticmethod
