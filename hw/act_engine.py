@@ -139,22 +139,19 @@ def _sum_tree(values):
     return values[0]
 
 
-def _recip_pipe(reg, y, mant, name, low=0, top=False):
-    """The Newton steps of ``golden.recip_core`` on the 16-bit ``M = mant << low`` as a
+def _recip_pipe(reg, y, mant, name):
+    """The Newton steps of ``golden.recip_core`` on the 16-bit ``M = 2**15 + mant`` as a
     pipeline, from the seed ``y`` (registered with ``mant``): ``(y, RECIP_STEP_STAGES)``, ``y``
     a 16-bit Q16 value registered ``RECIP_STEP_STAGES`` cycles after ``mant``. Per Newton step
     ``w = M*y >> 15``, ``u = 2**17 - w``, ``y = y*u >> 16``: each multiply alone in its stage
     (register -> DSP -> register: the product's register can move into the DSP) and the
     subtraction in a stage of its own. Widths are the exact ranges over every ``M`` (``y`` <
     2**16, ``u`` < 2**17: tests/test_act_golden.py), so each product fits one 18x18
-    multiplier. ``low``: the low bits of ``M`` that are always 0 (9 for the mantissa of an
-    int8) are neither carried nor multiplied: ``M*v >> 15 == mant*v >> (15 - low)`` exactly.
-    ``top``: ``M``'s top bit (bit 15) is 1 for every ``M`` that reaches an output: ``mant``
-    holds only the bits below it, and the multiplier takes it as a constant."""
+    multiplier. ``M``'s top bit (bit 15) is 1 (a normalized mantissa): ``mant`` holds only
+    the 15 bits below it, and the multiplier takes it as a constant."""
     mm = mant
     for step in range(golden.NEWTON_STEPS):
-        full = Cat(mm, Const(1, 1)) if top else mm
-        w = reg(((full * y) >> (15 - low))[:17], f"{name}_w{step}", unsigned(17))
+        w = reg(((Cat(mm, Const(1, 1)) * y) >> 15)[:17], f"{name}_w{step}", unsigned(17))
         y, mm = reg(y, f"{name}_yd{step}"), reg(mm, f"{name}_m{step}a")
         u = reg((1 << 17) - w, f"{name}_u{step}", unsigned(17))
         y, mm = reg(y, f"{name}_ye{step}"), reg(mm, f"{name}_m{step}b")
@@ -167,7 +164,7 @@ def _recip_seed(reg, mant, name):
     """``golden.recip_core``'s seed ``a - (b*M >> 15)`` of the 16-bit ``mant`` in two stages
     (the product, then the subtraction): ``(y0, mant[:15])`` both registered two cycles
     after ``mant``, whose top bit is 1 (a normalized mantissa: the core takes it as a
-    constant, ``_recip_pipe(..., top=True)``)."""
+    constant, ``_recip_pipe``)."""
     a, b = golden.RECIP_SEED
     bm = reg(((b * mant) >> 15)[:16], f"{name}_bm", unsigned(16))
     mm = reg(mant[:15], f"{name}_ms")
@@ -779,7 +776,7 @@ class ActEngine(wiring.Component):
             # stages 9..: the Newton core, then the row's scalar and output shift are latched
             if has["softmax"]:
                 y0_row, m0_row = _recip_seed(reg, mant, "row_recip")
-                yr_row, _ = _recip_pipe(reg, y0_row, m0_row, "row_recip", top=True)
+                yr_row, _ = _recip_pipe(reg, y0_row, m0_row, "row_recip")
                 with m.If(last_scal & cur_sm):
                     m.d.sync += y_row.eq(yr_row)
                     latch_shift(15 + len4 - rowc.fout, SOFTMAX_DROP)
@@ -805,14 +802,10 @@ class ActEngine(wiring.Component):
         if has["log2"]:
             log2_words = list(golden.LOG2_TABLE)
         if has["recip"]:
-            # the reciprocal's seed of each |x| (the mantissa |x| << (8 - bitlen), its low
-            # bit dropped, as the lanes carry it), 16 bits as the register holds it; read by
-            # |x| mod 128: word 0 is 128's (|x| = 0 gives 32767 whatever the core computes)
-            seed_a, seed_b = golden.RECIP_SEED
-            recip_seeds = []
-            for ax in [128] + list(range(1, 128)):
-                mant7 = ((ax << (8 - ax.bit_length())) >> 1) & 0x7F
-                recip_seeds.append((seed_a - ((seed_b * mant7) >> 6)) & 0xFFFF)
+            # the reciprocal core's output of each |x| (golden.recip_core of the mantissa
+            # |x| << (16 - bitlen)), read by |x| mod 128: word 0 is 128's
+            recip_words = [golden.recip_core(ax << (16 - ax.bit_length()))
+                           for ax in [128] + list(range(1, 128))]
 
         ys, doms, es = [], [], []
         depth_of = {}               # op -> stage of its result register
@@ -981,26 +974,22 @@ class ActEngine(wiring.Component):
                 zero = reg(x == 0, f"r_zero{j}")
                 # (|x| = 0 gives 32767 by its own flag: no leaf for it)
                 ln = reg(_bitlen_at(ax, nonzero=True), f"r_len{j}", range(9))     # bitlen
-                # 8 - bitlen, 0..7 for x != 0 (x = 0 gives 32767 by its own flag, whatever
-                # the core computes: no leaf for it)
-                shm = reg(_bitlen_at(ax, 8, -1, nonzero=True), f"r_shm{j}", unsigned(3))
-                # the mantissa |x| << (16 - bitlen) has its low 9 bits 0 (|x| <= 128, and
-                # 128 is even) and its top bit 1 (x != 0): only the 6 bits between are
-                # carried (the core multiplies them with the top bit exactly)
-                mant_r = reg((a << shm)[1:7], f"r_m{j}", unsigned(6))            # 3
-                # the seed a - (b*M >> 15) is a function of |x| (1..128): a table, read in
-                # the mantissa's stage (no multiply, no subtraction)
-                rom = Memory(shape=unsigned(16), depth=128, init=recip_seeds)
+                # the core's y = recip_core(|x| << (16 - bitlen)) is a function of |x|
+                # (1..128): a table (no Newton steps), read by |x| mod 128 (word 0 is
+                # 128's; x = 0 gives 32767 by its own flag), its index carried to stage
+                # 5 and the word registered at 6 (the result joins the output chain at 9,
+                # with log2's)
+                depth = 3
+                idx = delay(a[:7], depth, f"r_idx{j}")                          # 5
+                rom = Memory(shape=unsigned(16), depth=128, init=recip_words)
                 m.submodules[f"recip_rom{j}"] = rom
                 rd = rom.read_port(domain="comb")
-                m.d.comb += rd.addr.eq(a[:7])
-                y0 = reg(rd.data, f"r_y0_{j}")                                   # 3
+                m.d.comb += rd.addr.eq(idx)
+                yr = reg(rd.data, f"r_y{j}")                                     # 3 + depth
                 # s = 15 + bitlen - fin - fout is in -6..23: signed 6 bits
                 s = Signal(signed(6), name=f"r_s{j}")
                 m.d.comb += s.eq(15 + ln - fin_at(2) - fout_at(2))
-                s_r = reg(s, f"r_s1_{j}")
-                yr, depth = _recip_pipe(reg, y0, mant_r, f"r_core{j}", low=9,
-                                        top=True)                                # 3 + depth
+                s_r = reg(s, f"r_s1_{j}")                                        # 3
                 st = 3 + depth
                 s_r2 = delay(s_r, depth, f"r_s2_{j}")
                 neg2 = delay(negx, depth + 2, f"r_neg2_{j}")
@@ -1055,7 +1044,7 @@ class ActEngine(wiring.Component):
 
         # the deepest operation sets PIPE_DEPTH (golden.act's constant must follow the RTL)
         assert max(depth_of.values()) <= PIPE_DEPTH, depth_of
-        assert not (has["softmax"] or has["recip"]) or max(depth_of.values()) == PIPE_DEPTH
+        assert not has["softmax"] or max(depth_of.values()) == PIPE_DEPTH
 
         # control bits along the pipeline
         v_end = delay(s0_valid, PIPE_DEPTH, "valid", control=True)
