@@ -1047,10 +1047,16 @@ class ActEngine(wiring.Component):
         assert not has["softmax"] or max(depth_of.values()) == PIPE_DEPTH
 
         # control bits along the pipeline
-        v_end = delay(s0_valid, PIPE_DEPTH, "valid", control=True)
-        out_end = delay(s0_out, PIPE_DEPTH, "out")
+        # (at the last stage the FIFO write and its lanes are registered as decided, not
+        # decoded from valid, out and mask there: each drives a lane's 17 data bits)
+        v_pre = delay(s0_valid, PIPE_DEPTH - 1, "valid", control=True)
+        out_pre = delay(s0_out, PIPE_DEPTH - 1, "out")
+        mask_pre = delay(s0_mask, PIPE_DEPTH - 1, "mask")
+        v_end = reg(v_pre, f"valid_d{PIPE_DEPTH - 1}", control=True)
         last_end = delay(s0_last, PIPE_DEPTH, "last")
-        mask_end = delay(s0_mask, PIPE_DEPTH, "mask")
+        write_out = reg(v_pre & out_pre, "write_out", control=True)
+        lane_out = [write_out] + [reg(v_pre & out_pre & mask_pre[j - 1], f"lane_out{j}",
+                                      control=True) for j in range(1, L)]
         in_pipe = Signal(range(PIPE_DEPTH + 2))
         # (beats past stage 0: counted from the beat register, not from the issue decision)
         m.d.sync += in_pipe.eq(in_pipe + s0_valid - v_end)
@@ -1071,24 +1077,25 @@ class ActEngine(wiring.Component):
 
         # ---- output FIFO -----------------------------------------------------------------------
         out_layout = self._layouts["o"]
+        # the beat written: an output beat's lanes (0 past n), or else the error beat (y and
+        # domain 0, error and last 1)
         beat = Signal(out_layout)
-        m.d.comb += [beat.last.eq(last_end)]
+        m.d.comb += [beat.last.eq(last_end | ~write_out), beat.error.eq(~write_out)]
         for j in range(L):
-            m.d.comb += [beat.y[j].eq(if_lane(mask_end, j, ys[j], 0)),
-                         beat.domain[j].eq(if_lane(mask_end, j, doms[j], 0))]
-        err_beat = Signal(out_layout)
-        m.d.comb += [err_beat.error.eq(1), err_beat.last.eq(1)]
-        write_out = Signal()
-        m.d.comb += write_out.eq(v_end & out_end)
-        # a rejected command's error beat follows every earlier command's outputs
+            m.d.comb += [beat.y[j].eq(Mux(lane_out[j], ys[j], 0)),
+                         beat.domain[j].eq(lane_out[j] & doms[j])]
+        # a rejected command's error beat follows every earlier command's outputs; it is
+        # written the cycle after the grant (no beat can reach the FIFO then: the pipeline
+        # was empty)
         m.d.comb += grant_reject.eq(reject & credit & ~write_out & pipe_empty & all_free)
+        write_err = reg(grant_reject, "write_err", control=True)
         with m.If(grant_reject):
             m.d.sync += reject.eq(0)
         m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(width=out_layout.size,
                                                             depth=OUT_DEPTH)
         m.d.comb += [
-            out_fifo.w_en.eq(write_out | grant_reject),
-            out_fifo.w_data.eq(Mux(write_out, beat.as_value(), err_beat.as_value())),
+            out_fifo.w_en.eq(write_out | write_err),
+            out_fifo.w_data.eq(beat.as_value()),
             self.o.valid.eq(out_fifo.r_rdy),
             self.o.payload.eq(out_fifo.r_data),
             out_fifo.r_en.eq(self.o.ready),
