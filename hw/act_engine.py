@@ -25,12 +25,12 @@ __all__ = ["ActEngine", "ACT_PARAMS", "act_layouts", "OUT_DEPTH", "PIPE_DEPTH", 
 OUT_DEPTH = 32
 #: Register stages from the beat register (stage 0) to the output FIFO's write port
 #: (golden.act.PIPE_DEPTH, checked against the built stages): every op's result joins one
-#: output register chain at its own stage; the deepest are softmax's (x, (x - max) << (7 -
+#: output register chain at its own stage; the deepest is softmax's (x, (x - max) << (7 -
 #: fin), the two products with log2 e, their sum (n and f), five pow2 stages, the rounding,
 #: the shift to E, E * the row's reciprocal, rounding, the shift by a multiple of 8, the rest of
-#: the shift with the saturation) and recip's (x, |x| and its bit length, mantissa and the
-#: seed table, three 3-stage Newton steps, rounding, shift, sign and saturation): 15 since each
-#: multiply has a stage of its own (13 before).
+#: the shift with the saturation): 15 since each multiply has a stage of its own (13 before).
+#: (recip was as deep with three 3-stage Newton steps per lane; its core is a table of |x|
+#: since s31, its result at stage 9.)
 PIPE_DEPTH = golden.PIPE_DEPTH
 #: Low bits of layernorm's output product ``D * Y * gamma`` that never reach a result: its
 #: output shift is at least 13.
