@@ -460,11 +460,6 @@ class ActEngine(wiring.Component):
                          [22 + k_of(len_) for len_ in lens_ln])
             sh_row = Signal(range(sh_max + 1), reset_less=True)
             rnd_row = Signal(sh_max + 1, reset_less=True)
-
-            def latch_shift(value, drop):
-                sh = Signal(range(sh_max + 1), name="sh_row_next")
-                m.d.comb += sh.eq(value - (drop + 1))
-                m.d.sync += [sh_row.eq(sh), rnd_row.eq(Const(1, 1) << sh)]
             # layernorm: the row's n and sum of x
             ln_n = Signal(row_bits + 1, reset_less=True)
             ln_sx = Signal(signed(row_bits + 9), reset_less=True)
@@ -773,18 +768,28 @@ class ActEngine(wiring.Component):
             mant = reg(mant_c, "sc_mant")
             len4 = reg(len_reg, "sc_len4")
             k4 = reg(k3, "sc_k4")
+            # the output shift sh - d - 1 (softmax 15 + len - fout, layernorm 35 + k - fout;
+            # the drop d, see sh_row) and its rounding constant, each registered in a stage
+            # of its own beside the Newton core (free-running like it: final long before the
+            # latch, which copies them)
+            sh_sm = 15 + len4 - rowc.fout - (SOFTMAX_DROP + 1)
+            sh_ln = 35 + k4 - rowc.fout - (ROW_DROP + 1)
+            sh_pre = reg(sh_sm if not has["layernorm"] else
+                         sh_ln if not has["softmax"] else Mux(cur_sm, sh_sm, sh_ln),
+                         "sc_sh", range(sh_max + 1))
+            rnd_pre = reg(Const(1, 1) << sh_pre, "sc_rnd", unsigned(sh_max + 1))
+            with m.If(last_scal):
+                m.d.sync += [sh_row.eq(sh_pre), rnd_row.eq(rnd_pre)]
             # stages 9..: the Newton core, then the row's scalar and output shift are latched
             if has["softmax"]:
                 y0_row, m0_row = _recip_seed(reg, mant, "row_recip")
                 yr_row, _ = _recip_pipe(reg, y0_row, m0_row, "row_recip")
                 with m.If(last_scal & cur_sm):
                     m.d.sync += y_row.eq(yr_row)
-                    latch_shift(15 + len4 - rowc.fout, SOFTMAX_DROP)
             if has["layernorm"]:
                 yi_row, _ = _isqrt_pipe(reg, mant, "row_isqrt", mant_c[15])
                 with m.If(last_scal & ~cur_sm):
                     m.d.sync += y_row.eq(yi_row)
-                    latch_shift(35 + k4 - rowc.fout, ROW_DROP)
 
         # ---- per-lane pipeline -----------------------------------------------------------------
         # fin/fout/op are read from the beat's tag at the stage that uses them.
@@ -817,15 +822,18 @@ class ActEngine(wiring.Component):
             if has["gelu"]:
                 a = Signal(8, name=f"g_abs{j}")
                 m.d.comb += a.eq(Mux(x < 0, -x, x))
-                sh7 = signed_tag("fin", 1, 3, 7, "g_sh7")
-                relu = Mux(x < 0, 0, x[:7])
-                tq = reg(a << sh7, f"g_tq{j}", unsigned(15))                     # 2
+                # |x| and relu registered before their shifts (the negation and a shifter
+                # in one stage were a long path)
+                a2 = reg(a, f"g_abs2{j}")                                        # 2
+                relu = reg(Mux(x < 0, 0, x[:7]), f"g_relu{j}", unsigned(7))
+                sh7 = signed_tag("fin", 2, 3, 7, "g_sh7")
+                tq = reg(a2 << sh7, f"g_tq{j}", unsigned(15))                    # 3
                 # golden's relu << (16 - fin) is rs << 9: the shift is at least 9 (fin <= 7),
                 # so its low 9 bits are always 0 and are not carried (rs < 127 * 2**7)
                 rs = reg(relu << sh7, f"g_rs{j}", unsigned(14))
                 seg = tq >> 3
                 inside = seg < golden.GELU_SEGMENTS
-                addr = reg(Mux(inside, seg, 0), f"g_addr{j}", unsigned(7))       # 3
+                addr = reg(Mux(inside, seg, 0), f"g_addr{j}", unsigned(7))       # 4
                 fr = reg(tq[:3], f"g_fr{j}")
                 ins = reg(inside, f"g_in{j}")
                 # the table in LUTs (a block RAM's clock-to-output is most of a cycle), read
@@ -835,26 +843,26 @@ class ActEngine(wiring.Component):
                 m.submodules[f"gelu_rom{j}"] = rom
                 rd = rom.read_port(domain="comb")
                 m.d.comb += rd.addr.eq(addr)
-                g0 = reg(rd.data[:16], f"g_g0{j}")                               # 4 (ROM)
+                g0 = reg(rd.data[:16], f"g_g0{j}")                               # 5 (ROM)
                 dg = reg(rd.data[16:].as_signed(), f"g_dg{j}")
                 fr = reg(fr, f"g_frb{j}")
                 # the table's output is registered in the fabric, then once more in front
                 # of the multiply (that register moves into the DSP: the table's logic
                 # stays at its own register, not routed to the DSP's site)
-                dg, fr = reg(dg, f"g_dg5{j}"), reg(fr, f"g_frc{j}")               # 5
+                dg, fr = reg(dg, f"g_dg5{j}"), reg(fr, f"g_frc{j}")               # 6
                 ins = delay(ins, 3, f"g_in6{j}")
-                g0 = delay(g0, 2, f"g_g0c{j}")                                   # 6
+                g0 = delay(g0, 2, f"g_g0c{j}")                                   # 7
                 pr = reg(dg * fr, f"g_pr{j}")
                 rs6 = delay(rs, 4, f"g_rs6{j}")
-                g = reg(Mux(ins, g0 + (pr >> 3), 0), f"g_g{j}", signed(18))      # 7
+                g = reg(Mux(ins, g0 + (pr >> 3), 0), f"g_g{j}", signed(18))      # 8
                 rs7 = reg(rs6, f"g_rs7{j}")
-                w = reg((rs7 << 9) - g, f"g_w{j}", signed(25))                   # 8
-                v = reg(_rnd_half(w, sh_15_fout(8)), f"g_v{j}", signed(25))      # 9
-                q = reg(v >> sh_15_fout(9), f"g_q{j}", signed(25))               # 10
+                w = reg((rs7 << 9) - g, f"g_w{j}", signed(25))                   # 9
+                v = reg(_rnd_half(w, sh_15_fout(9)), f"g_v{j}", signed(25))      # 10
+                q = reg(v >> sh_15_fout(10), f"g_q{j}", signed(25))              # 11
                 # GELU's result is at least -5569 (w >= -11139, the table's largest g, at
                 # x < 0; shift 16 - fout >= 1): only the upper saturation can act
-                y = reg(_sat16(q, low=False), f"g_y{j}", signed(16))             # 11
-                results["gelu"] = (y, 11)
+                y = reg(_sat16(q, low=False), f"g_y{j}", signed(16))             # 12
+                results["gelu"] = (y, 12)
 
             if need_exp:
                 # d = x - max (softmax; mx1 is 0 for the other ops) shifted left by 7 - fin:
@@ -973,7 +981,8 @@ class ActEngine(wiring.Component):
                 negx = reg(x < 0, f"r_neg{j}")
                 zero = reg(x == 0, f"r_zero{j}")
                 # (|x| = 0 gives 32767 by its own flag: no leaf for it)
-                ln = reg(_bitlen_at(ax, nonzero=True), f"r_len{j}", range(9))     # bitlen
+                # its bit length from the registered |x| (not after the negation)
+                ln = reg(_bitlen_at(a, nonzero=True), f"r_len{j}", range(9))      # 3
                 # the core's y = recip_core(|x| << (16 - bitlen)) is a function of |x|
                 # (1..128): a table (no Newton steps), read by |x| mod 128 (word 0 is
                 # 128's; x = 0 gives 32767 by its own flag), its index carried to stage
@@ -988,10 +997,10 @@ class ActEngine(wiring.Component):
                 yr = reg(rd.data, f"r_y{j}")                                     # 3 + depth
                 # s = 15 + bitlen - fin - fout is in -6..23: signed 6 bits
                 s = Signal(signed(6), name=f"r_s{j}")
-                m.d.comb += s.eq(15 + ln - fin_at(2) - fout_at(2))
-                s_r = reg(s, f"r_s1_{j}")                                        # 3
+                m.d.comb += s.eq(15 + ln - fin_at(3) - fout_at(3))
+                s_r = reg(s, f"r_s1_{j}")                                        # 4
                 st = 3 + depth
-                s_r2 = delay(s_r, depth, f"r_s2_{j}")
+                s_r2 = delay(s_r, depth - 1, f"r_s2_{j}")
                 neg2 = delay(negx, depth + 2, f"r_neg2_{j}")
                 zero2 = delay(zero, depth + 2, f"r_zero2_{j}")
                 # s < 0 (x != 0; x == 0 gives 32767 below): r = y << -s with y >= 33026 (the
