@@ -1031,24 +1031,21 @@ class ActEngine(wiring.Component):
                 # max_row = 512
                 dd = reg(nx - ln_sx, f"n_d{j}", signed(row_bits + 9))            # 3
                 p1 = reg(dd * y_row, f"n_p1_{j}", signed(row_bits + 9 + 16))     # 4
-                # registered again in the fabric: the product's register moves into its DSP,
-                # and DSP -> DSP with no register between was a long path (8.5 ns)
-                p1 = reg(p1, f"n_p1b_{j}")                                       # 5
-                gam = delay(s0_gamma.word_select(j, 16).as_signed(), 5, f"n_gam{j}")
-                bet = delay(s0_beta.word_select(j, 16).as_signed(), 10, f"n_bet{j}")
+                gam = delay(s0_gamma.word_select(j, 16).as_signed(), 4, f"n_gam{j}")
+                bet = delay(s0_beta.word_select(j, 16).as_signed(), 9, f"n_bet{j}")
                 # the product without its low ROW_DROP bits (sh_row: see rnd_row):
                 # (ph * 2**17 + pl) >> 12 == ph * 2**5 + (pl >> 12); p1's low 17 bits (an
                 # 18-bit signed operand) and its high part each fit one multiplier
-                pl = reg((p1[:17] * gam) >> ROW_DROP, f"n_pl{j}")                # 6
+                pl = reg((p1[:17] * gam) >> ROW_DROP, f"n_pl{j}")                # 5
                 ph = reg(p1[17:].as_signed() * gam, f"n_ph{j}")
                 p2 = reg((ph << (17 - ROW_DROP)) + pl, f"n_p2_{j}",
-                         signed(row_bits + 11 + 18 + 16 - ROW_DROP))             # 7
-                v = reg((p2 + rnd_row) >> 1, f"n_v{j}")                          # 8
-                c = reg(v >> Cat(Const(0, 3), sh_row[3:]), f"n_c{j}")           # 9
-                q = reg(c >> sh_row[:3], f"n_q{j}", signed(len(p2)))             # 10
-                w = reg(q + bet, f"n_w{j}")                                      # 11
-                y = reg(_sat16(w), f"n_y{j}", signed(16))                        # 12
-                results["layernorm"] = (y, 12)
+                         signed(row_bits + 11 + 18 + 16 - ROW_DROP))             # 6
+                v = reg((p2 + rnd_row) >> 1, f"n_v{j}")                          # 7
+                c = reg(v >> Cat(Const(0, 3), sh_row[3:]), f"n_c{j}")           # 8
+                q = reg(c >> sh_row[:3], f"n_q{j}", signed(len(p2)))             # 9
+                w = reg(q + bet, f"n_w{j}")                                      # 10
+                y = reg(_sat16(w), f"n_y{j}", signed(16))                        # 11
+                results["layernorm"] = (y, 11)
 
             ys.append(self._merge_results(m, reg, results, op_at, j))
             doms.append(delay(dom, PIPE_DEPTH - 2, f"dom{j}"))
