@@ -99,8 +99,8 @@ NEWTON_STEPS = 3
 # cycle model (golden.chip.CYCLE_COSTS, act_*) is derived from them.
 #: Register stages from the engine's beat register to its output FIFO (issue #14: 15 since each
 #: multiply has a stage of its own, 13 with the first pipeline registers for ECP5 timing, 5
-#: before): softmax's output path and the per-lane reciprocal (three 3-stage Newton steps) are
-#: the deepest.
+#: before): softmax's output path is the deepest (the per-lane reciprocal was as deep with its
+#: three 3-stage Newton steps; since s31 its core is a table of ``|x|``, result at stage 9).
 PIPE_DEPTH = 15
 #: Stage at which softmax's sum pass has an element's ``E_i``; the row sum is complete
 #: ``SUM_STAGE + 2`` cycles after the pass's last beat enters the pipeline.

@@ -19,18 +19,18 @@ __all__ = ["ActEngine", "ACT_PARAMS", "act_layouts", "OUT_DEPTH", "PIPE_DEPTH", 
            "ROW_SCALAR_CYCLES", "ALL_OPS"]
 
 
-#: Output beats the output FIFO holds (credits: a beat is only started when a slot is free;
-#: at least the credit loop's round trip, PIPE_DEPTH + 3 cycles, so a ready consumer sees one
-#: beat per cycle).
+#: Output beats the output FIFO holds (credits: a beat is only started when a slot is free,
+#: counted a cycle late, so one slot is kept spare; at least the credit loop's round trip,
+#: PIPE_DEPTH + 4 cycles, plus that slot, so a ready consumer sees one beat per cycle).
 OUT_DEPTH = 32
 #: Register stages from the beat register (stage 0) to the output FIFO's write port
 #: (golden.act.PIPE_DEPTH, checked against the built stages): every op's result joins one
-#: output register chain at its own stage; the deepest are softmax's (x, (x - max) << (7 -
+#: output register chain at its own stage; the deepest is softmax's (x, (x - max) << (7 -
 #: fin), the two products with log2 e, their sum (n and f), five pow2 stages, the rounding,
 #: the shift to E, E * the row's reciprocal, rounding, the shift by a multiple of 8, the rest of
-#: the shift with the saturation) and recip's (x, |x| and its bit length, mantissa and the
-#: seed table, three 3-stage Newton steps, rounding, shift, sign and saturation): 15 since each
-#: multiply has a stage of its own (13 before).
+#: the shift with the saturation): 15 since each multiply has a stage of its own (13 before).
+#: (recip was as deep with three 3-stage Newton steps per lane; its core is a table of |x|
+#: since s31, its result at stage 9.)
 PIPE_DEPTH = golden.PIPE_DEPTH
 #: Low bits of layernorm's output product ``D * Y * gamma`` that never reach a result: its
 #: output shift is at least 13.
@@ -139,22 +139,19 @@ def _sum_tree(values):
     return values[0]
 
 
-def _recip_pipe(reg, y, mant, name, low=0, top=False):
-    """The Newton steps of ``golden.recip_core`` on the 16-bit ``M = mant << low`` as a
+def _recip_pipe(reg, y, mant, name):
+    """The Newton steps of ``golden.recip_core`` on the 16-bit ``M = 2**15 + mant`` as a
     pipeline, from the seed ``y`` (registered with ``mant``): ``(y, RECIP_STEP_STAGES)``, ``y``
     a 16-bit Q16 value registered ``RECIP_STEP_STAGES`` cycles after ``mant``. Per Newton step
     ``w = M*y >> 15``, ``u = 2**17 - w``, ``y = y*u >> 16``: each multiply alone in its stage
     (register -> DSP -> register: the product's register can move into the DSP) and the
     subtraction in a stage of its own. Widths are the exact ranges over every ``M`` (``y`` <
     2**16, ``u`` < 2**17: tests/test_act_golden.py), so each product fits one 18x18
-    multiplier. ``low``: the low bits of ``M`` that are always 0 (9 for the mantissa of an
-    int8) are neither carried nor multiplied: ``M*v >> 15 == mant*v >> (15 - low)`` exactly.
-    ``top``: ``M``'s top bit (bit 15) is 1 for every ``M`` that reaches an output: ``mant``
-    holds only the bits below it, and the multiplier takes it as a constant."""
+    multiplier. ``M``'s top bit (bit 15) is 1 (a normalized mantissa): ``mant`` holds only
+    the 15 bits below it, and the multiplier takes it as a constant."""
     mm = mant
     for step in range(golden.NEWTON_STEPS):
-        full = Cat(mm, Const(1, 1)) if top else mm
-        w = reg(((full * y) >> (15 - low))[:17], f"{name}_w{step}", unsigned(17))
+        w = reg(((Cat(mm, Const(1, 1)) * y) >> 15)[:17], f"{name}_w{step}", unsigned(17))
         y, mm = reg(y, f"{name}_yd{step}"), reg(mm, f"{name}_m{step}a")
         u = reg((1 << 17) - w, f"{name}_u{step}", unsigned(17))
         y, mm = reg(y, f"{name}_ye{step}"), reg(mm, f"{name}_m{step}b")
@@ -167,7 +164,7 @@ def _recip_seed(reg, mant, name):
     """``golden.recip_core``'s seed ``a - (b*M >> 15)`` of the 16-bit ``mant`` in two stages
     (the product, then the subtraction): ``(y0, mant[:15])`` both registered two cycles
     after ``mant``, whose top bit is 1 (a normalized mantissa: the core takes it as a
-    constant, ``_recip_pipe(..., top=True)``)."""
+    constant, ``_recip_pipe``)."""
     a, b = golden.RECIP_SEED
     bm = reg(((b * mant) >> 15)[:16], f"{name}_bm", unsigned(16))
     mm = reg(mant[:15], f"{name}_ms")
@@ -395,14 +392,20 @@ class ActEngine(wiring.Component):
         f_lmask = Signal(L - 1, reset_less=True)      # the lanes of its last beat (1..L-1)
         # f_cnt == f_lastb (kept with f_cnt, not compared after it)
         f_last = Signal(reset_less=True)
+        # the lanes of the beat f_cnt counts: f_lmask if f_last, else all (kept with f_last,
+        # not selected after it)
+        f_mask = Signal(L - 1, reset_less=True)
         f_cnt = Signal(beat_bits, reset_less=True)
         f_tag = Signal(tag_layout, reset_less=True)
         reject = Signal()
 
         # ---- credits ---------------------------------------------------------------------------
+        # The counter counts grants a cycle late (registered: the issue decision is not in
+        # front of its adder), so up to one more beat than it counts holds a slot; a grant
+        # needs a slot beside that one, inflight < OUT_DEPTH - 1, and that test is itself
+        # registered (from the counter's next value).
         inflight = Signal(range(OUT_DEPTH + 1))
-        credit = Signal()
-        m.d.comb += credit.eq(inflight < OUT_DEPTH)
+        credit = Signal(init=1)
 
         # ---- row buffers (two: a row loads while the previous one is read back) ---------------
         # Per buffer: the row's command and its load-pass statistics (ctx), ``free`` (no row in
@@ -433,6 +436,11 @@ class ActEngine(wiring.Component):
             rsel = Signal()
             cur = Signal(ctx_layout)               # the row side's row
             m.d.comb += cur.eq(Mux(rsel, ctx[1].as_value(), ctx[0].as_value()))
+            # the fields of the row side's row set with its command, registered in WAIT (the
+            # statistics are still read through cur: they settle after the row starts)
+            fixed = ("op", "fin", "fout", "n", "lastb", "lmask", "sm", "ln")
+            rowc = Signal(data.StructLayout({f: ctx_layout.members[f] for f in fixed}),
+                          name="rowc", reset_less=True)
             b_cnt = Signal(row_beat_bits)
             # softmax: sum of E (each E <= 2**16, so the sum <= 2**(16 + row_bits))
             s_sum = Signal(17 + row_bits)
@@ -452,11 +460,6 @@ class ActEngine(wiring.Component):
                          [22 + k_of(len_) for len_ in lens_ln])
             sh_row = Signal(range(sh_max + 1), reset_less=True)
             rnd_row = Signal(sh_max + 1, reset_less=True)
-
-            def latch_shift(value, drop):
-                sh = Signal(range(sh_max + 1), name="sh_row_next")
-                m.d.comb += sh.eq(value - (drop + 1))
-                m.d.sync += [sh_row.eq(sh), rnd_row.eq(Const(1, 1) << sh)]
             # layernorm: the row's n and sum of x
             ln_n = Signal(row_bits + 1, reset_less=True)
             ln_sx = Signal(signed(row_bits + 9), reset_less=True)
@@ -510,7 +513,8 @@ class ActEngine(wiring.Component):
         def last_beat(n):
             return ((n + (L - 1)) >> log_l) - 1
 
-        f_mask = Mux(f_last, f_lmask, (1 << (L - 1)) - 1)
+        def mask_if(is_last, lmask):
+            return Mux(is_last, lmask, (1 << (L - 1)) - 1)
 
         # ---- front: commands, element-wise streams and load passes ----------------------------
         c = self.cmd.payload
@@ -532,7 +536,8 @@ class ActEngine(wiring.Component):
                 # last IDLE cycle), and a value held in IDLE would be logic no output can see
                 m.d.sync += [f_tag.op.eq(c.op), f_tag.fin.eq(c.fin), f_tag.fout.eq(c.fout),
                              f_lastb.eq(last_beat(c.n)), f_lmask.eq(last_mask(c.n)),
-                             f_cnt.eq(0), f_last.eq(last_beat(c.n) == 0)]
+                             f_cnt.eq(0), f_last.eq(last_beat(c.n) == 0),
+                             f_mask.eq(mask_if(last_beat(c.n) == 0, last_mask(c.n)))]
                 with m.If(self.cmd.valid & self.cmd.ready):
                     with m.If(~c_ok):
                         m.d.sync += reject.eq(1)
@@ -555,13 +560,15 @@ class ActEngine(wiring.Component):
             with m.State("STREAM"):
                 with m.If(stream_go):
                     m.d.sync += [s0_xreg.eq(self.i.payload.x.as_value()), f_cnt.eq(f_cnt + 1),
-                                 f_last.eq(f_cnt + 1 == f_lastb)]
+                                 f_last.eq(f_cnt + 1 == f_lastb),
+                                 f_mask.eq(mask_if(f_cnt + 1 == f_lastb, f_lmask))]
                     with m.If(f_last):
                         m.next = "IDLE"
             if rows:
                 with m.State("LOAD"):
                     with m.If(load_fire):
-                        m.d.sync += [f_cnt.eq(f_cnt + 1), f_last.eq(f_cnt + 1 == f_lastb)]
+                        m.d.sync += [f_cnt.eq(f_cnt + 1), f_last.eq(f_cnt + 1 == f_lastb),
+                                     f_mask.eq(mask_if(f_cnt + 1 == f_lastb, f_lmask))]
                         with m.If(f_last):
                             # the row side may start the row now: its statistics are final
                             # two cycles later, before the first use (stage 1 of the sum
@@ -626,22 +633,23 @@ class ActEngine(wiring.Component):
             scal = Signal(range(max(ROW_SCALAR_CYCLES.values())))
             sum_done = Signal()          # softmax: the sum pass's last E has been added to s_sum
             last_scal = Signal()
-            cur_sm = cur.sm
+            cur_sm = rowc.sm
             m.d.comb += last_scal.eq(scal == Mux(cur_sm, ROW_SCALAR_CYCLES["softmax"] - 1,
                                                  ROW_SCALAR_CYCLES["layernorm"] - 1))
-            b_last = b_cnt == cur.lastb
-            is_ln = cur.ln
+            b_last = b_cnt == rowc.lastb
+            is_ln = rowc.ln
             out_go = Signal()
             with m.FSM(name="row") as row:
                 with m.State("WAIT"):
                     # cleared in every WAIT cycle, not only when a row starts: a value held
                     # in WAIT would be logic no output can see (none of them is read there)
                     m.d.sync += [b_cnt.eq(0), s_sum.eq(0), scal.eq(0)]
+                    m.d.sync += [rowc[f].eq(cur[f]) for f in fixed]
                     with m.If(Mux(rsel, ready[1], ready[0])):
                         for b in range(2):
                             with m.If(rsel == b):
                                 m.d.sync += ready[b].eq(0)
-                        with m.If(cur_sm):
+                        with m.If(cur.sm):
                             m.next = "SUM"
                         with m.Else():
                             m.next = "SCALAR"
@@ -656,7 +664,7 @@ class ActEngine(wiring.Component):
                 with m.State("SCALAR"):
                     m.d.sync += scal.eq(scal + 1)
                     with m.If(last_scal):
-                        m.d.sync += [ln_n.eq(cur.n), ln_sx.eq(cur.sx)]
+                        m.d.sync += [ln_n.eq(rowc.n), ln_sx.eq(cur.sx)]
                         m.next = "OUT"
                 with m.State("OUT"):
                     with m.If(out_go):
@@ -674,9 +682,9 @@ class ActEngine(wiring.Component):
                 issue.eq(stream_go | r_sum | out_go),
                 issue_out.eq(~r_sum),
                 issue_mem.eq(row_side),
-                issue_tag.eq(Mux(row_side, Cat(cur.op, cur.fin, cur.fout), f_tag.as_value())),
+                issue_tag.eq(Mux(row_side, Cat(rowc.op, rowc.fin, rowc.fout), f_tag.as_value())),
                 issue_last.eq(Mux(row_side, b_last, f_last)),
-                issue_mask.eq(Mux(row_side, Mux(b_last, cur.lmask, (1 << (L - 1)) - 1), f_mask)),
+                issue_mask.eq(Mux(row_side, mask_if(b_last, rowc.lmask), f_mask)),
                 rport.addr.eq(Cat(b_cnt[:addr_bits], rsel)),
             ]
         else:
@@ -690,7 +698,7 @@ class ActEngine(wiring.Component):
             # are final in SCALAR's second cycle), each multiply alone in its stage:
             # stage 1: the row's statistics registered (the buffer select's multiplexer is not
             # in front of the multipliers)
-            st_n = reg(cur.n, "sc_n")
+            st_n = reg(rowc.n, "sc_n")
             st_sxx = reg(cur.sxx, "sc_sxx")
             st_sx = reg(cur.sx, "sc_sx")
             # stage 2: the products; n * sxx in two parts (sxx has row_bits + 15 bits, more
@@ -760,18 +768,28 @@ class ActEngine(wiring.Component):
             mant = reg(mant_c, "sc_mant")
             len4 = reg(len_reg, "sc_len4")
             k4 = reg(k3, "sc_k4")
+            # the output shift sh - d - 1 (softmax 15 + len - fout, layernorm 35 + k - fout;
+            # the drop d, see sh_row) and its rounding constant, each registered in a stage
+            # of its own beside the Newton core (free-running like it: final long before the
+            # latch, which copies them)
+            sh_sm = 15 + len4 - rowc.fout - (SOFTMAX_DROP + 1)
+            sh_ln = 35 + k4 - rowc.fout - (ROW_DROP + 1)
+            sh_pre = reg(sh_sm if not has["layernorm"] else
+                         sh_ln if not has["softmax"] else Mux(cur_sm, sh_sm, sh_ln),
+                         "sc_sh", range(sh_max + 1))
+            rnd_pre = reg(Const(1, 1) << sh_pre, "sc_rnd", unsigned(sh_max + 1))
+            with m.If(last_scal):
+                m.d.sync += [sh_row.eq(sh_pre), rnd_row.eq(rnd_pre)]
             # stages 9..: the Newton core, then the row's scalar and output shift are latched
             if has["softmax"]:
                 y0_row, m0_row = _recip_seed(reg, mant, "row_recip")
-                yr_row, _ = _recip_pipe(reg, y0_row, m0_row, "row_recip", top=True)
+                yr_row, _ = _recip_pipe(reg, y0_row, m0_row, "row_recip")
                 with m.If(last_scal & cur_sm):
                     m.d.sync += y_row.eq(yr_row)
-                    latch_shift(15 + len4 - cur.fout, SOFTMAX_DROP)
             if has["layernorm"]:
                 yi_row, _ = _isqrt_pipe(reg, mant, "row_isqrt", mant_c[15])
                 with m.If(last_scal & ~cur_sm):
                     m.d.sync += y_row.eq(yi_row)
-                    latch_shift(35 + k4 - cur.fout, ROW_DROP)
 
         # ---- per-lane pipeline -----------------------------------------------------------------
         # fin/fout/op are read from the beat's tag at the stage that uses them.
@@ -789,14 +807,10 @@ class ActEngine(wiring.Component):
         if has["log2"]:
             log2_words = list(golden.LOG2_TABLE)
         if has["recip"]:
-            # the reciprocal's seed of each |x| (the mantissa |x| << (8 - bitlen), its low
-            # bit dropped, as the lanes carry it), 16 bits as the register holds it; read by
-            # |x| mod 128: word 0 is 128's (|x| = 0 gives 32767 whatever the core computes)
-            seed_a, seed_b = golden.RECIP_SEED
-            recip_seeds = []
-            for ax in [128] + list(range(1, 128)):
-                mant7 = ((ax << (8 - ax.bit_length())) >> 1) & 0x7F
-                recip_seeds.append((seed_a - ((seed_b * mant7) >> 6)) & 0xFFFF)
+            # the reciprocal core's output of each |x| (golden.recip_core of the mantissa
+            # |x| << (16 - bitlen)), read by |x| mod 128: word 0 is 128's
+            recip_words = [golden.recip_core(ax << (16 - ax.bit_length()))
+                           for ax in [128] + list(range(1, 128))]
 
         ys, doms, es = [], [], []
         depth_of = {}               # op -> stage of its result register
@@ -808,15 +822,18 @@ class ActEngine(wiring.Component):
             if has["gelu"]:
                 a = Signal(8, name=f"g_abs{j}")
                 m.d.comb += a.eq(Mux(x < 0, -x, x))
-                sh7 = signed_tag("fin", 1, 3, 7, "g_sh7")
-                relu = Mux(x < 0, 0, x[:7])
-                tq = reg(a << sh7, f"g_tq{j}", unsigned(15))                     # 2
+                # |x| and relu registered before their shifts (the negation and a shifter
+                # in one stage were a long path)
+                a2 = reg(a, f"g_abs2{j}")                                        # 2
+                relu = reg(Mux(x < 0, 0, x[:7]), f"g_relu{j}", unsigned(7))
+                sh7 = signed_tag("fin", 2, 3, 7, "g_sh7")
+                tq = reg(a2 << sh7, f"g_tq{j}", unsigned(15))                    # 3
                 # golden's relu << (16 - fin) is rs << 9: the shift is at least 9 (fin <= 7),
                 # so its low 9 bits are always 0 and are not carried (rs < 127 * 2**7)
                 rs = reg(relu << sh7, f"g_rs{j}", unsigned(14))
                 seg = tq >> 3
                 inside = seg < golden.GELU_SEGMENTS
-                addr = reg(Mux(inside, seg, 0), f"g_addr{j}", unsigned(7))       # 3
+                addr = reg(Mux(inside, seg, 0), f"g_addr{j}", unsigned(7))       # 4
                 fr = reg(tq[:3], f"g_fr{j}")
                 ins = reg(inside, f"g_in{j}")
                 # the table in LUTs (a block RAM's clock-to-output is most of a cycle), read
@@ -826,26 +843,26 @@ class ActEngine(wiring.Component):
                 m.submodules[f"gelu_rom{j}"] = rom
                 rd = rom.read_port(domain="comb")
                 m.d.comb += rd.addr.eq(addr)
-                g0 = reg(rd.data[:16], f"g_g0{j}")                               # 4 (ROM)
+                g0 = reg(rd.data[:16], f"g_g0{j}")                               # 5 (ROM)
                 dg = reg(rd.data[16:].as_signed(), f"g_dg{j}")
                 fr = reg(fr, f"g_frb{j}")
                 # the table's output is registered in the fabric, then once more in front
                 # of the multiply (that register moves into the DSP: the table's logic
                 # stays at its own register, not routed to the DSP's site)
-                dg, fr = reg(dg, f"g_dg5{j}"), reg(fr, f"g_frc{j}")               # 5
+                dg, fr = reg(dg, f"g_dg5{j}"), reg(fr, f"g_frc{j}")               # 6
                 ins = delay(ins, 3, f"g_in6{j}")
-                g0 = delay(g0, 2, f"g_g0c{j}")                                   # 6
+                g0 = delay(g0, 2, f"g_g0c{j}")                                   # 7
                 pr = reg(dg * fr, f"g_pr{j}")
                 rs6 = delay(rs, 4, f"g_rs6{j}")
-                g = reg(Mux(ins, g0 + (pr >> 3), 0), f"g_g{j}", signed(18))      # 7
+                g = reg(Mux(ins, g0 + (pr >> 3), 0), f"g_g{j}", signed(18))      # 8
                 rs7 = reg(rs6, f"g_rs7{j}")
-                w = reg((rs7 << 9) - g, f"g_w{j}", signed(25))                   # 8
-                v = reg(_rnd_half(w, sh_15_fout(8)), f"g_v{j}", signed(25))      # 9
-                q = reg(v >> sh_15_fout(9), f"g_q{j}", signed(25))               # 10
+                w = reg((rs7 << 9) - g, f"g_w{j}", signed(25))                   # 9
+                v = reg(_rnd_half(w, sh_15_fout(9)), f"g_v{j}", signed(25))      # 10
+                q = reg(v >> sh_15_fout(10), f"g_q{j}", signed(25))              # 11
                 # GELU's result is at least -5569 (w >= -11139, the table's largest g, at
                 # x < 0; shift 16 - fout >= 1): only the upper saturation can act
-                y = reg(_sat16(q, low=False), f"g_y{j}", signed(16))             # 11
-                results["gelu"] = (y, 11)
+                y = reg(_sat16(q, low=False), f"g_y{j}", signed(16))             # 12
+                results["gelu"] = (y, 12)
 
             if need_exp:
                 # d = x - max (softmax; mx1 is 0 for the other ops) shifted left by 7 - fin:
@@ -964,29 +981,26 @@ class ActEngine(wiring.Component):
                 negx = reg(x < 0, f"r_neg{j}")
                 zero = reg(x == 0, f"r_zero{j}")
                 # (|x| = 0 gives 32767 by its own flag: no leaf for it)
-                ln = reg(_bitlen_at(ax, nonzero=True), f"r_len{j}", range(9))     # bitlen
-                # 8 - bitlen, 0..7 for x != 0 (x = 0 gives 32767 by its own flag, whatever
-                # the core computes: no leaf for it)
-                shm = reg(_bitlen_at(ax, 8, -1, nonzero=True), f"r_shm{j}", unsigned(3))
-                # the mantissa |x| << (16 - bitlen) has its low 9 bits 0 (|x| <= 128, and
-                # 128 is even) and its top bit 1 (x != 0): only the 6 bits between are
-                # carried (the core multiplies them with the top bit exactly)
-                mant_r = reg((a << shm)[1:7], f"r_m{j}", unsigned(6))            # 3
-                # the seed a - (b*M >> 15) is a function of |x| (1..128): a table, read in
-                # the mantissa's stage (no multiply, no subtraction)
-                rom = Memory(shape=unsigned(16), depth=128, init=recip_seeds)
+                # its bit length from the registered |x| (not after the negation)
+                ln = reg(_bitlen_at(a, nonzero=True), f"r_len{j}", range(9))      # 3
+                # the core's y = recip_core(|x| << (16 - bitlen)) is a function of |x|
+                # (1..128): a table (no Newton steps), read by |x| mod 128 (word 0 is
+                # 128's; x = 0 gives 32767 by its own flag), its index carried to stage
+                # 5 and the word registered at 6 (the result joins the output chain at 9,
+                # with log2's)
+                depth = 3
+                idx = delay(a[:7], depth, f"r_idx{j}")                          # 5
+                rom = Memory(shape=unsigned(16), depth=128, init=recip_words)
                 m.submodules[f"recip_rom{j}"] = rom
                 rd = rom.read_port(domain="comb")
-                m.d.comb += rd.addr.eq(a[:7])
-                y0 = reg(rd.data, f"r_y0_{j}")                                   # 3
+                m.d.comb += rd.addr.eq(idx)
+                yr = reg(rd.data, f"r_y{j}")                                     # 3 + depth
                 # s = 15 + bitlen - fin - fout is in -6..23: signed 6 bits
                 s = Signal(signed(6), name=f"r_s{j}")
-                m.d.comb += s.eq(15 + ln - fin_at(2) - fout_at(2))
-                s_r = reg(s, f"r_s1_{j}")
-                yr, depth = _recip_pipe(reg, y0, mant_r, f"r_core{j}", low=9,
-                                        top=True)                                # 3 + depth
+                m.d.comb += s.eq(15 + ln - fin_at(3) - fout_at(3))
+                s_r = reg(s, f"r_s1_{j}")                                        # 4
                 st = 3 + depth
-                s_r2 = delay(s_r, depth, f"r_s2_{j}")
+                s_r2 = delay(s_r, depth - 1, f"r_s2_{j}")
                 neg2 = delay(negx, depth + 2, f"r_neg2_{j}")
                 zero2 = delay(zero, depth + 2, f"r_zero2_{j}")
                 # s < 0 (x != 0; x == 0 gives 32767 below): r = y << -s with y >= 33026 (the
@@ -1039,16 +1053,23 @@ class ActEngine(wiring.Component):
 
         # the deepest operation sets PIPE_DEPTH (golden.act's constant must follow the RTL)
         assert max(depth_of.values()) <= PIPE_DEPTH, depth_of
-        assert not (has["softmax"] or has["recip"]) or max(depth_of.values()) == PIPE_DEPTH
+        assert not has["softmax"] or max(depth_of.values()) == PIPE_DEPTH
 
         # control bits along the pipeline
-        v_end = delay(s0_valid, PIPE_DEPTH, "valid", control=True)
-        out_end = delay(s0_out, PIPE_DEPTH, "out")
+        # (at the last stage the FIFO write and its lanes are registered as decided, not
+        # decoded from valid, out and mask there: each drives a lane's 17 data bits)
+        v_pre = delay(s0_valid, PIPE_DEPTH - 1, "valid", control=True)
+        out_pre = delay(s0_out, PIPE_DEPTH - 1, "out")
+        mask_pre = delay(s0_mask, PIPE_DEPTH - 1, "mask")
+        v_end = reg(v_pre, f"valid_d{PIPE_DEPTH - 1}", control=True)
         last_end = delay(s0_last, PIPE_DEPTH, "last")
-        mask_end = delay(s0_mask, PIPE_DEPTH, "mask")
+        write_out = reg(v_pre & out_pre, "write_out", control=True)
+        lane_out = [write_out] + [reg(v_pre & out_pre & mask_pre[j - 1], f"lane_out{j}",
+                                      control=True) for j in range(1, L)]
         in_pipe = Signal(range(PIPE_DEPTH + 2))
-        m.d.sync += in_pipe.eq(in_pipe + issue - v_end)
-        m.d.comb += pipe_empty.eq(in_pipe == 0)
+        # (beats past stage 0: counted from the beat register, not from the issue decision)
+        m.d.sync += in_pipe.eq(in_pipe + s0_valid - v_end)
+        m.d.comb += pipe_empty.eq((in_pipe == 0) & ~s0_valid)
 
         # softmax sum of the exponentials, taken at SUM_STAGE (not at the end of the pipeline):
         # the beat's sum is registered, then added; sum_done marks the last beat's addition
@@ -1065,35 +1086,37 @@ class ActEngine(wiring.Component):
 
         # ---- output FIFO -----------------------------------------------------------------------
         out_layout = self._layouts["o"]
+        # the beat written: an output beat's lanes (0 past n), or else the error beat (y and
+        # domain 0, error and last 1)
         beat = Signal(out_layout)
-        m.d.comb += [beat.last.eq(last_end)]
+        m.d.comb += [beat.last.eq(last_end | ~write_out), beat.error.eq(~write_out)]
         for j in range(L):
-            m.d.comb += [beat.y[j].eq(if_lane(mask_end, j, ys[j], 0)),
-                         beat.domain[j].eq(if_lane(mask_end, j, doms[j], 0))]
-        err_beat = Signal(out_layout)
-        m.d.comb += [err_beat.error.eq(1), err_beat.last.eq(1)]
-        write_out = Signal()
-        m.d.comb += write_out.eq(v_end & out_end)
-        # a rejected command's error beat follows every earlier command's outputs
+            m.d.comb += [beat.y[j].eq(Mux(lane_out[j], ys[j], 0)),
+                         beat.domain[j].eq(lane_out[j] & doms[j])]
+        # a rejected command's error beat follows every earlier command's outputs; it is
+        # written the cycle after the grant (no beat can reach the FIFO then: the pipeline
+        # was empty)
         m.d.comb += grant_reject.eq(reject & credit & ~write_out & pipe_empty & all_free)
+        write_err = reg(grant_reject, "write_err", control=True)
         with m.If(grant_reject):
             m.d.sync += reject.eq(0)
         m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(width=out_layout.size,
                                                             depth=OUT_DEPTH)
         m.d.comb += [
-            out_fifo.w_en.eq(write_out | grant_reject),
-            out_fifo.w_data.eq(Mux(write_out, beat.as_value(), err_beat.as_value())),
+            out_fifo.w_en.eq(write_out | write_err),
+            out_fifo.w_data.eq(beat.as_value()),
             self.o.valid.eq(out_fifo.r_rdy),
             self.o.payload.eq(out_fifo.r_data),
             out_fifo.r_en.eq(self.o.ready),
         ]
 
-        grant = (issue & issue_out) | grant_reject
+        grant = Signal()                  # the last cycle's grant (an output slot taken)
+        m.d.sync += grant.eq((issue & issue_out) | grant_reject)
         done = self.o.valid & self.o.ready
-        with m.If(grant & ~done):
-            m.d.sync += inflight.eq(inflight + 1)
-        with m.Elif(done & ~grant):
-            m.d.sync += inflight.eq(inflight - 1)
+        inflight_next = Signal(range(OUT_DEPTH + 1))
+        m.d.comb += inflight_next.eq(Mux(grant & ~done, inflight + 1,
+                                         Mux(done & ~grant, inflight - 1, inflight)))
+        m.d.sync += [inflight.eq(inflight_next), credit.eq(inflight_next < OUT_DEPTH - 1)]
         return m
 
     @staticmethod
