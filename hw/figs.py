@@ -340,14 +340,37 @@ class _SparseArray(wiring.Component):
                     for r in range(R) if r in rows_t]).any() if rows_t else Const(0, 1))
             m.d.comb += row_rots.eq(Cat(*needs))
 
-        m.d.comb += self.w.ready.eq(~(full >> load_ptr)[0])
-        w_fire = self.w.valid & self.w.ready
         set_full = Signal(2)
         clr_full = Signal(2)
+        if figs:
+            # Issue 14 (timing, stop 31): w.ready (the load bank is not full) is a register
+            # written with its next value, and the row a transfer writes is a one-hot over
+            # both banks (bit k*R + r; a left rotation goes from bank k's last row to the other
+            # bank's row 0, as load_ptr toggles), so each row's write enable is one AND of
+            # registers and w.valid (seed 2's critical path before: load_ptr -> w.ready ->
+            # the row enables -> every weight register's enable, 9.6 ns of which 8.1 routing).
+            w_free = Signal(init=1)
+            load_hot = Signal(2 * R, init=1)
+            m.d.comb += self.w.ready.eq(w_free)
+            w_fire = self.w.valid & w_free
+            with m.If(w_fire):
+                m.d.sync += load_hot.eq(load_hot.rotate_left(1))
+            full_next = (full & ~clr_full) | set_full
+            ptr_next = load_ptr ^ (w_fire & row_hot[R - 1])
+            m.d.sync += w_free.eq(~Mux(ptr_next, full_next[1], full_next[0]))
+
+            def row_write(k, r):
+                return load_hot[k * R + r]
+        else:
+            m.d.comb += self.w.ready.eq(~(full >> load_ptr)[0])
+            w_fire = self.w.valid & self.w.ready
+
+            def row_write(k, r):
+                return (load_ptr == k) & row_hot[r]
         with m.If(w_fire):
             for k in range(2):
                 for r in range(R):
-                    with m.If((load_ptr == k) & row_hot[r]):
+                    with m.If(row_write(k, r)):
                         for e in range(E):
                             m.d.sync += [wval[k][r][e].eq(wp.entries[e].value),
                                          wsel[k][r][e].eq(new_sel[r][e])]
@@ -636,30 +659,33 @@ class _SparseArray(wiring.Component):
             w_at = Signal(range(store_depth))
             r_at = Signal(range(store_depth))
             stored = Signal(range(store_depth + 1))       # entries in the memory
+            # stored != 0, a register of its own: it chooses the head's source for all its
+            # bits (the FIFO's count -> head enable -> count loop was seed 3's critical path,
+            # 8.5 ns of which 7.3 routing)
+            stored_any = Signal()
             head = Signal(len(word), name="out_head", **dr)
             take = Signal()         # the head is free or leaves in this cycle
             from_store = Signal()
             bypass = Signal()
             to_store = Signal()
             m.d.comb += [take.eq(~out_valid | self.o.ready),
-                         from_store.eq(take & stored.any()),
-                         bypass.eq(take & ~stored.any() & d_push),
+                         from_store.eq(take & stored_any),
+                         bypass.eq(take & ~stored_any & d_push),
                          to_store.eq(d_push & ~bypass),
                          wport.addr.eq(w_at), wport.data.eq(word), wport.en.eq(to_store),
                          rport.addr.eq(r_at)]
             with m.If(to_store):
                 m.d.sync += w_at.eq(Mux(w_at == store_depth - 1, 0, w_at + 1))
             with m.If(from_store):
-                m.d.sync += [head.eq(rport.data),
-                             r_at.eq(Mux(r_at == store_depth - 1, 0, r_at + 1))]
-            with m.Elif(bypass):
-                m.d.sync += head.eq(word)
+                m.d.sync += r_at.eq(Mux(r_at == store_depth - 1, 0, r_at + 1))
+            with m.If(from_store | bypass):
+                m.d.sync += head.eq(Mux(stored_any, rport.data, word))
             with m.If(take):
-                m.d.sync += out_valid.eq(stored.any() | d_push)
+                m.d.sync += out_valid.eq(stored_any | d_push)
             with m.If(to_store & ~from_store):
-                m.d.sync += stored.eq(stored + 1)
+                m.d.sync += [stored.eq(stored + 1), stored_any.eq(1)]
             with m.Elif(from_store & ~to_store):
-                m.d.sync += stored.eq(stored - 1)
+                m.d.sync += [stored.eq(stored - 1), stored_any.eq(stored[1:].any())]
             m.d.comb += [out_last.eq(head[E * PSUM_WIDTH]),
                          out_bank.eq(head[E * PSUM_WIDTH + 1])]
             m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.last.eq(out_last)]
