@@ -19,12 +19,15 @@ in what a PE row receives and how a MAC finds its operand (see ``docs/figs.md``)
   weights load), and the partial sums of those phases are added before the result leaves.
 """
 
+import contextlib
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from sparsehw.golden.figs import MAC_STAGES
+from sparsehw.golden.figs import MAC_STAGES, pipeline_latency
 from sparsehw.hw.arith import delay, tree_sum
 from sparsehw.params import Param, ParamSpec, int_in, multiple_of, pow2_in
 
@@ -337,14 +340,37 @@ class _SparseArray(wiring.Component):
                     for r in range(R) if r in rows_t]).any() if rows_t else Const(0, 1))
             m.d.comb += row_rots.eq(Cat(*needs))
 
-        m.d.comb += self.w.ready.eq(~(full >> load_ptr)[0])
-        w_fire = self.w.valid & self.w.ready
         set_full = Signal(2)
         clr_full = Signal(2)
+        if figs:
+            # Issue 14 (timing, stop 31): w.ready (the load bank is not full) is a register
+            # written with its next value, and the row a transfer writes is a one-hot over
+            # both banks (bit k*R + r; a left rotation goes from bank k's last row to the other
+            # bank's row 0, as load_ptr toggles), so each row's write enable is one AND of
+            # registers and w.valid (seed 2's critical path before: load_ptr -> w.ready ->
+            # the row enables -> every weight register's enable, 9.6 ns of which 8.1 routing).
+            w_free = Signal(init=1)
+            load_hot = Signal(2 * R, init=1)
+            m.d.comb += self.w.ready.eq(w_free)
+            w_fire = self.w.valid & w_free
+            with m.If(w_fire):
+                m.d.sync += load_hot.eq(load_hot.rotate_left(1))
+            full_next = (full & ~clr_full) | set_full
+            ptr_next = load_ptr ^ (w_fire & row_hot[R - 1])
+            m.d.sync += w_free.eq(~Mux(ptr_next, full_next[1], full_next[0]))
+
+            def row_write(k, r):
+                return load_hot[k * R + r]
+        else:
+            m.d.comb += self.w.ready.eq(~(full >> load_ptr)[0])
+            w_fire = self.w.valid & self.w.ready
+
+            def row_write(k, r):
+                return (load_ptr == k) & row_hot[r]
         with m.If(w_fire):
             for k in range(2):
                 for r in range(R):
-                    with m.If((load_ptr == k) & row_hot[r]):
+                    with m.If(row_write(k, r)):
                         for e in range(E):
                             m.d.sync += [wval[k][r][e].eq(wp.entries[e].value),
                                          wsel[k][r][e].eq(new_sel[r][e])]
@@ -380,10 +406,23 @@ class _SparseArray(wiring.Component):
         out_valid = Signal()
         out_bank = Signal(**dr)
         out_last = Signal(**dr)
+        # the output register (FiGS: the accumulator of an instance's phases; its output FIFO
+        # follows)
         out_psum = [Signal(signed(PSUM_WIDTH), name=f"out_psum{e}", **dr) for e in range(E)]
 
-        adv = Signal()
-        m.d.comb += adv.eq(~out_valid | self.o.ready)
+        if figs:
+            # No stall (issue 14, timing): the pipeline moves every cycle and results wait in
+            # an output FIFO with room for everything in flight; an instance issues only with
+            # a free slot reserved (a credit, taken in its first phase). o.ready reaches the
+            # FIFO and the credit count only, not the enable of every register (the critical
+            # path before: o.valid -> adv -> a weight register's gate, 10.0 ns).
+            adv = None
+            out_depth = pipeline_latency(C) + 1
+            credits = Signal(range(out_depth + 1), init=out_depth)
+            has_credit = Signal(init=1)         # credits != 0, a register of its own
+        else:
+            adv = Signal()
+            m.d.comb += adv.eq(~out_valid | self.o.ready)
         if figs:
             # Swap exchange: the instance stays at the input for one phase per rotation of the
             # bank's schedule; cur_oh is the current rotation (one-hot), i.ready rises in the
@@ -407,26 +446,32 @@ class _SparseArray(wiring.Component):
             # exchange control's i.ready does not wait for it to be decoded; rotation 0 is
             # always done, no register)
             cur_up = Signal(max_n - 1)
-            remaining = Signal(max_n)
-            m.d.comb += remaining.eq(Cat(Const(0, 1), sched_u & ~cur_up))
-            next_oh = Signal(max_n)
-            m.d.comb += next_oh.eq(Cat(*[
-                (remaining[t] & ~remaining[:t].any()) if t else remaining[0]
-                for t in range(max_n)]))
+            # remaining[t - 1]: rotation t (1..max_n-1) is in the schedule and not yet done
+            remaining = Signal(max_n - 1)
+            m.d.comb += remaining.eq(sched_u & ~cur_up)
+            rem = list(remaining)
+            # The next rotation (the lowest remaining one) as one-hot, binary and thermometer,
+            # each bit a balanced OR tree over `remaining`: no prefix-OR chain (the critical
+            # path in stop 31 went sched -> a chain of 8 LUTs -> cur_up / cur_rot, 8.9 ns), and
+            # no multiplexer on `final` (with nothing remaining every term below is 0).
+            lowest = [rem[t - 1] & ~_or_tree(rem[:t - 1]) for t in range(1, max_n)]
             final = Signal()
-            m.d.comb += final.eq(~remaining.any())
+            m.d.comb += final.eq(~_or_tree(rem))
+            new_oh = Cat(final, *lowest)
             # the current rotation in binary, a register next to cur_oh
             cur_rot = Signal(rot_bits)
-            new_oh = Mux(final, 1, next_oh)
-            next_rot = Cat(*[Cat(*[new_oh[t] for t in range(max_n) if t >> b & 1]).any()
-                            if max_n > 1 else Const(0, 1) for b in range(rot_bits)])
+            next_rot = Cat(*[_or_tree([lowest[t - 1] for t in range(1, max_n) if t >> b & 1])
+                             for b in range(rot_bits)])
+            # 1 <= t <= the next rotation: t is at or below the lowest remaining one
+            next_up = Cat(*[_or_tree(rem[t - 1:]) & ~_or_tree(rem[:t - 1])
+                            for t in range(1, max_n)])
             issue = Signal()
-            m.d.comb += [issue.eq(adv & (fresh >> use_ptr)[0] & self.i.valid),
-                         self.i.ready.eq(adv & (fresh >> use_ptr)[0] & final)]
+            # a slot is reserved in an instance's first phase; its later phases need none
+            go = has_credit | ~cur_oh[0]
+            m.d.comb += [issue.eq(go & (fresh >> use_ptr)[0] & self.i.valid),
+                         self.i.ready.eq(go & (fresh >> use_ptr)[0] & final)]
             with m.If(issue):
-                m.d.sync += [cur_oh.eq(new_oh), cur_rot.eq(next_rot),
-                             cur_up.eq(Mux(final, 0, Cat(*[
-                                 ~remaining[:t].any() for t in range(1, max_n)])))]
+                m.d.sync += [cur_oh.eq(new_oh), cur_rot.eq(next_rot), cur_up.eq(next_up)]
             # rotated instance: row r of group g takes row g*N + (r%N + rot) % N
             x_in = []
             for r in range(R):
@@ -465,7 +510,7 @@ class _SparseArray(wiring.Component):
             row pairs); 5: the column sum. With a one-level select the multiplier reads
             registers that feed nothing else (the placer may put them next to the DSP, far from
             the select).
-            Call under ``adv``. Every engine selects from its column's input registers (FiGS:
+            Call under ``adv`` (FiGS: every cycle). Every engine selects from its column's input registers (FiGS:
             the swap registers and their links; the others: the row's ``max_m``-wide copy, one
             per column, so that each copy feeds only ``beta`` MACs per row)."""
             entering = st_bank[c + 1] if c + 1 < C else use_ptr   # st_bank[c]'s next value
@@ -544,15 +589,18 @@ class _SparseArray(wiring.Component):
         # control of the instance at column 0, delayed by MAC_STAGES to meet its column sum
         ctl = [st_valid[0], st_bank[0], st_last[0]]
         if figs:
-            ctl += [st_first[0], st_final[0]]
+            ctl += [st_first[0]]
         # the valid keeps its reset; with `dr`, bank, last and FiGS's phase bits travel without
         late = [delay(m, sig, MAC_STAGES, sig.name, adv,
                       reset_less=dr["reset_less"] and sig is not st_valid[0]) for sig in ctl]
         d_valid, d_bank, d_last = late[:3]
         if figs:
-            d_first, d_final = late[3:]
+            d_first = late[3]
+            # an instance's final phase: its sum enters the output FIFO (a register of its
+            # own, next to the FIFO's control, not the valid that enables the accumulator)
+            d_push = delay(m, st_valid[0] & st_final[0], MAC_STAGES, "st0_push")
 
-        with m.If(adv):
+        with (m.If(adv) if adv is not None else contextlib.nullcontext()):
             if figs:
                 m.d.sync += [st_valid[C - 1].eq(issue), st_bank[C - 1].eq(use_ptr),
                              st_last[C - 1].eq(self.i.payload.last),
@@ -584,20 +632,75 @@ class _SparseArray(wiring.Component):
                     m.d.sync += dst.eq(src)
             carried = column_sums(0) + st_acc[0]
             if figs:       # the phases of an instance are added; the final one is emitted
-                m.d.sync += [out_valid.eq(d_valid & d_final), out_bank.eq(d_bank),
-                             out_last.eq(d_last)]
+                phase_sum = [Signal(signed(PSUM_WIDTH), name=f"phase_sum{e}") for e in range(E)]
+                for dst, acc, src in zip(phase_sum, out_psum, carried):
+                    m.d.comb += dst.eq(Mux(d_first, src, src + acc))
                 with m.If(d_valid):
-                    for dst, src in zip(out_psum, carried):
-                        m.d.sync += dst.eq(Mux(d_first, src, src + dst))
+                    for acc, src in zip(out_psum, phase_sum):
+                        m.d.sync += acc.eq(src)
             else:
                 m.d.sync += [out_valid.eq(d_valid), out_bank.eq(d_bank),
                              out_last.eq(d_last)]
                 for dst, src in zip(out_psum, carried):
                     m.d.sync += dst.eq(src)
 
-        m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.last.eq(out_last)]
-        for e in range(E):
-            m.d.comb += self.o.payload.psum[e].eq(out_psum[e])
+        if figs:
+            # The output FIFO: a head register (the output, held while o.ready is low, as the
+            # stream rules ask) and a memory of out_depth - 1 entries behind it. A sum goes
+            # straight into the head when the head is free (or leaves) and the memory is
+            # empty, so the latency is unchanged (cols + 6); otherwise into the memory. The
+            # credits (out_depth) ensure it is never written full.
+            word = Cat(*phase_sum, d_last, d_bank)
+            store_depth = out_depth - 1
+            m.submodules.out_store = store = Memory(shape=unsigned(len(word)),
+                                                    depth=store_depth, init=[])
+            wport = store.write_port()
+            rport = store.read_port(domain="comb")
+            w_at = Signal(range(store_depth))
+            r_at = Signal(range(store_depth))
+            stored = Signal(range(store_depth + 1))       # entries in the memory
+            # stored != 0, a register of its own: it chooses the head's source for all its
+            # bits (the FIFO's count -> head enable -> count loop was seed 3's critical path,
+            # 8.5 ns of which 7.3 routing)
+            stored_any = Signal()
+            head = Signal(len(word), name="out_head", **dr)
+            take = Signal()         # the head is free or leaves in this cycle
+            from_store = Signal()
+            bypass = Signal()
+            to_store = Signal()
+            m.d.comb += [take.eq(~out_valid | self.o.ready),
+                         from_store.eq(take & stored_any),
+                         bypass.eq(take & ~stored_any & d_push),
+                         to_store.eq(d_push & ~bypass),
+                         wport.addr.eq(w_at), wport.data.eq(word), wport.en.eq(to_store),
+                         rport.addr.eq(r_at)]
+            with m.If(to_store):
+                m.d.sync += w_at.eq(Mux(w_at == store_depth - 1, 0, w_at + 1))
+            with m.If(from_store):
+                m.d.sync += r_at.eq(Mux(r_at == store_depth - 1, 0, r_at + 1))
+            with m.If(from_store | bypass):
+                m.d.sync += head.eq(Mux(stored_any, rport.data, word))
+            with m.If(take):
+                m.d.sync += out_valid.eq(stored_any | d_push)
+            with m.If(to_store & ~from_store):
+                m.d.sync += [stored.eq(stored + 1), stored_any.eq(1)]
+            with m.Elif(from_store & ~to_store):
+                m.d.sync += [stored.eq(stored - 1), stored_any.eq(stored[1:].any())]
+            m.d.comb += [out_last.eq(head[E * PSUM_WIDTH]),
+                         out_bank.eq(head[E * PSUM_WIDTH + 1])]
+            m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.last.eq(out_last)]
+            for e in range(E):
+                m.d.comb += self.o.payload.psum[e].eq(head[e * PSUM_WIDTH:(e + 1) * PSUM_WIDTH])
+            reserve = issue & cur_oh[0]
+            done = self.o.valid & self.o.ready
+            with m.If(reserve & ~done):
+                m.d.sync += [credits.eq(credits - 1), has_credit.eq(credits[1:].any())]
+            with m.Elif(done & ~reserve):
+                m.d.sync += [credits.eq(credits + 1), has_credit.eq(1)]
+        else:
+            m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.last.eq(out_last)]
+            for e in range(E):
+                m.d.comb += self.o.payload.psum[e].eq(out_psum[e])
         with m.If(self.o.valid & self.o.ready & out_last):
             m.d.comb += clr_full.eq(Mux(out_bank, 0b10, 0b01))
         m.d.sync += full.eq((full & ~clr_full) | set_full)
@@ -666,6 +769,17 @@ def _select(values, sel):
     top = (len(values) - 1).bit_length() - 1        # the select bit that splits the list
     low, high = values[:1 << top], values[1 << top:]
     return Mux(sel[top], _select(high, sel[:top]), _select(low, sel[:top]))
+
+
+def _or_tree(bits):
+    """OR of 1-bit values as a balanced tree (0 for none)."""
+    bits = list(bits)
+    if not bits:
+        return Const(0, 1)
+    while len(bits) > 1:
+        bits = [bits[i] | bits[i + 1] if i + 1 < len(bits) else bits[i]
+                for i in range(0, len(bits), 2)]
+    return bits[0]
 
 
 def _or_all(terms, width):
@@ -774,7 +888,19 @@ class FigsArray(_SparseArray):
         Largest run-time ``M/N`` (lanes of a swap register), power of two in 1..``max_m``.
 
     The defaults and ranges are :data:`FIGS_PARAMS` (``sparsehw list`` shows them).
-""" + _ATTRIBUTES_DOC + """
+""" + _ATTRIBUTES_DOC.replace(
+    "tile: the next instance uses the other bank). ``ready`` is low while the bank the next\n"
+    "        instance needs is not complete, or while the output is stalled.",
+    "tile: the next instance uses the other bank). ``ready`` is low while the bank the next\n"
+    "        instance needs is not complete, or (in an instance's first phase) while no output\n"
+    "        FIFO entry is free.").replace(
+    "the tile's exchange phases); back-pressure stalls the whole array (``i.ready`` falls\n"
+    "        combinationally with ``o.ready``).",
+    "the tile's exchange phases). Back-pressure does not stall the array: results wait in an\n"
+    "        output FIFO of ``cols + 7`` entries (the latency + 1: the head register is the\n"
+    "        output, ``cols + 6`` entries behind it), an instance issues only with an entry\n"
+    "        reserved (a registered credit count), and ``i.ready`` does not depend on\n"
+    "        ``o.ready`` combinationally.") + """
     Raises
     ------
     TypeError

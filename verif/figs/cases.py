@@ -997,3 +997,96 @@ async def malformed_then_correct(dut, engine):
     if engine == "figs" and params["alpha"] < 2:
         assert max(bad["phases"]) > 1 and max(good["phases"]) > 1, "no exchange used"
     common.record(bad_phases=bad["phases"], good_phases=good["phases"])
+
+
+async def output_fifo(dut):
+    """FiGS (issue 14, stop 31): no stall enable, an output FIFO with credit-based issue. With
+    ``o.ready`` held low from reset, a one-phase tile's instances (FiGS's slots assigned, a fine
+    mask) offered back to back are accepted one per cycle from the first until the FIFO's ``L + 1`` entries
+    (``L`` = :func:`golden.figs.pipeline_latency`, the documented depth) are all reserved, and
+    no more while the sink stays stalled; ``o.valid`` rises ``L`` cycles after the first
+    transfer and the payload holds. Then the sink takes one result per cycle: the tile's
+    results leave in order and equal the golden GEMM's, and the remaining instances follow."""
+    from cocotb.triggers import ReadOnly
+    from sparsehw.verif.figs import lanes_of, pack_instance, unpack_psums
+    from sparsehw.verif.stream import StreamSource
+    params = dut_params("figs")
+    rows, cols, beta = params["rows"], params["cols"], params["beta"]
+    await start(dut, **PORTS)           # o.ready low from here on
+    rng = np.random.default_rng(common.rng(121).randrange(1 << 30))
+    n, m = (2, 8) if _supported("figs", params, 2, 8) else (1, 1)
+    k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
+    layouts = layouts_of("figs", params)
+    lanes = lanes_of("figs", params)
+    lat = gf.pipeline_latency(cols)
+    room = lat + 1
+    count = room + 3
+    w = make_weights("fine", o_tile, k_tile, n, m, rng)
+    x = rng.integers(-128, 128, size=(k_tile, count))
+    values, indices = nm.compress(w, n, m)
+    expected = nm.gemm_int8(nm.decompress(values, indices, n, m), x).astype(np.int64)
+    values, indices, _ = gf.assign_slots(values, indices, n, m)
+    assert gf.gemm_schedule(values, indices, n, m, k=k_tile, o=o_tile, rows=rows, cols=cols,
+                            beta=beta, alpha=params["alpha"]) == [1], "not a one-phase tile"
+    wsrc = StreamSource(dut, "w")
+    wsrc.send_nowait(pack(layouts["w"], {"entries": [{"value": v, "index": i} for v, i in row],
+                                        "n_log2": exact_log2(n), "m_log2": exact_log2(m)})
+                     for row in gf.weight_rows(values, indices, n, m, rows=rows, cols=cols,
+                                               beta=beta, o_tile=0, k_tile=0))
+    await wsrc.wait_idle(timeout_cycles=50 + 4 * rows)
+    wsrc.stop()
+    dut.w__valid.value = 0
+
+    def offer(b):
+        inst = gf.instance("figs", x, n, m, rows=rows, lanes=lanes, k_tile=0, b=b)
+        dut.i__payload.value = pack_instance(layouts["i"], inst, b == count - 1,
+                                             params["width"])
+        dut.i__valid.value = 1
+
+    sent, first, held, got = 0, None, None, []
+    offer(0)
+    for cycle in range(room + 3 * lat):          # the sink stalled throughout
+        await ReadOnly()
+        fire = dut.i__ready.value == 1
+        if first is not None:
+            valid = dut.o__valid.value == 1
+            if cycle < first + lat:
+                assert not valid, f"o.valid {first + lat - cycle} cycles early"
+            else:
+                assert valid, f"o.valid low {cycle - first} cycles after the first transfer"
+                payload = int(dut.o__payload.value)
+                assert held is None or payload == held, "payload changed while held"
+                held = payload
+        await RisingEdge(dut.clk)
+        if fire:
+            first = cycle if first is None else first
+            assert sent == cycle - first, (f"instance {sent} accepted {cycle - first} cycles "
+                                           f"after the first: not one per cycle")
+            sent += 1
+            offer(sent)
+    assert sent == room, (f"{sent} instances accepted with the sink stalled, the output "
+                          f"FIFO holds {room} (pipeline_latency + 1)")
+    dut.o__ready.value = 1
+    for _ in range(count + 3 * lat):
+        await ReadOnly()
+        fire = dut.i__ready.value == 1 and sent < count
+        if dut.o__valid.value == 1:
+            got.append(int(dut.o__payload.value))
+        await RisingEdge(dut.clk)
+        if fire:
+            sent += 1
+            if sent < count:
+                offer(sent)
+            else:
+                dut.i__valid.value = 0
+        if len(got) == count:
+            break
+    dut.o__ready.value = 0
+    assert sent == count and len(got) == count, f"{sent} sent, {len(got)} of {count} results"
+    for b, payload in enumerate(got):
+        sums, last = unpack_psums(layouts["o"], payload, cols * beta)
+        assert last == int(b == count - 1), f"last {last} on instance {b}"
+        assert sums[:o_tile] == expected[:, b].tolist(), \
+            f"instance {b}: got {sums[:o_tile]}, expected {expected[:, b].tolist()}"
+    assert _fault(dut) == 0
+    common.record(fifo_room=room)

@@ -97,3 +97,9 @@ async def accepted_patterns_beyond_the_list(dut):
 async def latency_with_output_held(dut):
     await cases.held_output(dut, ENGINE)
     cases.report(dut, ENGINE)
+
+
+@common.test(skip=ENGINE != "figs")
+async def output_fifo_holds_everything_in_flight(dut):
+    await cases.output_fifo(dut)
+    cases.report(dut, ENGINE)
