@@ -864,27 +864,13 @@ async def accepted_patterns(dut, engine):
     common.record(accepted=[f"{n}:{m}" for n, m, _ in ran])
 
 
-async def held_output(dut, engine):
-    """Latency with the output held: ``o.ready`` low, one instance at a time into an empty
-    array (a one-phase tile: FiGS's slots assigned, a fine mask), ``o.valid`` must rise exactly
-    :func:`golden.figs.pipeline_latency` cycles after the input transfer (the cycle a sink that
-    is ready would take it), not earlier, and not wait for ``o.ready``; then, still not ready,
-    ``o.valid`` and the payload must hold for a few cycles (stream rules); then the sink takes it,
-    and the partial sums must be the golden GEMM's. Both instances of the tile in turn."""
-    from cocotb.triggers import ReadOnly
-    from sparsehw.verif.figs import lanes_of, pack_instance, unpack_psums
+async def _load_one_phase_tile(dut, engine, params, layouts, w, x, n, m):
+    """Load the ``n:m`` tile of dense weights ``w`` (``o_tile x k_tile``) through the ``w``
+    port (FiGS: its slots assigned, and required to run in one phase) and stop the source;
+    return the golden GEMM of ``x`` (int64)."""
     from sparsehw.verif.stream import StreamSource
-    params = dut_params(engine)
     rows, cols, beta = params["rows"], params["cols"], params["beta"]
-    await start(dut, **PORTS)           # o.ready low from here on
-    rng = np.random.default_rng(common.rng(111).randrange(1 << 30))
-    n, m = (2, 4) if engine == "nm_fixed24" else \
-        ((2, 8) if _supported(engine, params, 2, 8) else (1, 1))
-    k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
-    layouts = layouts_of(engine, params)
-    lanes = lanes_of(engine, params)
-    w = make_weights("fine", o_tile, k_tile, n, m, rng)
-    x = rng.integers(-128, 128, size=(k_tile, 2))
+    o_tile, k_tile = w.shape
     values, indices = nm.compress(w, n, m)
     expected = nm.gemm_int8(nm.decompress(values, indices, n, m), x).astype(np.int64)
     if engine == "figs":
@@ -899,6 +885,30 @@ async def held_output(dut, engine):
     await wsrc.wait_idle(timeout_cycles=50 + 4 * rows)
     wsrc.stop()
     dut.w__valid.value = 0
+    return expected
+
+
+async def held_output(dut, engine):
+    """Latency with the output held: ``o.ready`` low, one instance at a time into an empty
+    array (a one-phase tile: FiGS's slots assigned, a fine mask), ``o.valid`` must rise exactly
+    :func:`golden.figs.pipeline_latency` cycles after the input transfer (the cycle a sink that
+    is ready would take it), not earlier, and not wait for ``o.ready``; then, still not ready,
+    ``o.valid`` and the payload must hold for a few cycles (stream rules); then the sink takes it,
+    and the partial sums must be the golden GEMM's. Both instances of the tile in turn."""
+    from cocotb.triggers import ReadOnly
+    from sparsehw.verif.figs import lanes_of, pack_instance, unpack_psums
+    params = dut_params(engine)
+    rows, cols, beta = params["rows"], params["cols"], params["beta"]
+    await start(dut, **PORTS)           # o.ready low from here on
+    rng = np.random.default_rng(common.rng(111).randrange(1 << 30))
+    n, m = (2, 4) if engine == "nm_fixed24" else \
+        ((2, 8) if _supported(engine, params, 2, 8) else (1, 1))
+    k_tile, o_tile = gf.tile_shape(n, m, rows, cols, beta)
+    layouts = layouts_of(engine, params)
+    lanes = lanes_of(engine, params)
+    w = make_weights("fine", o_tile, k_tile, n, m, rng)
+    x = rng.integers(-128, 128, size=(k_tile, 2))
+    expected = await _load_one_phase_tile(dut, engine, params, layouts, w, x, n, m)
     lat = gf.pipeline_latency(cols)
     hold = 3
     for b in range(x.shape[1]):
@@ -1009,7 +1019,6 @@ async def output_fifo(dut):
     results leave in order and equal the golden GEMM's, and the remaining instances follow."""
     from cocotb.triggers import ReadOnly
     from sparsehw.verif.figs import lanes_of, pack_instance, unpack_psums
-    from sparsehw.verif.stream import StreamSource
     params = dut_params("figs")
     rows, cols, beta = params["rows"], params["cols"], params["beta"]
     await start(dut, **PORTS)           # o.ready low from here on
@@ -1023,19 +1032,7 @@ async def output_fifo(dut):
     count = room + 3
     w = make_weights("fine", o_tile, k_tile, n, m, rng)
     x = rng.integers(-128, 128, size=(k_tile, count))
-    values, indices = nm.compress(w, n, m)
-    expected = nm.gemm_int8(nm.decompress(values, indices, n, m), x).astype(np.int64)
-    values, indices, _ = gf.assign_slots(values, indices, n, m)
-    assert gf.gemm_schedule(values, indices, n, m, k=k_tile, o=o_tile, rows=rows, cols=cols,
-                            beta=beta, alpha=params["alpha"]) == [1], "not a one-phase tile"
-    wsrc = StreamSource(dut, "w")
-    wsrc.send_nowait(pack(layouts["w"], {"entries": [{"value": v, "index": i} for v, i in row],
-                                        "n_log2": exact_log2(n), "m_log2": exact_log2(m)})
-                     for row in gf.weight_rows(values, indices, n, m, rows=rows, cols=cols,
-                                               beta=beta, o_tile=0, k_tile=0))
-    await wsrc.wait_idle(timeout_cycles=50 + 4 * rows)
-    wsrc.stop()
-    dut.w__valid.value = 0
+    expected = await _load_one_phase_tile(dut, "figs", params, layouts, w, x, n, m)
 
     def offer(b):
         inst = gf.instance("figs", x, n, m, rows=rows, lanes=lanes, k_tile=0, b=b)
