@@ -129,6 +129,35 @@ def test_gemm_cycle_cases_skip_the_points_the_model_does_not_fit():
     assert sizes[(1, 1)] == sizes[(1, 2)] == sizes[(2, 1)] == 32
 
 
+def test_compare_state_checks_the_ring_counters():
+    # A 2-layer model-parallel chain 16 -> 16 -> 16 on two subsystems: each sends its 8 rows
+    # of layer 0 to the other (a GEMM's own rows are a local write; the last layer's rows stay
+    # where they are computed), a 64-bit flit carries a whole row. The
+    # counters read back are checked against those counts; one off in any of them is reported.
+    import numpy as np
+    from sparsehw.golden import chip as isa
+    from sparsehw.golden.chip_compile import GemmLayer, run_chain
+    from sparsehw.verif.chip import compare_state, executed
+    params = CHIP_RTL_PARAMS.validate(**SMALL, subsystems=2)
+    rng = np.random.default_rng(1)
+    chain = [GemmLayer(rng.integers(-128, 128, (16, 16)).astype(np.int8), 1, 1,
+                       np.zeros(16, int), np.ones(16, int), np.full(16, 8), False)
+             for _ in range(2)]
+    _, model, _ = run_chain(chain, rng.integers(-128, 128, (16, 4)), 2, "model",
+                            {k: v for k, v in params.items() if k in isa.MODEL_PARAMS.names})
+    gemms = [sum(isinstance(i, isa.Gemm) for i in executed(model, s)) for s in range(2)]
+    right = [{"regs": {"status": model.status(s).word, "gemms": gemms[s], "flits_sent": 8,
+                       "rows_received": 8}} for s in range(2)]
+    chip_regs = {"ring_flits": 16}
+    assert compare_state(right, model, params, banks=False, chip_regs=chip_regs) == []
+    for s, name in ((0, "flits_sent"), (1, "rows_received")):
+        wrong = [{"regs": dict(e["regs"])} for e in right]
+        wrong[s]["regs"][name] += 1
+        assert any(name in msg for msg in compare_state(wrong, model, params, banks=False))
+    assert compare_state(right, model, params, banks=False,
+                         chip_regs={"ring_flits": 15}) != []
+
+
 def test_mutation_subset_is_the_registrys():
     """``sparsehw mutate chip`` runs the documented subset (tb_chip's docstring): the registry
     hands it every mutant; its knobs are knobs tb_chip reads."""

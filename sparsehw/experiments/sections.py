@@ -366,18 +366,27 @@ def fpga_rows(pnr, perf):
     return rows
 
 
-def _ops_text(name, record, measured):
-    """Useful operations per second of a placed block: Fmax times the operations per cycle of
-    its perf result ``measured`` ("-" without one)."""
+def _ops_per_second(name, record, measured):
+    """``(per_cycle, unit, giga_per_s)``: the operations per cycle of a placed block's perf
+    result ``measured`` and Fmax times them; None without one."""
     if measured is None or measured["status"] != "ok":
-        return "-"
+        return None
     found = ops_per_cycle(name, measured["record"].get("params", record["params"]),
                           measured["point"]["workload"], measured["record"])
     if not found:
-        return "-"
+        return None
     per_cycle, unit = found
-    return (f"{per_cycle:.3g} {unit}/cycle = "
-            f"{per_cycle * record['fmax_mhz'] / 1000:.3g} G{unit}/s")
+    return per_cycle, unit, per_cycle * record["fmax_mhz"] / 1000
+
+
+def _ops_text(name, record, measured):
+    """Useful operations per second of a placed block, with the operations per cycle behind
+    them ("-" without a perf result)."""
+    found = _ops_per_second(name, record, measured)
+    if not found:
+        return "-"
+    per_cycle, unit, giga = found
+    return f"{per_cycle:.3g} {unit}/cycle = {giga:.3g} G{unit}/s"
 
 
 #: Issue 14's Fmax targets (MHz): the chip 100, every other row 125 (the subsystem too: it is a
@@ -405,10 +414,11 @@ def fpga_summary_rows(pnr, perf):
         record = result["record"]
         fmax = record["fmax_mhz"]
         verdict = "met" if fmax >= target else f"missed by {target - fmax:.1f}"
+        found = _ops_per_second(name, record, perf.get(name))
         rows.append([name, old, f"**{fmax}**", len(record["fmax_by_seed"]),
                      f"{target:g}: {verdict}",
                      "/".join(f"{v:,}" for v in (record["luts"], record["ffs"], record["dsps"])),
-                     _ops_text(name, record, perf.get(name)).split(" = ")[-1]])
+                     f"{found[2]:.3g} G{found[1]}/s" if found else "-"])
     return rows
 
 

@@ -250,14 +250,19 @@ def ring_traffic(model, params):
     return flits, rows
 
 
-def compare_state(state, model, params, *, banks=True):
+def compare_state(state, model, params, *, banks=True, chip_regs=None):
     """Mismatch messages between the RTL's read-back state and the golden model's: status
     words, the ``gemms`` counter (GEMMs the model executed), after a run without an error the
-    ``flits_sent`` and ``rows_received`` counters (:func:`ring_traffic`), and every memory word
-    read back (``banks``: requires that the state holds both banks)."""
+    ``flits_sent`` and ``rows_received`` counters (:func:`ring_traffic`) and, given the chip's
+    registers ``chip_regs`` (:func:`run_to_done`) of a chip with a ring, ``ring_flits``, and
+    every memory word read back (``banks``: requires that the state holds both banks)."""
     problems = []
     clean = all(model.status(s).state == isa.HALTED for s in range(len(state)))
     flits, rows = ring_traffic(model, params) if clean else (None, None)
+    if flits is not None and chip_regs is not None and params["subsystems"] > 1 \
+            and chip_regs["ring_flits"] != sum(flits):
+        problems.append(f"chip ring_flits {chip_regs['ring_flits']}, the model's run injected "
+                        f"{sum(flits)}")
     for s, entry in enumerate(state):
         for name, want in (("flits_sent", flits), ("rows_received", rows)):
             if want is not None and entry["regs"][name] != want[s]:
