@@ -247,3 +247,48 @@ def test_mutant_whose_init_cannot_be_cleared_is_still_written(tmp_path):
     path = mutate._make_mutant(work, "cz", line)
     assert path.exists() and "module cz" in path.read_text()
     assert (work / "mutant.il").exists()
+
+
+#: A 4-bit memory of which only bits 2:0 are ever read, and a register chain: ``memory_map``
+#: names the words ``mem[0]`` .. ``mem[3]`` (pattern characters in a wire name).
+WORD_BITS = """\
+module wb(input clk, input [3:0] a, input [1:0] wa, input [1:0] ra, input we,
+          output [2:0] o, output [2:0] m);
+  reg [3:0] r = 4'd0;
+  reg [3:0] q = 4'd0;
+  reg [3:0] mem [0:3];
+  always @(posedge clk) begin r <= a; q <= r; if (we) mem[wa] <= a; end
+  assign o = q[2:0];
+  assign m = mem[ra][2:0];
+endmodule
+"""
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("mode", ["inv", "const0", "cnot1 -ctrlbit 1"])
+def test_a_bit_no_output_reads_is_unpaired_alone_and_proven(tmp_path, mode):
+    """The stored bit 3 of ``mem`` is never read: equivalent, with only that bit of each word
+    unpaired (the word's other bits, read by output ``m``, stay paired); the input ``a`` named by
+    the line is never unpaired (both halves share it)."""
+    mutate._prepare(WORD_BITS, "wb", tmp_path)
+    line = next(text for text in mutate.list_mutations(tmp_path, 30, 1)
+                if text.startswith("mutate -mode inv ") and "-port B -portbit 3 -wire a" in text)
+    line = line.replace("-mode inv ", f"-mode {mode.split()[0]} ").replace(
+        "-portbit 3 ", "-portbit 3 " + " ".join(mode.split()[1:]) + " ")
+    work = tmp_path / "m"
+    work.mkdir()
+    mutate._make_mutant(work, "wb", line)
+    result = mutate.check_equivalence(work, "wb", line=line)
+    assert result["verdict"] == "equivalent", result
+    assert result["dropped"] == [f"mem[{w}][3]" for w in range(4)]
+
+
+def test_select_patterns_match_one_wire_name():
+    assert mutate._pattern("sub1.$419") == "\\sub1.$419"
+    assert mutate._pattern("ccw.storage[3]") == "\\ccw.storage[[]3[\\]]"
+    assert mutate._pattern("a*b?") == "\\a[*]b[?]"
+    assert mutate._split_script({"x[2]", "y", "m[0][3]"}) == (
+        "splitnets gold/w:\\m[[]0[\\]] gate/w:\\m[[]0[\\]]; splitnets gold/w:\\x gate/w:\\x; ")
+    assert mutate._bit_names("mutate -mode inv -cell $x -port Q -portbit 2 -wire r -wirebit 2 "
+                             "-src a.v:1") == {"r", "r[2]"}
+    assert mutate._bit_names("mutate -mode inv -cell $x -port Y -portbit 0") == set()

@@ -61,16 +61,18 @@ EQUIV_ROUNDS = 8
 EQUIV_TIMEOUT = 180
 EQUIV_METHOD = ("outputs only, from the start state (registers at init, rst free); proof: "
                 "equiv_make over the same-named signals, opt_merge (structurally identical "
-                "halves), equiv_simple -seq 1 + equiv_induct "
-                "-seq {seq}, internal signals the mutant changes dropped from the pairing "
-                "(equiv_make -blacklist) until the rest is inductive, base case equiv_miter + "
-                "sat -seq {seq}+1 -set-init-zero; equivalent only when that k-induction proof "
-                "(k = {seq}) closes with every output paired; otherwise a bounded miter -equiv "
-                "+ sat -seq {depth} of the outputs: a counterexample is different, none unknown")
+                "halves), equiv_simple -seq 1 + equiv_induct -seq {seq}, internal signals the "
+                "mutant changes dropped from the pairing (equiv_make -blacklist) until the rest "
+                "is inductive: first bit by bit (splitnets) with each equiv_induct on the fan-in "
+                "cone of the points left, cut at every other point, then whole names with every "
+                "point; base case equiv_miter + sat -seq {seq}+1 -set-init-zero; equivalent only "
+                "when that k-induction proof (k = {seq}) closes with every output paired; "
+                "otherwise a bounded miter -equiv + sat -seq {depth} of the outputs: a "
+                "counterexample is different, none unknown")
 #: Bump when the way mutants are built or simulated changes (part of every cache key); the
 #: equivalence check has its own.
 _SIM_VERSION = 1
-_EQUIV_VERSION = 5
+_EQUIV_VERSION = 6
 
 
 # -- Yosys ----------------------------------------------------------------------------------------
@@ -202,6 +204,13 @@ def _output_ports(netlist_text):
     return set(re.findall(r"^\s*wire\b[^\n]*\boutput\s+\d+\s+\\(\S+)\s*$", netlist_text, re.M))
 
 
+def _ports(netlist_text):
+    """Names of the ports (inputs and outputs) of the module in an RTLIL text: the two halves
+    share the inputs, and an output is what is proven, so neither is ever unpaired."""
+    return set(re.findall(r"^\s*wire\b[^\n]*\b(?:input|output)\s+\d+\s+\\(\S+)\s*$",
+                          netlist_text, re.M))
+
+
 _LOAD = ("read_rtlil ../design.il; rename {top} gold; read_rtlil mutant.il; "
          "memory_map; opt_clean; async2sync; ")
 #: Pair the same-named signals (except ``blacklist.txt``), then merge what is structurally
@@ -209,7 +218,6 @@ _LOAD = ("read_rtlil ../design.il; rename {top} gold; read_rtlil mutant.il; "
 #: cell's fan-out identical: its pairs become trivially proven, in seconds even for the ring).
 _PAIR = ("equiv_make -blacklist blacklist.txt gold gate equiv; hierarchy -top equiv; "
          "opt_merge equiv; opt_clean equiv; ")
-_UNPROVEN = re.compile(r"Unproven \$equiv \S+: \\(\S+)_gold\b")
 
 
 def _mutated_names(mutant_text, line):
@@ -249,8 +257,16 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
        *internal* signal the mutation really changes cannot be proven: its name is dropped from
        the pairing (``equiv_make -blacklist``; the gate's logic downstream of it then sees the
        gate's own value, not the gold one) and the round repeats, at most ``max_rounds`` times.
-       The names the mutation ``line`` changes directly (its ``-wire``, the mutated cell's
-       outputs) are dropped from the start; output ports are never dropped. When every point
+       This runs twice, the second only when the first does not close: (a) **bit by bit**:
+       the multi-bit wires that hold a dropped bit are split (``splitnets``), so one bit of a
+       word is unpaired and the rest stays paired, and each ``equiv_induct`` models only the
+       fan-in cone of the points ``equiv_simple`` left, cut at every other point (a cut point
+       is a free input there, so what the cone proves holds in the whole netlist): this is
+       what lets the chip's checks finish (its netlist has ~154k points; a whole-netlist
+       induction round did not end in 120 s); the line's ``-wire`` bit is dropped from the
+       start; (b) as in check version 5: whole names, every point modelled, the line's
+       ``-wire`` and the mutated cell's outputs dropped from the start. Ports are never
+       dropped in (a), output ports never in (b). When every point
        left is proven, the base case (``equiv_miter`` of the points ``equiv_simple`` did not
        prove, ``sat -prove-asserts -set-init-zero -seq k+1``) checks them in the first
        ``k + 1`` cycles from the start state. Both: every point left, the outputs among them,
@@ -305,40 +321,25 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
 
     load = _LOAD.format(top=top)
     outputs = _output_ports((work.parent / "design.il").read_text())
-    dropped = _mutated_names((work / "mutant.il").read_text(), line) - outputs
-    for rounds in range(1, max_rounds + 1):
-        # full RTLIL names (``\\$41`` is a public name that starts with ``$``)
-        (work / "blacklist.txt").write_text("".join(f"\\{name}\n" for name in sorted(dropped)))
-        (work / "status.txt").unlink(missing_ok=True)
-        (work / "simple.txt").unlink(missing_ok=True)
-        status, _ = _yosys(load + _PAIR + "equiv_simple -seq 1 equiv; "
-                           "tee -o simple.txt equiv_status equiv; "
-                           f"equiv_induct -seq {seq} equiv; tee -o status.txt equiv_status equiv",
-                           work, "equiv_induct.log", timeout=left())
-        text = (work / "status.txt").read_text() if (work / "status.txt").exists() else ""
-        if status != 0 or "Found" not in text:
-            return bounded("induction round did not finish"
-                           + _stop_reason(status, work / "equiv_induct.log"), rounds, dropped)
-        if "Equivalence successfully proven!" in text:
-            break
-        unproven = set(_UNPROVEN.findall(text))
-        if not unproven or text.count("Unproven $equiv") != len(_UNPROVEN.findall(text)):
-            return bounded("unreadable equiv_status", rounds, dropped)
-        if unproven & outputs:
-            return bounded(f"output(s) {', '.join(sorted(unproven & outputs))} not proven by "
-                           f"{seq}-induction", rounds, dropped)
-        if unproven <= dropped:
-            return bounded("unpairing did not remove the unproven points", rounds, dropped)
-        dropped |= unproven
-    else:
-        return bounded(f"induction did not close in {max_rounds} rounds", max_rounds, dropped)
-
-    # base case of the induction on the points equiv_simple did not prove (none: nothing to do)
-    simple = (work / "simple.txt").read_text() if (work / "simple.txt").exists() else ""
-    if "Equivalence successfully proven!" in simple:
+    mutant_text = (work / "mutant.il").read_text()
+    # 1a. bit by bit, each induction on the cone of its unproven points (scales to the chip)
+    ports = _ports((work.parent / "design.il").read_text())
+    bits = {name for name in _bit_names(line)          # ports are never unpaired
+            if _BIT_NAME.sub(r"\1", name) not in ports}
+    proof = _houdini(work, load, outputs, bits, seq, max_rounds, left, cone=True)
+    if proof[0] != "closed":
+        # 1b. as before (check version 5): whole names, every point in the induction
+        proof = _houdini(work, load, outputs, _mutated_names(mutant_text, line) - outputs,
+                         seq, max_rounds, left, cone=False)
+    if proof[0] != "closed":
+        _, why, rounds, dropped = proof
+        return bounded(why, rounds, dropped)
+    _, pairing, rounds, dropped, simple_closed = proof
+    if simple_closed:       # no point left for the induction: no base case to check
         return done("equivalent", rounds=rounds, dropped=dropped)
+    # base case of the induction on the points equiv_simple did not prove
     (work / "base.txt").unlink(missing_ok=True)
-    status, _ = _yosys(load + _PAIR + "equiv_simple -seq 1 equiv; "
+    status, _ = _yosys(pairing + "equiv_simple -seq 1 equiv; "
                        f"equiv_miter -trigger -assert base equiv; hierarchy -top base; "
                        f"opt_clean base; tee -o base.txt sat -prove-asserts -set-init-zero "
                        f"-seq {seq + 1} base", work, "equiv_base.log", timeout=left())
@@ -349,6 +350,99 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
                    + ("failed" if "model found: FAIL" in base else "did not finish"
                       + _stop_reason(status, work / "equiv_base.log")),
                    rounds, dropped)
+
+
+_UNPROVEN_BIT = re.compile(r"Unproven \$equiv (\S+): \\(\S+?)_gold(?: \[(\d+)\])?")
+_BIT_NAME = re.compile(r"^(.*)\[(\d+)\]$")
+
+
+def _bit_names(line):
+    """The names of the bit the mutation ``line`` writes (its ``-wire`` and ``-wirebit``), as
+    pairing names of a netlist whose multi-bit wires are split (``name[bit]``; ``name`` too, for
+    a 1-bit wire, which ``splitnets`` leaves whole)."""
+    wire = re.search(r"\s-wire\s+(\S+)(?:\s+-wirebit\s+(\d+))?", line)
+    if not wire:
+        return set()
+    name = wire.group(1).removeprefix("\\")
+    return {name, f"{name}[{wire.group(2) or 0}]"}
+
+
+def _split_script(names):
+    """``splitnets`` of the multi-bit wires that hold the bit ``names`` (``name[bit]``) in both
+    halves, so that ``equiv_make -blacklist`` can unpair one bit (the rest of the word stays
+    paired)."""
+    bases = sorted({m.group(1) for m in map(_BIT_NAME.match, names) if m})
+    return "".join(f"splitnets gold/w:{_pattern(base)} gate/w:{_pattern(base)}; "
+                   for base in bases)
+
+
+_PATTERN_CHAR = {"[": "[[]", "]": "[\\]]", "*": "[*]", "?": "[?]"}
+
+
+def _pattern(name):
+    """A ``select`` pattern that matches the public wire ``name`` only (``memory_map`` names
+    words ``storage[3]``; ``[``, ``]``, ``*`` and ``?`` are pattern characters: each becomes a
+    one-character class, ``]`` escaped in it)."""
+    return "\\" + "".join(_PATTERN_CHAR.get(char, char) for char in name)
+
+
+def _houdini(work, load, outputs, dropped, seq, max_rounds, left, cone):
+    """The induction rounds of :func:`check_equivalence`: pair, prove, unpair what is unproven,
+    repeat. ``cone``: pair bit by bit (``_split_script``) and run ``equiv_induct`` only on the
+    fan-in cone of the points ``equiv_simple`` left, cut at every other point (a cut point is a
+    free input there: the cone's proof holds for the whole netlist); else pair whole names and
+    model every point (check version 5). Returns ``("closed", pairing script, rounds, dropped,
+    equiv_simple proved every point)`` or ``("open", reason, rounds, dropped)``."""
+    dropped = set(dropped)
+    for rounds in range(1, max_rounds + 1):
+        # full RTLIL names (``\\$41`` is a public name that starts with ``$``)
+        (work / "blacklist.txt").write_text("".join(f"\\{name}\n" for name in sorted(dropped)))
+        pairing = load + (_split_script(dropped) if cone else "") + _PAIR
+        for name in ("status.txt", "simple.txt", "simple.il"):
+            (work / name).unlink(missing_ok=True)
+        if cone:
+            status, _ = _yosys(pairing + "equiv_simple -seq 1 equiv; "
+                               "tee -o simple.txt equiv_status equiv; write_rtlil simple.il",
+                               work, "equiv_simple.log", timeout=left())
+            simple = (work / "simple.txt").read_text() if status == 0 else ""
+            if "Found" not in simple:
+                return ("open", "induction round did not finish"
+                        + _stop_reason(status, work / "equiv_simple.log"), rounds, dropped)
+            if "Equivalence successfully proven!" in simple:
+                return ("closed", pairing, rounds, dropped, True)
+            (work / "todo.txt").write_text("".join(
+                f"equiv/{cell}\n" for cell, _, _ in _UNPROVEN_BIT.findall(simple)))
+            status, _ = _yosys("read_rtlil simple.il; select -read todo.txt; select -set todo %; "
+                               "select -set cone @todo %ci1 %ci*:-$equiv; "
+                               f"equiv_induct -seq {seq} @cone; "
+                               "tee -o status.txt equiv_status equiv",
+                               work, "equiv_induct.log", timeout=left())
+        else:
+            status, _ = _yosys(pairing + "equiv_simple -seq 1 equiv; "
+                               "tee -o simple.txt equiv_status equiv; "
+                               f"equiv_induct -seq {seq} equiv; "
+                               "tee -o status.txt equiv_status equiv",
+                               work, "equiv_induct.log", timeout=left())
+        text = (work / "status.txt").read_text() if (work / "status.txt").exists() else ""
+        if status != 0 or "Found" not in text:
+            return ("open", "induction round did not finish"
+                    + _stop_reason(status, work / "equiv_induct.log"), rounds, dropped)
+        if "Equivalence successfully proven!" in text:
+            simple = (work / "simple.txt").read_text() if (work / "simple.txt").exists() else ""
+            return ("closed", pairing, rounds, dropped,
+                    "Equivalence successfully proven!" in simple)
+        found = _UNPROVEN_BIT.findall(text)
+        unproven = {f"{name}[{bit}]" if (cone and bit) else name for _, name, bit in found}
+        if not unproven or text.count("Unproven $equiv") != len(found):
+            return ("open", "unreadable equiv_status", rounds, dropped)
+        names = {name for _, name, _ in found}
+        if names & outputs:
+            return ("open", f"output(s) {', '.join(sorted(names & outputs))} not proven by "
+                    f"{seq}-induction", rounds, dropped)
+        if unproven <= dropped:
+            return ("open", "unpairing did not remove the unproven points", rounds, dropped)
+        dropped |= unproven
+    return ("open", f"induction did not close in {max_rounds} rounds", max_rounds, dropped)
 
 
 #: Verdict method of a mutant whose netlist is the original one.
