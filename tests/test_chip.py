@@ -114,6 +114,19 @@ def test_chip_gemm_cycles_match_the_model():
     _run({**SMALL, "subsystems": 2}, testcase="chip_gemm_cycles")
 
 
+def test_chip_memories_round_trip():
+    """Random full-width words through the host port into every memory of both subsystems
+    read back as written, Icarus (``chip_memories_round_trip``)."""
+    _run({**SMALL, "subsystems": 2}, testcase="chip_memories_round_trip")
+
+
+def test_chip_malformed_weight_indices():
+    """Every kind of malformed weight index (out of group, equal in a beat, not ascending
+    across two beats of a group) between well-formed rows: banks and row_error as the golden
+    model's, Icarus (``chip_malformed_weight_indices``)."""
+    _run({**SMALL, "subsystems": 2}, testcase="chip_malformed_weight_indices")
+
+
 def test_gemm_cycle_cases_skip_the_points_the_model_does_not_fit():
     # one subsystem at every M; two only on a 2-subsystem chip with whole-row flits, not 1:32
     from sparsehw.verif.chip.tb_chip import gemm_cycle_cases

@@ -8,6 +8,11 @@ through the host port and compared with the golden model's; the chain's output i
 :func:`sparsehw.golden.chip_compile.reference_chain`. Every error code is provoked, each followed
 by a host reset and a correct run. ``chip_imem_written_while_running`` rewrites a running
 subsystem's next instructions (already prefetched) and checks the new ones run.
+``chip_malformed_weight_indices`` puts every kind of malformed weight index (out of its group,
+equal in a beat, not ascending across the two beats of a group) between well-formed rows of one
+GEMM per subsystem; ``chip_memories_round_trip`` writes random full-width words (every bit,
+also those no legal instruction sets) into every memory through the host port and reads them
+back.
 
 With ``act_engine``, ``chip_act_programs`` runs random programs of ACT instructions (every op,
 random counts, addresses, formats, in place and into the other bank, layernorm with random
@@ -38,8 +43,8 @@ of three layers instead of three (still every group size M, every density, the c
 word, both mappings, the program read-back), no correct chain after the error test's resets
 (``chip_programs``' second program runs after a host reset instead), two GEMM/SEND/WAIT programs
 instead of three (every destination kind of both), the GEMM cycle chains; every error code, every instruction kind,
-the rewrite of a running program and (with ``act_engine``) every ACT test as in the full
-regression, with the same checks against the golden model; about two thirds of the full
+the rewrite of a running program, the malformed weight indices, the memories' round trip
+and (with ``act_engine``) every ACT test as in the full regression, with the same checks against the golden model; about two thirds of the full
 regression's cycles at the mutation point (docs/chip.md), most of them bank read-backs through
 the host port. Its mutation score is a lower bound of the full regression's.
 """
@@ -52,6 +57,7 @@ from sparsehw.golden import chip as isa
 from sparsehw.golden.chip import Act, ChipModel, Gemm, Halt, Send, Wait
 from sparsehw.golden.chip_compile import compile_chain, reference_chain
 from sparsehw.hw.chip import CHIP_RTL_PARAMS, REGS_MEM
+from sparsehw.hw.chip.subsystem import mem_depths
 from sparsehw.verif import common
 from sparsehw.verif.chip import (Host, compare_state, images, load_images, load_model,
                                  output_of, random_chain, random_layer, read_state, run_to_done)
@@ -626,4 +632,106 @@ async def chip_act_cycles(dut):
         assert abs(error) <= tolerance, \
             f"{instr}: {measured} cycles measured, the model says {predicted}"
     dut._log.info(f"ACT_CYCLES worst relative error {worst:.4f}")
+    ChipCoverage.get(p).report(host, dut._log)
+
+
+def _random_word(gen, bits):
+    """A random word of ``bits`` bits, every bit drawn."""
+    return int.from_bytes(gen.bytes((bits + 7) // 8), "little") & ((1 << bits) - 1)
+
+
+@common.test()
+async def chip_memories_round_trip(dut):
+    """The host port's write and read paths of every memory: random words of each memory's
+    full width (every bit drawn, also the instruction bits no legal instruction sets) written
+    to the whole imem and to the first, the last and random words of wmem, pmem and both banks
+    of every subsystem, under host stalls; every word reads back as written, not flagged.
+    (It leaves random words in the memories: a test after it loads what it uses.)"""
+    p = _params()
+    await start(dut, sources=("cmd",), sinks=("rsp",))
+    gen = np.random.default_rng(common.rng(7).getrandbits(32))
+    host = Host(dut, p, stall=_knob("stall", 0.3), salt=70)
+    depths = mem_depths(p)
+    written = {}
+    for s in range(p["subsystems"]):
+        for mem in isa.MEMORIES:
+            depth = depths[mem]
+            addrs = range(depth) if mem == isa.MEM_IMEM else \
+                sorted({0, depth - 1, *(int(a) for a in gen.integers(0, depth, size=6))})
+            for addr in addrs:
+                word = _random_word(gen, isa.word_bits(mem, p))
+                host.write(s, mem, addr, [word])
+                written[s, mem, addr] = word
+    for (s, mem, addr), word in written.items():
+        (got, bad), = await host.read(s, mem, addr)
+        assert not bad and got == word, (
+            f"subsystem {s} {isa.MEMORIES[mem]}[{addr}]: read {got:#x} (bad {bad}), "
+            f"wrote {word:#x}")
+    dut._log.info(f"{len(written)} words read back as written")
+    ChipCoverage.get(p).report(host, dut._log)
+
+
+def _malformed_index_images(gen, p, n, m, k):
+    """Images of one subsystem: a GEMM at ``n``:``m`` (``n = 2 * macs``: a group spans two
+    beats) of 5 output rows over ``k`` inputs, and HALT. Row 0 well formed; row 1 an index out of
+    its group (``>= m``); row 2 two equal indices in one beat; row 3 the first index of a
+    group's second beat not above the first beat's last (the check across beats); row 4 well
+    formed, its second group starting below the first group's last index (legal: the order
+    restarts at a group)."""
+    P = p["macs"]
+    cp = _model_params(p)
+
+    def legal_row():
+        return [sorted(int(i) for i in gen.choice(m, size=n, replace=False))
+                for _ in range(k // m)]
+    rows = [legal_row() for _ in range(5)]
+    rows[1][0][0] = m + int(gen.integers(0, m))                # out of the group
+    rows[2][0][1] = rows[2][0][0]                              # beat 0: equal
+    rows[3][0][P] = rows[3][0][P - 1]                          # beat 1's first = beat 0's last
+    rows[4][0][-1], rows[4][1][0] = m - 1, 0
+    words = []
+    for groups in rows:
+        entries = [i for group in groups for i in group]
+        for b in range(0, len(entries), P):
+            values = [int(v) * int(gen.choice([-1, 1])) for v in gen.integers(1, 128, size=P)]
+            words.append(isa.pack_w(values, entries[b:b + P], cp))
+    gemm = Gemm(relu=0, n_log2=n.bit_length() - 1, m_log2=m.bit_length() - 1, x_bank=0,
+                d_bank=1, x_addr=0, d_addr=0, p_addr=0, k=k, o=5, mask=0, w_addr=0)
+    posts = [isa.pack_post(int(gen.integers(-1000, 1000)), int(gen.integers(1, 1 << 16)),
+                           int(gen.integers(8, 20))) for _ in range(5)]
+    x = gen.integers(-128, 128, size=(k, p["lanes"]))
+    return gemm, {isa.MEM_WMEM: words, isa.MEM_PMEM: posts,
+                  isa.MEM_BANK0: [isa.pack_row(r) for r in x]}
+
+
+@common.test()
+async def chip_malformed_weight_indices(dut):
+    """Malformed weight indices of every kind, in rows of one GEMM per subsystem (results to
+    its own bank 1) at ``n:m = 2*macs : 4*macs`` (a group spans two beats): an index out of its
+    group, equal indices in one beat, a beat's first index not above the previous beat's last
+    in the same group, and well-formed rows before, between and after them (one where the
+    order restarts lower at a group). The golden model zeroes exactly the three malformed rows
+    and sets ``row_error``; banks, statuses and counters equal its."""
+    p = _params()
+    P = p["macs"]
+    n, m = 2 * P, 4 * P
+    k = max(2 * m, p["act_rows"])
+    if 2 * m > p["max_m"] or k > min(p["max_k"], p["bank_rows"]):    # (an index >= m fits)
+        dut._log.info(f"n:m = {n}:{m} over k = {k} does not fit these parameters: not run")
+        return
+    await start(dut, sources=("cmd",), sinks=("rsp",))
+    gen = np.random.default_rng(common.rng(8).getrandbits(32))
+    host = Host(dut, p, stall=_knob("stall", 0.3), salt=80)
+    model = ChipModel(_model_params(p))
+    _clear_banks(host, p)
+    imgs = []
+    for s in range(p["subsystems"]):
+        gemm, mems = _malformed_index_images(gen, p, n, m, k)
+        mems[isa.MEM_IMEM] = [isa.encode(replace(gemm, mask=1 << s)), isa.encode(Halt())]
+        imgs.append(mems)
+    await _run_and_check(dut, host, model, p, imgs, f"malformed indices at {n}:{m}, k {k}")
+    for s in range(p["subsystems"]):
+        flagged = [r for r in range(5) if not model.subs[s].banks[1][r].any()]
+        assert model.status(s).row_error and flagged == [1, 2, 3], \
+            f"subsystem {s}: the golden model zeroes rows {flagged}, the test is for 1, 2, 3"
     ChipCoverage.get(p).report(host, dut._log)
