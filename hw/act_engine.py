@@ -804,6 +804,8 @@ class ActEngine(wiring.Component):
                 g0 = golden.GELU_TABLE[j]
                 dg = golden.GELU_TABLE[j + 1] - g0
                 gelu_words.append(g0 | ((dg & 0xFFFF) << 16))
+            # (no flag for |x| past the table: see g_addr)
+            assert golden.GELU_TABLE[0] == 0 and 128 << 2 < 8 * golden.GELU_SEGMENTS
         if has["log2"]:
             log2_words = list(golden.LOG2_TABLE)
         if has["recip"]:
@@ -833,9 +835,11 @@ class ActEngine(wiring.Component):
                 rs = reg(relu << sh7, f"g_rs{j}", unsigned(14))
                 seg = tq >> 3
                 inside = seg < golden.GELU_SEGMENTS
+                # (|x| past the table, tq >= 8 * GELU_SEGMENTS = 640, needs a shift 7 - fin
+                # of at least 3, as |x| <= 128: its fraction tq[:3] is then 0, and word 0 is
+                # g(0) = 0, so address 0 gives g = 0 with no flag carried to stage 8)
                 addr = reg(Mux(inside, seg, 0), f"g_addr{j}", unsigned(7))       # 4
                 fr = reg(tq[:3], f"g_fr{j}")
-                ins = reg(inside, f"g_in{j}")
                 # the table in LUTs (a block RAM's clock-to-output is most of a cycle), read
                 # from the registered address
                 rom = Memory(shape=unsigned(32), depth=golden.GELU_SEGMENTS, init=gelu_words,
@@ -850,11 +854,10 @@ class ActEngine(wiring.Component):
                 # of the multiply (that register moves into the DSP: the table's logic
                 # stays at its own register, not routed to the DSP's site)
                 dg, fr = reg(dg, f"g_dg5{j}"), reg(fr, f"g_frc{j}")               # 6
-                ins = delay(ins, 3, f"g_in6{j}")
                 g0 = delay(g0, 2, f"g_g0c{j}")                                   # 7
                 pr = reg(dg * fr, f"g_pr{j}")
                 rs6 = delay(rs, 4, f"g_rs6{j}")
-                g = reg(Mux(ins, g0 + (pr >> 3), 0), f"g_g{j}", signed(18))      # 8
+                g = reg(g0 + (pr >> 3), f"g_g{j}", signed(18))                   # 8
                 rs7 = reg(rs6, f"g_rs7{j}")
                 w = reg((rs7 << 9) - g, f"g_w{j}", signed(25))                   # 9
                 v = reg(_rnd_half(w, sh_15_fout(9)), f"g_v{j}", signed(25))      # 10
@@ -876,11 +879,12 @@ class ActEngine(wiring.Component):
                 # stale bytes above the row max): |z| < 2**36, n in -368..367. The constant
                 # has 21 bits: two products (each one multiplier), added in the next stage
                 c_hi, c_lo = golden.LOG2E_Q20 >> 17, golden.LOG2E_Q20 & 0x1FFFF
-                z_lo = reg(d * c_lo, f"e_zlo{j}")                                # 3
+                # (z_lo registered from its bit 11: no result reads its low 11 bits)
+                z_lo = reg((d * c_lo)[11:], f"e_zlo{j}")                         # 3
                 z_hi = reg(d * c_hi, f"e_zhi{j}")
                 # bits 11..16 of z are z_lo's (z_hi starts at bit 17); 17.. are the sum
-                z_mid = z_lo[11:17]
-                z_top = reg(z_lo[17:].as_signed() + z_hi, f"e_ztop{j}", signed(20))   # 4
+                z_mid = z_lo[:6]
+                z_top = reg(z_lo[6:].as_signed() + z_hi, f"e_ztop{j}", signed(20))    # 4
                 z_mid4 = reg(z_mid, f"e_zmid{j}")
                 n_e = Signal(signed(10), name=f"e_n{j}")
                 f_e = Signal(16, name=f"e_f{j}")
@@ -912,13 +916,14 @@ class ActEngine(wiring.Component):
                     # the sum's bit 0 is below any shift)
                     sh14 = signed_tag("fout", 5, signed(5), 14, "sh14fout_at5")
                     t6 = reg(sh14 + neg5, f"x_t6{j}", signed(9))                # 6
-                    t9 = delay(t6, 3, f"x_t9{j}")                                # 9
-                    le1, ge16 = reg(t9 < 0, f"x_le1{j}"), reg(t9 >= 16, f"x_ge16{j}")
-                    sh = t9[:4]
+                    # only the shift t[:4] and the two range flags travel on (t's other bits
+                    # are read by no result)
+                    sh = delay(t6[:4], 3, f"x_t9{j}")                            # 9
+                    le1 = delay(t6 < 0, 5, f"x_le1{j}")                          # 11
+                    ge16 = delay(t6 >= 16, 5, f"x_ge16{j}")
                     v = reg(_rnd_half(p_e[1:], sh), f"x_v{j}", unsigned(16))     # 10
                     sh10 = reg(sh, f"x_sh10{j}")
                     q = reg(v >> sh10, f"x_q{j}", unsigned(16))                  # 11
-                    le1, ge16 = reg(le1, f"x_le1b{j}"), reg(ge16, f"x_ge16b{j}")
                     y = reg(Mux(le1, 32767, Mux(ge16, 0, _sat16(q))), f"x_y{j}",
                             signed(16))                                          # 12
                     results["exp"] = (y, 12)

@@ -69,7 +69,7 @@ def test_cocotb_regression(params, stall, tmp_path):
                         build_dir=tmp_path, params=params, seed=5,
                         workload={} if stall is None else {"stall": stall})
     assert result.passed, (result.errors, result.log)
-    assert result.tests == 11
+    assert result.tests == 12
     n_ops = len(params["ops"].split(","))
     assert result.record["regression_jobs"] == 2 * 3 * n_ops + 4 * n_ops
     # Functional coverage: every op built, every rejection kind, domain flags, saturation,

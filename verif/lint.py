@@ -101,8 +101,8 @@ WAIVERS = {
     "nm_broadcast": _waivers(UNUSEDSIGNAL=1368, PROCASSINIT=996),
     "nm_fanout": _waivers(UNUSEDSIGNAL=1144, PROCASSINIT=1000),
     "nm_fixed24": _waivers(UNUSEDSIGNAL=235, PROCASSINIT=676),
-    "act_engine": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=430, WIDTHEXPAND=210, WIDTHTRUNC=27,
-                           CASEINCOMPLETE=30, PROCASSINIT=921,
+    "act_engine": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=430, WIDTHEXPAND=206, WIDTHTRUNC=27,
+                           CASEINCOMPLETE=30, PROCASSINIT=929,
                            note={"CASEINCOMPLETE": "In act_engine: the front and row FSMs' "
                                                    "casez."}),
     "subsystem": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=408, WIDTHEXPAND=113, WIDTHTRUNC=15,
@@ -110,8 +110,8 @@ WAIVERS = {
                           note={"CASEINCOMPLETE": "In the subsystem: the sequencer FSM and the "
                                                   "host port's casez on the 3-bit memory code, "
                                                   "whose unmapped codes keep the default."}),
-    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=965, WIDTHEXPAND=430, WIDTHTRUNC=57,
-                              CASEINCOMPLETE=107, PROCASSINIT=1315,
+    "subsystem_act": _waivers(DECLFILENAME=1, UNUSEDSIGNAL=965, WIDTHEXPAND=426, WIDTHTRUNC=57,
+                              CASEINCOMPLETE=107, PROCASSINIT=1323,
                               note={"CASEINCOMPLETE": "The subsystem with act_engine=True: the "
                                                       "subsystem's (see subsystem), the act "
                                                       "engine's (see act_engine) and the ACT "

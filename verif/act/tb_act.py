@@ -12,7 +12,8 @@ for the large shifts, at the tie or one below of the product the engine rounds);
 that show the row reciprocal's last bit; softmax's exponentials at every shift with the rounding
 bit set and clear in every lane, and multi-beat rows whose outputs show the exponential sum's
 last bits; rejected commands accepted while a row waits in its buffer or is in its scalar step;
-softmax rows whose row reciprocal shows its seed's last bit.
+softmax rows whose row reciprocal shows its seed's last bit; long element-wise commands at full
+rate after the output FIFO has filled and drained (one beat per cycle in and out).
 Generation parameters come from ``verif.common.params()`` (defaults if absent).
 
 With ``SPARSEHW_FAIL_FAST=1`` in the environment (``sparsehw mutate`` sets it), the tests after
@@ -27,7 +28,7 @@ shapes, format extremes and the handshake bins of every port.
 
 import numpy as np
 
-from sparsehw.hw.act_engine import ACT_PARAMS
+from sparsehw.hw.act_engine import ACT_PARAMS, OUT_DEPTH
 from sparsehw.golden import act as golden
 from sparsehw.verif import common
 from sparsehw.verif.act import CORNERS, compare, make_job, reject_job, run_jobs
@@ -626,3 +627,36 @@ async def act_softmax_recip_seed(dut):
     """Softmax rows whose row reciprocal shows its seed's last bit: see
     :func:`_softmax_recip_seed`."""
     await _run_targeted(dut, "softmax", _softmax_recip_seed, stream=21, salt=22)
+
+
+@common.test()
+async def act_full_rate_after_back_pressure(dut):
+    """A consumer that is always ready sees one beat per cycle (``docs/act_engine.md``: the
+    credit loop's round trip is shorter than the output FIFO), also after the credits have run
+    out: for each element-wise op built, a long command under heavy output back-pressure (the
+    FIFO fills, the credits run out and return as it drains), then a long command with every
+    port at full rate, whose ``i`` beats must be taken and whose ``o`` beats must come on
+    consecutive cycles. A credit count that kept a beat it never handed out after a drain would
+    stall the second command."""
+    params = _params()
+    stream_ops = [op for op in params["op_list"] if op not in golden.ROW_OPS]
+    if not stream_ops:
+        return
+    gen = np.random.default_rng(common.rng(23).getrandbits(32))
+    await _start(dut)
+    n = 3 * OUT_DEPTH * params["lanes"]          # 3 * OUT_DEPTH beats
+    for op in stream_ops:
+        for out_stall in (0.8, 0.0):             # back-pressured, then full rate
+            jobs = [make_job(gen, params, op, n)]
+            got, ends = await run_jobs(dut, params, jobs, stall=0.0, out_stall=out_stall,
+                                       rng=common.rng(24))
+            for end in ends.values():
+                end.stop()
+            compare(got, jobs)
+            _cover(dut, params, jobs, ends)
+            if out_stall == 0.0:
+                beats = len(jobs[0].expected)
+                for port in ("i", "o"):
+                    span = ends[port].last_cycle - ends[port].first_cycle + 1
+                    assert span == beats, (f"{op} at full rate after back-pressure: {beats} "
+                                           f"{port} beats took {span} cycles")
