@@ -328,12 +328,13 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
             if _BIT_NAME.sub(r"\1", name) not in ports}
     proof = _houdini(work, load, outputs, bits, seq, max_rounds, left, cone=True)
     if proof[0] != "closed":
+        first = proof[1]
         # 1b. as before (check version 5): whole names, every point in the induction
         proof = _houdini(work, load, outputs, _mutated_names(mutant_text, line) - outputs,
                          seq, max_rounds, left, cone=False)
-    if proof[0] != "closed":
-        _, why, rounds, dropped = proof
-        return bounded(why, rounds, dropped)
+        if proof[0] != "closed":
+            _, why, rounds, dropped = proof
+            return bounded(f"bit by bit: {first}; whole names: {why}", rounds, dropped)
     _, pairing, rounds, dropped, simple_closed = proof
     if simple_closed:       # no point left for the induction: no base case to check
         return done("equivalent", rounds=rounds, dropped=dropped)
