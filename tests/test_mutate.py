@@ -292,3 +292,9 @@ def test_select_patterns_match_one_wire_name():
     assert mutate._bit_names("mutate -mode inv -cell $x -port Q -portbit 2 -wire r -wirebit 2 "
                              "-src a.v:1") == {"r", "r[2]"}
     assert mutate._bit_names("mutate -mode inv -cell $x -port Y -portbit 0") == set()
+    status = ("  Unproven $equiv $auto$equiv_make.cc:295:w$38: \\sub1.$419_gold [127] "
+              "\\sub1.$419_gate [127]\n  Unproven $equiv $a$1: \\x_gold_y_gold \\x_gold_y_gate\n"
+              "  Unproven $equiv $a$2: \\m[0][3]_gold \\m[0][3]_gate\n")
+    assert mutate._UNPROVEN_BIT.findall(status) == [
+        ("$auto$equiv_make.cc:295:w$38", "sub1.$419", "127"), ("$a$1", "x_gold_y", ""),
+        ("$a$2", "m[0][3]", "")]

@@ -353,7 +353,9 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
                    rounds, dropped)
 
 
-_UNPROVEN_BIT = re.compile(r"Unproven \$equiv (\S+): \\(\S+?)_gold(?: \[(\d+)\])?")
+#: ``Unproven $equiv CELL: \\NAME_gold [BIT] ...`` (``[BIT]`` only for a bit of a multi-bit wire;
+#: ``NAME`` may itself hold ``_gold``: the suffix is the token's last)
+_UNPROVEN_BIT = re.compile(r"Unproven \$equiv (\S+): \\(\S+)_gold(?: \[(\d+)\])?(?=\s|$)", re.M)
 _BIT_NAME = re.compile(r"^(.*)\[(\d+)\]$")
 
 
