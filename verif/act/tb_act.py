@@ -78,6 +78,18 @@ async def _run_and_check(dut, params, jobs, *, stall, salt):
     return got
 
 
+async def _drive_and_check(dut, params, jobs, *, stall, out_stall, rng):
+    """Drive ``jobs`` (input stalls ``stall``, output stalls ``out_stall``, stall patterns from
+    ``rng``), stop the stream endpoints, compare every output with the golden model, sample
+    coverage; returns the endpoints (their first and last handshake cycles)."""
+    got, ends = await run_jobs(dut, params, jobs, stall=stall, out_stall=out_stall, rng=rng)
+    for end in ends.values():
+        end.stop()
+    compare(got, jobs)
+    _cover(dut, params, jobs, ends)
+    return ends
+
+
 @common.test()
 async def act_every_op_random_stalls(dut):
     """Every op built: random, corner and all-equal data, every format, stalls on every port."""
@@ -209,12 +221,8 @@ async def act_overlap_at_full_rate(dut):
     await _start(dut)
     for out_stall in (0.0, 0.8):
         jobs = _overlap_jobs(gen, params)
-        got, ends = await run_jobs(dut, params, jobs, stall=0.0, out_stall=out_stall,
-                                   rng=common.rng(8))
-        for end in ends.values():
-            end.stop()
-        compare(got, jobs)
-        _cover(dut, params, jobs, ends)
+        await _drive_and_check(dut, params, jobs, stall=0.0, out_stall=out_stall,
+                               rng=common.rng(8))
 
 
 def _scalar_rows(gen, params):
@@ -551,12 +559,8 @@ async def act_reject_while_row_held(dut):
         jobs = _held_row_jobs(gen, params)
         if not jobs:
             return
-        got, ends = await run_jobs(dut, params, jobs, stall=stall, out_stall=0.0,
-                                   rng=common.rng(20))
-        for end in ends.values():
-            end.stop()
-        compare(got, jobs)
-        _cover(dut, params, jobs, ends)
+        await _drive_and_check(dut, params, jobs, stall=stall, out_stall=0.0,
+                               rng=common.rng(20))
 
 
 def _recip_seed_sensitive(M):
@@ -648,12 +652,8 @@ async def act_full_rate_after_back_pressure(dut):
     for op in stream_ops:
         for out_stall in (0.8, 0.0):             # back-pressured, then full rate
             jobs = [make_job(gen, params, op, n)]
-            got, ends = await run_jobs(dut, params, jobs, stall=0.0, out_stall=out_stall,
-                                       rng=common.rng(24))
-            for end in ends.values():
-                end.stop()
-            compare(got, jobs)
-            _cover(dut, params, jobs, ends)
+            ends = await _drive_and_check(dut, params, jobs, stall=0.0, out_stall=out_stall,
+                                          rng=common.rng(24))
             if out_stall == 0.0:
                 beats = len(jobs[0].expected)
                 for port in ("i", "o"):
