@@ -20,6 +20,7 @@ in what a PE row receives and how a MAC finds its operand (see ``docs/figs.md``)
 """
 
 import contextlib
+import string
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -510,8 +511,9 @@ class _SparseArray(wiring.Component):
             row pairs); 5: the column sum. With a one-level select the multiplier reads
             registers that feed nothing else (the placer may put them next to the DSP, far from
             the select).
-            Call under ``adv`` (FiGS: every cycle). Every engine selects from its column's input registers (FiGS:
-            the swap registers and their links; the others: the row's ``max_m``-wide copy, one
+            Call under ``adv`` (FiGS: every cycle). Every engine selects from its column's input
+            registers (FiGS: the swap registers and their links; the others: the row's
+            ``max_m``-wide copy, one
             per column, so that each copy feeds only ``beta`` MACs per row)."""
             entering = st_bank[c + 1] if c + 1 < C else use_ptr   # st_bank[c]'s next value
             sums = []
@@ -818,7 +820,7 @@ def _in_range(m, value, high, name):
     return result
 
 
-_ATTRIBUTES_DOC = """
+_ATTRIBUTES_DOC = string.Template("""
     Attributes
     ----------
     w : In(stream.Signature(StructLayout))
@@ -830,24 +832,34 @@ _ATTRIBUTES_DOC = """
         while both banks hold tiles that are still in use (back-pressure); a bank is released
         when the output transfer marked ``last`` of its tile leaves the array.
     i : In(stream.Signature(StructLayout))
-        ``rows*lanes*width + 1`` bits (``lanes`` = ``ratio`` for FiGS, ``max_m`` for broadcast).
+        ``rows*lanes*width + 1`` bits $lanes.
         One activation instance (one column of the activation matrix restricted to the tile's K
         range) per transfer: ``x[rows][lanes]`` signed(width) and ``last`` (last instance of the
         tile: the next instance uses the other bank). ``ready`` is low while the bank the next
-        instance needs is not complete, or while the output is stalled.
+        instance needs is not complete, $i_ready.
     o : Out(stream.Signature(StructLayout))
         ``cols*beta*32 + 1`` bits. Per instance, the tile's int32 partial sums ``psum[cols*beta]`` (sum over the tile's K
         range; accumulation over K tiles is the consumer's) and ``last``. Latency ``cols + 6``
         cycles from the input transfer; one instance per cycle (FiGS: per ``P`` cycles, ``P``
-        the tile's exchange phases); back-pressure stalls the whole array (``i.ready`` falls
-        combinationally with ``o.ready``).
+        the tile's exchange phases)$o_flow
     fault : Out(StructLayout({"index": 1, "config": 1, "route": 1}))
         Sticky run-time error flags, cleared by reset: ``index``, a loaded index is ``>= M``;
         ``config``, the pattern is not supported (``N > M``, ``M > max_m``, ``N`` does not
-        divide ``rows``, or for FiGS ``M/N > ratio``); ``route`` is never set any more (kept so
+        divide ``rows``, $ratio_check); ``route`` is never set any more (kept so
         both engines share one layout): FiGS serves weights beyond its ``alpha`` links with the
         swap exchange. Results of a faulty tile are undefined; the flags say so.
-"""
+""")
+
+
+def _attributes_doc(*, lanes="(``lanes`` = ``ratio`` for FiGS, ``max_m`` for broadcast)",
+                    i_ready="or while the output is stalled",
+                    o_flow="; back-pressure stalls the whole array (``i.ready`` falls\n"
+                           "        combinationally with ``o.ready``).",
+                    ratio_check="or for FiGS ``M/N > ratio``"):
+    """The ``Attributes`` section of an array's docstring in its engine's wording (the defaults:
+    the engines that stall on back-pressure, with FiGS's and broadcast's port widths)."""
+    return _ATTRIBUTES_DOC.substitute(lanes=lanes, i_ready=i_ready, o_flow=o_flow,
+                                      ratio_check=ratio_check)
 
 
 class FigsArray(_SparseArray):
@@ -888,19 +900,14 @@ class FigsArray(_SparseArray):
         Largest run-time ``M/N`` (lanes of a swap register), power of two in 1..``max_m``.
 
     The defaults and ranges are :data:`FIGS_PARAMS` (``sparsehw list`` shows them).
-""" + _ATTRIBUTES_DOC.replace(
-    "tile: the next instance uses the other bank). ``ready`` is low while the bank the next\n"
-    "        instance needs is not complete, or while the output is stalled.",
-    "tile: the next instance uses the other bank). ``ready`` is low while the bank the next\n"
-    "        instance needs is not complete, or (in an instance's first phase) while no output\n"
-    "        FIFO entry is free.").replace(
-    "the tile's exchange phases); back-pressure stalls the whole array (``i.ready`` falls\n"
-    "        combinationally with ``o.ready``).",
-    "the tile's exchange phases). Back-pressure does not stall the array: results wait in an\n"
-    "        output FIFO of ``cols + 7`` entries (the latency + 1: the head register is the\n"
-    "        output, ``cols + 6`` entries behind it), an instance issues only with an entry\n"
-    "        reserved (a registered credit count), and ``i.ready`` does not depend on\n"
-    "        ``o.ready`` combinationally.") + """
+""" + _attributes_doc(
+    i_ready="or (in an instance's first phase) while no output\n"
+            "        FIFO entry is free",
+    o_flow=(". Back-pressure does not stall the array: results wait in an\n"
+            "        output FIFO of ``cols + 7`` entries (the latency + 1: the head register is "
+            "the\n        output, ``cols + 6`` entries behind it), an instance issues only with "
+            "an entry\n        reserved (a registered credit count), and ``i.ready`` does not "
+            "depend on\n        ``o.ready`` combinationally.")) + """
     Raises
     ------
     TypeError
@@ -939,7 +946,7 @@ class NmBroadcastArray(_SparseArray):
         Largest run-time ``M`` (lanes per row), power of two 1..32.
 
     The defaults and ranges are :data:`NM_BROADCAST_PARAMS` (``sparsehw list`` shows them).
-""" + _ATTRIBUTES_DOC + """
+""" + _attributes_doc() + """
     Raises
     ------
     TypeError
@@ -982,9 +989,8 @@ class NmFanoutArray(_SparseArray):
         Largest run-time ``M/N`` (port lanes per row), power of two in 1..``max_m``.
 
     The defaults and ranges are :data:`NM_FANOUT_PARAMS` (``sparsehw list`` shows them).
-""" + _ATTRIBUTES_DOC.replace("(``lanes`` = ``ratio`` for FiGS, ``max_m`` for broadcast)",
-                              "(``lanes`` = ``ratio``)").replace(
-    "or for FiGS ``M/N > ratio``", "or ``M/N > ratio``") + """
+""" + _attributes_doc(lanes="(``lanes`` = ``ratio``)",
+                       ratio_check="or ``M/N > ratio``") + """
     Raises
     ------
     TypeError
