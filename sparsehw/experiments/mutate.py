@@ -199,16 +199,11 @@ def _stop_reason(status, log):
     return ""
 
 
-def _output_ports(netlist_text):
-    """Names of the output ports of the (single, flattened) module in an RTLIL text."""
-    return set(re.findall(r"^\s*wire\b[^\n]*\boutput\s+\d+\s+\\(\S+)\s*$", netlist_text, re.M))
-
-
-def _ports(netlist_text):
-    """Names of the ports (inputs and outputs) of the module in an RTLIL text: the two halves
-    share the inputs, and an output is what is proven, so neither is ever unpaired."""
-    return set(re.findall(r"^\s*wire\b[^\n]*\b(?:input|output)\s+\d+\s+\\(\S+)\s*$",
-                          netlist_text, re.M))
+def _ports(netlist_text, directions=("input", "output")):
+    """Names of the ports of the given ``directions`` of the (single, flattened) module in an
+    RTLIL text."""
+    return set(re.findall(r"^\s*wire\b[^\n]*\b(?:" + "|".join(directions)
+                          + r")\s+\d+\s+\\(\S+)\s*$", netlist_text, re.M))
 
 
 _LOAD = ("read_rtlil ../design.il; rename {top} gold; read_rtlil mutant.il; "
@@ -320,12 +315,13 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
                     + _stop_reason(status, work / "equiv_bmc.log"), rounds, dropped)
 
     load = _LOAD.format(top=top)
-    outputs = _output_ports((work.parent / "design.il").read_text())
+    design_text = (work.parent / "design.il").read_text()
+    outputs = _ports(design_text, ("output",))
     mutant_text = (work / "mutant.il").read_text()
-    # 1a. bit by bit, each induction on the cone of its unproven points (scales to the chip)
-    ports = _ports((work.parent / "design.il").read_text())
-    bits = {name for name in _bit_names(line)          # ports are never unpaired
-            if _BIT_NAME.sub(r"\1", name) not in ports}
+    # 1a. bit by bit, each induction on the cone of its unproven points (scales to the chip);
+    # no port is ever unpaired: the two halves share the inputs, the outputs are what is proven
+    ports = _ports(design_text)
+    bits = {name for name in _bit_names(line) if _BIT_NAME.sub(r"\1", name) not in ports}
     proof = _houdini(work, load, outputs, bits, seq, max_rounds, left, cone=True)
     if proof[0] != "closed":
         first = proof[1]
