@@ -42,11 +42,12 @@ The mutation subset (``sparsehw mutate chip`` runs it on every mutant: the knobs
 of three layers instead of three (still every group size M, every density, the corrupted weight
 word, both mappings, the program read-back), no correct chain after the error test's resets
 (``chip_programs``' second program runs after a host reset instead), two GEMM/SEND/WAIT programs
-instead of three (every destination kind of both), the GEMM cycle chains; every error code, every instruction kind,
-the rewrite of a running program, the malformed weight indices, the memories' round trip
-and (with ``act_engine``) every ACT test as in the full regression, with the same checks against the golden model; about two thirds of the full
-regression's cycles at the mutation point (docs/chip.md), most of them bank read-backs through
-the host port. Its mutation score is a lower bound of the full regression's.
+instead of three (every destination kind of both), the GEMM cycle chains; every error code,
+every instruction kind, the rewrite of a running program, the malformed weight indices, the
+memories' round trip and (with ``act_engine``) every ACT test as in the full regression, with
+the same checks against the golden model; about two thirds of the full regression's cycles at
+the mutation point (docs/chip.md), most of them bank read-backs through the host port. Its
+mutation score is a lower bound of the full regression's.
 """
 
 from dataclasses import replace
@@ -671,8 +672,8 @@ async def chip_memories_round_trip(dut):
     ChipCoverage.get(p).report(host, dut._log)
 
 
-def _malformed_index_images(gen, p, n, m, k):
-    """Images of one subsystem: a GEMM at ``n``:``m`` (``n = 2 * macs``: a group spans two
+def _malformed_index_images(gen, p, s, n, m, k):
+    """Images of subsystem ``s``: a GEMM at ``n``:``m`` (``n = 2 * macs``: a group spans two
     beats) of 5 output rows over ``k`` inputs, and HALT. Row 0 well formed; row 1 an index out of
     its group (``>= m``); row 2 two equal indices in one beat; row 3 the first index of a
     group's second beat not above the first beat's last (the check across beats); row 4 well
@@ -696,12 +697,12 @@ def _malformed_index_images(gen, p, n, m, k):
             values = [int(v) * int(gen.choice([-1, 1])) for v in gen.integers(1, 128, size=P)]
             words.append(isa.pack_w(values, entries[b:b + P], cp))
     gemm = Gemm(relu=0, n_log2=n.bit_length() - 1, m_log2=m.bit_length() - 1, x_bank=0,
-                d_bank=1, x_addr=0, d_addr=0, p_addr=0, k=k, o=5, mask=0, w_addr=0)
+                d_bank=1, x_addr=0, d_addr=0, p_addr=0, k=k, o=5, mask=1 << s, w_addr=0)
     posts = [isa.pack_post(int(gen.integers(-1000, 1000)), int(gen.integers(1, 1 << 16)),
                            int(gen.integers(8, 20))) for _ in range(5)]
     x = gen.integers(-128, 128, size=(k, p["lanes"]))
-    return gemm, {isa.MEM_WMEM: words, isa.MEM_PMEM: posts,
-                  isa.MEM_BANK0: [isa.pack_row(r) for r in x]}
+    return {isa.MEM_IMEM: [isa.encode(gemm), isa.encode(Halt())], isa.MEM_WMEM: words,
+            isa.MEM_PMEM: posts, isa.MEM_BANK0: [isa.pack_row(r) for r in x]}
 
 
 @common.test()
@@ -724,11 +725,7 @@ async def chip_malformed_weight_indices(dut):
     host = Host(dut, p, stall=_knob("stall", 0.3), salt=80)
     model = ChipModel(_model_params(p))
     _clear_banks(host, p)
-    imgs = []
-    for s in range(p["subsystems"]):
-        gemm, mems = _malformed_index_images(gen, p, n, m, k)
-        mems[isa.MEM_IMEM] = [isa.encode(replace(gemm, mask=1 << s)), isa.encode(Halt())]
-        imgs.append(mems)
+    imgs = [_malformed_index_images(gen, p, s, n, m, k) for s in range(p["subsystems"])]
     await _run_and_check(dut, host, model, p, imgs, f"malformed indices at {n}:{m}, k {k}")
     for s in range(p["subsystems"]):
         flagged = [r for r in range(5) if not model.subs[s].banks[1][r].any()]
