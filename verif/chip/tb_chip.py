@@ -732,3 +732,69 @@ async def chip_malformed_weight_indices(dut):
         assert model.status(s).row_error and flagged == [1, 2, 3], \
             f"subsystem {s}: the golden model zeroes rows {flagged}, the test is for 1, 2, 3"
     ChipCoverage.get(p).report(host, dut._log)
+
+
+def wait_cycle_cases(p):
+    """``(label, programs)`` of ``chip_wait_cycles``: per subsystem a list of instructions (a
+    GEMM reads 1:1 weights over ``k`` rows). On every subsystem ``s`` alone: a GEMM of 4 rows into
+    its own bank 1, then a WAIT already satisfied when it issues (count 0, and count 4: the GEMM's
+    rows are in before it releases the sequencer). With two subsystems and a flit carrying a
+    whole row (where the golden cycle model is exact): the other subsystem's GEMM of ``o`` rows
+    (``o`` = 1..4) into ``s``'s bank 1 while ``s`` is blocked on a WAIT for them, so the WAIT ends
+    on a ring row's landing at either parity of cycles."""
+    from sparsehw.hw.chip.subsystem import flit_format
+    S = p["subsystems"]
+    k = max(p["act_rows"], p["macs"], 8)
+    one_row_flits = flit_format(p["lanes"], p["bank_rows"], p["flit_width"])["chunks"] == 1
+    cases = []
+    for s in range(S):
+        for count in (0, 4):
+            programs = [[Halt()] for _ in range(S)]
+            programs[s] = [Gemm(x_bank=0, k=k, o=4, d_bank=1, d_addr=0, mask=1 << s),
+                           Wait(bank=1, count=count), Halt()]
+            cases.append((f"subsystem {s}: GEMM of 4 rows, then WAIT for {count} of them",
+                          programs))
+        if S == 2 and one_row_flits:
+            for o in range(1, 5):
+                programs = [None, None]
+                programs[s] = [Wait(bank=1, count=o), Halt()]
+                programs[1 - s] = [Gemm(x_bank=0, k=k, o=o, d_bank=1, d_addr=0, mask=1 << s),
+                                   Halt()]
+                cases.append((f"subsystem {s} blocked on a WAIT for the {o} rows of subsystem "
+                              f"{1 - s}'s GEMM", programs))
+    return cases
+
+
+@common.test()
+async def chip_wait_cycles(dut):
+    """Cycles of programs around a WAIT (:func:`wait_cycle_cases`; ``cycles``, start to done)
+    equal the golden cycle model's exactly: a WAIT already satisfied when it issues costs no
+    stall cycle, a blocked WAIT resumes ``wait_resume`` cycles after the row it waits for
+    lands, whatever the parity of that cycle. Statuses and counters equal the model's."""
+    p = _params()
+    await start(dut, sources=("cmd",), sinks=("rsp",))
+    gen = np.random.default_rng(common.rng(9).getrandbits(32))
+    host = Host(dut, p, stall=_knob("stall", 0.3), salt=90)
+    model = ChipModel(_model_params(p))
+    cp = _model_params(p)
+    for what, programs in wait_cycle_cases(p):
+        imgs = []
+        for prog in programs:
+            gemm = next((i for i in prog if isinstance(i, Gemm)), None)
+            mems = {isa.MEM_IMEM: [isa.encode(i) for i in prog]}
+            if gemm is not None:
+                beats = gemm.o * isa.beats_per_row(gemm.k, 0, 0, p["macs"])
+                mems[isa.MEM_WMEM] = [isa.pack_w(gen.integers(-128, 128, size=p["macs"]),
+                                                 [0] * p["macs"], cp) for _ in range(beats)]
+                mems[isa.MEM_PMEM] = [isa.pack_post(int(gen.integers(-1000, 1000)),
+                                                    int(gen.integers(1, 1 << 16)), 12)
+                                      for _ in range(gemm.o)]
+                mems[isa.MEM_BANK0] = [isa.pack_row(r) for r in
+                                       gen.integers(-128, 128, size=(gemm.k, p["lanes"]))]
+            imgs.append(mems)
+        _, figures = await _run_and_check(dut, host, model, p, imgs, what, banks=False)
+        predicted = model.stats["total_cycles"]
+        dut._log.info(f"WAIT_CYCLES {what}: rtl={figures['cycles']} model={predicted}")
+        assert figures["cycles"] == predicted, \
+            f"{what}: {figures['cycles']} cycles measured, the model says {predicted}"
+    ChipCoverage.get(p).report(host, dut._log)
