@@ -103,6 +103,30 @@ class Host:
         out = [unpack(self.lay["rsp"], bits) for bits in self.sink.items[first:first + count]]
         return [(r["data"], r["bad"]) for r in out]
 
+    async def read_held(self, sub, mem, addr, hold):
+        """Read one word with the response held: ``rsp`` not ready in the first ``hold`` (at
+        least 1) cycles it is offered, then the sink's random stalls again; returns
+        ``(data, bad)``."""
+        from cocotb.triggers import ReadOnly, RisingEdge
+        from sparsehw.verif.stream import unpack
+        first = len(self.sink.items)
+        self.sink.stop()
+        self.sink.ready.value = 0
+        self.src.send_nowait([self._cmd(HOST_OPS["read"], sub, mem, addr)])
+        for _ in range(2000):
+            await ReadOnly()
+            if self.sink.valid.value == 1:
+                break
+            await RisingEdge(self.sink.clk)
+        else:
+            raise TimeoutError(f"no response to a read of subsystem {sub}, memory {mem}")
+        for _ in range(max(hold, 1)):
+            await RisingEdge(self.sink.clk)
+        self.sink.start()
+        await self.sink.wait_for(first + 1, 2000)
+        out = unpack(self.lay["rsp"], self.sink.items[first])
+        return out["data"], out["bad"]
+
     async def idle(self, timeout=None):
         await self.src.wait_idle(timeout)
 

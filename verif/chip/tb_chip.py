@@ -57,7 +57,7 @@ import numpy as np
 from sparsehw.golden import chip as isa
 from sparsehw.golden.chip import Act, ChipModel, Gemm, Halt, Send, Wait
 from sparsehw.golden.chip_compile import compile_chain, reference_chain
-from sparsehw.hw.chip import CHIP_RTL_PARAMS, REGS_MEM
+from sparsehw.hw.chip import CHIP_RTL_PARAMS, REG_NAMES, REGS_MEM
 from sparsehw.hw.chip.subsystem import mem_depths
 from sparsehw.verif import common
 from sparsehw.verif.chip import (Host, compare_state, images, load_images, load_model,
@@ -797,4 +797,79 @@ async def chip_wait_cycles(dut):
         dut._log.info(f"WAIT_CYCLES {what}: rtl={figures['cycles']} model={predicted}")
         assert figures["cycles"] == predicted, \
             f"{what}: {figures['cycles']} cycles measured, the model says {predicted}"
+    ChipCoverage.get(p).report(host, dut._log)
+
+
+#: Cycles ``chip_long_run_counters`` runs at least: a counter above them has bit 14 set.
+LONG_RUN_CYCLES = 1 << 14
+
+
+def _long_run_images(gen, p, gemms):
+    """Per subsystem: ``gemms`` copies of one 1:1 GEMM (``k`` = the largest of 64, ``max_k`` and
+    ``bank_rows`` allowed; as many output rows as wmem and the bank hold) into its own bank 1,
+    then HALT; random weights, post-ops and inputs."""
+    cp = _model_params(p)
+    unit = max(p["act_rows"], 1)
+    k = min(64, p["max_k"], p["bank_rows"]) // unit * unit
+    bpr = isa.beats_per_row(k, 0, 0, p["macs"])
+    o = min(p["bank_rows"], p["wmem_depth"] // bpr, p["pmem_depth"])
+    imgs = []
+    for s in range(p["subsystems"]):
+        gemm = Gemm(x_bank=0, k=k, o=o, d_bank=1, d_addr=0, mask=1 << s)
+        imgs.append({
+            isa.MEM_IMEM: [isa.encode(gemm)] * gemms + [isa.encode(Halt())],
+            isa.MEM_WMEM: [isa.pack_w(gen.integers(-128, 128, size=p["macs"]), [0] * p["macs"],
+                                      cp) for _ in range(o * bpr)],
+            isa.MEM_PMEM: [isa.pack_post(int(gen.integers(-1000, 1000)),
+                                         int(gen.integers(1, 1 << 16)), 14) for _ in range(o)],
+            isa.MEM_BANK0: [isa.pack_row(r) for r in gen.integers(-128, 128, (k, p["lanes"]))]})
+    return imgs
+
+
+def _long_run_gemms(p, imgs_of):
+    """The fewest GEMMs per subsystem (up to what imem holds) whose run takes more than
+    :data:`LONG_RUN_CYCLES` cycles with bit 14 of every subsystem's cycle count set, by the
+    golden cycle model; None if imem is too small."""
+    for gemms in range(1, p["imem_depth"]):
+        model = ChipModel(_model_params(p))
+        load_model(model, imgs_of(gemms))
+        model.run()
+        if all(c >> 14 & 1 for c in model.stats["cycles"]):
+            return gemms
+    return None
+
+
+@common.test()
+async def chip_long_run_counters(dut):
+    """A run of more than ``2**14`` cycles (:func:`_long_run_images`: the fewest GEMMs that make
+    every subsystem's ``cycles`` count have bit 14 set, by the golden cycle model, exact for
+    GEMMs without ring traffic): each subsystem's ``cycles`` register equals the model's, read
+    with the response held 1 to 4 cycles after it is offered (the read path holds the value
+    while ``rsp`` is stalled: every held cycle must keep every bit, also those only a long run
+    sets). Statuses and counters equal the model's."""
+    p = _params()
+    seed = common.rng(10).getrandbits(32)
+
+    def imgs_of(gemms):
+        return _long_run_images(np.random.default_rng(seed), p, gemms)
+    gemms = _long_run_gemms(p, imgs_of)
+    if gemms is None:
+        dut._log.info(f"imem_depth {p['imem_depth']} holds too few GEMMs for a run of "
+                      f"{LONG_RUN_CYCLES} cycles: not run")
+        return
+    await start(dut, sources=("cmd",), sinks=("rsp",))
+    host = Host(dut, p, stall=_knob("stall", 0.3), salt=100)
+    model = ChipModel(_model_params(p))
+    what = f"{gemms} GEMMs on every subsystem"
+    await _run_and_check(dut, host, model, p, imgs_of(gemms), what, banks=False,
+                         timeout=4 * LONG_RUN_CYCLES)
+    cycles_reg = REG_NAMES.index("cycles")
+    for s in range(p["subsystems"]):
+        want = model.stats["cycles"][s]
+        for hold in range(1, 5):
+            got, bad = await host.read_held(s, REGS_MEM, cycles_reg, hold)
+            assert not bad and got == want, \
+                f"{what}: subsystem {s} cycles read {got} (bad {bad}) with the response held " \
+                f"{hold} cycles, the model says {want}"
+    dut._log.info(f"{what}: cycles {model.stats['cycles']} read back under response holds")
     ChipCoverage.get(p).report(host, dut._log)
