@@ -127,6 +127,25 @@ def test_chip_malformed_weight_indices():
     _run({**SMALL, "subsystems": 2}, testcase="chip_malformed_weight_indices")
 
 
+def test_chip_wait_cycles_match_the_model():
+    """WAITs satisfied when they issue and WAITs blocked on the other subsystem's rows, on
+    every subsystem: cycles equal the golden cycle model's, Icarus (``chip_wait_cycles``)."""
+    _run({**SMALL, "subsystems": 2}, testcase="chip_wait_cycles")
+
+
+def test_chip_long_run_counters():
+    """A run of more than 2**14 cycles: every subsystem's cycles register equals the model's
+    when read with the response held 1 to 4 cycles, Icarus (``chip_long_run_counters``)."""
+    _run({**SMALL, "subsystems": 2}, testcase="chip_long_run_counters")
+
+
+def test_chip_ring_back_pressure():
+    """Rows sent to a subsystem whose own GEMM holds its ejection port off: the ring's buffers
+    and the sender's injection queue fill, banks as the golden model's, Icarus
+    (``chip_ring_back_pressure``)."""
+    _run({**SMALL, "subsystems": 2}, testcase="chip_ring_back_pressure")
+
+
 def test_gemm_cycle_cases_skip_the_points_the_model_does_not_fit():
     # one subsystem at every M; two only on a 2-subsystem chip with whole-row flits, not 1:32
     from sparsehw.verif.chip.tb_chip import gemm_cycle_cases
