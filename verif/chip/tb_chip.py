@@ -12,7 +12,12 @@ subsystem's next instructions (already prefetched) and checks the new ones run.
 equal in a beat, not ascending across the two beats of a group) between well-formed rows of one
 GEMM per subsystem; ``chip_memories_round_trip`` writes random full-width words (every bit,
 also those no legal instruction sets) into every memory through the host port and reads them
-back.
+back. ``chip_wait_cycles`` requires the cycles of programs around a WAIT (satisfied when it
+issues; blocked on another subsystem's rows) to equal the golden cycle model's;
+``chip_long_run_counters`` runs more than ``2**14`` cycles and reads every subsystem's ``cycles``
+register with the response held 1 to 4 cycles; ``chip_ring_back_pressure`` sends rows to a
+subsystem whose own GEMM holds its ejection port off, so the ring's ejection buffer and the
+sender's injection queue fill.
 
 With ``act_engine``, ``chip_act_programs`` runs random programs of ACT instructions (every op,
 random counts, addresses, formats, in place and into the other bank, layernorm with random
@@ -44,7 +49,8 @@ word, both mappings, the program read-back), no correct chain after the error te
 (``chip_programs``' second program runs after a host reset instead), two GEMM/SEND/WAIT programs
 instead of three (every destination kind of both), the GEMM cycle chains; every error code,
 every instruction kind, the rewrite of a running program, the malformed weight indices, the
-memories' round trip and (with ``act_engine``) every ACT test as in the full regression, with
+memories' round trip, the WAIT cycles, the long-run counters, the ring back-pressure and (with
+``act_engine``) every ACT test as in the full regression, with
 the same checks against the golden model; about two thirds of the full regression's cycles at
 the mutation point (docs/chip.md), most of them bank read-backs through the host port. Its
 mutation score is a lower bound of the full regression's.
