@@ -465,148 +465,159 @@ class RingRouter(RingParameters, wiring.Component):
                 out_home = Signal(name=f"{name}_out_home", reset_less=True)
                 m.d.comb += depart.home.eq(out_home)
 
-            # The ejection buffer stores the varying bits of the source and the payload; the
-            # injection queue the varying bits of the destination and the payload (the source is
-            # this router).
-            efifo = m.submodules[f"{name}_eject"] = _Buffer(width=self.width,
-                                                            key_bits=len(ej_free),
-                                                            depth=self.eject_depth)
-            queue = m.submodules[f"{name}_queue"] = _Queue(width=len(q_free) + self.width,
-                                                           depth=self.depth)
-            ejects[name] = efifo
-            e_head = Signal(ej_l, name=f"{name}_eject_head")
-            e_src = efifo.r_key if ej_free else Cat()
-            m.d.comb += [e_head.src.eq(_unpack(e_src, ej_free, ej_fixed, bits)),
-                         e_head.payload.eq(efifo.r_data)]
-            head_of[name] = e_head
+            # The ejection buffer (only where flits eject from this link) stores the varying
+            # bits of the source and the payload; the injection queue (only where this router
+            # sends this way) the varying bits of the destination and the payload (the source
+            # is this router). A part no route uses is not built (at 2 nodes each router sends
+            # one way and receives from the other).
+            ejecting = [src for src, dest in in_flits if dest == me]
+            ejects[name] = None
+            head_of[name] = Signal(ej_l, name=f"{name}_eject_head")
+            if ejecting:
+                efifo = m.submodules[f"{name}_eject"] = _Buffer(width=self.width,
+                                                                key_bits=len(ej_free),
+                                                                depth=self.eject_depth)
+                e_src = efifo.r_key if ej_free else Cat()
+                m.d.comb += [head_of[name].src.eq(_unpack(e_src, ej_free, ej_fixed, bits)),
+                             head_of[name].payload.eq(efifo.r_data)]
+                ejects[name] = efifo
 
             # The arriving flit either ejects here (if its buffer has room), passes on, or is
             # blocked (for this node, buffer full). Ejection does not depend on ``hold``.
             # ``arrive.home`` (decoded by the sender) and the buffer's ``full`` (a register) make
             # ``block`` and ``passing`` plain registers, so the ring-wide hold terms start at
             # flip-flops (timing). A link whose every flit is for this router has no passing
-            # logic.
+            # logic, one whose every flit passes no ejection.
             here = Signal(name=f"{name}_here")
-            full = efifo.full
-            if can_pass:
-                m.d.comb += [here.eq(arrive.valid & arrive.home),
-                             passing.eq(arrive.valid & ~arrive.home)]
+            if ejecting:
+                full = efifo.full
+                if can_pass:
+                    m.d.comb += [here.eq(arrive.valid & arrive.home),
+                                 passing.eq(arrive.valid & ~arrive.home)]
+                else:
+                    m.d.comb += [here.eq(arrive.valid), passing.eq(0)]
+                m.d.comb += block.eq(here & full)
+                m.d.comb += [efifo.w_data.eq(arrive.flit.payload), efifo.w_en.eq(here)]
+                if ej_free:
+                    m.d.comb += efifo.w_key.eq(_pack(arrive.flit.src, ej_free))
             else:
-                m.d.comb += [here.eq(arrive.valid), passing.eq(0)]
-            m.d.comb += block.eq(here & full)
-            m.d.comb += [efifo.w_data.eq(arrive.flit.payload), efifo.w_en.eq(here)]
-            if ej_free:
-                m.d.comb += efifo.w_key.eq(_pack(arrive.flit.src, ej_free))
+                full = Const(0)
+                m.d.comb += passing.eq(arrive.valid)
             usable = Signal(name=f"{name}_usable")
             m.d.comb += usable.eq(~arrive.valid | (here & ~full))
-
-            # Candidate for injection: queue head, else the injection port itself (bypass).
-            wants = Signal(name=f"{name}_wants")
-            m.d.comb += wants.eq(self.inject.valid & (direction == code))
-            cand_valid = Signal(name=f"{name}_cand_valid")
-            cand = Signal(flit_l, name=f"{name}_cand")
-            # ``q_rdy``: the queue is not empty (a register of the queue).
-            q_rdy = queue.r_rdy
-            head_dest = Signal(range(2 ** bits), name=f"{name}_head_dest")
-            m.d.comb += head_dest.eq(_unpack(queue.r_data[self.width:], q_free, q_fixed, bits))
-            m.d.comb += cand_valid.eq(q_rdy | wants)
-            with m.If(q_rdy):
-                m.d.comb += [cand.dest.eq(head_dest),
-                             cand.src.eq(me), cand.payload.eq(queue.r_data[:self.width])]
-            with m.Else():
-                m.d.comb += cand.eq(new_flit)
-
-            # Fairness rounds: a router whose candidate has waited ``starve`` cycles is
-            # *starving*, sticky until it has nothing to send. A starving router that has
-            # injected fewer than ``quota`` flits in the current round is *needy* and may inject
-            # whenever a slot is usable. Every other router yields only to needy routers its
-            # flit would pass: it injects if no needy router lies strictly between it and the
-            # flit's destination (where the slot is freed again, so a needy destination loses
-            # nothing); slots no needy router can use stay in use. When every starving router
-            # has used its quota, the next round starts in the same cycle, so routers that wait
-            # behind a starving one get no slot in between and starve in turn (then share).
-            # ``starving`` (``wait == starve``) and ``spent`` (``used == quota``) are registers
-            # of their own, loaded with the value the comparison will have next cycle (timing).
-            wait = Signal(range(self.starve + 1), name=f"{name}_wait")
-            starving = Signal(name=f"{name}_starving")
-            used = Signal(range(self.quota + 1), name=f"{name}_used")
-            spent = Signal(name=f"{name}_spent")
-            # ``need`` (``starving & ~spent``) is a register too, loaded with next cycle's
-            # value (timing: the ring-wide fairness inputs start at flip-flops).
-            need_r = Signal(name=f"{name}_need")
-            m.d.comb += [arb.starving.eq(starving), need.eq(need_r)]
-            # Whether the fairness rules let this router inject, computed in parallel for the
-            # two possible candidates (the queue head and the injection port's flit) from
-            # registered state and chosen by the queue's registered ``q_rdy`` at the end, so
-            # the queue's level and the candidate multiplexer are off the decision's path
-            # (timing; the same decision as on the chosen candidate).
-            own = Signal(name=f"{name}_own_turn")
-            m.d.comb += own.eq(need | (starving & round_over))
-
-            def allowed_for(dest_value, label):
-                in_path = Signal(name=f"{name}_path_needy_{label}")
-                # Only the destinations this router sends this way (a candidate has no other).
-                with m.Switch(dest_value):
-                    for dest in sends:
-                        with m.Case(dest):
-                            mask = _between_mask(me, dest, k, step)
-                            m.d.comb += in_path.eq((needs & mask).any())
-                    with m.Default():
-                        m.d.comb += in_path.eq(0)
-                ok = Signal(name=f"{name}_allowed_{label}")
-                m.d.comb += ok.eq(own | ~in_path)
-                return ok
-
-            allowed_head = allowed_for(head_dest, "head")
-            allowed_port = allowed_for(self.inject.p.dest, "port")
             do_inj = Signal(name=f"{name}_inject")
-            m.d.comb += do_inj.eq(~hold & usable & Mux(q_rdy, allowed_head,
-                                                        wants & allowed_port))
-            # A flit injected from the port (bypass: the queue is empty) is written to the
-            # queue and read from it in the same cycle (:class:`_Queue`).
-            m.d.comb += [queue.r_en.eq(do_inj),
-                         queue.w_data.eq(Cat(self.inject.p.payload,
-                                             _pack(self.inject.p.dest, q_free))),
-                         queue.w_en.eq(wants)]
-            with m.If(direction == code):
-                m.d.comb += ready.eq(queue.w_rdy)
-            # Starving is sticky: it ends only when the router has nothing more to send, or
-            # when it injected without being starving.
-            starving_next = Signal(name=f"{name}_starving_next")
-            spent_next = Signal(name=f"{name}_spent_next")
-            m.d.comb += [starving_next.eq(starving), spent_next.eq(spent)]
-            with m.If(~cand_valid | (do_inj & ~starving)):
-                m.d.sync += wait.eq(0)
-                m.d.comb += starving_next.eq(0)
-            with m.Elif(~starving):
-                m.d.sync += wait.eq(wait + 1)
-                m.d.comb += starving_next.eq(wait == self.starve - 1)
-            with m.If(round_over):
-                m.d.sync += used.eq(do_inj & starving)
-                m.d.comb += spent_next.eq(do_inj & starving & (self.quota == 1))
-            with m.Elif(do_inj & need_r):
-                # Saturates at ``quota``: a starving router that has used its quota may still
-                # inject where no needy router lies in its path, and stays spent.
-                m.d.sync += used.eq(used + 1)
-                m.d.comb += spent_next.eq(used == self.quota - 1)
-            m.d.sync += [starving.eq(starving_next), spent.eq(spent_next),
-                         need_r.eq(starving_next & ~spent_next)]
+            if sends:
+                queue = m.submodules[f"{name}_queue"] = _Queue(width=len(q_free) + self.width,
+                                                               depth=self.depth)
 
-            # The outgoing slot: holds while the downstream router does not take it. It takes
-            # the passing flit or the injected one (never both: a passing flit makes the slot
-            # unusable). The flit bits are read only while ``valid``, so they are loaded from
-            # the candidate whenever no flit passes; the choice is then the registered
-            # ``passing``, not the injection decision (timing).
-            with m.If(~hold):
-                m.d.sync += out_valid.eq(do_inj | passing)
-                with m.If(passing):
-                    m.d.sync += _load(out, arrive.flit, dest_free, src_free)
-                    if not always_home:
-                        m.d.sync += out_home.eq(arrive.flit.dest == downstream)
+                # Candidate for injection: queue head, else the injection port itself (bypass).
+                wants = Signal(name=f"{name}_wants")
+                m.d.comb += wants.eq(self.inject.valid & (direction == code))
+                cand_valid = Signal(name=f"{name}_cand_valid")
+                cand = Signal(flit_l, name=f"{name}_cand")
+                # ``q_rdy``: the queue is not empty (a register of the queue).
+                q_rdy = queue.r_rdy
+                head_dest = Signal(range(2 ** bits), name=f"{name}_head_dest")
+                m.d.comb += head_dest.eq(_unpack(queue.r_data[self.width:], q_free, q_fixed, bits))
+                m.d.comb += cand_valid.eq(q_rdy | wants)
+                with m.If(q_rdy):
+                    m.d.comb += [cand.dest.eq(head_dest),
+                                 cand.src.eq(me), cand.payload.eq(queue.r_data[:self.width])]
                 with m.Else():
-                    m.d.sync += _load(out, cand, dest_free, src_free)
-                    if not always_home:
-                        m.d.sync += out_home.eq(cand.dest == downstream)
+                    m.d.comb += cand.eq(new_flit)
+
+                # Fairness rounds: a router whose candidate has waited ``starve`` cycles is
+                # *starving*, sticky until it has nothing to send. A starving router that has
+                # injected fewer than ``quota`` flits in the current round is *needy* and may inject
+                # whenever a slot is usable. Every other router yields only to needy routers its
+                # flit would pass: it injects if no needy router lies strictly between it and the
+                # flit's destination (where the slot is freed again, so a needy destination loses
+                # nothing); slots no needy router can use stay in use. When every starving router
+                # has used its quota, the next round starts in the same cycle, so routers that wait
+                # behind a starving one get no slot in between and starve in turn (then share).
+                # ``starving`` (``wait == starve``) and ``spent`` (``used == quota``) are registers
+                # of their own, loaded with the value the comparison will have next cycle (timing).
+                wait = Signal(range(self.starve + 1), name=f"{name}_wait")
+                starving = Signal(name=f"{name}_starving")
+                used = Signal(range(self.quota + 1), name=f"{name}_used")
+                spent = Signal(name=f"{name}_spent")
+                # ``need`` (``starving & ~spent``) is a register too, loaded with next cycle's
+                # value (timing: the ring-wide fairness inputs start at flip-flops).
+                need_r = Signal(name=f"{name}_need")
+                m.d.comb += [arb.starving.eq(starving), need.eq(need_r)]
+                # Whether the fairness rules let this router inject, computed in parallel for the
+                # two possible candidates (the queue head and the injection port's flit) from
+                # registered state and chosen by the queue's registered ``q_rdy`` at the end, so
+                # the queue's level and the candidate multiplexer are off the decision's path
+                # (timing; the same decision as on the chosen candidate).
+                own = Signal(name=f"{name}_own_turn")
+                m.d.comb += own.eq(need | (starving & round_over))
+
+                def allowed_for(dest_value, label):
+                    in_path = Signal(name=f"{name}_path_needy_{label}")
+                    # Only the destinations this router sends this way (a candidate has no other).
+                    with m.Switch(dest_value):
+                        for dest in sends:
+                            with m.Case(dest):
+                                mask = _between_mask(me, dest, k, step)
+                                m.d.comb += in_path.eq((needs & mask).any())
+                        with m.Default():
+                            m.d.comb += in_path.eq(0)
+                    ok = Signal(name=f"{name}_allowed_{label}")
+                    m.d.comb += ok.eq(own | ~in_path)
+                    return ok
+
+                allowed_head = allowed_for(head_dest, "head")
+                allowed_port = allowed_for(self.inject.p.dest, "port")
+                m.d.comb += do_inj.eq(~hold & usable & Mux(q_rdy, allowed_head,
+                                                            wants & allowed_port))
+                # A flit injected from the port (bypass: the queue is empty) is written to the
+                # queue and read from it in the same cycle (:class:`_Queue`).
+                m.d.comb += [queue.r_en.eq(do_inj),
+                             queue.w_data.eq(Cat(self.inject.p.payload,
+                                                 _pack(self.inject.p.dest, q_free))),
+                             queue.w_en.eq(wants)]
+                with m.If(direction == code):
+                    m.d.comb += ready.eq(queue.w_rdy)
+                # Starving is sticky: it ends only when the router has nothing more to send, or
+                # when it injected without being starving.
+                starving_next = Signal(name=f"{name}_starving_next")
+                spent_next = Signal(name=f"{name}_spent_next")
+                m.d.comb += [starving_next.eq(starving), spent_next.eq(spent)]
+                with m.If(~cand_valid | (do_inj & ~starving)):
+                    m.d.sync += wait.eq(0)
+                    m.d.comb += starving_next.eq(0)
+                with m.Elif(~starving):
+                    m.d.sync += wait.eq(wait + 1)
+                    m.d.comb += starving_next.eq(wait == self.starve - 1)
+                with m.If(round_over):
+                    m.d.sync += used.eq(do_inj & starving)
+                    m.d.comb += spent_next.eq(do_inj & starving & (self.quota == 1))
+                with m.Elif(do_inj & need_r):
+                    # Saturates at ``quota``: a starving router that has used its quota may still
+                    # inject where no needy router lies in its path, and stays spent.
+                    m.d.sync += used.eq(used + 1)
+                    m.d.comb += spent_next.eq(used == self.quota - 1)
+                m.d.sync += [starving.eq(starving_next), spent.eq(spent_next),
+                             need_r.eq(starving_next & ~spent_next)]
+
+            if out_flits:
+                # The outgoing slot: holds while the downstream router does not take it. It takes
+                # the passing flit or the injected one (never both: a passing flit makes the slot
+                # unusable). The flit bits are read only while ``valid``, so they are loaded from
+                # the candidate whenever no flit passes; the choice is then the registered
+                # ``passing``, not the injection decision (timing).
+                with m.If(~hold):
+                    m.d.sync += out_valid.eq(do_inj | passing)
+                    with m.If(passing):
+                        m.d.sync += _load(out, arrive.flit, dest_free, src_free)
+                        if not always_home:
+                            m.d.sync += out_home.eq(arrive.flit.dest == downstream)
+                    with m.Else():
+                        if sends:           # (a link that only passes flits loads nothing here)
+                            m.d.sync += _load(out, cand, dest_free, src_free)
+                            if not always_home:
+                                m.d.sync += out_home.eq(cand.dest == downstream)
 
         # Ejection: per-source rounds, round-robin over the CW, CCW and local buffers. A head
         # whose source has not been served in the current round goes first; when every waiting
@@ -621,8 +632,9 @@ class RingRouter(RingParameters, wiring.Component):
         # (:class:`_Buffer`), so the choice starts at flip-flops (timing).
         urgent = Signal(3)
         nonempty = Signal(3, name="eject_rdy")
-        m.d.comb += [urgent.eq(Cat(s.full for s in sources)),
-                     nonempty.eq(Cat(s.r_rdy for s in sources))]
+        # (a buffer not built, None, is never full and never has a head)
+        m.d.comb += [urgent.eq(Cat(Const(0) if s is None else s.full for s in sources)),
+                     nonempty.eq(Cat(Const(0) if s is None else s.r_rdy for s in sources))]
         # One bit per node (a head's ``src`` is a node number; the padding is never selected).
         mask = Signal(k, name="served_src")
         padded = Cat(mask, Const(0, 2 ** node_bits(k) - k))
@@ -667,7 +679,8 @@ class RingRouter(RingParameters, wiring.Component):
                 with m.Case(1 << i):
                     m.d.comb += self.eject.payload.eq(heads[i])
         for i, source in enumerate(sources):
-            m.d.comb += source.r_en.eq(self.eject.ready & grant[i])
+            if source is not None:
+                m.d.comb += source.r_en.eq(self.eject.ready & grant[i])
         onehots = []
         for i, h in enumerate(heads):
             onehot = Signal(k, name=f"head{i}_src_bit")
