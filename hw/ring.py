@@ -307,8 +307,9 @@ class RingRouter(RingParameters, wiring.Component):
 
     The router is generated for its place in the ring: it builds logic only for the flits the
     routing function (:func:`sparsehw.golden.ring.route`) can put on its links, queues and
-    buffers, so its ``*_in`` slots must carry only those (as in :class:`Ring`); see
-    ``docs/ring.md``, "Generation-time pruning".
+    buffers, so its ``*_in`` slots must carry only those (as in :class:`Ring`); a queue,
+    ejection buffer or slot no route uses is not built (at 2 nodes each router sends one way
+    and receives from the other); see ``docs/ring.md``, "Generation-time pruning".
 
     Parameters
     ----------

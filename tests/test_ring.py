@@ -369,3 +369,25 @@ def test_free_bits_splits_varying_and_constant_bits():
     assert _free_bits([3, 4], 3) == ([0, 1, 2], 0)
     assert _free_bits([5], 3) == ([], 5)
     assert _free_bits([], 2) == ([0, 1], 0)               # nothing known: keep every bit
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_routers_build_only_the_queues_and_buffers_some_route_uses(k):
+    """A router has an injection queue for each direction it sends in and an ejection buffer
+    for each link a flit ejects from (golden routing): at 2 nodes node 0 sends only CW and
+    node 1 only CCW, so each has one queue and one ring ejection buffer; from 3 nodes on,
+    all of them."""
+    import re
+    verilog = to_verilog(Ring(nodes=k, width=8), "ring")
+    parts = set(re.findall(r"^module \\ring\.router(\d)\.(\w+) ", verilog, re.M))
+    expected = {(str(r), "local") for r in range(k)}
+    for r in range(k):
+        for name, step in (("cw", +1), ("ccw", -1)):
+            if any(golden.route(r, d, k)[0] == step for d in range(k)):
+                expected.add((str(r), f"{name}_queue"))
+            if any(golden.route(s, r, k)[0] == step for s in range(k)):
+                expected.add((str(r), f"{name}_eject"))
+    assert parts == expected
+    if k == 2:
+        assert parts == {("0", "local"), ("0", "cw_queue"), ("0", "ccw_eject"),
+                         ("1", "local"), ("1", "ccw_queue"), ("1", "cw_eject")}
