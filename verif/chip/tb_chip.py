@@ -577,13 +577,18 @@ async def chip_gemm_cycles(dut):
         x = gen.integers(-128, 128, size=(k, p["lanes"]), dtype=np.int64).astype(np.int8)
         compiled = compile_chain(chain, used, "model", cp, x=x)
         what = f"2-layer chain {k}x{k} 1:{m} on {used} of {p['subsystems']}"
-        _, figures = await _run_and_check(dut, host, model, p, images(compiled, x), what,
-                                          banks=False)
-        predicted = model.stats["total_cycles"]
-        dut._log.info(f"GEMM_CYCLES {what}: rtl={figures['cycles']} model={predicted}")
-        assert figures["cycles"] == predicted, \
-            f"{what}: {figures['cycles']} cycles measured, the model says {predicted}"
+        await _run_and_check_cycles(dut, host, model, p, images(compiled, x), what, "GEMM_CYCLES")
     ChipCoverage.get(p).report(host, dut._log)
+
+
+async def _run_and_check_cycles(dut, host, model, p, imgs, what, tag):
+    """:func:`_run_and_check` without the banks, then the chip's ``cycles`` (start to done)
+    must equal the golden cycle model's ``total_cycles``; both logged under ``tag``."""
+    _, figures = await _run_and_check(dut, host, model, p, imgs, what, banks=False)
+    predicted = model.stats["total_cycles"]
+    dut._log.info(f"{tag} {what}: rtl={figures['cycles']} model={predicted}")
+    assert figures["cycles"] == predicted, \
+        f"{what}: {figures['cycles']} cycles measured, the model says {predicted}"
 
 
 def act_cycle_cases(p):
@@ -740,6 +745,20 @@ async def chip_malformed_weight_indices(dut):
     ChipCoverage.get(p).report(host, dut._log)
 
 
+def _dense_gemm_images(gen, p, gemm, *, shift):
+    """Weights, post-ops and input rows of a 1:1 ``gemm`` (weight and post-op words from 0,
+    inputs from bank 0's row 0): random weights, biases in ``-1000..999``, multipliers in
+    ``1..65535``, the post-op ``shift`` given, random int8 inputs."""
+    cp = _model_params(p)
+    beats = gemm.o * isa.beats_per_row(gemm.k, 0, 0, p["macs"])
+    return {
+        isa.MEM_WMEM: [isa.pack_w(gen.integers(-128, 128, size=p["macs"]), [0] * p["macs"], cp)
+                       for _ in range(beats)],
+        isa.MEM_PMEM: [isa.pack_post(int(gen.integers(-1000, 1000)), int(gen.integers(1, 1 << 16)),
+                                     shift) for _ in range(gemm.o)],
+        isa.MEM_BANK0: [isa.pack_row(r) for r in gen.integers(-128, 128, (gemm.k, p["lanes"]))]}
+
+
 def wait_cycle_cases(p):
     """``(label, programs)`` of ``chip_wait_cycles``: per subsystem a list of instructions (a
     GEMM reads 1:1 weights over ``k`` rows). On every subsystem ``s`` alone: a GEMM of 4 rows into
@@ -782,27 +801,13 @@ async def chip_wait_cycles(dut):
     gen = np.random.default_rng(common.rng(9).getrandbits(32))
     host = Host(dut, p, stall=_knob("stall", 0.3), salt=90)
     model = ChipModel(_model_params(p))
-    cp = _model_params(p)
     for what, programs in wait_cycle_cases(p):
         imgs = []
         for prog in programs:
             gemm = next((i for i in prog if isinstance(i, Gemm)), None)
-            mems = {isa.MEM_IMEM: [isa.encode(i) for i in prog]}
-            if gemm is not None:
-                beats = gemm.o * isa.beats_per_row(gemm.k, 0, 0, p["macs"])
-                mems[isa.MEM_WMEM] = [isa.pack_w(gen.integers(-128, 128, size=p["macs"]),
-                                                 [0] * p["macs"], cp) for _ in range(beats)]
-                mems[isa.MEM_PMEM] = [isa.pack_post(int(gen.integers(-1000, 1000)),
-                                                    int(gen.integers(1, 1 << 16)), 12)
-                                      for _ in range(gemm.o)]
-                mems[isa.MEM_BANK0] = [isa.pack_row(r) for r in
-                                       gen.integers(-128, 128, size=(gemm.k, p["lanes"]))]
-            imgs.append(mems)
-        _, figures = await _run_and_check(dut, host, model, p, imgs, what, banks=False)
-        predicted = model.stats["total_cycles"]
-        dut._log.info(f"WAIT_CYCLES {what}: rtl={figures['cycles']} model={predicted}")
-        assert figures["cycles"] == predicted, \
-            f"{what}: {figures['cycles']} cycles measured, the model says {predicted}"
+            mems = {} if gemm is None else _dense_gemm_images(gen, p, gemm, shift=12)
+            imgs.append({**mems, isa.MEM_IMEM: [isa.encode(i) for i in prog]})
+        await _run_and_check_cycles(dut, host, model, p, imgs, what, "WAIT_CYCLES")
     ChipCoverage.get(p).report(host, dut._log)
 
 
@@ -814,7 +819,6 @@ def _long_run_images(gen, p, gemms):
     """Per subsystem: ``gemms`` copies of one 1:1 GEMM (``k`` = the largest of 64, ``max_k`` and
     ``bank_rows`` allowed; as many output rows as wmem and the bank hold) into its own bank 1,
     then HALT; random weights, post-ops and inputs."""
-    cp = _model_params(p)
     unit = max(p["act_rows"], 1)
     k = min(64, p["max_k"], p["bank_rows"]) // unit * unit
     bpr = isa.beats_per_row(k, 0, 0, p["macs"])
@@ -822,13 +826,8 @@ def _long_run_images(gen, p, gemms):
     imgs = []
     for s in range(p["subsystems"]):
         gemm = Gemm(x_bank=0, k=k, o=o, d_bank=1, d_addr=0, mask=1 << s)
-        imgs.append({
-            isa.MEM_IMEM: [isa.encode(gemm)] * gemms + [isa.encode(Halt())],
-            isa.MEM_WMEM: [isa.pack_w(gen.integers(-128, 128, size=p["macs"]), [0] * p["macs"],
-                                      cp) for _ in range(o * bpr)],
-            isa.MEM_PMEM: [isa.pack_post(int(gen.integers(-1000, 1000)),
-                                         int(gen.integers(1, 1 << 16)), 14) for _ in range(o)],
-            isa.MEM_BANK0: [isa.pack_row(r) for r in gen.integers(-128, 128, (k, p["lanes"]))]})
+        imgs.append({**_dense_gemm_images(gen, p, gemm, shift=14),
+                     isa.MEM_IMEM: [isa.encode(gemm)] * gemms + [isa.encode(Halt())]})
     return imgs
 
 
@@ -888,7 +887,6 @@ def _back_pressure_images(gen, p, r):
     rows ``0..half-1`` of its bank 0 into ``r``'s bank 1 from row ``half`` (each its own window),
     then HALTs. ``r``'s ejection port does not take a row in a cycle its GEMM writes bank 1,
     so the senders' rows back up in the ring's ejection buffer and injection queues."""
-    cp = _model_params(p)
     S, rows = p["subsystems"], p["bank_rows"]
     half = rows // 2
     window = half // (S - 1)
@@ -899,15 +897,12 @@ def _back_pressure_images(gen, p, r):
     for s in range(S):
         bank0 = [isa.pack_row(row) for row in gen.integers(-128, 128, (rows, p["lanes"]))]
         if s == r:
-            prog = [Gemm(x_bank=0, k=k, o=o, d_bank=1, d_addr=0, mask=1 << r),
-                    Wait(bank=1, count=o + window * (S - 1)), Halt()]
-            imgs.append({
-                isa.MEM_WMEM: [isa.pack_w(gen.integers(-128, 128, size=p["macs"]),
-                                          [0] * p["macs"], cp) for _ in range(o * bpr)],
-                isa.MEM_PMEM: [isa.pack_post(int(gen.integers(-1000, 1000)),
-                                             int(gen.integers(1, 1 << 16)), 10)
-                               for _ in range(o)],
-                isa.MEM_BANK0: bank0, isa.MEM_IMEM: [isa.encode(i) for i in prog]})
+            gemm = Gemm(x_bank=0, k=k, o=o, d_bank=1, d_addr=0, mask=1 << r)
+            prog = [gemm, Wait(bank=1, count=o + window * (S - 1)), Halt()]
+            # (bank 0's first k rows are the GEMM's inputs, the rest as drawn)
+            mems = _dense_gemm_images(gen, p, gemm, shift=10)
+            imgs.append({**mems, isa.MEM_BANK0: mems[isa.MEM_BANK0] + bank0[k:],
+                         isa.MEM_IMEM: [isa.encode(i) for i in prog]})
         else:
             slot = s if s < r else s - 1
             prog = [Send(s_bank=0, s_addr=0, count=window, r_bank=1,
