@@ -50,10 +50,9 @@ word, both mappings, the program read-back), no correct chain after the error te
 instead of three (every destination kind of both), the GEMM cycle chains; every error code,
 every instruction kind, the rewrite of a running program, the malformed weight indices, the
 memories' round trip, the WAIT cycles, the long-run counters, the ring back-pressure and (with
-``act_engine``) every ACT test as in the full regression, with
-the same checks against the golden model; about two thirds of the full regression's cycles at
-the mutation point (docs/chip.md), most of them bank read-backs through the host port. Its
-mutation score is a lower bound of the full regression's.
+``act_engine``) every ACT test as in the full regression, with the same checks against the
+golden model; about four fifths of the full regression's cycles at the mutation point
+(docs/chip.md). Its mutation score is a lower bound of the full regression's.
 """
 
 from dataclasses import replace
