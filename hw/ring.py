@@ -425,7 +425,6 @@ class RingRouter(RingParameters, wiring.Component):
                                                ("ccw", _CCW, self.ccw_in, self.ccw_out,
                                                 self.ccw_arb)):
             hold, block, passing = arb.hold, arb.block, arb.passing
-            need, needs, round_over = arb.need, arb.needs, arb.round_over
             step = +1 if code == _CW else -1
             downstream = (me + step) % k
             bits = node_bits(k)
@@ -442,7 +441,6 @@ class RingRouter(RingParameters, wiring.Component):
                 [dest for _, dest in out_flits if dest != downstream]
                 or [dest for _, dest in out_flits], bits)
             ej_free, ej_fixed = _free_bits([src for src, dest in in_flits if dest == me], bits)
-            q_free, q_fixed = _free_bits(sends, bits)
             always_home = all(dest == downstream for _, dest in out_flits)
             can_pass = any(dest != me for _, dest in in_flits)
 
@@ -507,100 +505,11 @@ class RingRouter(RingParameters, wiring.Component):
             usable = Signal(name=f"{name}_usable")
             m.d.comb += usable.eq(~arrive.valid | (here & ~full))
             do_inj = Signal(name=f"{name}_inject")
+            cand = None
             if sends:
-                queue = m.submodules[f"{name}_queue"] = _Queue(width=len(q_free) + self.width,
-                                                               depth=self.depth)
-
-                # Candidate for injection: queue head, else the injection port itself (bypass).
-                wants = Signal(name=f"{name}_wants")
-                m.d.comb += wants.eq(self.inject.valid & (direction == code))
-                cand_valid = Signal(name=f"{name}_cand_valid")
-                cand = Signal(flit_l, name=f"{name}_cand")
-                # ``q_rdy``: the queue is not empty (a register of the queue).
-                q_rdy = queue.r_rdy
-                head_dest = Signal(range(2 ** bits), name=f"{name}_head_dest")
-                m.d.comb += head_dest.eq(_unpack(queue.r_data[self.width:], q_free, q_fixed, bits))
-                m.d.comb += cand_valid.eq(q_rdy | wants)
-                with m.If(q_rdy):
-                    m.d.comb += [cand.dest.eq(head_dest),
-                                 cand.src.eq(me), cand.payload.eq(queue.r_data[:self.width])]
-                with m.Else():
-                    m.d.comb += cand.eq(new_flit)
-
-                # Fairness rounds: a router whose candidate has waited ``starve`` cycles is
-                # *starving*, sticky until it has nothing to send. A starving router that has
-                # injected fewer than ``quota`` flits in the current round is *needy* and may inject
-                # whenever a slot is usable. Every other router yields only to needy routers its
-                # flit would pass: it injects if no needy router lies strictly between it and the
-                # flit's destination (where the slot is freed again, so a needy destination loses
-                # nothing); slots no needy router can use stay in use. When every starving router
-                # has used its quota, the next round starts in the same cycle, so routers that wait
-                # behind a starving one get no slot in between and starve in turn (then share).
-                # ``starving`` (``wait == starve``) and ``spent`` (``used == quota``) are registers
-                # of their own, loaded with the value the comparison will have next cycle (timing).
-                wait = Signal(range(self.starve + 1), name=f"{name}_wait")
-                starving = Signal(name=f"{name}_starving")
-                used = Signal(range(self.quota + 1), name=f"{name}_used")
-                spent = Signal(name=f"{name}_spent")
-                # ``need`` (``starving & ~spent``) is a register too, loaded with next cycle's
-                # value (timing: the ring-wide fairness inputs start at flip-flops).
-                need_r = Signal(name=f"{name}_need")
-                m.d.comb += [arb.starving.eq(starving), need.eq(need_r)]
-                # Whether the fairness rules let this router inject, computed in parallel for the
-                # two possible candidates (the queue head and the injection port's flit) from
-                # registered state and chosen by the queue's registered ``q_rdy`` at the end, so
-                # the queue's level and the candidate multiplexer are off the decision's path
-                # (timing; the same decision as on the chosen candidate).
-                own = Signal(name=f"{name}_own_turn")
-                m.d.comb += own.eq(need | (starving & round_over))
-
-                def allowed_for(dest_value, label):
-                    in_path = Signal(name=f"{name}_path_needy_{label}")
-                    # Only the destinations this router sends this way (a candidate has no other).
-                    with m.Switch(dest_value):
-                        for dest in sends:
-                            with m.Case(dest):
-                                mask = _between_mask(me, dest, k, step)
-                                m.d.comb += in_path.eq((needs & mask).any())
-                        with m.Default():
-                            m.d.comb += in_path.eq(0)
-                    ok = Signal(name=f"{name}_allowed_{label}")
-                    m.d.comb += ok.eq(own | ~in_path)
-                    return ok
-
-                allowed_head = allowed_for(head_dest, "head")
-                allowed_port = allowed_for(self.inject.p.dest, "port")
-                m.d.comb += do_inj.eq(~hold & usable & Mux(q_rdy, allowed_head,
-                                                            wants & allowed_port))
-                # A flit injected from the port (bypass: the queue is empty) is written to the
-                # queue and read from it in the same cycle (:class:`_Queue`).
-                m.d.comb += [queue.r_en.eq(do_inj),
-                             queue.w_data.eq(Cat(self.inject.p.payload,
-                                                 _pack(self.inject.p.dest, q_free))),
-                             queue.w_en.eq(wants)]
-                with m.If(direction == code):
-                    m.d.comb += ready.eq(queue.w_rdy)
-                # Starving is sticky: it ends only when the router has nothing more to send, or
-                # when it injected without being starving.
-                starving_next = Signal(name=f"{name}_starving_next")
-                spent_next = Signal(name=f"{name}_spent_next")
-                m.d.comb += [starving_next.eq(starving), spent_next.eq(spent)]
-                with m.If(~cand_valid | (do_inj & ~starving)):
-                    m.d.sync += wait.eq(0)
-                    m.d.comb += starving_next.eq(0)
-                with m.Elif(~starving):
-                    m.d.sync += wait.eq(wait + 1)
-                    m.d.comb += starving_next.eq(wait == self.starve - 1)
-                with m.If(round_over):
-                    m.d.sync += used.eq(do_inj & starving)
-                    m.d.comb += spent_next.eq(do_inj & starving & (self.quota == 1))
-                with m.Elif(do_inj & need_r):
-                    # Saturates at ``quota``: a starving router that has used its quota may still
-                    # inject where no needy router lies in its path, and stays spent.
-                    m.d.sync += used.eq(used + 1)
-                    m.d.comb += spent_next.eq(used == self.quota - 1)
-                m.d.sync += [starving.eq(starving_next), spent.eq(spent_next),
-                             need_r.eq(starving_next & ~spent_next)]
+                cand = self._injection(m, name, code, arb, step, sends, direction=direction,
+                                       new_flit=new_flit, usable=usable, ready=ready,
+                                       do_inj=do_inj)
 
             if out_flits:
                 # The outgoing slot: holds while the downstream router does not take it. It takes
@@ -700,6 +609,111 @@ class RingRouter(RingParameters, wiring.Component):
             # granted source was served already.
             m.d.sync += mask.eq(bit | Mux(waiting.any(), mask, 0))
         return m
+
+    def _injection(self, m, name, code, arb, step, sends, *, direction, new_flit, usable, ready,
+                   do_inj):
+        """The injection side of direction ``name`` (``code``, ``step``), built only when this
+        router sends that way (``sends``: the destinations): the injection queue, the candidate
+        (queue head, else the port's flit), the fairness state and ``do_inj``; returns the
+        candidate flit."""
+        k, me, bits = self.nodes, self.index, node_bits(self.nodes)
+        hold, need, needs, round_over = arb.hold, arb.need, arb.needs, arb.round_over
+        q_free, q_fixed = _free_bits(sends, bits)
+        flit_l = flit_layout(k, self.width)
+        queue = m.submodules[f"{name}_queue"] = _Queue(width=len(q_free) + self.width,
+                                                       depth=self.depth)
+
+        # Candidate for injection: queue head, else the injection port itself (bypass).
+        wants = Signal(name=f"{name}_wants")
+        m.d.comb += wants.eq(self.inject.valid & (direction == code))
+        cand_valid = Signal(name=f"{name}_cand_valid")
+        cand = Signal(flit_l, name=f"{name}_cand")
+        # ``q_rdy``: the queue is not empty (a register of the queue).
+        q_rdy = queue.r_rdy
+        head_dest = Signal(range(2 ** bits), name=f"{name}_head_dest")
+        m.d.comb += head_dest.eq(_unpack(queue.r_data[self.width:], q_free, q_fixed, bits))
+        m.d.comb += cand_valid.eq(q_rdy | wants)
+        with m.If(q_rdy):
+            m.d.comb += [cand.dest.eq(head_dest),
+                         cand.src.eq(me), cand.payload.eq(queue.r_data[:self.width])]
+        with m.Else():
+            m.d.comb += cand.eq(new_flit)
+
+        # Fairness rounds: a router whose candidate has waited ``starve`` cycles is
+        # *starving*, sticky until it has nothing to send. A starving router that has
+        # injected fewer than ``quota`` flits in the current round is *needy* and may inject
+        # whenever a slot is usable. Every other router yields only to needy routers its
+        # flit would pass: it injects if no needy router lies strictly between it and the
+        # flit's destination (where the slot is freed again, so a needy destination loses
+        # nothing); slots no needy router can use stay in use. When every starving router
+        # has used its quota, the next round starts in the same cycle, so routers that wait
+        # behind a starving one get no slot in between and starve in turn (then share).
+        # ``starving`` (``wait == starve``) and ``spent`` (``used == quota``) are registers
+        # of their own, loaded with the value the comparison will have next cycle (timing).
+        wait = Signal(range(self.starve + 1), name=f"{name}_wait")
+        starving = Signal(name=f"{name}_starving")
+        used = Signal(range(self.quota + 1), name=f"{name}_used")
+        spent = Signal(name=f"{name}_spent")
+        # ``need`` (``starving & ~spent``) is a register too, loaded with next cycle's
+        # value (timing: the ring-wide fairness inputs start at flip-flops).
+        need_r = Signal(name=f"{name}_need")
+        m.d.comb += [arb.starving.eq(starving), need.eq(need_r)]
+        # Whether the fairness rules let this router inject, computed in parallel for the
+        # two possible candidates (the queue head and the injection port's flit) from
+        # registered state and chosen by the queue's registered ``q_rdy`` at the end, so
+        # the queue's level and the candidate multiplexer are off the decision's path
+        # (timing; the same decision as on the chosen candidate).
+        own = Signal(name=f"{name}_own_turn")
+        m.d.comb += own.eq(need | (starving & round_over))
+
+        def allowed_for(dest_value, label):
+            in_path = Signal(name=f"{name}_path_needy_{label}")
+            # Only the destinations this router sends this way (a candidate has no other).
+            with m.Switch(dest_value):
+                for dest in sends:
+                    with m.Case(dest):
+                        mask = _between_mask(me, dest, k, step)
+                        m.d.comb += in_path.eq((needs & mask).any())
+                with m.Default():
+                    m.d.comb += in_path.eq(0)
+            ok = Signal(name=f"{name}_allowed_{label}")
+            m.d.comb += ok.eq(own | ~in_path)
+            return ok
+
+        allowed_head = allowed_for(head_dest, "head")
+        allowed_port = allowed_for(self.inject.p.dest, "port")
+        m.d.comb += do_inj.eq(~hold & usable & Mux(q_rdy, allowed_head,
+                                                    wants & allowed_port))
+        # A flit injected from the port (bypass: the queue is empty) is written to the
+        # queue and read from it in the same cycle (:class:`_Queue`).
+        m.d.comb += [queue.r_en.eq(do_inj),
+                     queue.w_data.eq(Cat(self.inject.p.payload,
+                                         _pack(self.inject.p.dest, q_free))),
+                     queue.w_en.eq(wants)]
+        with m.If(direction == code):
+            m.d.comb += ready.eq(queue.w_rdy)
+        # Starving is sticky: it ends only when the router has nothing more to send, or
+        # when it injected without being starving.
+        starving_next = Signal(name=f"{name}_starving_next")
+        spent_next = Signal(name=f"{name}_spent_next")
+        m.d.comb += [starving_next.eq(starving), spent_next.eq(spent)]
+        with m.If(~cand_valid | (do_inj & ~starving)):
+            m.d.sync += wait.eq(0)
+            m.d.comb += starving_next.eq(0)
+        with m.Elif(~starving):
+            m.d.sync += wait.eq(wait + 1)
+            m.d.comb += starving_next.eq(wait == self.starve - 1)
+        with m.If(round_over):
+            m.d.sync += used.eq(do_inj & starving)
+            m.d.comb += spent_next.eq(do_inj & starving & (self.quota == 1))
+        with m.Elif(do_inj & need_r):
+            # Saturates at ``quota``: a starving router that has used its quota may still
+            # inject where no needy router lies in its path, and stays spent.
+            m.d.sync += used.eq(used + 1)
+            m.d.comb += spent_next.eq(used == self.quota - 1)
+        m.d.sync += [starving.eq(starving_next), spent.eq(spent_next),
+                     need_r.eq(starving_next & ~spent_next)]
+        return cand
 
 
 class Ring(RingParameters, wiring.Component):
