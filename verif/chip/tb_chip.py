@@ -91,6 +91,16 @@ def _knob(name, default):
     return type(default)(common.workload().get(name, default))
 
 
+async def _bench(dut, p, *, stream, salt, stall=None):
+    """Start the clock and the host's streams; returns the test's random generator (random
+    stream ``stream``), the :class:`Host` (stall probability ``stall``, default the ``stall``
+    knob; its stalls drawn with ``salt``) and a fresh golden model."""
+    await start(dut, sources=("cmd",), sinks=("rsp",))
+    gen = np.random.default_rng(common.rng(stream).getrandbits(32))
+    host = Host(dut, p, stall=_knob("stall", 0.3) if stall is None else stall, salt=salt)
+    return gen, host, ChipModel(_model_params(p))
+
+
 async def _run_and_check(dut, host, model, p, imgs, what, *, timeout=200000, banks=True):
     """Load ``imgs`` into the chip and the model, run both, compare; returns (state, model)."""
     load_images(host, imgs)
@@ -158,10 +168,7 @@ async def chip_random_chains(dut):
     mappings, random number of subsystems used, random host stalls; final banks, statuses and
     GEMM counters equal the golden model; then the program memories read back as loaded."""
     p = _params()
-    await start(dut, sources=("cmd",), sinks=("rsp",))
-    gen = np.random.default_rng(common.rng(1).getrandbits(32))
-    host = Host(dut, p, stall=_knob("stall", 0.3), salt=10)
-    model = ChipModel(_model_params(p))
+    gen, host, model = await _bench(dut, p, stream=1, salt=10)
     _clear_banks(host, p)
     group_sizes = _group_sizes(gen, p)
     chains = _knob("chains", 3)
@@ -224,10 +231,7 @@ async def chip_every_error_then_reset(dut):
     """Each error code on a random subsystem (the others run a correct short program or halt):
     state, code and pc as the golden model; then a host reset and a correct chain."""
     p = _params()
-    await start(dut, sources=("cmd",), sinks=("rsp",))
-    gen = np.random.default_rng(common.rng(2).getrandbits(32))
-    host = Host(dut, p, stall=_knob("stall", 0.3), salt=20)
-    model = ChipModel(_model_params(p))
+    gen, host, model = await _bench(dut, p, stream=2, salt=20)
     _clear_banks(host, p)
     seen = set()
     want = {name: code for name, _, code in _act_errors(p)} if p["act_engine"] else {}
@@ -275,10 +279,7 @@ async def chip_imem_written_while_running(dut):
     from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
     p = _params()
     assert p["subsystems"] >= 2, "needs two subsystems"
-    await start(dut, sources=("cmd",), sinks=("rsp",))
-    gen = np.random.default_rng(common.rng(3).getrandbits(32))
-    host = Host(dut, p, stall=_knob("stall", 0.3), salt=30)
-    model = ChipModel(_model_params(p))
+    gen, host, model = await _bench(dut, p, stream=3, salt=30)
     _clear_banks(host, p)
     rows = p["bank_rows"] // 2
     data = [isa.pack_row(r) for r in gen.integers(-128, 128, size=(rows, p["lanes"]))]
@@ -486,10 +487,7 @@ async def _run_programs(dut, p, *, stream, salt, acts, reset_between, label):
     checked against the golden model (banks, statuses, counters); a host reset before every
     program after the first when ``reset_between``. ``stream`` picks the random stream of the
     programs, ``salt`` the host's stalls."""
-    await start(dut, sources=("cmd",), sinks=("rsp",))
-    gen = np.random.default_rng(common.rng(stream).getrandbits(32))
-    host = Host(dut, p, stall=_knob("stall", 0.3), salt=salt)
-    model = ChipModel(_model_params(p))
+    gen, host, model = await _bench(dut, p, stream=stream, salt=salt)
     for n in range(_knob("programs", 3)):
         if n and reset_between:
             host.reset()
@@ -565,10 +563,7 @@ async def chip_gemm_cycles(dut):
     change of timing that leaves every result right (a lost or added stall cycle, a ring
     ejection picked in another order that delays a row)."""
     p = _params()
-    await start(dut, sources=("cmd",), sinks=("rsp",))
-    gen = np.random.default_rng(common.rng(5).getrandbits(32))
-    host = Host(dut, p, stall=_knob("stall", 0.3), salt=50)
-    model = ChipModel(_model_params(p))
+    gen, host, model = await _bench(dut, p, stream=5, salt=50)
     cp = _model_params(p)
     for used, m, k in gemm_cycle_cases(p):
         # n = 1: random_layer's draw with its N fixed (cycles depend on n:m only)
@@ -618,10 +613,7 @@ async def chip_act_cycles(dut):
     if not p["act_engine"]:
         dut._log.info("no act_engine: nothing to measure")
         return
-    await start(dut, sources=("cmd",), sinks=("rsp",))
-    gen = np.random.default_rng(common.rng(4).getrandbits(32))
-    host = Host(dut, p, stall=0.0, salt=40)
-    model = ChipModel(_model_params(p))
+    gen, host, model = await _bench(dut, p, stream=4, salt=40, stall=0.0)
     rows = p["bank_rows"]
     for s in range(p["subsystems"]):
         for mem in (isa.MEM_BANK0, isa.MEM_BANK1):
@@ -659,9 +651,7 @@ async def chip_memories_round_trip(dut):
     of every subsystem, under host stalls; every word reads back as written, not flagged.
     (It leaves random words in the memories: a test after it loads what it uses.)"""
     p = _params()
-    await start(dut, sources=("cmd",), sinks=("rsp",))
-    gen = np.random.default_rng(common.rng(7).getrandbits(32))
-    host = Host(dut, p, stall=_knob("stall", 0.3), salt=70)
+    gen, host, _ = await _bench(dut, p, stream=7, salt=70)
     depths = mem_depths(p)
     written = {}
     for s in range(p["subsystems"]):
@@ -730,10 +720,7 @@ async def chip_malformed_weight_indices(dut):
     if 2 * m > p["max_m"] or k > min(p["max_k"], p["bank_rows"]):    # (an index >= m fits)
         dut._log.info(f"n:m = {n}:{m} over k = {k} does not fit these parameters: not run")
         return
-    await start(dut, sources=("cmd",), sinks=("rsp",))
-    gen = np.random.default_rng(common.rng(8).getrandbits(32))
-    host = Host(dut, p, stall=_knob("stall", 0.3), salt=80)
-    model = ChipModel(_model_params(p))
+    gen, host, model = await _bench(dut, p, stream=8, salt=80)
     _clear_banks(host, p)
     imgs = [_malformed_index_images(gen, p, s, n, m, k) for s in range(p["subsystems"])]
     await _run_and_check(dut, host, model, p, imgs, f"malformed indices at {n}:{m}, k {k}")
@@ -796,10 +783,7 @@ async def chip_wait_cycles(dut):
     stall cycle, a blocked WAIT resumes ``wait_resume`` cycles after the row it waits for
     lands, whatever the parity of that cycle. Statuses and counters equal the model's."""
     p = _params()
-    await start(dut, sources=("cmd",), sinks=("rsp",))
-    gen = np.random.default_rng(common.rng(9).getrandbits(32))
-    host = Host(dut, p, stall=_knob("stall", 0.3), salt=90)
-    model = ChipModel(_model_params(p))
+    gen, host, model = await _bench(dut, p, stream=9, salt=90)
     for what, programs in wait_cycle_cases(p):
         imgs = []
         for prog in programs:
@@ -861,9 +845,7 @@ async def chip_long_run_counters(dut):
         dut._log.info(f"imem_depth {p['imem_depth']} holds too few GEMMs for a run of "
                       f"{LONG_RUN_CYCLES} cycles: not run")
         return
-    await start(dut, sources=("cmd",), sinks=("rsp",))
-    host = Host(dut, p, stall=_knob("stall", 0.3), salt=100)
-    model = ChipModel(_model_params(p))
+    _, host, model = await _bench(dut, p, stream=10, salt=100)
     what = f"{gemms} GEMMs on every subsystem"
     await _run_and_check(dut, host, model, p, imgs_of(gemms), what, banks=False,
                          timeout=4 * LONG_RUN_CYCLES)
@@ -922,10 +904,7 @@ async def chip_ring_back_pressure(dut):
     if p["subsystems"] < 2:
         dut._log.info("one subsystem: no ring")
         return
-    await start(dut, sources=("cmd",), sinks=("rsp",))
-    gen = np.random.default_rng(common.rng(11).getrandbits(32))
-    host = Host(dut, p, stall=_knob("stall", 0.3), salt=110)
-    model = ChipModel(_model_params(p))
+    gen, host, model = await _bench(dut, p, stream=11, salt=110)
     _clear_banks(host, p)
     for r in range(p["subsystems"]):
         what = f"rows sent to subsystem {r} while its GEMM writes the same bank"
