@@ -146,6 +146,12 @@ def test_chip_ring_back_pressure():
     _run({**SMALL, "subsystems": 2}, testcase="chip_ring_back_pressure")
 
 
+def test_chip_exact_accumulators():
+    """Multi-beat GEMM rows whose post-op (bias 0, multiplier 1, shift 0) shows every bit of
+    the accumulators: banks as the golden model's, Icarus (``chip_exact_accumulators``)."""
+    _run({**SMALL, "subsystems": 2}, testcase="chip_exact_accumulators")
+
+
 def test_gemm_cycle_cases_skip_the_points_the_model_does_not_fit():
     # one subsystem at every M; two only on a 2-subsystem chip with whole-row flits, not 1:32
     from sparsehw.verif.chip.tb_chip import gemm_cycle_cases

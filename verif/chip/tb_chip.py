@@ -17,7 +17,8 @@ issues; blocked on another subsystem's rows) to equal the golden cycle model's;
 ``chip_long_run_counters`` runs more than ``2**14`` cycles and reads every subsystem's ``cycles``
 register with the response held 1 to 4 cycles; ``chip_ring_back_pressure`` sends rows to a
 subsystem whose own GEMM holds its ejection port off, so the ring's ejection buffer and the
-sender's injection queue fill.
+sender's injection queue fill. ``chip_exact_accumulators`` runs GEMMs of multi-beat rows whose
+post-op (bias 0, multiplier 1, shift 0, small operands) shows every accumulator bit.
 
 With ``act_engine``, ``chip_act_programs`` runs random programs of ACT instructions (every op,
 random counts, addresses, formats, in place and into the other bank, layernorm with random
@@ -49,10 +50,10 @@ word, both mappings, the program read-back), no correct chain after the error te
 (``chip_programs``' second program runs after a host reset instead), two GEMM/SEND/WAIT programs
 instead of three (every destination kind of both), the GEMM cycle chains; every error code,
 every instruction kind, the rewrite of a running program, the malformed weight indices, the
-memories' round trip, the WAIT cycles, the long-run counters, the ring back-pressure and (with
-``act_engine``) every ACT test as in the full regression, with the same checks against the
-golden model; about four fifths of the full regression's cycles at the mutation point
-(docs/chip.md). Its mutation score is a lower bound of the full regression's.
+memories' round trip, the WAIT cycles, the long-run counters, the ring back-pressure, the exact
+accumulators and (with ``act_engine``) every ACT test as in the full regression, with the same
+checks against the golden model; about four fifths of the full regression's cycles at the
+mutation point (docs/chip.md). Its mutation score is a lower bound of the full regression's.
 """
 
 from dataclasses import replace
@@ -916,4 +917,39 @@ async def chip_ring_back_pressure(dut):
         assert any(n > 0 for s, n in enumerate(stalls) if s != r), \
             f"{what}: inject_stall {stalls}: the ring never backed up to a sender"
         dut._log.info(f"{what}: ok in {figures['cycles']} cycles, inject_stall {stalls}")
+    ChipCoverage.get(p).report(host, dut._log)
+
+
+@common.test()
+async def chip_exact_accumulators(dut):
+    """GEMMs whose post-op shows every bit of the accumulators: bias 0, multiplier 1, shift 0,
+    weights and inputs in ``-3..3`` so every sum fits int8 (``|sum| <= 9 k``), rows of several
+    beats (``k = 8 macs`` at 1:1: the accumulator carries from beat to beat), one GEMM per
+    subsystem into its own bank 1. (The chains' post-ops shift by 8 or more, so a fault in an
+    accumulator's low bits shows only when it crosses a rounding boundary.) Banks, statuses and
+    counters equal the golden model's, and the test checks that its outputs are the raw sums
+    (none saturated)."""
+    p = _params()
+    cp = _model_params(p)
+    k = max(8 * p["macs"], p["act_rows"])
+    if k > min(p["max_k"], p["bank_rows"]):
+        dut._log.info(f"k = {k} does not fit these parameters: not run")
+        return
+    gen, host, model = await _bench(dut, p, stream=12, salt=120)
+    o = min(8, p["bank_rows"], p["pmem_depth"])
+    imgs = []
+    for s in range(p["subsystems"]):
+        gemm = Gemm(x_bank=0, k=k, o=o, d_bank=1, d_addr=0, mask=1 << s)
+        bpr = isa.beats_per_row(k, 0, 0, p["macs"])
+        imgs.append({
+            isa.MEM_IMEM: [isa.encode(gemm), isa.encode(Halt())],
+            isa.MEM_WMEM: [isa.pack_w(gen.integers(-3, 4, size=p["macs"]), [0] * p["macs"], cp)
+                           for _ in range(o * bpr)],
+            isa.MEM_PMEM: [isa.pack_post(0, 1, 0)] * o,
+            isa.MEM_BANK0: [isa.pack_row(r) for r in gen.integers(-3, 4, (k, p["lanes"]))]})
+    _clear_banks(host, p)
+    await _run_and_check(dut, host, model, p, imgs, f"exact accumulators over k = {k}")
+    for s in range(p["subsystems"]):
+        out = model.subs[s].banks[1][:o]
+        assert np.abs(out).max() < 127, f"subsystem {s}: an output saturated, {out.tolist()}"
     ChipCoverage.get(p).report(host, dut._log)
