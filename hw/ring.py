@@ -440,7 +440,8 @@ class RingRouter(RingParameters, wiring.Component):
             dest_free, dest_fixed = _free_bits(
                 [dest for _, dest in out_flits if dest != downstream]
                 or [dest for _, dest in out_flits], bits)
-            ej_free, ej_fixed = _free_bits([src for src, dest in in_flits if dest == me], bits)
+            ejecting = [src for src, dest in in_flits if dest == me]
+            ej_free, ej_fixed = _free_bits(ejecting, bits)
             always_home = all(dest == downstream for _, dest in out_flits)
             can_pass = any(dest != me for _, dest in in_flits)
 
@@ -469,7 +470,6 @@ class RingRouter(RingParameters, wiring.Component):
             # sends this way) the varying bits of the destination and the payload (the source
             # is this router). A part no route uses is not built (at 2 nodes each router sends
             # one way and receives from the other).
-            ejecting = [src for src, dest in in_flits if dest == me]
             ejects[name] = None
             head_of[name] = Signal(ej_l, name=f"{name}_eject_head")
             if ejecting:

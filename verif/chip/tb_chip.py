@@ -732,18 +732,20 @@ async def chip_malformed_weight_indices(dut):
     ChipCoverage.get(p).report(host, dut._log)
 
 
-def _dense_gemm_images(gen, p, gemm, *, shift):
+def _dense_gemm_images(gen, p, gemm, *, shift, operands=(-128, 128), post=None):
     """Weights, post-ops and input rows of a 1:1 ``gemm`` (weight and post-op words from 0,
-    inputs from bank 0's row 0): random weights, biases in ``-1000..999``, multipliers in
-    ``1..65535``, the post-op ``shift`` given, random int8 inputs."""
+    inputs from bank 0's row 0): weights and inputs random in ``operands`` (``[lo, hi)``,
+    default every int8); post-ops random (biases in ``-1000..999``, multipliers in
+    ``1..65535``, the ``shift`` given), or every one ``post`` (``(bias, mult, shift)``)."""
     cp = _model_params(p)
     beats = gemm.o * isa.beats_per_row(gemm.k, 0, 0, p["macs"])
-    return {
-        isa.MEM_WMEM: [isa.pack_w(gen.integers(-128, 128, size=p["macs"]), [0] * p["macs"], cp)
-                       for _ in range(beats)],
-        isa.MEM_PMEM: [isa.pack_post(int(gen.integers(-1000, 1000)), int(gen.integers(1, 1 << 16)),
-                                     shift) for _ in range(gemm.o)],
-        isa.MEM_BANK0: [isa.pack_row(r) for r in gen.integers(-128, 128, (gemm.k, p["lanes"]))]}
+    weights = [isa.pack_w(gen.integers(*operands, size=p["macs"]), [0] * p["macs"], cp)
+               for _ in range(beats)]
+    posts = [isa.pack_post(*post)] * gemm.o if post is not None else \
+        [isa.pack_post(int(gen.integers(-1000, 1000)), int(gen.integers(1, 1 << 16)), shift)
+         for _ in range(gemm.o)]
+    inputs = [isa.pack_row(r) for r in gen.integers(*operands, (gemm.k, p["lanes"]))]
+    return {isa.MEM_WMEM: weights, isa.MEM_PMEM: posts, isa.MEM_BANK0: inputs}
 
 
 def wait_cycle_cases(p):
@@ -930,7 +932,6 @@ async def chip_exact_accumulators(dut):
     counters equal the golden model's, and the test checks that its outputs are the raw sums
     (none saturated)."""
     p = _params()
-    cp = _model_params(p)
     k = max(8 * p["macs"], p["act_rows"])
     if k > min(p["max_k"], p["bank_rows"]):
         dut._log.info(f"k = {k} does not fit these parameters: not run")
@@ -940,13 +941,8 @@ async def chip_exact_accumulators(dut):
     imgs = []
     for s in range(p["subsystems"]):
         gemm = Gemm(x_bank=0, k=k, o=o, d_bank=1, d_addr=0, mask=1 << s)
-        bpr = isa.beats_per_row(k, 0, 0, p["macs"])
-        imgs.append({
-            isa.MEM_IMEM: [isa.encode(gemm), isa.encode(Halt())],
-            isa.MEM_WMEM: [isa.pack_w(gen.integers(-3, 4, size=p["macs"]), [0] * p["macs"], cp)
-                           for _ in range(o * bpr)],
-            isa.MEM_PMEM: [isa.pack_post(0, 1, 0)] * o,
-            isa.MEM_BANK0: [isa.pack_row(r) for r in gen.integers(-3, 4, (k, p["lanes"]))]})
+        imgs.append({**_dense_gemm_images(gen, p, gemm, shift=0, operands=(-3, 4), post=(0, 1, 0)),
+                     isa.MEM_IMEM: [isa.encode(gemm), isa.encode(Halt())]})
     _clear_banks(host, p)
     await _run_and_check(dut, host, model, p, imgs, f"exact accumulators over k = {k}")
     for s in range(p["subsystems"]):
