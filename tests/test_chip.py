@@ -152,6 +152,19 @@ def test_chip_exact_accumulators():
     _run({**SMALL, "subsystems": 2}, testcase="chip_exact_accumulators")
 
 
+def test_chip_send_fields():
+    """SENDs of every count from one row to the whole bank, sources and destinations spread
+    over the bank, on both subsystems at once: banks and counters as the golden model's,
+    Icarus (``chip_send_fields``)."""
+    _run({**SMALL, "subsystems": 2}, testcase="chip_send_fields")
+
+
+def test_chip_ring_busy_cycles():
+    """One subsystem sends 4096 flits and more alone: the chip's ring_busy_cycles lies between
+    the flits injected and the run's cycles, Icarus (``chip_ring_busy_cycles``)."""
+    _run({**SMALL, "subsystems": 2}, testcase="chip_ring_busy_cycles")
+
+
 def test_gemm_cycle_cases_skip_the_points_the_model_does_not_fit():
     # one subsystem at every M; two only on a 2-subsystem chip with whole-row flits, not 1:32
     from sparsehw.verif.chip.tb_chip import gemm_cycle_cases

@@ -949,3 +949,100 @@ async def chip_exact_accumulators(dut):
         out = model.subs[s].banks[1][:o]
         assert np.abs(out).max() < 127, f"subsystem {s}: an output saturated, {out.tolist()}"
     ChipCoverage.get(p).report(host, dut._log)
+
+
+def send_field_programs(p):
+    """Per subsystem the SENDs of ``chip_send_fields``: every one to the next subsystem (the
+    own one when alone), so each subsystem receives from one sender only (its rows arrive in
+    program order, as the model's), from bank ``s_bank`` into bank ``r_bank`` of the receiver,
+    which never reads that bank (with an even number of subsystems the banks alternate with
+    the sender, else every SEND reads bank 0 and writes bank 1). Counts: the whole bank, one
+    row less, and every power of two below the bank's size, so each bit of ``count`` that a
+    legal SEND can set is 1 in one SEND and 0 in another; ``s_addr`` and ``r_addr`` differ in
+    each SEND (the last rows of the bank and a spread of starts), so each of their bits, too,
+    is 1 in some and 0 in others. Then HALT; as many SENDs as imem holds."""
+    S, rows = p["subsystems"], p["bank_rows"]
+    counts = [rows, rows - 1] + [1 << j for j in range(rows.bit_length() - 1)]
+    programs = []
+    for s in range(S):
+        s_bank = s % 2 if S % 2 == 0 else 0
+        r_bank = s_bank if S % 2 == 0 else 1
+        prog = []
+        for i, count in enumerate(counts):
+            room = rows - count
+            # the source ends at the bank's last row, the destination starts at a point that
+            # moves with i (both 0 only for the whole bank)
+            r_addr = (room * (i + 1) // (len(counts) + 1)) if room else 0
+            prog.append(Send(s_bank=s_bank, r_bank=r_bank, s_addr=room, r_addr=r_addr,
+                             count=count, mask=1 << ((s + 1) % S)))
+        programs.append(prog[:p["imem_depth"] - 1] + [Halt()])
+    return programs
+
+
+@common.test()
+async def chip_send_fields(dut):
+    """SENDs whose fields take every bit value a legal SEND can (:func:`send_field_programs`:
+    counts from 1 to the whole bank, sources at the bank's end, destinations spread) on every
+    subsystem at once, from random banks: banks, statuses and counters (``flits_sent``,
+    ``rows_received``, ``ring_flits``) equal the golden model's, so a count, an address or a
+    bank taken wrong anywhere between fetch and injection shows."""
+    p = _params()
+    gen, host, model = await _bench(dut, p, stream=13, salt=130)
+    imgs = []
+    for prog in send_field_programs(p):
+        banks = {mem: [isa.pack_row(r) for r in gen.integers(-128, 128, (p["bank_rows"],
+                                                                         p["lanes"]))]
+                 for mem in (isa.MEM_BANK0, isa.MEM_BANK1)}
+        imgs.append({**banks, isa.MEM_IMEM: [isa.encode(i) for i in prog]})
+    counts = [sum(i.count for i in prog if isinstance(i, Send))
+              for prog in send_field_programs(p)]
+    _, figures = await _run_and_check(dut, host, model, p, imgs, "SENDs of every count bit")
+    dut._log.info(f"SENDs of every count bit: ok in {figures['cycles']} cycles, rows sent "
+                  f"per subsystem {counts}")
+    ChipCoverage.get(p).report(host, dut._log)
+
+
+#: ``chip_ring_busy_cycles`` injects at least this many flits (its counts then have bit 12 set).
+RING_BUSY_FLITS = 1 << 12
+
+
+def ring_busy_sends(p):
+    """SENDs of ``chip_ring_busy_cycles`` for the last subsystem: the fewest SENDs of its whole
+    bank 0 to every subsystem (its own included: a flit per row and destination) that inject
+    at least :data:`RING_BUSY_FLITS` flits, into bank 1 from row 0; None if imem cannot hold
+    them and HALT."""
+    S, rows = p["subsystems"], p["bank_rows"]
+    sends = -(-RING_BUSY_FLITS // (rows * S))
+    if sends + 1 > p["imem_depth"]:
+        return None
+    return [Send(s_bank=0, r_bank=1, s_addr=0, r_addr=0, count=rows, mask=(1 << S) - 1)] * sends
+
+
+@common.test()
+async def chip_ring_busy_cycles(dut):
+    """One subsystem alone sends at least :data:`RING_BUSY_FLITS` flits (:func:`ring_busy_sends`)
+    while the others halt. The chip's ``ring_busy_cycles`` (cycles with a flit in flight) must
+    lie between the flits injected and the run's cycles: the one sender's port injects at most
+    one flit a cycle, and a flit is in flight from the cycle after its injection until its
+    ejection, at least one cycle, so each injection's next cycle is a distinct busy cycle; the
+    counter counts only while the chip runs. Banks, statuses and counters (``ring_flits``)
+    equal the golden model's."""
+    p = _params()
+    sends = ring_busy_sends(p)
+    if p["subsystems"] < 2 or sends is None:
+        dut._log.info("no ring, or imem holds too few SENDs: not run")
+        return
+    gen, host, model = await _bench(dut, p, stream=14, salt=140)
+    _clear_banks(host, p)
+    S = p["subsystems"]
+    imgs = [{isa.MEM_IMEM: [isa.encode(Halt())]} for _ in range(S - 1)]
+    imgs.append({isa.MEM_BANK0: [isa.pack_row(r) for r in gen.integers(-128, 128, (
+        p["bank_rows"], p["lanes"]))], isa.MEM_IMEM: [isa.encode(i) for i in sends + [Halt()]]})
+    what = f"{len(sends)} SENDs of subsystem {S - 1} to every subsystem"
+    _, figures = await _run_and_check(dut, host, model, p, imgs, what)
+    flits, busy, cycles = (figures[n] for n in ("ring_flits", "ring_busy_cycles", "cycles"))
+    assert flits >= RING_BUSY_FLITS, f"{what}: only {flits} flits injected"
+    assert flits <= busy <= cycles, \
+        f"{what}: ring_busy_cycles {busy}, outside [ring_flits {flits}, cycles {cycles}]"
+    dut._log.info(f"{what}: ok, {flits} flits, ring busy {busy} of {cycles} cycles")
+    ChipCoverage.get(p).report(host, dut._log)
