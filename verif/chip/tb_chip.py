@@ -19,6 +19,9 @@ register with the response held 1 to 4 cycles; ``chip_ring_back_pressure`` sends
 subsystem whose own GEMM holds its ejection port off, so the ring's ejection buffer and the
 sender's injection queue fill. ``chip_exact_accumulators`` runs GEMMs of multi-beat rows whose
 post-op (bias 0, multiplier 1, shift 0, small operands) shows every accumulator bit.
+``chip_send_fields`` runs SENDs whose count, source and destination take every bit value a legal
+SEND can, on every subsystem at once; ``chip_ring_busy_cycles`` has one subsystem send 4096 flits
+and more alone and requires ``ring_flits <= ring_busy_cycles <= cycles``.
 
 With ``act_engine``, ``chip_act_programs`` runs random programs of ACT instructions (every op,
 random counts, addresses, formats, in place and into the other bank, layernorm with random
@@ -51,7 +54,7 @@ word, both mappings, the program read-back), no correct chain after the error te
 instead of three (every destination kind of both), the GEMM cycle chains; every error code,
 every instruction kind, the rewrite of a running program, the malformed weight indices, the
 memories' round trip, the WAIT cycles, the long-run counters, the ring back-pressure, the exact
-accumulators and (with ``act_engine``) every ACT test as in the full regression, with the same
+accumulators, the SEND fields, the ring's busy cycles and (with ``act_engine``) every ACT test as in the full regression, with the same
 checks against the golden model; about four fifths of the full regression's cycles at the
 mutation point (docs/chip.md). Its mutation score is a lower bound of the full regression's.
 """
