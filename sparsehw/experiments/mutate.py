@@ -34,6 +34,7 @@ hw; nothing below it imports it.
 """
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -353,8 +354,7 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
                    rounds, dropped)
 
 
-
-# -- second stage: Houdini with PDR (IC3) -----------------------------------------------------------
+# -- second stage: Houdini with PDR (IC3) --------------------------------------------------------
 
 #: Native ABC (Debian/Ubuntu package ``berkeley-abc``; ``make tools`` installs it). YoWASP's
 #: Yosys cannot start ABC as a process, so its ``abc`` pass is no substitute.
@@ -382,7 +382,9 @@ def abc_available():
     return shutil.which(ABC) is not None
 
 
+@functools.lru_cache(maxsize=None)
 def _abc_version():
+    """ABC's version line (part of the PDR stage's cache key)."""
     if not abc_available():
         return None
     out = subprocess.run([ABC, "-c", "version"], capture_output=True, text=True, timeout=30)
@@ -553,6 +555,7 @@ def check_equivalence_pdr(work, top, timeout=EQUIV_TIMEOUT, max_rounds=EQUIV_ROU
                                            if points[n]["output"])), rounds, dropped)
         dropped |= refuted
     return done("unknown", f"pdr did not close in {max_rounds} rounds", max_rounds, dropped)
+
 
 #: ``Unproven $equiv CELL: \\NAME_gold [BIT] ...`` (``[BIT]`` only for a bit of a multi-bit wire;
 #: ``NAME`` may itself hold ``_gold``: the suffix is the token's last)
