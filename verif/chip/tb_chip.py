@@ -95,6 +95,12 @@ def _knob(name, default):
     return type(default)(common.workload().get(name, default))
 
 
+def _random_rows(gen, p, n, operands=(-128, 128)):
+    """``n`` packed bank rows of ``lanes`` values random in ``operands`` (``[lo, hi)``,
+    default every int8)."""
+    return [isa.pack_row(r) for r in gen.integers(*operands, (n, p["lanes"]))]
+
+
 async def _bench(dut, p, *, stream, salt, stall=None):
     """Start the clock and the host's streams; returns the test's random generator (random
     stream ``stream``), the :class:`Host` (stall probability ``stall``, default the ``stall``
@@ -286,7 +292,7 @@ async def chip_imem_written_while_running(dut):
     gen, host, model = await _bench(dut, p, stream=3, salt=30)
     _clear_banks(host, p)
     rows = p["bank_rows"] // 2
-    data = [isa.pack_row(r) for r in gen.integers(-128, 128, size=(rows, p["lanes"]))]
+    data = _random_rows(gen, p, rows)
     keep_busy = [isa.encode(Send(s_bank=0, s_addr=0, count=rows, mask=0b10, r_bank=0,
                                  r_addr=rows)) for _ in range(4)]
     old = [isa.encode(Wait(bank=1, count=4)), isa.encode(Halt()), isa.encode(Halt())]
@@ -621,7 +627,7 @@ async def chip_act_cycles(dut):
     rows = p["bank_rows"]
     for s in range(p["subsystems"]):
         for mem in (isa.MEM_BANK0, isa.MEM_BANK1):
-            host.write(s, mem, 0, [isa.pack_row(r) for r in gen.integers(-128, 128, (rows, p["lanes"]))])
+            host.write(s, mem, 0, _random_rows(gen, p, rows))
         host.write(s, isa.MEM_PMEM, 0, [isa.pack_post(int(b), 0, 0) for b in
                                          gen.integers(-2**31, 2**31, p["pmem_depth"])])
     tolerance = float(common.workload().get("tolerance", 0.05))
@@ -747,8 +753,8 @@ def _dense_gemm_images(gen, p, gemm, *, shift, operands=(-128, 128), post=None):
     posts = [isa.pack_post(*post)] * gemm.o if post is not None else \
         [isa.pack_post(int(gen.integers(-1000, 1000)), int(gen.integers(1, 1 << 16)), shift)
          for _ in range(gemm.o)]
-    inputs = [isa.pack_row(r) for r in gen.integers(*operands, (gemm.k, p["lanes"]))]
-    return {isa.MEM_WMEM: weights, isa.MEM_PMEM: posts, isa.MEM_BANK0: inputs}
+    return {isa.MEM_WMEM: weights, isa.MEM_PMEM: posts,
+            isa.MEM_BANK0: _random_rows(gen, p, gemm.k, operands)}
 
 
 def wait_cycle_cases(p):
@@ -882,7 +888,7 @@ def _back_pressure_images(gen, p, r):
     o = min(half, p["wmem_depth"] // bpr, p["pmem_depth"])
     imgs = []
     for s in range(S):
-        bank0 = [isa.pack_row(row) for row in gen.integers(-128, 128, (rows, p["lanes"]))]
+        bank0 = _random_rows(gen, p, rows)
         if s == r:
             gemm = Gemm(x_bank=0, k=k, o=o, d_bank=1, d_addr=0, mask=1 << r)
             prog = [gemm, Wait(bank=1, count=o + window * (S - 1)), Halt()]
@@ -986,19 +992,18 @@ def send_field_programs(p):
 async def chip_send_fields(dut):
     """SENDs whose fields take every bit value a legal SEND can (:func:`send_field_programs`:
     counts from 1 to the whole bank, sources at the bank's end, destinations spread) on every
-    subsystem at once, from random banks: banks, statuses and counters (``flits_sent``,
+    subsystem at once, from banks of random rows: banks, statuses and counters (``flits_sent``,
     ``rows_received``, ``ring_flits``) equal the golden model's, so a count, an address or a
     bank taken wrong anywhere between fetch and injection shows."""
     p = _params()
     gen, host, model = await _bench(dut, p, stream=13, salt=130)
+    programs = send_field_programs(p)
     imgs = []
-    for prog in send_field_programs(p):
-        banks = {mem: [isa.pack_row(r) for r in gen.integers(-128, 128, (p["bank_rows"],
-                                                                         p["lanes"]))]
+    for prog in programs:
+        banks = {mem: _random_rows(gen, p, p["bank_rows"])
                  for mem in (isa.MEM_BANK0, isa.MEM_BANK1)}
         imgs.append({**banks, isa.MEM_IMEM: [isa.encode(i) for i in prog]})
-    counts = [sum(i.count for i in prog if isinstance(i, Send))
-              for prog in send_field_programs(p)]
+    counts = [sum(i.count for i in prog if isinstance(i, Send)) for prog in programs]
     _, figures = await _run_and_check(dut, host, model, p, imgs, "SENDs of every count bit")
     dut._log.info(f"SENDs of every count bit: ok in {figures['cycles']} cycles, rows sent "
                   f"per subsystem {counts}")
@@ -1039,8 +1044,8 @@ async def chip_ring_busy_cycles(dut):
     _clear_banks(host, p)
     S = p["subsystems"]
     imgs = [{isa.MEM_IMEM: [isa.encode(Halt())]} for _ in range(S - 1)]
-    imgs.append({isa.MEM_BANK0: [isa.pack_row(r) for r in gen.integers(-128, 128, (
-        p["bank_rows"], p["lanes"]))], isa.MEM_IMEM: [isa.encode(i) for i in sends + [Halt()]]})
+    imgs.append({isa.MEM_BANK0: _random_rows(gen, p, p["bank_rows"]),
+                 isa.MEM_IMEM: [isa.encode(i) for i in sends + [Halt()]]})
     what = f"{len(sends)} SENDs of subsystem {S - 1} to every subsystem"
     _, figures = await _run_and_check(dut, host, model, p, imgs, what)
     flits, busy, cycles = (figures[n] for n in ("ring_flits", "ring_busy_cycles", "cycles"))
