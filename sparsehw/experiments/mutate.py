@@ -412,7 +412,7 @@ def pdr_model(equiv_rtlil):
 
     Returns ``(rtlil, points)``, ``points[N]`` = ``{"name", "output"}`` of ``bad_N``."""
     text = equiv_rtlil
-    outputs = set(re.findall(r"^  wire (?:width \d+ )?output \d+ \\(\S+)$", text, re.M))
+    outputs = _ports(text, ("output",))
     points, body = [], []
 
     def replace(match):
@@ -914,8 +914,7 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
                            EQUIV_BMC, EQUIV_ROUNDS, _EQUIV_VERSION)
                 verdict, _ = _cached(cache_dir, key, compute)
                 reason = verdict.get("reason", "")
-                stopped_on_limit = "time limit" in reason or "no time left" in reason
-                if ((stopped_on_limit and verdict.get("timeout", 0) < equiv_timeout)
+                if (_limit_was_shorter(verdict, equiv_timeout)
                         # stopped on a Yosys error (the mutant build may clean it now; the
                         # second form is the reason such a stop had before errors were named)
                         or "Yosys error" in reason
@@ -967,6 +966,14 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
     return summary
 
 
+def _limit_was_shorter(verdict, timeout):
+    """Did a cached verdict stop on a time limit shorter than ``timeout`` (so the check is
+    run again with the longer one)?"""
+    reason = verdict.get("reason", "")
+    return (("time limit" in reason or "no time left" in reason)
+            and verdict.get("timeout", 0) < timeout)
+
+
 def _second_stage(first, work, top, line, verilog_hash, tools, cache_dir, timeout):
     """The PDR stage (:func:`check_equivalence_pdr`) for a survivor the first stage left
     ``unknown``, cached under its own key (so a first-stage verdict cached before it existed
@@ -979,7 +986,7 @@ def _second_stage(first, work, top, line, verilog_hash, tools, cache_dir, timeou
     def compute():
         return dict(check_equivalence_pdr(work, top, timeout=timeout), timeout=timeout)
     second, _ = _cached(cache_dir, key, compute)
-    if "time limit" in second.get("reason", "") and second.get("timeout", 0) < timeout:
+    if _limit_was_shorter(second, timeout):
         second = compute()
         _store(cache_dir, key, second)
     if second["verdict"] == "equivalent":
