@@ -165,6 +165,20 @@ def test_chip_ring_busy_cycles():
     _run({**SMALL, "subsystems": 2}, testcase="chip_ring_busy_cycles")
 
 
+@pytest.mark.parametrize("subsystems", [2, 3, 4])
+def test_chip_ring_symmetry(subsystems):
+    """Node numbers rotated by the ring's symmetry, the same SEND traffic gives the same
+    counters rotated (every subsystem to one receiver, each in turn; every subsystem to every
+    subsystem), at 2 (swap), 3 (any rotation) and 4 (rotation by 2) subsystems, Icarus
+    (``chip_ring_symmetry``)."""
+    _run({**SMALL, "subsystems": subsystems}, testcase="chip_ring_symmetry")
+
+
+def test_ring_symmetry_is_a_rotation_the_routes_keep():
+    from sparsehw.verif.chip.tb_chip import ring_symmetry
+    assert [ring_symmetry(S) for S in range(2, 9)] == [1, 1, 2, 1, 2, 1, 2]
+
+
 def test_gemm_cycle_cases_skip_the_points_the_model_does_not_fit():
     # one subsystem at every M; two only on a 2-subsystem chip with whole-row flits, not 1:32
     from sparsehw.verif.chip.tb_chip import gemm_cycle_cases

@@ -21,7 +21,10 @@ sender's injection queue fill. ``chip_exact_accumulators`` runs GEMMs of multi-b
 post-op (bias 0, multiplier 1, shift 0, small operands) shows every accumulator bit.
 ``chip_send_fields`` runs SENDs whose count, source and destination take every bit value a legal
 SEND can, on every subsystem at once; ``chip_ring_busy_cycles`` has one subsystem send 4096 flits
-and more alone and requires ``ring_flits <= ring_busy_cycles <= cycles``.
+and more alone and requires ``ring_flits <= ring_busy_cycles <= cycles``. ``chip_ring_symmetry``
+checks timing that no result shows by symmetry: node numbers rotated by the ring's symmetry
+(:func:`ring_symmetry`), the same SEND traffic (every subsystem to one receiver, each in turn;
+every subsystem to every one) must give the same counters, rotated.
 
 With ``act_engine``, ``chip_act_programs`` runs random programs of ACT instructions (every op,
 random counts, addresses, formats, in place and into the other bank, layernorm with random
@@ -54,8 +57,9 @@ word, both mappings, the program read-back), no correct chain after the error te
 instead of three (every destination kind of both), the GEMM cycle chains; every error code,
 every instruction kind, the rewrite of a running program, the malformed weight indices, the
 memories' round trip, the WAIT cycles, the long-run counters, the ring back-pressure, the exact
-accumulators, the SEND fields, the ring's busy cycles and (with ``act_engine``) every ACT test as in the full regression, with the same
-checks against the golden model; about four fifths of the full regression's cycles at the
+accumulators, the SEND fields, the ring's busy cycles, the ring's symmetry and (with
+``act_engine``) every ACT test as in the full regression, with the same checks against the
+golden model; about four fifths of the full regression's cycles at the
 mutation point (docs/chip.md). Its mutation score is a lower bound of the full regression's.
 """
 
@@ -66,6 +70,7 @@ import numpy as np
 from sparsehw.golden import chip as isa
 from sparsehw.golden.chip import Act, ChipModel, Gemm, Halt, Send, Wait
 from sparsehw.golden.chip_compile import compile_chain, reference_chain
+from sparsehw.golden.ring import route
 from sparsehw.hw.chip import CHIP_RTL_PARAMS, REG_NAMES, REGS_MEM
 from sparsehw.hw.chip.subsystem import mem_depths
 from sparsehw.verif import common
@@ -1053,4 +1058,93 @@ async def chip_ring_busy_cycles(dut):
     assert flits <= busy <= cycles, \
         f"{what}: ring_busy_cycles {busy}, outside [ring_flits {flits}, cycles {cycles}]"
     dut._log.info(f"{what}: ok, {flits} flits, ring busy {busy} of {cycles} cycles")
+    ChipCoverage.get(p).report(host, dut._log)
+
+
+
+def ring_symmetry(S):
+    """The rotation ``d`` of the node numbers under which the chip behaves the same: node ``s``
+    of a rotated run does exactly what node ``s - d`` did. Subsystems are identical and the ring
+    rules (``golden.ring``) depend on positions only, except the routing tie-break at
+    ``dst = src + S/2`` (even ``S``), which goes by the source's parity. So: ``d = 1`` for odd
+    ``S`` (no ties), ``d = 2`` for even ``S > 2``; and ``d = 1`` for ``S = 2`` too, where each
+    router ejects from one ring direction (node 1 from CW, node 0 from CCW) and its local buffer,
+    and the round-robin between two buffers is an alternation whichever they are."""
+    d = 2 if S % 2 == 0 and S > 2 else 1
+    for src in range(S):
+        for dst in range(S):
+            a, b = route(src, dst, S), route((src + d) % S, (dst + d) % S, S)
+            assert a[1] == b[1] and (S == 2 or a[0] == b[0]), (S, d, src, dst)
+    return d
+
+
+def shared_port_images(gen, p, masks):
+    """Every subsystem ``s`` SENDs rows ``0 .. n-1`` of its bank 0 (random) to the subsystems
+    of mask ``masks[s]``, into bank 1 from row ``s * n`` (``n = bank_rows // subsystems``, each
+    sender its own window), then HALTs; all start in the same cycle."""
+    S = p["subsystems"]
+    n = p["bank_rows"] // S
+    imgs = []
+    for s in range(S):
+        prog = [Send(s_bank=0, s_addr=0, count=n, r_bank=1, r_addr=n * s, mask=masks[s]), Halt()]
+        imgs.append({isa.MEM_BANK0: _random_rows(gen, p, p["bank_rows"]),
+                     isa.MEM_IMEM: [isa.encode(i) for i in prog]})
+    return imgs
+
+
+def _rotation_mismatches(a, b, d, S):
+    """Counters of run ``a`` that differ from run ``b`` rotated back by ``d``: subsystem ``s`` of
+    ``a`` against subsystem ``s + d`` of ``b`` (``a`` and ``b`` as :func:`_run_and_check`
+    returns them, ``(state, chip figures)``)."""
+    (sa, fa), (sb, fb) = a, b
+    diffs = [f"chip {n} {fa[n]} / {fb[n]}" for n in fa if fa[n] != fb[n]]
+    for s in range(S):
+        ra, rb = sa[s]["regs"], sb[(s + d) % S]["regs"]
+        diffs += [f"subsystem {s} / {(s + d) % S} {n} {ra[n]} / {rb[n]}"
+                  for n in ra if ra[n] != rb[n]]
+    return diffs
+
+
+@common.test()
+async def chip_ring_symmetry(dut):
+    """Timing that no result shows, checked by symmetry (:func:`ring_symmetry`): node numbers
+    rotated by ``d``, the same traffic must give the same counters, rotated. (A fault in one
+    router's ejection arbiter that only reorders flits from different senders leaves every
+    bank right; it breaks the symmetry with the routers it is not in.)
+
+    - Every subsystem SENDs ``n`` rows to receiver ``r`` at once, for every ``r``: the
+      receiver's ejection port is shared by its local buffer and its ring buffers, which fill.
+      Run ``r`` against run ``r + d``: every subsystem's counters and the chip's.
+    - Every subsystem SENDs ``n`` rows to every subsystem at once: a traffic pattern the
+      rotation maps onto itself, so subsystem ``s`` must count what ``s + d`` counts.
+
+    Banks, statuses and counters also equal the golden model's in every run."""
+    p = _params()
+    S = p["subsystems"]
+    if S < 2:
+        dut._log.info("one subsystem: no ring")
+        return
+    d = ring_symmetry(S)
+    gen, host, model = await _bench(dut, p, stream=15, salt=150)
+    _clear_banks(host, p)
+    runs = []
+    for r in range(S):
+        what = f"every subsystem SENDs to {r}"
+        runs.append(await _run_and_check(dut, host, model, p,
+                                         shared_port_images(gen, p, [1 << r] * S), what))
+        regs = [runs[r][0][s]["regs"] for s in range(S)]
+        # the stimulus reached what the test is for: the shared port refused flits
+        assert any(g["inject_stall"] for g in regs), f"{what}: no injection ever stalled"
+        dut._log.info(f"{what}: {runs[r][1]['cycles']} cycles, subsystems' cycles "
+                      f"{[g['cycles'] for g in regs]}, inject_stall "
+                      f"{[g['inject_stall'] for g in regs]}")
+    for r in range(S):
+        diffs = _rotation_mismatches(runs[r], runs[(r + d) % S], d, S)
+        assert not diffs, (f"SENDs to {r} and, rotated by {d}, to {(r + d) % S}: counters "
+                           f"differ: " + "; ".join(diffs[:6]))
+    what = "every subsystem SENDs to every subsystem"
+    run = await _run_and_check(dut, host, model, p,
+                               shared_port_images(gen, p, [(1 << S) - 1] * S), what)
+    diffs = _rotation_mismatches(run, run, d, S)
+    assert not diffs, f"{what}: rotated by {d}, counters differ: " + "; ".join(diffs[:6])
     ChipCoverage.get(p).report(host, dut._log)
