@@ -302,6 +302,18 @@ def test_dead_site_check_proves_a_bit_without_path_to_an_output(tmp_path, bit, v
 
 
 @pytest.mark.synth
+def test_dead_site_check_needs_a_cut(tmp_path):
+    """A line whose cell does not exist cuts nothing, so nothing is proven (the count of free
+    inputs at the end would be 0 all the same)."""
+    mutate._prepare(WORD_BITS, "wb", tmp_path)
+    work = tmp_path / "m"
+    work.mkdir()
+    result = mutate.check_dead_site(work, "wb", "mutate -mode inv -module wb -cell $nothing "
+                                                "-port Y -portbit 0")
+    assert result["verdict"] == "unknown" and "not found" in result["reason"], result
+
+
+@pytest.mark.synth
 def test_dead_site_check_does_not_prove_a_bit_that_reaches_an_output(tmp_path):
     """``flag`` of DEEP is never 1, but it feeds ``y``: a path is there, so the structural
     check leaves it to the proofs."""

@@ -402,18 +402,25 @@ def check_dead_site(work, top, line, timeout=EQUIV_TIMEOUT):
     if not line.startswith("mutate -mode "):
         return done("unknown", "not a mutate line")
     cut = _CTRLBIT.sub("", _MODE.sub(" -mode inv", line, count=1))
-    (work / "dead_count.txt").unlink(missing_ok=True)
-    status, _ = _yosys(f"read_rtlil ../design.il; select -set before t:*; {cut}; "
-                       f"select -set added t:* @before %d; cutpoint @added; memory_map; "
-                       f"opt_clean; techmap; opt_clean; "
-                       f"tee -o dead_count.txt select -count t:$anyseq",
+    # free inputs counted before the cut, after it (the cut must add one) and at the end
+    counts = [work / f"dead_count{n}.txt" for n in range(3)]
+    for path in counts:
+        path.unlink(missing_ok=True)
+    status, _ = _yosys(f"read_rtlil ../design.il; tee -o {counts[0].name} select -count "
+                       f"t:$anyseq; select -set before t:*; {cut}; select -set added t:* "
+                       f"@before %d; cutpoint @added; tee -o {counts[1].name} select -count "
+                       f"t:$anyseq; memory_map; opt_clean; techmap; opt_clean; "
+                       f"tee -o {counts[2].name} select -count t:$anyseq",
                        work, "dead_site.log", timeout=timeout)
-    count = (work / "dead_count.txt").read_text() if (work / "dead_count.txt").exists() else ""
-    found = re.search(r"(\d+) objects", count)
-    if status != 0 or not found:
+    found = [re.search(r"(\d+) objects", path.read_text()) if path.exists() else None
+             for path in counts]
+    if status != 0 or not all(found):
         return done("unknown", "the cut did not finish" + _stop_reason(status,
                                                                        work / "dead_site.log"))
-    if int(found.group(1)) == 0:
+    before, after, end = (int(match.group(1)) for match in found)
+    if after <= before:
+        return done("unknown", "the cut added no free input (the line names no cell port)")
+    if end == 0:
         return done("equivalent")
     return done("unknown", "the mutated bit has a path to an output")
 
