@@ -395,6 +395,71 @@ def test_pdr_stage_does_not_prove_a_difference_after_200_cycles(tmp_path):
     assert "an output pair is refuted in the model: hit" in result["reason"]
 
 
+#: DEEP's counter inside an instance ``u`` of ``outer``; ``hold`` (an input of ``inner``) is
+#: tied to 0 by ``outer``, so ``y`` follows ``a`` in the whole design, while ``inner`` alone
+#: can hold ``y``.
+NESTED = """\
+module inner(input clk, input rst, input hold, input [3:0] a, output reg [3:0] y);
+  reg [6:0] c = 7'd0;
+  wire flag = c == 7'd120;
+  always @(posedge clk) begin
+    if (rst) c <= 7'd0; else c <= (c == 7'd99) ? 7'd0 : c + 7'd1;
+    if (!hold) y <= a ^ {3'b000, flag};
+  end
+endmodule
+module outer(input clk, input rst, input [3:0] a, output [3:0] y);
+  inner u(.clk(clk), .rst(rst), .hold(1'b0), .a(a), .y(y));
+endmodule
+"""
+
+
+def _nested_line(tmp_path, pick):
+    mutate._prepare(NESTED, "outer", tmp_path)
+    line = next(text for text in mutate.list_mutations(tmp_path, 200, 1) if pick(text))
+    work = tmp_path / "m"
+    work.mkdir()
+    return work, line
+
+
+def test_instance_path_and_the_line_inside_the_instance():
+    assert mutate.instance_path("$flatten\\sub0.\\spu.\\out_fifo.$ternary$chip.v:3$9") == (
+        ["sub0", "spu", "out_fifo"], "$ternary$chip.v:3$9")
+    assert mutate.instance_path("ring.router2.q.storage") == (["ring", "router2", "q"], "storage")
+    line = ("mutate -mode cnot0 -module chip -cell $flatten\\sub0.\\spu.$procmux$5 -port A "
+            "-portbit 3 -ctrlbit 1 -wire sub0.spu.$2 -wirebit 3 -src chip.v:1.2-1.3")
+    assert mutate._level_line(line, ["sub0", "spu"], 2) == (
+        "mutate -mode cnot0 -module lvl -cell $procmux$5 -port A -portbit 3 -ctrlbit 1")
+    assert mutate._level_line(line, ["sub0", "spu"], 1) == (
+        "mutate -mode cnot0 -module lvl -cell $flatten\\spu.$procmux$5 -port A -portbit 3 "
+        "-ctrlbit 1")
+
+
+@pytest.mark.synth
+def test_modular_stage_proves_the_mutant_on_its_instance(tmp_path):
+    """``flag`` forced 0 inside ``u``: proven on ``inner`` alone (``u``'s ports), which holds
+    in ``outer``."""
+    _require_abc()
+    work, line = _nested_line(tmp_path, lambda text: text.startswith("mutate -mode const0 ")
+                              and "-cell $flatten\\u.$eq$" in text and "-port Y " in text)
+    result = mutate.check_equivalence_modular(work, "outer", line)
+    assert result["verdict"] == "equivalent", result
+    assert [level["instance"] for level in result["levels"]] == ["u"]
+
+
+@pytest.mark.synth
+def test_modular_stage_does_not_prove_what_only_the_context_hides(tmp_path):
+    """A bit of ``y``'s hold path (the register's own value, chosen while ``hold``) forced 0
+    inside ``u``: ``outer`` ties ``hold`` to 0, so the whole design never selects it, but the
+    stage judges ``inner`` at its own ports, where ``hold`` is free: never equivalent."""
+    _require_abc()
+    work, line = _nested_line(tmp_path, lambda text: text.startswith("mutate -mode const0 ")
+                              and "$procmux$" in text and "-port B " in text
+                              and "-wire y " in text)
+    result = mutate.check_equivalence_modular(work, "outer", line)
+    assert result["verdict"] == "unknown", result
+    assert "u: an output pair is refuted" in result["reason"], result
+
+
 def test_pdr_model_reads_the_gold_value_after_each_pair_and_checks_the_pairs():
     paired = ("module \\equiv\n  wire input 2 \\a\n  wire output 5 \\o\n  wire \\x_gold\n"
               "  wire \\x_gate\n  wire \\x\n  wire \\s\n"

