@@ -427,9 +427,9 @@ def test_instance_path_and_the_line_inside_the_instance():
     assert mutate.instance_path("ring.router2.q.storage") == (["ring", "router2", "q"], "storage")
     line = ("mutate -mode cnot0 -module chip -cell $flatten\\sub0.\\spu.$procmux$5 -port A "
             "-portbit 3 -ctrlbit 1 -wire sub0.spu.$2 -wirebit 3 -src chip.v:1.2-1.3")
-    assert mutate._level_line(line, ["sub0", "spu"], 2) == (
+    assert mutate._level_line(line, 2) == (
         "mutate -mode cnot0 -module lvl -cell $procmux$5 -port A -portbit 3 -ctrlbit 1")
-    assert mutate._level_line(line, ["sub0", "spu"], 1) == (
+    assert mutate._level_line(line, 1) == (
         "mutate -mode cnot0 -module lvl -cell $flatten\\spu.$procmux$5 -port A -portbit 3 "
         "-ctrlbit 1")
 

@@ -653,8 +653,8 @@ MODULAR_METHOD = ("third stage, when the PDR stage leaves the mutant unknown: th
 def instance_path(cell):
     """``(path, local)`` of a flattened cell name: ``$flatten\\sub0.\\spu.$procmux$7`` ->
     ``(["sub0", "spu"], "$procmux$7")``; a public name ``ring.router2.q.storage`` ->
-    ``(["ring", "router2", "q"], "storage")`` (every dot a level; :func:`_level_line` keeps
-    only levels that are modules)."""
+    ``(["ring", "router2", "q"], "storage")`` (every dot a level; :func:`_instance_modules`
+    keeps only the levels that are instances of modules)."""
     if cell.startswith("$flatten\\"):
         rest, path = cell[len("$flatten"):], []
         while rest.startswith("\\") and "." in rest:
@@ -683,10 +683,11 @@ def _instance_modules(rtlil, top, path):
     return modules
 
 
-def _level_line(line, path, depth):
-    """The mutate ``line`` on the module of instance ``path[:depth]`` (renamed ``lvl``): the
-    cell named as flatten names it inside that module; ``-wire``/``-wirebit``/``-src`` (notes
-    for the reader) dropped."""
+def _level_line(line, depth):
+    """The mutate ``line`` on the module of the instance made of the first ``depth`` levels of
+    its cell's :func:`instance_path` (the module renamed ``lvl``): the cell named as flatten
+    names it inside that module; ``-wire``/``-wirebit``/``-src`` (notes for the reader)
+    dropped."""
     cell = re.search(r"\s-cell\s+(\S+)", line).group(1)
     full, local = instance_path(cell)
     inner = full[depth:]
@@ -752,7 +753,7 @@ def check_equivalence_modular(work, top, line, timeout=EQUIV_TIMEOUT, max_rounds
                            + _stop_reason(status, level / "level.log")})
             continue
         try:
-            _make_mutant(mutant, "lvl", _level_line(line, path, depth))
+            _make_mutant(mutant, "lvl", _level_line(line, depth))
         except RuntimeError:
             levels.append({"instance": instance, "reason": "the mutant was not built"})
             continue
