@@ -146,6 +146,14 @@ def test_chip_ring_back_pressure():
     _run({**SMALL, "subsystems": 2}, testcase="chip_ring_back_pressure")
 
 
+@pytest.mark.parametrize("subsystems", [2, 3])
+def test_chip_gemm_back_pressure(subsystems):
+    """GEMM output rows sent through a backed-up ring: the senders' SPU output streams are
+    held off (their ``gemm_cycles`` exceed the same GEMM's into their own bank) and every row
+    lands as the golden model's, Icarus (``chip_gemm_back_pressure``)."""
+    _run({**SMALL, "subsystems": subsystems}, testcase="chip_gemm_back_pressure")
+
+
 def test_chip_exact_accumulators():
     """Multi-beat GEMM rows whose post-op (bias 0, multiplier 1, shift 0) shows every bit of
     the accumulators: banks as the golden model's, Icarus (``chip_exact_accumulators``)."""
@@ -172,6 +180,21 @@ def test_chip_ring_symmetry(subsystems):
     subsystem), at 2 (swap), 3 (any rotation) and 4 (rotation by 2) subsystems, Icarus
     (``chip_ring_symmetry``)."""
     _run({**SMALL, "subsystems": subsystems}, testcase="chip_ring_symmetry")
+
+
+@pytest.mark.parametrize("subsystems", range(2, 17))
+def test_gemm_back_pressure_runs_make_every_subsystem_a_sender_once(subsystems):
+    """Each run pairs a receiver with the node after it on the ring (one hop), no subsystem
+    in two pairs of a run, every subsystem a sender in exactly one run, in 2 or 3 runs."""
+    from sparsehw.verif.chip.tb_chip import gemm_back_pressure_runs
+    runs = gemm_back_pressure_runs(subsystems)
+    senders = [s for pairs in runs for s in pairs.values()]
+    assert sorted(senders) == list(range(subsystems))
+    for pairs in runs:
+        assert all(s == (r + 1) % subsystems for r, s in pairs.items())
+        members = list(pairs) + list(pairs.values())
+        assert len(members) == len(set(members))
+    assert len(runs) == (2 if subsystems % 2 == 0 else 3)
 
 
 def test_ring_symmetry_is_a_rotation_the_routes_keep():

@@ -17,7 +17,9 @@ issues; blocked on another subsystem's rows) to equal the golden cycle model's;
 ``chip_long_run_counters`` runs more than ``2**14`` cycles and reads every subsystem's ``cycles``
 register with the response held 1 to 4 cycles; ``chip_ring_back_pressure`` sends rows to a
 subsystem whose own GEMM holds its ejection port off, so the ring's ejection buffer and the
-sender's injection queue fill. ``chip_exact_accumulators`` runs GEMMs of multi-beat rows whose
+sender's injection queue fill; ``chip_gemm_back_pressure`` sends GEMM output rows through a
+ring backed up that way, so that the senders' SPU output streams are held off.
+``chip_exact_accumulators`` runs GEMMs of multi-beat rows whose
 post-op (bias 0, multiplier 1, shift 0, small operands) shows every accumulator bit.
 ``chip_send_fields`` runs SENDs whose count, source and destination take every bit value a legal
 SEND can, on every subsystem at once; ``chip_ring_busy_cycles`` has one subsystem send 4096 flits
@@ -56,7 +58,8 @@ word, both mappings, the program read-back), no correct chain after the error te
 (``chip_programs``' second program runs after a host reset instead), two GEMM/SEND/WAIT programs
 instead of three (every destination kind of both), the GEMM cycle chains; every error code,
 every instruction kind, the rewrite of a running program, the malformed weight indices, the
-memories' round trip, the WAIT cycles, the long-run counters, the ring back-pressure, the exact
+memories' round trip, the WAIT cycles, the long-run counters, the ring back-pressure (of
+SENDs and of GEMM outputs), the exact
 accumulators, the SEND fields, the ring's busy cycles, the ring's symmetry and (with
 ``act_engine``) every ACT test as in the full regression, with the same checks against the
 golden model; about four fifths of the full regression's cycles at the
@@ -180,7 +183,8 @@ def _group_sizes(gen, p):
 @common.test()
 async def chip_random_chains(dut):
     """Random chains of 1..max_layers GEMMs, random shapes, every group size M, random N, both
-    mappings, random number of subsystems used, random host stalls; final banks, statuses and
+    mappings, random number of subsystems used (the first chain: all, batch one whole tile),
+    random batch, random host stalls; final banks, statuses and
     GEMM counters equal the golden model; then the program memories read back as loaded."""
     p = _params()
     gen, host, model = await _bench(dut, p, stream=1, salt=10)
@@ -195,9 +199,11 @@ async def chip_random_chains(dut):
             int(gen.integers(1, _knob("max_layers", 4) + 1))
         # every third chain data-parallel; of two chains, the second
         data = c % 3 == 2 or (chains == 2 and c == 1)
+        # the first chain one whole tile (batch = lanes): every lane of every X word that
+        # every subsystem reads, from either bank, carries data
+        batch = p["lanes"] if c == 0 else int(gen.integers(1, 2 * p["lanes"] + 1))
         await _check_chain(dut, host, model, p, gen, layers=layers, used=used,
-                           mapping="data" if data else "model",
-                           batch=int(gen.integers(1, 2 * p["lanes"] + 1)),
+                           mapping="data" if data else "model", batch=batch,
                            corrupt=(c == 1), ms=[next(group_sizes) for _ in range(layers)])
     # the host's read path of the program memories: the last chain's imem, wmem and pmem words
     state = await read_state(host, p, banks=False, programs=True)
@@ -936,6 +942,109 @@ async def chip_ring_back_pressure(dut):
     ChipCoverage.get(p).report(host, dut._log)
 
 
+def gemm_back_pressure_runs(S):
+    """The runs of ``chip_gemm_back_pressure``: per run ``{receiver: sender}``, each sender
+    the receiver's next node on the ring (one hop), no subsystem in two pairs of a run, every
+    subsystem a sender in exactly one run (two runs for an even ``S``, three for an odd one)."""
+    runs, left = [], list(range(S))
+    while left:
+        pairs, used = {}, set()
+        for s in left:
+            r = (s - 1) % S
+            if r not in used and s not in used:
+                pairs[r] = s
+                used |= {r, s}
+        left = [s for s in left if s not in pairs.values()]
+        runs.append(pairs)
+    return runs
+
+
+def _gemm_back_pressure_images(gen, p, pairs):
+    """Images of a ``chip_gemm_back_pressure`` run (``pairs``: ``{receiver: sender}``): a
+    receiver runs a GEMM (:func:`_gemm_back_pressure_shape`) whose ``half = bank_rows / 2``
+    output rows (one beat each) go into
+    its own bank 1, rows ``0..half-1``, one per cycle, then a WAIT for its bank 1's rows and
+    HALT; its sender runs a GEMM of the same shape whose rows go straight from its SPU's
+    output into the receiver's bank 1 from row ``half``, then HALTs; a subsystem in no pair
+    HALTs. The receiver's ejection port does not take a row in a cycle its GEMM writes bank 1,
+    so the sender's rows back up in the ring (more than its buffers hold: the test checks it),
+    the sender's injection queue fills and its SPU's output stream is held off."""
+    S, half = p["subsystems"], p["bank_rows"] // 2
+    k, o = _gemm_back_pressure_shape(p)
+    senders = {s: r for r, s in pairs.items()}
+    imgs = []
+    for s in range(S):
+        if s in pairs:
+            gemm = Gemm(x_bank=0, k=k, o=o, d_bank=1, d_addr=0, mask=1 << s)
+            prog = [gemm, Wait(bank=1, count=2 * o), Halt()]
+        elif s in senders:
+            gemm = Gemm(x_bank=0, k=k, o=o, d_bank=1, d_addr=half, mask=1 << senders[s])
+            prog = [gemm, Halt()]
+        else:
+            gemm, prog = Gemm(x_bank=0, k=k, o=o, d_bank=1, d_addr=0, mask=1 << s), [Halt()]
+        imgs.append({**_dense_gemm_images(gen, p, gemm, shift=10),
+                     isa.MEM_IMEM: [isa.encode(i) for i in prog]})
+    return imgs
+
+
+def _gemm_back_pressure_shape(p):
+    """``(k, o)`` of every GEMM of ``chip_gemm_back_pressure``: one beat per output row
+    (``k = max(act_rows, macs)`` at 1:1), ``o = bank_rows / 2`` rows (as the memories allow)."""
+    k = max(p["act_rows"], p["macs"])
+    bpr = isa.beats_per_row(k, 0, 0, p["macs"])
+    return k, min(p["bank_rows"] // 2, p["wmem_depth"] // bpr, p["pmem_depth"])
+
+
+def _local_gemm_images(imgs, p):
+    """``imgs`` with every subsystem's program a GEMM of the test's shape (the weights and
+    post-ops ``imgs`` load) into its own bank 1 from row 0: nothing holds its output off."""
+    k, o = _gemm_back_pressure_shape(p)
+    return [{**mems, isa.MEM_IMEM: [isa.encode(Gemm(x_bank=0, k=k, o=o, d_bank=1, d_addr=0,
+                                                    mask=1 << s)), isa.encode(Halt())]}
+            for s, mems in enumerate(imgs)]
+
+
+@common.test()
+async def chip_gemm_back_pressure(dut):
+    """GEMM output rows sent through a backed-up ring (:func:`gemm_back_pressure_runs`,
+    :func:`_gemm_back_pressure_images`; every subsystem a sender once): the senders' SPU output
+    streams are held off by their full injection queues, so each output word waits in its
+    SPU's output FIFO, and must arrive once, intact. Banks, statuses and counters equal the
+    golden model's (of the banks, the receivers' bank 1, the one the runs write: reading every
+    bank back would take most of the test's cycles). The test checks that it held every
+    sender's SPU off: its ``gemm_cycles`` (cycles its GEMM was busy) exceed those of the same
+    GEMM into its own bank, which nothing holds off (:func:`_local_gemm_images`, every
+    subsystem at once, run first)."""
+    p = _params()
+    if p["subsystems"] < 2:
+        dut._log.info("one subsystem: no ring")
+        return
+    gen, host, model = await _bench(dut, p, stream=15, salt=150)
+    runs = gemm_back_pressure_runs(p["subsystems"])
+    free, _ = await _run_and_check(
+        dut, host, model, p, _local_gemm_images(_gemm_back_pressure_images(gen, p, runs[0]), p),
+        "every subsystem's GEMM into its own bank", timeout=20000, banks=False)
+    for pairs in runs:
+        imgs = _gemm_back_pressure_images(gen, p, pairs)
+        what = f"GEMM rows sent by {pairs} (receiver: sender) while the receivers' own GEMMs " \
+               "write the same bank"
+        state, figures = await _run_and_check(dut, host, model, p, imgs, what, timeout=20000,
+                                              banks=False)
+        for r in pairs:
+            got = [d for d, _ in await host.read(r, isa.MEM_BANK1, 0, p["bank_rows"])]
+            want = model.read_words(r, isa.MEM_BANK1, 0, p["bank_rows"])
+            bad = [a for a, (g, e) in enumerate(zip(got, want)) if g != e]
+            assert not bad, (f"{what}: subsystem {r} bank1: {len(bad)} rows differ, first row "
+                             f"{bad[0]}: got {got[bad[0]]:#x}, expected {want[bad[0]]:#x}")
+        busy = {s: (free[s]["regs"]["gemm_cycles"], state[s]["regs"]["gemm_cycles"])
+                for s in pairs.values()}
+        assert all(held > alone for alone, held in busy.values()), \
+            f"{what}: gemm_cycles (alone, sending) {busy}: a sender's output was not held off"
+        dut._log.info(f"{what}: ok in {figures['cycles']} cycles, senders' gemm_cycles "
+                      f"(alone, sending) {busy}")
+    ChipCoverage.get(p).report(host, dut._log)
+
+
 @common.test()
 async def chip_exact_accumulators(dut):
     """GEMMs whose post-op shows every bit of the accumulators: bias 0, multiplier 1, shift 0,
@@ -1059,7 +1168,6 @@ async def chip_ring_busy_cycles(dut):
         f"{what}: ring_busy_cycles {busy}, outside [ring_flits {flits}, cycles {cycles}]"
     dut._log.info(f"{what}: ok, {flits} flits, ring busy {busy} of {cycles} cycles")
     ChipCoverage.get(p).report(host, dut._log)
-
 
 
 def ring_symmetry(S):
