@@ -696,7 +696,8 @@ async def chip_memories_round_trip(dut):
 def _malformed_index_images(gen, p, s, n, m, k):
     """Images of subsystem ``s``: a GEMM at ``n``:``m`` (``n = 2 * macs``: a group spans two
     beats) of 5 output rows over ``k`` inputs, and HALT. Row 0 well formed; row 1 an index out of
-    its group (``>= m``); row 2 two equal indices in one beat; row 3 the first index of a
+    its group (``>= m``), its group's last, so that the order is kept and only the range check
+    can flag it; row 2 two equal indices in one beat; row 3 the first index of a
     group's second beat not above the first beat's last (the check across beats); row 4 well
     formed, its second group starting below the first group's last index (legal: the order
     restarts at a group)."""
@@ -707,7 +708,7 @@ def _malformed_index_images(gen, p, s, n, m, k):
         return [sorted(int(i) for i in gen.choice(m, size=n, replace=False))
                 for _ in range(k // m)]
     rows = [legal_row() for _ in range(5)]
-    rows[1][0][0] = m + int(gen.integers(0, m))                # out of the group
+    rows[1][0][-1] = m + int(gen.integers(0, m))               # out of the group, ascending
     rows[2][0][1] = rows[2][0][0]                              # beat 0: equal
     rows[3][0][P] = rows[3][0][P - 1]                          # beat 1's first = beat 0's last
     rows[4][0][-1], rows[4][1][0] = m - 1, 0
