@@ -167,6 +167,12 @@ def test_chip_send_fields():
     _run({**SMALL, "subsystems": 2}, testcase="chip_send_fields")
 
 
+def test_chip_send_to_no_subsystem():
+    """A SEND with mask 0 takes no row time, whatever its count (``chip_send_to_no_subsystem``):
+    the chip's cycles equal those of the same program with a SEND of 0 rows, Icarus."""
+    _run({**SMALL, "subsystems": 2}, testcase="chip_send_to_no_subsystem")
+
+
 def test_chip_ring_busy_cycles():
     """One subsystem sends 4096 flits and more alone: the chip's ring_busy_cycles lies between
     the flits injected and the run's cycles, Icarus (``chip_ring_busy_cycles``)."""

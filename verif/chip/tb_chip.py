@@ -22,7 +22,8 @@ ring backed up that way, so that the senders' SPU output streams are held off.
 ``chip_exact_accumulators`` runs GEMMs of multi-beat rows whose
 post-op (bias 0, multiplier 1, shift 0, small operands) shows every accumulator bit.
 ``chip_send_fields`` runs SENDs whose count, source and destination take every bit value a legal
-SEND can, on every subsystem at once; ``chip_ring_busy_cycles`` has one subsystem send 4096 flits
+SEND can, on every subsystem at once; ``chip_send_to_no_subsystem`` requires a SEND with mask 0
+to take no row time; ``chip_ring_busy_cycles`` has one subsystem send 4096 flits
 and more alone and requires ``ring_flits <= ring_busy_cycles <= cycles``. ``chip_ring_symmetry``
 checks timing that no result shows by symmetry: node numbers rotated by the ring's symmetry
 (:func:`ring_symmetry`), the same SEND traffic (every subsystem to one receiver, each in turn;
@@ -60,7 +61,7 @@ instead of three (every destination kind of both), the GEMM cycle chains; every 
 every instruction kind, the rewrite of a running program, the malformed weight indices, the
 memories' round trip, the WAIT cycles, the long-run counters, the ring back-pressure (of
 SENDs and of GEMM outputs), the exact
-accumulators, the SEND fields, the ring's busy cycles, the ring's symmetry and (with
+accumulators, the SEND fields, the SEND to no subsystem, the ring's busy cycles, the ring's symmetry and (with
 ``act_engine``) every ACT test as in the full regression, with the same checks against the
 golden model; about four fifths of the full regression's cycles at the
 mutation point (docs/chip.md). Its mutation score is a lower bound of the full regression's.
@@ -1122,6 +1123,35 @@ async def chip_send_fields(dut):
     _, figures = await _run_and_check(dut, host, model, p, imgs, "SENDs of every count bit")
     dut._log.info(f"SENDs of every count bit: ok in {figures['cycles']} cycles, rows sent "
                   f"per subsystem {counts}")
+    ChipCoverage.get(p).report(host, dut._log)
+
+
+@common.test()
+async def chip_send_to_no_subsystem(dut):
+    """A SEND with ``mask`` 0 (no destination: legal, it moves no row) takes no row time,
+    whatever its ``count``: on every subsystem at once, a SEND of every bank row to no
+    subsystem, then a GEMM of 4 rows into its own bank 1 and a WAIT for them, must take the
+    chip's cycles of the same program with a SEND of 0 rows. (The golden cycle model charges
+    such a SEND its rows, so the check is against the RTL's own run, not the model.) Banks of
+    the GEMM, statuses and counters (no flit) equal the golden model's in both runs."""
+    p = _params()
+    gen, host, model = await _bench(dut, p, stream=16, salt=160)
+    k = max(p["act_rows"], p["macs"], 8)
+    cycles = {}
+    for count in (0, p["bank_rows"]):
+        imgs = []
+        for s in range(p["subsystems"]):
+            gemm = Gemm(x_bank=0, k=k, o=4, d_bank=1, d_addr=0, mask=1 << s)
+            prog = [Send(s_bank=0, s_addr=0, count=count, r_bank=1, r_addr=0, mask=0), gemm,
+                    Wait(bank=1, count=4), Halt()]
+            imgs.append({**_dense_gemm_images(gen, p, gemm, shift=10),
+                         isa.MEM_IMEM: [isa.encode(i) for i in prog]})
+        what = f"SEND of {count} rows to no subsystem, then a GEMM and a WAIT, on every subsystem"
+        _, figures = await _run_and_check(dut, host, model, p, imgs, what, banks=False)
+        cycles[count] = figures["cycles"]
+    assert cycles[p["bank_rows"]] == cycles[0], \
+        f"a SEND to no subsystem took time: cycles by its count {cycles}"
+    dut._log.info(f"SEND to no subsystem: cycles by its count {cycles}")
     ChipCoverage.get(p).report(host, dut._log)
 
 
