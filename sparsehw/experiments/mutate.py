@@ -453,7 +453,7 @@ _EQUIV_CELL = re.compile(r"^  cell \$equiv (\S+)\n((?:    .*\n)*?)  end\n", re.M
 _EQUIV_CONNECT = re.compile(r"^    connect \\([ABY]) (.*)$", re.M)
 #: The pair's own name: ``Y`` of an ``$equiv`` cell is the signal ``equiv_make`` paired (``A``
 #: and ``B`` are whatever names ``opt_merge`` left on the two nets: an output port driven by
-#: a FIFO's register reads ``\\out_fifo.r_rdy_gold``, not ``\\o__valid_gold``).
+#: a FIFO's register reads ``\out_fifo.r_rdy_gold``, not ``\o__valid_gold``).
 _PAIR_NAME = re.compile(r"^\\(\S+?)(?: \[\d+\])?$")
 
 
