@@ -1024,17 +1024,20 @@ class ChipModel:
         elif isinstance(instr, Act):
             self._act(sub, instr)
         elif isinstance(instr, Send):
-            self._check_hazard(sub, instr.s_bank, instr.s_addr, instr.count)
-            rows = sub.banks[instr.s_bank, instr.s_addr:instr.s_addr + instr.count].copy()
+            # a SEND to no subsystem reads no row (hw/chip/subsystem.py: its row count is 0
+            # when mask == 0), so it costs what a SEND of 0 rows costs
+            count = instr.count if instr.mask else 0
+            self._check_hazard(sub, instr.s_bank, instr.s_addr, count)
+            rows = sub.banks[instr.s_bank, instr.s_addr:instr.s_addr + count].copy()
             start = self._t[sub.index]
             lat = CYCLE_COSTS["send_latency"]
             self._deliver(sub, instr.mask, instr.r_bank, instr.r_addr, rows,
-                          [start + i + lat for i in range(instr.count)],
+                          [start + i + lat for i in range(count)],
                           CYCLE_COSTS["send_per_row"])
             # every destination, its own node included, takes a ring flit per row
             # (hw/chip/subsystem.py: SEND rows all go through the injector)
-            flits = CYCLE_COSTS["send_per_row"] * instr.count * bin(instr.mask).count("1")
-            self._spend(sub.index, "send", max(instr.count + lat - 1, flits,
+            flits = CYCLE_COSTS["send_per_row"] * count * bin(instr.mask).count("1")
+            self._spend(sub.index, "send", max(count + lat - 1, flits,
                                                self._port_free[sub.index] - start))
         self.stats["instructions"][sub.index] += 1
         sub.pc += 1

@@ -83,11 +83,13 @@ def test_small_encoder_layer_on_the_rtl_equals_the_golden_chip_and_numpy():
 def test_send_cycles_on_the_rtl_equal_the_model_with_the_own_node_in_the_mask():
     """SEND rows to the own node are ring flits on the RTL (a port cycle each, like a remote
     destination): the model's cycles equal the RTL's exactly for masks with and without the
-    own node (before ``send_self_land`` a mask of all four nodes was 64 cycles short)."""
+    own node (before ``send_self_land`` a mask of all four nodes was 64 cycles short), and for
+    mask 0, which moves no row (before stop 37 the model charged such a SEND its rows)."""
     from sparsehw.golden import chip as isa
     p = {**SMALL, "subsystems": 4, "bank_rows": 128}
     rng = np.random.default_rng(5)
-    points = [(64, 0b1111), (64, 0b1110), (64, 0b0001), (8, 0b0011), (3, 0b1001), (1, 0b0001)]
+    points = [(64, 0b1111), (64, 0b1110), (64, 0b0001), (8, 0b0011), (3, 0b1001), (1, 0b0001),
+              (128, 0b0000)]
     phases = []
     for count, mask in points:
         rows = rng.integers(-128, 128, (count, p["lanes"])).astype(np.int8)

@@ -1129,9 +1129,10 @@ async def chip_send_to_no_subsystem(dut):
     """A SEND with ``mask`` 0 (no destination: legal, it moves no row) takes no row time,
     whatever its ``count``: on every subsystem at once, a SEND of every bank row to no
     subsystem, then a GEMM of 4 rows into its own bank 1 and a WAIT for them, must take the
-    chip's cycles of the same program with a SEND of 0 rows. (The golden cycle model charges
-    such a SEND its rows, so the check is against the RTL's own run, not the model.) Banks of
-    the GEMM, statuses and counters (no flit) equal the golden model's in both runs."""
+    chip's cycles of the same program with a SEND of 0 rows, a check of the RTL against its own
+    run (``tests/test_model_rtl.py`` checks the golden cycle model's mask-0 SEND against the
+    RTL). Banks of the GEMM, statuses and counters (no flit) equal the golden model's in both
+    runs."""
     p = _params()
     gen, host, model = await _bench(dut, p, stream=16, salt=160)
     k = max(p["act_rows"], p["macs"], 8)
