@@ -169,7 +169,8 @@ def test_chip_send_fields():
 
 def test_chip_send_to_no_subsystem():
     """A SEND with mask 0 takes no row time, whatever its count (``chip_send_to_no_subsystem``):
-    the chip's cycles equal those of the same program with a SEND of 0 rows, Icarus."""
+    the chip's cycles equal those of the same program with a SEND of 0 rows, and the golden
+    cycle model's, Icarus."""
     _run({**SMALL, "subsystems": 2}, testcase="chip_send_to_no_subsystem")
 
 

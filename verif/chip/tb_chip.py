@@ -60,11 +60,11 @@ word, both mappings, the program read-back), no correct chain after the error te
 instead of three (every destination kind of both), the GEMM cycle chains; every error code,
 every instruction kind, the rewrite of a running program, the malformed weight indices, the
 memories' round trip, the WAIT cycles, the long-run counters, the ring back-pressure (of
-SENDs and of GEMM outputs), the exact
-accumulators, the SEND fields, the SEND to no subsystem, the ring's busy cycles, the ring's symmetry and (with
-``act_engine``) every ACT test as in the full regression, with the same checks against the
-golden model; about four fifths of the full regression's cycles at the
-mutation point (docs/chip.md). Its mutation score is a lower bound of the full regression's.
+SENDs and of GEMM outputs), the exact accumulators, the SEND fields, the SEND to no subsystem,
+the ring's busy cycles, the ring's symmetry and (with ``act_engine``) every ACT test as in the
+full regression, with the same checks against the golden model; about four fifths of the full
+regression's cycles at the mutation point (docs/chip.md). Its mutation score is a lower bound
+of the full regression's.
 """
 
 from dataclasses import replace
@@ -599,12 +599,14 @@ async def chip_gemm_cycles(dut):
 
 async def _run_and_check_cycles(dut, host, model, p, imgs, what, tag):
     """:func:`_run_and_check` without the banks, then the chip's ``cycles`` (start to done)
-    must equal the golden cycle model's ``total_cycles``; both logged under ``tag``."""
+    must equal the golden cycle model's ``total_cycles``; both logged under ``tag``. Returns
+    the run's figures."""
     _, figures = await _run_and_check(dut, host, model, p, imgs, what, banks=False)
     predicted = model.stats["total_cycles"]
     dut._log.info(f"{tag} {what}: rtl={figures['cycles']} model={predicted}")
     assert figures["cycles"] == predicted, \
         f"{what}: {figures['cycles']} cycles measured, the model says {predicted}"
+    return figures
 
 
 def act_cycle_cases(p):
@@ -965,11 +967,12 @@ def _gemm_back_pressure_images(gen, p, pairs):
     """Images of a ``chip_gemm_back_pressure`` run (``pairs``: ``{receiver: sender}``): a
     receiver runs a GEMM (:func:`_gemm_back_pressure_shape`) whose ``half = bank_rows / 2``
     output rows (one beat each) go into its own bank 1, rows ``0..half-1``, one per cycle, then
-    a WAIT for its bank 1's rows and HALT; its sender runs a GEMM of the same shape whose rows go straight from its SPU's
-    output into the receiver's bank 1 from row ``half``, then HALTs; a subsystem in no pair
-    HALTs. The receiver's ejection port does not take a row in a cycle its GEMM writes bank 1,
-    so the sender's rows back up in the ring (more than its buffers hold: the test checks it),
-    the sender's injection queue fills and its SPU's output stream is held off."""
+    a WAIT for its bank 1's rows and HALT; its sender runs a GEMM of the same shape whose rows
+    go straight from its SPU's output into the receiver's bank 1 from row ``half``, then HALTs;
+    a subsystem in no pair HALTs. The receiver's ejection port does not take a row in a cycle
+    its GEMM writes bank 1, so the sender's rows back up in the ring (more than its buffers
+    hold: the test checks it), the sender's injection queue fills and its SPU's output stream is
+    held off."""
     S, half = p["subsystems"], p["bank_rows"] // 2
     k, o = _gemm_back_pressure_shape(p)
     senders = {s: r for r, s in pairs.items()}
@@ -1129,10 +1132,9 @@ async def chip_send_to_no_subsystem(dut):
     """A SEND with ``mask`` 0 (no destination: legal, it moves no row) takes no row time,
     whatever its ``count``: on every subsystem at once, a SEND of every bank row to no
     subsystem, then a GEMM of 4 rows into its own bank 1 and a WAIT for them, must take the
-    chip's cycles of the same program with a SEND of 0 rows, a check of the RTL against its own
-    run (``tests/test_model_rtl.py`` checks the golden cycle model's mask-0 SEND against the
-    RTL). Banks of the GEMM, statuses and counters (no flit) equal the golden model's in both
-    runs."""
+    chip's cycles of the same program with a SEND of 0 rows, and each run the golden cycle
+    model's cycles. Banks of the GEMM, statuses and counters (no flit) equal the golden model's
+    in both runs."""
     p = _params()
     gen, host, model = await _bench(dut, p, stream=16, salt=160)
     k = max(p["act_rows"], p["macs"], 8)
@@ -1146,7 +1148,7 @@ async def chip_send_to_no_subsystem(dut):
             imgs.append({**_dense_gemm_images(gen, p, gemm, shift=10),
                          isa.MEM_IMEM: [isa.encode(i) for i in prog]})
         what = f"SEND of {count} rows to no subsystem, then a GEMM and a WAIT, on every subsystem"
-        _, figures = await _run_and_check(dut, host, model, p, imgs, what, banks=False)
+        figures = await _run_and_check_cycles(dut, host, model, p, imgs, what, "SEND mask 0")
         cycles[count] = figures["cycles"]
     assert cycles[p["bank_rows"]] == cycles[0], \
         f"a SEND to no subsystem took time: cycles by its count {cycles}"
